@@ -1,0 +1,545 @@
+// Package lora implements LoRA, low-rank adaptation of neural-network weights.
+//
+// A frozen weight W (out×in) gets a trainable update ΔW = B·A of rank r, with
+// A (r×in) and B (out×r). The adapted layer computes, for a batch x (n×in),
+//
+//	y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ                (unmerged)
+//	y = x·Wᵀ   after W ← W + s·B·A        (merged)
+//
+// where s is the scale Alpha/Rank (Alpha/√Rank with rsLoRA). Merging folds the
+// update into W in place, so a merged layer costs exactly what the base layer
+// costs; Unmerge takes it out again.
+//
+// All matrices are dense, row-major float32, in the layout of PyTorch's
+// nn.Linear and of PEFT adapter files. A Matrix lives where the backend
+// computes: host memory for the CPU backend, GPU memory for the CUDA backend.
+// Read and Write are the only copies between the host and a Matrix.
+//
+// # Backends
+//
+// One API, three builds, chosen by build tags:
+//
+//	default         pure Go on gonum; any machine           Backend() == "cpu"
+//	-tags cudaemu   the CUDA kernels emulated on the CPU    Backend() == "cudaemu"
+//	-tags cuda      the CUDA kernels on an NVIDIA GPU       Backend() == "cuda"
+//
+// # Contract
+//
+// Every exported function and method reports bad input as an error and never
+// panics. Errors start with "lora:" and wrap one of the sentinel errors below
+// (ErrShape, ErrNil, ErrFreed, ErrConfig, ErrMerged, ErrNotMerged,
+// ErrNonFinite, ErrAlias, ErrDevice), so callers test them with errors.Is.
+// Shape errors name the shapes that were given and the ones wanted, e.g.
+// "lora: Forward: x is 3×5, want n×4".
+//
+// When a call returns an error, nothing has been modified: no output, no
+// weight, no optimizer state.
+//
+// A backend may run work asynchronously. On the GPU, Forward, Merge, Unmerge
+// and the other computing calls check their arguments on the host, enqueue the
+// work on the backend's stream and return; argument errors are immediate,
+// while a fault of the device itself (an illegal address, an unrecoverable
+// error) surfaces, wrapping ErrDevice, at the next Read or Sync. Read and Sync
+// wait for all queued work. On the CPU backend every call completes before it
+// returns and Sync returns nil.
+//
+// # Concurrency
+//
+// Forward and Linear may be called from many goroutines at once, on one layer
+// or many, as long as their outputs are distinct. Merge and Unmerge modify W
+// and need exclusive use of the layer: a Layer serialises them against its own
+// Forward calls, but W belongs to the caller, so a W shared with another Layer
+// or used elsewhere must not be read while it is being merged. Matrix.Write and
+// Matrix.Free need exclusive use of that matrix.
+package lora
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+)
+
+// Sentinel errors, wrapped by every error the package returns.
+var (
+	ErrShape     = errors.New("shape mismatch")        // dimensions < 1, lengths or shapes that disagree
+	ErrNil       = errors.New("nil argument")          // a nil *Matrix or *Layer
+	ErrFreed     = errors.New("use after Free")        // a freed Matrix or Layer
+	ErrConfig    = errors.New("invalid configuration") // a Config or scale that cannot be used
+	ErrMerged    = errors.New("layer is merged")       // an operation that needs an unmerged layer
+	ErrNotMerged = errors.New("layer is not merged")   // Unmerge of an unmerged layer
+	ErrNonFinite = errors.New("non-finite value")      // NaN or ±Inf where it would spread
+	ErrAlias     = errors.New("aliased arguments")     // an output that is also an input
+	ErrDevice    = errors.New("device error")          // a fault reported by the GPU
+)
+
+// maxElements bounds the number of elements of one Matrix: 2^40 floats, 4 TiB,
+// far beyond any device, small enough that every byte count fits an int64.
+const maxElements = 1 << 40
+
+// Backend returns the name of the backend compiled in: "cpu", "cuda" or "cudaemu".
+func Backend() string { return backendName }
+
+// Sync waits for all queued work and reports a device fault from earlier
+// calls, wrapping ErrDevice. On the CPU backend it returns nil.
+func Sync() error { return backendSync() }
+
+// Matrix is a dense, row-major float32 matrix stored where the backend
+// computes. The zero value is not usable; create one with NewMatrix or
+// NewMatrixFrom.
+type Matrix struct {
+	rows, cols int
+	freed      bool
+	buf        buffer // backend storage
+}
+
+// NewMatrix returns a zero-filled rows×cols matrix.
+func NewMatrix(rows, cols int) (*Matrix, error) { return newMatrix("NewMatrix", rows, cols, nil) }
+
+// NewMatrixFrom returns a rows×cols matrix holding a copy of data, which is
+// row-major and must have exactly rows·cols elements.
+func NewMatrixFrom(rows, cols int, data []float32) (*Matrix, error) {
+	if data == nil {
+		data = []float32{} // nil means "zero-filled" to newMatrix
+	}
+	return newMatrix("NewMatrixFrom", rows, cols, data)
+}
+
+// newMatrix allocates a rows×cols matrix for op, filled from data unless
+// data is nil.
+func newMatrix(op string, rows, cols int, data []float32) (*Matrix, error) {
+	if err := checkDims(op, rows, cols); err != nil {
+		return nil, err
+	}
+	if data != nil && len(data) != rows*cols {
+		return nil, fmt.Errorf("lora: %s: len(data) is %d, want %d×%d = %d: %w",
+			op, len(data), rows, cols, rows*cols, ErrShape)
+	}
+	buf, err := newBuffer(rows * cols)
+	if err != nil {
+		return nil, fmt.Errorf("lora: %s: %d×%d: %w", op, rows, cols, err)
+	}
+	m := &Matrix{rows: rows, cols: cols, buf: buf}
+	if data != nil {
+		if err := m.buf.write(data); err != nil {
+			m.Free()
+			return nil, fmt.Errorf("lora: %s: %w", op, err)
+		}
+	}
+	return m, nil
+}
+
+func checkDims(op string, rows, cols int) error {
+	if rows < 1 || cols < 1 {
+		return fmt.Errorf("lora: %s: dimensions %d×%d, want both ≥ 1: %w", op, rows, cols, ErrShape)
+	}
+	if rows > maxElements/cols {
+		return fmt.Errorf("lora: %s: %d×%d is more than %d elements: %w", op, rows, cols, maxElements, ErrShape)
+	}
+	return nil
+}
+
+// Dims returns the number of rows and columns. A nil Matrix has 0×0.
+func (m *Matrix) Dims() (rows, cols int) {
+	if m == nil {
+		return 0, 0
+	}
+	return m.rows, m.cols
+}
+
+// Read copies the matrix, row-major, into dst, which must have exactly
+// rows·cols elements. On an asynchronous backend it first waits for all
+// queued work, and reports a device fault as an error wrapping ErrDevice.
+func (m *Matrix) Read(dst []float32) error {
+	if err := m.usable("Read", "m"); err != nil {
+		return err
+	}
+	if len(dst) != m.rows*m.cols {
+		return fmt.Errorf("lora: Read: len(dst) is %d, want %d×%d = %d: %w",
+			len(dst), m.rows, m.cols, m.rows*m.cols, ErrShape)
+	}
+	if err := m.buf.read(dst); err != nil {
+		return fmt.Errorf("lora: Read: %w", err)
+	}
+	return nil
+}
+
+// Write copies src, row-major with exactly rows·cols elements, into the matrix.
+func (m *Matrix) Write(src []float32) error {
+	if err := m.usable("Write", "m"); err != nil {
+		return err
+	}
+	if len(src) != m.rows*m.cols {
+		return fmt.Errorf("lora: Write: len(src) is %d, want %d×%d = %d: %w",
+			len(src), m.rows, m.cols, m.rows*m.cols, ErrShape)
+	}
+	if err := m.buf.write(src); err != nil {
+		return fmt.Errorf("lora: Write: %w", err)
+	}
+	return nil
+}
+
+// Free releases the matrix's storage. It is idempotent, and safe on nil;
+// every later use of the matrix returns an error wrapping ErrFreed.
+func (m *Matrix) Free() {
+	if m == nil || m.freed {
+		return
+	}
+	m.freed = true
+	m.buf.free()
+}
+
+// usable reports whether m can be used as argument name of op.
+func (m *Matrix) usable(op, name string) error {
+	if m == nil {
+		return fmt.Errorf("lora: %s: %s is nil: %w", op, name, ErrNil)
+	}
+	if m.freed {
+		return fmt.Errorf("lora: %s: %s is freed: %w", op, name, ErrFreed)
+	}
+	return nil
+}
+
+func (m *Matrix) shape() string { return fmt.Sprintf("%d×%d", m.rows, m.cols) }
+
+// Init selects how NewLayer initialises A. B always starts at zero, so a new
+// layer computes exactly what its base layer computes.
+type Init int
+
+const (
+	// InitKaiming draws A from U(−1/√in, 1/√in): PEFT's default,
+	// kaiming-uniform with a = √5.
+	InitKaiming Init = iota
+	// InitGaussian draws A from a normal distribution with mean 0 and
+	// standard deviation 1/r, as PEFT's init_lora_weights="gaussian".
+	InitGaussian
+)
+
+func (i Init) String() string {
+	switch i {
+	case InitKaiming:
+		return "InitKaiming"
+	case InitGaussian:
+		return "InitGaussian"
+	}
+	return fmt.Sprintf("Init(%d)", int(i))
+}
+
+// Config describes a new adapter.
+type Config struct {
+	Rank   int     // r, the rank of ΔW = B·A; 1 ≤ Rank ≤ min(in, out)
+	Alpha  float32 // scale numerator; 0 means Alpha = Rank (scale 1)
+	RSLoRA bool    // scale Alpha/√Rank instead of Alpha/Rank
+	Init   Init    // how A is drawn; B starts at zero
+	Seed   uint64  // the same Seed gives the same A on every backend
+}
+
+// Scale returns s: Alpha/Rank, or Alpha/√Rank with RSLoRA, where an Alpha of
+// 0 stands for Rank. It returns 0 when Rank < 1.
+func (c Config) Scale() float32 {
+	if c.Rank < 1 {
+		return 0
+	}
+	alpha := float64(c.Alpha)
+	if alpha == 0 {
+		alpha = float64(c.Rank)
+	}
+	if c.RSLoRA {
+		return float32(alpha / math.Sqrt(float64(c.Rank)))
+	}
+	return float32(alpha / float64(c.Rank))
+}
+
+// Layer is a LoRA-adapted linear layer: the frozen base weight W (out×in),
+// owned by the caller, and the adapter A (r×in) and B (out×r), owned by the
+// layer.
+type Layer struct {
+	mu     sync.RWMutex // Forward holds it shared; Merge, Unmerge and Free exclusively
+	w      *Matrix
+	a, b   *Matrix
+	scale  float32
+	merged bool
+	freed  bool
+}
+
+// NewLayer returns a layer on the base weight w (out×in) with a new adapter
+// of cfg.Rank: A drawn as cfg.Init says from cfg.Seed, B zero. w is not
+// copied: the layer computes with it, and Merge modifies it.
+func NewLayer(w *Matrix, cfg Config) (*Layer, error) {
+	if err := w.usable("NewLayer", "w"); err != nil {
+		return nil, err
+	}
+	out, in := w.rows, w.cols
+	if cfg.Rank < 1 || cfg.Rank > min(in, out) {
+		return nil, fmt.Errorf("lora: NewLayer: Rank %d, want 1 ≤ Rank ≤ min(in, out) = %d for w %s: %w",
+			cfg.Rank, min(in, out), w.shape(), ErrConfig)
+	}
+	if a := float64(cfg.Alpha); math.IsNaN(a) || math.IsInf(a, 0) {
+		return nil, fmt.Errorf("lora: NewLayer: Alpha is %v: %w", cfg.Alpha, ErrConfig)
+	}
+	if cfg.Init != InitKaiming && cfg.Init != InitGaussian {
+		return nil, fmt.Errorf("lora: NewLayer: unknown %v: %w", cfg.Init, ErrConfig)
+	}
+	host := make([]float32, cfg.Rank*in)
+	switch cfg.Init {
+	case InitKaiming:
+		fillUniform(host, float32(1/math.Sqrt(float64(in))), cfg.Seed)
+	case InitGaussian:
+		fillNormal(host, 1/float64(cfg.Rank), cfg.Seed)
+	}
+	a, err := newMatrix("NewLayer: A", cfg.Rank, in, host)
+	if err != nil {
+		return nil, err
+	}
+	b, err := newMatrix("NewLayer: B", out, cfg.Rank, nil)
+	if err != nil {
+		a.Free()
+		return nil, err
+	}
+	return &Layer{w: w, a: a, b: b, scale: cfg.Scale()}, nil
+}
+
+// NewLayerFrom returns a layer on the base weight w (out×in) that adopts a
+// (r×in) and b (out×r) as its adapter, with scale s. The layer then owns a
+// and b: Layer.Free frees them. w must not already hold s·B·A.
+func NewLayerFrom(w, a, b *Matrix, scale float32) (*Layer, error) {
+	const op = "NewLayerFrom"
+	for _, m := range []struct {
+		m    *Matrix
+		name string
+	}{{w, "w"}, {a, "a"}, {b, "b"}} {
+		if err := m.m.usable(op, m.name); err != nil {
+			return nil, err
+		}
+	}
+	if w == a || w == b || a == b {
+		return nil, fmt.Errorf("lora: %s: w, a and b must be three distinct matrices: %w", op, ErrAlias)
+	}
+	out, in := w.rows, w.cols
+	r := a.rows
+	if a.cols != in {
+		return nil, fmt.Errorf("lora: %s: a is %s, want r×%d for w %s: %w", op, a.shape(), in, w.shape(), ErrShape)
+	}
+	if b.rows != out || b.cols != r {
+		return nil, fmt.Errorf("lora: %s: b is %s, want %d×%d for w %s and a %s: %w",
+			op, b.shape(), out, r, w.shape(), a.shape(), ErrShape)
+	}
+	if r > min(in, out) {
+		return nil, fmt.Errorf("lora: %s: rank %d, want ≤ min(in, out) = %d for w %s: %w",
+			op, r, min(in, out), w.shape(), ErrShape)
+	}
+	if s := float64(scale); math.IsNaN(s) || math.IsInf(s, 0) {
+		return nil, fmt.Errorf("lora: %s: scale is %v: %w", op, scale, ErrConfig)
+	}
+	return &Layer{w: w, a: a, b: b, scale: scale}, nil
+}
+
+// W returns the base weight (nil on a nil Layer).
+func (l *Layer) W() *Matrix {
+	if l == nil {
+		return nil
+	}
+	return l.w
+}
+
+// A returns the adapter's down-projection, r×in (nil on a nil Layer).
+func (l *Layer) A() *Matrix {
+	if l == nil {
+		return nil
+	}
+	return l.a
+}
+
+// B returns the adapter's up-projection, out×r (nil on a nil Layer).
+func (l *Layer) B() *Matrix {
+	if l == nil {
+		return nil
+	}
+	return l.b
+}
+
+// Scale returns s, the factor of B·A.
+func (l *Layer) Scale() float32 {
+	if l == nil {
+		return 0
+	}
+	return l.scale
+}
+
+// Rank returns r.
+func (l *Layer) Rank() int {
+	if l == nil || l.a == nil {
+		return 0
+	}
+	return l.a.rows
+}
+
+// Merged reports whether W currently holds W + s·B·A.
+func (l *Layer) Merged() bool {
+	if l == nil {
+		return false
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.merged
+}
+
+// check reports whether the layer and its matrices can be used by op.
+func (l *Layer) check(op string) error {
+	if l == nil {
+		return fmt.Errorf("lora: %s: layer is nil: %w", op, ErrNil)
+	}
+	if l.freed {
+		return fmt.Errorf("lora: %s: layer is freed: %w", op, ErrFreed)
+	}
+	if err := l.w.usable(op, "W"); err != nil {
+		return err
+	}
+	if err := l.a.usable(op, "A"); err != nil {
+		return err
+	}
+	return l.b.usable(op, "B")
+}
+
+// Forward computes y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ for x (n×in) into y (n×out), or
+// y = x·Wᵀ when the layer is merged. y must be distinct from x and from the
+// layer's matrices.
+func (l *Layer) Forward(y, x *Matrix) error {
+	const op = "Forward"
+	if l == nil {
+		return fmt.Errorf("lora: %s: layer is nil: %w", op, ErrNil)
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if err := l.check(op); err != nil {
+		return err
+	}
+	if err := checkIO(op, y, x, l.w); err != nil {
+		return err
+	}
+	if y == l.a || y == l.b {
+		return fmt.Errorf("lora: %s: y is the layer's own A or B: %w", op, ErrAlias)
+	}
+	if l.merged {
+		return linear(y, x, l.w)
+	}
+	return forward(y, x, l.w, l.a, l.b, l.scale)
+}
+
+// checkIO validates y = x·Wᵀ: x is n×in, y is n×out for w out×in, y distinct
+// from x and w.
+func checkIO(op string, y, x, w *Matrix) error {
+	if err := x.usable(op, "x"); err != nil {
+		return err
+	}
+	if err := y.usable(op, "y"); err != nil {
+		return err
+	}
+	out, in := w.rows, w.cols
+	if x.cols != in {
+		return fmt.Errorf("lora: %s: x is %s, want n×%d: %w", op, x.shape(), in, ErrShape)
+	}
+	if y.rows != x.rows || y.cols != out {
+		return fmt.Errorf("lora: %s: y is %s, want %d×%d for x %s: %w", op, y.shape(), x.rows, out, x.shape(), ErrShape)
+	}
+	if y == x || y == w {
+		return fmt.Errorf("lora: %s: y must be distinct from x and W: %w", op, ErrAlias)
+	}
+	return nil
+}
+
+// Linear computes y = x·Wᵀ for x (n×in) and w (out×in) into y (n×out): the
+// base layer alone, nn.Linear without bias. y must be distinct from x and w.
+func Linear(y, x, w *Matrix) error {
+	const op = "Linear"
+	if err := w.usable(op, "w"); err != nil {
+		return err
+	}
+	if err := checkIO(op, y, x, w); err != nil {
+		return err
+	}
+	return linear(y, x, w)
+}
+
+// Axpy computes y += alpha·x for matrices of equal shape, e.g. a residual
+// connection. y must be distinct from x.
+func Axpy(y *Matrix, alpha float32, x *Matrix) error {
+	const op = "Axpy"
+	if err := y.usable(op, "y"); err != nil {
+		return err
+	}
+	if err := x.usable(op, "x"); err != nil {
+		return err
+	}
+	if x.rows != y.rows || x.cols != y.cols {
+		return fmt.Errorf("lora: %s: x is %s, want %s like y: %w", op, x.shape(), y.shape(), ErrShape)
+	}
+	if x == y {
+		return fmt.Errorf("lora: %s: y must be distinct from x: %w", op, ErrAlias)
+	}
+	return axpy(y, alpha, x)
+}
+
+// Merge folds the adapter into the base weight in place: W ← W + s·B·A.
+// Afterwards Forward computes x·Wᵀ alone. It refuses, leaving W untouched, a
+// merged layer (ErrMerged) and an adapter holding NaN or ±Inf (ErrNonFinite),
+// as PEFT's safe_merge does. Merge needs exclusive use of W (see the package
+// documentation).
+func (l *Layer) Merge() error { return l.mergeOp("Merge", true) }
+
+// Unmerge takes the adapter out of the base weight in place: W ← W − s·B·A.
+// It returns an error wrapping ErrNotMerged on a layer that is not merged.
+// The subtraction uses bit for bit the same s·B·A that Merge added, so W is
+// restored to within one rounding of each element.
+func (l *Layer) Unmerge() error { return l.mergeOp("Unmerge", false) }
+
+func (l *Layer) mergeOp(op string, merge bool) error {
+	if l == nil {
+		return fmt.Errorf("lora: %s: layer is nil: %w", op, ErrNil)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.check(op); err != nil {
+		return err
+	}
+	if merge && l.merged {
+		return fmt.Errorf("lora: %s: %w", op, ErrMerged)
+	}
+	if !merge && !l.merged {
+		return fmt.Errorf("lora: %s: %w", op, ErrNotMerged)
+	}
+	c := l.scale
+	if merge {
+		ok, err := allFinite(l.a, l.b)
+		if err != nil {
+			return fmt.Errorf("lora: %s: %w", op, err)
+		}
+		if !ok {
+			return fmt.Errorf("lora: %s: A or B holds NaN or Inf, W left unchanged: %w", op, ErrNonFinite)
+		}
+	} else {
+		c = -c
+	}
+	if err := rankUpdate(l.w, l.a, l.b, c); err != nil {
+		return fmt.Errorf("lora: %s: %w", op, err)
+	}
+	l.merged = merge
+	return nil
+}
+
+// Free releases A and B, never W. It is idempotent; a merged layer leaves W
+// merged (Unmerge first to restore it). Every later use of the layer returns
+// an error wrapping ErrFreed.
+func (l *Layer) Free() {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.freed {
+		return
+	}
+	l.freed = true
+	l.a.Free()
+	l.b.Free()
+}
