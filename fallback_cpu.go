@@ -28,39 +28,107 @@ func (b *buffer) read(dst []float32) error  { copy(dst, b.data); return nil }
 func (b *buffer) write(src []float32) error { copy(b.data, src); return nil }
 func (b *buffer) free()                     { b.data = nil }
 
+// gemvRows is the largest batch that the products treat row by row, as
+// matrix-vector products split over goroutines: below it gonum's Sgemm pays
+// more in set-up than the product costs.
+const gemvRows = 4
+
+// parallel calls f on consecutive parts of [0, n), one per goroutine, up to
+// GOMAXPROCS of them, or once on [0, n) when work (multiply-adds) is too
+// small to pay for a goroutine.
+func parallel(n int, work int, f func(lo, hi int)) {
+	p := min(runtime.GOMAXPROCS(0), n)
+	if p < 2 || work < 1<<16 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for g := range p {
+		lo, hi := g*n/p, (g+1)*n/p
+		wg.Add(1)
+		go func() { defer wg.Done(); f(lo, hi) }()
+	}
+	wg.Wait()
+}
+
+// gemmNT computes c = alpha·a·bᵀ + beta·c for a (m×k), b (nc×k), c (m×nc),
+// all row-major and contiguous.
+func gemmNT(m, nc, k int, alpha float32, a, b []float32, beta float32, c []float32) {
+	impl := blas32.Implementation()
+	if m > gemvRows {
+		impl.Sgemm(blas.NoTrans, blas.Trans, m, nc, k, alpha, a, k, b, k, beta, c, nc)
+		return
+	}
+	// Row by row: c[i,:] = alpha·b·a[i,:] + beta·c[i,:], the rows of b split
+	// over goroutines so that b streams through every core.
+	parallel(nc, m*nc*k, func(lo, hi int) {
+		for i := range m {
+			impl.Sgemv(blas.NoTrans, hi-lo, k, alpha, b[lo*k:hi*k], k, a[i*k:(i+1)*k], 1, beta, c[i*nc+lo:i*nc+hi], 1)
+		}
+	})
+}
+
 // linear computes y = x·Wᵀ.
 func linear(y, x, w *Matrix) error {
-	n, in, out := x.rows, x.cols, w.rows
-	impl := blas32.Implementation()
-	if n == 1 {
-		impl.Sgemv(blas.NoTrans, out, in, 1, w.buf.data, in, x.buf.data, 1, 0, y.buf.data, 1)
-		return nil
-	}
-	impl.Sgemm(blas.NoTrans, blas.Trans, n, out, in, 1, x.buf.data, in, w.buf.data, in, 0, y.buf.data, out)
+	gemmNT(x.rows, w.rows, x.cols, 1, x.buf.data, w.buf.data, 0, y.buf.data)
 	return nil
 }
 
-// tPool recycles the n×r scratch T of forward.
-var tPool sync.Pool
+// scratch is the per-call workspace of forward: T (n×r) and Bᵀ (r×out).
+type scratch struct{ t, bt []float32 }
+
+var scratchPool sync.Pool
+
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
 
 // forward computes y = x·Wᵀ + (s·x·Aᵀ)·Bᵀ: T = s·x·Aᵀ (n×r) first, then the
-// base product into y, then T·Bᵀ accumulated into y in place (beta = 1). No
-// temporary of y's size and no separate pass over y.
+// base product into y, then T·Bᵀ accumulated into y in place. No temporary of
+// y's size and no separate pass over y; the only scratch, T and a transposed
+// B (r×out), is recycled between calls.
 func forward(y, x, w, a, b *Matrix, s float32) error {
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
-	tp, _ := tPool.Get().(*[]float32)
-	if tp == nil || cap(*tp) < n*r {
-		t := make([]float32, n*r)
-		tp = &t
+	xd, yd, ad, bd := x.buf.data, y.buf.data, a.buf.data, b.buf.data
+	sc, _ := scratchPool.Get().(*scratch)
+	if sc == nil {
+		sc = new(scratch)
 	}
-	t := (*tp)[:n*r]
-	impl := blas32.Implementation()
-	impl.Sgemm(blas.NoTrans, blas.Trans, n, r, in, s, x.buf.data, in, a.buf.data, in, 0, t, r)
-	if err := linear(y, x, w); err != nil {
-		return err
+	defer scratchPool.Put(sc)
+	sc.t = grow(sc.t, n*r)
+	t := sc.t
+	if n <= gemvRows {
+		// A few rows: matrix-vector products, T[i,:] = s·A·x[i,:], then
+		// y[i,:] = W·x[i,:] and y[i,:] += B·T[i,:].
+		gemmNT(n, r, in, s, xd, ad, 0, t)
+		gemmNT(n, out, in, 1, xd, w.buf.data, 0, yd)
+		gemmNT(n, out, r, 1, t, bd, 1, yd)
+		return nil
 	}
-	impl.Sgemm(blas.NoTrans, blas.Trans, n, out, r, 1, t, r, b.buf.data, r, 1, y.buf.data, out)
-	tPool.Put(tp)
+	// T is n×r, too narrow for Sgemm to split among cores: split its rows.
+	parallel(n, n*r*in, func(lo, hi int) {
+		blas32.Implementation().Sgemm(blas.NoTrans, blas.Trans, hi-lo, r, in, s,
+			xd[lo*in:hi*in], in, ad, in, 0, t[lo*r:hi*r], r)
+	})
+	gemmNT(n, out, in, 1, xd, w.buf.data, 0, yd)
+	// y[i,:] += Σₖ T[i,k]·Bᵀ[k,:] by the row update of Merge, over a
+	// transposed copy of B, columns split among goroutines so that each keeps
+	// its slab of Bᵀ in cache.
+	sc.bt = grow(sc.bt, r*out)
+	bt := sc.bt
+	for j := range out {
+		for k, v := range bd[j*r : (j+1)*r] {
+			bt[k*out+j] = v
+		}
+	}
+	parallel(out, n*out*r, func(lo, hi int) {
+		for i := range n {
+			rankRow(yd[i*out+lo:i*out+hi], bt[lo:], t[i*r:(i+1)*r], out)
+		}
+	})
 	return nil
 }
 
@@ -98,19 +166,7 @@ func rankUpdate(w, a, b *Matrix, c float32) error {
 			rankRow(wd[i*in:(i+1)*in], ad, coef, in)
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), out)
-	// Below about 32 K multiply-adds a goroutine costs more than it saves.
-	if workers < 2 || out*in*r < 1<<15 {
-		rows(0, out)
-		return nil
-	}
-	var wg sync.WaitGroup
-	for p := range workers {
-		lo, hi := p*out/workers, (p+1)*out/workers
-		wg.Add(1)
-		go func() { defer wg.Done(); rows(lo, hi) }()
-	}
-	wg.Wait()
+	parallel(out, out*in*r, rows)
 	return nil
 }
 

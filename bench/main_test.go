@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golora/lora/internal/perf"
+)
+
+// TestRunSmall runs the whole bench on tiny shapes and checks the table and
+// the JSON carry every row with sane figures.
+func TestRunSmall(t *testing.T) {
+	cfg := config{
+		ins: []int{33}, ranks: []int{2, 5}, ns: []int{1, 20}, mergeRanks: []int{3},
+		minTime: time.Millisecond, minReps: 3, maxReps: 5,
+	}
+	rep, err := run(cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Forward) != 4 || len(rep.Merge) != 1 {
+		t.Fatalf("%d forward rows and %d merge rows, want 4 and 1", len(rep.Forward), len(rep.Merge))
+	}
+	for _, r := range rep.Forward {
+		if r.Fused.Calls < 3 || !(r.Overhead > 0) || r.Trainable != r.R*2*33 || r.Full != 33*33 {
+			t.Errorf("implausible row %+v", r)
+		}
+	}
+	var out bytes.Buffer
+	printTable(&out, rep)
+	if !strings.Contains(out.String(), "overhead") || strings.Count(out.String(), "\n") < 12 {
+		t.Errorf("table:\n%s", out.String())
+	}
+	js, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js, &back); err != nil || len(back.Forward) != 4 {
+		t.Fatalf("JSON round trip: %v", err)
+	}
+}
+
+// TestUnfusedMatchesForward checks the bench's unfused baseline computes the
+// same layer as Forward, so that the two are compared like for like.
+func TestUnfusedMatchesForward(t *testing.T) {
+	s := perf.Shape{N: 7, In: 45, Out: 31, R: 4}
+	p, err := perf.NewProblem(s, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	get := func() []float32 {
+		out := make([]float32, s.N*s.Out)
+		if err := p.Y.Read(out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if err := p.Forward(); err != nil {
+		t.Fatal(err)
+	}
+	fused := get()
+	if err := p.Unfused(); err != nil {
+		t.Fatal(err)
+	}
+	unfused := get()
+	for i := range fused {
+		if d := math.Abs(float64(fused[i] - unfused[i])); d > 1e-5*(1+math.Abs(float64(fused[i]))) {
+			t.Fatalf("y[%d]: fused %g, unfused %g", i, fused[i], unfused[i])
+		}
+	}
+}
