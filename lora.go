@@ -120,6 +120,7 @@ func newMatrix(op string, rows, cols int, data []float32) (*Matrix, error) {
 		return nil, fmt.Errorf("lora: %s: %d×%d: %w", op, rows, cols, err)
 	}
 	m := &Matrix{rows: rows, cols: cols, buf: buf}
+	track(m)
 	if data != nil {
 		if err := m.buf.write(data); err != nil {
 			m.Free()

@@ -1,0 +1,270 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"unsafe"
+
+	"gorgonia.org/cu"
+
+	"github.com/golora/lora/kernels"
+)
+
+// Name is the name of this build's backend.
+const Name = "cuda"
+
+var (
+	mu      sync.Mutex // serialises driver calls and the stream
+	once    sync.Once
+	initErr error
+	ctx     cu.CUContext
+	mod     cu.Module
+	devName string
+	funcs   = map[string]cu.Function{}
+	stream  cu.Stream // the zero Stream: the context's default stream
+	ordinal int
+)
+
+// Init opens GPU 0, or the GPU whose index is in the environment variable
+// LORA_DEVICE, retains its primary context and loads the kernels. It runs
+// once; later calls return the first call's error.
+func Init() error {
+	once.Do(func() { initErr = open() })
+	return initErr
+}
+
+func open() error {
+	if s := os.Getenv("LORA_DEVICE"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			return fmt.Errorf("cuda: LORA_DEVICE=%q is not a device index", s)
+		}
+		ordinal = v
+	}
+	n, err := cu.NumDevices()
+	if err != nil {
+		return fmt.Errorf("cuda: counting devices: %v", err)
+	}
+	if ordinal >= n {
+		return fmt.Errorf("cuda: device %d requested, %d present", ordinal, n)
+	}
+	dev, err := cu.GetDevice(ordinal)
+	if err != nil {
+		return fmt.Errorf("cuda: device %d: %v", ordinal, err)
+	}
+	if devName, err = dev.Name(); err != nil {
+		return fmt.Errorf("cuda: device %d: %v", ordinal, err)
+	}
+	if ctx, err = dev.RetainPrimaryCtx(); err != nil {
+		return fmt.Errorf("cuda: device %d: primary context: %v", ordinal, err)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := cu.SetCurrentContext(ctx); err != nil {
+		return fmt.Errorf("cuda: device %d: %v", ordinal, err)
+	}
+	if mod, err = cu.LoadData(kernels.Fatbin); err != nil {
+		return fmt.Errorf("cuda: loading lora.fatbin on %s: %v", devName, err)
+	}
+	return nil
+}
+
+// enter initialises the device if needed, takes the lock, locks the
+// goroutine to its thread and makes the context current there. The returned
+// function undoes it.
+func enter() (func(), error) {
+	if err := Init(); err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	runtime.LockOSThread()
+	leave := func() {
+		runtime.UnlockOSThread()
+		mu.Unlock()
+	}
+	if err := cu.SetCurrentContext(ctx); err != nil {
+		leave()
+		return nil, fmt.Errorf("cuda: making the context current: %v", err)
+	}
+	return leave, nil
+}
+
+// DeviceName describes the device.
+func DeviceName() string {
+	if err := Init(); err != nil {
+		return "no device: " + err.Error()
+	}
+	return fmt.Sprintf("%s (device %d)", devName, ordinal)
+}
+
+// Alloc returns bytes of device memory, uninitialised.
+func Alloc(bytes int64) (Ptr, error) {
+	if bytes < 1 {
+		return 0, fmt.Errorf("cuda: Alloc of %d bytes", bytes)
+	}
+	leave, err := enter()
+	if err != nil {
+		return 0, err
+	}
+	defer leave()
+	p, err := cu.MemAlloc(bytes)
+	if err != nil {
+		return 0, fmt.Errorf("cuda: Alloc of %d bytes: %v", bytes, err)
+	}
+	return Ptr(p), nil
+}
+
+// Free releases memory from Alloc.
+func Free(p Ptr) {
+	if p == 0 {
+		return
+	}
+	leave, err := enter()
+	if err != nil {
+		return
+	}
+	defer leave()
+	_ = cu.MemFree(cu.DevicePtr(p))
+}
+
+// Memset32 sets count 32-bit words at p to v, in stream order.
+func Memset32(p Ptr, v uint32, count int64) error {
+	leave, err := enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	if err := cu.MemsetD32Async(cu.DevicePtr(p), uint(v), count, stream); err != nil {
+		return fmt.Errorf("cuda: memset: %v", err)
+	}
+	return nil
+}
+
+// CopyHtoD copies bytes from host memory at src to the device, after the
+// work queued before it; src may be reused when it returns.
+func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
+	leave, err := enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	if err := cu.MemcpyHtoD(cu.DevicePtr(dst), src, bytes); err != nil {
+		return fmt.Errorf("cuda: copy to device: %v", err)
+	}
+	return nil
+}
+
+// CopyDtoH waits for all queued work, then copies bytes from the device to
+// host memory at dst. A fault of earlier work is reported here.
+func CopyDtoH(dst unsafe.Pointer, src Ptr, bytes int64) error {
+	leave, err := enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	if err := cu.MemcpyDtoH(dst, cu.DevicePtr(src), bytes); err != nil {
+		return fmt.Errorf("cuda: copy to host: %v", err)
+	}
+	return nil
+}
+
+// Launch enqueues kernel on grid×block threads with shmem bytes of dynamic
+// shared memory and the parameters in a, and returns without waiting.
+func Launch(kernel string, grid, block Dim3, shmem int, a *Args) error {
+	if err := checkLaunch(kernel, grid, block, shmem, a); err != nil {
+		return err
+	}
+	leave, err := enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	fn, ok := funcs[kernel]
+	if !ok {
+		if fn, err = mod.Function(kernel); err != nil {
+			return fmt.Errorf("cuda: kernel %s: %v", kernel, err)
+		}
+		funcs[kernel] = fn
+	}
+	if err := fn.Launch(grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, shmem, stream, a.params()); err != nil {
+		return fmt.Errorf("cuda: launch %s: %v", kernel, err)
+	}
+	runtime.KeepAlive(a)
+	return nil
+}
+
+// Sync waits for all queued work and reports a fault of any of it.
+func Sync() error {
+	leave, err := enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	if err := cu.Synchronize(); err != nil {
+		return fmt.Errorf("cuda: %v", err)
+	}
+	return nil
+}
+
+// Event marks a point in the stream, for timing kernels.
+type Event struct{ e cu.Event }
+
+// NewEvent returns an unrecorded event.
+func NewEvent() (*Event, error) {
+	leave, err := enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
+	e, err := cu.MakeEvent(cu.DefaultEvent)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: event: %v", err)
+	}
+	return &Event{e}, nil
+}
+
+// Record marks the event at the current end of the stream.
+func (e *Event) Record() error {
+	leave, err := enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	if err := e.e.Record(stream); err != nil {
+		return fmt.Errorf("cuda: event: %v", err)
+	}
+	return nil
+}
+
+// Since waits for e and returns the seconds of stream time between start
+// and e.
+func (e *Event) Since(start *Event) (float64, error) {
+	leave, err := enter()
+	if err != nil {
+		return 0, err
+	}
+	defer leave()
+	if err := e.e.Synchronize(); err != nil {
+		return 0, fmt.Errorf("cuda: event: %v", err)
+	}
+	ms, err := start.e.Elapsed(e.e)
+	if err != nil {
+		return 0, fmt.Errorf("cuda: event: %v", err)
+	}
+	return ms / 1e3, nil
+}
+
+// Destroy releases the event.
+func (e *Event) Destroy() {
+	leave, err := enter()
+	if err != nil {
+		return
+	}
+	defer leave()
+	_ = cu.DestroyEvent(&e.e)
+}

@@ -1,0 +1,234 @@
+//go:build cuda || cudaemu
+
+package lora
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"github.com/golora/lora/cuda"
+	"github.com/golora/lora/kernels"
+)
+
+// The GPU backend: matrices in device memory, every operation a kernel of
+// lora.fatbin (or, with -tags cudaemu, the same kernels emulated on the CPU)
+// enqueued on one stream. Calls return once their work is queued; Read and
+// Sync wait for it. This file picks the kernels, sizes their grids and packs
+// their arguments, for both builds alike.
+
+const backendName = cuda.Name
+
+// devErr wraps an error of package cuda as a device error.
+func devErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %v", ErrDevice, err)
+}
+
+func backendSync() error {
+	if err := cuda.Sync(); err != nil {
+		return fmt.Errorf("lora: Sync: %w", devErr(err))
+	}
+	return nil
+}
+
+// buffer is a Matrix's storage: device memory.
+type buffer struct {
+	p       cuda.Ptr
+	n       int
+	cleanup runtime.Cleanup
+}
+
+func newBuffer(n int) (buffer, error) {
+	p, err := cuda.Alloc(int64(n) * 4)
+	if err != nil {
+		return buffer{}, devErr(err)
+	}
+	if err := cuda.Memset32(p, 0, int64(n)); err != nil {
+		cuda.Free(p)
+		return buffer{}, devErr(err)
+	}
+	return buffer{p: p, n: n}, nil
+}
+
+// track arranges for a Matrix collected without Free to say so on stderr and
+// release its device memory. A finalizer is no substitute for Free: device
+// memory runs out long before the Go heap notices.
+func track(m *Matrix) {
+	p, rows, cols := m.buf.p, m.rows, m.cols
+	m.buf.cleanup = runtime.AddCleanup(m, func(p cuda.Ptr) {
+		fmt.Fprintf(os.Stderr, "lora: a %d×%d Matrix was garbage-collected without Free; releasing its device memory\n", rows, cols)
+		cuda.Free(p)
+	}, p)
+}
+
+func (b *buffer) read(dst []float32) error {
+	return devErr(cuda.CopyDtoH(unsafe.Pointer(unsafe.SliceData(dst)), b.p, int64(b.n)*4))
+}
+
+func (b *buffer) write(src []float32) error {
+	return devErr(cuda.CopyHtoD(b.p, unsafe.Pointer(unsafe.SliceData(src)), int64(b.n)*4))
+}
+
+func (b *buffer) free() {
+	b.cleanup.Stop()
+	cuda.Free(b.p)
+	b.p = 0
+}
+
+// ceilDiv returns ⌈a/b⌉.
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// launch wraps cuda.Launch's error as a device error.
+func launch(kernel string, grid, block cuda.Dim3, a *cuda.Args) error {
+	return devErr(cuda.Launch(kernel, grid, block, 0, a))
+}
+
+// dev guards the backend's scratch memory: T of forward and the flag of
+// allFinite. Work that uses them is enqueued under it, and the stream runs
+// work in order, so one scratch serves every caller.
+var dev struct {
+	sync.Mutex
+	t     cuda.Ptr // T, n×r floats
+	tLen  int
+	flag  cuda.Ptr // one int32
+	flagv int32
+}
+
+// scratchT returns a device buffer of at least n floats. Called with dev held.
+func scratchT(n int) (cuda.Ptr, error) {
+	if dev.tLen >= n {
+		return dev.t, nil
+	}
+	// The old buffer may still be read by queued kernels: drain them first.
+	if dev.t != 0 {
+		if err := cuda.Sync(); err != nil {
+			return 0, devErr(err)
+		}
+		cuda.Free(dev.t)
+		dev.t, dev.tLen = 0, 0
+	}
+	size := max(n, 1<<14)
+	p, err := cuda.Alloc(int64(size) * 4)
+	if err != nil {
+		return 0, devErr(err)
+	}
+	dev.t, dev.tLen = p, size
+	return p, nil
+}
+
+// forwardKernel enqueues y = x·Wᵀ + T·Bᵀ, choosing the bandwidth-bound
+// kernel for small batches and the tiled one otherwise. r = 0 (t and b zero)
+// is the base product alone.
+func forwardKernel(y, x, w *Matrix, t, b cuda.Ptr, r int) error {
+	n, in, out := x.rows, x.cols, w.rows
+	var a cuda.Args
+	a.Ptr(x.buf.p).Ptr(w.buf.p).Ptr(t).Ptr(b).Ptr(y.buf.p).Int(n).Int(in).Int(out).Int(r)
+	if n <= kernels.SmallNMax {
+		return launch("lora_forward_small",
+			cuda.Dim3{X: ceilDiv(out, kernels.SmallRowsPerBlock), Y: 1, Z: 1},
+			cuda.Dim3{X: kernels.SmallThreads, Y: 1, Z: 1}, &a)
+	}
+	if gy := ceilDiv(out, kernels.TileN); gy > 65535 {
+		return fmt.Errorf("%w: out = %d needs %d tiles, above the GPU's grid limit", ErrShape, out, gy)
+	}
+	return launch("lora_forward_tiled",
+		cuda.Dim3{X: ceilDiv(n, kernels.TileM), Y: ceilDiv(out, kernels.TileN), Z: 1},
+		cuda.Dim3{X: kernels.TileThreads, Y: 1, Z: 1}, &a)
+}
+
+// linear enqueues y = x·Wᵀ.
+func linear(y, x, w *Matrix) error {
+	if err := forwardKernel(y, x, w, 0, 0, 0); err != nil {
+		return fmt.Errorf("lora: Linear: %w", err)
+	}
+	return nil
+}
+
+// forward enqueues T = s·x·Aᵀ (the shrink kernel, into scratch), then
+// y = x·Wᵀ + T·Bᵀ in one kernel that writes y once.
+func forward(y, x, w, a, b *Matrix, s float32) error {
+	n, in, r := x.rows, x.cols, a.rows
+	if gy := ceilDiv(r, kernels.ShrinkKs); gy > 65535 {
+		return fmt.Errorf("lora: Forward: rank %d above the GPU's grid limit: %w", r, ErrShape)
+	}
+	dev.Lock()
+	defer dev.Unlock()
+	t, err := scratchT(n * r)
+	if err != nil {
+		return fmt.Errorf("lora: Forward: %w", err)
+	}
+	var sa cuda.Args
+	sa.Ptr(x.buf.p).Ptr(a.buf.p).Ptr(t).Int(n).Int(in).Int(r).Float(s)
+	if err := launch("lora_shrink",
+		cuda.Dim3{X: ceilDiv(n, kernels.ShrinkRows), Y: ceilDiv(r, kernels.ShrinkKs), Z: 1},
+		cuda.Dim3{X: kernels.ShrinkThreads, Y: 1, Z: 1}, &sa); err != nil {
+		return fmt.Errorf("lora: Forward: %w", err)
+	}
+	if err := forwardKernel(y, x, w, t, b.buf.p, r); err != nil {
+		return fmt.Errorf("lora: Forward: %w", err)
+	}
+	return nil
+}
+
+// axpy enqueues y += alpha·x.
+func axpy(y *Matrix, alpha float32, x *Matrix) error {
+	count := int64(y.rows) * int64(y.cols)
+	var a cuda.Args
+	a.Ptr(y.buf.p).Ptr(x.buf.p).Int64(count).Float(alpha)
+	blocks := int(min((count+kernels.AxpyThreads-1)/kernels.AxpyThreads, kernels.AxpyMaxBlocks))
+	if err := launch("lora_axpy", cuda.Dim3{X: blocks, Y: 1, Z: 1}, cuda.Dim3{X: kernels.AxpyThreads, Y: 1, Z: 1}, &a); err != nil {
+		return fmt.Errorf("lora: Axpy: %w", err)
+	}
+	return nil
+}
+
+// allFinite reports whether every element of the matrices is finite: a
+// reduction on the device into one flag, which is then read back (this waits
+// for the queued work).
+func allFinite(ms ...*Matrix) (bool, error) {
+	dev.Lock()
+	defer dev.Unlock()
+	if dev.flag == 0 {
+		p, err := cuda.Alloc(4)
+		if err != nil {
+			return false, devErr(err)
+		}
+		dev.flag = p
+	}
+	if err := cuda.Memset32(dev.flag, 0, 1); err != nil {
+		return false, devErr(err)
+	}
+	for _, m := range ms {
+		count := int64(m.rows) * int64(m.cols)
+		per := int64(kernels.FiniteThreads * kernels.FinitePerThread)
+		blocks := int(min(max((count+per-1)/per, 1), kernels.FiniteMaxBlocks))
+		var a cuda.Args
+		a.Ptr(m.buf.p).Int64(count).Ptr(dev.flag)
+		if err := launch("lora_finite", cuda.Dim3{X: blocks, Y: 1, Z: 1}, cuda.Dim3{X: kernels.FiniteThreads, Y: 1, Z: 1}, &a); err != nil {
+			return false, err
+		}
+	}
+	if err := cuda.CopyDtoH(unsafe.Pointer(&dev.flagv), dev.flag, 4); err != nil {
+		return false, devErr(err)
+	}
+	return dev.flagv == 0, nil
+}
+
+// rankUpdate enqueues W += c·B·A in place, each element of W read and
+// written once.
+func rankUpdate(w, a, b *Matrix, c float32) error {
+	out, in, r := w.rows, w.cols, a.rows
+	if gy := ceilDiv(out, kernels.MergeTileOut); gy > 65535 {
+		return fmt.Errorf("out = %d above the GPU's grid limit: %w", out, ErrShape)
+	}
+	var args cuda.Args
+	args.Ptr(w.buf.p).Ptr(a.buf.p).Ptr(b.buf.p).Int(out).Int(in).Int(r).Float(c)
+	return launch("lora_merge",
+		cuda.Dim3{X: ceilDiv(in, kernels.MergeTileIn), Y: ceilDiv(out, kernels.MergeTileOut), Z: 1},
+		cuda.Dim3{X: kernels.MergeThreads, Y: 1, Z: 1}, &args)
+}

@@ -1,0 +1,33 @@
+//go:build cuda || cudaemu
+
+package kernels
+
+// #include "tiles.h"
+import "C"
+
+// Launch constants, read from tiles.h so that the kernels and the Go code
+// that sizes their grids cannot disagree. tiles.h documents the launch
+// geometry of every kernel in terms of these.
+const (
+	WarpSize = C.LORA_WARP_SIZE
+
+	ShrinkThreads = C.LORA_SHRINK_THREADS
+	ShrinkRows    = C.LORA_SHRINK_ROWS
+	ShrinkKs      = C.LORA_SHRINK_KS
+
+	SmallNMax         = C.LORA_SMALL_N_MAX
+	SmallThreads      = C.LORA_SMALL_THREADS
+	SmallRowsPerBlock = C.LORA_SMALL_ROWS_PER_BLOCK
+
+	TileM       = C.LORA_TILE_M
+	TileN       = C.LORA_TILE_N
+	TileThreads = C.LORA_TILE_THREADS
+
+	MergeTileOut = C.LORA_MERGE_TILE_OUT
+	MergeTileIn  = C.LORA_MERGE_TILE_IN
+	MergeThreads = C.LORA_MERGE_THREADS
+
+	FiniteThreads   = C.LORA_FINITE_THREADS
+	FinitePerThread = C.LORA_FINITE_PER_THREAD
+	FiniteMaxBlocks = C.LORA_FINITE_MAX_BLOCKS
+)
