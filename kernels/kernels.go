@@ -30,4 +30,7 @@ const (
 	FiniteThreads   = C.LORA_FINITE_THREADS
 	FinitePerThread = C.LORA_FINITE_PER_THREAD
 	FiniteMaxBlocks = C.LORA_FINITE_MAX_BLOCKS
+
+	AxpyThreads   = C.LORA_AXPY_THREADS
+	AxpyMaxBlocks = C.LORA_AXPY_MAX_BLOCKS
 )
