@@ -10,7 +10,7 @@
 GO      ?= go
 GOFILES := $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 
-.PHONY: all test vet fmt-check test-cpu test-purego bench bench-quick kernels test-emu check-cuda
+.PHONY: all test vet fmt-check test-cpu test-purego bench bench-quick kernels test-emu check-cuda gpu-bundle
 
 all: test
 
@@ -70,3 +70,14 @@ check-cuda:
 	$(GO) vet -tags cuda ./...
 	$(GO) test -tags cuda -c -o /dev/null .
 	$(GO) build -tags cuda -o /dev/null ./bench
+
+# The GPU check, for a machine with a GPU but no Go: the cuda test and bench
+# binaries, the PyTorch peer and bench/gpu-run.sh in gpu-bundle/. There, run
+# `gpu-bundle/run.sh OUTDIR`; every result lands in OUTDIR.
+gpu-bundle:
+	rm -rf gpu-bundle && mkdir -p gpu-bundle
+	$(GO) test -tags cuda -c -o gpu-bundle/lora.test .
+	$(GO) build -tags cuda -o gpu-bundle/bench ./bench
+	cp bench/peer_torch.py gpu-bundle/peer_torch.py
+	cp bench/gpu-run.sh gpu-bundle/run.sh
+	@du -sh gpu-bundle

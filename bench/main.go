@@ -1,19 +1,26 @@
 // Command bench measures the lora package on this machine and prints the
 // table of results: time per call of the base product, the fused Forward, the
 // unfused three-step Forward and the merged Forward, the overhead of Forward
-// over the base product, Merge against a plain streaming pass over W, and
-// the trainable parameters of each adapter.
+// over the base product, Merge (against a plain streaming pass over W on the
+// CPU, against the nominal memory bandwidth on a GPU), the host cost of one
+// call, and the trainable parameters of each adapter.
 //
-//	go run ./bench            the full table (under 3 minutes on 2 cores)
-//	go run ./bench -quick     a few rows, under 30 seconds
-//	go run ./bench -json      the same measurements as JSON on stdout
+//	go run ./bench                  the full table (under 3 minutes on 2 cores)
+//	go run ./bench -quick           a few rows, under 30 seconds
+//	go run ./bench -json            the same measurements as JSON on stdout
+//	go run ./bench -json-out F      the table on stdout and the JSON in F
+//	go run ./bench -peer torch      PyTorch, the way PEFT computes the layer,
+//	                                timed in the same run (bench/peer_torch.py)
 //
-// Each operation is warmed up, then timed call by call in interleaved rounds
-// (one call of every operation of a row per round) until each has run for
-// -mintime and at least -reps times; the table shows the median and the
-// spread (fastest to slowest call, relative to the median). Rows with n ≤ 16
-// are bandwidth-bound: they rotate through copies of W that together exceed
-// the last-level cache, so that W streams from memory as it would in a model.
+// Each operation is warmed up, then timed in batches of back-to-back calls
+// (a batch lasts about 2 ms) in interleaved rounds, one batch of every
+// operation of a row per round, until each has run for 300 ms and at least 5
+// batches; the table shows the median time per call and the spread (fastest
+// to slowest batch, relative to the median). On the GPU the time is the
+// device's, from CUDA events around each batch, and the wall time per call,
+// host included, is shown beside it. Rows with n ≤ 16 are bandwidth-bound:
+// they rotate through copies of W that together exceed the caches (host LLC
+// and GPU L2), so that W streams from memory as it would in a model.
 package main
 
 import (
@@ -22,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"runtime"
@@ -36,12 +44,16 @@ import (
 	"github.com/golora/lora/internal/perf"
 )
 
-// Stat is the timing of one operation, in seconds per call.
+// Stat is the timing of one operation, in seconds per call: the median,
+// fastest and slowest batch by device time (CUDA events on the GPU, equal to
+// wall time on the CPU), and the median wall time, host side included.
 type Stat struct {
 	Median float64 `json:"median_s"`
 	Min    float64 `json:"min_s"`
 	Max    float64 `json:"max_s"`
+	Wall   float64 `json:"wall_s"`
 	Calls  int     `json:"calls"`
+	Batch  int     `json:"batch"`
 }
 
 func (s Stat) String() string {
@@ -70,9 +82,15 @@ type ForwardRow struct {
 	UnfusedOver    float64 `json:"unfused_over_base"`
 	GFLOPs         float64 `json:"fused_gflops"`
 	GBs            float64 `json:"fused_gbs"`
+	PeakShare      float64 `json:"fused_share_of_peak_bandwidth,omitempty"`
 	Trainable      int     `json:"trainable_params"`
 	Full           int     `json:"full_params"`
 	TrainableShare float64 `json:"trainable_share"`
+	// The peer, when -peer is given: seconds per call and ours ÷ theirs.
+	PeerUnmerged  float64 `json:"peer_unmerged_s,omitempty"`
+	PeerMerged    float64 `json:"peer_merged_s,omitempty"`
+	OverPeerUnm   float64 `json:"fused_over_peer_unmerged,omitempty"`
+	OverPeerMerge float64 `json:"merged_over_peer_merged,omitempty"`
 }
 
 // MergeRow is one line of the Merge table.
@@ -82,13 +100,24 @@ type MergeRow struct {
 	Merge      Stat    `json:"merge"`
 	Stream     Stat    `json:"stream"`
 	GBs        float64 `json:"merge_gbs"`
-	StreamGBs  float64 `json:"stream_gbs"`
-	Ratio      float64 `json:"merge_over_stream"`
+	StreamGBs  float64 `json:"stream_gbs,omitempty"`
+	Ratio      float64 `json:"merge_over_stream,omitempty"`
+	PeakShare  float64 `json:"merge_share_of_peak_bandwidth,omitempty"`
+	PeerMerge  float64 `json:"peer_merge_s,omitempty"`
+	OverPeer   float64 `json:"merge_over_peer,omitempty"`
+}
+
+// HostCost is the time one Forward call takes on the host: on the GPU, the
+// cost of checking and enqueuing, measured where the kernels are negligible.
+type HostCost struct {
+	perf.Shape
+	PerCall float64 `json:"per_call_s"`
 }
 
 // Report is the whole run.
 type Report struct {
 	Machine map[string]string `json:"machine"`
+	Host    HostCost          `json:"host_cost"`
 	Forward []ForwardRow      `json:"forward"`
 	Merge   []MergeRow        `json:"merge"`
 }
@@ -98,38 +127,62 @@ type op struct {
 	run  func() error
 }
 
-// measure times ops in interleaved rounds until each has run for minTime and
-// at least minReps times (at most maxReps), after one warm-up call each.
+// batchTarget is the duration a batch of calls aims at: long enough for the
+// clock, short enough for many batches.
+const batchTarget = 2 * time.Millisecond
+
+// measure times ops in interleaved rounds, one batch of calls of each op per
+// round, until each has run for minTime and at least minReps batches (at
+// most maxReps). Each op is warmed up first, and its batch size chosen so
+// that a batch lasts about batchTarget.
 func measure(ops []op, minTime time.Duration, minReps, maxReps int) ([]Stat, error) {
-	timed := func(o op) (float64, error) {
-		t0 := time.Now()
-		if err := o.run(); err != nil {
-			return 0, fmt.Errorf("%s: %w", o.name, err)
-		}
-		if err := lora.Sync(); err != nil {
-			return 0, fmt.Errorf("%s: %w", o.name, err)
-		}
-		return time.Since(t0).Seconds(), nil
+	clock, err := perf.NewClock()
+	if err != nil {
+		return nil, err
 	}
-	for _, o := range ops {
-		if _, err := timed(o); err != nil {
+	defer clock.Close()
+	batch := func(o op, calls int) (wall, device float64, err error) {
+		if err := clock.Start(); err != nil {
+			return 0, 0, err
+		}
+		for range calls {
+			if err := o.run(); err != nil {
+				return 0, 0, fmt.Errorf("%s: %w", o.name, err)
+			}
+		}
+		wall, device, err = clock.Stop()
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", o.name, err)
+		}
+		return wall / float64(calls), device / float64(calls), nil
+	}
+	sizes := make([]int, len(ops))
+	for i, o := range ops {
+		if _, _, err := batch(o, 1); err != nil { // warm-up
 			return nil, err
 		}
+		wall, _, err := batch(o, 1)
+		if err != nil {
+			return nil, err
+		}
+		sizes[i] = max(1, min(1000, int(batchTarget.Seconds()/max(wall, 1e-9))))
 	}
-	samples := make([][]float64, len(ops))
+	dev := make([][]float64, len(ops))
+	walls := make([][]float64, len(ops))
 	for reps := 0; reps < maxReps; reps++ {
 		for i, o := range ops {
-			d, err := timed(o)
+			w, d, err := batch(o, sizes[i])
 			if err != nil {
 				return nil, err
 			}
-			samples[i] = append(samples[i], d)
+			dev[i] = append(dev[i], d)
+			walls[i] = append(walls[i], w)
 		}
 		done := reps+1 >= minReps
-		for _, s := range samples {
+		for i, s := range walls {
 			var sum float64
 			for _, v := range s {
-				sum += v
+				sum += v * float64(sizes[i])
 			}
 			if sum < minTime.Seconds() {
 				done = false
@@ -140,9 +193,11 @@ func measure(ops []op, minTime time.Duration, minReps, maxReps int) ([]Stat, err
 		}
 	}
 	stats := make([]Stat, len(ops))
-	for i, s := range samples {
-		slices.Sort(s)
-		stats[i] = Stat{Median: median(s), Min: s[0], Max: s[len(s)-1], Calls: len(s)}
+	for i, d := range dev {
+		slices.Sort(d)
+		slices.Sort(walls[i])
+		stats[i] = Stat{Median: median(d), Min: d[0], Max: d[len(d)-1], Wall: median(walls[i]),
+			Calls: len(d) * sizes[i], Batch: sizes[i]}
 	}
 	return stats, nil
 }
@@ -171,6 +226,15 @@ func machine() map[string]string {
 	} else {
 		m["llc"] = "unknown"
 	}
+	if name, bw, l2 := perf.Device(); name != "" {
+		m["device"] = name
+		if bw > 0 {
+			m["device bandwidth"] = fmt.Sprintf("%.0f GB/s nominal", bw/1e9)
+		}
+		if l2 > 0 {
+			m["device L2"] = fmt.Sprintf("%d MiB", l2>>20)
+		}
+	}
 	m["rotation"] = fmt.Sprintf("rows with n ≤ 16 rotate W copies over %d MiB", perf.RotateBytes()>>20)
 	return m
 }
@@ -196,16 +260,26 @@ type config struct {
 	minTime        time.Duration
 	minReps        int
 	maxReps        int
+	peer           *peerConfig // nil: no peer
 }
 
 func run(cfg config, progress io.Writer) (*Report, error) {
 	rep := &Report{Machine: machine()}
-	total := len(cfg.ins)*len(cfg.ns) + len(cfg.ins)*len(cfg.mergeRanks)
+	total := 1 + len(cfg.ins)*len(cfg.ns) + len(cfg.ins)*len(cfg.mergeRanks)
+	if cfg.peer != nil {
+		total++
+	}
 	step := 0
 	say := func(format string, args ...any) {
 		step++
 		fmt.Fprintf(progress, "\r\033[K[%d/%d] %s", step, total, fmt.Sprintf(format, args...))
 	}
+	say("host cost of one Forward call")
+	host, err := hostCost()
+	if err != nil {
+		return nil, err
+	}
+	rep.Host = host
 	for _, in := range cfg.ins {
 		for _, n := range cfg.ns {
 			say("forward in=out=%d n=%d", in, n)
@@ -226,8 +300,41 @@ func run(cfg config, progress io.Writer) (*Report, error) {
 			rep.Merge = append(rep.Merge, row)
 		}
 	}
+	if cfg.peer != nil {
+		say("peer: %s", cfg.peer.name)
+		if err := runPeer(cfg, rep); err != nil {
+			return nil, err
+		}
+	}
 	fmt.Fprintf(progress, "\r\033[K")
 	return rep, nil
+}
+
+// hostCost times Forward at n = 1 on a 64×64 layer, where the work itself
+// is negligible, without waiting for it: on the GPU this is the host's cost
+// of checking the arguments and enqueuing the kernels.
+func hostCost() (HostCost, error) {
+	s := perf.Shape{N: 1, In: 64, Out: 64, R: 16}
+	p, err := perf.NewProblem(s, 1)
+	if err != nil {
+		return HostCost{}, err
+	}
+	defer p.Free()
+	const calls = 2000
+	best := math.Inf(1)
+	for range 5 {
+		if err := lora.Sync(); err != nil {
+			return HostCost{}, err
+		}
+		t0 := time.Now()
+		for range calls {
+			if err := p.Forward(); err != nil {
+				return HostCost{}, err
+			}
+		}
+		best = min(best, time.Since(t0).Seconds()/calls)
+	}
+	return HostCost{Shape: s, PerCall: best}, lora.Sync()
 }
 
 // forwardRows measures, in one set of interleaved rounds, the base product,
@@ -273,6 +380,7 @@ func forwardRows(cfg config, in, n int) ([]ForwardRow, error) {
 			UnfusedOver:    unfused.Median / stats[0].Median,
 			GFLOPs:         (s.BaseFLOP() + s.LoRAFLOP()) / fused.Median / 1e9,
 			GBs:            s.Bytes(true) / fused.Median / 1e9,
+			PeakShare:      peakShare(s.Bytes(true) / fused.Median),
 			Trainable:      r * (in + in),
 			Full:           in * in,
 			TrainableShare: float64(r*(in+in)) / float64(in*in),
@@ -291,8 +399,12 @@ func mergeRow(cfg config, in, r int) (MergeRow, error) {
 		return MergeRow{}, err
 	}
 	defer p.Free()
+	cpu := lora.Backend() == "cpu"
 	bufs := make([][]float32, copies)
 	for i := range bufs {
+		if !cpu {
+			break
+		}
 		bufs[i] = make([]float32, in*in)
 		for j := range bufs[i] {
 			bufs[i][j] = 1
@@ -304,17 +416,34 @@ func mergeRow(cfg config, in, r int) (MergeRow, error) {
 		next = (next + 1) % len(bufs)
 		return nil
 	}
-	stats, err := measure([]op{{"merge", p.MergeToggle}, {"stream", stream}}, cfg.minTime, cfg.minReps, cfg.maxReps)
+	ops := []op{{"merge", p.MergeToggle}}
+	if cpu {
+		ops = append(ops, op{"stream", stream})
+	}
+	stats, err := measure(ops, cfg.minTime, cfg.minReps, cfg.maxReps)
 	if err != nil {
 		return MergeRow{}, err
 	}
-	return MergeRow{
-		In: in, Out: in, R: r, Copies: copies,
-		Merge: stats[0], Stream: stats[1],
+	row := MergeRow{
+		In: in, Out: in, R: r, Copies: copies, Merge: stats[0],
 		GBs:       s.MergeBytes() / stats[0].Median / 1e9,
-		StreamGBs: 8 * float64(in*in) / stats[1].Median / 1e9,
-		Ratio:     stats[0].Median / stats[1].Median,
-	}, nil
+		PeakShare: peakShare(s.MergeBytes() / stats[0].Median),
+	}
+	if cpu {
+		row.Stream = stats[1]
+		row.StreamGBs = 8 * float64(in*in) / stats[1].Median / 1e9
+		row.Ratio = stats[0].Median / stats[1].Median
+	}
+	return row, nil
+}
+
+// peakShare returns bytes/s as a share of the device's nominal bandwidth, or
+// 0 when there is no device or it is unknown.
+func peakShare(bps float64) float64 {
+	if _, bw, _ := perf.Device(); bw > 0 {
+		return bps / bw
+	}
+	return 0
 }
 
 func printTable(w io.Writer, rep *Report) {
@@ -325,25 +454,67 @@ func printTable(w io.Writer, rep *Report) {
 	slices.Sort(keys)
 	fmt.Fprintln(w, "lora benchmark")
 	for _, k := range keys {
-		fmt.Fprintf(w, "  %-10s %s\n", k, rep.Machine[k])
+		fmt.Fprintf(w, "  %-16s %s\n", k, rep.Machine[k])
 	}
+	fmt.Fprintf(w, "  %-16s %s per Forward call (n=%d, in=out=%d, r=%d: the host's share)\n",
+		"host cost", ms(rep.Host.PerCall), rep.Host.N, rep.Host.In, rep.Host.R)
+	gpu := lora.Backend() != "cpu"
+	peer := len(rep.Forward) > 0 && rep.Forward[0].PeerUnmerged > 0
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Forward: y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, W out×in, x n×in. Median time per call ± half the fastest-to-slowest spread.")
 	fmt.Fprintln(w, "overhead = fused ÷ base; unfused = x·Wᵀ, x·Aᵀ, ·Bᵀ and an add as separate steps; merged = Forward after Merge.")
+	if gpu {
+		fmt.Fprintln(w, "Times are device times (CUDA events around back-to-back calls); wall = fused wall time per call, host included.")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "in=out\tr\tn\tbase\tfused\tunfused\tmerged\toverhead\tunfused/base\tGFLOP/s\tGB/s\ttrainable\t")
+	head := "in=out\tr\tn\tbase\tfused\tunfused\tmerged\toverhead\tunfused/base\tGFLOP/s\tGB/s\t"
+	if gpu {
+		head += "%peak\twall\t"
+	}
+	if peer {
+		head += "peer unmerged\tpeer merged\tfused/peer\tmerged/peer\t"
+	}
+	fmt.Fprintln(tw, head+"trainable\t")
 	for _, r := range rep.Forward {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.3f×\t%.3f×\t%.1f\t%.1f\t%d (%.2f%%)\t\n",
-			r.In, r.R, r.N, r.Base, r.Fused, r.Unfused, r.Merged, r.Overhead, r.UnfusedOver,
-			r.GFLOPs, r.GBs, r.Trainable, 100*r.TrainableShare)
+		line := fmt.Sprintf("%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.3f×\t%.3f×\t%.1f\t%.1f\t",
+			r.In, r.R, r.N, r.Base, r.Fused, r.Unfused, r.Merged, r.Overhead, r.UnfusedOver, r.GFLOPs, r.GBs)
+		if gpu {
+			line += fmt.Sprintf("%.0f%%\t%s\t", 100*r.PeakShare, ms(r.Fused.Wall))
+		}
+		if peer {
+			line += fmt.Sprintf("%s\t%s\t%.2f×\t%.2f×\t", ms(r.PeerUnmerged), ms(r.PeerMerged), r.OverPeerUnm, r.OverPeerMerge)
+		}
+		fmt.Fprintln(tw, line+fmt.Sprintf("%d (%.2f%%)\t", r.Trainable, 100*r.TrainableShare))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Merge: W ← W ± s·B·A in place (Merge and Unmerge alternate). stream = one single-threaded pass w[i] *= c over a W of the same size.")
+	if gpu {
+		fmt.Fprintln(w, "Merge: W ← W ± s·B·A in place (Merge and Unmerge alternate); GB/s counts W read and written once.")
+	} else {
+		fmt.Fprintln(w, "Merge: W ← W ± s·B·A in place (Merge and Unmerge alternate). stream = one single-threaded pass w[i] *= c over a W of the same size.")
+	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "in=out\tr\tmerge\tGB/s\tstream\tGB/s\tmerge/stream\t")
+	head = "in=out\tr\tmerge\tGB/s\t"
+	if gpu {
+		head += "%peak\t"
+	} else {
+		head += "stream\tGB/s\tmerge/stream\t"
+	}
+	if peer {
+		head += "peer merge\tmerge/peer\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range rep.Merge {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%.1f\t%s\t%.1f\t%.2f×\t\n", r.In, r.R, r.Merge, r.GBs, r.Stream, r.StreamGBs, r.Ratio)
+		line := fmt.Sprintf("%d\t%d\t%s\t%.1f\t", r.In, r.R, r.Merge, r.GBs)
+		if gpu {
+			line += fmt.Sprintf("%.0f%%\t", 100*r.PeakShare)
+		} else {
+			line += fmt.Sprintf("%s\t%.1f\t%.2f×\t", r.Stream, r.StreamGBs, r.Ratio)
+		}
+		if peer {
+			line += fmt.Sprintf("%s\t%.2f×\t", ms(r.PeerMerge), r.OverPeer)
+		}
+		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
 }
@@ -351,11 +522,19 @@ func printTable(w io.Writer, rep *Report) {
 func main() {
 	quick := flag.Bool("quick", false, "a few rows, under 30 seconds")
 	asJSON := flag.Bool("json", false, "print the results as JSON")
+	peerName := flag.String("peer", "", `time a peer in the same run: "torch" (PyTorch, the way PEFT computes a LoRA layer)`)
+	python := flag.String("python", "python3", "the Python interpreter that runs the torch peer")
+	script := flag.String("peer-script", "", "the peer script (default: peer_torch.py in ./bench or beside this program)")
+	jsonOut := flag.String("json-out", "", "also write the results as JSON to this file")
 	flag.Parse()
 	cfg := config{
 		ins: []int{1024, 4096}, ranks: []int{8, 16, 64}, ns: []int{1, 16, 64, 256},
 		mergeRanks: []int{8, 16, 64},
 		minTime:    300 * time.Millisecond, minReps: 5, maxReps: 200,
+	}
+	if lora.Backend() == "cuda" {
+		// A GPU is fast enough for a prefill-sized batch too.
+		cfg.ns = append(cfg.ns, 4096)
 	}
 	if *quick {
 		cfg = config{
@@ -364,18 +543,32 @@ func main() {
 			minTime:    100 * time.Millisecond, minReps: 3, maxReps: 50,
 		}
 	}
+	if *peerName != "" {
+		pc, err := newPeer(*peerName, *python, *script)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		cfg.peer = pc
+	}
 	rep, err := run(cfg, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "\nbench:", err)
 		os.Exit(1)
 	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if *jsonOut != "" {
+		if err := os.WriteFile(*jsonOut, append(js, '\n'), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
+	}
+	if *asJSON {
+		os.Stdout.Write(append(js, '\n'))
 		return
 	}
 	printTable(os.Stdout, rep)

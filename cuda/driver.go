@@ -28,6 +28,8 @@ var (
 	funcs   = map[string]cu.Function{}
 	stream  cu.Stream // the zero Stream: the context's default stream
 	ordinal int
+	peakBW  float64 // nominal memory bandwidth, bytes/s
+	l2Bytes int
 )
 
 // Init opens GPU 0, or the GPU whose index is in the environment variable
@@ -59,6 +61,15 @@ func open() error {
 	}
 	if devName, err = dev.Name(); err != nil {
 		return fmt.Errorf("cuda: device %d: %v", ordinal, err)
+	}
+	// Nominal bandwidth: double data rate × memory clock × bus width.
+	if clock, err := dev.Attribute(cu.MemoryClockRate); err == nil {
+		if width, err := dev.Attribute(cu.GlobalMemoryBusWidth); err == nil {
+			peakBW = 2 * float64(clock) * 1e3 * float64(width) / 8
+		}
+	}
+	if l2, err := dev.Attribute(cu.L2CacheSize); err == nil {
+		l2Bytes = l2
 	}
 	if ctx, err = dev.RetainPrimaryCtx(); err != nil {
 		return fmt.Errorf("cuda: device %d: primary context: %v", ordinal, err)
@@ -100,6 +111,23 @@ func DeviceName() string {
 		return "no device: " + err.Error()
 	}
 	return fmt.Sprintf("%s (device %d)", devName, ordinal)
+}
+
+// PeakBandwidth returns the device's nominal memory bandwidth in bytes per
+// second (0 if unknown).
+func PeakBandwidth() float64 {
+	if Init() != nil {
+		return 0
+	}
+	return peakBW
+}
+
+// L2Bytes returns the size of the device's L2 cache (0 if unknown).
+func L2Bytes() int {
+	if Init() != nil {
+		return 0
+	}
+	return l2Bytes
 }
 
 // Alloc returns bytes of device memory, uninitialised.

@@ -50,6 +50,14 @@ func DeviceName() string {
 	return fmt.Sprintf("CUDA emulation on the CPU (%d cores)", runtime.NumCPU())
 }
 
+// PeakBandwidth returns the device's nominal memory bandwidth: unknown (0)
+// for the emulator.
+func PeakBandwidth() float64 { return 0 }
+
+// L2Bytes returns the size of the device's L2 cache: none (0) for the
+// emulator, whose memory is the host's.
+func L2Bytes() int { return 0 }
+
 // Alloc returns bytes of device memory, uninitialised.
 func Alloc(bytes int64) (Ptr, error) {
 	if bytes < 1 {

@@ -65,13 +65,12 @@ func LLCBytes() int {
 	return 0
 }
 
-// RotateBytes is the working set the small-n rows rotate W through: twice
-// the last-level cache, and at least 256 MiB when the cache size is unknown.
+// RotateBytes is the working set the small-n rows rotate W through: four
+// times the larger of the host's last-level cache and the GPU's L2, and at
+// least 256 MiB.
 func RotateBytes() int {
-	if llc := LLCBytes(); llc > 0 {
-		return max(2*llc, 64<<20)
-	}
-	return 256 << 20
+	_, _, l2 := Device()
+	return max(4*max(LLCBytes(), l2), 256<<20)
 }
 
 // Problem is a set of layers with identical shapes on distinct W buffers,

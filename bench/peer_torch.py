@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""PyTorch doing a LoRA layer the way PEFT does, timed like `go run ./bench`.
+
+The Go bench runs this script as a subprocess (`-peer torch`), writes a JSON
+request on its standard input and reads a JSON answer from its standard
+output. For every shape it times, in float32 (TF32 off on the GPU):
+
+  unmerged   F.linear(x, W) + s * F.linear(F.linear(x, A), B)   (PEFT's forward)
+  merged     F.linear(x, W')                                    (after merging)
+  merge      W.add_(s * (B @ A))                                (PEFT's merge)
+  train      the unmerged forward and its backward, W frozen, x needing a
+             gradient (forward + backward; the Go side subtracts the forward)
+
+Each operation is warmed up, then timed in batches of calls until it has run
+for min_time seconds and min_reps batches; the answer holds the median
+seconds per call. Rows with n <= 16 rotate through copies of W whose total
+exceeds rotate_bytes, as the Go side does, so that W streams from memory.
+
+Request:  {"device": "cpu"|"cuda", "threads": 2, "min_time": 0.3, "min_reps": 5,
+           "rotate_bytes": 268435456,
+           "forward": [{"n": 1, "in": 1024, "out": 1024, "r": 16}, ...],
+           "merge":   [{"in": 1024, "out": 1024, "r": 16}, ...],
+           "train":   [{"n": 256, "in": 4096, "out": 4096, "r": 16}, ...]}
+Answer:   {"torch": "2.x", "device": "...", "threads": 2, "blas": "...",
+           "forward": [{..., "unmerged_s": ..., "merged_s": ...}],
+           "merge": [{..., "merge_s": ...}], "train": [{..., "train_s": ...}]}
+"""
+
+import json
+import statistics
+import sys
+import time
+
+
+def main():
+    req = json.load(sys.stdin)
+    import torch
+    import torch.nn.functional as F
+
+    device = req.get("device", "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("peer_torch: CUDA requested but torch.cuda.is_available() is False")
+    dev = torch.device(device)
+    torch.set_grad_enabled(False)
+    if device == "cpu":
+        torch.set_num_threads(int(req.get("threads", 1)))
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(0)
+    min_time = float(req.get("min_time", 0.3))
+    min_reps = int(req.get("min_reps", 5))
+    rotate = int(req.get("rotate_bytes", 256 << 20))
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(fn, calls):
+        """Seconds per call over one batch: CUDA events on the GPU."""
+        if device == "cuda":
+            a = torch.cuda.Event(enable_timing=True)
+            b = torch.cuda.Event(enable_timing=True)
+            a.record()
+            for _ in range(calls):
+                fn()
+            b.record()
+            b.synchronize()
+            return a.elapsed_time(b) / 1e3 / calls
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter() - t0) / calls
+
+    def measure(fn):
+        fn()
+        sync()
+        one = timed(fn, 1)
+        calls = max(1, min(1000, int(2e-3 / max(one, 1e-9))))
+        samples, total = [], 0.0
+        while len(samples) < min_reps or total < min_time:
+            t = timed(fn, calls)
+            samples.append(t)
+            total += t * calls
+            if len(samples) >= 200:
+                break
+        return statistics.median(samples)
+
+    def copies(n, nin, nout, r):
+        if n > 16:
+            return 1
+        b = 4 * (nout * nin + r * (nin + nout) + n * (nin + nout))
+        return max(1, min(64, -(-rotate // b)))
+
+    def rand(*shape, scale=0.03):
+        return (torch.rand(*shape, device=dev) * 2 - 1) * scale
+
+    out = {
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(dev) if device == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "forward": [],
+        "merge": [],
+        "train": [],
+    }
+    try:
+        out["blas"] = torch.__config__.show().split("BLAS_INFO=")[1].split(",")[0]
+    except Exception:
+        out["blas"] = "unknown"
+    s = 2.0
+
+    for sh in req.get("forward", []):
+        n, nin, nout, r = sh["n"], sh["in"], sh["out"], sh["r"]
+        k = copies(n, nin, nout, r)
+        ws = [rand(nout, nin) for _ in range(k)]
+        As = [rand(r, nin) for _ in range(k)]
+        Bs = [rand(nout, r) for _ in range(k)]
+        merged = [w + s * (b @ a) for w, a, b in zip(ws, As, Bs)]
+        x = rand(n, nin, scale=1.0)
+        i = [0]
+
+        def unmerged():
+            j = i[0] = (i[0] + 1) % k
+            return F.linear(x, ws[j]) + s * F.linear(F.linear(x, As[j]), Bs[j])
+
+        def merged_fwd():
+            j = i[0] = (i[0] + 1) % k
+            return F.linear(x, merged[j])
+
+        row = dict(sh)
+        row["unmerged_s"] = measure(unmerged)
+        row["merged_s"] = measure(merged_fwd)
+        out["forward"].append(row)
+        del ws, As, Bs, merged
+
+    for sh in req.get("merge", []):
+        nin, nout, r = sh["in"], sh["out"], sh["r"]
+        k = copies(1, nin, nout, r)
+        ws = [rand(nout, nin) for _ in range(k)]
+        a, b = rand(r, nin), rand(nout, r)
+        i = [0]
+        sign = [1.0]
+
+        def merge():
+            j = i[0] = (i[0] + 1) % k
+            if j == 0:
+                sign[0] = -sign[0]
+            ws[j].add_(sign[0] * s * (b @ a))
+
+        row = dict(sh)
+        row["merge_s"] = measure(merge)
+        out["merge"].append(row)
+        del ws
+
+    for sh in req.get("train", []):
+        n, nin, nout, r = sh["n"], sh["in"], sh["out"], sh["r"]
+        w = rand(nout, nin)
+        a = rand(r, nin).requires_grad_(True)
+        b = rand(nout, r).requires_grad_(True)
+        x = rand(n, nin, scale=1.0).requires_grad_(True)
+        dy = rand(n, nout, scale=1.0)
+
+        def step():
+            with torch.enable_grad():
+                y = F.linear(x, w) + s * F.linear(F.linear(x, a), b)
+                y.backward(dy)
+            a.grad = b.grad = x.grad = None
+
+        row = dict(sh)
+        row["train_s"] = measure(step)
+        out["train"].append(row)
+
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
