@@ -10,7 +10,7 @@
 GO      ?= go
 GOFILES := $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 
-.PHONY: all test vet fmt-check test-cpu test-purego bench bench-quick kernels test-emu check-cuda gpu-bundle
+.PHONY: all test vet fmt-check test-cpu test-purego test-openblas bench bench-quick bench-peer bench-peer-deps bench-figures kernels test-emu check-cuda gpu-bundle
 
 all: test
 
@@ -36,6 +36,28 @@ bench:
 
 bench-quick:
 	$(GO) run ./bench -quick
+
+# The CPU backend with OpenBLAS (Debian's libopenblas-dev) for its products.
+test-openblas:
+	$(GO) test -count=1 -tags openblas ./...
+
+# The bench with PyTorch timed in the same run: installs Debian's
+# python3-torch and libopenblas0-pthread (without which torch runs the
+# reference BLAS) when missing; needs root for that.
+PEER_PKGS := python3-torch libopenblas0-pthread libopenblas-dev
+bench-peer-deps:
+	@dpkg -s $(PEER_PKGS) >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PEER_PKGS) >/dev/null; }
+
+bench-peer: bench-peer-deps
+	$(GO) run ./bench -peer torch
+
+# The README's figures and tables: the full bench with the peer, for the
+# default build and the openblas build, into docs/bench/.
+bench-figures: bench-peer-deps
+	mkdir -p docs/bench/gonum docs/bench/openblas
+	$(GO) run ./bench -peer torch -plot docs/bench/gonum -json-out docs/bench/gonum/bench.json | tee docs/bench/gonum/bench.txt
+	$(GO) run -tags openblas ./bench -peer torch -plot docs/bench/openblas -json-out docs/bench/openblas/bench.json | tee docs/bench/openblas/bench.txt
 
 # The CUDA kernels: nvcc (Debian's 11.8) compiles kernels/lora.cu into
 # kernels/lora.fatbin, SASS for every GPU generation from Volta to Hopper and

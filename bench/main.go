@@ -11,6 +11,7 @@
 //	go run ./bench -json-out F      the table on stdout and the JSON in F
 //	go run ./bench -peer torch      PyTorch, the way PEFT computes the layer,
 //	                                timed in the same run (bench/peer_torch.py)
+//	go run ./bench -plot DIR        the figures as PNG files in DIR
 //
 // Each operation is warmed up, then timed in batches of back-to-back calls
 // (a batch lasts about 2 ms) in interleaved rounds, one batch of every
@@ -523,9 +524,10 @@ func main() {
 	quick := flag.Bool("quick", false, "a few rows, under 30 seconds")
 	asJSON := flag.Bool("json", false, "print the results as JSON")
 	peerName := flag.String("peer", "", `time a peer in the same run: "torch" (PyTorch, the way PEFT computes a LoRA layer)`)
-	python := flag.String("python", "python3", "the Python interpreter that runs the torch peer")
+	python := flag.String("python", "", "the Python interpreter that runs the torch peer (default: the first python3 that has torch)")
 	script := flag.String("peer-script", "", "the peer script (default: peer_torch.py in ./bench or beside this program)")
 	jsonOut := flag.String("json-out", "", "also write the results as JSON to this file")
+	plotDir := flag.String("plot", "", "also draw the figures as PNG files into this directory")
 	flag.Parse()
 	cfg := config{
 		ins: []int{1024, 4096}, ranks: []int{8, 16, 64}, ns: []int{1, 16, 64, 256},
@@ -565,6 +567,16 @@ func main() {
 		if err := os.WriteFile(*jsonOut, append(js, '\n'), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
+		}
+	}
+	if *plotDir != "" {
+		files, err := writePlots(*plotDir, rep)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		for _, f := range files {
+			fmt.Fprintln(os.Stderr, "bench: wrote", f)
 		}
 	}
 	if *asJSON {

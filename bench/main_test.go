@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,34 @@ func TestUnfusedMatchesForward(t *testing.T) {
 	for i := range fused {
 		if d := math.Abs(float64(fused[i] - unfused[i])); d > 1e-5*(1+math.Abs(float64(fused[i]))) {
 			t.Fatalf("y[%d]: fused %g, unfused %g", i, fused[i], unfused[i])
+		}
+	}
+}
+
+// TestPlots draws the figures of a tiny run and checks each is a PNG file.
+func TestPlots(t *testing.T) {
+	cfg := config{
+		ins: []int{24, 40}, ranks: []int{1, 4}, ns: []int{1, 3}, mergeRanks: []int{2, 4},
+		minTime: time.Millisecond, minReps: 2, maxReps: 3,
+	}
+	rep, err := run(cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := writePlots(t.TempDir(), rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 4 {
+		t.Fatalf("wrote %v, want forward-24, forward-40, overhead and merge", files)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) || len(b) < 1000 {
+			t.Errorf("%s is not a plausible PNG (%d bytes)", f, len(b))
 		}
 	}
 }

@@ -38,6 +38,19 @@ func newPeer(name, python, script string) (*peerConfig, error) {
 			return nil, errors.New("peer_torch.py not found in ./bench, . or beside this program: pass -peer-script")
 		}
 	}
+	if python == "" {
+		// The first interpreter that has torch: the one on the PATH, or
+		// Debian's, where `make bench-peer` installs python3-torch.
+		for _, p := range []string{"python3", "/usr/bin/python3"} {
+			if exec.Command(p, "-c", "import torch").Run() == nil {
+				python = p
+				break
+			}
+		}
+		if python == "" {
+			return nil, errors.New("peer torch: no python3 with torch found (make bench-peer installs Debian's python3-torch); pass -python")
+		}
+	}
 	if _, err := exec.LookPath(python); err != nil {
 		return nil, fmt.Errorf("peer torch: %w", err)
 	}
