@@ -23,6 +23,45 @@ var palette = map[string]color.Color{
 	"peer merged":   color.RGBA{0x94, 0x67, 0xbd, 0xff},
 }
 
+// figure is a plot being built: its series of points, in order of appearance.
+type figure struct {
+	p      *plot.Plot
+	series map[string]plotter.XYs
+	order  []string
+}
+
+func newFigure(title, xLabel, yLabel string, logX, logY bool) *figure {
+	p := plot.New()
+	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = title, xLabel, yLabel
+	if logX {
+		p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	}
+	if logY {
+		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	return &figure{p: p, series: map[string]plotter.XYs{}}
+}
+
+// add appends a point to the named series.
+func (f *figure) add(name string, x, y float64) {
+	if !slices.Contains(f.order, name) {
+		f.order = append(f.order, name)
+	}
+	f.series[name] = append(f.series[name], plotter.XY{X: x, Y: y})
+}
+
+// save draws the series and writes the figure as a PNG file.
+func (f *figure) save(path string) error {
+	if err := addLines(f.p, f.series, f.order); err != nil {
+		return err
+	}
+	if err := f.p.Save(18*vg.Centimeter, 12*vg.Centimeter, path); err != nil {
+		return fmt.Errorf("plot %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
 // writePlots draws the report's figures into dir as PNG files and returns
 // their paths:
 //
@@ -35,13 +74,10 @@ func writePlots(dir string, rep *Report) ([]string, error) {
 		return nil, err
 	}
 	var files []string
-	save := func(p *plot.Plot, name string, w, h vg.Length) error {
+	save := func(f *figure, name string) error {
 		path := filepath.Join(dir, name)
-		if err := p.Save(w, h, path); err != nil {
-			return fmt.Errorf("plot %s: %w", name, err)
-		}
 		files = append(files, path)
-		return nil
+		return f.save(path)
 	}
 	machine := rep.Machine["cpu"]
 	if d := rep.Machine["device"]; d != "" {
@@ -50,101 +86,65 @@ func writePlots(dir string, rep *Report) ([]string, error) {
 	machine = fmt.Sprintf("%s, %s backend", machine, rep.Machine["backend"])
 
 	// Time per call against n, at the middle rank measured.
-	ins := uniq(rep.Forward, func(r ForwardRow) int { return r.In })
 	ranks := uniq(rep.Forward, func(r ForwardRow) int { return r.R })
 	if len(ranks) == 0 {
 		return nil, nil
 	}
 	rMid := ranks[len(ranks)/2]
-	for _, in := range ins {
-		p := plot.New()
-		p.Title.Text = fmt.Sprintf("Forward, in = out = %d, r = %d (%s)", in, rMid, machine)
-		p.X.Label.Text = "batch n"
-		p.Y.Label.Text = "time per call (s)"
-		p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-		p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
-		p.Legend.Top, p.Legend.Left = true, true
-		series := map[string]plotter.XYs{}
+	for _, in := range uniq(rep.Forward, func(r ForwardRow) int { return r.In }) {
+		f := newFigure(fmt.Sprintf("Forward, in = out = %d, r = %d (%s)", in, rMid, machine),
+			"batch n", "time per call (s)", true, true)
+		for _, name := range []string{"base", "fused", "unfused", "merged"} {
+			f.order = append(f.order, name) // fixed legend order
+		}
 		for _, r := range rep.Forward {
 			if r.In != in || r.R != rMid {
 				continue
 			}
 			x := float64(r.N)
-			series["base"] = append(series["base"], plotter.XY{X: x, Y: r.Base.Median})
-			series["fused"] = append(series["fused"], plotter.XY{X: x, Y: r.Fused.Median})
-			series["unfused"] = append(series["unfused"], plotter.XY{X: x, Y: r.Unfused.Median})
-			series["merged"] = append(series["merged"], plotter.XY{X: x, Y: r.Merged.Median})
+			f.add("base", x, r.Base.Median)
+			f.add("fused", x, r.Fused.Median)
+			f.add("unfused", x, r.Unfused.Median)
+			f.add("merged", x, r.Merged.Median)
 			if r.PeerUnmerged > 0 {
-				series["peer unmerged"] = append(series["peer unmerged"], plotter.XY{X: x, Y: r.PeerUnmerged})
-				series["peer merged"] = append(series["peer merged"], plotter.XY{X: x, Y: r.PeerMerged})
+				f.add("peer unmerged", x, r.PeerUnmerged)
+				f.add("peer merged", x, r.PeerMerged)
 			}
 		}
-		if err := addLines(p, series, []string{"base", "fused", "unfused", "merged", "peer unmerged", "peer merged"}); err != nil {
-			return nil, err
-		}
-		if err := save(p, fmt.Sprintf("forward-%d.png", in), 18*vg.Centimeter, 12*vg.Centimeter); err != nil {
+		if err := save(f, fmt.Sprintf("forward-%d.png", in)); err != nil {
 			return nil, err
 		}
 	}
 
-	// Overhead against r, one line per (in, n).
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Forward overhead over the base product (%s)", machine)
-	p.X.Label.Text = "rank r"
-	p.Y.Label.Text = "fused ÷ base"
-	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Legend.Top, p.Legend.Left = true, true
-	series := map[string]plotter.XYs{}
-	var order []string
+	// Overhead against r, one line per (in, n), with 1× dashed.
+	f := newFigure(fmt.Sprintf("Forward overhead over the base product (%s)", machine),
+		"rank r", "fused ÷ base", true, false)
 	for _, r := range rep.Forward {
-		key := fmt.Sprintf("in=out=%d, n=%d", r.In, r.N)
-		if _, ok := series[key]; !ok {
-			order = append(order, key)
-		}
-		series[key] = append(series[key], plotter.XY{X: float64(r.R), Y: r.Overhead})
-	}
-	if err := addLines(p, series, order); err != nil {
-		return nil, err
+		f.add(fmt.Sprintf("in=out=%d, n=%d", r.In, r.N), float64(r.R), r.Overhead)
 	}
 	one := plotter.NewFunction(func(float64) float64 { return 1 })
 	one.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
-	p.Add(one)
-	if err := save(p, "overhead.png", 18*vg.Centimeter, 12*vg.Centimeter); err != nil {
+	f.p.Add(one)
+	if err := save(f, "overhead.png"); err != nil {
 		return nil, err
 	}
 
 	// Merge throughput against r, beside the streaming bandwidth.
 	if len(rep.Merge) > 0 {
-		p := plot.New()
-		p.Title.Text = fmt.Sprintf("Merge W ← W + s·B·A (%s)", machine)
-		p.X.Label.Text = "rank r"
-		p.Y.Label.Text = "GB/s (W read and written once)"
-		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
-		p.Legend.Top = true
-		series := map[string]plotter.XYs{}
-		var order []string
-		add := func(key string, xy plotter.XY) {
-			if _, ok := series[key]; !ok {
-				order = append(order, key)
-			}
-			series[key] = append(series[key], xy)
-		}
+		f := newFigure(fmt.Sprintf("Merge W ← W + s·B·A (%s)", machine),
+			"rank r", "GB/s (W read and written once)", true, false)
 		for _, r := range rep.Merge {
-			add(fmt.Sprintf("merge, %d×%d", r.Out, r.In), plotter.XY{X: float64(r.R), Y: r.GBs})
+			x := float64(r.R)
+			f.add(fmt.Sprintf("merge, %d×%d", r.Out, r.In), x, r.GBs)
 			if r.StreamGBs > 0 {
-				add(fmt.Sprintf("streaming pass, %d×%d", r.Out, r.In), plotter.XY{X: float64(r.R), Y: r.StreamGBs})
+				f.add(fmt.Sprintf("streaming pass, %d×%d", r.Out, r.In), x, r.StreamGBs)
 			}
 			if r.PeerMerge > 0 {
-				add(fmt.Sprintf("peer merge, %d×%d", r.Out, r.In), plotter.XY{X: float64(r.R), Y: float64(2*r.In*r.Out*4) / r.PeerMerge / 1e9})
+				f.add(fmt.Sprintf("peer merge, %d×%d", r.Out, r.In), x, float64(2*r.In*r.Out*4)/r.PeerMerge/1e9)
 			}
 		}
-		if err := addLines(p, series, order); err != nil {
-			return nil, err
-		}
-		p.Y.Min = 0
-		if err := save(p, "merge.png", 18*vg.Centimeter, 12*vg.Centimeter); err != nil {
+		f.p.Y.Min = 0
+		if err := save(f, "merge.png"); err != nil {
 			return nil, err
 		}
 	}
