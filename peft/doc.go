@@ -1,0 +1,68 @@
+// Package peft reads and writes LoRA adapters in the format of Hugging Face
+// PEFT, and the safetensors files they and their base models are stored in.
+//
+// A PEFT adapter is a directory with two files:
+//
+//	adapter_config.json         the configuration: r, lora_alpha, target_modules, ...
+//	adapter_model.safetensors   for each adapted module M of the base model,
+//	                            base_model.model.M.lora_A.weight  [r, in]
+//	                            base_model.model.M.lora_B.weight  [out, r]
+//	                            and any tensor saved whole (modules_to_save)
+//
+// Load turns such a directory into an Adapter: its Modules, each with A and B
+// as float32 on the host and the scale the configuration gives it, and its
+// Full tensors, which replace base-model tensors of the same name. Save writes
+// one back, in a form PEFT loads. Module.NewLayer makes a module a lora.Layer
+// on a base weight, so that an adapter runs, or merges, with package lora.
+//
+// # Base weights stored transposed
+//
+// PEFT's ΔW = s·B·A is out×in, the layout of nn.Linear. GPT-2 and a few
+// other models use Conv1D, which stores its weight as [in, out]; their
+// adapters say fan_in_fan_out, and PEFT's get_delta_weight adds (B·A)ᵀ to
+// such a weight. LoRA on an nn.Embedding (lora_embedding_A, lora_embedding_B)
+// is transposed in the same way. Module.Transposed reports both cases, and
+// Module.NewLayer then builds the layer on the weight as stored, with A' = Bᵀ
+// and B' = Aᵀ: since (B·A)ᵀ = Aᵀ·Bᵀ = B'·A', Merge adds exactly the
+// transposed update to the stored matrix.
+//
+// # Safetensors
+//
+// Safetensors is a small format: an 8-byte little-endian length, a JSON
+// header of that length naming each tensor's dtype, shape and byte range, and
+// the tensors' bytes. This package reads and writes it with its own code
+// (encoding/binary, and a JSON scanner for the header) rather than through a
+// third-party Go package, because its reader must meet a bar that a
+// dependency would have to be shown, and kept, to meet, and the format is
+// small enough that owning it costs less than auditing one: on hostile input
+// the reader returns an error, never panics, and allocates nothing on the
+// strength of a length, count or offset read from the file, only in
+// proportion to the bytes actually present; it refuses duplicate names
+// (which a decoder into a Go map silently merges), invalid UTF-8 (which
+// encoding/json silently replaces), and offsets that overlap, leave gaps or
+// run past the end, as the reference implementation does. It is fuzzed (FuzzReadSafetensors, with
+// a seed corpus cut from the GPT-2 fixture). It also reads a file's tensors
+// one at a time through io.ReaderAt, which a model of many gigabytes needs,
+// and writes headers for tensors streamed after them (EncodeHeader).
+//
+// Tensors in F32, F16 and BF16 (and F64) convert to and from float32; the
+// narrowing conversions round to nearest even, as PyTorch does. Tensors of
+// every other safetensors dtype are kept as bytes.
+//
+// # Errors
+//
+// Errors start with "peft:" and wrap ErrFormat (a file that breaks its
+// format), ErrUnsupported (an adapter this package cannot apply, such as
+// DoRA) or ErrInconsistent (tensors that disagree with each other or with the
+// configuration). Load and Save check everything before they return an
+// adapter or write a file, so an error leaves nothing half-done.
+package peft
+
+import "errors"
+
+// Sentinel errors, wrapped by the errors of this package.
+var (
+	ErrFormat       = errors.New("malformed file")
+	ErrUnsupported  = errors.New("unsupported adapter")
+	ErrInconsistent = errors.New("inconsistent adapter")
+)

@@ -1,0 +1,292 @@
+package peft
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"unsafe"
+)
+
+// DType is a safetensors element type, spelled as in the file header.
+type DType string
+
+// The element types of the safetensors format. Every one can be read, copied
+// and written; F64, F32, F16 and BF16 can also be converted to and from float32.
+const (
+	BOOL    DType = "BOOL"
+	U8      DType = "U8"
+	I8      DType = "I8"
+	F8E5M2  DType = "F8_E5M2"
+	F8E4M3  DType = "F8_E4M3"
+	F8E8M0  DType = "F8_E8M0"
+	I16     DType = "I16"
+	U16     DType = "U16"
+	F16     DType = "F16"
+	BF16    DType = "BF16"
+	I32     DType = "I32"
+	U32     DType = "U32"
+	F32     DType = "F32"
+	F64     DType = "F64"
+	I64     DType = "I64"
+	U64     DType = "U64"
+	C64     DType = "C64"
+	invalid DType = ""
+)
+
+// dtypeInfo gives each known dtype its size in bytes and its rank in the
+// order the reference implementation writes tensors (larger rank first).
+var dtypeInfo = map[DType]struct{ size, rank int }{
+	BOOL:   {1, 0},
+	U8:     {1, 1},
+	I8:     {1, 2},
+	F8E5M2: {1, 3},
+	F8E4M3: {1, 4},
+	F8E8M0: {1, 5},
+	I16:    {2, 6},
+	U16:    {2, 7},
+	F16:    {2, 8},
+	BF16:   {2, 9},
+	I32:    {4, 10},
+	U32:    {4, 11},
+	F32:    {4, 12},
+	F64:    {8, 13},
+	I64:    {8, 14},
+	U64:    {8, 15},
+	C64:    {8, 16},
+}
+
+// Size returns the size of one element in bytes, or 0 for an unknown dtype.
+func (d DType) Size() int { return dtypeInfo[d].size }
+
+// Valid reports whether d is a dtype this package knows.
+func (d DType) Valid() bool { return d.Size() > 0 }
+
+// Float reports whether elements of d convert to and from float32:
+// F64, F32, F16 and BF16.
+func (d DType) Float() bool {
+	switch d {
+	case F64, F32, F16, BF16:
+		return true
+	}
+	return false
+}
+
+// ParseDType returns the dtype named s, case-insensitively ("bf16", "F32").
+func ParseDType(s string) (DType, error) {
+	for d := range dtypeInfo {
+		if equalFold(string(d), s) {
+			return d, nil
+		}
+	}
+	return invalid, fmt.Errorf("peft: unknown dtype %q", s)
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'a' <= x && x <= 'z' {
+			x -= 'a' - 'A'
+		}
+		if 'a' <= y && y <= 'z' {
+			y -= 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// DecodeFloats converts the little-endian elements of src, of dtype d, into
+// dst. d must be F64, F32, F16 or BF16, and len(src) must be
+// len(dst)·d.Size(). The conversion to float32 is exact for F32, F16 and
+// BF16, and rounds to nearest even for F64.
+func DecodeFloats(dst []float32, src []byte, d DType) error {
+	if !d.Float() {
+		return fmt.Errorf("peft: cannot convert %s to float32", d)
+	}
+	if len(src) != len(dst)*d.Size() {
+		return fmt.Errorf("peft: %d bytes of %s for %d elements", len(src), d, len(dst))
+	}
+	le := binary.LittleEndian
+	switch d {
+	case F32:
+		if littleEndian {
+			copy(Float32Bytes(dst), src)
+			break
+		}
+		for i := range dst {
+			dst[i] = math.Float32frombits(le.Uint32(src[4*i:]))
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = F16ToFloat32(le.Uint16(src[2*i:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = math.Float32frombits(uint32(le.Uint16(src[2*i:])) << 16)
+		}
+	case F64:
+		for i := range dst {
+			dst[i] = float32(math.Float64frombits(le.Uint64(src[8*i:])))
+		}
+	}
+	return nil
+}
+
+// EncodeFloats converts src into little-endian elements of dtype d in dst,
+// rounding to nearest even where d is narrower than float32 (F16, BF16).
+// d must be F64, F32, F16 or BF16, and len(dst) must be len(src)·d.Size().
+func EncodeFloats(dst []byte, src []float32, d DType) error {
+	if !d.Float() {
+		return fmt.Errorf("peft: cannot convert float32 to %s", d)
+	}
+	if len(dst) != len(src)*d.Size() {
+		return fmt.Errorf("peft: %d bytes of %s for %d elements", len(dst), d, len(src))
+	}
+	le := binary.LittleEndian
+	switch d {
+	case F32:
+		if littleEndian {
+			copy(dst, Float32Bytes(src))
+			break
+		}
+		for i, v := range src {
+			le.PutUint32(dst[4*i:], math.Float32bits(v))
+		}
+	case F16:
+		for i, v := range src {
+			le.PutUint16(dst[2*i:], Float32ToF16(v))
+		}
+	case BF16:
+		for i, v := range src {
+			le.PutUint16(dst[2*i:], Float32ToBF16(v))
+		}
+	case F64:
+		for i, v := range src {
+			le.PutUint64(dst[8*i:], math.Float64bits(float64(v)))
+		}
+	}
+	return nil
+}
+
+// littleEndian reports whether this machine stores numbers as safetensors
+// does, so that F32 data is float32 memory as it is.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// Float32Bytes returns the memory of v as bytes, without a copy: on a
+// little-endian machine, the F32 safetensors encoding of v. Reading F32 data
+// into it, or writing it out, saves a conversion pass; see NativeF32.
+func Float32Bytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))
+}
+
+// NativeF32 reports whether Float32Bytes of a []float32 is its F32
+// encoding, as on every little-endian machine.
+func NativeF32() bool { return littleEndian }
+
+// f16Table holds the float32 value of every IEEE half-precision bit pattern.
+var f16Table = func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		t[i] = f16ToFloat32(uint16(i))
+	}
+	return &t
+}()
+
+// F16ToFloat32 returns the value of the IEEE 754 half-precision number h,
+// exactly. A NaN keeps its sign and payload.
+func F16ToFloat32(h uint16) float32 { return f16Table[h] }
+
+func f16ToFloat32(h uint16) float32 {
+	sign := uint32(h&0x8000) << 16
+	exp := uint32(h>>10) & 0x1f
+	man := uint32(h & 0x3ff)
+	switch {
+	case exp == 0x1f: // Inf, NaN
+		return math.Float32frombits(sign | 0x7f800000 | man<<13)
+	case exp == 0:
+		if man == 0 {
+			return math.Float32frombits(sign)
+		}
+		// Subnormal: man·2⁻²⁴, normalised for float32.
+		e := uint32(127 - 15 + 1)
+		for man&0x400 == 0 {
+			man <<= 1
+			e--
+		}
+		return math.Float32frombits(sign | e<<23 | (man&0x3ff)<<13)
+	}
+	return math.Float32frombits(sign | (exp+127-15)<<23 | man<<13)
+}
+
+// Float32ToF16 rounds f to the nearest IEEE 754 half-precision number, ties
+// to even, as PyTorch's tensor.to(torch.float16) does: values beyond the
+// largest half round to ±Inf, tiny ones to subnormals or ±0. A NaN stays a
+// NaN with its sign and the high bits of its payload.
+func Float32ToF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int(b>>23) & 0xff
+	man := b & 0x7fffff
+	if exp == 0xff {
+		if man == 0 {
+			return sign | 0x7c00
+		}
+		m := uint16(man >> 13)
+		if m == 0 {
+			m = 0x200
+		}
+		return sign | 0x7c00 | m
+	}
+	e := exp - 127 + 15
+	if e >= 0x1f {
+		return sign | 0x7c00
+	}
+	if e <= 0 {
+		// A half subnormal: f is m·2^(exp−150) with the 24-bit significand
+		// m, that is m·2^(exp−126) units of 2⁻²⁴.
+		if e < -10 {
+			return sign // below half the smallest subnormal
+		}
+		m := man | 0x800000
+		shift := uint(14 - e)
+		r := m >> shift
+		rem := m & (1<<shift - 1)
+		half := uint32(1) << (shift - 1)
+		if rem > half || rem == half && r&1 == 1 {
+			r++ // may carry into the smallest normal, which encodes correctly
+		}
+		return sign | uint16(r)
+	}
+	r := uint32(e)<<10 | man>>13
+	rem := man & 0x1fff
+	if rem > 0x1000 || rem == 0x1000 && r&1 == 1 {
+		r++ // may carry into the exponent, up to Inf, which is right
+	}
+	return sign | uint16(r)
+}
+
+// Float32ToBF16 rounds f to the nearest bfloat16, ties to even, as
+// PyTorch's tensor.to(torch.bfloat16) does. A NaN stays a NaN with its sign
+// and the high bits of its payload.
+func Float32ToBF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 {
+		h := uint16(b >> 16)
+		if h&0x7f == 0 {
+			h |= 0x40
+		}
+		return h
+	}
+	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
+}
+
+// BF16ToFloat32 returns the value of the bfloat16 h, exactly.
+func BF16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
