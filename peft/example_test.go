@@ -8,10 +8,10 @@ import (
 	"github.com/golora/lora/peft"
 )
 
-// Load a PEFT adapter (here the GPT-2 adapter of the shared fixtures) and
+// Load a PEFT adapter (here the GPT-2 adapter in the repository's testdata) and
 // list what it adapts.
 func ExampleLoad() {
-	a, err := peft.Load("../../shared/fixtures/peft-gpt2-lora")
+	a, err := peft.Load("../testdata/peft-gpt2-lora")
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -11,17 +11,17 @@ import (
 	"github.com/golora/lora/peft"
 )
 
-// fixtureDir is the PEFT adapter for GPT-2 in the shared fixtures, beside
-// the repository.
-const fixtureDir = "../../../shared/fixtures/peft-gpt2-lora"
+// fixtureDir is the PEFT adapter for GPT-2 in the repository's testdata
+// (testdata/README.md says where it comes from).
+const fixtureDir = "../../testdata/peft-gpt2-lora"
 
 // fixture returns fixtureDir, failing the test if it is missing.
 func fixture(t testing.TB) string {
 	t.Helper()
 	for _, f := range []string{peft.ConfigFile, peft.WeightsFile} {
 		if _, err := os.Stat(filepath.Join(fixtureDir, f)); err != nil {
-			t.Fatalf("the GPT-2 PEFT fixture is missing (%v): the tests need the shared folder "+
-				"beside the repository, ../shared/fixtures/peft-gpt2-lora from its root", err)
+			t.Fatalf("the GPT-2 PEFT fixture is missing (%v): the tests need "+
+				"testdata/peft-gpt2-lora of the repository", err)
 		}
 	}
 	return fixtureDir
