@@ -76,9 +76,13 @@ kernels: kernels/lora.fatbin
 kernels/lora.fatbin: $(KERNEL_SRC)
 	$(NVCC) $(NVCCFLAGS) -o $@ kernels/lora.cu
 
-# The whole suite with the CUDA kernels emulated on the CPU (g++ only).
+# The whole suite with the CUDA kernels emulated on the CPU (g++ only). Go's
+# build cache does not see the .cu files that cuda/emu_kernels.cc includes, so
+# a digest of them goes into CGO_CXXFLAGS, which the cache does see: an edited
+# kernel is always recompiled.
+KERNEL_DIGEST = $(shell cat $(KERNEL_SRC) | sha256sum | cut -c1-16)
 test-emu:
-	$(GO) test -count=1 -tags cudaemu ./...
+	CGO_CXXFLAGS="-O2 -g -DLORA_KERNEL_DIGEST=$(KERNEL_DIGEST)" $(GO) test -count=1 -tags cudaemu ./...
 
 # The cuda build without a GPU: installs Debian's CUDA toolkit if nvcc is
 # missing, rebuilds the fatbin and fails if it differs from the committed one,

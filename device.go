@@ -4,6 +4,7 @@ package lora
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"sync"
@@ -88,15 +89,18 @@ func launch(kernel string, grid, block cuda.Dim3, a *cuda.Args) error {
 	return devErr(cuda.Launch(kernel, grid, block, 0, a))
 }
 
-// dev guards the backend's scratch memory: T of forward and the flag of
-// allFinite. Work that uses them is enqueued under it, and the stream runs
-// work in order, so one scratch serves every caller.
+// dev guards the backend's scratch memory: T of forward, T and U of
+// backward, the flag of allFinite and the partial sums of mse. Work that
+// uses them is enqueued under it, and the stream runs work in order, so one
+// scratch serves every caller.
 var dev struct {
 	sync.Mutex
-	t     cuda.Ptr // T, n×r floats
-	tLen  int
-	flag  cuda.Ptr // one int32
-	flagv int32
+	t        cuda.Ptr // T (and U), n×r floats each
+	tLen     int
+	flag     cuda.Ptr // one int32
+	flagv    int32
+	partial  cuda.Ptr // kernels.MSEMaxBlocks floats
+	partialv [kernels.MSEMaxBlocks]float32
 }
 
 // scratchT returns a device buffer of at least n floats. Called with dev held.
@@ -152,7 +156,7 @@ func linear(y, x, w *Matrix) error {
 // forward enqueues T = s·x·Aᵀ (the shrink kernel, into scratch), then
 // y = x·Wᵀ + T·Bᵀ in one kernel that writes y once.
 func forward(y, x, w, a, b *Matrix, s float32) error {
-	n, in, r := x.rows, x.cols, a.rows
+	n, r := x.rows, a.rows
 	if gy := ceilDiv(r, kernels.ShrinkKs); gy > 65535 {
 		return fmt.Errorf("lora: Forward: rank %d above the GPU's grid limit: %w", r, ErrShape)
 	}
@@ -162,17 +166,23 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 	if err != nil {
 		return fmt.Errorf("lora: Forward: %w", err)
 	}
-	var sa cuda.Args
-	sa.Ptr(x.buf.p).Ptr(a.buf.p).Ptr(t).Int(n).Int(in).Int(r).Float(s)
-	if err := launch("lora_shrink",
-		cuda.Dim3{X: ceilDiv(n, kernels.ShrinkRows), Y: ceilDiv(r, kernels.ShrinkKs), Z: 1},
-		cuda.Dim3{X: kernels.ShrinkThreads, Y: 1, Z: 1}, &sa); err != nil {
+	if err := shrinkKernel(t, x, a, s); err != nil {
 		return fmt.Errorf("lora: Forward: %w", err)
 	}
 	if err := forwardKernel(y, x, w, t, b.buf.p, r); err != nil {
 		return fmt.Errorf("lora: Forward: %w", err)
 	}
 	return nil
+}
+
+// shrinkKernel enqueues t = s·x·Aᵀ (n×r).
+func shrinkKernel(t cuda.Ptr, x, a *Matrix, s float32) error {
+	n, in, r := x.rows, x.cols, a.rows
+	var sa cuda.Args
+	sa.Ptr(x.buf.p).Ptr(a.buf.p).Ptr(t).Int(n).Int(in).Int(r).Float(s)
+	return launch("lora_shrink",
+		cuda.Dim3{X: ceilDiv(n, kernels.ShrinkRows), Y: ceilDiv(r, kernels.ShrinkKs), Z: 1},
+		cuda.Dim3{X: kernels.ShrinkThreads, Y: 1, Z: 1}, &sa)
 }
 
 // axpy enqueues y += alpha·x.
@@ -231,4 +241,142 @@ func rankUpdate(w, a, b *Matrix, c float32) error {
 	return launch("lora_merge",
 		cuda.Dim3{X: ceilDiv(in, kernels.MergeTileIn), Y: ceilDiv(out, kernels.MergeTileOut), Z: 1},
 		cuda.Dim3{X: kernels.MergeThreads, Y: 1, Z: 1}, &args)
+}
+
+// backward enqueues, with T = s·x·Aᵀ and U = s·dy·B in scratch (n×r each):
+// lora_shrink and lora_grad_u for T and U, lora_grad_ab twice for
+// dB = dyᵀ·T and dA = Uᵀ·x, and unless dx is nil dx = dy·W + U·A (dy·W when
+// merged) by the small-batch or the tiled kernel. Every limit is checked
+// before anything is enqueued.
+func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
+	n, in, out, r := x.rows, x.cols, w.rows, a.rows
+	if n > math.MaxInt32 {
+		return fmt.Errorf("n = %d does not fit the kernels' int: %w", n, ErrShape)
+	}
+	for _, gy := range []int{ceilDiv(r, kernels.ShrinkKs), ceilDiv(r, kernels.GradUKs), ceilDiv(r, kernels.GradABTR)} {
+		if gy > 65535 {
+			return fmt.Errorf("rank %d above the GPU's grid limit: %w", r, ErrShape)
+		}
+	}
+	if dx != nil && n > kernels.SmallNMax && ceilDiv(in, kernels.TileN) > 65535 {
+		return fmt.Errorf("in = %d needs %d tiles, above the GPU's grid limit: %w", in, ceilDiv(in, kernels.TileN), ErrShape)
+	}
+	dev.Lock()
+	defer dev.Unlock()
+	// U starts on a 64-byte boundary, so that its rows may be read as float4.
+	uOff := (n*r + 15) &^ 15
+	t, err := scratchT(uOff + n*r)
+	if err != nil {
+		return err
+	}
+	u := t + cuda.Ptr(4*uOff)
+	if err := shrinkKernel(t, x, a, s); err != nil {
+		return err
+	}
+	var ua cuda.Args
+	ua.Ptr(dy.buf.p).Ptr(b.buf.p).Ptr(u).Int(n).Int(out).Int(r).Float(s)
+	if err := launch("lora_grad_u",
+		cuda.Dim3{X: ceilDiv(n, kernels.GradURows), Y: ceilDiv(r, kernels.GradUKs), Z: 1},
+		cuda.Dim3{X: kernels.GradUThreads, Y: 1, Z: 1}, &ua); err != nil {
+		return err
+	}
+	if err := gradAB(dy.buf.p, t, dB.buf.p, n, out, r, false); err != nil {
+		return err
+	}
+	if err := gradAB(x.buf.p, u, dA.buf.p, n, in, r, true); err != nil {
+		return err
+	}
+	if dx == nil {
+		return nil
+	}
+	ap := a.buf.p
+	if merged {
+		u, ap, r = 0, 0, 0
+	}
+	var xa cuda.Args
+	xa.Ptr(dy.buf.p).Ptr(w.buf.p).Ptr(u).Ptr(ap).Ptr(dx.buf.p).Int(n).Int(in).Int(out).Int(r)
+	if n <= kernels.SmallNMax {
+		return launch("lora_grad_x_small",
+			cuda.Dim3{X: ceilDiv(in, kernels.GradXSmallCols), Y: 1, Z: 1},
+			cuda.Dim3{X: kernels.GradXSmallThreads, Y: 1, Z: 1}, &xa)
+	}
+	return launch("lora_grad_x_tiled",
+		cuda.Dim3{X: ceilDiv(n, kernels.TileM), Y: ceilDiv(in, kernels.TileN), Z: 1},
+		cuda.Dim3{X: kernels.TileThreads, Y: 1, Z: 1}, &xa)
+}
+
+// gradAB enqueues c = gᵀ·h for g (n×p) and h (n×r): c is p×r, or r×p when
+// trans.
+func gradAB(g, h, c cuda.Ptr, n, p, r int, trans bool) error {
+	tr := 0
+	if trans {
+		tr = 1
+	}
+	var a cuda.Args
+	a.Ptr(g).Ptr(h).Ptr(c).Int(n).Int(p).Int(r).Int(tr)
+	return launch("lora_grad_ab",
+		cuda.Dim3{X: ceilDiv(p, kernels.GradABTP), Y: ceilDiv(r, kernels.GradABTR), Z: 1},
+		cuda.Dim3{X: kernels.GradABThreads, Y: 1, Z: 1}, &a)
+}
+
+// optBlocks is the grid of an optimizer kernel over count parameters.
+func optBlocks(count int64) cuda.Dim3 {
+	return cuda.Dim3{X: int(min((count+kernels.OptThreads-1)/kernels.OptThreads, kernels.OptMaxBlocks)), Y: 1, Z: 1}
+}
+
+// adamw enqueues one AdamW step over A and B; state holds m then v, each
+// over A's elements then B's.
+func adamw(a, b, da, db, state *Matrix, h adamParams) error {
+	ca, cb := int64(a.rows)*int64(a.cols), int64(b.rows)*int64(b.cols)
+	var args cuda.Args
+	args.Ptr(a.buf.p).Ptr(b.buf.p).Ptr(da.buf.p).Ptr(db.buf.p).Ptr(state.buf.p).Int64(ca).Int64(cb).
+		Float(h.decay).Float(h.step).Float(h.invSqrtBC2).Float(h.eps).Float(h.beta1).Float(h.beta2)
+	return launch("lora_adamw", optBlocks(ca+cb), cuda.Dim3{X: kernels.OptThreads, Y: 1, Z: 1}, &args)
+}
+
+// sgd enqueues one SGD step over A and B, with momentum when buf is not nil.
+func sgd(a, b, da, db, buf *Matrix, lr, mom float32) error {
+	ca, cb := int64(a.rows)*int64(a.cols), int64(b.rows)*int64(b.cols)
+	var bp cuda.Ptr
+	if buf != nil {
+		bp = buf.buf.p
+	}
+	var args cuda.Args
+	args.Ptr(a.buf.p).Ptr(b.buf.p).Ptr(da.buf.p).Ptr(db.buf.p).Ptr(bp).Int64(ca).Int64(cb).Float(lr).Float(mom)
+	return launch("lora_sgd", optBlocks(ca+cb), cuda.Dim3{X: kernels.OptThreads, Y: 1, Z: 1}, &args)
+}
+
+// mse enqueues dy = scale·(y − t) (unless dy is nil) and the per-block sums
+// of (y − t)², then reads those back, which waits for the queued work, and
+// adds them in float64.
+func mse(dy, y, t *Matrix, scale float32) (float64, error) {
+	count := int64(y.rows) * int64(y.cols)
+	per := int64(kernels.MSEThreads * kernels.MSEPerThread)
+	blocks := int(min(max((count+per-1)/per, 1), kernels.MSEMaxBlocks))
+	dev.Lock()
+	defer dev.Unlock()
+	if dev.partial == 0 {
+		p, err := cuda.Alloc(4 * kernels.MSEMaxBlocks)
+		if err != nil {
+			return 0, devErr(err)
+		}
+		dev.partial = p
+	}
+	var dyp cuda.Ptr
+	if dy != nil {
+		dyp = dy.buf.p
+	}
+	var a cuda.Args
+	a.Ptr(y.buf.p).Ptr(t.buf.p).Ptr(dyp).Int64(count).Float(scale).Ptr(dev.partial)
+	if err := launch("lora_mse", cuda.Dim3{X: blocks, Y: 1, Z: 1}, cuda.Dim3{X: kernels.MSEThreads, Y: 1, Z: 1}, &a); err != nil {
+		return 0, err
+	}
+	if err := cuda.CopyDtoH(unsafe.Pointer(&dev.partialv[0]), dev.partial, int64(4*blocks)); err != nil {
+		return 0, devErr(err)
+	}
+	var sum float64
+	for _, v := range dev.partialv[:blocks] {
+		sum += float64(v)
+	}
+	return sum, nil
 }

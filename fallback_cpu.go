@@ -3,6 +3,7 @@
 package lora
 
 import (
+	"math"
 	"runtime"
 	"sync"
 
@@ -74,8 +75,9 @@ func linear(y, x, w *Matrix) error {
 	return nil
 }
 
-// scratch is the per-call workspace of forward: T (n×r) and Bᵀ (r×out).
-type scratch struct{ t, bt []float32 }
+// scratch is the per-call workspace of forward, T (n×r) and Bᵀ (r×out),
+// and of backward, T and U (n×r).
+type scratch struct{ t, bt, u []float32 }
 
 var scratchPool sync.Pool
 
@@ -108,11 +110,7 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 		gemmNT(n, out, r, 1, t, bd, 1, yd)
 		return nil
 	}
-	// T is n×r, too narrow for Sgemm to split among cores: split its rows.
-	parallel(n, n*r*in, func(lo, hi int) {
-		blas32.Implementation().Sgemm(blas.NoTrans, blas.Trans, hi-lo, r, in, s,
-			xd[lo*in:hi*in], in, ad, in, 0, t[lo*r:hi*r], r)
-	})
+	shrink(t, xd, ad, n, in, r, s)
 	gemmNT(n, out, in, 1, xd, w.buf.data, 0, yd)
 	// y[i,:] += Σₖ T[i,k]·Bᵀ[k,:] by the row update of Merge, over a
 	// transposed copy of B, columns split among goroutines so that each keeps
@@ -130,6 +128,15 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 		}
 	})
 	return nil
+}
+
+// shrink computes t = s·x·aᵀ for x (n×in) and a (r×in). T is n×r, too
+// narrow for Sgemm to split among cores: its rows are split instead.
+func shrink(t, x, a []float32, n, in, r int, s float32) {
+	parallel(n, n*r*in, func(lo, hi int) {
+		blas32.Implementation().Sgemm(blas.NoTrans, blas.Trans, hi-lo, r, in, s,
+			x[lo*in:hi*in], in, a, in, 0, t[lo*r:hi*r], r)
+	})
 }
 
 // axpy computes y += alpha·x.
@@ -193,3 +200,206 @@ func rankRowGo(dst, a, coef []float32, lda int) {
 
 // track does nothing: the collector reclaims host memory.
 func track(*Matrix) {}
+
+// backward computes, with T = s·x·Aᵀ and U = s·dy·B (n×r, scratch),
+// dB = dyᵀ·T, dA = Uᵀ·x and, unless dx is nil, dx = dy·W + U·A (dx = dy·W
+// when merged). The two rank-r reductions over n are small Sgemms. dx, the
+// only full-size product, is [dy | U]·[W ; A] by productNN on rankRow's AVX2
+// kernel when the processor has it: the rank-r term is r more rows of the
+// inner dimension. Elsewhere it is gonum's Sgemm (Sgemv rows at small n),
+// then the rank-r term accumulated in place by rankRow.
+func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
+	n, in, out, r := x.rows, x.cols, w.rows, a.rows
+	xd, dyd, ad, bd := x.buf.data, dy.buf.data, a.buf.data, b.buf.data
+	sc, _ := scratchPool.Get().(*scratch)
+	if sc == nil {
+		sc = new(scratch)
+	}
+	defer scratchPool.Put(sc)
+	sc.t, sc.u = grow(sc.t, n*r), grow(sc.u, n*r)
+	t, u := sc.t, sc.u
+	impl := blas32.Implementation()
+
+	shrink(t, xd, ad, n, in, r, s)
+	parallel(n, n*r*out, func(lo, hi int) {
+		impl.Sgemm(blas.NoTrans, blas.NoTrans, hi-lo, r, out, s,
+			dyd[lo*out:hi*out], out, bd, r, 0, u[lo*r:hi*r], r)
+	})
+	impl.Sgemm(blas.Trans, blas.NoTrans, out, r, n, 1, dyd, out, t, r, 0, dB.buf.data, r)
+	impl.Sgemm(blas.Trans, blas.NoTrans, r, in, n, 1, u, r, xd, in, 0, dA.buf.data, in)
+	if dx == nil {
+		return nil
+	}
+
+	dxd, wd := dx.buf.data, w.buf.data
+	if useFMA {
+		segs := []nnSegment{{coef: dyd, ldc: out, a: wd, rows: out}}
+		if !merged {
+			segs = append(segs, nnSegment{coef: u, ldc: r, a: ad, rows: r})
+		}
+		productNN(dxd, n, in, segs)
+		return nil
+	}
+	if n <= gemvRows {
+		// dx[i,:] = Wᵀ·dy[i,:], the columns of W split over goroutines so
+		// that W streams through every core once.
+		parallel(in, n*in*out, func(lo, hi int) {
+			for i := range n {
+				impl.Sgemv(blas.Trans, out, hi-lo, 1, wd[lo:], in, dyd[i*out:(i+1)*out], 1, 0, dxd[i*in+lo:i*in+hi], 1)
+			}
+		})
+	} else {
+		impl.Sgemm(blas.NoTrans, blas.NoTrans, n, in, out, 1, dyd, out, wd, in, 0, dxd, in)
+	}
+	if merged {
+		return nil
+	}
+	// dx[i,:] += Σₖ U[i,k]·A[k,:], columns split among goroutines so that
+	// each keeps its slab of A in cache.
+	parallel(in, n*in*r, func(lo, hi int) {
+		for i := range n {
+			rankRow(dxd[i*in+lo:i*in+hi], ad[lo:], u[i*r:(i+1)*r], in)
+		}
+	})
+	return nil
+}
+
+// nnSegment is one part of the inner dimension of productNN: the n×rows
+// coefficients coef (leading dimension ldc) and the rows×cols matrix a
+// (leading dimension cols).
+type nnSegment struct {
+	coef []float32
+	ldc  int
+	a    []float32
+	rows int
+}
+
+// Blocking of productNN: a nnCols × nnRows block of a (32 KiB) stays in the
+// L1 cache while every row of dst takes its share.
+const (
+	nnCols = 128
+	nnRows = 64
+)
+
+// productNN computes dst = Σ over segments of coef·a for dst n×cols, each
+// row by rankRow: dst[i, j0:j1] accumulates Σₖ coef[i,k]·a[k, j0:j1] over
+// blocks of nnRows rows k of a, so that the block of a is read from memory
+// once and from L1 by every row i. Column blocks are split among goroutines.
+// The sum of each element runs in a fixed order, whatever the split.
+func productNN(dst []float32, n, cols int, segs []nnSegment) {
+	inner := 0
+	for _, sg := range segs {
+		inner += sg.rows
+	}
+	blocks := (cols + nnCols - 1) / nnCols
+	parallel(blocks, n*cols*inner, func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			j0, j1 := b*nnCols, min((b+1)*nnCols, cols)
+			for i := range n {
+				clear(dst[i*cols+j0 : i*cols+j1])
+			}
+			for _, sg := range segs {
+				for k0 := 0; k0 < sg.rows; k0 += nnRows {
+					k1 := min(k0+nnRows, sg.rows)
+					a := sg.a[k0*cols+j0:]
+					for i := range n {
+						rankRow(dst[i*cols+j0:i*cols+j1], a, sg.coef[i*sg.ldc+k0:i*sg.ldc+k1], cols)
+					}
+				}
+			}
+		}
+	})
+}
+
+// segments calls f on the parts of [lo, hi) of the concatenation of A's and
+// B's elements, na of them A's: f(p, g, off) with p and g the parameters and
+// gradients of the part and off its index in the concatenation.
+func segments(a, b, da, db []float32, lo, hi int, f func(p, g []float32, off int)) {
+	na := len(a)
+	if lo < na {
+		e := min(hi, na)
+		f(a[lo:e], da[lo:e], lo)
+	}
+	if hi > na {
+		s := max(lo, na)
+		f(b[s-na:hi-na], db[s-na:hi-na], s)
+	}
+}
+
+// adamw applies one AdamW update to A and B in a single pass over the
+// parameters, gradients and moments: the state holds m for A then B in its
+// first row, v in its second.
+func adamw(a, b, da, db, state *Matrix, h adamParams) error {
+	ad, bd := a.buf.data, b.buf.data
+	total := len(ad) + len(bd)
+	m, v := state.buf.data[:total], state.buf.data[total:2*total]
+	omb1, omb2 := 1-h.beta1, 1-h.beta2
+	parallel(total, 16*total, func(lo, hi int) {
+		segments(ad, bd, da.buf.data, db.buf.data, lo, hi, func(p, g []float32, off int) {
+			m, v := m[off:off+len(p)], v[off:off+len(p)]
+			for i, gi := range g {
+				mi := h.beta1*m[i] + omb1*gi
+				vi := h.beta2*v[i] + omb2*gi*gi
+				m[i], v[i] = mi, vi
+				den := float32(math.Sqrt(float64(vi)))*h.invSqrtBC2 + h.eps
+				p[i] = p[i]*h.decay - h.step*mi/den
+			}
+		})
+	})
+	return nil
+}
+
+// sgd applies one SGD update to A and B: with momentum (buf not nil, one row
+// for A then B) buf ← mom·buf + g and p ← p − lr·buf, else p ← p − lr·g.
+func sgd(a, b, da, db, buf *Matrix, lr, mom float32) error {
+	ad, bd := a.buf.data, b.buf.data
+	total := len(ad) + len(bd)
+	parallel(total, 4*total, func(lo, hi int) {
+		segments(ad, bd, da.buf.data, db.buf.data, lo, hi, func(p, g []float32, off int) {
+			if buf == nil {
+				for i, gi := range g {
+					p[i] -= lr * gi
+				}
+				return
+			}
+			m := buf.buf.data[off : off+len(p)]
+			for i, gi := range g {
+				mi := mom*m[i] + gi
+				m[i] = mi
+				p[i] -= lr * mi
+			}
+		})
+	})
+	return nil
+}
+
+// mse returns Σ (y − t)², accumulated in float64, and writes
+// dy = scale·(y − t) unless dy is nil.
+func mse(dy, y, t *Matrix, scale float32) (float64, error) {
+	yd, td := y.buf.data, t.buf.data
+	var dyd []float32
+	if dy != nil {
+		dyd = dy.buf.data
+	}
+	p := max(1, min(runtime.GOMAXPROCS(0), len(yd)/(1<<15)))
+	parts := make([]float64, p)
+	parallel(p, 4*len(yd), func(glo, ghi int) {
+		for g := glo; g < ghi; g++ {
+			lo, hi := g*len(yd)/p, (g+1)*len(yd)/p
+			var sum float64
+			for i := lo; i < hi; i++ {
+				d := yd[i] - td[i]
+				sum += float64(d) * float64(d)
+				if dyd != nil {
+					dyd[i] = scale * d
+				}
+			}
+			parts[g] = sum
+		}
+	})
+	var sum float64
+	for _, v := range parts {
+		sum += v
+	}
+	return sum, nil
+}

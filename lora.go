@@ -10,6 +10,10 @@
 // update into W in place, so a merged layer costs exactly what the base layer
 // costs; Unmerge takes it out again.
 //
+// Training changes A and B only: Backward gives their gradients (and the
+// gradient of the layer's input), MSE a loss and its gradient, and AdamW or
+// SGD update A and B in place, with their state kept on the backend.
+//
 // All matrices are dense, row-major float32, in the layout of PyTorch's
 // nn.Linear and of PEFT adapter files. A Matrix lives where the backend
 // computes: host memory for the CPU backend, GPU memory for the CUDA backend.
@@ -45,12 +49,13 @@
 //
 // # Concurrency
 //
-// Forward and Linear may be called from many goroutines at once, on one layer
-// or many, as long as their outputs are distinct. Merge and Unmerge modify W
-// and need exclusive use of the layer: a Layer serialises them against its own
-// Forward calls, but W belongs to the caller, so a W shared with another Layer
-// or used elsewhere must not be read while it is being merged. Matrix.Write and
-// Matrix.Free need exclusive use of that matrix.
+// Forward, Backward and Linear may be called from many goroutines at once, on
+// one layer or many, as long as their outputs are distinct. Merge, Unmerge
+// and an optimizer's Step modify the layer and need exclusive use of it: a
+// Layer serialises them against its own Forward and Backward calls, but W
+// belongs to the caller, so a W shared with another Layer or used elsewhere
+// must not be read while it is being merged. Matrix.Write and Matrix.Free
+// need exclusive use of that matrix.
 package lora
 
 import (
@@ -255,12 +260,13 @@ func (c Config) Scale() float32 {
 // owned by the caller, and the adapter A (r×in) and B (out×r), owned by the
 // layer.
 type Layer struct {
-	mu     sync.RWMutex // Forward holds it shared; Merge, Unmerge and Free exclusively
+	mu     sync.RWMutex // Forward and Backward hold it shared; Merge, Unmerge, Step and Free exclusively
 	w      *Matrix
 	a, b   *Matrix
 	scale  float32
 	merged bool
 	freed  bool
+	opts   []optimizer // the optimizers holding state for this layer
 }
 
 // NewLayer returns a layer on the base weight w (out×in) with a new adapter
@@ -528,19 +534,27 @@ func (l *Layer) mergeOp(op string, merge bool) error {
 	return nil
 }
 
-// Free releases A and B, never W. It is idempotent; a merged layer leaves W
-// merged (Unmerge first to restore it). Every later use of the layer returns
-// an error wrapping ErrFreed.
+// Free releases A and B, never W, and the state every optimizer keeps for
+// the layer. It is idempotent; a merged layer leaves W merged (Unmerge first
+// to restore it). Every later use of the layer returns an error wrapping
+// ErrFreed.
 func (l *Layer) Free() {
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.freed {
+		l.mu.Unlock()
 		return
 	}
 	l.freed = true
 	l.a.Free()
 	l.b.Free()
+	opts := l.opts
+	l.opts = nil
+	l.mu.Unlock()
+	// An optimizer's lock comes before a layer's: release after unlocking.
+	for _, o := range opts {
+		o.release(l)
+	}
 }

@@ -18,14 +18,18 @@ import (
 func TestRunSmall(t *testing.T) {
 	cfg := config{
 		ins: []int{33}, ranks: []int{2, 5}, ns: []int{1, 20}, mergeRanks: []int{3},
+		train:   []perf.Shape{{N: 3, In: 33, Out: 29, R: 2}},
 		minTime: time.Millisecond, minReps: 3, maxReps: 5,
 	}
 	rep, err := run(cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Forward) != 4 || len(rep.Merge) != 1 {
-		t.Fatalf("%d forward rows and %d merge rows, want 4 and 1", len(rep.Forward), len(rep.Merge))
+	if len(rep.Forward) != 4 || len(rep.Merge) != 1 || len(rep.Train) != 1 {
+		t.Fatalf("%d forward, %d merge and %d training rows, want 4, 1 and 1", len(rep.Forward), len(rep.Merge), len(rep.Train))
+	}
+	if tr := rep.Train[0]; !(tr.BwdOver > 0) || !(tr.StepOver > 0) || tr.Step.Calls < 3 {
+		t.Errorf("implausible training row %+v", tr)
 	}
 	for _, r := range rep.Forward {
 		if r.Fused.Calls < 3 || !(r.Overhead > 0) || r.Trainable != r.R*2*33 || r.Full != 33*33 {
@@ -34,7 +38,7 @@ func TestRunSmall(t *testing.T) {
 	}
 	var out bytes.Buffer
 	printTable(&out, rep)
-	if !strings.Contains(out.String(), "overhead") || strings.Count(out.String(), "\n") < 12 {
+	if !strings.Contains(out.String(), "overhead") || !strings.Contains(out.String(), "AdamW step") || strings.Count(out.String(), "\n") < 12 {
 		t.Errorf("table:\n%s", out.String())
 	}
 	js, err := json.Marshal(rep)

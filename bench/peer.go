@@ -72,6 +72,7 @@ type peerRequest struct {
 	RotateBytes int         `json:"rotate_bytes"`
 	Forward     []peerShape `json:"forward"`
 	Merge       []peerShape `json:"merge"`
+	Train       []peerShape `json:"train"`
 }
 
 type peerAnswer struct {
@@ -88,6 +89,11 @@ type peerAnswer struct {
 		peerShape
 		Merge float64 `json:"merge_s"`
 	} `json:"merge"`
+	Train []struct {
+		peerShape
+		Train    float64 `json:"train_s"`
+		Unmerged float64 `json:"unmerged_s"`
+	} `json:"train"`
 }
 
 // runPeer times the peer on the report's shapes, on the same device and
@@ -107,6 +113,9 @@ func runPeer(cfg config, rep *Report) error {
 	}
 	for _, r := range rep.Merge {
 		req.Merge = append(req.Merge, peerShape{In: r.In, Out: r.Out, R: r.R})
+	}
+	for _, r := range rep.Train {
+		req.Train = append(req.Train, peerShape{N: r.N, In: r.In, Out: r.Out, R: r.R})
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -128,9 +137,16 @@ func runPeer(cfg config, rep *Report) error {
 	if err := json.Unmarshal(stdout.Bytes(), &ans); err != nil {
 		return fmt.Errorf("peer torch: reading its answer: %v", err)
 	}
-	if len(ans.Forward) != len(rep.Forward) || len(ans.Merge) != len(rep.Merge) {
-		return fmt.Errorf("peer torch: answered %d forward and %d merge rows, want %d and %d",
-			len(ans.Forward), len(ans.Merge), len(rep.Forward), len(rep.Merge))
+	if len(ans.Forward) != len(rep.Forward) || len(ans.Merge) != len(rep.Merge) || len(ans.Train) != len(rep.Train) {
+		return fmt.Errorf("peer torch: answered %d forward, %d merge and %d training rows, want %d, %d and %d",
+			len(ans.Forward), len(ans.Merge), len(ans.Train), len(rep.Forward), len(rep.Merge), len(rep.Train))
+	}
+	for i := range rep.Train {
+		r, a := &rep.Train[i], ans.Train[i]
+		r.PeerBackward = max(a.Train-a.Unmerged, 0)
+		if r.PeerBackward > 0 {
+			r.OverPeer = r.Backward.Median / r.PeerBackward
+		}
 	}
 	for i := range rep.Forward {
 		r, a := &rep.Forward[i], ans.Forward[i]

@@ -9,7 +9,8 @@ output. For every shape it times, in float32 (TF32 off on the GPU):
   merged     F.linear(x, W')                                    (after merging)
   merge      W.add_(s * (B @ A))                                (PEFT's merge)
   train      the unmerged forward and its backward, W frozen, x needing a
-             gradient (forward + backward; the Go side subtracts the forward)
+             gradient (forward + backward, train_s), and the forward alone
+             on the same tensors (unmerged_s): the Go side takes the difference
 
 Each operation is warmed up, then timed in batches of calls until it has run
 for min_time seconds and min_reps batches; the answer holds the median
@@ -180,8 +181,12 @@ def main():
                 y.backward(dy)
             a.grad = b.grad = x.grad = None
 
+        def forward():
+            return F.linear(x, w) + s * F.linear(F.linear(x, a), b)
+
         row = dict(sh)
         row["train_s"] = measure(step)
+        row["unmerged_s"] = measure(forward)
         out["train"].append(row)
 
     json.dump(out, sys.stdout)

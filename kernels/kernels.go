@@ -33,4 +33,22 @@ const (
 
 	AxpyThreads   = C.LORA_AXPY_THREADS
 	AxpyMaxBlocks = C.LORA_AXPY_MAX_BLOCKS
+
+	GradUThreads = C.LORA_GRADU_THREADS
+	GradURows    = C.LORA_GRADU_ROWS
+	GradUKs      = C.LORA_GRADU_KS
+
+	GradABThreads = C.LORA_GRADAB_THREADS
+	GradABTP      = C.LORA_GRADAB_TP
+	GradABTR      = C.LORA_GRADAB_TR
+
+	GradXSmallThreads = C.LORA_GXS_THREADS
+	GradXSmallCols    = C.LORA_GXS_COLS
+
+	OptThreads   = C.LORA_OPT_THREADS
+	OptMaxBlocks = C.LORA_OPT_MAX_BLOCKS
+
+	MSEThreads   = C.LORA_MSE_THREADS
+	MSEPerThread = C.LORA_MSE_PER_THREAD
+	MSEMaxBlocks = C.LORA_MSE_MAX_BLOCKS
 )

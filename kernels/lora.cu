@@ -10,6 +10,18 @@
 //   lora_merge(float* W, const float* A, const float* B, int out, int in, int r, float c)
 //   lora_finite(const float* p, long long count, int* flag)
 //   lora_axpy(float* y, const float* x, long long count, float alpha)
+//   lora_grad_u(const float* dy, const float* B, float* U, int n, int out, int r, float s)
+//   lora_grad_ab(const float* G, const float* H, float* C, int n, int p, int r, int trans)
+//   lora_grad_x_small(const float* dy, const float* W, const float* U, const float* A,
+//                     float* dx, int n, int in, int out, int r)
+//   lora_grad_x_tiled(same parameters as lora_grad_x_small)
+//   lora_adamw(float* A, float* B, const float* dA, const float* dB, float* state,
+//              long long countA, long long countB, float decay, float step,
+//              float inv_sqrt_bc2, float eps, float beta1, float beta2)
+//   lora_sgd(float* A, float* B, const float* dA, const float* dB, float* buf,
+//            long long countA, long long countB, float lr, float momentum)
+//   lora_mse(const float* y, const float* t, float* dy, long long count, float scale,
+//            float* partial)
 //
 // Launch geometry: tiles.h.
 #include "common.cuh"
@@ -20,3 +32,8 @@
 #include "merge.cu"
 #include "finite.cu"
 #include "axpy.cu"
+#include "backward.cu"
+#include "backward_small.cu"
+#include "backward_tiled.cu"
+#include "optim.cu"
+#include "mse.cu"

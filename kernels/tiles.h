@@ -40,8 +40,56 @@
  *   The loop is grid-stride, so any gx >= 1 is correct; the formula is the
  *   recommended size.
  *
- * Grid limits: gx <= 2^31-1 and gy <= 65535, so ceil(r / LORA_SHRINK_KS), ceil(out / LORA_TILE_N)
- * and ceil(out / LORA_MERGE_TILE_OUT) must not exceed 65535.
+ * Training (backward.cu, backward_small.cu, backward_tiled.cu, optim.cu, mse.cu).
+ * dy is n x out, dx is n x in, dA is r x in, dB is out x r; the backward pass
+ * runs lora_shrink with scale s for T = s * x * A^T, then:
+ *
+ * lora_grad_u(dy, B, U, n, out, r, s)        U = s * dy * B   (n x r)
+ *   grid  (ceil(n / LORA_GRADU_ROWS), ceil(r / LORA_GRADU_KS), 1)
+ *   block (LORA_GRADU_THREADS, 1, 1), static shared 8448 bytes
+ *
+ * lora_grad_ab(G, H, C, n, p, r, trans)      C = G^T * H, G n x p, H n x r
+ *   C is p x r when trans == 0 (dB = dy^T * T) and r x p otherwise
+ *   (dA = U^T * x).
+ *   grid  (ceil(p / LORA_GRADAB_TP), ceil(r / LORA_GRADAB_TR), 1)
+ *   block (LORA_GRADAB_THREADS, 1, 1), static shared 6144 bytes
+ *
+ * lora_grad_x_small(dy, W, U, A, dx, n, in, out, r)   dx = dy * W + U * A
+ *   for 1 <= n <= LORA_SMALL_N_MAX (larger n: the kernel writes nothing)
+ *   grid  (ceil(in / LORA_GXS_COLS), 1, 1)
+ *   block (LORA_GXS_THREADS, 1, 1), static shared 16896 bytes
+ *
+ * lora_grad_x_tiled(dy, W, U, A, dx, n, in, out, r)   dx = dy * W + U * A
+ *   any n >= 1
+ *   grid  (ceil(n / LORA_TILE_M), ceil(in / LORA_TILE_N), 1)
+ *   block (LORA_TILE_THREADS, 1, 1), static shared 16896 bytes
+ *
+ *   Both dx kernels accept r == 0 with U and A null: dx = dy * W (a merged
+ *   layer).
+ *
+ * lora_adamw(A, B, dA, dB, state, countA, countB, decay, step, inv_sqrt_bc2,
+ *            eps, beta1, beta2)              one AdamW step over A and B
+ * lora_sgd(A, B, dA, dB, buf, countA, countB, lr, momentum)
+ *                                            one SGD step over A and B
+ *   grid  (min(ceil((countA + countB) / LORA_OPT_THREADS), LORA_OPT_MAX_BLOCKS), 1, 1)
+ *   block (LORA_OPT_THREADS, 1, 1), no shared memory; grid-stride, so any
+ *   gx >= 1 is correct.
+ *
+ * lora_mse(y, t, dy, count, scale, partial)  dy = scale * (y - t) unless dy
+ *                                            is null; partial[b] = the sum of
+ *                                            (y - t)^2 over block b's elements
+ *   grid  (min(max(ceil(count / (LORA_MSE_THREADS * LORA_MSE_PER_THREAD)), 1),
+ *              LORA_MSE_MAX_BLOCKS), 1, 1)
+ *   block (LORA_MSE_THREADS, 1, 1), static shared 32 bytes; grid-stride.
+ *   The host sums partial[0 .. gx).
+ *
+ * lora_grad_u, lora_grad_ab, lora_grad_x_small, lora_grad_x_tiled and
+ * lora_mse, like the forward kernels, return without writing anything when
+ * launched with another blockDim.x.
+ *
+ * Grid limits: gx <= 2^31-1 and gy <= 65535, so ceil(r / LORA_SHRINK_KS), ceil(out / LORA_TILE_N),
+ * ceil(out / LORA_MERGE_TILE_OUT), ceil(r / LORA_GRADU_KS), ceil(r / LORA_GRADAB_TR)
+ * and ceil(in / LORA_TILE_N) must not exceed 65535.
  */
 #ifndef LORA_TILES_H
 #define LORA_TILES_H
@@ -89,5 +137,35 @@
  *   block (LORA_AXPY_THREADS, 1, 1); grid-stride, so any gx >= 1 is correct. */
 #define LORA_AXPY_THREADS 256
 #define LORA_AXPY_MAX_BLOCKS 4096
+
+/* lora_grad_u: each block computes a LORA_GRADU_ROWS x LORA_GRADU_KS tile
+ * of U; each warp owns one column k of the tile. */
+#define LORA_GRADU_THREADS 256
+#define LORA_GRADU_ROWS 8
+#define LORA_GRADU_KS 8 /* = LORA_GRADU_THREADS / LORA_WARP_SIZE */
+
+/* lora_grad_ab: each block computes LORA_GRADAB_TP rows p of G^T * H for
+ * LORA_GRADAB_TR columns k, the reduction over n staged through shared
+ * memory LORA_GRADAB_TN rows at a time. Thread t owns row t % LORA_GRADAB_TP
+ * and LORA_GRADAB_TR / (LORA_GRADAB_THREADS / LORA_GRADAB_TP) columns. */
+#define LORA_GRADAB_THREADS 128
+#define LORA_GRADAB_TP 32
+#define LORA_GRADAB_TR 16
+#define LORA_GRADAB_TN 32
+
+/* lora_grad_x_small: each block computes LORA_GXS_COLS columns of dx, one
+ * per lane; its LORA_GXS_WARPS warps split the rows of W (and A). */
+#define LORA_GXS_THREADS 256
+#define LORA_GXS_WARPS 8 /* = LORA_GXS_THREADS / LORA_WARP_SIZE */
+#define LORA_GXS_COLS 32 /* = LORA_WARP_SIZE */
+
+/* lora_adamw, lora_sgd */
+#define LORA_OPT_THREADS 256
+#define LORA_OPT_MAX_BLOCKS 4096
+
+/* lora_mse */
+#define LORA_MSE_THREADS 256
+#define LORA_MSE_PER_THREAD 16
+#define LORA_MSE_MAX_BLOCKS 64
 
 #endif /* LORA_TILES_H */

@@ -1,0 +1,198 @@
+// backward_tiled.cu: dx = dy * W + U * A for any batch size n.
+//
+// dx[i,c] = sum_j dy[i,j] * W[j,c] + sum_k U[i,k] * A[k,c], fp32 accumulation:
+// one SGEMM over the concatenated inner dimension, [dy | U] . [W ; A], the
+// left operand contiguous along the inner dimension and the right one along
+// the output's columns ("NN"). The main loop walks the K-tiles of dy/W, then
+// those of U/A (the last tile of each segment is zero-filled past its end);
+// r == 0 (U and A may be null) is dy * W alone, the input gradient of a
+// merged layer. The same shape as lora_forward_tiled with W not transposed.
+//
+// Block (bx, by) computes the LORA_TILE_M x LORA_TILE_N tile of dx at rows
+// m0 = bx*LORA_TILE_M, columns n0 = by*LORA_TILE_N. Per K-step of LORA_TILE_K:
+// thread t loads 4 consecutive inner elements of row m0 + t/2 of dy (or U)
+// and stores them transposed, K-major, in shared memory; and 4 consecutive
+// columns n0 + (t%32)*4 .. +3 of inner row t/32 of W (or A), stored as they
+// are. Each is one float4 when the row length is a multiple of 4 and the
+// pointers are 16-byte aligned. Shared memory is double-buffered: the next
+// tile is fetched into registers while the current one is multiplied, so
+// there is one barrier per K-step. Thread (ty, tx) = (t/16, t%16) accumulates
+// an 8 x 8 register tile: rows m0 + {ty*4 .. ty*4+3, 64+ty*4 .. 64+ty*4+3},
+// columns n0 + {tx*4 .. tx*4+3, 64+tx*4 .. 64+tx*4+3}. Edge tiles are
+// guarded: out-of-range rows and columns load zeros and are not stored.
+//
+// Global memory: reads dy, U (n x .) and W, A (. x in) tile by tile; writes
+// each element of dx (n x in) exactly once, never reads it. Shared memory:
+// 2*LORA_TILE_K*(LORA_TILE_M+4) + 2*LORA_TILE_K*(LORA_TILE_N+4) floats (static).
+#include "common.cuh"
+
+#define LORA_GXT_PAD 4
+#define LORA_GXT_HM (LORA_TILE_M / 2)
+#define LORA_GXT_HN (LORA_TILE_N / 2)
+
+static_assert(LORA_TILE_THREADS * 4 == LORA_TILE_M * LORA_TILE_K &&
+                  LORA_TILE_THREADS * 4 == LORA_TILE_N * LORA_TILE_K,
+              "each thread loads 4 elements of each operand per K-step");
+static_assert(LORA_TILE_N / 4 == LORA_WARP_SIZE && LORA_TILE_THREADS / LORA_WARP_SIZE == LORA_TILE_K,
+              "a warp loads one inner row of the right operand per K-step");
+static_assert(LORA_TILE_TM == 8 && LORA_TILE_TN == 8 && LORA_TILE_K == 8,
+              "the thread mappings below assume 8x8 register tiles and K-steps of 8");
+
+// v = src[row, k .. k+3] of a row-major matrix with leading dimension ld,
+// zero where row is out of range or k+e >= klen.
+__device__ __forceinline__ void lora_gxt_fetch_row(const float* __restrict__ src, int ld, int row,
+                                                   bool row_ok, int k, int klen, bool vec,
+                                                   float (&v)[4]) {
+  if (row_ok && vec && k + 3 < klen) {
+    const float4 q = __ldg(reinterpret_cast<const float4*>(src + static_cast<long long>(row) * ld + k));
+    v[0] = q.x;
+    v[1] = q.y;
+    v[2] = q.z;
+    v[3] = q.w;
+  } else {
+    LORA_UNROLL
+    for (int e = 0; e < 4; ++e)
+      v[e] = (row_ok && k + e < klen) ? __ldg(src + static_cast<long long>(row) * ld + k + e) : 0.0f;
+  }
+}
+
+// v = p[0 .. 3] for p pointing into a row with ncols elements left (none
+// when ncols <= 0), zero past them or when !row_ok.
+__device__ __forceinline__ void lora_gxt_fetch_cols(const float* __restrict__ p, bool row_ok,
+                                                    int ncols, bool vec, float (&v)[4]) {
+  if (row_ok && vec && ncols >= 4) {
+    const float4 q = __ldg(reinterpret_cast<const float4*>(p));
+    v[0] = q.x;
+    v[1] = q.y;
+    v[2] = q.z;
+    v[3] = q.w;
+  } else {
+    LORA_UNROLL
+    for (int e = 0; e < 4; ++e) v[e] = (row_ok && e < ncols) ? __ldg(p + e) : 0.0f;
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
+    lora_grad_x_tiled(const float* __restrict__ dy, const float* __restrict__ W,
+                      const float* __restrict__ U, const float* __restrict__ A,
+                      float* __restrict__ dx, int n, int in, int out, int r) {
+  __shared__ __align__(16) float sa[2][LORA_TILE_K][LORA_TILE_M + LORA_GXT_PAD];
+  __shared__ __align__(16) float sb[2][LORA_TILE_K][LORA_TILE_N + LORA_GXT_PAD];
+  if (blockDim.x != LORA_TILE_THREADS) return;  // the tiling needs this exact block
+
+  const int t = threadIdx.x;
+  const int m0 = blockIdx.x * LORA_TILE_M;
+  const int n0 = blockIdx.y * LORA_TILE_N;
+
+  // Left operand: row t/2 of the tile, inner elements (t%2)*4 .. +3.
+  const int lrow = t >> 1;
+  const int lk = (t & 1) * 4;
+  const int arow = m0 + lrow;
+  const bool a_ok = arow < n;
+  // Right operand: inner row t/32 of the tile, columns (t%32)*4 .. +3.
+  const int bk = t / LORA_WARP_SIZE;
+  const int bc = (t % LORA_WARP_SIZE) * 4;
+  const int bcol = n0 + bc;
+  const int ncols = in - bcol;  // columns of W and A from bcol on; <= 0 past the edge
+
+  // Computing: the 8x8 register tile of thread (ty, tx).
+  const int tx = t % (LORA_TILE_N / LORA_TILE_TN);
+  const int ty = t / (LORA_TILE_N / LORA_TILE_TN);
+
+  const int tiles_w = (out + LORA_TILE_K - 1) / LORA_TILE_K;
+  const int tiles = tiles_w + (r > 0 ? (r + LORA_TILE_K - 1) / LORA_TILE_K : 0);
+  const bool vec_dy = (out & 3) == 0 && lora_aligned16(dy);
+  const bool vec_u = r > 0 && (r & 3) == 0 && lora_aligned16(U);
+  const bool vec_w = (in & 3) == 0 && lora_aligned16(W) && (r == 0 || lora_aligned16(A));
+
+  float ra[4], rb[4];
+  float acc[8][8];
+  LORA_UNROLL
+  for (int i = 0; i < 8; ++i) {
+    LORA_UNROLL
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+  }
+
+  // Tile kt: K-tile kt of dy/W when kt < tiles_w, else K-tile kt-tiles_w of U/A.
+#define LORA_GXT_FETCH(kt)                                                       \
+  do {                                                                           \
+    if ((kt) < tiles_w) {                                                        \
+      const int k_ = (kt) * LORA_TILE_K;                                         \
+      lora_gxt_fetch_row(dy, out, arow, a_ok, k_ + lk, out, vec_dy, ra);         \
+      lora_gxt_fetch_cols(W + static_cast<long long>(k_ + bk) * in + bcol,       \
+                          k_ + bk < out, ncols, vec_w, rb);                      \
+    } else {                                                                     \
+      const int k_ = ((kt) - tiles_w) * LORA_TILE_K;                             \
+      lora_gxt_fetch_row(U, r, arow, a_ok, k_ + lk, r, vec_u, ra);               \
+      lora_gxt_fetch_cols(A + static_cast<long long>(k_ + bk) * in + bcol,       \
+                          k_ + bk < r, ncols, vec_w, rb);                        \
+    }                                                                            \
+  } while (0)
+
+#define LORA_GXT_STORE(buf)                                                      \
+  do {                                                                           \
+    LORA_UNROLL                                                                  \
+    for (int e = 0; e < 4; ++e) sa[(buf)][lk + e][lrow] = ra[e];                 \
+    *reinterpret_cast<float4*>(&sb[(buf)][bk][bc]) =                             \
+        make_float4(rb[0], rb[1], rb[2], rb[3]);                                 \
+  } while (0)
+
+  LORA_GXT_FETCH(0);
+  LORA_GXT_STORE(0);
+  __syncthreads();
+
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int buf = kt & 1;
+    const bool more = kt + 1 < tiles;
+    if (more) LORA_GXT_FETCH(kt + 1);
+
+    LORA_UNROLL
+    for (int kk = 0; kk < LORA_TILE_K; ++kk) {
+      const float4 a0 = *reinterpret_cast<const float4*>(&sa[buf][kk][ty * 4]);
+      const float4 a1 = *reinterpret_cast<const float4*>(&sa[buf][kk][LORA_GXT_HM + ty * 4]);
+      const float4 b0 = *reinterpret_cast<const float4*>(&sb[buf][kk][tx * 4]);
+      const float4 b1 = *reinterpret_cast<const float4*>(&sb[buf][kk][LORA_GXT_HN + tx * 4]);
+      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+      LORA_UNROLL
+      for (int i = 0; i < 8; ++i) {
+        LORA_UNROLL
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+      }
+    }
+
+    // The other buffer was last read in step kt-1, which ended with a barrier.
+    if (more) LORA_GXT_STORE(buf ^ 1);
+    __syncthreads();
+  }
+#undef LORA_GXT_FETCH
+#undef LORA_GXT_STORE
+
+  const bool vec_dx = (in & 3) == 0 && lora_aligned16(dx);
+  LORA_UNROLL
+  for (int i = 0; i < 8; ++i) {
+    const int row = m0 + (i < 4 ? ty * 4 + i : LORA_GXT_HM + ty * 4 + (i - 4));
+    if (row >= n) continue;
+    float* xr = dx + static_cast<long long>(row) * in;
+    LORA_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const int col = n0 + h * LORA_GXT_HN + tx * 4;
+      if (vec_dx && col + 3 < in) {
+        *reinterpret_cast<float4*>(xr + col) =
+            make_float4(acc[i][h * 4], acc[i][h * 4 + 1], acc[i][h * 4 + 2], acc[i][h * 4 + 3]);
+      } else {
+        LORA_UNROLL
+        for (int e = 0; e < 4; ++e)
+          if (col + e < in) xr[col + e] = acc[i][h * 4 + e];
+      }
+    }
+  }
+}
+
+#undef LORA_GXT_PAD
+#undef LORA_GXT_HM
+#undef LORA_GXT_HN
+
+#ifndef __CUDACC__
+LORA_EMU_REGISTER(lora_grad_x_tiled)
+#endif

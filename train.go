@@ -1,0 +1,457 @@
+package lora
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+)
+
+// Training: W stays frozen, only A and B learn. Backward gives the gradients
+// of A and B (and of the layer's input, for the layer below), MSE a loss and
+// its gradient, and AdamW and SGD update A and B in place, keeping their
+// state (moments, momentum) on the backend next to A and B.
+
+// Backward computes the gradients of the layer, given its input x (n×in)
+// and the gradient dy (n×out) of a loss with respect to its output y. With
+// s the layer's scale, T = x·Aᵀ and U = dy·B (both n×r), it writes
+//
+//	dA = s·Uᵀ·x              (r×in, like A)
+//	dB = s·dyᵀ·T             (out×r, like B)
+//	dx = dy·W + s·U·A        (n×in, like x), unless dx is nil
+//
+// On a merged layer dx = dy·W, since W then holds W + s·B·A; dA and dB are
+// the same. Pass a nil dx when no gradient of the input is needed (the first
+// layer of a model): it skips the only product as large as Forward's.
+//
+// dA, dB and dx are overwritten, not accumulated into. They must be distinct
+// from each other, from dy and x, and from the layer's matrices. Backward may
+// run concurrently with Forward and other Backward calls on the same layer,
+// as long as their outputs are distinct.
+func (l *Layer) Backward(dx, dA, dB, dy, x *Matrix) error {
+	const op = "Backward"
+	if l == nil {
+		return fmt.Errorf("lora: %s: layer is nil: %w", op, ErrNil)
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if err := l.check(op); err != nil {
+		return err
+	}
+	args := []named{{dA, "dA"}, {dB, "dB"}, {dy, "dy"}, {x, "x"}}
+	if dx != nil {
+		args = append(args, named{dx, "dx"})
+	}
+	for _, m := range args {
+		if err := m.m.usable(op, m.name); err != nil {
+			return err
+		}
+	}
+	out, in, r := l.w.rows, l.w.cols, l.a.rows
+	if x.cols != in {
+		return fmt.Errorf("lora: %s: x is %s, want n×%d: %w", op, x.shape(), in, ErrShape)
+	}
+	n := x.rows
+	if dy.rows != n || dy.cols != out {
+		return fmt.Errorf("lora: %s: dy is %s, want %d×%d for x %s: %w", op, dy.shape(), n, out, x.shape(), ErrShape)
+	}
+	if dA.rows != r || dA.cols != in {
+		return fmt.Errorf("lora: %s: dA is %s, want %d×%d like A: %w", op, dA.shape(), r, in, ErrShape)
+	}
+	if dB.rows != out || dB.cols != r {
+		return fmt.Errorf("lora: %s: dB is %s, want %d×%d like B: %w", op, dB.shape(), out, r, ErrShape)
+	}
+	if dx != nil && (dx.rows != n || dx.cols != in) {
+		return fmt.Errorf("lora: %s: dx is %s, want %d×%d like x: %w", op, dx.shape(), n, in, ErrShape)
+	}
+	outs := []named{{dA, "dA"}, {dB, "dB"}}
+	if dx != nil {
+		outs = append(outs, named{dx, "dx"})
+	}
+	ins := []named{{dy, "dy"}, {x, "x"}, {l.w, "the layer's W"}, {l.a, "the layer's A"}, {l.b, "the layer's B"}}
+	if err := distinct(op, outs, ins); err != nil {
+		return err
+	}
+	if err := backward(dx, dA, dB, dy, x, l.w, l.a, l.b, l.scale, l.merged); err != nil {
+		return fmt.Errorf("lora: %s: %w", op, err)
+	}
+	return nil
+}
+
+// named is an argument and its name in messages.
+type named struct {
+	m    *Matrix
+	name string
+}
+
+// distinct reports ErrAlias unless every output is distinct from the other
+// outputs and from every input.
+func distinct(op string, outs, ins []named) error {
+	for i, o := range outs {
+		for _, p := range outs[i+1:] {
+			if o.m == p.m {
+				return fmt.Errorf("lora: %s: %s and %s are the same matrix: %w", op, o.name, p.name, ErrAlias)
+			}
+		}
+		for _, in := range ins {
+			if o.m == in.m {
+				return fmt.Errorf("lora: %s: %s is also %s: %w", op, o.name, in.name, ErrAlias)
+			}
+		}
+	}
+	return nil
+}
+
+// MSE returns the mean squared error of y against target, both n×m,
+//
+//	loss = Σ (y − target)² / (n·m),
+//
+// the mean over every element as in PyTorch's nn.MSELoss, and writes its
+// gradient with respect to y, dy = 2·(y − target)/(n·m), into dy, unless dy
+// is nil. dy must be distinct from y and target. The sum is accumulated in
+// more than float32 precision where the backend allows, and MSE waits for
+// queued work, since it returns a number to the host.
+func MSE(dy, y, target *Matrix) (float32, error) {
+	const op = "MSE"
+	if err := y.usable(op, "y"); err != nil {
+		return 0, err
+	}
+	if err := target.usable(op, "target"); err != nil {
+		return 0, err
+	}
+	if target.rows != y.rows || target.cols != y.cols {
+		return 0, fmt.Errorf("lora: %s: target is %s, want %s like y: %w", op, target.shape(), y.shape(), ErrShape)
+	}
+	if dy != nil {
+		if err := dy.usable(op, "dy"); err != nil {
+			return 0, err
+		}
+		if dy.rows != y.rows || dy.cols != y.cols {
+			return 0, fmt.Errorf("lora: %s: dy is %s, want %s like y: %w", op, dy.shape(), y.shape(), ErrShape)
+		}
+		if err := distinct(op, []named{{dy, "dy"}}, []named{{y, "y"}, {target, "target"}}); err != nil {
+			return 0, err
+		}
+	}
+	count := float64(y.rows) * float64(y.cols)
+	sum, err := mse(dy, y, target, float32(2/count))
+	if err != nil {
+		return 0, fmt.Errorf("lora: %s: %w", op, err)
+	}
+	return float32(sum / count), nil
+}
+
+// optimizer is an optimizer that keeps state per layer: *AdamW and *SGD.
+type optimizer interface {
+	// release frees the state the optimizer holds for l, if any. Called by
+	// Layer.Free without the layer's lock held.
+	release(l *Layer)
+}
+
+// optState is an optimizer's state for one layer.
+type optState struct {
+	buf   *Matrix // on the backend: the moments of A then of B; nil when none
+	steps int     // updates applied so far
+}
+
+// optStates is the state an optimizer keeps, per layer. mu is held for the
+// whole of a Step; lock order: optStates.mu, then Layer.mu.
+type optStates struct {
+	mu     sync.Mutex
+	layers map[*Layer]*optState
+}
+
+// step runs one update of l by the optimizer o: it validates the arguments
+// under the layer's exclusive lock, finds or creates the layer's state with
+// moments arrays the size of A and B together, and calls update. State is
+// created, and the step counted, only when update succeeds.
+func (st *optStates) step(op string, o optimizer, l *Layer, dA, dB *Matrix, moments int,
+	update func(a, b, dA, dB *Matrix, s *optState) error) error {
+	if l == nil {
+		return fmt.Errorf("lora: %s: layer is nil: %w", op, ErrNil)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.check(op); err != nil {
+		return err
+	}
+	if l.merged {
+		return fmt.Errorf("lora: %s: A and B cannot change while W holds s·B·A; Unmerge first: %w", op, ErrMerged)
+	}
+	if err := dA.usable(op, "dA"); err != nil {
+		return err
+	}
+	if err := dB.usable(op, "dB"); err != nil {
+		return err
+	}
+	if dA.rows != l.a.rows || dA.cols != l.a.cols {
+		return fmt.Errorf("lora: %s: dA is %s, want %s like A: %w", op, dA.shape(), l.a.shape(), ErrShape)
+	}
+	if dB.rows != l.b.rows || dB.cols != l.b.cols {
+		return fmt.Errorf("lora: %s: dB is %s, want %s like B: %w", op, dB.shape(), l.b.shape(), ErrShape)
+	}
+	if err := distinct(op, []named{{l.a, "the layer's A"}, {l.b, "the layer's B"}},
+		[]named{{dA, "dA"}, {dB, "dB"}}); err != nil {
+		return err
+	}
+	if dA == dB { // only possible when A and B have the same shape
+		return fmt.Errorf("lora: %s: dA and dB are the same matrix: %w", op, ErrAlias)
+	}
+	s := st.layers[l]
+	fresh := s == nil
+	if fresh {
+		s = &optState{}
+	}
+	var created *Matrix
+	if moments > 0 && s.buf == nil {
+		size := l.a.rows*l.a.cols + l.b.rows*l.b.cols
+		m, err := newMatrix(op+": optimizer state", moments, size, nil)
+		if err != nil {
+			return err
+		}
+		s.buf, created = m, m
+	}
+	if err := update(l.a, l.b, dA, dB, s); err != nil {
+		if created != nil {
+			created.Free()
+			s.buf = nil
+		}
+		return fmt.Errorf("lora: %s: %w", op, err)
+	}
+	s.steps++
+	if fresh {
+		if st.layers == nil {
+			st.layers = make(map[*Layer]*optState)
+		}
+		st.layers[l] = s
+		l.opts = append(l.opts, o)
+	}
+	return nil
+}
+
+// release frees the state held for l.
+func (st *optStates) release(l *Layer) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if s := st.layers[l]; s != nil {
+		s.buf.Free()
+		delete(st.layers, l)
+	}
+}
+
+// free releases the state of every layer.
+func (st *optStates) free(o optimizer) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for l, s := range st.layers {
+		l.mu.Lock()
+		l.opts = slices.DeleteFunc(l.opts, func(p optimizer) bool { return p == o })
+		l.mu.Unlock()
+		s.buf.Free()
+	}
+	clear(st.layers)
+}
+
+// bytes returns the backend memory held by the state.
+func (st *optStates) bytes() int64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var n int64
+	for _, s := range st.layers {
+		if s.buf != nil {
+			n += 4 * int64(s.buf.rows) * int64(s.buf.cols)
+		}
+	}
+	return n
+}
+
+// PyTorch's defaults for torch.optim.AdamW and torch.optim.SGD.
+const (
+	defaultLR          = 1e-3
+	defaultBeta1       = 0.9
+	defaultBeta2       = 0.999
+	defaultEps         = 1e-8
+	defaultWeightDecay = 1e-2
+)
+
+// AdamW is the Adam optimizer with decoupled weight decay (Loshchilov and
+// Hutter), as torch.optim.AdamW computes it. For each parameter p with
+// gradient g, at step t = 1, 2, …:
+//
+//	p ← p·(1 − LR·WeightDecay)
+//	m ← Beta1·m + (1 − Beta1)·g
+//	v ← Beta2·v + (1 − Beta2)·g²
+//	p ← p − LR/(1 − Beta1ᵗ) · m / (√v / √(1 − Beta2ᵗ) + Eps)
+//
+// A zero field means PyTorch's default: LR 1e-3, Beta1 0.9, Beta2 0.999,
+// Eps 1e-8, WeightDecay 0.01. A negative WeightDecay turns weight decay off.
+// The fields may change between steps (a learning-rate schedule).
+//
+// An AdamW keeps m, v and t for every layer it has stepped, two floats per
+// trainable parameter, on the backend (GPU memory with the cuda build), and
+// updates them there; they are never copied to the host. Free, or the
+// layer's own Free, releases them. An AdamW must not be copied after its
+// first Step. Its zero value is ready to use.
+type AdamW struct {
+	LR, Beta1, Beta2, Eps, WeightDecay float32
+
+	state optStates
+}
+
+// adamParams are the per-step scalars of the AdamW update, as the backend
+// applies them: p ← p·decay − step·m / (√v·invSqrtBC2 + eps).
+type adamParams struct {
+	decay, step, invSqrtBC2, eps, beta1, beta2 float32
+}
+
+// hyper returns the hyperparameters with defaults filled in, or an error
+// wrapping ErrConfig.
+func (o *AdamW) hyper() (lr, beta1, beta2, eps, wd float64, err error) {
+	def := func(v float32, d float32) float64 {
+		if v == 0 {
+			v = d
+		}
+		return float64(v)
+	}
+	lr, beta1, beta2 = def(o.LR, defaultLR), def(o.Beta1, defaultBeta1), def(o.Beta2, defaultBeta2)
+	eps, wd = def(o.Eps, defaultEps), def(o.WeightDecay, defaultWeightDecay)
+	if wd < 0 {
+		wd = 0
+	}
+	switch {
+	case !(lr > 0) || math.IsInf(lr, 0):
+		err = fmt.Errorf("LR is %v, want > 0 and finite", o.LR)
+	case !(beta1 > 0 && beta1 < 1):
+		err = fmt.Errorf("Beta1 is %v, want 0 < Beta1 < 1", o.Beta1)
+	case !(beta2 > 0 && beta2 < 1):
+		err = fmt.Errorf("Beta2 is %v, want 0 < Beta2 < 1", o.Beta2)
+	case !(eps > 0) || math.IsInf(eps, 0):
+		err = fmt.Errorf("Eps is %v, want > 0 and finite", o.Eps)
+	case math.IsNaN(wd) || math.IsInf(wd, 0):
+		err = fmt.Errorf("WeightDecay is %v, want finite", o.WeightDecay)
+	}
+	if err != nil {
+		err = fmt.Errorf("lora: AdamW.Step: %w: %w", err, ErrConfig)
+	}
+	return
+}
+
+// Step applies one AdamW update to the layer's A and B with the gradients
+// dA (r×in) and dB (out×r), as Backward gives them. It needs exclusive use
+// of the layer and refuses a merged one (ErrMerged): W would silently keep
+// the old s·B·A. On error nothing changes: not A, not B, not the moments nor
+// the step count.
+func (o *AdamW) Step(l *Layer, dA, dB *Matrix) error {
+	const op = "AdamW.Step"
+	if o == nil {
+		return fmt.Errorf("lora: %s: optimizer is nil: %w", op, ErrNil)
+	}
+	lr, beta1, beta2, eps, wd, err := o.hyper()
+	if err != nil {
+		return err
+	}
+	return o.state.step(op, o, l, dA, dB, 2, func(a, b, dA, dB *Matrix, s *optState) error {
+		t := float64(s.steps + 1)
+		h := adamParams{
+			decay:      float32(1 - lr*wd),
+			step:       float32(lr / (1 - math.Pow(beta1, t))),
+			invSqrtBC2: float32(1 / math.Sqrt(1-math.Pow(beta2, t))),
+			eps:        float32(eps),
+			beta1:      float32(beta1),
+			beta2:      float32(beta2),
+		}
+		return adamw(a, b, dA, dB, s.buf, h)
+	})
+}
+
+// StateBytes returns the backend memory the optimizer's state takes, over
+// all the layers it has stepped: 8 bytes per trainable parameter.
+func (o *AdamW) StateBytes() int64 {
+	if o == nil {
+		return 0
+	}
+	return o.state.bytes()
+}
+
+// Free releases the optimizer's state for every layer. It is idempotent and
+// safe on nil. The optimizer may be used again afterwards; each layer then
+// starts from fresh moments at step 1.
+func (o *AdamW) Free() {
+	if o == nil {
+		return
+	}
+	o.state.free(o)
+}
+
+func (o *AdamW) release(l *Layer) { o.state.release(l) }
+
+// SGD is stochastic gradient descent with momentum, as torch.optim.SGD
+// computes it (no dampening, no Nesterov, no weight decay): for each
+// parameter p with gradient g,
+//
+//	buf ← Momentum·buf + g      (buf = g at the first step)
+//	p   ← p − LR·buf
+//
+// and p ← p − LR·g when Momentum is 0, which keeps no state. A zero LR means
+// PyTorch's default, 1e-3. With momentum, the buffer lives on the backend,
+// one float per trainable parameter; Free or the layer's Free releases it.
+// An SGD must not be copied after its first Step. Its zero value is ready to
+// use.
+type SGD struct {
+	LR, Momentum float32
+
+	state optStates
+}
+
+// Step applies one SGD update to the layer's A and B with the gradients dA
+// and dB. Like AdamW.Step it needs exclusive use of the layer, refuses a
+// merged one (ErrMerged), and changes nothing on error.
+func (o *SGD) Step(l *Layer, dA, dB *Matrix) error {
+	const op = "SGD.Step"
+	if o == nil {
+		return fmt.Errorf("lora: %s: optimizer is nil: %w", op, ErrNil)
+	}
+	lr, mom := float64(o.LR), float64(o.Momentum)
+	if lr == 0 {
+		lr = defaultLR
+	}
+	if !(lr > 0) || math.IsInf(lr, 0) {
+		return fmt.Errorf("lora: %s: LR is %v, want > 0 and finite: %w", op, o.LR, ErrConfig)
+	}
+	if !(mom >= 0 && mom < 1) {
+		return fmt.Errorf("lora: %s: Momentum is %v, want 0 ≤ Momentum < 1: %w", op, o.Momentum, ErrConfig)
+	}
+	moments := 0
+	if mom > 0 {
+		moments = 1
+	}
+	return o.state.step(op, o, l, dA, dB, moments, func(a, b, dA, dB *Matrix, s *optState) error {
+		var buf *Matrix
+		if mom > 0 {
+			buf = s.buf
+		}
+		return sgd(a, b, dA, dB, buf, float32(lr), float32(mom))
+	})
+}
+
+// StateBytes returns the backend memory the optimizer's state takes: 4 bytes
+// per trainable parameter of each layer stepped with momentum.
+func (o *SGD) StateBytes() int64 {
+	if o == nil {
+		return 0
+	}
+	return o.state.bytes()
+}
+
+// Free releases the optimizer's state for every layer. It is idempotent and
+// safe on nil.
+func (o *SGD) Free() {
+	if o == nil {
+		return
+	}
+	o.state.free(o)
+}
+
+func (o *SGD) release(l *Layer) { o.state.release(l) }
