@@ -52,6 +52,20 @@ func parallel(n int, work int, f func(lo, hi int)) {
 	wg.Wait()
 }
 
+// blasThreaded is true when the installed BLAS runs each call on threads of
+// its own (OpenBLAS, with -tags openblas): its calls are then made whole, not
+// split among goroutines, and its products are preferred to the AVX2 loops.
+var blasThreaded bool
+
+// parallelBLAS is parallel for work done by BLAS calls.
+func parallelBLAS(n int, work int, f func(lo, hi int)) {
+	if blasThreaded {
+		f(0, n)
+		return
+	}
+	parallel(n, work, f)
+}
+
 // gemmNT computes c = alpha·a·bᵀ + beta·c for a (m×k), b (nc×k), c (m×nc),
 // all row-major and contiguous.
 func gemmNT(m, nc, k int, alpha float32, a, b []float32, beta float32, c []float32) {
@@ -62,7 +76,7 @@ func gemmNT(m, nc, k int, alpha float32, a, b []float32, beta float32, c []float
 	}
 	// Row by row: c[i,:] = alpha·b·a[i,:] + beta·c[i,:], the rows of b split
 	// over goroutines so that b streams through every core.
-	parallel(nc, m*nc*k, func(lo, hi int) {
+	parallelBLAS(nc, m*nc*k, func(lo, hi int) {
 		for i := range m {
 			impl.Sgemv(blas.NoTrans, hi-lo, k, alpha, b[lo*k:hi*k], k, a[i*k:(i+1)*k], 1, beta, c[i*nc+lo:i*nc+hi], 1)
 		}
@@ -133,7 +147,7 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 // shrink computes t = s·x·aᵀ for x (n×in) and a (r×in). T is n×r, too
 // narrow for Sgemm to split among cores: its rows are split instead.
 func shrink(t, x, a []float32, n, in, r int, s float32) {
-	parallel(n, n*r*in, func(lo, hi int) {
+	parallelBLAS(n, n*r*in, func(lo, hi int) {
 		blas32.Implementation().Sgemm(blas.NoTrans, blas.Trans, hi-lo, r, in, s,
 			x[lo*in:hi*in], in, a, in, 0, t[lo*r:hi*r], r)
 	})
@@ -221,7 +235,7 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 	impl := blas32.Implementation()
 
 	shrink(t, xd, ad, n, in, r, s)
-	parallel(n, n*r*out, func(lo, hi int) {
+	parallelBLAS(n, n*r*out, func(lo, hi int) {
 		impl.Sgemm(blas.NoTrans, blas.NoTrans, hi-lo, r, out, s,
 			dyd[lo*out:hi*out], out, bd, r, 0, u[lo*r:hi*r], r)
 	})
@@ -232,7 +246,7 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 	}
 
 	dxd, wd := dx.buf.data, w.buf.data
-	if useFMA {
+	if useFMA && !blasThreaded {
 		segs := []nnSegment{{coef: dyd, ldc: out, a: wd, rows: out}}
 		if !merged {
 			segs = append(segs, nnSegment{coef: u, ldc: r, a: ad, rows: r})
@@ -243,7 +257,7 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 	if n <= gemvRows {
 		// dx[i,:] = Wᵀ·dy[i,:], the columns of W split over goroutines so
 		// that W streams through every core once.
-		parallel(in, n*in*out, func(lo, hi int) {
+		parallelBLAS(in, n*in*out, func(lo, hi int) {
 			for i := range n {
 				impl.Sgemv(blas.Trans, out, hi-lo, 1, wd[lo:], in, dyd[i*out:(i+1)*out], 1, 0, dxd[i*in+lo:i*in+hi], 1)
 			}
