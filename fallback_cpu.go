@@ -91,7 +91,7 @@ func linear(y, x, w *Matrix) error {
 
 // scratch is the per-call workspace of forward, T (n×r) and Bᵀ (r×out),
 // and of backward, T and U (n×r).
-type scratch struct{ t, bt, u []float32 }
+type scratch struct{ t, u []float32 }
 
 var scratchPool sync.Pool
 
@@ -126,21 +126,18 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 	}
 	shrink(t, xd, ad, n, in, r, s)
 	gemmNT(n, out, in, 1, xd, w.buf.data, 0, yd)
-	// y[i,:] += Σₖ T[i,k]·Bᵀ[k,:] by the row update of Merge, over a
-	// transposed copy of B, columns split among goroutines so that each keeps
-	// its slab of Bᵀ in cache.
-	sc.bt = grow(sc.bt, r*out)
-	bt := sc.bt
-	for j := range out {
-		for k, v := range bd[j*r : (j+1)*r] {
-			bt[k*out+j] = v
-		}
-	}
-	parallel(out, n*out*r, func(lo, hi int) {
-		for i := range n {
-			rankRow(yd[i*out+lo:i*out+hi], bt[lo:], t[i*r:(i+1)*r], out)
-		}
-	})
+	// y[i,:] += Σₖ T[i,k]·Bᵀ[k,:] by the blocked row update of Merge, each
+	// slab of Bᵀ packed from B.
+	rankUpdateBlocked(yd, n, out, r,
+		func(i int, c []float32) { copy(c, t[i*r:(i+1)*r]) },
+		func(slab []float32, j0, j1 int) {
+			width := j1 - j0
+			for j := j0; j < j1; j++ {
+				for k, v := range bd[j*r : (j+1)*r] {
+					slab[k*width+j-j0] = v
+				}
+			}
+		})
 	return nil
 }
 
@@ -171,24 +168,58 @@ func allFinite(ms ...*Matrix) (bool, error) {
 	return true, nil
 }
 
-// rankUpdate computes W += c·B·A in place, each row of W read and written
-// once: row i gets Σₖ (c·B[i,k])·A[k,:], accumulated from zero in k order and
-// then added, so that c and −c add and remove bit for bit the same delta.
-// Rows are split among goroutines; A stays in cache.
+// rankUpdate computes W += c·B·A in place, each element of W read and
+// written once: row i gets Σₖ (c·B[i,k])·A[k,:], accumulated from zero in k
+// order and then added, so that c and −c add and remove bit for bit the same
+// delta.
 func rankUpdate(w, a, b *Matrix, c float32) error {
 	out, in, r := w.rows, w.cols, a.rows
-	wd, ad, bd := w.buf.data, a.buf.data, b.buf.data
-	rows := func(lo, hi int) {
-		coef := make([]float32, r)
-		for i := lo; i < hi; i++ {
+	ad, bd := a.buf.data, b.buf.data
+	rankUpdateBlocked(w.buf.data, out, in, r,
+		func(i int, coef []float32) {
 			for k, v := range bd[i*r : (i+1)*r] {
 				coef[k] = c * v
 			}
-			rankRow(wd[i*in:(i+1)*in], ad, coef, in)
-		}
-	}
-	parallel(out, out*in*r, rows)
+		},
+		func(slab []float32, j0, j1 int) {
+			width := j1 - j0
+			for k := range r {
+				copy(slab[k*width:(k+1)*width], ad[k*in+j0:k*in+j1])
+			}
+		})
 	return nil
+}
+
+// rankSlabBytes bounds the slab of a that rankUpdateBlocked keeps in the L2
+// cache while every row uses it: whole rows of a up to r = 16 at in = 4096,
+// so that W streams row after row; blocks of columns above that.
+const rankSlabBytes = 256 << 10
+
+// rankUpdateBlocked computes dst[i,:] += Σₖ coef_i[k]·a[k,:] for the rows
+// i < rows of dst (rows×cols, row-major), with a r×cols. coef(i, c) writes
+// coef_i into c; pack(slab, j0, j1) writes columns j0…j1−1 of a into slab,
+// row-major r×(j1−j0). The columns go in blocks whose slab of a fits
+// rankSlabBytes (at least 256 columns): each block of a is packed once,
+// contiguous, and used by every row from the cache. Blocks and ranges of
+// rows are split among goroutines. Each element's sum runs in k order from
+// zero, whatever the split.
+func rankUpdateBlocked(dst []float32, rows, cols, r int, coef func(i int, c []float32), pack func(slab []float32, j0, j1 int)) {
+	width := min(cols, max(256, rankSlabBytes/(4*r)&^63))
+	blocks := (cols + width - 1) / width
+	groups := max(1, min(rows, runtime.GOMAXPROCS(0)/blocks)) // few blocks: split rows too
+	parallel(blocks*groups, rows*cols*r, func(lo, hi int) {
+		c := make([]float32, r)
+		slab := make([]float32, r*width)
+		for task := lo; task < hi; task++ {
+			blk, g := task/groups, task%groups
+			j0, j1 := blk*width, min(cols, (blk+1)*width)
+			pack(slab, j0, j1)
+			for i := g * rows / groups; i < (g+1)*rows/groups; i++ {
+				coef(i, c)
+				rankRow(dst[i*cols+j0:i*cols+j1], slab, c, j1-j0)
+			}
+		}
+	})
 }
 
 // rankRowGo computes dst[j] += Σₖ coef[k]·a[k·lda+j] for j < len(dst), the
