@@ -12,6 +12,7 @@
 //	go run ./bench -peer torch      PyTorch, the way PEFT computes the layer,
 //	                                timed in the same run (bench/peer_torch.py)
 //	go run ./bench -plot DIR        the figures as PNG files in DIR
+//	go run ./bench -from F -plot D  the table and figures of earlier JSON results
 //
 // Each operation is warmed up, then timed in batches of back-to-back calls
 // (a batch lasts about 2 ms) in interleaved rounds, one batch of every
@@ -541,6 +542,7 @@ func main() {
 	script := flag.String("peer-script", "", "the peer script (default: peer_torch.py in ./bench or beside this program)")
 	jsonOut := flag.String("json-out", "", "also write the results as JSON to this file")
 	plotDir := flag.String("plot", "", "also draw the figures as PNG files into this directory")
+	from := flag.String("from", "", "measure nothing: print the table (and -plot the figures) of the JSON results in this file")
 	flag.Parse()
 	cfg := config{
 		ins: []int{1024, 4096}, ranks: []int{8, 16, 64}, ns: []int{1, 16, 64, 256},
@@ -563,6 +565,20 @@ func main() {
 			minTime:    100 * time.Millisecond, minReps: 3, maxReps: 50,
 		}
 	}
+	if *from != "" {
+		b, err := os.ReadFile(*from)
+		if err == nil {
+			var rep Report
+			if err = json.Unmarshal(b, &rep); err == nil {
+				err = output(&rep, *plotDir, "", false)
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *peerName != "" {
 		pc, err := newPeer(*peerName, *python, *script)
 		if err != nil {
@@ -576,30 +592,37 @@ func main() {
 		fmt.Fprintln(os.Stderr, "\nbench:", err)
 		os.Exit(1)
 	}
-	js, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
+	if err := output(rep, *plotDir, *jsonOut, *asJSON); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	if *jsonOut != "" {
-		if err := os.WriteFile(*jsonOut, append(js, '\n'), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+}
+
+// output writes the report: JSON to jsonOut if given, the figures into
+// plotDir if given, and the table, or the JSON with asJSON, on stdout.
+func output(rep *Report, plotDir, jsonOut string, asJSON bool) error {
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if jsonOut != "" {
+		if err := os.WriteFile(jsonOut, append(js, '\n'), 0o644); err != nil {
+			return err
 		}
 	}
-	if *plotDir != "" {
-		files, err := writePlots(*plotDir, rep)
+	if plotDir != "" {
+		files, err := writePlots(plotDir, rep)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+			return err
 		}
 		for _, f := range files {
 			fmt.Fprintln(os.Stderr, "bench: wrote", f)
 		}
 	}
-	if *asJSON {
-		os.Stdout.Write(append(js, '\n'))
-		return
+	if asJSON {
+		_, err := os.Stdout.Write(append(js, '\n'))
+		return err
 	}
 	printTable(os.Stdout, rep)
+	return nil
 }

@@ -144,6 +144,7 @@ func writePlots(dir string, rep *Report) ([]string, error) {
 			}
 		}
 		f.p.Y.Min = 0
+		f.p.Legend.Left = false // the lines start high at the left
 		if err := save(f, "merge.png"); err != nil {
 			return nil, err
 		}
