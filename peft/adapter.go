@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/tmpfile"
 )
 
 // The files of a PEFT adapter directory.
@@ -540,23 +541,9 @@ func Save(dir string, a *Adapter) error {
 // writeTemp writes a temporary file beside dir/name with write and returns
 // its path; on error it removes it.
 func writeTemp(dir, name string, write func(*os.File) error) (string, error) {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	p, err := tmpfile.Write(dir, name, write)
 	if err != nil {
 		return "", fmt.Errorf("peft: %w", err)
 	}
-	err = write(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", fmt.Errorf("peft: writing %s: %w", filepath.Join(dir, name), err)
-	}
-	return f.Name(), nil
+	return p, nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/tmpfile"
 	"github.com/golora/lora/peft"
 )
 
@@ -457,26 +458,9 @@ func rewriteIndex(ix *index, plans []*shardPlan) ([]byte, error) {
 }
 
 // writeTemp writes a temporary file beside dir/name with write and returns
-// its path, also on error, for the caller to remove.
+// its path; on error it removes it and returns "".
 func writeTemp(dir, name string, write func(*os.File) error) (string, error) {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	err = write(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err != nil {
-		return f.Name(), fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
-	}
-	return f.Name(), nil
+	return tmpfile.Write(dir, name, write)
 }
 
 // writer streams tensors from base shards into output files. A producer

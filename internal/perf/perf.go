@@ -96,18 +96,7 @@ func NewProblem(s Shape, copies int) (*Problem, error) {
 	}
 	p := &Problem{Shape: s}
 	var err error
-	mk := func(r, c int, data []float32) *lora.Matrix {
-		if err != nil {
-			return nil
-		}
-		var m *lora.Matrix
-		if data == nil {
-			m, err = lora.NewMatrix(r, c)
-		} else {
-			m, err = lora.NewMatrixFrom(r, c, data)
-		}
-		return m
-	}
+	mk := func(r, c int, data []float32) *lora.Matrix { return newMatrix(&err, r, c, data) }
 	wData := fill(s.Out*s.In, 0.03)
 	aData, bData := fill(s.R*s.In, 0.03), fill(s.Out*s.R, 0.03)
 	for range max(copies, 1) {
@@ -130,6 +119,21 @@ func NewProblem(s Shape, copies int) (*Problem, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// newMatrix returns an r×c matrix, filled from data unless data is nil,
+// unless *err is already set; it records its own error in *err.
+func newMatrix(err *error, r, c int, data []float32) *lora.Matrix {
+	if *err != nil {
+		return nil
+	}
+	var m *lora.Matrix
+	if data == nil {
+		m, *err = lora.NewMatrix(r, c)
+	} else {
+		m, *err = lora.NewMatrixFrom(r, c, data)
+	}
+	return m
 }
 
 // Copies returns how many W buffers a shape needs to rotate past the cache:

@@ -46,18 +46,7 @@ func NewTrain(s Shape, copies int) (*Train, error) {
 	for i := range dy {
 		dy[i] = 2*rng.Float32() - 1
 	}
-	mk := func(r, c int, data []float32) *lora.Matrix {
-		if err != nil {
-			return nil
-		}
-		var m *lora.Matrix
-		if data == nil {
-			m, err = lora.NewMatrix(r, c)
-		} else {
-			m, err = lora.NewMatrixFrom(r, c, data)
-		}
-		return m
-	}
+	mk := func(r, c int, data []float32) *lora.Matrix { return newMatrix(&err, r, c, data) }
 	t.DY = mk(s.N, s.Out, dy)
 	t.DX = mk(s.N, s.In, nil)
 	t.DA = mk(s.R, s.In, nil)
