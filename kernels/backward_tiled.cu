@@ -24,37 +24,10 @@
 // Global memory: reads dy, U (n x .) and W, A (. x in) tile by tile; writes
 // each element of dx (n x in) exactly once, never reads it. Shared memory:
 // 2*LORA_TILE_K*(LORA_TILE_M+4) + 2*LORA_TILE_K*(LORA_TILE_N+4) floats (static).
-#include "common.cuh"
+#include "tile.cuh"
 
-#define LORA_GXT_PAD 4
-#define LORA_GXT_HM (LORA_TILE_M / 2)
-#define LORA_GXT_HN (LORA_TILE_N / 2)
-
-static_assert(LORA_TILE_THREADS * 4 == LORA_TILE_M * LORA_TILE_K &&
-                  LORA_TILE_THREADS * 4 == LORA_TILE_N * LORA_TILE_K,
-              "each thread loads 4 elements of each operand per K-step");
 static_assert(LORA_TILE_N / 4 == LORA_WARP_SIZE && LORA_TILE_THREADS / LORA_WARP_SIZE == LORA_TILE_K,
               "a warp loads one inner row of the right operand per K-step");
-static_assert(LORA_TILE_TM == 8 && LORA_TILE_TN == 8 && LORA_TILE_K == 8,
-              "the thread mappings below assume 8x8 register tiles and K-steps of 8");
-
-// v = src[row, k .. k+3] of a row-major matrix with leading dimension ld,
-// zero where row is out of range or k+e >= klen.
-__device__ __forceinline__ void lora_gxt_fetch_row(const float* __restrict__ src, int ld, int row,
-                                                   bool row_ok, int k, int klen, bool vec,
-                                                   float (&v)[4]) {
-  if (row_ok && vec && k + 3 < klen) {
-    const float4 q = __ldg(reinterpret_cast<const float4*>(src + static_cast<long long>(row) * ld + k));
-    v[0] = q.x;
-    v[1] = q.y;
-    v[2] = q.z;
-    v[3] = q.w;
-  } else {
-    LORA_UNROLL
-    for (int e = 0; e < 4; ++e)
-      v[e] = (row_ok && k + e < klen) ? __ldg(src + static_cast<long long>(row) * ld + k + e) : 0.0f;
-  }
-}
 
 // v = p[0 .. 3] for p pointing into a row with ncols elements left (none
 // when ncols <= 0), zero past them or when !row_ok.
@@ -76,8 +49,8 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
     lora_grad_x_tiled(const float* __restrict__ dy, const float* __restrict__ W,
                       const float* __restrict__ U, const float* __restrict__ A,
                       float* __restrict__ dx, int n, int in, int out, int r) {
-  __shared__ __align__(16) float sa[2][LORA_TILE_K][LORA_TILE_M + LORA_GXT_PAD];
-  __shared__ __align__(16) float sb[2][LORA_TILE_K][LORA_TILE_N + LORA_GXT_PAD];
+  __shared__ __align__(16) lora_tile_a sa[2];
+  __shared__ __align__(16) lora_tile_b sb[2];
   if (blockDim.x != LORA_TILE_THREADS) return;  // the tiling needs this exact block
 
   const int t = threadIdx.x;
@@ -107,23 +80,19 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 
   float ra[4], rb[4];
   float acc[8][8];
-  LORA_UNROLL
-  for (int i = 0; i < 8; ++i) {
-    LORA_UNROLL
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
-  }
+  lora_tile_zero(acc);
 
   // Tile kt: K-tile kt of dy/W when kt < tiles_w, else K-tile kt-tiles_w of U/A.
 #define LORA_GXT_FETCH(kt)                                                       \
   do {                                                                           \
     if ((kt) < tiles_w) {                                                        \
       const int k_ = (kt) * LORA_TILE_K;                                         \
-      lora_gxt_fetch_row(dy, out, arow, a_ok, k_ + lk, out, vec_dy, ra);         \
+      lora_tile_fetch(dy, out, arow, a_ok, k_ + lk, out, vec_dy, ra);         \
       lora_gxt_fetch_cols(W + static_cast<long long>(k_ + bk) * in + bcol,       \
                           k_ + bk < out, ncols, vec_w, rb);                      \
     } else {                                                                     \
       const int k_ = ((kt) - tiles_w) * LORA_TILE_K;                             \
-      lora_gxt_fetch_row(U, r, arow, a_ok, k_ + lk, r, vec_u, ra);               \
+      lora_tile_fetch(U, r, arow, a_ok, k_ + lk, r, vec_u, ra);               \
       lora_gxt_fetch_cols(A + static_cast<long long>(k_ + bk) * in + bcol,       \
                           k_ + bk < r, ncols, vec_w, rb);                        \
     }                                                                            \
@@ -146,20 +115,7 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
     const bool more = kt + 1 < tiles;
     if (more) LORA_GXT_FETCH(kt + 1);
 
-    LORA_UNROLL
-    for (int kk = 0; kk < LORA_TILE_K; ++kk) {
-      const float4 a0 = *reinterpret_cast<const float4*>(&sa[buf][kk][ty * 4]);
-      const float4 a1 = *reinterpret_cast<const float4*>(&sa[buf][kk][LORA_GXT_HM + ty * 4]);
-      const float4 b0 = *reinterpret_cast<const float4*>(&sb[buf][kk][tx * 4]);
-      const float4 b1 = *reinterpret_cast<const float4*>(&sb[buf][kk][LORA_GXT_HN + tx * 4]);
-      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-      LORA_UNROLL
-      for (int i = 0; i < 8; ++i) {
-        LORA_UNROLL
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-      }
-    }
+    lora_tile_mma(sa[buf], sb[buf], ty, tx, acc);
 
     // The other buffer was last read in step kt-1, which ended with a barrier.
     if (more) LORA_GXT_STORE(buf ^ 1);
@@ -168,30 +124,8 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 #undef LORA_GXT_FETCH
 #undef LORA_GXT_STORE
 
-  const bool vec_dx = (in & 3) == 0 && lora_aligned16(dx);
-  LORA_UNROLL
-  for (int i = 0; i < 8; ++i) {
-    const int row = m0 + (i < 4 ? ty * 4 + i : LORA_GXT_HM + ty * 4 + (i - 4));
-    if (row >= n) continue;
-    float* xr = dx + static_cast<long long>(row) * in;
-    LORA_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      const int col = n0 + h * LORA_GXT_HN + tx * 4;
-      if (vec_dx && col + 3 < in) {
-        *reinterpret_cast<float4*>(xr + col) =
-            make_float4(acc[i][h * 4], acc[i][h * 4 + 1], acc[i][h * 4 + 2], acc[i][h * 4 + 3]);
-      } else {
-        LORA_UNROLL
-        for (int e = 0; e < 4; ++e)
-          if (col + e < in) xr[col + e] = acc[i][h * 4 + e];
-      }
-    }
-  }
+  lora_tile_store(dx, n, in, m0, n0, ty, tx, acc);
 }
-
-#undef LORA_GXT_PAD
-#undef LORA_GXT_HM
-#undef LORA_GXT_HN
 
 #ifndef __CUDACC__
 LORA_EMU_REGISTER(lora_grad_x_tiled)

@@ -21,44 +21,14 @@
 // Global memory: reads x, T (n x .) and W, B (out x .) tile by tile; writes
 // each element of y (n x out) exactly once, never reads it. Shared memory:
 // 2*LORA_TILE_K*(LORA_TILE_M+4) + 2*LORA_TILE_K*(LORA_TILE_N+4) floats (static).
-#include "common.cuh"
-
-#define LORA_TILE_PAD 4
-#define LORA_TILE_HM (LORA_TILE_M / 2)
-#define LORA_TILE_HN (LORA_TILE_N / 2)
-
-static_assert(LORA_TILE_THREADS == (LORA_TILE_M / LORA_TILE_TM) * (LORA_TILE_N / LORA_TILE_TN),
-              "one 8x8 register tile per thread");
-static_assert(LORA_TILE_THREADS * 4 == LORA_TILE_M * LORA_TILE_K &&
-                  LORA_TILE_THREADS * 4 == LORA_TILE_N * LORA_TILE_K,
-              "each thread loads 4 elements of each operand per K-step");
-static_assert(LORA_TILE_TM == 8 && LORA_TILE_TN == 8 && LORA_TILE_K == 8,
-              "the thread mappings below assume 8x8 register tiles and K-steps of 8");
-
-// v = src[row, k .. k+3] of a row-major matrix with leading dimension ld,
-// zero where row is out of range or k+e >= klen.
-__device__ __forceinline__ void lora_tile_fetch(const float* __restrict__ src, int ld, int row,
-                                                bool row_ok, int k, int klen, bool vec,
-                                                float (&v)[4]) {
-  if (row_ok && vec && k + 3 < klen) {
-    const float4 q = __ldg(reinterpret_cast<const float4*>(src + static_cast<long long>(row) * ld + k));
-    v[0] = q.x;
-    v[1] = q.y;
-    v[2] = q.z;
-    v[3] = q.w;
-  } else {
-    LORA_UNROLL
-    for (int e = 0; e < 4; ++e)
-      v[e] = (row_ok && k + e < klen) ? __ldg(src + static_cast<long long>(row) * ld + k + e) : 0.0f;
-  }
-}
+#include "tile.cuh"
 
 extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
     lora_forward_tiled(const float* __restrict__ x, const float* __restrict__ W,
                        const float* __restrict__ T, const float* __restrict__ B,
                        float* __restrict__ y, int n, int in, int out, int r) {
-  __shared__ __align__(16) float sa[2][LORA_TILE_K][LORA_TILE_M + LORA_TILE_PAD];
-  __shared__ __align__(16) float sb[2][LORA_TILE_K][LORA_TILE_N + LORA_TILE_PAD];
+  __shared__ __align__(16) lora_tile_a sa[2];
+  __shared__ __align__(16) lora_tile_b sb[2];
   if (blockDim.x != LORA_TILE_THREADS) return;  // the tiling needs this exact block
 
   const int t = threadIdx.x;
@@ -84,11 +54,7 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 
   float ra[4], rb[4];
   float acc[8][8];
-  LORA_UNROLL
-  for (int i = 0; i < 8; ++i) {
-    LORA_UNROLL
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
-  }
+  lora_tile_zero(acc);
 
   // Tile kt: K-tile kt of x/W when kt < tiles_x, else K-tile kt-tiles_x of T/B.
 #define LORA_TILE_FETCH(kt)                                                  \
@@ -122,20 +88,7 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
     const bool more = kt + 1 < tiles;
     if (more) LORA_TILE_FETCH(kt + 1);
 
-    LORA_UNROLL
-    for (int kk = 0; kk < LORA_TILE_K; ++kk) {
-      const float4 a0 = *reinterpret_cast<const float4*>(&sa[buf][kk][ty * 4]);
-      const float4 a1 = *reinterpret_cast<const float4*>(&sa[buf][kk][LORA_TILE_HM + ty * 4]);
-      const float4 b0 = *reinterpret_cast<const float4*>(&sb[buf][kk][tx * 4]);
-      const float4 b1 = *reinterpret_cast<const float4*>(&sb[buf][kk][LORA_TILE_HN + tx * 4]);
-      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-      LORA_UNROLL
-      for (int i = 0; i < 8; ++i) {
-        LORA_UNROLL
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-      }
-    }
+    lora_tile_mma(sa[buf], sb[buf], ty, tx, acc);
 
     // The other buffer was last read in step kt-1, which ended with a barrier.
     if (more) LORA_TILE_STORE(buf ^ 1);
@@ -144,30 +97,8 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 #undef LORA_TILE_FETCH
 #undef LORA_TILE_STORE
 
-  const bool vec_y = (out & 3) == 0 && lora_aligned16(y);
-  LORA_UNROLL
-  for (int i = 0; i < 8; ++i) {
-    const int row = m0 + (i < 4 ? ty * 4 + i : LORA_TILE_HM + ty * 4 + (i - 4));
-    if (row >= n) continue;
-    float* yr = y + static_cast<long long>(row) * out;
-    LORA_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      const int col = n0 + h * LORA_TILE_HN + tx * 4;
-      if (vec_y && col + 3 < out) {
-        *reinterpret_cast<float4*>(yr + col) =
-            make_float4(acc[i][h * 4], acc[i][h * 4 + 1], acc[i][h * 4 + 2], acc[i][h * 4 + 3]);
-      } else {
-        LORA_UNROLL
-        for (int e = 0; e < 4; ++e)
-          if (col + e < out) yr[col + e] = acc[i][h * 4 + e];
-      }
-    }
-  }
+  lora_tile_store(y, n, out, m0, n0, ty, tx, acc);
 }
-
-#undef LORA_TILE_PAD
-#undef LORA_TILE_HM
-#undef LORA_TILE_HN
 
 #ifndef __CUDACC__
 LORA_EMU_REGISTER(lora_forward_tiled)
