@@ -491,7 +491,8 @@ func Axpy(y *Matrix, alpha float32, x *Matrix) error {
 // Afterwards Forward computes x·Wᵀ alone. It refuses, leaving W untouched, a
 // merged layer (ErrMerged) and an adapter holding NaN or ±Inf (ErrNonFinite),
 // as PEFT's safe_merge does. Merge needs exclusive use of W (see the package
-// documentation).
+// documentation). On the GPU, Merge waits for the queued work: it reads back
+// the device's finiteness check of A and B before it enqueues the update.
 func (l *Layer) Merge() error { return l.mergeOp("Merge", true) }
 
 // Unmerge takes the adapter out of the base weight in place: W ← W − s·B·A.
