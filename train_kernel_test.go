@@ -34,28 +34,7 @@ func TestKernelBackwardPaths(t *testing.T) {
 	for _, c := range cases {
 		p := newProblem(rng, c.n, c.in, c.out, c.r)
 		g := randSlice(rng, c.n*c.out, 1)
-		t.Run(p.String(), func(t *testing.T) {
-			wantA, wantB, wantX, magA, magB, magX := p.refBackward(g)
-			for _, merged := range []bool{false, true} {
-				l, _ := p.layer(t)
-				if merged {
-					if err := l.Merge(); err != nil {
-						t.Fatal(err)
-					}
-				}
-				nan := float32(math.NaN())
-				dA := newMat(t, p.r, p.in, fill(make([]float32, p.r*p.in), nan))
-				dB := newMat(t, p.out, p.r, fill(make([]float32, p.out*p.r), nan))
-				dx := newMat(t, p.n, p.in, fill(make([]float32, p.n*p.in), nan))
-				if err := l.Backward(dx, dA, dB, newMat(t, p.n, p.out, g), newMat(t, p.n, p.in, p.x)); err != nil {
-					t.Fatal(err)
-				}
-				what := fmt.Sprintf("merged=%v ", merged)
-				checkGrad(t, what+"dA", read(t, dA), wantA, magA, gamma(p.out+p.n+3), 0)
-				checkGrad(t, what+"dB", read(t, dB), wantB, magB, gamma(p.in+p.n+3), 0)
-				checkGrad(t, what+"dx", read(t, dx), wantX, magX, gamma(p.out+p.r+3), 0)
-			}
-		})
+		t.Run(p.String(), func(t *testing.T) { checkBackwardRef(t, p, g) })
 	}
 }
 

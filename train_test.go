@@ -259,25 +259,34 @@ func TestBackwardBlocks(t *testing.T) {
 	for _, c := range []struct{ n, in, out, r int }{{17, 300, 150, 4}, {3, 260, 70, 5}, {40, 133, 201, 1}} {
 		p := newProblem(rng, c.n, c.in, c.out, c.r)
 		g := randSlice(rng, c.n*c.out, 1)
-		t.Run(p.String(), func(t *testing.T) {
-			wantA, wantB, wantX, magA, magB, magX := p.refBackward(g)
-			for _, merged := range []bool{false, true} {
-				l, _ := p.layer(t)
-				if merged {
-					if err := l.Merge(); err != nil {
-						t.Fatal(err)
-					}
-				}
-				dA, dB, dx := newMat(t, p.r, p.in, nil), newMat(t, p.out, p.r, nil), newMat(t, p.n, p.in, nil)
-				if err := l.Backward(dx, dA, dB, newMat(t, p.n, p.out, g), newMat(t, p.n, p.in, p.x)); err != nil {
-					t.Fatal(err)
-				}
-				what := fmt.Sprintf("merged=%v ", merged)
-				checkGrad(t, what+"dA", read(t, dA), wantA, magA, gamma(p.out+p.n+3), 0)
-				checkGrad(t, what+"dB", read(t, dB), wantB, magB, gamma(p.in+p.n+3), 0)
-				checkGrad(t, what+"dx", read(t, dx), wantX, magX, gamma(p.out+p.r+3), 0)
+		t.Run(p.String(), func(t *testing.T) { checkBackwardRef(t, p, g) })
+	}
+}
+
+// checkBackwardRef runs Backward on p with upstream gradient g, unmerged and
+// merged, into outputs filled with NaN beforehand (so that an element left
+// unwritten fails), and checks dA, dB and dx against refBackward with the
+// bounds of TestBackward.
+func checkBackwardRef(t *testing.T, p *problem, g []float32) {
+	wantA, wantB, wantX, magA, magB, magX := p.refBackward(g)
+	nan := float32(math.NaN())
+	for _, merged := range []bool{false, true} {
+		l, _ := p.layer(t)
+		if merged {
+			if err := l.Merge(); err != nil {
+				t.Fatal(err)
 			}
-		})
+		}
+		dA := newMat(t, p.r, p.in, fill(make([]float32, p.r*p.in), nan))
+		dB := newMat(t, p.out, p.r, fill(make([]float32, p.out*p.r), nan))
+		dx := newMat(t, p.n, p.in, fill(make([]float32, p.n*p.in), nan))
+		if err := l.Backward(dx, dA, dB, newMat(t, p.n, p.out, g), newMat(t, p.n, p.in, p.x)); err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("merged=%v ", merged)
+		checkGrad(t, what+"dA", read(t, dA), wantA, magA, gamma(p.out+p.n+3), 0)
+		checkGrad(t, what+"dB", read(t, dB), wantB, magB, gamma(p.in+p.n+3), 0)
+		checkGrad(t, what+"dx", read(t, dx), wantX, magX, gamma(p.out+p.r+3), 0)
 	}
 }
 
