@@ -36,6 +36,11 @@ type Adapter struct {
 	// trained with bias "all" or "lora_only", resized embeddings. Each replaces
 	// the base tensor of the same name, as PEFT's loader does.
 	Full []*Tensor
+	// Ignored names the modules whose lora_A/lora_B pairs are in the file but
+	// which the configuration does not select (target_modules,
+	// exclude_modules, layers_to_transform): PEFT does not make them LoRA
+	// layers, so they are not in Modules and nothing applies them.
+	Ignored []string
 }
 
 // Module is one adapted module of the base model: ΔW = s·B·A.

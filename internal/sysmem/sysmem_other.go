@@ -1,0 +1,5 @@
+//go:build !linux
+
+package sysmem
+
+func physical() uint64 { return 0 }
