@@ -380,3 +380,103 @@ func mse(dy, y, t *Matrix, scale float32) (float64, error) {
 	}
 	return sum, nil
 }
+
+// readHost copies m into a new host slice, waiting for queued work.
+func readHost(m *Matrix) ([]float32, error) {
+	h := make([]float32, m.rows*m.cols)
+	if err := m.buf.read(h); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// absMax returns max |m[i,j]|, or a non-finite value (NaN or +Inf) when m
+// holds NaN or ±Inf.
+func absMax(m *Matrix) (float32, error) {
+	h, err := readHost(m)
+	if err != nil {
+		return 0, err
+	}
+	var mx float32
+	for _, v := range h {
+		if v != v {
+			return v, nil
+		}
+		mx = max(mx, float32(math.Abs(float64(v))))
+	}
+	return mx, nil
+}
+
+// adapterBound returns maxA = max |A[k,j]| and maxRowB = max_i Σ_k |B[i,k]|,
+// summed in float64; either is non-finite when A or B holds NaN or ±Inf.
+// A and B are small, r·(in+out) elements: they are read back to the host.
+func adapterBound(a, b *Matrix) (maxA, maxRowB float64, err error) {
+	ha, err := readHost(a)
+	if err != nil {
+		return 0, 0, err
+	}
+	hb, err := readHost(b)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, v := range ha {
+		av := math.Abs(float64(v))
+		if av != av {
+			return av, 0, nil
+		}
+		maxA = max(maxA, av)
+	}
+	r := b.cols
+	for i := 0; i < b.rows; i++ {
+		var s float64
+		for _, v := range hb[i*r : (i+1)*r] {
+			s += math.Abs(float64(v))
+		}
+		if s != s {
+			return maxA, s, nil
+		}
+		maxRowB = max(maxRowB, s)
+	}
+	return maxA, maxRowB, nil
+}
+
+// rankFinite reports whether every element of W + c·B·A, computed exactly
+// as rankUpdate computes it, is finite. W is not modified.
+func rankFinite(w, a, b *Matrix, c float32) (bool, error) {
+	tmp, err := newBuffer(w.rows * w.cols)
+	if err != nil {
+		return false, err
+	}
+	defer tmp.free()
+	h, err := readHost(w)
+	if err != nil {
+		return false, err
+	}
+	if err := tmp.write(h); err != nil {
+		return false, err
+	}
+	t := &Matrix{rows: w.rows, cols: w.cols, buf: tmp}
+	if err := rankUpdate(t, a, b, c); err != nil {
+		return false, err
+	}
+	return allFinite(t)
+}
+
+// addBias computes y[i,:] += bias[0,:] for every row i; bias is 1×cols(y).
+func addBias(y, bias *Matrix) error {
+	hy, err := readHost(y)
+	if err != nil {
+		return err
+	}
+	hb, err := readHost(bias)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < y.rows; i++ {
+		row := hy[i*y.cols : (i+1)*y.cols]
+		for j := range row {
+			row[j] += hb[j]
+		}
+	}
+	return y.buf.write(hy)
+}
