@@ -54,7 +54,7 @@ func Example_training() {
 	}
 	defer w.Free()
 	defer layer.Free()
-	opt := &lora.AdamW{LR: 0.05}
+	opt := lora.NewAdamW(0.05)
 	defer opt.Free()
 
 	y, _ := lora.NewMatrix(n, out)

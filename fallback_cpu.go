@@ -3,12 +3,15 @@
 package lora
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"sync"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/golora/lora/internal/sysmem"
 )
 
 // The CPU backend: matrices in host memory, products through gonum's BLAS
@@ -23,7 +26,15 @@ func backendSync() error { return nil }
 // buffer is a Matrix's storage: host memory.
 type buffer struct{ data []float32 }
 
-func newBuffer(n int) (buffer, error) { return buffer{data: make([]float32, n)}, nil }
+// newBuffer allocates n floats, or refuses with ErrMemory when they cannot
+// fit in the machine's physical memory: the runtime would otherwise end the
+// process with "out of memory".
+func newBuffer(n int) (buffer, error) {
+	if err := sysmem.Check("its storage", 4*int64(n)); err != nil {
+		return buffer{}, fmt.Errorf("%w: %w", err, ErrMemory)
+	}
+	return buffer{data: make([]float32, n)}, nil
+}
 
 func (b *buffer) read(dst []float32) error  { copy(dst, b.data); return nil }
 func (b *buffer) write(src []float32) error { copy(b.data, src); return nil }
@@ -156,16 +167,101 @@ func axpy(y *Matrix, alpha float32, x *Matrix) error {
 	return nil
 }
 
-// allFinite reports whether every element of the matrices is finite.
-func allFinite(ms ...*Matrix) (bool, error) {
-	for _, m := range ms {
-		for _, v := range m.buf.data {
-			if v-v != 0 { // NaN − NaN and Inf − Inf are NaN
-				return false, nil
+// finite reports whether every element of s is finite.
+func finite(s []float32) bool {
+	for _, v := range s {
+		if v-v != 0 { // NaN − NaN and Inf − Inf are NaN
+			return false
+		}
+	}
+	return true
+}
+
+// absMax returns max |m[i,j]|, or a non-finite value (NaN or +Inf) when m
+// holds NaN or ±Inf: one read pass, split among goroutines. The magnitudes
+// are compared as bit patterns with the sign cleared, whose order is that
+// of the numbers, +Inf above every finite one and NaN above +Inf.
+func absMax(m *Matrix) (float32, error) {
+	d := m.buf.data
+	p := max(1, min(runtime.GOMAXPROCS(0), len(d)/(1<<15)))
+	parts := make([]uint32, p)
+	parallel(p, len(d), func(glo, ghi int) {
+		for g := glo; g < ghi; g++ {
+			var mx uint32
+			for _, v := range d[g*len(d)/p : (g+1)*len(d)/p] {
+				mx = max(mx, math.Float32bits(v)&0x7fffffff)
 			}
+			parts[g] = mx
+		}
+	})
+	var mx uint32
+	for _, v := range parts {
+		mx = max(mx, v)
+	}
+	return math.Float32frombits(mx), nil
+}
+
+// adapterBound returns maxA = max |A[k,j]| and maxRowB = max_i Σₖ |B[i,k]|,
+// summed in float64; either is non-finite when A or B holds NaN or ±Inf.
+func adapterBound(a, b *Matrix) (maxA, maxRowB float64, err error) {
+	ma, err := absMax(a)
+	if err != nil {
+		return 0, 0, err
+	}
+	maxA = float64(ma)
+	r := b.cols
+	bd := b.buf.data
+	for i := range b.rows {
+		var s float64
+		for _, v := range bd[i*r : (i+1)*r] {
+			s += math.Abs(float64(v))
+		}
+		if s != s { // NaN stays NaN; +Inf compares above every finite sum
+			return maxA, s, nil
+		}
+		maxRowB = max(maxRowB, s)
+	}
+	return maxA, maxRowB, nil
+}
+
+// rankFinite reports whether every element of W + c·B·A, computed exactly
+// as rankUpdate computes it, is finite. W is not modified: its rows are
+// copied, a block of about 4 MiB at a time, and updated by the same blocked
+// loop as rankUpdate's, whose result for an element depends neither on the
+// range of rows given nor on the split among goroutines.
+func rankFinite(w, a, b *Matrix, c float32) (bool, error) {
+	out, in, r := w.rows, w.cols, a.rows
+	wd := w.buf.data
+	coef, pack := rankFuncs(a, b, c)
+	chunk := max(1, min(out, (1<<20)/in))
+	tmp := make([]float32, chunk*in)
+	for i0 := 0; i0 < out; i0 += chunk {
+		i1 := min(out, i0+chunk)
+		t := tmp[:(i1-i0)*in]
+		copy(t, wd[i0*in:i1*in])
+		rankUpdateBlocked(t, i1-i0, in, r, func(i int, c []float32) { coef(i0+i, c) }, pack)
+		if !finite(t) {
+			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// addBias computes y[i,:] += bias[0,:] for every row i, rows split among
+// goroutines.
+func addBias(y, bias *Matrix) error {
+	yd, bd := y.buf.data, bias.buf.data
+	cols := y.cols
+	parallel(y.rows, y.rows*cols, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row := yd[i*cols : (i+1)*cols]
+			row = row[:len(bd)]
+			for j, v := range bd {
+				row[j] += v
+			}
+		}
+	})
+	return nil
 }
 
 // rankUpdate computes W += c·B·A in place, each element of W read and
@@ -173,21 +269,28 @@ func allFinite(ms ...*Matrix) (bool, error) {
 // order and then added, so that c and −c add and remove bit for bit the same
 // delta.
 func rankUpdate(w, a, b *Matrix, c float32) error {
-	out, in, r := w.rows, w.cols, a.rows
-	ad, bd := a.buf.data, b.buf.data
-	rankUpdateBlocked(w.buf.data, out, in, r,
-		func(i int, coef []float32) {
-			for k, v := range bd[i*r : (i+1)*r] {
-				coef[k] = c * v
-			}
-		},
-		func(slab []float32, j0, j1 int) {
-			width := j1 - j0
-			for k := range r {
-				copy(slab[k*width:(k+1)*width], ad[k*in+j0:k*in+j1])
-			}
-		})
+	coef, pack := rankFuncs(a, b, c)
+	rankUpdateBlocked(w.buf.data, w.rows, w.cols, a.rows, coef, pack)
 	return nil
+}
+
+// rankFuncs returns rankUpdateBlocked's coef and pack for W += c·B·A:
+// coef_i = c·B[i,:], and the slabs of A.
+func rankFuncs(a, b *Matrix, c float32) (coef func(i int, c []float32), pack func(slab []float32, j0, j1 int)) {
+	in, r := a.cols, a.rows
+	ad, bd := a.buf.data, b.buf.data
+	coef = func(i int, coef []float32) {
+		for k, v := range bd[i*r : (i+1)*r] {
+			coef[k] = c * v
+		}
+	}
+	pack = func(slab []float32, j0, j1 int) {
+		width := j1 - j0
+		for k := range r {
+			copy(slab[k*width:(k+1)*width], ad[k*in+j0:k*in+j1])
+		}
+	}
+	return coef, pack
 }
 
 // rankSlabBytes bounds the slab of a that rankUpdateBlocked keeps in the L2

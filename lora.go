@@ -32,7 +32,9 @@
 // Every exported function and method reports bad input as an error and never
 // panics. Errors start with "lora:" and wrap one of the sentinel errors below
 // (ErrShape, ErrNil, ErrFreed, ErrConfig, ErrMerged, ErrNotMerged,
-// ErrNonFinite, ErrAlias, ErrDevice), so callers test them with errors.Is.
+// ErrNonFinite, ErrAlias, ErrMemory, ErrDevice), so callers test them with
+// errors.Is. A zero Matrix (&Matrix{}) is not a matrix: every function
+// refuses it with ErrNil, as it refuses a nil one.
 // Shape errors name the shapes that were given and the ones wanted, e.g.
 // "lora: Forward: x is 3×5, want n×4".
 //
@@ -63,12 +65,14 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"github.com/golora/lora/internal/sysmem"
 )
 
 // Sentinel errors, wrapped by every error the package returns.
 var (
 	ErrShape     = errors.New("shape mismatch")        // dimensions < 1, lengths or shapes that disagree
-	ErrNil       = errors.New("nil argument")          // a nil *Matrix or *Layer
+	ErrNil       = errors.New("nil argument")          // a nil *Matrix or *Layer, or a zero Matrix
 	ErrFreed     = errors.New("use after Free")        // a freed Matrix or Layer
 	ErrConfig    = errors.New("invalid configuration") // a Config or scale that cannot be used
 	ErrMerged    = errors.New("layer is merged")       // an operation that needs an unmerged layer
@@ -76,6 +80,10 @@ var (
 	ErrNonFinite = errors.New("non-finite value")      // NaN or ±Inf where it would spread
 	ErrAlias     = errors.New("aliased arguments")     // an output that is also an input
 	ErrDevice    = errors.New("device error")          // a fault reported by the GPU
+	// ErrMemory is wrapped when an allocation cannot be held: more than the
+	// machine's physical memory on the CPU backend, more than the device
+	// has free on the GPU. Nothing is allocated then, and the process goes on.
+	ErrMemory = errors.New("out of memory")
 )
 
 // maxElements bounds the number of elements of one Matrix: 2^40 floats, 4 TiB,
@@ -90,13 +98,22 @@ func Backend() string { return backendName }
 func Sync() error { return backendSync() }
 
 // Matrix is a dense, row-major float32 matrix stored where the backend
-// computes. The zero value is not usable; create one with NewMatrix or
-// NewMatrixFrom.
+// computes. The zero value is not a matrix: every function refuses it with
+// an error wrapping ErrNil. Create one with NewMatrix or NewMatrixFrom.
 type Matrix struct {
 	rows, cols int
 	freed      bool
 	buf        buffer // backend storage
+
+	// bound ≥ max |element| when boundKnown: Merge and Unmerge keep it up
+	// to date so that proving W + s·B·A finite needs no pass over W. Every
+	// operation that writes the matrix otherwise clears boundKnown (wrote).
+	bound      float64
+	boundKnown bool
 }
+
+// wrote records that m's elements changed in a way its bound does not follow.
+func (m *Matrix) wrote() { m.boundKnown = false }
 
 // NewMatrix returns a zero-filled rows×cols matrix.
 func NewMatrix(rows, cols int) (*Matrix, error) { return newMatrix("NewMatrix", rows, cols, nil) }
@@ -124,7 +141,9 @@ func newMatrix(op string, rows, cols int, data []float32) (*Matrix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lora: %s: %d×%d: %w", op, rows, cols, err)
 	}
-	m := &Matrix{rows: rows, cols: cols, buf: buf}
+	// A zero-filled matrix has max |element| = 0; one filled from data is
+	// bounded when a Merge first needs it.
+	m := &Matrix{rows: rows, cols: cols, buf: buf, boundKnown: data == nil}
 	track(m)
 	if data != nil {
 		if err := m.buf.write(data); err != nil {
@@ -145,7 +164,7 @@ func checkDims(op string, rows, cols int) error {
 	return nil
 }
 
-// Dims returns the number of rows and columns. A nil Matrix has 0×0.
+// Dims returns the number of rows and columns. A nil or zero Matrix has 0×0.
 func (m *Matrix) Dims() (rows, cols int) {
 	if m == nil {
 		return 0, 0
@@ -170,6 +189,24 @@ func (m *Matrix) Read(dst []float32) error {
 	return nil
 }
 
+// ReadAll returns a new slice holding the matrix, row-major, rows·cols
+// elements. Like Read, it first waits for all queued work on an asynchronous
+// backend. It refuses (ErrMemory) a copy larger than the machine's memory.
+func (m *Matrix) ReadAll() ([]float32, error) {
+	if err := m.usable("ReadAll", "m"); err != nil {
+		return nil, err
+	}
+	n := m.rows * m.cols
+	if err := sysmem.Check(fmt.Sprintf("a host copy of %s", m.shape()), 4*int64(n)); err != nil {
+		return nil, fmt.Errorf("lora: ReadAll: %w: %w", err, ErrMemory)
+	}
+	dst := make([]float32, n)
+	if err := m.buf.read(dst); err != nil {
+		return nil, fmt.Errorf("lora: ReadAll: %w", err)
+	}
+	return dst, nil
+}
+
 // Write copies src, row-major with exactly rows·cols elements, into the matrix.
 func (m *Matrix) Write(src []float32) error {
 	if err := m.usable("Write", "m"); err != nil {
@@ -179,16 +216,18 @@ func (m *Matrix) Write(src []float32) error {
 		return fmt.Errorf("lora: Write: len(src) is %d, want %d×%d = %d: %w",
 			len(src), m.rows, m.cols, m.rows*m.cols, ErrShape)
 	}
+	m.wrote()
 	if err := m.buf.write(src); err != nil {
 		return fmt.Errorf("lora: Write: %w", err)
 	}
 	return nil
 }
 
-// Free releases the matrix's storage. It is idempotent, and safe on nil;
-// every later use of the matrix returns an error wrapping ErrFreed.
+// Free releases the matrix's storage. It is idempotent, and safe on nil
+// and on a zero Matrix, which holds no storage; every later use of the
+// matrix returns an error wrapping ErrFreed (ErrNil for a zero Matrix).
 func (m *Matrix) Free() {
-	if m == nil || m.freed {
+	if m == nil || m.freed || m.rows < 1 {
 		return
 	}
 	m.freed = true
@@ -199,6 +238,9 @@ func (m *Matrix) Free() {
 func (m *Matrix) usable(op, name string) error {
 	if m == nil {
 		return fmt.Errorf("lora: %s: %s is nil: %w", op, name, ErrNil)
+	}
+	if m.rows < 1 || m.cols < 1 {
+		return fmt.Errorf("lora: %s: %s is a zero Matrix, not one made by NewMatrix or NewMatrixFrom: %w", op, name, ErrNil)
 	}
 	if m.freed {
 		return fmt.Errorf("lora: %s: %s is freed: %w", op, name, ErrFreed)
@@ -427,6 +469,7 @@ func (l *Layer) Forward(y, x *Matrix) error {
 	if y == l.a || y == l.b {
 		return fmt.Errorf("lora: %s: y is the layer's own A or B: %w", op, ErrAlias)
 	}
+	y.wrote()
 	if l.merged {
 		return linear(y, x, l.w)
 	}
@@ -465,6 +508,7 @@ func Linear(y, x, w *Matrix) error {
 	if err := checkIO(op, y, x, w); err != nil {
 		return err
 	}
+	y.wrote()
 	return linear(y, x, w)
 }
 
@@ -484,23 +528,82 @@ func Axpy(y *Matrix, alpha float32, x *Matrix) error {
 	if x == y {
 		return fmt.Errorf("lora: %s: y must be distinct from x: %w", op, ErrAlias)
 	}
+	y.wrote()
 	return axpy(y, alpha, x)
+}
+
+// AddBias computes y[i,:] += bias[0,:] for every row i of y (n×m): the bias
+// of PyTorch's nn.Linear, broadcast over a batch. bias is 1×m and must be
+// distinct from y.
+func AddBias(y, bias *Matrix) error {
+	const op = "AddBias"
+	if err := y.usable(op, "y"); err != nil {
+		return err
+	}
+	if err := bias.usable(op, "bias"); err != nil {
+		return err
+	}
+	if bias.rows != 1 || bias.cols != y.cols {
+		return fmt.Errorf("lora: %s: bias is %s, want 1×%d for y %s: %w", op, bias.shape(), y.cols, y.shape(), ErrShape)
+	}
+	if y == bias {
+		return fmt.Errorf("lora: %s: y must be distinct from bias: %w", op, ErrAlias)
+	}
+	y.wrote()
+	if err := addBias(y, bias); err != nil {
+		return fmt.Errorf("lora: %s: %w", op, err)
+	}
+	return nil
 }
 
 // Merge folds the adapter into the base weight in place: W ← W + s·B·A.
 // Afterwards Forward computes x·Wᵀ alone. It refuses, leaving W untouched, a
-// merged layer (ErrMerged) and an adapter holding NaN or ±Inf (ErrNonFinite),
-// as PEFT's safe_merge does. Merge needs exclusive use of W (see the package
+// merged layer (ErrMerged), and with ErrNonFinite an adapter holding NaN or
+// ±Inf (as PEFT's safe_merge does), a W holding NaN or ±Inf, and an update
+// that would overflow float32 in any element: Merge never creates a NaN or
+// ±Inf in W. The proof of finiteness costs no pass over W in the common
+// case (see mergeOp); Merge needs exclusive use of W (see the package
 // documentation). On the GPU, Merge waits for the queued work: it reads back
-// the device's finiteness check of A and B before it enqueues the update.
+// A and B, and W's largest magnitude when it is not known, before it
+// enqueues the update.
 func (l *Layer) Merge() error { return l.mergeOp("Merge", true) }
 
 // Unmerge takes the adapter out of the base weight in place: W ← W − s·B·A.
 // It returns an error wrapping ErrNotMerged on a layer that is not merged.
 // The subtraction uses bit for bit the same s·B·A that Merge added, so W is
-// restored to within one rounding of each element.
+// restored to within one rounding of each element. Like Merge, it refuses
+// (ErrNonFinite, W untouched, the layer still merged) a result that would
+// hold NaN or ±Inf, which only a W written since Merge can cause.
 func (l *Layer) Unmerge() error { return l.mergeOp("Unmerge", false) }
 
+// mergeMargin returns the factor that covers the float32 roundings of a
+// rank-r update of W, and the float64 roundings of the bound itself.
+//
+// rankUpdate computes each element as w' = fl(w + d), with coefficients
+// γₖ = fl(c·B[i,k]) and d accumulated from zero in k order,
+// dₘ = fl(dₘ₋₁ + fl(γₘ·A[m,j])) (or one fused rounding per step). With
+// u = 2⁻²⁴ and every exact intermediate below MaxFloat32, each rounding
+// multiplies a magnitude by at most (1 + u), so by induction over the steps
+//
+//	|γₖ|  ≤ |c|·|B[i,k]|·(1+u)
+//	|dₘ|  ≤ Σₖ≤ₘ |γₖ|·|A[k,j]|·(1+u)ᵐ ≤ |c|·Σₖ|B[i,k]|·max|A|·(1+u)ʳ⁺¹
+//	|w'|  ≤ (|w| + |d|)·(1+u) ≤ (max|W| + |c|·maxRowB·max|A|)·(1+u)ʳ⁺²
+//
+// (any other order of the r additions, as a GPU may use, has the same bound).
+// (1+u)ʳ⁺² ≤ 1 + 2(r+2)u while (r+2)u ≤ 1, and the float64 sums and
+// products that compute the bound are off by less than (r+4)·2⁻⁵³ relative:
+// 1 + (2r+8)u covers both. So when that product is below MaxFloat32 no step
+// can round to ±Inf, and with finite inputs no NaN can arise either.
+func mergeMargin(r int) float64 { return 1 + float64(2*r+8)*0x1p-24 }
+
+// mergeOp applies W ← W + c·B·A with c = ±s. It first proves the result
+// finite: with maxA = max|A|, maxRowB = max_i Σₖ|B[i,k]| (adapterBound, a
+// pass over the small A and B) and W's cached bound on max|W| (absMax, one
+// read pass, only when no bound is known), the bound of mergeMargin decides
+// in the common case, and W's cached bound becomes the bound of the result:
+// repeated Merge/Unmerge cycles stay one pass over W each. When the bound
+// is too coarse, rankFinite computes the result exactly without writing W,
+// and the update is refused if any element is not finite.
 func (l *Layer) mergeOp(op string, merge bool) error {
 	if l == nil {
 		return fmt.Errorf("lora: %s: layer is nil: %w", op, ErrNil)
@@ -517,23 +620,61 @@ func (l *Layer) mergeOp(op string, merge bool) error {
 		return fmt.Errorf("lora: %s: %w", op, ErrNotMerged)
 	}
 	c := l.scale
-	if merge {
-		ok, err := allFinite(l.a, l.b)
+	if !merge {
+		c = -c
+	}
+	w := l.w
+	maxA, maxRowB, err := adapterBound(l.a, l.b)
+	if err != nil {
+		return fmt.Errorf("lora: %s: %w", op, err)
+	}
+	if !isFinite(maxA) || !isFinite(maxRowB) {
+		return fmt.Errorf("lora: %s: A or B holds NaN or Inf, W left unchanged: %w", op, ErrNonFinite)
+	}
+	if !w.boundKnown {
+		m, err := absMax(w)
+		if err != nil {
+			return fmt.Errorf("lora: %s: %w", op, err)
+		}
+		w.bound, w.boundKnown = float64(m), true
+	}
+	if !isFinite(w.bound) {
+		return fmt.Errorf("lora: %s: W holds NaN or Inf, W left unchanged: %w", op, ErrNonFinite)
+	}
+	grow := mergeMargin(l.a.rows)
+	absC := math.Abs(float64(c))
+	delta := absC * maxRowB * maxA
+	total := (w.bound + delta) * grow
+	if absC*maxRowB*grow < math.MaxFloat32 && total < math.MaxFloat32 {
+		if err := rankUpdate(w, l.a, l.b, c); err != nil {
+			w.wrote()
+			return fmt.Errorf("lora: %s: %w", op, err)
+		}
+		w.bound = total
+	} else {
+		ok, err := rankFinite(w, l.a, l.b, c)
 		if err != nil {
 			return fmt.Errorf("lora: %s: %w", op, err)
 		}
 		if !ok {
-			return fmt.Errorf("lora: %s: A or B holds NaN or Inf, W left unchanged: %w", op, ErrNonFinite)
+			sign := "+"
+			if !merge {
+				sign = "−"
+			}
+			return fmt.Errorf("lora: %s: W %s s·B·A overflows float32 (max|W| ≤ %.4g, |s|·max_i Σₖ|B[i,k]|·max|A| = %.4g), W left unchanged: %w",
+				op, sign, w.bound, delta, ErrNonFinite)
 		}
-	} else {
-		c = -c
-	}
-	if err := rankUpdate(l.w, l.a, l.b, c); err != nil {
-		return fmt.Errorf("lora: %s: %w", op, err)
+		w.wrote()
+		if err := rankUpdate(w, l.a, l.b, c); err != nil {
+			return fmt.Errorf("lora: %s: %w", op, err)
+		}
 	}
 	l.merged = merge
 	return nil
 }
+
+// isFinite reports whether v is neither NaN nor ±Inf.
+func isFinite(v float64) bool { return v-v == 0 }
 
 // Free releases A and B, never W, and the state every optimizer keeps for
 // the layer. It is idempotent; a merged layer leaves W merged (Unmerge first

@@ -72,6 +72,9 @@ func (l *Layer) Backward(dx, dA, dB, dy, x *Matrix) error {
 	if err := distinct(op, outs, ins); err != nil {
 		return err
 	}
+	for _, o := range outs {
+		o.m.wrote()
+	}
 	if err := backward(dx, dA, dB, dy, x, l.w, l.a, l.b, l.scale, l.merged); err != nil {
 		return fmt.Errorf("lora: %s: %w", op, err)
 	}
@@ -132,6 +135,7 @@ func MSE(dy, y, target *Matrix) (float32, error) {
 		if err := distinct(op, []named{{dy, "dy"}}, []named{{y, "y"}, {target, "target"}}); err != nil {
 			return 0, err
 		}
+		dy.wrote()
 	}
 	count := float64(y.rows) * float64(y.cols)
 	sum, err := mse(dy, y, target, float32(2/count))
@@ -213,6 +217,8 @@ func (st *optStates) step(op string, o optimizer, l *Layer, dA, dB *Matrix, mome
 		}
 		s.buf, created = m, m
 	}
+	l.a.wrote()
+	l.b.wrote()
 	if err := update(l.a, l.b, dA, dB, s); err != nil {
 		if created != nil {
 			created.Free()
@@ -267,15 +273,6 @@ func (st *optStates) bytes() int64 {
 	return n
 }
 
-// PyTorch's defaults for torch.optim.AdamW and torch.optim.SGD.
-const (
-	defaultLR          = 1e-3
-	defaultBeta1       = 0.9
-	defaultBeta2       = 0.999
-	defaultEps         = 1e-8
-	defaultWeightDecay = 1e-2
-)
-
 // AdamW is the Adam optimizer with decoupled weight decay (Loshchilov and
 // Hutter), as torch.optim.AdamW computes it. For each parameter p with
 // gradient g, at step t = 1, 2, …:
@@ -285,19 +282,31 @@ const (
 //	v ← Beta2·v + (1 − Beta2)·g²
 //	p ← p − LR/(1 − Beta1ᵗ) · m / (√v / √(1 − Beta2ᵗ) + Eps)
 //
-// A zero field means PyTorch's default: LR 1e-3, Beta1 0.9, Beta2 0.999,
-// Eps 1e-8, WeightDecay 0.01. A negative WeightDecay turns weight decay off.
-// The fields may change between steps (a learning-rate schedule).
+// Every field means what it says, zero included: WeightDecay 0 is no weight
+// decay, Beta1 0 is no momentum. NewAdamW returns PyTorch's defaults, the
+// usual starting point. Step refuses (ErrConfig) an LR or WeightDecay that
+// is negative or not finite, a Beta outside [0, 1), and an Eps that is not
+// positive and finite: with Eps 0 a zero gradient would give 0/0. An LR of
+// 0, as a schedule may reach, updates the moments and leaves A and B as
+// they are. The fields may change between steps (a learning-rate schedule).
 //
 // An AdamW keeps m, v and t for every layer it has stepped, two floats per
 // trainable parameter, on the backend (GPU memory with the cuda build), and
 // updates them there; they are never copied to the host. Free, or the
 // layer's own Free, releases them. An AdamW must not be copied after its
-// first Step. Its zero value is ready to use.
+// first Step. Its zero value has Eps 0 and is refused by Step: start from
+// NewAdamW.
 type AdamW struct {
 	LR, Beta1, Beta2, Eps, WeightDecay float32
 
 	state optStates
+}
+
+// NewAdamW returns an AdamW with learning rate lr and the other
+// hyperparameters at torch.optim.AdamW's defaults: Beta1 0.9, Beta2 0.999,
+// Eps 1e-8, WeightDecay 0.01.
+func NewAdamW(lr float32) *AdamW {
+	return &AdamW{LR: lr, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01}
 }
 
 // adamParams are the per-step scalars of the AdamW update, as the backend
@@ -306,31 +315,22 @@ type adamParams struct {
 	decay, step, invSqrtBC2, eps, beta1, beta2 float32
 }
 
-// hyper returns the hyperparameters with defaults filled in, or an error
-// wrapping ErrConfig.
+// hyper returns the hyperparameters, or an error wrapping ErrConfig that
+// names the one that cannot be used.
 func (o *AdamW) hyper() (lr, beta1, beta2, eps, wd float64, err error) {
-	def := func(v float32, d float32) float64 {
-		if v == 0 {
-			v = d
-		}
-		return float64(v)
-	}
-	lr, beta1, beta2 = def(o.LR, defaultLR), def(o.Beta1, defaultBeta1), def(o.Beta2, defaultBeta2)
-	eps, wd = def(o.Eps, defaultEps), def(o.WeightDecay, defaultWeightDecay)
-	if wd < 0 {
-		wd = 0
-	}
+	lr, beta1, beta2 = float64(o.LR), float64(o.Beta1), float64(o.Beta2)
+	eps, wd = float64(o.Eps), float64(o.WeightDecay)
 	switch {
-	case !(lr > 0) || math.IsInf(lr, 0):
-		err = fmt.Errorf("LR is %v, want > 0 and finite", o.LR)
-	case !(beta1 > 0 && beta1 < 1):
-		err = fmt.Errorf("Beta1 is %v, want 0 < Beta1 < 1", o.Beta1)
-	case !(beta2 > 0 && beta2 < 1):
-		err = fmt.Errorf("Beta2 is %v, want 0 < Beta2 < 1", o.Beta2)
+	case !(lr >= 0) || math.IsInf(lr, 0):
+		err = fmt.Errorf("LR is %v, want ≥ 0 and finite", o.LR)
+	case !(beta1 >= 0 && beta1 < 1):
+		err = fmt.Errorf("Beta1 is %v, want 0 ≤ Beta1 < 1", o.Beta1)
+	case !(beta2 >= 0 && beta2 < 1):
+		err = fmt.Errorf("Beta2 is %v, want 0 ≤ Beta2 < 1", o.Beta2)
 	case !(eps > 0) || math.IsInf(eps, 0):
-		err = fmt.Errorf("Eps is %v, want > 0 and finite", o.Eps)
-	case math.IsNaN(wd) || math.IsInf(wd, 0):
-		err = fmt.Errorf("WeightDecay is %v, want finite", o.WeightDecay)
+		err = fmt.Errorf("Eps is %v, want > 0 and finite (NewAdamW gives PyTorch's 1e-8)", o.Eps)
+	case !(wd >= 0) || math.IsInf(wd, 0):
+		err = fmt.Errorf("WeightDecay is %v, want ≥ 0 and finite", o.WeightDecay)
 	}
 	if err != nil {
 		err = fmt.Errorf("lora: AdamW.Step: %w: %w", err, ErrConfig)
@@ -394,16 +394,21 @@ func (o *AdamW) release(l *Layer) { o.state.release(l) }
 //	buf ← Momentum·buf + g      (buf = g at the first step)
 //	p   ← p − LR·buf
 //
-// and p ← p − LR·g when Momentum is 0, which keeps no state. A zero LR means
-// PyTorch's default, 1e-3. With momentum, the buffer lives on the backend,
-// one float per trainable parameter; Free or the layer's Free releases it.
-// An SGD must not be copied after its first Step. Its zero value is ready to
-// use.
+// and p ← p − LR·g when Momentum is 0, which keeps no state. Every field
+// means what it says, zero included: an LR of 0 leaves A and B as they are.
+// NewSGD(lr) is torch.optim.SGD(params, lr), without momentum. With
+// momentum, the buffer lives on the backend, one float per trainable
+// parameter; Free or the layer's Free releases it. An SGD must not be copied
+// after its first Step.
 type SGD struct {
 	LR, Momentum float32
 
 	state optStates
 }
+
+// NewSGD returns an SGD with learning rate lr and torch.optim.SGD's default
+// momentum, 0.
+func NewSGD(lr float32) *SGD { return &SGD{LR: lr} }
 
 // Step applies one SGD update to the layer's A and B with the gradients dA
 // and dB. Like AdamW.Step it needs exclusive use of the layer, refuses a
@@ -414,11 +419,8 @@ func (o *SGD) Step(l *Layer, dA, dB *Matrix) error {
 		return fmt.Errorf("lora: %s: optimizer is nil: %w", op, ErrNil)
 	}
 	lr, mom := float64(o.LR), float64(o.Momentum)
-	if lr == 0 {
-		lr = defaultLR
-	}
-	if !(lr > 0) || math.IsInf(lr, 0) {
-		return fmt.Errorf("lora: %s: LR is %v, want > 0 and finite: %w", op, o.LR, ErrConfig)
+	if !(lr >= 0) || math.IsInf(lr, 0) {
+		return fmt.Errorf("lora: %s: LR is %v, want ≥ 0 and finite: %w", op, o.LR, ErrConfig)
 	}
 	if !(mom >= 0 && mom < 1) {
 		return fmt.Errorf("lora: %s: Momentum is %v, want 0 ≤ Momentum < 1: %w", op, o.Momentum, ErrConfig)

@@ -324,16 +324,18 @@ func (a *adamRef) step(g []float32, lr, beta1, beta2, eps, wd float64) {
 
 // TestAdamW runs three AdamW steps with fresh random gradients and checks A
 // and B against torch.optim.AdamW's formula in float64, given the same
-// float32 hyperparameters. Each step rounds about ten times; m may cancel,
+// float32 hyperparameters, zero meaning zero (no momentum, no weight decay). Each step rounds about ten times; m may cancel,
 // so its error is relative to the running sum of |g| (magM), and the update's
 // to lr/(1−β₁ᵗ)·magM/den, accumulated with |p| in magP. Bound: 32u·magP.
 func TestAdamW(t *testing.T) {
 	rng := rand.New(rand.NewPCG(43, 44))
 	const in, out, r = 13, 9, 3
 	for _, opt := range []*lora.AdamW{
-		{}, // PyTorch's defaults
+		lora.NewAdamW(1e-3), // PyTorch's defaults
 		{LR: 0.05, Beta1: 0.8, Beta2: 0.95, Eps: 1e-6, WeightDecay: 0.1},
-		{LR: 0.02, WeightDecay: -1}, // no weight decay
+		{LR: 0.02, Beta2: 0.99, Eps: 1e-8},           // Beta1 0: no momentum; no weight decay
+		{LR: 0.02, Beta1: 0.9, Beta2: 0, Eps: 1e-3},  // Beta2 0: v is g²
+		{LR: 0, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}, // LR 0, as a schedule reaches: A and B stay
 	} {
 		t.Run(fmt.Sprintf("LR=%g,Beta1=%g,Beta2=%g,Eps=%g,WeightDecay=%g", opt.LR, opt.Beta1, opt.Beta2, opt.Eps, opt.WeightDecay), func(t *testing.T) {
 			defer opt.Free()
@@ -341,15 +343,9 @@ func TestAdamW(t *testing.T) {
 			l, w := p.layer(t)
 			wBefore := snap(t, w)
 			ra, rb := newAdamRef(p.a), newAdamRef(p.b)
-			// The float32 hyperparameters, zero meaning PyTorch's default.
-			def := func(v float32, d float32) float64 {
-				if v == 0 {
-					return float64(d)
-				}
-				return float64(v)
-			}
-			lr, b1, b2 := def(opt.LR, 1e-3), def(opt.Beta1, 0.9), def(opt.Beta2, 0.999)
-			eps, wd := def(opt.Eps, 1e-8), math.Max(def(opt.WeightDecay, 0.01), 0)
+			// The float32 hyperparameters, each meaning what it says.
+			lr, b1, b2 := float64(opt.LR), float64(opt.Beta1), float64(opt.Beta2)
+			eps, wd := float64(opt.Eps), float64(opt.WeightDecay)
 			for step := 1; step <= 3; step++ {
 				// Gradients of mixed scales, some tiny, so that Eps matters.
 				ga, gb := randSlice(rng, r*in, 1), randSlice(rng, out*r, 1e-3)
@@ -376,19 +372,16 @@ const eps32 = eps
 
 // TestSGD checks three steps of SGD with and without momentum against
 // torch.optim.SGD's rule in float64: buf ← μ·buf + g, p ← p − lr·buf. Bound:
-// 8u·(|p| + lr·Σ magnitudes of buf).
+// 8u·(|p| + lr·Σ magnitudes of buf). The zero value has LR 0: no change.
 func TestSGD(t *testing.T) {
 	rng := rand.New(rand.NewPCG(45, 46))
 	const in, out, r = 11, 6, 2
-	for _, opt := range []*lora.SGD{{LR: 0.1, Momentum: 0.9}, {LR: 0.05}, {}} {
+	for _, opt := range []*lora.SGD{{LR: 0.1, Momentum: 0.9}, lora.NewSGD(0.05), {}} {
 		t.Run(fmt.Sprintf("LR=%g,Momentum=%g", opt.LR, opt.Momentum), func(t *testing.T) {
 			defer opt.Free()
 			p := newProblem(rng, 1, in, out, r)
 			l, _ := p.layer(t)
 			lr, mom := float64(opt.LR), float64(opt.Momentum)
-			if lr == 0 {
-				lr = float64(float32(1e-3))
-			}
 			params := [][]float64{f64(p.a), f64(p.b)}
 			mag := [][]float64{f64(p.a), f64(p.b)}
 			bufs := [][]float64{make([]float64, r*in), make([]float64, out*r)}
@@ -571,7 +564,7 @@ func TestLearning(t *testing.T) {
 	rng := rand.New(rand.NewPCG(49, 50))
 	tc := newTeacher(rng, n, in, out, rank)
 
-	opt := &lora.AdamW{LR: 0.1}
+	opt := lora.NewAdamW(0.1)
 	defer opt.Free()
 	l, losses := tc.train(t, rank, learnSteps, opt)
 	start, end := losses[0], losses[len(losses)-1]
@@ -621,7 +614,7 @@ func TestLearning(t *testing.T) {
 	if floor < 0.2*float64(start) {
 		t.Fatalf("rank-1 floor %g is below a fifth of the starting loss %g: a weak test", floor, start)
 	}
-	opt1 := &lora.AdamW{LR: 0.1}
+	opt1 := lora.NewAdamW(0.1)
 	defer opt1.Free()
 	_, losses1 := tc.train(t, 1, learnSteps, opt1)
 	lowest := float32(math.Inf(1))
@@ -649,7 +642,7 @@ func TestOptimizerState(t *testing.T) {
 
 	firstStep := func() ([]float32, []float32) {
 		l, _ := p.layer(t)
-		var fresh lora.AdamW
+		fresh := lora.NewAdamW(1e-3)
 		defer fresh.Free()
 		if err := fresh.Step(l, dA, dB); err != nil {
 			t.Fatal(err)
@@ -658,7 +651,7 @@ func TestOptimizerState(t *testing.T) {
 	}
 	wantA, wantB := firstStep()
 
-	var opt lora.AdamW
+	opt := lora.NewAdamW(1e-3)
 	l1, _ := p.layer(t)
 	l2, _ := p.layer(t)
 	for _, l := range []*lora.Layer{l1, l2, l1} {
@@ -728,7 +721,7 @@ func TestConcurrentTraining(t *testing.T) {
 	}
 
 	// The serial result of two steps on a copy of the layer.
-	var serial lora.AdamW
+	serial := lora.NewAdamW(1e-3)
 	defer serial.Free()
 	ls, _ := p.layer(t)
 	for range 2 {
@@ -745,7 +738,7 @@ func TestConcurrentTraining(t *testing.T) {
 		outs[i] = mk()
 		stepped[i], _ = p.layer(t)
 	}
-	var shared lora.AdamW
+	shared := lora.NewAdamW(1e-3)
 	defer shared.Free()
 	var wg sync.WaitGroup
 	errs := make([]error, 2*workers)
@@ -807,9 +800,18 @@ func TestTrainErrors(t *testing.T) {
 	freed, _ := lora.NewMatrix(r, in)
 	freed.Free()
 
+	// adamWith returns a Step of PyTorch's defaults changed by set, on l.
+	adamWith := func(set func(*lora.AdamW)) func() error {
+		return func() error {
+			o := lora.NewAdamW(1e-3)
+			set(o)
+			defer o.Free()
+			return o.Step(l, dA, dB)
+		}
+	}
 	// Every optimizer has stepped l once, so that a failed Step that touched
 	// the state would show in the next one.
-	adam, sgd := &lora.AdamW{LR: 0.01}, &lora.SGD{LR: 0.01, Momentum: 0.5}
+	adam, sgd := lora.NewAdamW(0.01), &lora.SGD{LR: 0.01, Momentum: 0.5}
 	defer adam.Free()
 	defer sgd.Free()
 	for _, step := range []func(*lora.Layer, *lora.Matrix, *lora.Matrix) error{adam.Step, sgd.Step} {
@@ -863,16 +865,21 @@ func TestTrainErrors(t *testing.T) {
 		{"AdamW freed dA", func() error { return adam.Step(l, freed, dB) }, lora.ErrFreed, "dA is freed"},
 		{"AdamW dA is A", func() error { return adam.Step(l, l.A(), dB) }, lora.ErrAlias, "the layer's A is also dA"},
 		{"AdamW merged", merged(func(lm *lora.Layer) error { return adam.Step(lm, dA, dB) }), lora.ErrMerged, "Unmerge first"},
-		{"AdamW negative LR", func() error { return (&lora.AdamW{LR: -1}).Step(l, dA, dB) }, lora.ErrConfig, "LR is -1"},
-		{"AdamW Beta1 1", func() error { return (&lora.AdamW{Beta1: 1}).Step(l, dA, dB) }, lora.ErrConfig, "Beta1 is 1"},
-		{"AdamW Beta2 NaN", func() error { return (&lora.AdamW{Beta2: float32(math.NaN())}).Step(l, dA, dB) }, lora.ErrConfig, "Beta2 is NaN"},
-		{"AdamW Eps negative", func() error { return (&lora.AdamW{Eps: -1e-8}).Step(l, dA, dB) }, lora.ErrConfig, "Eps"},
-		{"AdamW WeightDecay Inf", func() error { return (&lora.AdamW{WeightDecay: float32(math.Inf(1))}).Step(l, dA, dB) }, lora.ErrConfig, "WeightDecay"},
+		{"AdamW zero value", func() error { return (&lora.AdamW{}).Step(l, dA, dB) }, lora.ErrConfig, "Eps is 0, want > 0"},
+		{"AdamW negative LR", adamWith(func(o *lora.AdamW) { o.LR = -1 }), lora.ErrConfig, "LR is -1"},
+		{"AdamW Inf LR", adamWith(func(o *lora.AdamW) { o.LR = float32(math.Inf(1)) }), lora.ErrConfig, "LR is +Inf"},
+		{"AdamW Beta1 1", adamWith(func(o *lora.AdamW) { o.Beta1 = 1 }), lora.ErrConfig, "Beta1 is 1"},
+		{"AdamW Beta1 negative", adamWith(func(o *lora.AdamW) { o.Beta1 = -0.1 }), lora.ErrConfig, "Beta1 is -0.1"},
+		{"AdamW Beta2 NaN", adamWith(func(o *lora.AdamW) { o.Beta2 = float32(math.NaN()) }), lora.ErrConfig, "Beta2 is NaN"},
+		{"AdamW Eps negative", adamWith(func(o *lora.AdamW) { o.Eps = -1e-8 }), lora.ErrConfig, "Eps is -1e-08"},
+		{"AdamW WeightDecay Inf", adamWith(func(o *lora.AdamW) { o.WeightDecay = float32(math.Inf(1)) }), lora.ErrConfig, "WeightDecay is +Inf"},
+		{"AdamW WeightDecay negative", adamWith(func(o *lora.AdamW) { o.WeightDecay = -1 }), lora.ErrConfig, "WeightDecay is -1"},
 		{"SGD nil layer", func() error { return sgd.Step(nil, dA, dB) }, lora.ErrNil, "layer is nil"},
 		{"SGD dB shape", func() error { return sgd.Step(l, dA, newMat(t, out, r-1, nil)) }, lora.ErrShape, "dB is 4×1, want 4×2 like B"},
 		{"SGD merged", merged(func(lm *lora.Layer) error { return sgd.Step(lm, dA, dB) }), lora.ErrMerged, "SGD.Step"},
 		{"SGD momentum 1", func() error { return (&lora.SGD{Momentum: 1}).Step(l, dA, dB) }, lora.ErrConfig, "Momentum is 1"},
 		{"SGD negative LR", func() error { return (&lora.SGD{LR: -0.1}).Step(l, dA, dB) }, lora.ErrConfig, "LR is -0.1"},
+		{"SGD NaN LR", func() error { return lora.NewSGD(float32(math.NaN())).Step(l, dA, dB) }, lora.ErrConfig, "LR is NaN"},
 		{"MSE shape", func() error { _, err := lora.MSE(dy, y, newMat(t, n, out+1, nil)); return err }, lora.ErrShape, "target is 3×5, want 3×4 like y"},
 		{"MSE dy shape", func() error { _, err := lora.MSE(dx, y, target); return err }, lora.ErrShape, "dy is 3×5, want 3×4 like y"},
 		{"MSE dy is y", func() error { _, err := lora.MSE(y, y, target); return err }, lora.ErrAlias, "dy is also y"},
@@ -896,7 +903,7 @@ func TestTrainErrors(t *testing.T) {
 	// The optimizers' state is untouched too: one more step of each on l
 	// equals one more step on a twin layer that saw no failed call.
 	twin, _ := p.layer(t)
-	adam2, sgd2 := &lora.AdamW{LR: 0.01}, &lora.SGD{LR: 0.01, Momentum: 0.5}
+	adam2, sgd2 := lora.NewAdamW(0.01), &lora.SGD{LR: 0.01, Momentum: 0.5}
 	defer adam2.Free()
 	defer sgd2.Free()
 	for _, step := range []func(*lora.Layer, *lora.Matrix, *lora.Matrix) error{adam2.Step, sgd2.Step} {

@@ -126,7 +126,7 @@ func run(c config) error {
 		return err
 	}
 	defer layer.Free()
-	opt := &lora.AdamW{LR: float32(c.lr)}
+	opt := lora.NewAdamW(float32(c.lr))
 	defer opt.Free()
 	y := ms.add(lora.NewMatrix(c.batch, c.out))
 	dy := ms.add(lora.NewMatrix(c.batch, c.out))
