@@ -1,16 +1,21 @@
 package peft
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/sysmem"
 	"github.com/golora/lora/internal/tmpfile"
 )
 
@@ -67,24 +72,39 @@ type Module struct {
 }
 
 // Weight returns the name of the base weight the module adapts:
-// Name + ".weight".
-func (m *Module) Weight() string { return m.Name + ".weight" }
+// Name + ".weight" ("" for a nil Module).
+func (m *Module) Weight() string {
+	if m == nil {
+		return ""
+	}
+	return m.Name + ".weight"
+}
 
 // Transposed reports whether the base weight is stored [in, out], so that
-// ΔW is added transposed: with fan_in_fan_out, and for embeddings.
-func (m *Module) Transposed() bool { return m.FanInFanOut || m.Embedding }
+// ΔW is added transposed: with fan_in_fan_out, and for embeddings (false
+// for a nil Module).
+func (m *Module) Transposed() bool { return m != nil && (m.FanInFanOut || m.Embedding) }
 
 // WeightShape returns the shape of the base weight as stored: Out×In, or
-// In×Out when Transposed.
+// In×Out when Transposed (0×0 for a nil Module).
 func (m *Module) WeightShape() (rows, cols int) {
-	if m.Transposed() {
+	switch {
+	case m == nil:
+		return 0, 0
+	case m.Transposed():
 		return m.In, m.Out
 	}
 	return m.Out, m.In
 }
 
-// Params returns the number of adapter parameters, Rank·(In + Out).
-func (m *Module) Params() int { return m.Rank * (m.In + m.Out) }
+// Params returns the number of adapter parameters, Rank·(In + Out) (0 for
+// a nil Module).
+func (m *Module) Params() int {
+	if m == nil {
+		return 0
+	}
+	return m.Rank * (m.In + m.Out)
+}
 
 // NewLayer returns a lora.Layer with this module's adapter on the base
 // weight w, given as stored in the base model (see WeightShape): its Merge
@@ -174,24 +194,100 @@ func (m *Module) check() error {
 	return nil
 }
 
-// Module returns the module called name, or nil.
-func (a *Adapter) Module(name string) *Module {
+// Module returns the module called name. An unknown name is an error
+// wrapping ErrNotFound that names it and up to three of the adapter's
+// modules closest to it (by edit distance, then by the length of the suffix
+// they share), and says when the configuration left a module of that name
+// out (Ignored).
+func (a *Adapter) Module(name string) (*Module, error) {
+	if a == nil {
+		return nil, fmt.Errorf("peft: Module(%s): the Adapter is nil: %w", quote(name), lora.ErrNil)
+	}
 	for _, m := range a.Modules {
-		if m.Name == name {
-			return m
+		if m != nil && m.Name == name {
+			return m, nil
 		}
 	}
-	return nil
+	if slices.Contains(a.Ignored, name) {
+		return nil, fmt.Errorf("peft: module %s has a lora_A/lora_B pair, but target_modules does not select it (Ignored): %w", quote(name), ErrNotFound)
+	}
+	if len(a.Modules) == 0 {
+		return nil, fmt.Errorf("peft: no module %s: the adapter has no modules: %w", quote(name), ErrNotFound)
+	}
+	return nil, fmt.Errorf("peft: no module %s; the closest are %s: %w", quote(name), namesNote(closest(a.Modules, name, 3), 3), ErrNotFound)
+}
+
+// closest returns the names of up to n modules closest to name.
+func closest(mods []*Module, name string, n int) []string {
+	type cand struct {
+		name         string
+		dist, suffix int
+	}
+	var cs []cand
+	for _, m := range mods {
+		if m == nil {
+			continue
+		}
+		cs = append(cs, cand{m.Name, editDistance(tail(m.Name), tail(name)), sharedSuffix(m.Name, name)})
+	}
+	slices.SortFunc(cs, func(x, y cand) int {
+		return cmp.Or(cmp.Compare(x.dist, y.dist), cmp.Compare(y.suffix, x.suffix), naturalCompare(x.name, y.name))
+	})
+	var out []string
+	for i := 0; i < len(cs) && i < n; i++ {
+		out = append(out, cs[i].name)
+	}
+	return out
+}
+
+// tail returns the last 128 bytes of s, which bound the cost of
+// editDistance on hostile names.
+func tail(s string) string { return s[max(0, len(s)-128):] }
+
+// editDistance returns the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c = 1 + min(c, prev[j], cur[j-1])
+			}
+			cur[j] = c
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func sharedSuffix(a, b string) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[len(a)-1-n] == b[len(b)-1-n] {
+		n++
+	}
+	return n
 }
 
 // Params returns the number of parameters of the adapter: those of the
-// LoRA pairs and those of the full tensors.
+// LoRA pairs and those of the full tensors (0, 0 for a nil Adapter).
 func (a *Adapter) Params() (lora, full int64) {
+	if a == nil {
+		return 0, 0
+	}
 	for _, m := range a.Modules {
-		lora += int64(m.Params())
+		if m != nil {
+			lora += int64(m.Params())
+		}
 	}
 	for _, t := range a.Full {
-		full += int64(t.Elements())
+		if t != nil {
+			full += int64(t.Elements())
+		}
 	}
 	return lora, full
 }
@@ -262,9 +358,21 @@ const (
 )
 
 // FromSafetensors builds an adapter from its configuration and its weights
-// file, with the checks that Load makes.
+// file, with the checks that Load makes. The modules that the configuration
+// selects (see Config.Selects) become Modules; the lora_A/lora_B pairs of
+// every other module stay unread and their modules are listed in Ignored,
+// as PEFT leaves them out. A file in which no module is selected is refused,
+// with an error that names target_modules. Before reading a tensor it
+// checks that the machine's memory can hold it.
 func FromSafetensors(cfg *Config, st *Safetensors) (*Adapter, error) {
+	if cfg == nil || st == nil {
+		return nil, fmt.Errorf("peft: FromSafetensors: the Config or the Safetensors is nil: %w", lora.ErrNil)
+	}
 	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	match, err := cfg.matchers()
+	if err != nil {
 		return nil, err
 	}
 	type pair struct {
@@ -277,6 +385,11 @@ func FromSafetensors(cfg *Config, st *Safetensors) (*Adapter, error) {
 	var order []*pair
 	ad := &Adapter{Config: cfg}
 	fullNames := map[string]string{}
+	type full struct {
+		name string
+		info *TensorInfo
+	}
+	var fulls []full
 	tensors := st.Tensors()
 	for i := range tensors {
 		t := &tensors[i]
@@ -294,22 +407,18 @@ func FromSafetensors(cfg *Config, st *Safetensors) (*Adapter, error) {
 			mod, emb = strings.TrimSuffix(name, suffixEmbB), true
 		default:
 			if isLoRAName(name) {
-				return nil, fmt.Errorf("peft: tensor %q is a LoRA tensor this package does not apply "+
-					"(a DoRA magnitude, a bias on lora_B, an adapter name inside the key?): %w", t.Name, ErrUnsupported)
+				return nil, fmt.Errorf("peft: tensor %s is a LoRA tensor this package does not apply "+
+					"(a DoRA magnitude, a bias on lora_B, an adapter name inside the key?): %w", quote(t.Name), ErrUnsupported)
 			}
 			if prev, dup := fullNames[name]; dup {
-				return nil, fmt.Errorf("peft: tensors %q and %q both stand for %q: %w", prev, t.Name, name, ErrInconsistent)
+				return nil, fmt.Errorf("peft: tensors %s and %s both stand for %s: %w", quote(prev), quote(t.Name), quote(name), ErrInconsistent)
 			}
 			fullNames[name] = t.Name
-			data, err := st.Bytes(t.Name)
-			if err != nil {
-				return nil, err
-			}
-			ad.Full = append(ad.Full, &Tensor{Name: name, DType: t.DType, Shape: t.Shape, Data: data})
+			fulls = append(fulls, full{name, t})
 			continue
 		}
 		if mod == "" {
-			return nil, fmt.Errorf("peft: tensor %q names no module: %w", t.Name, ErrFormat)
+			return nil, fmt.Errorf("peft: tensor %s names no module: %w", quote(t.Name), ErrFormat)
 		}
 		p := pairs[mod]
 		if p == nil {
@@ -322,25 +431,112 @@ func FromSafetensors(cfg *Config, st *Safetensors) (*Adapter, error) {
 			slot, slotEmb = &p.a, &p.aEmb
 		}
 		if *slot != nil {
-			return nil, fmt.Errorf("peft: tensors %q and %q are both the same LoRA tensor of module %s: %w", (*slot).Name, t.Name, mod, ErrInconsistent)
+			return nil, fmt.Errorf("peft: tensors %s and %s are both the same LoRA tensor of module %s: %w", quote((*slot).Name), quote(t.Name), excerpt(mod), ErrInconsistent)
 		}
 		*slot, *slotEmb = t, emb
 	}
+	var selected []*pair
 	for _, p := range order {
-		m, err := newModule(cfg, st, p.module, p.a, p.b, p.aEmb, p.bEmb)
+		if match.selects(p.module, p.aEmb || p.bEmb) {
+			selected = append(selected, p)
+		} else {
+			ad.Ignored = append(ad.Ignored, p.module)
+		}
+	}
+	if len(selected) == 0 {
+		if len(order) == 0 {
+			return nil, fmt.Errorf("peft: the weights hold no lora_A/lora_B pair, so target_modules %s selects no module: %w", targetsNote(cfg), ErrInconsistent)
+		}
+		return nil, fmt.Errorf("peft: target_modules %s%s selects none of the %d modules with a lora_A/lora_B pair (%s): %w",
+			targetsNote(cfg), restrictNote(cfg), len(order), namesNote(ad.Ignored, 3), ErrInconsistent)
+	}
+	// Check every shape before reading any data, and the memory the data
+	// will take.
+	var need int64
+	for _, p := range selected {
+		if err := checkPair(p.module, p.a, p.b, p.aEmb, p.bEmb); err != nil {
+			return nil, err
+		}
+		need = addBytes(need, 4*p.a.Elements(), 4*p.b.Elements())
+	}
+	for _, f := range fulls {
+		if w := strings.TrimSuffix(f.name, ".weight"); pairs[w] != nil && slices.Contains(selected, pairs[w]) {
+			return nil, fmt.Errorf("peft: %s is both adapted by LoRA and saved whole: %w", quote(f.name), ErrInconsistent)
+		}
+		need = addBytes(need, f.info.Length)
+	}
+	if err := sysmem.Check("peft: reading the adapter's tensors", need); err != nil {
+		return nil, fmt.Errorf("%w: %w", err, lora.ErrMemory)
+	}
+	for _, p := range selected {
+		m, err := newModule(cfg, match, st, p.module, p.a, p.b, p.aEmb)
 		if err != nil {
 			return nil, err
 		}
 		ad.Modules = append(ad.Modules, m)
 	}
+	for _, f := range fulls {
+		data, err := st.Bytes(f.info.Name)
+		if err != nil {
+			return nil, err
+		}
+		ad.Full = append(ad.Full, &Tensor{Name: f.name, DType: f.info.DType, Shape: f.info.Shape, Data: data})
+	}
 	slices.SortFunc(ad.Modules, func(x, y *Module) int { return naturalCompare(x.Name, y.Name) })
 	slices.SortFunc(ad.Full, func(x, y *Tensor) int { return naturalCompare(x.Name, y.Name) })
-	for _, t := range ad.Full {
-		if w := strings.TrimSuffix(t.Name, ".weight"); pairs[w] != nil {
-			return nil, fmt.Errorf("peft: %q is both adapted by LoRA and saved whole: %w", t.Name, ErrInconsistent)
-		}
-	}
+	slices.SortFunc(ad.Ignored, naturalCompare)
 	return ad, nil
+}
+
+// addBytes returns the sum of n and more, saturating at math.MaxInt64 (and
+// so counting a negative term as that much).
+func addBytes(n int64, more ...int64) int64 {
+	for _, m := range more {
+		if m < 0 || n > math.MaxInt64-m {
+			return math.MaxInt64
+		}
+		n += m
+	}
+	return n
+}
+
+// targetsNote formats target_modules for an error message.
+func targetsNote(c *Config) string {
+	if c.TargetModulesRegex != "" {
+		return quote(c.TargetModulesRegex)
+	}
+	return "[" + namesNote(c.TargetModules, 8) + "]"
+}
+
+// restrictNote names the fields that narrow target_modules, when set.
+func restrictNote(c *Config) string {
+	var parts []string
+	if c.ExcludeModulesRegex != "" || len(c.ExcludeModules) > 0 {
+		parts = append(parts, "exclude_modules")
+	}
+	if len(c.LayersToTransform) > 0 {
+		parts = append(parts, "layers_to_transform")
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (with " + strings.Join(parts, " and ") + ")"
+}
+
+// namesNote quotes up to max names, and says how many more there are.
+func namesNote(names []string, max int) string {
+	var b strings.Builder
+	for i, n := range names {
+		if i == max {
+			fmt.Fprintf(&b, ", and %d more", len(names)-max)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quote(n))
+	}
+	return b.String()
 }
 
 // naturalCompare orders names as strings, but runs of digits by their
@@ -383,45 +579,52 @@ func isLoRAName(name string) bool {
 	return false
 }
 
-func newModule(cfg *Config, st *Safetensors, name string, a, b *TensorInfo, aEmb, bEmb bool) (*Module, error) {
+// checkPair checks the tensors of a module's pair against each other.
+func checkPair(name string, a, b *TensorInfo, aEmb, bEmb bool) error {
 	switch {
 	case a == nil:
-		return nil, fmt.Errorf("peft: module %s has lora_B (%q) but no lora_A: %w", name, b.Name, ErrInconsistent)
+		return fmt.Errorf("peft: module %s has lora_B (%s) but no lora_A: %w", excerpt(name), quote(b.Name), ErrInconsistent)
 	case b == nil:
-		return nil, fmt.Errorf("peft: module %s has lora_A (%q) but no lora_B: %w", name, a.Name, ErrInconsistent)
+		return fmt.Errorf("peft: module %s has lora_A (%s) but no lora_B: %w", excerpt(name), quote(a.Name), ErrInconsistent)
 	case aEmb != bEmb:
-		return nil, fmt.Errorf("peft: module %s mixes %q and %q: %w", name, a.Name, b.Name, ErrInconsistent)
+		return fmt.Errorf("peft: module %s mixes %s and %s: %w", excerpt(name), quote(a.Name), quote(b.Name), ErrInconsistent)
 	}
 	for _, t := range []*TensorInfo{a, b} {
 		if len(t.Shape) != 2 {
 			if len(t.Shape) > 2 {
-				return nil, fmt.Errorf("peft: %q has shape %v: LoRA on convolutions is not supported: %w", t.Name, t.Shape, ErrUnsupported)
+				return fmt.Errorf("peft: %s has shape %v: LoRA on convolutions is not supported: %w", quote(t.Name), t.Shape, ErrUnsupported)
 			}
-			return nil, fmt.Errorf("peft: %q has shape %v, want 2 dimensions: %w", t.Name, t.Shape, ErrInconsistent)
+			return fmt.Errorf("peft: %s has shape %v, want 2 dimensions: %w", quote(t.Name), t.Shape, ErrInconsistent)
 		}
 		if !t.DType.Float() {
-			return nil, fmt.Errorf("peft: %q is %s, want F32, F16, BF16 or F64: %w", t.Name, t.DType, ErrUnsupported)
+			return fmt.Errorf("peft: %s is %s, want F32, F16, BF16 or F64: %w", quote(t.Name), t.DType, ErrUnsupported)
 		}
 	}
 	if a.DType != b.DType {
-		return nil, fmt.Errorf("peft: module %s: lora_A is %s but lora_B is %s: %w", name, a.DType, b.DType, ErrUnsupported)
+		return fmt.Errorf("peft: module %s: lora_A is %s but lora_B is %s: %w", excerpt(name), a.DType, b.DType, ErrUnsupported)
 	}
 	r, in := a.Shape[0], a.Shape[1]
 	out, rb := b.Shape[0], b.Shape[1]
 	if r < 1 || in < 1 || out < 1 {
-		return nil, fmt.Errorf("peft: module %s: lora_A is %v and lora_B %v, want no empty dimension: %w", name, a.Shape, b.Shape, ErrInconsistent)
+		return fmt.Errorf("peft: module %s: lora_A is %v and lora_B %v, want no empty dimension: %w", excerpt(name), a.Shape, b.Shape, ErrInconsistent)
 	}
 	if rb != r {
-		return nil, fmt.Errorf("peft: module %s: lora_A is %v = [r, in] but lora_B is %v, want [out, %d]: %w",
-			name, a.Shape, b.Shape, r, ErrInconsistent)
+		return fmt.Errorf("peft: module %s: lora_A is %v = [r, in] but lora_B is %v, want [out, %d]: %w",
+			excerpt(name), a.Shape, b.Shape, r, ErrInconsistent)
 	}
-	wantR, alpha, scale, err := cfg.Resolve(name)
+	return nil
+}
+
+// newModule reads a module whose pair checkPair has accepted.
+func newModule(cfg *Config, match *matchers, st *Safetensors, name string, a, b *TensorInfo, emb bool) (*Module, error) {
+	r, in, out := a.Shape[0], a.Shape[1], b.Shape[0]
+	wantR, alpha, scale, err := cfg.resolve(match, name)
 	if err != nil {
 		return nil, err
 	}
 	if r != wantR {
 		return nil, fmt.Errorf("peft: module %s: lora_A is %v, so r = %d, but the configuration gives r = %d (r or rank_pattern): %w",
-			name, a.Shape, r, wantR, ErrInconsistent)
+			excerpt(name), a.Shape, r, wantR, ErrInconsistent)
 	}
 	av, err := st.Float32s(a.Name)
 	if err != nil {
@@ -433,7 +636,7 @@ func newModule(cfg *Config, st *Safetensors, name string, a, b *TensorInfo, aEmb
 	}
 	return &Module{
 		Name: name, In: in, Out: out, Rank: r, Alpha: alpha, Scale: scale,
-		A: av, B: bv, FanInFanOut: cfg.FanInFanOut && !aEmb, Embedding: aEmb, DType: a.DType,
+		A: av, B: bv, FanInFanOut: cfg.FanInFanOut && !emb, Embedding: emb, DType: a.DType,
 	}, nil
 }
 
@@ -442,14 +645,27 @@ func newModule(cfg *Config, st *Safetensors, name string, a, b *TensorInfo, aEmb
 // and loads: tensors named base_model.model.<module>.lora_A.weight [r, in]
 // and .lora_B.weight [out, r] (lora_embedding_A and lora_embedding_B for
 // embeddings), full tensors as base_model.model.<name>, the metadata
-// {"format": "pt"}, and the configuration with its keys sorted.
+// {"format": "pt"}, and the configuration with its keys sorted. A module's
+// rank, alpha and scale are stored through the configuration (r,
+// lora_alpha, rank_pattern, alpha_pattern), from which Load computes them;
+// the modules in Ignored are not written, since the adapter does not hold
+// their weights.
 //
-// Save checks the adapter first and writes nothing if it is inconsistent: a
-// configuration that Load would refuse, a module whose A or B does not have
-// its shape, whose Rank differs from the r the configuration gives it, or
-// whose FanInFanOut differs from the configuration's, a dtype that is not
-// F32, F16, BF16 or F64, a name used twice. Each file is written to a
-// temporary file in dir and renamed into place.
+// Save writes only what Load reads back as it is, and checks the adapter
+// first, writing nothing if it is inconsistent: a configuration that Load
+// would refuse or that does not survive its JSON unchanged, no module, a
+// module that target_modules does not select (Load would leave it out),
+// whose A or B does not have its shape, whose Rank differs from the r the
+// configuration gives it, whose Alpha or Scale, when set, differ from the
+// configuration's, or whose FanInFanOut differs from the configuration's, a
+// dtype that is not F32, F16, BF16 or F64, a name that is not valid UTF-8
+// or used twice, a full tensor that is also a module's weight, a header
+// that the reader would refuse.
+//
+// Both files are written to temporary files in dir first, then renamed
+// into place, weights first; if the configuration cannot be put in place,
+// the previous weights file is put back, so that an error leaves the old
+// adapter as it was.
 func Save(dir string, a *Adapter) error {
 	if a == nil || a.Config == nil {
 		return fmt.Errorf("peft: Save: adapter or its Config is nil: %w", lora.ErrNil)
@@ -457,29 +673,49 @@ func Save(dir string, a *Adapter) error {
 	if err := a.Config.Check(); err != nil {
 		return err
 	}
+	match, err := a.Config.matchers()
+	if err != nil {
+		return err
+	}
+	if len(a.Modules) == 0 {
+		return fmt.Errorf("peft: Save: the adapter has no modules, and Load refuses an adapter in which target_modules selects none: %w", ErrInconsistent)
+	}
 	var tensors []Tensor
+	modules := make(map[string]bool, len(a.Modules))
 	for _, m := range a.Modules {
 		if err := m.check(); err != nil {
 			return err
 		}
-		r, _, _, err := a.Config.Resolve(m.Name)
+		if !utf8.ValidString(m.Name) {
+			return fmt.Errorf("peft: module name %s is not valid UTF-8: %w", quote(m.Name), ErrInconsistent)
+		}
+		if !match.selects(m.Name, m.Embedding) {
+			return fmt.Errorf("peft: module %s is not selected by target_modules %s%s, so Load would leave it out: %w",
+				excerpt(m.Name), targetsNote(a.Config), restrictNote(a.Config), ErrInconsistent)
+		}
+		modules[m.Name] = true
+		r, alpha, scale, err := a.Config.resolve(match, m.Name)
 		if err != nil {
 			return err
 		}
 		if r != m.Rank {
 			return fmt.Errorf("peft: module %s has rank %d, but the configuration gives it r = %d: set R or RankPattern: %w",
-				m.Name, m.Rank, r, ErrInconsistent)
+				excerpt(m.Name), m.Rank, r, ErrInconsistent)
+		}
+		if (m.Alpha != 0 && m.Alpha != alpha) || (m.Scale != 0 && m.Scale != scale) {
+			return fmt.Errorf("peft: module %s has alpha %v and scale %v, but the configuration gives it alpha %v and scale %v: set LoraAlpha or AlphaPattern: %w",
+				excerpt(m.Name), m.Alpha, m.Scale, alpha, scale, ErrInconsistent)
 		}
 		if !m.Embedding && m.FanInFanOut != a.Config.FanInFanOut {
 			return fmt.Errorf("peft: module %s has FanInFanOut %v, but the configuration's fan_in_fan_out is %v: %w",
-				m.Name, m.FanInFanOut, a.Config.FanInFanOut, ErrInconsistent)
+				excerpt(m.Name), m.FanInFanOut, a.Config.FanInFanOut, ErrInconsistent)
 		}
 		dt := m.DType
 		if dt == "" {
 			dt = F32
 		}
 		if !dt.Float() {
-			return fmt.Errorf("peft: module %s: dtype %q, want F32, F16, BF16 or F64: %w", m.Name, dt, ErrUnsupported)
+			return fmt.Errorf("peft: module %s: dtype %s, want F32, F16, BF16 or F64: %w", excerpt(m.Name), quote(string(dt)), ErrUnsupported)
 		}
 		sa, sb := suffixA, suffixB
 		if m.Embedding {
@@ -499,14 +735,17 @@ func Save(dir string, a *Adapter) error {
 			return err
 		}
 		if isLoRAName(t.Name) || t.Name == "" {
-			return fmt.Errorf("peft: full tensor %q has the name of a LoRA tensor or none: %w", t.Name, ErrInconsistent)
+			return fmt.Errorf("peft: full tensor %s has the name of a LoRA tensor or none: %w", quote(t.Name), ErrInconsistent)
+		}
+		if w := strings.TrimSuffix(t.Name, ".weight"); modules[w] {
+			return fmt.Errorf("peft: full tensor %s is the weight of module %s, which Load refuses: %w", quote(t.Name), excerpt(w), ErrInconsistent)
 		}
 		tensors = append(tensors, Tensor{Name: Prefix + t.Name, DType: t.DType, Shape: t.Shape, Data: t.Data})
 	}
 	seen := map[string]bool{}
 	for _, t := range tensors {
 		if seen[t.Name] {
-			return fmt.Errorf("peft: tensor %q would be written twice: %w", t.Name, ErrInconsistent)
+			return fmt.Errorf("peft: tensor %s would be written twice: %w", quote(t.Name), ErrInconsistent)
 		}
 		seen[t.Name] = true
 	}
@@ -514,31 +753,86 @@ func Save(dir string, a *Adapter) error {
 	if err != nil {
 		return err
 	}
+	// What Load will read must be what was meant: strings that are not
+	// valid UTF-8, for one, would come back changed.
+	if back, err := ParseConfig(cfg); err != nil {
+		return fmt.Errorf("peft: Save: the configuration would not load back: %w", err)
+	} else if again, err := back.MarshalJSON(); err != nil || !bytes.Equal(again, cfg) {
+		return fmt.Errorf("peft: Save: the configuration would load back changed (strings that are not valid UTF-8?): %w", ErrInconsistent)
+	}
+	// WriteSafetensors checks the header before it writes a byte, into a
+	// temporary file.
+	return saveFiles(dir, cfg, func(f *os.File) error {
+		return WriteSafetensors(f, tensors, map[string]string{"format": "pt"})
+	})
+}
+
+// saveFiles writes the two files of an adapter into dir: both to temporary
+// files, then renamed into place, the old weights put back if the
+// configuration cannot be; a dir that Save created is removed on error.
+func saveFiles(dir string, cfg []byte, weights func(*os.File) error) (err error) {
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("peft: %w", err)
 	}
-	wt, err := writeTemp(dir, WeightsFile, func(f *os.File) error {
-		return WriteSafetensors(f, tensors, map[string]string{"format": "pt"})
-	})
+	if statErr != nil {
+		defer func() {
+			if err != nil {
+				os.Remove(dir) // only if empty
+			}
+		}()
+	}
+	wt, err := writeTemp(dir, WeightsFile, weights)
 	if err != nil {
 		return err
 	}
+	defer os.Remove(wt) // gone once renamed
 	ct, err := writeTemp(dir, ConfigFile, func(f *os.File) error {
 		_, err := f.Write(cfg)
 		return err
 	})
 	if err != nil {
-		os.Remove(wt)
 		return err
 	}
-	if err := os.Rename(wt, filepath.Join(dir, WeightsFile)); err != nil {
-		os.Remove(wt)
-		os.Remove(ct)
+	defer os.Remove(ct)
+	wPath, cPath := filepath.Join(dir, WeightsFile), filepath.Join(dir, ConfigFile)
+	// Keep the old weights under a second name, to put them back.
+	backup := ""
+	if fi, err := os.Lstat(wPath); err == nil && fi.Mode().IsRegular() {
+		f, err := os.CreateTemp(dir, "."+WeightsFile+".old-*")
+		if err != nil {
+			return fmt.Errorf("peft: %w", err)
+		}
+		backup = f.Name()
+		f.Close()
+		os.Remove(backup)
+		if err := os.Link(wPath, backup); err != nil {
+			// No hard links here: a copy.
+			if err := copyFile(backup, wPath); err != nil {
+				os.Remove(backup)
+				return fmt.Errorf("peft: keeping the old %s while saving: %w", wPath, err)
+			}
+		}
+		defer func() {
+			if backup != "" {
+				os.Remove(backup)
+			}
+		}()
+	}
+	if err := os.Rename(wt, wPath); err != nil {
 		return fmt.Errorf("peft: %w", err)
 	}
-	if err := os.Rename(ct, filepath.Join(dir, ConfigFile)); err != nil {
-		os.Remove(ct)
-		return fmt.Errorf("peft: %w", err)
+	if err := os.Rename(ct, cPath); err != nil {
+		if backup != "" {
+			if rerr := os.Rename(backup, wPath); rerr != nil {
+				kept := backup
+				backup = "" // kept for the user
+				return fmt.Errorf("peft: %w; and putting the old weights back failed: %v (they are in %s)", err, rerr, kept)
+			}
+		} else {
+			os.Remove(wPath)
+		}
+		return fmt.Errorf("peft: %w (the previous adapter is left as it was)", err)
 	}
 	return nil
 }
@@ -551,4 +845,22 @@ func writeTemp(dir, name string, write func(*os.File) error) (string, error) {
 		return "", fmt.Errorf("peft: %w", err)
 	}
 	return p, nil
+}
+
+// copyFile copies the file src to a new file dst.
+func copyFile(dst, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -76,8 +76,8 @@ func TestLoadFixture(t *testing.T) {
 	}
 	defer st.Close()
 	want, _ := st.Float32s("base_model.model.transformer.h.5.mlp.c_proj.lora_B.weight")
-	m := a.Module("transformer.h.5.mlp.c_proj")
-	if m == nil || len(want) != len(m.B) || want[100] != m.B[100] {
+	m, err := a.Module("transformer.h.5.mlp.c_proj")
+	if err != nil || len(want) != len(m.B) || want[100] != m.B[100] {
 		t.Errorf("module h.5.mlp.c_proj does not hold the file's lora_B")
 	}
 }
@@ -210,8 +210,9 @@ func TestLoadTiny(t *testing.T) {
 	if len(a.Modules) != 2 {
 		t.Fatalf("%d modules", len(a.Modules))
 	}
-	q, v := a.Module("layers.0.q"), a.Module("layers.0.v")
-	if q == nil || v == nil || q.In != 3 || q.Out != 4 || v.Out != 5 || q.Scale != 2 || q.Transposed() {
+	q, errQ := a.Module("layers.0.q")
+	v, errV := a.Module("layers.0.v")
+	if errQ != nil || errV != nil || q.In != 3 || q.Out != 4 || v.Out != 5 || q.Scale != 2 || q.Transposed() {
 		t.Errorf("modules %+v %+v", q, v)
 	}
 	if string(a.Config.Extra["task_type"]) != `"CAUSAL_LM"` {
@@ -436,13 +437,13 @@ func TestEmbeddingModule(t *testing.T) {
 	c := newTiny().add(
 		f32Tensor(Prefix+"embed_tokens.lora_embedding_A", 2, 10),
 		f32Tensor(Prefix+"embed_tokens.lora_embedding_B", 4, 2),
-	).set("fan_in_fan_out", false)
+	).set("fan_in_fan_out", false).set("target_modules", []string{"q", "v", "embed_tokens"})
 	a, err := Load(c.write(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := a.Module("embed_tokens")
-	if m == nil || !m.Embedding || !m.Transposed() || m.In != 10 || m.Out != 4 {
+	m, err := a.Module("embed_tokens")
+	if err != nil || !m.Embedding || !m.Transposed() || m.In != 10 || m.Out != 4 {
 		t.Fatalf("embedding module %+v", m)
 	}
 	if r, c := m.WeightShape(); r != 10 || c != 4 {

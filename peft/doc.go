@@ -53,9 +53,13 @@
 //
 // Errors start with "peft:" and wrap ErrFormat (a file that breaks its
 // format), ErrUnsupported (an adapter this package cannot apply, such as
-// DoRA) or ErrInconsistent (tensors that disagree with each other or with the
-// configuration). Load and Save check everything before they return an
-// adapter or write a file, so an error leaves nothing half-done.
+// DoRA), ErrInconsistent (tensors that disagree with each other or with the
+// configuration) or ErrNotFound (a module or tensor asked for by a name that
+// is not there), or errors of package lora where they mean the same:
+// lora.ErrNil for a nil argument or receiver, lora.ErrMemory for data the
+// machine's memory cannot hold. Nothing in the package panics on a nil
+// receiver or argument. Load and Save check everything before they return
+// an adapter or write a file, so an error leaves nothing half-done.
 package peft
 
 import "errors"
@@ -65,4 +69,5 @@ var (
 	ErrFormat       = errors.New("malformed file")
 	ErrUnsupported  = errors.New("unsupported adapter")
 	ErrInconsistent = errors.New("inconsistent adapter")
+	ErrNotFound     = errors.New("not found")
 )
