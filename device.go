@@ -3,6 +3,7 @@
 package lora
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -19,6 +20,22 @@ import (
 // enqueued on one stream. Calls return once their work is queued; Read and
 // Sync wait for it. This file picks the kernels, sizes their grids and packs
 // their arguments, for both builds alike.
+//
+// Faults. A device fault (an illegal address, a kernel that traps, an
+// uncorrectable memory error) leaves the CUDA context unusable for the rest
+// of the process: package cuda records the first one, and every later call
+// of this backend returns an error wrapping ErrDevice and that first fault.
+// The process must be restarted to use the GPU again. Matrix.Free returns no
+// error: a failed free of device memory is such a fault, so it is reported
+// by the next call that uses the device (Sync, Read, any operation).
+// Running out of device memory is not a fault: NewMatrix says so, wrapping
+// ErrMemory and ErrDevice, and the device stays usable.
+//
+// Launches. Every launch packs its arguments in a kargs, which takes a
+// Matrix, not its device address, and keeps every Matrix it packed alive
+// until the launch is queued: without that, a Matrix its caller no longer
+// references could be collected, and its cleanup free its device memory,
+// between the packing of its address and the launch.
 
 const backendName = cuda.Name
 
@@ -44,13 +61,18 @@ type buffer struct {
 	cleanup runtime.Cleanup
 }
 
+// newBuffer allocates n floats of device memory, zeroed. Out of device
+// memory wraps ErrMemory as well as ErrDevice.
 func newBuffer(n int) (buffer, error) {
 	p, err := cuda.Alloc(int64(n) * 4)
+	if errors.Is(err, cuda.ErrOutOfMemory) {
+		return buffer{}, fmt.Errorf("%w: %w", devErr(err), ErrMemory)
+	}
 	if err != nil {
 		return buffer{}, devErr(err)
 	}
 	if err := cuda.Memset32(p, 0, int64(n)); err != nil {
-		cuda.Free(p)
+		_ = cuda.Free(p) // a failure is sticky in package cuda
 		return buffer{}, devErr(err)
 	}
 	return buffer{p: p, n: n}, nil
@@ -63,7 +85,7 @@ func track(m *Matrix) {
 	p, rows, cols := m.buf.p, m.rows, m.cols
 	m.buf.cleanup = runtime.AddCleanup(m, func(p cuda.Ptr) {
 		fmt.Fprintf(os.Stderr, "lora: a %d×%d Matrix was garbage-collected without Free; releasing its device memory\n", rows, cols)
-		cuda.Free(p)
+		_ = cuda.Free(p) // a failure is sticky: the next call reports it
 	}, p)
 }
 
@@ -75,30 +97,72 @@ func (b *buffer) write(src []float32) error {
 	return devErr(cuda.CopyHtoD(b.p, unsafe.Pointer(unsafe.SliceData(src)), int64(b.n)*4))
 }
 
+// free releases the device memory. A failure is a device fault, recorded
+// by package cuda and reported by every later call (see Faults above).
 func (b *buffer) free() {
 	b.cleanup.Stop()
-	cuda.Free(b.p)
+	_ = cuda.Free(b.p)
 	b.p = 0
 }
 
 // ceilDiv returns ⌈a/b⌉.
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
-// launch wraps cuda.Launch's error as a device error.
-func launch(kernel string, grid, block cuda.Dim3, a *cuda.Args) error {
-	return devErr(cuda.Launch(kernel, grid, block, 0, a))
+// kargs packs the arguments of one launch (see Launches above). A Matrix
+// goes in with mat, never as its device address; ptr is for the backend's
+// scratch memory, which no Matrix owns and no cleanup frees.
+type kargs struct {
+	a    cuda.Args
+	keep [16]*Matrix
+	n    int
+}
+
+// mat appends m's device address, or a null pointer for a nil m, and keeps m
+// alive until the launch is queued.
+func (k *kargs) mat(m *Matrix) *kargs {
+	if m == nil {
+		k.a.Ptr(0)
+		return k
+	}
+	k.a.Ptr(m.buf.p)
+	if k.n < len(k.keep) { // as many as cuda.Args takes arguments
+		k.keep[k.n] = m
+		k.n++
+	}
+	return k
+}
+
+// ptr appends an address of the backend's scratch memory.
+func (k *kargs) ptr(p cuda.Ptr) *kargs { k.a.Ptr(p); return k }
+
+// int32 appends an int parameter.
+func (k *kargs) int32(v int) *kargs { k.a.Int(v); return k }
+
+// int64 appends a long long parameter.
+func (k *kargs) int64(v int64) *kargs { k.a.Int64(v); return k }
+
+// float appends a float parameter.
+func (k *kargs) float(v float32) *kargs { k.a.Float(v); return k }
+
+// launch enqueues kernel with the arguments of k, keeps the matrices of k
+// alive until it is queued, and wraps cuda.Launch's error as a device error.
+// It is the backend's only call of cuda.Launch.
+func launch(kernel string, grid, block cuda.Dim3, k *kargs) error {
+	err := cuda.Launch(kernel, grid, block, 0, &k.a)
+	runtime.KeepAlive(k)
+	return devErr(err)
 }
 
 // dev guards the backend's scratch memory: T of forward, T and U of
-// backward, the flag of allFinite and the partial sums of mse. Work that
-// uses them is enqueued under it, and the stream runs work in order, so one
-// scratch serves every caller.
+// backward, the word of allFinite, absMax and rankFinite, and the partial
+// sums of mse. Work that uses them is enqueued under it, and the stream runs
+// work in order, so one scratch serves every caller.
 var dev struct {
 	sync.Mutex
 	t        cuda.Ptr // T (and U), n×r floats each
 	tLen     int
-	flag     cuda.Ptr // one int32
-	flagv    int32
+	flag     cuda.Ptr // one 32-bit word
+	flagv    uint32
 	partial  cuda.Ptr // kernels.MSEMaxBlocks floats
 	partialv [kernels.MSEMaxBlocks]float32
 }
@@ -113,8 +177,11 @@ func scratchT(n int) (cuda.Ptr, error) {
 		if err := cuda.Sync(); err != nil {
 			return 0, devErr(err)
 		}
-		cuda.Free(dev.t)
+		err := cuda.Free(dev.t)
 		dev.t, dev.tLen = 0, 0
+		if err != nil {
+			return 0, devErr(err)
+		}
 	}
 	size := max(n, 1<<14)
 	p, err := cuda.Alloc(int64(size) * 4)
@@ -126,28 +193,28 @@ func scratchT(n int) (cuda.Ptr, error) {
 }
 
 // forwardKernel enqueues y = x·Wᵀ + T·Bᵀ, choosing the bandwidth-bound
-// kernel for small batches and the tiled one otherwise. r = 0 (t and b zero)
-// is the base product alone.
-func forwardKernel(y, x, w *Matrix, t, b cuda.Ptr, r int) error {
+// kernel for small batches and the tiled one otherwise. r = 0 (t 0 and b
+// nil) is the base product alone.
+func forwardKernel(y, x, w *Matrix, t cuda.Ptr, b *Matrix, r int) error {
 	n, in, out := x.rows, x.cols, w.rows
-	var a cuda.Args
-	a.Ptr(x.buf.p).Ptr(w.buf.p).Ptr(t).Ptr(b).Ptr(y.buf.p).Int(n).Int(in).Int(out).Int(r)
+	var k kargs
+	k.mat(x).mat(w).ptr(t).mat(b).mat(y).int32(n).int32(in).int32(out).int32(r)
 	if n <= kernels.SmallNMax {
 		return launch("lora_forward_small",
 			cuda.Dim3{X: ceilDiv(out, kernels.SmallRowsPerBlock), Y: 1, Z: 1},
-			cuda.Dim3{X: kernels.SmallThreads, Y: 1, Z: 1}, &a)
+			cuda.Dim3{X: kernels.SmallThreads, Y: 1, Z: 1}, &k)
 	}
 	if gy := ceilDiv(out, kernels.TileN); gy > 65535 {
 		return fmt.Errorf("%w: out = %d needs %d tiles, above the GPU's grid limit", ErrShape, out, gy)
 	}
 	return launch("lora_forward_tiled",
 		cuda.Dim3{X: ceilDiv(n, kernels.TileM), Y: ceilDiv(out, kernels.TileN), Z: 1},
-		cuda.Dim3{X: kernels.TileThreads, Y: 1, Z: 1}, &a)
+		cuda.Dim3{X: kernels.TileThreads, Y: 1, Z: 1}, &k)
 }
 
 // linear enqueues y = x·Wᵀ.
 func linear(y, x, w *Matrix) error {
-	if err := forwardKernel(y, x, w, 0, 0, 0); err != nil {
+	if err := forwardKernel(y, x, w, 0, nil, 0); err != nil {
 		return fmt.Errorf("lora: Linear: %w", err)
 	}
 	return nil
@@ -169,7 +236,7 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 	if err := shrinkKernel(t, x, a, s); err != nil {
 		return fmt.Errorf("lora: Forward: %w", err)
 	}
-	if err := forwardKernel(y, x, w, t, b.buf.p, r); err != nil {
+	if err := forwardKernel(y, x, w, t, b, r); err != nil {
 		return fmt.Errorf("lora: Forward: %w", err)
 	}
 	return nil
@@ -178,23 +245,69 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 // shrinkKernel enqueues t = s·x·Aᵀ (n×r).
 func shrinkKernel(t cuda.Ptr, x, a *Matrix, s float32) error {
 	n, in, r := x.rows, x.cols, a.rows
-	var sa cuda.Args
-	sa.Ptr(x.buf.p).Ptr(a.buf.p).Ptr(t).Int(n).Int(in).Int(r).Float(s)
+	var k kargs
+	k.mat(x).mat(a).ptr(t).int32(n).int32(in).int32(r).float(s)
 	return launch("lora_shrink",
 		cuda.Dim3{X: ceilDiv(n, kernels.ShrinkRows), Y: ceilDiv(r, kernels.ShrinkKs), Z: 1},
-		cuda.Dim3{X: kernels.ShrinkThreads, Y: 1, Z: 1}, &sa)
+		cuda.Dim3{X: kernels.ShrinkThreads, Y: 1, Z: 1}, &k)
 }
 
 // axpy enqueues y += alpha·x.
 func axpy(y *Matrix, alpha float32, x *Matrix) error {
 	count := int64(y.rows) * int64(y.cols)
-	var a cuda.Args
-	a.Ptr(y.buf.p).Ptr(x.buf.p).Int64(count).Float(alpha)
+	var k kargs
+	k.mat(y).mat(x).int64(count).float(alpha)
 	blocks := int(min((count+kernels.AxpyThreads-1)/kernels.AxpyThreads, kernels.AxpyMaxBlocks))
-	if err := launch("lora_axpy", cuda.Dim3{X: blocks, Y: 1, Z: 1}, cuda.Dim3{X: kernels.AxpyThreads, Y: 1, Z: 1}, &a); err != nil {
+	if err := launch("lora_axpy", cuda.Dim3{X: blocks, Y: 1, Z: 1}, cuda.Dim3{X: kernels.AxpyThreads, Y: 1, Z: 1}, &k); err != nil {
 		return fmt.Errorf("lora: Axpy: %w", err)
 	}
 	return nil
+}
+
+// addBias computes y[i,:] += bias[0,:] for every row i; bias is 1×cols(y).
+// The kernel sweeps columns over the grid's x (float4 when cols % 4 == 0)
+// and rows over its y, with about kernels.BiasBlocks blocks in all.
+func addBias(y, bias *Matrix) error {
+	units := y.cols
+	if units%4 == 0 {
+		units /= 4
+	}
+	gx := min(ceilDiv(units, kernels.BiasThreads), kernels.BiasBlocks)
+	gy := min(y.rows, max(kernels.BiasBlocks/gx, 1), 65535)
+	var k kargs
+	k.mat(y).mat(bias).int64(int64(y.rows)).int64(int64(y.cols))
+	return launch("lora_add_bias", cuda.Dim3{X: gx, Y: gy, Z: 1}, cuda.Dim3{X: kernels.BiasThreads, Y: 1, Z: 1}, &k)
+}
+
+// finiteGrid is the grid of lora_finite and lora_absmax over count elements.
+func finiteGrid(count int64) cuda.Dim3 {
+	per := int64(kernels.FiniteThreads * kernels.FinitePerThread)
+	return cuda.Dim3{X: int(min(max((count+per-1)/per, 1), kernels.FiniteMaxBlocks)), Y: 1, Z: 1}
+}
+
+// zeroWord returns dev.flag, set to zero in stream order. Called with dev
+// held.
+func zeroWord() (cuda.Ptr, error) {
+	if dev.flag == 0 {
+		p, err := cuda.Alloc(4)
+		if err != nil {
+			return 0, devErr(err)
+		}
+		dev.flag = p
+	}
+	if err := cuda.Memset32(dev.flag, 0, 1); err != nil {
+		return 0, devErr(err)
+	}
+	return dev.flag, nil
+}
+
+// readWord waits for the queued work and returns dev.flag's value. Called
+// with dev held.
+func readWord() (uint32, error) {
+	if err := cuda.CopyDtoH(unsafe.Pointer(&dev.flagv), dev.flag, 4); err != nil {
+		return 0, devErr(err)
+	}
+	return dev.flagv, nil
 }
 
 // allFinite reports whether every element of the matrices is finite: a
@@ -203,44 +316,124 @@ func axpy(y *Matrix, alpha float32, x *Matrix) error {
 func allFinite(ms ...*Matrix) (bool, error) {
 	dev.Lock()
 	defer dev.Unlock()
-	if dev.flag == 0 {
-		p, err := cuda.Alloc(4)
-		if err != nil {
-			return false, devErr(err)
-		}
-		dev.flag = p
-	}
-	if err := cuda.Memset32(dev.flag, 0, 1); err != nil {
-		return false, devErr(err)
+	flag, err := zeroWord()
+	if err != nil {
+		return false, err
 	}
 	for _, m := range ms {
 		count := int64(m.rows) * int64(m.cols)
-		per := int64(kernels.FiniteThreads * kernels.FinitePerThread)
-		blocks := int(min(max((count+per-1)/per, 1), kernels.FiniteMaxBlocks))
-		var a cuda.Args
-		a.Ptr(m.buf.p).Int64(count).Ptr(dev.flag)
-		if err := launch("lora_finite", cuda.Dim3{X: blocks, Y: 1, Z: 1}, cuda.Dim3{X: kernels.FiniteThreads, Y: 1, Z: 1}, &a); err != nil {
+		var k kargs
+		k.mat(m).int64(count).ptr(flag)
+		if err := launch("lora_finite", finiteGrid(count), cuda.Dim3{X: kernels.FiniteThreads, Y: 1, Z: 1}, &k); err != nil {
 			return false, err
 		}
 	}
-	if err := cuda.CopyDtoH(unsafe.Pointer(&dev.flagv), dev.flag, 4); err != nil {
-		return false, devErr(err)
+	v, err := readWord()
+	return v == 0, err
+}
+
+// absMax returns max |m[i,j]|, or a non-finite value (NaN or +Inf) when m
+// holds NaN or ±Inf: the bits of the largest magnitude, reduced on the
+// device into one word and read back (this waits for the queued work).
+func absMax(m *Matrix) (float32, error) {
+	dev.Lock()
+	defer dev.Unlock()
+	word, err := zeroWord()
+	if err != nil {
+		return 0, err
 	}
-	return dev.flagv == 0, nil
+	count := int64(m.rows) * int64(m.cols)
+	var k kargs
+	k.mat(m).int64(count).ptr(word)
+	if err := launch("lora_absmax", finiteGrid(count), cuda.Dim3{X: kernels.FiniteThreads, Y: 1, Z: 1}, &k); err != nil {
+		return 0, err
+	}
+	v, err := readWord()
+	if err != nil {
+		return 0, err
+	}
+	return math.Float32frombits(v), nil
+}
+
+// adapterBound returns maxA = max |A[k,j]| and maxRowB = max_i Σ_k |B[i,k]|,
+// summed in float64; either is non-finite when A or B holds NaN or ±Inf.
+// A and B are small, r·(in+out) elements: they are read back to the host
+// (which waits for the queued work).
+func adapterBound(a, b *Matrix) (maxA, maxRowB float64, err error) {
+	ha := make([]float32, a.rows*a.cols)
+	if err := a.buf.read(ha); err != nil {
+		return 0, 0, err
+	}
+	hb := make([]float32, b.rows*b.cols)
+	if err := b.buf.read(hb); err != nil {
+		return 0, 0, err
+	}
+	for _, v := range ha {
+		av := math.Abs(float64(v))
+		if av != av || math.IsInf(av, 0) {
+			return av, 0, nil
+		}
+		maxA = max(maxA, av)
+	}
+	r := b.cols
+	for i := range b.rows {
+		var s float64
+		for _, v := range hb[i*r : (i+1)*r] {
+			s += math.Abs(float64(v))
+		}
+		if s != s || math.IsInf(s, 0) {
+			return maxA, s, nil
+		}
+		maxRowB = max(maxRowB, s)
+	}
+	return maxA, maxRowB, nil
+}
+
+// mergeGrid checks W's shape against the grid limit of lora_merge and
+// returns the launch geometry of lora_merge and lora_merge_check.
+func mergeGrid(w *Matrix) (grid, block cuda.Dim3, err error) {
+	out, in := w.rows, w.cols
+	if gy := ceilDiv(out, kernels.MergeTileOut); gy > 65535 {
+		return grid, block, fmt.Errorf("out = %d above the GPU's grid limit: %w", out, ErrShape)
+	}
+	return cuda.Dim3{X: ceilDiv(in, kernels.MergeTileIn), Y: ceilDiv(out, kernels.MergeTileOut), Z: 1},
+		cuda.Dim3{X: kernels.MergeThreads, Y: 1, Z: 1}, nil
 }
 
 // rankUpdate enqueues W += c·B·A in place, each element of W read and
 // written once.
 func rankUpdate(w, a, b *Matrix, c float32) error {
-	out, in, r := w.rows, w.cols, a.rows
-	if gy := ceilDiv(out, kernels.MergeTileOut); gy > 65535 {
-		return fmt.Errorf("out = %d above the GPU's grid limit: %w", out, ErrShape)
+	grid, block, err := mergeGrid(w)
+	if err != nil {
+		return err
 	}
-	var args cuda.Args
-	args.Ptr(w.buf.p).Ptr(a.buf.p).Ptr(b.buf.p).Int(out).Int(in).Int(r).Float(c)
-	return launch("lora_merge",
-		cuda.Dim3{X: ceilDiv(in, kernels.MergeTileIn), Y: ceilDiv(out, kernels.MergeTileOut), Z: 1},
-		cuda.Dim3{X: kernels.MergeThreads, Y: 1, Z: 1}, &args)
+	var k kargs
+	k.mat(w).mat(a).mat(b).int32(w.rows).int32(w.cols).int32(a.rows).float(c)
+	return launch("lora_merge", grid, block, &k)
+}
+
+// rankFinite reports whether every element of W + c·B·A, computed exactly
+// as rankUpdate computes it, is finite. W is not modified: lora_merge_check
+// is lora_merge with each store to W replaced by a test of the value, and
+// its flag is read back (this waits for the queued work).
+func rankFinite(w, a, b *Matrix, c float32) (bool, error) {
+	grid, block, err := mergeGrid(w)
+	if err != nil {
+		return false, err
+	}
+	dev.Lock()
+	defer dev.Unlock()
+	flag, err := zeroWord()
+	if err != nil {
+		return false, err
+	}
+	var k kargs
+	k.mat(w).mat(a).mat(b).int32(w.rows).int32(w.cols).int32(a.rows).float(c).ptr(flag)
+	if err := launch("lora_merge_check", grid, block, &k); err != nil {
+		return false, err
+	}
+	v, err := readWord()
+	return v == 0, err
 }
 
 // backward enqueues, with T = s·x·Aᵀ and U = s·dy·B in scratch (n×r each):
@@ -273,50 +466,50 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 	if err := shrinkKernel(t, x, a, s); err != nil {
 		return err
 	}
-	var ua cuda.Args
-	ua.Ptr(dy.buf.p).Ptr(b.buf.p).Ptr(u).Int(n).Int(out).Int(r).Float(s)
+	var uk kargs
+	uk.mat(dy).mat(b).ptr(u).int32(n).int32(out).int32(r).float(s)
 	if err := launch("lora_grad_u",
 		cuda.Dim3{X: ceilDiv(n, kernels.GradURows), Y: ceilDiv(r, kernels.GradUKs), Z: 1},
-		cuda.Dim3{X: kernels.GradUThreads, Y: 1, Z: 1}, &ua); err != nil {
+		cuda.Dim3{X: kernels.GradUThreads, Y: 1, Z: 1}, &uk); err != nil {
 		return err
 	}
-	if err := gradAB(dy.buf.p, t, dB.buf.p, n, out, r, false); err != nil {
+	if err := gradAB(dy, t, dB, n, out, r, false); err != nil {
 		return err
 	}
-	if err := gradAB(x.buf.p, u, dA.buf.p, n, in, r, true); err != nil {
+	if err := gradAB(x, u, dA, n, in, r, true); err != nil {
 		return err
 	}
 	if dx == nil {
 		return nil
 	}
-	ap := a.buf.p
+	am := a
 	if merged {
-		u, ap, r = 0, 0, 0
+		u, am, r = 0, nil, 0
 	}
-	var xa cuda.Args
-	xa.Ptr(dy.buf.p).Ptr(w.buf.p).Ptr(u).Ptr(ap).Ptr(dx.buf.p).Int(n).Int(in).Int(out).Int(r)
+	var xk kargs
+	xk.mat(dy).mat(w).ptr(u).mat(am).mat(dx).int32(n).int32(in).int32(out).int32(r)
 	if n <= kernels.SmallNMax {
 		return launch("lora_grad_x_small",
 			cuda.Dim3{X: ceilDiv(in, kernels.GradXSmallCols), Y: 1, Z: 1},
-			cuda.Dim3{X: kernels.GradXSmallThreads, Y: 1, Z: 1}, &xa)
+			cuda.Dim3{X: kernels.GradXSmallThreads, Y: 1, Z: 1}, &xk)
 	}
 	return launch("lora_grad_x_tiled",
 		cuda.Dim3{X: ceilDiv(n, kernels.TileM), Y: ceilDiv(in, kernels.TileN), Z: 1},
-		cuda.Dim3{X: kernels.TileThreads, Y: 1, Z: 1}, &xa)
+		cuda.Dim3{X: kernels.TileThreads, Y: 1, Z: 1}, &xk)
 }
 
-// gradAB enqueues c = gᵀ·h for g (n×p) and h (n×r): c is p×r, or r×p when
-// trans.
-func gradAB(g, h, c cuda.Ptr, n, p, r int, trans bool) error {
+// gradAB enqueues c = gᵀ·h for g (n×p) and h (n×r, scratch): c is p×r, or
+// r×p when trans.
+func gradAB(g *Matrix, h cuda.Ptr, c *Matrix, n, p, r int, trans bool) error {
 	tr := 0
 	if trans {
 		tr = 1
 	}
-	var a cuda.Args
-	a.Ptr(g).Ptr(h).Ptr(c).Int(n).Int(p).Int(r).Int(tr)
+	var k kargs
+	k.mat(g).ptr(h).mat(c).int32(n).int32(p).int32(r).int32(tr)
 	return launch("lora_grad_ab",
 		cuda.Dim3{X: ceilDiv(p, kernels.GradABTP), Y: ceilDiv(r, kernels.GradABTR), Z: 1},
-		cuda.Dim3{X: kernels.GradABThreads, Y: 1, Z: 1}, &a)
+		cuda.Dim3{X: kernels.GradABThreads, Y: 1, Z: 1}, &k)
 }
 
 // optBlocks is the grid of an optimizer kernel over count parameters.
@@ -328,22 +521,18 @@ func optBlocks(count int64) cuda.Dim3 {
 // over A's elements then B's.
 func adamw(a, b, da, db, state *Matrix, h adamParams) error {
 	ca, cb := int64(a.rows)*int64(a.cols), int64(b.rows)*int64(b.cols)
-	var args cuda.Args
-	args.Ptr(a.buf.p).Ptr(b.buf.p).Ptr(da.buf.p).Ptr(db.buf.p).Ptr(state.buf.p).Int64(ca).Int64(cb).
-		Float(h.decay).Float(h.step).Float(h.invSqrtBC2).Float(h.eps).Float(h.beta1).Float(h.beta2)
-	return launch("lora_adamw", optBlocks(ca+cb), cuda.Dim3{X: kernels.OptThreads, Y: 1, Z: 1}, &args)
+	var k kargs
+	k.mat(a).mat(b).mat(da).mat(db).mat(state).int64(ca).int64(cb).
+		float(h.decay).float(h.step).float(h.invSqrtBC2).float(h.eps).float(h.beta1).float(h.beta2)
+	return launch("lora_adamw", optBlocks(ca+cb), cuda.Dim3{X: kernels.OptThreads, Y: 1, Z: 1}, &k)
 }
 
 // sgd enqueues one SGD step over A and B, with momentum when buf is not nil.
 func sgd(a, b, da, db, buf *Matrix, lr, mom float32) error {
 	ca, cb := int64(a.rows)*int64(a.cols), int64(b.rows)*int64(b.cols)
-	var bp cuda.Ptr
-	if buf != nil {
-		bp = buf.buf.p
-	}
-	var args cuda.Args
-	args.Ptr(a.buf.p).Ptr(b.buf.p).Ptr(da.buf.p).Ptr(db.buf.p).Ptr(bp).Int64(ca).Int64(cb).Float(lr).Float(mom)
-	return launch("lora_sgd", optBlocks(ca+cb), cuda.Dim3{X: kernels.OptThreads, Y: 1, Z: 1}, &args)
+	var k kargs
+	k.mat(a).mat(b).mat(da).mat(db).mat(buf).int64(ca).int64(cb).float(lr).float(mom)
+	return launch("lora_sgd", optBlocks(ca+cb), cuda.Dim3{X: kernels.OptThreads, Y: 1, Z: 1}, &k)
 }
 
 // mse enqueues dy = scale·(y − t) (unless dy is nil) and the per-block sums
@@ -362,13 +551,9 @@ func mse(dy, y, t *Matrix, scale float32) (float64, error) {
 		}
 		dev.partial = p
 	}
-	var dyp cuda.Ptr
-	if dy != nil {
-		dyp = dy.buf.p
-	}
-	var a cuda.Args
-	a.Ptr(y.buf.p).Ptr(t.buf.p).Ptr(dyp).Int64(count).Float(scale).Ptr(dev.partial)
-	if err := launch("lora_mse", cuda.Dim3{X: blocks, Y: 1, Z: 1}, cuda.Dim3{X: kernels.MSEThreads, Y: 1, Z: 1}, &a); err != nil {
+	var k kargs
+	k.mat(y).mat(t).mat(dy).int64(count).float(scale).ptr(dev.partial)
+	if err := launch("lora_mse", cuda.Dim3{X: blocks, Y: 1, Z: 1}, cuda.Dim3{X: kernels.MSEThreads, Y: 1, Z: 1}, &k); err != nil {
 		return 0, err
 	}
 	if err := cuda.CopyDtoH(unsafe.Pointer(&dev.partialv[0]), dev.partial, int64(4*blocks)); err != nil {
@@ -379,104 +564,4 @@ func mse(dy, y, t *Matrix, scale float32) (float64, error) {
 		sum += float64(v)
 	}
 	return sum, nil
-}
-
-// readHost copies m into a new host slice, waiting for queued work.
-func readHost(m *Matrix) ([]float32, error) {
-	h := make([]float32, m.rows*m.cols)
-	if err := m.buf.read(h); err != nil {
-		return nil, err
-	}
-	return h, nil
-}
-
-// absMax returns max |m[i,j]|, or a non-finite value (NaN or +Inf) when m
-// holds NaN or ±Inf.
-func absMax(m *Matrix) (float32, error) {
-	h, err := readHost(m)
-	if err != nil {
-		return 0, err
-	}
-	var mx float32
-	for _, v := range h {
-		if v != v {
-			return v, nil
-		}
-		mx = max(mx, float32(math.Abs(float64(v))))
-	}
-	return mx, nil
-}
-
-// adapterBound returns maxA = max |A[k,j]| and maxRowB = max_i Σ_k |B[i,k]|,
-// summed in float64; either is non-finite when A or B holds NaN or ±Inf.
-// A and B are small, r·(in+out) elements: they are read back to the host.
-func adapterBound(a, b *Matrix) (maxA, maxRowB float64, err error) {
-	ha, err := readHost(a)
-	if err != nil {
-		return 0, 0, err
-	}
-	hb, err := readHost(b)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, v := range ha {
-		av := math.Abs(float64(v))
-		if av != av {
-			return av, 0, nil
-		}
-		maxA = max(maxA, av)
-	}
-	r := b.cols
-	for i := 0; i < b.rows; i++ {
-		var s float64
-		for _, v := range hb[i*r : (i+1)*r] {
-			s += math.Abs(float64(v))
-		}
-		if s != s {
-			return maxA, s, nil
-		}
-		maxRowB = max(maxRowB, s)
-	}
-	return maxA, maxRowB, nil
-}
-
-// rankFinite reports whether every element of W + c·B·A, computed exactly
-// as rankUpdate computes it, is finite. W is not modified.
-func rankFinite(w, a, b *Matrix, c float32) (bool, error) {
-	tmp, err := newBuffer(w.rows * w.cols)
-	if err != nil {
-		return false, err
-	}
-	defer tmp.free()
-	h, err := readHost(w)
-	if err != nil {
-		return false, err
-	}
-	if err := tmp.write(h); err != nil {
-		return false, err
-	}
-	t := &Matrix{rows: w.rows, cols: w.cols, buf: tmp}
-	if err := rankUpdate(t, a, b, c); err != nil {
-		return false, err
-	}
-	return allFinite(t)
-}
-
-// addBias computes y[i,:] += bias[0,:] for every row i; bias is 1×cols(y).
-func addBias(y, bias *Matrix) error {
-	hy, err := readHost(y)
-	if err != nil {
-		return err
-	}
-	hb, err := readHost(bias)
-	if err != nil {
-		return err
-	}
-	for i := 0; i < y.rows; i++ {
-		row := hy[i*y.cols : (i+1)*y.cols]
-		for j := range row {
-			row[j] += hb[j]
-		}
-	}
-	return y.buf.write(hy)
 }

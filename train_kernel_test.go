@@ -46,7 +46,7 @@ func TestKernelOptimizerBlocks(t *testing.T) {
 	const in, out, r = 301, 203, 16 // r·(in+out) = 8064 parameters: 32 blocks
 	p := newProblem(rng, 1, in, out, r)
 	l, _ := p.layer(t)
-	opt := &lora.AdamW{LR: 0.01}
+	opt := lora.NewAdamW(0.01)
 	defer opt.Free()
 	ra, rb := newAdamRef(p.a), newAdamRef(p.b)
 	for range 2 {

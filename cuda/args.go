@@ -1,11 +1,11 @@
-//go:build cuda || cudaemu
-
 package cuda
 
 import (
 	"fmt"
 	"math"
 	"unsafe"
+
+	"github.com/golora/lora/kernels"
 )
 
 // Ptr is a device address (on cudaemu, a host address from C.malloc).
@@ -23,8 +23,13 @@ const maxArgs = 16
 // slot, as gorgonia.org/cu's Launch does, stays inside the slot, and the
 // kernel reads the 4 bytes it expects. An Args must stay alive and unmoved
 // until Launch returns; Go's collector does not move heap objects.
+//
+// Args holds device addresses as plain numbers: it keeps no Go object alive.
+// Whoever packs the address of memory that a Go finalizer or cleanup may
+// release must keep its owner alive until Launch returns.
 type Args struct {
 	slot [maxArgs]uint64
+	ptrs uint32 // bit i: slot i holds a device pointer
 	n    int
 	err  error
 }
@@ -40,7 +45,12 @@ func (a *Args) put(v uint64) *Args {
 }
 
 // Ptr appends a device pointer parameter.
-func (a *Args) Ptr(p Ptr) *Args { return a.put(uint64(p)) }
+func (a *Args) Ptr(p Ptr) *Args {
+	if a.n < maxArgs {
+		a.ptrs |= 1 << a.n
+	}
+	return a.put(uint64(p))
+}
 
 // Int appends an int parameter (32 bits). A value outside int32 is an error
 // at Launch.
@@ -69,16 +79,28 @@ func (a *Args) params() []unsafe.Pointer {
 	return p
 }
 
-// checkLaunch validates a launch's geometry against CUDA's limits.
+// checkLaunch validates a launch's arguments against the kernel's declared
+// parameters (kernels.Params) and its geometry against CUDA's limits.
 func checkLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
+	if a == nil {
+		return fmt.Errorf("cuda: launch %s: nil Args", kernel)
+	}
 	if a.err != nil {
 		return fmt.Errorf("cuda: launch %s: %w", kernel, a.err)
+	}
+	want, ok := kernels.Params[kernel]
+	if !ok {
+		return fmt.Errorf("cuda: launch %s: no such kernel", kernel)
+	}
+	if a.n != want {
+		return fmt.Errorf("cuda: launch %s: %d arguments packed, the kernel takes %d", kernel, a.n, want)
 	}
 	if grid.X < 1 || grid.Y < 1 || grid.Z < 1 || grid.X > math.MaxInt32 || grid.Y > 65535 || grid.Z > 65535 {
 		return fmt.Errorf("cuda: launch %s: grid %v outside (1…2³¹−1, 1…65535, 1…65535)", kernel, grid)
 	}
-	if block.X < 1 || block.Y < 1 || block.Z < 1 || block.X*block.Y*block.Z > 1024 {
-		return fmt.Errorf("cuda: launch %s: block %v outside 1…1024 threads", kernel, block)
+	if block.X < 1 || block.Y < 1 || block.Z < 1 || block.X > 1024 || block.Y > 1024 || block.Z > 64 ||
+		block.X*block.Y*block.Z > 1024 {
+		return fmt.Errorf("cuda: launch %s: block %v outside 1…1024 threads (x, y ≤ 1024, z ≤ 64)", kernel, block)
 	}
 	if shmem < 0 || shmem > 48<<10 {
 		return fmt.Errorf("cuda: launch %s: %d bytes of dynamic shared memory", kernel, shmem)

@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 
 	"gorgonia.org/cu"
 
+	"github.com/golora/lora/internal/sysmem"
 	"github.com/golora/lora/kernels"
 )
 
@@ -85,14 +87,18 @@ func open() error {
 	return nil
 }
 
-// enter initialises the device if needed, takes the lock, locks the
-// goroutine to its thread and makes the context current there. The returned
-// function undoes it.
-func enter() (func(), error) {
+// enter initialises the device if needed, refuses op once the device has
+// faulted, takes the lock, locks the goroutine to its thread and makes the
+// context current there. The returned function undoes it.
+func enter(op string) (func(), error) {
 	if err := Init(); err != nil {
 		return nil, err
 	}
 	mu.Lock()
+	if err := faulted(op); err != nil {
+		mu.Unlock()
+		return nil, err
+	}
 	runtime.LockOSThread()
 	leave := func() {
 		runtime.UnlockOSThread()
@@ -100,9 +106,33 @@ func enter() (func(), error) {
 	}
 	if err := cu.SetCurrentContext(ctx); err != nil {
 		leave()
-		return nil, fmt.Errorf("cuda: making the context current: %v", err)
+		return nil, fail(op, fmt.Errorf("making the context current: %w", err))
 	}
 	return leave, nil
+}
+
+// sticky reports whether err is one of the driver's errors after which the
+// context is unusable: every later call of the process fails with it.
+func sticky(err error) bool {
+	for _, e := range []error{cu.IllegalAddress, cu.LaunchFailed, cu.HardwareStackError,
+		cu.IllegalInstruction, cu.MisalignedAddress, cu.InvalidAddressSpace, cu.InvalidPc,
+		cu.Assert, cu.EccUncorrectable, cu.NvlinkUncorrectable, cu.LaunchTimeout,
+		cu.ContextIsDestroyed, cu.Deinitialized, cu.Unknown} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// fail returns the error of op, recording it as the device's fault when
+// the driver says the context is lost.
+func fail(op string, err error) error {
+	err = fmt.Errorf("cuda: %s: %w", op, err)
+	if sticky(err) {
+		return setFault(err)
+	}
+	return err
 }
 
 // DeviceName describes the device.
@@ -135,40 +165,51 @@ func Alloc(bytes int64) (Ptr, error) {
 	if bytes < 1 {
 		return 0, fmt.Errorf("cuda: Alloc of %d bytes", bytes)
 	}
-	leave, err := enter()
+	leave, err := enter("Alloc")
 	if err != nil {
 		return 0, err
 	}
 	defer leave()
 	p, err := cu.MemAlloc(bytes)
+	if errors.Is(err, cu.OutOfMemory) {
+		free, total, _ := cu.MemInfo()
+		return 0, fmt.Errorf("cuda: Alloc of %d bytes (%s): %w, %s free of %s on %s (%v)",
+			bytes, sysmem.Bytes(bytes), ErrOutOfMemory, sysmem.Bytes(free), sysmem.Bytes(total), devName, err)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("cuda: Alloc of %d bytes: %v", bytes, err)
+		return 0, fail(fmt.Sprintf("Alloc of %d bytes", bytes), err)
 	}
 	return Ptr(p), nil
 }
 
-// Free releases memory from Alloc.
-func Free(p Ptr) {
+// Free releases memory from Alloc; Free(0) does nothing. The driver waits
+// for the work queued before it. A failed Free leaves the state of device
+// memory unknown, so it is a device fault: Free returns it, and so does
+// every later call of the package.
+func Free(p Ptr) error {
 	if p == 0 {
-		return
+		return nil
 	}
-	leave, err := enter()
+	leave, err := enter("Free")
 	if err != nil {
-		return
+		return err
 	}
 	defer leave()
-	_ = cu.MemFree(cu.DevicePtr(p))
+	if err := cu.MemFree(cu.DevicePtr(p)); err != nil {
+		return setFault(fmt.Errorf("cuda: Free of %#x: %w", uint64(p), err))
+	}
+	return nil
 }
 
 // Memset32 sets count 32-bit words at p to v, in stream order.
 func Memset32(p Ptr, v uint32, count int64) error {
-	leave, err := enter()
+	leave, err := enter("memset")
 	if err != nil {
 		return err
 	}
 	defer leave()
 	if err := cu.MemsetD32Async(cu.DevicePtr(p), uint(v), count, stream); err != nil {
-		return fmt.Errorf("cuda: memset: %v", err)
+		return fail("memset", err)
 	}
 	return nil
 }
@@ -176,13 +217,13 @@ func Memset32(p Ptr, v uint32, count int64) error {
 // CopyHtoD copies bytes from host memory at src to the device, after the
 // work queued before it; src may be reused when it returns.
 func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
-	leave, err := enter()
+	leave, err := enter("copy to device")
 	if err != nil {
 		return err
 	}
 	defer leave()
 	if err := cu.MemcpyHtoD(cu.DevicePtr(dst), src, bytes); err != nil {
-		return fmt.Errorf("cuda: copy to device: %v", err)
+		return fail("copy to device", err)
 	}
 	return nil
 }
@@ -190,13 +231,13 @@ func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
 // CopyDtoH waits for all queued work, then copies bytes from the device to
 // host memory at dst. A fault of earlier work is reported here.
 func CopyDtoH(dst unsafe.Pointer, src Ptr, bytes int64) error {
-	leave, err := enter()
+	leave, err := enter("copy to host")
 	if err != nil {
 		return err
 	}
 	defer leave()
 	if err := cu.MemcpyDtoH(dst, cu.DevicePtr(src), bytes); err != nil {
-		return fmt.Errorf("cuda: copy to host: %v", err)
+		return fail("copy to host", err)
 	}
 	return nil
 }
@@ -207,7 +248,8 @@ func Launch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	if err := checkLaunch(kernel, grid, block, shmem, a); err != nil {
 		return err
 	}
-	leave, err := enter()
+	op := "launch " + kernel
+	leave, err := enter(op)
 	if err != nil {
 		return err
 	}
@@ -215,26 +257,29 @@ func Launch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	fn, ok := funcs[kernel]
 	if !ok {
 		if fn, err = mod.Function(kernel); err != nil {
-			return fmt.Errorf("cuda: kernel %s: %v", kernel, err)
+			return fail(op, err)
 		}
 		funcs[kernel] = fn
 	}
-	if err := fn.Launch(grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, shmem, stream, a.params()); err != nil {
-		return fmt.Errorf("cuda: launch %s: %v", kernel, err)
-	}
+	params := a.params()
+	err = fn.Launch(grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, shmem, stream, params)
 	runtime.KeepAlive(a)
+	runtime.KeepAlive(params)
+	if err != nil {
+		return fail(op, err)
+	}
 	return nil
 }
 
 // Sync waits for all queued work and reports a fault of any of it.
 func Sync() error {
-	leave, err := enter()
+	leave, err := enter("Sync")
 	if err != nil {
 		return err
 	}
 	defer leave()
 	if err := cu.Synchronize(); err != nil {
-		return fmt.Errorf("cuda: %v", err)
+		return fail("Sync", err)
 	}
 	return nil
 }
@@ -244,27 +289,27 @@ type Event struct{ e cu.Event }
 
 // NewEvent returns an unrecorded event.
 func NewEvent() (*Event, error) {
-	leave, err := enter()
+	leave, err := enter("event")
 	if err != nil {
 		return nil, err
 	}
 	defer leave()
 	e, err := cu.MakeEvent(cu.DefaultEvent)
 	if err != nil {
-		return nil, fmt.Errorf("cuda: event: %v", err)
+		return nil, fail("event", err)
 	}
 	return &Event{e}, nil
 }
 
 // Record marks the event at the current end of the stream.
 func (e *Event) Record() error {
-	leave, err := enter()
+	leave, err := enter("event")
 	if err != nil {
 		return err
 	}
 	defer leave()
 	if err := e.e.Record(stream); err != nil {
-		return fmt.Errorf("cuda: event: %v", err)
+		return fail("event", err)
 	}
 	return nil
 }
@@ -272,27 +317,29 @@ func (e *Event) Record() error {
 // Since waits for e and returns the seconds of stream time between start
 // and e.
 func (e *Event) Since(start *Event) (float64, error) {
-	leave, err := enter()
+	leave, err := enter("event")
 	if err != nil {
 		return 0, err
 	}
 	defer leave()
 	if err := e.e.Synchronize(); err != nil {
-		return 0, fmt.Errorf("cuda: event: %v", err)
+		return 0, fail("event", err)
 	}
 	ms, err := start.e.Elapsed(e.e)
 	if err != nil {
-		return 0, fmt.Errorf("cuda: event: %v", err)
+		return 0, fail("event", err)
 	}
 	return ms / 1e3, nil
 }
 
 // Destroy releases the event.
 func (e *Event) Destroy() {
-	leave, err := enter()
+	leave, err := enter("event")
 	if err != nil {
 		return
 	}
 	defer leave()
-	_ = cu.DestroyEvent(&e.e)
+	if err := cu.DestroyEvent(&e.e); err != nil {
+		_ = fail("event", err)
+	}
 }

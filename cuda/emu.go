@@ -11,17 +11,18 @@ package cuda
 #include <stdint.h>
 #include "emu_api.h"
 
-// launch passes the argument slots to lora_emu_launch as kernelParams.
+// launch passes the n argument slots to lora_emu_launch as kernelParams.
 static int launch(const char* name, unsigned gx, unsigned gy, unsigned gz,
                   unsigned bx, unsigned by, unsigned bz, unsigned shmem,
                   const uint64_t* slots, int n) {
 	uint64_t vals[16];
 	void* params[16];
+	if (n < 0 || n > 16) return LORA_EMU_ERR_NARGS;
 	for (int i = 0; i < n; i++) {
 		vals[i] = slots[i];
 		params[i] = &vals[i];
 	}
-	return lora_emu_launch(name, gx, gy, gz, bx, by, bz, shmem, params);
+	return lora_emu_launch(name, gx, gy, gz, bx, by, bz, shmem, params, n);
 }
 */
 import "C"
@@ -29,21 +30,35 @@ import "C"
 import (
 	"fmt"
 	"runtime"
+	"sort"
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/golora/lora/internal/sysmem"
 )
 
 // Name is the name of this build's backend.
 const Name = "cudaemu"
 
+// The emulator's device memory is host memory from C.malloc. It keeps a
+// table of the live allocations and checks every device address it is given
+// against it, a launch's pointer arguments included: an address outside
+// every allocation (freed memory, a stray offset) is a device fault, as an
+// illegal address is on a GPU, and sticky like one. No memory is touched
+// through such an address.
 var (
-	mu    sync.Mutex             // one stream: launches run one at a time
+	mu    sync.Mutex             // one stream: launches run one at a time; guards spans
 	names = map[string]*C.char{} // kernel names as C strings, kept for the process
+	spans []span                 // live allocations, sorted by start
 )
 
-// Init prepares the device. The emulator needs nothing.
-func Init() error { return nil }
+// span is one live allocation: [start, start+size).
+type span struct{ start, size uint64 }
+
+// Init prepares the device. The emulator needs nothing, but a device that
+// faulted stays faulted.
+func Init() error { return faulted("Init") }
 
 // DeviceName describes the device.
 func DeviceName() string {
@@ -58,23 +73,74 @@ func PeakBandwidth() float64 { return 0 }
 // emulator, whose memory is the host's.
 func L2Bytes() int { return 0 }
 
-// Alloc returns bytes of device memory, uninitialised.
+// find returns the index of the live allocation that holds [p, p+bytes), or
+// −1. Called with mu held.
+func find(p Ptr, bytes int64) int {
+	a := uint64(p)
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].start > a }) - 1
+	if i < 0 {
+		return -1
+	}
+	s := spans[i]
+	if a-s.start > s.size || uint64(bytes) > s.size-(a-s.start) {
+		return -1
+	}
+	return i
+}
+
+// illegal records and returns the fault of an access through an address
+// outside device memory. Called with mu held.
+func illegal(op string, p Ptr, bytes int64) error {
+	return setFault(fmt.Errorf("cuda: %s: illegal address: %d bytes at %#x lie outside every live allocation (emulated CUDA_ERROR_ILLEGAL_ADDRESS)", op, bytes, uint64(p)))
+}
+
+// Alloc returns bytes of device memory, uninitialised. The emulator refuses
+// an allocation larger than the machine's physical memory.
 func Alloc(bytes int64) (Ptr, error) {
+	if err := faulted("Alloc"); err != nil {
+		return 0, err
+	}
 	if bytes < 1 {
 		return 0, fmt.Errorf("cuda: Alloc of %d bytes", bytes)
 	}
+	if err := sysmem.Check("the emulator's device memory", bytes); err != nil {
+		return 0, fmt.Errorf("cuda: Alloc of %d bytes: %w: %v", bytes, ErrOutOfMemory, err)
+	}
+	if uint64(bytes) > uint64(^C.size_t(0)) {
+		return 0, fmt.Errorf("cuda: Alloc of %d bytes: %w", bytes, ErrOutOfMemory)
+	}
 	p := C.malloc(C.size_t(bytes))
 	if p == nil {
-		return 0, fmt.Errorf("cuda: Alloc of %d bytes: out of memory", bytes)
+		return 0, fmt.Errorf("cuda: Alloc of %d bytes (%s): %w: malloc failed", bytes, sysmem.Bytes(bytes), ErrOutOfMemory)
 	}
-	return Ptr(uintptr(p)), nil
+	mu.Lock()
+	defer mu.Unlock()
+	s := span{uint64(uintptr(p)), uint64(bytes)}
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].start > s.start })
+	spans = append(spans, span{})
+	copy(spans[i+1:], spans[i:])
+	spans[i] = s
+	return Ptr(s.start), nil
 }
 
-// Free releases memory from Alloc.
-func Free(p Ptr) {
-	if p != 0 {
-		C.free(ptr(p))
+// Free releases memory from Alloc; Free(0) does nothing. An address that is
+// not the start of a live allocation (a double free) is a device fault.
+func Free(p Ptr) error {
+	if p == 0 {
+		return nil
 	}
+	if err := faulted("Free"); err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	i := find(p, 0)
+	if i < 0 || spans[i].start != uint64(p) {
+		return setFault(fmt.Errorf("cuda: Free of %#x: not the start of a live allocation (emulated CUDA_ERROR_INVALID_VALUE)", uint64(p)))
+	}
+	spans = append(spans[:i], spans[i+1:]...)
+	C.free(ptr(p))
+	return nil
 }
 
 // ptr converts a device address of the emulator, the bits of a C pointer,
@@ -83,8 +149,14 @@ func ptr(p Ptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
 
 // Memset32 sets count 32-bit words at p to v.
 func Memset32(p Ptr, v uint32, count int64) error {
+	if err := faulted("memset"); err != nil {
+		return err
+	}
 	mu.Lock()
 	defer mu.Unlock()
+	if count < 0 || count > 1<<61 || find(p, 4*count) < 0 {
+		return illegal("memset", p, 4*count)
+	}
 	s := unsafe.Slice((*uint32)(ptr(p)), count)
 	for i := range s {
 		s[i] = v
@@ -94,8 +166,14 @@ func Memset32(p Ptr, v uint32, count int64) error {
 
 // CopyHtoD copies bytes from host memory at src to the device.
 func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
+	if err := faulted("copy to device"); err != nil {
+		return err
+	}
 	mu.Lock()
 	defer mu.Unlock()
+	if bytes < 0 || find(dst, bytes) < 0 {
+		return illegal("copy to device", dst, bytes)
+	}
 	C.memcpy(ptr(dst), src, C.size_t(bytes))
 	return nil
 }
@@ -103,21 +181,41 @@ func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
 // CopyDtoH waits for all queued work, then copies bytes from the device to
 // host memory at dst.
 func CopyDtoH(dst unsafe.Pointer, src Ptr, bytes int64) error {
+	if err := faulted("copy to host"); err != nil {
+		return err
+	}
 	mu.Lock()
 	defer mu.Unlock()
+	if bytes < 0 || find(src, bytes) < 0 {
+		return illegal("copy to host", src, bytes)
+	}
 	C.memcpy(dst, ptr(src), C.size_t(bytes))
 	return nil
 }
 
 // Launch runs kernel on grid×block threads with shmem bytes of dynamic
 // shared memory and the parameters in a. The emulator runs it to completion
-// before returning.
+// before returning. A pointer argument outside device memory is a fault,
+// and the kernel does not run.
 func Launch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	if err := checkLaunch(kernel, grid, block, shmem, a); err != nil {
 		return err
 	}
+	if err := faulted("launch " + kernel); err != nil {
+		return err
+	}
 	mu.Lock()
 	defer mu.Unlock()
+	for i := range a.n {
+		if a.ptrs&(1<<i) != 0 && a.slot[i] != 0 && find(Ptr(a.slot[i]), 0) < 0 {
+			return illegal(fmt.Sprintf("launch %s: argument %d", kernel, i), Ptr(a.slot[i]), 0)
+		}
+	}
+	return emuLaunch(kernel, grid, block, shmem, a)
+}
+
+// emuLaunch hands the launch to the emulator. Called with mu held.
+func emuLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	cname, ok := names[kernel]
 	if !ok {
 		cname = C.CString(kernel)
@@ -130,6 +228,9 @@ func Launch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	rc := C.launch(cname, C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),
 		C.uint(block.X), C.uint(block.Y), C.uint(block.Z), C.uint(shmem), &slots[0], C.int(a.n))
 	if rc != C.LORA_EMU_OK {
+		if rc == C.LORA_EMU_ERR_NARGS {
+			return fmt.Errorf("cuda: launch %s: %d arguments packed, the kernel takes %d", kernel, a.n, emuKernelArgs(kernel))
+		}
 		return fmt.Errorf("cuda: launch %s: %s", kernel, emuError(rc))
 	}
 	return nil
@@ -153,28 +254,55 @@ func emuError(rc C.int) string {
 	return fmt.Sprintf("emulator error %d", int(rc))
 }
 
-// KernelArgs returns the number of parameters of kernel, or −1 if the
-// module has no such kernel.
-func KernelArgs(kernel string) int {
+// emuKernelArgs returns the number of parameters of kernel as its signature
+// declares it, or −1 if the emulator has no such kernel.
+func emuKernelArgs(kernel string) int {
 	c := C.CString(kernel)
 	defer C.free(unsafe.Pointer(c))
 	return int(C.lora_emu_kernel_nargs(c))
 }
 
-// Sync waits for all queued work; the emulator has none.
-func Sync() error { return nil }
+// emuKernels returns the names of the emulator's kernels.
+func emuKernels() []string {
+	n := int(C.lora_emu_kernel_count())
+	s := make([]string, n)
+	for i := range s {
+		s[i] = C.GoString(C.lora_emu_kernel_name(C.int(i)))
+	}
+	return s
+}
+
+// Sync waits for all queued work; the emulator has none. It reports the
+// device's fault, if any.
+func Sync() error { return faulted("Sync") }
 
 // Event marks a point in the stream, for timing.
 type Event struct{ t time.Time }
 
 // NewEvent returns an unrecorded event.
-func NewEvent() (*Event, error) { return &Event{}, nil }
+func NewEvent() (*Event, error) {
+	if err := faulted("event"); err != nil {
+		return nil, err
+	}
+	return &Event{}, nil
+}
 
 // Record marks the event at the current end of the stream.
-func (e *Event) Record() error { e.t = time.Now(); return nil }
+func (e *Event) Record() error {
+	if err := faulted("event"); err != nil {
+		return err
+	}
+	e.t = time.Now()
+	return nil
+}
 
-// Since waits for end and returns the seconds between e and end.
-func (e *Event) Since(start *Event) (float64, error) { return e.t.Sub(start.t).Seconds(), nil }
+// Since waits for e and returns the seconds between start and e.
+func (e *Event) Since(start *Event) (float64, error) {
+	if err := faulted("event"); err != nil {
+		return 0, err
+	}
+	return e.t.Sub(start.t).Seconds(), nil
+}
 
 // Destroy releases the event.
 func (e *Event) Destroy() {}

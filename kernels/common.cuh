@@ -25,10 +25,16 @@ static_assert(LORA_SMALL_WARPS * LORA_WARP_SIZE == LORA_SMALL_THREADS &&
 
 __device__ __forceinline__ int lora_min(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int lora_max(int a, int b) { return a > b ? a : b; }
+__device__ __forceinline__ unsigned lora_umax(unsigned a, unsigned b) { return a > b ? a : b; }
 
 // True when p is 16-byte aligned, so that it may be read as float4.
 __device__ __forceinline__ bool lora_aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+
+// 1 when v is NaN, +Inf or -Inf (its exponent bits all ones), else 0.
+__device__ __forceinline__ unsigned lora_nonfinite(float v) {
+  return (__float_as_uint(v) & 0x7f800000u) == 0x7f800000u;
 }
 
 // Sum of v over the 32 lanes of a warp; every lane receives the sum.

@@ -5,5 +5,6 @@
 // kernels compiled by nvcc for sm_70 to sm_90 with PTX for newer GPUs, which
 // the cuda build embeds. `make kernels` rebuilds lora.fatbin.
 //
-// In the default build the package is empty.
+// In the default build the package holds only Params, the kernels' parameter
+// counts.
 package kernels

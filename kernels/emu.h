@@ -457,10 +457,12 @@ inline const Entry* find(const char* name) {
   static const bool lora_emu_registered_##fn [[maybe_unused]] = ::lora_emu::register_kernel(#fn, &fn);
 
 extern "C" int lora_emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-                               unsigned by, unsigned bz, unsigned shmem, void** args) {
+                               unsigned by, unsigned bz, unsigned shmem, void** args,
+                               int nargs) {
   using namespace lora_emu;
   const Entry* e = find(name);
   if (e == nullptr) return LORA_EMU_ERR_UNKNOWN_KERNEL;
+  if (nargs != e->nargs) return LORA_EMU_ERR_NARGS;
   if (bx == 0 || by == 0 || bz == 0 || bx > 1024 || by > 1024 || bz > 64 ||
       static_cast<unsigned long long>(bx) * by * bz > LORA_EMU_MAX_THREADS)
     return LORA_EMU_ERR_BLOCK;

@@ -14,6 +14,7 @@
 #define LORA_EMU_ERR_SHMEM 4          /* dynamic shared memory > LORA_EMU_MAX_SHMEM */
 #define LORA_EMU_ERR_THREADS 5        /* the worker threads could not be started */
 #define LORA_EMU_ERR_ARGS 6           /* args is NULL or holds a NULL entry */
+#define LORA_EMU_ERR_NARGS 7          /* nargs is not the kernel's number of parameters */
 
 #define LORA_EMU_MAX_THREADS 1024
 #define LORA_EMU_MAX_SHMEM 49152
@@ -25,10 +26,12 @@ extern "C" {
 /* Runs kernel `name` on grid (gx,gy,gz) x block (bx,by,bz) with `shmem`
  * bytes of dynamic shared memory, synchronously. args follows
  * cuLaunchKernel's kernelParams: args[i] points to the value of the i-th
- * parameter. Launches are serialized. Returns LORA_EMU_OK or an error code. */
+ * parameter, for i < nargs, and nargs must be the kernel's number of
+ * parameters (no entry past nargs is read). Launches are serialized.
+ * Returns LORA_EMU_OK or an error code. */
 int lora_emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz,
                     unsigned bx, unsigned by, unsigned bz, unsigned shmem,
-                    void** args);
+                    void** args, int nargs);
 
 /* The number of registered kernels, and the name of the i-th (NULL when i is
  * out of range); names are listed in ascending order. */

@@ -31,6 +31,9 @@ const (
 	FinitePerThread = C.LORA_FINITE_PER_THREAD
 	FiniteMaxBlocks = C.LORA_FINITE_MAX_BLOCKS
 
+	BiasThreads = C.LORA_BIAS_THREADS
+	BiasBlocks  = C.LORA_BIAS_BLOCKS
+
 	AxpyThreads   = C.LORA_AXPY_THREADS
 	AxpyMaxBlocks = C.LORA_AXPY_MAX_BLOCKS
 

@@ -8,7 +8,11 @@
 //                      float* y, int n, int in, int out, int r)
 //   lora_forward_tiled(same parameters as lora_forward_small)
 //   lora_merge(float* W, const float* A, const float* B, int out, int in, int r, float c)
+//   lora_merge_check(const float* W, const float* A, const float* B, int out, int in, int r,
+//                    float c, int* flag)
 //   lora_finite(const float* p, long long count, int* flag)
+//   lora_absmax(const float* p, long long count, unsigned* out)
+//   lora_add_bias(float* y, const float* bias, long long rows, long long cols)
 //   lora_axpy(float* y, const float* x, long long count, float alpha)
 //   lora_grad_u(const float* dy, const float* B, float* U, int n, int out, int r, float s)
 //   lora_grad_ab(const float* G, const float* H, float* C, int n, int p, int r, int trans)
@@ -32,6 +36,7 @@
 #include "merge.cu"
 #include "finite.cu"
 #include "axpy.cu"
+#include "bias.cu"
 #include "backward.cu"
 #include "backward_small.cu"
 #include "backward_tiled.cu"

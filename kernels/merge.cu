@@ -1,4 +1,6 @@
-// merge.cu: W += c * B * A in place (c = +s merges the adapter, c = -s unmerges).
+// merge.cu: W += c * B * A in place (c = +s merges the adapter, c = -s unmerges),
+// and lora_merge_check, which tells whether that update would write a NaN or
+// ±Inf into W without writing anything.
 //
 // For each element, delta[i,j] = sum_k (c*B[i,k]) * A[k,j] is accumulated
 // with fmaf from zero in ascending k, independently of W and of the launch
@@ -14,6 +16,9 @@
 // i0 + ty + 8q, q = 0..3: a 4x4 register tile. The rank is staged through
 // shared memory LORA_MERGE_R_CHUNK at a time: the chunk's rows of A over the
 // tile's columns, and c times the tile's rows of B over the chunk.
+//
+// lora_merge_check runs the very same code and replaces each store to W by a
+// test of the value stored, so it decides exactly what lora_merge would write.
 //
 // Global memory: reads and writes each element of W exactly once (float4 when
 // in % 4 == 0 and W is 16-byte aligned); reads A (r x in) and B (out x r) per
@@ -32,9 +37,15 @@ static_assert((LORA_MERGE_R_CHUNK * LORA_MERGE_TILE_IN) % LORA_MERGE_THREADS == 
                   (LORA_MERGE_TILE_OUT * LORA_MERGE_R_CHUNK) % LORA_MERGE_THREADS == 0,
               "staging loads divide evenly among the threads");
 
-extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
-    lora_merge(float* __restrict__ W, const float* __restrict__ A, const float* __restrict__ B,
-               int out, int in, int r, float c) {
+// lora_merge_tile is the body of both entry points. kCheck == false:
+// lora_merge, which writes W. kCheck == true: lora_merge_check, which
+// computes every value lora_merge would write, by the same instructions in
+// the same order, writes none, and sets *flag = 1 when one of them is NaN or
+// ±Inf (its exponent bits all ones). flag is unused when kCheck is false.
+template <bool kCheck>
+__device__ __forceinline__ void lora_merge_tile(float* __restrict__ W, const float* __restrict__ A,
+                                                const float* __restrict__ B, int out, int in, int r,
+                                                float c, int* __restrict__ flag) {
   __shared__ __align__(16) float sa[LORA_MERGE_R_CHUNK][LORA_MERGE_TILE_IN];
   __shared__ float sb[LORA_MERGE_TILE_OUT][LORA_MERGE_R_CHUNK + 1];
   if (blockDim.x != LORA_MERGE_THREADS) return;  // the tiling needs this exact block
@@ -91,6 +102,7 @@ extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
 
   const bool vec = (in & 3) == 0 && lora_aligned16(W);
   const int j = j0 + tx * 4;
+  unsigned bad = 0;
   LORA_UNROLL
   for (int q = 0; q < LORA_MERGE_RPT; ++q) {
     const int i = i0 + ty + q * LORA_MERGE_TY;
@@ -102,13 +114,38 @@ extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
       w.y = __fadd_rn(w.y, d[q][1]);
       w.z = __fadd_rn(w.z, d[q][2]);
       w.w = __fadd_rn(w.w, d[q][3]);
-      *reinterpret_cast<float4*>(wr + j) = w;
+      if (kCheck)
+        bad |= lora_nonfinite(w.x) | lora_nonfinite(w.y) | lora_nonfinite(w.z) | lora_nonfinite(w.w);
+      else
+        *reinterpret_cast<float4*>(wr + j) = w;
     } else {
       LORA_UNROLL
       for (int e = 0; e < 4; ++e)
-        if (j + e < in) wr[j + e] = __fadd_rn(wr[j + e], d[q][e]);
+        if (j + e < in) {
+          const float v = __fadd_rn(wr[j + e], d[q][e]);
+          if (kCheck)
+            bad |= lora_nonfinite(v);
+          else
+            wr[j + e] = v;
+        }
     }
   }
+  if (kCheck && bad) *flag = 1;  // every writer writes 1: the race is benign
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
+    lora_merge(float* __restrict__ W, const float* __restrict__ A, const float* __restrict__ B,
+               int out, int in, int r, float c) {
+  lora_merge_tile<false>(W, A, B, out, in, r, c, nullptr);
+}
+
+// W is only read: the const is cast away for the shared body, whose kCheck
+// path never stores to it.
+extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
+    lora_merge_check(const float* __restrict__ W, const float* __restrict__ A,
+                     const float* __restrict__ B, int out, int in, int r, float c,
+                     int* __restrict__ flag) {
+  lora_merge_tile<true>(const_cast<float*>(W), A, B, out, in, r, c, flag);
 }
 
 #undef LORA_MERGE_TX
@@ -117,4 +154,5 @@ extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
 
 #ifndef __CUDACC__
 LORA_EMU_REGISTER(lora_merge)
+LORA_EMU_REGISTER(lora_merge_check)
 #endif

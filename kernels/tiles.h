@@ -40,6 +40,26 @@
  *   The loop is grid-stride, so any gx >= 1 is correct; the formula is the
  *   recommended size.
  *
+ * lora_absmax(p, count, out)                  *out = max(*out, bits of max |p[i]|)
+ *   grid and block as lora_finite; block (LORA_FINITE_THREADS, 1, 1) exactly
+ *   (another blockDim.x writes nothing), static shared 32 bytes.
+ *   The host zeroes *out (an unsigned) before the launch and reads it as the
+ *   bits of a float: max |p[i]|, +Inf when p holds an infinity and no NaN,
+ *   a NaN when p holds a NaN.
+ *
+ * lora_merge_check(W, A, B, out, in, r, c, flag)
+ *                                             *flag = 1 if W + c * B * A, as
+ *                                             lora_merge would write it, holds
+ *                                             NaN or Inf; W is only read
+ *   grid, block and shared memory as lora_merge. The host zeroes *flag.
+ *
+ * lora_add_bias(y, bias, rows, cols)          y[i, j] += bias[j]
+ *   grid  (gx, gy, 1) with u = cols / 4 when cols % 4 == 0 (float4 path) and
+ *         u = cols otherwise, gx = min(ceil(u / LORA_BIAS_THREADS), LORA_BIAS_BLOCKS),
+ *         gy = min(rows, max(LORA_BIAS_BLOCKS / gx, 1), 65535)
+ *   block (LORA_BIAS_THREADS, 1, 1), no shared memory. Both loops are
+ *   grid-stride (columns over x, rows over y), so any grid is correct.
+ *
  * Training (backward.cu, backward_small.cu, backward_tiled.cu, optim.cu, mse.cu).
  * dy is n x out, dx is n x in, dA is r x in, dB is out x r; the backward pass
  * runs lora_shrink with scale s for T = s * x * A^T, then:
@@ -131,6 +151,11 @@
 #define LORA_FINITE_THREADS 256
 #define LORA_FINITE_PER_THREAD 16
 #define LORA_FINITE_MAX_BLOCKS 1024
+
+/* lora_add_bias: LORA_BIAS_BLOCKS is the grid's target size in blocks (a few
+ * waves on the largest GPUs) and the cap of gx. */
+#define LORA_BIAS_THREADS 256
+#define LORA_BIAS_BLOCKS 1024
 
 /* lora_axpy(y, x, count, alpha)              y += alpha * x
  *   grid  (min(ceil(count / LORA_AXPY_THREADS), LORA_AXPY_MAX_BLOCKS), 1, 1)

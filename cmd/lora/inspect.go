@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -12,14 +14,34 @@ import (
 	"github.com/golora/lora/peft"
 )
 
+const inspectSynopsis = "usage: lora inspect DIR_OR_FILE\n"
+
+// inspectUsage is what "lora inspect -h" and "lora help inspect" print.
+const inspectUsage = inspectSynopsis + `
+inspect describes what DIR_OR_FILE holds:
+
+  - a PEFT adapter directory (adapter_config.json and
+    adapter_model.safetensors): its configuration (peft_type, r, lora_alpha,
+    target_modules, fan_in_fan_out, rank_pattern, alpha_pattern, ...), then
+    each module with its base weight, the shape and layout it is stored in
+    (out×in, or in×out with fan_in_fan_out and for embeddings), rank, alpha,
+    scale, dtype and parameter count, and the tensors saved whole. A square
+    weight's layout cannot be checked from shapes: such modules are marked,
+    since a wrong fan_in_fan_out would merge the transposed update.
+  - a safetensors model: a .safetensors file, a sharded model's
+    model.safetensors.index.json, or a directory holding model.safetensors or
+    the index: every tensor's name, dtype, shape and bytes (and its shard),
+    in name order with numbers by value (h.2 before h.10), then the totals
+    and each file's metadata.
+`
+
 func runInspect(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Fprint(stdout, inspectUsage)
+		return nil
+	}
 	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
-		if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "usage: lora inspect DIR_OR_FILE")
-			return nil
-		}
-		fmt.Fprintln(stderr, "usage: lora inspect DIR_OR_FILE")
-		return fmt.Errorf("inspect: want one adapter directory or safetensors file: %w", errUsage)
+		return usagef(inspectSynopsis, "inspect: want one adapter directory or safetensors model, got %d arguments", len(args))
 	}
 	path := args[0]
 	if exists(filepath.Join(path, peft.ConfigFile)) {
@@ -27,6 +49,12 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("inspect: %w", err)
 		}
 		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() && !exists(filepath.Join(path, singleName)) && !exists(filepath.Join(path, indexName)) {
+		if exists(filepath.Join(path, peft.WeightsFile)) {
+			return fmt.Errorf("inspect: %s has %s but no %s: a PEFT adapter needs both", path, peft.WeightsFile, peft.ConfigFile)
+		}
+		return fmt.Errorf("inspect: %s holds no PEFT adapter (%s) and no safetensors model (%s or %s)", path, peft.ConfigFile, singleName, indexName)
 	}
 	if err := inspectModel(stdout, path); err != nil {
 		return fmt.Errorf("inspect: %w", err)
@@ -69,17 +97,28 @@ func inspectAdapter(w io.Writer, dir string) error {
 	if len(a.Modules) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "module\tbase weight\tstored as\trank\talpha\tscale\tdtype\tparameters")
+		fmt.Fprintln(tw, "module\tbase weight\tstored as\trank\talpha\tscale\tdtype\tparameters\t")
+		square := 0
 		for _, m := range a.Modules {
 			rows, cols := m.WeightShape()
 			layout := "out×in"
 			if m.Transposed() {
 				layout = "in×out"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d×%d %s\t%d\t%s\t%s\t%s\t%d\n", m.Name, m.Weight(), rows, cols, layout,
-				m.Rank, num(m.Alpha), num(float64(m.Scale)), m.DType, m.Params())
+			note := ""
+			if m.In == m.Out && !m.Embedding {
+				note = "square: layout unchecked"
+				square++
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d×%d %s\t%d\t%s\t%s\t%s\t%d\t%s\n", m.Name, m.Weight(), rows, cols, layout,
+				m.Rank, num(m.Alpha), num(float64(m.Scale)), m.DType, m.Params(), note)
 		}
 		tw.Flush()
+		if square > 0 {
+			fmt.Fprintf(w, "\nsquare: %s in = out, so the shapes cannot tell whether the base weight is stored out×in or in×out,\n"+
+				"and a wrong fan_in_fan_out (true for GPT-2's Conv1D layers) would go unnoticed; merge follows the base model's config.json for GPT-2 and its kin\n",
+				countOf(square, "module has", "modules have"))
+		}
 	}
 	if len(a.Full) > 0 {
 		fmt.Fprintln(w)
@@ -108,16 +147,26 @@ func inspectModel(w io.Writer, path string) error {
 	} else {
 		fmt.Fprintln(tw, "tensor\tdtype\tshape\tbytes")
 	}
+	type entry struct {
+		t     peft.TensorInfo
+		shard string
+	}
+	var all []entry
 	for _, s := range m.shards {
 		for _, t := range s.st.Tensors() {
-			n++
-			total += t.Length
-			elems += t.Elements()
-			if sharded {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", t.Name, t.DType, shape(t.Shape), t.Length, s.name)
-			} else {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", t.Name, t.DType, shape(t.Shape), t.Length)
-			}
+			all = append(all, entry{t, s.name})
+		}
+	}
+	slices.SortFunc(all, func(a, b entry) int { return compareNames(a.t.Name, b.t.Name) })
+	for _, e := range all {
+		t := e.t
+		n++
+		total += t.Length
+		elems += t.Elements()
+		if sharded {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", t.Name, t.DType, shape(t.Shape), t.Length, e.shard)
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", t.Name, t.DType, shape(t.Shape), t.Length)
 		}
 	}
 	tw.Flush()
@@ -172,4 +221,58 @@ func rawString(r json.RawMessage) string {
 		return s
 	}
 	return string(r)
+}
+
+// compareNames orders names as text, but for runs of digits, which compare
+// by value: "h.2" before "h.10".
+func compareNames(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digits(a), digits(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if c := cmpInt(len(na), len(nb)); c != 0 {
+				return c
+			}
+			if c := strings.Compare(na, nb); c != 0 {
+				return c
+			}
+			if c := cmpInt(da, db); c != 0 { // "01" after "1"
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmpInt(int(a[0]), int(b[0]))
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmpInt(len(a), len(b))
+}
+
+// digits returns the length of the run of ASCII digits that s starts with.
+func digits(s string) int {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+func cmpInt(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// countOf returns n followed by one or many, as n is 1 or not.
+func countOf(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

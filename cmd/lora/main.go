@@ -2,8 +2,9 @@
 //
 // Usage:
 //
-//	lora merge -base DIR_OR_FILE -adapter DIR -out DIR [-scale 1.0] [-dtype keep|f32|f16|bf16] [-allow-missing]
+//	lora merge -base DIR_OR_FILE -adapter DIR -out DIR [-scale 1.0] [-dtype keep|f32|f16|bf16] [-allow-missing] [-force]
 //	lora inspect DIR_OR_FILE
+//	lora help [merge|inspect]
 //
 // merge folds a PEFT LoRA adapter into the weights of its base model, stored
 // as model.safetensors or sharded (model.safetensors.index.json and its
@@ -12,20 +13,15 @@
 // the GPU in the cuda build) and rounded once to the output dtype; every
 // tensor the adapter saved whole (modules_to_save) replaces the base tensor
 // of the same name; every other tensor is copied byte for byte. It streams,
-// one tensor at a time, so a model far larger than the free memory merges.
-// Every output file is written to a temporary file beside it and renamed
-// when all are complete; the input is never modified. Before writing
-// anything, merge checks that every module of the adapter has its base
-// weight, with the right shape: a missing one is an error unless
-// -allow-missing, which skips it; a wrong shape is always an error.
-//
-// -dtype converts every floating-point tensor (F64, F32, F16, BF16) of the
-// output to f32, f16 or bf16, rounding to nearest even; keep, the default,
-// leaves each tensor's dtype as it is.
-//
-// A progress bar goes to standard error (plain lines when that is not a
-// terminal), and a summary to standard output: modules merged, tensors
-// replaced, converted and copied, bytes written, seconds and GB/s.
+// in blocks of rows, so a model, or a single tensor, far larger than the
+// memory merges. Everything is written into a temporary directory beside
+// -out, which becomes -out by one rename when it is complete; the input is
+// never modified. Before writing anything, merge checks that every module
+// of the adapter has its base weight, with the right shape: a missing one is
+// an error unless -allow-missing, which skips it; a wrong shape is always an
+// error. A merge that would write NaN or ±Inf where the base tensor held a
+// finite value (an overflow of the update or of the conversion to -dtype) is
+// refused. "lora help merge" says more.
 //
 // inspect describes an adapter directory (its configuration, each module
 // with its rank, alpha and scale, and the parameter count) or a safetensors
@@ -42,36 +38,63 @@ import (
 )
 
 const usage = `usage:
-  lora merge -base DIR_OR_FILE -adapter DIR -out DIR [-scale 1.0] [-dtype keep|f32|f16|bf16] [-allow-missing]
+  lora merge -base DIR_OR_FILE -adapter DIR -out DIR [-scale 1.0] [-dtype keep|f32|f16|bf16] [-allow-missing] [-force]
   lora inspect DIR_OR_FILE
+  lora help [merge|inspect]
 
 merge    fold a PEFT LoRA adapter into a safetensors model (single file or sharded)
 inspect  describe a PEFT adapter directory or a safetensors model
+help     print this, or the full usage of merge or inspect
 `
 
-// errUsage marks errors of the command line itself.
+// errUsage marks errors of the command line itself: errors.Is(err, errUsage)
+// holds for them, and the command prints the usage after the error.
 var errUsage = errors.New("usage")
 
+// usageError is an error of the command line, with the usage to print after
+// it. Its message is only what went wrong.
+type usageError struct {
+	msg   string
+	usage string // printed after the message
+}
+
+func (e *usageError) Error() string        { return e.msg }
+func (e *usageError) Is(target error) bool { return target == errUsage }
+
+// usagef returns a usageError whose message is formatted as by fmt.Sprintf,
+// followed by the text u when it is reported.
+func usagef(u, format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...), usage: u}
+}
+
 func main() {
-	err := run(os.Args[1:], os.Stdout, os.Stderr)
+	os.Exit(report(run(os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
+}
+
+// report writes err to stderr, as "lora: " and the message, followed by the
+// usage for an error of the command line, and returns the exit status: 0
+// for no error or a request for help, 2 for a usage error, 1 otherwise.
+func report(err error, stderr io.Writer) int {
 	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
 	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "lora:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "lora:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "lora:", err)
+		var u *usageError
+		if errors.As(err, &u) && u.usage != "" {
+			fmt.Fprint(stderr, u.usage)
+		}
+		return 2
 	}
+	fmt.Fprintln(stderr, "lora:", err)
+	return 1
 }
 
 // run runs the command line args (without the program name), writing
 // results to stdout and progress and diagnostics to stderr.
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("no command given: %w", errUsage)
+		return usagef(usage, "no command given")
 	}
 	switch args[0] {
 	case "merge":
@@ -79,9 +102,30 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "inspect":
 		return runInspect(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
+		return runHelp(args[1:], stdout)
+	}
+	return usagef(usage, "unknown command %q", args[0])
+}
+
+// runHelp prints the usage of the command named in args, or the top-level
+// usage when there is none.
+func runHelp(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q: %w", args[0], errUsage)
+	if len(args) > 1 {
+		return usagef(usage, "help: want at most one command, got %d arguments", len(args))
+	}
+	switch args[0] {
+	case "merge":
+		printMergeUsage(stdout)
+	case "inspect":
+		fmt.Fprint(stdout, inspectUsage)
+	case "help":
+		fmt.Fprint(stdout, usage)
+	default:
+		return usagef(usage, "help: unknown command %q", args[0])
+	}
+	return nil
 }

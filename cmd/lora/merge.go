@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/golora/lora"
-	"github.com/golora/lora/internal/tmpfile"
+	"github.com/golora/lora/internal/sysmem"
 	"github.com/golora/lora/peft"
 )
 
@@ -28,37 +28,100 @@ type mergeOptions struct {
 	scale              float64
 	dtype              string
 	allowMissing       bool
+	force              bool
 }
 
-func runMerge(args []string, stdout, stderr io.Writer) error {
+const mergeSynopsis = "usage: lora merge -base DIR_OR_FILE -adapter DIR -out DIR [-scale 1.0] [-dtype keep|f32|f16|bf16] [-allow-missing] [-force]\n"
+
+// mergeHelp is the description that "lora merge -h" and "lora help merge"
+// print between the synopsis and the flags.
+var mergeHelp = `
+merge folds the PEFT LoRA adapter in -adapter into the safetensors model
+-base (model.safetensors, or model.safetensors.index.json and its shards) and
+writes a model of the same layout, file names and shard split to -out:
+
+  - every adapted weight W becomes W + scale·s·ΔW, computed in float32 and
+    rounded once to the output dtype. ΔW is added transposed to a weight
+    stored [in, out]: when the adapter says fan_in_fan_out and, as PEFT does,
+    always for the Conv1D layers (c_attn, c_proj, c_fc, q_attn) of a model
+    whose config.json says model_type ` + conv1DFamilyList() + `.
+  - only the modules the adapter's configuration selects (target_modules,
+    exclude_modules, layers_to_transform) are merged; other LoRA pairs in the
+    adapter file are listed as a warning and left out, as PEFT leaves them.
+  - every tensor the adapter saved whole (modules_to_save) replaces the base
+    tensor of the same name; every other tensor is copied byte for byte, or
+    converted with -dtype.
+
+Side files: when -base is a directory, its files named *.json (but for the
+index, which is rewritten), *.txt, *.model, *.jinja and *.tiktoken, such as
+config.json, generation_config.json and the tokenizer, are copied to -out;
+hidden files and files of other names are not. When -base is a file, no side
+file is copied. Symbolic links, as in a Hugging Face cache snapshot, are
+followed for every input: -out gets regular files.
+
+Output: -out must not exist or be an empty directory; -force replaces an
+existing one. Everything is written into a temporary directory
+.NAME.lora-merge-tmp-* beside -out, which becomes -out by one rename when it
+is complete (with -force, the old directory is removed only after that). An
+interrupted merge leaves only that temporary directory, which the next merge
+into the same -out removes.
+
+Refusals, before anything is written: a module whose base weight is missing
+(unless -allow-missing, which skips it, and always when no module finds its
+base weight) or has another shape; an output tensor that would hold NaN or
+±Inf where the base tensor held a finite value, from an update or a -scale
+that overflows, or from the conversion to -dtype (f16 holds at most 65504).
+
+Memory: tensors are read, merged, converted and written in blocks of at most
+` + fmt.Sprint(mergeBlockElems>>20) + ` Mi elements, so a tensor larger than the memory merges: the merge needs
+at most about ` + fmt.Sprint(peakMiB) + ` MiB plus twice the adapter's size, whatever the size of the
+model and of its largest tensor.
+
+Flags:
+`
+
+// newMergeFlags returns the flag set of merge, storing into o.
+func newMergeFlags(o *mergeOptions, output io.Writer) *flag.FlagSet {
 	fl := flag.NewFlagSet("lora merge", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	var o mergeOptions
+	fl.SetOutput(output)
 	fl.StringVar(&o.base, "base", "", "base model: a `DIR_OR_FILE` (model.safetensors, or model.safetensors.index.json and shards)")
 	fl.StringVar(&o.adapter, "adapter", "", "PEFT adapter `DIR` (adapter_config.json, adapter_model.safetensors)")
-	fl.StringVar(&o.out, "out", "", "output `DIR`, created if needed")
+	fl.StringVar(&o.out, "out", "", "output `DIR`: new or empty (see -force); its parents are created if needed")
 	fl.Float64Var(&o.scale, "scale", 1, "factor on every module's scale: W + scale·s·ΔW")
 	fl.StringVar(&o.dtype, "dtype", "keep", "dtype of floating-point output tensors: keep, f32, f16 or bf16")
 	fl.BoolVar(&o.allowMissing, "allow-missing", false, "skip adapter modules and tensors whose base tensor is missing")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: lora merge -base DIR_OR_FILE -adapter DIR -out DIR [-scale 1.0] [-dtype keep|f32|f16|bf16] [-allow-missing]")
-		fl.PrintDefaults()
-	}
+	fl.BoolVar(&o.force, "force", false, "replace -out if it is a directory that is not empty")
+	fl.Usage = func() { printMergeUsage(output) }
+	return fl
+}
+
+// printMergeUsage prints merge's full usage to w.
+func printMergeUsage(w io.Writer) {
+	var o mergeOptions
+	fl := newMergeFlags(&o, w)
+	fmt.Fprint(w, mergeSynopsis, mergeHelp)
+	fl.PrintDefaults()
+}
+
+func runMerge(args []string, stdout, stderr io.Writer) error {
+	var o mergeOptions
+	fl := newMergeFlags(&o, stderr)
+	fl.Usage = func() {} // errors are reported with the synopsis below
 	if err := fl.Parse(args); err != nil {
 		if err == flag.ErrHelp {
+			printMergeUsage(stderr)
 			return err
 		}
-		return fmt.Errorf("merge: %v: %w", err, errUsage)
+		return usagef(mergeSynopsis, "merge: %v", err)
 	}
 	if fl.NArg() > 0 {
-		return fmt.Errorf("merge: unexpected argument %q: %w", fl.Arg(0), errUsage)
+		return usagef(mergeSynopsis, "merge: unexpected argument %q", fl.Arg(0))
 	}
 	if o.base == "" || o.adapter == "" || o.out == "" {
-		fl.Usage()
-		return fmt.Errorf("merge: -base, -adapter and -out are required: %w", errUsage)
+		return usagef(mergeSynopsis, "merge: -base, -adapter and -out are required")
 	}
 	if math.IsNaN(o.scale) || math.IsInf(o.scale, 0) {
-		return fmt.Errorf("merge: -scale %v is not finite: %w", o.scale, errUsage)
+		return usagef(mergeSynopsis, "merge: -scale %v is not finite", o.scale)
 	}
 	if err := merge(o, stdout, stderr); err != nil {
 		return fmt.Errorf("merge: %w", err)
@@ -80,7 +143,7 @@ type job struct {
 	act    action
 	in     peft.TensorInfo // in the base file
 	out    peft.TensorInfo // in the output file; Offset set by EncodeHeader
-	module *peft.Module    // actMerge, with the final scale
+	module *peft.Module    // actMerge, with the final scale and layout
 	full   *peft.Tensor    // actReplace
 }
 
@@ -98,7 +161,7 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 	if o.dtype != "keep" {
 		d, err := peft.ParseDType(o.dtype)
 		if err != nil || !d.Float() || d == peft.F64 {
-			return fmt.Errorf("-dtype %q: want keep, f32, f16 or bf16: %w", o.dtype, errUsage)
+			return usagef(mergeSynopsis, "merge: -dtype %q: want keep, f32, f16 or bf16", o.dtype)
 		}
 		outDType = d
 	}
@@ -116,75 +179,52 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sides, err := sideFiles(m, o.base)
+	sides, err := sideFiles(m, o.base, stderr)
 	if err != nil {
 		return err
 	}
-	if err := checkOutput(o, m, plans, sides); err != nil {
+	if err := checkOutput(o, m, sides); err != nil {
 		return err
 	}
 
-	// Everything is checked: write.
-	var created []string // directories made here, deepest first
-	for d := filepath.Clean(o.out); !exists(d); d = filepath.Dir(d) {
-		created = append(created, d)
-	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
+	// Everything is checked: write into a temporary directory.
+	od, err := prepareOutput(o.out, o.force, stderr)
+	if err != nil {
 		return err
 	}
+	defer od.abandon() // unless committed
 	beforeWriting()
-	var temps []string // temporary files, renamed to finals on success
-	var finals []string
-	ok := false
-	defer func() {
-		if ok {
-			return
-		}
-		for _, t := range temps {
-			os.Remove(t)
-		}
-		for _, d := range created {
-			os.Remove(d) // only if empty
-		}
-	}()
 	var total int64
 	tensors := 0
 	for _, p := range plans {
 		total += p.size
 		tensors += len(p.jobs)
 	}
+	files := 0
 	prog := newProgress(stderr, tensors, total)
 	w := newWriter()
-	defer w.mats.free()
+	defer w.close()
 	for _, p := range plans {
-		tmp, err := w.writeShard(o.out, p, prog)
-		if tmp != "" {
-			temps = append(temps, tmp)
-			finals = append(finals, filepath.Join(o.out, p.sh.name))
-		}
-		if err != nil {
+		if err := w.writeShard(od.tmp, p, prog); err != nil {
 			return err
 		}
+		files++
 	}
 	if m.index != nil {
 		data, err := rewriteIndex(m.index, plans)
 		if err != nil {
 			return err
 		}
-		tmp, err := writeTemp(o.out, m.indexFile, func(f *os.File) error {
+		if err := writeFile(od.tmp, m.indexFile, func(f *os.File) error {
 			_, err := f.Write(data)
 			return err
-		})
-		if tmp != "" {
-			temps = append(temps, tmp)
-			finals = append(finals, filepath.Join(o.out, m.indexFile))
-		}
-		if err != nil {
+		}); err != nil {
 			return err
 		}
+		files++
 	}
 	for _, s := range sides {
-		tmp, err := writeTemp(o.out, filepath.Base(s), func(f *os.File) error {
+		if err := writeFile(od.tmp, filepath.Base(s), func(f *os.File) error {
 			src, err := os.Open(s)
 			if err != nil {
 				return err
@@ -192,46 +232,74 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 			defer src.Close()
 			_, err = io.Copy(f, src)
 			return err
-		})
-		if tmp != "" {
-			temps = append(temps, tmp)
-			finals = append(finals, filepath.Join(o.out, filepath.Base(s)))
-		}
-		if err != nil {
+		}); err != nil {
 			return err
 		}
+		files++
 	}
 	prog.finish()
-	for i, t := range temps {
-		if err := os.Rename(t, finals[i]); err != nil {
-			for _, t := range temps[i:] {
-				os.Remove(t)
-			}
-			return fmt.Errorf("%w (%d of %d output files renamed into place)", err, i, len(temps))
-		}
+	if err := od.commit(); err != nil {
+		return err
 	}
-	ok = true
 	secs := time.Since(start).Seconds()
-	fmt.Fprintf(stdout, "merged %d modules, replaced %d tensors, converted %d, copied %d", stats.merged, stats.replaced, stats.converted, stats.copied)
+	fmt.Fprintf(stdout, "merged %s, replaced %s, converted %d, copied %d",
+		plural(stats.merged, "module"), plural(stats.replaced, "tensor"), stats.converted, stats.copied)
 	if stats.skipped > 0 {
-		fmt.Fprintf(stdout, ", skipped %d adapter entries without a base tensor", stats.skipped)
+		fmt.Fprintf(stdout, ", skipped %s without a base tensor", plural(stats.skipped, "adapter entry"))
 	}
-	fmt.Fprintf(stdout, "\nwrote %d files to %s: %s in %.2f s, %.2f GB/s\n", len(finals), o.out, formatBytes(total), secs, float64(total)/secs/1e9)
+	if stats.ignored > 0 {
+		fmt.Fprintf(stdout, ", ignored %s that the configuration does not select", plural(stats.ignored, "module"))
+	}
+	fmt.Fprintln(stdout)
+	if stats.conv1D > 0 {
+		fmt.Fprintf(stdout, "fan_in_fan_out: %s merged as Conv1D layers stored [in, out], as config.json's model_type %q says\n",
+			plural(stats.conv1D, "module"), stats.modelType)
+	}
+	if stats.layoutOverridden > 0 {
+		fmt.Fprintf(stdout, "fan_in_fan_out: the adapter's flag disagrees with model_type %q for %s: followed the model, as PEFT does\n",
+			stats.modelType, plural(stats.layoutOverridden, "module"))
+	}
+	fmt.Fprintf(stdout, "wrote %s to %s: %s in %.2f s, %.2f GB/s\n", plural(files, "file"), o.out, formatBytes(total), secs, float64(total)/secs/1e9)
 	return nil
 }
 
-// beforeWriting runs once the output directory exists, before the first
-// output file is created: a hook for the tests.
+// plural returns n and noun, with the noun in the plural unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// beforeWriting runs once the temporary output directory exists, before the
+// first output file is created: a hook for the tests.
 var beforeWriting = func() {}
 
 type mergeStats struct {
-	merged, replaced, converted, copied, skipped int
+	merged, replaced, converted, copied, skipped, ignored int
+	modelType                                             string // config.json's, when it is a Conv1D family
+	conv1D                                                int    // modules merged as Conv1D layers by model_type
+	layoutOverridden                                      int    // of which the adapter's fan_in_fan_out disagreed
 }
 
 // planMerge decides what becomes of every tensor of the base model and
 // checks that the adapter fits it.
 func planMerge(m *model, ad *peft.Adapter, o mergeOptions, outDType peft.DType, stderr io.Writer) ([]*shardPlan, mergeStats, error) {
 	var st mergeStats
+	for _, name := range ad.Ignored {
+		fmt.Fprintf(stderr, "lora merge: warning: the adapter file has LoRA weights for %s, which its configuration does not select (target_modules, exclude_modules, layers_to_transform): not merged\n", name)
+	}
+	st.ignored = len(ad.Ignored)
+	family, err := conv1DFamily(m.dir)
+	if err != nil {
+		return nil, st, err
+	}
+	if family != "" {
+		st.modelType = family
+	}
 	modules := map[string]*peft.Module{} // by base tensor name
 	fulls := map[string]*peft.Tensor{}
 	claim := func(base, what string) error {
@@ -253,13 +321,26 @@ func planMerge(m *model, ad *peft.Adapter, o mergeOptions, outDType peft.DType, 
 		if err := claim(base, "module "+mod.Name); err != nil {
 			return nil, st, err
 		}
-		rows, cols := mod.WeightShape()
+		scaled := *mod
+		if family != "" && !mod.Embedding {
+			conv := isConv1DModule(mod.Name)
+			if conv != mod.FanInFanOut {
+				fmt.Fprintf(stderr, "lora merge: warning: module %s: the adapter says fan_in_fan_out %v, but in a %s model it is %s: merging it as PEFT does, with fan_in_fan_out %v\n",
+					mod.Name, mod.FanInFanOut, family, layerKind(conv), conv)
+				st.layoutOverridden++
+			}
+			scaled.FanInFanOut = conv
+			if conv {
+				st.conv1D++
+			}
+		}
+		rows, cols := scaled.WeightShape()
 		if !ref.info.DType.Float() {
 			return nil, st, fmt.Errorf("module %s: base tensor %q is %s, not a floating-point weight", mod.Name, base, ref.info.DType)
 		}
 		if !slices.Equal(ref.info.Shape, []int{rows, cols}) {
 			return nil, st, fmt.Errorf("module %s: base tensor %q has shape %v, but the adapter (A %d×%d, B %d×%d%s) needs [%d %d]",
-				mod.Name, base, ref.info.Shape, mod.Rank, mod.In, mod.Out, mod.Rank, layoutNote(mod), rows, cols)
+				mod.Name, base, ref.info.Shape, mod.Rank, mod.In, mod.Out, mod.Rank, layoutNote(&scaled), rows, cols)
 		}
 		if mod.Rank > min(mod.In, mod.Out) {
 			return nil, st, fmt.Errorf("module %s: rank %d is more than min(in, out) = %d", mod.Name, mod.Rank, min(mod.In, mod.Out))
@@ -267,13 +348,19 @@ func planMerge(m *model, ad *peft.Adapter, o mergeOptions, outDType peft.DType, 
 		if !finite(mod.A) || !finite(mod.B) {
 			return nil, st, fmt.Errorf("module %s: A or B holds NaN or Inf", mod.Name)
 		}
-		scaled := *mod
 		s := float64(mod.Scale) * o.scale
 		if math.IsInf(float64(float32(s)), 0) {
 			return nil, st, fmt.Errorf("module %s: scale %v × %v overflows float32", mod.Name, mod.Scale, o.scale)
 		}
 		scaled.Scale = float32(s)
+		if err := sysmem.Check(fmt.Sprintf("merging %q (%d×%d, rank %d)", base, rows, cols, mod.Rank), mergeMemory(rows, cols, mod.Rank)); err != nil {
+			return nil, st, err
+		}
 		modules[base] = &scaled
+	}
+	if len(ad.Modules) > 0 && len(modules) == 0 {
+		return nil, st, fmt.Errorf("none of the adapter's %s found its base weight in %s: is it the adapter's base model?",
+			plural(len(ad.Modules), "module"), o.base)
 	}
 	for _, t := range ad.Full {
 		ref, base, ok := m.find(t.Name)
@@ -358,6 +445,13 @@ func layoutNote(m *peft.Module) string {
 	return ""
 }
 
+func layerKind(conv1D bool) string {
+	if conv1D {
+		return "a Conv1D layer, stored [in, out]"
+	}
+	return "an nn.Linear layer, stored [out, in]"
+}
+
 func finite(v []float32) bool {
 	for _, x := range v {
 		if x-x != 0 {
@@ -369,8 +463,10 @@ func finite(v []float32) bool {
 
 // sideFiles lists the small files beside a base model directory that make it
 // loadable (config.json, generation_config.json, the tokenizer), to be copied
-// with the weights. A base given as a file has none.
-func sideFiles(m *model, base string) ([]string, error) {
+// with the weights: *.json but the index, *.txt, *.model, *.jinja and
+// *.tiktoken, not hidden, regular files or symbolic links to them. A base
+// given as a file has none.
+func sideFiles(m *model, base string, stderr io.Writer) ([]string, error) {
 	fi, err := os.Stat(base)
 	if err != nil || !fi.IsDir() {
 		return nil, err
@@ -382,46 +478,65 @@ func sideFiles(m *model, base string) ([]string, error) {
 	var out []string
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || name == m.indexFile || strings.HasPrefix(name, ".") {
+		if name == m.indexFile || strings.HasPrefix(name, ".") {
 			continue
 		}
 		switch filepath.Ext(name) {
 		case ".json", ".txt", ".model", ".jinja", ".tiktoken":
-			out = append(out, filepath.Join(m.dir, name))
+		default:
+			continue
+		}
+		path := filepath.Join(m.dir, name)
+		fi, err := os.Stat(path) // follows symbolic links
+		if err != nil {
+			fmt.Fprintf(stderr, "lora merge: warning: not copying %s: %v\n", path, err)
+			continue
+		}
+		if fi.Mode().IsRegular() {
+			out = append(out, path)
 		}
 	}
 	return out, nil
 }
 
-// checkOutput refuses an output that would overwrite an input.
-func checkOutput(o mergeOptions, m *model, plans []*shardPlan, sides []string) error {
-	inputs := m.inputFiles()
-	inputs = append(inputs, sides...)
-	inputs = append(inputs, filepath.Join(o.adapter, peft.ConfigFile), filepath.Join(o.adapter, peft.WeightsFile))
-	var outs []string
-	for _, p := range plans {
-		outs = append(outs, filepath.Join(o.out, p.sh.name))
-	}
-	if m.indexFile != "" {
-		outs = append(outs, filepath.Join(o.out, m.indexFile))
-	}
-	for _, s := range sides {
-		outs = append(outs, filepath.Join(o.out, filepath.Base(s)))
-	}
+// checkOutput refuses an output that would replace an input: -out the base
+// model's directory, or a directory holding an input (which -force would
+// remove).
+func checkOutput(o mergeOptions, m *model, sides []string) error {
 	if sameFile(o.out, m.dir) {
 		return fmt.Errorf("-out %s is the base model's directory: the input is never overwritten", o.out)
-	}
-	for _, out := range outs {
-		for _, in := range inputs {
-			if sameFile(out, in) {
-				return fmt.Errorf("output %s would overwrite the input %s", out, in)
-			}
-		}
 	}
 	if fi, err := os.Stat(o.out); err == nil && !fi.IsDir() {
 		return fmt.Errorf("-out %s exists and is not a directory", o.out)
 	}
+	out, err := filepath.Abs(o.out)
+	if err != nil {
+		return err
+	}
+	if r, err := filepath.EvalSymlinks(out); err == nil {
+		out = r
+	}
+	inputs := m.inputFiles()
+	inputs = append(inputs, sides...)
+	inputs = append(inputs, filepath.Join(o.adapter, peft.ConfigFile), filepath.Join(o.adapter, peft.WeightsFile))
+	for _, in := range inputs {
+		paths := []string{in}
+		if r, err := filepath.EvalSymlinks(in); err == nil {
+			paths = append(paths, r)
+		}
+		for _, p := range paths {
+			if a, err := filepath.Abs(p); err == nil && within(a, out) {
+				return fmt.Errorf("-out %s holds the input %s: the input is never overwritten", o.out, in)
+			}
+		}
+	}
 	return nil
+}
+
+// within reports whether the clean absolute path p is dir or inside it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }
 
 // rewriteIndex returns the index with metadata.total_size set to the bytes
@@ -457,35 +572,37 @@ func rewriteIndex(ix *index, plans []*shardPlan) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// writeTemp writes a temporary file beside dir/name with write and returns
-// its path; on error it removes it and returns "".
-func writeTemp(dir, name string, write func(*os.File) error) (string, error) {
-	return tmpfile.Write(dir, name, write)
-}
-
 // writer streams tensors from base shards into output files. A producer
 // goroutine reads, converts and merges tensors into buffers while the
 // calling goroutine writes the previous ones: two buffers (each as large as
-// the largest output tensor, or a copy step) circulate between them, so that
-// reading and arithmetic overlap writing with at most two tensors in flight.
+// a block of a merge, a copy step or a conversion step) circulate between
+// them, so that reading and arithmetic overlap writing with at most two
+// blocks in flight, and memory does not grow with the size of a tensor.
 type writer struct {
-	free chan *buffer // buffers not in flight
-	raw  []byte       // the producer's scratch: bytes read
-	vals []float32    // the producer's scratch: values
-	mats matCache     // the producer's weight matrices, for reuse
+	free   chan *buffer // buffers not in flight
+	raw    []byte       // the producer's scratch: bytes read
+	vals   []float32    // the producer's scratch: values
+	exempt []int        // the producer's scratch: non-finite elements of the base
+	saved  []float32    // the producer's scratch: their values
+	blocks blockCache   // the producer's matrices for merges, for reuse
 }
 
 // buffer is memory for one chunk of output, kept as []float32 so that its
 // bytes are aligned for float32 data.
 type buffer struct{ f []float32 }
 
+// floats returns the first n values of b, growing it as needed.
+func (b *buffer) floats(n int) []float32 {
+	if cap(b.f) < n {
+		b.f = make([]float32, n)
+	}
+	return b.f[:n]
+}
+
 // bytes returns the first n bytes of b, growing it as needed.
 func (b *buffer) bytes(n int) []byte {
 	words := (n + 3) / 4
-	if cap(b.f) < words {
-		b.f = make([]float32, words)
-	}
-	return peft.Float32Bytes(b.f[:words])[:n]
+	return peft.Float32Bytes(b.floats(words))[:n]
 }
 
 // chunk is bytes to write, and the buffer to give back once they are.
@@ -502,14 +619,41 @@ func newWriter() *writer {
 	return w
 }
 
-// Steps of a copy or conversion, so that a large tensor does not need a
-// buffer of its size, and of the data written before a flush to disk starts
-// (variables for the tests).
+func (w *writer) close() { w.blocks.free() }
+
+// Steps of a copy or conversion and blocks of a merge, so that a large
+// tensor does not need a buffer of its size, and the data written before a
+// flush to disk starts (variables for the tests).
 var (
-	copyStep    int64 = 8 << 20  // bytes
-	convertStep int64 = 1 << 20  // elements
-	flushEvery  int64 = 64 << 20 // bytes
+	copyStep        int64 = 8 << 20  // bytes
+	convertStep     int64 = 1 << 20  // elements
+	mergeBlockElems int64 = 2 << 20  // elements of a block of rows, at least the rank's rows
+	flushEvery      int64 = 64 << 20 // bytes
 )
+
+// peakMiB is the bound on merge's memory that its usage states, beyond
+// twice the adapter's size: TestMergePeakMemory measures it. It covers the
+// producer's scratch (a block's values, and its bytes in the input dtype,
+// up to 8 bytes an element), the two buffers in flight, the cached block
+// matrices, and the Go runtime's own.
+const peakMiB = 160
+
+// mergeMemory returns the bytes a merge of a rows×cols weight of rank r
+// needs beyond the adapter: a block's values as float32 and as bytes of
+// the input (up to F64), two output buffers, and the block matrices.
+func mergeMemory(rows, cols, r int) int64 {
+	h := blockRows(rows, cols, r)
+	blk := int64(h) * int64(cols)
+	return blk*(4+8+2*4+4) + int64(r)*(int64(cols)+int64(h))*4
+}
+
+// blockRows returns the rows of the blocks in which a rows×cols weight of
+// rank r merges: mergeBlockElems elements, at least r rows (lora.Layer
+// wants rank ≤ rows) and at most rows.
+func blockRows(rows, cols, r int) int {
+	h := int(mergeBlockElems / int64(max(cols, 1)))
+	return min(max(h, r, 1), rows)
+}
 
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
@@ -521,10 +665,9 @@ func grow[T any](s []T, n int) []T {
 // errStopped ends the producer after the writer failed.
 var errStopped = errors.New("stopped")
 
-// writeShard writes the output shard of p to a temporary file in dir and
-// returns its name.
-func (w *writer) writeShard(dir string, p *shardPlan, prog *progress) (string, error) {
-	return writeTemp(dir, p.sh.name, func(f *os.File) error {
+// writeShard writes the output shard of p into dir.
+func (w *writer) writeShard(dir string, p *shardPlan, prog *progress) error {
+	return writeFile(dir, p.sh.name, func(f *os.File) error {
 		chunks := make(chan chunk, 1)
 		stop := make(chan struct{})
 		var perr error
@@ -572,6 +715,28 @@ func (w *writer) writeShard(dir string, p *shardPlan, prog *progress) (string, e
 		}
 		return nil
 	})
+}
+
+// writeFile creates dir/name, fills it with write, syncs it to disk and
+// closes it; on error it removes it and returns an error naming it.
+func writeFile(dir, name string, write func(*os.File) error) error {
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	err = write(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return nil
 }
 
 // flusher has the data written so far go to disk while more is written,
@@ -686,7 +851,9 @@ func (w *writer) copyBytes(sec *io.SectionReader, send func(chunk) error, get fu
 	return nil
 }
 
-func (w *writer) convert(sec *io.SectionReader, j *job, send func(chunk) error, get func() (*buffer, error)) error {
+// convert converts a tensor to the output dtype in steps of convertStep
+// elements, reading it from r (a base tensor) or src (an adapter's).
+func (w *writer) convert(r io.ReaderAt, j *job, send func(chunk) error, get func() (*buffer, error)) error {
 	in, out := j.in.DType, j.out.DType
 	elems := j.in.Elements()
 	if elems == 0 {
@@ -697,7 +864,7 @@ func (w *writer) convert(sec *io.SectionReader, j *job, send func(chunk) error, 
 		k := int(min(elems-done, convertStep))
 		w.raw = grow(w.raw, k*in.Size())
 		w.vals = grow(w.vals, k)
-		if _, err := sec.ReadAt(w.raw, off); err != nil {
+		if _, err := r.ReadAt(w.raw, off); err != nil {
 			return err
 		}
 		if err := peft.DecodeFloats(w.vals, w.raw, in); err != nil {
@@ -709,6 +876,11 @@ func (w *writer) convert(sec *io.SectionReader, j *job, send func(chunk) error, 
 		}
 		enc := b.bytes(k * out.Size())
 		peft.EncodeFloats(enc, w.vals, out) // lengths agree
+		w.exempt = nonFiniteIndices(w.exempt[:0], w.raw, in)
+		if i := newNonFinite(enc, out, w.exempt); i >= 0 {
+			w.free <- b
+			return nonFiniteError(j, done+int64(i), w.vals[i], "the conversion")
+		}
 		off += int64(len(w.raw))
 		done += int64(k)
 		if err := send(chunk{buf: b, data: enc, last: done == elems}); err != nil {
@@ -723,145 +895,214 @@ func (w *writer) replace(j *job, send func(chunk) error, get func() (*buffer, er
 	if t.DType == j.out.DType {
 		return send(chunk{data: t.Data, last: true})
 	}
-	v, err := t.Float32s()
-	if err != nil {
-		return err
-	}
-	b, err := get()
-	if err != nil {
-		return err
-	}
-	enc := b.bytes(len(v) * j.out.DType.Size())
-	if err := peft.EncodeFloats(enc, v, j.out.DType); err != nil {
-		w.free <- b
-		return err
-	}
-	return send(chunk{buf: b, data: enc, last: true})
+	jt := *j
+	jt.in.DType = t.DType // the adapter's tensor, in its own dtype
+	return w.convert(bytes.NewReader(t.Data), &jt, send, get)
 }
 
-// merge reads W, adds the module's update with package lora, in float32,
-// and makes the result, rounded once to the output dtype, one chunk.
+// merge reads W in blocks of rows, adds the module's update to each with
+// package lora, in float32, rounds the result once to the output dtype and
+// makes it a chunk. The rows of ΔW are independent: rows i0:i1 of W get
+// s·B[i0:i1]·A, and rows j0:j1 of a weight stored [in, out] get
+// s·(Aᵀ)[j0:j1]·Bᵀ.
 func (w *writer) merge(sec *io.SectionReader, j *job, send func(chunk) error, get func() (*buffer, error)) error {
+	mod := j.module
 	rows, cols := j.in.Shape[0], j.in.Shape[1]
-	n := rows * cols
-	if j.in.DType == peft.F32 && j.out.DType == peft.F32 && peft.NativeF32() {
-		// Read into the output buffer, merge there, write it as it is.
+	r := mod.Rank
+	h := blockRows(rows, cols, r)
+	bm, err := w.blocks.get(h, cols, r)
+	if err != nil {
+		return err
+	}
+	// A' (r×cols): A, or Bᵀ for a weight stored [in, out].
+	if mod.Transposed() {
+		at := grow(bm.host, r*cols)
+		for o := range cols {
+			for k := range r {
+				at[k*cols+o] = mod.B[o*r+k]
+			}
+		}
+		bm.host = at
+		err = bm.a.Write(at)
+	} else {
+		err = bm.a.Write(mod.A)
+	}
+	if err != nil {
+		return err
+	}
+	inD, outD := j.in.DType, j.out.DType
+	native := peft.NativeF32()
+	bBlock := grow(bm.bHost, h*r)
+	bm.bHost = bBlock
+	for i0 := 0; i0 < rows; i0 += h {
+		n := min(h, rows-i0)
+		// W's rows i0:i0+n, zero rows after them up to h.
+		vals := grow(w.vals, h*cols)
+		w.vals = vals
+		var raw []byte
+		if inD == peft.F32 && native {
+			raw = peft.Float32Bytes(vals[:n*cols])
+		} else {
+			w.raw = grow(w.raw, n*cols*inD.Size())
+			raw = w.raw
+		}
+		if _, err := sec.ReadAt(raw, int64(i0)*int64(cols)*int64(inD.Size())); err != nil {
+			return err
+		}
+		w.exempt = nonFiniteIndices(w.exempt[:0], raw, inD)
+		if !(inD == peft.F32 && native) {
+			if err := peft.DecodeFloats(vals[:n*cols], raw, inD); err != nil {
+				return err
+			}
+		}
+		clear(vals[n*cols:])
+		// Elements the base already holds as NaN or ±Inf (such as a mask of
+		// -Inf) stay as they are, as W + ΔW keeps them in PyTorch: they are
+		// merged as 0 and put back.
+		w.saved = w.saved[:0]
+		for _, i := range w.exempt {
+			w.saved = append(w.saved, vals[i])
+			vals[i] = 0
+		}
+		// B's rows i0:i0+n, or Aᵀ's, and zero rows after them.
+		clear(bBlock[n*r:])
+		if mod.Transposed() {
+			for i := range n {
+				for k := range r {
+					bBlock[i*r+k] = mod.A[k*mod.In+i0+i]
+				}
+			}
+		} else {
+			copy(bBlock, mod.B[i0*r:(i0+n)*r])
+		}
+		if err := bm.b.Write(bBlock); err != nil {
+			return err
+		}
+		if err := bm.w.Write(vals); err != nil {
+			return err
+		}
+		layer, err := lora.NewLayerFrom(bm.w, bm.a, bm.b, mod.Scale)
+		if err != nil {
+			return err
+		}
+		if err := layer.Merge(); err != nil {
+			return err
+		}
 		b, err := get()
 		if err != nil {
 			return err
 		}
-		data := b.bytes(4 * n)
-		v := b.f[:n]
-		if _, err := sec.ReadAt(data, 0); err != nil {
+		var enc []byte
+		if outD == peft.F32 && native {
+			// Read the merged block straight into the output buffer.
+			v := b.floats(h * cols)
+			if err := bm.w.Read(v); err != nil {
+				w.free <- b
+				return err
+			}
+			vals = v
+			restore(vals, w.exempt, w.saved)
+			enc = peft.Float32Bytes(v[:n*cols])
+		} else {
+			if err := bm.w.Read(vals); err != nil {
+				w.free <- b
+				return err
+			}
+			restore(vals, w.exempt, w.saved)
+			enc = b.bytes(n * cols * outD.Size())
+			peft.EncodeFloats(enc, vals[:n*cols], outD) // lengths agree
+		}
+		if i := newNonFinite(enc, outD, w.exempt); i >= 0 {
 			w.free <- b
-			return err
+			return nonFiniteError(j, int64(i0)*int64(cols)+int64(i), vals[i], "the merge")
 		}
-		if err := w.mats.merge(v, rows, cols, j.module); err != nil {
-			w.free <- b
-			return err
-		}
-		return send(chunk{buf: b, data: data, last: true})
-	}
-	w.vals = grow(w.vals, n)
-	if j.in.DType == peft.F32 && peft.NativeF32() {
-		if _, err := sec.ReadAt(peft.Float32Bytes(w.vals), 0); err != nil {
-			return err
-		}
-	} else {
-		w.raw = grow(w.raw, n*j.in.DType.Size())
-		if _, err := sec.ReadAt(w.raw, 0); err != nil {
-			return err
-		}
-		if err := peft.DecodeFloats(w.vals, w.raw, j.in.DType); err != nil {
+		if err := send(chunk{buf: b, data: enc, last: i0+n == rows}); err != nil {
 			return err
 		}
 	}
-	if err := w.mats.merge(w.vals, rows, cols, j.module); err != nil {
-		return err
-	}
-	b, err := get()
-	if err != nil {
-		return err
-	}
-	enc := b.bytes(n * j.out.DType.Size())
-	peft.EncodeFloats(enc, w.vals, j.out.DType) // lengths agree
-	return send(chunk{buf: b, data: enc, last: true})
-}
-
-// matCache keeps the weight matrices of merges for reuse by later weights of
-// the same shape, most recently used first, up to maxCachedBytes in all:
-// allocating a matrix for every weight costs more than the arithmetic.
-type matCache struct {
-	entries []cached
-	bytes   int64
-}
-
-type cached struct {
-	rows, cols int
-	m          *lora.Matrix
-}
-
-const maxCachedBytes = 1 << 30
-
-// merge replaces the rows×cols weight v with v + s·ΔW through a lora.Layer,
-// which computes on the backend: the host here, the GPU in the cuda build.
-func (c *matCache) merge(v []float32, rows, cols int, mod *peft.Module) error {
-	var wm *lora.Matrix
-	for i, e := range c.entries {
-		if e.rows == rows && e.cols == cols {
-			wm = e.m
-			c.entries = slices.Delete(c.entries, i, i+1)
-			c.bytes -= 4 * int64(rows) * int64(cols)
-			break
-		}
-	}
-	var err error
-	if wm == nil {
-		wm, err = lora.NewMatrixFrom(rows, cols, v)
-	} else {
-		err = wm.Write(v)
-	}
-	if err != nil {
-		wm.Free()
-		return err
-	}
-	layer, err := mod.NewLayer(wm)
-	if err == nil {
-		err = layer.Merge()
-		layer.Free()
-	}
-	if err == nil {
-		err = wm.Read(v)
-	}
-	if err != nil {
-		wm.Free()
-		return err
-	}
-	c.put(rows, cols, wm)
 	return nil
 }
 
-func (c *matCache) put(rows, cols int, m *lora.Matrix) {
-	size := 4 * int64(rows) * int64(cols)
-	if size > maxCachedBytes {
-		m.Free()
-		return
-	}
-	c.entries = slices.Insert(c.entries, 0, cached{rows, cols, m})
-	c.bytes += size
-	for c.bytes > maxCachedBytes {
-		last := c.entries[len(c.entries)-1]
-		c.entries = c.entries[:len(c.entries)-1]
-		c.bytes -= 4 * int64(last.rows) * int64(last.cols)
-		last.m.Free()
+// restore sets v[at[k]] = saved[k] for every k.
+func restore(v []float32, at []int, saved []float32) {
+	for k, i := range at {
+		v[i] = saved[k]
 	}
 }
 
-func (c *matCache) free() {
-	for _, e := range c.entries {
-		e.m.Free()
+// nonFiniteError says that element at of the tensor of j would be NaN or
+// ±Inf in the output, v being its value as float32 before the rounding to
+// the output dtype.
+func nonFiniteError(j *job, at int64, v float32, what string) error {
+	where := fmt.Sprintf("element %d", at)
+	if len(j.in.Shape) == 2 {
+		cols := int64(j.in.Shape[1])
+		where = fmt.Sprintf("element [%d, %d]", at/cols, at%cols)
 	}
-	c.entries, c.bytes = nil, 0
+	why := "overflows"
+	if v != v {
+		why = "is NaN"
+	}
+	return fmt.Errorf("tensor %q would hold a non-finite value in %s at %s: %s (%v) %s %s, where the base tensor is finite",
+		j.in.Name, j.out.DType, where, what, v, why, j.out.DType)
+}
+
+// blockCache keeps the matrices of merges in blocks for reuse by later
+// weights of the same block shape, most recently used first, a few at a
+// time: allocating matrices for every weight costs more than the arithmetic
+// on the GPU.
+type blockCache struct{ entries []*blockMats }
+
+// blockMats are the matrices of a merge in blocks of h rows of cols, rank r.
+type blockMats struct {
+	h, cols, r int
+	w, a, b    *lora.Matrix // h×cols, r×cols, h×r
+	host       []float32    // scratch for A'
+	bHost      []float32    // scratch for a block of B'
+}
+
+const maxCachedBlocks = 4
+
+func (c *blockCache) get(h, cols, r int) (*blockMats, error) {
+	for i, e := range c.entries {
+		if e.h == h && e.cols == cols && e.r == r {
+			c.entries = slices.Delete(c.entries, i, i+1)
+			c.entries = slices.Insert(c.entries, 0, e)
+			return e, nil
+		}
+	}
+	e := &blockMats{h: h, cols: cols, r: r}
+	var err error
+	if e.w, err = lora.NewMatrix(h, cols); err == nil {
+		if e.a, err = lora.NewMatrix(r, cols); err == nil {
+			e.b, err = lora.NewMatrix(h, r)
+		}
+	}
+	if err != nil {
+		e.release()
+		return nil, err
+	}
+	c.entries = slices.Insert(c.entries, 0, e)
+	if len(c.entries) > maxCachedBlocks {
+		c.entries[len(c.entries)-1].release()
+		c.entries = c.entries[:len(c.entries)-1]
+	}
+	return e, nil
+}
+
+func (e *blockMats) release() {
+	for _, m := range []*lora.Matrix{e.w, e.a, e.b} {
+		if m != nil {
+			m.Free()
+		}
+	}
+}
+
+func (c *blockCache) free() {
+	for _, e := range c.entries {
+		e.release()
+	}
+	c.entries = nil
 }
 
 func formatBytes(n int64) string {

@@ -116,8 +116,15 @@ func (m *model) readIndex(name string) error {
 	if err := json.Unmarshal(data, &ix.top); err != nil || ix.top == nil {
 		return fmt.Errorf("%s: not a JSON object: %v", path, err)
 	}
-	if err := json.Unmarshal(ix.top["weight_map"], &ix.weightMap); err != nil || len(ix.weightMap) == 0 {
-		return fmt.Errorf("%s: weight_map is missing or not an object of file names: %v", path, err)
+	raw, ok := ix.top["weight_map"]
+	if !ok || string(raw) == "null" {
+		return fmt.Errorf("%s: weight_map is missing", path)
+	}
+	if err := json.Unmarshal(raw, &ix.weightMap); err != nil {
+		return fmt.Errorf("%s: weight_map is not an object of tensor names to file names: %v", path, err)
+	}
+	if len(ix.weightMap) == 0 {
+		return fmt.Errorf("%s: weight_map is empty: it names no tensor", path)
 	}
 	if raw, ok := ix.top["metadata"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &ix.metadata); err != nil {
@@ -125,9 +132,11 @@ func (m *model) readIndex(name string) error {
 		}
 	}
 	m.indexFile, m.index = name, ix
+	seen := make(map[string]bool)
 	var files []string
 	for _, f := range ix.weightMap {
-		if !slices.Contains(files, f) {
+		if !seen[f] {
+			seen[f] = true
 			files = append(files, f)
 		}
 	}

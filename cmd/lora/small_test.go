@@ -95,11 +95,13 @@ func smallSetup(t *testing.T, edit func([][]spec) [][]spec) (base, adapter strin
 // tensor is copied byte for byte and the index is rewritten; then again to
 // bfloat16 and with -scale 0.5.
 //
-// Copies and conversions go in steps of a few bytes, and flushes to disk
-// start every kilobyte, so that those paths run at these small shapes.
+// Copies and conversions go in steps of a few bytes, merges in blocks of
+// 90 elements (5 rows of 16, the last block of a 16-row weight padded from
+// 1 row to the rank's 4), and flushes to disk start every kilobyte, so that
+// those paths run at these small shapes.
 func TestMergeSharded(t *testing.T) {
-	defer func(c, v, f int64) { copyStep, convertStep, flushEvery = c, v, f }(copyStep, convertStep, flushEvery)
-	copyStep, convertStep, flushEvery = 100, 7, 1<<10
+	defer func(c, v, b, f int64) { copyStep, convertStep, mergeBlockElems, flushEvery = c, v, b, f }(copyStep, convertStep, mergeBlockElems, flushEvery)
+	copyStep, convertStep, mergeBlockElems, flushEvery = 100, 7, 90, 1<<10
 	base, adapterDir := smallSetup(t, nil)
 	ad, err := peft.Load(adapterDir)
 	if err != nil {
@@ -126,9 +128,9 @@ func TestMergeSharded(t *testing.T) {
 		dtype   peft.DType
 		summary string
 	}{
-		{"keep", nil, 1, "", "merged 5 modules, replaced 1 tensors, converted 0, copied 4"},
-		{"bf16", []string{"-dtype", "bf16"}, 1, peft.BF16, "merged 5 modules, replaced 1 tensors, converted 3, copied 1"},
-		{"f16 at half scale", []string{"-dtype", "f16", "-scale", "0.5"}, 0.5, peft.F16, "merged 5 modules, replaced 1 tensors, converted 3, copied 1"},
+		{"keep", nil, 1, "", "merged 5 modules, replaced 1 tensor, converted 0, copied 4"},
+		{"bf16", []string{"-dtype", "bf16"}, 1, peft.BF16, "merged 5 modules, replaced 1 tensor, converted 3, copied 1"},
+		{"f16 at half scale", []string{"-dtype", "f16", "-scale", "0.5"}, 0.5, peft.F16, "merged 5 modules, replaced 1 tensor, converted 3, copied 1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out")
@@ -155,7 +157,7 @@ func TestMergeSharded(t *testing.T) {
 					t.Errorf("%s: dtype %s, want %s", name, info.DType, want)
 				}
 				out := append([]byte(nil), b...)
-				switch m := ad.Module(strings.TrimSuffix(name, ".weight")); {
+				switch m, _ := ad.Module(strings.TrimSuffix(name, ".weight")); {
 				case m != nil:
 					w, _ := rin.values(t, name)
 					w = append([]float32(nil), w...)
@@ -205,7 +207,7 @@ func TestMergeHubNames(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
-	if !strings.Contains(stdout, "merged 5 modules, replaced 1 tensors") {
+	if !strings.Contains(stdout, "merged 5 modules, replaced 1 tensor,") || !strings.Contains(stdout, "wrote 1 file to") {
 		t.Errorf("summary:\n%s", stdout)
 	}
 	entries, _ := os.ReadDir(out)

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"encoding/binary"
+	"slices"
+
+	"github.com/golora/lora/peft"
+)
+
+// nonFiniteAt reports whether element i of data, in dtype d, is NaN or ±Inf:
+// all of its exponent bits are set. Integer dtypes are always finite.
+func nonFiniteAt(data []byte, i int, d peft.DType) bool {
+	switch d {
+	case peft.F64:
+		return binary.LittleEndian.Uint64(data[8*i:])&0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000
+	case peft.F32:
+		return binary.LittleEndian.Uint32(data[4*i:])&0x7f80_0000 == 0x7f80_0000
+	case peft.F16:
+		return binary.LittleEndian.Uint16(data[2*i:])&0x7c00 == 0x7c00
+	case peft.BF16:
+		return binary.LittleEndian.Uint16(data[2*i:])&0x7f80 == 0x7f80
+	}
+	return false
+}
+
+// nextNonFinite returns the index of the first element at or after from of
+// data, in dtype d, that is NaN or ±Inf, or -1.
+func nextNonFinite(data []byte, from int, d peft.DType) int {
+	switch d {
+	case peft.F64:
+		for i := 8 * from; i+8 <= len(data); i += 8 {
+			if binary.LittleEndian.Uint64(data[i:])&0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000 {
+				return i / 8
+			}
+		}
+	case peft.F32:
+		for i := 4 * from; i+4 <= len(data); i += 4 {
+			if binary.LittleEndian.Uint32(data[i:])&0x7f80_0000 == 0x7f80_0000 {
+				return i / 4
+			}
+		}
+	case peft.F16, peft.BF16:
+		mask := uint16(0x7c00)
+		if d == peft.BF16 {
+			mask = 0x7f80
+		}
+		for i := 2 * from; i+2 <= len(data); i += 2 {
+			if binary.LittleEndian.Uint16(data[i:])&mask == mask {
+				return i / 2
+			}
+		}
+	}
+	return -1
+}
+
+// nonFiniteIndices appends to dst the indices of the elements of data, in
+// dtype d, that are NaN or ±Inf, in increasing order.
+func nonFiniteIndices(dst []int, data []byte, d peft.DType) []int {
+	for i := nextNonFinite(data, 0, d); i >= 0; i = nextNonFinite(data, i+1, d) {
+		dst = append(dst, i)
+	}
+	return dst
+}
+
+// newNonFinite returns the index of the first element of data, in dtype d,
+// that is NaN or ±Inf and not in exempt (sorted indices of elements that
+// were already non-finite in the input), or -1.
+func newNonFinite(data []byte, d peft.DType, exempt []int) int {
+	for i := nextNonFinite(data, 0, d); i >= 0; i = nextNonFinite(data, i+1, d) {
+		if _, found := slices.BinarySearch(exempt, i); !found {
+			return i
+		}
+	}
+	return -1
+}

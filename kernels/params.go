@@ -1,0 +1,25 @@
+package kernels
+
+// Params is the number of parameters of every kernel of lora.fatbin, by
+// name, as their signatures in lora.cu declare them. A launch whose packed
+// arguments do not match is refused before it reaches the driver, which
+// would read past them; the emulated build checks this table against the
+// signatures the compiler sees.
+var Params = map[string]int{
+	"lora_shrink":        7,
+	"lora_forward_small": 9,
+	"lora_forward_tiled": 9,
+	"lora_merge":         7,
+	"lora_merge_check":   8,
+	"lora_finite":        3,
+	"lora_absmax":        3,
+	"lora_add_bias":      4,
+	"lora_axpy":          4,
+	"lora_grad_u":        7,
+	"lora_grad_ab":       7,
+	"lora_grad_x_small":  9,
+	"lora_grad_x_tiled":  9,
+	"lora_adamw":         13,
+	"lora_sgd":           9,
+	"lora_mse":           6,
+}
