@@ -78,7 +78,7 @@ func ParseDType(s string) (DType, error) {
 			return d, nil
 		}
 	}
-	return invalid, fmt.Errorf("peft: unknown dtype %q", s)
+	return invalid, fmt.Errorf("peft: unknown dtype %s", quote(s))
 }
 
 func equalFold(a, b string) bool {

@@ -14,11 +14,27 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/golora/lora"
+	"github.com/golora/lora/internal/sysmem"
 )
 
 // MaxHeaderLen is the largest safetensors header accepted, in bytes: the
 // limit of the reference implementation.
 const MaxHeaderLen = 100_000_000
+
+// MaxNameLen is the longest tensor name accepted, in bytes, by the reader
+// and the writer: far above any real name, low enough that a name cannot be
+// most of a header.
+const MaxNameLen = 64 << 10
+
+// The allocation bound of ReadSafetensors and OpenSafetensors: reading a
+// header of n bytes allocates at most AllocPerHeaderByte·n + AllocSlack
+// bytes, whatever the header holds.
+const (
+	AllocPerHeaderByte = 6
+	AllocSlack         = 256 << 10
+)
 
 // maxBytes bounds the byte count of one tensor and of a whole file: 2^62.
 const maxBytes = 1 << 62
@@ -113,15 +129,18 @@ func OpenSafetensors(path string) (*Safetensors, error) {
 //     no overlap, no gap, nothing past the end, nothing left over;
 //
 // and, beyond it, refuses shapes of more than 64 dimensions (PyTorch's
-// limit) and metadata of more than 1024 entries.
+// limit), metadata of more than 1024 entries and tensor names longer than
+// MaxNameLen bytes.
 //
-// Every violation is an error wrapping ErrFormat that says what was found;
-// ReadSafetensors never panics. It reads only the header, whose length is
-// checked against size before anything is allocated for it, and no count,
-// shape or offset taken from the file is used for an allocation: what it
-// allocates besides the header is proportional to the header (a TensorInfo
-// per tensor), at most about three times its size, and reading a tensor
-// later allocates its length, which has been checked to lie within the file.
+// Every violation is an error wrapping ErrFormat that says what was found,
+// quoting at most a few hundred bytes of it; ReadSafetensors never panics.
+// It reads only the header, whose length is checked against size before
+// anything is allocated for it, and no count, shape or offset taken from the
+// file is used for an allocation: for a header of n bytes it allocates at
+// most AllocPerHeaderByte·n + AllocSlack bytes in all (the header itself, a
+// TensorInfo and a shape per tensor, names that hold escapes), and reading
+// a tensor later allocates its length, which has been checked to lie within
+// the file.
 func ReadSafetensors(r io.ReaderAt, size int64) (*Safetensors, error) {
 	if size < 8 {
 		return nil, formatErr("file is %d bytes, too short for the 8-byte header length", size)
@@ -166,9 +185,10 @@ func formatErr(format string, args ...any) error {
 // types must be seen rather than silently merged or skipped; names can be
 // substrings of the header instead of one allocation each; and no token is
 // boxed. Parsing then allocates, beyond the header itself, one TensorInfo
-// and one shape per tensor and nothing per token: at most about three times
-// the header's size for a header made of nothing but tiny tensors, a few
-// hundredths of it for a real file. hdr must not be modified afterwards.
+// and one shape per tensor, each name with escapes once, and nothing per
+// token: within the bound documented at ReadSafetensors for a header made of
+// nothing but tiny tensors or long shapes, a few hundredths of the header
+// for a real file. hdr must not be modified afterwards.
 func parseHeader(hdr []byte) (*Safetensors, error) {
 	if !utf8.Valid(hdr) {
 		i := 0
@@ -197,7 +217,7 @@ func parseHeader(hdr []byte) (*Safetensors, error) {
 		if err != nil {
 			return nil, err
 		}
-		name, err := p.str(ctx{part: "header key"})
+		name, err := p.str(ctx{part: "header key"}, MaxNameLen)
 		if err != nil {
 			return nil, err
 		}
@@ -206,7 +226,7 @@ func parseHeader(hdr []byte) (*Safetensors, error) {
 		}
 		if name == "__metadata__" {
 			if seenMeta {
-				return nil, formatErr("duplicate key %q", name)
+				return nil, formatErr("duplicate key %s", quote(name))
 			}
 			seenMeta = true
 			if st.metadata, err = p.metadata(); err != nil {
@@ -232,7 +252,7 @@ func parseHeader(hdr []byte) (*Safetensors, error) {
 	slices.SortFunc(st.byName, func(a, b int32) int { return strings.Compare(st.tensors[a].Name, st.tensors[b].Name) })
 	for i := 1; i < len(st.byName); i++ {
 		if n := st.tensors[st.byName[i]].Name; n == st.tensors[st.byName[i-1]].Name {
-			return nil, formatErr("duplicate tensor name %q", n)
+			return nil, formatErr("duplicate tensor name %s", quote(n))
 		}
 	}
 	return st, nil
@@ -254,9 +274,9 @@ func (c ctx) String() string {
 	case c.tensor == "":
 		return c.part
 	case c.part == "":
-		return strconv.Quote(c.tensor)
+		return quote(c.tensor)
 	}
-	return strconv.Quote(c.tensor) + "." + c.part
+	return quote(c.tensor) + "." + c.part
 }
 
 func (p *scanner) ws() {
@@ -334,9 +354,10 @@ func (p *scanner) prev() byte {
 	return 0
 }
 
-// str reads a JSON string. Without escapes it is a substring of the header;
-// with them, a new string no longer than its JSON.
-func (p *scanner) str(w ctx) (string, error) {
+// str reads a JSON string of at most limit bytes once decoded (no limit
+// when limit < 0). Without escapes it is a substring of the header; with
+// them, a new string allocated once, no longer than its JSON.
+func (p *scanner) str(w ctx, limit int) (string, error) {
 	p.ws()
 	if p.i >= len(p.s) || p.s[p.i] != '"' {
 		if p.i >= len(p.s) {
@@ -352,22 +373,38 @@ func (p *scanner) str(w ctx) (string, error) {
 		}
 		j++
 	}
+	if limit >= 0 && j-start > limit {
+		return "", formatErr("%v: a string of more than %d bytes at byte %d", w, limit, start-1)
+	}
 	if j < len(p.s) && p.s[j] == '"' {
 		p.i = j + 1
 		return p.s[start:j], nil
 	}
-	// Escapes: decode.
-	var b []byte
+	// Escapes: find the end, then decode into one buffer of that size.
+	end := j
+	for end < len(p.s) && p.s[end] != '"' {
+		if p.s[end] == '\\' {
+			end++
+		}
+		end++
+	}
+	if end >= len(p.s) {
+		return "", formatErr("%v: unterminated string", w)
+	}
+	if limit >= 0 && end-start > 12*limit { // \uXXXX\uXXXX is 12 bytes for 4
+		return "", formatErr("%v: a string of more than %d bytes at byte %d", w, limit, start-1)
+	}
+	b := make([]byte, 0, end-start)
 	b = append(b, p.s[start:j]...)
 	for {
-		if j >= len(p.s) {
-			return "", formatErr("%v: unterminated string", w)
+		if limit >= 0 && len(b) > limit {
+			return "", formatErr("%v: a string of more than %d bytes at byte %d", w, limit, start-1)
 		}
 		c := p.s[j]
 		switch {
 		case c == '"':
 			p.i = j + 1
-			return string(b), nil
+			return unsafe.String(unsafe.SliceData(b), len(b)), nil
 		case c < 0x20:
 			return "", formatErr("%v: control character in a string at byte %d", w, j)
 		case c != '\\':
@@ -375,10 +412,7 @@ func (p *scanner) str(w ctx) (string, error) {
 			j++
 			continue
 		}
-		if j+1 >= len(p.s) {
-			return "", formatErr("%v: unterminated string", w)
-		}
-		e := p.s[j+1]
+		e := p.s[j+1] // j+1 < end: the pre-scan skipped it
 		j += 2
 		switch e {
 		case '"', '\\', '/':
@@ -409,6 +443,9 @@ func (p *scanner) str(w ctx) (string, error) {
 				}
 				r = utf16.DecodeRune(r, r2)
 				j += 6
+			}
+			if len(b)+utf8.RuneLen(r) > cap(b) { // cannot happen: an escape is longer than its rune
+				return "", formatErr("%v: bad escape at byte %d", w, j)
 			}
 			b = utf8.AppendRune(b, r)
 		default:
@@ -472,17 +509,17 @@ func (p *scanner) metadata() (map[string]string, error) {
 		if len(m) == maxMetadata {
 			return nil, formatErr("%v: more than %d entries", w, maxMetadata)
 		}
-		k, err := p.str(ctx{part: "__metadata__ key"})
+		k, err := p.str(ctx{part: "__metadata__ key"}, -1)
 		if err != nil {
 			return nil, err
 		}
 		if _, dup := m[k]; dup {
-			return nil, formatErr("%v: duplicate key %q", w, k)
+			return nil, formatErr("%v: duplicate key %s", w, quote(k))
 		}
 		if err := p.expect(':', w); err != nil {
 			return nil, err
 		}
-		if m[k], err = p.str(ctx{part: "__metadata__ value"}); err != nil {
+		if m[k], err = p.str(ctx{part: "__metadata__ value"}, -1); err != nil {
 			return nil, err
 		}
 	}
@@ -508,7 +545,7 @@ func (p *scanner) tensor(name string) (TensorInfo, error) {
 		if err != nil {
 			return t, err
 		}
-		field, err := p.str(ctx{tensor: name, part: "field name"})
+		field, err := p.str(ctx{tensor: name, part: "field name"}, MaxNameLen)
 		if err != nil {
 			return t, err
 		}
@@ -520,13 +557,13 @@ func (p *scanner) tensor(name string) (TensorInfo, error) {
 		switch field {
 		case "dtype":
 			dup, haveDType = haveDType, true
-			s, err := p.str(fw)
+			s, err := p.str(fw, MaxNameLen)
 			if err != nil {
 				return t, err
 			}
 			t.DType = DType(s)
 			if !t.DType.Valid() {
-				return t, formatErr("%v: unknown dtype %q", fw, s)
+				return t, formatErr("%v: unknown dtype %s", fw, quote(s))
 			}
 		case "shape":
 			dup, haveShape = haveShape, true
@@ -571,10 +608,10 @@ func (p *scanner) tensor(name string) (TensorInfo, error) {
 				return t, formatErr("%v: want exactly two offsets", fw)
 			}
 		default:
-			return t, formatErr("%v: unknown field %q", w, field)
+			return t, formatErr("%v: unknown field %s", w, quote(field))
 		}
 		if dup {
-			return t, formatErr("%v: duplicate field %q", w, field)
+			return t, formatErr("%v: duplicate field %s", w, quote(field))
 		}
 	}
 	if !haveDType || !haveShape || !haveOffsets {
@@ -611,13 +648,13 @@ func (s *Safetensors) layout() error {
 	for _, i := range order {
 		t := s.tensors[i]
 		if t.Offset > data || t.Length > data-t.Offset {
-			return formatErr("%q: data_offsets [%d, %d] run past the %d bytes of data", t.Name, t.Offset, t.Offset+t.Length, data)
+			return formatErr("%s: data_offsets [%d, %d] run past the %d bytes of data", quote(t.Name), t.Offset, t.Offset+t.Length, data)
 		}
 		if t.Offset < at {
-			return formatErr("%q: data_offsets [%d, %d] overlap another tensor's, which ends at %d", t.Name, t.Offset, t.Offset+t.Length, at)
+			return formatErr("%s: data_offsets [%d, %d] overlap another tensor's, which ends at %d", quote(t.Name), t.Offset, t.Offset+t.Length, at)
 		}
 		if t.Offset > at {
-			return formatErr("%q: data_offsets [%d, %d] leave bytes %d to %d unused", t.Name, t.Offset, t.Offset+t.Length, at, t.Offset)
+			return formatErr("%s: data_offsets [%d, %d] leave bytes %d to %d unused", quote(t.Name), t.Offset, t.Offset+t.Length, at, t.Offset)
 		}
 		at = t.Offset + t.Length
 	}
@@ -630,10 +667,13 @@ func (s *Safetensors) layout() error {
 	return nil
 }
 
+// errNilSafetensors is returned by the methods of a nil *Safetensors.
+var errNilSafetensors = fmt.Errorf("peft: safetensors: the Safetensors is nil: %w", lora.ErrNil)
+
 // Close closes the file opened by OpenSafetensors; it does nothing for one
-// made by ReadSafetensors.
+// made by ReadSafetensors, nor for a nil one.
 func (s *Safetensors) Close() error {
-	if s.closer == nil {
+	if s == nil || s.closer == nil {
 		return nil
 	}
 	c := s.closer
@@ -641,22 +681,46 @@ func (s *Safetensors) Close() error {
 	return c.Close()
 }
 
-// Size returns the size of the file in bytes.
-func (s *Safetensors) Size() int64 { return s.size }
+// Size returns the size of the file in bytes (0 for a nil Safetensors).
+func (s *Safetensors) Size() int64 {
+	if s == nil {
+		return 0
+	}
+	return s.size
+}
 
-// DataOffset returns where the tensor data begins: 8 plus the header length.
-func (s *Safetensors) DataOffset() int64 { return s.header }
+// DataOffset returns where the tensor data begins: 8 plus the header length
+// (0 for a nil Safetensors).
+func (s *Safetensors) DataOffset() int64 {
+	if s == nil {
+		return 0
+	}
+	return s.header
+}
 
-// Metadata returns the header's "__metadata__" map (nil when absent). The
-// map is the file's own: do not modify it.
-func (s *Safetensors) Metadata() map[string]string { return s.metadata }
+// Metadata returns the header's "__metadata__" map (nil when absent, and
+// for a nil Safetensors). The map is the file's own: do not modify it.
+func (s *Safetensors) Metadata() map[string]string {
+	if s == nil {
+		return nil
+	}
+	return s.metadata
+}
 
-// Tensors returns the tensors in header order. The slice is the file's own:
-// do not modify it.
-func (s *Safetensors) Tensors() []TensorInfo { return s.tensors }
+// Tensors returns the tensors in header order (none for a nil
+// Safetensors). The slice is the file's own: do not modify it.
+func (s *Safetensors) Tensors() []TensorInfo {
+	if s == nil {
+		return nil
+	}
+	return s.tensors
+}
 
-// Tensor returns the tensor called name.
+// Tensor returns the tensor called name (none for a nil Safetensors).
 func (s *Safetensors) Tensor(name string) (TensorInfo, bool) {
+	if s == nil {
+		return TensorInfo{}, false
+	}
 	i, ok := slices.BinarySearchFunc(s.byName, name, func(i int32, name string) int {
 		return strings.Compare(s.tensors[i].Name, name)
 	})
@@ -667,9 +731,12 @@ func (s *Safetensors) Tensor(name string) (TensorInfo, bool) {
 }
 
 func (s *Safetensors) lookup(name string) (TensorInfo, error) {
+	if s == nil {
+		return TensorInfo{}, errNilSafetensors
+	}
 	t, ok := s.Tensor(name)
 	if !ok {
-		return t, fmt.Errorf("peft: safetensors: no tensor %q", name)
+		return t, fmt.Errorf("peft: safetensors: no tensor %s: %w", quote(name), ErrNotFound)
 	}
 	return t, nil
 }
@@ -684,39 +751,50 @@ func (s *Safetensors) Section(name string) (*io.SectionReader, error) {
 }
 
 // Bytes returns a copy of the raw, little-endian bytes of the tensor called
-// name.
+// name. A tensor larger than the machine's memory is an error wrapping
+// lora.ErrMemory, returned before anything is allocated.
 func (s *Safetensors) Bytes(name string) ([]byte, error) {
 	t, err := s.lookup(name)
 	if err != nil {
 		return nil, err
 	}
+	return s.bytes(t, t.Length)
+}
+
+// bytes reads t, checking first that need bytes fit in memory.
+func (s *Safetensors) bytes(t TensorInfo, need int64) ([]byte, error) {
 	if t.Length > math.MaxInt {
-		return nil, fmt.Errorf("peft: safetensors: %q: %d bytes do not fit in memory", name, t.Length)
+		return nil, fmt.Errorf("peft: safetensors: %s: %d bytes do not fit in memory: %w", quote(t.Name), t.Length, lora.ErrMemory)
+	}
+	if err := sysmem.Check("peft: safetensors: reading "+quote(t.Name), need); err != nil {
+		return nil, fmt.Errorf("%w: %w", err, lora.ErrMemory)
 	}
 	b := make([]byte, t.Length)
 	if _, err := s.r.ReadAt(b, t.Offset); err != nil {
-		return nil, fmt.Errorf("peft: safetensors: reading %q: %w", name, err)
+		return nil, fmt.Errorf("peft: safetensors: reading %s: %w", quote(t.Name), err)
 	}
 	return b, nil
 }
 
 // Float32s returns the tensor called name converted to float32. Its dtype
-// must be F64, F32, F16 or BF16.
+// must be F64, F32, F16 or BF16. A tensor larger than the machine's memory
+// is an error wrapping lora.ErrMemory, returned before anything is
+// allocated.
 func (s *Safetensors) Float32s(name string) ([]float32, error) {
 	t, err := s.lookup(name)
 	if err != nil {
 		return nil, err
 	}
 	if !t.DType.Float() {
-		return nil, fmt.Errorf("peft: safetensors: %q is %s, not a floating-point tensor", name, t.DType)
+		return nil, fmt.Errorf("peft: safetensors: %s is %s, not a floating-point tensor: %w", quote(name), t.DType, ErrUnsupported)
 	}
-	b, err := s.Bytes(name)
+	b, err := s.bytes(t, addBytes(t.Length, 4*t.Elements()))
 	if err != nil {
 		return nil, err
 	}
 	v := make([]float32, t.Elements())
 	if err := DecodeFloats(v, b, t.DType); err != nil {
-		return nil, fmt.Errorf("peft: safetensors: %q: %w", name, err)
+		return nil, fmt.Errorf("peft: safetensors: %s: %w", quote(name), err)
 	}
 	return v, nil
 }
