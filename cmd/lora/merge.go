@@ -161,7 +161,7 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 	if o.dtype != "keep" {
 		d, err := peft.ParseDType(o.dtype)
 		if err != nil || !d.Float() || d == peft.F64 {
-			return usagef(mergeSynopsis, "merge: -dtype %q: want keep, f32, f16 or bf16", o.dtype)
+			return usagef(mergeSynopsis, "-dtype %q: want keep, f32, f16 or bf16", o.dtype)
 		}
 		outDType = d
 	}
@@ -1032,19 +1032,36 @@ func restore(v []float32, at []int, saved []float32) {
 
 // nonFiniteError says that element at of the tensor of j would be NaN or
 // ±Inf in the output, v being its value as float32 before the rounding to
-// the output dtype.
+// the output dtype, computed by what ("the merge" or "the conversion").
+// produce prefixes the tensor's name.
 func nonFiniteError(j *job, at int64, v float32, what string) error {
 	where := fmt.Sprintf("element %d", at)
 	if len(j.in.Shape) == 2 {
 		cols := int64(j.in.Shape[1])
 		where = fmt.Sprintf("element [%d, %d]", at/cols, at%cols)
 	}
-	why := "overflows"
-	if v != v {
-		why = "is NaN"
+	got, why := "+Inf", fmt.Sprintf("gives %v, beyond the range of %s (±%s)", v, j.out.DType, maxFinite(j.out.DType))
+	switch {
+	case v != v:
+		got, why = "NaN", "gives NaN"
+	case v < 0:
+		got = "-Inf"
 	}
-	return fmt.Errorf("tensor %q would hold a non-finite value in %s at %s: %s (%v) %s %s, where the base tensor is finite",
-		j.in.Name, j.out.DType, where, what, v, why, j.out.DType)
+	return fmt.Errorf("the %s output would hold %s at %s, where the base tensor is finite: %s there %s",
+		j.out.DType, got, where, what, why)
+}
+
+// maxFinite returns the largest finite value of the float dtype d.
+func maxFinite(d peft.DType) string {
+	switch d {
+	case peft.F16:
+		return "65504"
+	case peft.BF16:
+		return "3.3895e+38"
+	case peft.F64:
+		return "1.7977e+308"
+	}
+	return "3.4028e+38"
 }
 
 // blockCache keeps the matrices of merges in blocks for reuse by later

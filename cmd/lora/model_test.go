@@ -212,12 +212,12 @@ func checkMerged(t testing.TB, name string, got, w []float32, m *peft.Module, s 
 	rows, cols := m.WeightShape()
 	r := m.Rank
 	const u = 0x1p-24
-	var outU float64
+	var outU, outAbs float64 // relative and absolute rounding errors of the output dtype
 	switch out {
 	case peft.BF16:
 		outU = 0x1p-8
 	case peft.F16:
-		outU = 0x1p-11
+		outU, outAbs = 0x1p-11, 0x1p-25 // half the spacing of subnormals
 	}
 	// bt holds B·s as float64, transposed to r×out for a contiguous inner loop.
 	bt := make([]float64, r*m.Out)
@@ -259,7 +259,7 @@ func checkMerged(t testing.TB, name string, got, w []float32, m *peft.Module, s 
 				continue
 			}
 			want := float64(w[at]) + delta[o]
-			tol := float64(r+2)*u*(abs(float64(w[at]))+mag[o]) + outU*abs(want)
+			tol := float64(r+2)*u*(abs(float64(w[at]))+mag[o]) + outU*abs(want) + outAbs
 			if d := abs(float64(got[at]) - want); !(d <= tol) {
 				if bad++; bad <= 3 {
 					t.Errorf("%s [%d of %d×%d]: %v, want %v ± %.3g", name, at, rows, cols, got[at], want, tol)

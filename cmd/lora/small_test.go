@@ -298,6 +298,57 @@ func TestMergeRefusals(t *testing.T) {
 			os.WriteFile(filepath.Join(s.out, "keep.txt"), []byte("mine"), 0o644)
 			editConfig(t, s.adapter, "use_dora", true)
 		}, want: "use_dora"},
+		{name: "merge overflows f16", args: []string{"-scale", "1e7", "-dtype", "f16"},
+			want: `model.layers.0.mlp.down_proj.weight: the F16 output would hold -Inf at element [0, 0], where the base tensor is finite: the merge there gives -3`},
+		{name: "merge overflows f32", after: func(t *testing.T, s *setup) {
+			a := smallAdapter()
+			for _, v := range [][]float32{a.Modules[1].A, a.Modules[1].B} {
+				for i := range v {
+					v[i] = 1e20 // finite, but B·A is 4e40
+				}
+			}
+			if err := peft.Save(s.adapter, a); err != nil {
+				t.Fatal(err)
+			}
+		}, want: `model.layers.0.self_attn.q_proj.weight: lora: Merge`},
+		{name: "conversion overflows f16", after: func(t *testing.T, s *setup) {
+			patchValue(t, s.base, "model.norm.weight", 5, 1e5)
+		}, args: []string{"-dtype", "f16"}, want: `model.norm.weight: the F16 output would hold +Inf at element 5, where the base tensor is finite: the conversion there gives 100000, beyond the range of F16 (±65504)`},
+		{name: "conversion overflows bf16", after: func(t *testing.T, s *setup) {
+			patchValue(t, s.base, "model.embed_tokens.weight", 17, math.MaxFloat32)
+		}, args: []string{"-dtype", "bf16"}, want: `model.embed_tokens.weight: the BF16 output would hold +Inf at element [1, 1]`},
+		{name: "replaced tensor overflows f16", after: func(t *testing.T, s *setup) {
+			a := smallAdapter()
+			peft.EncodeFloats(a.Full[0].Data[4:8], []float32{-7e4}, peft.F32)
+			if err := peft.Save(s.adapter, a); err != nil {
+				t.Fatal(err)
+			}
+		}, args: []string{"-dtype", "f16"}, want: `lm_head.weight: the F16 output would hold -Inf at element [0, 1]`},
+		{name: "-allow-missing, no module found", edit: func(s [][]spec) [][]spec {
+			for _, sh := range s {
+				for j := range sh {
+					sh[j].name = "other." + sh[j].name
+				}
+			}
+			return s
+		}, args: []string{"-allow-missing"}, want: "none of the adapter's 5 modules found its base weight"},
+		{name: "empty weight_map", after: func(t *testing.T, s *setup) {
+			os.WriteFile(filepath.Join(s.base, indexName), []byte(`{"metadata": {}, "weight_map": {}}`), 0o644)
+		}, want: "weight_map is empty"},
+		{name: "null weight_map", after: func(t *testing.T, s *setup) {
+			os.WriteFile(filepath.Join(s.base, indexName), []byte(`{"weight_map": null}`), 0o644)
+		}, want: "weight_map is missing"},
+		{name: "-out not empty", after: func(t *testing.T, s *setup) {
+			os.MkdirAll(s.out, 0o755)
+			os.WriteFile(filepath.Join(s.out, "keep.txt"), []byte("mine"), 0o644)
+		}, want: "not empty: give a new or empty one, or -force"},
+		{name: "-out a file", after: func(t *testing.T, s *setup) {
+			os.MkdirAll(filepath.Dir(s.out), 0o755)
+			os.WriteFile(s.out, []byte("mine"), 0o644)
+		}, want: "not a directory"},
+		{name: "-force on the base's parent", after: func(t *testing.T, s *setup) {
+			s.out = filepath.Dir(s.base)
+		}, args: []string{"-force"}, want: "holds the input"},
 		{name: "bad -dtype", args: []string{"-dtype", "f64"}, want: "-dtype"},
 		{name: "bad -scale", args: []string{"-scale", "NaN"}, want: "-scale"},
 		{name: "no -base", after: func(t *testing.T, s *setup) { s.base = "" }, want: "required"},
@@ -310,8 +361,10 @@ func TestMergeRefusals(t *testing.T) {
 				c.after(t, s)
 			}
 			var before map[string]string
-			if _, err := os.Stat(s.out); err == nil {
+			if fi, err := os.Stat(s.out); err == nil && fi.IsDir() {
 				before = snapshot(t, s.out)
+			} else if err == nil {
+				before = map[string]string{} // a file
 			}
 			var inputs []map[string]string
 			for _, d := range []string{s.base, s.adapter} {
@@ -334,8 +387,19 @@ func TestMergeRefusals(t *testing.T) {
 				if _, err := os.Stat(filepath.Dir(s.out)); !os.IsNotExist(err) && s.out != s.base {
 					t.Errorf("left %s behind", filepath.Dir(s.out))
 				}
-			} else if after := snapshot(t, s.out); !mapsEqual(before, after) {
-				t.Errorf("changed %s: %v, was %v", s.out, after, before)
+			} else if fi, err := os.Stat(s.out); err != nil {
+				t.Errorf("removed %s: %v", s.out, err)
+			} else if fi.IsDir() {
+				if after := snapshot(t, s.out); !mapsEqual(before, after) {
+					t.Errorf("changed %s: %v, was %v", s.out, after, before)
+				}
+			}
+			if entries, err := os.ReadDir(filepath.Dir(s.out)); err == nil {
+				for _, e := range entries {
+					if strings.Contains(e.Name(), ".lora-merge-") {
+						t.Errorf("left %s behind", e.Name())
+					}
+				}
 			}
 			i := 0
 			for _, d := range []string{s.base, s.adapter} {
@@ -347,6 +411,31 @@ func TestMergeRefusals(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// patchValue sets element i of the float tensor called name in the model
+// in dir to v, in the tensor's dtype, in place.
+func patchValue(t *testing.T, dir, name string, i int, v float32) {
+	t.Helper()
+	m := openT(t, dir)
+	ref, ok := m.where[name]
+	path := filepath.Join(m.dir, m.shards[ref.shard].name)
+	m.close()
+	if !ok {
+		t.Fatalf("no tensor %q in %s", name, dir)
+	}
+	b := make([]byte, ref.info.DType.Size())
+	if err := peft.EncodeFloats(b, []float32{v}, ref.info.DType); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, ref.info.Offset+int64(i*len(b))); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/golora/lora/peft"
+)
+
+// TestMergeKeepsBaseNonFinite merges into a base whose weights already hold
+// -Inf and NaN (a mask, say), in a merged target of each dtype and in a
+// tensor that is only converted: those elements stay as they are, and every
+// other element is merged or converted as usual. Merges go in blocks of 90
+// elements, so that the non-finite elements fall in several blocks.
+func TestMergeKeepsBaseNonFinite(t *testing.T) {
+	defer func(b int64) { mergeBlockElems = b }(mergeBlockElems)
+	mergeBlockElems = 90
+	base, adapterDir := smallSetup(t, nil)
+	negInf, nan := float32(math.Inf(-1)), float32(math.NaN())
+	marks := []struct {
+		name string
+		at   int
+		v    float32
+	}{
+		{"model.layers.0.self_attn.q_proj.weight", 3, negInf},   // F32, first block
+		{"model.layers.0.self_attn.q_proj.weight", 200, nan},    // F32, a later block
+		{"model.layers.0.mlp.down_proj.weight", 100, negInf},    // F16
+		{"model.layers.0.self_attn.v_proj.weight", 127, negInf}, // BF16, last element
+		{"model.embed_tokens.weight", 9, negInf},                // converted only
+	}
+	for _, m := range marks {
+		patchValue(t, base, m.name, m.at, m.v)
+	}
+	ad, err := peft.Load(adapterDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dtype := range []string{"keep", "f16"} {
+		t.Run(dtype, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			if _, stderr, err := runCmd(t, "merge", "-base", base, "-adapter", adapterDir, "-out", out, "-dtype", dtype); err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			in, got := openT(t, base), openT(t, out)
+			defer in.close()
+			defer got.close()
+			rin, rout := &reader{m: in}, &reader{m: got}
+			for _, m := range marks {
+				v, _ := rout.values(t, m.name)
+				if g := v[m.at]; !(g == m.v || g != g && m.v != m.v) {
+					t.Errorf("%s[%d] = %v, want the base's %v", m.name, m.at, g, m.v)
+				}
+			}
+			for _, name := range []string{"model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.down_proj.weight", "model.layers.0.self_attn.v_proj.weight"} {
+				mod, err := ad.Module(strings.TrimSuffix(name, ".weight"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				w, _ := rin.values(t, name)
+				w = append([]float32(nil), w...)
+				v, info := rout.values(t, name)
+				checkMerged(t, name, v, w, mod, float64(mod.Scale), info.DType)
+			}
+		})
+	}
+}
