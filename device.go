@@ -39,12 +39,14 @@ import (
 
 const backendName = cuda.Name
 
-// devErr wraps an error of package cuda as a device error.
+// devErr wraps an error of package cuda as a device error; errors.Is finds
+// both ErrDevice and what the cuda error wraps (the first fault of a faulted
+// device, cuda.ErrOutOfMemory).
 func devErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %v", ErrDevice, err)
+	return fmt.Errorf("%w: %w", ErrDevice, err)
 }
 
 func backendSync() error {
