@@ -35,7 +35,7 @@ func TestForwardSplit(t *testing.T) {
 	manyProcs(t)
 	rng := rand.New(rand.NewPCG(71, 72))
 	for _, c := range []struct{ n, in, out, r int }{
-		{1, 700, 263, 100}, {3, 251, 263, 90}, {4, 251, 263, 90}, {300, 130, 600, 128},
+		{1, 700, 263, 100}, {3, 251, 263, 90}, {4, 251, 263, 90}, {60, 130, 600, 128},
 	} {
 		p := newProblem(rng, c.n, c.in, c.out, c.r)
 		t.Run(p.String(), func(t *testing.T) {
@@ -71,12 +71,12 @@ func TestBackwardSplit(t *testing.T) {
 }
 
 // TestMergeSplit merges into a W whose rank-r update is split in column
-// blocks (r = 128: 512 columns of A fit the cache) and groups of rows,
+// blocks (r = 64: 1024 columns of A fit the cache) and groups of rows,
 // and takes it out again.
 func TestMergeSplit(t *testing.T) {
 	manyProcs(t)
 	rng := rand.New(rand.NewPCG(75, 76))
-	p := newProblem(rng, 1, 1100, 301, 128)
+	p := newProblem(rng, 1, 1100, 70, 64)
 	l, w := p.layer(t)
 	if err := l.Merge(); err != nil {
 		t.Fatal(err)
