@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -96,7 +97,8 @@ func inspectAdapter(w io.Writer, dir string) error {
 
 	if len(a.Modules) > 0 {
 		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		var table bytes.Buffer
+		tw = tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "module\tbase weight\tstored as\trank\talpha\tscale\tdtype\tparameters\t")
 		square := 0
 		for _, m := range a.Modules {
@@ -114,6 +116,11 @@ func inspectAdapter(w io.Writer, dir string) error {
 				m.Rank, num(m.Alpha), num(float64(m.Scale)), m.DType, m.Params(), note)
 		}
 		tw.Flush()
+		for _, line := range strings.SplitAfter(table.String(), "\n") {
+			if line != "" {
+				fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+			}
+		}
 		if square > 0 {
 			fmt.Fprintf(w, "\nsquare: %s in = out, so the shapes cannot tell whether the base weight is stored out×in or in×out,\n"+
 				"and a wrong fan_in_fan_out (true for GPT-2's Conv1D layers) would go unnoticed; merge follows the base model's config.json for GPT-2 and its kin\n",

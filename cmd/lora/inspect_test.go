@@ -4,10 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
+	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golora/lora/peft"
 )
 
 func TestInspectAdapter(t *testing.T) {
@@ -81,6 +87,108 @@ func TestRunUsage(t *testing.T) {
 	}
 	if _, _, err := runCmd(t, "merge", "-base", "a", "-adapter", "b", "-out", "c", "extra"); !errors.Is(err, errUsage) {
 		t.Errorf("merge with an extra argument: %v", err)
+	}
+}
+
+// TestUsage checks what the command prints for help and for errors of the
+// command line: each command's full usage, and an error line that is only
+// the error, followed by the usage.
+func TestUsage(t *testing.T) {
+	mergeWants := []string{"usage: lora merge -base", "-force", "Side files", "*.json", "*.txt", "*.model", "*.jinja", "*.tiktoken",
+		"Symbolic links", "lora-merge-tmp-", "MiB plus twice the adapter", "gpt2, openai-gpt", "65504", "-allow-missing"}
+	inspectWants := []string{"usage: lora inspect DIR_OR_FILE", "PEFT adapter directory", "square", "h.2 before h.10"}
+	for _, c := range []struct {
+		args           []string
+		stdout, stderr []string
+		status         int
+	}{
+		{args: []string{"help", "merge"}, stdout: mergeWants},
+		{args: []string{"merge", "-h"}, stderr: mergeWants},
+		{args: []string{"help", "inspect"}, stdout: inspectWants},
+		{args: []string{"inspect", "-h"}, stdout: inspectWants},
+		{args: []string{"help"}, stdout: []string{"lora help [merge|inspect]"}},
+		{args: []string{}, stderr: []string{"lora: no command given\nusage:\n  lora merge"}, status: 2},
+		{args: []string{"frobnicate"}, stderr: []string{"lora: unknown command \"frobnicate\"\nusage:"}, status: 2},
+		{args: []string{"help", "frobnicate"}, stderr: []string{"lora: help: unknown command \"frobnicate\"\nusage:"}, status: 2},
+		{args: []string{"merge", "-adapter", "x"}, stderr: []string{"lora: merge: -base, -adapter and -out are required\nusage: lora merge -base"}, status: 2},
+		{args: []string{"merge", "-bogus"}, stderr: []string{"lora: merge: flag provided but not defined: -bogus\nusage: lora merge"}, status: 2},
+		{args: []string{"merge", "-base", "a", "-adapter", "b", "-out", "c", "-dtype", "f64"}, stderr: []string{"lora: merge: -dtype \"f64\": want keep, f32, f16 or bf16\nusage: lora merge"}, status: 2},
+		{args: []string{"inspect"}, stderr: []string{"lora: inspect: want one adapter directory or safetensors model, got 0 arguments\nusage: lora inspect DIR_OR_FILE\n"}, status: 2},
+		{args: []string{"inspect", "/nonexistent/x"}, stderr: []string{"lora: inspect: "}, status: 1},
+	} {
+		var stdout, stderr bytes.Buffer
+		status := report(run(c.args, &stdout, &stderr), &stderr)
+		if status != c.status {
+			t.Errorf("%q: exit status %d, want %d", c.args, status, c.status)
+		}
+		for _, w := range c.stdout {
+			if !strings.Contains(stdout.String(), w) {
+				t.Errorf("%q: stdout does not say %q:\n%s", c.args, w, stdout.String())
+			}
+		}
+		for _, w := range c.stderr {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("%q: stderr does not say %q:\n%s", c.args, w, stderr.String())
+			}
+		}
+		if strings.Contains(stderr.String(), ": usage") {
+			t.Errorf("%q: an error ends in \": usage\":\n%s", c.args, stderr.String())
+		}
+	}
+}
+
+// TestInspectErrors checks that inspect says what is missing.
+func TestInspectErrors(t *testing.T) {
+	_, adapter := smallSetup(t, nil)
+	if err := os.Remove(filepath.Join(adapter, peft.ConfigFile)); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	for _, c := range []struct{ path, want string }{
+		{adapter, "has adapter_model.safetensors but no adapter_config.json"},
+		{empty, "holds no PEFT adapter (adapter_config.json) and no safetensors model (model.safetensors or model.safetensors.index.json)"},
+	} {
+		_, _, err := runCmd(t, "inspect", c.path)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("inspect %s: %v, want %q", c.path, err, c.want)
+		}
+	}
+}
+
+// TestInspectOrder checks that a model's tensors are listed by name with
+// numbers by value, and that an adapter's square modules are marked.
+func TestInspectOrder(t *testing.T) {
+	dir := t.TempDir()
+	var specs []spec
+	for _, i := range []int{10, 2, 1, 100, 11} {
+		specs = append(specs, spec{fmt.Sprintf("h.%d.w", i), peft.F32, []int{2}})
+	}
+	specs = append(specs, spec{"h.01.w", peft.F32, []int{2}}, spec{"a", peft.F32, []int{2}})
+	writeModel(t, dir, [][]spec{specs}, 1)
+	stdout, _, err := runCmd(t, "inspect", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(stdout, "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 0 && (strings.HasPrefix(f[0], "h.") || f[0] == "a") {
+			names = append(names, f[0])
+		}
+	}
+	want := []string{"a", "h.1.w", "h.01.w", "h.2.w", "h.10.w", "h.11.w", "h.100.w"}
+	if !slices.Equal(names, want) {
+		t.Errorf("order %v, want %v", names, want)
+	}
+
+	_, adapter := conv1DSetup(t, "gpt2", true)
+	stdout, _, err = runCmd(t, "inspect", adapter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(stdout, "square: layout unchecked"); n != 1 ||
+		!regexp.MustCompile(`transformer\.h\.0\.attn\.c_proj .* 16×16 in×out .*square: layout unchecked`).MatchString(stdout) ||
+		!strings.Contains(stdout, "square: 1 module has in = out") {
+		t.Errorf("square modules not marked (%d):\n%s", n, stdout)
 	}
 }
 

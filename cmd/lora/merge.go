@@ -44,7 +44,8 @@ writes a model of the same layout, file names and shard split to -out:
     rounded once to the output dtype. ΔW is added transposed to a weight
     stored [in, out]: when the adapter says fan_in_fan_out and, as PEFT does,
     always for the Conv1D layers (c_attn, c_proj, c_fc, q_attn) of a model
-    whose config.json says model_type ` + conv1DFamilyList() + `.
+    whose config.json (beside the model's files) says model_type
+    ` + conv1DFamilyList() + `; the summary says so.
   - only the modules the adapter's configuration selects (target_modules,
     exclude_modules, layers_to_transform) are merged; other LoRA pairs in the
     adapter file are listed as a warning and left out, as PEFT leaves them.
@@ -66,7 +67,7 @@ is complete (with -force, the old directory is removed only after that). An
 interrupted merge leaves only that temporary directory, which the next merge
 into the same -out removes.
 
-Refusals, before anything is written: a module whose base weight is missing
+Refusals, with nothing written to -out: a module whose base weight is missing
 (unless -allow-missing, which skips it, and always when no module finds its
 base weight) or has another shape; an output tensor that would hold NaN or
 ±Inf where the base tensor held a finite value, from an update or a -scale
