@@ -1,6 +1,7 @@
 package lora_test
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"math"
@@ -102,4 +103,50 @@ func ExampleNewLayer() {
 	// y: [10 26 42]
 	// rank: 2 scale: 8
 
+}
+
+// nn.Linear with a bias: y = x·Wᵀ + b, the bias added to every row of the
+// batch by AddBias; ReadAll returns the result in a new slice.
+func ExampleAddBias() {
+	w, _ := lora.NewMatrixFrom(2, 3, []float32{1, 0, 0, 0, 1, 1})
+	bias, _ := lora.NewMatrixFrom(1, 2, []float32{10, 20})
+	x, _ := lora.NewMatrixFrom(2, 3, []float32{1, 2, 3, 4, 5, 6})
+	y, _ := lora.NewMatrix(2, 2)
+	for _, m := range []*lora.Matrix{w, bias, x, y} {
+		defer m.Free()
+	}
+	if err := lora.Linear(y, x, w); err != nil {
+		log.Fatal(err)
+	}
+	if err := lora.AddBias(y, bias); err != nil {
+		log.Fatal(err)
+	}
+	out, err := y.ReadAll()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(out)
+	// Output:
+	// [11 25 14 31]
+}
+
+// Merge refuses an update that would overflow float32 anywhere in W, and
+// leaves W as it was.
+func ExampleLayer_Merge_overflow() {
+	w, _ := lora.NewMatrixFrom(1, 2, []float32{1, 2})
+	defer w.Free()
+	a, _ := lora.NewMatrixFrom(1, 2, []float32{1e20, 1e20})
+	b, _ := lora.NewMatrixFrom(1, 1, []float32{1e20})
+	layer, err := lora.NewLayerFrom(w, a, b, 1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer layer.Free()
+	err = layer.Merge()
+	fmt.Println(errors.Is(err, lora.ErrNonFinite), layer.Merged())
+	kept, _ := w.ReadAll()
+	fmt.Println(kept)
+	// Output:
+	// true false
+	// [1 2]
 }
