@@ -5,7 +5,7 @@
 // CPU, against the nominal memory bandwidth on a GPU), the host cost of one
 // call, and the trainable parameters of each adapter.
 //
-//	go run ./bench                  the full table (under 3 minutes on 2 cores)
+//	go run ./bench                  the full table, a row at a time (under 3 minutes on 2 cores)
 //	go run ./bench -quick           a few rows, under 30 seconds
 //	go run ./bench -json            the same measurements as JSON on stdout
 //	go run ./bench -json-out F      the table on stdout and the JSON in F
@@ -17,8 +17,12 @@
 // Each operation is warmed up, then timed in batches of back-to-back calls
 // (a batch lasts about 2 ms) in interleaved rounds, one batch of every
 // operation of a row per round, until each has run for 300 ms and at least 5
-// batches; the table shows the median time per call and the spread (fastest
-// to slowest batch, relative to the median). On the GPU the time is the
+// batches; the table shows the median time per call and half its spread (the
+// interquartile range of the batches, relative to the median). A row where
+// some spread is over 50 % is printed as unstable, without figures: a busy
+// machine, to be re-run. Rows are printed as they are measured, and stderr
+// says which step is under way and about how long the rest will take (one
+// plain line per step when stderr is not a terminal). On the GPU the time is the
 // device's, from CUDA events around each batch, and the wall time per call,
 // host included, is shown beside it. Rows with n ≤ 16 are bandwidth-bound:
 // they rotate through copies of W that together exceed the caches (host LLC
@@ -37,7 +41,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"gonum.org/v1/gonum/blas/blas32"
@@ -47,10 +50,13 @@ import (
 )
 
 // Stat is the timing of one operation, in seconds per call: the median,
-// fastest and slowest batch by device time (CUDA events on the GPU, equal to
-// wall time on the CPU), and the median wall time, host side included.
+// quartiles, fastest and slowest batch by device time (CUDA events on the
+// GPU, equal to wall time on the CPU), and the median wall time, host side
+// included. Results saved before the quartiles were recorded have Q1 = Q3 = 0.
 type Stat struct {
 	Median float64 `json:"median_s"`
+	Q1     float64 `json:"q1_s,omitempty"`
+	Q3     float64 `json:"q3_s,omitempty"`
 	Min    float64 `json:"min_s"`
 	Max    float64 `json:"max_s"`
 	Wall   float64 `json:"wall_s"`
@@ -58,8 +64,9 @@ type Stat struct {
 	Batch  int     `json:"batch"`
 }
 
+// String is the median and half the spread: "5.09ms ±12%".
 func (s Stat) String() string {
-	return fmt.Sprintf("%s ±%.0f%%", ms(s.Median), 50*(s.Max-s.Min)/s.Median)
+	return fmt.Sprintf("%s ±%.0f%%", ms(s.Median), s.spreadPercent()/2)
 }
 
 func ms(sec float64) string {
@@ -199,7 +206,8 @@ func measure(ops []op, minTime time.Duration, minReps, maxReps int) ([]Stat, err
 	for i, d := range dev {
 		slices.Sort(d)
 		slices.Sort(walls[i])
-		stats[i] = Stat{Median: median(d), Min: d[0], Max: d[len(d)-1], Wall: median(walls[i]),
+		stats[i] = Stat{Median: median(d), Q1: quantile(d, 0.25), Q3: quantile(d, 0.75),
+			Min: d[0], Max: d[len(d)-1], Wall: median(walls[i]),
 			Calls: len(d) * sizes[i], Batch: sizes[i]}
 	}
 	return stats, nil
@@ -211,6 +219,17 @@ func median(sorted []float64) float64 {
 		return sorted[n/2]
 	}
 	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// quantile returns the q-quantile of sorted values, interpolating linearly
+// between the two nearest (the definition of numpy's default).
+func quantile(sorted []float64, q float64) float64 {
+	pos := q * float64(len(sorted)-1)
+	i := int(pos)
+	if i+1 >= len(sorted) {
+		return sorted[len(sorted)-1]
+	}
+	return sorted[i] + (pos-float64(i))*(sorted[i+1]-sorted[i])
 }
 
 func machine() map[string]string {
@@ -267,58 +286,112 @@ type config struct {
 	peer           *peerConfig // nil: no peer
 }
 
-func run(cfg config, progress io.Writer) (*Report, error) {
+// step is one step of a run: what it measures, the cost model's estimate of
+// its seconds, and the work, which measures and prints its rows.
+type step struct {
+	what string
+	est  func() float64
+	do   func() error
+}
+
+// run measures everything cfg asks for, printing the table to out a row at a
+// time as the rows are measured (the peer, when there is one, is timed
+// first, so that each row is printed whole) and the steps to progress.
+func run(cfg config, out, progressTo io.Writer) (*Report, error) {
 	rep := &Report{Machine: machine()}
-	total := 1 + len(cfg.ins)*len(cfg.ns) + len(cfg.ins)*len(cfg.mergeRanks) + len(cfg.train)
+	m := newCostModel(cfg)
+	p := &printer{gpu: lora.Backend() != "cpu", peer: cfg.peer != nil}
+	var peer *peerTimes
+	var steps []step
 	if cfg.peer != nil {
-		total++
+		steps = append(steps, step{"PyTorch (the way PEFT computes the layer) on every shape", m.peer, func() error {
+			pt, err := runPeer(cfg)
+			if err != nil {
+				return err
+			}
+			peer = pt
+			rep.Machine["peer"] = pt.desc
+			return nil
+		}})
 	}
-	step := 0
-	say := func(format string, args ...any) {
-		step++
-		fmt.Fprintf(progress, "\r\033[K[%d/%d] %s", step, total, fmt.Sprintf(format, args...))
-	}
-	say("host cost of one Forward call")
-	host, err := hostCost()
-	if err != nil {
-		return nil, err
-	}
-	rep.Host = host
+	steps = append(steps, step{"host cost of one Forward call", m.host, func() error {
+		host, err := hostCost()
+		if err != nil {
+			return err
+		}
+		rep.Host = host
+		p.machine(rep.Machine, host)
+		return nil
+	}})
 	for _, in := range cfg.ins {
 		for _, n := range cfg.ns {
-			say("forward in=out=%d n=%d", in, n)
-			rows, err := forwardRows(cfg, in, n)
-			if err != nil {
-				return nil, err
-			}
-			rep.Forward = append(rep.Forward, rows...)
+			steps = append(steps, step{fmt.Sprintf("forward in=out=%d n=%d", in, n),
+				func() float64 { return m.forward(in, n) }, func() error {
+					rows, err := forwardRows(cfg, in, n)
+					if err != nil {
+						return err
+					}
+					m.learn(rows[0])
+					if peer != nil {
+						peer.fillForward(rows)
+					}
+					rep.Forward = append(rep.Forward, rows...)
+					p.forward(rows...)
+					return nil
+				}})
 		}
 	}
 	for _, in := range cfg.ins {
 		for _, r := range cfg.mergeRanks {
-			say("merge in=out=%d r=%d", in, r)
-			row, err := mergeRow(cfg, in, r)
-			if err != nil {
-				return nil, err
-			}
-			rep.Merge = append(rep.Merge, row)
+			steps = append(steps, step{fmt.Sprintf("merge in=out=%d r=%d", in, r),
+				func() float64 { return m.merge(in, r) }, func() error {
+					row, err := mergeRow(cfg, in, r)
+					if err != nil {
+						return err
+					}
+					if peer != nil {
+						peer.fillMerge(&row)
+					}
+					rep.Merge = append(rep.Merge, row)
+					p.merge(row)
+					return nil
+				}})
 		}
 	}
 	for _, s := range cfg.train {
-		say("training %v", s)
-		row, err := trainRow(cfg, s)
-		if err != nil {
+		steps = append(steps, step{fmt.Sprintf("training %v", s),
+			func() float64 { return m.train(s) }, func() error {
+				row, err := trainRow(cfg, s)
+				if err != nil {
+					return err
+				}
+				if peer != nil {
+					peer.fillTrain(&row)
+				}
+				rep.Train = append(rep.Train, row)
+				p.train(row)
+				return nil
+			}})
+	}
+	prog := newProgress(progressTo, len(steps))
+	p.w = clearing{out, prog}
+	for i, s := range steps {
+		finished := 0.0
+		if i > 0 {
+			finished = steps[i-1].est()
+		}
+		left := 0.0
+		for _, t := range steps[i:] {
+			left += t.est()
+		}
+		prog.step(s.what, finished, left)
+		if err := s.do(); err != nil {
+			prog.clear()
 			return nil, err
 		}
-		rep.Train = append(rep.Train, row)
 	}
-	if cfg.peer != nil {
-		say("peer: %s", cfg.peer.name)
-		if err := runPeer(cfg, rep); err != nil {
-			return nil, err
-		}
-	}
-	fmt.Fprintf(progress, "\r\033[K")
+	p.end()
+	prog.finish()
 	return rep, nil
 }
 
@@ -460,80 +533,6 @@ func peakShare(bps float64) float64 {
 	return 0
 }
 
-func printTable(w io.Writer, rep *Report) {
-	keys := make([]string, 0, len(rep.Machine))
-	for k := range rep.Machine {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	fmt.Fprintln(w, "lora benchmark")
-	for _, k := range keys {
-		fmt.Fprintf(w, "  %-16s %s\n", k, rep.Machine[k])
-	}
-	fmt.Fprintf(w, "  %-16s %s per Forward call (n=%d, in=out=%d, r=%d: the host's share)\n",
-		"host cost", ms(rep.Host.PerCall), rep.Host.N, rep.Host.In, rep.Host.R)
-	gpu := lora.Backend() != "cpu"
-	peer := len(rep.Forward) > 0 && rep.Forward[0].PeerUnmerged > 0
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Forward: y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, W out×in, x n×in. Median time per call ± half the fastest-to-slowest spread.")
-	fmt.Fprintln(w, "overhead = fused ÷ base; unfused = x·Wᵀ, x·Aᵀ, ·Bᵀ and an add as separate steps; merged = Forward after Merge.")
-	if gpu {
-		fmt.Fprintln(w, "Times are device times (CUDA events around back-to-back calls); wall = fused wall time per call, host included.")
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "in=out\tr\tn\tbase\tfused\tunfused\tmerged\toverhead\tunfused/base\tGFLOP/s\tGB/s\t"
-	if gpu {
-		head += "%peak\twall\t"
-	}
-	if peer {
-		head += "peer unmerged\tpeer merged\tfused/peer\tmerged/peer\t"
-	}
-	fmt.Fprintln(tw, head+"trainable\t")
-	for _, r := range rep.Forward {
-		line := fmt.Sprintf("%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.3f×\t%.3f×\t%.1f\t%.1f\t",
-			r.In, r.R, r.N, r.Base, r.Fused, r.Unfused, r.Merged, r.Overhead, r.UnfusedOver, r.GFLOPs, r.GBs)
-		if gpu {
-			line += fmt.Sprintf("%.0f%%\t%s\t", 100*r.PeakShare, ms(r.Fused.Wall))
-		}
-		if peer {
-			line += fmt.Sprintf("%s\t%s\t%.2f×\t%.2f×\t", ms(r.PeerUnmerged), ms(r.PeerMerged), r.OverPeerUnm, r.OverPeerMerge)
-		}
-		fmt.Fprintln(tw, line+fmt.Sprintf("%d (%.2f%%)\t", r.Trainable, 100*r.TrainableShare))
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
-	if gpu {
-		fmt.Fprintln(w, "Merge: W ← W ± s·B·A in place (Merge and Unmerge alternate); GB/s counts W read and written once.")
-	} else {
-		fmt.Fprintln(w, "Merge: W ← W ± s·B·A in place (Merge and Unmerge alternate). stream = one single-threaded pass w[i] *= c over a W of the same size.")
-	}
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head = "in=out\tr\tmerge\tGB/s\t"
-	if gpu {
-		head += "%peak\t"
-	} else {
-		head += "stream\tGB/s\tmerge/stream\t"
-	}
-	if peer {
-		head += "peer merge\tmerge/peer\t"
-	}
-	fmt.Fprintln(tw, head)
-	for _, r := range rep.Merge {
-		line := fmt.Sprintf("%d\t%d\t%s\t%.1f\t", r.In, r.R, r.Merge, r.GBs)
-		if gpu {
-			line += fmt.Sprintf("%.0f%%\t", 100*r.PeakShare)
-		} else {
-			line += fmt.Sprintf("%s\t%.1f\t%.2f×\t", r.Stream, r.StreamGBs, r.Ratio)
-		}
-		if peer {
-			line += fmt.Sprintf("%s\t%.2f×\t", ms(r.PeerMerge), r.OverPeer)
-		}
-		fmt.Fprintln(tw, line)
-	}
-	tw.Flush()
-	printTrain(w, rep.Train)
-}
-
 func main() {
 	quick := flag.Bool("quick", false, "a few rows, under 30 seconds")
 	asJSON := flag.Bool("json", false, "print the results as JSON")
@@ -570,7 +569,10 @@ func main() {
 		if err == nil {
 			var rep Report
 			if err = json.Unmarshal(b, &rep); err == nil {
-				err = output(&rep, *plotDir, "", false)
+				if !*asJSON {
+					printTable(os.Stdout, &rep)
+				}
+				err = output(&rep, *plotDir, "", *asJSON)
 			}
 		}
 		if err != nil {
@@ -587,9 +589,13 @@ func main() {
 		}
 		cfg.peer = pc
 	}
-	rep, err := run(cfg, os.Stderr)
+	var table io.Writer = os.Stdout
+	if *asJSON {
+		table = io.Discard
+	}
+	rep, err := run(cfg, table, os.Stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "\nbench:", err)
+		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 	if err := output(rep, *plotDir, *jsonOut, *asJSON); err != nil {
@@ -599,7 +605,8 @@ func main() {
 }
 
 // output writes the report: JSON to jsonOut if given, the figures into
-// plotDir if given, and the table, or the JSON with asJSON, on stdout.
+// plotDir if given, and the JSON on stdout with asJSON (the table is printed
+// as the rows come).
 func output(rep *Report, plotDir, jsonOut string, asJSON bool) error {
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
@@ -623,6 +630,5 @@ func output(rep *Report, plotDir, jsonOut string, asJSON bool) error {
 		_, err := os.Stdout.Write(append(js, '\n'))
 		return err
 	}
-	printTable(os.Stdout, rep)
 	return nil
 }

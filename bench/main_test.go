@@ -3,12 +3,20 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/golora/lora/internal/perf"
 )
@@ -21,7 +29,7 @@ func TestRunSmall(t *testing.T) {
 		train:   []perf.Shape{{N: 3, In: 33, Out: 29, R: 2}},
 		minTime: time.Millisecond, minReps: 3, maxReps: 5,
 	}
-	rep, err := run(cfg, io.Discard)
+	rep, err := run(cfg, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +96,7 @@ func TestPlots(t *testing.T) {
 		ins: []int{24, 40}, ranks: []int{1, 4}, ns: []int{1, 3}, mergeRanks: []int{2, 4},
 		minTime: time.Millisecond, minReps: 2, maxReps: 3,
 	}
-	rep, err := run(cfg, io.Discard)
+	rep, err := run(cfg, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +114,525 @@ func TestPlots(t *testing.T) {
 		}
 		if !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) || len(b) < 1000 {
 			t.Errorf("%s is not a plausible PNG (%d bytes)", f, len(b))
+		}
+	}
+}
+
+// smallConfig is a run of a few tiny rows, fast enough for a test.
+func smallConfig() config {
+	return config{
+		ins: []int{33}, ranks: []int{2, 5}, ns: []int{1, 20}, mergeRanks: []int{3},
+		train:   []perf.Shape{{N: 3, In: 33, Out: 29, R: 2}},
+		minTime: time.Millisecond, minReps: 3, maxReps: 5,
+	}
+}
+
+// TestProgressPlain checks that, when stderr is not a terminal, progress is
+// one plain line per step with the time left, and that neither it nor the
+// table holds a carriage return or an escape sequence.
+func TestProgressPlain(t *testing.T) {
+	var out, progress bytes.Buffer
+	cfg := smallConfig()
+	if _, err := run(cfg, &out, &progress); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"progress": progress.Bytes(), "table": out.Bytes()} {
+		for i, c := range b {
+			if c < 0x20 && c != '\n' || c == 0x7f {
+				t.Fatalf("%s holds control byte %#x at %d:\n%q", name, c, i, b)
+			}
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(progress.String(), "\n"), "\n")
+	steps := 1 + len(cfg.ins)*len(cfg.ns) + len(cfg.ins)*len(cfg.mergeRanks) + len(cfg.train)
+	if len(lines) != steps+1 {
+		t.Fatalf("%d progress lines, want %d steps and a last line:\n%s", len(lines), steps, progress.String())
+	}
+	step := regexp.MustCompile(`^\[(\d+)/(\d+)\] [^,]+, about (\d+ s|\d+ min \d\d s) left$`)
+	for i, l := range lines[:steps] {
+		m := step.FindStringSubmatch(l)
+		if m == nil || m[1] != fmt.Sprint(i+1) || m[2] != fmt.Sprint(steps) {
+			t.Errorf("progress line %d is %q, want [%d/%d] what, about … left", i+1, l, i+1, steps)
+		}
+	}
+	if !strings.HasPrefix(lines[steps], "measured in ") {
+		t.Errorf("last progress line %q", lines[steps])
+	}
+}
+
+// TestProgressTerminal checks the terminal form: the line is redrawn in
+// place, and cleared before a table row is written to the same terminal.
+func TestProgressTerminal(t *testing.T) {
+	var b bytes.Buffer
+	p := newProgress(&b, 2)
+	p.term = true
+	p.step("first", 0, 10)
+	clearing{&b, p}.Write([]byte("row\n"))
+	p.step("second", 10, 5)
+	p.finish()
+	want := "\r\033[K[1/2] first, about 10 s left\r\033[Krow\n\r\033[K[2/2] second, about "
+	if !strings.HasPrefix(b.String(), want) {
+		t.Errorf("terminal output %q, want it to start with %q", b.String(), want)
+	}
+	if !strings.HasSuffix(b.String(), "left\r\033[Kmeasured in 0 s\n") {
+		t.Errorf("terminal output %q does not end by clearing the line", b.String())
+	}
+}
+
+// TestTimeLeft checks the time left: the model's estimate of the steps to
+// come, scaled by how much longer or shorter the finished steps took than
+// estimated (damped by priorSecs of estimates).
+func TestTimeLeft(t *testing.T) {
+	clock := time.Unix(0, 0)
+	var b bytes.Buffer
+	p := newProgress(&b, 3)
+	p.now = func() time.Time { return clock }
+	p.step("a", 0, 30) // nothing finished: the estimate as it is
+	clock = clock.Add(20 * time.Second)
+	p.step("b", 10, 20) // 20 s for 10 estimated: 20·(20+5)/(10+5) = 33.3 s
+	clock = clock.Add(100 * time.Second)
+	p.step("c", 10, 10) // 120 s for 20: 10·125/25 = 50 s
+	want := "[1/3] a, about 30 s left\n[2/3] b, about 33 s left\n[3/3] c, about 50 s left\n"
+	if b.String() != want {
+		t.Errorf("progress\n%s\nwant\n%s", b.String(), want)
+	}
+	for sec, want := range map[float64]string{0: "0 s", 59.4: "59 s", 59.6: "1 min 00 s", 185: "3 min 05 s"} {
+		if got := duration(sec); got != want {
+			t.Errorf("duration(%g) = %q, want %q", sec, got, want)
+		}
+	}
+}
+
+// TestRowsPrintedAsMeasured checks that each step's rows are on stdout
+// before the next step begins, and not before they are measured.
+func TestRowsPrintedAsMeasured(t *testing.T) {
+	var out bytes.Buffer
+	seen := map[string]string{} // progress line → the table printed by then
+	progress := writerFunc(func(b []byte) (int, error) {
+		seen[strings.TrimSpace(string(b))] = out.String()
+		return len(b), nil
+	})
+	cfg := smallConfig()
+	if _, err := run(cfg, &out, progress); err != nil {
+		t.Fatal(err)
+	}
+	row := func(in, r, n int) *regexp.Regexp {
+		return regexp.MustCompile(fmt.Sprintf(`(?m)^ +%d +%d +%d  `, in, r, n))
+	}
+	at := func(prefix string) string {
+		for l, table := range seen {
+			if strings.HasPrefix(l, prefix) {
+				return table
+			}
+		}
+		t.Fatalf("no progress line %q…", prefix)
+		return ""
+	}
+	n1, n20, merge, train := at("[2/5] forward in=out=33 n=1"), at("[3/5] forward in=out=33 n=20"), at("[4/5] merge"), at("[5/5] training")
+	if !strings.Contains(n1, "host cost") || strings.Contains(n1, "Forward:") {
+		t.Errorf("before the first Forward row, the table is\n%s", n1)
+	}
+	for _, r := range cfg.ranks {
+		if !row(33, r, 1).MatchString(n20) || row(33, r, 20).MatchString(n20) {
+			t.Errorf("when the n=20 step begins, the table is\n%s\nwant the n=1 rows and no n=20 row", n20)
+		}
+		if !row(33, r, 20).MatchString(merge) {
+			t.Errorf("when the merge step begins, the table is\n%s\nwant every Forward row", merge)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^ +33 +3  `).MatchString(train) || strings.Contains(train, "Training:") {
+		t.Errorf("when the training step begins, the table is\n%s\nwant the Merge row and no Training row", train)
+	}
+	if !strings.Contains(out.String(), "Training:") || !regexp.MustCompile(`(?m)^ +33 +2 +3  `).MatchString(out.String()) {
+		t.Errorf("final table\n%s", out.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// TestUnstable checks which spreads make a time unstable: the interquartile
+// range over 50 % of the median, or, for results saved without quartiles,
+// the fastest-to-slowest range.
+func TestUnstable(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		s        Stat
+		unstable bool
+		shown    string
+	}{
+		{"tight", Stat{Median: 1e-3, Q1: 0.95e-3, Q3: 1.05e-3, Min: 0.9e-3, Max: 1.2e-3}, false, "1.00ms ±5%"},
+		{"50% exactly", Stat{Median: 2, Q1: 1.5, Q3: 2.5}, false, "2.00s ±25%"},
+		{"51%", Stat{Median: 2, Q1: 1.5, Q3: 2.52}, true, "2.00s ±26%"},
+		{"one slow batch beyond the quartiles", Stat{Median: 1e-6, Q1: 0.99e-6, Q3: 1.01e-6, Min: 0.98e-6, Max: 430e-6}, false, "1.0µs ±1%"},
+		{"saved without quartiles, narrow", Stat{Median: 1, Min: 0.8, Max: 1.2}, false, "1.00s ±20%"},
+		{"saved without quartiles, ±21499%", Stat{Median: 1e-3, Min: 0.9e-3, Max: 431e-3}, true, "1.00ms ±21505%"},
+		{"zero median", Stat{}, true, ""},
+		{"NaN median", Stat{Median: math.NaN(), Q1: 1, Q3: 1}, true, ""},
+		{"negative median", Stat{Median: -1, Q1: -1, Q3: -1}, true, ""},
+	} {
+		if got := c.s.unstable(); got != c.unstable {
+			t.Errorf("%s: unstable() = %v, want %v", c.name, got, c.unstable)
+		}
+		if c.shown != "" && c.s.String() != c.shown {
+			t.Errorf("%s: shown as %q, want %q", c.name, c.s.String(), c.shown)
+		}
+	}
+}
+
+// stat is a time with the given median and interquartile spread.
+func stat(median, spread float64) Stat {
+	return Stat{Median: median, Q1: median * (1 - spread/2), Q3: median * (1 + spread/2),
+		Min: median * (1 - spread), Max: median * (1 + spread), Calls: 10, Batch: 2}
+}
+
+// TestUnstableRowsFlagged checks that a row with an unstable time is printed
+// with its key columns and a note to re-run, none of its figures, and that
+// the threshold is stated under every table.
+func TestUnstableRowsFlagged(t *testing.T) {
+	shape := func(n, r int) perf.Shape { return perf.Shape{N: n, In: 4096, Out: 4096, R: r} }
+	good, bad := stat(366.77e-3, 0.04), stat(0.1234567, 2.1)
+	rep := &Report{
+		Machine: map[string]string{"backend": "cpu"},
+		Host:    HostCost{Shape: shape(1, 16), PerCall: 2e-6},
+		Forward: []ForwardRow{
+			{Shape: shape(256, 8), Base: good, Fused: good, Unfused: good, Merged: good, Overhead: 1.008, UnfusedOver: 1.034, GFLOPs: 23.3, GBs: 0.2, Trainable: 65536, TrainableShare: 0.0039},
+			{Shape: shape(256, 16), Base: good, Fused: bad, Unfused: good, Merged: good, Overhead: 9.876, UnfusedOver: 1.007, GFLOPs: 23.1, GBs: 0.2, Trainable: 131072, TrainableShare: 0.0078},
+		},
+		Merge: []MergeRow{
+			{In: 4096, Out: 4096, R: 8, Merge: good, Stream: good, GBs: 19.3, StreamGBs: 18.5, Ratio: 0.96},
+			{In: 4096, Out: 4096, R: 16, Merge: good, Stream: bad, GBs: 16.9, StreamGBs: 19.9, Ratio: 1.18},
+		},
+		Train: []TrainRow{
+			{Shape: shape(16, 16), Forward: good, Backward: good, NoDX: good, Step: bad, BwdOver: 0.477, NoDXOver: 0.045, StepOver: 0.0101, GFLOPs: 48},
+		},
+	}
+	var out bytes.Buffer
+	printTable(&out, rep)
+	text := out.String()
+	for _, c := range []struct{ name, line, note string }{
+		{"forward", "4096   16   256", "fused 210%"},
+		{"merge", "4096   16", "stream 210%"},
+		{"training", "4096   16    16", "AdamW step 210%"},
+	} {
+		var got string
+		for _, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), c.line+"  unstable") {
+				got = l
+			}
+		}
+		if got == "" || !strings.Contains(got, "re-run") || !strings.Contains(got, c.note) {
+			t.Errorf("%s: no unstable line for %q naming %q in\n%s", c.name, c.line, c.note, text)
+		}
+		for _, figure := range []string{"123.46ms", "366.77ms", "9.876", "16.9", "×"} {
+			if strings.Contains(got, figure) {
+				t.Errorf("%s: the unstable row shows the figure %s: %q", c.name, figure, got)
+			}
+		}
+	}
+	if !strings.Contains(text, "1.008×") || !strings.Contains(text, "366.77ms ±2%") || !strings.Contains(text, "0.96×") {
+		t.Errorf("the stable rows lost their figures:\n%s", text)
+	}
+	if n := strings.Count(text, "Over 50%, the row is unstable"); n != 3 {
+		t.Errorf("the threshold is stated under %d tables, want 3:\n%s", n, text)
+	}
+	for _, want := range []string{"1 of 2 rows unstable", "1 of 1 rows unstable"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q under a table:\n%s", want, text)
+		}
+	}
+}
+
+// TestTableAligned checks that every line of a table, its heading included,
+// has its columns at the same places whatever the widths of the figures,
+// since rows are printed before the later ones are known.
+func TestTableAligned(t *testing.T) {
+	shape := func(in, n, r int) perf.Shape { return perf.Shape{N: n, In: in, Out: in, R: r} }
+	rep := &Report{Machine: map[string]string{"backend": "cpu"}}
+	for i, med := range []float64{1.2e-6, 143.1e-6, 20.42e-3, 366.77e-3, 12.5} {
+		in := []int{64, 1024, 4096, 16384, 65536}[i]
+		s := stat(med, 0.5)
+		rep.Forward = append(rep.Forward, ForwardRow{Shape: shape(in, 1<<i, 1<<(2*i)), Base: s, Fused: s, Unfused: s, Merged: s,
+			Overhead: 1 + float64(i), UnfusedOver: 10 * float64(i), GFLOPs: math.Pow(10, float64(i)), GBs: math.Pow(10, float64(i-1)),
+			Trainable: 1 << (6 * i), TrainableShare: 0.0001 * math.Pow(10, float64(i))})
+		rep.Merge = append(rep.Merge, MergeRow{In: in, Out: in, R: 1 << (2 * i), Merge: s, Stream: s,
+			GBs: math.Pow(10, float64(i-1)), StreamGBs: 3, Ratio: float64(i)})
+	}
+	var out bytes.Buffer
+	printTable(&out, rep)
+	for _, section := range []string{"Forward:", "Merge:"} {
+		_, rest, _ := strings.Cut(out.String(), section)
+		lines := strings.Split(rest, "\n")
+		var table []string
+		for _, l := range lines {
+			if strings.HasPrefix(l, "  ") {
+				table = append(table, l)
+			} else if len(table) > 0 {
+				break
+			}
+		}
+		if len(table) != 6 {
+			t.Fatalf("%s %d table lines, want a heading and 5 rows:\n%s", section, len(table), out.String())
+		}
+		ends := func(l string) []int { // rune offsets where a column ends
+			var e []int
+			r := []rune(l + " ")
+			for i := 1; i < len(r); i++ {
+				if r[i] == ' ' && r[i-1] != ' ' {
+					e = append(e, i)
+				}
+			}
+			return e
+		}
+		want := ends(table[0])
+		for _, l := range table[1:] {
+			got := ends(l)
+			// A cell such as "143.1µs ±25%" ends twice: keep the ends at the heading's columns.
+			var at []int
+			for _, w := range want {
+				if slices.Contains(got, w) {
+					at = append(at, w)
+				}
+			}
+			if !slices.Equal(at, want) {
+				t.Errorf("%s row\n%q\nends its columns at %v, the heading at %v:\n%s", section, l, got, want, strings.Join(table, "\n"))
+			}
+		}
+	}
+}
+
+// TestPeerColumns runs the bench with a stand-in for the PyTorch script
+// that answers fixed times, and checks each row gets the peer's time for
+// its own shape and the table labels them as PyTorch's.
+func TestPeerColumns(t *testing.T) {
+	cfg := smallConfig()
+	forward, merge, train := peerShapes(cfg)
+	type row struct {
+		peerShape
+		Unmerged float64 `json:"unmerged_s,omitempty"`
+		Merged   float64 `json:"merged_s,omitempty"`
+		Merge    float64 `json:"merge_s,omitempty"`
+		Train    float64 `json:"train_s,omitempty"`
+	}
+	ans := map[string]any{"torch": "9.9", "device": "cpu", "threads": 2, "blas": "fake"}
+	var fw, mg, tr []row
+	// The answer lists the shapes in reverse: rows are matched by shape.
+	for i, s := range slices.Backward(forward) {
+		fw = append(fw, row{peerShape: s, Unmerged: float64(s.N*s.R) * 1e-3, Merged: float64(i+1) * 1e-3})
+	}
+	for _, s := range slices.Backward(merge) {
+		mg = append(mg, row{peerShape: s, Merge: float64(s.R) * 1e-3})
+	}
+	for _, s := range train {
+		tr = append(tr, row{peerShape: s, Train: 5e-3, Unmerged: 2e-3})
+	}
+	ans["forward"], ans["merge"], ans["train"] = fw, mg, tr
+	dir := t.TempDir()
+	js, err := json.Marshal(ans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := filepath.Join(dir, "answer.json")
+	script := filepath.Join(dir, "peer.sh")
+	if err := os.WriteFile(answer, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, []byte("cat >/dev/null; cat '"+answer+"'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.peer, err = newPeer("torch", "sh", script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rep, err := run(cfg, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Forward {
+		if want := float64(r.N*r.R) * 1e-3; r.PeerUnmerged != want || r.OverPeerUnm != r.Fused.Median/want {
+			t.Errorf("forward n=%d r=%d: peer %g (fused/peer %g), want %g", r.N, r.R, r.PeerUnmerged, r.OverPeerUnm, want)
+		}
+	}
+	if r := rep.Merge[0]; r.PeerMerge != 3e-3 {
+		t.Errorf("merge r=3: peer %g, want 3e-3", r.PeerMerge)
+	}
+	if r := rep.Train[0]; math.Abs(r.PeerBackward-3e-3) > 1e-15 {
+		t.Errorf("training: peer backward %g, want 5e-3 - 2e-3", r.PeerBackward)
+	}
+	if rep.Machine["peer"] != "torch 9.9 on cpu, 2 threads, BLAS fake" {
+		t.Errorf("machine's peer %q", rep.Machine["peer"])
+	}
+	text := out.String()
+	for _, want := range []string{"PyTorch unmerged", "merged/PyTorch", "PyTorch merge", "backward/PyTorch", "the way PEFT does"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("table lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "peer") && !strings.Contains(text, "peer_torch.py") {
+		t.Errorf("the table still says peer:\n%s", text)
+	}
+
+	// An answer without a shape asked for is refused.
+	ans["merge"] = mg[1:]
+	js, _ = json.Marshal(ans)
+	if err := os.WriteFile(answer, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(cfg, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no time for in=33 out=33 r=3") {
+		t.Errorf("answer without the merge row: %v", err)
+	}
+}
+
+// savedReport is a report shaped as the saved results: ranks 8, 16 and 64,
+// n from 1 to 256, the peer's columns, and the machine of a CPU run.
+func savedReport(blas string) *Report {
+	rep := &Report{Machine: map[string]string{"backend": "cpu", "cpu": "AMD EPYC", "blas": blas}}
+	for _, in := range []int{1024, 4096} {
+		for _, n := range []int{1, 16, 64, 256} {
+			for i, r := range []int{8, 16, 64} {
+				base := 1e-4 * float64(n*in/1024)
+				rep.Forward = append(rep.Forward, ForwardRow{Shape: perf.Shape{N: n, In: in, Out: in, R: r},
+					Base: stat(base, 0.1), Fused: stat(base*(1+0.1*float64(i)), 0.1), Unfused: stat(base*1.1, 0.1), Merged: stat(base, 0.1),
+					Overhead: 1 + 0.1*float64(i), PeerUnmerged: 2 * base, PeerMerged: 1.5 * base})
+			}
+		}
+		for i, r := range []int{8, 16, 64} {
+			rep.Merge = append(rep.Merge, MergeRow{In: in, Out: in, R: r, Merge: stat(1e-3, 0.1), Stream: stat(1e-3, 0.1),
+				GBs: 28.7 - 12*float64(i), StreamGBs: 25, PeerMerge: 0.3})
+		}
+	}
+	return rep
+}
+
+// TestFigures checks what the figures say: log axes ticked and labelled at
+// the data, linear axes with enough labelled ticks to read values, a time
+// axis labelled in units, the peer named as PyTorch computing as PEFT, the
+// BLAS in the title, and the legend outside the data area.
+func TestFigures(t *testing.T) {
+	for _, blas := range []struct{ impl, name string }{{"gonum.Implementation", "gonum"}, {"netlib.Implementation", "OpenBLAS"}} {
+		figs := figures(savedReport(blas.impl))
+		var names []string
+		for _, nf := range figs {
+			names = append(names, nf.file)
+		}
+		if !slices.Equal(names, []string{"forward-1024.png", "forward-4096.png", "overhead.png", "merge.png"}) {
+			t.Fatalf("figures %v", names)
+		}
+		dir := t.TempDir()
+		for _, nf := range figs {
+			f := nf.f
+			if err := f.save(filepath.Join(dir, nf.file)); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(f.p.Title.Text, "cpu backend, "+blas.name+")") {
+				t.Errorf("%s: title %q does not name the BLAS %s", nf.file, f.p.Title.Text, blas.name)
+			}
+			labels := func(ax plot.Axis) []string {
+				var l []string
+				for _, tk := range ax.Tick.Marker.Ticks(ax.Min, ax.Max) {
+					if tk.Label != "" && tk.Value >= ax.Min && tk.Value <= ax.Max {
+						l = append(l, tk.Label)
+					}
+				}
+				return l
+			}
+			x, y := labels(f.p.X), labels(f.p.Y)
+			wantX := []string{"8", "16", "64"}
+			if strings.HasPrefix(nf.file, "forward") {
+				wantX = []string{"1", "16", "64", "256"}
+			}
+			if !slices.Equal(x, wantX) {
+				t.Errorf("%s: x ticks labelled %v, want %v", nf.file, x, wantX)
+			}
+			if len(y) < 4 || len(slices.Compact(slices.Clone(y))) != len(y) {
+				t.Errorf("%s: y ticks labelled %v, want at least 4 distinct labels", nf.file, y)
+			}
+			// The data lie within the labelled ticks.
+			if f.p.Y.Tick.Marker.Ticks(f.p.Y.Min, f.p.Y.Max)[0].Value > f.p.Y.Min*(1+1e-9) {
+				t.Errorf("%s: no tick at the bottom of the y axis (%g)", nf.file, f.p.Y.Min)
+			}
+			// The plot's own legend, drawn over the data area, is empty: the
+			// legend is drawn beside the plot.
+			if w := f.p.Legend.Rectangle(draw.New(vgimg.New(figWidth, figHeight))).Size().X; w != 0 {
+				t.Errorf("%s: a legend %v wide is drawn inside the plot", nf.file, w)
+			}
+			var legend []string
+			legend = append(legend, f.order...)
+			for _, e := range f.extra {
+				legend = append(legend, e.name)
+			}
+			all := strings.Join(legend, "\n")
+			if strings.Contains(strings.ToLower(all), "peer") || nf.file != "overhead.png" && !strings.Contains(all, "PyTorch") || !strings.Contains(all, "as PEFT") && nf.file != "overhead.png" {
+				t.Errorf("%s: legend %q", nf.file, legend)
+			}
+		}
+		if y := figs[0].f.p.Y; !slices.Contains(labels(y), "100 µs") || !slices.Contains(labels(y), "1 ms") {
+			t.Errorf("forward-1024.png: time axis labelled %v, want 100 µs, 1 ms, …", labels(y))
+		}
+		if y := figs[3].f.p.Y; !slices.Equal(labels(y), []string{"0", "5", "10", "15", "20", "25", "30"}) {
+			t.Errorf("merge.png: y axis labelled %v", labels(y))
+		}
+	}
+}
+
+func labels(ax plot.Axis) []string {
+	var l []string
+	for _, tk := range ax.Tick.Marker.Ticks(ax.Min, ax.Max) {
+		if tk.Label != "" && tk.Value >= ax.Min && tk.Value <= ax.Max {
+			l = append(l, tk.Label)
+		}
+	}
+	return l
+}
+
+// TestTicks checks the tickers on their own.
+func TestTicks(t *testing.T) {
+	for _, c := range []struct {
+		lo, hi float64
+		want   []string
+	}{
+		{0, 28.7, []string{"0", "5", "10", "15", "20", "25"}},
+		{0.99, 1.46, []string{"1.0", "1.1", "1.2", "1.3", "1.4"}},
+		{0.95, 1.25, []string{"0.95", "1.00", "1.05", "1.10", "1.15", "1.20", "1.25"}},
+		{0, 1, []string{"0.0", "0.2", "0.4", "0.6", "0.8", "1.0"}},
+		{-3, 7, []string{"-2", "0", "2", "4", "6"}},
+		{0, 20, []string{"0.0", "2.5", "5.0", "7.5", "10.0", "12.5", "15.0", "17.5", "20.0"}},
+		{0, 25, []string{"0", "5", "10", "15", "20", "25"}},
+	} {
+		var got []string
+		for _, tk := range (niceTicks{}).Ticks(c.lo, c.hi) {
+			got = append(got, tk.Label)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("niceTicks(%g, %g) = %v, want %v", c.lo, c.hi, got, c.want)
+		}
+	}
+	var got []string
+	for _, tk := range (timeTicks{}).Ticks(2e-6, 0.5) {
+		if tk.Label != "" {
+			got = append(got, tk.Label)
+		}
+	}
+	if want := []string{"10 µs", "100 µs", "1 ms", "10 ms", "100 ms"}; !slices.Equal(got, want) {
+		t.Errorf("timeTicks over 5 decades labels %v, want %v", got, want)
+	}
+	got = nil
+	for _, tk := range (timeTicks{}).Ticks(2e-3, 0.5) {
+		if tk.Label != "" {
+			got = append(got, tk.Label)
+		}
+	}
+	if want := []string{"2 ms", "5 ms", "10 ms", "20 ms", "50 ms", "100 ms", "200 ms", "500 ms"}; !slices.Equal(got, want) {
+		t.Errorf("timeTicks(2ms, 0.5s) labels %v, want %v", got, want)
+	}
+	if got := dataTicks([]float64{64, 8, 16, 8}); len(got) != 3 || got[0].Label != "8" || got[2].Label != "64" {
+		t.Errorf("dataTicks = %v", got)
+	}
+	for v, want := range map[float64][2]float64{2.07e-3: {2e-3, 5e-3}, 0.37: {0.2, 0.5}, 1: {1, 1}, 7.1e-5: {5e-5, 1e-4}} {
+		if d, u := down125(v), up125(v); math.Abs(d-want[0]) > 1e-12*want[0] || math.Abs(u-want[1]) > 1e-12*want[1] {
+			t.Errorf("down125, up125(%g) = %g, %g, want %v", v, d, u, want)
 		}
 	}
 }

@@ -96,9 +96,38 @@ type peerAnswer struct {
 	} `json:"train"`
 }
 
-// runPeer times the peer on the report's shapes, on the same device and
-// thread count, and fills the peer columns.
-func runPeer(cfg config, rep *Report) error {
+// peerTimes holds the peer's times by shape, to be set beside our own as
+// each row is measured.
+type peerTimes struct {
+	desc    string
+	forward map[peerShape][2]float64 // unmerged, merged forward
+	merge   map[peerShape]float64
+	train   map[peerShape]float64 // backward: forward and backward, less the forward
+}
+
+// peerShapes returns the shapes the run will measure: the Forward rows
+// (every rank of every in and n), the Merge rows and the Training rows.
+func peerShapes(cfg config) (forward, merge, train []peerShape) {
+	for _, in := range cfg.ins {
+		for _, n := range cfg.ns {
+			for _, r := range cfg.ranks {
+				forward = append(forward, peerShape{N: n, In: in, Out: in, R: r})
+			}
+		}
+		for _, r := range cfg.mergeRanks {
+			merge = append(merge, peerShape{In: in, Out: in, R: r})
+		}
+	}
+	for _, s := range cfg.train {
+		train = append(train, peerShape{N: s.N, In: s.In, Out: s.Out, R: s.R})
+	}
+	return forward, merge, train
+}
+
+// runPeer times the peer on every shape of the run, on the same device and
+// thread count, before our own measurements, so that each row can be
+// printed whole as soon as it is measured.
+func runPeer(cfg config) (*peerTimes, error) {
 	req := peerRequest{
 		Device:  "cpu",
 		Threads: runtime.GOMAXPROCS(0),
@@ -108,18 +137,10 @@ func runPeer(cfg config, rep *Report) error {
 	if lora.Backend() == "cuda" {
 		req.Device = "cuda"
 	}
-	for _, r := range rep.Forward {
-		req.Forward = append(req.Forward, peerShape{N: r.N, In: r.In, Out: r.Out, R: r.R})
-	}
-	for _, r := range rep.Merge {
-		req.Merge = append(req.Merge, peerShape{In: r.In, Out: r.Out, R: r.R})
-	}
-	for _, r := range rep.Train {
-		req.Train = append(req.Train, peerShape{N: r.N, In: r.In, Out: r.Out, R: r.R})
-	}
+	req.Forward, req.Merge, req.Train = peerShapes(cfg)
 	body, err := json.Marshal(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(cfg.peer.python, cfg.peer.script)
 	cmd.Stdin = bytes.NewReader(body)
@@ -131,34 +152,64 @@ func runPeer(cfg config, rep *Report) error {
 		}
 	}
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("peer torch: %v\n%s", err, stderr.String())
+		return nil, fmt.Errorf("peer torch: %v\n%s", err, stderr.String())
 	}
 	var ans peerAnswer
 	if err := json.Unmarshal(stdout.Bytes(), &ans); err != nil {
-		return fmt.Errorf("peer torch: reading its answer: %v", err)
+		return nil, fmt.Errorf("peer torch: reading its answer: %v", err)
 	}
-	if len(ans.Forward) != len(rep.Forward) || len(ans.Merge) != len(rep.Merge) || len(ans.Train) != len(rep.Train) {
-		return fmt.Errorf("peer torch: answered %d forward, %d merge and %d training rows, want %d, %d and %d",
-			len(ans.Forward), len(ans.Merge), len(ans.Train), len(rep.Forward), len(rep.Merge), len(rep.Train))
+	pt := &peerTimes{
+		desc:    fmt.Sprintf("torch %s on %s, %d threads, BLAS %s", ans.Torch, ans.Device, ans.Threads, ans.BLAS),
+		forward: map[peerShape][2]float64{}, merge: map[peerShape]float64{}, train: map[peerShape]float64{},
 	}
-	for i := range rep.Train {
-		r, a := &rep.Train[i], ans.Train[i]
-		r.PeerBackward = max(a.Train-a.Unmerged, 0)
-		if r.PeerBackward > 0 {
-			r.OverPeer = r.Backward.Median / r.PeerBackward
+	for _, a := range ans.Forward {
+		pt.forward[a.peerShape] = [2]float64{a.Unmerged, a.Merged}
+	}
+	for _, a := range ans.Merge {
+		pt.merge[a.peerShape] = a.Merge
+	}
+	for _, a := range ans.Train {
+		pt.train[a.peerShape] = max(a.Train-a.Unmerged, 0)
+	}
+	for _, want := range [][]peerShape{req.Forward, req.Merge, req.Train} {
+		for _, s := range want {
+			_, f := pt.forward[s]
+			_, m := pt.merge[s]
+			_, t := pt.train[s]
+			if !f && !m && !t {
+				return nil, fmt.Errorf("peer torch: no time for in=%d out=%d r=%d n=%d in its answer", s.In, s.Out, s.R, s.N)
+			}
 		}
 	}
-	for i := range rep.Forward {
-		r, a := &rep.Forward[i], ans.Forward[i]
-		r.PeerUnmerged, r.PeerMerged = a.Unmerged, a.Merged
-		r.OverPeerUnm = r.Fused.Median / a.Unmerged
-		r.OverPeerMerge = r.Merged.Median / a.Merged
+	return pt, nil
+}
+
+// fillForward sets the peer's columns of Forward rows.
+func (pt *peerTimes) fillForward(rows []ForwardRow) {
+	for i := range rows {
+		r := &rows[i]
+		t, ok := pt.forward[peerShape{N: r.N, In: r.In, Out: r.Out, R: r.R}]
+		if !ok || !(t[0] > 0) || !(t[1] > 0) {
+			continue
+		}
+		r.PeerUnmerged, r.PeerMerged = t[0], t[1]
+		r.OverPeerUnm = r.Fused.Median / t[0]
+		r.OverPeerMerge = r.Merged.Median / t[1]
 	}
-	for i := range rep.Merge {
-		r, a := &rep.Merge[i], ans.Merge[i]
-		r.PeerMerge = a.Merge
-		r.OverPeer = r.Merge.Median / a.Merge
+}
+
+// fillMerge sets the peer's columns of a Merge row.
+func (pt *peerTimes) fillMerge(r *MergeRow) {
+	if t := pt.merge[peerShape{In: r.In, Out: r.Out, R: r.R}]; t > 0 {
+		r.PeerMerge = t
+		r.OverPeer = r.Merge.Median / t
 	}
-	rep.Machine["peer"] = fmt.Sprintf("torch %s on %s, %d threads, BLAS %s", ans.Torch, ans.Device, ans.Threads, ans.BLAS)
-	return nil
+}
+
+// fillTrain sets the peer's columns of a Training row.
+func (pt *peerTimes) fillTrain(r *TrainRow) {
+	if t := pt.train[peerShape{N: r.N, In: r.In, Out: r.Out, R: r.R}]; t > 0 {
+		r.PeerBackward = t
+		r.OverPeer = r.Backward.Median / t
+	}
 }

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"io"
-	"text/tabwriter"
-
 	"github.com/golora/lora/internal/perf"
 )
 
@@ -50,29 +46,4 @@ func trainRow(cfg config, s perf.Shape) (TrainRow, error) {
 		BwdOver: stats[1].Median / f, NoDXOver: stats[2].Median / f, StepOver: stats[3].Median / f,
 		GFLOPs: s.BackwardFLOP(true) / stats[1].Median / 1e9,
 	}, nil
-}
-
-func printTrain(w io.Writer, rows []TrainRow) {
-	if len(rows) == 0 {
-		return
-	}
-	peer := rows[0].PeerBackward > 0
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Training: Backward computes dA, dB and dx (T = x·Aᵀ, U = dy·B, dB = s·dyᵀ·T, dA = s·Uᵀ·x, dx = dy·W + s·U·A);")
-	fmt.Fprintln(w, "without dx as for a model's first layer; an AdamW step updates A and B. Ratios are to Forward in the same run.")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "in=out\tr\tn\tforward\tbackward\tno dx\tAdamW step\tbackward/fwd\tno dx/fwd\tstep/fwd\tGFLOP/s\t"
-	if peer {
-		head += "peer backward\tbackward/peer\t"
-	}
-	fmt.Fprintln(tw, head)
-	for _, r := range rows {
-		line := fmt.Sprintf("%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.3f×\t%.3f×\t%.4f×\t%.1f\t",
-			r.In, r.R, r.N, r.Forward, r.Backward, r.NoDX, r.Step, r.BwdOver, r.NoDXOver, r.StepOver, r.GFLOPs)
-		if peer {
-			line += fmt.Sprintf("%s\t%.2f×\t", ms(r.PeerBackward), r.OverPeer)
-		}
-		fmt.Fprintln(tw, line)
-	}
-	tw.Flush()
 }

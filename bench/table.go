@@ -1,0 +1,319 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// unstablePercent is the spread, in percent of the median, above which a
+// time is no figure: when the middle half of an operation's batches spans
+// more than half its median, the median depends on which batches happened
+// to be slow, and the row is printed as unstable, without figures.
+const unstablePercent = 50
+
+// spreadPercent is s's spread in percent of its median, rounded: the
+// interquartile range of the batches, or, for results saved without
+// quartiles, the range from the fastest to the slowest batch.
+func (s Stat) spreadPercent() float64 {
+	if !(s.Median > 0) {
+		return math.Inf(1)
+	}
+	lo, hi := s.Q1, s.Q3
+	if lo == 0 && hi == 0 {
+		lo, hi = s.Min, s.Max
+	}
+	return math.Round(100 * (hi - lo) / s.Median)
+}
+
+// unstable reports whether s's spread makes its median meaningless.
+func (s Stat) unstable() bool { return !(s.spreadPercent() <= unstablePercent) }
+
+// hasQuartiles reports whether s was measured with its quartiles.
+func (s Stat) hasQuartiles() bool { return s.Q1 != 0 || s.Q3 != 0 }
+
+// named is an operation's time with the name a row gives it.
+type named struct {
+	name string
+	s    Stat
+}
+
+// unstableNote returns the note that replaces a row's figures when one of
+// its times is unstable, naming each unstable time and its spread, or ""
+// when every time is stable.
+func unstableNote(stats ...named) string {
+	var bad []string
+	for _, n := range stats {
+		if n.s.unstable() {
+			bad = append(bad, fmt.Sprintf("%s %.0f%%", n.name, n.s.spreadPercent()))
+		}
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("unstable, re-run: spread %s (over %d%%)", strings.Join(bad, ", "), unstablePercent)
+}
+
+// column is a column of a table printed a row at a time: its heading, and a
+// width that holds every value the column is expected to show, so that rows
+// printed before the later ones are known stay aligned.
+type column struct {
+	head  string
+	width int
+}
+
+// table prints rows as they come, each cell right-aligned in its column.
+type table struct {
+	w        io.Writer
+	cols     []column
+	keys     int // the leading columns that name a row, kept on unstable rows
+	rows     int
+	unstable int
+	oldStats bool // some time was saved without quartiles
+}
+
+func newTable(w io.Writer, keys int, cols []column) *table {
+	for i, c := range cols {
+		cols[i].width = max(c.width, utf8.RuneCountInString(c.head))
+	}
+	t := &table{w: w, cols: cols, keys: keys}
+	heads := make([]string, len(cols))
+	for i, c := range cols {
+		heads[i] = c.head
+	}
+	t.line(heads, "")
+	return t
+}
+
+// line prints cells right-aligned in their columns, then note, if any.
+func (t *table) line(cells []string, note string) {
+	var b strings.Builder
+	for i, c := range cells {
+		b.WriteString("  ")
+		b.WriteString(strings.Repeat(" ", max(0, t.cols[i].width-utf8.RuneCountInString(c))))
+		b.WriteString(c)
+	}
+	if note != "" {
+		b.WriteString("  ")
+		b.WriteString(note)
+	}
+	b.WriteString("\n")
+	io.WriteString(t.w, b.String())
+}
+
+// row prints one row: its figures, or, when one of stats is unstable, its
+// key cells and a note in place of the figures.
+func (t *table) row(cells []string, stats ...named) {
+	t.rows++
+	for _, n := range stats {
+		if !n.s.hasQuartiles() {
+			t.oldStats = true
+		}
+	}
+	if note := unstableNote(stats...); note != "" {
+		t.unstable++
+		t.line(cells[:t.keys], note)
+		return
+	}
+	t.line(cells, "")
+}
+
+// end prints, below the table, how the spread is measured, the threshold
+// above which a row is unstable, and how many rows that left without figures.
+func (t *table) end() {
+	spread := "the interquartile range of the batches"
+	if t.oldStats {
+		spread = "the fastest-to-slowest range of the batches (saved without quartiles)"
+	}
+	fmt.Fprintf(t.w, "Spread = %s ÷ the median, ± half of it. Over %d%%, the row is unstable and its figures not shown: re-run on a quiet machine.\n",
+		spread, unstablePercent)
+	if t.unstable > 0 {
+		fmt.Fprintf(t.w, "%d of %d rows unstable.\n", t.unstable, t.rows)
+	}
+}
+
+// printer prints the report's sections, a row at a time, with the same
+// columns whether the rows come as they are measured or from saved results.
+type printer struct {
+	w       io.Writer
+	gpu     bool // device times, wall and %peak columns
+	peer    bool // the PyTorch columns
+	section string
+	t       *table
+}
+
+// machine prints the heading: the machine's description and the host cost.
+func (p *printer) machine(m map[string]string, host HostCost) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	fmt.Fprintln(p.w, "lora benchmark")
+	for _, k := range keys {
+		fmt.Fprintf(p.w, "  %-16s %s\n", k, m[k])
+	}
+	fmt.Fprintf(p.w, "  %-16s %s per Forward call (n=%d, in=out=%d, r=%d: the host's share)\n",
+		"host cost", ms(host.PerCall), host.N, host.In, host.R)
+}
+
+// open ends the table being printed, if it is another section's, and
+// starts this one with its heading lines and columns.
+func (p *printer) open(section string, heading []string, keys int, cols []column) {
+	if p.section == section {
+		return
+	}
+	p.end()
+	p.section = section
+	fmt.Fprintln(p.w)
+	for _, h := range heading {
+		fmt.Fprintln(p.w, h)
+	}
+	p.t = newTable(p.w, keys, cols)
+}
+
+// end finishes the table being printed.
+func (p *printer) end() {
+	if p.t != nil {
+		p.t.end()
+		p.t = nil
+	}
+}
+
+// peerNote explains the peer columns.
+const peerNote = "PyTorch = the same layer computed by PyTorch the way PEFT does (bench/peer_torch.py), timed in the same run; ratios below 1× are faster."
+
+// Widths of the columns' values: a time with its spread ("366.77ms ±25%"),
+// a time, a ratio.
+const (
+	statW  = 13
+	timeW  = 9
+	ratioW = 8
+)
+
+func (p *printer) forward(rows ...ForwardRow) {
+	if len(rows) == 0 {
+		return
+	}
+	heading := []string{
+		"Forward: y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, W out×in, x n×in. Median time per call ± half its spread.",
+		"overhead = fused ÷ base; unfused = x·Wᵀ, x·Aᵀ, ·Bᵀ and an add as separate steps; merged = Forward after Merge.",
+	}
+	if p.gpu {
+		heading = append(heading, "Times are device times (CUDA events around back-to-back calls); wall = fused wall time per call, host included.")
+	}
+	if p.peer {
+		heading = append(heading, peerNote)
+	}
+	cols := []column{{"in=out", 6}, {"r", 3}, {"n", 4}, {"base", statW}, {"fused", statW}, {"unfused", statW}, {"merged", statW},
+		{"overhead", ratioW}, {"unfused/base", ratioW}, {"GFLOP/s", 7}, {"GB/s", 6}}
+	if p.gpu {
+		cols = append(cols, column{"%peak", 5}, column{"wall", timeW})
+	}
+	if p.peer {
+		cols = append(cols, column{"PyTorch unmerged", timeW}, column{"PyTorch merged", timeW},
+			column{"fused/PyTorch", ratioW}, column{"merged/PyTorch", ratioW})
+	}
+	cols = append(cols, column{"trainable", 18})
+	p.open("forward", heading, 3, cols)
+	for _, r := range rows {
+		cells := []string{fmt.Sprint(r.In), fmt.Sprint(r.R), fmt.Sprint(r.N),
+			r.Base.String(), r.Fused.String(), r.Unfused.String(), r.Merged.String(),
+			fmt.Sprintf("%.3f×", r.Overhead), fmt.Sprintf("%.3f×", r.UnfusedOver),
+			fmt.Sprintf("%.1f", r.GFLOPs), fmt.Sprintf("%.1f", r.GBs)}
+		if p.gpu {
+			cells = append(cells, fmt.Sprintf("%.0f%%", 100*r.PeakShare), ms(r.Fused.Wall))
+		}
+		if p.peer {
+			cells = append(cells, ms(r.PeerUnmerged), ms(r.PeerMerged),
+				fmt.Sprintf("%.2f×", r.OverPeerUnm), fmt.Sprintf("%.2f×", r.OverPeerMerge))
+		}
+		cells = append(cells, fmt.Sprintf("%d (%.2f%%)", r.Trainable, 100*r.TrainableShare))
+		p.t.row(cells, named{"base", r.Base}, named{"fused", r.Fused}, named{"unfused", r.Unfused}, named{"merged", r.Merged})
+	}
+}
+
+func (p *printer) merge(rows ...MergeRow) {
+	if len(rows) == 0 {
+		return
+	}
+	var heading []string
+	if p.gpu {
+		heading = append(heading, "Merge: W ← W ± s·B·A in place (Merge and Unmerge alternate); GB/s counts W read and written once.")
+	} else {
+		heading = append(heading, "Merge: W ← W ± s·B·A in place (Merge and Unmerge alternate). stream = one single-threaded pass w[i] *= c over a W of the same size.")
+	}
+	if p.peer {
+		heading = append(heading, "PyTorch merge = W.add_(s * (B @ A)), PEFT's merge, timed in the same run.")
+	}
+	cols := []column{{"in=out", 6}, {"r", 3}, {"merge", statW}, {"GB/s", 6}}
+	if p.gpu {
+		cols = append(cols, column{"%peak", 5})
+	} else {
+		cols = append(cols, column{"stream", statW}, column{"GB/s", 6}, column{"merge/stream", ratioW})
+	}
+	if p.peer {
+		cols = append(cols, column{"PyTorch merge", timeW}, column{"merge/PyTorch", ratioW})
+	}
+	p.open("merge", heading, 2, cols)
+	for _, r := range rows {
+		cells := []string{fmt.Sprint(r.In), fmt.Sprint(r.R), r.Merge.String(), fmt.Sprintf("%.1f", r.GBs)}
+		stats := []named{{"merge", r.Merge}}
+		if p.gpu {
+			cells = append(cells, fmt.Sprintf("%.0f%%", 100*r.PeakShare))
+		} else {
+			cells = append(cells, r.Stream.String(), fmt.Sprintf("%.1f", r.StreamGBs), fmt.Sprintf("%.2f×", r.Ratio))
+			stats = append(stats, named{"stream", r.Stream})
+		}
+		if p.peer {
+			cells = append(cells, ms(r.PeerMerge), fmt.Sprintf("%.2f×", r.OverPeer))
+		}
+		p.t.row(cells, stats...)
+	}
+}
+
+func (p *printer) train(rows ...TrainRow) {
+	if len(rows) == 0 {
+		return
+	}
+	heading := []string{
+		"Training: Backward computes dA, dB and dx (T = x·Aᵀ, U = dy·B, dB = s·dyᵀ·T, dA = s·Uᵀ·x, dx = dy·W + s·U·A);",
+		"without dx as for a model's first layer; an AdamW step updates A and B. Ratios are to Forward in the same run.",
+	}
+	if p.peer {
+		heading = append(heading, "PyTorch backward = PyTorch's forward and backward of the unmerged layer, W frozen, less its forward.")
+	}
+	cols := []column{{"in=out", 6}, {"r", 3}, {"n", 4}, {"forward", statW}, {"backward", statW}, {"no dx", statW}, {"AdamW step", statW},
+		{"backward/fwd", ratioW}, {"no dx/fwd", ratioW}, {"step/fwd", ratioW}, {"GFLOP/s", 7}}
+	if p.peer {
+		cols = append(cols, column{"PyTorch backward", timeW}, column{"backward/PyTorch", ratioW})
+	}
+	p.open("train", heading, 3, cols)
+	for _, r := range rows {
+		cells := []string{fmt.Sprint(r.In), fmt.Sprint(r.R), fmt.Sprint(r.N),
+			r.Forward.String(), r.Backward.String(), r.NoDX.String(), r.Step.String(),
+			fmt.Sprintf("%.3f×", r.BwdOver), fmt.Sprintf("%.3f×", r.NoDXOver), fmt.Sprintf("%.4f×", r.StepOver),
+			fmt.Sprintf("%.1f", r.GFLOPs)}
+		if p.peer {
+			cells = append(cells, ms(r.PeerBackward), fmt.Sprintf("%.2f×", r.OverPeer))
+		}
+		p.t.row(cells, named{"forward", r.Forward}, named{"backward", r.Backward}, named{"no dx", r.NoDX}, named{"AdamW step", r.Step})
+	}
+}
+
+// printTable prints a whole report, as saved results are printed.
+func printTable(w io.Writer, rep *Report) {
+	p := &printer{
+		w:    w,
+		gpu:  rep.Machine["backend"] != "" && rep.Machine["backend"] != "cpu",
+		peer: len(rep.Forward) > 0 && rep.Forward[0].PeerUnmerged > 0,
+	}
+	p.machine(rep.Machine, rep.Host)
+	p.forward(rep.Forward...)
+	p.merge(rep.Merge...)
+	p.train(rep.Train...)
+	p.end()
+}
