@@ -284,25 +284,22 @@ func intOrList(v json.RawMessage) ([]int, error) {
 	if len(v) == 0 || isNull(v) {
 		return nil, nil
 	}
-	var list []json.Number
 	dec := json.NewDecoder(bytes.NewReader(v))
 	dec.UseNumber()
-	var err error
-	if v[0] == '[' {
-		err = dec.Decode(&list)
-	} else {
-		var n json.Number
-		err = dec.Decode(&n)
-		list = []json.Number{n}
+	var x any
+	if err := dec.Decode(&x); err != nil {
+		return nil, fmt.Errorf("peft: adapter_config.json: layers_to_transform: %v: %w", err, ErrFormat)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("peft: adapter_config.json: layers_to_transform: want an integer or a list of integers: %v: %w", err, ErrFormat)
+	list, ok := x.([]any)
+	if !ok {
+		list = []any{x}
 	}
 	out := make([]int, len(list))
-	for i, n := range list {
+	for i, e := range list {
+		n, ok := e.(json.Number)
 		k, err := strconv.ParseInt(string(n), 10, 0)
-		if err != nil {
-			return nil, fmt.Errorf("peft: adapter_config.json: layers_to_transform: %s is not an integer: %w", quote(string(n)), ErrFormat)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("peft: adapter_config.json: layers_to_transform: %s is not an integer: %w", excerpt(fmt.Sprint(e)), ErrFormat)
 		}
 		out[i] = int(k)
 	}

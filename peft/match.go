@@ -30,8 +30,11 @@ type keyMatcher struct {
 	// common "model.layers.0.q_proj", whose dots match any character).
 	atoms []rune
 	re    *regexp.Regexp
-	// suffix, when re is set: a literal that every matching name ends with.
-	suffix string
+	// suffix and literals, when re is set: a literal that every matching
+	// name ends with, and literals that every matching name contains; a
+	// name without them is rejected without running re.
+	suffix   string
+	literals []string
 }
 
 // newKeyMatcher compiles key. An expression that RE2 cannot compile (a
@@ -47,6 +50,7 @@ func newKeyMatcher(key string) (*keyMatcher, error) {
 			return k, nil
 		}
 		k.suffix = literalSuffix(t)
+		k.literals = requiredLiterals(t, nil)
 	}
 	re, err := regexp.Compile(`^(?:(.*\.)?(` + key + `)$)`)
 	if err != nil {
@@ -101,10 +105,40 @@ func literalSuffix(t *syntax.Regexp) string {
 	return ""
 }
 
+// requiredLiterals appends to out the literals that every string matched
+// by t contains.
+func requiredLiterals(t *syntax.Regexp, out []string) []string {
+	switch t.Op {
+	case syntax.OpLiteral:
+		if t.Flags&syntax.FoldCase == 0 {
+			out = append(out, string(t.Rune))
+		}
+	case syntax.OpConcat:
+		for _, s := range t.Sub {
+			out = requiredLiterals(s, out)
+		}
+	case syntax.OpCapture, syntax.OpPlus:
+		out = requiredLiterals(t.Sub[0], out)
+	case syntax.OpRepeat:
+		if t.Min >= 1 {
+			out = requiredLiterals(t.Sub[0], out)
+		}
+	}
+	return out
+}
+
 // match reports whether the key selects the module called name.
 func (k *keyMatcher) match(name string) bool {
 	if k.re != nil {
-		return strings.HasSuffix(name, k.suffix) && k.re.MatchString(name)
+		if !strings.HasSuffix(name, k.suffix) {
+			return false
+		}
+		for _, l := range k.literals {
+			if !strings.Contains(name, l) {
+				return false
+			}
+		}
+		return k.re.MatchString(name)
 	}
 	end := len(name)
 	for j := len(k.atoms) - 1; j >= 0; j-- {

@@ -142,6 +142,9 @@ func OpenSafetensors(path string) (*Safetensors, error) {
 // a tensor later allocates its length, which has been checked to lie within
 // the file.
 func ReadSafetensors(r io.ReaderAt, size int64) (*Safetensors, error) {
+	if r == nil {
+		return nil, fmt.Errorf("peft: ReadSafetensors: the ReaderAt is nil: %w", lora.ErrNil)
+	}
 	if size < 8 {
 		return nil, formatErr("file is %d bytes, too short for the 8-byte header length", size)
 	}
