@@ -95,7 +95,7 @@ func TestRunUsage(t *testing.T) {
 // the error, followed by the usage.
 func TestUsage(t *testing.T) {
 	mergeWants := []string{"usage: lora merge -base", "-force", "Side files", "*.json", "*.txt", "*.model", "*.jinja", "*.tiktoken",
-		"Symbolic links", "lora-merge-tmp-", "MiB plus twice the adapter", "gpt2, openai-gpt", "65504", "-allow-missing"}
+		"Symbolic links", "lora-merge-tmp-", "MiB plus twice the adapter's weights", "gpt2, openai-gpt", "65504", "-allow-missing"}
 	inspectWants := []string{"usage: lora inspect DIR_OR_FILE", "PEFT adapter directory", "square", "h.2 before h.10"}
 	for _, c := range []struct {
 		args           []string

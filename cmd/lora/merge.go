@@ -75,7 +75,8 @@ that overflows, or from the conversion to -dtype (f16 holds at most 65504).
 
 Memory: tensors are read, merged, converted and written in blocks of at most
 ` + fmt.Sprint(mergeBlockElems>>20) + ` Mi elements, so a tensor larger than the memory merges: the merge needs
-at most about ` + fmt.Sprint(peakMiB) + ` MiB plus twice the adapter's size, whatever the size of the
+at most about ` + fmt.Sprint(peakMiB) + ` MiB plus twice the adapter's weights as float32
+(and, in the cuda build, the CUDA driver's own), whatever the size of the
 model and of its largest tensor.
 
 Flags:
@@ -633,7 +634,9 @@ var (
 )
 
 // peakMiB is the bound on merge's memory that its usage states, beyond
-// twice the adapter's size: TestMergePeakMemory measures it. It covers the
+// twice the adapter's weights as float32 (the adapter as loaded, and the
+// copies its modules' layers are built from): TestMergePeakMemory measures
+// it. It covers the
 // producer's scratch (a block's values, and its bytes in the input dtype,
 // up to 8 bytes an element), the two buffers in flight, the cached block
 // matrices, and the Go runtime's own.

@@ -42,7 +42,20 @@ func gpt2Base(t *testing.T) string {
 	return gpt2Dir
 }
 
+// childArgs names the environment variable that makes the test binary run
+// the command itself, with the JSON array of arguments it holds: how tests
+// run the command in a child process of its own.
+const childArgs = "LORA_TEST_COMMAND_ARGS"
+
 func TestMain(m *testing.M) {
+	if v := os.Getenv(childArgs); v != "" {
+		var args []string
+		if err := json.Unmarshal([]byte(v), &args); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+		os.Exit(report(run(args, os.Stdout, os.Stderr), os.Stderr))
+	}
 	code := m.Run()
 	if gpt2Dir != "" {
 		os.RemoveAll(gpt2Dir)
