@@ -40,7 +40,7 @@ func NewTrain(s Shape, copies int) (*Train, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Train{Problem: p, Opt: &lora.AdamW{}}
+	t := &Train{Problem: p, Opt: lora.NewAdamW(1e-3)}
 	rng := rand.New(rand.NewPCG(uint64(s.Out), uint64(s.R)))
 	dy := make([]float32, s.N*s.Out)
 	for i := range dy {
