@@ -773,6 +773,9 @@ func (s *Safetensors) bytes(t TensorInfo, need int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w", err, lora.ErrMemory)
 	}
 	b := make([]byte, t.Length)
+	if len(b) == 0 {
+		return b, nil // some ReaderAts answer io.EOF to an empty read at the end
+	}
 	if _, err := s.r.ReadAt(b, t.Offset); err != nil {
 		return nil, fmt.Errorf("peft: safetensors: reading %s: %w", quote(t.Name), err)
 	}
