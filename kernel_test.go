@@ -9,8 +9,10 @@ package lora_test
 // lora_test.go.
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/golora/lora"
@@ -108,5 +110,71 @@ func TestKernelAsync(t *testing.T) {
 		if d := math.Abs(float64(got[i]) - ref[i]); d > 1e-4*(1+math.Abs(ref[i])) {
 			t.Fatalf("after %d chained layers y[%d] = %g, want %g", depth, i, got[i], ref[i])
 		}
+	}
+}
+
+// TestKernelAddBias runs lora_add_bias on one column, columns that are not a
+// multiple of 4 (the scalar path), multiples of 4 (float4), more rows than
+// the grid's y covers in one sweep, and more columns than its x does, against
+// a float64 reference: y + b in float64 rounded once to float32 is the
+// correctly rounded float32 sum, so the comparison is exact.
+func TestKernelAddBias(t *testing.T) {
+	rng := rand.New(rand.NewPCG(27, 28))
+	wide := kernels.BiasThreads*kernels.BiasBlocks + 5
+	for _, sh := range []struct{ rows, cols int }{
+		{1, 1}, {5, 1}, {2, 3}, {3, 5}, {4, 4}, {7, 129}, {kernels.BiasBlocks + 3, 5},
+		{kernels.BiasBlocks + 3, 4}, {33, 128}, {1, wide}, {2, 4 * wide},
+	} {
+		y, b := randSlice(rng, sh.rows*sh.cols, 10), randSlice(rng, sh.cols, 10)
+		my, mb := newMat(t, sh.rows, sh.cols, y), newMat(t, 1, sh.cols, b)
+		if err := lora.AddBias(my, mb); err != nil {
+			t.Fatal(err)
+		}
+		got := read(t, my)
+		for i := range sh.rows {
+			for j := range sh.cols {
+				want := float32(float64(y[i*sh.cols+j]) + float64(b[j]))
+				if g := got[i*sh.cols+j]; g != want {
+					t.Fatalf("%d×%d: y[%d,%d] = %g, want %g", sh.rows, sh.cols, i, j, g, want)
+				}
+			}
+		}
+		if bb := read(t, mb); !slicesEqual(bb, b) {
+			t.Fatalf("%d×%d: AddBias changed bias", sh.rows, sh.cols)
+		}
+	}
+}
+
+func slicesEqual(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestKernelOutOfMemory asks for more device memory than the device (for the
+// emulator, the machine) has: NewMatrix returns an error wrapping ErrMemory
+// and ErrDevice that names the size, the process goes on, and the device
+// stays usable.
+func TestKernelOutOfMemory(t *testing.T) {
+	m, err := lora.NewMatrix(1<<20, 1<<20) // 4 TiB
+	if err == nil {
+		m.Free()
+		t.Fatal("NewMatrix of 4 TiB succeeded")
+	}
+	if !errors.Is(err, lora.ErrMemory) || !errors.Is(err, lora.ErrDevice) || !strings.Contains(err.Error(), "1048576×1048576") {
+		t.Errorf("NewMatrix of 4 TiB: %v, want an error wrapping ErrMemory and ErrDevice that names the size", err)
+	}
+	if err := lora.Sync(); err != nil {
+		t.Errorf("Sync after running out of device memory: %v", err)
+	}
+	x := newMat(t, 2, 2, []float32{1, 2, 3, 4})
+	if got := read(t, x); got[3] != 4 {
+		t.Errorf("a matrix made after running out of device memory reads %v", got)
 	}
 }

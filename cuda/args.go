@@ -93,7 +93,7 @@ func checkLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 		return fmt.Errorf("cuda: launch %s: no such kernel", kernel)
 	}
 	if a.n != want {
-		return fmt.Errorf("cuda: launch %s: %d arguments packed, the kernel takes %d", kernel, a.n, want)
+		return fmt.Errorf("cuda: launch %s: %s packed, the kernel takes %d", kernel, plural(a.n, "argument"), want)
 	}
 	if grid.X < 1 || grid.Y < 1 || grid.Z < 1 || grid.X > math.MaxInt32 || grid.Y > 65535 || grid.Z > 65535 {
 		return fmt.Errorf("cuda: launch %s: grid %v outside (1…2³¹−1, 1…65535, 1…65535)", kernel, grid)
@@ -106,4 +106,12 @@ func checkLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 		return fmt.Errorf("cuda: launch %s: %d bytes of dynamic shared memory", kernel, shmem)
 	}
 	return nil
+}
+
+// plural returns "1 argument", "2 arguments".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -229,7 +229,7 @@ func emuLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 		C.uint(block.X), C.uint(block.Y), C.uint(block.Z), C.uint(shmem), &slots[0], C.int(a.n))
 	if rc != C.LORA_EMU_OK {
 		if rc == C.LORA_EMU_ERR_NARGS {
-			return fmt.Errorf("cuda: launch %s: %d arguments packed, the kernel takes %d", kernel, a.n, emuKernelArgs(kernel))
+			return fmt.Errorf("cuda: launch %s: %s packed, the kernel takes %d", kernel, plural(a.n, "argument"), emuKernelArgs(kernel))
 		}
 		return fmt.Errorf("cuda: launch %s: %s", kernel, emuError(rc))
 	}

@@ -1,0 +1,179 @@
+//go:build cudaemu
+
+package cuda
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/golora/lora/kernels"
+)
+
+// TestParamsMatchSignatures checks kernels.Params, the table Launch checks
+// arguments against, against the signatures the compiler saw: every kernel
+// of the module is in the table with its number of parameters, and the
+// table names no other.
+func TestParamsMatchSignatures(t *testing.T) {
+	names := emuKernels()
+	for _, k := range names {
+		if want, got := emuKernelArgs(k), kernels.Params[k]; got != want {
+			t.Errorf("kernels.Params[%q] = %d, the kernel's signature has %d parameters", k, got, want)
+		}
+	}
+	for k := range kernels.Params {
+		if !slices.Contains(names, k) {
+			t.Errorf("kernels.Params names %q, which the module does not have", k)
+		}
+	}
+}
+
+// TestLaunchArgumentCount launches lora_axpy (4 parameters) with too few and
+// too many arguments: Launch refuses both with an error that names the
+// kernel and the two counts, and so does the emulator itself when the Go
+// check is bypassed, reading no argument slot past those packed.
+func TestLaunchArgumentCount(t *testing.T) {
+	y, err := Alloc(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Free(y)
+	if err := Memset32(y, 0x3f800000, 4); err != nil { // 1.0f
+		t.Fatal(err)
+	}
+	one, block := Dim3{X: 1, Y: 1, Z: 1}, Dim3{X: kernels.AxpyThreads, Y: 1, Z: 1}
+	for _, c := range []struct {
+		name string
+		pack func(a *Args)
+		n    int
+	}{
+		{"none", func(a *Args) {}, 0},
+		{"too few", func(a *Args) { a.Ptr(y).Ptr(y).Int64(4) }, 3},
+		{"too many", func(a *Args) { a.Ptr(y).Ptr(y).Int64(4).Float(1).Float(1) }, 5},
+	} {
+		var a Args
+		c.pack(&a)
+		want := "launch lora_axpy: " + plural(c.n, "argument") + " packed, the kernel takes 4"
+		if err := checkLaunch("lora_axpy", one, block, 0, &a); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: checkLaunch: %v, want %q", c.name, err, want)
+		}
+		if err := Launch("lora_axpy", one, block, 0, &a); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: Launch: %v, want %q", c.name, err, want)
+		}
+		mu.Lock()
+		err := emuLaunch("lora_axpy", one, block, 0, &a)
+		mu.Unlock()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: the emulator: %v, want %q", c.name, err, want)
+		}
+	}
+	var got [4]float32
+	if err := CopyDtoH(unsafe.Pointer(&got[0]), y, 16); err != nil {
+		t.Fatal(err)
+	}
+	if got != [4]float32{1, 1, 1, 1} {
+		t.Errorf("a refused launch ran: y = %v", got)
+	}
+	if Fault() != nil {
+		t.Errorf("a refused launch is not a fault: %v", Fault())
+	}
+	var a Args
+	a.Ptr(y).Ptr(y).Int64(4).Float(1)
+	if err := Launch("lora_no_such_kernel", one, block, 0, &a); err == nil || !strings.Contains(err.Error(), "no such kernel") {
+		t.Errorf("an unknown kernel: %v", err)
+	}
+}
+
+// TestAllocBeyondMemory asks the emulator for more memory than the machine
+// has: an error wrapping ErrOutOfMemory, not a fault, and the device works on.
+func TestAllocBeyondMemory(t *testing.T) {
+	for _, n := range []int64{1 << 50, 1<<62 + 1} {
+		p, err := Alloc(n)
+		if err == nil {
+			Free(p)
+			t.Fatalf("Alloc(%d) succeeded", n)
+		}
+		if !errors.Is(err, ErrOutOfMemory) || !strings.Contains(err.Error(), "memory") {
+			t.Errorf("Alloc(%d): %v, want an error wrapping ErrOutOfMemory", n, err)
+		}
+	}
+	if Fault() != nil {
+		t.Fatalf("running out of memory is a fault: %v", Fault())
+	}
+	p, err := Alloc(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Free(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFaults checks, each in a child process (a fault is for the life of
+// the process), that a stray device address is a fault reported by the call
+// that used it, and that every later call returns an error wrapping that
+// first fault: a double Free, a copy past the end of an allocation, a
+// memset of freed memory, a launch whose pointer argument lies outside
+// device memory.
+func TestFaults(t *testing.T) {
+	cases := map[string]func(p Ptr) error{
+		"double free":    func(p Ptr) error { Free(p); return Free(p) },
+		"copy past end":  func(p Ptr) error { var b [8]float32; return CopyDtoH(unsafe.Pointer(&b[0]), p+4, 32) },
+		"copy from host": func(p Ptr) error { var b [2]float32; return CopyHtoD(p+32, unsafe.Pointer(&b[0]), 8) },
+		"memset freed":   func(p Ptr) error { Free(p); return Memset32(p, 0, 1) },
+		"launch": func(p Ptr) error {
+			var a Args
+			a.Ptr(p).Ptr(p + 1<<40).Int64(4).Float(1)
+			return Launch("lora_axpy", Dim3{X: 1, Y: 1, Z: 1}, Dim3{X: 32, Y: 1, Z: 1}, 0, &a)
+		},
+	}
+	if name := os.Getenv("LORA_TEST_FAULT_CASE"); name != "" {
+		p, err := Alloc(32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := cases[name](p)
+		if first == nil || Fault() == nil || !errors.Is(first, Fault()) {
+			t.Fatalf("%s: returned %v, recorded fault %v", name, first, Fault())
+		}
+		fault := Fault()
+		var b [1]float32
+		var a Args
+		a.Ptr(0).Ptr(0).Int64(0).Float(1)
+		_, errAlloc := Alloc(4)
+		_, errEvent := NewEvent()
+		for call, err := range map[string]error{
+			"Init":     Init(),
+			"Alloc":    errAlloc,
+			"Free":     Free(p + 8),
+			"Memset32": Memset32(p, 0, 1),
+			"CopyDtoH": CopyDtoH(unsafe.Pointer(&b[0]), p, 4),
+			"CopyHtoD": CopyHtoD(p, unsafe.Pointer(&b[0]), 4),
+			"Launch":   Launch("lora_axpy", Dim3{X: 1, Y: 1, Z: 1}, Dim3{X: 32, Y: 1, Z: 1}, 0, &a),
+			"Sync":     Sync(),
+			"NewEvent": errEvent,
+		} {
+			if !errors.Is(err, fault) || !strings.Contains(err.Error(), "restart the process") {
+				t.Errorf("%s after %s: %v, want an error wrapping the first fault %v", call, name, err, fault)
+			}
+		}
+		if Fault() != fault {
+			t.Errorf("the fault changed from %v to %v", fault, Fault())
+		}
+		return
+	}
+	for name := range cases {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestFaults$", "-test.count=1", "-test.v")
+			cmd.Env = append(os.Environ(), "LORA_TEST_FAULT_CASE="+name)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "--- PASS: TestFaults") {
+				t.Fatalf("child process: %v\n%s", err, out)
+			}
+		})
+	}
+}
