@@ -14,15 +14,21 @@ import (
 // in testdata/fuzz/FuzzReadSafetensors, holds pieces of the GPT-2 fixture:
 // its real header cut short of its data, and small valid files made of its
 // first tensor's values in F32, F16 and BF16. Whatever the input, the reader
-// must not panic; what it accepts must satisfy the format's invariants, read
-// back completely, and survive a write and a second read unchanged.
+// must not panic nor allocate more than its documented bound
+// (AllocPerHeaderByte per header byte plus AllocSlack); what it accepts must
+// satisfy the format's invariants, read back completely, and survive a
+// write and a second read unchanged.
 func FuzzReadSafetensors(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(stFile(`{}`, nil))
 	f.Add(stFile(`{"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}`, []byte{0, 0x3f, 0x80, 0x3f}))
 	f.Add(stFile(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}`, make([]byte, 6)))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := readBytes(b)
+		var s *Safetensors
+		var err error
+		if got, bound := allocated(func() { s, err = readBytes(b) }), allocBound(b); got > bound {
+			t.Fatalf("a %d-byte file allocated %d bytes, more than the bound %d", len(b), got, bound)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrFormat) {
 				t.Fatalf("error does not wrap ErrFormat: %v", err)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -196,19 +195,11 @@ func (h hugeFile) ReadAt(p []byte, off int64) (int, error) {
 
 // TestReadSafetensorsAllocations checks that lengths, shapes and offsets
 // taken from a file are not trusted for allocations, and that what parsing
-// a header allocates stays within a small multiple of the file's size.
+// a header allocates stays within the documented bound.
 func TestReadSafetensorsAllocations(t *testing.T) {
-	measure := func(f func()) uint64 {
-		var a, b runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&a)
-		f()
-		runtime.ReadMemStats(&b)
-		return b.TotalAlloc - a.TotalAlloc
-	}
 	// A header length above the limit, in a file that claims to be 1 TB.
 	head := binary.LittleEndian.AppendUint64(nil, MaxHeaderLen+1)
-	if got := measure(func() {
+	if got := allocated(func() {
 		if _, err := ReadSafetensors(hugeFile{head}, 1<<40); err == nil || !strings.Contains(err.Error(), "limit") {
 			t.Errorf("header over the limit: %v", err)
 		}
@@ -217,7 +208,7 @@ func TestReadSafetensorsAllocations(t *testing.T) {
 	}
 	// A 1 MB header length in a file that claims to be 1 TB but ends early.
 	head = binary.LittleEndian.AppendUint64(nil, 1<<20)
-	if got := measure(func() {
+	if got := allocated(func() {
 		if _, err := ReadSafetensors(hugeFile{append(head, '{')}, 1<<40); err == nil {
 			t.Error("read a header past the end of the data")
 		}
@@ -227,14 +218,15 @@ func TestReadSafetensorsAllocations(t *testing.T) {
 	// A tensor of 2^61 bytes in a small file.
 	hdr := `{"a":{"dtype":"F64","shape":[268435456,1073741824],"data_offsets":[0,2305843009213693952]}}`
 	file := stFile(hdr, data(16))
-	if got := measure(func() {
+	if got := allocated(func() {
 		if _, err := readBytes(file); err == nil {
 			t.Error("accepted a 2^61-byte tensor in a small file")
 		}
 	}); got > 64<<10 {
 		t.Errorf("a small file with a huge tensor allocated %d bytes", got)
 	}
-	// Headers of nothing but tiny tensors, of long shapes, of metadata.
+	// Headers of nothing but tiny tensors, of long shapes, of metadata, of
+	// escaped names, all within the bound.
 	build := func(prefix string, n int, entry func(i int) string) []byte {
 		var sb strings.Builder
 		sb.WriteString("{" + prefix)
@@ -258,14 +250,20 @@ func TestReadSafetensorsAllocations(t *testing.T) {
 			return fmt.Sprintf(`"%d":{"dtype":"U8","shape":[0%s],"data_offsets":[0,0]}`, i, strings.Repeat(",1", 63))
 		}),
 		"metadata": build(`"__metadata__":{`, 1000, func(i int) string { return fmt.Sprintf(`"%d":""`, i) }),
+		"escaped names": build("", 2000, func(i int) string {
+			return fmt.Sprintf(`"%d\u00%02x%s":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}`, i, i%100, strings.Repeat(`\t`, i%300))
+		}),
+		"escaped metadata": build(`"__metadata__":{`, 1000, func(i int) string {
+			return fmt.Sprintf(`"%d":"%s"`, i, strings.Repeat(`\u00e9`, 1000))
+		}),
 	} {
-		got := measure(func() {
+		got := allocated(func() {
 			if _, err := readBytes(file); err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
 		})
-		if got > 6*uint64(len(file))+256<<10 { // metadata is capped at 1024 entries
-			t.Errorf("%s: a %d-byte file allocated %d bytes", name, len(file), got)
+		if bound := allocBound(file); got > bound {
+			t.Errorf("%s: a %d-byte file allocated %d bytes, more than the bound %d", name, len(file), got, bound)
 		}
 	}
 }
