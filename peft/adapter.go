@@ -297,8 +297,12 @@ func (a *Adapter) Params() (lora, full int64) {
 // it cannot apply exactly: a peft_type other than LORA, use_dora, lora_bias
 // and the other variants listed at Config.Check, LoRA on convolutions, an A
 // without its B or a B without its A, shapes that disagree with each other or
-// with the rank the configuration gives the module, and any safetensors file
-// that breaks its format (see ReadSafetensors).
+// with the rank the configuration gives the module, r, lora_alpha or
+// target_modules missing or null, an adapter in which target_modules
+// selects no module, tensors larger than the machine's memory, and any
+// safetensors file that breaks its format (see ReadSafetensors). Pairs of
+// modules that the configuration does not select are not read; their
+// modules are listed in Adapter.Ignored (see FromSafetensors).
 func Load(dir string) (*Adapter, error) {
 	data, err := readConfig(filepath.Join(dir, ConfigFile))
 	if err != nil {

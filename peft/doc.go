@@ -11,8 +11,12 @@
 //
 // Load turns such a directory into an Adapter: its Modules, each with A and B
 // as float32 on the host and the scale the configuration gives it, and its
-// Full tensors, which replace base-model tensors of the same name. Save writes
-// one back, in a form PEFT loads. Module.NewLayer makes a module a lora.Layer
+// Full tensors, which replace base-model tensors of the same name. As in
+// PEFT, only the modules that target_modules selects, less exclude_modules,
+// within layers_to_transform, are LoRA layers (Config.Selects); the pairs of
+// any other module in the file are left out and named in Adapter.Ignored.
+// Save writes one back, in a form PEFT loads, and only what Load reads back
+// as it was. Module.NewLayer makes a module a lora.Layer
 // on a base weight, so that an adapter runs, or merges, with package lora.
 //
 // # Base weights stored transposed
