@@ -44,7 +44,11 @@
 // proportion to the bytes actually present; it refuses duplicate names
 // (which a decoder into a Go map silently merges), invalid UTF-8 (which
 // encoding/json silently replaces), and offsets that overlap, leave gaps or
-// run past the end, as the reference implementation does. It is fuzzed (FuzzReadSafetensors, with
+// run past the end, as the reference implementation does; names are at most
+// MaxNameLen bytes, and what it allocates for a header is bounded by
+// AllocPerHeaderByte and AllocSlack. Its writer refuses whatever the reader
+// would refuse or read differently, so that every file this package writes
+// reads back as it was. It is fuzzed (FuzzReadSafetensors, with
 // a seed corpus cut from the GPT-2 fixture). It also reads a file's tensors
 // one at a time through io.ReaderAt, which a model of many gigabytes needs,
 // and writes headers for tensors streamed after them (EncodeHeader).
