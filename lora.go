@@ -49,6 +49,11 @@
 // wait for all queued work. On the CPU backend every call completes before it
 // returns and Sync returns nil.
 //
+// A device fault is sticky, as CUDA's are: once one has happened, every later
+// call that uses the GPU returns an error wrapping ErrDevice and that first
+// fault, and the process has to restart to use the GPU again. A Matrix.Free
+// that the device fails is such a fault, reported by the next call.
+//
 // # Concurrency
 //
 // Forward, Backward and Linear may be called from many goroutines at once, on
