@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/golora/lora/internal/sysmem"
 	"github.com/golora/lora/peft"
 )
 
@@ -64,5 +65,23 @@ func TestMergeKeepsBaseNonFinite(t *testing.T) {
 				checkMerged(t, name, v, w, mod, float64(mod.Scale), info.DType)
 			}
 		})
+	}
+}
+
+// TestMergeMemoryEstimate checks the memory a merge asks sysmem.Check for:
+// bounded by the block size for a weight of any number of rows, and more
+// than the machine has for a weight whose rank's rows alone cannot fit
+// (8×2³¹ at rank 8), which is then an error, not a crash.
+func TestMergeMemoryEstimate(t *testing.T) {
+	for _, rows := range []int{16384, 131072, 1 << 24} {
+		if got := mergeMemory(rows, 16384, 16); got > 64<<20 {
+			t.Errorf("%d×16384: %d MiB, want at most 64", rows, got>>20)
+		}
+	}
+	if got := mergeMemory(8, 1<<31, 8); got < 8<<31*4 {
+		t.Errorf("8×2³¹: %d bytes, want at least the block's %d", got, int64(8)<<31*4)
+	}
+	if err := sysmem.Check("merging", mergeMemory(8, 1<<31, 8)); err == nil && sysmem.Physical() > 0 && sysmem.Physical() < 256<<30 {
+		t.Errorf("sysmem.Check accepts a merge needing %d GiB on a machine of %d GiB", mergeMemory(8, 1<<31, 8)>>30, sysmem.Physical()>>30)
 	}
 }

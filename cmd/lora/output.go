@@ -20,7 +20,7 @@ const (
 // outputDir is the output of a merge while it is being written: a temporary
 // directory beside -out that commit makes -out.
 type outputDir struct {
-	out     string   // -out, clean
+	out     string   // -out, absolute
 	tmp     string   // the temporary directory, written into
 	created []string // parent directories made for it, deepest first
 	done    bool
@@ -37,8 +37,17 @@ var (
 // beside it, saying so on stderr; and makes the temporary directory the
 // output is written into.
 func prepareOutput(out string, force bool, stderr io.Writer) (*outputDir, error) {
-	out = filepath.Clean(out)
+	out, err := filepath.Abs(out)
+	if err != nil {
+		return nil, err
+	}
 	parent, name := filepath.Dir(out), filepath.Base(out)
+	if parent == out {
+		return nil, fmt.Errorf("-out %s is a root directory: give a directory inside one", out)
+	}
+	if wd, err := os.Getwd(); err == nil && within(wd, out) {
+		return nil, fmt.Errorf("-out %s holds the working directory, which the merge would replace by a rename: give another directory", out)
+	}
 	if err := removeStale(parent, name, out, stderr); err != nil {
 		return nil, err
 	}

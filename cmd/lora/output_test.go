@@ -224,3 +224,33 @@ func TestMergeHFCache(t *testing.T) {
 		t.Errorf("a base given as its index wrote %v, want %v", got, outputFiles[1:])
 	}
 }
+
+// TestMergeOutputRelative merges into a relative path, whose temporary
+// directory goes beside it, and refuses "." and its parent: the working
+// directory would be replaced by a rename.
+func TestMergeOutputRelative(t *testing.T) {
+	base, adapterDir := smallSetup(t, nil)
+	dir := filepath.Join(t.TempDir(), "work")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	for _, out := range []string{".", ".."} {
+		_, _, err := runCmd(t, "merge", "-base", base, "-adapter", adapterDir, "-out", out, "-force")
+		if err == nil || !strings.Contains(err.Error(), "holds the working directory") {
+			t.Errorf("-out %s: %v", out, err)
+		}
+	}
+	if _, stderr, err := runCmd(t, "merge", "-base", base, "-adapter", adapterDir, "-out", "sub/out/"); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if got := listDir(t, dir); !slices.Equal(got, []string{"sub"}) {
+		t.Errorf(". holds %v", got)
+	}
+	if got := listDir(t, filepath.Join(dir, "sub")); !slices.Equal(got, []string{"out"}) {
+		t.Errorf("sub holds %v", got)
+	}
+	if got := listDir(t, filepath.Join(dir, "sub", "out")); !slices.Equal(got, outputFiles) {
+		t.Errorf("sub/out holds %v", got)
+	}
+}
