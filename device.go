@@ -156,7 +156,7 @@ func launch(kernel string, grid, block cuda.Dim3, k *kargs) error {
 }
 
 // dev guards the backend's scratch memory: T of forward, T and U of
-// backward, the word of allFinite, absMax and rankFinite, and the partial
+// backward, the word of absMax and rankFinite, and the partial
 // sums of mse. Work that uses them is enqueued under it, and the stream runs
 // work in order, so one scratch serves every caller.
 var dev struct {
@@ -281,7 +281,7 @@ func addBias(y, bias *Matrix) error {
 	return launch("lora_add_bias", cuda.Dim3{X: gx, Y: gy, Z: 1}, cuda.Dim3{X: kernels.BiasThreads, Y: 1, Z: 1}, &k)
 }
 
-// finiteGrid is the grid of lora_finite and lora_absmax over count elements.
+// finiteGrid is the grid of lora_absmax over count elements.
 func finiteGrid(count int64) cuda.Dim3 {
 	per := int64(kernels.FiniteThreads * kernels.FinitePerThread)
 	return cuda.Dim3{X: int(min(max((count+per-1)/per, 1), kernels.FiniteMaxBlocks)), Y: 1, Z: 1}
@@ -310,28 +310,6 @@ func readWord() (uint32, error) {
 		return 0, devErr(err)
 	}
 	return dev.flagv, nil
-}
-
-// allFinite reports whether every element of the matrices is finite: a
-// reduction on the device into one flag, which is then read back (this waits
-// for the queued work).
-func allFinite(ms ...*Matrix) (bool, error) {
-	dev.Lock()
-	defer dev.Unlock()
-	flag, err := zeroWord()
-	if err != nil {
-		return false, err
-	}
-	for _, m := range ms {
-		count := int64(m.rows) * int64(m.cols)
-		var k kargs
-		k.mat(m).int64(count).ptr(flag)
-		if err := launch("lora_finite", finiteGrid(count), cuda.Dim3{X: kernels.FiniteThreads, Y: 1, Z: 1}, &k); err != nil {
-			return false, err
-		}
-	}
-	v, err := readWord()
-	return v == 0, err
 }
 
 // absMax returns max |m[i,j]|, or a non-finite value (NaN or +Inf) when m

@@ -10,7 +10,6 @@
 //   lora_merge(float* W, const float* A, const float* B, int out, int in, int r, float c)
 //   lora_merge_check(const float* W, const float* A, const float* B, int out, int in, int r,
 //                    float c, int* flag)
-//   lora_finite(const float* p, long long count, int* flag)
 //   lora_absmax(const float* p, long long count, unsigned* out)
 //   lora_add_bias(float* y, const float* bias, long long rows, long long cols)
 //   lora_axpy(float* y, const float* x, long long count, float alpha)

@@ -11,7 +11,6 @@ var Params = map[string]int{
 	"lora_forward_tiled": 9,
 	"lora_merge":         7,
 	"lora_merge_check":   8,
-	"lora_finite":        3,
 	"lora_absmax":        3,
 	"lora_add_bias":      4,
 	"lora_axpy":          4,

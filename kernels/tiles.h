@@ -33,15 +33,12 @@
  *   grid  (ceil(in / LORA_MERGE_TILE_IN), ceil(out / LORA_MERGE_TILE_OUT), 1)
  *   block (LORA_MERGE_THREADS, 1, 1), static shared 20608 bytes
  *
- * lora_finite(p, count, flag)                 *flag = 1 if p holds NaN or Inf
+ * lora_absmax(p, count, out)                  *out = max(*out, bits of max |p[i]|)
  *   grid  (min(max(ceil(count / (LORA_FINITE_THREADS * LORA_FINITE_PER_THREAD)), 1),
  *              LORA_FINITE_MAX_BLOCKS), 1, 1)
- *   block (LORA_FINITE_THREADS, 1, 1), no shared memory
  *   The loop is grid-stride, so any gx >= 1 is correct; the formula is the
  *   recommended size.
- *
- * lora_absmax(p, count, out)                  *out = max(*out, bits of max |p[i]|)
- *   grid and block as lora_finite; block (LORA_FINITE_THREADS, 1, 1) exactly
+ *   block (LORA_FINITE_THREADS, 1, 1) exactly
  *   (another blockDim.x writes nothing), static shared 32 bytes.
  *   The host zeroes *out (an unsigned) before the launch and reads it as the
  *   bits of a float: max |p[i]|, +Inf when p holds an infinity and no NaN,
@@ -147,7 +144,7 @@
 #define LORA_MERGE_R_CHUNK 32
 #define LORA_MERGE_THREADS 256
 
-/* lora_finite */
+/* lora_absmax */
 #define LORA_FINITE_THREADS 256
 #define LORA_FINITE_PER_THREAD 16
 #define LORA_FINITE_MAX_BLOCKS 1024
