@@ -1,0 +1,398 @@
+// Package plan chooses the launch geometry of the library's CUDA kernels:
+// for each operation, one pure function turns the shape of the problem and
+// the properties of the device (SM count, shared memory, threads and
+// registers per SM, memory bandwidth) into the kernel variant, its tile
+// sizes, the split of its inner dimension and its grid.
+//
+// The package is plain Go, with no cgo: the cuda and cudaemu builds of
+// package lora call it to launch, and its tests run on any machine against a
+// table of GPUs. The tile constants below mirror kernels/tiles.h; a test of
+// package kernels (built with -tags cudaemu) checks that they agree.
+//
+// The rules, which the tests assert on every bench shape and device:
+//   - a bandwidth-bound launch has at least 2 waves of blocks, unless its
+//     inner dimension cannot be split further;
+//   - a tiled launch wastes at most half of its tile rows on padding;
+//   - the 128×128 tiled path is taken only where it fills at least one
+//     full wave;
+//   - a bandwidth-bound kernel keeps at least the device's
+//     latency × bandwidth ÷ SMs bytes of W in flight per SM.
+package plan
+
+import "fmt"
+
+// Tile constants, mirrored from kernels/tiles.h.
+const (
+	WarpSize = 32
+
+	ShrinkThreads = 256
+	ShrinkRows    = 8
+	ShrinkKs      = 8
+
+	SmallNMax         = 16
+	SmallThreads      = 128
+	SmallRowsPerWarp  = 4
+	SmallRowsPerBlock = 16
+	SmallSplitAlign   = 128 // a split of in is a multiple of this many elements
+
+	TileM       = 128
+	TileN       = 128
+	TileK       = 8
+	TileThreads = 256
+
+	MTileN       = 128 // rows of [W; A] per block of the small-M tiled kernels
+	MTileK       = 32  // inner elements per step
+	MTileThreads = 256
+
+	ReduceThreads = 128 // lora_forward_reduce: one column of y per thread
+
+	MergeTileOut = 32
+	MergeTileIn  = 128
+	MergeThreads = 256
+
+	GradXSmallThreads = 256
+	GradXSmallCols    = 128 // four columns per lane, float4
+	GradXSmallRows    = 4   // float4 loads of W in flight per lane
+	GradXSmallWarps   = 8
+
+	FiniteThreads   = 256
+	FinitePerThread = 16
+	FiniteMaxBlocks = 1024
+
+	BiasThreads = 256
+	BiasBlocks  = 1024
+
+	AxpyThreads   = 256
+	AxpyMaxBlocks = 4096
+)
+
+// MaxSplit bounds the split of an inner dimension: the partial sums of every
+// split are written to a workspace and summed by a second kernel.
+const MaxSplit = 32
+
+// Device holds the properties of a GPU that the planner uses.
+type Device struct {
+	Name         string
+	SMs          int     // streaming multiprocessors
+	SharedPerSM  int     // bytes of shared memory the blocks of one SM may use
+	ThreadsPerSM int     // resident threads per SM
+	RegsPerSM    int     // 32-bit registers per SM
+	BlocksPerSM  int     // resident blocks per SM
+	Bandwidth    float64 // DRAM bytes per second
+	FLOPs        float64 // fp32 FLOP per second, CUDA cores
+	Latency      float64 // seconds from a load's issue to its data, loaded memory system
+}
+
+// The devices of the tests, and the one the emulator reports.
+var (
+	V100 = Device{"V100", 80, 96 << 10, 2048, 65536, 32, 900e9, 15.7e12, 0.7e-6}
+	A100 = Device{"A100", 108, 164 << 10, 2048, 65536, 32, 2.04e12, 19.5e12, 0.7e-6}
+	H100 = Device{"H100", 132, 228 << 10, 2048, 65536, 32, 3.35e12, 67e12, 0.7e-6}
+	H200 = Device{"H200", 132, 228 << 10, 2048, 65536, 32, 4.8e12, 67e12, 0.7e-6}
+	L4   = Device{"L4", 58, 100 << 10, 1536, 65536, 24, 300e9, 30e12, 0.7e-6}
+)
+
+// Devices lists the devices of the tests.
+var Devices = []Device{V100, A100, H100, H200, L4}
+
+// Valid reports whether every property of d is positive.
+func (d Device) Valid() error {
+	if d.SMs <= 0 || d.SharedPerSM <= 0 || d.ThreadsPerSM <= 0 || d.RegsPerSM <= 0 ||
+		d.BlocksPerSM <= 0 || !(d.Bandwidth > 0) || !(d.FLOPs > 0) || !(d.Latency > 0) {
+		return fmt.Errorf("plan: device %q has a property that is not positive: %+v", d.Name, d)
+	}
+	return nil
+}
+
+// InFlightTarget is the bytes each SM must keep in flight to cover memory
+// latency at full bandwidth: latency × bandwidth ÷ SMs (Little's law).
+func (d Device) InFlightTarget() float64 {
+	return d.Latency * d.Bandwidth / float64(d.SMs)
+}
+
+// Kernel is what a kernel asks of an SM: threads and registers per block
+// (registers from ptxas, sm_90), static shared memory per block, and the
+// bytes of its streamed operand (W) that one block keeps in flight.
+type Kernel struct {
+	Name     string
+	Threads  int
+	Regs     int // per thread
+	Shared   int // bytes per block
+	InFlight int // bytes of W per block in flight
+}
+
+// Occupancy returns how many blocks of k an SM of d holds at once.
+func (d Device) Occupancy(k Kernel) int {
+	b := min(d.BlocksPerSM, d.ThreadsPerSM/k.Threads)
+	if k.Shared > 0 {
+		b = min(b, d.SharedPerSM/k.Shared)
+	}
+	if k.Regs > 0 {
+		// registers are allocated per warp in units of 256
+		perWarp := (k.Regs*WarpSize + 255) / 256 * 256
+		warps := (k.Threads + WarpSize - 1) / WarpSize
+		b = min(b, d.RegsPerSM/(perWarp*warps))
+	}
+	return max(b, 0)
+}
+
+// The kernels and their resources. Registers: nvcc 11.8, -Xptxas -v, sm_90.
+var (
+	KShrink = Kernel{"lora_shrink", ShrinkThreads, 80, 8448, 0}
+	// lora_forward_small: 4 warps, each lane U float4 loads of each of its 4
+	// rows in flight; U = 2 for every n (see SmallUnroll).
+	KSmall = Kernel{"lora_forward_small", SmallThreads, 168, 33792, 0}
+	KTiled = Kernel{"lora_forward_tiled", TileThreads, 128, 16896, TileN * TileK * 4}
+	KM16   = Kernel{"lora_forward_m16", MTileThreads, 64, mtileShared(16), MTileN * MTileK * 4}
+	KM32   = Kernel{"lora_forward_m32", MTileThreads, 72, mtileShared(32), MTileN * MTileK * 4}
+	KM64   = Kernel{"lora_forward_m64", MTileThreads, 96, mtileShared(64), MTileN * MTileK * 4}
+	KRed   = Kernel{"lora_forward_reduce", ReduceThreads, 40, 0, 0}
+	KMerge = Kernel{"lora_merge", MergeThreads, 80, 20608, MergeTileOut * MergeTileIn * 4}
+	KGradX = Kernel{"lora_grad_x_small", GradXSmallThreads, 128, 16896,
+		GradXSmallWarps * WarpSize * GradXSmallRows * 16}
+	KGradXTiled = Kernel{"lora_grad_x_tiled", TileThreads, 128, 16896, TileN * TileK * 4}
+)
+
+// mtileShared is the static shared memory of lora_forward_m<bm>: one K-major
+// tile of x and one of [W; A], each row padded by 4 floats.
+func mtileShared(bm int) int { return MTileK * (bm + 4 + MTileN + 4) * 4 }
+
+// SmallUnroll is the number of float4 loads of each W row a lane of
+// lora_forward_small issues before using any, for nb rows of x (nb is 1, 2,
+// 4, 8 or 16). It must match LORA_SMALL_U in forward_small.cu.
+func SmallUnroll(nb int) int {
+	switch {
+	case nb <= 2:
+		return 4
+	default:
+		return 2
+	}
+}
+
+// smallNB is the row count lora_forward_small compiles for n rows of x.
+func smallNB(n int) int {
+	nb := 1
+	for nb < n {
+		nb *= 2
+	}
+	return nb
+}
+
+// Launch is one kernel launch and the measures the tests check.
+type Launch struct {
+	Kernel   Kernel
+	Grid     [3]int  // x, y, z
+	TileM    int     // rows of x per block (0: not a tiled kernel)
+	N        int     // rows of x (for the padding of TileM)
+	Split    int     // splits of the inner dimension (1: none)
+	MaxSplit int     // the largest split the shape allows
+	Bytes    float64 // DRAM bytes the launch moves, at least once each
+	Flops    float64 // useful floating-point operations
+}
+
+// Blocks is the size of the grid.
+func (l Launch) Blocks() int { return l.Grid[0] * l.Grid[1] * l.Grid[2] }
+
+// Waves is the number of rounds of blocks the launch takes on d.
+func (l Launch) Waves(d Device) float64 {
+	occ := d.Occupancy(l.Kernel)
+	if occ == 0 {
+		return 0
+	}
+	return float64(l.Blocks()) / float64(occ*d.SMs)
+}
+
+// InFlightPerSM is the bytes of W an SM of d keeps in flight: the blocks
+// resident on it at once times what each keeps in flight.
+func (l Launch) InFlightPerSM(d Device) float64 {
+	resident := min(d.Occupancy(l.Kernel), (l.Blocks()+d.SMs-1)/d.SMs)
+	return float64(resident * l.Kernel.InFlight)
+}
+
+// Padding is the fraction of the tile rows that lie past the last row of x
+// (0 for kernels that are not tiled over x).
+func (l Launch) Padding() float64 {
+	if l.TileM == 0 || l.N == 0 {
+		return 0
+	}
+	rows := (l.N + l.TileM - 1) / l.TileM * l.TileM
+	return float64(rows-l.N) / float64(rows)
+}
+
+// BandwidthBound reports whether the launch is limited by memory bandwidth
+// on d: its bytes take longer at full bandwidth than its FLOPs at full
+// compute, and longer than 2 µs (below that, launch latency dominates and
+// the wave count does not matter).
+func (l Launch) BandwidthBound(d Device) bool {
+	t := l.Bytes / d.Bandwidth
+	return t > l.Flops/d.FLOPs && t > 2e-6
+}
+
+// Forward is the plan of y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ.
+//
+// Fused (n small or mid-sized, or the 128×128 tiles would not fill the
+// GPU): the main kernel computes P = x·[W; A]ᵀ, n × (out + r), with the
+// inner dimension split in Main.Split parts whose partial products go to a
+// workspace; lora_forward_reduce then writes y = ΣP[:, :out] +
+// s·(ΣP[:, out:])·Bᵀ, summing the splits in order (deterministic). With
+// r = 0 and no split the main kernel writes y directly and Reduce is nil.
+//
+// Not fused (large n): lora_shrink writes T = s·x·Aᵀ (Shrink, nil when
+// r = 0) and lora_forward_tiled y = x·Wᵀ + T·Bᵀ.
+type Forward struct {
+	Fused     bool
+	Shrink    *Launch
+	Main      Launch
+	Reduce    *Launch
+	Workspace int // floats of workspace: the partial products, or T
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// ForwardPlan plans y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ for x n×in, W out×in and rank r
+// on d. n, in, out >= 1 and r >= 0.
+func ForwardPlan(d Device, n, in, out, r int) Forward {
+	wBytes := 4 * float64(out+r) * float64(in)
+	flops := 2 * float64(n) * float64(out+r) * float64(in)
+	ioBytes := 4 * float64(n) * float64(in+out)
+
+	// The 128×128 tiles, only where they fill a wave with little padding.
+	tiled := Launch{Kernel: KTiled, Grid: [3]int{ceilDiv(n, TileM), ceilDiv(out, TileN), 1},
+		TileM: TileM, N: n, Split: 1, MaxSplit: 1, Bytes: wBytes + ioBytes, Flops: flops}
+	if n > SmallNMax && tiled.Padding() <= 0.5 && tiled.Waves(d) >= 1 {
+		f := Forward{Main: tiled}
+		if r > 0 {
+			f.Shrink = &Launch{Kernel: KShrink, Grid: [3]int{ceilDiv(n, ShrinkRows), ceilDiv(r, ShrinkKs), 1},
+				Split: 1, MaxSplit: 1, Bytes: 4 * float64(n*in+r*in+n*r), Flops: 2 * float64(n) * float64(r) * float64(in)}
+			f.Workspace = n * r
+		}
+		return f
+	}
+
+	var main Launch
+	var slots int
+	if n <= SmallNMax {
+		main = Launch{Kernel: KSmall, Grid: [3]int{ceilDiv(out+r, SmallRowsPerBlock), 1, 1}}
+		u := SmallUnroll(smallNB(n))
+		main.Kernel.InFlight = SmallThreads * u * SmallRowsPerWarp * 16
+		main.MaxSplit = max(1, min(MaxSplit, in/SmallSplitAlign))
+	} else {
+		k, bm := KM16, 16
+		for _, c := range []struct {
+			k  Kernel
+			bm int
+		}{{KM64, 64}, {KM32, 32}} {
+			if pad := float64(ceilDiv(n, c.bm)*c.bm-n) / float64(ceilDiv(n, c.bm)*c.bm); pad <= 0.5 {
+				k, bm = c.k, c.bm
+				break
+			}
+		}
+		main = Launch{Kernel: k, Grid: [3]int{ceilDiv(n, bm), ceilDiv(out+r, MTileN), 1}, TileM: bm, N: n}
+		// at least 4 K-steps per split
+		main.MaxSplit = max(1, min(MaxSplit, ceilDiv(in, MTileK)/4))
+	}
+	main.N = n
+	main.Bytes = wBytes + ioBytes
+	main.Flops = flops
+	slots = d.Occupancy(main.Kernel) * d.SMs
+	want := slots // one full wave at least
+	if main.BandwidthBound(d) {
+		// two waves, and enough blocks on every SM to cover latency
+		resident := min(d.Occupancy(main.Kernel), ceilDiv(int(d.InFlightTarget()), main.Kernel.InFlight))
+		want = max(2*slots, resident*d.SMs)
+	}
+	base := main.Blocks()
+	split := min(main.MaxSplit, max(1, ceilDiv(want, base)))
+	main.Split = split
+	if main.Kernel.Name == KSmall.Name {
+		main.Grid[1] = split
+	} else {
+		main.Grid[2] = split
+	}
+	f := Forward{Fused: true, Main: main}
+	if r > 0 || split > 1 {
+		f.Workspace = split * n * (out + r)
+		f.Reduce = &Launch{Kernel: KRed, Grid: [3]int{ceilDiv(out, ReduceThreads), n, 1}, Split: 1, MaxSplit: 1,
+			Bytes: 4 * float64(f.Workspace+n*out+out*r), Flops: 2 * float64(n) * float64(out) * float64(r+split)}
+	}
+	return f
+}
+
+// Launches lists the launches of f in order.
+func (f Forward) Launches() []Launch {
+	var ls []Launch
+	if f.Shrink != nil {
+		ls = append(ls, *f.Shrink)
+	}
+	ls = append(ls, f.Main)
+	if f.Reduce != nil {
+		ls = append(ls, *f.Reduce)
+	}
+	return ls
+}
+
+// Merge plans W += c·B·A for W out×in: one block per 32×128 tile of W, each
+// thread's 4 rows of W loaded before the rank is staged.
+func Merge(d Device, out, in, r int) Launch {
+	return Launch{Kernel: KMerge, Grid: [3]int{ceilDiv(in, MergeTileIn), ceilDiv(out, MergeTileOut), 1},
+		Split: 1, MaxSplit: 1, Bytes: 8 * float64(out) * float64(in),
+		Flops: 2 * float64(out) * float64(in) * float64(r)}
+}
+
+// GradX plans dx = dy·W + U·A (n×in) for W out×in. For n <= SmallNMax,
+// lora_grad_x_small: 128 columns of dx per block (four per lane, float4),
+// the out + r rows of [W; A] split over the grid's y in Split parts whose
+// partial sums go to a workspace, reduced in order by lora_forward_reduce
+// (with r = 0: no rank term). Otherwise the 128×128 tiled kernel.
+func GradX(d Device, n, in, out, r int) (main Launch, reduce *Launch, workspace int) {
+	wBytes := 4 * float64(out+r) * float64(in)
+	flops := 2 * float64(n) * float64(out+r) * float64(in)
+	ioBytes := 4 * float64(n) * float64(in+out)
+	if n > SmallNMax {
+		return Launch{Kernel: KGradXTiled, Grid: [3]int{ceilDiv(n, TileM), ceilDiv(in, TileN), 1}, TileM: TileM, N: n,
+			Split: 1, MaxSplit: 1, Bytes: wBytes + ioBytes, Flops: flops}, nil, 0
+	}
+	main = Launch{Kernel: KGradX, Grid: [3]int{ceilDiv(in, GradXSmallCols), 1, 1}, Bytes: wBytes + ioBytes, Flops: flops}
+	// each split at least 8 rows per warp
+	main.MaxSplit = max(1, min(MaxSplit, (out+r)/(8*GradXSmallWarps)))
+	want := d.Occupancy(main.Kernel) * d.SMs
+	if main.BandwidthBound(d) {
+		want *= 2
+	}
+	main.Split = min(main.MaxSplit, max(1, ceilDiv(want, main.Blocks())))
+	main.Grid[1] = main.Split
+	if main.Split > 1 {
+		workspace = main.Split * n * in
+		reduce = &Launch{Kernel: KRed, Grid: [3]int{ceilDiv(in, ReduceThreads), n, 1}, Split: 1, MaxSplit: 1,
+			Bytes: 4 * float64(workspace+n*in), Flops: float64(workspace)}
+	}
+	return main, reduce, workspace
+}
+
+// Stream plans a grid-stride elementwise kernel over count elements, threads
+// per block, per elements per thread, capped at maxBlocks: the grid covers
+// the elements once, or, capped, at least 2 waves.
+func Stream(count int64, threads, per, maxBlocks int) int {
+	b := (count + int64(threads*per) - 1) / int64(threads*per)
+	return int(min(max(b, 1), int64(maxBlocks)))
+}
+
+// AbsMaxBlocks is the grid of lora_absmax over count elements.
+func AbsMaxBlocks(count int64) int {
+	return Stream(count, FiniteThreads, FinitePerThread, FiniteMaxBlocks)
+}
+
+// AxpyBlocks is the grid of lora_axpy over count elements.
+func AxpyBlocks(count int64) int { return Stream(count, AxpyThreads, 1, AxpyMaxBlocks) }
+
+// BiasGrid is the grid (gx, gy) of lora_add_bias over a rows×cols y: columns
+// over x (float4 when cols % 4 == 0), rows over y, about BiasBlocks blocks.
+func BiasGrid(rows, cols int) (gx, gy int) {
+	units := cols
+	if units%4 == 0 {
+		units /= 4
+	}
+	gx = min(ceilDiv(units, BiasThreads), BiasBlocks)
+	gy = min(rows, max(BiasBlocks/gx, 1), 65535)
+	return gx, gy
+}

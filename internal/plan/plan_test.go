@@ -1,0 +1,211 @@
+package plan
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// benchShapes is the bench grid plus narrow outputs and long inputs.
+func benchShapes() (shapes [][4]int) {
+	ns := []int{1, 2, 4, 8, 16, 17, 32, 64, 128, 256, 512, 4096}
+	dims := [][2]int{{1024, 1024}, {4096, 4096}, {4096, 512}, {4096, 1024}, {14336, 4096}}
+	for _, io := range dims {
+		for _, r := range []int{8, 16, 64} {
+			for _, n := range ns {
+				shapes = append(shapes, [4]int{n, io[0], io[1], r})
+			}
+		}
+	}
+	return shapes
+}
+
+// checkLaunch asserts the planner's rules on one launch.
+func checkLaunch(t *testing.T, d Device, what string, l Launch, wantInFlight bool) {
+	t.Helper()
+	if l.Blocks() < 1 || l.Grid[1] > 65535 || l.Grid[2] > 65535 {
+		t.Errorf("%s: %s grid %v", what, l.Kernel.Name, l.Grid)
+	}
+	if l.Split < 1 || l.Split > l.MaxSplit {
+		t.Errorf("%s: %s split %d outside [1, %d]", what, l.Kernel.Name, l.Split, l.MaxSplit)
+	}
+	if occ := d.Occupancy(l.Kernel); occ < 1 {
+		t.Errorf("%s: %s does not fit an SM", what, l.Kernel.Name)
+	}
+	if l.BandwidthBound(d) {
+		if w := l.Waves(d); w < 2 && l.Split < l.MaxSplit {
+			t.Errorf("%s: bandwidth-bound %s has %.2f waves (%d blocks, split %d of at most %d)",
+				what, l.Kernel.Name, w, l.Blocks(), l.Split, l.MaxSplit)
+		}
+		if wantInFlight {
+			if f, tgt := l.InFlightPerSM(d), d.InFlightTarget(); f < tgt {
+				t.Errorf("%s: %s keeps %.0f bytes of W in flight per SM, want >= %.0f", what, l.Kernel.Name, f, tgt)
+			}
+		}
+	}
+	if p := l.Padding(); p > 0.5 {
+		t.Errorf("%s: %s wastes %.0f%% of its tile rows", what, l.Kernel.Name, 100*p)
+	}
+	if l.Kernel.Name == KTiled.Name || l.Kernel.Name == KGradXTiled.Name {
+		if w := l.Waves(d); w < 1 && l.Kernel.Name == KTiled.Name {
+			t.Errorf("%s: the 128×128 path has %.2f waves", what, w)
+		}
+	}
+}
+
+func TestForwardPlanRules(t *testing.T) {
+	for _, d := range Devices {
+		if err := d.Valid(); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range benchShapes() {
+			n, in, out, r := s[0], s[1], s[2], s[3]
+			f := ForwardPlan(d, n, in, out, r)
+			what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d", d.Name, n, in, out, r)
+			for _, l := range f.Launches() {
+				checkLaunch(t, d, what, l, l.Kernel.InFlight > 0)
+			}
+			if f.Fused != (f.Shrink == nil) && r > 0 {
+				t.Errorf("%s: fused %v with shrink %v", what, f.Fused, f.Shrink)
+			}
+			if f.Fused && (r > 0 || f.Main.Split > 1) && f.Reduce == nil {
+				t.Errorf("%s: partial products without a reduction", what)
+			}
+			if f.Fused && f.Workspace != f.Main.Split*n*(out+r) && f.Reduce != nil {
+				t.Errorf("%s: workspace %d", what, f.Workspace)
+			}
+			if n <= SmallNMax && f.Main.Kernel.Name != KSmall.Name {
+				t.Errorf("%s: n <= %d planned on %s", what, SmallNMax, f.Main.Kernel.Name)
+			}
+		}
+	}
+}
+
+// TestForwardPlanNoCliff: the forward at n = 17 plans no more W traffic
+// and no fewer blocks per SM than the n = 16 one (the cliff of the 128×128
+// path at 17 <= n, where 87 % of each tile was padding, is gone).
+func TestForwardPlanNoCliff(t *testing.T) {
+	for _, d := range Devices {
+		for _, io := range [][2]int{{4096, 4096}, {1024, 1024}, {14336, 4096}} {
+			a, b := ForwardPlan(d, 16, io[0], io[1], 16), ForwardPlan(d, 17, io[0], io[1], 16)
+			if b.Main.Kernel.Name == KTiled.Name {
+				t.Errorf("%s %v: n = 17 on the 128×128 tiles", d.Name, io)
+			}
+			if b.Main.BandwidthBound(d) && b.Main.InFlightPerSM(d) < min(a.Main.InFlightPerSM(d), d.InFlightTarget()) {
+				t.Errorf("%s %v: n = 17 keeps %.0f bytes in flight per SM, n = 16 %.0f", d.Name, io,
+					b.Main.InFlightPerSM(d), a.Main.InFlightPerSM(d))
+			}
+		}
+	}
+}
+
+func TestGradXAndMergeRules(t *testing.T) {
+	for _, d := range Devices {
+		for _, s := range benchShapes() {
+			n, in, out, r := s[0], s[1], s[2], s[3]
+			what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d", d.Name, n, in, out, r)
+			m, red, ws := GradX(d, n, in, out, r)
+			if n > SmallNMax {
+				// the 128×128 grad_x_tiled kernel is not planned yet beyond its grid
+				continue
+			}
+			checkLaunch(t, d, what+" grad_x", m, n <= SmallNMax)
+			if (red != nil) != (m.Split > 1) || (ws > 0) != (m.Split > 1) {
+				t.Errorf("%s: grad_x split %d, reduce %v, workspace %d", what, m.Split, red, ws)
+			}
+			if n == 1 {
+				checkLaunch(t, d, what+" merge", Merge(d, out, in, r), true)
+			}
+		}
+	}
+}
+
+func TestStreamGrids(t *testing.T) {
+	for _, c := range []struct {
+		count        int64
+		threads, per int
+		max, want    int
+	}{
+		{0, 256, 16, 1024, 1}, {1, 256, 16, 1024, 1}, {4096, 256, 16, 1024, 1}, {4097, 256, 16, 1024, 2},
+		{1 << 40, 256, 16, 1024, 1024}, {1 << 20, 256, 1, 4096, 4096},
+	} {
+		if got := Stream(c.count, c.threads, c.per, c.max); got != c.want {
+			t.Errorf("Stream(%d, %d, %d, %d) = %d, want %d", c.count, c.threads, c.per, c.max, got, c.want)
+		}
+	}
+	for _, c := range []struct{ rows, cols, gx, gy int }{
+		{1, 1, 1, 1}, {5, 4, 1, 5}, {4096, 4096, 4, 256}, {1, 1 << 20, 1024, 1}, {1 << 20, 3, 1, 1024},
+	} {
+		if gx, gy := BiasGrid(c.rows, c.cols); gx != c.gx || gy != c.gy {
+			t.Errorf("BiasGrid(%d, %d) = %d, %d, want %d, %d", c.rows, c.cols, gx, gy, c.gx, c.gy)
+		}
+	}
+}
+
+func TestOccupancy(t *testing.T) {
+	// 168 registers × 128 threads: 21504 per block, 3 per 64K; shared 33792 B: 6 per 228 KB.
+	if got := H200.Occupancy(KSmall); got != 3 {
+		t.Errorf("H200 occupancy of %s = %d, want 3", KSmall.Name, got)
+	}
+	// V100: 96 KB of shared memory hold 2 blocks of 33792 B.
+	if got := V100.Occupancy(KSmall); got != 2 {
+		t.Errorf("V100 occupancy of %s = %d, want 2", KSmall.Name, got)
+	}
+	if got := H200.Occupancy(Kernel{Threads: 1024}); got != 2 {
+		t.Errorf("occupancy of a 1024-thread block = %d, want 2", got)
+	}
+	if tgt := H200.InFlightTarget(); tgt < 25000 || tgt > 26000 {
+		t.Errorf("H200 in-flight target %.0f, want about 25.5 KB", tgt)
+	}
+}
+
+// legacyForward is the launch geometry before the planner: forward_small
+// over out/16 blocks for n <= 16 after a shrink of ⌈n/8⌉×⌈r/8⌉ blocks, the
+// 128×128 tiles for every larger n.
+func legacyForward(n, in, out, r int) []Launch {
+	wBytes := 4 * float64(out) * float64(in)
+	flops := 2 * float64(n) * float64(out) * float64(in)
+	shrink := Launch{Kernel: KShrink, Grid: [3]int{ceilDiv(n, ShrinkRows), ceilDiv(r, ShrinkKs), 1}, Split: 1, MaxSplit: 1,
+		Bytes: 4 * float64(n*in+r*in), Flops: 2 * float64(n*r*in)}
+	if n <= SmallNMax {
+		k := KSmall
+		u := 4
+		if n > 2 {
+			u = 2
+		}
+		if n > 4 {
+			u = 1
+		}
+		k.InFlight = SmallThreads * u * SmallRowsPerWarp * 16
+		return []Launch{shrink, {Kernel: k, Grid: [3]int{ceilDiv(out, SmallRowsPerBlock), 1, 1}, Split: 1, MaxSplit: 1,
+			Bytes: wBytes, Flops: flops}}
+	}
+	return []Launch{shrink, {Kernel: KTiled, Grid: [3]int{ceilDiv(n, TileM), ceilDiv(out, TileN), 1}, TileM: TileM, N: n,
+		Split: 1, MaxSplit: 1, Bytes: wBytes, Flops: flops}}
+}
+
+func row(d Device, ls []Launch) string {
+	var parts []string
+	for _, l := range ls {
+		parts = append(parts, fmt.Sprintf("%s %v split %d: %d blocks, %.2f waves, %.1f KB/SM in flight, %.0f%% pad",
+			strings.TrimPrefix(l.Kernel.Name, "lora_"), l.Grid, l.Split, l.Blocks(), l.Waves(d),
+			l.InFlightPerSM(d)/1024, 100*l.Padding()))
+	}
+	return strings.Join(parts, " | ")
+}
+
+// TestPlanTable prints, with -v, the launches of Forward on the H200 for
+// every bench shape: before (the geometry the backend used before the
+// planner) and after.
+func TestPlanTable(t *testing.T) {
+	d := H200
+	t.Logf("H200: %d SMs, target %.1f KB in flight per SM", d.SMs, d.InFlightTarget()/1024)
+	for _, io := range [][2]int{{1024, 1024}, {4096, 4096}, {4096, 512}, {4096, 1024}, {14336, 4096}} {
+		for _, r := range []int{8, 16, 64} {
+			for _, n := range []int{1, 2, 4, 8, 16, 17, 32, 64, 128, 256, 512, 4096} {
+				t.Logf("in=%d out=%d r=%d n=%d\n  before: %s\n  after:  %s", io[0], io[1], r, n,
+					row(d, legacyForward(n, io[0], io[1], r)), row(d, ForwardPlan(d, n, io[0], io[1], r).Launches()))
+			}
+		}
+	}
+}
