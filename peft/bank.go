@@ -1,0 +1,49 @@
+package peft
+
+import (
+	"fmt"
+
+	"github.com/golora/lora"
+)
+
+// AddTo adds the module's adapter to the Bank b, whose base weight must be
+// the module's (WeightShape: Out×In, or In×Out when Transposed), with the
+// module's Scale, and returns its id in b. For fan_in_fan_out and
+// embedding modules ΔW is transposed as NewLayer transposes it, so that the
+// Bank's Forward computes with the weight as stored what NewLayer's layer
+// computes. Nothing is added on an error.
+func (m *Module) AddTo(b *lora.Bank) (int, error) {
+	if err := m.check(); err != nil {
+		return -1, err
+	}
+	if b == nil {
+		return -1, fmt.Errorf("peft: module %s: AddTo: the Bank is nil: %w", m.Name, lora.ErrNil)
+	}
+	rows, cols := b.W().Dims()
+	wr, wc := m.WeightShape()
+	if rows != wr || cols != wc {
+		return -1, fmt.Errorf("peft: module %s: AddTo: the Bank's W is %d×%d, want %d×%d%s: %w",
+			m.Name, rows, cols, wr, wc, m.layoutNote(), lora.ErrShape)
+	}
+	ar, ac, ad := m.Rank, m.In, m.A
+	br, bc, bd := m.Out, m.Rank, m.B
+	if m.Transposed() {
+		ar, ac, ad = m.Rank, m.Out, transpose(m.B, m.Out, m.Rank)
+		br, bc, bd = m.In, m.Rank, transpose(m.A, m.Rank, m.In)
+	}
+	a, err := lora.NewMatrixFrom(ar, ac, ad)
+	if err != nil {
+		return -1, fmt.Errorf("peft: module %s: AddTo: %w", m.Name, err)
+	}
+	defer a.Free()
+	bm, err := lora.NewMatrixFrom(br, bc, bd)
+	if err != nil {
+		return -1, fmt.Errorf("peft: module %s: AddTo: %w", m.Name, err)
+	}
+	defer bm.Free()
+	id, err := b.Add(a, bm, m.Scale)
+	if err != nil {
+		return -1, fmt.Errorf("peft: module %s: AddTo: %w", m.Name, err)
+	}
+	return id, nil
+}
