@@ -3,7 +3,6 @@ package cuda
 import (
 	"fmt"
 	"math"
-	"unsafe"
 
 	"github.com/golora/lora/kernels"
 )
@@ -70,15 +69,6 @@ func (a *Args) Float(v float32) *Args { return a.put(uint64(math.Float32bits(v))
 // Len returns the number of parameters.
 func (a *Args) Len() int { return a.n }
 
-// params returns kernelParams: a pointer to each slot.
-func (a *Args) params() []unsafe.Pointer {
-	p := make([]unsafe.Pointer, a.n)
-	for i := range p {
-		p[i] = unsafe.Pointer(&a.slot[i])
-	}
-	return p
-}
-
 // checkLaunch validates a launch's arguments against the kernel's declared
 // parameters (kernels.Params) and its geometry against CUDA's limits.
 func checkLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
@@ -114,4 +104,76 @@ func plural(n int, noun string) string {
 		return fmt.Sprintf("%d %s", n, noun)
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// stageOps is the device side of a copy through a staging buffer of two
+// halves (see stagedCopy): the driver in the cuda build, a model of an
+// asynchronous device in the tests.
+type stageOps interface {
+	// wait returns when every transfer started through half h has finished.
+	wait(h int) error
+	// host copies n bytes at offset off of the transfer between the
+	// caller's memory and half h: into the half on the way to the device,
+	// out of it on the way back.
+	host(h int, off, n int64) error
+	// device starts the transfer of n bytes at offset off between half h
+	// and device memory, in stream order, and returns without waiting.
+	device(h int, off, n int64) error
+}
+
+// stagedCopy copies total bytes between the caller's memory and the device
+// through a staging buffer of two halves of half bytes each, in pieces of
+// at most half bytes, so that the host's copy of one piece overlaps the
+// device's transfer of the other. Piece i covers the bytes
+// [i·half, min((i+1)·half, total)) and goes through half i mod 2. To the
+// device, each piece is wait(h), host(h, …), device(h, …); its transfer may
+// still be running when stagedCopy returns, so a later copy's wait(h)
+// guards the half. From the device, each piece is wait(h), device(h, …),
+// then wait and host for the piece before it, and the last piece is waited
+// for and copied out before stagedCopy returns: the bytes are all in the
+// caller's memory when it returns nil. The first error stops the copy and
+// is returned; the caller's memory then holds an unspecified part of the
+// transfer (from the device) or the device memory does (to the device).
+func stagedCopy(toDevice bool, total, half int64, ops stageOps) error {
+	if total < 0 || half < 1 {
+		return fmt.Errorf("cuda: staged copy of %d bytes through halves of %d bytes", total, half)
+	}
+	prevOff, prevN := int64(0), int64(0) // the piece from the device not yet copied out
+	for i, off := 0, int64(0); off < total; i, off = i+1, off+half {
+		h, n := i%2, min(half, total-off)
+		if err := ops.wait(h); err != nil {
+			return err
+		}
+		if toDevice {
+			if err := ops.host(h, off, n); err != nil {
+				return err
+			}
+			if err := ops.device(h, off, n); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := ops.device(h, off, n); err != nil {
+			return err
+		}
+		if prevN > 0 {
+			if err := drain(ops, 1-h, prevOff, prevN); err != nil {
+				return err
+			}
+		}
+		prevOff, prevN = off, n
+	}
+	if prevN > 0 {
+		return drain(ops, int((prevOff/half)%2), prevOff, prevN)
+	}
+	return nil
+}
+
+// drain waits for the transfer from the device through half h and copies
+// its n bytes out to offset off of the caller's memory.
+func drain(ops stageOps, h int, off, n int64) error {
+	if err := ops.wait(h); err != nil {
+		return err
+	}
+	return ops.host(h, off, n)
 }

@@ -2,6 +2,32 @@
 
 package cuda
 
+/*
+#cgo LDFLAGS: -lcuda
+#cgo linux CFLAGS: -I/usr/local/cuda/include
+#cgo linux LDFLAGS: -L/usr/local/cuda/lib64
+#include <stdlib.h>
+#include <cuda.h>
+
+// lora_slots holds a launch's parameters, one 8-byte slot each (see Args).
+typedef struct { unsigned long long w[16]; } lora_slots;
+
+// lora_launch enqueues f with the first n slots of s as its parameters on
+// the default stream. The slots come by value and the driver reads them
+// before cuLaunchKernel returns, so the parameters and the pointers to
+// them live on this C stack: a launch allocates nothing, in Go or in C,
+// and hands cgo no Go pointer.
+static CUresult lora_launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
+                            unsigned bx, unsigned by, unsigned bz, unsigned shmem,
+                            lora_slots s, int n) {
+	void *params[16];
+	if (n < 0 || n > 16) return CUDA_ERROR_INVALID_VALUE;
+	for (int i = 0; i < n; i++) params[i] = &s.w[i];
+	return cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shmem, NULL, params, NULL);
+}
+*/
+import "C"
+
 import (
 	"errors"
 	"fmt"
@@ -25,9 +51,9 @@ var (
 	once    sync.Once
 	initErr error
 	ctx     cu.CUContext
-	mod     cu.Module
+	mod     C.CUmodule
 	devName string
-	funcs   = map[string]cu.Function{}
+	funcs   = map[string]C.CUfunction{}
 	stream  cu.Stream // the zero Stream: the context's default stream
 	ordinal int
 	peakBW  float64 // nominal memory bandwidth, bytes/s
@@ -81,23 +107,48 @@ func open() error {
 	if err := cu.SetCurrentContext(ctx); err != nil {
 		return fmt.Errorf("cuda: device %d: %v", ordinal, err)
 	}
-	if mod, err = cu.LoadData(kernels.Fatbin); err != nil {
+	image := C.CString(kernels.Fatbin)
+	defer C.free(unsafe.Pointer(image))
+	if err := driverError(C.cuModuleLoadData(&mod, unsafe.Pointer(image))); err != nil {
 		return fmt.Errorf("cuda: loading lora.fatbin on %s: %v", devName, err)
 	}
 	return nil
 }
 
+// driverError returns the result of a driver call made here through cgo as
+// gorgonia.org/cu returns its own calls' results: nil for success, else the
+// same error value as cu's, so that errors.Is(err, cu.IllegalAddress) and
+// sticky see both alike.
+func driverError(r C.CUresult) error { return resultAs(cu.Success, int(r)) }
+
+// resultAs converts the driver's result code r to the type of success, cu's
+// unexported result type, which is an int and an error.
+func resultAs[E interface {
+	~int
+	error
+}](success E, r int) error {
+	if E(r) == success {
+		return nil
+	}
+	return E(r)
+}
+
 // enter initialises the device if needed, refuses op once the device has
 // faulted, takes the lock, locks the goroutine to its thread and makes the
 // context current there. The returned function undoes it.
-func enter(op string) (func(), error) {
+func enter(op string) (func(), error) { return enterOn(op, "") }
+
+// enterOn is enter for op on the named kernel, "launch" on "lora_axpy"
+// for example: the two are joined only for an error, so that a launch
+// allocates nothing.
+func enterOn(op, name string) (func(), error) {
 	if err := Init(); err != nil {
 		return nil, err
 	}
 	mu.Lock()
-	if err := faulted(op); err != nil {
+	if Fault() != nil {
 		mu.Unlock()
-		return nil, err
+		return nil, faulted(opName(op, name))
 	}
 	runtime.LockOSThread()
 	leave := func() {
@@ -106,9 +157,17 @@ func enter(op string) (func(), error) {
 	}
 	if err := cu.SetCurrentContext(ctx); err != nil {
 		leave()
-		return nil, fail(op, fmt.Errorf("making the context current: %w", err))
+		return nil, fail(opName(op, name), fmt.Errorf("making the context current: %w", err))
 	}
 	return leave, nil
+}
+
+// opName joins an operation and the name of what it acts on.
+func opName(op, name string) string {
+	if name == "" {
+		return op
+	}
+	return op + " " + name
 }
 
 // sticky reports whether err is one of the driver's errors after which the
@@ -214,29 +273,129 @@ func Memset32(p Ptr, v uint32, count int64) error {
 	return nil
 }
 
+// stageHalf is the size of each half of the pinned staging buffer through
+// which CopyHtoD and CopyDtoH copy: 2 × 4 MiB of page-locked memory, taken
+// on the first copy and kept for the life of the process.
+const stageHalf = 4 << 20
+
+// stage is the pinned staging buffer and the state of the copy that uses
+// it, guarded by mu. The driver copies page-locked memory by DMA at the
+// link's speed, pageable memory two to four times slower through a bounce
+// buffer of its own; copying through two halves of stage overlaps the
+// host's memcpy of one piece with the DMA of the other (see stagedCopy).
+var stage struct {
+	buf   unsafe.Pointer // 2·stageHalf bytes of page-locked memory, nil before the first copy
+	done  [2]cu.Event    // recorded after the last transfer through each half
+	unset bool           // true once taking the buffer failed: copies go directly
+	host  unsafe.Pointer // the caller's memory in the current copy
+	dev   Ptr            // the device memory in the current copy
+	toDev bool
+}
+
+// stageReady takes the staging buffer and its events on the first copy.
+// Called with mu held and the context current. A failure to take them is
+// not an error: copies then go directly from pageable memory.
+func stageReady() bool {
+	if stage.buf != nil || stage.unset {
+		return stage.buf != nil
+	}
+	var p unsafe.Pointer
+	if driverError(C.cuMemHostAlloc(&p, 2*stageHalf, 0)) != nil {
+		stage.unset = true
+		return false
+	}
+	for i := range stage.done {
+		e, err := cu.MakeEvent(cu.DisableTiming)
+		if err != nil {
+			for _, e := range stage.done[:i] {
+				_ = cu.DestroyEvent(&e)
+			}
+			_ = cu.MemFreeHost(p)
+			stage.unset = true
+			return false
+		}
+		stage.done[i] = e
+	}
+	stage.buf = p
+	return true
+}
+
+// wait returns when the last transfer through half h has finished (at
+// once if none was recorded).
+func (stageDriver) wait(h int) error { return stage.done[h].Synchronize() }
+
+// host copies one piece between the caller's memory and half h.
+func (stageDriver) host(h int, off, n int64) error {
+	half := unsafe.Slice((*byte)(unsafe.Add(stage.buf, int64(h)*stageHalf)), n)
+	mem := unsafe.Slice((*byte)(unsafe.Add(stage.host, off)), n)
+	if stage.toDev {
+		copy(half, mem)
+	} else {
+		copy(mem, half)
+	}
+	return nil
+}
+
+// device starts the DMA of one piece between half h and device memory and
+// records the half's event after it.
+func (stageDriver) device(h int, off, n int64) error {
+	half := unsafe.Add(stage.buf, int64(h)*stageHalf)
+	dev := cu.DevicePtr(stage.dev) + cu.DevicePtr(off)
+	var err error
+	if stage.toDev {
+		err = cu.MemcpyHtoDAsync(dev, half, n, stream)
+	} else {
+		err = cu.MemcpyDtoHAsync(half, dev, n, stream)
+	}
+	if err != nil {
+		return err
+	}
+	return stage.done[h].Record(stream)
+}
+
+// stageDriver is stagedCopy's device side on the GPU, over stage.
+type stageDriver struct{}
+
 // CopyHtoD copies bytes from host memory at src to the device, after the
-// work queued before it; src may be reused when it returns.
+// work queued before it; src may be reused when it returns. The bytes go
+// through a pinned staging buffer, in pieces, so a copy of any size works.
 func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
 	leave, err := enter("copy to device")
 	if err != nil {
 		return err
 	}
 	defer leave()
-	if err := cu.MemcpyHtoD(cu.DevicePtr(dst), src, bytes); err != nil {
+	if !stageReady() {
+		err = cu.MemcpyHtoD(cu.DevicePtr(dst), src, bytes)
+	} else {
+		stage.host, stage.dev, stage.toDev = src, dst, true
+		err = stagedCopy(true, bytes, stageHalf, stageDriver{})
+		stage.host, stage.dev = nil, 0
+	}
+	if err != nil {
 		return fail("copy to device", err)
 	}
 	return nil
 }
 
 // CopyDtoH waits for all queued work, then copies bytes from the device to
-// host memory at dst. A fault of earlier work is reported here.
+// host memory at dst. A fault of earlier work is reported here. The bytes
+// come through a pinned staging buffer, in pieces, so a copy of any size
+// works; after an error, dst holds an unspecified part of them.
 func CopyDtoH(dst unsafe.Pointer, src Ptr, bytes int64) error {
 	leave, err := enter("copy to host")
 	if err != nil {
 		return err
 	}
 	defer leave()
-	if err := cu.MemcpyDtoH(dst, cu.DevicePtr(src), bytes); err != nil {
+	if !stageReady() {
+		err = cu.MemcpyDtoH(dst, cu.DevicePtr(src), bytes)
+	} else {
+		stage.host, stage.dev, stage.toDev = dst, src, false
+		err = stagedCopy(false, bytes, stageHalf, stageDriver{})
+		stage.host, stage.dev = nil, 0
+	}
+	if err != nil {
 		return fail("copy to host", err)
 	}
 	return nil
@@ -248,27 +407,38 @@ func Launch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	if err := checkLaunch(kernel, grid, block, shmem, a); err != nil {
 		return err
 	}
-	op := "launch " + kernel
-	leave, err := enter(op)
+	leave, err := enterOn("launch", kernel)
 	if err != nil {
 		return err
 	}
 	defer leave()
 	fn, ok := funcs[kernel]
 	if !ok {
-		if fn, err = mod.Function(kernel); err != nil {
-			return fail(op, err)
+		if fn, err = function(kernel); err != nil {
+			return fail(opName("launch", kernel), err)
 		}
 		funcs[kernel] = fn
 	}
-	params := a.params()
-	err = fn.Launch(grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, shmem, stream, params)
-	runtime.KeepAlive(a)
-	runtime.KeepAlive(params)
+	// The slots go to the driver by value (see lora_launch): no
+	// allocation, Go's or C's, on this path.
+	var slots C.lora_slots
+	for i := range a.n {
+		slots.w[i] = C.ulonglong(a.slot[i])
+	}
+	err = driverError(C.lora_launch(fn, C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),
+		C.uint(block.X), C.uint(block.Y), C.uint(block.Z), C.uint(shmem), slots, C.int(a.n)))
 	if err != nil {
-		return fail(op, err)
+		return fail(opName("launch", kernel), err)
 	}
 	return nil
+}
+
+// function looks kernel up in the module.
+func function(kernel string) (C.CUfunction, error) {
+	var fn C.CUfunction
+	name := C.CString(kernel)
+	defer C.free(unsafe.Pointer(name))
+	return fn, driverError(C.cuModuleGetFunction(&fn, mod, name))
 }
 
 // Sync waits for all queued work and reports a fault of any of it.
