@@ -24,13 +24,21 @@ static int launch(const char* name, unsigned gx, unsigned gy, unsigned gz,
 	}
 	return lora_emu_launch(name, gx, gy, gz, bx, by, bz, shmem, params, n);
 }
+
+// fault returns the emulator's fault, waiting for the queued launches when
+// wait is set; msg receives its description.
+static int fault(int wait, char* msg, int len) {
+	return wait ? lora_emu_sync(msg, len) : lora_emu_poll(msg, len);
+}
 */
 import "C"
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -41,6 +49,12 @@ import (
 // Name is the name of this build's backend.
 const Name = "cudaemu"
 
+// The emulator runs launches on a worker thread, in order, as one CUDA
+// stream does: Launch checks its arguments and returns at once; a fault
+// inside a kernel (a warp collective whose mask names a lane that returned,
+// a deadlock) is reported by the next call that waits for the stream: Sync,
+// a copy, Memset32, Free, an event, or a Launch after the kernel ran.
+//
 // The emulator's device memory is host memory from C.malloc. It keeps a
 // table of the live allocations and checks every device address it is given
 // against it, a launch's pointer arguments included: an address outside
@@ -48,7 +62,7 @@ const Name = "cudaemu"
 // illegal address is on a GPU, and sticky like one. No memory is touched
 // through such an address.
 var (
-	mu    sync.Mutex             // one stream: launches run one at a time; guards spans
+	mu    sync.Mutex             // guards spans and names; launches are queued one at a time
 	names = map[string]*C.char{} // kernel names as C strings, kept for the process
 	spans []span                 // live allocations, sorted by start
 )
@@ -94,6 +108,20 @@ func illegal(op string, p Ptr, bytes int64) error {
 	return setFault(fmt.Errorf("cuda: %s: illegal address: %d bytes at %#x lie outside every live allocation (emulated CUDA_ERROR_ILLEGAL_ADDRESS)", op, bytes, uint64(p)))
 }
 
+// wait waits for the queued launches when block is set, and returns the
+// first fault of a kernel, recorded as the device's fault, or nil.
+func wait(op string, block bool) error {
+	var buf [1024]C.char
+	w := C.int(0)
+	if block {
+		w = 1
+	}
+	if C.fault(w, &buf[0], C.int(len(buf))) == C.LORA_EMU_OK {
+		return nil
+	}
+	return setFault(fmt.Errorf("cuda: %s: kernel fault: %s (emulated CUDA_ERROR_LAUNCH_FAILED)", op, C.GoString(&buf[0])))
+}
+
 // Alloc returns bytes of device memory, uninitialised. The emulator refuses
 // an allocation larger than the machine's physical memory.
 func Alloc(bytes int64) (Ptr, error) {
@@ -132,6 +160,9 @@ func Free(p Ptr) error {
 	if err := faulted("Free"); err != nil {
 		return err
 	}
+	if err := wait("Free", true); err != nil {
+		return err
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	i := find(p, 0)
@@ -152,6 +183,9 @@ func Memset32(p Ptr, v uint32, count int64) error {
 	if err := faulted("memset"); err != nil {
 		return err
 	}
+	if err := wait("memset", true); err != nil {
+		return err
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if count < 0 || count > 1<<61 || find(p, 4*count) < 0 {
@@ -164,9 +198,13 @@ func Memset32(p Ptr, v uint32, count int64) error {
 	return nil
 }
 
-// CopyHtoD copies bytes from host memory at src to the device.
+// CopyHtoD waits for all queued work, then copies bytes from host memory
+// at src to the device.
 func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
 	if err := faulted("copy to device"); err != nil {
+		return err
+	}
+	if err := wait("copy to device", true); err != nil {
 		return err
 	}
 	mu.Lock()
@@ -184,6 +222,9 @@ func CopyDtoH(dst unsafe.Pointer, src Ptr, bytes int64) error {
 	if err := faulted("copy to host"); err != nil {
 		return err
 	}
+	if err := wait("copy to host", true); err != nil {
+		return err
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if bytes < 0 || find(src, bytes) < 0 {
@@ -193,15 +234,19 @@ func CopyDtoH(dst unsafe.Pointer, src Ptr, bytes int64) error {
 	return nil
 }
 
-// Launch runs kernel on grid×block threads with shmem bytes of dynamic
-// shared memory and the parameters in a. The emulator runs it to completion
-// before returning. A pointer argument outside device memory is a fault,
-// and the kernel does not run.
+// Launch queues kernel on grid×block threads with shmem bytes of dynamic
+// shared memory and the parameters in a, and returns without waiting for
+// it. Invalid arguments are reported at once; a fault inside the kernel by
+// a later call. A pointer argument outside device memory is a fault, and
+// the kernel does not run.
 func Launch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	if err := checkLaunch(kernel, grid, block, shmem, a); err != nil {
 		return err
 	}
 	if err := faulted("launch " + kernel); err != nil {
+		return err
+	}
+	if err := wait("launch "+kernel, false); err != nil {
 		return err
 	}
 	mu.Lock()
@@ -224,6 +269,9 @@ func emuLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	var slots [maxArgs]C.uint64_t
 	for i := range a.n {
 		slots[i] = C.uint64_t(a.slot[i])
+	}
+	if traceFile != nil {
+		trace(kernel, grid, block, shmem, a)
 	}
 	rc := C.launch(cname, C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),
 		C.uint(block.X), C.uint(block.Y), C.uint(block.Z), C.uint(shmem), &slots[0], C.int(a.n))
@@ -250,6 +298,8 @@ func emuError(rc C.int) string {
 		return "cannot start the emulator's threads"
 	case C.LORA_EMU_ERR_ARGS:
 		return "invalid arguments"
+	case C.LORA_EMU_ERR_KERNEL:
+		return "kernel fault"
 	}
 	return fmt.Sprintf("emulator error %d", int(rc))
 }
@@ -272,9 +322,13 @@ func emuKernels() []string {
 	return s
 }
 
-// Sync waits for all queued work; the emulator has none. It reports the
-// device's fault, if any.
-func Sync() error { return faulted("Sync") }
+// Sync waits for all queued work. It reports the device's fault, if any.
+func Sync() error {
+	if err := faulted("Sync"); err != nil {
+		return err
+	}
+	return wait("Sync", true)
+}
 
 // Event marks a point in the stream, for timing.
 type Event struct{ t time.Time }
@@ -287,9 +341,13 @@ func NewEvent() (*Event, error) {
 	return &Event{}, nil
 }
 
-// Record marks the event at the current end of the stream.
+// Record marks the event at the current end of the stream: on the
+// emulator, it waits for the queued work and takes the time.
 func (e *Event) Record() error {
 	if err := faulted("event"); err != nil {
+		return err
+	}
+	if err := wait("event", true); err != nil {
 		return err
 	}
 	e.t = time.Now()
@@ -306,3 +364,56 @@ func (e *Event) Since(start *Event) (float64, error) {
 
 // Destroy releases the event.
 func (e *Event) Destroy() {}
+
+// emuSeed returns the seed of the emulator's order of blocks and threads:
+// LORA_EMU_SEED when set, otherwise one drawn for the process. A fault's
+// description names it, so that the order can be replayed.
+func emuSeed() uint64 { return uint64(C.lora_emu_seed()) }
+
+// With LORA_EMU_TRACE set to a file name, the emulator appends one line per
+// distinct launch to it, for the sanitizer harness (kernels/sanitize) to
+// replay on buffers of the same sizes: the kernel, grid, block and dynamic
+// shared memory, then each argument, as v<hex> for a value or
+// p<allocation size>+<offset>@<allocation> for a pointer into device memory.
+var (
+	traceFile *os.File
+	traceSeen = map[string]bool{}
+)
+
+func init() {
+	if name := os.Getenv("LORA_EMU_TRACE"); name != "" {
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cuda: LORA_EMU_TRACE: %v\n", err)
+			return
+		}
+		traceFile = f
+	}
+}
+
+// trace writes the launch to traceFile unless a launch of the same kernel,
+// geometry, values and allocation sizes was written before. Called with mu
+// held.
+func trace(kernel string, grid, block Dim3, shmem int, a *Args) {
+	var key, line strings.Builder
+	fmt.Fprintf(&key, "%s %d %d %d %d %d %d %d %d", kernel, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, shmem, a.n)
+	line.WriteString(key.String())
+	for i := range a.n {
+		v := a.slot[i]
+		if a.ptrs&(1<<i) != 0 && v != 0 {
+			if j := find(Ptr(v), 0); j >= 0 {
+				s := spans[j]
+				fmt.Fprintf(&key, " p%d+%d", s.size, v-s.start)
+				fmt.Fprintf(&line, " p%d+%d@%x", s.size, v-s.start, s.start)
+				continue
+			}
+		}
+		fmt.Fprintf(&key, " v%x", v)
+		fmt.Fprintf(&line, " v%x", v)
+	}
+	if traceSeen[key.String()] {
+		return
+	}
+	traceSeen[key.String()] = true
+	fmt.Fprintln(traceFile, line.String())
+}

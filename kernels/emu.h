@@ -3,21 +3,39 @@
 // unchanged.
 //
 // Model:
-//   - A launch runs its blocks one after another (x fastest, then y, then z).
-//   - The threads of a block are OS threads from a persistent pool; worker i
-//     always plays thread i of every block of every launch.
-//   - __syncthreads() is a std::barrier over the block's threads (and
-//     __syncthreads_count/_or/_and count votes between its phases); warp
-//     collectives (shuffles, votes, __syncwarp) use a per-warp std::barrier
-//     and a double-buffered per-warp exchange array. A thread that returns
-//     from the kernel drops out of both barriers, so early exits never block
-//     the threads that remain.
-//   - __shared__ is `static`: blocks never overlap, so a function-local static
-//     is exactly one block's shared memory. Dynamic shared memory is declared
-//     with LORA_DYNAMIC_SHARED(type, name) and sized by the launch.
-//   - Warp collectives are full-warp only: every lane of the warp that has not
-//     returned must take part (the mask argument is not interpreted).
-//   - Launches are serialized by a mutex and synchronous.
+//   - Launches are queued to one worker thread and run in order, as on one
+//     CUDA stream: lora_emu_launch checks its arguments and returns at once;
+//     a fault inside a kernel is reported by the next lora_emu_sync (or
+//     lora_emu_poll), and every later launch is dropped.
+//   - A launch runs its blocks one after another, in a random order drawn
+//     from a seed (LORA_EMU_SEED, or one drawn per process), so that code
+//     that depends on the order of blocks shows.
+//   - The threads of a block are fibers (user-level contexts, each with its
+//     own stack) run by the worker thread: a thread runs until it reaches
+//     __syncthreads, a warp collective or its end, then the next runnable
+//     thread runs. Fibers are created once and reused by every block of
+//     every launch, so a launch costs a few microseconds.
+//   - __syncthreads releases the threads when every thread that has not
+//     returned has reached it (__syncthreads_count/_or/_and count votes).
+//     Warp collectives (shuffles, votes, __syncwarp) honour their mask: they
+//     complete when every lane of the mask has reached the same collective
+//     with the same mask. A mask that names a lane which has returned, does
+//     not exist, or waits elsewhere (at __syncthreads, in a collective with
+//     another mask), a calling lane missing from its own mask, or a shuffle
+//     that reads a lane outside the mask is a fault, as it is undefined on a
+//     GPU.
+//   - __shared__ is `static`, in a section of its own (blocks never overlap,
+//     so a function-local static is exactly one block's shared memory);
+//     dynamic shared memory is declared with LORA_DYNAMIC_SHARED(type, name)
+//     and sized by the launch. Both are filled with the signalling NaN
+//     0xffa5a5a5 (a large negative int) at the start of every block, so a read
+//     of shared memory that the block did not write shows.
+//   - Compiled with -fsanitize=thread, the emulator tells ThreadSanitizer
+//     about its fibers and about exactly the ordering CUDA guarantees:
+//     __syncthreads orders the block's threads, __syncwarp the lanes of its
+//     mask, shuffles and votes order nothing; a race between threads of a
+//     block that no barrier orders is reported. Blocks are ordered one after
+//     another. With -fsanitize=address the fiber stacks are annotated.
 //
 // The C entry points (lora_emu_launch and friends) are declared in emu_api.h
 // and defined here; include this header in exactly one translation unit.
@@ -31,27 +49,65 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
 
 #include <algorithm>
 #include <atomic>
-#include <barrier>
 #include <bit>
 #include <cmath>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
+#include <numeric>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
 #include "emu_api.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define LORA_EMU_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LORA_EMU_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define LORA_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LORA_EMU_ASAN 1
+#endif
+#endif
+
+#ifdef LORA_EMU_TSAN
+extern "C" {
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+void __tsan_acquire(void* addr);
+void __tsan_release(void* addr);
+}
+#endif
+#ifdef LORA_EMU_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 // ---- CUDA qualifiers -------------------------------------------------------
 
@@ -59,7 +115,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static
+#define __shared__ static __attribute__((section("lora_emu_shared")))
 #define __constant__ static
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
@@ -82,9 +138,18 @@ inline float4 make_float4(float x, float y, float z, float w) { return float4{x,
 inline int2 make_int2(int x, int y) { return int2{x, y}; }
 inline int4 make_int4(int x, int y, int z, int w) { return int4{x, y, z, w}; }
 
-inline thread_local uint3 threadIdx{0, 0, 0};
-inline thread_local uint3 blockIdx{0, 0, 0};
-inline dim3 blockDim;  // written by the launcher before the workers start
+namespace lora_emu {
+struct Fiber;
+// The running fiber. Only the worker thread runs kernels; the pointer is an
+// atomic so that the sanitizers see no race between the fibers that read it.
+inline std::atomic<Fiber*> g_self{nullptr};
+inline Fiber* self() { return g_self.load(std::memory_order_relaxed); }
+const uint3& thread_index(Fiber* f);
+}  // namespace lora_emu
+
+#define threadIdx (::lora_emu::thread_index(::lora_emu::self()))
+inline uint3 blockIdx{0, 0, 0};  // written by the worker before each block
+inline dim3 blockDim;
 inline dim3 gridDim;
 constexpr int warpSize = 32;
 
@@ -141,157 +206,737 @@ inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_s
 
 namespace lora_emu {
 
-// ---- per-block state -----------------------------------------------------------
+// ---- context switch ----------------------------------------------------------
 
-struct WarpState {
-  std::optional<std::barrier<>> bar;
-  unsigned size = 0;  // lanes in this warp (the last warp of a block may be partial)
-  alignas(64) unsigned long long slot[2][32];
+#if defined(__x86_64__)
+// lora_emu_ctx_switch(save, next): saves the callee-saved registers, MXCSR
+// and the x87 control word on the current stack, stores the stack pointer in
+// *save, and resumes the context whose stack pointer is next.
+extern "C" void lora_emu_ctx_switch(void** save, void* next);
+asm(R"(
+  .text
+  .globl lora_emu_ctx_switch
+  .hidden lora_emu_ctx_switch
+  .type lora_emu_ctx_switch, @function
+lora_emu_ctx_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size lora_emu_ctx_switch, .-lora_emu_ctx_switch
+)");
+#endif
+
+// Ctx is a context: a fiber's or the worker's own.
+struct Ctx {
+#if defined(__x86_64__)
+  void* sp = nullptr;
+#else
+  ucontext_t uc;
+#endif
+  const void* stack_lo = nullptr;  // for AddressSanitizer
+  size_t stack_size = 0;
+  void* tsan = nullptr;  // ThreadSanitizer's fiber
 };
 
-struct BlockState;
-
-// Runs once per __syncthreads phase, after the last thread arrives and before
-// any leaves: clears the vote counters the next phase will use (every thread
-// finished reading them in the previous phase).
-struct PhaseEnd {
-  BlockState* block;
-  void operator()() noexcept;
+enum Op : int {
+  kNone,
+  kExit,
+  kSync,      // __syncthreads and its votes
+  kSyncWarp,  // __syncwarp
+  kShflIdx,
+  kShflXor,
+  kShflDown,
+  kShflUp,
+  kBallot,
 };
 
-struct BlockState {
-  std::optional<std::barrier<PhaseEnd>> bar;
-  std::atomic<unsigned> phase{0};
-  std::atomic<int> votes_true[2];
-  std::atomic<int> votes_false[2];
-  WarpState warps[LORA_EMU_MAX_THREADS / 32];
-  unsigned nthreads = 0;
+inline const char* op_name(int op) {
+  switch (op) {
+    case kSync: return "__syncthreads";
+    case kSyncWarp: return "__syncwarp";
+    case kShflIdx: return "__shfl_sync";
+    case kShflXor: return "__shfl_xor_sync";
+    case kShflDown: return "__shfl_down_sync";
+    case kShflUp: return "__shfl_up_sync";
+    case kBallot: return "a vote (__ballot_sync, __any_sync, __all_sync)";
+  }
+  return "?";
+}
 
-  // Fresh barriers for the next block: every thread is counted again.
-  void reset() noexcept {
-    bar.reset();
-    bar.emplace(static_cast<std::ptrdiff_t>(nthreads), PhaseEnd{this});
-    phase.store(0, std::memory_order_relaxed);
-    for (int p = 0; p < 2; ++p) {
-      votes_true[p].store(0, std::memory_order_relaxed);
-      votes_false[p].store(0, std::memory_order_relaxed);
+enum State : int { kReady, kAtSync, kAtWarp, kDone };
+
+constexpr size_t kStack = 256u << 10;
+constexpr uint32_t kPoison = 0xffa5a5a5u;  // a signalling NaN, a large negative int
+
+struct Fiber {
+  Ctx ctx;
+  char* map = nullptr;  // the stack's mapping, guard page first
+  size_t map_size = 0;
+  unsigned idx = 0;
+  // Written by the worker while the fiber does not run.
+  uint3 tid{0, 0, 0};
+  unsigned lane = 0, warp = 0;
+  int state = kReady;
+  unsigned long long result = 0;
+  unsigned group = 0;    // members of the completed warp collective
+  unsigned gpar[32];     // their __syncwarp parities
+  // Written by the fiber before it yields, read by the worker: atomics, so
+  // that ThreadSanitizer sees no race (and no ordering) between them.
+  std::atomic<int> op{kNone};
+  std::atomic<unsigned> mask{0};
+  std::atomic<unsigned long long> val{0};
+  std::atomic<int> arg{0};
+  std::atomic<int> width{32};
+  // The fiber's own.
+  unsigned sync_count = 0;  // __syncthreads passed
+  unsigned warp_count = 0;  // __syncwarp reached
+};
+
+inline const uint3& thread_index(Fiber* f) { return f->tid; }
+
+// Group is a warp collective waiting for the lanes of its mask.
+struct Group {
+  unsigned mask = 0, arrived = 0;
+  int op = kNone;
+};
+
+struct Worker;
+inline Worker* g_worker = nullptr;
+
+// Sync objects for ThreadSanitizer: addresses only.
+struct SyncVars {
+  char block[2];
+  char lane[LORA_EMU_MAX_THREADS][2];
+  char end;
+};
+
+struct Job {
+  std::function<void()> call;
+  std::string name;
+  dim3 grid, block;
+  unsigned shmem = 0;
+  unsigned long long seq = 0;
+};
+
+extern "C" char __start_lora_emu_shared[] __attribute__((weak));
+extern "C" char __stop_lora_emu_shared[] __attribute__((weak));
+
+inline unsigned char* g_dynamic_shared = nullptr;
+inline void* dynamic_shared() { return g_dynamic_shared; }
+
+inline uint64_t splitmix(uint64_t& s) {
+  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+inline void fiber_main();
+
+struct Worker {
+  Ctx sched;
+  std::vector<std::unique_ptr<Fiber>> fibers;
+  SyncVars sv;
+  const Job* job = nullptr;
+  unsigned n = 0;
+  unsigned live = 0, at_sync = 0;
+  int votes = 0;
+  Group groups[LORA_EMU_MAX_THREADS / 32][32];
+  unsigned ngroups[LORA_EMU_MAX_THREADS / 32];
+  unsigned ring[LORA_EMU_MAX_THREADS];
+  unsigned head = 0, count = 0;
+  std::vector<unsigned> order;
+  std::vector<uint32_t> blocks;
+  std::string err;
+  uint3 cur_block{0, 0, 0};
+  std::vector<std::pair<size_t, size_t>> shared_runs;  // [from, to) of the static section
+  bool shared_runs_known = false;
+  bool dirty_stacks = false;  // a block was abandoned: stacks may hold stale shadow
+  alignas(64) unsigned char dyn[LORA_EMU_MAX_SHMEM];
+
+  bool ensure(unsigned want) {
+    while (fibers.size() < want) {
+      auto f = std::make_unique<Fiber>();
+      f->idx = static_cast<unsigned>(fibers.size());
+      size_t page = 4096;
+      f->map_size = kStack + page;
+      void* m = mmap(nullptr, f->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (m == MAP_FAILED) return false;
+      f->map = static_cast<char*>(m);
+      mprotect(f->map, page, PROT_NONE);  // a stack overflow faults
+      f->ctx.stack_lo = f->map + page;
+      f->ctx.stack_size = kStack;
+#ifdef LORA_EMU_TSAN
+      f->ctx.tsan = __tsan_create_fiber(0);
+#endif
+      fibers.push_back(std::move(f));
     }
-    for (unsigned w = 0; w * 32 < nthreads; ++w) {
-      unsigned size = std::min(32u, nthreads - w * 32);
-      warps[w].size = size;
-      warps[w].bar.reset();
-      warps[w].bar.emplace(static_cast<std::ptrdiff_t>(size));
+    return true;
+  }
+
+  // switch_to leaves the running context (from) for to. Toward a fiber the
+  // switch orders the worker before the fiber for ThreadSanitizer; toward the
+  // worker it orders nothing, so that no ordering passes between fibers
+  // through the worker.
+  void switch_to(Ctx* from, Ctx* to, bool to_fiber, bool dying) {
+#ifdef LORA_EMU_TSAN
+    __tsan_switch_to_fiber(to->tsan, to_fiber ? 0u : 1u);
+#endif
+#ifdef LORA_EMU_ASAN
+    void* fake = nullptr;
+    __sanitizer_start_switch_fiber(dying ? nullptr : &fake, to->stack_lo, to->stack_size);
+#else
+    (void)dying;
+    (void)to_fiber;
+#endif
+#if defined(__x86_64__)
+    lora_emu_ctx_switch(&from->sp, to->sp);
+#else
+    swapcontext(&from->uc, &to->uc);
+#endif
+#ifdef LORA_EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
+  }
+
+  void start_fiber(Fiber& f) {
+#ifdef LORA_EMU_ASAN
+    if (dirty_stacks) __asan_unpoison_memory_region(f.ctx.stack_lo, f.ctx.stack_size);
+#endif
+#if defined(__x86_64__)
+    uintptr_t top = reinterpret_cast<uintptr_t>(f.ctx.stack_lo) + f.ctx.stack_size;
+    top &= ~uintptr_t(15);
+    uint64_t* s = reinterpret_cast<uint64_t*>(top);
+    s[-1] = 0;
+    s[-2] = reinterpret_cast<uint64_t>(&fiber_main);
+    for (int i = 3; i <= 8; ++i) s[-i] = 0;
+    uint32_t csr[2];
+    asm volatile("stmxcsr %0" : "=m"(csr[0]));
+    asm volatile("fnstcw %0" : "=m"(*reinterpret_cast<uint16_t*>(&csr[1])));
+    std::memcpy(&s[-9], csr, 8);
+    f.ctx.sp = &s[-9];
+#else
+    getcontext(&f.ctx.uc);
+    f.ctx.uc.uc_stack.ss_sp = const_cast<void*>(f.ctx.stack_lo);
+    f.ctx.uc.uc_stack.ss_size = f.ctx.stack_size;
+    f.ctx.uc.uc_link = nullptr;
+    makecontext(&f.ctx.uc, reinterpret_cast<void (*)()>(&fiber_main), 0);
+#endif
+  }
+
+  void push(unsigned i) {
+    ring[(head + count) % LORA_EMU_MAX_THREADS] = i;
+    ++count;
+  }
+
+  std::string where(unsigned i) const {
+    const Fiber& f = *fibers[i];
+    char b[256];
+    snprintf(b, sizeof b, "%s (launch %llu) block (%u,%u,%u) thread (%u,%u,%u) (warp %u lane %u)",
+             job->name.c_str(), job->seq, cur_block.x, cur_block.y, cur_block.z, f.tid.x, f.tid.y,
+             f.tid.z, f.warp, f.lane);
+    return b;
+  }
+
+  void fail(unsigned i, const std::string& what) {
+    if (err.empty()) err = where(i) + ": " + what;
+  }
+
+  static std::string hex(unsigned m) {
+    char b[16];
+    snprintf(b, sizeof b, "%#010x", m);
+    return b;
+  }
+
+  // What lane l of warp w is doing, for messages.
+  std::string doing(unsigned w, unsigned l) const {
+    unsigned i = w * 32 + l;
+    if (i >= n) return "does not exist (the block has " + std::to_string(n) + " threads)";
+    const Fiber& f = *fibers[i];
+    switch (f.state) {
+      case kDone: return "has returned";
+      case kAtSync: return "waits at __syncthreads";
+      case kAtWarp: return "waits in " + std::string(op_name(f.op.load(std::memory_order_relaxed))) +
+                           " with mask " + hex(f.mask.load(std::memory_order_relaxed));
     }
+    return "runs";
+  }
+
+  // poison fills [p, p+bytes) with kPoison; bytes is a multiple of 4.
+  static void poison(void* p, size_t bytes) {
+    static const auto* pattern = [] {
+      auto* b = new uint32_t[1024];
+      std::fill_n(b, 1024, kPoison);
+      return b;
+    }();
+    char* c = static_cast<char*>(p);
+    while (bytes > 0) {
+      size_t k = std::min(bytes, size_t(4096));
+      std::memcpy(c, pattern, k);
+      c += k;
+      bytes -= k;
+    }
+  }
+
+  // The static shared memory a kernel writes is learned from its first
+  // launch, block by block, and widened after every launch, so that each
+  // block refills that part only; after each launch that part is refilled
+  // too, so that outside a launch the whole section holds kPoison.
+  struct Range {
+    size_t lo = 0, hi = 0;  // empty when hi <= lo
+    bool learned = false;   // after the kernel's first launch
+  };
+  std::map<std::string, Range> ranges;
+  Range* range = nullptr;
+
+  void shared_setup() {
+    char* lo = __start_lora_emu_shared;
+    char* hi = __stop_lora_emu_shared;
+    if (shared_runs_known) return;
+    shared_runs_known = true;
+    if (lo == nullptr || hi <= lo) return;
+    size_t size = static_cast<size_t>(hi - lo) & ~size_t(3);
+#ifdef LORA_EMU_ASAN
+    // Leave the redzones between the arrays alone (-fsanitize-sections).
+    size_t i = 0;
+    while (i < size) {
+      while (i < size && __asan_address_is_poisoned(lo + i)) i += 4;
+      size_t from = i;
+      while (i < size && !__asan_address_is_poisoned(lo + i)) i += 4;
+      if (i > from) shared_runs.emplace_back(from, i);
+    }
+#else
+    shared_runs.emplace_back(0, size);
+#endif
+    for (auto [from, to] : shared_runs) poison(lo + from, to - from);
+  }
+
+  void fill_static(size_t lo, size_t hi) {
+    for (auto [from, to] : shared_runs) {
+      size_t a = std::max(from, lo), b = std::min(to, hi);
+      if (a < b) poison(__start_lora_emu_shared + a, b - a);
+    }
+  }
+
+  // learn widens *range to every word of the section that is not kPoison.
+  void learn() {
+    const char* base = __start_lora_emu_shared;
+    for (auto [from, to] : shared_runs) {
+      const uint32_t* w = reinterpret_cast<const uint32_t*>(base + from);
+      size_t nw = (to - from) / 4;
+      size_t first = nw, last = 0;
+      for (size_t k = 0; k < nw; ++k)
+        if (w[k] != kPoison) {
+          first = k;
+          break;
+        }
+      if (first == nw) continue;
+      for (size_t k = nw; k > first; --k)
+        if (w[k - 1] != kPoison) {
+          last = k;
+          break;
+        }
+      size_t a = from + first * 4, b = from + last * 4;
+      if (range->hi <= range->lo) {
+        range->lo = a;
+        range->hi = b;
+      } else {
+        range->lo = std::min(range->lo, a);
+        range->hi = std::max(range->hi, b);
+      }
+    }
+  }
+
+  void fill_shared(bool first_block) {
+    if (!shared_runs.empty()) {
+      if (!range->learned) {
+        if (!first_block) learn();
+        fill_static(0, SIZE_MAX);
+      } else {
+        fill_static(range->lo, range->hi);
+      }
+    }
+    if (job->shmem > 0) poison(dyn, (job->shmem + 3) & ~3u);
+  }
+
+  void end_launch() {
+    if (shared_runs.empty()) return;
+    learn();
+    range->learned = true;
+    fill_static(range->lo, range->hi);
+  }
+
+  // run executes one launch; false and err set on a fault.
+  bool run(const Job& j, uint64_t seed) {
+    job = &j;
+    n = j.block.x * j.block.y * j.block.z;
+    if (!ensure(n)) {
+      err = j.name + ": cannot map the stacks of " + std::to_string(n) + " threads";
+      return false;
+    }
+    blockDim = j.block;
+    gridDim = j.grid;
+    g_dynamic_shared = dyn;
+    shared_setup();
+    range = &ranges[j.name];
+    uint64_t s = seed ^ (j.seq * 0x2545f4914f6cdd1dull);
+    uint64_t nb = static_cast<uint64_t>(j.grid.x) * j.grid.y * j.grid.z;
+    order.resize(n);
+    // Blocks in a random order: a shuffled list when it is small enough, a
+    // random affine permutation of the block numbers otherwise.
+    bool listed = nb <= (1u << 22);
+    uint64_t a = 1, b = 0;
+    if (listed) {
+      blocks.resize(nb);
+      for (uint64_t i = 0; i < nb; ++i) blocks[i] = static_cast<uint32_t>(i);
+      for (uint64_t i = nb; i > 1; --i) std::swap(blocks[i - 1], blocks[splitmix(s) % i]);
+    } else {
+      do a = splitmix(s) % nb | 1; while (std::gcd(a, nb) != 1);
+      b = splitmix(s) % nb;
+    }
+    for (uint64_t k = 0; k < nb; ++k) {
+      uint64_t lin = listed ? blocks[k] : (static_cast<unsigned __int128>(a) * k + b) % nb;
+      cur_block = uint3{static_cast<unsigned>(lin % j.grid.x), static_cast<unsigned>((lin / j.grid.x) % j.grid.y),
+                        static_cast<unsigned>(lin / (static_cast<uint64_t>(j.grid.x) * j.grid.y))};
+      if (!run_block(s, k == 0)) {
+        dirty_stacks = true;
+        fill_static(0, SIZE_MAX);
+        return false;
+      }
+    }
+    end_launch();
+    return true;
+  }
+
+  bool run_block(uint64_t& s, bool first_block) {
+    blockIdx = cur_block;
+    fill_shared(first_block);
+    for (unsigned i = 0; i < n; ++i) {
+      Fiber& f = *fibers[i];
+      f.tid = uint3{i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y)};
+      f.lane = i % 32;
+      f.warp = i / 32;
+      f.state = kReady;
+      f.sync_count = 0;
+      f.warp_count = 0;
+      f.op.store(kNone, std::memory_order_relaxed);
+      start_fiber(f);
+      order[i] = i;
+    }
+    for (unsigned i = n; i > 1; --i) std::swap(order[i - 1], order[splitmix(s) % i]);
+    head = count = 0;
+    for (unsigned i = 0; i < n; ++i) push(order[i]);
+    for (unsigned w = 0; w * 32 < n; ++w) ngroups[w] = 0;
+    live = n;
+    at_sync = 0;
+    votes = 0;
+    while (count > 0) {
+      unsigned i = ring[head];
+      head = (head + 1) % LORA_EMU_MAX_THREADS;
+      --count;
+      Fiber& f = *fibers[i];
+      g_self.store(&f, std::memory_order_relaxed);
+      switch_to(&sched, &f.ctx, true, false);
+      g_self.store(nullptr, std::memory_order_relaxed);
+      handle(i);
+      if (!err.empty()) return false;
+    }
+    if (live > 0) {
+      diagnose();
+      return false;
+    }
+#ifdef LORA_EMU_TSAN
+    __tsan_acquire(&sv.end);
+#endif
+    return true;
+  }
+
+  void handle(unsigned i) {
+    Fiber& f = *fibers[i];
+    int op = f.op.load(std::memory_order_relaxed);
+    if (op == kExit) {
+      f.state = kDone;
+      --live;
+      unsigned w = f.warp;
+      for (unsigned g = 0; g < ngroups[w]; ++g)
+        if (groups[w][g].mask >> f.lane & 1u) {
+          Group& gr = groups[w][g];
+          unsigned waiter = w * 32 + std::countr_zero(gr.arrived);
+          fail(waiter, std::string(op_name(gr.op)) + " with mask " + hex(gr.mask) + " names lane " +
+                           std::to_string(f.lane) + ", which has returned from the kernel");
+          return;
+        }
+      release_sync();
+      return;
+    }
+    if (op == kSync) {
+      f.state = kAtSync;
+      ++at_sync;
+      votes += f.arg.load(std::memory_order_relaxed) != 0;
+      release_sync();
+      return;
+    }
+    warp_arrive(i, op);
+  }
+
+  void release_sync() {
+    if (at_sync == 0 || at_sync != live) return;
+    // Every thread that has not returned is here: all go on, in the order
+    // of the block.
+    for (unsigned k = 0; k < n; ++k) {
+      Fiber& f = *fibers[order[k]];
+      if (f.state != kAtSync) continue;
+      f.state = kReady;
+      f.result = static_cast<unsigned long long>(votes) | static_cast<unsigned long long>(at_sync) << 32;
+      push(order[k]);
+    }
+    at_sync = 0;
+    votes = 0;
+  }
+
+  void warp_arrive(unsigned i, int op) {
+    Fiber& f = *fibers[i];
+    unsigned w = f.warp, lane = f.lane;
+    unsigned mask = f.mask.load(std::memory_order_relaxed);
+    std::string name = op_name(op);
+    unsigned size = std::min(32u, n - w * 32);
+    unsigned exist = size == 32 ? 0xffffffffu : (1u << size) - 1;
+    if (!(mask >> lane & 1u)) return fail(i, name + " with mask " + hex(mask) + ", which does not name the calling lane");
+    if (unsigned bad = mask & ~exist) {
+      return fail(i, name + " with mask " + hex(mask) + " names lane " + std::to_string(std::countr_zero(bad)) +
+                         ", which does not exist (the block has " + std::to_string(n) + " threads)");
+    }
+    for (unsigned l = 0; l < size; ++l)
+      if ((mask >> l & 1u) && fibers[w * 32 + l]->state == kDone)
+        return fail(i, name + " with mask " + hex(mask) + " names lane " + std::to_string(l) + ", which has returned from the kernel");
+    if (op >= kShflIdx && op <= kShflUp) {
+      int width = f.width.load(std::memory_order_relaxed);
+      if (width < 1 || width > 32 || (width & (width - 1)) != 0)
+        return fail(i, name + " with width " + std::to_string(width) + ", which is not a power of 2 from 1 to 32");
+    }
+    Group* g = nullptr;
+    for (unsigned k = 0; k < ngroups[w]; ++k) {
+      Group& gr = groups[w][k];
+      if ((gr.mask & mask) == 0) continue;
+      if (gr.mask != mask || gr.op != op) {
+        unsigned other = std::countr_zero(gr.arrived);
+        return fail(i, name + " with mask " + hex(mask) + " while lane " + std::to_string(other) + " waits in " +
+                           op_name(gr.op) + " with mask " + hex(gr.mask));
+      }
+      g = &gr;
+    }
+    if (g == nullptr) {
+      // No lane of the mask may wait at __syncthreads: it would never come.
+      g = &groups[w][ngroups[w]++];
+      g->mask = mask;
+      g->arrived = 0;
+      g->op = op;
+    }
+    g->arrived |= 1u << lane;
+    f.state = kAtWarp;
+    if (g->arrived != g->mask) return;
+    complete(w, *g);
+    *g = groups[w][--ngroups[w]];
+  }
+
+  void complete(unsigned w, const Group& g) {
+    Fiber* lanes[32];
+    for (unsigned l = 0; l < 32; ++l) lanes[l] = (g.mask >> l & 1u) ? fibers[w * 32 + l].get() : nullptr;
+    unsigned ballot = 0;
+    if (g.op == kBallot)
+      for (unsigned l = 0; l < 32; ++l)
+        if (lanes[l] && lanes[l]->arg.load(std::memory_order_relaxed) != 0) ballot |= 1u << l;
+    for (unsigned l = 0; l < 32; ++l) {
+      Fiber* f = lanes[l];
+      if (f == nullptr) continue;
+      switch (g.op) {
+        case kBallot: f->result = ballot; break;
+        case kSyncWarp:
+          f->group = g.mask;
+          for (unsigned m = 0; m < 32; ++m)
+            if (lanes[m]) f->gpar[m] = lanes[m]->warp_count & 1u;
+          break;
+        default: {
+          int width = f->width.load(std::memory_order_relaxed);
+          unsigned base = l & ~static_cast<unsigned>(width - 1);
+          int a = f->arg.load(std::memory_order_relaxed);
+          unsigned src = l;
+          switch (g.op) {
+            case kShflIdx: src = base + (static_cast<unsigned>(a) & (width - 1)); break;
+            case kShflXor: src = l ^ static_cast<unsigned>(a); if (src >= base + width) src = l; break;
+            case kShflDown: src = l + static_cast<unsigned>(a); if (src >= base + width) src = l; break;
+            case kShflUp: src = l - static_cast<unsigned>(a); if (l < base + static_cast<unsigned>(a)) src = l; break;
+          }
+          if (src >= 32 || lanes[src] == nullptr) {
+            fail(w * 32 + l, std::string(op_name(g.op)) + " with mask " + hex(g.mask) + " reads lane " +
+                                 std::to_string(src) + ", which is not in the mask");
+            return;
+          }
+          f->result = lanes[src]->val.load(std::memory_order_relaxed);
+        }
+      }
+      f->state = kReady;
+      push(w * 32 + l);
+    }
+  }
+
+  void diagnose() {
+    // Nothing can run: a warp collective waits for a lane that waits at
+    // __syncthreads (which waits for the collective in turn).
+    for (unsigned w = 0; w * 32 < n; ++w)
+      for (unsigned k = 0; k < ngroups[w]; ++k) {
+        const Group& g = groups[w][k];
+        unsigned missing = g.mask & ~g.arrived;
+        unsigned l = std::countr_zero(missing);
+        unsigned waiter = w * 32 + std::countr_zero(g.arrived);
+        return fail(waiter, std::string(op_name(g.op)) + " with mask " + hex(g.mask) + " waits for lane " +
+                                std::to_string(l) + ", which " + doing(w, l) + " (a deadlock on a GPU)");
+      }
+    for (unsigned i = 0; i < n; ++i)
+      if (fibers[i]->state != kDone) return fail(i, "cannot go on (a deadlock on a GPU)");
   }
 };
 
-inline void PhaseEnd::operator()() noexcept {
-  unsigned next = block->phase.load(std::memory_order_relaxed) + 1;
-  block->votes_true[next & 1].store(0, std::memory_order_relaxed);
-  block->votes_false[next & 1].store(0, std::memory_order_relaxed);
-  block->phase.store(next, std::memory_order_relaxed);
+// Yields the running fiber to the worker after it posted op.
+inline Fiber& yield(int op) {
+  Worker& w = *g_worker;
+  Fiber& f = *self();
+  f.op.store(op, std::memory_order_relaxed);
+  w.switch_to(&f.ctx, &w.sched, false, false);
+  return f;
 }
 
-inline BlockState* g_block = nullptr;
-inline unsigned char* g_dynamic_shared = nullptr;
-inline thread_local unsigned t_lane = 0;
-inline thread_local unsigned t_warp = 0;
-inline thread_local unsigned t_parity = 0;
+inline void fiber_main() {
+#ifdef LORA_EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &g_worker->sched.stack_lo, &g_worker->sched.stack_size);
+#endif
+  Worker& w = *g_worker;
+  w.job->call();
+  Fiber& f = *self();
+#ifdef LORA_EMU_TSAN
+  __tsan_release(&w.sv.end);
+#endif
+  f.op.store(kExit, std::memory_order_relaxed);
+  w.switch_to(&f.ctx, &w.sched, false, true);
+  abort();  // an exited fiber is never resumed
+}
 
-inline void* dynamic_shared() { return g_dynamic_shared; }
+// Block barrier, with a vote: the number of threads that passed a true
+// pred (low 32 bits) and of threads at the barrier (high 32 bits).
+inline unsigned long long sync_block(int pred) {
+  Worker& w = *g_worker;
+  Fiber* f = self();
+  unsigned p = f->sync_count & 1u;
+  f->sync_count++;
+#ifdef LORA_EMU_TSAN
+  __tsan_release(&w.sv.block[p]);
+#else
+  (void)p;
+#endif
+  f->arg.store(pred != 0, std::memory_order_relaxed);
+  yield(kSync);
+#ifdef LORA_EMU_TSAN
+  __tsan_acquire(&w.sv.block[p]);
+#endif
+  return f->result;
+}
 
-// Each lane publishes v, waits for its warp, and reads lane src's value.
-// Slots alternate between two buffers: a lane rewrites a buffer only after
-// the next barrier, which every lane reaches after reading it.
+inline void sync_warp(unsigned mask) {
+  Fiber* f = self();
+#ifdef LORA_EMU_TSAN
+  Worker& w = *g_worker;
+  __tsan_release(&w.sv.lane[f->idx][f->warp_count & 1u]);
+#endif
+  f->mask.store(mask, std::memory_order_relaxed);
+  yield(kSyncWarp);
+  f->warp_count++;
+#ifdef LORA_EMU_TSAN
+  for (unsigned m = 0; m < 32; ++m)
+    if (f->group >> m & 1u) __tsan_acquire(&w.sv.lane[f->warp * 32 + m][f->gpar[m]]);
+#endif
+}
+
 template <class T>
-inline T exchange(T v, unsigned src) {
+inline T shuffle(int op, unsigned mask, T v, int arg, int width) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>);
-  WarpState& w = g_block->warps[t_warp];
-  unsigned p = t_parity;
-  t_parity ^= 1u;
+  Fiber* f = self();
   unsigned long long bits = 0;
   std::memcpy(&bits, &v, sizeof v);
-  w.slot[p][t_lane] = bits;
-  w.bar->arrive_and_wait();
-  if (src >= w.size) src = t_lane;
+  f->val.store(bits, std::memory_order_relaxed);
+  f->mask.store(mask, std::memory_order_relaxed);
+  f->arg.store(arg, std::memory_order_relaxed);
+  f->width.store(width, std::memory_order_relaxed);
+  yield(op);
   T r;
-  std::memcpy(&r, &w.slot[p][src], sizeof r);
+  bits = f->result;
+  std::memcpy(&r, &bits, sizeof r);
   return r;
 }
 
-inline unsigned ballot(int pred) {
-  WarpState& w = g_block->warps[t_warp];
-  unsigned p = t_parity;
-  t_parity ^= 1u;
-  w.slot[p][t_lane] = pred != 0;
-  w.bar->arrive_and_wait();
-  unsigned m = 0;
-  for (unsigned l = 0; l < w.size; ++l)
-    if (w.slot[p][l]) m |= 1u << l;
+inline unsigned ballot(unsigned mask, int pred) {
+  Fiber* f = self();
+  f->mask.store(mask, std::memory_order_relaxed);
+  f->arg.store(pred != 0, std::memory_order_relaxed);
+  yield(kBallot);
+  return static_cast<unsigned>(f->result);
+}
+
+}  // namespace lora_emu
+
+inline void __syncthreads() { lora_emu::sync_block(0); }
+inline int __syncthreads_count(int pred) { return static_cast<int>(lora_emu::sync_block(pred) & 0xffffffffu); }
+inline int __syncthreads_or(int pred) { return (lora_emu::sync_block(pred) & 0xffffffffu) != 0; }
+inline int __syncthreads_and(int pred) {
+  unsigned long long r = lora_emu::sync_block(pred);
+  return (r & 0xffffffffu) == (r >> 32);
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu) { lora_emu::sync_warp(mask); }
+// The lanes of the caller's warp that have not returned.
+inline unsigned __activemask() {
+  lora_emu::Worker& w = *lora_emu::g_worker;
+  unsigned warp = lora_emu::self()->warp, m = 0;
+  for (unsigned l = 0; l < 32 && warp * 32 + l < w.n; ++l)
+    if (w.fibers[warp * 32 + l]->state != lora_emu::kDone) m |= 1u << l;
   return m;
 }
 
-}  // namespace lora_emu
-
-inline void __syncthreads() { lora_emu::g_block->bar->arrive_and_wait(); }
-
-namespace lora_emu {
-// __syncthreads that also counts a predicate over the block: returns the
-// number of threads that passed true (first) and false (second).
-inline std::pair<int, int> sync_vote(int pred) {
-  BlockState& b = *g_block;
-  unsigned p = b.phase.load(std::memory_order_relaxed) & 1;
-  (pred ? b.votes_true[p] : b.votes_false[p]).fetch_add(1, std::memory_order_relaxed);
-  b.bar->arrive_and_wait();
-  return {b.votes_true[p].load(std::memory_order_relaxed), b.votes_false[p].load(std::memory_order_relaxed)};
-}
-}  // namespace lora_emu
-
-inline int __syncthreads_count(int pred) { return lora_emu::sync_vote(pred).first; }
-inline int __syncthreads_or(int pred) { return lora_emu::sync_vote(pred).first != 0; }
-inline int __syncthreads_and(int pred) { return lora_emu::sync_vote(pred).second == 0; }
-inline void __syncwarp(unsigned = 0xffffffffu) {
-  lora_emu::g_block->warps[lora_emu::t_warp].bar->arrive_and_wait();
-}
-inline unsigned __activemask() { return 0xffffffffu; }
-
 template <class T>
-inline T __shfl_sync(unsigned, T v, int src, int width = 32) {
-  unsigned lane = lora_emu::t_lane;
-  unsigned base = lane & ~static_cast<unsigned>(width - 1);
-  return lora_emu::exchange(v, base + (static_cast<unsigned>(src) & (width - 1)));
+inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+  return lora_emu::shuffle(lora_emu::kShflIdx, mask, v, src, width);
 }
 template <class T>
-inline T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
-  unsigned lane = lora_emu::t_lane;
-  unsigned base = lane & ~static_cast<unsigned>(width - 1);
-  unsigned src = lane ^ static_cast<unsigned>(mask);
-  if (src >= base + width) src = lane;
-  return lora_emu::exchange(v, src);
+inline T __shfl_xor_sync(unsigned mask, T v, int lanemask, int width = 32) {
+  return lora_emu::shuffle(lora_emu::kShflXor, mask, v, lanemask, width);
 }
 template <class T>
-inline T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
-  unsigned lane = lora_emu::t_lane;
-  unsigned base = lane & ~static_cast<unsigned>(width - 1);
-  unsigned src = lane + delta;
-  if (src >= base + width) src = lane;
-  return lora_emu::exchange(v, src);
+inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  return lora_emu::shuffle(lora_emu::kShflDown, mask, v, static_cast<int>(delta), width);
 }
 template <class T>
-inline T __shfl_up_sync(unsigned, T v, unsigned delta, int width = 32) {
-  unsigned lane = lora_emu::t_lane;
-  unsigned base = lane & ~static_cast<unsigned>(width - 1);
-  unsigned src = lane - delta;
-  if (lane < base + delta) src = lane;
-  return lora_emu::exchange(v, src);
+inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  return lora_emu::shuffle(lora_emu::kShflUp, mask, v, static_cast<int>(delta), width);
 }
-inline unsigned __ballot_sync(unsigned, int pred) { return lora_emu::ballot(pred); }
-inline int __any_sync(unsigned, int pred) { return lora_emu::ballot(pred) != 0; }
-inline int __all_sync(unsigned, int pred) {
-  unsigned size = lora_emu::g_block->warps[lora_emu::t_warp].size;
-  unsigned all = size == 32 ? 0xffffffffu : (1u << size) - 1;
-  return lora_emu::ballot(pred) == all;
-}
+inline unsigned __ballot_sync(unsigned mask, int pred) { return lora_emu::ballot(mask, pred); }
+inline int __any_sync(unsigned mask, int pred) { return lora_emu::ballot(mask, pred) != 0; }
+inline int __all_sync(unsigned mask, int pred) { return lora_emu::ballot(mask, pred) == mask; }
 
 // Dynamic shared memory: `extern __shared__ T name[]` in CUDA.
 #define LORA_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::lora_emu::dynamic_shared())
@@ -332,123 +977,130 @@ bool register_kernel(const char* name, void (*fn)(P...)) {
   return true;
 }
 
-// ---- worker pool and launcher -----------------------------------------------------
-
-struct Job {
-  Call call;
-  dim3 grid, block;
-  unsigned nthreads = 0;
-  struct EndOfBlock {
-    void operator()() noexcept { g_block->reset(); }
-  };
-  std::optional<std::barrier<EndOfBlock>> end;
-};
-
-class Pool {
- public:
-  static Pool& get() {
-    static Pool* p = new Pool;  // never destroyed: workers outlive static destructors
-    return *p;
-  }
-
-  // Starts workers until there are at least n.
-  bool ensure(unsigned n) {
-    while (workers_.size() < n) {
-      auto w = std::make_unique<Worker>();
-      w->pool = this;
-      w->idx = static_cast<unsigned>(workers_.size());
-      pthread_attr_t attr;
-      if (pthread_attr_init(&attr) != 0) return false;
-      pthread_attr_setstacksize(&attr, 2u << 20);
-      pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-      // Workers start with every asynchronous signal blocked, so that those
-      // (the Go runtime's among them) go to the host program's own threads;
-      // faults raised by a kernel still reach the process's handlers.
-      sigset_t all, old;
-      sigfillset(&all);
-      for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT}) sigdelset(&all, sig);
-      pthread_sigmask(SIG_BLOCK, &all, &old);
-      pthread_t tid;
-      int rc = pthread_create(&tid, &attr, &Pool::main, w.get());
-      pthread_sigmask(SIG_SETMASK, &old, nullptr);
-      pthread_attr_destroy(&attr);
-      if (rc != 0) return false;
-      workers_.push_back(std::move(w));
-    }
-    return true;
-  }
-
-  // Runs job on workers 0..job.nthreads-1 and waits for all of them.
-  void run(Job& job) {
-    job_ = &job;
-    done_.store(0, std::memory_order_relaxed);
-    remaining_.store(job.nthreads, std::memory_order_relaxed);
-    for (unsigned i = 0; i < job.nthreads; ++i) {
-      workers_[i]->go.fetch_add(1, std::memory_order_release);
-      workers_[i]->go.notify_one();
-    }
-    while (done_.load(std::memory_order_acquire) == 0) done_.wait(0, std::memory_order_acquire);
-    job_ = nullptr;
-  }
-
- private:
-  struct Worker {
-    Pool* pool = nullptr;
-    unsigned idx = 0;
-    std::atomic<unsigned> go{0};
-  };
-
-  static void* main(void* arg) {
-    Worker* w = static_cast<Worker*>(arg);
-    unsigned seen = 0;
-    for (;;) {
-      w->go.wait(seen, std::memory_order_acquire);
-      unsigned now = w->go.load(std::memory_order_acquire);
-      if (now == seen) continue;
-      seen = now;
-      w->pool->work(w->idx);
-      if (w->pool->remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        w->pool->done_.store(1, std::memory_order_release);
-        w->pool->done_.notify_one();
-      }
-    }
-    return nullptr;
-  }
-
-  // Thread idx of every block of the job, in block order.
-  void work(unsigned idx) {
-    Job& j = *job_;
-    t_lane = idx % 32;
-    t_warp = idx / 32;
-    threadIdx = uint3{idx % j.block.x, (idx / j.block.x) % j.block.y, idx / (j.block.x * j.block.y)};
-    for (unsigned z = 0; z < j.grid.z; ++z)
-      for (unsigned y = 0; y < j.grid.y; ++y)
-        for (unsigned x = 0; x < j.grid.x; ++x) {
-          blockIdx = uint3{x, y, z};
-          t_parity = 0;
-          j.call();
-          g_block->bar->arrive_and_drop();
-          g_block->warps[t_warp].bar->arrive_and_drop();
-          j.end->arrive_and_wait();
-        }
-  }
-
-  std::vector<std::unique_ptr<Worker>> workers_;
-  Job* job_ = nullptr;
-  std::atomic<unsigned> remaining_{0};
-  std::atomic<unsigned> done_{0};
-};
-
-inline std::mutex& launch_mutex() {
-  static auto* m = new std::mutex;
-  return *m;
-}
-
 inline const Entry* find(const char* name) {
   if (name == nullptr) return nullptr;
   auto& r = registry();
   auto it = r.find(name);
   return it == r.end() ? nullptr : &it->second;
+}
+
+// ---- the stream: a queue and the worker thread ----------------------------------------
+
+class Stream {
+ public:
+  static Stream& get() {
+    static Stream* s = new Stream;  // never destroyed: the worker outlives static destructors
+    return *s;
+  }
+
+  // start starts the worker thread once.
+  bool start() {
+    std::lock_guard<std::mutex> l(m_);
+    if (started_) return true;
+    const char* env = getenv("LORA_EMU_SEED");
+    if (env != nullptr && *env != 0) {
+      seed_ = strtoull(env, nullptr, 0);
+    } else {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      uint64_t s = static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 20) ^
+                   (static_cast<uint64_t>(getpid()) << 40);
+      seed_ = splitmix(s) & 0xffffffffffffull;
+    }
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0) return false;
+    pthread_attr_setstacksize(&attr, 8u << 20);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    // The worker starts with every asynchronous signal blocked, so that those
+    // (the Go runtime's among them) go to the host program's own threads;
+    // faults raised by a kernel still reach the process's handlers.
+    sigset_t all, old;
+    sigfillset(&all);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT}) sigdelset(&all, sig);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_t tid;
+    int rc = pthread_create(&tid, &attr, &Stream::main, this);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) return false;
+    started_ = true;
+    return true;
+  }
+
+  void push(Job&& j) {
+    std::lock_guard<std::mutex> l(m_);
+    j.seq = ++launches_;
+    q_.push_back(std::move(j));
+    cv_.notify_one();
+  }
+
+  // wait waits for every queued launch when block, and returns the fault
+  // (empty when none).
+  std::string wait(bool block) {
+    std::unique_lock<std::mutex> l(m_);
+    if (block) idle_.wait(l, [this] { return q_.empty() && !busy_; });
+    return fault_;
+  }
+
+  uint64_t seed() {
+    std::lock_guard<std::mutex> l(m_);
+    return seed_;
+  }
+
+ private:
+  static void* main(void* arg) {
+    static_cast<Stream*>(arg)->loop();
+    return nullptr;
+  }
+
+  void loop() {
+    Worker* w = new Worker;
+    g_worker = w;
+#ifdef LORA_EMU_TSAN
+    w->sched.tsan = __tsan_get_current_fiber();
+#endif
+    std::unique_lock<std::mutex> l(m_);
+    for (;;) {
+      cv_.wait(l, [this] { return !q_.empty(); });
+      Job j = std::move(q_.front());
+      q_.pop_front();
+      bool skip = !fault_.empty();  // a faulted device runs nothing more
+      busy_ = true;
+      uint64_t seed = seed_;
+      l.unlock();
+      std::string err;
+      if (!skip && !w->run(j, seed)) {
+        char b[96];
+        snprintf(b, sizeof b, " [blocks and threads ordered by LORA_EMU_SEED=%llu]",
+                 static_cast<unsigned long long>(seed));
+        err = w->err + b;
+        w->err.clear();
+      }
+      j.call = nullptr;
+      l.lock();
+      if (!err.empty() && fault_.empty()) fault_ = err;
+      busy_ = false;
+      if (q_.empty()) idle_.notify_all();
+    }
+  }
+
+  std::mutex m_;
+  std::condition_variable cv_, idle_;
+  std::deque<Job> q_;
+  bool busy_ = false, started_ = false;
+  std::string fault_;
+  unsigned long long launches_ = 0;
+  uint64_t seed_ = 0;
+};
+
+inline int copy_out(const std::string& s, char* buf, int len) {
+  if (s.empty()) return LORA_EMU_OK;
+  if (buf != nullptr && len > 0) {
+    size_t k = std::min(s.size(), static_cast<size_t>(len - 1));
+    std::memcpy(buf, s.data(), k);
+    buf[k] = 0;
+  }
+  return LORA_EMU_ERR_KERNEL;
 }
 
 }  // namespace lora_emu
@@ -466,36 +1118,41 @@ extern "C" int lora_emu_launch(const char* name, unsigned gx, unsigned gy, unsig
   if (bx == 0 || by == 0 || bz == 0 || bx > 1024 || by > 1024 || bz > 64 ||
       static_cast<unsigned long long>(bx) * by * bz > LORA_EMU_MAX_THREADS)
     return LORA_EMU_ERR_BLOCK;
-  if (gx == 0 || gy == 0 || gz == 0 || gy > 65535 || gz > 65535) return LORA_EMU_ERR_GRID;
+  if (gx == 0 || gy == 0 || gz == 0 || gx > 2147483647u || gy > 65535 || gz > 65535) return LORA_EMU_ERR_GRID;
   if (shmem > LORA_EMU_MAX_SHMEM) return LORA_EMU_ERR_SHMEM;
   if (e->nargs > 0) {
     if (args == nullptr) return LORA_EMU_ERR_ARGS;
     for (int i = 0; i < e->nargs; ++i)
       if (args[i] == nullptr) return LORA_EMU_ERR_ARGS;
   }
-
-  std::lock_guard<std::mutex> lock(launch_mutex());
-  unsigned n = bx * by * bz;
-  Pool& pool = Pool::get();
-  if (!pool.ensure(n)) return LORA_EMU_ERR_THREADS;
-
-  static auto* block = new BlockState;
-  static auto* shared = new std::max_align_t[LORA_EMU_MAX_SHMEM / sizeof(std::max_align_t)];
-  g_block = block;
-  g_dynamic_shared = reinterpret_cast<unsigned char*>(shared);
-  block->nthreads = n;
-  block->reset();
-  blockDim = dim3(bx, by, bz);
-  gridDim = dim3(gx, gy, gz);
-
-  Job job;
-  job.call = e->bind(e->fn, args);
-  job.grid = dim3(gx, gy, gz);
-  job.block = dim3(bx, by, bz);
-  job.nthreads = n;
-  job.end.emplace(static_cast<std::ptrdiff_t>(n));
-  pool.run(job);
+  Stream& s = Stream::get();
+  if (!s.start()) return LORA_EMU_ERR_THREADS;
+  Job j;
+  j.call = e->bind(e->fn, args);  // the values are copied now, as cuLaunchKernel does
+  j.name = name;
+  j.grid = dim3(gx, gy, gz);
+  j.block = dim3(bx, by, bz);
+  j.shmem = shmem;
+  s.push(std::move(j));
   return LORA_EMU_OK;
+}
+
+extern "C" int lora_emu_sync(char* msg, int len) {
+  auto& s = lora_emu::Stream::get();
+  if (!s.start()) return LORA_EMU_ERR_THREADS;
+  return lora_emu::copy_out(s.wait(true), msg, len);
+}
+
+extern "C" int lora_emu_poll(char* msg, int len) {
+  auto& s = lora_emu::Stream::get();
+  if (!s.start()) return LORA_EMU_ERR_THREADS;
+  return lora_emu::copy_out(s.wait(false), msg, len);
+}
+
+extern "C" unsigned long long lora_emu_seed(void) {
+  auto& s = lora_emu::Stream::get();
+  s.start();
+  return s.seed();
 }
 
 extern "C" int lora_emu_kernel_count(void) {
