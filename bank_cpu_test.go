@@ -70,7 +70,7 @@ func TestBankModel(t *testing.T) {
 	}
 	bankModel.once.Do(bankCalibrate)
 	if !(bankModel.tGemm > 0 && bankModel.tRows > 0 && bankModel.tByt > 0) {
-		t.Fatalf("calibration: %+v", bankModel)
+		t.Fatalf("calibration: tGemm %g, tRows %g, tByt %g", bankModel.tGemm, bankModel.tRows, bankModel.tByt)
 	}
 	saved := bankModel.tGemm
 	defer func() { bankModel.tGemm = saved }()

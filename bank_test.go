@@ -139,6 +139,7 @@ func (r *bankRef) check(t *testing.T, rng *rand.Rand, bank *lora.Bank, held []in
 
 var bankShapes = []struct{ n, in, out, maxRank int }{
 	{1, 9, 8, 8}, {3, 37, 129, 8}, {16, 130, 67, 9}, {17, 67, 130, 7}, {40, 300, 260, 16},
+	{5, 64, 130, 12}, {16, 128, 17, 16}, {2, 4, 4, 4},
 }
 
 func TestBankForward(t *testing.T) {
@@ -155,7 +156,7 @@ func TestBankForward(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer bank.Free()
-			ranks := []int{1, 7, sh.maxRank}
+			ranks := []int{1, min(7, sh.maxRank), sh.maxRank}
 			var held []int32
 			for i := range capacity {
 				held = append(held, ref.add(t, bank, newBankAdapter(rng, ranks[i%3], sh.in, sh.out)))

@@ -1,0 +1,172 @@
+//go:build cuda || cudaemu
+
+package lora
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/golora/lora/cuda"
+	"github.com/golora/lora/kernels"
+)
+
+// The GPU backend of Bank (kernels/bank.cu). Each adapter's A and B are
+// matrices of their own; a device table of slots (A, B, r, s: three 8-byte
+// words each, struct LoraBankSlot) tells the kernels where they are. A
+// Forward sorts the rows by adapter on the host (bankGroups), cuts each
+// adapter's rows into tiles of at most kernels.BankRows, copies the tiles,
+// the permutation and the ids to the device in one transfer, then enqueues
+// the segmented shrink (T = s_k·x·A_kᵀ per tile) and either, for
+// n ≤ kernels.BankNMax, the fused decode kernel that streams W once and adds
+// each row's gathered adapter term before writing y, or the base product by
+// the tiled kernel and the segmented expand.
+
+// bankBackend is the GPU backend's per-Bank state: the slot table.
+type bankBackend struct {
+	table cuda.Ptr
+	host  []uint64 // the table's words, three per slot
+}
+
+// bankSlotExtra is an adapter's GPU state: none beyond its matrices.
+type bankSlotExtra struct{}
+
+func (b *Bank) backendInit() error {
+	words := 3 * len(b.slots)
+	p, err := cuda.Alloc(int64(words) * 8)
+	if err != nil {
+		return fmt.Errorf("the slot table: %w", devErr(err))
+	}
+	if err := cuda.Memset32(p, 0, int64(2*words)); err != nil {
+		_ = cuda.Free(p)
+		return devErr(err)
+	}
+	b.backend = bankBackend{table: p, host: make([]uint64, words)}
+	return nil
+}
+
+func (b *Bank) backendFree() {
+	_ = cuda.Free(b.backend.table) // a failure is sticky: the next call reports it
+	b.backend = bankBackend{}
+}
+
+// backendSet writes slot id of the table: the adapter s, or a free slot
+// when s is nil. The copy is in stream order, after the work queued before
+// it, so Forward calls already queued see the table they were checked with.
+func (b *Bank) backendSet(id int, s *bankSlot, _ []float32) error {
+	w := b.backend.host[3*id : 3*id+3]
+	if s == nil {
+		w[0], w[1], w[2] = 0, 0, 0
+	} else {
+		w[0], w[1] = uint64(s.a.buf.p), uint64(s.b.buf.p)
+		w[2] = uint64(uint32(s.a.rows)) | uint64(math.Float32bits(s.scale))<<32
+	}
+	return devErr(cuda.CopyHtoD(b.backend.table+cuda.Ptr(24*id), unsafe.Pointer(&w[0]), 24))
+}
+
+// bankMeta is the device scratch that holds a Forward's tiles, permutation
+// and ids, used with dev held (see dev in device.go): the stream runs work in
+// order, so one buffer serves every caller.
+var bankMeta struct {
+	p cuda.Ptr
+	n int // int32 words
+}
+
+// bankMetaBuf returns a device buffer of at least n int32 words. Called
+// with dev held.
+func bankMetaBuf(n int) (cuda.Ptr, error) {
+	if bankMeta.n >= n {
+		return bankMeta.p, nil
+	}
+	if bankMeta.p != 0 {
+		if err := cuda.Sync(); err != nil { // queued kernels may still read it
+			return 0, devErr(err)
+		}
+		err := cuda.Free(bankMeta.p)
+		bankMeta.p, bankMeta.n = 0, 0
+		if err != nil {
+			return 0, devErr(err)
+		}
+	}
+	size := max(n, 1<<12)
+	p, err := cuda.Alloc(int64(size) * 4)
+	if err != nil {
+		return 0, devErr(err)
+	}
+	bankMeta.p, bankMeta.n = p, size
+	return p, nil
+}
+
+// forward enqueues y = x·Wᵀ plus each row's adapter term.
+func (b *Bank) forward(y, x *Matrix, ids []int32) error {
+	n, in, out := x.rows, x.cols, b.w.rows
+	rmax := b.cfg.MaxRank
+	if n > math.MaxInt32/max(rmax, 1) {
+		return fmt.Errorf("n = %d with MaxRank %d does not fit the kernels' int: %w", n, rmax, ErrShape)
+	}
+	if gy := ceilDiv(rmax, kernels.BankShrinkKs); gy > 65535 {
+		return fmt.Errorf("MaxRank %d above the GPU's grid limit: %w", rmax, ErrShape)
+	}
+	if gy := ceilDiv(out, kernels.BankExpandThreads); n > kernels.BankNMax && gy > 65535 {
+		return fmt.Errorf("out = %d above the GPU's grid limit: %w", out, ErrShape)
+	}
+	perm, groups := bankGroups(ids)
+	// meta: tiles (3 ints each), then perm, then ids.
+	meta := make([]int32, 0, 3*(len(perm)/kernels.BankRows+len(groups))+len(perm)+n)
+	for _, g := range groups {
+		for p := g.start; p < g.end; p += kernels.BankRows {
+			meta = append(meta, int32(p), int32(min(kernels.BankRows, g.end-p)), g.id)
+		}
+	}
+	ntiles := len(meta) / 3
+	meta = append(meta, perm...)
+	meta = append(meta, ids...)
+
+	if n > kernels.BankNMax {
+		// The base product first, outside dev: the forward kernels manage
+		// their own scratch. The stream runs the expand below after it.
+		if err := linear(y, x, b.w); err != nil {
+			return err
+		}
+		if ntiles == 0 {
+			return nil
+		}
+	}
+	dev.Lock()
+	defer dev.Unlock()
+	mp, err := bankMetaBuf(len(meta))
+	if err != nil {
+		return err
+	}
+	if err := cuda.CopyHtoD(mp, unsafe.Pointer(&meta[0]), int64(4*len(meta))); err != nil {
+		return devErr(err)
+	}
+	tiles := mp
+	permP := mp + cuda.Ptr(4*3*ntiles)
+	idsP := permP + cuda.Ptr(4*len(perm))
+	var t cuda.Ptr
+	if ntiles > 0 {
+		if t, err = scratchT(n * rmax); err != nil {
+			return err
+		}
+		var k kargs
+		k.mat(x).ptr(b.backend.table).ptr(tiles).ptr(permP).ptr(t).int32(ntiles).int32(in).int32(rmax)
+		if err := launch("lora_bank_shrink",
+			cuda.Dim3{X: ntiles, Y: ceilDiv(rmax, kernels.BankShrinkKs), Z: 1},
+			cuda.Dim3{X: kernels.BankShrinkThreads, Y: 1, Z: 1}, &k); err != nil {
+			return err
+		}
+	}
+	if n <= kernels.BankNMax {
+		var k kargs
+		k.mat(x).mat(b.w).ptr(t).ptr(b.backend.table).ptr(idsP).mat(y).int32(n).int32(in).int32(out).int32(rmax)
+		return launch("lora_bank_small",
+			cuda.Dim3{X: ceilDiv(out, kernels.BankSmallRowsPerBlock), Y: 1, Z: 1},
+			cuda.Dim3{X: kernels.BankSmallThreads, Y: 1, Z: 1}, &k)
+	}
+	var k kargs
+	k.ptr(t).ptr(b.backend.table).ptr(tiles).ptr(permP).mat(y).int32(ntiles).int32(out).int32(rmax)
+	return launch("lora_bank_expand",
+		cuda.Dim3{X: ntiles, Y: ceilDiv(out, kernels.BankExpandThreads), Z: 1},
+		cuda.Dim3{X: kernels.BankExpandThreads, Y: 1, Z: 1}, &k)
+}
