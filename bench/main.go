@@ -13,6 +13,7 @@
 //	                                timed in the same run (bench/peer_torch.py)
 //	go run ./bench -plot DIR        the figures as PNG files in DIR
 //	go run ./bench -from F -plot D  the table and figures of earlier JSON results
+//	go run ./bench -bank            only the Bank table: many adapters in one batch
 //
 // Each operation is warmed up, then timed in batches of back-to-back calls
 // (a batch lasts about 2 ms) in interleaved rounds, one batch of every
@@ -542,6 +543,7 @@ func main() {
 	jsonOut := flag.String("json-out", "", "also write the results as JSON to this file")
 	plotDir := flag.String("plot", "", "also draw the figures as PNG files into this directory")
 	from := flag.String("from", "", "measure nothing: print the table (and -plot the figures) of the JSON results in this file")
+	bankOnly := flag.Bool("bank", false, "measure only the Bank table (bench/bank.go)")
 	flag.Parse()
 	cfg := config{
 		ins: []int{1024, 4096}, ranks: []int{8, 16, 64}, ns: []int{1, 16, 64, 256},
@@ -563,6 +565,9 @@ func main() {
 			train:      []perf.Shape{{N: 64, In: 1024, Out: 1024, R: 16}},
 			minTime:    100 * time.Millisecond, minReps: 3, maxReps: 50,
 		}
+	}
+	if *bankOnly {
+		os.Exit(bankMain(cfg))
 	}
 	if *from != "" {
 		b, err := os.ReadFile(*from)
