@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/golora/lora/cuda"
+	"github.com/golora/lora/internal/plan"
 	"github.com/golora/lora/kernels"
 )
 
@@ -194,51 +195,96 @@ func scratchT(n int) (cuda.Ptr, error) {
 	return p, nil
 }
 
-// forwardKernel enqueues y = x·Wᵀ + T·Bᵀ, choosing the bandwidth-bound
-// kernel for small batches and the tiled one otherwise. r = 0 (t 0 and b
-// nil) is the base product alone.
-func forwardKernel(y, x, w *Matrix, t cuda.Ptr, b *Matrix, r int) error {
-	n, in, out := x.rows, x.cols, w.rows
+// planDevice is the device the launch planner plans for. Package cuda does
+// not report the SM count or the per-SM limits yet, so this is an H200's,
+// with the measured bandwidth where the driver reports one: on another GPU
+// the plans stay correct (every grid is valid on any device), only tuned
+// for a different one.
+func planDevice() plan.Device {
+	d := plan.H200
+	if bw := cuda.PeakBandwidth(); bw > 0 {
+		d.Bandwidth = bw
+	}
+	return d
+}
+
+// planDev is the device forwardKernels plans for; tests replace it to reach
+// every variant of the plan on small shapes.
+var planDev = planDevice
+
+func dim(g [3]int) cuda.Dim3 { return cuda.Dim3{X: g[0], Y: g[1], Z: g[2]} }
+
+// forwardKernels enqueues y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ as planned by
+// plan.ForwardPlan; a and b nil (r = 0) is the base product alone. Shapes
+// past the grid limits are refused before anything is enqueued.
+func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
+	n, in, out, r := x.rows, x.cols, w.rows, 0
+	if a != nil {
+		r = a.rows
+	}
+	if n > math.MaxInt32 || in > math.MaxInt32 || out+r > math.MaxInt32 {
+		return fmt.Errorf("%w: %d×%d by %d×%d with rank %d does not fit the kernels' int", ErrShape, n, in, out, in, r)
+	}
+	f := plan.ForwardPlan(planDev(), n, in, out, r)
+	for _, l := range f.Launches() {
+		if l.Grid[1] > 65535 || l.Grid[2] > 65535 {
+			return fmt.Errorf("%w: out = %d, rank %d need a grid of %v blocks for %s, above the GPU's grid limit",
+				ErrShape, out, r, l.Grid, l.Kernel.Name)
+		}
+	}
+	if f.Workspace > 0 || r > 0 {
+		dev.Lock()
+		defer dev.Unlock()
+	}
+	var ws cuda.Ptr
+	if f.Workspace > 0 {
+		p, err := scratchT(f.Workspace)
+		if err != nil {
+			return err
+		}
+		ws = p
+	}
+	if !f.Fused {
+		if f.Shrink != nil {
+			if err := shrinkKernel(ws, x, a, s); err != nil {
+				return err
+			}
+		}
+		var k kargs
+		k.mat(x).mat(w).ptr(ws).mat(b).mat(y).int32(n).int32(in).int32(out).int32(r)
+		return launch(f.Main.Kernel.Name, dim(f.Main.Grid), cuda.Dim3{X: f.Main.Kernel.Threads, Y: 1, Z: 1}, &k)
+	}
 	var k kargs
-	k.mat(x).mat(w).ptr(t).mat(b).mat(y).int32(n).int32(in).int32(out).int32(r)
-	if n <= kernels.SmallNMax {
-		return launch("lora_forward_small",
-			cuda.Dim3{X: ceilDiv(out, kernels.SmallRowsPerBlock), Y: 1, Z: 1},
-			cuda.Dim3{X: kernels.SmallThreads, Y: 1, Z: 1}, &k)
+	k.mat(x).mat(w).mat(a)
+	if f.Reduce == nil {
+		k.mat(y)
+	} else {
+		k.ptr(ws)
 	}
-	if gy := ceilDiv(out, kernels.TileN); gy > 65535 {
-		return fmt.Errorf("%w: out = %d needs %d tiles, above the GPU's grid limit", ErrShape, out, gy)
+	k.int32(n).int32(in).int32(out).int32(r)
+	if err := launch(f.Main.Kernel.Name, dim(f.Main.Grid), cuda.Dim3{X: f.Main.Kernel.Threads, Y: 1, Z: 1}, &k); err != nil {
+		return err
 	}
-	return launch("lora_forward_tiled",
-		cuda.Dim3{X: ceilDiv(n, kernels.TileM), Y: ceilDiv(out, kernels.TileN), Z: 1},
-		cuda.Dim3{X: kernels.TileThreads, Y: 1, Z: 1}, &k)
+	if f.Reduce == nil {
+		return nil
+	}
+	var rk kargs
+	rk.ptr(ws).mat(b).mat(y).int32(n).int32(out).int32(r).int32(f.Main.Split).float(s)
+	return launch(f.Reduce.Kernel.Name, dim(f.Reduce.Grid), cuda.Dim3{X: f.Reduce.Kernel.Threads, Y: 1, Z: 1}, &rk)
 }
 
 // linear enqueues y = x·Wᵀ.
 func linear(y, x, w *Matrix) error {
-	if err := forwardKernel(y, x, w, 0, nil, 0); err != nil {
+	if err := forwardKernels(y, x, w, nil, nil, 0); err != nil {
 		return fmt.Errorf("lora: Linear: %w", err)
 	}
 	return nil
 }
 
-// forward enqueues T = s·x·Aᵀ (the shrink kernel, into scratch), then
-// y = x·Wᵀ + T·Bᵀ in one kernel that writes y once.
+// forward enqueues y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, writing y once (see
+// forwardKernels and plan.Forward).
 func forward(y, x, w, a, b *Matrix, s float32) error {
-	n, r := x.rows, a.rows
-	if gy := ceilDiv(r, kernels.ShrinkKs); gy > 65535 {
-		return fmt.Errorf("lora: Forward: rank %d above the GPU's grid limit: %w", r, ErrShape)
-	}
-	dev.Lock()
-	defer dev.Unlock()
-	t, err := scratchT(n * r)
-	if err != nil {
-		return fmt.Errorf("lora: Forward: %w", err)
-	}
-	if err := shrinkKernel(t, x, a, s); err != nil {
-		return fmt.Errorf("lora: Forward: %w", err)
-	}
-	if err := forwardKernel(y, x, w, t, b, r); err != nil {
+	if err := forwardKernels(y, x, w, a, b, s); err != nil {
 		return fmt.Errorf("lora: Forward: %w", err)
 	}
 	return nil

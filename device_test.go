@@ -22,6 +22,7 @@ import (
 	"testing"
 
 	"github.com/golora/lora/cuda"
+	"github.com/golora/lora/internal/plan"
 	"github.com/golora/lora/kernels"
 )
 
@@ -406,5 +407,104 @@ func TestDeviceFaultIsSticky(t *testing.T) {
 	}
 	if err := Sync(); !errors.Is(err, fault) {
 		t.Errorf("Sync after Free: %v", err)
+	}
+}
+
+// TestForwardPlannedVariants runs Forward and Linear on shapes on either
+// side of every tile edge of the planned kernels (n = 15/16/17, 31/32/33,
+// 63/64/65, rows of [W; A] around 16 and 128, in not a multiple of 4 for the
+// scalar path), each planned for three devices: an H200, a device so large
+// that every launch splits its inner dimension as far as it may, and one so
+// small that the 128×128 tiles fill it. Each result is checked against a
+// float64 reference, and the test fails unless every kernel variant was
+// reached with and without a split.
+func TestForwardPlannedVariants(t *testing.T) {
+	huge := plan.H200
+	huge.Name, huge.SMs = "huge", 100000
+	tiny := plan.H200
+	tiny.Name, tiny.SMs = "tiny", 1
+	old := planDev
+	t.Cleanup(func() { planDev = old })
+	rng := rand.New(rand.NewPCG(91, 92))
+	reached := map[string]bool{}
+	type shape struct{ n, in, out, r int }
+	var shapes []shape
+	for _, n := range []int{1, 2, 3, 5, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65} {
+		shapes = append(shapes, shape{n, 516, 13, 3}, shape{n, 257, 130, 0})
+	}
+	shapes = append(shapes, shape{129, 96, 129, 16}, shape{4, 1027, 17, 16}, shape{40, 640, 3, 1}, shape{17, 100, 125, 3})
+	for _, d := range []plan.Device{plan.H200, huge, tiny} {
+		planDev = func() plan.Device { return d }
+		for _, sh := range shapes {
+			f := plan.ForwardPlan(d, sh.n, sh.in, sh.out, sh.r)
+			for _, l := range f.Launches() {
+				reached[fmt.Sprintf("%s split=%v", l.Kernel.Name, l.Split > 1)] = true
+			}
+			name := fmt.Sprintf("%s/n=%d,in=%d,out=%d,r=%d", d.Name, sh.n, sh.in, sh.out, sh.r)
+			checkPlannedForward(t, name, rng, sh.n, sh.in, sh.out, sh.r)
+		}
+	}
+	for _, want := range []string{
+		"lora_forward_small split=false", "lora_forward_small split=true",
+		"lora_forward_m16 split=false", "lora_forward_m16 split=true",
+		"lora_forward_m32 split=false", "lora_forward_m32 split=true",
+		"lora_forward_m64 split=false", "lora_forward_m64 split=true",
+		"lora_forward_tiled split=false", "lora_shrink split=false", "lora_forward_reduce split=false",
+	} {
+		if !reached[want] {
+			t.Errorf("no shape reached %s", want)
+		}
+	}
+}
+
+// checkPlannedForward runs Forward (r > 0) or Linear (r = 0) on random data
+// and compares with a float64 reference, within the error bound of fp32
+// sums of that length.
+func checkPlannedForward(t *testing.T, name string, rng *rand.Rand, n, in, out, r int) {
+	t.Helper()
+	x, w := devRand(rng, n*in, 1), devRand(rng, out*in, 1)
+	a, b := devRand(rng, r*in, 1), devRand(rng, out*r, 1)
+	const s = 0.75
+	mx, mw, my := devMatrix(t, n, in, x), devMatrix(t, out, in, w), devMatrix(t, n, out, make([]float32, n*out))
+	var err error
+	if r == 0 {
+		err = Linear(my, mx, mw)
+	} else {
+		ma, mb := devMatrix(t, r, in, a), devMatrix(t, out, r, b)
+		var l *Layer
+		l, err = NewLayerFrom(mw, ma, mb, s)
+		if err == nil {
+			err = l.Forward(my, mx)
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	got := devRead(t, my)
+	for i := range n {
+		tv, tm := make([]float64, r), make([]float64, r)
+		for k := range r {
+			for c := range in {
+				p := float64(x[i*in+c]) * float64(a[k*in+c])
+				tv[k] += p
+				tm[k] += math.Abs(p)
+			}
+		}
+		for j := range out {
+			var want, mag float64
+			for c := range in {
+				p := float64(x[i*in+c]) * float64(w[j*in+c])
+				want += p
+				mag += math.Abs(p)
+			}
+			for k := range r {
+				want += s * tv[k] * float64(b[j*r+k])
+				mag += s * tm[k] * math.Abs(float64(b[j*r+k]))
+			}
+			tol := float64(in+r+40) * 0x1p-24 * mag
+			if d := math.Abs(float64(got[i*out+j]) - want); !(d <= tol) {
+				t.Fatalf("%s: y[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i, j, got[i*out+j], want, d, tol)
+			}
+		}
 	}
 }

@@ -18,10 +18,18 @@ const (
 	SmallNMax         = C.LORA_SMALL_N_MAX
 	SmallThreads      = C.LORA_SMALL_THREADS
 	SmallRowsPerBlock = C.LORA_SMALL_ROWS_PER_BLOCK
+	SmallRowsPerWarp  = C.LORA_SMALL_ROWS_PER_WARP
+	SmallSplitAlign   = C.LORA_SMALL_SPLIT_ALIGN
+
+	MTileN        = C.LORA_MT_N
+	MTileK        = C.LORA_MT_K
+	MTileThreads  = C.LORA_MT_THREADS
+	ReduceThreads = C.LORA_RED_THREADS
 
 	TileM       = C.LORA_TILE_M
 	TileN       = C.LORA_TILE_N
 	TileThreads = C.LORA_TILE_THREADS
+	TileK       = C.LORA_TILE_K
 
 	MergeTileOut = C.LORA_MERGE_TILE_OUT
 	MergeTileIn  = C.LORA_MERGE_TILE_IN
@@ -54,12 +62,4 @@ const (
 	MSEThreads   = C.LORA_MSE_THREADS
 	MSEPerThread = C.LORA_MSE_PER_THREAD
 	MSEMaxBlocks = C.LORA_MSE_MAX_BLOCKS
-
-	BankRows              = C.LORA_BANK_ROWS
-	BankShrinkThreads     = C.LORA_BANK_SHRINK_THREADS
-	BankShrinkKs          = C.LORA_BANK_SHRINK_KS
-	BankExpandThreads     = C.LORA_BANK_EXPAND_THREADS
-	BankNMax              = C.LORA_BANK_N_MAX
-	BankSmallThreads      = C.LORA_BANK_SMALL_THREADS
-	BankSmallRowsPerBlock = C.LORA_BANK_SMALL_ROWS_PER_BLOCK
 )

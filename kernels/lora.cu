@@ -4,9 +4,13 @@
 // entry points of emu_api.h. Kernel names and signatures:
 //
 //   lora_shrink(const float* x, const float* A, float* T, int n, int in, int r, float s)
-//   lora_forward_small(const float* x, const float* W, const float* T, const float* B,
+//   lora_forward_small(const float* x, const float* W, const float* A, float* P,
+//                      int n, int in, int out, int r)
+//   lora_forward_m16, lora_forward_m32, lora_forward_m64(same parameters as lora_forward_small)
+//   lora_forward_reduce(const float* P, const float* B, float* y, int n, int out, int r,
+//                       int splits, float s)
+//   lora_forward_tiled(const float* x, const float* W, const float* T, const float* B,
 //                      float* y, int n, int in, int out, int r)
-//   lora_forward_tiled(same parameters as lora_forward_small)
 //   lora_merge(float* W, const float* A, const float* B, int out, int in, int r, float c)
 //   lora_merge_check(const float* W, const float* A, const float* B, int out, int in, int r,
 //                    float c, int* flag)
@@ -25,12 +29,6 @@
 //            long long countA, long long countB, float lr, float momentum)
 //   lora_mse(const float* y, const float* t, float* dy, long long count, float scale,
 //            float* partial)
-//   lora_bank_shrink(const float* x, const LoraBankSlot* slots, const int* tiles,
-//                    const int* perm, float* T, int ntiles, int in, int rmax)
-//   lora_bank_expand(const float* T, const LoraBankSlot* slots, const int* tiles,
-//                    const int* perm, float* y, int ntiles, int out, int rmax)
-//   lora_bank_small(const float* x, const float* W, const float* T, const LoraBankSlot* slots,
-//                   const int* ids, float* y, int n, int in, int out, int rmax)
 //
 // Launch geometry: tiles.h.
 #include "common.cuh"
@@ -38,6 +36,7 @@
 #include "shrink.cu"
 #include "forward_small.cu"
 #include "forward_tiled.cu"
+#include "forward_mtile.cu"
 #include "merge.cu"
 #include "finite.cu"
 #include "axpy.cu"
@@ -47,4 +46,3 @@
 #include "backward_tiled.cu"
 #include "optim.cu"
 #include "mse.cu"
-#include "bank.cu"

@@ -17,10 +17,29 @@
  *   block (LORA_SHRINK_THREADS, 1, 1), static shared 8448 bytes
  *   Not launched when r == 0 (the grid would be empty).
  *
- * lora_forward_small(x, W, T, B, y, n, in, out, r)   y = x * W^T + T * B^T
- *   for 1 <= n <= LORA_SMALL_N_MAX (larger n: the kernel writes nothing)
- *   grid  (ceil(out / LORA_SMALL_ROWS_PER_BLOCK), 1, 1)
+ * lora_forward_small(x, W, A, P, n, in, out, r)   P[z] = x * [W ; A]^T over split z
+ *   for 1 <= n <= LORA_SMALL_N_MAX (larger n: the kernel writes nothing).
+ *   V = [W ; A] is the (out + r) x in stack; the inner dimension is split in
+ *   S = gridDim.y parts of chunk = ceil(ceil(in / S) / LORA_SMALL_SPLIT_ALIGN)
+ *   * LORA_SMALL_SPLIT_ALIGN elements, split z writing P + z*n*(out + r)
+ *   (n x (out + r), zeros for an empty split). r == 0 and S == 1: P is y.
+ *   grid  (ceil((out + r) / LORA_SMALL_ROWS_PER_BLOCK), S, 1)
  *   block (LORA_SMALL_THREADS, 1, 1), static shared 33792 bytes
+ *
+ * lora_forward_m16, lora_forward_m32, lora_forward_m64(x, W, A, P, n, in, out, r)
+ *   P[z] = x * [W ; A]^T as lora_forward_small, for any n, with BM x
+ *   LORA_MT_N tiles (BM = 16, 32, 64) and the inner dimension in steps of
+ *   LORA_MT_K: split z of S = gridDim.z takes K-steps [z*per, (z+1)*per),
+ *   per = ceil(ceil(in / LORA_MT_K) / S).
+ *   grid  (ceil(n / BM), ceil((out + r) / LORA_MT_N), S)
+ *   block (LORA_MT_THREADS, 1, 1), static shared LORA_MT_K*(BM+4+LORA_MT_N+4)*4 bytes
+ *
+ * lora_forward_reduce(P, B, y, n, out, r, splits, s)
+ *   y[i,j] = sum_z P[z][i,j] + s * sum_k (sum_z P[z][i,out+k]) * B[j,k],
+ *   P[z] n x (out + r), splits summed in order z = 0, 1, ... (deterministic);
+ *   r == 0 (B may be null): the sum of the splits alone.
+ *   grid  (ceil(out / LORA_RED_THREADS), min(n, 65535), 1); rows i stride by gridDim.y
+ *   block (LORA_RED_THREADS, 1, 1), static shared LORA_RED_THREADS*4 bytes
  *
  * lora_forward_tiled(x, W, T, B, y, n, in, out, r)   y = x * W^T + T * B^T
  *   any n >= 1
@@ -126,6 +145,16 @@
 #define LORA_SMALL_WARPS 4 /* = LORA_SMALL_THREADS / LORA_WARP_SIZE */
 #define LORA_SMALL_ROWS_PER_WARP 4
 #define LORA_SMALL_ROWS_PER_BLOCK 16 /* = LORA_SMALL_WARPS * LORA_SMALL_ROWS_PER_WARP */
+#define LORA_SMALL_SPLIT_ALIGN 128 /* a split of the inner dimension is a multiple of this */
+
+/* lora_forward_m16/m32/m64: BM x LORA_MT_N tiles of P, K in steps of LORA_MT_K. */
+#define LORA_MT_N 128
+#define LORA_MT_K 32
+#define LORA_MT_THREADS 256
+
+/* lora_forward_reduce: one column of y per thread. */
+#define LORA_RED_THREADS 128
+
 
 /* lora_forward_tiled: a LORA_TILE_M x LORA_TILE_N tile of y per block, a
  * LORA_TILE_TM x LORA_TILE_TN register tile per thread, K in steps of
@@ -189,19 +218,5 @@
 #define LORA_MSE_THREADS 256
 #define LORA_MSE_PER_THREAD 16
 #define LORA_MSE_MAX_BLOCKS 64
-
-/* lora_bank_shrink, lora_bank_expand, lora_bank_small (bank.cu): tiles of at most
- * LORA_BANK_ROWS rows of one adapter; lora_bank_shrink one warp per column of T,
- * lora_bank_expand one column of y per thread, lora_bank_small as lora_forward_small
- * for n <= LORA_BANK_N_MAX with each row's adapter gathered. */
-#define LORA_BANK_ROWS 8
-#define LORA_BANK_SHRINK_THREADS 256
-#define LORA_BANK_SHRINK_KS 8 /* = LORA_BANK_SHRINK_THREADS / LORA_WARP_SIZE */
-#define LORA_BANK_EXPAND_THREADS 128
-#define LORA_BANK_N_MAX 16
-#define LORA_BANK_SMALL_THREADS 128
-#define LORA_BANK_SMALL_WARPS 4 /* = LORA_BANK_SMALL_THREADS / LORA_WARP_SIZE */
-#define LORA_BANK_SMALL_ROWS_PER_WARP 4
-#define LORA_BANK_SMALL_ROWS_PER_BLOCK 16 /* = LORA_BANK_SMALL_WARPS * LORA_BANK_SMALL_ROWS_PER_WARP */
 
 #endif /* LORA_TILES_H */

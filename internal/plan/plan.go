@@ -141,12 +141,12 @@ var (
 	KShrink = Kernel{"lora_shrink", ShrinkThreads, 80, 8448, 0}
 	// lora_forward_small: 4 warps, each lane U float4 loads of each of its 4
 	// rows in flight; U = 2 for every n (see SmallUnroll).
-	KSmall = Kernel{"lora_forward_small", SmallThreads, 168, 33792, 0}
+	KSmall = Kernel{"lora_forward_small", SmallThreads, 249, 33792, 0}
 	KTiled = Kernel{"lora_forward_tiled", TileThreads, 128, 16896, TileN * TileK * 4}
-	KM16   = Kernel{"lora_forward_m16", MTileThreads, 64, mtileShared(16), MTileN * MTileK * 4}
-	KM32   = Kernel{"lora_forward_m32", MTileThreads, 72, mtileShared(32), MTileN * MTileK * 4}
-	KM64   = Kernel{"lora_forward_m64", MTileThreads, 96, mtileShared(64), MTileN * MTileK * 4}
-	KRed   = Kernel{"lora_forward_reduce", ReduceThreads, 40, 0, 0}
+	KM16   = Kernel{"lora_forward_m16", MTileThreads, 56, mtileShared(16), MTileN * MTileK * 4}
+	KM32   = Kernel{"lora_forward_m32", MTileThreads, 79, mtileShared(32), MTileN * MTileK * 4}
+	KM64   = Kernel{"lora_forward_m64", MTileThreads, 115, mtileShared(64), MTileN * MTileK * 4}
+	KRed   = Kernel{"lora_forward_reduce", ReduceThreads, 32, ReduceThreads * 4, 0}
 	KMerge = Kernel{"lora_merge", MergeThreads, 80, 20608, MergeTileOut * MergeTileIn * 4}
 	KGradX = Kernel{"lora_grad_x_small", GradXSmallThreads, 128, 16896,
 		GradXSmallWarps * WarpSize * GradXSmallRows * 16}
@@ -277,14 +277,16 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 		main.Kernel.InFlight = SmallThreads * u * SmallRowsPerWarp * 16
 		main.MaxSplit = max(1, min(MaxSplit, in/SmallSplitAlign))
 	} else {
-		k, bm := KM16, 16
+		// The fewest padded rows among the tile heights that need at most 4
+		// M-tiles (each M-tile streams V again, from L2); ties and beyond 4
+		// tiles, the tallest, whose blocks do the most FMAs per load.
+		k, bm := KM64, 64
 		for _, c := range []struct {
 			k  Kernel
 			bm int
-		}{{KM64, 64}, {KM32, 32}} {
-			if pad := float64(ceilDiv(n, c.bm)*c.bm-n) / float64(ceilDiv(n, c.bm)*c.bm); pad <= 0.5 {
+		}{{KM32, 32}, {KM16, 16}} {
+			if ceilDiv(n, c.bm) <= 4 && ceilDiv(n, c.bm)*c.bm < ceilDiv(n, bm)*bm {
 				k, bm = c.k, c.bm
-				break
 			}
 		}
 		main = Launch{Kernel: k, Grid: [3]int{ceilDiv(n, bm), ceilDiv(out+r, MTileN), 1}, TileM: bm, N: n}
@@ -312,7 +314,7 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 	f := Forward{Fused: true, Main: main}
 	if r > 0 || split > 1 {
 		f.Workspace = split * n * (out + r)
-		f.Reduce = &Launch{Kernel: KRed, Grid: [3]int{ceilDiv(out, ReduceThreads), n, 1}, Split: 1, MaxSplit: 1,
+		f.Reduce = &Launch{Kernel: KRed, Grid: [3]int{ceilDiv(out, ReduceThreads), min(n, 65535), 1}, Split: 1, MaxSplit: 1,
 			Bytes: 4 * float64(f.Workspace+n*out+out*r), Flops: 2 * float64(n) * float64(out) * float64(r+split)}
 	}
 	return f

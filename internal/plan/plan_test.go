@@ -143,9 +143,14 @@ func TestStreamGrids(t *testing.T) {
 }
 
 func TestOccupancy(t *testing.T) {
-	// 168 registers × 128 threads: 21504 per block, 3 per 64K; shared 33792 B: 6 per 228 KB.
-	if got := H200.Occupancy(KSmall); got != 3 {
-		t.Errorf("H200 occupancy of %s = %d, want 3", KSmall.Name, got)
+	// 249 registers: 8192 per warp, 32768 per block of 4 warps, 2 per 64K;
+	// shared 33792 B: 6 per 228 KB.
+	if got := H200.Occupancy(KSmall); got != 2 {
+		t.Errorf("H200 occupancy of %s = %d, want 2", KSmall.Name, got)
+	}
+	// 56 registers: 1792 per warp, 14336 per block of 8 warps: 4 per 64K.
+	if got := H200.Occupancy(KM16); got != 4 {
+		t.Errorf("H200 occupancy of %s = %d, want 4", KM16.Name, got)
 	}
 	// V100: 96 KB of shared memory hold 2 blocks of 33792 B.
 	if got := V100.Occupancy(KSmall); got != 2 {

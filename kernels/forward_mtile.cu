@@ -1,0 +1,210 @@
+// forward_mtile.cu: P = x * [W ; A]^T with small-M tiles and a split of the
+// inner dimension, for 17 <= n where 128 x 128 tiles would leave the GPU
+// idle or pad most of their rows; and lora_forward_reduce, which sums the
+// splits and applies the adapter: y = P[:, :out] + s * P[:, out:] * B^T.
+//
+// P[z][i,j] = sum over the K-steps of split z of x[i,c] * V[j,c], V = [W ; A]
+// the (out + r) x in stack, fp32 accumulation (see forward_small.cu for why A
+// rides along with W instead of a separate shrink launch).
+//
+// Block (bx, by, z) computes the BM x LORA_MT_N tile of P[z] at rows
+// m0 = bx*BM of x, rows n0 = by*LORA_MT_N of V, over K-steps [z*per,
+// min(tiles, (z+1)*per)) of LORA_MT_K elements. Per K-step thread t loads 4
+// float4 of V (rows t/8 + 32q, elements (t%8)*4 .. +3; one 128-byte line per 8
+// threads) and BM*8/256 float4 of x the same way; float4 when in % 4 == 0 and
+// the pointers are 16-byte aligned, scalars otherwise. The loads of step k+1
+// are issued into registers before step k is multiplied out of shared
+// memory, so each block keeps LORA_MT_N*LORA_MT_K*4 = 16 KB of V in flight.
+// Thread (ty, tx) = (t/16, t%16) accumulates a (BM/16) x 8 register tile:
+// rows m0 + ty*BM/16 .., columns n0 + tx*4 .. +3 and n0 + 64 + tx*4 .. +3.
+//
+// Global memory: reads x and V tile by tile (V once per M-tile, which run
+// side by side and share it through L2); writes each element of P[z] once.
+// Shared memory: LORA_MT_K*(BM+4) + LORA_MT_K*(LORA_MT_N+4) floats (static).
+#include "tile.cuh"
+
+static_assert(LORA_MT_THREADS == 256 && LORA_MT_N == 128 && LORA_MT_K == 32,
+              "lora_forward_m*: 16 x 16 threads, 4 float4 of V per thread per K-step");
+
+#define LORA_MT_VQ (LORA_MT_N * LORA_MT_K / 4 / LORA_MT_THREADS) /* float4 of V per thread */
+
+template <int BM>
+__device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
+                                                   const float* __restrict__ W,
+                                                   const float* __restrict__ A,
+                                                   float* __restrict__ P, int n, int in, int out,
+                                                   int r) {
+  constexpr int TM = BM / 16;
+  constexpr int XQ = (BM * LORA_MT_K / 4 + LORA_MT_THREADS - 1) / LORA_MT_THREADS;
+  __shared__ __align__(16) float sa[LORA_MT_K][BM + 4];
+  __shared__ __align__(16) float sb[LORA_MT_K][LORA_MT_N + 4];
+  if (blockDim.x != LORA_MT_THREADS) return;  // the tiling needs this exact block
+
+  const int t = threadIdx.x;
+  const int rows = out + r;
+  const int m0 = blockIdx.x * BM;
+  const int n0 = blockIdx.y * LORA_MT_N;
+  const int tiles = (in + LORA_MT_K - 1) / LORA_MT_K;
+  const int per = (tiles + static_cast<int>(gridDim.z) - 1) / static_cast<int>(gridDim.z);
+  const int kt0 = lora_min(tiles, static_cast<int>(blockIdx.z) * per);
+  const int kt1 = lora_min(tiles, kt0 + per);
+  const bool vec = (in & 3) == 0 && lora_aligned16(x) && lora_aligned16(W) &&
+                   (r == 0 || lora_aligned16(A));
+
+  // Loading: float4 slot (row, k) = (idx/8, (idx%8)*4).
+  const int lk = (t & 7) * 4;
+  const float* vsrc[LORA_MT_VQ];
+  int vrow[LORA_MT_VQ];
+  bool vok[LORA_MT_VQ];
+  LORA_UNROLL
+  for (int q = 0; q < LORA_MT_VQ; ++q) {
+    const int j = n0 + (t >> 3) + q * (LORA_MT_THREADS / 8);
+    vok[q] = j < rows;
+    vsrc[q] = j < out ? W : A;
+    vrow[q] = j < out ? j : j - out;
+  }
+  float ra[XQ][4], rb[LORA_MT_VQ][4];
+
+  const int ty = t / 16;
+  const int tx = t % 16;
+  float acc[TM][8];
+  LORA_UNROLL
+  for (int i = 0; i < TM; ++i) {
+    LORA_UNROLL
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+  }
+
+#define LORA_MT_FETCH(kt)                                                              \
+  do {                                                                                 \
+    const int k_ = (kt) * LORA_MT_K + lk;                                              \
+    LORA_UNROLL                                                                        \
+    for (int q = 0; q < LORA_MT_VQ; ++q)                                               \
+      lora_tile_fetch(vsrc[q], in, vrow[q], vok[q], k_, in, vec, rb[q]);               \
+    LORA_UNROLL                                                                        \
+    for (int q = 0; q < XQ; ++q) {                                                     \
+      const int idx = t + q * LORA_MT_THREADS;                                         \
+      if (idx < BM * LORA_MT_K / 4)                                                    \
+        lora_tile_fetch(x, in, m0 + (idx >> 3), m0 + (idx >> 3) < n, k_, in, vec, ra[q]); \
+    }                                                                                  \
+  } while (0)
+
+  if (kt0 < kt1) LORA_MT_FETCH(kt0);
+  for (int kt = kt0; kt < kt1; ++kt) {
+    LORA_UNROLL
+    for (int q = 0; q < LORA_MT_VQ; ++q) {
+      LORA_UNROLL
+      for (int e = 0; e < 4; ++e) sb[lk + e][(t >> 3) + q * (LORA_MT_THREADS / 8)] = rb[q][e];
+    }
+    LORA_UNROLL
+    for (int q = 0; q < XQ; ++q) {
+      const int idx = t + q * LORA_MT_THREADS;
+      if (idx < BM * LORA_MT_K / 4) {
+        LORA_UNROLL
+        for (int e = 0; e < 4; ++e) sa[lk + e][idx >> 3] = ra[q][e];
+      }
+    }
+    __syncthreads();
+    if (kt + 1 < kt1) LORA_MT_FETCH(kt + 1);  // in flight while this step is multiplied
+
+    LORA_UNROLL
+    for (int kk = 0; kk < LORA_MT_K; ++kk) {
+      const float4 b0 = *reinterpret_cast<const float4*>(&sb[kk][tx * 4]);
+      const float4 b1 = *reinterpret_cast<const float4*>(&sb[kk][64 + tx * 4]);
+      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+      LORA_UNROLL
+      for (int i = 0; i < TM; ++i) {
+        const float a = sa[kk][ty * TM + i];
+        LORA_UNROLL
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a, b[j], acc[i][j]);
+      }
+    }
+    __syncthreads();  // before the next step overwrites sa and sb
+  }
+#undef LORA_MT_FETCH
+
+  float* p = P + static_cast<long long>(blockIdx.z) * n * rows;
+  LORA_UNROLL
+  for (int i = 0; i < TM; ++i) {
+    const int row = m0 + ty * TM + i;
+    if (row >= n) continue;
+    float* pr = p + static_cast<long long>(row) * rows;
+    LORA_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const int col = n0 + h * 64 + tx * 4;
+      LORA_UNROLL
+      for (int e = 0; e < 4; ++e)
+        if (col + e < rows) pr[col + e] = acc[i][h * 4 + e];
+    }
+  }
+}
+
+#undef LORA_MT_VQ
+
+extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)
+    lora_forward_m16(const float* __restrict__ x, const float* __restrict__ W,
+                     const float* __restrict__ A, float* __restrict__ P, int n, int in, int out,
+                     int r) {
+  lora_forward_mtile<16>(x, W, A, P, n, in, out, r);
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)
+    lora_forward_m32(const float* __restrict__ x, const float* __restrict__ W,
+                     const float* __restrict__ A, float* __restrict__ P, int n, int in, int out,
+                     int r) {
+  lora_forward_mtile<32>(x, W, A, P, n, in, out, r);
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)
+    lora_forward_m64(const float* __restrict__ x, const float* __restrict__ W,
+                     const float* __restrict__ A, float* __restrict__ P, int n, int in, int out,
+                     int r) {
+  lora_forward_mtile<64>(x, W, A, P, n, in, out, r);
+}
+
+// lora_forward_reduce: thread t of block (bx, by) writes y[i, j] for rows
+// i = by, by + gridDim.y, ..., j, j = bx*
+// LORA_RED_THREADS + t: the sum of the splits' P[z][i, j] in order, plus s
+// times row i of T = sum_z P[z][i, out:] (staged through shared memory,
+// LORA_RED_THREADS ranks at a time) dotted with row j of B.
+// Global memory: reads P once and B (out x r) once per row i (through the
+// cache); writes each element of y once.
+extern "C" __global__ void __launch_bounds__(LORA_RED_THREADS)
+    lora_forward_reduce(const float* __restrict__ P, const float* __restrict__ B,
+                        float* __restrict__ y, int n, int out, int r, int splits, float s) {
+  __shared__ float st[LORA_RED_THREADS];
+  if (blockDim.x != LORA_RED_THREADS) return;  // the staging needs this exact block
+  const int t = threadIdx.x;
+  const int j = blockIdx.x * LORA_RED_THREADS + t;
+  const int rows = out + r;
+  const long long zstride = static_cast<long long>(n) * rows;
+  for (int i = blockIdx.y; i < n; i += gridDim.y) {  // the same i for the whole block
+    const float* pi = P + static_cast<long long>(i) * rows;
+    float lr = 0.0f;  // s * T[i,:] . B[j,:]
+    for (int k0 = 0; k0 < r; k0 += LORA_RED_THREADS) {
+      if (k0 + t < r) {
+        float tk = 0.0f;
+        for (int z = 0; z < splits; ++z) tk += pi[z * zstride + out + k0 + t];
+        st[t] = s * tk;
+      }
+      __syncthreads();
+      const int kc = lora_min(LORA_RED_THREADS, r - k0);
+      if (j < out) {
+        const float* br = B + static_cast<long long>(j) * r + k0;
+        for (int k = 0; k < kc; ++k) lr = fmaf(st[k], __ldg(br + k), lr);
+      }
+      __syncthreads();
+    }
+    if (j < out) {
+      float v = 0.0f;
+      for (int z = 0; z < splits; ++z) v += pi[z * zstride + j];
+      y[static_cast<long long>(i) * out + j] = v + lr;
+    }
+  }
+}
+
+#ifndef __CUDACC__
+LORA_EMU_REGISTER(lora_forward_m16)
+LORA_EMU_REGISTER(lora_forward_m32)
+LORA_EMU_REGISTER(lora_forward_m64)
+LORA_EMU_REGISTER(lora_forward_reduce)
+#endif
