@@ -98,12 +98,16 @@ check-cuda:
 	$(GO) build -tags cuda -o /dev/null ./bench
 
 # The GPU check, for a machine with a GPU but no Go: the cuda test and bench
-# binaries, the PyTorch peer and bench/gpu-run.sh in gpu-bundle/. There, run
-# `gpu-bundle/run.sh OUTDIR`; every result lands in OUTDIR.
+# binaries (the package's and package cuda's), the PyTorch peer and
+# bench/gpu-run.sh in gpu-bundle/. There, run `gpu-bundle/run.sh OUTDIR`;
+# every result lands in OUTDIR. The last line printed is the newest glibc
+# symbol version the binaries need (the README's GPU section).
 gpu-bundle:
 	rm -rf gpu-bundle && mkdir -p gpu-bundle
 	$(GO) test -tags cuda -c -o gpu-bundle/lora.test .
+	$(GO) test -tags cuda -c -o gpu-bundle/cuda.test ./cuda
 	$(GO) build -tags cuda -o gpu-bundle/bench ./bench
 	cp bench/peer_torch.py gpu-bundle/peer_torch.py
 	cp bench/gpu-run.sh gpu-bundle/run.sh
 	@du -sh gpu-bundle
+	@objdump -T gpu-bundle/lora.test gpu-bundle/cuda.test gpu-bundle/bench | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n 1 | sed 's/^/needs glibc symbols up to /'
