@@ -67,7 +67,13 @@ func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
 		}
 	}()
 	mat := func(rows, cols int, data []float32) (*lora.Matrix, error) {
-		m, err := lora.NewMatrixFrom(rows, cols, data)
+		var m *lora.Matrix
+		var err error
+		if data == nil {
+			m, err = lora.NewMatrix(rows, cols)
+		} else {
+			m, err = lora.NewMatrixFrom(rows, cols, data)
+		}
 		if err == nil {
 			free = append(free, m.Free)
 		}
@@ -97,11 +103,11 @@ func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
 			return nil, err
 		}
 		// The Layer adopts its own copies of A and B.
-		la, err := lora.NewMatrixFrom(r, in, nil)
+		la, err := lora.NewMatrix(r, in)
 		if err != nil {
 			return nil, err
 		}
-		lb, err := lora.NewMatrixFrom(in, r, nil)
+		lb, err := lora.NewMatrix(in, r)
 		if err != nil {
 			la.Free()
 			return nil, err
@@ -126,7 +132,7 @@ func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
 	}
 
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "Bank: in = out = %d, r = %d, backend %s\t\t\t\t\t\t\t\t\n", in, r, lora.Backend())
+	fmt.Fprintf(out, "Bank: in = out = %d, r = %d, backend %s\n", in, r, lora.Backend())
 	fmt.Fprintln(tw, "n\tadapters\tids\tbase\tBank.Forward\tloop of Layers\tBank/base\tBank/loop\t")
 	tw.Flush()
 	var rows []BankRow
