@@ -18,7 +18,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"text/tabwriter"
 
 	"github.com/golora/lora"
 )
@@ -131,10 +130,9 @@ func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
 		free = append(free, layers[k].Free)
 	}
 
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(out, "Bank: in = out = %d, r = %d, backend %s\n", in, r, lora.Backend())
-	fmt.Fprintln(tw, "n\tadapters\tids\tbase\tBank.Forward\tloop of Layers\tBank/base\tBank/loop\t")
-	tw.Flush()
+	const format = "%4v  %8v  %6v  %13v  %13v  %14v  %9v  %9v\n"
+	fmt.Fprintf(out, format, "n", "adapters", "ids", "base", "Bank.Forward", "loop of Layers", "Bank/base", "Bank/loop")
 	var rows []BankRow
 	for _, n := range ns {
 		x, err := mat(n, in, rnd(n*in, 1))
@@ -196,9 +194,8 @@ func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
 					Base: st[0], Bank: st[1], Loop: st[2],
 					OverBase: st[1].Median / st[0].Median, OverLoop: st[1].Median / st[2].Median}
 				rows = append(rows, row)
-				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%.3f\t%.3f\t\n", n, d, order,
-					row.Base, row.Bank, row.Loop, row.OverBase, row.OverLoop)
-				tw.Flush()
+				fmt.Fprintf(out, format, n, d, order, row.Base, row.Bank, row.Loop,
+					fmt.Sprintf("%.3f", row.OverBase), fmt.Sprintf("%.3f", row.OverLoop))
 				for _, p := range parts {
 					p.x.Free()
 					p.y.Free()
