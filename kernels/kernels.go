@@ -62,4 +62,12 @@ const (
 	MSEThreads   = C.LORA_MSE_THREADS
 	MSEPerThread = C.LORA_MSE_PER_THREAD
 	MSEMaxBlocks = C.LORA_MSE_MAX_BLOCKS
+
+	BankRows              = C.LORA_BANK_ROWS
+	BankShrinkThreads     = C.LORA_BANK_SHRINK_THREADS
+	BankShrinkKs          = C.LORA_BANK_SHRINK_KS
+	BankExpandThreads     = C.LORA_BANK_EXPAND_THREADS
+	BankNMax              = C.LORA_BANK_N_MAX
+	BankSmallThreads      = C.LORA_BANK_SMALL_THREADS
+	BankSmallRowsPerBlock = C.LORA_BANK_SMALL_ROWS_PER_BLOCK
 )

@@ -29,6 +29,12 @@
 //            long long countA, long long countB, float lr, float momentum)
 //   lora_mse(const float* y, const float* t, float* dy, long long count, float scale,
 //            float* partial)
+//   lora_bank_shrink(const float* x, const LoraBankSlot* slots, const int* tiles,
+//                    const int* perm, float* T, int ntiles, int in, int rmax)
+//   lora_bank_expand(const float* T, const LoraBankSlot* slots, const int* tiles,
+//                    const int* perm, float* y, int ntiles, int out, int rmax)
+//   lora_bank_small(const float* x, const float* W, const float* T, const LoraBankSlot* slots,
+//                   const int* ids, float* y, int n, int in, int out, int rmax)
 //
 // Launch geometry: tiles.h.
 #include "common.cuh"
@@ -46,3 +52,4 @@
 #include "backward_tiled.cu"
 #include "optim.cu"
 #include "mse.cu"
+#include "bank.cu"

@@ -25,4 +25,7 @@ var Params = map[string]int{
 	"lora_adamw":          13,
 	"lora_sgd":            9,
 	"lora_mse":            6,
+	"lora_bank_shrink":    8,
+	"lora_bank_expand":    8,
+	"lora_bank_small":     10,
 }

@@ -155,7 +155,6 @@
 /* lora_forward_reduce: one column of y per thread. */
 #define LORA_RED_THREADS 128
 
-
 /* lora_forward_tiled: a LORA_TILE_M x LORA_TILE_N tile of y per block, a
  * LORA_TILE_TM x LORA_TILE_TN register tile per thread, K in steps of
  * LORA_TILE_K. LORA_TILE_THREADS == (TILE_M/TILE_TM) * (TILE_N/TILE_TN). */
@@ -218,5 +217,19 @@
 #define LORA_MSE_THREADS 256
 #define LORA_MSE_PER_THREAD 16
 #define LORA_MSE_MAX_BLOCKS 64
+
+/* lora_bank_shrink, lora_bank_expand, lora_bank_small (bank.cu): tiles of at most
+ * LORA_BANK_ROWS rows of one adapter; lora_bank_shrink one warp per column of T,
+ * lora_bank_expand one column of y per thread, lora_bank_small as lora_forward_small
+ * for n <= LORA_BANK_N_MAX with each row's adapter gathered. */
+#define LORA_BANK_ROWS 8
+#define LORA_BANK_SHRINK_THREADS 256
+#define LORA_BANK_SHRINK_KS 8 /* = LORA_BANK_SHRINK_THREADS / LORA_WARP_SIZE */
+#define LORA_BANK_EXPAND_THREADS 128
+#define LORA_BANK_N_MAX 16
+#define LORA_BANK_SMALL_THREADS 128
+#define LORA_BANK_SMALL_WARPS 4 /* = LORA_BANK_SMALL_THREADS / LORA_WARP_SIZE */
+#define LORA_BANK_SMALL_ROWS_PER_WARP 4
+#define LORA_BANK_SMALL_ROWS_PER_BLOCK 16 /* = LORA_BANK_SMALL_WARPS * LORA_BANK_SMALL_ROWS_PER_WARP */
 
 #endif /* LORA_TILES_H */
