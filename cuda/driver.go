@@ -162,14 +162,6 @@ func enterOn(op, name string) (func(), error) {
 	return leave, nil
 }
 
-// opName joins an operation and the name of what it acts on.
-func opName(op, name string) string {
-	if name == "" {
-		return op
-	}
-	return op + " " + name
-}
-
 // sticky reports whether err is one of the driver's errors after which the
 // context is unusable: every later call of the process fails with it.
 func sticky(err error) bool {
