@@ -1,7 +1,8 @@
 # lora: build, test and measure.
 #
 #   make test        vet, gofmt check, the whole suite under the race detector,
-#                    with -tags purego, and with the CUDA kernels emulated
+#                    with -tags purego, and with the CUDA kernels emulated;
+#                    the kernels under ThreadSanitizer and AddressSanitizer
 #   make bench       the benchmark table (go run ./bench)
 #   make kernels     rebuild kernels/lora.fatbin (needs nvcc)
 #   make check-cuda  the cuda build compiled and linked, fatbin checked
@@ -10,11 +11,11 @@
 GO      ?= go
 GOFILES := $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 
-.PHONY: all test vet fmt-check test-cpu test-purego test-openblas bench bench-quick bench-peer bench-peer-deps bench-figures kernels test-emu check-cuda gpu-bundle
+.PHONY: all test vet fmt-check test-cpu test-purego test-openblas bench bench-quick bench-peer bench-peer-deps bench-figures kernels test-emu test-sanitize check-cuda gpu-bundle
 
 all: test
 
-test: vet fmt-check test-cpu test-purego test-emu
+test: vet fmt-check test-cpu test-purego test-emu test-sanitize
 
 vet:
 	$(GO) vet ./...
@@ -83,6 +84,35 @@ kernels/lora.fatbin: $(KERNEL_SRC)
 KERNEL_DIGEST = $(shell cat $(KERNEL_SRC) | sha256sum | cut -c1-16)
 test-emu:
 	CGO_CXXFLAGS="-O2 -g -DLORA_KERNEL_DIGEST=$(KERNEL_DIGEST)" $(GO) test -count=1 -tags cudaemu ./...
+
+# The kernels under the sanitizers: the emulated suite of packages cuda and
+# lora writes each distinct launch to a trace (LORA_EMU_TRACE), and
+# kernels/sanitize/harness.cc, which includes the kernels and the emulator,
+# replays launches of every kernel on buffers of exactly the traced sizes:
+# once built with -fsanitize=thread (a race between threads of a block that
+# no barrier orders), once with -fsanitize=address,undefined (a read past a
+# buffer, undefined behaviour). Each checks the emulator itself first
+# (harness self; harness race must be caught). LORA_EMU_SEED=N replays the
+# order of blocks and threads of a failure.
+SANITIZE_CXX := $(CXX) -std=c++20 -O1 -g -pthread
+test-sanitize:
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	echo "test-sanitize: tracing the launches of the emulated suite" && \
+	{ LORA_EMU_TRACE=$$tmp/trace CGO_CXXFLAGS="-O2 -g -DLORA_KERNEL_DIGEST=$(KERNEL_DIGEST)" \
+		$(GO) test -count=1 -tags cudaemu ./cuda . >$$tmp/go.log 2>&1 || { cat $$tmp/go.log; exit 1; }; } && \
+	echo "test-sanitize: building the harness with -fsanitize=thread and -fsanitize=address,undefined" && \
+	{ $(SANITIZE_CXX) -fsanitize=thread -o $$tmp/tsan kernels/sanitize/harness.cc & pid=$$!; \
+	  $(SANITIZE_CXX) -fsanitize=address,undefined -fno-sanitize-recover=all \
+		-fsanitize-sections=lora_emu_shared -o $$tmp/asan kernels/sanitize/harness.cc; rc=$$?; \
+	  wait $$pid && [ $$rc = 0 ]; } && \
+	export TSAN_OPTIONS=halt_on_error=1 ASAN_OPTIONS=halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 && \
+	$$tmp/tsan self && \
+	{ if $$tmp/tsan race >$$tmp/race.log 2>&1 || ! grep -q "ThreadSanitizer: data race" $$tmp/race.log; then \
+		cat $$tmp/race.log; echo "test-sanitize: ThreadSanitizer missed the race of emutest_race"; exit 1; fi; } && \
+	echo "test-sanitize: ThreadSanitizer reports the race of emutest_race" && \
+	$$tmp/tsan $$tmp/trace && \
+	$$tmp/asan self && \
+	$$tmp/asan $$tmp/trace
 
 # The cuda build without a GPU: installs Debian's CUDA toolkit if nvcc is
 # missing, rebuilds the fatbin and fails if it differs from the committed one,

@@ -286,6 +286,20 @@ enum State : int { kReady, kAtSync, kAtWarp, kDone };
 constexpr size_t kStack = 256u << 10;
 constexpr uint32_t kPoison = 0xffa5a5a5u;  // a signalling NaN, a large negative int
 
+// Relaxed is a value that fibers and the worker both touch, as a relaxed
+// atomic: one thread runs them all, so the order is program order, and
+// ThreadSanitizer sees neither a race nor an ordering between fibers in it.
+template <class T>
+struct Relaxed {
+  std::atomic<T> v;
+  Relaxed(T x = T()) : v(x) {}
+  operator T() const { return v.load(std::memory_order_relaxed); }
+  Relaxed& operator=(T x) {
+    v.store(x, std::memory_order_relaxed);
+    return *this;
+  }
+};
+
 struct Fiber {
   Ctx ctx;
   char* map = nullptr;  // the stack's mapping, guard page first
@@ -294,10 +308,10 @@ struct Fiber {
   // Written by the worker while the fiber does not run.
   uint3 tid{0, 0, 0};
   unsigned lane = 0, warp = 0;
-  int state = kReady;
-  unsigned long long result = 0;
-  unsigned group = 0;    // members of the completed warp collective
-  unsigned gpar[32];     // their __syncwarp parities
+  Relaxed<int> state{kReady};
+  Relaxed<unsigned long long> result{0};
+  Relaxed<unsigned> group{0};  // members of the completed __syncwarp
+  Relaxed<unsigned> gpar[32];  // their __syncwarp parities
   // Written by the fiber before it yields, read by the worker: atomics, so
   // that ThreadSanitizer sees no race (and no ordering) between them.
   std::atomic<int> op{kNone};
@@ -305,9 +319,9 @@ struct Fiber {
   std::atomic<unsigned long long> val{0};
   std::atomic<int> arg{0};
   std::atomic<int> width{32};
-  // The fiber's own.
-  unsigned sync_count = 0;  // __syncthreads passed
-  unsigned warp_count = 0;  // __syncwarp reached
+  // The fiber's own, read by the worker.
+  Relaxed<unsigned> sync_count{0};  // __syncthreads passed
+  Relaxed<unsigned> warp_count{0};  // __syncwarp reached
 };
 
 inline const uint3& thread_index(Fiber* f) { return f->tid; }
@@ -471,7 +485,7 @@ struct Worker {
     unsigned i = w * 32 + l;
     if (i >= n) return "does not exist (the block has " + std::to_string(n) + " threads)";
     const Fiber& f = *fibers[i];
-    switch (f.state) {
+    switch (static_cast<int>(f.state)) {
       case kDone: return "has returned";
       case kAtSync: return "waits at __syncthreads";
       case kAtWarp: return "waits in " + std::string(op_name(f.op.load(std::memory_order_relaxed))) +
@@ -617,8 +631,9 @@ struct Worker {
       cur_block = uint3{static_cast<unsigned>(lin % j.grid.x), static_cast<unsigned>((lin / j.grid.x) % j.grid.y),
                         static_cast<unsigned>(lin / (static_cast<uint64_t>(j.grid.x) * j.grid.y))};
       if (!run_block(s, k == 0)) {
+        // The block's fibers are abandoned where they stopped; the device
+        // runs nothing more (a fault is sticky).
         dirty_stacks = true;
-        fill_static(0, SIZE_MAX);
         return false;
       }
     }
@@ -845,7 +860,7 @@ inline unsigned long long sync_block(int pred) {
   Worker& w = *g_worker;
   Fiber* f = self();
   unsigned p = f->sync_count & 1u;
-  f->sync_count++;
+  f->sync_count = f->sync_count + 1;
 #ifdef LORA_EMU_TSAN
   __tsan_release(&w.sv.block[p]);
 #else
@@ -867,7 +882,7 @@ inline void sync_warp(unsigned mask) {
 #endif
   f->mask.store(mask, std::memory_order_relaxed);
   yield(kSyncWarp);
-  f->warp_count++;
+  f->warp_count = f->warp_count + 1;
 #ifdef LORA_EMU_TSAN
   for (unsigned m = 0; m < 32; ++m)
     if (f->group >> m & 1u) __tsan_acquire(&w.sv.lane[f->warp * 32 + m][f->gpar[m]]);
@@ -952,7 +967,21 @@ struct Entry {
   void (*fn)();
   Binder bind;
   int nargs;
+  // Every pointer parameter points to float, or is an integer output: the
+  // kernel runs on any values in its buffers (the sanitizer harness fills
+  // them at random). Index arrays and structs as inputs need real data.
+  bool plain;
 };
+
+template <class P>
+constexpr bool plain_param() {
+  if constexpr (std::is_pointer_v<P>) {
+    using T = std::remove_pointer_t<P>;
+    if (std::is_same_v<std::remove_cv_t<T>, float>) return true;
+    return std::is_integral_v<T> && !std::is_const_v<T>;
+  }
+  return true;
+}
 
 inline std::map<std::string, Entry>& registry() {
   static auto* m = new std::map<std::string, Entry>;
@@ -973,7 +1002,7 @@ Call bind_args(void (*raw)(), void** args) {
 template <class... P>
 bool register_kernel(const char* name, void (*fn)(P...)) {
   registry()[name] = Entry{reinterpret_cast<void (*)()>(fn), &bind_args<P...>,
-                           static_cast<int>(sizeof...(P))};
+                           static_cast<int>(sizeof...(P)), (plain_param<P>() && ...)};
   return true;
 }
 
@@ -1027,9 +1056,9 @@ class Stream {
     return true;
   }
 
-  void push(Job&& j) {
+  void push(std::unique_ptr<Job> j) {
     std::lock_guard<std::mutex> l(m_);
-    j.seq = ++launches_;
+    j->seq = ++launches_;
     q_.push_back(std::move(j));
     cv_.notify_one();
   }
@@ -1062,21 +1091,23 @@ class Stream {
     std::unique_lock<std::mutex> l(m_);
     for (;;) {
       cv_.wait(l, [this] { return !q_.empty(); });
-      Job j = std::move(q_.front());
+      std::unique_ptr<Job> j = std::move(q_.front());
       q_.pop_front();
       bool skip = !fault_.empty();  // a faulted device runs nothing more
       busy_ = true;
       uint64_t seed = seed_;
       l.unlock();
       std::string err;
-      if (!skip && !w->run(j, seed)) {
+      if (!skip && !w->run(*j, seed)) {
         char b[96];
         snprintf(b, sizeof b, " [blocks and threads ordered by LORA_EMU_SEED=%llu]",
                  static_cast<unsigned long long>(seed));
         err = w->err + b;
         w->err.clear();
+        // Abandoned fibers may still refer to the job: it stays.
+        (void)j.release();
       }
-      j.call = nullptr;
+      j.reset();
       l.lock();
       if (!err.empty() && fault_.empty()) fault_ = err;
       busy_ = false;
@@ -1086,7 +1117,7 @@ class Stream {
 
   std::mutex m_;
   std::condition_variable cv_, idle_;
-  std::deque<Job> q_;
+  std::deque<std::unique_ptr<Job>> q_;
   bool busy_ = false, started_ = false;
   std::string fault_;
   unsigned long long launches_ = 0;
@@ -1127,12 +1158,12 @@ extern "C" int lora_emu_launch(const char* name, unsigned gx, unsigned gy, unsig
   }
   Stream& s = Stream::get();
   if (!s.start()) return LORA_EMU_ERR_THREADS;
-  Job j;
-  j.call = e->bind(e->fn, args);  // the values are copied now, as cuLaunchKernel does
-  j.name = name;
-  j.grid = dim3(gx, gy, gz);
-  j.block = dim3(bx, by, bz);
-  j.shmem = shmem;
+  auto j = std::make_unique<Job>();
+  j->call = e->bind(e->fn, args);  // the values are copied now, as cuLaunchKernel does
+  j->name = name;
+  j->grid = dim3(gx, gy, gz);
+  j->block = dim3(bx, by, bz);
+  j->shmem = shmem;
   s.push(std::move(j));
   return LORA_EMU_OK;
 }
