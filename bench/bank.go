@@ -144,8 +144,8 @@ func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
 			return nil, err
 		}
 		for _, d := range []int{1, 8, 64, n} {
-			if d > n || (d == 64 && n == 64) {
-				continue // beyond n, or the same as the d = n row
+			if d > n || (d == 64 && n == 64 && len(rows) > 0 && rows[len(rows)-1].Distinct == 64) {
+				continue // beyond n, or n = 64 again
 			}
 			for _, order := range []string{"random", "runs"} {
 				if d == 1 && order == "random" {
