@@ -270,9 +270,6 @@ func emuLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	for i := range a.n {
 		slots[i] = C.uint64_t(a.slot[i])
 	}
-	if traceFile != nil {
-		trace(kernel, grid, block, shmem, a)
-	}
 	rc := C.launch(cname, C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),
 		C.uint(block.X), C.uint(block.Y), C.uint(block.Z), C.uint(shmem), &slots[0], C.int(a.n))
 	if rc != C.LORA_EMU_OK {
@@ -280,6 +277,9 @@ func emuLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 			return fmt.Errorf("cuda: launch %s: %s packed, the kernel takes %d", kernel, plural(a.n, "argument"), emuKernelArgs(kernel))
 		}
 		return fmt.Errorf("cuda: launch %s: %s", kernel, emuError(rc))
+	}
+	if traceFile != nil {
+		trace(kernel, grid, block, shmem, a)
 	}
 	return nil
 }
