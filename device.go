@@ -477,18 +477,33 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 			return fmt.Errorf("rank %d above the GPU's grid limit: %w", r, ErrShape)
 		}
 	}
-	if dx != nil && n > kernels.SmallNMax && ceilDiv(in, kernels.TileN) > 65535 {
-		return fmt.Errorf("in = %d needs %d tiles, above the GPU's grid limit: %w", in, ceilDiv(in, kernels.TileN), ErrShape)
+	var gx plan.Launch
+	var gxReduce *plan.Launch
+	var gxWork int
+	if dx != nil {
+		rx := r // the rank term of dx: none for a merged layer
+		if merged {
+			rx = 0
+		}
+		if in > math.MaxInt32 || out+rx > math.MaxInt32 {
+			return fmt.Errorf("in = %d, out = %d, rank %d do not fit the kernels' int: %w", in, out, rx, ErrShape)
+		}
+		gx, gxReduce, gxWork = plan.GradX(planDev(), n, in, out, rx)
+		if gx.Grid[1] > 65535 {
+			return fmt.Errorf("in = %d needs %d tiles, above the GPU's grid limit: %w", in, gx.Grid[1], ErrShape)
+		}
 	}
 	dev.Lock()
 	defer dev.Unlock()
 	// U starts on a 64-byte boundary, so that its rows may be read as float4.
 	uOff := (n*r + 15) &^ 15
-	t, err := scratchT(uOff + n*r)
+	pOff := uOff + (n*r+15)&^15
+	t, err := scratchT(pOff + gxWork)
 	if err != nil {
 		return err
 	}
 	u := t + cuda.Ptr(4*uOff)
+	ws := t + cuda.Ptr(4*pOff)
 	if err := shrinkKernel(t, x, a, s); err != nil {
 		return err
 	}
@@ -512,16 +527,26 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 	if merged {
 		u, am, r = 0, nil, 0
 	}
+	// dx = dy·W + U·A as planned by plan.GradX: the small-batch kernel, its
+	// split over the rows of [W; A] summed by lora_forward_reduce, or the
+	// tiled kernel.
 	var xk kargs
-	xk.mat(dy).mat(w).ptr(u).mat(am).mat(dx).int32(n).int32(in).int32(out).int32(r)
-	if n <= kernels.SmallNMax {
-		return launch("lora_grad_x_small",
-			cuda.Dim3{X: ceilDiv(in, kernels.GradXSmallCols), Y: 1, Z: 1},
-			cuda.Dim3{X: kernels.GradXSmallThreads, Y: 1, Z: 1}, &xk)
+	xk.mat(dy).mat(w).ptr(u).mat(am)
+	if gxReduce != nil {
+		xk.ptr(ws)
+	} else {
+		xk.mat(dx)
 	}
-	return launch("lora_grad_x_tiled",
-		cuda.Dim3{X: ceilDiv(n, kernels.TileM), Y: ceilDiv(in, kernels.TileN), Z: 1},
-		cuda.Dim3{X: kernels.TileThreads, Y: 1, Z: 1}, &xk)
+	xk.int32(n).int32(in).int32(out).int32(r)
+	if err := launch(gx.Kernel.Name, dim(gx.Grid), cuda.Dim3{X: gx.Kernel.Threads, Y: 1, Z: 1}, &xk); err != nil {
+		return err
+	}
+	if gxReduce == nil {
+		return nil
+	}
+	var rk kargs
+	rk.ptr(ws).mat(nil).mat(dx).int32(n).int32(in).int32(0).int32(gx.Split).float(0)
+	return launch(gxReduce.Kernel.Name, dim(gxReduce.Grid), cuda.Dim3{X: gxReduce.Kernel.Threads, Y: 1, Z: 1}, &rk)
 }
 
 // gradAB enqueues c = gᵀ·h for g (n×p) and h (n×r, scratch): c is p×r, or

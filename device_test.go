@@ -508,3 +508,83 @@ func checkPlannedForward(t *testing.T, name string, rng *rand.Rand, n, in, out, 
 		}
 	}
 }
+
+// TestGradXPlannedVariants runs Backward's dx = dy·W + s·(dy·B)·A on small
+// batches planned for an H200 and for a device so large that the rows of
+// [W; A] are split as far as they may be, with in a multiple of 4 (float4)
+// and not (scalars), on an unmerged and a merged layer, against a float64
+// reference; it fails unless both the split and the unsplit launch ran.
+func TestGradXPlannedVariants(t *testing.T) {
+	huge := plan.H200
+	huge.Name, huge.SMs = "huge", 100000
+	old := planDev
+	t.Cleanup(func() { planDev = old })
+	rng := rand.New(rand.NewPCG(93, 94))
+	reached := map[bool]bool{}
+	for _, d := range []plan.Device{plan.H200, huge} {
+		planDev = func() plan.Device { return d }
+		for _, sh := range []struct{ n, in, out, r int }{{1, 256, 300, 3}, {3, 130, 70, 5}, {9, 132, 129, 2}, {16, 260, 140, 16}} {
+			for _, merged := range []bool{false, true} {
+				m, _, _ := plan.GradX(d, sh.n, sh.in, sh.out, sh.r)
+				reached[m.Split > 1] = true
+				name := fmt.Sprintf("%s/n=%d,in=%d,out=%d,r=%d,merged=%v", d.Name, sh.n, sh.in, sh.out, sh.r, merged)
+				checkPlannedGradX(t, name, rng, sh.n, sh.in, sh.out, sh.r, merged)
+			}
+		}
+	}
+	if !reached[true] || !reached[false] {
+		t.Errorf("lora_grad_x_small ran split %v, unsplit %v; want both", reached[true], reached[false])
+	}
+}
+
+func checkPlannedGradX(t *testing.T, name string, rng *rand.Rand, n, in, out, r int, merged bool) {
+	t.Helper()
+	w, a, b := devRand(rng, out*in, 1), devRand(rng, r*in, 1), devRand(rng, out*r, 1)
+	dy, x := devRand(rng, n*out, 1), devRand(rng, n*in, 1)
+	const s = 0.5
+	mw, ma, mb := devMatrix(t, out, in, w), devMatrix(t, r, in, a), devMatrix(t, out, r, b)
+	l, err := NewLayerFrom(mw, ma, mb, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if merged {
+		if err := l.Merge(); err != nil {
+			t.Fatal(err)
+		}
+		w = devRead(t, mw) // dx = dy·(W + s·B·A) as stored
+	}
+	mdx, mdA, mdB := devMatrix(t, n, in, make([]float32, n*in)), devMatrix(t, r, in, make([]float32, r*in)),
+		devMatrix(t, out, r, make([]float32, out*r))
+	if err := l.Backward(mdx, mdA, mdB, devMatrix(t, n, out, dy), devMatrix(t, n, in, x)); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	got := devRead(t, mdx)
+	for i := range n {
+		u, um := make([]float64, r), make([]float64, r)
+		if !merged {
+			for k := range r {
+				for j := range out {
+					p := float64(dy[i*out+j]) * float64(b[j*r+k])
+					u[k] += p
+					um[k] += math.Abs(p)
+				}
+			}
+		}
+		for c := range in {
+			var want, mag float64
+			for j := range out {
+				p := float64(dy[i*out+j]) * float64(w[j*in+c])
+				want += p
+				mag += math.Abs(p)
+			}
+			for k := range r {
+				want += s * u[k] * float64(a[k*in+c])
+				mag += s * um[k] * math.Abs(float64(a[k*in+c]))
+			}
+			tol := float64(out+r+40) * 0x1p-24 * mag
+			if d := math.Abs(float64(got[i*in+c]) - want); !(d <= tol) {
+				t.Fatalf("%s: dx[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i, c, got[i*in+c], want, d, tol)
+			}
+		}
+	}
+}

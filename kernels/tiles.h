@@ -90,10 +90,14 @@
  *   grid  (ceil(p / LORA_GRADAB_TP), ceil(r / LORA_GRADAB_TR), 1)
  *   block (LORA_GRADAB_THREADS, 1, 1), static shared 6144 bytes
  *
- * lora_grad_x_small(dy, W, U, A, dx, n, in, out, r)   dx = dy * W + U * A
- *   for 1 <= n <= LORA_SMALL_N_MAX (larger n: the kernel writes nothing)
- *   grid  (ceil(in / LORA_GXS_COLS), 1, 1)
- *   block (LORA_GXS_THREADS, 1, 1), static shared 16896 bytes
+ * lora_grad_x_small(dy, W, U, A, P, n, in, out, r)   P[z] = [dy | U] * [W ; A] over split z
+ *   for 1 <= n <= LORA_SMALL_N_MAX (larger n: the kernel writes nothing).
+ *   The out + r rows of [W ; A] are split in S = gridDim.y parts of
+ *   ceil((out + r) / S) rows, split z writing P + z*n*in (n x in, zeros for
+ *   an empty split); S == 1: P is dx. lora_forward_reduce(P, null, dx, n, in,
+ *   0, S, 0) sums the splits.
+ *   grid  (ceil(in / LORA_GXS_COLS), S, 1)
+ *   block (LORA_GXS_THREADS, 1, 1), static shared 34816 bytes
  *
  * lora_grad_x_tiled(dy, W, U, A, dx, n, in, out, r)   dx = dy * W + U * A
  *   any n >= 1
@@ -203,11 +207,13 @@
 #define LORA_GRADAB_TR 16
 #define LORA_GRADAB_TN 32
 
-/* lora_grad_x_small: each block computes LORA_GXS_COLS columns of dx, one
- * per lane; its LORA_GXS_WARPS warps split the rows of W (and A). */
+/* lora_grad_x_small: each block computes LORA_GXS_COLS columns of dx, four
+ * per lane (float4); its LORA_GXS_WARPS warps split the rows of W (and A),
+ * LORA_GXS_ROWS rows at a time. */
 #define LORA_GXS_THREADS 256
 #define LORA_GXS_WARPS 8 /* = LORA_GXS_THREADS / LORA_WARP_SIZE */
-#define LORA_GXS_COLS 32 /* = LORA_WARP_SIZE */
+#define LORA_GXS_COLS 128 /* = 4 * LORA_WARP_SIZE */
+#define LORA_GXS_ROWS 4
 
 /* lora_adamw, lora_sgd */
 #define LORA_OPT_THREADS 256

@@ -1,0 +1,59 @@
+//go:build cuda || cudaemu
+
+package kernels_test
+
+import (
+	"testing"
+
+	"github.com/golora/lora/internal/plan"
+	"github.com/golora/lora/kernels"
+)
+
+// TestPlanConstants checks that the launch planner's copy of the tile
+// constants agrees with tiles.h, which the kernels are compiled with.
+func TestPlanConstants(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		tiles, plan int
+	}{
+		{"WarpSize", kernels.WarpSize, plan.WarpSize},
+		{"ShrinkThreads", kernels.ShrinkThreads, plan.ShrinkThreads},
+		{"ShrinkRows", kernels.ShrinkRows, plan.ShrinkRows},
+		{"ShrinkKs", kernels.ShrinkKs, plan.ShrinkKs},
+		{"SmallNMax", kernels.SmallNMax, plan.SmallNMax},
+		{"SmallThreads", kernels.SmallThreads, plan.SmallThreads},
+		{"SmallRowsPerWarp", kernels.SmallRowsPerWarp, plan.SmallRowsPerWarp},
+		{"SmallRowsPerBlock", kernels.SmallRowsPerBlock, plan.SmallRowsPerBlock},
+		{"SmallSplitAlign", kernels.SmallSplitAlign, plan.SmallSplitAlign},
+		{"TileM", kernels.TileM, plan.TileM},
+		{"TileN", kernels.TileN, plan.TileN},
+		{"TileK", kernels.TileK, plan.TileK},
+		{"TileThreads", kernels.TileThreads, plan.TileThreads},
+		{"MTileN", kernels.MTileN, plan.MTileN},
+		{"MTileK", kernels.MTileK, plan.MTileK},
+		{"MTileThreads", kernels.MTileThreads, plan.MTileThreads},
+		{"ReduceThreads", kernels.ReduceThreads, plan.ReduceThreads},
+		{"MergeTileOut", kernels.MergeTileOut, plan.MergeTileOut},
+		{"MergeTileIn", kernels.MergeTileIn, plan.MergeTileIn},
+		{"MergeThreads", kernels.MergeThreads, plan.MergeThreads},
+		{"GradXSmallThreads", kernels.GradXSmallThreads, plan.GradXSmallThreads},
+		{"GradXSmallCols", kernels.GradXSmallCols, plan.GradXSmallCols},
+		{"FiniteThreads", kernels.FiniteThreads, plan.FiniteThreads},
+		{"FinitePerThread", kernels.FinitePerThread, plan.FinitePerThread},
+		{"FiniteMaxBlocks", kernels.FiniteMaxBlocks, plan.FiniteMaxBlocks},
+		{"BiasThreads", kernels.BiasThreads, plan.BiasThreads},
+		{"BiasBlocks", kernels.BiasBlocks, plan.BiasBlocks},
+		{"AxpyThreads", kernels.AxpyThreads, plan.AxpyThreads},
+		{"AxpyMaxBlocks", kernels.AxpyMaxBlocks, plan.AxpyMaxBlocks},
+	} {
+		if c.tiles != c.plan {
+			t.Errorf("%s: tiles.h says %d, package plan %d", c.name, c.tiles, c.plan)
+		}
+	}
+	for _, k := range []plan.Kernel{plan.KShrink, plan.KSmall, plan.KTiled, plan.KM16, plan.KM32, plan.KM64,
+		plan.KRed, plan.KMerge, plan.KGradX, plan.KGradXTiled} {
+		if _, ok := kernels.Params[k.Name]; !ok {
+			t.Errorf("package plan names %s, which lora.cu does not define", k.Name)
+		}
+	}
+}
