@@ -5,6 +5,8 @@ package main
 // loop of Layer.Forward over the adapters present, each on its own rows.
 //
 //	go run ./bench -bank            only this table
+//	go run ./bench -bank -peer torch  with PyTorch doing what PEFT does for a
+//	                                mixed batch (bench/peer_torch.py, "bank")
 //
 // in = out = 4096, r = 16, n ∈ {16, 64, 256}; per batch 1, 8, 64 (when
 // below n) or n distinct adapters (n: every row its own), the rows' ids in
@@ -14,10 +16,14 @@ package main
 // timed without the gather and scatter a server would add.
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"runtime"
 
 	"github.com/golora/lora"
 )
@@ -32,6 +38,60 @@ type BankRow struct {
 	Loop          Stat    `json:"loop_of_layers"`
 	OverBase      float64 `json:"bank_over_base"`
 	OverLoop      float64 `json:"bank_over_loop"`
+	Peer          float64 `json:"peer_mixed_s,omitempty"`
+	OverPeer      float64 `json:"bank_over_peer,omitempty"`
+}
+
+// bankCase is one row to measure: the batch's ids.
+type bankCase struct {
+	N        int     `json:"n"`
+	In       int     `json:"in"`
+	Out      int     `json:"out"`
+	R        int     `json:"r"`
+	Distinct int     `json:"distinct"`
+	Order    string  `json:"order"`
+	IDs      []int32 `json:"ids"`
+	Seconds  float64 `json:"mixed_s,omitempty"` // the peer's answer
+}
+
+// bankPeer runs the peer script on every case: PyTorch's mixed-batch
+// forward as PEFT computes it (the base layer on all rows, then for each
+// adapter present its rows selected, its update added in place), timed as
+// the rest of the bench is. It returns the seconds per call by case index
+// and a description of the peer.
+func bankPeer(cfg config, cases []bankCase) ([]float64, string, error) {
+	req := map[string]any{"device": "cpu", "threads": runtime.GOMAXPROCS(0),
+		"min_time": cfg.minTime.Seconds(), "min_reps": cfg.minReps, "bank": cases}
+	if lora.Backend() == "cuda" {
+		req["device"] = "cuda"
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(cfg.peer.python, cfg.peer.script)
+	cmd.Stdin = bytes.NewReader(body)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, "", fmt.Errorf("peer torch: %v\n%s", err, stderr.String())
+	}
+	var ans struct {
+		Torch, Device, BLAS string
+		Threads             int
+		Bank                []bankCase
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &ans); err != nil {
+		return nil, "", fmt.Errorf("peer torch: reading its answer: %v", err)
+	}
+	if len(ans.Bank) != len(cases) {
+		return nil, "", fmt.Errorf("peer torch: %d answers for %d Bank rows (does bench/peer_torch.py know \"bank\"?)", len(ans.Bank), len(cases))
+	}
+	secs := make([]float64, len(cases))
+	for i, a := range ans.Bank {
+		secs[i] = a.Seconds
+	}
+	return secs, fmt.Sprintf("torch %s on %s, %d threads, BLAS %s", ans.Torch, ans.Device, ans.Threads, ans.BLAS), nil
 }
 
 // bankIDs returns n ids over d adapters: every adapter at least once, in
@@ -130,77 +190,98 @@ func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
 		free = append(free, layers[k].Free)
 	}
 
-	fmt.Fprintf(out, "Bank: in = out = %d, r = %d, backend %s\n", in, r, lora.Backend())
-	const format = "%4v  %8v  %6v  %13v  %13v  %14v  %9v  %9v\n"
-	fmt.Fprintf(out, format, "n", "adapters", "ids", "base", "Bank.Forward", "loop of Layers", "Bank/base", "Bank/loop")
-	var rows []BankRow
+	var cases []bankCase
 	for _, n := range ns {
-		x, err := mat(n, in, rnd(n*in, 1))
-		if err != nil {
-			return nil, err
-		}
-		y, err := mat(n, in, nil)
-		if err != nil {
-			return nil, err
-		}
 		for _, d := range []int{1, 8, 64, n} {
-			if d > n || (d == 64 && n == 64 && len(rows) > 0 && rows[len(rows)-1].Distinct == 64) {
+			if d > n || (d == 64 && n == 64 && cases[len(cases)-1].Distinct == 64) {
 				continue // beyond n, or n = 64 again
 			}
 			for _, order := range []string{"random", "runs"} {
 				if d == 1 && order == "random" {
 					continue // one adapter: the order does not matter
 				}
-				ids := bankIDs(rng, n, d, order)
-				// The loop's inputs: each adapter's rows, gathered.
-				xh, err := x.ReadAll()
-				if err != nil {
-					return nil, err
-				}
-				type part struct{ x, y *lora.Matrix }
-				parts := make([]part, d)
-				for k := range d {
-					var rowsK []float32
-					for i, id := range ids {
-						if int(id) == k {
-							rowsK = append(rowsK, xh[i*in:(i+1)*in]...)
-						}
-					}
-					m := len(rowsK) / in
-					if parts[k].x, err = mat(m, in, rowsK); err != nil {
-						return nil, err
-					}
-					if parts[k].y, err = mat(m, in, nil); err != nil {
-						return nil, err
-					}
-				}
-				ops := []op{
-					{"base", func() error { return lora.Linear(y, x, w) }},
-					{"bank", func() error { return bank.Forward(y, x, ids) }},
-					{"loop", func() error {
-						for k, p := range parts {
-							if err := layers[k].Forward(p.y, p.x); err != nil {
-								return err
-							}
-						}
-						return nil
-					}},
-				}
-				st, err := measure(ops, cfg.minTime, cfg.minReps, cfg.maxReps)
-				if err != nil {
-					return nil, err
-				}
-				row := BankRow{N: n, In: in, Out: in, R: r, Distinct: d, Order: order,
-					Base: st[0], Bank: st[1], Loop: st[2],
-					OverBase: st[1].Median / st[0].Median, OverLoop: st[1].Median / st[2].Median}
-				rows = append(rows, row)
-				fmt.Fprintf(out, format, n, d, order, row.Base, row.Bank, row.Loop,
-					fmt.Sprintf("%.3f", row.OverBase), fmt.Sprintf("%.3f", row.OverLoop))
-				for _, p := range parts {
-					p.x.Free()
-					p.y.Free()
+				cases = append(cases, bankCase{N: n, In: in, Out: in, R: r, Distinct: d, Order: order,
+					IDs: bankIDs(rng, n, d, order)})
+			}
+		}
+	}
+	var peer []float64
+	if cfg.peer != nil {
+		var desc string
+		if peer, desc, err = bankPeer(cfg, cases); err != nil {
+			return nil, err
+		}
+		fmt.Fprintln(out, "peer:", desc)
+	}
+
+	fmt.Fprintf(out, "Bank: in = out = %d, r = %d, backend %s\n", in, r, lora.Backend())
+	const format = "%4v  %8v  %6v  %13v  %13v  %14v  %9v  %9v  %14v  %9v\n"
+	fmt.Fprintf(out, format, "n", "adapters", "ids", "base", "Bank.Forward", "loop of Layers", "Bank/base", "Bank/loop",
+		"PyTorch mixed", "Bank/peer")
+	var rows []BankRow
+	var x, y *lora.Matrix
+	for ci, c := range cases {
+		n, d, ids := c.N, c.Distinct, c.IDs
+		if ci == 0 || cases[ci-1].N != n {
+			if x, err = mat(n, in, rnd(n*in, 1)); err != nil {
+				return nil, err
+			}
+			if y, err = mat(n, in, nil); err != nil {
+				return nil, err
+			}
+		}
+		// The loop's inputs: each adapter's rows, gathered.
+		xh, err := x.ReadAll()
+		if err != nil {
+			return nil, err
+		}
+		type part struct{ x, y *lora.Matrix }
+		parts := make([]part, d)
+		for k := range d {
+			var rowsK []float32
+			for i, id := range ids {
+				if int(id) == k {
+					rowsK = append(rowsK, xh[i*in:(i+1)*in]...)
 				}
 			}
+			m := len(rowsK) / in
+			if parts[k].x, err = mat(m, in, rowsK); err != nil {
+				return nil, err
+			}
+			if parts[k].y, err = mat(m, in, nil); err != nil {
+				return nil, err
+			}
+		}
+		ops := []op{
+			{"base", func() error { return lora.Linear(y, x, w) }},
+			{"bank", func() error { return bank.Forward(y, x, ids) }},
+			{"loop", func() error {
+				for k, p := range parts {
+					if err := layers[k].Forward(p.y, p.x); err != nil {
+						return err
+					}
+				}
+				return nil
+			}},
+		}
+		st, err := measure(ops, cfg.minTime, cfg.minReps, cfg.maxReps)
+		if err != nil {
+			return nil, err
+		}
+		row := BankRow{N: n, In: in, Out: in, R: r, Distinct: d, Order: c.Order,
+			Base: st[0], Bank: st[1], Loop: st[2],
+			OverBase: st[1].Median / st[0].Median, OverLoop: st[1].Median / st[2].Median}
+		peerCol, overPeer := "", ""
+		if peer != nil && peer[ci] > 0 {
+			row.Peer, row.OverPeer = peer[ci], st[1].Median/peer[ci]
+			peerCol, overPeer = ms(row.Peer), fmt.Sprintf("%.3f", row.OverPeer)
+		}
+		rows = append(rows, row)
+		fmt.Fprintf(out, format, n, d, c.Order, row.Base, row.Bank, row.Loop,
+			fmt.Sprintf("%.3f", row.OverBase), fmt.Sprintf("%.3f", row.OverLoop), peerCol, overPeer)
+		for _, p := range parts {
+			p.x.Free()
+			p.y.Free()
 		}
 	}
 	return rows, nil

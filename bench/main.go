@@ -14,6 +14,7 @@
 //	go run ./bench -plot DIR        the figures as PNG files in DIR
 //	go run ./bench -from F -plot D  the table and figures of earlier JSON results
 //	go run ./bench -bank            only the Bank table: many adapters in one batch
+//	                                (with -peer torch: PyTorch's mixed batch, as PEFT)
 //
 // Each operation is warmed up, then timed in batches of back-to-back calls
 // (a batch lasts about 2 ms) in interleaved rounds, one batch of every
@@ -566,9 +567,6 @@ func main() {
 			minTime:    100 * time.Millisecond, minReps: 3, maxReps: 50,
 		}
 	}
-	if *bankOnly {
-		os.Exit(bankMain(cfg))
-	}
 	if *from != "" {
 		b, err := os.ReadFile(*from)
 		if err == nil {
@@ -593,6 +591,9 @@ func main() {
 			os.Exit(2)
 		}
 		cfg.peer = pc
+	}
+	if *bankOnly {
+		os.Exit(bankMain(cfg))
 	}
 	var table io.Writer = os.Stdout
 	if *asJSON {

@@ -11,6 +11,10 @@ output. For every shape it times, in float32 (TF32 off on the GPU):
   train      the unmerged forward and its backward, W frozen, x needing a
              gradient (forward + backward, train_s), and the forward alone
              on the same tensors (unmerged_s): the Go side takes the difference
+  bank       a mixed batch, each row with its own adapter (ids, -1: none), as
+             PEFT's _mixed_batch_forward computes it: the base layer on every
+             row, then for each adapter present its rows selected and
+             s * lora_B(lora_A(rows)) added to them in place (mixed_s)
 
 Each operation is warmed up, then timed in batches of calls until it has run
 for min_time seconds and min_reps batches; the answer holds the median
@@ -21,10 +25,12 @@ Request:  {"device": "cpu"|"cuda", "threads": 2, "min_time": 0.3, "min_reps": 5,
            "rotate_bytes": 268435456,
            "forward": [{"n": 1, "in": 1024, "out": 1024, "r": 16}, ...],
            "merge":   [{"in": 1024, "out": 1024, "r": 16}, ...],
-           "train":   [{"n": 256, "in": 4096, "out": 4096, "r": 16}, ...]}
+           "train":   [{"n": 256, "in": 4096, "out": 4096, "r": 16}, ...],
+           "bank":    [{"n": 16, "in": 4096, "out": 4096, "r": 16, "ids": [3, -1, 0, ...]}, ...]}
 Answer:   {"torch": "2.x", "device": "...", "threads": 2, "blas": "...",
            "forward": [{..., "unmerged_s": ..., "merged_s": ...}],
-           "merge": [{..., "merge_s": ...}], "train": [{..., "train_s": ...}]}
+           "merge": [{..., "merge_s": ...}], "train": [{..., "train_s": ...}],
+           "bank": [{..., "mixed_s": ...}]}
 """
 
 import json
@@ -120,6 +126,7 @@ def main():
         "forward": [],
         "merge": [],
         "train": [],
+        "bank": [],
     }
     out["blas"] = blas_library(torch)
     s = 2.0
@@ -188,6 +195,30 @@ def main():
         row["train_s"] = measure(step)
         row["unmerged_s"] = measure(forward)
         out["train"].append(row)
+
+    for sh in req.get("bank", []):
+        n, nin, nout, r, ids = sh["n"], sh["in"], sh["out"], sh["r"], sh["ids"]
+        present = sorted({k for k in ids if k >= 0})
+        w = rand(nout, nin)
+        As = {k: rand(r, nin) for k in present}
+        Bs = {k: rand(nout, r) for k in present}
+        x = rand(n, nin, scale=1.0)
+
+        def mixed():
+            # PEFT's LoraLayer._mixed_batch_forward, for every call: the row
+            # indices of each adapter listed in Python, the rows gathered,
+            # the update added back through advanced indexing.
+            result = F.linear(x, w)
+            for k in present:
+                rows = [i for i, a in enumerate(ids) if a == k]
+                sub = x[rows]
+                result[rows] += F.linear(F.linear(sub, As[k]), Bs[k]) * s
+            return result
+
+        row = {key: v for key, v in sh.items() if key != "ids"}
+        row["mixed_s"] = measure(mixed)
+        out["bank"].append(row)
+        del w, As, Bs
 
     json.dump(out, sys.stdout)
 

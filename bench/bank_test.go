@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestBankIDs checks the batches of the Bank table: every adapter present,
+// runs of consecutive rows, and the random order a permutation of the runs.
+func TestBankIDs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, c := range []struct{ n, d int }{{16, 1}, {16, 8}, {16, 16}, {256, 64}, {256, 256}} {
+		runs := bankIDs(rng, c.n, c.d, "runs")
+		random := bankIDs(rng, c.n, c.d, "random")
+		seen := map[int32]bool{}
+		for i, id := range runs {
+			if id < 0 || int(id) >= c.d || (i > 0 && id < runs[i-1]) {
+				t.Fatalf("n=%d d=%d runs: ids[%d] = %d in %v", c.n, c.d, i, id, runs)
+			}
+			seen[id] = true
+		}
+		if len(seen) != c.d {
+			t.Errorf("n=%d d=%d: %d adapters present", c.n, c.d, len(seen))
+		}
+		sorted := slices.Clone(random)
+		slices.Sort(sorted)
+		if !slices.Equal(sorted, runs) {
+			t.Errorf("n=%d d=%d: random order is not a permutation of the runs", c.n, c.d)
+		}
+	}
+}
+
+// TestBankPeer runs bankPeer against a stand-in script that answers as
+// peer_torch.py does, and checks the request it gets and the answer read.
+func TestBankPeer(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	dir := t.TempDir()
+	script := filepath.Join(dir, "peer.py")
+	err = os.WriteFile(script, []byte(`import json, sys
+req = json.load(sys.stdin)
+assert req["min_reps"] == 3 and len(req["bank"]) == 2
+out = {"torch": "t", "device": "cpu", "threads": req["threads"], "blas": "b", "bank": []}
+for sh in req["bank"]:
+    row = {k: v for k, v in sh.items() if k != "ids"}
+    row["mixed_s"] = 0.001 * len(sh["ids"]) + 0.1 * max(sh["ids"])
+    out["bank"].append(row)
+json.dump(out, sys.stdout)
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config{minTime: time.Millisecond, minReps: 3, peer: &peerConfig{name: "torch", python: python, script: script}}
+	cases := []bankCase{
+		{N: 2, In: 4, Out: 4, R: 1, Distinct: 2, Order: "runs", IDs: []int32{0, 1}},
+		{N: 3, In: 4, Out: 4, R: 1, Distinct: 1, Order: "runs", IDs: []int32{0, 0, 0}},
+	}
+	secs, desc, err := bankPeer(cfg, cases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{0.002 + 0.1, 0.003}
+	for i := range want {
+		if d := secs[i] - want[i]; d > 1e-12 || d < -1e-12 {
+			t.Errorf("secs = %v, want %v", secs, want)
+		}
+	}
+	if want := fmt.Sprintf("torch t on cpu, %d threads, BLAS b", runtime.GOMAXPROCS(0)); desc != want {
+		t.Errorf("desc = %q, want %q", desc, want)
+	}
+}
