@@ -305,7 +305,7 @@ func axpy(y *Matrix, alpha float32, x *Matrix) error {
 	count := int64(y.rows) * int64(y.cols)
 	var k kargs
 	k.mat(y).mat(x).int64(count).float(alpha)
-	blocks := int(min((count+kernels.AxpyThreads-1)/kernels.AxpyThreads, kernels.AxpyMaxBlocks))
+	blocks := plan.AxpyBlocks(count)
 	if err := launch("lora_axpy", cuda.Dim3{X: blocks, Y: 1, Z: 1}, cuda.Dim3{X: kernels.AxpyThreads, Y: 1, Z: 1}, &k); err != nil {
 		return fmt.Errorf("lora: Axpy: %w", err)
 	}
@@ -316,12 +316,7 @@ func axpy(y *Matrix, alpha float32, x *Matrix) error {
 // The kernel sweeps columns over the grid's x (float4 when cols % 4 == 0)
 // and rows over its y, with about kernels.BiasBlocks blocks in all.
 func addBias(y, bias *Matrix) error {
-	units := y.cols
-	if units%4 == 0 {
-		units /= 4
-	}
-	gx := min(ceilDiv(units, kernels.BiasThreads), kernels.BiasBlocks)
-	gy := min(y.rows, max(kernels.BiasBlocks/gx, 1), 65535)
+	gx, gy := plan.BiasGrid(y.rows, y.cols)
 	var k kargs
 	k.mat(y).mat(bias).int64(int64(y.rows)).int64(int64(y.cols))
 	return launch("lora_add_bias", cuda.Dim3{X: gx, Y: gy, Z: 1}, cuda.Dim3{X: kernels.BiasThreads, Y: 1, Z: 1}, &k)
@@ -329,8 +324,7 @@ func addBias(y, bias *Matrix) error {
 
 // finiteGrid is the grid of lora_absmax over count elements.
 func finiteGrid(count int64) cuda.Dim3 {
-	per := int64(kernels.FiniteThreads * kernels.FinitePerThread)
-	return cuda.Dim3{X: int(min(max((count+per-1)/per, 1), kernels.FiniteMaxBlocks)), Y: 1, Z: 1}
+	return cuda.Dim3{X: plan.AbsMaxBlocks(count), Y: 1, Z: 1}
 }
 
 // zeroWord returns dev.flag, set to zero in stream order. Called with dev
@@ -422,8 +416,8 @@ func mergeGrid(w *Matrix) (grid, block cuda.Dim3, err error) {
 	if gy := ceilDiv(out, kernels.MergeTileOut); gy > 65535 {
 		return grid, block, fmt.Errorf("out = %d above the GPU's grid limit: %w", out, ErrShape)
 	}
-	return cuda.Dim3{X: ceilDiv(in, kernels.MergeTileIn), Y: ceilDiv(out, kernels.MergeTileOut), Z: 1},
-		cuda.Dim3{X: kernels.MergeThreads, Y: 1, Z: 1}, nil
+	l := plan.Merge(planDev(), out, in, 0)
+	return dim(l.Grid), cuda.Dim3{X: l.Kernel.Threads, Y: 1, Z: 1}, nil
 }
 
 // rankUpdate enqueues W += c·B·A in place, each element of W read and

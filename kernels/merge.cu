@@ -20,6 +20,11 @@
 // lora_merge_check runs the very same code and replaces each store to W by a
 // test of the value stored, so it decides exactly what lora_merge would write.
 //
+// Each thread loads its elements of W before staging the rank, so that the
+// block's 32 x 128 tile of W (16 KB) is in flight during the staging and the
+// products; rows past `out` and columns past `in` read a clamped, valid
+// element that is never stored.
+//
 // Global memory: reads and writes each element of W exactly once (float4 when
 // in % 4 == 0 and W is 16-byte aligned); reads A (r x in) and B (out x r) per
 // tile. Shared memory: LORA_MERGE_R_CHUNK*LORA_MERGE_TILE_IN +
@@ -55,6 +60,28 @@ __device__ __forceinline__ void lora_merge_tile(float* __restrict__ W, const flo
   const int ty = t / LORA_MERGE_TX;
   const int i0 = blockIdx.y * LORA_MERGE_TILE_OUT;
   const int j0 = blockIdx.x * LORA_MERGE_TILE_IN;
+
+  // This thread's elements of W, loaded first: their LORA_MERGE_RPT float4
+  // loads (16 KB per block) are in flight while the rank is staged and
+  // multiplied, instead of one row at a time behind the barriers.
+  const bool vec = (in & 3) == 0 && lora_aligned16(W);
+  const int j = j0 + tx * 4;
+  float wv[LORA_MERGE_RPT][4];
+  LORA_UNROLL
+  for (int q = 0; q < LORA_MERGE_RPT; ++q) {
+    const int i = i0 + ty + q * LORA_MERGE_TY;
+    const float* wr = W + static_cast<long long>(lora_min(i, out - 1)) * in;
+    if (vec && j + 3 < in) {
+      const float4 w = *reinterpret_cast<const float4*>(wr + j);
+      wv[q][0] = w.x;
+      wv[q][1] = w.y;
+      wv[q][2] = w.z;
+      wv[q][3] = w.w;
+    } else {
+      LORA_UNROLL
+      for (int e = 0; e < 4; ++e) wv[q][e] = wr[lora_min(j + e, in - 1)];
+    }
+  }
 
   float d[LORA_MERGE_RPT][4];
   LORA_UNROLL
@@ -100,8 +127,6 @@ __device__ __forceinline__ void lora_merge_tile(float* __restrict__ W, const flo
     __syncthreads();
   }
 
-  const bool vec = (in & 3) == 0 && lora_aligned16(W);
-  const int j = j0 + tx * 4;
   unsigned bad = 0;
   LORA_UNROLL
   for (int q = 0; q < LORA_MERGE_RPT; ++q) {
@@ -109,11 +134,11 @@ __device__ __forceinline__ void lora_merge_tile(float* __restrict__ W, const flo
     if (i >= out) continue;
     float* wr = W + static_cast<long long>(i) * in;
     if (vec && j + 3 < in) {
-      float4 w = *reinterpret_cast<const float4*>(wr + j);
-      w.x = __fadd_rn(w.x, d[q][0]);
-      w.y = __fadd_rn(w.y, d[q][1]);
-      w.z = __fadd_rn(w.z, d[q][2]);
-      w.w = __fadd_rn(w.w, d[q][3]);
+      float4 w;
+      w.x = __fadd_rn(wv[q][0], d[q][0]);
+      w.y = __fadd_rn(wv[q][1], d[q][1]);
+      w.z = __fadd_rn(wv[q][2], d[q][2]);
+      w.w = __fadd_rn(wv[q][3], d[q][3]);
       if (kCheck)
         bad |= lora_nonfinite(w.x) | lora_nonfinite(w.y) | lora_nonfinite(w.z) | lora_nonfinite(w.w);
       else
@@ -122,7 +147,7 @@ __device__ __forceinline__ void lora_merge_tile(float* __restrict__ W, const flo
       LORA_UNROLL
       for (int e = 0; e < 4; ++e)
         if (j + e < in) {
-          const float v = __fadd_rn(wr[j + e], d[q][e]);
+          const float v = __fadd_rn(wv[q][e], d[q][e]);
           if (kCheck)
             bad |= lora_nonfinite(v);
           else

@@ -147,7 +147,7 @@ var (
 	KM32   = Kernel{"lora_forward_m32", MTileThreads, 79, mtileShared(32), MTileN * MTileK * 4}
 	KM64   = Kernel{"lora_forward_m64", MTileThreads, 115, mtileShared(64), MTileN * MTileK * 4}
 	KRed   = Kernel{"lora_forward_reduce", ReduceThreads, 32, ReduceThreads * 4, 0}
-	KMerge = Kernel{"lora_merge", MergeThreads, 80, 20608, MergeTileOut * MergeTileIn * 4}
+	KMerge = Kernel{"lora_merge", MergeThreads, 104, 20608, MergeTileOut * MergeTileIn * 4}
 	KGradX = Kernel{"lora_grad_x_small", GradXSmallThreads, 128, 34816,
 		GradXSmallWarps * WarpSize * GradXSmallRows * 16}
 	KGradXTiled = Kernel{"lora_grad_x_tiled", TileThreads, 128, 16896, TileN * TileK * 4}
