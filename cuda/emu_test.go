@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
@@ -19,7 +20,12 @@ import (
 // of the module is in the table with its number of parameters, and the
 // table names no other.
 func TestParamsMatchSignatures(t *testing.T) {
-	names := emuKernels()
+	var names []string
+	for _, k := range emuKernels() {
+		if !strings.HasPrefix(k, "emutest_") { // the emulator's own tests
+			names = append(names, k)
+		}
+	}
 	for _, k := range names {
 		if want, got := emuKernelArgs(k), kernels.Params[k]; got != want {
 			t.Errorf("kernels.Params[%q] = %d, the kernel's signature has %d parameters", k, got, want)
@@ -175,5 +181,85 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("child process: %v\n%s", err, out)
 			}
 		})
+	}
+}
+
+// launchTest queues one of the emulator's own test kernels, which the
+// table of kernels.Params does not list, past Launch's checks.
+func launchTest(t *testing.T, kernel string, block int, a *Args) {
+	t.Helper()
+	mu.Lock()
+	err := emuLaunch(kernel, Dim3{X: 1, Y: 1, Z: 1}, Dim3{X: block, Y: 1, Z: 1}, 0, a)
+	mu.Unlock()
+	if err != nil {
+		t.Fatalf("launch %s: %v", kernel, err)
+	}
+}
+
+// TestLaunchIsAsync checks that a launch returns while its kernel runs:
+// emutest_wait waits for a flag that the host sets only after Launch
+// returned, and a copy waits for the kernel before it reads.
+func TestLaunchIsAsync(t *testing.T) {
+	p, err := Alloc(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Free(p)
+	if err := Memset32(p, 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	var a Args
+	a.Ptr(p).Ptr(p + 4)
+	launchTest(t, "emutest_wait", 32, &a)
+	atomic.StoreInt32((*int32)(ptr(p)), 1) // device memory is host memory here
+	var seen int32
+	if err := CopyDtoH(unsafe.Pointer(&seen), p+4, 4); err != nil {
+		t.Fatal(err)
+	}
+	if seen != 1 {
+		t.Fatal("the kernel never saw the flag set after Launch returned: Launch waited for the kernel")
+	}
+}
+
+// TestKernelFaultAtSync checks, in a child process, the asynchronous
+// contract: a launch whose kernel faults (a shuffle whose mask names a lane
+// that returned) returns no error; the next call that waits for the stream
+// reports the fault, with the seed that replays the order of blocks and
+// threads; the fault is the device's, and every later call wraps it.
+func TestKernelFaultAtSync(t *testing.T) {
+	if os.Getenv("LORA_TEST_KERNEL_FAULT") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKernelFaultAtSync$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "LORA_TEST_KERNEL_FAULT=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestKernelFaultAtSync") {
+			t.Fatalf("child process: %v\n%s", err, out)
+		}
+		return
+	}
+	p, err := Alloc(128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a Args
+	a.Ptr(p)
+	launchTest(t, "emutest_exited", 32, &a)
+	err = Sync()
+	for _, want := range []string{"cuda: Sync: kernel fault: emutest_exited", "names lane 0, which has returned from the kernel", "LORA_EMU_SEED="} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Sync after a faulting kernel: %v, want %q", err, want)
+		}
+	}
+	if Fault() == nil || !errors.Is(err, Fault()) {
+		t.Fatalf("the kernel's fault is not the device's: Sync %v, Fault %v", err, Fault())
+	}
+	var b [1]float32
+	for call, err := range map[string]error{
+		"CopyDtoH": CopyDtoH(unsafe.Pointer(&b[0]), p, 4),
+		"Launch":   Launch("lora_axpy", Dim3{X: 1, Y: 1, Z: 1}, Dim3{X: 32, Y: 1, Z: 1}, 0, new(Args).Ptr(p).Ptr(p).Int64(1).Float(1)),
+		"Sync":     Sync(),
+	} {
+		if !errors.Is(err, Fault()) || !strings.Contains(err.Error(), "restart the process") {
+			t.Errorf("%s after the kernel fault: %v, want an error wrapping it", call, err)
+		}
 	}
 }
