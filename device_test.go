@@ -432,7 +432,9 @@ func TestForwardPlannedVariants(t *testing.T) {
 	for _, n := range []int{1, 2, 3, 5, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65} {
 		shapes = append(shapes, shape{n, 516, 13, 3}, shape{n, 257, 130, 0})
 	}
-	shapes = append(shapes, shape{129, 96, 129, 16}, shape{4, 1027, 17, 16}, shape{40, 640, 3, 1}, shape{17, 100, 125, 3})
+	shapes = append(shapes, shape{129, 96, 129, 16}, shape{4, 1027, 17, 16}, shape{40, 640, 3, 1}, shape{17, 100, 125, 3},
+		// long enough rows for the workspace budget to allow a split
+		shape{17, 1400, 20, 3}, shape{40, 1700, 13, 2}, shape{65, 2700, 13, 3}, shape{100, 4100, 13, 3})
 	for _, d := range []plan.Device{plan.H200, huge, tiny} {
 		planDev = func() plan.Device { return d }
 		for _, sh := range shapes {

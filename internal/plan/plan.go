@@ -275,7 +275,7 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 		main = Launch{Kernel: KSmall, Grid: [3]int{ceilDiv(out+r, SmallRowsPerBlock), 1, 1}}
 		u := SmallUnroll(smallNB(n))
 		main.Kernel.InFlight = SmallThreads * u * SmallRowsPerWarp * 16
-		main.MaxSplit = max(1, min(MaxSplit, in/SmallSplitAlign))
+		main.MaxSplit = max(1, min(MaxSplit, in/SmallSplitAlign, workspaceSplits(n, in)))
 	} else {
 		// The fewest padded rows among the tile heights that need at most 4
 		// M-tiles (each M-tile streams V again, from L2); ties and beyond 4
@@ -291,7 +291,7 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 		}
 		main = Launch{Kernel: k, Grid: [3]int{ceilDiv(n, bm), ceilDiv(out+r, MTileN), 1}, TileM: bm, N: n}
 		// at least 4 K-steps per split
-		main.MaxSplit = max(1, min(MaxSplit, ceilDiv(in, MTileK)/4))
+		main.MaxSplit = max(1, min(MaxSplit, ceilDiv(in, MTileK)/4, workspaceSplits(n, in)))
 	}
 	main.N = n
 	main.Bytes = wBytes + ioBytes
@@ -319,6 +319,13 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 	}
 	return f
 }
+
+// workspaceSplits is the largest split of the inner dimension whose partial
+// products, written and read back (2·split·n·(out + r) floats), cost at most
+// 10 % of the bytes of W ((out + r)·in floats): split <= 0.05·in/n. Fewer
+// blocks than SMs cost more: at n = 32, in = out = 4096 a 5 % budget leaves
+// 99 blocks of lora_forward_m32 for 132 SMs.
+func workspaceSplits(n, in int) int { return max(1, in/(20*n)) }
 
 // Launches lists the launches of f in order.
 func (f Forward) Launches() []Launch {

@@ -39,7 +39,15 @@ func checkLaunch(t *testing.T, d Device, what string, l Launch, wantInFlight boo
 		}
 		if wantInFlight {
 			if f, tgt := l.InFlightPerSM(d), d.InFlightTarget(); f < tgt {
-				t.Errorf("%s: %s keeps %.0f bytes of W in flight per SM, want >= %.0f", what, l.Kernel.Name, f, tgt)
+				if l.Split == l.MaxSplit && l.Blocks() < 2*d.SMs {
+					// Grid-limited: too few blocks for 2 per SM even at the
+					// largest split the workspace budget allows. Logged, so
+					// the table of such shapes is visible with -v.
+					t.Logf("%s: %s keeps %.0f bytes of W in flight per SM (target %.0f): %d blocks at the largest split, %d",
+						what, l.Kernel.Name, f, tgt, l.Blocks(), l.Split)
+				} else {
+					t.Errorf("%s: %s keeps %.0f bytes of W in flight per SM, want >= %.0f", what, l.Kernel.Name, f, tgt)
+				}
 			}
 		}
 	}
@@ -73,6 +81,9 @@ func TestForwardPlanRules(t *testing.T) {
 			}
 			if f.Fused && f.Workspace != f.Main.Split*n*(out+r) && f.Reduce != nil {
 				t.Errorf("%s: workspace %d", what, f.Workspace)
+			}
+			if f.Main.Split > 1 && 2*float64(f.Workspace) > 0.1*float64((out+r)*in) {
+				t.Errorf("%s: split %d moves %d floats of partial products, more than 10%% of W's", what, f.Main.Split, 2*f.Workspace)
 			}
 			if n <= SmallNMax && f.Main.Kernel.Name != KSmall.Name {
 				t.Errorf("%s: n <= %d planned on %s", what, SmallNMax, f.Main.Kernel.Name)
@@ -174,6 +185,7 @@ func legacyForward(n, in, out, r int) []Launch {
 		Bytes: 4 * float64(n*in+r*in), Flops: 2 * float64(n*r*in)}
 	if n <= SmallNMax {
 		k := KSmall
+		k.Regs = 168 // before the split: __launch_bounds__(128, 3)
 		u := 4
 		if n > 2 {
 			u = 2
@@ -189,14 +201,16 @@ func legacyForward(n, in, out, r int) []Launch {
 		Split: 1, MaxSplit: 1, Bytes: wBytes, Flops: flops}}
 }
 
+// row describes launches compactly: for each, kernel grid×split: blocks,
+// waves, KB of W in flight per SM, padding of the tile rows.
 func row(d Device, ls []Launch) string {
 	var parts []string
 	for _, l := range ls {
-		parts = append(parts, fmt.Sprintf("%s %v split %d: %d blocks, %.2f waves, %.1f KB/SM in flight, %.0f%% pad",
-			strings.TrimPrefix(l.Kernel.Name, "lora_"), l.Grid, l.Split, l.Blocks(), l.Waves(d),
-			l.InFlightPerSM(d)/1024, 100*l.Padding()))
+		name := strings.TrimPrefix(strings.TrimPrefix(l.Kernel.Name, "lora_"), "forward_")
+		parts = append(parts, fmt.Sprintf("%s %dx%dx%d: %d blk %.2fw %.0fKB %.0f%%",
+			name, l.Grid[0], l.Grid[1], l.Grid[2], l.Blocks(), l.Waves(d), l.InFlightPerSM(d)/1024, 100*l.Padding()))
 	}
-	return strings.Join(parts, " | ")
+	return strings.Join(parts, " + ")
 }
 
 // TestPlanTable prints, with -v, the launches of Forward on the H200 for
@@ -208,7 +222,7 @@ func TestPlanTable(t *testing.T) {
 	for _, io := range [][2]int{{1024, 1024}, {4096, 4096}, {4096, 512}, {4096, 1024}, {14336, 4096}} {
 		for _, r := range []int{8, 16, 64} {
 			for _, n := range []int{1, 2, 4, 8, 16, 17, 32, 64, 128, 256, 512, 4096} {
-				t.Logf("in=%d out=%d r=%d n=%d\n  before: %s\n  after:  %s", io[0], io[1], r, n,
+				t.Logf("in=%d out=%d r=%d n=%d\n    before: %s\n    after:  %s", io[0], io[1], r, n,
 					row(d, legacyForward(n, io[0], io[1], r)), row(d, ForwardPlan(d, n, io[0], io[1], r).Launches()))
 			}
 		}
