@@ -5,6 +5,7 @@ package lora
 import (
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/golora/lora/cuda"
@@ -13,14 +14,17 @@ import (
 
 // The GPU backend of Bank (kernels/bank.cu). Each adapter's A and B are
 // matrices of their own; a device table of slots (A, B, r, s: three 8-byte
-// words each, struct LoraBankSlot) tells the kernels where they are. A
-// Forward sorts the rows by adapter on the host (bankGroups), cuts each
-// adapter's rows into tiles of at most kernels.BankRows, copies the tiles,
-// the permutation and the ids to the device in one transfer, then enqueues
-// the segmented shrink (T = s_k·x·A_kᵀ per tile) and either, for
-// n ≤ kernels.BankNMax, the fused decode kernel that streams W once and adds
-// each row's gathered adapter term before writing y, or the base product by
-// the tiled kernel and the segmented expand.
+// words each, struct LoraBankSlot) tells the kernels where they are.
+//
+// For n ≤ kernels.BankNMax (decode) the ids travel packed in the kernels'
+// parameters: a shrink that gathers each row's A, then the fused kernel that
+// streams W once and adds each row's gathered adapter term before writing y;
+// nothing is copied from the host, so Forward returns once they are queued.
+// For larger n (prefill) the base product is enqueued first, then the rows
+// are sorted by adapter on the host (bankGroups) and cut into tiles of at
+// most kernels.BankRows rows of one adapter; the tiles and the permutation
+// are copied to the device (the copy waits for the work queued before it)
+// and the segmented shrink and expand are enqueued.
 
 // bankBackend is the GPU backend's per-Bank state: the slot table.
 type bankBackend struct {
@@ -110,9 +114,12 @@ func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 	if gy := ceilDiv(out, kernels.BankExpandThreads); n > kernels.BankNMax && gy > 65535 {
 		return fmt.Errorf("out = %d above the GPU's grid limit: %w", out, ErrShape)
 	}
+	if n <= kernels.BankNMax {
+		return b.forwardSmall(y, x, ids)
+	}
 	perm, groups := bankGroups(ids)
-	// meta: tiles (3 ints each), then perm, then ids.
-	meta := make([]int32, 0, 3*(len(perm)/kernels.BankRows+len(groups))+len(perm)+n)
+	// meta: tiles (3 ints each), then perm.
+	meta := make([]int32, 0, 3*(len(perm)/kernels.BankRows+len(groups))+len(perm))
 	for _, g := range groups {
 		for p := g.start; p < g.end; p += kernels.BankRows {
 			meta = append(meta, int32(p), int32(min(kernels.BankRows, g.end-p)), g.id)
@@ -120,17 +127,14 @@ func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 	}
 	ntiles := len(meta) / 3
 	meta = append(meta, perm...)
-	meta = append(meta, ids...)
 
-	if n > kernels.BankNMax {
-		// The base product first, outside dev: the forward kernels manage
-		// their own scratch. The stream runs the expand below after it.
-		if err := linear(y, x, b.w); err != nil {
-			return err
-		}
-		if ntiles == 0 {
-			return nil
-		}
+	// The base product first, outside dev: the forward kernels manage their
+	// own scratch. The stream runs the expand below after it.
+	if err := linear(y, x, b.w); err != nil {
+		return err
+	}
+	if ntiles == 0 {
+		return nil
 	}
 	dev.Lock()
 	defer dev.Unlock()
@@ -143,30 +147,67 @@ func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 	}
 	tiles := mp
 	permP := mp + cuda.Ptr(4*3*ntiles)
-	idsP := permP + cuda.Ptr(4*len(perm))
+	t, err := scratchT(n * rmax)
+	if err != nil {
+		return err
+	}
+	var k kargs
+	k.mat(x).ptr(b.backend.table).ptr(tiles).ptr(permP).ptr(t).int32(ntiles).int32(in).int32(rmax)
+	if err := launch("lora_bank_shrink",
+		cuda.Dim3{X: ntiles, Y: ceilDiv(rmax, kernels.BankShrinkKs), Z: 1},
+		cuda.Dim3{X: kernels.BankShrinkThreads, Y: 1, Z: 1}, &k); err != nil {
+		return err
+	}
+	var e kargs
+	e.ptr(t).ptr(b.backend.table).ptr(tiles).ptr(permP).mat(y).int32(ntiles).int32(out).int32(rmax)
+	return launch("lora_bank_expand",
+		cuda.Dim3{X: ntiles, Y: ceilDiv(out, kernels.BankExpandThreads), Z: 1},
+		cuda.Dim3{X: kernels.BankExpandThreads, Y: 1, Z: 1}, &e)
+}
+
+// bankPack packs n ≤ kernels.BankNMax ids into the six words the decode
+// kernels take: ids[i] + 1 in 21 bits, three to a word (0 for -1).
+func bankPack(ids []int32) [6]uint64 {
+	var p [6]uint64
+	for i, id := range ids {
+		p[i/3] |= uint64(id+1) << (21 * (i % 3))
+	}
+	return p
+}
+
+// forwardSmall is forward for n ≤ kernels.BankNMax: the ids travel in the
+// kernels' parameters, so nothing is copied from the host and the call
+// returns once the two kernels are queued, as Layer.Forward does.
+func (b *Bank) forwardSmall(y, x *Matrix, ids []int32) error {
+	n, in, out := x.rows, x.cols, b.w.rows
+	rmax := b.cfg.MaxRank
+	p := bankPack(ids)
+	adapted := slices.ContainsFunc(ids, func(id int32) bool { return id >= 0 })
+	dev.Lock()
+	defer dev.Unlock()
 	var t cuda.Ptr
-	if ntiles > 0 {
+	if adapted {
+		var err error
 		if t, err = scratchT(n * rmax); err != nil {
 			return err
 		}
 		var k kargs
-		k.mat(x).ptr(b.backend.table).ptr(tiles).ptr(permP).ptr(t).int32(ntiles).int32(in).int32(rmax)
-		if err := launch("lora_bank_shrink",
-			cuda.Dim3{X: ntiles, Y: ceilDiv(rmax, kernels.BankShrinkKs), Z: 1},
+		k.mat(x).ptr(b.backend.table).ptr(t).int32(n).int32(in).int32(rmax)
+		for _, w := range p {
+			k.int64(int64(w))
+		}
+		if err := launch("lora_bank_rowshrink",
+			cuda.Dim3{X: n, Y: ceilDiv(rmax, kernels.BankShrinkKs), Z: 1},
 			cuda.Dim3{X: kernels.BankShrinkThreads, Y: 1, Z: 1}, &k); err != nil {
 			return err
 		}
 	}
-	if n <= kernels.BankNMax {
-		var k kargs
-		k.mat(x).mat(b.w).ptr(t).ptr(b.backend.table).ptr(idsP).mat(y).int32(n).int32(in).int32(out).int32(rmax)
-		return launch("lora_bank_small",
-			cuda.Dim3{X: ceilDiv(out, kernels.BankSmallRowsPerBlock), Y: 1, Z: 1},
-			cuda.Dim3{X: kernels.BankSmallThreads, Y: 1, Z: 1}, &k)
-	}
 	var k kargs
-	k.ptr(t).ptr(b.backend.table).ptr(tiles).ptr(permP).mat(y).int32(ntiles).int32(out).int32(rmax)
-	return launch("lora_bank_expand",
-		cuda.Dim3{X: ntiles, Y: ceilDiv(out, kernels.BankExpandThreads), Z: 1},
-		cuda.Dim3{X: kernels.BankExpandThreads, Y: 1, Z: 1}, &k)
+	k.mat(x).mat(b.w).ptr(t).ptr(b.backend.table).mat(y).int32(n).int32(in).int32(out).int32(rmax)
+	for _, w := range p {
+		k.int64(int64(w))
+	}
+	return launch("lora_bank_small",
+		cuda.Dim3{X: ceilDiv(out, kernels.BankSmallRowsPerBlock), Y: 1, Z: 1},
+		cuda.Dim3{X: kernels.BankSmallThreads, Y: 1, Z: 1}, &k)
 }

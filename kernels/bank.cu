@@ -6,8 +6,8 @@
 //   y[i,:] = x[i,:] * W^T + s_k * (x[i,:] * A_k^T) * B_k^T,   or x[i,:] * W^T when k == -1.
 //
 // The slots are a device table of LoraBankSlot (A, B, r, s), one per slot of the
-// Bank; a free slot is never named by the rows given to these kernels. The host
-// sorts the rows by adapter (a stable counting sort) into perm, and cuts each
+// Bank; a free slot is never named by the rows given to these kernels. For
+// prefill the host sorts the rows by adapter (a stable counting sort) into perm, and cuts each
 // adapter's run of perm into tiles of at most LORA_BANK_ROWS rows: tile t is the
 // three ints tiles[3t..3t+2] = (p0, count, k), the rows perm[p0 .. p0+count-1],
 // all with adapter k. Rows with id -1 are in no tile.
@@ -15,16 +15,23 @@
 //   lora_bank_shrink   T[i, 0:r_k] = s_k * x[i,:] * A_k^T for the rows of every tile:
 //                      the segmented shrink; each block reads its adapter's rows of A
 //                      once for all the tile's rows. T is n x rmax, row stride rmax.
+//   lora_bank_rowshrink n <= LORA_BANK_N_MAX (decode): T[i, 0:r_k] = s_k * x[i,:] * A_k^T
+//                      for every row with an adapter, one row per block, each row
+//                      gathering its own A_k (BGMV's shrink).
 //   lora_bank_small    n <= LORA_BANK_N_MAX (decode), BGMV-style: y = x * W^T with W
 //                      streamed once for the whole batch, each row's adapter term
 //                      sum_k T[i,k] * B_{ids[i]}[j,k] gathered and added before y is
 //                      written, once.
 //   lora_bank_expand   larger n (prefill), after the base product x * W^T into y by
-//                      the tiled forward kernel: y[i,:] += T[i, 0:r_k] * B_k^T for the
+//                      the forward kernels: y[i,:] += T[i, 0:r_k] * B_k^T for the
 //                      rows of every tile, the segmented expand.
 //
+// The decode kernels take the ids in their parameters, so that a decode step needs
+// no copy from the host: ids[i] + 1 in 21 bits, three to a 64-bit word, words
+// p0 .. p5 (LORA_BANK_N_MAX = 16 ids; 0 stands for -1, no adapter).
+//
 // Global memory: x, W read; A_k and B_k read for the adapters present; T (n x rmax)
-// written by lora_bank_shrink, read by the others; y written once by
+// written by lora_bank_shrink or lora_bank_rowshrink, read by the others; y written once by
 // lora_bank_small, read and written once by lora_bank_expand. Shared memory: static,
 // lora_bank_small only (LORA_BANK_SMALL_WARPS * LORA_BANK_N_MAX *
 // LORA_BANK_SMALL_ROWS_PER_WARP * 33 floats). fp32 accumulation throughout.
@@ -82,6 +89,43 @@ extern "C" __global__ void __launch_bounds__(LORA_BANK_SHRINK_THREADS)
     const float sum = lora_warp_sum(acc[q]);
     if (lane == 0 && q < count) T[static_cast<long long>(perm[p0 + q]) * rmax + k] = slot.s * sum;
   }
+}
+
+// The id of row i < 16 from the packed words p[0..5]: -1 for none.
+__device__ __forceinline__ int lora_bank_id(const unsigned long long (&p)[6], int i) {
+  const int w = i / 3;
+  unsigned long long v = p[0];
+  LORA_UNROLL
+  for (int q = 1; q < 6; ++q) v = w == q ? p[q] : v;  // constant indices: registers, not local memory
+  return static_cast<int>((v >> (21 * (i % 3))) & 0x1fffffull) - 1;
+}
+
+#define LORA_BANK_PACKED unsigned long long p0, unsigned long long p1, unsigned long long p2, \
+                         unsigned long long p3, unsigned long long p4, unsigned long long p5
+
+// grid (n, ceil(rmax / LORA_BANK_SHRINK_KS)), block LORA_BANK_SHRINK_THREADS, n <= 16.
+// Warp w of block (i, by) computes T[i, k], k = by*LORA_BANK_SHRINK_KS + w, when row i
+// has an adapter and k < its rank; its lanes stride along in.
+extern "C" __global__ void __launch_bounds__(LORA_BANK_SHRINK_THREADS)
+    lora_bank_rowshrink(const float* __restrict__ x, const LoraBankSlot* __restrict__ slots,
+                          float* __restrict__ T, int n, int in, int rmax, LORA_BANK_PACKED) {
+  if (blockDim.x != LORA_BANK_SHRINK_THREADS) return;
+  const int i = blockIdx.x;
+  if (i >= n || n > LORA_BANK_N_MAX) return;
+  const unsigned long long p[6] = {p0, p1, p2, p3, p4, p5};
+  const int id = lora_bank_id(p, i);
+  if (id < 0) return;
+  const int lane = threadIdx.x % LORA_WARP_SIZE;
+  const int warp = threadIdx.x / LORA_WARP_SIZE;
+  const LoraBankSlot slot = slots[id];
+  const int k = blockIdx.y * LORA_BANK_SHRINK_KS + warp;
+  if (k >= slot.r || k >= rmax) return;  // the whole warp leaves together
+  const float* xr = x + static_cast<long long>(i) * in;
+  const float* a = slot.A + static_cast<long long>(k) * in;
+  float acc = 0.0f;
+  for (int c = lane; c < in; c += LORA_WARP_SIZE) acc = fmaf(__ldg(xr + c), __ldg(a + c), acc);
+  const float sum = lora_warp_sum(acc);
+  if (lane == 0) T[static_cast<long long>(i) * rmax + k] = slot.s * sum;
 }
 
 // grid (ntiles, ceil(out / LORA_BANK_EXPAND_THREADS)), block LORA_BANK_EXPAND_THREADS.
@@ -146,8 +190,9 @@ __device__ __forceinline__ void lora_bank_base(const V* __restrict__ x, const V*
 template <int NB>
 __device__ __forceinline__ void lora_bank_small_warp(
     const float* __restrict__ x, const float* __restrict__ W, const float* __restrict__ T,
-    const LoraBankSlot* __restrict__ slots, const int* __restrict__ ids, float* __restrict__ y,
-    int n, int in, int out, int rmax, int j0, int lane, float (*part)[LORA_WARP_SIZE + 1]) {
+    const LoraBankSlot* __restrict__ slots, const unsigned long long (&ids)[6],
+    float* __restrict__ y, int n, int in, int out, int rmax, int j0, int lane,
+    float (*part)[LORA_WARP_SIZE + 1]) {
   constexpr int R = LORA_BANK_SMALL_ROWS_PER_WARP;
   float acc[NB][R];
   LORA_UNROLL
@@ -175,7 +220,7 @@ __device__ __forceinline__ void lora_bank_small_warp(
       float sum = 0.0f;
       LORA_UNROLL
       for (int l = 0; l < LORA_WARP_SIZE; ++l) sum += part[v][l];
-      const int id = ids[i];
+      const int id = lora_bank_id(ids, i);
       if (id >= 0) {  // the row's own adapter, gathered: sum_k T[i,k] * B_id[j,k]
         const LoraBankSlot slot = slots[id];
         const int r = lora_min(slot.r, rmax);
@@ -189,12 +234,12 @@ __device__ __forceinline__ void lora_bank_small_warp(
 }
 
 // grid (ceil(out / LORA_BANK_SMALL_ROWS_PER_BLOCK)), block LORA_BANK_SMALL_THREADS;
-// 1 <= n <= LORA_BANK_N_MAX (otherwise the kernel writes nothing).
+// 1 <= n <= LORA_BANK_N_MAX (otherwise the kernel writes nothing); T from
+// lora_bank_rowshrink.
 extern "C" __global__ void __launch_bounds__(LORA_BANK_SMALL_THREADS)
     lora_bank_small(const float* __restrict__ x, const float* __restrict__ W,
                     const float* __restrict__ T, const LoraBankSlot* __restrict__ slots,
-                    const int* __restrict__ ids, float* __restrict__ y, int n, int in, int out,
-                    int rmax) {
+                    float* __restrict__ y, int n, int in, int out, int rmax, LORA_BANK_PACKED) {
   __shared__ float part[LORA_BANK_SMALL_WARPS][LORA_BANK_N_MAX * LORA_BANK_SMALL_ROWS_PER_WARP]
                        [LORA_WARP_SIZE + 1];
   if (blockDim.x != LORA_BANK_SMALL_THREADS) return;
@@ -204,6 +249,7 @@ extern "C" __global__ void __launch_bounds__(LORA_BANK_SMALL_THREADS)
   const int j0 = blockIdx.x * LORA_BANK_SMALL_ROWS_PER_BLOCK + warp * LORA_BANK_SMALL_ROWS_PER_WARP;
   if (j0 >= out) return;  // the whole warp leaves together
 
+  const unsigned long long ids[6] = {p0, p1, p2, p3, p4, p5};
   float(*p)[LORA_WARP_SIZE + 1] = part[warp];
   if (n == 1)
     lora_bank_small_warp<1>(x, W, T, slots, ids, y, n, in, out, rmax, j0, lane, p);
@@ -217,10 +263,13 @@ extern "C" __global__ void __launch_bounds__(LORA_BANK_SMALL_THREADS)
     lora_bank_small_warp<16>(x, W, T, slots, ids, y, n, in, out, rmax, j0, lane, p);
 }
 
-static_assert(LORA_BANK_N_MAX == 16, "lora_bank_small dispatches n to 1, 2, 4, 8, 16");
+static_assert(LORA_BANK_N_MAX == 16, "lora_bank_small dispatches n to 1, 2, 4, 8, 16; six words of three ids");
+
+#undef LORA_BANK_PACKED
 
 #ifndef __CUDACC__
 LORA_EMU_REGISTER(lora_bank_shrink)
+LORA_EMU_REGISTER(lora_bank_rowshrink)
 LORA_EMU_REGISTER(lora_bank_expand)
 LORA_EMU_REGISTER(lora_bank_small)
 #endif

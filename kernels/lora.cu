@@ -33,8 +33,11 @@
 //                    const int* perm, float* T, int ntiles, int in, int rmax)
 //   lora_bank_expand(const float* T, const LoraBankSlot* slots, const int* tiles,
 //                    const int* perm, float* y, int ntiles, int out, int rmax)
+//   lora_bank_rowshrink(const float* x, const LoraBankSlot* slots, float* T, int n, int in,
+//                       int rmax, unsigned long long p0, ..., unsigned long long p5)
 //   lora_bank_small(const float* x, const float* W, const float* T, const LoraBankSlot* slots,
-//                   const int* ids, float* y, int n, int in, int out, int rmax)
+//                   float* y, int n, int in, int out, int rmax,
+//                   unsigned long long p0, ..., unsigned long long p5)
 //
 // Launch geometry: tiles.h.
 #include "common.cuh"

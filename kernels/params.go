@@ -27,5 +27,6 @@ var Params = map[string]int{
 	"lora_mse":            6,
 	"lora_bank_shrink":    8,
 	"lora_bank_expand":    8,
-	"lora_bank_small":     10,
+	"lora_bank_small":     15,
+	"lora_bank_rowshrink": 12,
 }
