@@ -36,7 +36,10 @@ type BankConfig struct {
 //
 // Forward may run from many goroutines at once into distinct outputs. Add,
 // Remove and Free need exclusive use: the Bank serialises them against its
-// own Forward calls. On the GPU, Forward is asynchronous as Layer.Forward is.
+// own Forward calls. On the GPU, a Forward of up to 16 rows returns once its
+// kernels are queued, as Layer.Forward does; a larger batch first waits for
+// the work queued before it, as it copies the grouping of its rows to the
+// device. Either way ids may be reused as soon as Forward returns.
 type Bank struct {
 	mu      sync.RWMutex // Forward and Len hold it shared; Add, Remove and Free exclusively
 	w       *Matrix
