@@ -13,8 +13,11 @@
 // float4 of V (rows t/8 + 32q, elements (t%8)*4 .. +3; one 128-byte line per 8
 // threads) and BM*8/256 float4 of x the same way; float4 when in % 4 == 0 and
 // the pointers are 16-byte aligned, scalars otherwise. The loads of step k+1
-// are issued into registers before step k is multiplied out of shared
-// memory, so each block keeps LORA_MT_N*LORA_MT_K*4 = 16 KB of V in flight.
+// and k+2 are in flight in two register stages while step k is multiplied
+// out of shared memory, so each block keeps 2*LORA_MT_N*LORA_MT_K*4 = 32 KB
+// of V in flight (what one block per SM needs on an H200 when a narrow
+// output leaves fewer blocks than SMs); BM = 64, chosen for larger n, has the
+// registers for one stage only (16 KB).
 // Thread (ty, tx) = (t/16, t%16) accumulates a (BM/16) x 8 register tile:
 // rows m0 + ty*BM/16 .., columns n0 + tx*4 .. +3 and n0 + 64 + tx*4 .. +3.
 //
@@ -63,7 +66,10 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
     vsrc[q] = j < out ? W : A;
     vrow[q] = j < out ? j : j - out;
   }
-  float ra[XQ][4], rb[LORA_MT_VQ][4];
+  // Two register stages (one for BM = 64): while step kt is multiplied out
+  // of shared memory, steps kt+1 and kt+2 are in flight.
+  constexpr int kStages = BM == 64 ? 1 : 2;
+  float ra[kStages][XQ][4], rb[kStages][LORA_MT_VQ][4];
 
   const int ty = t / 16;
   const int tx = t % 16;
@@ -74,52 +80,82 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
     for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
   }
 
-#define LORA_MT_FETCH(kt)                                                              \
-  do {                                                                                 \
-    const int k_ = (kt) * LORA_MT_K + lk;                                              \
-    LORA_UNROLL                                                                        \
-    for (int q = 0; q < LORA_MT_VQ; ++q)                                               \
-      lora_tile_fetch(vsrc[q], in, vrow[q], vok[q], k_, in, vec, rb[q]);               \
-    LORA_UNROLL                                                                        \
-    for (int q = 0; q < XQ; ++q) {                                                     \
-      const int idx = t + q * LORA_MT_THREADS;                                         \
-      if (idx < BM * LORA_MT_K / 4)                                                    \
-        lora_tile_fetch(x, in, m0 + (idx >> 3), m0 + (idx >> 3) < n, k_, in, vec, ra[q]); \
-    }                                                                                  \
+#define LORA_MT_FETCH(kt, st)                                                            \
+  do {                                                                                   \
+    const int k_ = (kt) * LORA_MT_K + lk;                                                \
+    LORA_UNROLL                                                                          \
+    for (int q = 0; q < LORA_MT_VQ; ++q)                                                 \
+      lora_tile_fetch(vsrc[q], in, vrow[q], vok[q], k_, in, vec, rb[st][q]);             \
+    LORA_UNROLL                                                                          \
+    for (int q = 0; q < XQ; ++q) {                                                       \
+      const int idx = t + q * LORA_MT_THREADS;                                           \
+      if (idx < BM * LORA_MT_K / 4)                                                      \
+        lora_tile_fetch(x, in, m0 + (idx >> 3), m0 + (idx >> 3) < n, k_, in, vec, ra[st][q]); \
+    }                                                                                    \
   } while (0)
 
-  if (kt0 < kt1) LORA_MT_FETCH(kt0);
-  for (int kt = kt0; kt < kt1; ++kt) {
-    LORA_UNROLL
-    for (int q = 0; q < LORA_MT_VQ; ++q) {
-      LORA_UNROLL
-      for (int e = 0; e < 4; ++e) sb[lk + e][(t >> 3) + q * (LORA_MT_THREADS / 8)] = rb[q][e];
-    }
-    LORA_UNROLL
-    for (int q = 0; q < XQ; ++q) {
-      const int idx = t + q * LORA_MT_THREADS;
-      if (idx < BM * LORA_MT_K / 4) {
-        LORA_UNROLL
-        for (int e = 0; e < 4; ++e) sa[lk + e][idx >> 3] = ra[q][e];
-      }
-    }
-    __syncthreads();
-    if (kt + 1 < kt1) LORA_MT_FETCH(kt + 1);  // in flight while this step is multiplied
+#define LORA_MT_STORE(st)                                                                \
+  do {                                                                                   \
+    LORA_UNROLL                                                                          \
+    for (int q = 0; q < LORA_MT_VQ; ++q) {                                               \
+      LORA_UNROLL                                                                        \
+      for (int e = 0; e < 4; ++e)                                                        \
+        sb[lk + e][(t >> 3) + q * (LORA_MT_THREADS / 8)] = rb[st][q][e];                 \
+    }                                                                                    \
+    LORA_UNROLL                                                                          \
+    for (int q = 0; q < XQ; ++q) {                                                       \
+      const int idx = t + q * LORA_MT_THREADS;                                           \
+      if (idx < BM * LORA_MT_K / 4) {                                                    \
+        LORA_UNROLL                                                                      \
+        for (int e = 0; e < 4; ++e) sa[lk + e][idx >> 3] = ra[st][q][e];                 \
+      }                                                                                  \
+    }                                                                                    \
+  } while (0)
 
-    LORA_UNROLL
-    for (int kk = 0; kk < LORA_MT_K; ++kk) {
-      const float4 b0 = *reinterpret_cast<const float4*>(&sb[kk][tx * 4]);
-      const float4 b1 = *reinterpret_cast<const float4*>(&sb[kk][64 + tx * 4]);
-      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-      LORA_UNROLL
-      for (int i = 0; i < TM; ++i) {
-        const float a = sa[kk][ty * TM + i];
-        LORA_UNROLL
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a, b[j], acc[i][j]);
-      }
+#define LORA_MT_MMA()                                                                    \
+  do {                                                                                   \
+    LORA_UNROLL                                                                          \
+    for (int kk = 0; kk < LORA_MT_K; ++kk) {                                             \
+      const float4 b0 = *reinterpret_cast<const float4*>(&sb[kk][tx * 4]);               \
+      const float4 b1 = *reinterpret_cast<const float4*>(&sb[kk][64 + tx * 4]);          \
+      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};               \
+      LORA_UNROLL                                                                        \
+      for (int i = 0; i < TM; ++i) {                                                     \
+        const float a = sa[kk][ty * TM + i];                                             \
+        LORA_UNROLL                                                                      \
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a, b[j], acc[i][j]);                \
+      }                                                                                  \
+    }                                                                                    \
+  } while (0)
+
+  if (kStages == 1) {  // one step in flight: the 64-row tile has no registers to spare
+    if (kt0 < kt1) LORA_MT_FETCH(kt0, 0);
+    for (int kt = kt0; kt < kt1; ++kt) {
+      LORA_MT_STORE(0);
+      __syncthreads();
+      if (kt + 1 < kt1) LORA_MT_FETCH(kt + 1, 0);
+      LORA_MT_MMA();
+      __syncthreads();
     }
+  } else {
+  if (kt0 < kt1) LORA_MT_FETCH(kt0, 0);
+  if (kt0 + 1 < kt1) LORA_MT_FETCH(kt0 + 1, 1);
+  for (int kt = kt0; kt < kt1; kt += 2) {
+    LORA_MT_STORE(0);
+    __syncthreads();
+    if (kt + 2 < kt1) LORA_MT_FETCH(kt + 2, 0);
+    LORA_MT_MMA();
     __syncthreads();  // before the next step overwrites sa and sb
+    if (kt + 1 >= kt1) break;
+    LORA_MT_STORE(1);
+    __syncthreads();
+    if (kt + 3 < kt1) LORA_MT_FETCH(kt + 3, 1);
+    LORA_MT_MMA();
+    __syncthreads();
   }
+  }
+#undef LORA_MT_STORE
+#undef LORA_MT_MMA
 #undef LORA_MT_FETCH
 
   float* p = P + static_cast<long long>(blockIdx.z) * n * rows;

@@ -143,8 +143,9 @@ var (
 	// rows in flight; U = 2 for every n (see SmallUnroll).
 	KSmall = Kernel{"lora_forward_small", SmallThreads, 249, 33792, 0}
 	KTiled = Kernel{"lora_forward_tiled", TileThreads, 128, 16896, TileN * TileK * 4}
-	KM16   = Kernel{"lora_forward_m16", MTileThreads, 56, mtileShared(16), MTileN * MTileK * 4}
-	KM32   = Kernel{"lora_forward_m32", MTileThreads, 79, mtileShared(32), MTileN * MTileK * 4}
+	// lora_forward_m16/m32: two K-steps of V in flight per block; m64: one.
+	KM16   = Kernel{"lora_forward_m16", MTileThreads, 120, mtileShared(16), 2 * MTileN * MTileK * 4}
+	KM32   = Kernel{"lora_forward_m32", MTileThreads, 123, mtileShared(32), 2 * MTileN * MTileK * 4}
 	KM64   = Kernel{"lora_forward_m64", MTileThreads, 115, mtileShared(64), MTileN * MTileK * 4}
 	KRed   = Kernel{"lora_forward_reduce", ReduceThreads, 32, ReduceThreads * 4, 0}
 	KMerge = Kernel{"lora_merge", MergeThreads, 104, 20608, MergeTileOut * MergeTileIn * 4}

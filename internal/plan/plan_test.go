@@ -159,9 +159,13 @@ func TestOccupancy(t *testing.T) {
 	if got := H200.Occupancy(KSmall); got != 2 {
 		t.Errorf("H200 occupancy of %s = %d, want 2", KSmall.Name, got)
 	}
-	// 56 registers: 1792 per warp, 14336 per block of 8 warps: 4 per 64K.
-	if got := H200.Occupancy(KM16); got != 4 {
-		t.Errorf("H200 occupancy of %s = %d, want 4", KM16.Name, got)
+	// 120 registers: 3840 per warp, 30720 per block of 8 warps: 2 per 64K.
+	if got := H200.Occupancy(KM16); got != 2 {
+		t.Errorf("H200 occupancy of %s = %d, want 2", KM16.Name, got)
+	}
+	// 56 registers × 256 threads: 14336 per block, 4 per 64K.
+	if got := H200.Occupancy(Kernel{Threads: 256, Regs: 56}); got != 4 {
+		t.Errorf("H200 occupancy of 256 threads × 56 registers = %d, want 4", got)
 	}
 	// V100: 96 KB of shared memory hold 2 blocks of 33792 B.
 	if got := V100.Occupancy(KSmall); got != 2 {
