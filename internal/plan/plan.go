@@ -19,7 +19,10 @@
 //     latency × bandwidth ÷ SMs bytes of W in flight per SM.
 package plan
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Tile constants, mirrored from kernels/tiles.h.
 const (
@@ -276,7 +279,7 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 		main = Launch{Kernel: KSmall, Grid: [3]int{ceilDiv(out+r, SmallRowsPerBlock), 1, 1}}
 		u := SmallUnroll(smallNB(n))
 		main.Kernel.InFlight = SmallThreads * u * SmallRowsPerWarp * 16
-		main.MaxSplit = max(1, min(MaxSplit, in/SmallSplitAlign, workspaceSplits(n, in)))
+		main.MaxSplit = max(1, min(MaxSplit, in/SmallSplitAlign))
 	} else {
 		// The fewest padded rows among the tile heights that need at most 4
 		// M-tiles (each M-tile streams V again, from L2); ties and beyond 4
@@ -292,7 +295,7 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 		}
 		main = Launch{Kernel: k, Grid: [3]int{ceilDiv(n, bm), ceilDiv(out+r, MTileN), 1}, TileM: bm, N: n}
 		// at least 4 K-steps per split
-		main.MaxSplit = max(1, min(MaxSplit, ceilDiv(in, MTileK)/4, workspaceSplits(n, in)))
+		main.MaxSplit = max(1, min(MaxSplit, ceilDiv(in, MTileK)/4))
 	}
 	main.N = n
 	main.Bytes = wBytes + ioBytes
@@ -303,9 +306,29 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 		// two waves, and enough blocks on every SM to cover latency
 		resident := min(d.Occupancy(main.Kernel), ceilDiv(int(d.InFlightTarget()), main.Kernel.InFlight))
 		want = max(2*slots, resident*d.SMs)
+		// Bandwidth-bound, the partial products' traffic counts: at most 10 %
+		// of W's. Compute-bound, it is small beside the FLOPs of a split.
+		main.MaxSplit = min(main.MaxSplit, workspaceSplits(n, in))
 	}
 	base := main.Blocks()
 	split := min(main.MaxSplit, max(1, ceilDiv(want, base)))
+	if !main.BandwidthBound(d) {
+		// Compute-bound: the split that minimizes the modelled time, the
+		// FLOPs at the fraction of the GPU the blocks occupy plus the
+		// partial products written and read back.
+		best := math.Inf(1)
+		for s := 1; s <= split; s++ {
+			busy := min(1, float64(s*base)/float64(slots))
+			ws := 0.0
+			if s > 1 || r > 0 {
+				ws = 8 * float64(s) * float64(n) * float64(out+r)
+			}
+			if t := flops/(d.FLOPs*busy) + ws/d.Bandwidth; t < best {
+				best, main.Split = t, s
+			}
+		}
+		split = main.Split
+	}
 	main.Split = split
 	if main.Kernel.Name == KSmall.Name {
 		main.Grid[1] = split

@@ -51,6 +51,17 @@ func checkLaunch(t *testing.T, d Device, what string, l Launch, wantInFlight boo
 			}
 		}
 	}
+	if !l.BandwidthBound(d) && l.MaxSplit > 1 && l.Kernel.Name != KRed.Name {
+		// A compute-bound launch fills at least one wave, unless one more
+		// split would write and read back partial products for longer than
+		// the FLOPs of the idle SMs take.
+		more := 8 * float64(l.Split+1) * float64(l.N) * float64(l.Grid[1]*MTileN) / d.Bandwidth
+		idle := l.Flops / d.FLOPs * (1/min(1, l.Waves(d)) - 1)
+		if w := l.Waves(d); w < 1 && l.Split < l.MaxSplit && more < idle {
+			t.Errorf("%s: compute-bound %s has %.2f waves (%d blocks, split %d of at most %d)",
+				what, l.Kernel.Name, w, l.Blocks(), l.Split, l.MaxSplit)
+		}
+	}
 	if p := l.Padding(); p > 0.5 {
 		t.Errorf("%s: %s wastes %.0f%% of its tile rows", what, l.Kernel.Name, 100*p)
 	}
@@ -82,7 +93,7 @@ func TestForwardPlanRules(t *testing.T) {
 			if f.Fused && f.Workspace != f.Main.Split*n*(out+r) && f.Reduce != nil {
 				t.Errorf("%s: workspace %d", what, f.Workspace)
 			}
-			if f.Main.Split > 1 && 2*float64(f.Workspace) > 0.1*float64((out+r)*in) {
+			if f.Main.Split > 1 && f.Main.BandwidthBound(d) && 2*float64(f.Workspace) > 0.1*float64((out+r)*in) {
 				t.Errorf("%s: split %d moves %d floats of partial products, more than 10%% of W's", what, f.Main.Split, 2*f.Workspace)
 			}
 			if n <= SmallNMax && f.Main.Kernel.Name != KSmall.Name {
