@@ -19,8 +19,9 @@ import (
 // The GPU backend: matrices in device memory, every operation a kernel of
 // lora.fatbin (or, with -tags cudaemu, the same kernels emulated on the CPU)
 // enqueued on one stream. Calls return once their work is queued; Read and
-// Sync wait for it. This file picks the kernels, sizes their grids and packs
-// their arguments, for both builds alike.
+// Sync wait for it. This file launches the kernels that package
+// internal/plan chooses, with the grids it sizes, and packs their arguments,
+// for both builds alike.
 //
 // Faults. A device fault (an illegal address, a kernel that traps, an
 // uncorrectable memory error) leaves the CUDA context unusable for the rest
