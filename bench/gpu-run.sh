@@ -8,6 +8,7 @@
 # tests.txt (the whole suite on the GPU); memcheck.txt, racecheck.txt,
 # synccheck.txt and initcheck.txt (compute-sanitizer on the kernel tests);
 # bench.txt and bench.json (the benchmark table with the PyTorch peer);
+# bench-bank.txt (the Bank table, many adapters in one batch);
 # summary.txt (each step's verdict, exit status and seconds, and a plain
 # MISSING line for any tool that is not there).
 #
@@ -140,6 +141,9 @@ else
 fi
 step bench 200 ./bench ${peer[@]+"${peer[@]}"} -json-out "$out/bench.json"
 [[ -f $out/bench.txt ]] && cat "$out/bench.txt"
+# The Bank table (many adapters in one batch), with what the budget leaves.
+step bench-bank 60 ./bench -bank ${peer[@]+"${peer[@]}"}
+[[ -f $out/bench-bank.txt ]] && cat "$out/bench-bank.txt"
 
 if ((failed)); then
   say "RESULT: FAIL (a step failed or timed out) after $SECONDS s"
