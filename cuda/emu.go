@@ -83,6 +83,10 @@ func DeviceName() string {
 // for the emulator.
 func PeakBandwidth() float64 { return 0 }
 
+// Properties returns the properties of the device that decide how launches
+// fill it: all unknown (zero) for the emulator.
+func Properties() Props { return Props{} }
+
 // L2Bytes returns the size of the device's L2 cache: none (0) for the
 // emulator, whose memory is the host's.
 func L2Bytes() int { return 0 }
