@@ -196,15 +196,30 @@ func scratchT(n int) (cuda.Ptr, error) {
 	return p, nil
 }
 
-// planDevice is the device the launch planner plans for. Package cuda does
-// not report the SM count or the per-SM limits yet, so this is an H200's,
-// with the measured bandwidth where the driver reports one: on another GPU
-// the plans stay correct (every grid is valid on any device), only tuned
-// for a different one.
+// planDevice is the device the launch planner plans for: the properties the
+// driver reports (SMs, per-SM limits, bandwidth, fp32 rate), and an H200's
+// for those it does not, as on the emulator. Every plan is valid on any
+// device; the properties only tune it.
 func planDevice() plan.Device {
 	d := plan.H200
 	if bw := cuda.PeakBandwidth(); bw > 0 {
 		d.Bandwidth = bw
+	}
+	p := cuda.Properties()
+	for _, f := range []struct {
+		dst *int
+		v   int
+	}{{&d.SMs, p.SMs}, {&d.SharedPerSM, p.SharedPerSM}, {&d.ThreadsPerSM, p.ThreadsPerSM},
+		{&d.RegsPerSM, p.RegsPerSM}, {&d.BlocksPerSM, p.BlocksPerSM}} {
+		if f.v > 0 {
+			*f.dst = f.v
+		}
+	}
+	if p.FLOPs > 0 {
+		d.FLOPs = p.FLOPs
+	}
+	if p.SMs > 0 {
+		d.Name = cuda.DeviceName()
 	}
 	return d
 }

@@ -58,6 +58,7 @@ var (
 	ordinal int
 	peakBW  float64 // nominal memory bandwidth, bytes/s
 	l2Bytes int
+	props   Props
 )
 
 // Init opens GPU 0, or the GPU whose index is in the environment variable
@@ -99,6 +100,7 @@ func open() error {
 	if l2, err := dev.Attribute(cu.L2CacheSize); err == nil {
 		l2Bytes = l2
 	}
+	props = readProps(dev)
 	if ctx, err = dev.RetainPrimaryCtx(); err != nil {
 		return fmt.Errorf("cuda: device %d: primary context: %v", ordinal, err)
 	}
@@ -201,6 +203,38 @@ func PeakBandwidth() float64 {
 		return 0
 	}
 	return peakBW
+}
+
+// Properties returns the properties of the device that decide how launches
+// fill it; zero fields are unknown.
+func Properties() Props {
+	if Init() != nil {
+		return Props{}
+	}
+	return props
+}
+
+// readProps reads dev's properties; an attribute the driver does not give
+// stays zero.
+func readProps(dev cu.Device) Props {
+	get := func(a cu.DeviceAttribute) int {
+		v, err := dev.Attribute(a)
+		if err != nil {
+			return 0
+		}
+		return v
+	}
+	p := Props{
+		SMs:          get(cu.MultiprocessorCount),
+		SharedPerSM:  get(cu.MaxSharedMemoryPerMultiprocessor),
+		ThreadsPerSM: get(cu.MaxThreadsPerMultiprocessor),
+		RegsPerSM:    get(cu.MaxRegistersPerMultiprocessor),
+	}
+	major, minor := get(cu.ComputeCapabilityMajor), get(cu.ComputeCapabilityMinor)
+	p.BlocksPerSM = blocksPerSM(major, minor)
+	// Nominal fp32 rate: two FLOP per fused multiply-add per lane per clock.
+	p.FLOPs = 2 * float64(fp32PerSM(major, minor)) * float64(p.SMs) * float64(get(cu.ClockRate)) * 1e3
+	return p
 }
 
 // L2Bytes returns the size of the device's L2 cache (0 if unknown).

@@ -30,6 +30,10 @@ func DeviceName() string { return "no device: " + errNoBackend.Error() }
 // second (0 if unknown, as on the emulator).
 func PeakBandwidth() float64 { return 0 }
 
+// Properties returns the properties of the device that decide how launches
+// fill it; zero fields are unknown, as on the emulator.
+func Properties() Props { return Props{} }
+
 // L2Bytes returns the size of the device's L2 cache (0 if unknown, as on the
 // emulator).
 func L2Bytes() int { return 0 }
