@@ -279,7 +279,7 @@ func TestNewMatrixMemory(t *testing.T) {
 		t.Errorf("NewMatrix(%d, %d), %s: %v, want ErrMemory", side, side, sysmem.Bytes(4*int64(side)*int64(side)), err)
 	}
 	if phys < 64<<30 {
-		// The case: 64 GiB on a smaller machine.
+		// 64 GiB, more than this machine has.
 		if _, err := lora.NewMatrix(1<<17, 1<<17); !errors.Is(err, lora.ErrMemory) || !strings.Contains(err.Error(), "64 GiB") {
 			t.Errorf("NewMatrix(2¹⁷, 2¹⁷): %v, want ErrMemory naming 64 GiB", err)
 		}
