@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"unsafe"
+
+	"github.com/golora/lora/internal/half"
 )
 
 // DType is a safetensors element type, spelled as in the file header.
@@ -103,7 +105,8 @@ func equalFold(a, b string) bool {
 // DecodeFloats converts the little-endian elements of src, of dtype d, into
 // dst. d must be F64, F32, F16 or BF16, and len(src) must be
 // len(dst)·d.Size(). The conversion to float32 is exact for F32, F16 and
-// BF16, and rounds to nearest even for F64.
+// BF16 (a NaN becomes quiet, as F16ToFloat32 says), and rounds to nearest
+// even for F64.
 func DecodeFloats(dst []float32, src []byte, d DType) error {
 	if !d.Float() {
 		return fmt.Errorf("peft: cannot convert %s to float32", d)
@@ -122,12 +125,20 @@ func DecodeFloats(dst []float32, src []byte, d DType) error {
 			dst[i] = math.Float32frombits(le.Uint32(src[4*i:]))
 		}
 	case F16:
+		if h, ok := nativeUint16(src); ok {
+			half.F16ToF32(dst, h)
+			break
+		}
 		for i := range dst {
-			dst[i] = F16ToFloat32(le.Uint16(src[2*i:]))
+			dst[i] = half.F16ToFloat32(le.Uint16(src[2*i:]))
 		}
 	case BF16:
+		if h, ok := nativeUint16(src); ok {
+			half.BF16ToF32(dst, h)
+			break
+		}
 		for i := range dst {
-			dst[i] = math.Float32frombits(uint32(le.Uint16(src[2*i:])) << 16)
+			dst[i] = half.BF16ToFloat32(le.Uint16(src[2*i:]))
 		}
 	case F64:
 		for i := range dst {
@@ -158,12 +169,20 @@ func EncodeFloats(dst []byte, src []float32, d DType) error {
 			le.PutUint32(dst[4*i:], math.Float32bits(v))
 		}
 	case F16:
+		if h, ok := nativeUint16(dst); ok {
+			half.F32ToF16(h, src)
+			break
+		}
 		for i, v := range src {
-			le.PutUint16(dst[2*i:], Float32ToF16(v))
+			le.PutUint16(dst[2*i:], half.Float32ToF16(v))
 		}
 	case BF16:
+		if h, ok := nativeUint16(dst); ok {
+			half.F32ToBF16(h, src)
+			break
+		}
 		for i, v := range src {
-			le.PutUint16(dst[2*i:], Float32ToBF16(v))
+			le.PutUint16(dst[2*i:], half.Float32ToBF16(v))
 		}
 	case F64:
 		for i, v := range src {
@@ -191,102 +210,34 @@ func Float32Bytes(v []float32) []byte {
 // encoding, as on every little-endian machine.
 func NativeF32() bool { return littleEndian }
 
-// f16Table holds the float32 value of every IEEE half-precision bit pattern.
-var f16Table = func() *[1 << 16]float32 {
-	var t [1 << 16]float32
-	for i := range t {
-		t[i] = f16ToFloat32(uint16(i))
+// nativeUint16 returns the memory of b as 16-bit numbers, without a copy,
+// when they are its little-endian 16-bit elements: on a little-endian
+// machine, for a b of even length at an even address. ok is false otherwise,
+// and for an empty b.
+func nativeUint16(b []byte) (h []uint16, ok bool) {
+	if !littleEndian || len(b) == 0 || len(b)%2 != 0 || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%2 != 0 {
+		return nil, false
 	}
-	return &t
-}()
+	return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/2), true
+}
 
 // F16ToFloat32 returns the value of the IEEE 754 half-precision number h,
-// exactly. A NaN keeps its sign and payload.
-func F16ToFloat32(h uint16) float32 { return f16Table[h] }
-
-func f16ToFloat32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	man := uint32(h & 0x3ff)
-	switch {
-	case exp == 0x1f: // Inf, NaN
-		return math.Float32frombits(sign | 0x7f800000 | man<<13)
-	case exp == 0:
-		if man == 0 {
-			return math.Float32frombits(sign)
-		}
-		// Subnormal: man·2⁻²⁴, normalised for float32.
-		e := uint32(127 - 15 + 1)
-		for man&0x400 == 0 {
-			man <<= 1
-			e--
-		}
-		return math.Float32frombits(sign | e<<23 | (man&0x3ff)<<13)
-	}
-	return math.Float32frombits(sign | (exp+127-15)<<23 | man<<13)
-}
+// exactly. A NaN keeps its sign and payload and becomes quiet (the payload's
+// leading bit set), as the F16C instruction VCVTPH2PS makes it.
+func F16ToFloat32(h uint16) float32 { return half.F16ToFloat32(h) }
 
 // Float32ToF16 rounds f to the nearest IEEE 754 half-precision number, ties
 // to even, as PyTorch's tensor.to(torch.float16) does: values beyond the
-// largest half round to ±Inf, tiny ones to subnormals or ±0. A NaN stays a
-// NaN with its sign and the high bits of its payload.
-func Float32ToF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int(b>>23) & 0xff
-	man := b & 0x7fffff
-	if exp == 0xff {
-		if man == 0 {
-			return sign | 0x7c00
-		}
-		m := uint16(man >> 13)
-		if m == 0 {
-			m = 0x200
-		}
-		return sign | 0x7c00 | m
-	}
-	e := exp - 127 + 15
-	if e >= 0x1f {
-		return sign | 0x7c00
-	}
-	if e <= 0 {
-		// A half subnormal: f is m·2^(exp−150) with the 24-bit significand
-		// m, that is m·2^(exp−126) units of 2⁻²⁴.
-		if e < -10 {
-			return sign // below half the smallest subnormal
-		}
-		m := man | 0x800000
-		shift := uint(14 - e)
-		r := m >> shift
-		rem := m & (1<<shift - 1)
-		half := uint32(1) << (shift - 1)
-		if rem > half || rem == half && r&1 == 1 {
-			r++ // may carry into the smallest normal, which encodes correctly
-		}
-		return sign | uint16(r)
-	}
-	r := uint32(e)<<10 | man>>13
-	rem := man & 0x1fff
-	if rem > 0x1000 || rem == 0x1000 && r&1 == 1 {
-		r++ // may carry into the exponent, up to Inf, which is right
-	}
-	return sign | uint16(r)
-}
+// largest half round to ±Inf, tiny ones to subnormals or ±0. A NaN becomes a
+// quiet NaN with its sign and the high bits of its payload, as the F16C
+// instruction VCVTPS2PH makes it.
+func Float32ToF16(f float32) uint16 { return half.Float32ToF16(f) }
 
 // Float32ToBF16 rounds f to the nearest bfloat16, ties to even, as
-// PyTorch's tensor.to(torch.bfloat16) does. A NaN stays a NaN with its sign
-// and the high bits of its payload.
-func Float32ToBF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		h := uint16(b >> 16)
-		if h&0x7f == 0 {
-			h |= 0x40
-		}
-		return h
-	}
-	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
-}
+// PyTorch's tensor.to(torch.bfloat16) does. A NaN becomes a quiet NaN with
+// its sign and the high bits of its payload.
+func Float32ToBF16(f float32) uint16 { return half.Float32ToBF16(f) }
 
-// BF16ToFloat32 returns the value of the bfloat16 h, exactly.
-func BF16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+// BF16ToFloat32 returns the value of the bfloat16 h, exactly. A NaN keeps
+// its sign and payload and becomes quiet, as in F16ToFloat32.
+func BF16ToFloat32(h uint16) float32 { return half.BF16ToFloat32(h) }
