@@ -71,35 +71,11 @@ func (b *Bank) backendSet(id int, s *bankSlot, _ []float32) error {
 // bankMeta is the device scratch that holds a Forward's tiles, permutation
 // and ids, used with dev held (see dev in device.go): the stream runs work in
 // order, so one buffer serves every caller.
-var bankMeta struct {
-	p cuda.Ptr
-	n int // int32 words
-}
+var bankMeta devBuf
 
 // bankMetaBuf returns a device buffer of at least n int32 words. Called
 // with dev held.
-func bankMetaBuf(n int) (cuda.Ptr, error) {
-	if bankMeta.n >= n {
-		return bankMeta.p, nil
-	}
-	if bankMeta.p != 0 {
-		if err := cuda.Sync(); err != nil { // queued kernels may still read it
-			return 0, devErr(err)
-		}
-		err := cuda.Free(bankMeta.p)
-		bankMeta.p, bankMeta.n = 0, 0
-		if err != nil {
-			return 0, devErr(err)
-		}
-	}
-	size := max(n, 1<<12)
-	p, err := cuda.Alloc(int64(size) * 4)
-	if err != nil {
-		return 0, devErr(err)
-	}
-	bankMeta.p, bankMeta.n = p, size
-	return p, nil
-}
+func bankMetaBuf(n int) (cuda.Ptr, error) { return bankMeta.get(n, 1<<12) }
 
 // forward enqueues y = x·Wᵀ plus each row's adapter term.
 func (b *Bank) forward(y, x *Matrix, ids []int32) error {

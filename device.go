@@ -163,38 +163,49 @@ func launch(kernel string, grid, block cuda.Dim3, k *kargs) error {
 // work in order, so one scratch serves every caller.
 var dev struct {
 	sync.Mutex
-	t        cuda.Ptr // T (and U), n×r floats each
-	tLen     int
+	t        devBuf   // T (and U), n×r floats each
 	flag     cuda.Ptr // one 32-bit word
 	flagv    uint32
 	partial  cuda.Ptr // kernels.MSEMaxBlocks floats
 	partialv [kernels.MSEMaxBlocks]float32
 }
 
-// scratchT returns a device buffer of at least n floats. Called with dev held.
-func scratchT(n int) (cuda.Ptr, error) {
-	if dev.tLen >= n {
-		return dev.t, nil
+// devBuf is a device buffer that grows on demand and is kept for later
+// calls, used with dev held: the stream runs work in order, so one buffer
+// serves every caller.
+type devBuf struct {
+	p cuda.Ptr
+	n int // 32-bit words
+}
+
+// get returns the buffer, grown to at least n 32-bit words (and at least
+// least words, so that small requests do not grow it step by step). Growing
+// drains the queued work first, which may still read the old buffer.
+func (s *devBuf) get(n, least int) (cuda.Ptr, error) {
+	if s.n >= n {
+		return s.p, nil
 	}
-	// The old buffer may still be read by queued kernels: drain them first.
-	if dev.t != 0 {
+	if s.p != 0 {
 		if err := cuda.Sync(); err != nil {
 			return 0, devErr(err)
 		}
-		err := cuda.Free(dev.t)
-		dev.t, dev.tLen = 0, 0
+		err := cuda.Free(s.p)
+		s.p, s.n = 0, 0
 		if err != nil {
 			return 0, devErr(err)
 		}
 	}
-	size := max(n, 1<<14)
+	size := max(n, least)
 	p, err := cuda.Alloc(int64(size) * 4)
 	if err != nil {
 		return 0, devErr(err)
 	}
-	dev.t, dev.tLen = p, size
+	s.p, s.n = p, size
 	return p, nil
 }
+
+// scratchT returns a device buffer of at least n floats. Called with dev held.
+func scratchT(n int) (cuda.Ptr, error) { return dev.t.get(n, 1<<14) }
 
 // planDevice is the device the launch planner plans for: the properties the
 // driver reports (SMs, per-SM limits, bandwidth, fp32 rate), and an H200's

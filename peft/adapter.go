@@ -131,19 +131,8 @@ func (m *Module) NewLayer(w *lora.Matrix) (*lora.Layer, error) {
 		return nil, fmt.Errorf("peft: module %s: w is %d×%d, want %d×%d%s: %w",
 			m.Name, rows, cols, wr, wc, m.layoutNote(), lora.ErrShape)
 	}
-	ar, ac, ad := m.Rank, m.In, m.A
-	br, bc, bd := m.Out, m.Rank, m.B
-	if m.Transposed() {
-		ar, ac, ad = m.Rank, m.Out, transpose(m.B, m.Out, m.Rank)
-		br, bc, bd = m.In, m.Rank, transpose(m.A, m.Rank, m.In)
-	}
-	a, err := lora.NewMatrixFrom(ar, ac, ad)
+	a, b, err := m.storedAB()
 	if err != nil {
-		return nil, fmt.Errorf("peft: module %s: %w", m.Name, err)
-	}
-	b, err := lora.NewMatrixFrom(br, bc, bd)
-	if err != nil {
-		a.Free()
 		return nil, fmt.Errorf("peft: module %s: %w", m.Name, err)
 	}
 	l, err := lora.NewLayerFrom(w, a, b, m.Scale)
@@ -153,6 +142,27 @@ func (m *Module) NewLayer(w *lora.Matrix) (*lora.Layer, error) {
 		return nil, fmt.Errorf("peft: module %s: %w", m.Name, err)
 	}
 	return l, nil
+}
+
+// storedAB returns the module's adapter as matrices for its base weight as
+// stored (see WeightShape): A (Rank×In) and B (Out×Rank), or A' = Bᵀ
+// (Rank×Out) and B' = Aᵀ (In×Rank) when Transposed, so that B'·A' = (B·A)ᵀ.
+// The caller owns both.
+func (m *Module) storedAB() (a, b *lora.Matrix, err error) {
+	ar, ac, ad := m.Rank, m.In, m.A
+	br, bc, bd := m.Out, m.Rank, m.B
+	if m.Transposed() {
+		ar, ac, ad = m.Rank, m.Out, transpose(m.B, m.Out, m.Rank)
+		br, bc, bd = m.In, m.Rank, transpose(m.A, m.Rank, m.In)
+	}
+	if a, err = lora.NewMatrixFrom(ar, ac, ad); err != nil {
+		return nil, nil, err
+	}
+	if b, err = lora.NewMatrixFrom(br, bc, bd); err != nil {
+		a.Free()
+		return nil, nil, err
+	}
+	return a, b, nil
 }
 
 func (m *Module) layoutNote() string {

@@ -25,21 +25,11 @@ func (m *Module) AddTo(b *lora.Bank) (int, error) {
 		return -1, fmt.Errorf("peft: module %s: AddTo: the Bank's W is %d×%d, want %d×%d%s: %w",
 			m.Name, rows, cols, wr, wc, m.layoutNote(), lora.ErrShape)
 	}
-	ar, ac, ad := m.Rank, m.In, m.A
-	br, bc, bd := m.Out, m.Rank, m.B
-	if m.Transposed() {
-		ar, ac, ad = m.Rank, m.Out, transpose(m.B, m.Out, m.Rank)
-		br, bc, bd = m.In, m.Rank, transpose(m.A, m.Rank, m.In)
-	}
-	a, err := lora.NewMatrixFrom(ar, ac, ad)
+	a, bm, err := m.storedAB()
 	if err != nil {
 		return -1, fmt.Errorf("peft: module %s: AddTo: %w", m.Name, err)
 	}
 	defer a.Free()
-	bm, err := lora.NewMatrixFrom(br, bc, bd)
-	if err != nil {
-		return -1, fmt.Errorf("peft: module %s: AddTo: %w", m.Name, err)
-	}
 	defer bm.Free()
 	id, err := b.Add(a, bm, m.Scale)
 	if err != nil {
