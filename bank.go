@@ -40,6 +40,9 @@ type BankConfig struct {
 // kernels are queued, as Layer.Forward does; a larger batch first waits for
 // the work queued before it, as it copies the grouping of its rows to the
 // device. Either way ids may be reused as soon as Forward returns.
+//
+// A Bank computes in float32: W, the adapters, x and y must be F32
+// matrices (ErrDType otherwise).
 type Bank struct {
 	mu      sync.RWMutex // Forward and Len hold it shared; Add, Remove and Free exclusively
 	w       *Matrix
@@ -64,6 +67,9 @@ type bankSlot struct {
 func NewBank(w *Matrix, cfg BankConfig) (*Bank, error) {
 	const op = "NewBank"
 	if err := w.usable(op, "w"); err != nil {
+		return nil, err
+	}
+	if err := wantF32(op, "w", w); err != nil {
 		return nil, err
 	}
 	out, in := w.rows, w.cols
@@ -141,6 +147,12 @@ func (b *Bank) Add(a, bm *Matrix, scale float32) (int, error) {
 		return -1, err
 	}
 	if err := bm.usable(op, "b"); err != nil {
+		return -1, err
+	}
+	if err := wantF32(op, "a", a); err != nil {
+		return -1, err
+	}
+	if err := wantF32(op, "b", bm); err != nil {
 		return -1, err
 	}
 	out, in := b.w.rows, b.w.cols
@@ -270,6 +282,12 @@ func (b *Bank) Forward(y, x *Matrix, ids []int32) error {
 		return err
 	}
 	if err := checkIO(op, y, x, b.w); err != nil {
+		return err
+	}
+	if err := wantF32(op, "x", x); err != nil {
+		return err
+	}
+	if err := wantF32(op, "y", y); err != nil {
 		return err
 	}
 	if len(ids) != x.rows {

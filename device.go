@@ -3,10 +3,8 @@
 package lora
 
 import (
-	"errors"
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -56,57 +54,6 @@ func backendSync() error {
 		return fmt.Errorf("lora: Sync: %w", devErr(err))
 	}
 	return nil
-}
-
-// buffer is a Matrix's storage: device memory.
-type buffer struct {
-	p       cuda.Ptr
-	n       int
-	cleanup runtime.Cleanup
-}
-
-// newBuffer allocates n floats of device memory, zeroed. Out of device
-// memory wraps ErrMemory as well as ErrDevice.
-func newBuffer(n int) (buffer, error) {
-	p, err := cuda.Alloc(int64(n) * 4)
-	if errors.Is(err, cuda.ErrOutOfMemory) {
-		return buffer{}, fmt.Errorf("%w: %w", devErr(err), ErrMemory)
-	}
-	if err != nil {
-		return buffer{}, devErr(err)
-	}
-	if err := cuda.Memset32(p, 0, int64(n)); err != nil {
-		_ = cuda.Free(p) // a failure is sticky in package cuda
-		return buffer{}, devErr(err)
-	}
-	return buffer{p: p, n: n}, nil
-}
-
-// track arranges for a Matrix collected without Free to say so on stderr and
-// release its device memory. A finalizer is no substitute for Free: device
-// memory runs out long before the Go heap notices.
-func track(m *Matrix) {
-	p, rows, cols := m.buf.p, m.rows, m.cols
-	m.buf.cleanup = runtime.AddCleanup(m, func(p cuda.Ptr) {
-		fmt.Fprintf(os.Stderr, "lora: a %d×%d Matrix was garbage-collected without Free; releasing its device memory\n", rows, cols)
-		_ = cuda.Free(p) // a failure is sticky: the next call reports it
-	}, p)
-}
-
-func (b *buffer) read(dst []float32) error {
-	return devErr(cuda.CopyDtoH(unsafe.Pointer(unsafe.SliceData(dst)), b.p, int64(b.n)*4))
-}
-
-func (b *buffer) write(src []float32) error {
-	return devErr(cuda.CopyHtoD(b.p, unsafe.Pointer(unsafe.SliceData(src)), int64(b.n)*4))
-}
-
-// free releases the device memory. A failure is a device fault, recorded
-// by package cuda and reported by every later call (see Faults above).
-func (b *buffer) free() {
-	b.cleanup.Stop()
-	_ = cuda.Free(b.p)
-	b.p = 0
 }
 
 // ceilDiv returns ⌈a/b⌉.
@@ -245,6 +192,9 @@ func dim(g [3]int) cuda.Dim3 { return cuda.Dim3{X: g[0], Y: g[1], Z: g[2]} }
 // plan.ForwardPlan; a and b nil (r = 0) is the base product alone. Shapes
 // past the grid limits are refused before anything is enqueued.
 func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
+	if err := onlyF32(w); err != nil {
+		return err
+	}
 	n, in, out, r := x.rows, x.cols, w.rows, 0
 	if a != nil {
 		r = a.rows

@@ -19,6 +19,9 @@ import (
 // merged) by the small-batch or the tiled kernel. Every limit is checked
 // before anything is enqueued.
 func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
+	if err := onlyF32(w); err != nil {
+		return err
+	}
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
 	if n > math.MaxInt32 {
 		return fmt.Errorf("n = %d does not fit the kernels' int: %w", n, ErrShape)

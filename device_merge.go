@@ -49,6 +49,9 @@ func readWord() (uint32, error) {
 // holds NaN or ±Inf: the bits of the largest magnitude, reduced on the
 // device into one word and read back (this waits for the queued work).
 func absMax(m *Matrix) (float32, error) {
+	if err := onlyF32(m); err != nil {
+		return 0, err
+	}
 	dev.Lock()
 	defer dev.Unlock()
 	word, err := zeroWord()
@@ -116,6 +119,9 @@ func mergeGrid(w *Matrix) (grid, block cuda.Dim3, err error) {
 // rankUpdate enqueues W += c·B·A in place, each element of W read and
 // written once.
 func rankUpdate(w, a, b *Matrix, c float32) error {
+	if err := onlyF32(w); err != nil {
+		return err
+	}
 	grid, block, err := mergeGrid(w)
 	if err != nil {
 		return err
@@ -130,6 +136,9 @@ func rankUpdate(w, a, b *Matrix, c float32) error {
 // is lora_merge with each store to W replaced by a test of the value, and
 // its flag is read back (this waits for the queued work).
 func rankFinite(w, a, b *Matrix, c float32) (bool, error) {
+	if err := onlyF32(w); err != nil {
+		return false, err
+	}
 	grid, block, err := mergeGrid(w)
 	if err != nil {
 		return false, err

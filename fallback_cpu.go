@@ -10,8 +10,6 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
-
-	"github.com/golora/lora/internal/sysmem"
 )
 
 // The CPU backend: matrices in host memory, products through gonum's BLAS
@@ -22,23 +20,6 @@ import (
 const backendName = "cpu"
 
 func backendSync() error { return nil }
-
-// buffer is a Matrix's storage: host memory.
-type buffer struct{ data []float32 }
-
-// newBuffer allocates n floats, or refuses with ErrMemory when they cannot
-// fit in the machine's physical memory: the runtime would otherwise end the
-// process with "out of memory".
-func newBuffer(n int) (buffer, error) {
-	if err := sysmem.Check("its storage", 4*int64(n)); err != nil {
-		return buffer{}, fmt.Errorf("%w: %w", err, ErrMemory)
-	}
-	return buffer{data: make([]float32, n)}, nil
-}
-
-func (b *buffer) read(dst []float32) error  { copy(dst, b.data); return nil }
-func (b *buffer) write(src []float32) error { copy(b.data, src); return nil }
-func (b *buffer) free()                     { b.data = nil }
 
 // gemvRows is the largest batch that the products treat row by row, as
 // matrix-vector products split over goroutines: below it gonum's Sgemm pays
@@ -96,6 +77,9 @@ func gemmNT(m, nc, k int, alpha float32, a, b []float32, beta float32, c []float
 
 // linear computes y = x·Wᵀ.
 func linear(y, x, w *Matrix) error {
+	if err := onlyF32(w); err != nil {
+		return err
+	}
 	gemmNT(x.rows, w.rows, x.cols, 1, x.buf.data, w.buf.data, 0, y.buf.data)
 	return nil
 }
@@ -118,6 +102,9 @@ func grow(s []float32, n int) []float32 {
 // y's size and no separate pass over y; the only scratch, T and a transposed
 // B (r×out), is recycled between calls.
 func forward(y, x, w, a, b *Matrix, s float32) error {
+	if err := onlyF32(w); err != nil {
+		return err
+	}
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
 	xd, yd, ad, bd := x.buf.data, y.buf.data, a.buf.data, b.buf.data
 	sc, _ := scratchPool.Get().(*scratch)
@@ -182,6 +169,9 @@ func finite(s []float32) bool {
 // are compared as bit patterns with the sign cleared, whose order is that
 // of the numbers, +Inf above every finite one and NaN above +Inf.
 func absMax(m *Matrix) (float32, error) {
+	if err := onlyF32(m); err != nil {
+		return 0, err
+	}
 	d := m.buf.data
 	p := max(1, min(runtime.GOMAXPROCS(0), len(d)/(1<<15)))
 	parts := make([]uint32, p)
@@ -230,6 +220,9 @@ func adapterBound(a, b *Matrix) (maxA, maxRowB float64, err error) {
 // loop as rankUpdate's, whose result for an element depends neither on the
 // range of rows given nor on the split among goroutines.
 func rankFinite(w, a, b *Matrix, c float32) (bool, error) {
+	if err := onlyF32(w); err != nil {
+		return false, err
+	}
 	out, in, r := w.rows, w.cols, a.rows
 	wd := w.buf.data
 	coef, pack := rankFuncs(a, b, c)
@@ -269,6 +262,9 @@ func addBias(y, bias *Matrix) error {
 // order and then added, so that c and −c add and remove bit for bit the same
 // delta.
 func rankUpdate(w, a, b *Matrix, c float32) error {
+	if err := onlyF32(w); err != nil {
+		return err
+	}
 	coef, pack := rankFuncs(a, b, c)
 	rankUpdateBlocked(w.buf.data, w.rows, w.cols, a.rows, coef, pack)
 	return nil
@@ -357,6 +353,9 @@ func track(*Matrix) {}
 // inner dimension. Elsewhere it is gonum's Sgemm (Sgemv rows at small n),
 // then the rank-r term accumulated in place by rankRow.
 func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
+	if err := onlyF32(w); err != nil {
+		return err
+	}
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
 	xd, dyd, ad, bd := x.buf.data, dy.buf.data, a.buf.data, b.buf.data
 	sc, _ := scratchPool.Get().(*scratch)
@@ -550,4 +549,13 @@ func mse(dy, y, t *Matrix, scale float32) (float64, error) {
 		sum += v
 	}
 	return sum, nil
+}
+
+// onlyF32 refuses a half-precision W in the products and the merge that do
+// not take one yet.
+func onlyF32(w *Matrix) error {
+	if w.dt != F32 {
+		return fmt.Errorf("W is %v: %w", w.dt, ErrDType)
+	}
+	return nil
 }

@@ -14,8 +14,15 @@
 // gradient of the layer's input), MSE a loss and its gradient, and AdamW or
 // SGD update A and B in place, with their state kept on the backend.
 //
-// All matrices are dense, row-major float32, in the layout of PyTorch's
-// nn.Linear and of PEFT adapter files. A Matrix lives where the backend
+// All matrices are dense and row-major, in the layout of PyTorch's
+// nn.Linear and of PEFT adapter files. Their elements are float32, or, for a
+// Matrix made by NewMatrixOf, IEEE binary16 (F16) or bfloat16 (BF16): a base
+// weight W and the activations x, y, dy, dx may be of any of the three
+// dtypes, each independently, while an adapter's A and B (and dA, dB) are
+// float32, as PEFT keeps them over a half-precision model. Every computation
+// reads half-precision elements widened exactly to float32, accumulates in
+// float32, and rounds each element it writes once, to nearest even, to its
+// matrix's dtype. A Matrix lives where the backend
 // computes: host memory for the CPU backend, GPU memory for the CUDA backend.
 // Read and Write are the only copies between the host and a Matrix.
 //
@@ -102,11 +109,12 @@ func Backend() string { return backendName }
 // calls, wrapping ErrDevice. On the CPU backend it returns nil.
 func Sync() error { return backendSync() }
 
-// Matrix is a dense, row-major float32 matrix stored where the backend
-// computes. The zero value is not a matrix: every function refuses it with
+// Matrix is a dense, row-major matrix of float32 (or, made by NewMatrixOf,
+// of F16 or BF16 elements) stored where the backend computes. The zero value is not a matrix: every function refuses it with
 // an error wrapping ErrNil. Create one with NewMatrix or NewMatrixFrom.
 type Matrix struct {
 	rows, cols int
+	dt         DType
 	freed      bool
 	buf        buffer // backend storage
 
@@ -123,6 +131,12 @@ func (m *Matrix) wrote() { m.boundKnown = false }
 // NewMatrix returns a zero-filled rows×cols matrix.
 func NewMatrix(rows, cols int) (*Matrix, error) { return newMatrix("NewMatrix", rows, cols, nil) }
 
+// newMatrix allocates a rows×cols F32 matrix for op, filled from data unless
+// data is nil.
+func newMatrix(op string, rows, cols int, data []float32) (*Matrix, error) {
+	return newMatrixOf(op, F32, rows, cols, data)
+}
+
 // NewMatrixFrom returns a rows×cols matrix holding a copy of data, which is
 // row-major and must have exactly rows·cols elements.
 func NewMatrixFrom(rows, cols int, data []float32) (*Matrix, error) {
@@ -132,9 +146,9 @@ func NewMatrixFrom(rows, cols int, data []float32) (*Matrix, error) {
 	return newMatrix("NewMatrixFrom", rows, cols, data)
 }
 
-// newMatrix allocates a rows×cols matrix for op, filled from data unless
-// data is nil.
-func newMatrix(op string, rows, cols int, data []float32) (*Matrix, error) {
+// newMatrixOf allocates a rows×cols matrix of dtype dt for op, filled from
+// data unless data is nil.
+func newMatrixOf(op string, dt DType, rows, cols int, data []float32) (*Matrix, error) {
 	if err := checkDims(op, rows, cols); err != nil {
 		return nil, err
 	}
@@ -142,13 +156,16 @@ func newMatrix(op string, rows, cols int, data []float32) (*Matrix, error) {
 		return nil, fmt.Errorf("lora: %s: len(data) is %d, want %d×%d = %d: %w",
 			op, len(data), rows, cols, rows*cols, ErrShape)
 	}
-	buf, err := newBuffer(rows * cols)
+	if err := checkRange(op, dt, data); err != nil {
+		return nil, err
+	}
+	buf, err := newBuffer(rows*cols, dt)
 	if err != nil {
 		return nil, fmt.Errorf("lora: %s: %d×%d: %w", op, rows, cols, err)
 	}
 	// A zero-filled matrix has max |element| = 0; one filled from data is
 	// bounded when a Merge first needs it.
-	m := &Matrix{rows: rows, cols: cols, buf: buf, boundKnown: data == nil}
+	m := &Matrix{rows: rows, cols: cols, dt: dt, buf: buf, boundKnown: data == nil}
 	track(m)
 	if data != nil {
 		if err := m.buf.write(data); err != nil {
@@ -178,7 +195,7 @@ func (m *Matrix) Dims() (rows, cols int) {
 }
 
 // Read copies the matrix, row-major, into dst, which must have exactly
-// rows·cols elements. On an asynchronous backend it first waits for all
+// rows·cols elements. F16 and BF16 elements are widened exactly. On an asynchronous backend it first waits for all
 // queued work, and reports a device fault as an error wrapping ErrDevice.
 func (m *Matrix) Read(dst []float32) error {
 	if err := m.usable("Read", "m"); err != nil {
@@ -214,7 +231,10 @@ func (m *Matrix) ReadAll() ([]float32, error) {
 	return dst, nil
 }
 
-// Write copies src, row-major with exactly rows·cols elements, into the matrix.
+// Write copies src, row-major with exactly rows·cols elements, into the
+// matrix. Into an F16 or BF16 matrix each value is rounded to nearest even;
+// a finite value beyond the dtype's range (1e5 into F16) is refused with
+// ErrNonFinite and nothing is written. NaN and ±Inf are stored as they are.
 func (m *Matrix) Write(src []float32) error {
 	if err := m.usable("Write", "m"); err != nil {
 		return err
@@ -222,6 +242,9 @@ func (m *Matrix) Write(src []float32) error {
 	if len(src) != m.rows*m.cols {
 		return fmt.Errorf("lora: Write: len(src) is %d, want %d×%d = %d: %w",
 			len(src), m.rows, m.cols, m.rows*m.cols, ErrShape)
+	}
+	if err := checkRange("Write", m.dt, src); err != nil {
+		return err
 	}
 	m.wrote()
 	if err := m.buf.write(src); err != nil {
@@ -371,6 +394,12 @@ func NewLayerFrom(w, a, b *Matrix, scale float32) (*Layer, error) {
 	if w == a || w == b || a == b {
 		return nil, fmt.Errorf("lora: %s: w, a and b must be three distinct matrices: %w", op, ErrAlias)
 	}
+	if err := wantF32(op, "a", a); err != nil {
+		return nil, err
+	}
+	if err := wantF32(op, "b", b); err != nil {
+		return nil, err
+	}
 	out, in := w.rows, w.cols
 	r := a.rows
 	if a.cols != in {
@@ -459,7 +488,9 @@ func (l *Layer) check(op string) error {
 
 // Forward computes y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ for x (n×in) into y (n×out), or
 // y = x·Wᵀ when the layer is merged. y must be distinct from x and from the
-// layer's matrices.
+// layer's matrices. x, y and W may each be F32, F16 or BF16: each element of
+// y is accumulated in float32 and rounded once to y's dtype (a value beyond
+// that dtype's range becomes ±Inf, as in PyTorch).
 func (l *Layer) Forward(y, x *Matrix) error {
 	const op = "Forward"
 	if l == nil {
@@ -478,9 +509,25 @@ func (l *Layer) Forward(y, x *Matrix) error {
 	}
 	y.wrote()
 	if l.merged {
-		return linear(y, x, l.w)
+		return linearIO(y, x, l.w)
 	}
-	return forward(y, x, l.w, l.a, l.b, l.scale)
+	if nativeIO(op, y, x) {
+		return forward(y, x, l.w, l.a, l.b, l.scale)
+	}
+	return staged([]*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
+		return forward(out[0], in[0], l.w, l.a, l.b, l.scale)
+	})
+}
+
+// linearIO computes y = x·Wᵀ, staging half-precision x and y unless the
+// backend takes them as they are.
+func linearIO(y, x, w *Matrix) error {
+	if nativeIO("Linear", y, x) {
+		return linear(y, x, w)
+	}
+	return staged([]*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
+		return linear(out[0], in[0], w)
+	})
 }
 
 // checkIO validates y = x·Wᵀ: x is n×in, y is n×out for w out×in, y distinct
@@ -516,7 +563,7 @@ func Linear(y, x, w *Matrix) error {
 		return err
 	}
 	y.wrote()
-	return linear(y, x, w)
+	return linearIO(y, x, w)
 }
 
 // Axpy computes y += alpha·x for matrices of equal shape, e.g. a residual
@@ -536,7 +583,9 @@ func Axpy(y *Matrix, alpha float32, x *Matrix) error {
 		return fmt.Errorf("lora: %s: y must be distinct from x: %w", op, ErrAlias)
 	}
 	y.wrote()
-	return axpy(y, alpha, x)
+	return staged([]*Matrix{x}, []*Matrix{y}, nil, func(in, io, _ []*Matrix) error {
+		return axpy(io[0], alpha, in[0])
+	})
 }
 
 // AddBias computes y[i,:] += bias[0,:] for every row i of y (n×m): the bias
@@ -557,7 +606,9 @@ func AddBias(y, bias *Matrix) error {
 		return fmt.Errorf("lora: %s: y must be distinct from bias: %w", op, ErrAlias)
 	}
 	y.wrote()
-	if err := addBias(y, bias); err != nil {
+	if err := staged([]*Matrix{bias}, []*Matrix{y}, nil, func(in, io, _ []*Matrix) error {
+		return addBias(io[0], in[0])
+	}); err != nil {
 		return fmt.Errorf("lora: %s: %w", op, err)
 	}
 	return nil
@@ -567,10 +618,18 @@ func AddBias(y, bias *Matrix) error {
 // Afterwards Forward computes x·Wᵀ alone. It refuses, leaving W untouched, a
 // merged layer (ErrMerged), and with ErrNonFinite an adapter holding NaN or
 // ±Inf (as PEFT's safe_merge does), a W holding NaN or ±Inf, and an update
-// that would overflow float32 in any element: Merge never creates a NaN or
+// that would overflow W's dtype in any element: Merge never creates a NaN or
 // ±Inf in W. The proof of finiteness costs no pass over W in the common
 // case (see mergeOp); Merge needs exclusive use of W (see the package
-// documentation). On the GPU, Merge waits for the queued work: it reads back
+// documentation).
+//
+// On an F16 or BF16 W each element becomes round(W + s·B·A): the stored value
+// widened to float32, s·B·A and the sum formed in float32, and the sum
+// rounded once, to nearest even, to W's dtype. Merge then Unmerge restores
+// each element to within one ulp (of W's dtype) of max(|W|, |s·B·A|), and
+// repeated cycles do not drift further than two.
+//
+// On the GPU, Merge waits for the queued work: it reads back
 // A and B, and W's largest magnitude when it is not known, before it
 // enqueues the update.
 func (l *Layer) Merge() error { return l.mergeOp("Merge", true) }
@@ -652,7 +711,9 @@ func (l *Layer) mergeOp(op string, merge bool) error {
 	absC := math.Abs(float64(c))
 	delta := absC * maxRowB * maxA
 	total := (w.bound + delta) * grow
-	if absC*maxRowB*grow < math.MaxFloat32 && total < math.MaxFloat32 {
+	// A float32 result at most maxFinite(w.dt) rounds to at most that in
+	// W's dtype, itself representable: the bound needs no further margin.
+	if absC*maxRowB*grow < math.MaxFloat32 && total < maxFinite(w.dt) {
 		if err := rankUpdate(w, l.a, l.b, c); err != nil {
 			w.wrote()
 			return fmt.Errorf("lora: %s: %w", op, err)
@@ -668,8 +729,8 @@ func (l *Layer) mergeOp(op string, merge bool) error {
 			if !merge {
 				sign = "−"
 			}
-			return fmt.Errorf("lora: %s: W %s s·B·A overflows float32 (max|W| ≤ %.4g, |s|·max_i Σₖ|B[i,k]|·max|A| = %.4g), W left unchanged: %w",
-				op, sign, w.bound, delta, ErrNonFinite)
+			return fmt.Errorf("lora: %s: W %s s·B·A overflows %s (max|W| ≤ %.4g, |s|·max_i Σₖ|B[i,k]|·max|A| = %.4g), W left unchanged: %w",
+				op, sign, w.dt.long(), w.bound, delta, ErrNonFinite)
 		}
 		w.wrote()
 		if err := rankUpdate(w, l.a, l.b, c); err != nil {

@@ -24,6 +24,9 @@ import (
 // the same. Pass a nil dx when no gradient of the input is needed (the first
 // layer of a model): it skips the only product as large as Forward's.
 //
+// dy, x and dx may each be F32, F16 or BF16 (dx rounded once to its dtype);
+// dA and dB must be F32 (ErrDType), like A and B.
+//
 // dA, dB and dx are overwritten, not accumulated into. They must be distinct
 // from each other, from dy and x, and from the layer's matrices. Backward may
 // run concurrently with Forward and other Backward calls on the same layer,
@@ -46,6 +49,12 @@ func (l *Layer) Backward(dx, dA, dB, dy, x *Matrix) error {
 		if err := m.m.usable(op, m.name); err != nil {
 			return err
 		}
+	}
+	if err := wantF32(op, "dA", dA); err != nil {
+		return err
+	}
+	if err := wantF32(op, "dB", dB); err != nil {
+		return err
 	}
 	out, in, r := l.w.rows, l.w.cols, l.a.rows
 	if x.cols != in {
@@ -75,7 +84,10 @@ func (l *Layer) Backward(dx, dA, dB, dy, x *Matrix) error {
 	for _, o := range outs {
 		o.m.wrote()
 	}
-	if err := backward(dx, dA, dB, dy, x, l.w, l.a, l.b, l.scale, l.merged); err != nil {
+	err := staged([]*Matrix{dy, x}, nil, []*Matrix{dx}, func(in, _, out []*Matrix) error {
+		return backward(out[0], dA, dB, in[0], in[1], l.w, l.a, l.b, l.scale, l.merged)
+	})
+	if err != nil {
 		return fmt.Errorf("lora: %s: %w", op, err)
 	}
 	return nil
@@ -138,7 +150,12 @@ func MSE(dy, y, target *Matrix) (float32, error) {
 		dy.wrote()
 	}
 	count := float64(y.rows) * float64(y.cols)
-	sum, err := mse(dy, y, target, float32(2/count))
+	var sum float64
+	err := staged([]*Matrix{y, target}, nil, []*Matrix{dy}, func(in, _, out []*Matrix) error {
+		var err error
+		sum, err = mse(out[0], in[0], in[1], float32(2/count))
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("lora: %s: %w", op, err)
 	}
@@ -188,6 +205,12 @@ func (st *optStates) step(op string, o optimizer, l *Layer, dA, dB *Matrix, mome
 		return err
 	}
 	if err := dB.usable(op, "dB"); err != nil {
+		return err
+	}
+	if err := wantF32(op, "dA", dA); err != nil {
+		return err
+	}
+	if err := wantF32(op, "dB", dB); err != nil {
 		return err
 	}
 	if dA.rows != l.a.rows || dA.cols != l.a.cols {

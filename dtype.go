@@ -1,0 +1,294 @@
+package lora
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// DType is the element type of a Matrix. Every Matrix computes in float32:
+// a 16-bit element is widened exactly to float32 where it is read, products
+// and sums accumulate in float32, and each element a computation writes is
+// rounded once, to nearest even, to its matrix's dtype.
+type DType int
+
+// The element types.
+const (
+	F32  DType = iota // float32
+	F16               // IEEE 754 binary16: 5 exponent bits, 10 fraction bits; largest finite 65504
+	BF16              // bfloat16: float32's 8 exponent bits, 7 fraction bits
+)
+
+// String returns "f32", "f16" or "bf16" ("DType(n)" for any other value).
+func (d DType) String() string {
+	switch d {
+	case F32:
+		return "f32"
+	case F16:
+		return "f16"
+	case BF16:
+		return "bf16"
+	}
+	return fmt.Sprintf("DType(%d)", int(d))
+}
+
+// Size returns the bytes of one element: 4, 2 or 2 (0 for an unknown DType).
+func (d DType) Size() int {
+	switch d {
+	case F32:
+		return 4
+	case F16, BF16:
+		return 2
+	}
+	return 0
+}
+
+// long returns the type's name in messages: float32, float16, bfloat16.
+func (d DType) long() string {
+	switch d {
+	case F16:
+		return "float16"
+	case BF16:
+		return "bfloat16"
+	}
+	return "float32"
+}
+
+// valid reports whether d is one of F32, F16 and BF16.
+func (d DType) valid() bool { return d == F32 || d == F16 || d == BF16 }
+
+// half reports whether d is a 16-bit type.
+func (d DType) half() bool { return d == F16 || d == BF16 }
+
+// ErrDType is wrapped when a DType is unknown, or is one an operation does
+// not take: ReadBits of an F32 matrix, an adapter A or B (or a gradient dA,
+// dB) that is not F32, a Bank over a half-precision matrix.
+var ErrDType = errors.New("unsupported dtype")
+
+// maxFinite returns the largest finite value of dt.
+func maxFinite(dt DType) float64 {
+	switch dt {
+	case F16:
+		return 65504
+	case BF16:
+		return 0x1.fep127
+	}
+	return math.MaxFloat32
+}
+
+// overflowAt returns the smallest float32 magnitude that rounds to ±Inf in
+// dt, to nearest even: the largest finite value plus half its ulp, a tie
+// that goes to the even neighbour, Inf, since the largest finite value's
+// last fraction bit is 1. For F32 every finite float32 is finite.
+func overflowAt(dt DType) float32 {
+	switch dt {
+	case F16:
+		return 65520
+	case BF16:
+		return 0x1.ffp127
+	}
+	return float32(math.Inf(1))
+}
+
+// NewMatrixOf returns a zero-filled rows×cols matrix of element type dt.
+// NewMatrixOf(F32, rows, cols) is NewMatrix(rows, cols).
+func NewMatrixOf(dt DType, rows, cols int) (*Matrix, error) {
+	const op = "NewMatrixOf"
+	if !dt.valid() {
+		return nil, fmt.Errorf("lora: %s: %v, want F32, F16 or BF16: %w", op, dt, ErrDType)
+	}
+	return newMatrixOf(op, dt, rows, cols, nil)
+}
+
+// DType returns the element type of the matrix: F32 for a nil or zero Matrix.
+func (m *Matrix) DType() DType {
+	if m == nil {
+		return F32
+	}
+	return m.dt
+}
+
+// ReadBits copies the stored 16-bit patterns of an F16 or BF16 matrix,
+// row-major, into dst, which must have exactly rows·cols elements. It
+// refuses an F32 matrix with ErrDType. Like Read, it waits for queued work.
+func (m *Matrix) ReadBits(dst []uint16) error {
+	const op = "ReadBits"
+	if err := m.bitsArg(op, len(dst), "dst"); err != nil {
+		return err
+	}
+	if err := m.buf.readBits(dst); err != nil {
+		return fmt.Errorf("lora: %s: %w", op, err)
+	}
+	return nil
+}
+
+// WriteBits stores src, row-major with exactly rows·cols elements, as the
+// 16-bit patterns of an F16 or BF16 matrix, as they are: any pattern,
+// NaN and ±Inf included. It refuses an F32 matrix with ErrDType.
+func (m *Matrix) WriteBits(src []uint16) error {
+	const op = "WriteBits"
+	if err := m.bitsArg(op, len(src), "src"); err != nil {
+		return err
+	}
+	m.wrote()
+	if err := m.buf.writeBits(src); err != nil {
+		return fmt.Errorf("lora: %s: %w", op, err)
+	}
+	return nil
+}
+
+// bitsArg checks the arguments of ReadBits and WriteBits.
+func (m *Matrix) bitsArg(op string, n int, name string) error {
+	if err := m.usable(op, "m"); err != nil {
+		return err
+	}
+	if !m.dt.half() {
+		return fmt.Errorf("lora: %s: m is %v, want F16 or BF16: %w", op, m.dt, ErrDType)
+	}
+	if n != m.rows*m.cols {
+		return fmt.Errorf("lora: %s: len(%s) is %d, want %d×%d = %d: %w",
+			op, name, n, m.rows, m.cols, m.rows*m.cols, ErrShape)
+	}
+	return nil
+}
+
+// checkRange refuses, for Write into a matrix of dtype dt, a finite value
+// that would round to ±Inf, naming the first one.
+func checkRange(op string, dt DType, src []float32) error {
+	if !dt.half() {
+		return nil
+	}
+	lim := overflowAt(dt)
+	for i, v := range src {
+		if a := float32(math.Abs(float64(v))); a >= lim && a <= math.MaxFloat32 {
+			return fmt.Errorf("lora: %s: src[%d] = %g is beyond %v's largest finite value %g, nothing written: %w",
+				op, i, v, dt, maxFinite(dt), ErrNonFinite)
+		}
+	}
+	return nil
+}
+
+// wantF32 refuses a matrix that must be float32 (an adapter, a gradient of
+// one), naming it.
+func wantF32(op, name string, m *Matrix) error {
+	if m != nil && m.dt != F32 {
+		return fmt.Errorf("lora: %s: %s is %v, want F32: %w", op, name, m.dt, ErrDType)
+	}
+	return nil
+}
+
+// stage runs a backend function on float32 stand-ins of the half-precision
+// operands of one call: each F16 or BF16 input is widened into a float32
+// temporary (exactly), each half output gets a float32 temporary, and only
+// when the function succeeds are the temporaries rounded into the caller's
+// outputs, once, to nearest even. An F32 operand (and a nil one) is passed
+// as it is.
+type stage struct {
+	temps []*Matrix
+	outs  [][2]*Matrix // the caller's output, its float32 temporary
+}
+
+// in returns m, or a float32 copy of a half-precision m.
+func (st *stage) in(m *Matrix) (*Matrix, error) {
+	if m == nil || m.dt == F32 {
+		return m, nil
+	}
+	t, err := st.temp(m)
+	if err != nil {
+		return nil, err
+	}
+	if err := convert(t, m); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// out returns m, or a float32 temporary that finish rounds into m.
+func (st *stage) out(m *Matrix) (*Matrix, error) {
+	if m == nil || m.dt == F32 {
+		return m, nil
+	}
+	t, err := st.temp(m)
+	if err != nil {
+		return nil, err
+	}
+	st.outs = append(st.outs, [2]*Matrix{m, t})
+	return t, nil
+}
+
+// inout returns m, or a float32 copy of m that finish rounds back into m.
+func (st *stage) inout(m *Matrix) (*Matrix, error) {
+	t, err := st.in(m)
+	if err != nil || t == m {
+		return t, err
+	}
+	st.outs = append(st.outs, [2]*Matrix{m, t})
+	return t, nil
+}
+
+func (st *stage) temp(m *Matrix) (*Matrix, error) {
+	t, err := newMatrixOf("a float32 copy of an operand", F32, m.rows, m.cols, nil)
+	if err != nil {
+		return nil, err
+	}
+	st.temps = append(st.temps, t)
+	return t, nil
+}
+
+// finish rounds the temporaries into the caller's outputs.
+func (st *stage) finish() error {
+	for _, o := range st.outs {
+		if err := convert(o[0], o[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// free releases the temporaries.
+func (st *stage) free() {
+	for _, t := range st.temps {
+		t.Free()
+	}
+	st.temps, st.outs = nil, nil
+}
+
+// staged calls f with float32 stand-ins of ins and outs (see stage) and,
+// when f succeeds, rounds the stand-ins of half outputs into them. inouts
+// are read and written. Without half operands it calls f on them directly.
+func staged(ins, inouts, outs []*Matrix, f func(ins, inouts, outs []*Matrix) error) error {
+	half := false
+	for _, l := range [][]*Matrix{ins, inouts, outs} {
+		for _, m := range l {
+			half = half || (m != nil && m.dt != F32)
+		}
+	}
+	if !half {
+		return f(ins, inouts, outs)
+	}
+	var st stage
+	defer st.free()
+	si := make([]*Matrix, len(ins))
+	sio := make([]*Matrix, len(inouts))
+	so := make([]*Matrix, len(outs))
+	var err error
+	for i, m := range ins {
+		if si[i], err = st.in(m); err != nil {
+			return err
+		}
+	}
+	for i, m := range inouts {
+		if sio[i], err = st.inout(m); err != nil {
+			return err
+		}
+	}
+	for i, m := range outs {
+		if so[i], err = st.out(m); err != nil {
+			return err
+		}
+	}
+	if err := f(si, sio, so); err != nil {
+		return err
+	}
+	return st.finish()
+}

@@ -1,0 +1,88 @@
+//go:build !cuda && !cudaemu
+
+package lora
+
+import (
+	"fmt"
+
+	"github.com/golora/lora/internal/half"
+	"github.com/golora/lora/internal/sysmem"
+)
+
+// buffer is a Matrix's storage: host memory, data for an F32 matrix, bits
+// (the stored 16-bit patterns) for an F16 or BF16 one.
+type buffer struct {
+	data []float32
+	bits []uint16
+	dt   DType
+}
+
+// newBuffer allocates n elements of dt, or refuses with ErrMemory when they
+// cannot fit in the machine's physical memory: the runtime would otherwise
+// end the process with "out of memory".
+func newBuffer(n int, dt DType) (buffer, error) {
+	if err := sysmem.Check("its storage", int64(dt.Size())*int64(n)); err != nil {
+		return buffer{}, fmt.Errorf("%w: %w", err, ErrMemory)
+	}
+	if dt.half() {
+		return buffer{bits: make([]uint16, n), dt: dt}, nil
+	}
+	return buffer{data: make([]float32, n), dt: dt}, nil
+}
+
+func (b *buffer) read(dst []float32) error {
+	switch b.dt {
+	case F16:
+		half.F16ToF32(dst, b.bits)
+	case BF16:
+		half.BF16ToF32(dst, b.bits)
+	default:
+		copy(dst, b.data)
+	}
+	return nil
+}
+
+func (b *buffer) write(src []float32) error {
+	switch b.dt {
+	case F16:
+		half.F32ToF16(b.bits, src)
+	case BF16:
+		half.F32ToBF16(b.bits, src)
+	default:
+		copy(b.data, src)
+	}
+	return nil
+}
+
+func (b *buffer) readBits(dst []uint16) error  { copy(dst, b.bits); return nil }
+func (b *buffer) writeBits(src []uint16) error { copy(b.bits, src); return nil }
+func (b *buffer) free()                        { b.data, b.bits = nil, nil }
+
+// convert sets dst ← src, rounded to dst's dtype to nearest even; both have
+// the same shape. A finite value beyond dst's range becomes ±Inf.
+func convert(dst, src *Matrix) error {
+	switch {
+	case src.dt == F32:
+		return dst.buf.write(src.buf.data)
+	case dst.dt == F32:
+		return src.buf.read(dst.buf.data)
+	case src.dt == dst.dt:
+		copy(dst.buf.bits, src.buf.bits)
+		return nil
+	}
+	// F16 ↔ BF16 through float32, in blocks that stay in cache.
+	var tmp [1024]float32
+	for lo := 0; lo < len(src.buf.bits); lo += len(tmp) {
+		hi := min(lo+len(tmp), len(src.buf.bits))
+		t := tmp[:hi-lo]
+		sb := buffer{bits: src.buf.bits[lo:hi], dt: src.dt}
+		db := buffer{bits: dst.buf.bits[lo:hi], dt: dst.dt}
+		_ = sb.read(t)
+		_ = db.write(t)
+	}
+	return nil
+}
+
+// nativeIO reports whether forward and linear take this y and x in their own
+// dtypes: on the CPU they take float32 x and y, and Forward stages others.
+func nativeIO(op string, y, x *Matrix) bool { return x.dt == F32 && y.dt == F32 }
