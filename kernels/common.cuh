@@ -14,6 +14,11 @@
 #define LORA_DYNAMIC_SHARED(type, name) extern __shared__ __align__(16) type name[]
 #endif
 
+#if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#endif
+
 #include "tiles.h"
 
 #define LORA_FULL_MASK 0xffffffffu
@@ -60,6 +65,163 @@ __device__ __forceinline__ float lora_dot4(float4 a, float4 b, float acc) {
   acc = fmaf(a.z, b.z, acc);
   acc = fmaf(a.w, b.w, acc);
   return acc;
+}
+
+// ---- Element types -----------------------------------------------------------
+//
+// A matrix holds float32, IEEE 754 binary16 or bfloat16 elements: LORA_F32,
+// LORA_F16 and LORA_BF16, the values of package lora's DType. A 16-bit
+// element is kept as its bit pattern (unsigned short); kernels widen it
+// exactly to float where they read it, compute in float, and round a result
+// once, to nearest even, where they store it (a finite value beyond the
+// type's range becomes ±Inf). Templates take the element type as an int DT
+// so that the inner loops never test it at run time.
+#define LORA_F32 0
+#define LORA_F16 1
+#define LORA_BF16 2
+
+template <int DT>
+struct lora_elem {
+  typedef unsigned short type;  // F16, BF16: the bit pattern
+};
+template <>
+struct lora_elem<LORA_F32> {
+  typedef float type;
+};
+
+// The 16-bit patterns, widened exactly and rounded to nearest even, through
+// the conversions of cuda_fp16.h and cuda_bf16.h (emulated by emu.h).
+__device__ __forceinline__ float lora_f16_to_float(unsigned short h) {
+  return __half2float(__ushort_as_half(h));
+}
+__device__ __forceinline__ float lora_bf16_to_float(unsigned short h) {
+  return __bfloat162float(__ushort_as_bfloat16(h));
+}
+__device__ __forceinline__ unsigned short lora_float_to_f16(float v) {
+  return __half_as_ushort(__float2half_rn(v));
+}
+__device__ __forceinline__ unsigned short lora_float_to_bf16(float v) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+
+// lora_widen<DT>(e) is the float value of element e.
+template <int DT>
+__device__ __forceinline__ float lora_widen(typename lora_elem<DT>::type e);
+template <>
+__device__ __forceinline__ float lora_widen<LORA_F32>(float e) {
+  return e;
+}
+template <>
+__device__ __forceinline__ float lora_widen<LORA_F16>(unsigned short e) {
+  return lora_f16_to_float(e);
+}
+template <>
+__device__ __forceinline__ float lora_widen<LORA_BF16>(unsigned short e) {
+  return lora_bf16_to_float(e);
+}
+
+// lora_round<DT>(v) is v rounded to the element type, to nearest even.
+template <int DT>
+__device__ __forceinline__ typename lora_elem<DT>::type lora_round(float v);
+template <>
+__device__ __forceinline__ float lora_round<LORA_F32>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ unsigned short lora_round<LORA_F16>(float v) {
+  return lora_float_to_f16(v);
+}
+template <>
+__device__ __forceinline__ unsigned short lora_round<LORA_BF16>(float v) {
+  return lora_float_to_bf16(v);
+}
+
+// The two 16-bit elements of a 32-bit word, the lower-addressed one in its
+// low half (little-endian), widened.
+template <int DT>
+__device__ __forceinline__ float lora_lo(unsigned w) {
+  return lora_widen<DT>(static_cast<unsigned short>(w & 0xffffu));
+}
+template <int DT>
+__device__ __forceinline__ float lora_hi(unsigned w) {
+  return lora_widen<DT>(static_cast<unsigned short>(w >> 16));
+}
+
+// Two floats rounded into one word of two 16-bit elements, lo first.
+template <int DT>
+__device__ __forceinline__ unsigned lora_pack2(float lo, float hi) {
+  return static_cast<unsigned>(lora_round<DT>(lo)) | static_cast<unsigned>(lora_round<DT>(hi)) << 16;
+}
+
+// Eight 16-bit elements, one 16-byte vector, widened to v[0..7].
+template <int DT>
+__device__ __forceinline__ void lora_unpack8(uint4 q, float (&v)[8]) {
+  v[0] = lora_lo<DT>(q.x);
+  v[1] = lora_hi<DT>(q.x);
+  v[2] = lora_lo<DT>(q.y);
+  v[3] = lora_hi<DT>(q.y);
+  v[4] = lora_lo<DT>(q.z);
+  v[5] = lora_hi<DT>(q.z);
+  v[6] = lora_lo<DT>(q.w);
+  v[7] = lora_hi<DT>(q.w);
+}
+
+// Eight floats rounded into one 16-byte vector of 16-bit elements.
+template <int DT>
+__device__ __forceinline__ uint4 lora_pack8(const float (&v)[8]) {
+  return make_uint4(lora_pack2<DT>(v[0], v[1]), lora_pack2<DT>(v[2], v[3]),
+                    lora_pack2<DT>(v[4], v[5]), lora_pack2<DT>(v[6], v[7]));
+}
+
+// v = p[0 .. 7] widened, through the read-only cache: one 16-byte load of a
+// 16-bit type, two float4 of float32. p must be 16-byte aligned.
+template <int DT>
+__device__ __forceinline__ void lora_load8(const typename lora_elem<DT>::type* p, float (&v)[8]) {
+  if constexpr (DT == LORA_F32) {
+    const float4 a = __ldg(reinterpret_cast<const float4*>(p));
+    const float4 b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+    v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  } else {
+    lora_unpack8<DT>(__ldg(reinterpret_cast<const uint4*>(p)), v);
+  }
+}
+
+// As lora_load8, streaming (evict-first): for data read exactly once.
+template <int DT>
+__device__ __forceinline__ void lora_load8_cs(const typename lora_elem<DT>::type* p, float (&v)[8]) {
+  if constexpr (DT == LORA_F32) {
+    const float4 a = __ldcs(reinterpret_cast<const float4*>(p));
+    const float4 b = __ldcs(reinterpret_cast<const float4*>(p) + 1);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+    v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  } else {
+    lora_unpack8<DT>(__ldcs(reinterpret_cast<const uint4*>(p)), v);
+  }
+}
+
+// p[0 .. 7] = v rounded: one 16-byte store of a 16-bit type, two float4 of
+// float32. p must be 16-byte aligned.
+template <int DT>
+__device__ __forceinline__ void lora_store8(typename lora_elem<DT>::type* p, const float (&v)[8]) {
+  if constexpr (DT == LORA_F32) {
+    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+  } else {
+    *reinterpret_cast<uint4*>(p) = lora_pack8<DT>(v);
+  }
+}
+
+// p[i] widened, through the read-only cache.
+template <int DT>
+__device__ __forceinline__ float lora_load1(const typename lora_elem<DT>::type* p, long long i) {
+  return lora_widen<DT>(__ldg(p + i));
+}
+
+// p[i] = v rounded.
+template <int DT>
+__device__ __forceinline__ void lora_store1(typename lora_elem<DT>::type* p, long long i, float v) {
+  p[i] = lora_round<DT>(v);
 }
 
 #endif  // LORA_COMMON_CUH
