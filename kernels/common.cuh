@@ -95,13 +95,15 @@ __device__ __forceinline__ float lora_f16_to_float(unsigned short h) {
   return __half2float(__ushort_as_half(h));
 }
 __device__ __forceinline__ float lora_bf16_to_float(unsigned short h) {
-  return __bfloat162float(__ushort_as_bfloat16(h));
+  __nv_bfloat16_raw r;
+  r.x = h;
+  return __bfloat162float(__nv_bfloat16(r));
 }
 __device__ __forceinline__ unsigned short lora_float_to_f16(float v) {
   return __half_as_ushort(__float2half_rn(v));
 }
 __device__ __forceinline__ unsigned short lora_float_to_bf16(float v) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  return static_cast<__nv_bfloat16_raw>(__float2bfloat16_rn(v)).x;
 }
 
 // lora_widen<DT>(e) is the float value of element e.
