@@ -69,19 +69,38 @@ func TestMergeKeepsBaseNonFinite(t *testing.T) {
 }
 
 // TestMergeMemoryEstimate checks the memory a merge asks sysmem.Check for:
-// bounded by the block size for a weight of any number of rows, and more
-// than the machine has for a weight whose rank's rows alone cannot fit
-// (8×2³¹ at rank 8), which is then an error, not a crash.
+// bounded by the block size for a weight of any number of rows, at most
+// half as much for an F16 or BF16 weight kept in its dtype (merged through
+// a W of that dtype, with no float32 copy) as for the same weight merged in
+// float32 (converted with -dtype, or an F32 weight), and more than the
+// machine has for a weight whose rank's rows alone cannot fit (8×2³¹ at
+// rank 8), which is then an error, not a crash.
 func TestMergeMemoryEstimate(t *testing.T) {
 	for _, rows := range []int{16384, 131072, 1 << 24} {
-		if got := mergeMemory(rows, 16384, 16); got > 64<<20 {
-			t.Errorf("%d×16384: %d MiB, want at most 64", rows, got>>20)
+		f32 := mergeMemory(rows, 16384, 16, peft.F32, peft.F32)
+		if f32 > 64<<20 {
+			t.Errorf("%d×16384: %d MiB, want at most 64", rows, f32>>20)
+		}
+		for _, d := range []peft.DType{peft.F16, peft.BF16} {
+			if kept := mergeMemory(rows, 16384, 16, d, d); 2*kept > f32 {
+				t.Errorf("%d×16384 %s kept: %.1f MiB, want at most half of float32's %.1f MiB", rows, d, float64(kept)/(1<<20), float64(f32)/(1<<20))
+			}
+			for _, out := range []peft.DType{peft.F32, peft.F16, peft.BF16} {
+				if out != d {
+					if got := mergeMemory(rows, 16384, 16, d, out); got != f32 {
+						t.Errorf("%d×16384 %s to %s: %d bytes, want float32's %d", rows, d, out, got, f32)
+					}
+				}
+			}
 		}
 	}
-	if got := mergeMemory(8, 1<<31, 8); got < 8<<31*4 {
+	if got := mergeMemory(8, 1<<31, 8, peft.F32, peft.F32); got < 8<<31*4 {
 		t.Errorf("8×2³¹: %d bytes, want at least the block's %d", got, int64(8)<<31*4)
 	}
-	if err := sysmem.Check("merging", mergeMemory(8, 1<<31, 8)); err == nil && sysmem.Physical() > 0 && sysmem.Physical() < 256<<30 {
-		t.Errorf("sysmem.Check accepts a merge needing %d GiB on a machine of %d GiB", mergeMemory(8, 1<<31, 8)>>30, sysmem.Physical()>>30)
+	if got := mergeMemory(8, 1<<31, 8, peft.BF16, peft.BF16); got < 8<<31*2 {
+		t.Errorf("8×2³¹ BF16: %d bytes, want at least the block's %d", got, int64(8)<<31*2)
+	}
+	if err := sysmem.Check("merging", mergeMemory(8, 1<<31, 8, peft.F32, peft.F32)); err == nil && sysmem.Physical() > 0 && sysmem.Physical() < 256<<30 {
+		t.Errorf("sysmem.Check accepts a merge needing %d GiB on a machine of %d GiB", mergeMemory(8, 1<<31, 8, peft.F32, peft.F32)>>30, sysmem.Physical()>>30)
 	}
 }

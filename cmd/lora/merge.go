@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/golora/lora"
 	"github.com/golora/lora/internal/sysmem"
@@ -41,10 +44,12 @@ merge folds the PEFT LoRA adapter in -adapter into the safetensors model
 writes a model of the same layout, file names and shard split to -out:
 
   - every adapted weight W becomes W + scale·s·ΔW, computed in float32 and
-    rounded once to the output dtype. ΔW is added transposed to a weight
-    stored [in, out]: when the adapter says fan_in_fan_out and, as PEFT does,
-    always for the Conv1D layers (c_attn, c_proj, c_fc, q_attn) of a model
-    whose config.json (beside the model's files) says model_type
+    rounded once to the output dtype (an f16 or bf16 weight kept in its
+    dtype merges through a W of that dtype, with the same result). ΔW is
+    added transposed to a weight stored [in, out]: when the adapter says
+    fan_in_fan_out and, as PEFT does, always for the Conv1D layers (c_attn,
+    c_proj, c_fc, q_attn) of a model whose config.json (beside the model's
+    files) says model_type
     ` + conv1DFamilyList() + `; the summary says so.
   - only the modules the adapter's configuration selects (target_modules,
     exclude_modules, layers_to_transform) are merged; other LoRA pairs in the
@@ -77,7 +82,10 @@ Memory: tensors are read, merged, converted and written in blocks of at most
 ` + fmt.Sprint(mergeBlockElems>>20) + ` Mi elements, so a tensor larger than the memory merges: the merge needs
 at most about ` + fmt.Sprint(peakMiB) + ` MiB plus twice the adapter's weights as float32
 (and, in the cuda build, the CUDA driver's own), whatever the size of the
-model and of its largest tensor.
+model and of its largest tensor. An f16 or bf16 weight kept in its dtype
+merges in its dtype, with no float32 copy (each element still computed in
+float32 and rounded once): a model whose merged weights are all f16 or bf16
+needs at most about ` + fmt.Sprint(peakHalfMiB) + ` MiB plus the adapter.
 
 Flags:
 `
@@ -355,7 +363,7 @@ func planMerge(m *model, ad *peft.Adapter, o mergeOptions, outDType peft.DType, 
 			return nil, st, fmt.Errorf("module %s: scale %v × %v overflows float32", mod.Name, mod.Scale, o.scale)
 		}
 		scaled.Scale = float32(s)
-		if err := sysmem.Check(fmt.Sprintf("merging %q (%d×%d, rank %d)", base, rows, cols, mod.Rank), mergeMemory(rows, cols, mod.Rank)); err != nil {
+		if err := sysmem.Check(fmt.Sprintf("merging %q (%d×%d, rank %d)", base, rows, cols, mod.Rank), mergeMemory(rows, cols, mod.Rank, ref.info.DType, cmp.Or(outDType, ref.info.DType))); err != nil {
 			return nil, st, err
 		}
 		modules[base] = &scaled
@@ -581,12 +589,13 @@ func rewriteIndex(ix *index, plans []*shardPlan) ([]byte, error) {
 // them, so that reading and arithmetic overlap writing with at most two
 // blocks in flight, and memory does not grow with the size of a tensor.
 type writer struct {
-	free   chan *buffer // buffers not in flight
-	raw    []byte       // the producer's scratch: bytes read
-	vals   []float32    // the producer's scratch: values
-	exempt []int        // the producer's scratch: non-finite elements of the base
-	saved  []float32    // the producer's scratch: their values
-	blocks blockCache   // the producer's matrices for merges, for reuse
+	free    chan *buffer // buffers not in flight
+	raw     []byte       // the producer's scratch: bytes read
+	vals    []float32    // the producer's scratch: values
+	exempt  []int        // the producer's scratch: non-finite elements of the base
+	saved   []float32    // the producer's scratch: their values
+	saved16 []uint16     // the producer's scratch: their 16-bit patterns
+	blocks  blockCache   // the producer's matrices for merges, for reuse
 }
 
 // buffer is memory for one chunk of output, kept as []float32 so that its
@@ -599,6 +608,16 @@ func (b *buffer) floats(n int) []float32 {
 		b.f = make([]float32, n)
 	}
 	return b.f[:n]
+}
+
+// halves returns the first n 16-bit elements of b, growing it as needed:
+// the memory of b.bytes(2n).
+func (b *buffer) halves(n int) []uint16 {
+	f := b.floats((n + 1) / 2)
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(f))), n)
 }
 
 // bytes returns the first n bytes of b, growing it as needed.
@@ -642,13 +661,26 @@ var (
 // matrices, and the Go runtime's own.
 const peakMiB = 160
 
-// mergeMemory returns the bytes a merge of a rows×cols weight of rank r
-// needs beyond the adapter: a block's values as float32 and as bytes of
-// the input (up to F64), two output buffers, and the block matrices.
-func mergeMemory(rows, cols, r int) int64 {
+// peakHalfMiB is peakMiB for a model whose merged weights are F16 or BF16
+// kept in their dtype: they merge through a W of their dtype, with no
+// float32 copy, and the blocks take a quarter of the memory.
+const peakHalfMiB = 96
+
+// mergeMemory returns the bytes a merge of a rows×cols weight of rank r,
+// of dtype in written as out, needs beyond the adapter: the block matrices
+// (A' and a block of B' as float32, and a block of W) and two output
+// buffers; and for a weight merged in float32, a block's values as float32
+// and as bytes of the input (up to F64). An F16 or BF16 weight kept in its
+// dtype merges through a W of that dtype, read into and written from the
+// output buffers: 6 bytes an element of a block instead of 24.
+func mergeMemory(rows, cols, r int, in, out peft.DType) int64 {
 	h := blockRows(rows, cols, r)
 	blk := int64(h) * int64(cols)
-	return blk*(4+8+2*4+4) + int64(r)*(int64(cols)+int64(h))*4
+	ab := int64(r) * (int64(cols) + int64(h)) * 4
+	if halfMerge(in, out) {
+		return blk*(2+2*2) + ab
+	}
+	return blk*(4+8+2*4+4) + ab
 }
 
 // blockRows returns the rows of the blocks in which a rows×cols weight of
@@ -905,20 +937,85 @@ func (w *writer) replace(j *job, send func(chunk) error, get func() (*buffer, er
 }
 
 // merge reads W in blocks of rows, adds the module's update to each with
-// package lora, in float32, rounds the result once to the output dtype and
-// makes it a chunk. The rows of ΔW are independent: rows i0:i1 of W get
-// s·B[i0:i1]·A, and rows j0:j1 of a weight stored [in, out] get
-// s·(Aᵀ)[j0:j1]·Bᵀ.
+// package lora, and makes each block a chunk. The rows of ΔW are
+// independent: rows i0:i1 of W get s·B[i0:i1]·A, and rows j0:j1 of a weight
+// stored [in, out] get s·(Aᵀ)[j0:j1]·Bᵀ.
+//
+// An F16 or BF16 weight written in its own dtype merges through a
+// lora.Matrix of that dtype: its 16-bit patterns go in as they are read and
+// come out as they are written, and Merge forms each element in float32 and
+// rounds it once to the dtype, so the result is the float32 path's, bit for
+// bit, with half of its memory. Every other weight is widened to float32,
+// merged, and rounded once to the output dtype.
 func (w *writer) merge(sec *io.SectionReader, j *job, send func(chunk) error, get func() (*buffer, error)) error {
-	mod := j.module
 	rows, cols := j.in.Shape[0], j.in.Shape[1]
-	r := mod.Rank
-	h := blockRows(rows, cols, r)
-	bm, err := w.blocks.get(h, cols, r)
+	h := blockRows(rows, cols, j.module.Rank)
+	dt := lora.F32
+	if halfMerge(j.in.DType, j.out.DType) {
+		dt = loraDType(j.in.DType)
+	}
+	bm, err := w.blockMats(dt, h, cols, j.module)
 	if err != nil {
 		return err
 	}
-	// A' (r×cols): A, or Bᵀ for a weight stored [in, out].
+	for i0 := 0; i0 < rows; i0 += h {
+		n := min(h, rows-i0)
+		if dt != lora.F32 {
+			err := w.mergeHalfBlock(sec, j, bm, i0, n, send, get)
+			if err == nil {
+				halfBlocks.Add(1)
+				continue
+			}
+			if !errors.Is(err, lora.ErrDType) {
+				return err
+			}
+			// A backend whose Merge does not take this dtype: the rest
+			// of the weight in float32, which gives the same bits.
+			dt = lora.F32
+			if bm, err = w.blockMats(dt, h, cols, j.module); err != nil {
+				return err
+			}
+		}
+		if err := w.mergeBlock(sec, j, bm, i0, n, send, get); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// halfBlocks counts the blocks merged through an F16 or BF16 W: the tests
+// look at it.
+var halfBlocks atomic.Int64
+
+// halfMerge reports whether a weight of dtype in, written as out, merges
+// through a lora.Matrix of its own dtype: F16 or BF16 kept as it is.
+// Converted to another dtype, it merges in float32 and is rounded once to
+// that dtype, as a half W would round twice.
+func halfMerge(in, out peft.DType) bool {
+	return in == out && (in == peft.F16 || in == peft.BF16)
+}
+
+// loraDType returns the lora.DType of the safetensors dtype d: F16, BF16,
+// and F32 for every other.
+func loraDType(d peft.DType) lora.DType {
+	switch d {
+	case peft.F16:
+		return lora.F16
+	case peft.BF16:
+		return lora.BF16
+	}
+	return lora.F32
+}
+
+// blockMats returns the block matrices of a merge of mod's weight in
+// blocks of h rows of cols, W of dtype dt, with A' (r×cols) written: A, or
+// Bᵀ for a weight stored [in, out].
+func (w *writer) blockMats(dt lora.DType, h, cols int, mod *peft.Module) (*blockMats, error) {
+	r := mod.Rank
+	bm, err := w.blocks.get(dt, h, cols, r)
+	if err != nil {
+		return nil, err
+	}
 	if mod.Transposed() {
 		at := grow(bm.host, r*cols)
 		for o := range cols {
@@ -932,99 +1029,212 @@ func (w *writer) merge(sec *io.SectionReader, j *job, send func(chunk) error, ge
 		err = bm.a.Write(mod.A)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return bm, nil
+}
+
+// writeBBlock writes B's rows i0:i0+n, or Aᵀ's, into bm.b, and zero rows
+// after them up to h.
+func writeBBlock(bm *blockMats, mod *peft.Module, i0, n int) error {
+	r := mod.Rank
+	bBlock := grow(bm.bHost, bm.h*r)
+	bm.bHost = bBlock
+	clear(bBlock[n*r:])
+	if mod.Transposed() {
+		for i := range n {
+			for k := range r {
+				bBlock[i*r+k] = mod.A[k*mod.In+i0+i]
+			}
+		}
+	} else {
+		copy(bBlock, mod.B[i0*r:(i0+n)*r])
+	}
+	return bm.b.Write(bBlock)
+}
+
+// mergeBlock merges rows i0:i0+n of W in float32 and rounds them once to
+// the output dtype.
+func (w *writer) mergeBlock(sec *io.SectionReader, j *job, bm *blockMats, i0, n int, send func(chunk) error, get func() (*buffer, error)) error {
+	mod := j.module
+	h, cols := bm.h, bm.cols
 	inD, outD := j.in.DType, j.out.DType
 	native := peft.NativeF32()
-	bBlock := grow(bm.bHost, h*r)
-	bm.bHost = bBlock
-	for i0 := 0; i0 < rows; i0 += h {
-		n := min(h, rows-i0)
-		// W's rows i0:i0+n, zero rows after them up to h.
-		vals := grow(w.vals, h*cols)
-		w.vals = vals
-		var raw []byte
-		if inD == peft.F32 && native {
-			raw = peft.Float32Bytes(vals[:n*cols])
-		} else {
-			w.raw = grow(w.raw, n*cols*inD.Size())
-			raw = w.raw
-		}
-		if _, err := sec.ReadAt(raw, int64(i0)*int64(cols)*int64(inD.Size())); err != nil {
-			return err
-		}
-		w.exempt = nonFiniteIndices(w.exempt[:0], raw, inD)
-		if !(inD == peft.F32 && native) {
-			if err := peft.DecodeFloats(vals[:n*cols], raw, inD); err != nil {
-				return err
-			}
-		}
-		clear(vals[n*cols:])
-		// Elements the base already holds as NaN or ±Inf (such as a mask of
-		// -Inf) stay as they are, as W + ΔW keeps them in PyTorch: they are
-		// merged as 0 and put back.
-		w.saved = w.saved[:0]
-		for _, i := range w.exempt {
-			w.saved = append(w.saved, vals[i])
-			vals[i] = 0
-		}
-		// B's rows i0:i0+n, or Aᵀ's, and zero rows after them.
-		clear(bBlock[n*r:])
-		if mod.Transposed() {
-			for i := range n {
-				for k := range r {
-					bBlock[i*r+k] = mod.A[k*mod.In+i0+i]
-				}
-			}
-		} else {
-			copy(bBlock, mod.B[i0*r:(i0+n)*r])
-		}
-		if err := bm.b.Write(bBlock); err != nil {
-			return err
-		}
-		if err := bm.w.Write(vals); err != nil {
-			return err
-		}
-		layer, err := lora.NewLayerFrom(bm.w, bm.a, bm.b, mod.Scale)
-		if err != nil {
-			return err
-		}
-		if err := layer.Merge(); err != nil {
-			return err
-		}
-		b, err := get()
-		if err != nil {
-			return err
-		}
-		var enc []byte
-		if outD == peft.F32 && native {
-			// Read the merged block straight into the output buffer.
-			v := b.floats(h * cols)
-			if err := bm.w.Read(v); err != nil {
-				w.free <- b
-				return err
-			}
-			vals = v
-			restore(vals, w.exempt, w.saved)
-			enc = peft.Float32Bytes(v[:n*cols])
-		} else {
-			if err := bm.w.Read(vals); err != nil {
-				w.free <- b
-				return err
-			}
-			restore(vals, w.exempt, w.saved)
-			enc = b.bytes(n * cols * outD.Size())
-			peft.EncodeFloats(enc, vals[:n*cols], outD) // lengths agree
-		}
-		if i := newNonFinite(enc, outD, w.exempt); i >= 0 {
-			w.free <- b
-			return nonFiniteError(j, int64(i0)*int64(cols)+int64(i), vals[i], "the merge")
-		}
-		if err := send(chunk{buf: b, data: enc, last: i0+n == rows}); err != nil {
+	// W's rows i0:i0+n, zero rows after them up to h.
+	vals := grow(w.vals, h*cols)
+	w.vals = vals
+	var raw []byte
+	if inD == peft.F32 && native {
+		raw = peft.Float32Bytes(vals[:n*cols])
+	} else {
+		w.raw = grow(w.raw, n*cols*inD.Size())
+		raw = w.raw
+	}
+	if _, err := sec.ReadAt(raw, int64(i0)*int64(cols)*int64(inD.Size())); err != nil {
+		return err
+	}
+	w.exempt = nonFiniteIndices(w.exempt[:0], raw, inD)
+	if !(inD == peft.F32 && native) {
+		if err := peft.DecodeFloats(vals[:n*cols], raw, inD); err != nil {
 			return err
 		}
 	}
-	return nil
+	clear(vals[n*cols:])
+	// Elements the base already holds as NaN or ±Inf (such as a mask of
+	// -Inf) stay as they are, as W + ΔW keeps them in PyTorch: they are
+	// merged as 0 and put back.
+	w.saved = w.saved[:0]
+	for _, i := range w.exempt {
+		w.saved = append(w.saved, vals[i])
+		vals[i] = 0
+	}
+	if err := writeBBlock(bm, mod, i0, n); err != nil {
+		return err
+	}
+	if err := bm.w.Write(vals); err != nil {
+		return err
+	}
+	layer, err := lora.NewLayerFrom(bm.w, bm.a, bm.b, mod.Scale)
+	if err != nil {
+		return err
+	}
+	if err := layer.Merge(); err != nil {
+		return err
+	}
+	b, err := get()
+	if err != nil {
+		return err
+	}
+	var enc []byte
+	if outD == peft.F32 && native {
+		// Read the merged block straight into the output buffer.
+		v := b.floats(h * cols)
+		if err := bm.w.Read(v); err != nil {
+			w.free <- b
+			return err
+		}
+		vals = v
+		restore(vals, w.exempt, w.saved)
+		enc = peft.Float32Bytes(v[:n*cols])
+	} else {
+		if err := bm.w.Read(vals); err != nil {
+			w.free <- b
+			return err
+		}
+		restore(vals, w.exempt, w.saved)
+		enc = b.bytes(n * cols * outD.Size())
+		peft.EncodeFloats(enc, vals[:n*cols], outD) // lengths agree
+	}
+	if i := newNonFinite(enc, outD, w.exempt); i >= 0 {
+		w.free <- b
+		return nonFiniteError(j, int64(i0)*int64(cols)+int64(i), vals[i], "the merge")
+	}
+	return send(chunk{buf: b, data: enc, last: i0+n == j.in.Shape[0]})
+}
+
+// mergeHalfBlock merges rows i0:i0+n of an F16 or BF16 weight kept in its
+// dtype through bm.w, of that dtype: the rows are read into an output
+// buffer, stored with WriteBits, merged, and read back into the same buffer
+// with ReadBits. A merge that would overflow the dtype, which Merge refuses,
+// is done again in float32 to say which element overflows and to what.
+func (w *writer) mergeHalfBlock(sec *io.SectionReader, j *job, bm *blockMats, i0, n int, send func(chunk) error, get func() (*buffer, error)) error {
+	mod := j.module
+	h, cols := bm.h, bm.cols
+	d := j.in.DType
+	b, err := get()
+	if err != nil {
+		return err
+	}
+	pats := b.halves(h * cols)
+	enc := b.bytes(2 * n * cols) // the memory of pats[:n*cols]
+	if _, err := sec.ReadAt(enc, int64(i0)*int64(cols)*2); err != nil {
+		w.free <- b
+		return err
+	}
+	w.exempt = nonFiniteIndices(w.exempt[:0], enc, d)
+	swapHalves(pats[:n*cols])
+	clear(pats[n*cols:])
+	// Elements already NaN or ±Inf are merged as 0 and put back, as the
+	// float32 path puts them back: widened and rounded again, which makes a
+	// signalling NaN quiet.
+	w.saved16 = w.saved16[:0]
+	for _, i := range w.exempt {
+		w.saved16 = append(w.saved16, requantize(pats[i], d))
+		pats[i] = 0
+	}
+	err = writeBBlock(bm, mod, i0, n)
+	if err == nil {
+		err = bm.w.WriteBits(pats)
+	}
+	var layer *lora.Layer
+	if err == nil {
+		layer, err = lora.NewLayerFrom(bm.w, bm.a, bm.b, mod.Scale)
+	}
+	if err == nil {
+		err = layer.Merge()
+	}
+	if err == nil {
+		err = bm.w.ReadBits(pats)
+	}
+	if err != nil {
+		w.free <- b
+		if errors.Is(err, lora.ErrNonFinite) {
+			return w.locateOverflow(sec, j, i0, n, err, get)
+		}
+		return err
+	}
+	for k, i := range w.exempt {
+		pats[i] = w.saved16[k]
+	}
+	swapHalves(pats[:n*cols])
+	if i := newNonFinite(enc, d, w.exempt); i >= 0 {
+		// Merge refuses a result beyond the dtype's range, so this is not
+		// reached; should it be, the float32 merge says where.
+		w.free <- b
+		return w.locateOverflow(sec, j, i0, n, fmt.Errorf("element %d of the block is not finite: %w", i, lora.ErrNonFinite), get)
+	}
+	return send(chunk{buf: b, data: enc, last: i0+n == j.in.Shape[0]})
+}
+
+// locateOverflow merges rows i0:i0+n of W again in float32, whose rounding
+// to the output dtype finds the element that overflows, and returns the
+// error that names it, as the float32 path does; or err, should that merge
+// find none.
+func (w *writer) locateOverflow(sec *io.SectionReader, j *job, i0, n int, err error, get func() (*buffer, error)) error {
+	rows, cols := j.in.Shape[0], j.in.Shape[1]
+	bm, berr := w.blockMats(lora.F32, blockRows(rows, cols, j.module.Rank), cols, j.module)
+	if berr != nil {
+		return err
+	}
+	lerr := w.mergeBlock(sec, j, bm, i0, n, func(c chunk) error {
+		w.free <- c.buf // not sent: the block is not written
+		return nil
+	}, get)
+	if lerr != nil {
+		return lerr
+	}
+	return err
+}
+
+// requantize returns the 16-bit pattern p of dtype d widened to float32 and
+// rounded back: p itself, but for a signalling NaN, which becomes quiet.
+func requantize(p uint16, d peft.DType) uint16 {
+	if d == peft.F16 {
+		return peft.Float32ToF16(peft.F16ToFloat32(p))
+	}
+	return peft.Float32ToBF16(peft.BF16ToFloat32(p))
+}
+
+// swapHalves converts 16-bit elements between the little-endian order of
+// safetensors and this machine's, in place: nothing to do on a
+// little-endian machine.
+func swapHalves(h []uint16) {
+	if peft.NativeF32() {
+		return
+	}
+	for i, v := range h {
+		h[i] = bits.ReverseBytes16(v)
+	}
 }
 
 // restore sets v[at[k]] = saved[k] for every k.
@@ -1074,27 +1284,29 @@ func maxFinite(d peft.DType) string {
 // on the GPU.
 type blockCache struct{ entries []*blockMats }
 
-// blockMats are the matrices of a merge in blocks of h rows of cols, rank r.
+// blockMats are the matrices of a merge in blocks of h rows of cols, rank
+// r, W of dtype dt.
 type blockMats struct {
+	dt         lora.DType
 	h, cols, r int
-	w, a, b    *lora.Matrix // h×cols, r×cols, h×r
+	w, a, b    *lora.Matrix // h×cols of dt, r×cols, h×r
 	host       []float32    // scratch for A'
 	bHost      []float32    // scratch for a block of B'
 }
 
 const maxCachedBlocks = 4
 
-func (c *blockCache) get(h, cols, r int) (*blockMats, error) {
+func (c *blockCache) get(dt lora.DType, h, cols, r int) (*blockMats, error) {
 	for i, e := range c.entries {
-		if e.h == h && e.cols == cols && e.r == r {
+		if e.dt == dt && e.h == h && e.cols == cols && e.r == r {
 			c.entries = slices.Delete(c.entries, i, i+1)
 			c.entries = slices.Insert(c.entries, 0, e)
 			return e, nil
 		}
 	}
-	e := &blockMats{h: h, cols: cols, r: r}
+	e := &blockMats{dt: dt, h: h, cols: cols, r: r}
 	var err error
-	if e.w, err = lora.NewMatrix(h, cols); err == nil {
+	if e.w, err = lora.NewMatrixOf(dt, h, cols); err == nil {
 		if e.a, err = lora.NewMatrix(r, cols); err == nil {
 			e.b, err = lora.NewMatrix(h, r)
 		}
