@@ -39,6 +39,9 @@
 //
 // The C entry points (lora_emu_launch and friends) are declared in emu_api.h
 // and defined here; include this header in exactly one translation unit.
+// Other translation units of the same program (test kernels) define
+// LORA_EMU_SECONDARY before including it: they get everything but those
+// definitions, and their kernels join the same registry.
 #ifndef LORA_EMU_H
 #define LORA_EMU_H
 
@@ -138,6 +141,152 @@ inline float4 make_float4(float x, float y, float z, float w) { return float4{x,
 inline int2 make_int2(int x, int y) { return int2{x, y}; }
 inline int4 make_int4(int x, int y, int z, int w) { return int4{x, y, z, w}; }
 
+// ---- 16-bit floating-point types ---------------------------------------------
+//
+// __half (IEEE 754 binary16) and __nv_bfloat16 as their bit patterns, with
+// the conversions of cuda_fp16.h and cuda_bf16.h that the kernels use.
+// Widening is exact. Narrowing rounds to nearest, ties to even; a finite
+// value beyond the format's range becomes ±Inf, one below half the smallest
+// subnormal ±0. A NaN narrows to a quiet NaN of the same sign that keeps the
+// high bits of its payload, and a NaN widens with its quiet bit set: the
+// rule of package internal/half (the F16C instructions'), so that the
+// emulated kernels give the CPU backend's bits. (A GPU returns its canonical
+// NaN instead; a NaN stays a NaN either way.)
+
+struct __attribute__((aligned(8), may_alias)) uint2 { unsigned x, y; };
+struct __attribute__((aligned(16), may_alias)) uint4 { unsigned x, y, z, w; };
+inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
+
+namespace lora_emu {
+
+inline unsigned f32_bits(float f) { return std::bit_cast<unsigned>(f); }
+inline float f32_from(unsigned b) { return std::bit_cast<float>(b); }
+
+// f16_to_f32 widens the binary16 pattern h exactly.
+inline float f16_to_f32(unsigned short h) {
+  unsigned sign = static_cast<unsigned>(h & 0x8000u) << 16;
+  unsigned mag = h & 0x7fffu;
+  if (mag >= 0x7c00u) {  // Inf or NaN: the exponent all ones, the payload at the top
+    unsigned o = 0x7f800000u | (mag & 0x3ffu) << 13;
+    if ((mag & 0x3ffu) != 0) o |= 0x400000u;  // quiet
+    return f32_from(sign | o);
+  }
+  if (mag >= 0x0400u)  // normal: rebias the exponent from 15 to 127
+    return f32_from(sign | (mag + ((127u - 15u) << 10)) << 13);
+  // Subnormal or zero: mag units of 2^-24, exact in float32.
+  float v = static_cast<float>(mag) * 0x1p-24f;
+  return f32_from(sign | f32_bits(v));
+}
+
+// f32_to_f16 rounds f to the nearest binary16 pattern, ties to even.
+inline unsigned short f32_to_f16(float f) {
+  unsigned b = f32_bits(f);
+  unsigned short sign = static_cast<unsigned short>((b >> 16) & 0x8000u);
+  int exp = static_cast<int>((b >> 23) & 0xffu);
+  unsigned man = b & 0x7fffffu;
+  if (exp == 0xff) {
+    if (man == 0) return sign | 0x7c00u;
+    return static_cast<unsigned short>(sign | 0x7e00u | (man >> 13));
+  }
+  int e = exp - 127 + 15;  // the binary16 biased exponent
+  if (e >= 0x1f) return sign | 0x7c00u;
+  if (e <= 0) {
+    // A binary16 subnormal (or zero): f is m·2^(exp−150) with the 24-bit
+    // significand m, that is m >> (14 − e) units of 2^-24, rounded.
+    if (e < -10) return sign;  // at most half the smallest subnormal
+    unsigned m = man | 0x800000u;
+    unsigned shift = static_cast<unsigned>(14 - e);
+    unsigned r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (r & 1u))) ++r;  // may carry into the smallest normal
+    return static_cast<unsigned short>(sign | r);
+  }
+  unsigned r = static_cast<unsigned>(e) << 10 | man >> 13, rem = man & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;  // may carry up to Inf
+  return static_cast<unsigned short>(sign | r);
+}
+
+// bf16_to_f32 widens the bfloat16 pattern h exactly (a NaN comes back quiet).
+inline float bf16_to_f32(unsigned short h) {
+  unsigned b = static_cast<unsigned>(h) << 16;
+  if ((b & 0x7fffffffu) > 0x7f800000u) b |= 0x400000u;
+  return f32_from(b);
+}
+
+// f32_to_bf16 rounds f to the nearest bfloat16 pattern, ties to even.
+inline unsigned short f32_to_bf16(float f) {
+  unsigned b = f32_bits(f);
+  if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<unsigned short>((b >> 16) | 0x40u);
+  return static_cast<unsigned short>((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
+}  // namespace lora_emu
+
+struct __attribute__((aligned(2))) __half_raw { unsigned short x; };
+struct __attribute__((aligned(2))) __nv_bfloat16_raw { unsigned short x; };
+
+// __half holds a binary16 pattern in __x, as in cuda_fp16.h; it converts to
+// and from float (rounding to nearest even) like CUDA's.
+struct __attribute__((aligned(2))) __half {
+  unsigned short __x;
+  __half() = default;
+  constexpr __half(__half_raw r) : __x(r.x) {}
+  __half(float f) : __x(lora_emu::f32_to_f16(f)) {}
+  operator float() const { return lora_emu::f16_to_f32(__x); }
+  operator __half_raw() const { return __half_raw{__x}; }
+};
+
+// __nv_bfloat16 holds a bfloat16 pattern in __x, as in cuda_bf16.h.
+struct __attribute__((aligned(2))) __nv_bfloat16 {
+  unsigned short __x;
+  __nv_bfloat16() = default;
+  constexpr __nv_bfloat16(__nv_bfloat16_raw r) : __x(r.x) {}
+  __nv_bfloat16(float f) : __x(lora_emu::f32_to_bf16(f)) {}
+  operator float() const { return lora_emu::bf16_to_f32(__x); }
+  operator __nv_bfloat16_raw() const { return __nv_bfloat16_raw{__x}; }
+};
+
+struct __attribute__((aligned(4))) __half2 { __half x, y; };
+struct __attribute__((aligned(4))) __nv_bfloat162 { __nv_bfloat16 x, y; };
+static_assert(sizeof(__half) == 2 && sizeof(__nv_bfloat16) == 2 && sizeof(__half2) == 4 &&
+                  sizeof(__nv_bfloat162) == 4 && std::is_trivially_copyable_v<__half> &&
+                  std::is_trivially_copyable_v<__nv_bfloat16>,
+              "the 16-bit types are their bit patterns");
+
+inline __half __ushort_as_half(unsigned short v) { return __half(__half_raw{v}); }
+inline unsigned short __half_as_ushort(__half h) { return h.__x; }
+inline short __half_as_short(__half h) { return static_cast<short>(h.__x); }
+inline __half __float2half_rn(float f) { return __ushort_as_half(lora_emu::f32_to_f16(f)); }
+inline __half __float2half(float f) { return __float2half_rn(f); }
+inline float __half2float(__half h) { return lora_emu::f16_to_f32(h.__x); }
+inline __half2 __halves2half2(__half lo, __half hi) { return __half2{lo, hi}; }
+inline __half2 __floats2half2_rn(float lo, float hi) { return __half2{__float2half_rn(lo), __float2half_rn(hi)}; }
+inline __half2 __float2half2_rn(float f) { return __floats2half2_rn(f, f); }
+inline __half2 __float22half2_rn(float2 v) { return __floats2half2_rn(v.x, v.y); }
+inline float2 __half22float2(__half2 h) { return float2{__half2float(h.x), __half2float(h.y)}; }
+inline __half __low2half(__half2 h) { return h.x; }
+inline __half __high2half(__half2 h) { return h.y; }
+inline float __low2float(__half2 h) { return __half2float(h.x); }
+inline float __high2float(__half2 h) { return __half2float(h.y); }
+
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short v) { return __nv_bfloat16(__nv_bfloat16_raw{v}); }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.__x; }
+inline short __bfloat16_as_short(__nv_bfloat16 h) { return static_cast<short>(h.__x); }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __ushort_as_bfloat16(lora_emu::f32_to_bf16(f)); }
+inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
+inline float __bfloat162float(__nv_bfloat16 h) { return lora_emu::bf16_to_f32(h.__x); }
+inline __nv_bfloat162 __halves2bfloat162(__nv_bfloat16 lo, __nv_bfloat16 hi) { return __nv_bfloat162{lo, hi}; }
+inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) {
+  return __nv_bfloat162{__float2bfloat16_rn(lo), __float2bfloat16_rn(hi)};
+}
+inline __nv_bfloat162 __float2bfloat162_rn(float f) { return __floats2bfloat162_rn(f, f); }
+inline __nv_bfloat162 __float22bfloat162_rn(float2 v) { return __floats2bfloat162_rn(v.x, v.y); }
+inline float2 __bfloat1622float2(__nv_bfloat162 h) { return float2{__bfloat162float(h.x), __bfloat162float(h.y)}; }
+inline __nv_bfloat16 __low2bfloat16(__nv_bfloat162 h) { return h.x; }
+inline __nv_bfloat16 __high2bfloat16(__nv_bfloat162 h) { return h.y; }
+inline float __low2float(__nv_bfloat162 h) { return __bfloat162float(h.x); }
+inline float __high2float(__nv_bfloat162 h) { return __bfloat162float(h.y); }
+
 namespace lora_emu {
 struct Fiber;
 // The running fiber. Only the worker thread runs kernels; the pointer is an
@@ -213,6 +362,7 @@ namespace lora_emu {
 // and the x87 control word on the current stack, stores the stack pointer in
 // *save, and resumes the context whose stack pointer is next.
 extern "C" void lora_emu_ctx_switch(void** save, void* next);
+#ifndef LORA_EMU_SECONDARY
 asm(R"(
   .text
   .globl lora_emu_ctx_switch
@@ -243,6 +393,7 @@ lora_emu_ctx_switch:
   .size lora_emu_ctx_switch, .-lora_emu_ctx_switch
 )");
 #endif
+#endif
 
 // Ctx is a context: a fiber's or the worker's own.
 struct Ctx {
@@ -266,6 +417,8 @@ enum Op : int {
   kShflDown,
   kShflUp,
   kBallot,
+  kMmaF16,   // mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
+  kMmaBF16,  // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 };
 
 inline const char* op_name(int op) {
@@ -277,6 +430,8 @@ inline const char* op_name(int op) {
     case kShflDown: return "__shfl_down_sync";
     case kShflUp: return "__shfl_up_sync";
     case kBallot: return "a vote (__ballot_sync, __any_sync, __all_sync)";
+    case kMmaF16: return "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32";
+    case kMmaBF16: return "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
   }
   return "?";
 }
@@ -319,6 +474,9 @@ struct Fiber {
   std::atomic<unsigned long long> val{0};
   std::atomic<int> arg{0};
   std::atomic<int> width{32};
+  std::atomic<uint32_t> frag[10];  // an mma's operands: a0..a3, b0..b1, c0..c3 (float bits)
+  // Written by the worker, read by the fiber.
+  Relaxed<uint32_t> dfrag[4];  // an mma's result: d0..d3 (float bits)
   // The fiber's own, read by the worker.
   Relaxed<unsigned> sync_count{0};  // __syncthreads passed
   Relaxed<unsigned> warp_count{0};  // __syncwarp reached
@@ -772,9 +930,68 @@ struct Worker {
     *g = groups[w][--ngroups[w]];
   }
 
+  // mma_m16n8k16 computes D = A·B + C for the 32 lanes of a warp, each of
+  // which posted its fragments (a0..a3, b0..b1, c0..c3) in frag, and writes
+  // each lane's d0..d3 to dfrag. The fragment layouts are those the PTX ISA
+  // gives for mma.m16n8k16 with .f16/.bf16 multiplicands and .f32
+  // accumulators ("Matrix Fragments for mma.m16n8k16 with floating point
+  // type"), with groupID = lane >> 2 and threadID_in_group = lane % 4:
+  //   A (16×16, row): register q holds a(2q) in its low half, a(2q+1) in its
+  //     high half; ai lies at row groupID for i in {0,1,4,5}, groupID + 8
+  //     otherwise, column threadID_in_group·2 + (i & 1), + 8 for i >= 4.
+  //   B (16×8, col): register q holds b(2q) low, b(2q+1) high; bi lies at
+  //     row threadID_in_group·2 + (i & 1), + 8 for i >= 2, column groupID.
+  //   C, D (16×8): ci lies at row groupID for i < 2, groupID + 8 otherwise,
+  //     column threadID_in_group·2 + (i & 1).
+  // Products of two 16-bit values are exact in double and so is their sum
+  // here but for a rounding far below float32's; each element of D is
+  // rounded once to float32. (The GPU's tensor cores add in their own order
+  // and precision, at least float32's: results agree to the accumulation's
+  // rounding.)
+  static void mma_m16n8k16(Fiber* const lanes[32], bool bf16) {
+    float a[16][16], b[16][8], c[16][8];
+    auto widen = [bf16](uint32_t bits, unsigned hi) {
+      unsigned short h = static_cast<unsigned short>(hi ? bits >> 16 : bits & 0xffffu);
+      return bf16 ? bf16_to_f32(h) : f16_to_f32(h);
+    };
+    for (unsigned l = 0; l < 32; ++l) {
+      unsigned grp = l >> 2, tig = l & 3u;
+      const std::atomic<uint32_t>* fr = lanes[l]->frag;
+      for (unsigned i = 0; i < 8; ++i) {
+        unsigned row = grp + ((i & 2u) ? 8u : 0u), col = tig * 2 + (i & 1u) + (i >= 4 ? 8u : 0u);
+        a[row][col] = widen(fr[i / 2].load(std::memory_order_relaxed), i & 1u);
+      }
+      for (unsigned i = 0; i < 4; ++i) {
+        unsigned row = tig * 2 + (i & 1u) + (i >= 2 ? 8u : 0u), col = grp;
+        b[row][col] = widen(fr[4 + i / 2].load(std::memory_order_relaxed), i & 1u);
+      }
+      for (unsigned i = 0; i < 4; ++i) {
+        unsigned row = grp + (i >= 2 ? 8u : 0u), col = tig * 2 + (i & 1u);
+        c[row][col] = f32_from(fr[6 + i].load(std::memory_order_relaxed));
+      }
+    }
+    for (unsigned l = 0; l < 32; ++l) {
+      unsigned grp = l >> 2, tig = l & 3u;
+      for (unsigned i = 0; i < 4; ++i) {
+        unsigned row = grp + (i >= 2 ? 8u : 0u), col = tig * 2 + (i & 1u);
+        double sum = c[row][col];
+        for (unsigned k = 0; k < 16; ++k) sum += static_cast<double>(a[row][k]) * b[k][col];
+        lanes[l]->dfrag[i] = f32_bits(static_cast<float>(sum));
+      }
+    }
+  }
+
   void complete(unsigned w, const Group& g) {
     Fiber* lanes[32];
     for (unsigned l = 0; l < 32; ++l) lanes[l] = (g.mask >> l & 1u) ? fibers[w * 32 + l].get() : nullptr;
+    if (g.op == kMmaF16 || g.op == kMmaBF16) {
+      mma_m16n8k16(lanes, g.op == kMmaBF16);
+      for (unsigned l = 0; l < 32; ++l) {
+        lanes[l]->state = kReady;
+        push(w * 32 + l);
+      }
+      return;
+    }
     unsigned ballot = 0;
     if (g.op == kBallot)
       for (unsigned l = 0; l < 32; ++l)
@@ -912,6 +1129,22 @@ inline unsigned ballot(unsigned mask, int pred) {
   f->arg.store(pred != 0, std::memory_order_relaxed);
   yield(kBallot);
   return static_cast<unsigned>(f->result);
+}
+
+// mma_m16n8k16 is the calling lane's part of a warp's
+// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32: it posts
+// its fragments and waits for the other 31 lanes of its warp (.sync.aligned:
+// every lane of the warp must execute the same mma; a lane that has
+// returned, does not exist or waits elsewhere is a fault, as for the
+// shuffles); Worker::mma_m16n8k16 gives the layouts. d may be c.
+inline void mma_m16n8k16(bool bf16, float* d, const uint32_t* a, const uint32_t* b, const float* c) {
+  Fiber* f = self();
+  for (int i = 0; i < 4; ++i) f->frag[i].store(a[i], std::memory_order_relaxed);
+  for (int i = 0; i < 2; ++i) f->frag[4 + i].store(b[i], std::memory_order_relaxed);
+  for (int i = 0; i < 4; ++i) f->frag[6 + i].store(f32_bits(c[i]), std::memory_order_relaxed);
+  f->mask.store(0xffffffffu, std::memory_order_relaxed);
+  yield(bf16 ? kMmaBF16 : kMmaF16);
+  for (int i = 0; i < 4; ++i) d[i] = f32_from(f->dfrag[i]);
 }
 
 }  // namespace lora_emu
@@ -1139,6 +1372,7 @@ inline int copy_out(const std::string& s, char* buf, int len) {
 #define LORA_EMU_REGISTER(fn) \
   static const bool lora_emu_registered_##fn [[maybe_unused]] = ::lora_emu::register_kernel(#fn, &fn);
 
+#ifndef LORA_EMU_SECONDARY
 extern "C" int lora_emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                                unsigned by, unsigned bz, unsigned shmem, void** args,
                                int nargs) {
@@ -1203,4 +1437,5 @@ extern "C" int lora_emu_kernel_nargs(const char* name) {
   return e == nullptr ? -1 : e->nargs;
 }
 
+#endif  // LORA_EMU_SECONDARY
 #endif  // LORA_EMU_H

@@ -46,6 +46,7 @@
 #include "forward_small.cu"
 #include "forward_tiled.cu"
 #include "forward_mtile.cu"
+#include "forward_mma.cu"
 #include "merge.cu"
 #include "finite.cu"
 #include "axpy.cu"

@@ -29,4 +29,7 @@ var Params = map[string]int{
 	"lora_bank_expand":    8,
 	"lora_bank_small":     15,
 	"lora_bank_rowshrink": 12,
+
+	"lora_forward_mma_bf16": 9,
+	"lora_forward_mma_f16":  9,
 }

@@ -1,0 +1,534 @@
+//go:build cudaemu
+
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/golora/lora/internal/half"
+)
+
+// devBuf copies the bytes of s to a new device allocation of at least
+// len(s) elements, which the test frees at its end.
+func devBuf[T any](t *testing.T, s []T) Ptr {
+	t.Helper()
+	size := int64(len(s)) * int64(unsafe.Sizeof(*new(T)))
+	if size == 0 {
+		size = 4
+	}
+	p, err := Alloc(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Free(p) })
+	if len(s) > 0 {
+		if err := CopyHtoD(p, unsafe.Pointer(&s[0]), size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// readBuf copies len(dst) elements of device memory at p into dst.
+func readBuf[T any](t *testing.T, dst []T, p Ptr) {
+	t.Helper()
+	if err := CopyDtoH(unsafe.Pointer(&dst[0]), p, int64(len(dst))*int64(unsafe.Sizeof(dst[0]))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// halfCases are float32 bit patterns and their binary16 and bfloat16
+// roundings, written out: ties to even, subnormals, the largest finite
+// values, overflow, NaN (quiet, with the high bits of the payload kept).
+var halfCases = []struct {
+	name          string
+	f32           uint32
+	f16, bf16     uint16
+	f16Back       uint32 // f16 widened back
+	bf16Back      uint32 // bf16 widened back
+	checkWidening bool
+}{
+	{"+0", 0x00000000, 0x0000, 0x0000, 0x00000000, 0x00000000, true},
+	{"-0", 0x80000000, 0x8000, 0x8000, 0x80000000, 0x80000000, true},
+	{"1", 0x3f800000, 0x3c00, 0x3f80, 0x3f800000, 0x3f800000, true},
+	{"F16 tie to even below", 0x3f801000, 0x3c00, 0x3f80, 0, 0, false},
+	{"F16 tie to even above", 0x3f803000, 0x3c02, 0x3f80, 0, 0, false},
+	{"F16 just above a tie", 0x3f801001, 0x3c01, 0x3f80, 0, 0, false},
+	{"-F16 tie to even above", 0xbf803000, 0xbc02, 0xbf80, 0, 0, false},
+	{"BF16 tie to even below", 0x3f808000, 0x3c04, 0x3f80, 0, 0, false},
+	{"BF16 tie to even above", 0x3f818000, 0x3c0c, 0x3f82, 0, 0, false},
+	{"BF16 just above a tie", 0x3f808001, 0x3c04, 0x3f81, 0, 0, false},
+	{"F16 max 65504", 0x477fe000, 0x7bff, 0x4780, 0x477fe000, 0x47800000, true},
+	{"65519, below F16's overflow tie", 0x477fefff, 0x7bff, 0x4780, 0, 0, false},
+	{"65520, F16's overflow tie", 0x477ff000, 0x7c00, 0x4780, 0, 0, false},
+	{"float32 max", 0x7f7fffff, 0x7c00, 0x7f80, 0, 0, false},
+	{"BF16 max", 0x7f7f0000, 0x7c00, 0x7f7f, 0x7f800000, 0x7f7f0000, true},
+	{"BF16's overflow tie", 0x7f7f8000, 0x7c00, 0x7f80, 0, 0, false},
+	{"-BF16's overflow tie", 0xff7f8000, 0xfc00, 0xff80, 0, 0, false},
+	{"F16 smallest subnormal 2⁻²⁴", 0x33800000, 0x0001, 0x3380, 0x33800000, 0x33800000, true},
+	{"half of it, a tie to 0", 0x33000000, 0x0000, 0x3300, 0, 0, false},
+	{"just above half of it", 0x33000001, 0x0001, 0x3300, 0, 0, false},
+	{"-just above half of it", 0xb3000001, 0x8001, 0xb300, 0, 0, false},
+	{"1.5·2⁻²⁴, a tie to 2", 0x33c00000, 0x0002, 0x33c0, 0, 0, false},
+	{"2.5·2⁻²⁴, a tie to 2", 0x34200000, 0x0002, 0x3420, 0, 0, false},
+	{"F16 largest subnormal", 0x387fc000, 0x03ff, 0x3880, 0x387fc000, 0x38800000, true},
+	{"rounds up to F16's smallest normal", 0x387fe000, 0x0400, 0x3880, 0, 0, false},
+	{"F16 smallest normal 2⁻¹⁴", 0x38800000, 0x0400, 0x3880, 0x38800000, 0x38800000, true},
+	{"float32 smallest subnormal", 0x00000001, 0x0000, 0x0000, 0, 0, false},
+	{"float32 largest subnormal", 0x007fffff, 0x0000, 0x0080, 0, 0, false},
+	{"BF16 smallest subnormal", 0x00010000, 0x0000, 0x0001, 0, 0x00010000, false},
+	{"BF16 subnormal tie to even above", 0x00018000, 0x0000, 0x0002, 0, 0, false},
+	{"+Inf", 0x7f800000, 0x7c00, 0x7f80, 0x7f800000, 0x7f800000, true},
+	{"-Inf", 0xff800000, 0xfc00, 0xff80, 0xff800000, 0xff800000, true},
+	{"quiet NaN", 0x7fc00000, 0x7e00, 0x7fc0, 0x7fc00000, 0x7fc00000, true},
+	{"-quiet NaN", 0xffc00000, 0xfe00, 0xffc0, 0xffc00000, 0xffc00000, true},
+	{"signalling NaN, low payload", 0x7f800001, 0x7e00, 0x7fc0, 0, 0, false},
+	{"signalling NaN, high payload", 0x7fa00000, 0x7f00, 0x7fe0, 0, 0, false},
+	{"-NaN with payload", 0xff812345, 0xfe09, 0xffc1, 0, 0, false},
+	{"quiet NaN with payload", 0x7fd5a000, 0x7ead, 0x7fd5, 0, 0, false},
+}
+
+// runHalf converts f32 to binary16 and bfloat16 patterns with the
+// emulator's __float2half_rn and __float2bfloat16_rn, and widens h16 with
+// __half2float and __bfloat162float (len(h16) == len(f32)).
+func runHalf(t *testing.T, f32 []float32, h16 []uint16) (f16, bf16 []uint16, wf16, wbf16 []float32) {
+	t.Helper()
+	n := len(f32)
+	f16, bf16 = make([]uint16, n), make([]uint16, n)
+	wf16, wbf16 = make([]float32, n), make([]float32, n)
+	pf, ph := devBuf(t, f32), devBuf(t, h16)
+	po16, pob, pw16, pwb := devBuf(t, f16), devBuf(t, bf16), devBuf(t, wf16), devBuf(t, wbf16)
+	var a Args
+	a.Ptr(pf).Ptr(po16).Ptr(pob).Ptr(ph).Ptr(pw16).Ptr(pwb).Int(n)
+	launchTest(t, "emutest_half", 256, &a)
+	readBuf(t, f16, po16)
+	readBuf(t, bf16, pob)
+	readBuf(t, wf16, pw16)
+	readBuf(t, wbf16, pwb)
+	return
+}
+
+// TestEmuHalfCases checks the emulator's conversions against the bit
+// patterns written out in halfCases.
+func TestEmuHalfCases(t *testing.T) {
+	f32 := make([]float32, len(halfCases))
+	h16 := make([]uint16, 2*len(halfCases))
+	for i, c := range halfCases {
+		f32[i] = math.Float32frombits(c.f32)
+	}
+	// Widening: each case's f16 pattern, then its bf16 pattern.
+	in := make([]float32, len(h16))
+	copy(in, f32)
+	for i, c := range halfCases {
+		h16[i], h16[len(halfCases)+i] = c.f16, c.bf16
+	}
+	f16, bf16, wf16, wbf16 := runHalf(t, in, h16)
+	for i, c := range halfCases {
+		if f16[i] != c.f16 {
+			t.Errorf("%s: __float2half_rn(%#08x) = %#04x, want %#04x", c.name, c.f32, f16[i], c.f16)
+		}
+		if bf16[i] != c.bf16 {
+			t.Errorf("%s: __float2bfloat16_rn(%#08x) = %#04x, want %#04x", c.name, c.f32, bf16[i], c.bf16)
+		}
+		if !c.checkWidening {
+			continue
+		}
+		if g := math.Float32bits(wf16[i]); g != c.f16Back {
+			t.Errorf("%s: __half2float(%#04x) = %#08x, want %#08x", c.name, c.f16, g, c.f16Back)
+		}
+		if g := math.Float32bits(wbf16[len(halfCases)+i]); g != c.bf16Back {
+			t.Errorf("%s: __bfloat162float(%#04x) = %#08x, want %#08x", c.name, c.bf16, g, c.bf16Back)
+		}
+	}
+}
+
+// TestEmuHalfSweep checks the emulator's conversions against package
+// internal/half bit for bit: every 16-bit pattern widened both ways, and
+// float32 values of every sign and exponent with low bits at and around the
+// rounding points of both formats, plus random ones, narrowed both ways.
+func TestEmuHalfSweep(t *testing.T) {
+	lows := []uint32{0x0000, 0x0001, 0x0fff, 0x1000, 0x1001, 0x1fff, 0x2000, 0x2fff, 0x3000, 0x3001,
+		0x7fff, 0x8000, 0x8001, 0x9000, 0xb000, 0xd000, 0xefff, 0xf000, 0xffff}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var f32 []float32
+	for hi := range uint32(1 << 16) {
+		for _, lo := range lows {
+			f32 = append(f32, math.Float32frombits(hi<<16|lo))
+		}
+		f32 = append(f32, math.Float32frombits(hi<<16|rng.Uint32()&0xffff))
+	}
+	h16 := make([]uint16, len(f32))
+	for i := range h16 {
+		h16[i] = uint16(i)
+	}
+	f16, bf16, wf16, wbf16 := runHalf(t, f32, h16)
+	bad := 0
+	for i, v := range f32 {
+		if w := half.Float32ToF16(v); f16[i] != w {
+			t.Errorf("__float2half_rn(%#08x) = %#04x, internal/half %#04x", math.Float32bits(v), f16[i], w)
+			bad++
+		}
+		if w := half.Float32ToBF16(v); bf16[i] != w {
+			t.Errorf("__float2bfloat16_rn(%#08x) = %#04x, internal/half %#04x", math.Float32bits(v), bf16[i], w)
+			bad++
+		}
+		if bad > 20 {
+			t.Fatal("too many differences")
+		}
+	}
+	for i := range 1 << 16 {
+		h := uint16(i)
+		if g, w := math.Float32bits(wf16[i]), math.Float32bits(half.F16ToFloat32(h)); g != w {
+			t.Errorf("__half2float(%#04x) = %#08x, internal/half %#08x", h, g, w)
+			bad++
+		}
+		if g, w := math.Float32bits(wbf16[i]), math.Float32bits(half.BF16ToFloat32(h)); g != w {
+			t.Errorf("__bfloat162float(%#04x) = %#08x, internal/half %#08x", h, g, w)
+			bad++
+		}
+		if bad > 20 {
+			t.Fatal("too many differences")
+		}
+	}
+}
+
+// The fragment layouts of mma.m16n8k16 with .f16/.bf16 multiplicands and
+// .f32 accumulators, as the PTX ISA's figures give them ("Matrix Fragments
+// for mma.m16n8k16 with floating point type"), written out element by
+// element: the row and column of each element of a lane, as offsets from
+// (groupID, 2·threadID_in_group) for A and C/D and from
+// (2·threadID_in_group, groupID) for B, where groupID = lane / 4 and
+// threadID_in_group = lane % 4.
+var (
+	mmaA = [8][2]int{{0, 0}, {0, 1}, {8, 0}, {8, 1}, {0, 8}, {0, 9}, {8, 8}, {8, 9}} // a0 .. a7 of A (16 x 16)
+	mmaB = [4][2]int{{0, 0}, {1, 0}, {8, 0}, {9, 0}}                                 // b0 .. b3 of B (16 x 8)
+	mmaC = [4][2]int{{0, 0}, {0, 1}, {8, 0}, {8, 1}}                                 // c0 .. c3 of C and D (16 x 8)
+)
+
+// mmaTables returns, for each lane, the flat row-major indices of its
+// elements of A (16 x 16), B (16 x 8) and C (16 x 8).
+func mmaTables() (ia, ib, ic []int32) {
+	for lane := range 32 {
+		g, tg := lane/4, lane%4
+		for _, o := range mmaA {
+			ia = append(ia, int32((g+o[0])*16+2*tg+o[1]))
+		}
+		for _, o := range mmaB {
+			ib = append(ib, int32((2*tg+o[0])*8+g+o[1]))
+		}
+		for _, o := range mmaC {
+			ic = append(ic, int32((g+o[0])*8+2*tg+o[1]))
+		}
+	}
+	return
+}
+
+// TestMMATables checks that the tables cover each element of A, B and C
+// exactly once: a mistyped entry fails here rather than in the product.
+func TestMMATables(t *testing.T) {
+	ia, ib, ic := mmaTables()
+	for name, c := range map[string]struct {
+		idx []int32
+		n   int
+	}{"A": {ia, 256}, "B": {ib, 128}, "C": {ic, 128}} {
+		seen := make([]int, c.n)
+		for _, i := range c.idx {
+			seen[i]++
+		}
+		for i, k := range seen {
+			if k != 1 {
+				t.Errorf("%s: element %d in %d fragments", name, i, k)
+			}
+		}
+	}
+}
+
+// runMMA runs the emulated mma.m16n8k16 on one warp with the fragments
+// gathered through the tables, and returns D (16 x 8, row-major).
+func runMMA(t *testing.T, bf16 bool, a, b []uint16, c []float32) []float32 {
+	t.Helper()
+	ia, ib, ic := mmaTables()
+	d := make([]float32, 16*8)
+	for i := range d {
+		d[i] = float32(math.NaN())
+	}
+	pd := devBuf(t, d)
+	var args Args
+	flag := 0
+	if bf16 {
+		flag = 1
+	}
+	args.Ptr(devBuf(t, a)).Ptr(devBuf(t, b)).Ptr(devBuf(t, c)).Ptr(pd).
+		Ptr(devBuf(t, ia)).Ptr(devBuf(t, ib)).Ptr(devBuf(t, ic)).Int(flag)
+	launchTest(t, "emutest_mma", 32, &args)
+	readBuf(t, d, pd)
+	return d
+}
+
+// TestEmuMMA checks the emulated mma.sync m16n8k16 (bf16 and f16 inputs,
+// f32 accumulators) against a float64 product of the same 16-bit inputs,
+// the fragments loaded and stored through the layout tables above. Every
+// element of A, B and C is distinct, so a transposed or swapped fragment
+// shows. First integers, whose products and sums are exact in float32 (the
+// result must be exact), then random values.
+func TestEmuMMA(t *testing.T) {
+	for _, dt := range []struct {
+		name   string
+		bf16   bool
+		narrow func(float32) uint16
+		widen  func(uint16) float32
+	}{
+		{"bf16", true, half.Float32ToBF16, half.BF16ToFloat32},
+		{"f16", false, half.Float32ToF16, half.F16ToFloat32},
+	} {
+		t.Run(dt.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			for round := range 3 {
+				a, b := make([]uint16, 16*16), make([]uint16, 16*8)
+				c := make([]float32, 16*8)
+				for i := range 16 {
+					for k := range 16 {
+						// ±1 .. ±256, distinct, exact in both formats.
+						v := float32(i*16 + k + 1)
+						if (i+k)%2 == 1 {
+							v = -v
+						}
+						if round > 0 {
+							v = float32(rng.NormFloat64())
+						}
+						a[i*16+k] = dt.narrow(v)
+					}
+				}
+				for k := range 16 {
+					for j := range 8 {
+						v := float32(k*8 + j + 1)
+						if k%2 == 1 {
+							v = -v
+						}
+						if round > 0 {
+							v = float32(rng.NormFloat64())
+						}
+						b[k*8+j] = dt.narrow(v)
+					}
+				}
+				for i := range 16 {
+					for j := range 8 {
+						c[i*8+j] = 1000 + float32(i*8+j)/4
+						if round > 0 {
+							c[i*8+j] = float32(rng.NormFloat64())
+						}
+					}
+				}
+				if round == 2 {
+					c[5] = float32(math.Inf(1)) // Inf in C stays Inf
+					a[3*16+7] = dt.narrow(float32(math.NaN()))
+				}
+				d := runMMA(t, dt.bf16, a, b, c)
+				for i := range 16 {
+					for j := range 8 {
+						ref, mag := float64(c[i*8+j]), math.Abs(float64(c[i*8+j]))
+						for k := range 16 {
+							p := float64(dt.widen(a[i*16+k])) * float64(dt.widen(b[k*8+j]))
+							ref += p
+							mag += math.Abs(p)
+						}
+						got := float64(d[i*8+j])
+						// Exact for the integers; otherwise 17 terms summed in
+						// float32: at most 17 roundings of 2⁻²⁴ each, relative
+						// to the sum of magnitudes.
+						tol := 17 * 0x1p-24 * mag
+						if round == 0 {
+							tol = 0
+						}
+						ok := math.Abs(got-ref) <= tol
+						if math.IsNaN(ref) || math.IsInf(ref, 0) {
+							ok = math.IsNaN(ref) && math.IsNaN(got) || ref == got
+						}
+						if !ok {
+							t.Errorf("round %d: D[%d][%d] = %v, want %v (±%.3g)", round, i, j, got, ref, tol)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestEmuMMAWholeWarp checks, in a child process (a fault is for the life
+// of the process), that an mma which a lane of the warp does not reach is a
+// fault: mma.sync.aligned needs all 32 lanes.
+func TestEmuMMAWholeWarp(t *testing.T) {
+	if os.Getenv("LORA_TEST_MMA_FAULT") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestEmuMMAWholeWarp$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "LORA_TEST_MMA_FAULT=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestEmuMMAWholeWarp") {
+			t.Fatalf("child process: %v\n%s", err, out)
+		}
+		return
+	}
+	p, err := Alloc(128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a Args
+	a.Ptr(p).Int(0)
+	launchTest(t, "emutest_mma_partial", 32, &a) // the whole warp: fine
+	if err := Sync(); err != nil {
+		t.Fatalf("an mma of the whole warp: %v", err)
+	}
+	var d [32]float32
+	readBuf(t, d[:], p)
+	if d[0] != 1 || d[31] != 1 {
+		t.Fatalf("an mma of zeros plus C = 1: D = %v", d)
+	}
+	a = Args{}
+	a.Ptr(p).Int(1)
+	launchTest(t, "emutest_mma_partial", 32, &a)
+	err = Sync()
+	want := "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 with mask 0xffffffff names lane 0, which has returned"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("an mma without lane 0: %v, want a fault %q", err, want)
+	}
+}
+
+// forwardMMARef returns y = x·Wᵀ + T·Bᵀ in float64 from the 16-bit
+// patterns of x (n x in) and W (out x in) and the float32 T (n x r) and B
+// (out x r), and for each element the sum of the magnitudes of its terms.
+func forwardMMARef(widen func(uint16) float32, x, w []uint16, tm, bm []float32, n, in, out, r int) (ref, mag []float64) {
+	ref, mag = make([]float64, n*out), make([]float64, n*out)
+	xf, wf := make([]float64, len(x)), make([]float64, len(w))
+	for i, v := range x {
+		xf[i] = float64(widen(v))
+	}
+	for i, v := range w {
+		wf[i] = float64(widen(v))
+	}
+	for i := range n {
+		for j := range out {
+			var s, m float64
+			for c := range in {
+				p := xf[i*in+c] * wf[j*in+c]
+				s += p
+				m += math.Abs(p)
+			}
+			for k := range r {
+				p := float64(tm[i*r+k]) * float64(bm[j*r+k])
+				s += p
+				m += math.Abs(p)
+			}
+			ref[i*out+j], mag[i*out+j] = s, m
+		}
+	}
+	return
+}
+
+// TestForwardMMA runs lora_forward_mma_bf16 and lora_forward_mma_f16 in the
+// emulator on odd shapes (edges in every dimension, in not a multiple of 8:
+// the element-wise loads; in a multiple of 8: the 16-byte loads; shapes
+// above one tile in every dimension; r = 0, a null T, and r above one
+// staged slice) against a float64 reference built from the same 16-bit
+// inputs. Each element of y is written once (y starts as NaN) and nothing
+// past y is.
+func TestForwardMMA(t *testing.T) {
+	const (
+		bm = 128 // LORA_MMA_BM
+		bn = 128 // LORA_MMA_BN
+	)
+	shapes := []struct{ n, in, out, r int }{
+		{37, 70, 45, 0},
+		{37, 70, 45, 5},
+		{1, 7, 3, 1},
+		{16, 64, 8, 4},
+		{131, 72, 133, 37},
+		{150, 90, 257, 0},
+		{129, 101, 130, 16},
+	}
+	for _, dt := range []struct {
+		name   string
+		kernel string
+		narrow func(float32) uint16
+		widen  func(uint16) float32
+	}{
+		{"bf16", "lora_forward_mma_bf16", half.Float32ToBF16, half.BF16ToFloat32},
+		{"f16", "lora_forward_mma_f16", half.Float32ToF16, half.F16ToFloat32},
+	} {
+		for _, s := range shapes {
+			for _, nullT := range []bool{false, true} {
+				if nullT && s.r == 0 {
+					continue
+				}
+				name := fmt.Sprintf("%s/n=%d,in=%d,out=%d,r=%d", dt.name, s.n, s.in, s.out, s.r)
+				if nullT {
+					name += ",T=null"
+				}
+				t.Run(name, func(t *testing.T) {
+					rng := rand.New(rand.NewPCG(uint64(s.n*1000+s.in), uint64(s.out*1000+s.r)))
+					x, w := make([]uint16, s.n*s.in), make([]uint16, s.out*s.in)
+					for i := range x {
+						x[i] = dt.narrow(float32(rng.NormFloat64()))
+					}
+					for i := range w {
+						w[i] = dt.narrow(float32(rng.NormFloat64() / 8))
+					}
+					tm, bmat := make([]float32, s.n*s.r), make([]float32, s.out*s.r)
+					for i := range tm {
+						tm[i] = float32(rng.NormFloat64())
+					}
+					for i := range bmat {
+						bmat[i] = float32(rng.NormFloat64() / 4)
+					}
+					const guard = 64
+					y := make([]float32, s.n*s.out+guard)
+					for i := range y {
+						y[i] = float32(math.NaN())
+					}
+					py := devBuf(t, y)
+					pt, pb := devBuf(t, tm), devBuf(t, bmat)
+					if nullT {
+						pt = 0
+					}
+					var a Args
+					a.Ptr(devBuf(t, x)).Ptr(devBuf(t, w)).Ptr(pt).Ptr(pb).Ptr(py).
+						Int(s.n).Int(s.in).Int(s.out).Int(s.r)
+					grid := Dim3{X: (s.n + bm - 1) / bm, Y: (s.out + bn - 1) / bn, Z: 1}
+					if err := Launch(dt.kernel, grid, Dim3{X: 256, Y: 1, Z: 1}, 0, &a); err != nil {
+						t.Fatal(err)
+					}
+					readBuf(t, y, py)
+					r := s.r
+					if nullT {
+						r = 0
+					}
+					ref, mag := forwardMMARef(dt.widen, x, w, tm, bmat, s.n, s.in, s.out, r)
+					bad := 0
+					for i := range s.n * s.out {
+						// fp32 accumulation of in + r terms (the tensor cores'
+						// sums, then the LoRA term): at most in + r + 1
+						// roundings of 2⁻²⁴ relative to the sum of the terms'
+						// magnitudes.
+						tol := float64(s.in+r+1) * 0x1p-24 * mag[i]
+						if got := float64(y[i]); !(math.Abs(got-ref[i]) <= tol) {
+							t.Errorf("y[%d][%d] = %v, want %v (±%.3g)", i/s.out, i%s.out, got, ref[i], tol)
+							if bad++; bad > 10 {
+								t.FailNow()
+							}
+						}
+					}
+					for i := s.n * s.out; i < len(y); i++ {
+						if !math.IsNaN(float64(y[i])) {
+							t.Fatalf("y[%d], past the end of y, was written: %v", i, y[i])
+						}
+					}
+				})
+			}
+		}
+	}
+}
