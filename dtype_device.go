@@ -11,6 +11,8 @@ import (
 
 	"github.com/golora/lora/cuda"
 	"github.com/golora/lora/internal/half"
+	"github.com/golora/lora/internal/plan"
+	"github.com/golora/lora/kernels"
 )
 
 // buffer is a Matrix's storage: device memory, n elements of dt.
@@ -104,15 +106,18 @@ func (b *buffer) free() {
 	b.p = 0
 }
 
-// convert sets dst ← src, rounded to dst's dtype to nearest even; both have
-// the same shape. A finite value beyond dst's range becomes ±Inf. It goes
-// through the host, which waits for the queued work.
+// convert enqueues dst ← src, rounded to dst's dtype to nearest even (one
+// lora_convert launch); both have the same shape. A finite value beyond
+// dst's range becomes ±Inf.
 func convert(dst, src *Matrix) error {
-	t := make([]float32, src.rows*src.cols)
-	if err := src.buf.read(t); err != nil {
-		return err
+	count := int64(src.rows) * int64(src.cols)
+	if count == 0 {
+		return nil
 	}
-	return dst.buf.write(t)
+	var k kargs
+	k.mat(src).mat(dst).int64(count).int32(int(src.dt)).int32(int(dst.dt))
+	return launch("lora_convert", cuda.Dim3{X: plan.ConvertBlocks(count), Y: 1, Z: 1},
+		cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &k)
 }
 
 // nativeIO reports whether forward and linear take this y and x in their

@@ -42,6 +42,9 @@ const (
 	BiasThreads = C.LORA_BIAS_THREADS
 	BiasBlocks  = C.LORA_BIAS_BLOCKS
 
+	ConvertThreads   = C.LORA_CONVERT_THREADS
+	ConvertMaxBlocks = C.LORA_CONVERT_MAX_BLOCKS
+
 	AxpyThreads   = C.LORA_AXPY_THREADS
 	AxpyMaxBlocks = C.LORA_AXPY_MAX_BLOCKS
 

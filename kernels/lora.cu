@@ -16,6 +16,7 @@
 //                    float c, int* flag)
 //   lora_absmax(const float* p, long long count, unsigned* out)
 //   lora_add_bias(float* y, const float* bias, long long rows, long long cols)
+//   lora_convert(const void* src, void* dst, long long count, int sdt, int ddt)
 //   lora_axpy(float* y, const float* x, long long count, float alpha)
 //   lora_grad_u(const float* dy, const float* B, float* U, int n, int out, int r, float s)
 //   lora_grad_ab(const float* G, const float* H, float* C, int n, int p, int r, int trans)
@@ -50,6 +51,7 @@
 #include "merge.cu"
 #include "finite.cu"
 #include "axpy.cu"
+#include "convert.cu"
 #include "bias.cu"
 #include "backward.cu"
 #include "backward_small.cu"

@@ -18,6 +18,7 @@ var Params = map[string]int{
 	"lora_absmax":         3,
 	"lora_add_bias":       4,
 	"lora_axpy":           4,
+	"lora_convert":        5,
 	"lora_grad_u":         7,
 	"lora_grad_ab":        7,
 	"lora_grad_x_small":   9,

@@ -43,6 +43,8 @@ func TestPlanConstants(t *testing.T) {
 		{"FiniteMaxBlocks", kernels.FiniteMaxBlocks, plan.FiniteMaxBlocks},
 		{"BiasThreads", kernels.BiasThreads, plan.BiasThreads},
 		{"BiasBlocks", kernels.BiasBlocks, plan.BiasBlocks},
+		{"ConvertThreads", kernels.ConvertThreads, plan.ConvertThreads},
+		{"ConvertMaxBlocks", kernels.ConvertMaxBlocks, plan.ConvertMaxBlocks},
 		{"AxpyThreads", kernels.AxpyThreads, plan.AxpyThreads},
 		{"AxpyMaxBlocks", kernels.AxpyMaxBlocks, plan.AxpyMaxBlocks},
 	} {

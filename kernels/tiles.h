@@ -69,6 +69,13 @@
  *                                             NaN or Inf; W is only read
  *   grid, block and shared memory as lora_merge. The host zeroes *flag.
  *
+ * lora_convert(src, dst, count, sdt, ddt)  dst[i] = src[i] rounded to dst's type
+ *   sdt, ddt: LORA_F32, LORA_F16, LORA_BF16 (0, 1, 2: package lora's DType);
+ *   another value writes nothing.
+ *   grid  (min(max(ceil(count / (8 * LORA_CONVERT_THREADS)), 1), LORA_CONVERT_MAX_BLOCKS), 1, 1)
+ *   block (LORA_CONVERT_THREADS, 1, 1), no shared memory; grid-stride, so any
+ *   grid is correct.
+ *
  * lora_add_bias(y, bias, rows, cols)          y[i, j] += bias[j]
  *   grid  (gx, gy, 1) with u = cols / 4 when cols % 4 == 0 (float4 path) and
  *         u = cols otherwise, gx = min(ceil(u / LORA_BIAS_THREADS), LORA_BIAS_BLOCKS),
@@ -214,6 +221,10 @@
 #define LORA_GXS_WARPS 8 /* = LORA_GXS_THREADS / LORA_WARP_SIZE */
 #define LORA_GXS_COLS 128 /* = 4 * LORA_WARP_SIZE */
 #define LORA_GXS_ROWS 4
+
+/* lora_convert: 8 elements per thread per step, grid-stride. */
+#define LORA_CONVERT_THREADS 256
+#define LORA_CONVERT_MAX_BLOCKS 4096
 
 /* lora_adamw, lora_sgd */
 #define LORA_OPT_THREADS 256

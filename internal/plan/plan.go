@@ -65,6 +65,9 @@ const (
 	BiasThreads = 256
 	BiasBlocks  = 1024
 
+	ConvertThreads   = 256
+	ConvertMaxBlocks = 4096
+
 	AxpyThreads   = 256
 	AxpyMaxBlocks = 4096
 )
@@ -414,6 +417,10 @@ func Stream(count int64, threads, per, maxBlocks int) int {
 func AbsMaxBlocks(count int64) int {
 	return Stream(count, FiniteThreads, FinitePerThread, FiniteMaxBlocks)
 }
+
+// ConvertBlocks is the grid of lora_convert over count elements, eight per
+// thread.
+func ConvertBlocks(count int64) int { return Stream(count, ConvertThreads, 8, ConvertMaxBlocks) }
 
 // AxpyBlocks is the grid of lora_axpy over count elements.
 func AxpyBlocks(count int64) int { return Stream(count, AxpyThreads, 1, AxpyMaxBlocks) }
