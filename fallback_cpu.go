@@ -3,7 +3,6 @@
 package lora
 
 import (
-	"fmt"
 	"math"
 	"runtime"
 	"sync"
@@ -77,11 +76,17 @@ func gemmNT(m, nc, k int, alpha float32, a, b []float32, beta float32, c []float
 
 // linear computes y = x·Wᵀ.
 func linear(y, x, w *Matrix) error {
-	if err := onlyF32(w); err != nil {
-		return err
-	}
-	gemmNT(x.rows, w.rows, x.cols, 1, x.buf.data, w.buf.data, 0, y.buf.data)
+	baseProduct(y.buf.data, x.buf.data, w, x.rows)
 	return nil
+}
+
+// baseProduct computes y = x·Wᵀ for x n×in and W out×in of any dtype.
+func baseProduct(y, x []float32, w *Matrix, n int) {
+	if w.dt.half() {
+		halfProduct(y, x, w.buf.bits, w.dt, n, w.rows, w.cols)
+		return
+	}
+	gemmNT(n, w.rows, w.cols, 1, x, w.buf.data, 0, y)
 }
 
 // scratch is the per-call workspace of forward, T (n×r) and Bᵀ (r×out),
@@ -102,9 +107,6 @@ func grow(s []float32, n int) []float32 {
 // y's size and no separate pass over y; the only scratch, T and a transposed
 // B (r×out), is recycled between calls.
 func forward(y, x, w, a, b *Matrix, s float32) error {
-	if err := onlyF32(w); err != nil {
-		return err
-	}
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
 	xd, yd, ad, bd := x.buf.data, y.buf.data, a.buf.data, b.buf.data
 	sc, _ := scratchPool.Get().(*scratch)
@@ -118,15 +120,15 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 		// A few rows: matrix-vector products, T[i,:] = s·A·x[i,:], then
 		// y[i,:] = W·x[i,:] and y[i,:] += B·T[i,:].
 		gemmNT(n, r, in, s, xd, ad, 0, t)
-		gemmNT(n, out, in, 1, xd, w.buf.data, 0, yd)
+		baseProduct(yd, xd, w, n)
 		gemmNT(n, out, r, 1, t, bd, 1, yd)
 		return nil
 	}
 	shrink(t, xd, ad, n, in, r, s)
-	gemmNT(n, out, in, 1, xd, w.buf.data, 0, yd)
+	baseProduct(yd, xd, w, n)
 	// y[i,:] += Σₖ T[i,k]·Bᵀ[k,:] by the blocked row update of Merge, each
 	// slab of Bᵀ packed from B.
-	rankUpdateBlocked(yd, n, out, r,
+	rankUpdateF32(yd, n, out, r,
 		func(i int, c []float32) { copy(c, t[i*r:(i+1)*r]) },
 		func(slab []float32, j0, j1 int) {
 			width := j1 - j0
@@ -154,23 +156,13 @@ func axpy(y *Matrix, alpha float32, x *Matrix) error {
 	return nil
 }
 
-// finite reports whether every element of s is finite.
-func finite(s []float32) bool {
-	for _, v := range s {
-		if v-v != 0 { // NaN − NaN and Inf − Inf are NaN
-			return false
-		}
-	}
-	return true
-}
-
 // absMax returns max |m[i,j]|, or a non-finite value (NaN or +Inf) when m
 // holds NaN or ±Inf: one read pass, split among goroutines. The magnitudes
 // are compared as bit patterns with the sign cleared, whose order is that
 // of the numbers, +Inf above every finite one and NaN above +Inf.
 func absMax(m *Matrix) (float32, error) {
-	if err := onlyF32(m); err != nil {
-		return 0, err
+	if m.dt.half() {
+		return absMaxHalf(m.buf.bits, m.dt), nil
 	}
 	d := m.buf.data
 	p := max(1, min(runtime.GOMAXPROCS(0), len(d)/(1<<15)))
@@ -215,25 +207,27 @@ func adapterBound(a, b *Matrix) (maxA, maxRowB float64, err error) {
 }
 
 // rankFinite reports whether every element of W + c·B·A, computed exactly
-// as rankUpdate computes it, is finite. W is not modified: its rows are
-// copied, a block of about 4 MiB at a time, and updated by the same blocked
-// loop as rankUpdate's, whose result for an element depends neither on the
+// as rankUpdate computes it, is finite in W's dtype (for a half W: rounds
+// to a finite value). W is not modified: its rows are copied (widened), a
+// block of about 4 MiB at a time, and updated by the same blocked loop as
+// rankUpdate's, whose float32 result for an element depends neither on the
 // range of rows given nor on the split among goroutines.
 func rankFinite(w, a, b *Matrix, c float32) (bool, error) {
-	if err := onlyF32(w); err != nil {
-		return false, err
-	}
 	out, in, r := w.rows, w.cols, a.rows
-	wd := w.buf.data
 	coef, pack := rankFuncs(a, b, c)
 	chunk := max(1, min(out, (1<<20)/in))
 	tmp := make([]float32, chunk*in)
+	lim := overflowAt(w.dt)
 	for i0 := 0; i0 < out; i0 += chunk {
 		i1 := min(out, i0+chunk)
 		t := tmp[:(i1-i0)*in]
-		copy(t, wd[i0*in:i1*in])
-		rankUpdateBlocked(t, i1-i0, in, r, func(i int, c []float32) { coef(i0+i, c) }, pack)
-		if !finite(t) {
+		if w.dt.half() {
+			widenHalfParallel(w.dt, t, w.buf.bits[i0*in:i1*in])
+		} else {
+			copy(t, w.buf.data[i0*in:i1*in])
+		}
+		rankUpdateF32(t, i1-i0, in, r, func(i int, c []float32) { coef(i0+i, c) }, pack)
+		if !fitsIn(t, lim) {
 			return false, nil
 		}
 	}
@@ -260,13 +254,18 @@ func addBias(y, bias *Matrix) error {
 // rankUpdate computes W += c·B·A in place, each element of W read and
 // written once: row i gets Σₖ (c·B[i,k])·A[k,:], accumulated from zero in k
 // order and then added, so that c and −c add and remove bit for bit the same
-// delta.
+// delta. A half W is updated in float32, each element exactly as an F32 W
+// holding its value would be, and rounded once to nearest even.
 func rankUpdate(w, a, b *Matrix, c float32) error {
-	if err := onlyF32(w); err != nil {
-		return err
-	}
 	coef, pack := rankFuncs(a, b, c)
-	rankUpdateBlocked(w.buf.data, w.rows, w.cols, a.rows, coef, pack)
+	if w.dt.half() {
+		bits, dt, cols := w.buf.bits, w.dt, w.cols
+		rankUpdateBlocked(w.rows, cols, a.rows, coef, pack, func(i, j0, j1 int, slab, c []float32) {
+			rankRowHalf(dt, bits[i*cols+j0:i*cols+j1], slab, c, j1-j0)
+		})
+		return nil
+	}
+	rankUpdateF32(w.buf.data, w.rows, w.cols, a.rows, coef, pack)
 	return nil
 }
 
@@ -294,15 +293,26 @@ func rankFuncs(a, b *Matrix, c float32) (coef func(i int, c []float32), pack fun
 // so that W streams row after row; blocks of columns above that.
 const rankSlabBytes = 256 << 10
 
+// rankUpdateF32 computes dst[i,:] += Σₖ coef_i[k]·a[k,:] for the rows
+// i < rows of dst (rows×cols, row-major, float32) by rankUpdateBlocked and
+// rankRow.
+func rankUpdateF32(dst []float32, rows, cols, r int, coef func(i int, c []float32), pack func(slab []float32, j0, j1 int)) {
+	rankUpdateBlocked(rows, cols, r, coef, pack, func(i, j0, j1 int, slab, c []float32) {
+		rankRow(dst[i*cols+j0:i*cols+j1], slab, c, j1-j0)
+	})
+}
+
 // rankUpdateBlocked computes dst[i,:] += Σₖ coef_i[k]·a[k,:] for the rows
-// i < rows of dst (rows×cols, row-major), with a r×cols. coef(i, c) writes
-// coef_i into c; pack(slab, j0, j1) writes columns j0…j1−1 of a into slab,
-// row-major r×(j1−j0). The columns go in blocks whose slab of a fits
-// rankSlabBytes (at least 256 columns): each block of a is packed once,
+// i < rows of a matrix dst (rows×cols, row-major), with a r×cols. coef(i, c)
+// writes coef_i into c; pack(slab, j0, j1) writes columns j0…j1−1 of a into
+// slab, row-major r×(j1−j0); row(i, j0, j1, slab, c) applies the update to
+// columns j0…j1−1 of row i of dst (rankRow's arithmetic). The columns go in
+// blocks whose slab of a fits rankSlabBytes (at least 256 columns, each
+// block starting at a multiple of 64): each block of a is packed once,
 // contiguous, and used by every row from the cache. Blocks and ranges of
 // rows are split among goroutines. Each element's sum runs in k order from
 // zero, whatever the split.
-func rankUpdateBlocked(dst []float32, rows, cols, r int, coef func(i int, c []float32), pack func(slab []float32, j0, j1 int)) {
+func rankUpdateBlocked(rows, cols, r int, coef func(i int, c []float32), pack func(slab []float32, j0, j1 int), row func(i, j0, j1 int, slab, c []float32)) {
 	width := min(cols, max(256, rankSlabBytes/(4*r)&^63))
 	blocks := (cols + width - 1) / width
 	groups := max(1, min(rows, runtime.GOMAXPROCS(0)/blocks)) // few blocks: split rows too
@@ -315,7 +325,7 @@ func rankUpdateBlocked(dst []float32, rows, cols, r int, coef func(i int, c []fl
 			pack(slab, j0, j1)
 			for i := g * rows / groups; i < (g+1)*rows/groups; i++ {
 				coef(i, c)
-				rankRow(dst[i*cols+j0:i*cols+j1], slab, c, j1-j0)
+				row(i, j0, j1, slab, c)
 			}
 		}
 	})
@@ -353,9 +363,6 @@ func track(*Matrix) {}
 // inner dimension. Elsewhere it is gonum's Sgemm (Sgemv rows at small n),
 // then the rank-r term accumulated in place by rankRow.
 func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
-	if err := onlyF32(w); err != nil {
-		return err
-	}
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
 	xd, dyd, ad, bd := x.buf.data, dy.buf.data, a.buf.data, b.buf.data
 	sc, _ := scratchPool.Get().(*scratch)
@@ -380,14 +387,16 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 
 	dxd, wd := dx.buf.data, w.buf.data
 	if useFMA && !blasThreaded {
-		segs := []nnSegment{{coef: dyd, ldc: out, a: wd, rows: out}}
+		segs := []nnSegment{{coef: dyd, ldc: out, a: wd, bits: w.buf.bits, dt: w.dt, rows: out}}
 		if !merged {
 			segs = append(segs, nnSegment{coef: u, ldc: r, a: ad, rows: r})
 		}
 		productNN(dxd, n, in, segs)
 		return nil
 	}
-	if n <= gemvRows {
+	if w.dt.half() {
+		halfGradX(dxd, dyd, w.buf.bits, w.dt, n, out, in)
+	} else if n <= gemvRows {
 		// dx[i,:] = Wᵀ·dy[i,:], the columns of W split over goroutines so
 		// that W streams through every core once.
 		parallelBLAS(in, n*in*out, func(lo, hi int) {
@@ -413,11 +422,14 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 
 // nnSegment is one part of the inner dimension of productNN: the n×rows
 // coefficients coef (leading dimension ldc) and the rows×cols matrix a
-// (leading dimension cols).
+// (leading dimension cols): float32 in a, or, when dt is F16 or BF16, the
+// patterns in bits.
 type nnSegment struct {
 	coef []float32
 	ldc  int
 	a    []float32
+	bits []uint16
+	dt   DType
 	rows int
 }
 
@@ -431,8 +443,10 @@ const (
 // productNN computes dst = Σ over segments of coef·a for dst n×cols, each
 // row by rankRow: dst[i, j0:j1] accumulates Σₖ coef[i,k]·a[k, j0:j1] over
 // blocks of nnRows rows k of a, so that the block of a is read from memory
-// once and from L1 by every row i. Column blocks are split among goroutines.
-// The sum of each element runs in a fixed order, whatever the split.
+// once and from L1 by every row i; a half-precision block is first widened
+// into a float32 block of its own, in L1. Column blocks are split among
+// goroutines. The sum of each element runs in a fixed order, whatever the
+// split.
 func productNN(dst []float32, n, cols int, segs []nnSegment) {
 	inner := 0
 	for _, sg := range segs {
@@ -440,6 +454,7 @@ func productNN(dst []float32, n, cols int, segs []nnSegment) {
 	}
 	blocks := (cols + nnCols - 1) / nnCols
 	parallel(blocks, n*cols*inner, func(lo, hi int) {
+		var wide []float32
 		for b := lo; b < hi; b++ {
 			j0, j1 := b*nnCols, min((b+1)*nnCols, cols)
 			for i := range n {
@@ -448,9 +463,23 @@ func productNN(dst []float32, n, cols int, segs []nnSegment) {
 			for _, sg := range segs {
 				for k0 := 0; k0 < sg.rows; k0 += nnRows {
 					k1 := min(k0+nnRows, sg.rows)
-					a := sg.a[k0*cols+j0:]
+					var a []float32
+					lda := cols
+					if sg.dt.half() {
+						// Widen the block k0…k1−1 × j0…j1−1 of a.
+						lda = j1 - j0
+						if wide == nil {
+							wide = make([]float32, nnRows*nnCols)
+						}
+						for k := k0; k < k1; k++ {
+							widenHalf(sg.dt, wide[(k-k0)*lda:(k-k0+1)*lda], sg.bits[k*cols+j0:k*cols+j1])
+						}
+						a = wide
+					} else {
+						a = sg.a[k0*cols+j0:]
+					}
 					for i := range n {
-						rankRow(dst[i*cols+j0:i*cols+j1], a, sg.coef[i*sg.ldc+k0:i*sg.ldc+k1], cols)
+						rankRow(dst[i*cols+j0:i*cols+j1], a, sg.coef[i*sg.ldc+k0:i*sg.ldc+k1], lda)
 					}
 				}
 			}
@@ -549,13 +578,4 @@ func mse(dy, y, t *Matrix, scale float32) (float64, error) {
 		sum += v
 	}
 	return sum, nil
-}
-
-// onlyF32 refuses a half-precision W in the products and the merge that do
-// not take one yet.
-func onlyF32(w *Matrix) error {
-	if w.dt != F32 {
-		return fmt.Errorf("W is %v: %w", w.dt, ErrDType)
-	}
-	return nil
 }

@@ -1,0 +1,268 @@
+//go:build !cuda && !cudaemu
+
+package lora
+
+import (
+	"runtime"
+	"sync"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/golora/lora/internal/half"
+)
+
+// A half-precision W on the CPU backend. Every element is widened exactly
+// to float32 where it is used, and never the whole of W at once:
+//
+//   - y = x·Wᵀ at n ≤ halfGemvRows: matrix-vector products that read W's
+//     16-bit rows directly and widen them in registers (gemv4BF16,
+//     gemv4F16), four rows of W per pass, row ranges split among goroutines.
+//   - y = x·Wᵀ above: panels of W's rows widened into a float32 block that
+//     stays in the L2 cache, each panel's product by the float32 Sgemm,
+//     panels split among goroutines.
+//   - dx = dy·W: productNN widens each block of W it keeps in L1.
+//   - Merge: each row segment of W is widened, updated with the float32
+//     arithmetic of rankRow and rounded back once (rankRowBF16, rankRowF16).
+
+// halfGemvRows is the largest batch whose product with a half W takes the
+// fused matrix-vector path; above it, W is widened panel by panel.
+const halfGemvRows = gemvRows
+
+// halfPanelBytes bounds the float32 panel of W that one goroutine widens
+// for the products above halfGemvRows: small enough to stay in L2 while
+// the product reads it.
+const halfPanelBytes = 256 << 10
+
+// widenHalf widens the patterns of src (dtype dt) into dst, exactly.
+func widenHalf(dt DType, dst []float32, src []uint16) {
+	if dt == F16 {
+		half.F16ToF32(dst, src)
+		return
+	}
+	half.BF16ToF32(dst, src)
+}
+
+// narrowHalf rounds src into the patterns of dst (dtype dt), to nearest even.
+func narrowHalf(dt DType, dst []uint16, src []float32) {
+	if dt == F16 {
+		half.F32ToF16(dst, src)
+		return
+	}
+	half.F32ToBF16(dst, src)
+}
+
+// widen1 returns the float32 value of one pattern of dtype dt.
+func widen1(dt DType, h uint16) float32 {
+	if dt == F16 {
+		return half.F16ToFloat32(h)
+	}
+	return half.BF16ToFloat32(h)
+}
+
+// halfProduct computes y = x·Wᵀ for x (n×in), a half W (out×in) given by
+// its patterns, and y (n×out).
+func halfProduct(y, x []float32, w []uint16, dt DType, n, out, in int) {
+	if n <= halfGemvRows {
+		halfGemv(y, x, w, dt, n, out, in)
+		return
+	}
+	halfPanels(y, x, w, dt, n, out, in)
+}
+
+// halfGemv is halfProduct for n ≤ halfGemvRows: groups of four rows of W
+// split among goroutines, each group read from memory once and its rows'
+// dot products with every row of x formed in registers.
+func halfGemv(y, x []float32, w []uint16, dt DType, n, out, in int) {
+	kern := gemv4BF16
+	ok := useBF16FMA
+	if dt == F16 {
+		kern, ok = gemv4F16, useF16FMA
+	}
+	m := in &^ 15 // the kernel's columns; the rest in Go
+	groups := (out + 3) / 4
+	parallel(groups, n*out*in, func(lo, hi int) {
+		for g := lo; g < hi; g++ {
+			o0, o1 := 4*g, min(out, 4*g+4)
+			if !ok || o1-o0 < 4 || m == 0 {
+				halfGemvGo(y, x, w, dt, n, out, in, o0, o1)
+				continue
+			}
+			var s [4]float32
+			for i := range n {
+				xi := x[i*in : (i+1)*in]
+				kern(&s[0], &xi[0], &w[o0*in], m, in)
+				for q, v := range s {
+					row := w[(o0+q)*in : (o0+q+1)*in]
+					for j := m; j < in; j++ {
+						v += xi[j] * widen1(dt, row[j])
+					}
+					y[i*out+o0+q] = v
+				}
+			}
+		}
+	})
+}
+
+// halfGemvGo computes rows o0…o1−1 of W's products with the n ≤
+// halfGemvRows rows of x, the portable way: each row of W widened 256
+// elements at a time into a block on the stack, then dot products.
+func halfGemvGo(y, x []float32, w []uint16, dt DType, n, out, in, o0, o1 int) {
+	const chunk = 256
+	var buf [chunk]float32
+	impl := blas32.Implementation()
+	for o := o0; o < o1; o++ {
+		var sums [halfGemvRows]float32
+		row := w[o*in : (o+1)*in]
+		for j0 := 0; j0 < in; j0 += chunk {
+			t := buf[:min(chunk, in-j0)]
+			widenHalf(dt, t, row[j0:])
+			for i := range n {
+				sums[i] += impl.Sdot(len(t), t, 1, x[i*in+j0:], 1)
+			}
+		}
+		for i := range n {
+			y[i*out+o] = sums[i]
+		}
+	}
+}
+
+// panelPool recycles the float32 panels of halfPanels and halfGradX.
+var panelPool sync.Pool
+
+func getPanel(n int) *[]float32 {
+	p, _ := panelPool.Get().(*[]float32)
+	if p == nil {
+		p = new([]float32)
+	}
+	*p = grow(*p, n)
+	return p
+}
+
+// halfPanelRows returns the rows of W, each of cols elements, in one
+// widened panel: as many as halfPanelBytes holds, at least four.
+func halfPanelRows(rows, cols int) int {
+	return max(1, min(rows, max(4, halfPanelBytes/(4*cols))))
+}
+
+// halfPanels is halfProduct for n > halfGemvRows: the rows of W in panels
+// of halfPanelRows, each widened into float32 and multiplied by the float32
+// Sgemm into its columns of y. Panels are split among goroutines (taken
+// whole, one after another, by a threaded BLAS).
+func halfPanels(y, x []float32, w []uint16, dt DType, n, out, in int) {
+	pr := halfPanelRows(out, in)
+	panels := (out + pr - 1) / pr
+	impl := blas32.Implementation()
+	parallelBLAS(panels, n*out*in, func(lo, hi int) {
+		buf := getPanel(pr * in)
+		defer panelPool.Put(buf)
+		for p := lo; p < hi; p++ {
+			o0, o1 := p*pr, min(out, (p+1)*pr)
+			pb := (*buf)[:(o1-o0)*in]
+			widenHalf(dt, pb, w[o0*in:o1*in])
+			impl.Sgemm(blas.NoTrans, blas.Trans, n, o1-o0, in, 1, x, in, pb, in, 0, y[o0:], out)
+		}
+	})
+}
+
+// halfGradX computes dx = dy·W for dy (n×out) and a half W (out×in) where
+// productNN does not run (no AVX2 + FMA, or a threaded BLAS): the rows of W
+// in panels widened into float32, each panel's share of the inner dimension
+// added by the float32 Sgemm.
+func halfGradX(dx, dy []float32, w []uint16, dt DType, n, out, in int) {
+	pr := halfPanelRows(out, in)
+	buf := getPanel(pr * in)
+	defer panelPool.Put(buf)
+	impl := blas32.Implementation()
+	for k0 := 0; k0 < out; k0 += pr {
+		k1 := min(out, k0+pr)
+		pb := (*buf)[:(k1-k0)*in]
+		widenHalfParallel(dt, pb, w[k0*in:k1*in])
+		var beta float32 = 1
+		if k0 == 0 {
+			beta = 0
+		}
+		impl.Sgemm(blas.NoTrans, blas.NoTrans, n, in, k1-k0, 1, dy[k0:], out, pb, in, beta, dx, in)
+	}
+}
+
+// widenHalfParallel is widenHalf split among goroutines.
+func widenHalfParallel(dt DType, dst []float32, src []uint16) {
+	const part = 1 << 14
+	parts := (len(src) + part - 1) / part
+	parallel(parts, len(src), func(lo, hi int) {
+		widenHalf(dt, dst[lo*part:min(len(src), hi*part)], src[lo*part:min(len(src), hi*part)])
+	})
+}
+
+// absMaxHalf is absMax for the patterns of an F16 or BF16 matrix: the
+// patterns with the sign cleared are ordered as the magnitudes they encode
+// (+Inf above every finite one, NaN above +Inf), so the largest, widened,
+// is the largest magnitude, or NaN or +Inf when the matrix holds one.
+func absMaxHalf(bits []uint16, dt DType) float32 {
+	p := max(1, min(runtime.GOMAXPROCS(0), len(bits)/(1<<16)))
+	parts := make([]uint16, p)
+	parallel(p, len(bits), func(glo, ghi int) {
+		for g := glo; g < ghi; g++ {
+			var mx uint16
+			for _, v := range bits[g*len(bits)/p : (g+1)*len(bits)/p] {
+				mx = max(mx, v&0x7fff)
+			}
+			parts[g] = mx
+		}
+	})
+	var mx uint16
+	for _, v := range parts {
+		mx = max(mx, v)
+	}
+	return widen1(dt, mx)
+}
+
+// rankRowHalf is rankRow for a half dst: dst[j] ← round(float32(dst[j]) +
+// Σₖ coef[k]·a[k·lda+j]), the float32 value computed exactly as rankRow
+// computes it on a float32 copy of dst, rounded once to nearest even. The
+// columns rankRow gives its AVX2 kernel (a multiple of 8 from the start)
+// go to the fused kernel; the rest, or all of them without it, through
+// blocks of 256 widened on the stack, each a multiple of 8 but the last,
+// so that every column takes the path it takes in rankRow.
+func rankRowHalf(dt DType, dst []uint16, a, coef []float32, lda int) {
+	n, r := len(dst), len(coef)
+	if n == 0 || r == 0 {
+		return
+	}
+	_ = a[(r-1)*lda+n-1] // bounds: the last element read
+	m := 0
+	switch {
+	case dt == BF16 && useBF16FMA:
+		m = n &^ 7
+		if m > 0 {
+			rankRowBF16(&dst[0], &a[0], &coef[0], m, r, lda)
+		}
+	case dt == F16 && useF16FMA:
+		m = n &^ 7
+		if m > 0 {
+			rankRowF16(&dst[0], &a[0], &coef[0], m, r, lda)
+		}
+	}
+	const chunk = 256
+	var buf [chunk]float32
+	for j0 := m; j0 < n; j0 += chunk {
+		j1 := min(n, j0+chunk)
+		t := buf[:j1-j0]
+		widenHalf(dt, t, dst[j0:j1])
+		rankRow(t, a[j0:], coef, lda)
+		narrowHalf(dt, dst[j0:j1], t)
+	}
+}
+
+// fitsIn reports whether every element of s rounds to a finite value of
+// the dtype whose overflow threshold is lim (overflowAt): |v| < lim, which
+// NaN fails.
+func fitsIn(s []float32, lim float32) bool {
+	for _, v := range s {
+		if !(v < lim && v > -lim) {
+			return false
+		}
+	}
+	return true
+}

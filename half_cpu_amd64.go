@@ -1,0 +1,35 @@
+//go:build amd64 && !purego && !cuda && !cudaemu
+
+package lora
+
+import "golang.org/x/sys/cpu"
+
+// The assembly kernels of a half-precision W (half_cpu_amd64.s) run where
+// the processor has AVX2 and FMA, and F16C for F16.
+var (
+	useBF16FMA = useFMA
+	useF16FMA  = useFMA && cpu.X86.HasF16C
+)
+
+// gemv4BF16 sets y[q] = Σⱼ x[j]·w[q·ldw+j] for q < 4 and j < n, W BF16,
+// n a positive multiple of 16.
+//
+//go:noescape
+func gemv4BF16(y, x *float32, w *uint16, n, ldw int)
+
+// gemv4F16 is gemv4BF16 for an F16 W.
+//
+//go:noescape
+func gemv4F16(y, x *float32, w *uint16, n, ldw int)
+
+// rankRowBF16 sets dst[j] to float32(dst[j]) + Σₖ coef[k]·a[k·lda+j] rounded
+// to bfloat16, for j < n, n a multiple of 8, r = len(coef) ≥ 1: the
+// arithmetic of rankRowFMA.
+//
+//go:noescape
+func rankRowBF16(dst *uint16, a, coef *float32, n, r, lda int)
+
+// rankRowF16 is rankRowBF16 for an F16 dst.
+//
+//go:noescape
+func rankRowF16(dst *uint16, a, coef *float32, n, r, lda int)
