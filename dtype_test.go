@@ -475,9 +475,10 @@ func TestWriteRounding(t *testing.T) {
 			if got[i] != c.bits {
 				t.Errorf("%v: Write(%g) %s: stored %#04x, want %#04x", dt, c.v, c.what, got[i], c.bits)
 			}
-			// Read widens exactly: the value of the pattern, sign of zero included.
-			if want := float32(f.decode(c.bits)); math.Float32bits(back[i]) != math.Float32bits(want) {
-				t.Errorf("%v: Read of %#04x = %g, want %g", dt, c.bits, back[i], want)
+			// Read widens exactly: the value of the stored pattern, sign
+			// of zero included.
+			if want := float32(f.decode(got[i])); math.Float32bits(back[i]) != math.Float32bits(want) {
+				t.Errorf("%v: Read of the stored %#04x = %g, want %g", dt, got[i], back[i], want)
 			}
 		}
 
@@ -1065,10 +1066,12 @@ func TestDTypeGradientsF32(t *testing.T) {
 			b, _ := dtOperand(t, hdt, sh.out, sh.r, dtRand(rng, sh.out*sh.r, 1))
 			a32, _ := dtOperand(t, F32, sh.r, sh.in, dtRand(rng, sh.r*sh.in, 1))
 			b32, _ := dtOperand(t, F32, sh.out, sh.r, dtRand(rng, sh.out*sh.r, 1))
-			_, err := NewLayerFrom(w, a, b32, 1)
+			bad, err := NewLayerFrom(w, a, b32, 1)
 			dtWantErr(t, what+": NewLayerFrom with a half A", err, ErrDType, "NewLayerFrom")
-			_, err = NewLayerFrom(w, a32, b, 1)
+			bad.Free()
+			bad, err = NewLayerFrom(w, a32, b, 1)
 			dtWantErr(t, what+": NewLayerFrom with a half B", err, ErrDType, "NewLayerFrom")
+			bad.Free()
 		}
 		// The gradients with F32 dA and dB (and the F16 dx) are taken.
 		dA, dB := dtOutput(t, F32, sh.r, sh.in), dtOutput(t, F32, sh.out, sh.r)
@@ -1083,6 +1086,7 @@ func TestDTypeGradientsF32(t *testing.T) {
 		if err != nil {
 			t.Fatalf("NewLayer on a %v W: %v", wdt, err)
 		}
+		t.Cleanup(nl.Free)
 		if nl.A().DType() != F32 || nl.B().DType() != F32 {
 			t.Errorf("NewLayer on a %v W: A is %v, B is %v, want f32", wdt, nl.A().DType(), nl.B().DType())
 		}
@@ -1100,7 +1104,6 @@ func TestDTypeGradientsF32(t *testing.T) {
 		want, mag := dtRefForward(sh, 0, xv, wv, nil, nil)
 		dtCheck(t, "fresh layer's Forward", F32, dtRead(t, yf), want, mag, dtGamma(sh.in+sh.r+3))
 		dtCheck(t, "Linear", F32, dtRead(t, yl), want, mag, dtGamma(sh.in+1))
-		nl.Free()
 	}
 }
 
@@ -1192,6 +1195,47 @@ func TestDTypeAxpyAddBias(t *testing.T) {
 				dtCheck(t, "AddBias y", ydt, dtRead(t, y2), want, mag, dtGamma(1))
 			})
 		}
+	}
+}
+
+// TestDTypeOutputOverflow: a computed output beyond its dtype's range
+// becomes ±Inf, as in PyTorch (only Write refuses), and one just below the
+// overflow tie rounds to the largest finite value. The sums are exact in
+// float32 (multiples of 2⁻⁶ below 2²⁴·2⁻⁶), so each output is the model's
+// rounding of the exact value: x = [1024, 1024] against rows of W.
+func TestDTypeOutputOverflow(t *testing.T) {
+	wrows := [][2]float32{{100, 100}, {32, 31.984375}, {32, 31.9765625}, {-100, -100}, {-32, -31.984375}}
+	w := make([]float32, 0, 2*len(wrows))
+	for _, r := range wrows {
+		w = append(w, r[0], r[1])
+	}
+	for _, wdt := range dtAll {
+		for _, ydt := range []DType{F16, BF16} {
+			wm, _ := dtOperand(t, wdt, len(wrows), 2, w)
+			x, _ := dtOperand(t, F16, 1, 2, []float32{1024, 1024})
+			y := dtOutput(t, ydt, 1, len(wrows))
+			if err := Linear(y, x, wm); err != nil {
+				t.Fatalf("W %v, y %v: Linear: %v", wdt, ydt, err)
+			}
+			f := dtFormatOf(ydt)
+			got := dtReadBits(t, y)
+			wv := dtF64(dtRead(t, wm))
+			for i := range wrows {
+				want := f.encode(f.round(1024*wv[2*i] + 1024*wv[2*i+1]))
+				if got[i] != want {
+					t.Errorf("W %v, y %v: y[%d] is %#04x, want %#04x", wdt, ydt, i, got[i], want)
+				}
+			}
+		}
+	}
+	// F16 y: 65504 + 16 through Axpy is +Inf; Forward over the layer too.
+	y, _ := dtOperand(t, F16, 1, 2, []float32{65504, -65504})
+	x, _ := dtOperand(t, F32, 1, 2, []float32{16, -15})
+	if err := Axpy(y, 1, x); err != nil {
+		t.Fatalf("Axpy: %v", err)
+	}
+	if got := dtReadBits(t, y); got[0] != 0x7C00 || got[1] != 0xFBFF {
+		t.Errorf("F16 Axpy: 65504 + 16, −65504 − 15 stored %#04x, want [0x7c00 0xfbff]", got)
 	}
 }
 
