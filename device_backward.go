@@ -16,12 +16,10 @@ import (
 // backward enqueues, with T = s·x·Aᵀ and U = s·dy·B in scratch (n×r each):
 // lora_shrink and lora_grad_u for T and U, lora_grad_ab twice for
 // dB = dyᵀ·T and dA = Uᵀ·x, and unless dx is nil dx = dy·W + U·A (dy·W when
-// merged) by the small-batch or the tiled kernel. Every limit is checked
-// before anything is enqueued.
+// merged) by the small-batch or the tiled kernel. W may be F32, F16 or
+// BF16; every other operand is F32. Every limit is checked before anything
+// is enqueued.
 func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
-	if err := onlyF32(w); err != nil {
-		return err
-	}
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
 	if n > math.MaxInt32 {
 		return fmt.Errorf("n = %d does not fit the kernels' int: %w", n, ErrShape)
@@ -83,7 +81,9 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 	}
 	// dx = dy·W + U·A as planned by plan.GradX: the small-batch kernel, its
 	// split over the rows of [W; A] summed by lora_forward_reduce, or the
-	// tiled kernel.
+	// tiled kernel. An F16 or BF16 W goes to their _f16 or _bf16 forms, on
+	// the same geometry, which read its 16-bit elements and widen them in
+	// registers.
 	var xk kargs
 	xk.mat(dy).mat(w).ptr(u).mat(am)
 	if gxReduce != nil {
@@ -92,7 +92,7 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 		xk.mat(dx)
 	}
 	xk.int32(n).int32(in).int32(out).int32(r)
-	if err := launch(gx.Kernel.Name, dim(gx.Grid), cuda.Dim3{X: gx.Kernel.Threads, Y: 1, Z: 1}, &xk); err != nil {
+	if err := launch(kernelOf(gx.Kernel.Name, w), dim(gx.Grid), cuda.Dim3{X: gx.Kernel.Threads, Y: 1, Z: 1}, &xk); err != nil {
 		return err
 	}
 	if gxReduce == nil {

@@ -45,13 +45,20 @@ func readWord() (uint32, error) {
 	return dev.flagv, nil
 }
 
+// kernelOf returns the name of kernel's entry point for W's dtype: kernel
+// itself for F32, kernel_f16 or kernel_bf16 for a W of 16-bit elements.
+func kernelOf(kernel string, w *Matrix) string {
+	if w.dt == F32 {
+		return kernel
+	}
+	return kernel + "_" + w.dt.String()
+}
+
 // absMax returns max |m[i,j]|, or a non-finite value (NaN or +Inf) when m
 // holds NaN or ±Inf: the bits of the largest magnitude, reduced on the
-// device into one word and read back (this waits for the queued work).
+// device into one word and read back (this waits for the queued work). An
+// F16 or BF16 m is reduced over its 16-bit elements; the result is exact.
 func absMax(m *Matrix) (float32, error) {
-	if err := onlyF32(m); err != nil {
-		return 0, err
-	}
 	dev.Lock()
 	defer dev.Unlock()
 	word, err := zeroWord()
@@ -61,7 +68,7 @@ func absMax(m *Matrix) (float32, error) {
 	count := int64(m.rows) * int64(m.cols)
 	var k kargs
 	k.mat(m).int64(count).ptr(word)
-	if err := launch("lora_absmax", finiteGrid(count), cuda.Dim3{X: kernels.FiniteThreads, Y: 1, Z: 1}, &k); err != nil {
+	if err := launch(kernelOf("lora_absmax", m), finiteGrid(count), cuda.Dim3{X: kernels.FiniteThreads, Y: 1, Z: 1}, &k); err != nil {
 		return 0, err
 	}
 	v, err := readWord()
@@ -117,28 +124,26 @@ func mergeGrid(w *Matrix) (grid, block cuda.Dim3, err error) {
 }
 
 // rankUpdate enqueues W += c·B·A in place, each element of W read and
-// written once.
+// written once. An F16 or BF16 W gets each element formed in float32 as for
+// F32 (the widened element plus the same float32 update) and rounded once to
+// its dtype, to nearest even.
 func rankUpdate(w, a, b *Matrix, c float32) error {
-	if err := onlyF32(w); err != nil {
-		return err
-	}
 	grid, block, err := mergeGrid(w)
 	if err != nil {
 		return err
 	}
 	var k kargs
 	k.mat(w).mat(a).mat(b).int32(w.rows).int32(w.cols).int32(a.rows).float(c)
-	return launch("lora_merge", grid, block, &k)
+	return launch(kernelOf("lora_merge", w), grid, block, &k)
 }
 
 // rankFinite reports whether every element of W + c·B·A, computed exactly
 // as rankUpdate computes it, is finite. W is not modified: lora_merge_check
 // is lora_merge with each store to W replaced by a test of the value, and
-// its flag is read back (this waits for the queued work).
+// its flag is read back (this waits for the queued work). For an F16 or
+// BF16 W, finite means finite after rounding to W's dtype: a sum of 65520 or
+// more is +Inf in F16.
 func rankFinite(w, a, b *Matrix, c float32) (bool, error) {
-	if err := onlyF32(w); err != nil {
-		return false, err
-	}
 	grid, block, err := mergeGrid(w)
 	if err != nil {
 		return false, err
@@ -151,7 +156,7 @@ func rankFinite(w, a, b *Matrix, c float32) (bool, error) {
 	}
 	var k kargs
 	k.mat(w).mat(a).mat(b).int32(w.rows).int32(w.cols).int32(a.rows).float(c).ptr(flag)
-	if err := launch("lora_merge_check", grid, block, &k); err != nil {
+	if err := launch(kernelOf("lora_merge_check", w), grid, block, &k); err != nil {
 		return false, err
 	}
 	v, err := readWord()

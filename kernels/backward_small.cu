@@ -110,20 +110,11 @@ __device__ __forceinline__ void lora_gxs_rows(const float* __restrict__ dy,
   }
 }
 
-// One warp's share for NB >= n rows of dy, met with the other warps' in part.
+// The warps' partial sums meet in part: warps 4..7 store theirs, then
+// warps 0..3 add theirs in.
 template <int NB>
-__device__ __forceinline__ void lora_gxs_warp(const float* __restrict__ dy, const float* __restrict__ W,
-                                              const float* __restrict__ U, const float* __restrict__ A,
-                                              int n, int in, int out, int r, int j0, int j1, int c,
-                                              bool vec, int warp, int lane, float* __restrict__ sc,
+__device__ __forceinline__ void lora_gxs_meet(const float (&acc)[NB][4], int warp, int lane,
                                               float (*part)[LORA_SMALL_N_MAX][LORA_GXS_COLS]) {
-  float acc[NB][4];
-  LORA_UNROLL
-  for (int i = 0; i < NB; ++i) {
-    LORA_UNROLL
-    for (int e = 0; e < 4; ++e) acc[i][e] = 0.0f;
-  }
-  lora_gxs_rows<NB>(dy, W, U, A, n, in, out, r, j0, j1, c, vec, warp, lane, sc, acc);
   const int h = warp % (LORA_GXS_WARPS / 2);
   if (warp >= LORA_GXS_WARPS / 2) {
     LORA_UNROLL
@@ -142,6 +133,39 @@ __device__ __forceinline__ void lora_gxs_warp(const float* __restrict__ dy, cons
       v.w += acc[i][3];
       *reinterpret_cast<float4*>(&part[h][i][lane * 4]) = v;
     }
+  }
+}
+
+// One warp's share for NB >= n rows of dy, met with the other warps' in part.
+template <int NB>
+__device__ __forceinline__ void lora_gxs_warp(const float* __restrict__ dy, const float* __restrict__ W,
+                                              const float* __restrict__ U, const float* __restrict__ A,
+                                              int n, int in, int out, int r, int j0, int j1, int c,
+                                              bool vec, int warp, int lane, float* __restrict__ sc,
+                                              float (*part)[LORA_SMALL_N_MAX][LORA_GXS_COLS]) {
+  float acc[NB][4];
+  LORA_UNROLL
+  for (int i = 0; i < NB; ++i) {
+    LORA_UNROLL
+    for (int e = 0; e < 4; ++e) acc[i][e] = 0.0f;
+  }
+  lora_gxs_rows<NB>(dy, W, U, A, n, in, out, r, j0, j1, c, vec, warp, lane, sc, acc);
+  lora_gxs_meet<NB>(acc, warp, lane, part);
+}
+
+// Split blockIdx.y's sums of its block's columns: P + blockIdx.y*n*in
+// (n x in) gets the four halves' sums, each element written once.
+__device__ __forceinline__ void lora_gxs_store(float* __restrict__ P, int n, int in, int c0,
+                                               const float (*part)[LORA_SMALL_N_MAX][LORA_GXS_COLS]) {
+  float* p = P + static_cast<long long>(blockIdx.y) * n * in;
+  for (int v = threadIdx.x; v < n * LORA_GXS_COLS; v += LORA_GXS_THREADS) {
+    const int i = v / LORA_GXS_COLS;
+    const int cc = v % LORA_GXS_COLS;
+    if (c0 + cc >= in) continue;
+    float sum = 0.0f;
+    LORA_UNROLL
+    for (int w = 0; w < LORA_GXS_WARPS / 2; ++w) sum += part[w][i][cc];
+    p[static_cast<long long>(i) * in + c0 + cc] = sum;
   }
 }
 
@@ -176,19 +200,203 @@ extern "C" __global__ void __launch_bounds__(LORA_GXS_THREADS, 2)
   else
     lora_gxs_warp<16>(dy, W, U, A, n, in, out, r, j0, j1, c, vec, warp, lane, coef[warp], part);
   __syncthreads();
+  lora_gxs_store(P, n, in, c0, part);
+}
 
-  float* p = P + static_cast<long long>(blockIdx.y) * n * in;
-  for (int v = threadIdx.x; v < n * LORA_GXS_COLS; v += LORA_GXS_THREADS) {
-    const int i = v / LORA_GXS_COLS;
-    const int cc = v % LORA_GXS_COLS;
-    if (c0 + cc >= in) continue;
-    float sum = 0.0f;
+// ---- a W of 16-bit elements --------------------------------------------------
+//
+// lora_grad_x_small_f16 and lora_grad_x_small_bf16: the same product with W
+// given as binary16 or bfloat16 patterns (LORA_DT_* of merge.cu), A, dy, U
+// and P in float32, on the same grid and with the same meeting of the warps.
+// Lane l still accumulates the four columns c = c0 + 4l, but W's rows are
+// read in 16-byte loads of eight elements, two rows at a time: in a group of
+// LORA_GXSH_ROWS rows j + u*LORA_GXS_WARPS of the warp, lanes 2m and 2m+1
+// load columns c0 + 8m .. +7 of rows 2p and 2p+1 of the pair p (four 16-byte
+// loads per lane, 16 KB in flight per block as in float32), then each keeps
+// the half that holds its own columns and swaps the other with its partner
+// (one shuffle of two words): lane 2m gets its columns of both rows, and so
+// does 2m+1. The elements are widened in registers, exactly. A load whose 16
+// bytes are not aligned (in % 8 != 0) or pass the row's end reads scalars
+// clamped into the row; rows left after the groups are read one at a time,
+// four elements per lane (8 bytes where aligned). A's rows (float32) go
+// through lora_gxs_rows.
+//
+// Global memory: reads W (out x in 16-bit) and A (r x in) once; dy and U
+// through the cache; writes each element of P once. Shared memory:
+// (LORA_GXS_WARPS/2)*LORA_SMALL_N_MAX*LORA_GXS_COLS +
+// LORA_GXS_WARPS*LORA_SMALL_N_MAX*LORA_GXSH_ROWS floats (static).
+#define LORA_GXSH_ROWS (2 * LORA_GXS_ROWS)
+
+// The eight elements of row v at columns cc .. cc+7 as four words, the
+// lower column in each low half: one 16-byte load where they are aligned and
+// inside the row, else scalars clamped into the row (those past `in` are
+// never stored).
+__device__ __forceinline__ uint4 lora_gxsh_load8(const unsigned short* __restrict__ v, int cc,
+                                                 int in) {
+  if (cc + 7 < in && lora_aligned16(v + cc)) return __ldcs(reinterpret_cast<const uint4*>(v + cc));
+  unsigned h[8];
+  LORA_UNROLL
+  for (int e = 0; e < 8; ++e) h[e] = __ldcs(v + lora_min(cc + e, in - 1));
+  return make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+}
+
+// The four elements of two packed words, widened.
+template <int kDT>
+__device__ __forceinline__ float4 lora_gxsh_widen4(unsigned w0, unsigned w1) {
+  return make_float4(lora_wh_widen<kDT>(w0 & 0xffffu), lora_wh_widen<kDT>(w0 >> 16),
+                     lora_wh_widen<kDT>(w1 & 0xffffu), lora_wh_widen<kDT>(w1 >> 16));
+}
+
+// q: what lora_gxsh_load8 gave this lane, row a's elements on an even lane,
+// row b's on an odd one. va, vb: this lane's four columns of rows a and b.
+template <int kDT>
+__device__ __forceinline__ void lora_gxsh_split(uint4 q, int lane, float4& va, float4& vb) {
+  const bool odd = (lane & 1) != 0;
+  // An even lane keeps q.x, q.y (its columns of row a) and sends q.z, q.w
+  // (its partner's); an odd lane keeps q.z, q.w (its columns of row b) and
+  // sends q.x, q.y.
+  const unsigned g0 = __shfl_xor_sync(LORA_FULL_MASK, odd ? q.x : q.z, 1);
+  const unsigned g1 = __shfl_xor_sync(LORA_FULL_MASK, odd ? q.y : q.w, 1);
+  va = odd ? lora_gxsh_widen4<kDT>(g0, g1) : lora_gxsh_widen4<kDT>(q.x, q.y);
+  vb = odd ? lora_gxsh_widen4<kDT>(q.z, q.w) : lora_gxsh_widen4<kDT>(g0, g1);
+}
+
+__device__ __forceinline__ void lora_gxsh_fma(float k, float4 m, float (&acc)[4]) {
+  acc[0] = fmaf(k, m.x, acc[0]);
+  acc[1] = fmaf(k, m.y, acc[1]);
+  acc[2] = fmaf(k, m.z, acc[2]);
+  acc[3] = fmaf(k, m.w, acc[3]);
+}
+
+// acc[i][e] += sum over the rows j = j0 + warp, + LORA_GXS_WARPS, ... < j1
+// (all rows of W: j1 <= out) of dy[i,j] * W[j,c0+4*lane+e], for i < NB; rows
+// i >= n use row n-1, and their sums are discarded.
+template <int kDT, int NB>
+__device__ __forceinline__ void lora_gxsh_rows(const float* __restrict__ dy,
+                                               const unsigned short* __restrict__ W, int n, int in,
+                                               int out, int j0, int j1, int c0, int warp, int lane,
+                                               float* __restrict__ sc, float (&acc)[NB][4]) {
+  const int cc = c0 + 8 * (lane >> 1);
+  const int odd = lane & 1;
+  int j = j0 + warp;
+  LORA_NO_UNROLL
+  for (; j + (LORA_GXSH_ROWS - 1) * LORA_GXS_WARPS < j1; j += LORA_GXSH_ROWS * LORA_GXS_WARPS) {
+    uint4 m[LORA_GXSH_ROWS / 2];
     LORA_UNROLL
-    for (int w = 0; w < LORA_GXS_WARPS / 2; ++w) sum += part[w][i][cc];
-    p[static_cast<long long>(i) * in + c0 + cc] = sum;
+    for (int p = 0; p < LORA_GXSH_ROWS / 2; ++p)
+      m[p] = lora_gxsh_load8(W + static_cast<long long>(j + (2 * p + odd) * LORA_GXS_WARPS) * in, cc, in);
+    for (int e = lane; e < NB * LORA_GXSH_ROWS; e += LORA_WARP_SIZE)
+      sc[e] = __ldg(dy + static_cast<long long>(lora_min(e / LORA_GXSH_ROWS, n - 1)) * out + j +
+                    (e % LORA_GXSH_ROWS) * LORA_GXS_WARPS);
+    __syncwarp();
+    LORA_UNROLL
+    for (int p = 0; p < LORA_GXSH_ROWS / 2; ++p) {
+      float4 va, vb;
+      lora_gxsh_split<kDT>(m[p], lane, va, vb);
+      LORA_UNROLL
+      for (int i = 0; i < NB; ++i) {
+        lora_gxsh_fma(sc[i * LORA_GXSH_ROWS + 2 * p], va, acc[i]);
+        lora_gxsh_fma(sc[i * LORA_GXSH_ROWS + 2 * p + 1], vb, acc[i]);
+      }
+    }
+    __syncwarp();  // every lane has read sc before the next group overwrites it
+  }
+  const int c = c0 + 4 * lane;
+  LORA_NO_UNROLL
+  for (; j < j1; j += LORA_GXS_WARPS) {
+    const unsigned short* v = W + static_cast<long long>(j) * in;
+    float4 m;
+    if (c + 3 < in && (reinterpret_cast<uintptr_t>(v + c) & 7u) == 0) {
+      const uint2 u = __ldcs(reinterpret_cast<const uint2*>(v + c));
+      m = lora_gxsh_widen4<kDT>(u.x, u.y);
+    } else {
+      m = make_float4(lora_wh_widen<kDT>(__ldcs(v + lora_min(c, in - 1))),
+                      lora_wh_widen<kDT>(__ldcs(v + lora_min(c + 1, in - 1))),
+                      lora_wh_widen<kDT>(__ldcs(v + lora_min(c + 2, in - 1))),
+                      lora_wh_widen<kDT>(__ldcs(v + lora_min(c + 3, in - 1))));
+    }
+    LORA_UNROLL
+    for (int i = 0; i < NB; ++i)
+      lora_gxsh_fma(__ldg(dy + static_cast<long long>(lora_min(i, n - 1)) * out + j), m, acc[i]);
   }
 }
 
+// One warp's share for NB >= n rows of dy: the rows of W in [j0, j1) through
+// lora_gxsh_rows, those of A through lora_gxs_rows, met in part.
+template <int kDT, int NB>
+__device__ __forceinline__ void lora_gxsh_warp(const float* __restrict__ dy,
+                                               const unsigned short* __restrict__ W,
+                                               const float* __restrict__ U,
+                                               const float* __restrict__ A, int n, int in, int out,
+                                               int r, int j0, int j1, int c0, bool vec_a, int warp,
+                                               int lane, float* __restrict__ sc,
+                                               float (*part)[LORA_SMALL_N_MAX][LORA_GXS_COLS]) {
+  float acc[NB][4];
+  LORA_UNROLL
+  for (int i = 0; i < NB; ++i) {
+    LORA_UNROLL
+    for (int e = 0; e < 4; ++e) acc[i][e] = 0.0f;
+  }
+  lora_gxsh_rows<kDT, NB>(dy, W, n, in, out, j0, lora_min(j1, out), c0, warp, lane, sc, acc);
+  lora_gxs_rows<NB>(dy, nullptr, U, A, n, in, out, r, lora_max(j0, out), j1, c0 + 4 * lane, vec_a,
+                    warp, lane, sc, acc);
+  lora_gxs_meet<NB>(acc, warp, lane, part);
+}
+
+template <int kDT>
+__device__ __forceinline__ void lora_grad_x_small_half(const float* __restrict__ dy,
+                                                       const unsigned short* __restrict__ W,
+                                                       const float* __restrict__ U,
+                                                       const float* __restrict__ A,
+                                                       float* __restrict__ P, int n, int in,
+                                                       int out, int r) {
+  __shared__ __align__(16) float part[LORA_GXS_WARPS / 2][LORA_SMALL_N_MAX][LORA_GXS_COLS];
+  __shared__ float coef[LORA_GXS_WARPS][LORA_SMALL_N_MAX * LORA_GXSH_ROWS];
+  if (blockDim.x != LORA_GXS_THREADS) return;  // the tiling needs this exact block
+  if (n < 1 || n > LORA_SMALL_N_MAX) return;
+
+  const int lane = threadIdx.x % LORA_WARP_SIZE;
+  const int warp = threadIdx.x / LORA_WARP_SIZE;
+  const int c0 = blockIdx.x * LORA_GXS_COLS;
+  const int rows = out + r;
+  const int chunk = (rows + static_cast<int>(gridDim.y) - 1) / static_cast<int>(gridDim.y);
+  const long long j0l = static_cast<long long>(blockIdx.y) * chunk;
+  const int j0 = j0l < rows ? static_cast<int>(j0l) : rows;
+  const int j1 = lora_min(rows, j0 + chunk);
+  const bool vec_a = (in & 3) == 0 && (r == 0 || lora_aligned16(A));
+
+  if (n == 1)
+    lora_gxsh_warp<kDT, 1>(dy, W, U, A, n, in, out, r, j0, j1, c0, vec_a, warp, lane, coef[warp], part);
+  else if (n <= 2)
+    lora_gxsh_warp<kDT, 2>(dy, W, U, A, n, in, out, r, j0, j1, c0, vec_a, warp, lane, coef[warp], part);
+  else if (n <= 4)
+    lora_gxsh_warp<kDT, 4>(dy, W, U, A, n, in, out, r, j0, j1, c0, vec_a, warp, lane, coef[warp], part);
+  else if (n <= 8)
+    lora_gxsh_warp<kDT, 8>(dy, W, U, A, n, in, out, r, j0, j1, c0, vec_a, warp, lane, coef[warp], part);
+  else
+    lora_gxsh_warp<kDT, 16>(dy, W, U, A, n, in, out, r, j0, j1, c0, vec_a, warp, lane, coef[warp], part);
+  __syncthreads();
+  lora_gxs_store(P, n, in, c0, part);
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_GXS_THREADS, 2)
+    lora_grad_x_small_f16(const float* __restrict__ dy, const unsigned short* __restrict__ W,
+                          const float* __restrict__ U, const float* __restrict__ A,
+                          float* __restrict__ P, int n, int in, int out, int r) {
+  lora_grad_x_small_half<LORA_DT_F16>(dy, W, U, A, P, n, in, out, r);
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_GXS_THREADS, 2)
+    lora_grad_x_small_bf16(const float* __restrict__ dy, const unsigned short* __restrict__ W,
+                           const float* __restrict__ U, const float* __restrict__ A,
+                           float* __restrict__ P, int n, int in, int out, int r) {
+  lora_grad_x_small_half<LORA_DT_BF16>(dy, W, U, A, P, n, in, out, r);
+}
+
+#undef LORA_GXSH_ROWS
+
 #ifndef __CUDACC__
 LORA_EMU_REGISTER(lora_grad_x_small)
+LORA_EMU_REGISTER(lora_grad_x_small_f16)
+LORA_EMU_REGISTER(lora_grad_x_small_bf16)
 #endif

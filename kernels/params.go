@@ -33,4 +33,15 @@ var Params = map[string]int{
 
 	"lora_forward_mma_bf16": 9,
 	"lora_forward_mma_f16":  9,
+
+	"lora_merge_f16":         7,
+	"lora_merge_bf16":        7,
+	"lora_merge_check_f16":   8,
+	"lora_merge_check_bf16":  8,
+	"lora_absmax_f16":        3,
+	"lora_absmax_bf16":       3,
+	"lora_grad_x_small_f16":  9,
+	"lora_grad_x_small_bf16": 9,
+	"lora_grad_x_tiled_f16":  9,
+	"lora_grad_x_tiled_bf16": 9,
 }
