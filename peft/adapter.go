@@ -117,6 +117,11 @@ func (m *Module) Params() int {
 // not Conv1D's x·W: to run a Conv1D layer unmerged, transpose W to Out×In
 // and use lora.NewLayerFrom with A and B as they are.
 //
+// w may be F32, F16 or BF16, as the base model stores it (A and B are
+// float32, as PEFT keeps them): Merge on a half-precision w forms each
+// element in float32 and rounds it once to w's dtype, as PEFT's merge into
+// a bf16 or fp16 model does, with no float32 copy of w.
+//
 // The layer owns copies of A and B; w stays the caller's.
 func (m *Module) NewLayer(w *lora.Matrix) (*lora.Layer, error) {
 	if err := m.check(); err != nil {

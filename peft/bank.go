@@ -11,7 +11,9 @@ import (
 // module's Scale, and returns its id in b. For fan_in_fan_out and
 // embedding modules ΔW is transposed as NewLayer transposes it, so that the
 // Bank's Forward computes with the weight as stored what NewLayer's layer
-// computes. Nothing is added on an error.
+// computes. Nothing is added on an error. A Bank computes in float32, so
+// its W is F32 (lora.NewBank says so); to merge a module into an F16 or BF16
+// weight, use NewLayer.
 func (m *Module) AddTo(b *lora.Bank) (int, error) {
 	if err := m.check(); err != nil {
 		return -1, err

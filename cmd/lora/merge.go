@@ -664,7 +664,7 @@ const peakMiB = 160
 // peakHalfMiB is peakMiB for a model whose merged weights are F16 or BF16
 // kept in their dtype: they merge through a W of their dtype, with no
 // float32 copy, and the blocks take a quarter of the memory.
-const peakHalfMiB = 96
+const peakHalfMiB = 80
 
 // mergeMemory returns the bytes a merge of a rows×cols weight of rank r,
 // of dtype in written as out, needs beyond the adapter: the block matrices

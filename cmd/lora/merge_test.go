@@ -47,6 +47,13 @@ func gpt2Base(t *testing.T) string {
 // run the command in a child process of its own.
 const childArgs = "LORA_TEST_COMMAND_ARGS"
 
+// childHWM names the environment variable that makes such a child print,
+// last on stderr, hwmPrefix and its peak resident memory in KiB (VmHWM).
+const (
+	childHWM  = "LORA_TEST_PRINT_HWM"
+	hwmPrefix = "peak resident KiB: "
+)
+
 func TestMain(m *testing.M) {
 	if v := os.Getenv(childArgs); v != "" {
 		var args []string
@@ -54,7 +61,19 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
 		}
-		os.Exit(report(run(args, os.Stdout, os.Stderr), os.Stderr))
+		code := report(run(args, os.Stdout, os.Stderr), os.Stderr)
+		if os.Getenv(childHWM) != "" {
+			// The child's own peak: its rusage would count the parent's
+			// memory too, which the child shares until it execs.
+			if b, err := os.ReadFile("/proc/self/status"); err == nil {
+				for _, l := range strings.Split(string(b), "\n") {
+					if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+						fmt.Fprintf(os.Stderr, "%s%s\n", hwmPrefix, strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+					}
+				}
+			}
+		}
+		os.Exit(code)
 	}
 	code := m.Run()
 	if gpt2Dir != "" {
