@@ -39,20 +39,35 @@ func (m *costModel) op(t float64) float64 {
 func (m *costModel) host() float64 { return 0.05 }
 
 // forward: the base product, the merged Forward, and the fused and unfused
-// Forward at every rank, on copies of W for each rank and the merged layer.
+// Forward at every rank, on copies of W for each rank and the merged layer;
+// and the same four for each bf16 shape at this in and n, W half the bytes.
 func (m *costModel) forward(in, n int) float64 {
 	s := perf.Shape{N: n, In: in, Out: in, R: m.cfg.ranks[0]}
 	w := 4 * float64(in) * float64(in)
 	t := m.call(s.BaseFLOP(), w)
 	setup := float64((1+len(m.cfg.ranks))*perf.Copies(s)) * w / m.fill
-	return float64(2+2*len(m.cfg.ranks))*m.op(t) + setup
+	total := float64(2+2*len(m.cfg.ranks))*m.op(t) + setup
+	for _, h := range m.cfg.bf16Forward {
+		if h.In == in && h.N == n {
+			h.Out = in
+			total += 4*m.op(m.call(h.BaseFLOP(), w/2)) + float64(2*halfCopies(h, 2))*w/m.fill
+		}
+	}
+	return total
 }
 
-// merge: Merge/Unmerge and, on the CPU, a streaming pass over as many bytes.
+// merge: Merge/Unmerge and, on the CPU, a streaming pass over as many
+// bytes; and a bf16 Merge/Unmerge when the shape has one.
 func (m *costModel) merge(in, r int) float64 {
 	s := perf.Shape{N: 1, In: in, Out: in, R: r}
 	w := 4 * float64(in) * float64(in)
-	return m.op(m.call(2*w/4*float64(r), 2*w)) + m.op(2*w/m.bw) + 2*float64(perf.Copies(s))*w/m.fill
+	total := m.op(m.call(2*w/4*float64(r), 2*w)) + m.op(2*w/m.bw) + 2*float64(perf.Copies(s))*w/m.fill
+	for _, h := range m.cfg.bf16Merge {
+		if h.In == in && h.R == r {
+			total += m.op(m.call(2*w/4*float64(r), w)) + float64(halfCopies(s, 2))*w/m.fill
+		}
+	}
+	return total
 }
 
 // train: Forward, Backward with and without dx, and an AdamW step.

@@ -3,7 +3,11 @@
 // unfused three-step Forward and the merged Forward, the overhead of Forward
 // over the base product, Merge (against a plain streaming pass over W on the
 // CPU, against the nominal memory bandwidth on a GPU), the host cost of one
-// call, and the trainable parameters of each adapter.
+// call, and the trainable parameters of each adapter. Rows are float32 (dtype
+// f32); at in = out = 4096, r = 16, Forward at n = 1, 16 and 64 (and 4096 on
+// a GPU) and Merge also have a bf16 row (W, x and y bfloat16, A and B
+// float32), timed in the same rounds as the f32 row, with the ratio bf16 ÷
+// f32 beside it.
 //
 //	go run ./bench                  the full table, a row at a time (under 3 minutes on 2 cores)
 //	go run ./bench -quick           a few rows, under 30 seconds
@@ -81,9 +85,12 @@ func ms(sec float64) string {
 	return fmt.Sprintf("%.2fs", sec)
 }
 
-// ForwardRow is one line of the Forward table.
+// ForwardRow is one line of the Forward table. DType is the dtype of W, x
+// and y ("f32" or "bf16"; A and B are float32 in either, as PEFT keeps
+// them); results saved before rows had a dtype are f32.
 type ForwardRow struct {
 	perf.Shape
+	DType          string  `json:"dtype"`
 	Copies         int     `json:"w_copies"`
 	Base           Stat    `json:"base"`
 	Fused          Stat    `json:"fused"`
@@ -97,6 +104,9 @@ type ForwardRow struct {
 	Trainable      int     `json:"trainable_params"`
 	Full           int     `json:"full_params"`
 	TrainableShare float64 `json:"trainable_share"`
+	// A bf16 row: its fused Forward ÷ the f32 row's of the same shape,
+	// timed in the same rounds.
+	OverF32 float64 `json:"fused_over_f32,omitempty"`
 	// The peer, when -peer is given: seconds per call and ours ÷ theirs.
 	PeerUnmerged  float64 `json:"peer_unmerged_s,omitempty"`
 	PeerMerged    float64 `json:"peer_merged_s,omitempty"`
@@ -104,9 +114,11 @@ type ForwardRow struct {
 	OverPeerMerge float64 `json:"merged_over_peer_merged,omitempty"`
 }
 
-// MergeRow is one line of the Merge table.
+// MergeRow is one line of the Merge table, of W's dtype DType (as in
+// ForwardRow). A bf16 row has no streaming pass.
 type MergeRow struct {
 	In, Out, R int
+	DType      string  `json:"dtype"`
 	Copies     int     `json:"w_copies"`
 	Merge      Stat    `json:"merge"`
 	Stream     Stat    `json:"stream"`
@@ -116,6 +128,9 @@ type MergeRow struct {
 	PeakShare  float64 `json:"merge_share_of_peak_bandwidth,omitempty"`
 	PeerMerge  float64 `json:"peer_merge_s,omitempty"`
 	OverPeer   float64 `json:"merge_over_peer,omitempty"`
+	// A bf16 row: its Merge ÷ the f32 row's of the same shape, timed in
+	// the same rounds.
+	OverF32 float64 `json:"merge_over_f32,omitempty"`
 }
 
 // HostCost is the time one Forward call takes on the host: on the GPU, the
@@ -281,11 +296,15 @@ func cpuModel() string {
 type config struct {
 	ins, ranks, ns []int
 	mergeRanks     []int
-	train          []perf.Shape // rows of the Training table
-	minTime        time.Duration
-	minReps        int
-	maxReps        int
-	peer           *peerConfig // nil: no peer
+	// bf16 rows, measured in the same rounds as the f32 row of the same
+	// shape (whose in, n and r must be measured too): Forward shapes
+	// (In, N, R) and Merge shapes (In, R).
+	bf16Forward, bf16Merge []perf.Shape
+	train                  []perf.Shape // rows of the Training table
+	minTime                time.Duration
+	minReps                int
+	maxReps                int
+	peer                   *peerConfig // nil: no peer
 }
 
 // step is one step of a run: what it measures, the cost model's estimate of
@@ -302,7 +321,7 @@ type step struct {
 func run(cfg config, out, progressTo io.Writer) (*Report, error) {
 	rep := &Report{Machine: machine()}
 	m := newCostModel(cfg)
-	p := &printer{gpu: lora.Backend() != "cpu", peer: cfg.peer != nil}
+	p := &printer{gpu: lora.Backend() != "cpu", peer: cfg.peer != nil, half: len(cfg.bf16Forward)+len(cfg.bf16Merge) > 0}
 	var peer *peerTimes
 	var steps []step
 	if cfg.peer != nil {
@@ -347,15 +366,17 @@ func run(cfg config, out, progressTo io.Writer) (*Report, error) {
 		for _, r := range cfg.mergeRanks {
 			steps = append(steps, step{fmt.Sprintf("merge in=out=%d r=%d", in, r),
 				func() float64 { return m.merge(in, r) }, func() error {
-					row, err := mergeRow(cfg, in, r)
+					rows, err := mergeRows(cfg, in, r)
 					if err != nil {
 						return err
 					}
 					if peer != nil {
-						peer.fillMerge(&row)
+						for i := range rows {
+							peer.fillMerge(&rows[i])
+						}
 					}
-					rep.Merge = append(rep.Merge, row)
-					p.merge(row)
+					rep.Merge = append(rep.Merge, rows...)
+					p.merge(rows...)
 					return nil
 				}})
 		}
@@ -427,11 +448,17 @@ func hostCost() (HostCost, error) {
 }
 
 // forwardRows measures, in one set of interleaved rounds, the base product,
-// the merged Forward, and the fused and unfused Forward at every rank.
+// the merged Forward, and the fused and unfused Forward at every rank, in
+// float32, and the same in bf16 for the shapes of cfg.bf16Forward at this in
+// and n: their rows follow the f32 rows.
 func forwardRows(cfg config, in, n int) ([]ForwardRow, error) {
 	var probs []*perf.Problem
+	var halves []*halfProblem
 	defer func() {
 		for _, p := range probs {
+			p.Free()
+		}
+		for _, p := range halves {
 			p.Free()
 		}
 	}()
@@ -454,6 +481,30 @@ func forwardRows(cfg config, in, n int) ([]ForwardRow, error) {
 		probs = append(probs, p)
 		ops = append(ops, op{fmt.Sprintf("fused r=%d", r), p.Forward}, op{fmt.Sprintf("unfused r=%d", r), p.Unfused})
 	}
+	var half []perf.Shape
+	for _, s := range cfg.bf16Forward {
+		if s.In != in || s.N != n {
+			continue
+		}
+		s.Out = in
+		half = append(half, s)
+		hc := halfCopies(s, 2)
+		hm, err := newHalfProblem(lora.BF16, s, hc)
+		if err != nil {
+			return nil, err
+		}
+		halves = append(halves, hm)
+		if err := hm.SetMerged(); err != nil {
+			return nil, err
+		}
+		hp, err := newHalfProblem(lora.BF16, s, hc)
+		if err != nil {
+			return nil, err
+		}
+		halves = append(halves, hp)
+		ops = append(ops, op{fmt.Sprintf("bf16 base r=%d", s.R), hm.Base}, op{fmt.Sprintf("bf16 merged r=%d", s.R), hm.Forward},
+			op{fmt.Sprintf("bf16 fused r=%d", s.R), hp.Forward}, op{fmt.Sprintf("bf16 unfused r=%d", s.R), hp.Unfused})
+	}
 	stats, err := measure(ops, cfg.minTime, cfg.minReps, cfg.maxReps)
 	if err != nil {
 		return nil, err
@@ -463,7 +514,7 @@ func forwardRows(cfg config, in, n int) ([]ForwardRow, error) {
 		s := perf.Shape{N: n, In: in, Out: in, R: r}
 		fused, unfused := stats[2+2*i], stats[3+2*i]
 		rows = append(rows, ForwardRow{
-			Shape: s, Copies: copies,
+			Shape: s, DType: dtF32, Copies: copies,
 			Base: stats[0], Merged: stats[1], Fused: fused, Unfused: unfused,
 			Overhead:       fused.Median / stats[0].Median,
 			UnfusedOver:    unfused.Median / stats[0].Median,
@@ -475,17 +526,39 @@ func forwardRows(cfg config, in, n int) ([]ForwardRow, error) {
 			TrainableShare: float64(r*(in+in)) / float64(in*in),
 		})
 	}
+	for i, s := range half {
+		st := stats[2+2*len(cfg.ranks)+4*i:]
+		b, m, fused, unfused := st[0], st[1], st[2], st[3]
+		row := ForwardRow{
+			Shape: s, DType: dtBF16, Copies: halves[2*i].copies(),
+			Base: b, Merged: m, Fused: fused, Unfused: unfused,
+			Overhead:       fused.Median / b.Median,
+			UnfusedOver:    unfused.Median / b.Median,
+			GFLOPs:         (s.BaseFLOP() + s.LoRAFLOP()) / fused.Median / 1e9,
+			GBs:            halfBytes(s, 2, true) / fused.Median / 1e9,
+			PeakShare:      peakShare(halfBytes(s, 2, true) / fused.Median),
+			Trainable:      s.R * (in + in),
+			Full:           in * in,
+			TrainableShare: float64(s.R*(in+in)) / float64(in*in),
+		}
+		if k := slices.Index(cfg.ranks, s.R); k >= 0 {
+			row.OverF32 = fused.Median / rows[k].Fused.Median
+		}
+		rows = append(rows, row)
+	}
 	return rows, nil
 }
 
-// mergeRow measures Merge/Unmerge (alternating) against a single-threaded
-// streaming pass w[i] *= c over a W of the same size, in the same rounds.
-func mergeRow(cfg config, in, r int) (MergeRow, error) {
+// mergeRows measures Merge/Unmerge (alternating) against a single-threaded
+// streaming pass w[i] *= c over a W of the same size, in the same rounds,
+// and, when cfg.bf16Merge has this shape, Merge/Unmerge on a bf16 W too,
+// whose row follows.
+func mergeRows(cfg config, in, r int) ([]MergeRow, error) {
 	s := perf.Shape{N: 1, In: in, Out: in, R: r}
 	copies := perf.Copies(s)
 	p, err := perf.NewProblem(s, copies)
 	if err != nil {
-		return MergeRow{}, err
+		return nil, err
 	}
 	defer p.Free()
 	cpu := lora.Backend() == "cpu"
@@ -509,12 +582,20 @@ func mergeRow(cfg config, in, r int) (MergeRow, error) {
 	if cpu {
 		ops = append(ops, op{"stream", stream})
 	}
+	var hp *halfProblem
+	if slices.ContainsFunc(cfg.bf16Merge, func(h perf.Shape) bool { return h.In == in && h.R == r }) {
+		if hp, err = newHalfProblem(lora.BF16, s, halfCopies(s, 2)); err != nil {
+			return nil, err
+		}
+		defer hp.Free()
+		ops = append(ops, op{"bf16 merge", hp.MergeToggle})
+	}
 	stats, err := measure(ops, cfg.minTime, cfg.minReps, cfg.maxReps)
 	if err != nil {
-		return MergeRow{}, err
+		return nil, err
 	}
 	row := MergeRow{
-		In: in, Out: in, R: r, Copies: copies, Merge: stats[0],
+		In: in, Out: in, R: r, DType: dtF32, Copies: copies, Merge: stats[0],
 		GBs:       s.MergeBytes() / stats[0].Median / 1e9,
 		PeakShare: peakShare(s.MergeBytes() / stats[0].Median),
 	}
@@ -523,7 +604,17 @@ func mergeRow(cfg config, in, r int) (MergeRow, error) {
 		row.StreamGBs = 8 * float64(in*in) / stats[1].Median / 1e9
 		row.Ratio = stats[0].Median / stats[1].Median
 	}
-	return row, nil
+	rows := []MergeRow{row}
+	if hp != nil {
+		h := stats[len(stats)-1]
+		rows = append(rows, MergeRow{
+			In: in, Out: in, R: r, DType: dtBF16, Copies: hp.copies(), Merge: h,
+			GBs:       halfMergeBytes(s, 2) / h.Median / 1e9,
+			PeakShare: peakShare(halfMergeBytes(s, 2) / h.Median),
+			OverF32:   h.Median / stats[0].Median,
+		})
+	}
+	return rows, nil
 }
 
 // peakShare returns bytes/s as a share of the device's nominal bandwidth, or
@@ -549,6 +640,10 @@ func main() {
 	cfg := config{
 		ins: []int{1024, 4096}, ranks: []int{8, 16, 64}, ns: []int{1, 16, 64, 256},
 		mergeRanks: []int{8, 16, 64},
+		// bf16 beside f32 where the ratios tell: decode, a small batch and
+		// a larger one, and Merge, at in = out = 4096, r = 16.
+		bf16Forward: []perf.Shape{{N: 1, In: 4096, R: 16}, {N: 16, In: 4096, R: 16}, {N: 64, In: 4096, R: 16}},
+		bf16Merge:   []perf.Shape{{In: 4096, R: 16}},
 		train: []perf.Shape{
 			{N: 16, In: 1024, Out: 1024, R: 16}, {N: 256, In: 1024, Out: 1024, R: 16},
 			{N: 16, In: 4096, Out: 4096, R: 16}, {N: 256, In: 4096, Out: 4096, R: 16},
@@ -556,26 +651,30 @@ func main() {
 		minTime: 300 * time.Millisecond, minReps: 5, maxReps: 200,
 	}
 	if lora.Backend() == "cuda" {
-		// A GPU is fast enough for a prefill-sized batch too.
+		// A GPU is fast enough for a prefill-sized batch too, where bf16
+		// runs on tensor cores.
 		cfg.ns = append(cfg.ns, 4096)
+		cfg.bf16Forward = append(cfg.bf16Forward, perf.Shape{N: 4096, In: 4096, R: 16})
 	}
 	if *quick {
 		cfg = config{
 			ins: []int{1024, 4096}, ranks: []int{16}, ns: []int{1, 64},
-			mergeRanks: []int{16},
-			train:      []perf.Shape{{N: 64, In: 1024, Out: 1024, R: 16}},
-			minTime:    100 * time.Millisecond, minReps: 3, maxReps: 50,
+			mergeRanks:  []int{16},
+			bf16Forward: []perf.Shape{{N: 1, In: 4096, R: 16}, {N: 64, In: 4096, R: 16}},
+			bf16Merge:   []perf.Shape{{In: 4096, R: 16}},
+			train:       []perf.Shape{{N: 64, In: 1024, Out: 1024, R: 16}},
+			minTime:     100 * time.Millisecond, minReps: 3, maxReps: 50,
 		}
 	}
 	if *from != "" {
 		b, err := os.ReadFile(*from)
 		if err == nil {
-			var rep Report
-			if err = json.Unmarshal(b, &rep); err == nil {
+			var rep *Report
+			if rep, err = loadReport(b); err == nil {
 				if !*asJSON {
-					printTable(os.Stdout, &rep)
+					printTable(os.Stdout, rep)
 				}
-				err = output(&rep, *plotDir, "", *asJSON)
+				err = output(rep, *plotDir, "", *asJSON)
 			}
 		}
 		if err != nil {
@@ -608,6 +707,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// loadReport reads saved results: rows saved before rows had a dtype are
+// f32.
+func loadReport(b []byte) (*Report, error) {
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, err
+	}
+	for i := range rep.Forward {
+		rep.Forward[i].DType = rowDType(rep.Forward[i].DType)
+	}
+	for i := range rep.Merge {
+		rep.Merge[i].DType = rowDType(rep.Merge[i].DType)
+	}
+	return &rep, nil
 }
 
 // output writes the report: JSON to jsonOut if given, the figures into

@@ -18,35 +18,55 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
+	"github.com/golora/lora"
 	"github.com/golora/lora/internal/perf"
 )
 
-// TestRunSmall runs the whole bench on tiny shapes and checks the table and
-// the JSON carry every row with sane figures.
+// TestRunSmall runs the whole bench on tiny shapes, with a bf16 Forward row
+// at n = 1 and a bf16 Merge row, and checks the table and the JSON carry
+// every row with sane figures and its dtype.
 func TestRunSmall(t *testing.T) {
-	cfg := config{
-		ins: []int{33}, ranks: []int{2, 5}, ns: []int{1, 20}, mergeRanks: []int{3},
-		train:   []perf.Shape{{N: 3, In: 33, Out: 29, R: 2}},
-		minTime: time.Millisecond, minReps: 3, maxReps: 5,
-	}
+	cfg := smallConfig()
 	rep, err := run(cfg, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Forward) != 4 || len(rep.Merge) != 1 || len(rep.Train) != 1 {
-		t.Fatalf("%d forward, %d merge and %d training rows, want 4, 1 and 1", len(rep.Forward), len(rep.Merge), len(rep.Train))
+	if len(rep.Forward) != 5 || len(rep.Merge) != 2 || len(rep.Train) != 1 {
+		t.Fatalf("%d forward, %d merge and %d training rows, want 5, 2 and 1", len(rep.Forward), len(rep.Merge), len(rep.Train))
 	}
 	if tr := rep.Train[0]; !(tr.BwdOver > 0) || !(tr.StepOver > 0) || tr.Step.Calls < 3 {
 		t.Errorf("implausible training row %+v", tr)
 	}
+	var dtypes []string
 	for _, r := range rep.Forward {
+		dtypes = append(dtypes, fmt.Sprintf("n=%d r=%d %s", r.N, r.R, r.DType))
 		if r.Fused.Calls < 3 || !(r.Overhead > 0) || r.Trainable != r.R*2*33 || r.Full != 33*33 {
 			t.Errorf("implausible row %+v", r)
 		}
+		size := 4
+		if r.DType == dtBF16 {
+			size = 2
+			if !(r.OverF32 > 0) || r.OverF32 != r.Fused.Median/rep.Forward[0].Fused.Median {
+				t.Errorf("bf16 row: bf16/f32 %g, want its fused %g ÷ the f32 row's %g", r.OverF32, r.Fused.Median, rep.Forward[0].Fused.Median)
+			}
+		} else if r.OverF32 != 0 {
+			t.Errorf("f32 row with a bf16/f32 ratio %g", r.OverF32)
+		}
+		if want := halfBytes(r.Shape, size, true) / r.Fused.Median / 1e9; math.Abs(r.GBs-want) > 1e-9*want {
+			t.Errorf("%s row: %g GB/s, want %g (%d-byte W, x and y)", r.DType, r.GBs, want, size)
+		}
+	}
+	if want := []string{"n=1 r=2 f32", "n=1 r=5 f32", "n=1 r=2 bf16", "n=20 r=2 f32", "n=20 r=5 f32"}; !slices.Equal(dtypes, want) {
+		t.Errorf("forward rows %v, want %v", dtypes, want)
+	}
+	if m, h := rep.Merge[0], rep.Merge[1]; m.DType != dtF32 || h.DType != dtBF16 || !(h.OverF32 > 0) || h.OverF32 != h.Merge.Median/m.Merge.Median ||
+		h.Stream.Calls != 0 || h.Merge.Calls < 3 || math.Abs(h.GBs-(4*33*33+4*3*66)/h.Merge.Median/1e9) > 1e-9*h.GBs {
+		t.Errorf("merge rows %+v and %+v", m, h)
 	}
 	var out bytes.Buffer
 	printTable(&out, rep)
-	if !strings.Contains(out.String(), "overhead") || !strings.Contains(out.String(), "AdamW step") || strings.Count(out.String(), "\n") < 12 {
+	if !strings.Contains(out.String(), "overhead") || !strings.Contains(out.String(), "AdamW step") || strings.Count(out.String(), "\n") < 12 ||
+		len(regexp.MustCompile(`(?m)^ +33 +\d+( +\d+)? +bf16 `).FindAllString(out.String(), -1)) != 2 || !strings.Contains(out.String(), "bf16/f32") {
 		t.Errorf("table:\n%s", out.String())
 	}
 	js, err := json.Marshal(rep)
@@ -54,7 +74,8 @@ func TestRunSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back Report
-	if err := json.Unmarshal(js, &back); err != nil || len(back.Forward) != 4 {
+	if err := json.Unmarshal(js, &back); err != nil || len(back.Forward) != 5 || back.Forward[2].DType != dtBF16 || back.Forward[2].OverF32 != rep.Forward[2].OverF32 ||
+		back.Merge[1].DType != dtBF16 || back.Forward[0].DType != dtF32 {
 		t.Fatalf("JSON round trip: %v", err)
 	}
 }
@@ -118,12 +139,15 @@ func TestPlots(t *testing.T) {
 	}
 }
 
-// smallConfig is a run of a few tiny rows, fast enough for a test.
+// smallConfig is a run of a few tiny rows, fast enough for a test, with a
+// bf16 Forward row and a bf16 Merge row.
 func smallConfig() config {
 	return config{
 		ins: []int{33}, ranks: []int{2, 5}, ns: []int{1, 20}, mergeRanks: []int{3},
-		train:   []perf.Shape{{N: 3, In: 33, Out: 29, R: 2}},
-		minTime: time.Millisecond, minReps: 3, maxReps: 5,
+		bf16Forward: []perf.Shape{{N: 1, In: 33, R: 2}},
+		bf16Merge:   []perf.Shape{{In: 33, R: 3}},
+		train:       []perf.Shape{{N: 3, In: 33, Out: 29, R: 2}},
+		minTime:     time.Millisecond, minReps: 3, maxReps: 5,
 	}
 }
 
@@ -312,8 +336,8 @@ func TestUnstableRowsFlagged(t *testing.T) {
 	printTable(&out, rep)
 	text := out.String()
 	for _, c := range []struct{ name, line, note string }{
-		{"forward", "4096   16   256", "fused 210%"},
-		{"merge", "4096   16", "stream 210%"},
+		{"forward", "4096   16   256    f32", "fused 210%"},
+		{"merge", "4096   16    f32", "stream 210%"},
 		{"training", "4096   16    16", "AdamW step 210%"},
 	} {
 		var got string
@@ -418,11 +442,18 @@ func TestPeerColumns(t *testing.T) {
 	ans := map[string]any{"torch": "9.9", "device": "cpu", "threads": 2, "blas": "fake"}
 	var fw, mg, tr []row
 	// The answer lists the shapes in reverse: rows are matched by shape.
+	// bf16 shapes answer half the time of their f32 ones.
+	half := func(s peerShape) float64 {
+		if s.DType == dtBF16 {
+			return 0.5
+		}
+		return 1
+	}
 	for i, s := range slices.Backward(forward) {
-		fw = append(fw, row{peerShape: s, Unmerged: float64(s.N*s.R) * 1e-3, Merged: float64(i+1) * 1e-3})
+		fw = append(fw, row{peerShape: s, Unmerged: float64(s.N*s.R) * 1e-3 * half(s), Merged: float64(i+1) * 1e-3})
 	}
 	for _, s := range slices.Backward(merge) {
-		mg = append(mg, row{peerShape: s, Merge: float64(s.R) * 1e-3})
+		mg = append(mg, row{peerShape: s, Merge: float64(s.R) * 1e-3 * half(s)})
 	}
 	for _, s := range train {
 		tr = append(tr, row{peerShape: s, Train: 5e-3, Unmerged: 2e-3})
@@ -438,7 +469,8 @@ func TestPeerColumns(t *testing.T) {
 	if err := os.WriteFile(answer, js, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(script, []byte("cat >/dev/null; cat '"+answer+"'\n"), 0o644); err != nil {
+	request := filepath.Join(dir, "request.json")
+	if err := os.WriteFile(script, []byte("cat >'"+request+"'; cat '"+answer+"'\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg.peer, err = newPeer("torch", "sh", script)
@@ -451,12 +483,16 @@ func TestPeerColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range rep.Forward {
-		if want := float64(r.N*r.R) * 1e-3; r.PeerUnmerged != want || r.OverPeerUnm != r.Fused.Median/want {
-			t.Errorf("forward n=%d r=%d: peer %g (fused/peer %g), want %g", r.N, r.R, r.PeerUnmerged, r.OverPeerUnm, want)
+		want := float64(r.N*r.R) * 1e-3 * half(peerShape{DType: r.DType})
+		if r.PeerUnmerged != want || r.OverPeerUnm != r.Fused.Median/want {
+			t.Errorf("forward n=%d r=%d %s: peer %g (fused/peer %g), want %g", r.N, r.R, r.DType, r.PeerUnmerged, r.OverPeerUnm, want)
 		}
 	}
 	if r := rep.Merge[0]; r.PeerMerge != 3e-3 {
 		t.Errorf("merge r=3: peer %g, want 3e-3", r.PeerMerge)
+	}
+	if r := rep.Merge[1]; r.DType != dtBF16 || r.PeerMerge != 1.5e-3 {
+		t.Errorf("merge r=3 %s: peer %g, want bf16's 1.5e-3", r.DType, r.PeerMerge)
 	}
 	if r := rep.Train[0]; math.Abs(r.PeerBackward-3e-3) > 1e-15 {
 		t.Errorf("training: peer backward %g, want 5e-3 - 2e-3", r.PeerBackward)
@@ -474,8 +510,22 @@ func TestPeerColumns(t *testing.T) {
 		t.Errorf("the table still says peer:\n%s", text)
 	}
 
+	// The bf16 shapes are asked for in bf16: their dtype is in the request.
+	var bf16 []string
+	for _, s := range append(forward, merge...) {
+		if s.DType != "" {
+			bf16 = append(bf16, fmt.Sprintf("%s n=%d r=%d", s.DType, s.N, s.R))
+		}
+	}
+	if want := []string{"bf16 n=1 r=2", "bf16 n=0 r=3"}; !slices.Equal(bf16, want) {
+		t.Errorf("bf16 shapes asked of the peer %v, want %v", bf16, want)
+	}
+	if req, err := os.ReadFile(request); err != nil || strings.Count(string(req), `"dtype":"bf16"`) != 2 || strings.Contains(string(req), `"dtype":"f32"`) {
+		t.Errorf("request %s (%v): want two bf16 shapes, f32 ones without a dtype", req, err)
+	}
+
 	// An answer without a shape asked for is refused.
-	ans["merge"] = mg[1:]
+	ans["merge"] = mg[2:]
 	js, _ = json.Marshal(ans)
 	if err := os.WriteFile(answer, js, 0o644); err != nil {
 		t.Fatal(err)
@@ -486,21 +536,32 @@ func TestPeerColumns(t *testing.T) {
 }
 
 // savedReport is a report shaped as the saved results: ranks 8, 16 and 64,
-// n from 1 to 256, the peer's columns, and the machine of a CPU run.
+// n from 1 to 256, the peer's columns, and the machine of a CPU run; and
+// bf16 rows at in = out = 4096, r = 16: Forward at n = 1, 16 and 64, Merge.
 func savedReport(blas string) *Report {
 	rep := &Report{Machine: map[string]string{"backend": "cpu", "cpu": "AMD EPYC", "blas": blas}}
 	for _, in := range []int{1024, 4096} {
 		for _, n := range []int{1, 16, 64, 256} {
 			for i, r := range []int{8, 16, 64} {
 				base := 1e-4 * float64(n*in/1024)
-				rep.Forward = append(rep.Forward, ForwardRow{Shape: perf.Shape{N: n, In: in, Out: in, R: r},
+				rep.Forward = append(rep.Forward, ForwardRow{Shape: perf.Shape{N: n, In: in, Out: in, R: r}, DType: dtF32,
 					Base: stat(base, 0.1), Fused: stat(base*(1+0.1*float64(i)), 0.1), Unfused: stat(base*1.1, 0.1), Merged: stat(base, 0.1),
 					Overhead: 1 + 0.1*float64(i), PeerUnmerged: 2 * base, PeerMerged: 1.5 * base})
 			}
+			if in == 4096 && n <= 64 {
+				base := 0.6e-4 * float64(n*in/1024)
+				rep.Forward = append(rep.Forward, ForwardRow{Shape: perf.Shape{N: n, In: in, Out: in, R: 16}, DType: dtBF16,
+					Base: stat(base, 0.1), Fused: stat(base*1.1, 0.1), Unfused: stat(base*1.2, 0.1), Merged: stat(base, 0.1),
+					Overhead: 1.1, OverF32: 0.6, PeerUnmerged: 3 * base, PeerMerged: 2 * base})
+			}
 		}
 		for i, r := range []int{8, 16, 64} {
-			rep.Merge = append(rep.Merge, MergeRow{In: in, Out: in, R: r, Merge: stat(1e-3, 0.1), Stream: stat(1e-3, 0.1),
+			rep.Merge = append(rep.Merge, MergeRow{In: in, Out: in, R: r, DType: dtF32, Merge: stat(1e-3, 0.1), Stream: stat(1e-3, 0.1),
 				GBs: 28.7 - 12*float64(i), StreamGBs: 25, PeerMerge: 0.3})
+			if in == 4096 && r == 16 {
+				rep.Merge = append(rep.Merge, MergeRow{In: in, Out: in, R: r, DType: dtBF16, Merge: stat(0.6e-3, 0.1),
+					GBs: 14, OverF32: 0.6, PeerMerge: 0.2})
+			}
 		}
 	}
 	return rep
@@ -568,6 +629,22 @@ func TestFigures(t *testing.T) {
 				t.Errorf("%s: legend %q", nf.file, legend)
 			}
 		}
+		// bf16 beside f32 where it was measured, and only there.
+		for i, want := range []bool{false, true, false, true} {
+			all := strings.Join(figs[i].f.order, "\n")
+			if strings.Contains(all, "bf16") != want {
+				t.Errorf("%s: legend %q, want bf16 series %v", figs[i].file, figs[i].f.order, want)
+			}
+		}
+		if got := figs[1].f.series[seriesFusedBF16]; len(got) != 3 || got[0].X != 1 || got[0].Y != 0.6e-4*4*1.1 {
+			t.Errorf("forward-4096.png: bf16 fused series %v", got)
+		}
+		if got := figs[3].f.series["merge bf16, 4096×4096"]; len(got) != 1 || got[0].X != 16 || got[0].Y != 14 {
+			t.Errorf("merge.png: bf16 merge series %v", got)
+		}
+		if got := figs[3].f.series["PyTorch merge (as PEFT) bf16, 4096×4096"]; len(got) != 1 || math.Abs(got[0].Y-2*4096*4096*2/0.2/1e9) > 1e-9 {
+			t.Errorf("merge.png: PyTorch bf16 merge series %v, want 2-byte elements", got)
+		}
 		if y := figs[0].f.p.Y; !slices.Contains(labels(y), "100 µs") || !slices.Contains(labels(y), "1 ms") {
 			t.Errorf("forward-1024.png: time axis labelled %v, want 100 µs, 1 ms, …", labels(y))
 		}
@@ -634,5 +711,105 @@ func TestTicks(t *testing.T) {
 		if d, u := down125(v), up125(v); math.Abs(d-want[0]) > 1e-12*want[0] || math.Abs(u-want[1]) > 1e-12*want[1] {
 			t.Errorf("down125, up125(%g) = %g, %g, want %v", v, d, u, want)
 		}
+	}
+}
+
+// TestDTypeColumn prints a report with bf16 rows, and one saved before rows
+// had a dtype: the first has the dtype column and the bf16/f32 ratio beside
+// the bf16 rows alone ("unstable" where the f32 time is); the second reads
+// as f32, without the ratio column.
+func TestDTypeColumn(t *testing.T) {
+	var out bytes.Buffer
+	saved := savedReport("gonum.Implementation")
+	for i, r := range saved.Forward {
+		if r.In == 4096 && r.N == 16 && r.R == 16 && r.DType == dtF32 {
+			saved.Forward[i].Fused = stat(r.Fused.Median, 2) // the ratio at n = 16 means nothing
+		}
+	}
+	printTable(&out, saved)
+	text := out.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^ +4096 +16 +16 +bf16 .* unstable `),
+		regexp.MustCompile(`(?m)^ +4096 +16 +1 +bf16 .* 0\.600× `),
+		regexp.MustCompile(`(?m)^ +4096 +16 +64 +bf16 .* 0\.600× `),
+		regexp.MustCompile(`(?m)^ +4096 +16 +bf16 .* 0\.600× `),
+		regexp.MustCompile(`(?m)^ +in=out +r +n +dtype .* bf16/f32 `),
+		regexp.MustCompile(`(?m)^ +in=out +r +dtype .* bf16/f32 `),
+	} {
+		if !want.MatchString(text) {
+			t.Errorf("no line matching %s in\n%s", want, text)
+		}
+	}
+	if n := strings.Count(text, "×"); n == 0 || regexp.MustCompile(`(?m)^ +\d+ +\d+ +\d+ +f32 .*0\.600×`).MatchString(text) {
+		t.Errorf("an f32 row has a bf16/f32 ratio:\n%s", text)
+	}
+
+	// Saved before the dtype: "dtype" absent from the JSON.
+	old := []byte(`{"machine": {"backend": "cpu"}, "forward": [{"N": 1, "In": 64, "Out": 64, "R": 4,
+		"base": {"median_s": 1e-3, "min_s": 1e-3, "max_s": 1e-3}, "fused": {"median_s": 1e-3, "min_s": 1e-3, "max_s": 1e-3},
+		"unfused": {"median_s": 1e-3, "min_s": 1e-3, "max_s": 1e-3}, "merged": {"median_s": 1e-3, "min_s": 1e-3, "max_s": 1e-3}}],
+		"merge": [{"In": 64, "Out": 64, "R": 4, "merge": {"median_s": 1e-3, "min_s": 1e-3, "max_s": 1e-3},
+		"stream": {"median_s": 1e-3, "min_s": 1e-3, "max_s": 1e-3}}]}`)
+	rep, err := loadReport(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	printTable(&out, rep)
+	text = out.String()
+	if !regexp.MustCompile(`(?m)^ +64 +4 +1 +f32 `).MatchString(text) || !regexp.MustCompile(`(?m)^ +64 +4 +f32 `).MatchString(text) || strings.Contains(text, "bf16") {
+		t.Errorf("a report saved without dtypes:\n%s", text)
+	}
+	if js, err := json.Marshal(rep); err != nil || strings.Count(string(js), `"dtype":"f32"`) != 2 {
+		t.Errorf("re-saved: %s (%v)", js, err)
+	}
+}
+
+// TestHalfProblem checks the bf16 rows compute what the f32 rows do: the
+// unfused path and Forward agree on a bf16 layer, up to bf16's rounding of
+// y, and Merge then Unmerge comes back within bf16's rounding of W.
+func TestHalfProblem(t *testing.T) {
+	s := perf.Shape{N: 7, In: 45, Out: 31, R: 4}
+	p, err := newHalfProblem(lora.BF16, s, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	if p.x.DType() != lora.BF16 || p.y.DType() != lora.BF16 || p.layers[0].W().DType() != lora.BF16 || p.layers[0].A().DType() != lora.F32 {
+		t.Fatalf("dtypes x %v, y %v, W %v, A %v, want bf16 and A f32", p.x.DType(), p.y.DType(), p.layers[0].W().DType(), p.layers[0].A().DType())
+	}
+	get := func() []float32 {
+		out := make([]float32, s.N*s.Out)
+		if err := p.y.Read(out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if err := p.Forward(); err != nil {
+		t.Fatal(err)
+	}
+	fused := get()
+	p.next = 0 // the same layer
+	if err := p.Unfused(); err != nil {
+		t.Fatal(err)
+	}
+	unfused := get()
+	// y is rounded to bf16 (relative 2⁻⁹) once by Forward and twice by the
+	// unfused path, whose x·Wᵀ is rounded before the adapter's term is
+	// added: within 2⁻⁷ of the larger magnitude involved (|y| is about
+	// 0.03·√45, the adapter's term 2·0.03²·√45·√4 smaller).
+	for i := range fused {
+		if d := math.Abs(float64(fused[i] - unfused[i])); d > 0x1p-7*(0.25+math.Abs(float64(fused[i]))) {
+			t.Fatalf("y[%d]: fused %g, unfused %g", i, fused[i], unfused[i])
+		}
+	}
+	if halfCopies(perf.Shape{N: 1, In: 4096, Out: 4096, R: 16}, 2) < perf.Copies(perf.Shape{N: 1, In: 4096, Out: 4096, R: 16}) {
+		t.Error("fewer bf16 copies of W than f32 ones: W would stay in cache")
+	}
+	if got, want := halfBytes(s, 4, true), s.Bytes(true); got != want {
+		t.Errorf("halfBytes of 4-byte elements %g, want perf's %g", got, want)
+	}
+	if got, want := halfMergeBytes(s, 4), s.MergeBytes(); got != want {
+		t.Errorf("halfMergeBytes of 4-byte elements %g, want perf's %g", got, want)
 	}
 }

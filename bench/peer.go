@@ -57,11 +57,22 @@ func newPeer(name, python, script string) (*peerConfig, error) {
 	return &peerConfig{name: name, python: python, script: script}, nil
 }
 
+// peerShape is a shape the peer times, in float32 or, with DType "bf16",
+// with W, x and y in bfloat16 (A and B float32, as PEFT keeps them).
 type peerShape struct {
-	N   int `json:"n,omitempty"`
-	In  int `json:"in"`
-	Out int `json:"out"`
-	R   int `json:"r"`
+	N     int    `json:"n,omitempty"`
+	In    int    `json:"in"`
+	Out   int    `json:"out"`
+	R     int    `json:"r"`
+	DType string `json:"dtype,omitempty"` // "" for float32
+}
+
+// peerDType returns the peer's spelling of a row's dtype: "" for f32.
+func peerDType(d string) string {
+	if rowDType(d) == dtF32 {
+		return ""
+	}
+	return d
 }
 
 type peerRequest struct {
@@ -80,7 +91,10 @@ type peerAnswer struct {
 	Device  string `json:"device"`
 	Threads int    `json:"threads"`
 	BLAS    string `json:"blas"`
-	Forward []struct {
+	// Settings states the precision settings of its products: on the GPU,
+	// TF32 off for float32 and PyTorch's defaults for bf16.
+	Settings string `json:"settings,omitempty"`
+	Forward  []struct {
 		peerShape
 		Unmerged float64 `json:"unmerged_s"`
 		Merged   float64 `json:"merged_s"`
@@ -106,16 +120,27 @@ type peerTimes struct {
 }
 
 // peerShapes returns the shapes the run will measure: the Forward rows
-// (every rank of every in and n), the Merge rows and the Training rows.
+// (every rank of every in and n, then the bf16 ones), the Merge rows and
+// the Training rows.
 func peerShapes(cfg config) (forward, merge, train []peerShape) {
 	for _, in := range cfg.ins {
 		for _, n := range cfg.ns {
 			for _, r := range cfg.ranks {
 				forward = append(forward, peerShape{N: n, In: in, Out: in, R: r})
 			}
+			for _, s := range cfg.bf16Forward {
+				if s.In == in && s.N == n {
+					forward = append(forward, peerShape{N: n, In: in, Out: in, R: s.R, DType: dtBF16})
+				}
+			}
 		}
 		for _, r := range cfg.mergeRanks {
 			merge = append(merge, peerShape{In: in, Out: in, R: r})
+			for _, s := range cfg.bf16Merge {
+				if s.In == in && s.R == r {
+					merge = append(merge, peerShape{In: in, Out: in, R: r, DType: dtBF16})
+				}
+			}
 		}
 	}
 	for _, s := range cfg.train {
@@ -162,6 +187,9 @@ func runPeer(cfg config) (*peerTimes, error) {
 		desc:    fmt.Sprintf("torch %s on %s, %d threads, BLAS %s", ans.Torch, ans.Device, ans.Threads, ans.BLAS),
 		forward: map[peerShape][2]float64{}, merge: map[peerShape]float64{}, train: map[peerShape]float64{},
 	}
+	if ans.Settings != "" {
+		pt.desc += "; " + ans.Settings
+	}
 	for _, a := range ans.Forward {
 		pt.forward[a.peerShape] = [2]float64{a.Unmerged, a.Merged}
 	}
@@ -177,7 +205,7 @@ func runPeer(cfg config) (*peerTimes, error) {
 			_, m := pt.merge[s]
 			_, t := pt.train[s]
 			if !f && !m && !t {
-				return nil, fmt.Errorf("peer torch: no time for in=%d out=%d r=%d n=%d in its answer", s.In, s.Out, s.R, s.N)
+				return nil, fmt.Errorf("peer torch: no time for in=%d out=%d r=%d n=%d %s in its answer", s.In, s.Out, s.R, s.N, rowDType(s.DType))
 			}
 		}
 	}
@@ -188,7 +216,7 @@ func runPeer(cfg config) (*peerTimes, error) {
 func (pt *peerTimes) fillForward(rows []ForwardRow) {
 	for i := range rows {
 		r := &rows[i]
-		t, ok := pt.forward[peerShape{N: r.N, In: r.In, Out: r.Out, R: r.R}]
+		t, ok := pt.forward[peerShape{N: r.N, In: r.In, Out: r.Out, R: r.R, DType: peerDType(r.DType)}]
 		if !ok || !(t[0] > 0) || !(t[1] > 0) {
 			continue
 		}
@@ -200,7 +228,7 @@ func (pt *peerTimes) fillForward(rows []ForwardRow) {
 
 // fillMerge sets the peer's columns of a Merge row.
 func (pt *peerTimes) fillMerge(r *MergeRow) {
-	if t := pt.merge[peerShape{In: r.In, Out: r.Out, R: r.R}]; t > 0 {
+	if t := pt.merge[peerShape{In: r.In, Out: r.Out, R: r.R, DType: peerDType(r.DType)}]; t > 0 {
 		r.PeerMerge = t
 		r.OverPeer = r.Merge.Median / t
 	}

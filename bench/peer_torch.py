@@ -3,11 +3,17 @@
 
 The Go bench runs this script as a subprocess (`-peer torch`), writes a JSON
 request on its standard input and reads a JSON answer from its standard
-output. For every shape it times, in float32 (TF32 off on the GPU):
+output. For every shape it times, in float32 (TF32 off on the GPU), or, for
+a shape with "dtype": "bf16", with W and x in bfloat16 and A and B in
+float32, as PEFT keeps an adapter over a bf16 model (PyTorch's default
+reduced-precision settings for bf16 products, stated in the answer):
 
-  unmerged   F.linear(x, W) + s * F.linear(F.linear(x, A), B)   (PEFT's forward)
+  unmerged   F.linear(x, W) + s * F.linear(F.linear(x, A), B)   (PEFT's forward;
+             in bf16: the base in bf16, the adapter on x cast to float32,
+             the sum cast back to bf16, as PEFT's lora.Linear.forward)
   merged     F.linear(x, W')                                    (after merging)
-  merge      W.add_(s * (B @ A))                                (PEFT's merge)
+  merge      W.add_(s * (B @ A))                                (PEFT's merge;
+             in bf16: B @ A in float32, added into the bf16 W)
   train      the unmerged forward and its backward, W frozen, x needing a
              gradient (forward + backward, train_s), and the forward alone
              on the same tensors (unmerged_s): the Go side takes the difference
@@ -23,11 +29,12 @@ exceeds rotate_bytes, as the Go side does, so that W streams from memory.
 
 Request:  {"device": "cpu"|"cuda", "threads": 2, "min_time": 0.3, "min_reps": 5,
            "rotate_bytes": 268435456,
-           "forward": [{"n": 1, "in": 1024, "out": 1024, "r": 16}, ...],
+           "forward": [{"n": 1, "in": 1024, "out": 1024, "r": 16}, ...,
+                       {"n": 1, "in": 4096, "out": 4096, "r": 16, "dtype": "bf16"}],
            "merge":   [{"in": 1024, "out": 1024, "r": 16}, ...],
            "train":   [{"n": 256, "in": 4096, "out": 4096, "r": 16}, ...],
            "bank":    [{"n": 16, "in": 4096, "out": 4096, "r": 16, "ids": [3, -1, 0, ...]}, ...]}
-Answer:   {"torch": "2.x", "device": "...", "threads": 2, "blas": "...",
+Answer:   {"torch": "2.x", "device": "...", "threads": 2, "blas": "...", "settings": "...",
            "forward": [{..., "unmerged_s": ..., "merged_s": ...}],
            "merge": [{..., "merge_s": ...}], "train": [{..., "train_s": ...}],
            "bank": [{..., "mixed_s": ...}]}
@@ -110,14 +117,22 @@ def main():
                 break
         return statistics.median(samples)
 
-    def copies(n, nin, nout, r):
+    def copies(n, nin, nout, r, size=4):
         if n > 16:
             return 1
-        b = 4 * (nout * nin + r * (nin + nout) + n * (nin + nout))
+        b = size * (nout * nin + n * (nin + nout)) + 4 * r * (nin + nout)
         return max(1, min(64, -(-rotate // b)))
 
-    def rand(*shape, scale=0.03):
-        return (torch.rand(*shape, device=dev) * 2 - 1) * scale
+    def rand(*shape, scale=0.03, dtype=torch.float32):
+        return ((torch.rand(*shape, device=dev) * 2 - 1) * scale).to(dtype)
+
+    def dtype_of(sh):
+        d = sh.get("dtype", "")
+        if d in ("", "f32"):
+            return torch.float32
+        if d == "bf16":
+            return torch.bfloat16
+        raise SystemExit("peer_torch: unknown dtype %r" % d)
 
     out = {
         "torch": torch.__version__,
@@ -129,21 +144,39 @@ def main():
         "bank": [],
     }
     out["blas"] = blas_library(torch)
+    if device == "cuda":
+        m = torch.backends.cuda.matmul
+        out["settings"] = "f32 with TF32 off; bf16 with PyTorch's defaults: allow_bf16_reduced_precision_reduction=%s" % (
+            getattr(m, "allow_bf16_reduced_precision_reduction", "n/a"))
+    else:
+        out["settings"] = "f32; bf16 through PyTorch's CPU kernels"
     s = 2.0
 
     for sh in req.get("forward", []):
         n, nin, nout, r = sh["n"], sh["in"], sh["out"], sh["r"]
-        k = copies(n, nin, nout, r)
-        ws = [rand(nout, nin) for _ in range(k)]
+        dt = dtype_of(sh)
+        k = copies(n, nin, nout, r, torch.tensor([], dtype=dt).element_size())
+        ws = [rand(nout, nin, dtype=dt) for _ in range(k)]
         As = [rand(r, nin) for _ in range(k)]
         Bs = [rand(nout, r) for _ in range(k)]
-        merged = [w + s * (b @ a) for w, a, b in zip(ws, As, Bs)]
-        x = rand(n, nin, scale=1.0)
+        merged = [(w.float() + s * (b @ a)).to(dt) for w, a, b in zip(ws, As, Bs)]
+        x = rand(n, nin, scale=1.0, dtype=dt)
         i = [0]
 
-        def unmerged():
-            j = i[0] = (i[0] + 1) % k
-            return F.linear(x, ws[j]) + s * F.linear(F.linear(x, As[j]), Bs[j])
+        if dt == torch.float32:
+            def unmerged():
+                j = i[0] = (i[0] + 1) % k
+                return F.linear(x, ws[j]) + s * F.linear(F.linear(x, As[j]), Bs[j])
+        else:
+            def unmerged():
+                # PEFT's lora.Linear.forward over a bf16 base with float32
+                # adapter weights: the base layer in bf16, x cast to the
+                # adapter's dtype, the sum (float32) cast back.
+                j = i[0] = (i[0] + 1) % k
+                result = F.linear(x, ws[j])
+                xa = x.to(As[j].dtype)
+                result = result + F.linear(F.linear(xa, As[j]), Bs[j]) * s
+                return result.to(dt)
 
         def merged_fwd():
             j = i[0] = (i[0] + 1) % k
@@ -157,8 +190,9 @@ def main():
 
     for sh in req.get("merge", []):
         nin, nout, r = sh["in"], sh["out"], sh["r"]
-        k = copies(1, nin, nout, r)
-        ws = [rand(nout, nin) for _ in range(k)]
+        dt = dtype_of(sh)
+        k = copies(1, nin, nout, r, torch.tensor([], dtype=dt).element_size())
+        ws = [rand(nout, nin, dtype=dt) for _ in range(k)]
         a, b = rand(r, nin), rand(nout, r)
         i = [0]
         sign = [1.0]

@@ -23,6 +23,8 @@ const (
 	seriesMerged       = "Forward after Merge"
 	seriesPeerUnmerged = "PyTorch unmerged (as PEFT)"
 	seriesPeerMerged   = "PyTorch merged (as PEFT)"
+	seriesFusedBF16    = "Forward (fused), bf16"
+	seriesPeerBF16     = "PyTorch unmerged (as PEFT), bf16"
 )
 
 // palette: one colour per series, the same in every figure.
@@ -33,6 +35,8 @@ var palette = map[string]color.Color{
 	seriesMerged:       color.RGBA{0x2c, 0xa0, 0x2c, 0xff},
 	seriesPeerUnmerged: color.RGBA{0xff, 0x7f, 0x0e, 0xff},
 	seriesPeerMerged:   color.RGBA{0x94, 0x67, 0xbd, 0xff},
+	seriesFusedBF16:    color.RGBA{0xe3, 0x77, 0xc2, 0xff},
+	seriesPeerBF16:     color.RGBA{0x8c, 0x56, 0x4b, 0xff},
 }
 
 // figure is a plot being built: its series of points, in order of appearance,
@@ -290,10 +294,12 @@ func blasName(impl string) string {
 // writePlots draws the report's figures into dir as PNG files and returns
 // their paths:
 //
-//	forward-<in>.png    time per call against n (log-log), one line per path
+//	forward-<in>.png    time per call against n (log-log), one line per path,
+//	                    and the bf16 fused Forward where measured
 //	overhead.png        Forward's overhead over the base product against r
-//	merge.png           Merge throughput against r, with the streaming
-//	                    bandwidth measured in the same run
+//	                    (f32 rows)
+//	merge.png           Merge throughput against r, f32 and bf16, with the
+//	                    streaming bandwidth measured in the same run
 func writePlots(dir string, rep *Report) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -345,6 +351,14 @@ func figures(rep *Report) []namedFigure {
 				continue
 			}
 			x := float64(r.N)
+			if rowDType(r.DType) != dtF32 {
+				// bf16: the fused Forward, beside f32's.
+				f.add(seriesFusedBF16, x, r.Fused.Median)
+				if r.PeerUnmerged > 0 {
+					f.add(seriesPeerBF16, x, r.PeerUnmerged)
+				}
+				continue
+			}
 			f.add(seriesBase, x, r.Base.Median)
 			f.add(seriesFused, x, r.Fused.Median)
 			f.add(seriesUnfused, x, r.Unfused.Median)
@@ -361,7 +375,9 @@ func figures(rep *Report) []namedFigure {
 	f := newFigure(fmt.Sprintf("Forward overhead over the base product (%s)", machine),
 		"rank r (log scale)", "Forward (fused) ÷ base product", true, false)
 	for _, r := range rep.Forward {
-		f.add(fmt.Sprintf("in=out=%d, n=%d", r.In, r.N), float64(r.R), r.Overhead)
+		if rowDType(r.DType) == dtF32 {
+			f.add(fmt.Sprintf("in=out=%d, n=%d", r.In, r.N), float64(r.R), r.Overhead)
+		}
 	}
 	one := plotter.NewFunction(func(float64) float64 { return 1 })
 	one.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
@@ -376,12 +392,16 @@ func figures(rep *Report) []namedFigure {
 			"rank r (log scale)", "GB/s (W read and written once)", true, false)
 		for _, r := range rep.Merge {
 			x := float64(r.R)
-			f.add(fmt.Sprintf("merge, %d×%d", r.Out, r.In), x, r.GBs)
+			dt, size := "", 4
+			if d := rowDType(r.DType); d != dtF32 {
+				dt, size = " "+d, 2
+			}
+			f.add(fmt.Sprintf("merge%s, %d×%d", dt, r.Out, r.In), x, r.GBs)
 			if r.StreamGBs > 0 {
 				f.add(fmt.Sprintf("streaming pass, %d×%d", r.Out, r.In), x, r.StreamGBs)
 			}
 			if r.PeerMerge > 0 {
-				f.add(fmt.Sprintf("PyTorch merge (as PEFT), %d×%d", r.Out, r.In), x, float64(2*r.In*r.Out*4)/r.PeerMerge/1e9)
+				f.add(fmt.Sprintf("PyTorch merge (as PEFT)%s, %d×%d", dt, r.Out, r.In), x, float64(2*r.In*r.Out*size)/r.PeerMerge/1e9)
 			}
 		}
 		f.p.Y.Min = 0

@@ -141,6 +141,7 @@ type printer struct {
 	w       io.Writer
 	gpu     bool // device times, wall and %peak columns
 	peer    bool // the PyTorch columns
+	half    bool // the bf16/f32 column: there are bf16 rows
 	section string
 	t       *table
 }
@@ -205,11 +206,18 @@ func (p *printer) forward(rows ...ForwardRow) {
 	if p.gpu {
 		heading = append(heading, "Times are device times (CUDA events around back-to-back calls); wall = fused wall time per call, host included.")
 	}
+	if p.half {
+		heading = append(heading, "dtype = of W, x and y (A and B are float32 in every row, as PEFT keeps them); bf16/f32 = the bf16 fused Forward ÷ the f32 one, timed in the same rounds.")
+	}
 	if p.peer {
 		heading = append(heading, peerNote)
 	}
-	cols := []column{{"in=out", 6}, {"r", 3}, {"n", 4}, {"base", statW}, {"fused", statW}, {"unfused", statW}, {"merged", statW},
-		{"overhead", ratioW}, {"unfused/base", ratioW}, {"GFLOP/s", 7}, {"GB/s", 6}}
+	cols := []column{{"in=out", 6}, {"r", 3}, {"n", 4}, {"dtype", 5}, {"base", statW}, {"fused", statW}, {"unfused", statW}, {"merged", statW},
+		{"overhead", ratioW}, {"unfused/base", ratioW}}
+	if p.half {
+		cols = append(cols, column{"bf16/f32", ratioW})
+	}
+	cols = append(cols, column{"GFLOP/s", 7}, column{"GB/s", 6})
 	if p.gpu {
 		cols = append(cols, column{"%peak", 5}, column{"wall", timeW})
 	}
@@ -218,12 +226,18 @@ func (p *printer) forward(rows ...ForwardRow) {
 			column{"fused/PyTorch", ratioW}, column{"merged/PyTorch", ratioW})
 	}
 	cols = append(cols, column{"trainable", 18})
-	p.open("forward", heading, 3, cols)
+	p.open("forward", heading, 4, cols)
 	for _, r := range rows {
-		cells := []string{fmt.Sprint(r.In), fmt.Sprint(r.R), fmt.Sprint(r.N),
+		cells := []string{fmt.Sprint(r.In), fmt.Sprint(r.R), fmt.Sprint(r.N), rowDType(r.DType),
 			r.Base.String(), r.Fused.String(), r.Unfused.String(), r.Merged.String(),
-			fmt.Sprintf("%.3f×", r.Overhead), fmt.Sprintf("%.3f×", r.UnfusedOver),
-			fmt.Sprintf("%.1f", r.GFLOPs), fmt.Sprintf("%.1f", r.GBs)}
+			fmt.Sprintf("%.3f×", r.Overhead), fmt.Sprintf("%.3f×", r.UnfusedOver)}
+		if p.half {
+			f32 := slices.IndexFunc(rows, func(f ForwardRow) bool {
+				return f.Shape == r.Shape && rowDType(f.DType) == dtF32
+			})
+			cells = append(cells, ratioCell(r.OverF32, f32 >= 0 && rows[f32].Fused.unstable()))
+		}
+		cells = append(cells, fmt.Sprintf("%.1f", r.GFLOPs), fmt.Sprintf("%.1f", r.GBs))
 		if p.gpu {
 			cells = append(cells, fmt.Sprintf("%.0f%%", 100*r.PeakShare), ms(r.Fused.Wall))
 		}
@@ -246,27 +260,42 @@ func (p *printer) merge(rows ...MergeRow) {
 	} else {
 		heading = append(heading, "Merge: W ← W ± s·B·A in place (Merge and Unmerge alternate). stream = one single-threaded pass w[i] *= c over a W of the same size.")
 	}
+	if p.half {
+		heading = append(heading, "dtype = of W (A and B float32); bf16/f32 = the bf16 Merge ÷ the f32 one, timed in the same rounds.")
+	}
 	if p.peer {
 		heading = append(heading, "PyTorch merge = W.add_(s * (B @ A)), PEFT's merge, timed in the same run.")
 	}
-	cols := []column{{"in=out", 6}, {"r", 3}, {"merge", statW}, {"GB/s", 6}}
+	cols := []column{{"in=out", 6}, {"r", 3}, {"dtype", 5}, {"merge", statW}, {"GB/s", 6}}
 	if p.gpu {
 		cols = append(cols, column{"%peak", 5})
 	} else {
 		cols = append(cols, column{"stream", statW}, column{"GB/s", 6}, column{"merge/stream", ratioW})
 	}
+	if p.half {
+		cols = append(cols, column{"bf16/f32", ratioW})
+	}
 	if p.peer {
 		cols = append(cols, column{"PyTorch merge", timeW}, column{"merge/PyTorch", ratioW})
 	}
-	p.open("merge", heading, 2, cols)
+	p.open("merge", heading, 3, cols)
 	for _, r := range rows {
-		cells := []string{fmt.Sprint(r.In), fmt.Sprint(r.R), r.Merge.String(), fmt.Sprintf("%.1f", r.GBs)}
+		cells := []string{fmt.Sprint(r.In), fmt.Sprint(r.R), rowDType(r.DType), r.Merge.String(), fmt.Sprintf("%.1f", r.GBs)}
 		stats := []named{{"merge", r.Merge}}
-		if p.gpu {
+		switch {
+		case p.gpu:
 			cells = append(cells, fmt.Sprintf("%.0f%%", 100*r.PeakShare))
-		} else {
+		case r.Stream.Median > 0:
 			cells = append(cells, r.Stream.String(), fmt.Sprintf("%.1f", r.StreamGBs), fmt.Sprintf("%.2f×", r.Ratio))
 			stats = append(stats, named{"stream", r.Stream})
+		default: // a bf16 row: no streaming pass of its own
+			cells = append(cells, "", "", "")
+		}
+		if p.half {
+			f32 := slices.IndexFunc(rows, func(f MergeRow) bool {
+				return f.In == r.In && f.Out == r.Out && f.R == r.R && rowDType(f.DType) == dtF32
+			})
+			cells = append(cells, ratioCell(r.OverF32, f32 >= 0 && rows[f32].Merge.unstable()))
 		}
 		if p.peer {
 			cells = append(cells, ms(r.PeerMerge), fmt.Sprintf("%.2f×", r.OverPeer))
@@ -304,12 +333,26 @@ func (p *printer) train(rows ...TrainRow) {
 	}
 }
 
+// ratioCell formats a bf16 row's ratio to its f32 row: empty on an f32
+// row (0), and "unstable" when the f32 time it divides by is.
+func ratioCell(v float64, f32Unstable bool) string {
+	switch {
+	case !(v > 0):
+		return ""
+	case f32Unstable:
+		return "unstable"
+	}
+	return fmt.Sprintf("%.3f×", v)
+}
+
 // printTable prints a whole report, as saved results are printed.
 func printTable(w io.Writer, rep *Report) {
 	p := &printer{
 		w:    w,
 		gpu:  rep.Machine["backend"] != "" && rep.Machine["backend"] != "cpu",
 		peer: len(rep.Forward) > 0 && rep.Forward[0].PeerUnmerged > 0,
+		half: slices.ContainsFunc(rep.Forward, func(r ForwardRow) bool { return rowDType(r.DType) != dtF32 }) ||
+			slices.ContainsFunc(rep.Merge, func(r MergeRow) bool { return rowDType(r.DType) != dtF32 }),
 	}
 	p.machine(rep.Machine, rep.Host)
 	p.forward(rep.Forward...)
