@@ -766,6 +766,10 @@ func dtShapes() []struct {
 			sh{dtShape{70, 45, 37, 1}, false},
 			sh{dtShape{1, 130, 67, 1}, false},
 			sh{dtShape{3, 130, 67, 5}, false},
+			// Wide rows: more than one 256-column block of the
+			// portable loops, and W in several panels at n = 17.
+			sh{dtShape{3, 301, 37, 1}, false},
+			sh{dtShape{17, 301, 450, 5}, false},
 		)
 	}
 	return s
@@ -1290,6 +1294,9 @@ func dtSpread(rng *rand.Rand, n int) []float32 {
 func TestDTypeMerge(t *testing.T) {
 	rng := rand.New(rand.NewPCG(71, 72))
 	shapes := []dtShape{{1, 45, 37, 5}, {1, 130, 67, 1}, {1, 130, 67, 5}}
+	if !dtEmulated() {
+		shapes = append(shapes, dtShape{1, 301, 450, 5})
+	}
 	for _, wdt := range []DType{F16, BF16} {
 		f := dtFormatOf(wdt)
 		for _, sh := range shapes {
@@ -1500,6 +1507,59 @@ func TestDTypeMergeOverflow(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDTypeMergeOverflowLarge: on a W of 450×301 (several parts for the
+// backends' passes over W), the only element near F16's limit is the last
+// one, and the update's only nonzero element lands on it: 65504 + 16 is
+// refused, W bit-identical; 65504 − 16 is accepted (65488, a tie, rounds to
+// the even 65472, 0x7BFE).
+func TestDTypeMergeOverflowLarge(t *testing.T) {
+	const out, in = 450, 301
+	for _, c := range []struct {
+		b      float32
+		refuse bool
+	}{{16, true}, {-16, false}} {
+		wd := make([]float32, out*in)
+		for i := range wd {
+			wd[i] = float32(i%7) - 3
+		}
+		wd[out*in-1] = 65504
+		w, _ := dtOperand(t, F16, out, in, wd)
+		ad := make([]float32, in)
+		ad[in-1] = 1
+		bd := make([]float32, out)
+		bd[out-1] = c.b
+		a, _ := dtOperand(t, F32, 1, in, ad)
+		b, _ := dtOperand(t, F32, out, 1, bd)
+		l, err := NewLayerFrom(w, a, b, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(l.Free)
+		before := dtReadBits(t, w)
+		err = l.Merge()
+		got := dtReadBits(t, w)
+		if c.refuse {
+			dtWantErr(t, "Merge of 65504 + 16", err, ErrNonFinite, "Merge")
+			if !dtEqual16(got, before) {
+				t.Errorf("a refused Merge changed W")
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Merge of 65504 − 16: %v", err)
+		}
+		want := append([]uint16(nil), before...)
+		want[out*in-1] = 0x7BFE
+		if !dtEqual16(got, want) {
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("W[%d] is %#04x after Merge, want %#04x", i, got[i], want[i])
+				}
+			}
+		}
 	}
 }
 
