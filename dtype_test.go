@@ -330,7 +330,7 @@ func TestDTypeNames(t *testing.T) {
 	}
 }
 
-func TestNewMatrixOf(t *testing.T) {
+func TestDTypeNewMatrixOf(t *testing.T) {
 	for _, dt := range dtAll {
 		for _, sh := range []struct{ r, c int }{{1, 1}, {3, 7}, {37, 45}} {
 			m := dtNew(t, dt, sh.r, sh.c)
@@ -452,7 +452,7 @@ var dtOverflows = map[DType][]float32{
 	BF16: {0x1.ffp127, -0x1.ffp127, math.MaxFloat32, -math.MaxFloat32},
 }
 
-func TestWriteRounding(t *testing.T) {
+func TestDTypeWriteRounding(t *testing.T) {
 	for dt, cases := range map[DType][]dtRoundCase{F16: dtF16Cases, BF16: dtBF16Cases} {
 		f := dtFormatOf(dt)
 		src := make([]float32, len(cases))
@@ -502,13 +502,13 @@ func TestWriteRounding(t *testing.T) {
 	}
 }
 
-// TestWriteTies writes, for every pair of neighbouring finite patterns p and
+// TestDTypeWriteTies writes, for every pair of neighbouring finite patterns p and
 // p+1 of each half dtype (both signs), their midpoint (exact in float32:
 // it needs p+1 significand bits) and its float32 neighbours: the midpoint
 // must store the neighbour with an even last bit, the value just below it p
 // and the one just above it p+1. This covers every binade, the subnormals and
 // the step from the largest subnormal to the smallest normal.
-func TestWriteTies(t *testing.T) {
+func TestDTypeWriteTies(t *testing.T) {
 	for _, dt := range []DType{F16, BF16} {
 		f := dtFormatOf(dt)
 		var src []float32
@@ -517,7 +517,7 @@ func TestWriteTies(t *testing.T) {
 			for p := uint16(0); p < 0x7FFF; p++ {
 				lo, hi := f.decode(sign|p), f.decode(sign|(p+1))
 				if math.IsInf(hi, 0) || math.IsNaN(hi) || math.IsNaN(lo) {
-					continue // the last pair overflows: TestWriteOverflow
+					continue // the last pair overflows: TestDTypeWriteOverflow
 				}
 				mid := (lo + hi) / 2
 				m32 := float32(mid)
@@ -554,9 +554,9 @@ func TestWriteTies(t *testing.T) {
 	}
 }
 
-// TestWriteRandom writes random float32 patterns of every exponent (NaN and
+// TestDTypeWriteRandom writes random float32 patterns of every exponent (NaN and
 // values that overflow the dtype left out) and compares with the model.
-func TestWriteRandom(t *testing.T) {
+func TestDTypeWriteRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	for _, dt := range []DType{F16, BF16} {
 		f := dtFormatOf(dt)
@@ -598,10 +598,10 @@ func TestWriteRandom(t *testing.T) {
 	}
 }
 
-// TestWriteOverflow: a finite value that would overflow the dtype is refused
+// TestDTypeWriteOverflow: a finite value that would overflow the dtype is refused
 // with ErrNonFinite and nothing is written, wherever it is in src; the same
 // values go into an F32 matrix.
-func TestWriteOverflow(t *testing.T) {
+func TestDTypeWriteOverflow(t *testing.T) {
 	for _, dt := range []DType{F16, BF16} {
 		for _, bad := range dtOverflows[dt] {
 			for _, at := range []int{0, 6, 10} {
@@ -638,11 +638,11 @@ func dtEqual16(a, b []uint16) bool {
 	return true
 }
 
-// TestBitsRoundTrip stores every 16-bit pattern, NaN payloads and signalling
+// TestDTypeBitsRoundTrip stores every 16-bit pattern, NaN payloads and signalling
 // NaNs included, with WriteBits: ReadBits returns each as it is, Read widens
 // each exactly (NaN to a NaN), and Write of the widened value of every
 // non-NaN pattern stores that pattern again.
-func TestBitsRoundTrip(t *testing.T) {
+func TestDTypeBitsRoundTrip(t *testing.T) {
 	all := make([]uint16, 1<<16)
 	for i := range all {
 		all[i] = uint16(i)
@@ -691,9 +691,9 @@ func TestBitsRoundTrip(t *testing.T) {
 	}
 }
 
-// TestBitsErrors: ReadBits and WriteBits refuse an F32 matrix (ErrDType), a
+// TestDTypeBitsErrors: ReadBits and WriteBits refuse an F32 matrix (ErrDType), a
 // wrong length (ErrShape), nil, zero and freed matrices, and change nothing.
-func TestBitsErrors(t *testing.T) {
+func TestDTypeBitsErrors(t *testing.T) {
 	f32 := dtNew(t, F32, 2, 3)
 	if err := f32.Write([]float32{1, 2, 3, 4, 5, 6}); err != nil {
 		t.Fatal(err)
