@@ -434,52 +434,80 @@ type nnSegment struct {
 }
 
 // Blocking of productNN: a nnCols × nnRows block of a (32 KiB) stays in the
-// L1 cache while every row of dst takes its share.
+// L1 cache while every row of dst takes its share. A half-precision a is
+// read in rows of halfNNCols 16-bit elements (as many bytes as a float32
+// block's rows), widened in blocks of halfNNRows rows (as large as a
+// float32 block), and each goroutine's task spans up to halfNNSpan columns:
+// blocks side by side in the same rows of a, so that a's pages are read
+// whole rather than a short piece of each of thousands of them.
 const (
 	nnCols = 128
 	nnRows = 64
+
+	halfNNCols = 2 * nnCols
+	halfNNRows = nnRows / 2
+	halfNNSpan = 8 * halfNNCols
 )
 
 // productNN computes dst = Σ over segments of coef·a for dst n×cols, each
 // row by rankRow: dst[i, j0:j1] accumulates Σₖ coef[i,k]·a[k, j0:j1] over
 // blocks of nnRows rows k of a, so that the block of a is read from memory
 // once and from L1 by every row i; a half-precision block is first widened
-// into a float32 block of its own, in L1. Column blocks are split among
+// into a float32 block of its own, in L1. Spans of columns are split among
 // goroutines. The sum of each element runs in a fixed order, whatever the
-// split.
+// split and the blocking: segment after segment, blocks of k in order.
 func productNN(dst []float32, n, cols int, segs []nnSegment) {
 	inner := 0
 	for _, sg := range segs {
 		inner += sg.rows
 	}
-	blocks := (cols + nnCols - 1) / nnCols
-	parallel(blocks, n*cols*inner, func(lo, hi int) {
+	width, krows, span := nnCols, nnRows, nnCols
+	for _, sg := range segs {
+		if sg.dt.half() {
+			// Spans of at most halfNNSpan, at least one per goroutine.
+			procs := runtime.GOMAXPROCS(0)
+			width, krows = halfNNCols, halfNNRows
+			span = min(halfNNSpan, max(width, ((cols+procs-1)/procs+width-1)/width*width))
+		}
+	}
+	spans := (cols + span - 1) / span
+	parallel(spans, n*cols*inner, func(lo, hi int) {
 		var wide []float32
-		for b := lo; b < hi; b++ {
-			j0, j1 := b*nnCols, min((b+1)*nnCols, cols)
+		for sp := lo; sp < hi; sp++ {
+			s0, s1 := sp*span, min((sp+1)*span, cols)
 			for i := range n {
-				clear(dst[i*cols+j0 : i*cols+j1])
+				clear(dst[i*cols+s0 : i*cols+s1])
 			}
 			for _, sg := range segs {
-				for k0 := 0; k0 < sg.rows; k0 += nnRows {
-					k1 := min(k0+nnRows, sg.rows)
-					var a []float32
-					lda := cols
-					if sg.dt.half() {
-						// Widen the block k0…k1−1 × j0…j1−1 of a.
-						lda = j1 - j0
-						if wide == nil {
-							wide = make([]float32, nnRows*nnCols)
+				for k0 := 0; k0 < sg.rows; k0 += krows {
+					k1 := min(k0+krows, sg.rows)
+					for j0 := s0; j0 < s1; j0 += width {
+						j1 := min(j0+width, s1)
+						if sg.dt.half() && n <= halfFuseRows && useHalfKernel(sg.dt) {
+							// Few rows: a widened in registers.
+							for i := range n {
+								rankRowFromHalf(sg.dt, dst[i*cols+j0:i*cols+j1], sg.bits[k0*cols+j0:], sg.coef[i*sg.ldc+k0:i*sg.ldc+k1], cols)
+							}
+							continue
 						}
-						for k := k0; k < k1; k++ {
-							widenHalf(sg.dt, wide[(k-k0)*lda:(k-k0+1)*lda], sg.bits[k*cols+j0:k*cols+j1])
+						var a []float32
+						lda := cols
+						if sg.dt.half() {
+							// Widen the block k0…k1−1 × j0…j1−1 of a.
+							lda = j1 - j0
+							if wide == nil {
+								wide = make([]float32, krows*width)
+							}
+							for k := k0; k < k1; k++ {
+								widenHalf(sg.dt, wide[(k-k0)*lda:(k-k0+1)*lda], sg.bits[k*cols+j0:k*cols+j1])
+							}
+							a = wide
+						} else {
+							a = sg.a[k0*cols+j0:]
 						}
-						a = wide
-					} else {
-						a = sg.a[k0*cols+j0:]
-					}
-					for i := range n {
-						rankRow(dst[i*cols+j0:i*cols+j1], a, sg.coef[i*sg.ldc+k0:i*sg.ldc+k1], lda)
+						for i := range n {
+							rankRow(dst[i*cols+j0:i*cols+j1], a, sg.coef[i*sg.ldc+k0:i*sg.ldc+k1], lda)
+						}
 					}
 				}
 			}

@@ -266,3 +266,44 @@ func fitsIn(s []float32, lim float32) bool {
 	}
 	return true
 }
+
+// useHalfKernel reports whether the processor has the assembly kernels for
+// a W of dtype dt.
+func useHalfKernel(dt DType) bool {
+	if dt == F16 {
+		return useF16FMA
+	}
+	return useBF16FMA
+}
+
+// rankRowFromHalf computes dst[j] += Σₖ coef[k]·a[k·lda+j] for j <
+// len(dst), with a of dtype dt widened in registers, each sum accumulated
+// from zero in k order and then added, as rankRow does. It needs the
+// assembly kernels (useHalfKernel).
+func rankRowFromHalf(dt DType, dst []float32, a []uint16, coef []float32, lda int) {
+	kern := rankRowFromBF16
+	if dt == F16 {
+		kern = rankRowFromF16
+	}
+	n, r := len(dst), len(coef)
+	if n == 0 || r == 0 {
+		return
+	}
+	_ = a[(r-1)*lda+n-1] // bounds: the last element read
+	m := n &^ 7
+	if m > 0 {
+		kern(&dst[0], &a[0], &coef[0], m, r, lda)
+	}
+	for j := m; j < n; j++ {
+		var d float32
+		for k, ck := range coef {
+			d += ck * widen1(dt, a[k*lda+j])
+		}
+		dst[j] += d
+	}
+}
+
+// halfFuseRows is the largest n at which productNN reads a half segment
+// through rankRowFromHalf rather than widening blocks of it: each block of
+// a is then used once, so widening it into memory is pure cost.
+const halfFuseRows = 2

@@ -33,3 +33,15 @@ func rankRowBF16(dst *uint16, a, coef *float32, n, r, lda int)
 //
 //go:noescape
 func rankRowF16(dst *uint16, a, coef *float32, n, r, lda int)
+
+// rankRowFromBF16 computes dst[j] += Σₖ coef[k]·a[k·lda+j] for j < n, a
+// BF16 widened in registers, n a multiple of 8, r = len(coef) ≥ 1: the
+// arithmetic of rankRowFMA.
+//
+//go:noescape
+func rankRowFromBF16(dst *float32, a *uint16, coef *float32, n, r, lda int)
+
+// rankRowFromF16 is rankRowFromBF16 for an F16 a.
+//
+//go:noescape
+func rankRowFromF16(dst *float32, a *uint16, coef *float32, n, r, lda int)

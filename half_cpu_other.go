@@ -12,3 +12,7 @@ func gemv4BF16(y, x *float32, w *uint16, n, ldw int)           { panic("unreacha
 func gemv4F16(y, x *float32, w *uint16, n, ldw int)            { panic("unreachable") }
 func rankRowBF16(dst *uint16, a, coef *float32, n, r, lda int) { panic("unreachable") }
 func rankRowF16(dst *uint16, a, coef *float32, n, r, lda int)  { panic("unreachable") }
+func rankRowFromBF16(dst *float32, a *uint16, coef *float32, n, r, lda int) {
+	panic("unreachable")
+}
+func rankRowFromF16(dst *float32, a *uint16, coef *float32, n, r, lda int) { panic("unreachable") }

@@ -308,14 +308,16 @@ func checkHalfBackward(t *testing.T, rng *rand.Rand, dt DType, n, in, out, r int
 	within(t, "halfGradX dx", got, want, mag, accTol(out+1))
 }
 
-// TestHalfBackward covers dx = dy·W + U·A with a half W at small and larger
-// n, with inner dimensions that end inside productNN's blocks of rows and
-// columns that end inside its blocks of columns.
+// TestHalfBackward covers dx = dy·W + U·A with a half W at n on both sides
+// of productNN's fused path (halfFuseRows), with inner dimensions that end
+// inside productNN's blocks of rows and columns that end inside its blocks
+// of columns and inside the kernels' blocks of 64 and 8.
 func TestHalfBackward(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	for _, dt := range halfTypes {
 		for _, c := range []struct{ n, in, out, r int }{
-			{1, 1, 1, 1}, {1, 37, 19, 3}, {3, 130, 70, 5}, {6, 129, 65, 7}, {9, 257, 131, 4},
+			{1, 1, 1, 1}, {1, 37, 19, 3}, {1, 130, 70, 5}, {halfFuseRows, 129, 65, 7},
+			{halfFuseRows + 1, 130, 70, 5}, {6, 129, 65, 7}, {9, 257, 131, 4},
 		} {
 			t.Run(fmt.Sprintf("%v/n=%d,in=%d,out=%d,r=%d", dt, c.n, c.in, c.out, c.r), func(t *testing.T) {
 				checkHalfBackward(t, rng, dt, c.n, c.in, c.out, c.r)
@@ -611,7 +613,8 @@ func TestHalfSplit(t *testing.T) {
 				halfProduct(y, x, h.bits, dt, c.n, c.out, c.in)
 				within(t, fmt.Sprintf("n=%d y", c.n), y, want, mag, accTol(c.in))
 			}
-			checkHalfBackward(t, rng, dt, 3, 700, 263, 9)
+			checkHalfBackward(t, rng, dt, 1, 700, 263, 9)
+			checkHalfBackward(t, rng, dt, halfFuseRows+1, 700, 263, 9)
 			// halfGradX with a panel of 4 rows past the widening's split.
 			const n, in, out = 2, 17000, 9
 			h := newHalfW(rng, dt, out, in, 1)
