@@ -95,7 +95,8 @@ func TestRunUsage(t *testing.T) {
 // the error, followed by the usage.
 func TestUsage(t *testing.T) {
 	mergeWants := []string{"usage: lora merge -base", "-force", "Side files", "*.json", "*.txt", "*.model", "*.jinja", "*.tiktoken",
-		"Symbolic links", "lora-merge-tmp-", "MiB plus twice the adapter's weights", "gpt2, openai-gpt", "65504", "-allow-missing"}
+		"Symbolic links", "lora-merge-tmp-", fmt.Sprint(peakMiB) + " MiB plus twice the adapter's weights", "gpt2, openai-gpt", "65504", "-allow-missing",
+		"all f16 or bf16\nneeds at most about " + fmt.Sprint(peakHalfMiB) + " MiB plus the adapter"}
 	inspectWants := []string{"usage: lora inspect DIR_OR_FILE", "PEFT adapter directory", "square", "h.2 before h.10"}
 	for _, c := range []struct {
 		args           []string

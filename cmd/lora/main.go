@@ -10,7 +10,9 @@
 // as model.safetensors or sharded (model.safetensors.index.json and its
 // shards), and writes a model of the same layout to -out: every adapted
 // weight W becomes W + scale·s·ΔW, computed in float32 by package lora (on
-// the GPU in the cuda build) and rounded once to the output dtype; every
+// the GPU in the cuda build) and rounded once to the output dtype (an f16 or
+// bf16 weight kept in its dtype merges through a matrix of that dtype, with
+// no float32 copy of it, and the same result); every
 // tensor the adapter saved whole (modules_to_save) replaces the base tensor
 // of the same name; every other tensor is copied byte for byte. It streams,
 // in blocks of rows, so a model, or a single tensor, far larger than the
