@@ -206,7 +206,7 @@ extern "C" __global__ void __launch_bounds__(LORA_GXS_THREADS, 2)
 // ---- a W of 16-bit elements --------------------------------------------------
 //
 // lora_grad_x_small_f16 and lora_grad_x_small_bf16: the same product with W
-// given as binary16 or bfloat16 patterns (LORA_DT_* of merge.cu), A, dy, U
+// given as binary16 or bfloat16 patterns (LORA_F16, LORA_BF16), A, dy, U
 // and P in float32, on the same grid and with the same meeting of the warps.
 // Lane l still accumulates the four columns c = c0 + 4l, but W's rows are
 // read in 16-byte loads of eight elements, two rows at a time: in a group of
@@ -217,9 +217,10 @@ extern "C" __global__ void __launch_bounds__(LORA_GXS_THREADS, 2)
 // (one shuffle of two words): lane 2m gets its columns of both rows, and so
 // does 2m+1. The elements are widened in registers, exactly. A load whose 16
 // bytes are not aligned (in % 8 != 0) or pass the row's end reads scalars
-// clamped into the row; rows left after the groups are read one at a time,
-// four elements per lane (8 bytes where aligned). A's rows (float32) go
-// through lora_gxs_rows.
+// clamped into the row. At n > 8, where 64 accumulators take their share of
+// the registers, a group is half as many rows. The rows left after the
+// groups, and A's rows (float32), are read one at a time: four elements per
+// lane, 8 bytes of W where aligned, a float4 of A as lora_grad_x_small does.
 //
 // Global memory: reads W (out x in 16-bit) and A (r x in) once; dy and U
 // through the cache; writes each element of P once. Shared memory:
@@ -243,22 +244,22 @@ __device__ __forceinline__ uint4 lora_gxsh_load8(const unsigned short* __restric
 // The four elements of two packed words, widened.
 template <int kDT>
 __device__ __forceinline__ float4 lora_gxsh_widen4(unsigned w0, unsigned w1) {
-  return make_float4(lora_wh_widen<kDT>(w0 & 0xffffu), lora_wh_widen<kDT>(w0 >> 16),
-                     lora_wh_widen<kDT>(w1 & 0xffffu), lora_wh_widen<kDT>(w1 >> 16));
+  return make_float4(lora_lo<kDT>(w0), lora_hi<kDT>(w0),
+                     lora_lo<kDT>(w1), lora_hi<kDT>(w1));
 }
 
 // q: what lora_gxsh_load8 gave this lane, row a's elements on an even lane,
-// row b's on an odd one. va, vb: this lane's four columns of rows a and b.
-template <int kDT>
-__device__ __forceinline__ void lora_gxsh_split(uint4 q, int lane, float4& va, float4& vb) {
+// row b's on an odd one. a, b: this lane's four columns of rows a and b, as
+// two packed words each.
+__device__ __forceinline__ void lora_gxsh_split(uint4 q, int lane, uint2& a, uint2& b) {
   const bool odd = (lane & 1) != 0;
   // An even lane keeps q.x, q.y (its columns of row a) and sends q.z, q.w
   // (its partner's); an odd lane keeps q.z, q.w (its columns of row b) and
   // sends q.x, q.y.
   const unsigned g0 = __shfl_xor_sync(LORA_FULL_MASK, odd ? q.x : q.z, 1);
   const unsigned g1 = __shfl_xor_sync(LORA_FULL_MASK, odd ? q.y : q.w, 1);
-  va = odd ? lora_gxsh_widen4<kDT>(g0, g1) : lora_gxsh_widen4<kDT>(q.x, q.y);
-  vb = odd ? lora_gxsh_widen4<kDT>(q.z, q.w) : lora_gxsh_widen4<kDT>(g0, g1);
+  a = odd ? make_uint2(g0, g1) : make_uint2(q.x, q.y);
+  b = odd ? make_uint2(q.z, q.w) : make_uint2(g0, g1);
 }
 
 __device__ __forceinline__ void lora_gxsh_fma(float k, float4 m, float (&acc)[4]) {
@@ -269,60 +270,72 @@ __device__ __forceinline__ void lora_gxsh_fma(float k, float4 m, float (&acc)[4]
 }
 
 // acc[i][e] += sum over the rows j = j0 + warp, + LORA_GXS_WARPS, ... < j1
-// (all rows of W: j1 <= out) of dy[i,j] * W[j,c0+4*lane+e], for i < NB; rows
-// i >= n use row n-1, and their sums are discarded.
+// of C[i,j] * V[j,c0+4*lane+e], for i < NB, V = [W ; A], C = [dy | U]; rows
+// i >= n use row n-1, and their sums are discarded. The groups of rows take
+// rows of W only; the rows left, of W and of A, are read one at a time (in
+// one loop, which keeps the accumulators' registers to themselves).
 template <int kDT, int NB>
 __device__ __forceinline__ void lora_gxsh_rows(const float* __restrict__ dy,
-                                               const unsigned short* __restrict__ W, int n, int in,
-                                               int out, int j0, int j1, int c0, int warp, int lane,
-                                               float* __restrict__ sc, float (&acc)[NB][4]) {
+                                               const unsigned short* __restrict__ W,
+                                               const float* __restrict__ U,
+                                               const float* __restrict__ A, int n, int in, int out,
+                                               int r, int j0, int j1, int c0, bool vec_a, int warp,
+                                               int lane, float* __restrict__ sc,
+                                               float (&acc)[NB][4]) {
+  const int jw1 = lora_min(j1, out);
+  // Row pairs per group: at n > 8 the 64 accumulators leave room for two.
+  constexpr int kPairs = NB > 8 ? LORA_GXSH_ROWS / 4 : LORA_GXSH_ROWS / 2;
+  constexpr int kRows = 2 * kPairs;
   const int cc = c0 + 8 * (lane >> 1);
   const int odd = lane & 1;
   int j = j0 + warp;
   LORA_NO_UNROLL
-  for (; j + (LORA_GXSH_ROWS - 1) * LORA_GXS_WARPS < j1; j += LORA_GXSH_ROWS * LORA_GXS_WARPS) {
-    uint4 m[LORA_GXSH_ROWS / 2];
+  for (; j + (kRows - 1) * LORA_GXS_WARPS < jw1; j += kRows * LORA_GXS_WARPS) {
+    uint4 m[kPairs];
     LORA_UNROLL
-    for (int p = 0; p < LORA_GXSH_ROWS / 2; ++p)
+    for (int p = 0; p < kPairs; ++p)
       m[p] = lora_gxsh_load8(W + static_cast<long long>(j + (2 * p + odd) * LORA_GXS_WARPS) * in, cc, in);
-    for (int e = lane; e < NB * LORA_GXSH_ROWS; e += LORA_WARP_SIZE)
-      sc[e] = __ldg(dy + static_cast<long long>(lora_min(e / LORA_GXSH_ROWS, n - 1)) * out + j +
-                    (e % LORA_GXSH_ROWS) * LORA_GXS_WARPS);
+    for (int e = lane; e < NB * kRows; e += LORA_WARP_SIZE)
+      sc[e] = __ldg(dy + static_cast<long long>(lora_min(e / kRows, n - 1)) * out + j +
+                    (e % kRows) * LORA_GXS_WARPS);
     __syncwarp();
     LORA_UNROLL
-    for (int p = 0; p < LORA_GXSH_ROWS / 2; ++p) {
-      float4 va, vb;
-      lora_gxsh_split<kDT>(m[p], lane, va, vb);
+    for (int p = 0; p < kPairs; ++p) {
+      uint2 a, b;
+      lora_gxsh_split(m[p], lane, a, b);
+      const float4 va = lora_gxsh_widen4<kDT>(a.x, a.y);
       LORA_UNROLL
-      for (int i = 0; i < NB; ++i) {
-        lora_gxsh_fma(sc[i * LORA_GXSH_ROWS + 2 * p], va, acc[i]);
-        lora_gxsh_fma(sc[i * LORA_GXSH_ROWS + 2 * p + 1], vb, acc[i]);
-      }
+      for (int i = 0; i < NB; ++i) lora_gxsh_fma(sc[i * kRows + 2 * p], va, acc[i]);
+      const float4 vb = lora_gxsh_widen4<kDT>(b.x, b.y);
+      LORA_UNROLL
+      for (int i = 0; i < NB; ++i) lora_gxsh_fma(sc[i * kRows + 2 * p + 1], vb, acc[i]);
     }
     __syncwarp();  // every lane has read sc before the next group overwrites it
   }
   const int c = c0 + 4 * lane;
   LORA_NO_UNROLL
   for (; j < j1; j += LORA_GXS_WARPS) {
-    const unsigned short* v = W + static_cast<long long>(j) * in;
     float4 m;
-    if (c + 3 < in && (reinterpret_cast<uintptr_t>(v + c) & 7u) == 0) {
-      const uint2 u = __ldcs(reinterpret_cast<const uint2*>(v + c));
-      m = lora_gxsh_widen4<kDT>(u.x, u.y);
+    if (j < out) {
+      const unsigned short* v = W + static_cast<long long>(j) * in;
+      if (c + 3 < in && (reinterpret_cast<uintptr_t>(v + c) & 7u) == 0) {
+        const uint2 u = __ldcs(reinterpret_cast<const uint2*>(v + c));
+        m = lora_gxsh_widen4<kDT>(u.x, u.y);
+      } else {
+        m = make_float4(lora_widen<kDT>(__ldcs(v + lora_min(c, in - 1))),
+                        lora_widen<kDT>(__ldcs(v + lora_min(c + 1, in - 1))),
+                        lora_widen<kDT>(__ldcs(v + lora_min(c + 2, in - 1))),
+                        lora_widen<kDT>(__ldcs(v + lora_min(c + 3, in - 1))));
+      }
     } else {
-      m = make_float4(lora_wh_widen<kDT>(__ldcs(v + lora_min(c, in - 1))),
-                      lora_wh_widen<kDT>(__ldcs(v + lora_min(c + 1, in - 1))),
-                      lora_wh_widen<kDT>(__ldcs(v + lora_min(c + 2, in - 1))),
-                      lora_wh_widen<kDT>(__ldcs(v + lora_min(c + 3, in - 1))));
+      m = lora_gxs_load(A + static_cast<long long>(j - out) * in, c, in, vec_a);
     }
     LORA_UNROLL
-    for (int i = 0; i < NB; ++i)
-      lora_gxsh_fma(__ldg(dy + static_cast<long long>(lora_min(i, n - 1)) * out + j), m, acc[i]);
+    for (int i = 0; i < NB; ++i) lora_gxsh_fma(lora_gxs_coef(dy, U, lora_min(i, n - 1), j, out, r), m, acc[i]);
   }
 }
 
-// One warp's share for NB >= n rows of dy: the rows of W in [j0, j1) through
-// lora_gxsh_rows, those of A through lora_gxs_rows, met in part.
+// One warp's share for NB >= n rows of dy, met with the other warps' in part.
 template <int kDT, int NB>
 __device__ __forceinline__ void lora_gxsh_warp(const float* __restrict__ dy,
                                                const unsigned short* __restrict__ W,
@@ -337,9 +350,7 @@ __device__ __forceinline__ void lora_gxsh_warp(const float* __restrict__ dy,
     LORA_UNROLL
     for (int e = 0; e < 4; ++e) acc[i][e] = 0.0f;
   }
-  lora_gxsh_rows<kDT, NB>(dy, W, n, in, out, j0, lora_min(j1, out), c0, warp, lane, sc, acc);
-  lora_gxs_rows<NB>(dy, nullptr, U, A, n, in, out, r, lora_max(j0, out), j1, c0 + 4 * lane, vec_a,
-                    warp, lane, sc, acc);
+  lora_gxsh_rows<kDT, NB>(dy, W, U, A, n, in, out, r, j0, j1, c0, vec_a, warp, lane, sc, acc);
   lora_gxs_meet<NB>(acc, warp, lane, part);
 }
 
@@ -383,14 +394,14 @@ extern "C" __global__ void __launch_bounds__(LORA_GXS_THREADS, 2)
     lora_grad_x_small_f16(const float* __restrict__ dy, const unsigned short* __restrict__ W,
                           const float* __restrict__ U, const float* __restrict__ A,
                           float* __restrict__ P, int n, int in, int out, int r) {
-  lora_grad_x_small_half<LORA_DT_F16>(dy, W, U, A, P, n, in, out, r);
+  lora_grad_x_small_half<LORA_F16>(dy, W, U, A, P, n, in, out, r);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_GXS_THREADS, 2)
     lora_grad_x_small_bf16(const float* __restrict__ dy, const unsigned short* __restrict__ W,
                            const float* __restrict__ U, const float* __restrict__ A,
                            float* __restrict__ P, int n, int in, int out, int r) {
-  lora_grad_x_small_half<LORA_DT_BF16>(dy, W, U, A, P, n, in, out, r);
+  lora_grad_x_small_half<LORA_BF16>(dy, W, U, A, P, n, in, out, r);
 }
 
 #undef LORA_GXSH_ROWS

@@ -130,35 +130,39 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 // ---- a W of 16-bit elements --------------------------------------------------
 //
 // lora_grad_x_tiled_f16 and lora_grad_x_tiled_bf16: the same product with W
-// given as binary16 or bfloat16 patterns (LORA_DT_* of merge.cu); dy, U, A
-// and dx in float32. The same grid, block and register tiles, with K-tiles
-// of 2*LORA_TILE_K: per step thread t loads 8 consecutive inner elements of
-// row m0 + t/2 of dy (or U), and 8 consecutive columns n0 + (t%16)*8 .. +7 of
-// inner row t/16 of W, one 16-byte load widened in registers (of A, two
-// float4). A load of W whose 16 bytes are not aligned (in % 8 != 0) or pass
-// the row's end reads scalars. Each step multiplies two K-tiles of
-// LORA_TILE_K from the double-buffered shared memory.
+// given as binary16 or bfloat16 patterns (LORA_F16, LORA_BF16); dy, U, A and
+// dx in float32. The same grid, block and register tiles. dy·W goes in steps
+// of 2*LORA_TILE_K inner rows: per step thread t loads 8 consecutive inner
+// elements of row m0 + t/2 of dy, and 8 consecutive columns
+// n0 + (t%16)*8 .. +7 of inner row t/16 of W in one 16-byte load, kept as
+// they are until they are widened into shared memory (a load whose 16 bytes
+// are not aligned, in % 8 != 0, or pass the row's end reads scalars); each
+// step multiplies two K-tiles of LORA_TILE_K from the double-buffered shared
+// memory. Then U·A goes in steps of LORA_TILE_K exactly as in
+// lora_grad_x_tiled. (One loop over both would hold A's eight floats per
+// thread beside dy's and spill.)
 //
 // Global memory: as lora_grad_x_tiled, W read as 16-bit elements. Shared
 // memory: 4*LORA_TILE_K*(LORA_TILE_M+4) + 4*LORA_TILE_K*(LORA_TILE_N+4)
 // floats (static).
 
-// v = the eight elements of a 16-bit row p[0 .. 7] with ncols left (none
-// when ncols <= 0), widened; zero past them or when !row_ok.
-template <int kDT>
+// q = the eight 16-bit elements p[0 .. 7] of a row with ncols left (none
+// when ncols <= 0), as they are; zero past them or when !row_ok. Widened
+// when stored to shared memory, so that a step holds 4 registers of W, not 8.
 __device__ __forceinline__ void lora_gxth_fetch_w(const unsigned short* __restrict__ p, bool row_ok,
-                                                  int ncols, float (&v)[8]) {
+                                                  int ncols, unsigned (&q)[4]) {
   if (row_ok && ncols >= 8 && lora_aligned16(p)) {
-    const uint4 q = __ldg(reinterpret_cast<const uint4*>(p));
-    const unsigned u[4] = {q.x, q.y, q.z, q.w};
-    LORA_UNROLL
-    for (int e = 0; e < 4; ++e) {
-      v[2 * e] = lora_wh_widen<kDT>(u[e] & 0xffffu);
-      v[2 * e + 1] = lora_wh_widen<kDT>(u[e] >> 16);
-    }
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+    q[0] = v.x;
+    q[1] = v.y;
+    q[2] = v.z;
+    q[3] = v.w;
   } else {
+    unsigned short h[8];
     LORA_UNROLL
-    for (int e = 0; e < 8; ++e) v[e] = (row_ok && e < ncols) ? lora_wh_widen<kDT>(__ldg(p + e)) : 0.0f;
+    for (int e = 0; e < 8; ++e) h[e] = (row_ok && e < ncols) ? __ldg(p + e) : 0;
+    LORA_UNROLL
+    for (int e = 0; e < 4; ++e) q[e] = h[2 * e] | static_cast<unsigned>(h[2 * e + 1]) << 16;
   }
 }
 
@@ -195,63 +199,86 @@ __device__ __forceinline__ void lora_grad_x_tiled_half(const float* __restrict__
   const int ty = t / (LORA_TILE_N / LORA_TILE_TN);
 
   const int tiles_w = (out + kK - 1) / kK;
-  const int tiles = tiles_w + (r > 0 ? (r + kK - 1) / kK : 0);
+  const int tiles_a = r > 0 ? (r + LORA_TILE_K - 1) / LORA_TILE_K : 0;
   const bool vec_dy = (out & 3) == 0 && lora_aligned16(dy);
   const bool vec_u = r > 0 && (r & 3) == 0 && lora_aligned16(U);
   const bool vec_a = r > 0 && (in & 3) == 0 && lora_aligned16(A);
 
-  float ra0[4], ra1[4], rb[8];
+  float ra0[4], ra1[4];
+  unsigned rw[4];  // eight 16-bit elements of W, widened when stored
   float acc[8][8];
   lora_tile_zero(acc);
 
-  // Step kt: inner rows kt*kK .. of dy/W when kt < tiles_w, else of U/A.
-  auto fetch = [&](int kt) {
-    if (kt < tiles_w) {
-      const int k_ = kt * kK;
-      lora_tile_fetch(dy, out, arow, a_ok, k_ + lh * 8, out, vec_dy, ra0);
-      lora_tile_fetch(dy, out, arow, a_ok, k_ + lh * 8 + 4, out, vec_dy, ra1);
-      lora_gxth_fetch_w<kDT>(W + static_cast<long long>(lora_min(k_ + bk, out - 1)) * in + bcol,
-                             k_ + bk < out, ncols, rb);
-    } else {
-      const int k_ = (kt - tiles_w) * kK;
-      lora_tile_fetch(U, r, arow, a_ok, k_ + lh * 8, r, vec_u, ra0);
-      lora_tile_fetch(U, r, arow, a_ok, k_ + lh * 8 + 4, r, vec_u, ra1);
-      const float* p = A + static_cast<long long>(lora_min(k_ + bk, r - 1)) * in + bcol;
-      float q[4];
-      lora_gxt_fetch_cols(p, k_ + bk < r, ncols, vec_a, q);
-      LORA_UNROLL
-      for (int e = 0; e < 4; ++e) rb[e] = q[e];
-      lora_gxt_fetch_cols(p + 4, k_ + bk < r, ncols - 4, vec_a, q);
-      LORA_UNROLL
-      for (int e = 0; e < 4; ++e) rb[4 + e] = q[e];
-    }
+  // dy·W: step kt takes inner rows kt*kK .. +kK-1.
+  auto fetch_w = [&](int kt) {
+    const int k_ = kt * kK;
+    lora_tile_fetch(dy, out, arow, a_ok, k_ + lh * 8, out, vec_dy, ra0);
+    lora_tile_fetch(dy, out, arow, a_ok, k_ + lh * 8 + 4, out, vec_dy, ra1);
+    lora_gxth_fetch_w(W + static_cast<long long>(lora_min(k_ + bk, out - 1)) * in + bcol,
+                      k_ + bk < out, ncols, rw);
   };
-  auto store = [&](int buf) {
+  auto store_w = [&](int buf) {
     LORA_UNROLL
     for (int e = 0; e < 4; ++e) {
       sa[buf][lh][e][lrow] = ra0[e];
       sa[buf][lh][4 + e][lrow] = ra1[e];
     }
+    float v[8];
+    lora_unpack8<kDT>(make_uint4(rw[0], rw[1], rw[2], rw[3]), v);
     float* sr = &sb[buf][bk / LORA_TILE_K][bk % LORA_TILE_K][bc];
-    *reinterpret_cast<float4*>(sr) = make_float4(rb[0], rb[1], rb[2], rb[3]);
-    *reinterpret_cast<float4*>(sr + 4) = make_float4(rb[4], rb[5], rb[6], rb[7]);
+    *reinterpret_cast<float4*>(sr) = make_float4(v[0], v[1], v[2], v[3]);
+    *reinterpret_cast<float4*>(sr + 4) = make_float4(v[4], v[5], v[6], v[7]);
   };
 
-  fetch(0);
-  store(0);
+  fetch_w(0);
+  store_w(0);
   __syncthreads();
-
-  for (int kt = 0; kt < tiles; ++kt) {
+  for (int kt = 0; kt < tiles_w; ++kt) {
     const int buf = kt & 1;
-    const bool more = kt + 1 < tiles;
-    if (more) fetch(kt + 1);
+    const bool more = kt + 1 < tiles_w;
+    if (more) fetch_w(kt + 1);
 
     lora_tile_mma(sa[buf][0], sb[buf][0], ty, tx, acc);
     lora_tile_mma(sa[buf][1], sb[buf][1], ty, tx, acc);
 
     // The other buffer was last read in step kt-1, which ended with a barrier.
-    if (more) store(buf ^ 1);
+    if (more) store_w(buf ^ 1);
     __syncthreads();
+  }
+
+  // + U·A, in K-steps of LORA_TILE_K with lora_grad_x_tiled's mapping: row
+  // t/2 of U, inner elements (t%2)*4 .. +3; inner row t/32 of A, columns
+  // (t%32)*4 .. +3; one tile of each buffer. The last step above ended with
+  // a barrier.
+  {
+    const int uk = lh * 4;
+    const int ak = t / LORA_WARP_SIZE;
+    const int ac = (t % LORA_WARP_SIZE) * 4;
+    float ru[4], rq[4];
+    auto fetch_a = [&](int kt) {
+      const int k_ = kt * LORA_TILE_K;
+      lora_tile_fetch(U, r, arow, a_ok, k_ + uk, r, vec_u, ru);
+      lora_gxt_fetch_cols(A + static_cast<long long>(lora_min(k_ + ak, r - 1)) * in + n0 + ac,
+                          k_ + ak < r, in - (n0 + ac), vec_a, rq);
+    };
+    auto store_a = [&](int buf) {
+      LORA_UNROLL
+      for (int e = 0; e < 4; ++e) sa[buf][0][uk + e][lrow] = ru[e];
+      *reinterpret_cast<float4*>(&sb[buf][0][ak][ac]) = make_float4(rq[0], rq[1], rq[2], rq[3]);
+    };
+    if (tiles_a > 0) {
+      fetch_a(0);
+      store_a(0);
+      __syncthreads();
+    }
+    for (int kt = 0; kt < tiles_a; ++kt) {
+      const int buf = kt & 1;
+      const bool more = kt + 1 < tiles_a;
+      if (more) fetch_a(kt + 1);
+      lora_tile_mma(sa[buf][0], sb[buf][0], ty, tx, acc);
+      if (more) store_a(buf ^ 1);
+      __syncthreads();
+    }
   }
 
   lora_tile_store(dx, n, in, m0, n0, ty, tx, acc);
@@ -261,14 +288,14 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
     lora_grad_x_tiled_f16(const float* __restrict__ dy, const unsigned short* __restrict__ W,
                           const float* __restrict__ U, const float* __restrict__ A,
                           float* __restrict__ dx, int n, int in, int out, int r) {
-  lora_grad_x_tiled_half<LORA_DT_F16>(dy, W, U, A, dx, n, in, out, r);
+  lora_grad_x_tiled_half<LORA_F16>(dy, W, U, A, dx, n, in, out, r);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
     lora_grad_x_tiled_bf16(const float* __restrict__ dy, const unsigned short* __restrict__ W,
                            const float* __restrict__ U, const float* __restrict__ A,
                            float* __restrict__ dx, int n, int in, int out, int r) {
-  lora_grad_x_tiled_half<LORA_DT_BF16>(dy, W, U, A, dx, n, in, out, r);
+  lora_grad_x_tiled_half<LORA_BF16>(dy, W, U, A, dx, n, in, out, r);
 }
 
 #ifndef __CUDACC__

@@ -58,7 +58,7 @@ extern "C" __global__ void __launch_bounds__(LORA_FINITE_THREADS)
 }
 
 // lora_absmax_f16 and lora_absmax_bf16: the same over the 16-bit patterns
-// p[0 .. count) of a binary16 or bfloat16 matrix (LORA_DT_* of merge.cu),
+// p[0 .. count) of a binary16 or bfloat16 matrix (LORA_F16, LORA_BF16),
 // *out = max(*out, the float32 bits of max |p[i]|). With the sign bit
 // cleared, the patterns too order as unsigned integers as their magnitudes
 // do, with +Inf above every finite value and every NaN above +Inf; the
@@ -101,20 +101,20 @@ __device__ __forceinline__ void lora_absmax_half(const unsigned short* __restric
     int b = warp_max[0];
     LORA_UNROLL
     for (int k = 1; k < LORA_ABSMAX_WARPS; ++k) b = lora_max(b, warp_max[k]);
-    if (b != 0) atomicMax(out, __float_as_uint(lora_wh_widen<kDT>(static_cast<unsigned>(b))));
+    if (b != 0) atomicMax(out, __float_as_uint(lora_widen<kDT>(static_cast<unsigned short>(b))));
   }
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_FINITE_THREADS)
     lora_absmax_f16(const unsigned short* __restrict__ p, long long count,
                     unsigned* __restrict__ out) {
-  lora_absmax_half<LORA_DT_F16>(p, count, out);
+  lora_absmax_half<LORA_F16>(p, count, out);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_FINITE_THREADS)
     lora_absmax_bf16(const unsigned short* __restrict__ p, long long count,
                      unsigned* __restrict__ out) {
-  lora_absmax_half<LORA_DT_BF16>(p, count, out);
+  lora_absmax_half<LORA_BF16>(p, count, out);
 }
 
 #undef LORA_ABSMAX_WARPS

@@ -36,63 +36,22 @@
 // scalar loads and stores.
 //
 // Global memory: reads and writes each element of W exactly once (float4 when
-// in % 4 == 0 and W is 16-byte aligned; 16 bytes of eight 16-bit elements where
-// aligned); reads A (r x in) and B (out x r) per tile. Shared memory: LORA_MERGE_R_CHUNK*LORA_MERGE_TILE_IN +
-// LORA_MERGE_TILE_OUT*(LORA_MERGE_R_CHUNK+1) floats (static).
+// in % 4 == 0 and W is 16-byte aligned; 16 bytes of eight 16-bit elements
+// where aligned); reads A (r x in) and B (out x r) per tile. Shared memory:
+// LORA_MERGE_R_CHUNK*LORA_MERGE_TILE_IN + LORA_MERGE_TILE_OUT*(LORA_MERGE_R_CHUNK+1)
+// floats (static).
 #include "common.cuh"
 
 // ---- 16-bit elements of W -------------------------------------------------
 //
 // A half-precision W is passed as its 16-bit patterns; kDT names their format
-// with the numbers of package lora's DType. The conversions are exact bit
-// manipulations, the same under nvcc and the emulator: widening is exact (a
-// NaN stays a NaN), narrowing rounds to nearest, ties to even, a finite value
-// beyond the format's range becomes ±Inf, and a NaN narrows to a quiet NaN
-// that keeps the high bits of its payload.
-#define LORA_DT_F32 0
-#define LORA_DT_F16 1
-#define LORA_DT_BF16 2
+// (LORA_F16, LORA_BF16 of common.cuh, whose lora_widen and lora_round convert
+// them: exactly, and to nearest even).
 
-// lora_wh_widen returns the float32 value of the 16-bit pattern h.
+// lora_nonfinite16 is 1 when the pattern h is ±Inf or NaN, else 0.
 template <int kDT>
-__device__ __forceinline__ float lora_wh_widen(unsigned h) {
-  static_assert(kDT == LORA_DT_F16 || kDT == LORA_DT_BF16, "a 16-bit format");
-  if (kDT == LORA_DT_BF16) return __uint_as_float(h << 16);
-  const unsigned sign = (h & 0x8000u) << 16;
-  const unsigned mag = h & 0x7fffu;
-  if (mag >= 0x7c00u) return __uint_as_float(sign | 0x7f800000u | (mag & 0x3ffu) << 13);
-  // Normal or subnormal: the exponent and mantissa bits moved to float32's
-  // places read 2^-112 times the value (a float32 subnormal for a binary16
-  // one); the product by 2^112 is exact.
-  return __uint_as_float(sign | __float_as_uint(__uint_as_float(mag << 13) * 0x1p112f));
-}
-
-// lora_wh_round returns the 16-bit pattern nearest to f, ties to even.
-template <int kDT>
-__device__ __forceinline__ unsigned lora_wh_round(float f) {
-  static_assert(kDT == LORA_DT_F16 || kDT == LORA_DT_BF16, "a 16-bit format");
-  const unsigned b = __float_as_uint(f);
-  const unsigned a = b & 0x7fffffffu;
-  if (kDT == LORA_DT_BF16) {
-    if (a > 0x7f800000u) return (b >> 16) | 0x40u;
-    return (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;  // may carry up to Inf
-  }
-  const unsigned sign = (b >> 16) & 0x8000u;
-  if (a > 0x7f800000u) return sign | 0x7e00u | ((a >> 13) & 0x3ffu);
-  if (a >= 0x477ff000u) return sign | 0x7c00u;  // 65520 and above: ±Inf
-  if (a >= 0x38800000u) {                       // 2^-14 and above: normal
-    const unsigned m = a - 0x38000000u;          // the exponent rebiased from 127 to 15
-    return sign | (m + 0xfffu + ((m >> 13) & 1u)) >> 13;
-  }
-  // Subnormal or zero: |f| in units of 2^-24 (exact), rounded to an integer
-  // to nearest even; 1024 is the smallest normal.
-  return sign | static_cast<unsigned>(rintf(__uint_as_float(a) * 0x1p24f));
-}
-
-// lora_wh_nonfinite is 1 when the pattern h is ±Inf or NaN, else 0.
-template <int kDT>
-__device__ __forceinline__ unsigned lora_wh_nonfinite(unsigned h) {
-  const unsigned e = kDT == LORA_DT_BF16 ? 0x7f80u : 0x7c00u;
+__device__ __forceinline__ unsigned lora_nonfinite16(unsigned h) {
+  const unsigned e = kDT == LORA_BF16 ? 0x7f80u : 0x7c00u;
   return (h & e) == e;
 }
 
@@ -104,7 +63,7 @@ __device__ __forceinline__ unsigned lora_wh_nonfinite(unsigned h) {
 // kTy across its rows, kRpt rows per thread.
 template <int kDT>
 struct lora_merge_geom {
-  static constexpr int kCols = kDT == LORA_DT_F32 ? 4 : 8;
+  static constexpr int kCols = kDT == LORA_F32 ? 4 : 8;
   static constexpr int kTx = LORA_MERGE_TILE_IN / kCols;
   static constexpr int kTy = LORA_MERGE_THREADS / kTx;
   static constexpr int kRpt = LORA_MERGE_TILE_OUT / kTy;
@@ -117,7 +76,7 @@ static_assert((LORA_MERGE_R_CHUNK * LORA_MERGE_TILE_IN) % LORA_MERGE_THREADS == 
               "staging loads divide evenly among the threads");
 
 // lora_merge_tile is the body of every entry point. kDT: W's element type (T
-// float for LORA_DT_F32, unsigned short, the patterns, otherwise). kCheck ==
+// float for LORA_F32, unsigned short, the patterns, otherwise). kCheck ==
 // false: lora_merge, which writes W. kCheck == true: lora_merge_check, which
 // computes every value lora_merge would write, by the same instructions in
 // the same order, writes none, and sets *flag = 1 when one of them is NaN or
@@ -149,7 +108,7 @@ __device__ __forceinline__ void lora_merge_tile(T* __restrict__ W, const float* 
   // barriers. A 16-bit row takes the vector load wherever its 16 bytes are
   // aligned and inside the row (so every row when in % 8 == 0), scalars
   // elsewhere.
-  const bool vec = kDT == LORA_DT_F32 ? (in & 3) == 0 && lora_aligned16(W) : true;
+  const bool vec = kDT == LORA_F32 ? (in & 3) == 0 && lora_aligned16(W) : true;
   const int j = j0 + tx * G::kCols;
   float wv[G::kRpt][G::kCols];
   LORA_UNROLL
@@ -157,7 +116,7 @@ __device__ __forceinline__ void lora_merge_tile(T* __restrict__ W, const float* 
     const int i = i0 + ty + q * G::kTy;
     const T* wr = W + static_cast<long long>(lora_min(i, out - 1)) * in;
     if (vec && j + G::kCols - 1 < in && lora_aligned16(wr + j)) {
-      if constexpr (kDT == LORA_DT_F32) {
+      if constexpr (kDT == LORA_F32) {
         const float4 w = *reinterpret_cast<const float4*>(wr + j);
         wv[q][0] = w.x;
         wv[q][1] = w.y;
@@ -168,17 +127,17 @@ __device__ __forceinline__ void lora_merge_tile(T* __restrict__ W, const float* 
         const unsigned u[4] = {w.x, w.y, w.z, w.w};
         LORA_UNROLL
         for (int e = 0; e < 4; ++e) {
-          wv[q][2 * e] = lora_wh_widen<kDT>(u[e] & 0xffffu);
-          wv[q][2 * e + 1] = lora_wh_widen<kDT>(u[e] >> 16);
+          wv[q][2 * e] = lora_lo<kDT>(u[e]);
+          wv[q][2 * e + 1] = lora_hi<kDT>(u[e]);
         }
       }
     } else {
       LORA_UNROLL
       for (int e = 0; e < G::kCols; ++e) {
-        if constexpr (kDT == LORA_DT_F32)
+        if constexpr (kDT == LORA_F32)
           wv[q][e] = wr[lora_min(j + e, in - 1)];
         else
-          wv[q][e] = lora_wh_widen<kDT>(wr[lora_min(j + e, in - 1)]);
+          wv[q][e] = lora_widen<kDT>(wr[lora_min(j + e, in - 1)]);
       }
     }
   }
@@ -239,7 +198,7 @@ __device__ __forceinline__ void lora_merge_tile(T* __restrict__ W, const float* 
     const int i = i0 + ty + q * G::kTy;
     if (i >= out) continue;
     T* wr = W + static_cast<long long>(i) * in;
-    if constexpr (kDT == LORA_DT_F32) {
+    if constexpr (kDT == LORA_F32) {
       if (vec && j + 3 < in) {
         float4 w;
         w.x = __fadd_rn(wv[q][0], d[q][0]);
@@ -264,11 +223,11 @@ __device__ __forceinline__ void lora_merge_tile(T* __restrict__ W, const float* 
     } else {
       unsigned h[8];
       LORA_UNROLL
-      for (int e = 0; e < 8; ++e) h[e] = lora_wh_round<kDT>(__fadd_rn(wv[q][e], d[q][e]));
+      for (int e = 0; e < 8; ++e) h[e] = lora_round<kDT>(__fadd_rn(wv[q][e], d[q][e]));
       if (j + 7 < in && lora_aligned16(wr + j)) {
         if (kCheck) {
           LORA_UNROLL
-          for (int e = 0; e < 8; ++e) bad |= lora_wh_nonfinite<kDT>(h[e]);
+          for (int e = 0; e < 8; ++e) bad |= lora_nonfinite16<kDT>(h[e]);
         } else {
           *reinterpret_cast<uint4*>(wr + j) =
               make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
@@ -278,7 +237,7 @@ __device__ __forceinline__ void lora_merge_tile(T* __restrict__ W, const float* 
         for (int e = 0; e < 8; ++e)
           if (j + e < in) {
             if (kCheck)
-              bad |= lora_wh_nonfinite<kDT>(h[e]);
+              bad |= lora_nonfinite16<kDT>(h[e]);
             else
               wr[j + e] = static_cast<unsigned short>(h[e]);
           }
@@ -291,7 +250,7 @@ __device__ __forceinline__ void lora_merge_tile(T* __restrict__ W, const float* 
 extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
     lora_merge(float* __restrict__ W, const float* __restrict__ A, const float* __restrict__ B,
                int out, int in, int r, float c) {
-  lora_merge_tile<LORA_DT_F32, false>(W, A, B, out, in, r, c, nullptr);
+  lora_merge_tile<LORA_F32, false>(W, A, B, out, in, r, c, nullptr);
 }
 
 // W is only read: the const is cast away for the shared body, whose kCheck
@@ -300,34 +259,34 @@ extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
     lora_merge_check(const float* __restrict__ W, const float* __restrict__ A,
                      const float* __restrict__ B, int out, int in, int r, float c,
                      int* __restrict__ flag) {
-  lora_merge_tile<LORA_DT_F32, true>(const_cast<float*>(W), A, B, out, in, r, c, flag);
+  lora_merge_tile<LORA_F32, true>(const_cast<float*>(W), A, B, out, in, r, c, flag);
 }
 
 // The same for a binary16 or bfloat16 W, given as its 16-bit patterns.
 extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
     lora_merge_f16(unsigned short* __restrict__ W, const float* __restrict__ A,
                    const float* __restrict__ B, int out, int in, int r, float c) {
-  lora_merge_tile<LORA_DT_F16, false>(W, A, B, out, in, r, c, nullptr);
+  lora_merge_tile<LORA_F16, false>(W, A, B, out, in, r, c, nullptr);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
     lora_merge_bf16(unsigned short* __restrict__ W, const float* __restrict__ A,
                     const float* __restrict__ B, int out, int in, int r, float c) {
-  lora_merge_tile<LORA_DT_BF16, false>(W, A, B, out, in, r, c, nullptr);
+  lora_merge_tile<LORA_BF16, false>(W, A, B, out, in, r, c, nullptr);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
     lora_merge_check_f16(const unsigned short* __restrict__ W, const float* __restrict__ A,
                          const float* __restrict__ B, int out, int in, int r, float c,
                          int* __restrict__ flag) {
-  lora_merge_tile<LORA_DT_F16, true>(const_cast<unsigned short*>(W), A, B, out, in, r, c, flag);
+  lora_merge_tile<LORA_F16, true>(const_cast<unsigned short*>(W), A, B, out, in, r, c, flag);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
     lora_merge_check_bf16(const unsigned short* __restrict__ W, const float* __restrict__ A,
                           const float* __restrict__ B, int out, int in, int r, float c,
                           int* __restrict__ flag) {
-  lora_merge_tile<LORA_DT_BF16, true>(const_cast<unsigned short*>(W), A, B, out, in, r, c, flag);
+  lora_merge_tile<LORA_BF16, true>(const_cast<unsigned short*>(W), A, B, out, in, r, c, flag);
 }
 
 #ifndef __CUDACC__
