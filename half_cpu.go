@@ -204,11 +204,7 @@ func absMaxHalf(bits []uint16, dt DType) float32 {
 	parts := make([]uint16, p)
 	parallel(p, len(bits), func(glo, ghi int) {
 		for g := glo; g < ghi; g++ {
-			var mx uint16
-			for _, v := range bits[g*len(bits)/p : (g+1)*len(bits)/p] {
-				mx = max(mx, v&0x7fff)
-			}
-			parts[g] = mx
+			parts[g] = maxMag(bits[g*len(bits)/p : (g+1)*len(bits)/p])
 		}
 	})
 	var mx uint16
@@ -216,6 +212,23 @@ func absMaxHalf(bits []uint16, dt DType) float32 {
 		mx = max(mx, v)
 	}
 	return widen1(dt, mx)
+}
+
+// maxMag returns the largest of s[j] & 0x7fff: with AVX2 where the
+// processor has it, in Go otherwise and for the last s mod 16.
+func maxMag(s []uint16) uint16 {
+	var mx uint16
+	m := 0
+	if useAVX2 {
+		m = len(s) &^ 15
+		if m > 0 {
+			mx = maxMag16(&s[0], m)
+		}
+	}
+	for _, v := range s[m:] {
+		mx = max(mx, v&0x7fff)
+	}
+	return mx
 }
 
 // rankRowHalf is rankRow for a half dst: dst[j] ← round(float32(dst[j]) +

@@ -9,6 +9,7 @@ import "golang.org/x/sys/cpu"
 var (
 	useBF16FMA = useFMA
 	useF16FMA  = useFMA && cpu.X86.HasF16C
+	useAVX2    = cpu.X86.HasAVX2
 )
 
 // gemv4BF16 sets y[q] = Σⱼ x[j]·w[q·ldw+j] for q < 4 and j < n, W BF16,
@@ -45,3 +46,9 @@ func rankRowFromBF16(dst *float32, a *uint16, coef *float32, n, r, lda int)
 //
 //go:noescape
 func rankRowFromF16(dst *float32, a *uint16, coef *float32, n, r, lda int)
+
+// maxMag16 returns the largest of src[j] & 0x7fff for j < n, n a positive
+// multiple of 16, with AVX2.
+//
+//go:noescape
+func maxMag16(src *uint16, n int) uint16

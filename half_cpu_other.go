@@ -6,6 +6,7 @@ package lora
 const (
 	useBF16FMA = false
 	useF16FMA  = false
+	useAVX2    = false
 )
 
 func gemv4BF16(y, x *float32, w *uint16, n, ldw int)           { panic("unreachable") }
@@ -16,3 +17,4 @@ func rankRowFromBF16(dst *float32, a *uint16, coef *float32, n, r, lda int) {
 	panic("unreachable")
 }
 func rankRowFromF16(dst *float32, a *uint16, coef *float32, n, r, lda int) { panic("unreachable") }
+func maxMag16(src *uint16, n int) uint16                                   { panic("unreachable") }

@@ -373,6 +373,18 @@ func TestAbsMaxHalf(t *testing.T) {
 				}
 			}
 		}
+		// The largest magnitude at every position of sizes that end in
+		// each of the kernel's loops and in its tail.
+		for _, size := range []int{37, 200} {
+			h := newHalfW(rng, dt, 1, size, 1)
+			for pos := range size {
+				b := append([]uint16(nil), h.bits...)
+				b[pos] = specials[dt][0].bits
+				if got := absMaxHalf(b, dt); got != specials[dt][0].want {
+					t.Fatalf("%v size %d: largest at %d: absMax %g, want %g", dt, size, pos, got, specials[dt][0].want)
+				}
+			}
+		}
 		// Subnormals only: the smallest positive is the largest magnitude
 		// of a matrix of it and zeros.
 		b := []uint16{0x8000, 0x0001, 0x0000}
