@@ -178,6 +178,14 @@ func planDevice() plan.Device {
 	}
 	if p.SMs > 0 {
 		d.Name = cuda.DeviceName()
+		// The driver's properties do not carry the compute capability
+		// here; the shared memory per SM tells sm_80 and newer (100 KB
+		// and more) from Volta (96 KB) and Turing (64 KB), which is all
+		// the planner asks of it (tensor-core kernels on sm_80+).
+		d.Arch = 70
+		if p.SharedPerSM >= 100<<10 {
+			d.Arch = 80
+		}
 	}
 	return d
 }
@@ -188,13 +196,22 @@ var planDev = planDevice
 
 func dim(g [3]int) cuda.Dim3 { return cuda.Dim3{X: g[0], Y: g[1], Z: g[2]} }
 
+// align4 rounds a count of floats up to whole 16-byte vectors.
+func align4(n int) int { return (n + 3) &^ 3 }
+
 // forwardKernels enqueues y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ as planned by
-// plan.ForwardPlan; a and b nil (r = 0) is the base product alone. Shapes
-// past the grid limits are refused before anything is enqueued.
+// plan.ForwardPlanOf for the dtypes of W, x and y; a and b nil (r = 0) is
+// the base product alone. Shapes past the grid limits are refused before
+// anything is enqueued.
+//
+// W of any dtype is read as it is stored, by the kernel variant of its
+// dtype. A half x is read as it is by the tensor-core kernels, which take x
+// in W's dtype; the CUDA-core kernels read float32, so the plans without
+// tensor cores first widen such an x into the scratch memory (exactly). A
+// half y is rounded by lora_forward_reduce where the plan is fused, and
+// otherwise the main kernel writes float32 into the scratch memory, which
+// one lora_convert then rounds into y.
 func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
-	if err := onlyF32(w); err != nil {
-		return err
-	}
 	n, in, out, r := x.rows, x.cols, w.rows, 0
 	if a != nil {
 		r = a.rows
@@ -202,37 +219,89 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 	if n > math.MaxInt32 || in > math.MaxInt32 || out+r > math.MaxInt32 {
 		return fmt.Errorf("%w: %d×%d by %d×%d with rank %d does not fit the kernels' int", ErrShape, n, in, out, in, r)
 	}
-	f := plan.ForwardPlan(planDev(), n, in, out, r)
+	ty := plan.Types{W: plan.Elem(w.dt), X: plan.Elem(x.dt), Y: plan.Elem(y.dt)}
+	f := plan.ForwardPlanOf(planDev(), n, in, out, r, ty)
 	for _, l := range f.Launches() {
 		if l.Grid[1] > 65535 || l.Grid[2] > 65535 {
 			return fmt.Errorf("%w: out = %d, rank %d need a grid of %v blocks for %s, above the GPU's grid limit",
 				ErrShape, out, r, l.Grid, l.Kernel.Name)
 		}
 	}
-	if f.Workspace > 0 || r > 0 {
+	stageX := x.dt != F32 && !f.MMA
+	stageY := y.dt != F32 && !f.Fused
+	// The scratch memory: the plan's workspace, then x widened, then y in
+	// float32, each 16-byte aligned.
+	xAt, yAt, total := align4(f.Workspace), 0, align4(f.Workspace)
+	if stageX {
+		total += align4(n * in)
+	}
+	yAt = total
+	if stageY {
+		total += align4(n * out)
+	}
+	if total > 0 || r > 0 {
 		dev.Lock()
 		defer dev.Unlock()
 	}
 	var ws cuda.Ptr
-	if f.Workspace > 0 {
-		p, err := scratchT(f.Workspace)
+	if total > 0 {
+		p, err := scratchT(total)
 		if err != nil {
 			return err
 		}
 		ws = p
 	}
+	// operand appends m, or the scratch memory at floats off when staged.
+	operand := func(k *kargs, m *Matrix, staged bool, off int) {
+		if staged {
+			k.ptr(ws + cuda.Ptr(4*off))
+		} else {
+			k.mat(m)
+		}
+	}
+	if stageX {
+		var k kargs
+		k.mat(x).ptr(ws + cuda.Ptr(4*xAt)).int64(int64(n) * int64(in)).int32(int(x.dt)).int32(int(F32))
+		if err := launch("lora_convert", cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(in)), Y: 1, Z: 1},
+			cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &k); err != nil {
+			return err
+		}
+	}
 	if !f.Fused {
 		if f.Shrink != nil {
-			if err := shrinkKernel(ws, x, a, s); err != nil {
+			var k kargs
+			operand(&k, x, stageX, xAt)
+			k.mat(a).ptr(ws).int32(n).int32(in).int32(r).float(s)
+			l := f.Shrink
+			if err := launch(l.Kernel.Name, dim(l.Grid), cuda.Dim3{X: l.Kernel.Threads, Y: 1, Z: 1}, &k); err != nil {
 				return err
 			}
 		}
 		var k kargs
-		k.mat(x).mat(w).ptr(ws).mat(b).mat(y).int32(n).int32(in).int32(out).int32(r)
-		return launch(f.Main.Kernel.Name, dim(f.Main.Grid), cuda.Dim3{X: f.Main.Kernel.Threads, Y: 1, Z: 1}, &k)
+		operand(&k, x, stageX, xAt)
+		k.mat(w)
+		if r > 0 {
+			k.ptr(ws)
+		} else {
+			k.ptr(0)
+		}
+		k.mat(b)
+		operand(&k, y, stageY, yAt)
+		k.int32(n).int32(in).int32(out).int32(r)
+		if err := launch(f.Main.Kernel.Name, dim(f.Main.Grid), cuda.Dim3{X: f.Main.Kernel.Threads, Y: 1, Z: 1}, &k); err != nil {
+			return err
+		}
+		if !stageY {
+			return nil
+		}
+		var ck kargs
+		ck.ptr(ws + cuda.Ptr(4*yAt)).mat(y).int64(int64(n) * int64(out)).int32(int(F32)).int32(int(y.dt))
+		return launch("lora_convert", cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(out)), Y: 1, Z: 1},
+			cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &ck)
 	}
 	var k kargs
-	k.mat(x).mat(w).mat(a)
+	operand(&k, x, stageX, xAt)
+	k.mat(w).mat(a)
 	if f.Reduce == nil {
 		k.mat(y)
 	} else {

@@ -121,8 +121,8 @@ func convert(dst, src *Matrix) error {
 }
 
 // nativeIO reports whether forward and linear take this y and x in their
-// own dtypes.
-func nativeIO(op string, y, x *Matrix) bool { return x.dt == F32 && y.dt == F32 }
+// own dtypes: they take every dtype (see forwardKernels).
+func nativeIO(op string, y, x *Matrix) bool { return true }
 
 // onlyF32 refuses a half-precision W in the kernels that do not take one.
 func onlyF32(w *Matrix) error {

@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/golora/lora/internal/half"
+	"github.com/golora/lora/internal/plan"
 )
 
 // widen16 is the float32 value of a 16-bit pattern of dt, by package half.
@@ -191,6 +193,178 @@ func TestConvertAll(t *testing.T) {
 						}
 					}
 				})
+			}
+		}
+	}
+}
+
+// halfOperand returns n random values in [-scale, scale] exactly
+// representable in dt, and their bit patterns for a 16-bit dt.
+func halfOperand(rng *rand.Rand, dt DType, n int, scale float64) ([]float32, []uint16) {
+	v := devRand(rng, n, scale)
+	if dt == F32 {
+		return v, nil
+	}
+	bits := make([]uint16, n)
+	for i, f := range v {
+		bits[i] = round16(dt, f)
+		v[i] = widen16(dt, bits[i])
+	}
+	return v, bits
+}
+
+// unitRound is the relative error of one rounding to nearest into dt, and
+// the absolute error bound of its subnormals.
+func unitRound(dt DType) (rel, abs float64) {
+	switch dt {
+	case F16:
+		return 0x1p-11, 0x1p-25
+	case BF16:
+		return 0x1p-8, 0x1p-134
+	}
+	return 0, 0
+}
+
+// TestForwardHalfPlannedVariants runs Forward (r > 0) and Linear (r = 0)
+// with an F16 or BF16 W, and x and y of every dtype, on shapes on either
+// side of every tile edge of the planned kernels, each planned for four
+// devices: an H200 (tensor cores for x in W's dtype), one so large that
+// every launch splits its inner dimension, one so small that the 128×128
+// tiles fill it, and a Volta (sm_70: no mma.sync, so the CUDA-core kernels
+// with x widened first). Each result is checked against a float64
+// reference built from the rounded inputs, and the test fails unless every
+// variant of every kernel was reached.
+func TestForwardHalfPlannedVariants(t *testing.T) {
+	huge := plan.H200
+	huge.Name, huge.SMs = "huge", 100000
+	tiny := plan.H200
+	tiny.Name, tiny.SMs = "tiny", 1
+	old := planDev
+	t.Cleanup(func() { planDev = old })
+	rng := rand.New(rand.NewPCG(95, 96))
+	reached := map[string]bool{}
+	type shape struct{ n, in, out, r int }
+	var shapes []shape
+	for _, n := range []int{1, 2, 5, 9, 16, 17, 31, 33, 63, 65} {
+		shapes = append(shapes, shape{n, 520, 13, 3}, shape{n, 257, 130, 0})
+	}
+	shapes = append(shapes, shape{129, 96, 129, 16}, shape{4, 1027, 17, 16}, shape{17, 100, 125, 3},
+		shape{17, 1400, 20, 3}, shape{40, 1704, 13, 2}, shape{100, 4104, 13, 3}, shape{130, 40, 131, 33})
+	const wd DType = -1 // W's dtype
+	ios := [][2]DType{{F32, F32}, {wd, wd}, {wd, F32}, {F32, wd}, {F16, BF16}}
+	i := 0
+	for _, d := range []plan.Device{plan.H200, huge, tiny, plan.V100} {
+		planDev = func() plan.Device { return d }
+		for _, sh := range shapes {
+			for _, wdt := range []DType{F16, BF16} {
+				io := ios[i%len(ios)]
+				i++
+				xdt, ydt := io[0], io[1]
+				if xdt == wd {
+					xdt = wdt
+				}
+				if ydt == wd {
+					ydt = wdt
+				}
+				ty := plan.Types{W: plan.Elem(wdt), X: plan.Elem(xdt), Y: plan.Elem(ydt)}
+				f := plan.ForwardPlanOf(d, sh.n, sh.in, sh.out, sh.r, ty)
+				for _, l := range f.Launches() {
+					reached[fmt.Sprintf("%s split=%v", l.Kernel.Name, l.Split > 1)] = true
+				}
+				if xdt != F32 && !f.MMA || ydt != F32 && !f.Fused {
+					reached["lora_convert"] = true
+				}
+				name := fmt.Sprintf("%s/n=%d,in=%d,out=%d,r=%d/W=%v,x=%v,y=%v", d.Name, sh.n, sh.in, sh.out, sh.r, wdt, xdt, ydt)
+				checkHalfForward(t, name, rng, sh.n, sh.in, sh.out, sh.r, wdt, xdt, ydt)
+			}
+		}
+	}
+	// The tensor cores with a rank term, x and y in W's dtype, for both.
+	planDev = func() plan.Device { return tiny }
+	for _, wdt := range []DType{F16, BF16} {
+		f := plan.ForwardPlanOf(tiny, 130, 72, 150, 5, plan.Types{W: plan.Elem(wdt), X: plan.Elem(wdt), Y: plan.Elem(wdt)})
+		for _, l := range f.Launches() {
+			reached[fmt.Sprintf("%s split=%v", l.Kernel.Name, l.Split > 1)] = true
+		}
+		checkHalfForward(t, "tiny/n=130,in=72,out=150,r=5/"+wdt.String(), rng, 130, 72, 150, 5, wdt, wdt, wdt)
+	}
+	for _, dt := range []string{"_f16", "_bf16"} {
+		for _, want := range []string{
+			"lora_forward_small split=false", "lora_forward_small split=true",
+			"lora_forward_m16 split=false", "lora_forward_m16 split=true",
+			"lora_forward_m32 split=false", "lora_forward_m32 split=true",
+			"lora_forward_m64 split=false", "lora_forward_m64 split=true",
+			"lora_forward_tiled split=false", "lora_forward_mma split=false",
+			"lora_shrink split=false", "lora_forward_reduce split=false",
+		} {
+			name, split, _ := strings.Cut(want, " ")
+			if !reached[name+dt+" "+split] {
+				t.Errorf("no shape reached %s%s %s", name, dt, split)
+			}
+		}
+	}
+	if !reached["lora_convert"] {
+		t.Error("no shape staged x or y")
+	}
+}
+
+// checkHalfForward runs Forward (r > 0) or Linear (r = 0) with W, x and y
+// of the given dtypes on random data and compares with a float64 reference
+// from the rounded inputs: within the error bound of fp32 sums of that
+// length, plus one rounding of y to its dtype.
+func checkHalfForward(t *testing.T, name string, rng *rand.Rand, n, in, out, r int, wdt, xdt, ydt DType) {
+	t.Helper()
+	x, xb := halfOperand(rng, xdt, n*in, 1)
+	w, wb := halfOperand(rng, wdt, out*in, 1)
+	a, b := devRand(rng, r*in, 1), devRand(rng, out*r, 1)
+	const s = 0.75
+	mx, mw := newMatrixDT(t, xdt, n, in, x, xb), newMatrixDT(t, wdt, out, in, w, wb)
+	my := newMatrixDT(t, ydt, n, out, make([]float32, n*out), make([]uint16, n*out))
+	var err error
+	if r == 0 {
+		err = Linear(my, mx, mw)
+	} else {
+		ma, mb := devMatrix(t, r, in, a), devMatrix(t, out, r, b)
+		var l *Layer
+		l, err = NewLayerFrom(mw, ma, mb, s)
+		if err == nil {
+			err = l.Forward(my, mx)
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	got := make([]float32, n*out)
+	if err := my.Read(got); err != nil {
+		t.Fatal(err)
+	}
+	rel, abs := unitRound(ydt)
+	for i := range n {
+		tv, tm := make([]float64, r), make([]float64, r)
+		for k := range r {
+			for c := range in {
+				p := float64(x[i*in+c]) * float64(a[k*in+c])
+				tv[k] += p
+				tm[k] += math.Abs(p)
+			}
+		}
+		for j := range out {
+			var want, mag float64
+			for c := range in {
+				p := float64(x[i*in+c]) * float64(w[j*in+c])
+				want += p
+				mag += math.Abs(p)
+			}
+			for k := range r {
+				want += s * tv[k] * float64(b[j*r+k])
+				mag += s * tm[k] * math.Abs(float64(b[j*r+k]))
+			}
+			// fp32 sums of in + r terms (and the staged T), then one
+			// rounding of the float32 result to y's dtype.
+			tol := float64(in+r+40) * 0x1p-24 * mag
+			tol += rel*(math.Abs(want)+tol) + abs
+			if d := math.Abs(float64(got[i*out+j]) - want); !(d <= tol) {
+				t.Fatalf("%s: y[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i, j, got[i*out+j], want, d, tol)
 			}
 		}
 	}

@@ -30,46 +30,54 @@ static_assert(LORA_MT_THREADS == 256 && LORA_MT_N == 128 && LORA_MT_K == 32,
               "lora_forward_m*: 16 x 16 threads, 4 float4 of V per thread per K-step");
 
 #define LORA_MT_VQ (LORA_MT_N * LORA_MT_K / 4 / LORA_MT_THREADS) /* float4 of V per thread */
+#define LORA_MT_HQ (LORA_MT_N * LORA_MT_K / 8 / LORA_MT_THREADS) /* 8-element vectors of a 16-bit V */
 
-template <int BM>
+// The BM x LORA_MT_N tile of P[z] at rows m0 of x and rows n0 .. of V, all
+// of them rows of one source S: W (type DT; jb = 0, jend = out) or A
+// (float32; jb = out, jend = out + r). rows = out + r is P's row length.
+// A 16-bit S is loaded as LORA_MT_HQ 16-byte vectors per thread per K-step
+// (row t/4 + 64q, elements (t%4)*8 .. +7), kept as bits in the register
+// stages and widened as they are stored to shared memory.
+template <int BM, int DT>
 __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
-                                                   const float* __restrict__ W,
-                                                   const float* __restrict__ A,
-                                                   float* __restrict__ P, int n, int in, int out,
-                                                   int r) {
+                                                   const typename lora_elem<DT>::type* __restrict__ S,
+                                                   float* __restrict__ P, int n, int in, int rows,
+                                                   int jb, int jend, int n0,
+                                                   float (&sa)[LORA_MT_K][BM + 4],
+                                                   float (&sb)[LORA_MT_K][LORA_MT_N + 4]) {
   constexpr int TM = BM / 16;
   constexpr int XQ = (BM * LORA_MT_K / 4 + LORA_MT_THREADS - 1) / LORA_MT_THREADS;
-  __shared__ __align__(16) float sa[LORA_MT_K][BM + 4];
-  __shared__ __align__(16) float sb[LORA_MT_K][LORA_MT_N + 4];
-  if (blockDim.x != LORA_MT_THREADS) return;  // the tiling needs this exact block
+  constexpr bool kHalf = DT != LORA_F32;
 
   const int t = threadIdx.x;
-  const int rows = out + r;
   const int m0 = blockIdx.x * BM;
-  const int n0 = blockIdx.y * LORA_MT_N;
   const int tiles = (in + LORA_MT_K - 1) / LORA_MT_K;
   const int per = (tiles + static_cast<int>(gridDim.z) - 1) / static_cast<int>(gridDim.z);
   const int kt0 = lora_min(tiles, static_cast<int>(blockIdx.z) * per);
   const int kt1 = lora_min(tiles, kt0 + per);
-  const bool vec = (in & 3) == 0 && lora_aligned16(x) && lora_aligned16(W) &&
-                   (r == 0 || lora_aligned16(A));
+  const bool vec = (in & (kHalf ? 7 : 3)) == 0 && lora_aligned16(x) && lora_aligned16(S);
+  const bool xvec = (in & 3) == 0 && lora_aligned16(x);
 
-  // Loading: float4 slot (row, k) = (idx/8, (idx%8)*4).
+  // Loading: float4 slot (row, k) = (idx/8, (idx%8)*4); 16-bit vector slot
+  // (row, k) = (t/4 + 64q, (t%4)*8).
   const int lk = (t & 7) * 4;
-  const float* vsrc[LORA_MT_VQ];
-  int vrow[LORA_MT_VQ];
-  bool vok[LORA_MT_VQ];
+  const int hk = (t & 3) * 8;
+  constexpr int NQ = kHalf ? LORA_MT_HQ : LORA_MT_VQ;
+  int vrow[NQ];
+  bool vok[NQ];
   LORA_UNROLL
-  for (int q = 0; q < LORA_MT_VQ; ++q) {
-    const int j = n0 + (t >> 3) + q * (LORA_MT_THREADS / 8);
-    vok[q] = j < rows;
-    vsrc[q] = j < out ? W : A;
-    vrow[q] = j < out ? j : j - out;
+  for (int q = 0; q < NQ; ++q) {
+    const int j = n0 + (kHalf ? (t >> 2) + q * (LORA_MT_THREADS / 4) : (t >> 3) + q * (LORA_MT_THREADS / 8));
+    vok[q] = j < jend;
+    vrow[q] = j - jb;
   }
   // Two register stages (one for BM = 64): while step kt is multiplied out
   // of shared memory, steps kt+1 and kt+2 are in flight.
   constexpr int kStages = BM == 64 ? 1 : 2;
-  float ra[kStages][XQ][4], rb[kStages][LORA_MT_VQ][4];
+  float ra[kStages][XQ][4], rb[kStages][kHalf ? 1 : LORA_MT_VQ][4];
+  uint4 rh[kStages][kHalf ? LORA_MT_HQ : 1];
+  (void)rb;
+  (void)rh;
 
   const int ty = t / 16;
   const int tx = t % 16;
@@ -83,24 +91,42 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
 #define LORA_MT_FETCH(kt, st)                                                            \
   do {                                                                                   \
     const int k_ = (kt) * LORA_MT_K + lk;                                                \
-    LORA_UNROLL                                                                          \
-    for (int q = 0; q < LORA_MT_VQ; ++q)                                                 \
-      lora_tile_fetch(vsrc[q], in, vrow[q], vok[q], k_, in, vec, rb[st][q]);             \
+    if constexpr (kHalf) {                                                               \
+      LORA_UNROLL                                                                        \
+      for (int q = 0; q < LORA_MT_HQ; ++q)                                               \
+        rh[st][q] = lora_fetch8_bits(reinterpret_cast<const unsigned short*>(S), in,     \
+                                     vrow[q], vok[q], (kt) * LORA_MT_K + hk, in, vec);   \
+    } else {                                                                             \
+      LORA_UNROLL                                                                        \
+      for (int q = 0; q < LORA_MT_VQ; ++q)                                               \
+        lora_tile_fetch(reinterpret_cast<const float*>(S), in, vrow[q], vok[q], k_, in,  \
+                        vec, rb[st][q]);                                                 \
+    }                                                                                    \
     LORA_UNROLL                                                                          \
     for (int q = 0; q < XQ; ++q) {                                                       \
       const int idx = t + q * LORA_MT_THREADS;                                           \
       if (idx < BM * LORA_MT_K / 4)                                                      \
-        lora_tile_fetch(x, in, m0 + (idx >> 3), m0 + (idx >> 3) < n, k_, in, vec, ra[st][q]); \
+        lora_tile_fetch(x, in, m0 + (idx >> 3), m0 + (idx >> 3) < n, k_, in, xvec, ra[st][q]); \
     }                                                                                    \
   } while (0)
 
 #define LORA_MT_STORE(st)                                                                \
   do {                                                                                   \
-    LORA_UNROLL                                                                          \
-    for (int q = 0; q < LORA_MT_VQ; ++q) {                                               \
+    if constexpr (kHalf) {                                                               \
       LORA_UNROLL                                                                        \
-      for (int e = 0; e < 4; ++e)                                                        \
-        sb[lk + e][(t >> 3) + q * (LORA_MT_THREADS / 8)] = rb[st][q][e];                 \
+      for (int q = 0; q < LORA_MT_HQ; ++q) {                                             \
+        float v_[8];                                                                     \
+        lora_unpack8<DT>(rh[st][q], v_);                                                 \
+        LORA_UNROLL                                                                      \
+        for (int e = 0; e < 8; ++e) sb[hk + e][(t >> 2) + q * (LORA_MT_THREADS / 4)] = v_[e]; \
+      }                                                                                  \
+    } else {                                                                             \
+      LORA_UNROLL                                                                        \
+      for (int q = 0; q < LORA_MT_VQ; ++q) {                                             \
+        LORA_UNROLL                                                                      \
+        for (int e = 0; e < 4; ++e)                                                      \
+          sb[lk + e][(t >> 3) + q * (LORA_MT_THREADS / 8)] = rb[st][q][e];               \
+      }                                                                                  \
     }                                                                                    \
     LORA_UNROLL                                                                          \
     for (int q = 0; q < XQ; ++q) {                                                       \
@@ -169,33 +195,51 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
       const int col = n0 + h * 64 + tx * 4;
       LORA_UNROLL
       for (int e = 0; e < 4; ++e)
-        if (col + e < rows) pr[col + e] = acc[i][h * 4 + e];
+        if (col + e < jend) pr[col + e] = acc[i][h * 4 + e];
     }
   }
 }
 
+// Blocks with blockIdx.y < ceil(out / LORA_MT_N) take tiles of W's rows, the
+// others tiles of A's, so that a tile's rows are all of one type.
+template <int BM, int DT>
+__device__ __forceinline__ void lora_forward_mtile_impl(const float* __restrict__ x,
+                                                        const typename lora_elem<DT>::type* __restrict__ W,
+                                                        const float* __restrict__ A,
+                                                        float* __restrict__ P, int n, int in,
+                                                        int out, int r) {
+  // One copy of the tiles for both sources.
+  __shared__ __align__(16) float sa[LORA_MT_K][BM + 4];
+  __shared__ __align__(16) float sb[LORA_MT_K][LORA_MT_N + 4];
+  if (blockDim.x != LORA_MT_THREADS) return;  // the tiling needs this exact block
+  const int wtiles = (out + LORA_MT_N - 1) / LORA_MT_N;
+  const int by = blockIdx.y;
+  if (by < wtiles)
+    lora_forward_mtile<BM, DT>(x, W, P, n, in, out + r, 0, out, by * LORA_MT_N, sa, sb);
+  else
+    lora_forward_mtile<BM, LORA_F32>(x, A, P, n, in, out + r, out, out + r,
+                                     out + (by - wtiles) * LORA_MT_N, sa, sb);
+}
+
 #undef LORA_MT_VQ
+#undef LORA_MT_HQ
 
-extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)
-    lora_forward_m16(const float* __restrict__ x, const float* __restrict__ W,
-                     const float* __restrict__ A, float* __restrict__ P, int n, int in, int out,
-                     int r) {
-  lora_forward_mtile<16>(x, W, A, P, n, in, out, r);
-}
-
-extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)
-    lora_forward_m32(const float* __restrict__ x, const float* __restrict__ W,
-                     const float* __restrict__ A, float* __restrict__ P, int n, int in, int out,
-                     int r) {
-  lora_forward_mtile<32>(x, W, A, P, n, in, out, r);
-}
-
-extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)
-    lora_forward_m64(const float* __restrict__ x, const float* __restrict__ W,
-                     const float* __restrict__ A, float* __restrict__ P, int n, int in, int out,
-                     int r) {
-  lora_forward_mtile<64>(x, W, A, P, n, in, out, r);
-}
+#define LORA_MT_KERNEL(name, BM, DT, WT)                                                      \
+  extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)                               \
+      name(const float* __restrict__ x, const WT* __restrict__ W, const float* __restrict__ A, \
+           float* __restrict__ P, int n, int in, int out, int r) {                            \
+    lora_forward_mtile_impl<BM, DT>(x, W, A, P, n, in, out, r);                               \
+  }
+LORA_MT_KERNEL(lora_forward_m16, 16, LORA_F32, float)
+LORA_MT_KERNEL(lora_forward_m32, 32, LORA_F32, float)
+LORA_MT_KERNEL(lora_forward_m64, 64, LORA_F32, float)
+LORA_MT_KERNEL(lora_forward_m16_f16, 16, LORA_F16, unsigned short)
+LORA_MT_KERNEL(lora_forward_m32_f16, 32, LORA_F16, unsigned short)
+LORA_MT_KERNEL(lora_forward_m64_f16, 64, LORA_F16, unsigned short)
+LORA_MT_KERNEL(lora_forward_m16_bf16, 16, LORA_BF16, unsigned short)
+LORA_MT_KERNEL(lora_forward_m32_bf16, 32, LORA_BF16, unsigned short)
+LORA_MT_KERNEL(lora_forward_m64_bf16, 64, LORA_BF16, unsigned short)
+#undef LORA_MT_KERNEL
 
 // lora_forward_reduce: thread t of block (bx, by) writes y[i, j] for rows
 // i = by, by + gridDim.y, ..., j, j = bx*
@@ -204,9 +248,12 @@ extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)
 // LORA_RED_THREADS ranks at a time) dotted with row j of B.
 // Global memory: reads P once and B (out x r) once per row i (through the
 // cache); writes each element of y once.
-extern "C" __global__ void __launch_bounds__(LORA_RED_THREADS)
-    lora_forward_reduce(const float* __restrict__ P, const float* __restrict__ B,
-                        float* __restrict__ y, int n, int out, int r, int splits, float s) {
+// y is of type YT: each element rounded once, at its store.
+template <int YT>
+__device__ __forceinline__ void lora_forward_reduce_impl(const float* __restrict__ P,
+                                                         const float* __restrict__ B,
+                                                         typename lora_elem<YT>::type* __restrict__ y,
+                                                         int n, int out, int r, int splits, float s) {
   __shared__ float st[LORA_RED_THREADS];
   if (blockDim.x != LORA_RED_THREADS) return;  // the staging needs this exact block
   const int t = threadIdx.x;
@@ -233,9 +280,29 @@ extern "C" __global__ void __launch_bounds__(LORA_RED_THREADS)
     if (j < out) {
       float v = 0.0f;
       for (int z = 0; z < splits; ++z) v += pi[z * zstride + j];
-      y[static_cast<long long>(i) * out + j] = v + lr;
+      lora_store1<YT>(y, static_cast<long long>(i) * out + j, v + lr);
     }
   }
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_RED_THREADS)
+    lora_forward_reduce(const float* __restrict__ P, const float* __restrict__ B,
+                        float* __restrict__ y, int n, int out, int r, int splits, float s) {
+  lora_forward_reduce_impl<LORA_F32>(P, B, y, n, out, r, splits, s);
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_RED_THREADS)
+    lora_forward_reduce_f16(const float* __restrict__ P, const float* __restrict__ B,
+                            unsigned short* __restrict__ y, int n, int out, int r, int splits,
+                            float s) {
+  lora_forward_reduce_impl<LORA_F16>(P, B, y, n, out, r, splits, s);
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_RED_THREADS)
+    lora_forward_reduce_bf16(const float* __restrict__ P, const float* __restrict__ B,
+                             unsigned short* __restrict__ y, int n, int out, int r, int splits,
+                             float s) {
+  lora_forward_reduce_impl<LORA_BF16>(P, B, y, n, out, r, splits, s);
 }
 
 #ifndef __CUDACC__
@@ -243,4 +310,12 @@ LORA_EMU_REGISTER(lora_forward_m16)
 LORA_EMU_REGISTER(lora_forward_m32)
 LORA_EMU_REGISTER(lora_forward_m64)
 LORA_EMU_REGISTER(lora_forward_reduce)
+LORA_EMU_REGISTER(lora_forward_reduce_f16)
+LORA_EMU_REGISTER(lora_forward_reduce_bf16)
+LORA_EMU_REGISTER(lora_forward_m16_f16)
+LORA_EMU_REGISTER(lora_forward_m32_f16)
+LORA_EMU_REGISTER(lora_forward_m64_f16)
+LORA_EMU_REGISTER(lora_forward_m16_bf16)
+LORA_EMU_REGISTER(lora_forward_m32_bf16)
+LORA_EMU_REGISTER(lora_forward_m64_bf16)
 #endif

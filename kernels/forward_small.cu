@@ -42,93 +42,165 @@
 #define LORA_SMALL_R LORA_SMALL_ROWS_PER_WARP
 
 static_assert(LORA_SMALL_N_MAX == 16, "lora_forward_small dispatches n to 1, 2, 4, 8, 16");
-static_assert(LORA_SMALL_SPLIT_ALIGN % (4 * LORA_WARP_SIZE) == 0, "splits keep float4 alignment");
+static_assert(LORA_SMALL_SPLIT_ALIGN % 8 == 0,
+              "splits keep the alignment of 16-byte vectors of float32 and of 16-bit elements");
 
-__device__ __forceinline__ float lora_small_fma(float4 x, float4 w, float acc) {
-  return lora_dot4(x, w, acc);
+// lora_small_unit<DT, VEC>: how a lane reads its elements of a row of V. One
+// load is E elements: a float4 (float32) or a 16-byte vector of eight 16-bit
+// elements when VEC, one element otherwise. raw is what stays in flight
+// until widen turns group h of it into G = min(E, 4) floats.
+template <int DT, bool VEC>
+struct lora_small_unit {  // scalar
+  static constexpr int E = 1;
+  typedef typename lora_elem<DT>::type elem;
+  typedef elem raw;
+  static __device__ __forceinline__ raw load(const elem* p, int c) { return __ldcs(p + c); }
+  static __device__ __forceinline__ void widen(raw v, int, float (&f)[1]) { f[0] = lora_widen<DT>(v); }
+};
+template <>
+struct lora_small_unit<LORA_F32, true> {
+  static constexpr int E = 4;
+  typedef float elem;
+  typedef float4 raw;
+  static __device__ __forceinline__ raw load(const elem* p, int c) {
+    return __ldcs(reinterpret_cast<const float4*>(p) + c);
+  }
+  static __device__ __forceinline__ void widen(raw v, int, float (&f)[4]) {
+    f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
+  }
+};
+template <int DT>
+struct lora_small_half_unit {
+  static constexpr int E = 8;
+  typedef unsigned short elem;
+  typedef uint4 raw;
+  static __device__ __forceinline__ raw load(const elem* p, int c) {
+    return __ldcs(reinterpret_cast<const uint4*>(p) + c);
+  }
+  static __device__ __forceinline__ void widen(raw v, int h, float (&f)[4]) {
+    const unsigned a = h == 0 ? v.x : v.z, b = h == 0 ? v.y : v.w;
+    f[0] = lora_lo<DT>(a), f[1] = lora_hi<DT>(a), f[2] = lora_lo<DT>(b), f[3] = lora_hi<DT>(b);
+  }
+};
+template <>
+struct lora_small_unit<LORA_F16, true> : lora_small_half_unit<LORA_F16> {};
+template <>
+struct lora_small_unit<LORA_BF16, true> : lora_small_half_unit<LORA_BF16> {};
+
+// f = x[c*G .. c*G + G-1], float32, through the read-only cache.
+template <int G>
+__device__ __forceinline__ void lora_small_x(const float* xr, int c, float (&f)[G]) {
+  if constexpr (G == 1) {
+    f[0] = __ldg(xr + c);
+  } else {
+    const float4 v = __ldg(reinterpret_cast<const float4*>(xr) + c);
+    f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
+  }
 }
-__device__ __forceinline__ float lora_small_fma(float x, float w, float acc) { return fmaf(x, w, acc); }
 
-// acc[i][q] += sum over c < len of xr[i][c] * wr[q][c], where V is float4 or
-// float, len counts V elements and the row pointers already point at the
-// split's first element. U chunks of 32 V elements per lane are loaded before
-// any is used, so that a lane keeps U*LORA_SMALL_ROWS_PER_WARP loads of W in
-// flight (LORA_SMALL_U: plan.SmallUnroll mirrors it).
-template <int NB, int U, class V>
-__device__ __forceinline__ void lora_small_segment(const V* const (&xr)[NB],
-                                                   const V* const (&wr)[LORA_SMALL_R], int len,
-                                                   int lane, float (&acc)[NB][LORA_SMALL_R]) {
+// acc[i][q] += sum over c < len of xr[i][c] * wr[q][c], len counting loads
+// of L (L::E elements each) and the row pointers already at the split's
+// first element. U loads of each row per lane are issued before any is used,
+// so that a lane keeps U*LORA_SMALL_ROWS_PER_WARP 16-byte loads of W in
+// flight (LORA_SMALL_U: plan.SmallUnroll mirrors it); 16-bit elements are
+// widened in registers, products accumulate in float32.
+template <int NB, int U, class L>
+__device__ __forceinline__ void lora_small_segment(const float* const (&xr)[NB],
+                                                   const typename L::elem* const (&wr)[LORA_SMALL_R],
+                                                   int len, int lane, float (&acc)[NB][LORA_SMALL_R]) {
+  constexpr int E = L::E;
+  constexpr int G = E < 4 ? E : 4;  // elements widened at a time: few registers
   int c = lane;
   LORA_NO_UNROLL
   for (; c + (U - 1) * LORA_WARP_SIZE < len; c += U * LORA_WARP_SIZE) {
-    V w[U][LORA_SMALL_R];
+    typename L::raw w[U][LORA_SMALL_R];
     LORA_UNROLL
     for (int u = 0; u < U; ++u) {
       LORA_UNROLL
-      for (int q = 0; q < LORA_SMALL_R; ++q) w[u][q] = __ldcs(wr[q] + c + u * LORA_WARP_SIZE);
+      for (int q = 0; q < LORA_SMALL_R; ++q) w[u][q] = L::load(wr[q], c + u * LORA_WARP_SIZE);
     }
     LORA_UNROLL
     for (int u = 0; u < U; ++u) {
-      LORA_UNROLL
-      for (int i = 0; i < NB; ++i) {
-        const V xv = __ldg(xr[i] + c + u * LORA_WARP_SIZE);
+      // Not unrolled: the x loads of both groups hoisted together would
+      // not fit the registers at NB = 16.
+      LORA_NO_UNROLL
+      for (int h = 0; h < E / G; ++h) {
+        float wf[LORA_SMALL_R][G];
         LORA_UNROLL
-        for (int q = 0; q < LORA_SMALL_R; ++q) acc[i][q] = lora_small_fma(xv, w[u][q], acc[i][q]);
+        for (int q = 0; q < LORA_SMALL_R; ++q) L::widen(w[u][q], h, wf[q]);
+        LORA_UNROLL
+        for (int i = 0; i < NB; ++i) {
+          float xv[G];
+          lora_small_x<G>(xr[i], (c + u * LORA_WARP_SIZE) * (E / G) + h, xv);
+          LORA_UNROLL
+          for (int q = 0; q < LORA_SMALL_R; ++q) {
+            LORA_UNROLL
+            for (int e = 0; e < G; ++e) acc[i][q] = fmaf(xv[e], wf[q][e], acc[i][q]);
+          }
+        }
       }
     }
   }
   LORA_NO_UNROLL
   for (; c < len; c += LORA_WARP_SIZE) {
-    V w[LORA_SMALL_R];
+    typename L::raw w[LORA_SMALL_R];
     LORA_UNROLL
-    for (int q = 0; q < LORA_SMALL_R; ++q) w[q] = __ldcs(wr[q] + c);
-    LORA_UNROLL
-    for (int i = 0; i < NB; ++i) {
-      const V xv = __ldg(xr[i] + c);
+    for (int q = 0; q < LORA_SMALL_R; ++q) w[q] = L::load(wr[q], c);
+    LORA_NO_UNROLL
+    for (int h = 0; h < E / G; ++h) {
+      float wf[LORA_SMALL_R][G];
       LORA_UNROLL
-      for (int q = 0; q < LORA_SMALL_R; ++q) acc[i][q] = lora_small_fma(xv, w[q], acc[i][q]);
+      for (int q = 0; q < LORA_SMALL_R; ++q) L::widen(w[q], h, wf[q]);
+      LORA_UNROLL
+      for (int i = 0; i < NB; ++i) {
+        float xv[G];
+        lora_small_x<G>(xr[i], c * (E / G) + h, xv);
+        LORA_UNROLL
+        for (int q = 0; q < LORA_SMALL_R; ++q) {
+          LORA_UNROLL
+          for (int e = 0; e < G; ++e) acc[i][q] = fmaf(xv[e], wf[q][e], acc[i][q]);
+        }
+      }
     }
   }
 }
 
-// Row j of V = [W ; A] (out + r) x in.
-__device__ __forceinline__ const float* lora_small_vrow(const float* __restrict__ W,
-                                                        const float* __restrict__ A, int j,
-                                                        int in, int out) {
-  return j < out ? W + static_cast<long long>(j) * in : A + static_cast<long long>(j - out) * in;
-}
-
-// acc += x[:, c0 : c0+len] . V[j0 .., c0 : c0+len]^T, as float4 when vec.
-// Rows i >= n and j >= rows are clamped to the last row; their sums are
-// discarded by the caller.
-template <int NB, class V>
+// acc += x[:, c0 : c0+len] . S[j0 - jb .., c0 : c0+len]^T for the rows of one
+// source S (W, of type DT, rows jb = 0 .. out; or A, float32, rows jb = out
+// .. out + r of V), vectors when vec. Rows i >= n and j >= jend are clamped
+// to the last row; their sums are discarded by the caller.
+template <int NB, int DT>
 __device__ __forceinline__ void lora_small_rows(const float* __restrict__ x,
-                                                const float* __restrict__ W,
-                                                const float* __restrict__ A, int n, int in,
-                                                int out, int rows, int j0, int c0, int len,
-                                                int lane, float (&acc)[NB][LORA_SMALL_R]) {
+                                                const typename lora_elem<DT>::type* __restrict__ S,
+                                                int n, int in, int jb, int jend, int j0, int c0,
+                                                int len, bool vec, int lane,
+                                                float (&acc)[NB][LORA_SMALL_R]) {
   constexpr int U = NB <= 2 ? 4 : 2;
-  constexpr int E = sizeof(V) / sizeof(float);
-  const V* xr[NB];
-  const V* wr[LORA_SMALL_R];
+  typedef typename lora_elem<DT>::type elem;
+  const float* xr[NB];
+  const elem* wr[LORA_SMALL_R];
   LORA_UNROLL
-  for (int i = 0; i < NB; ++i)
-    xr[i] = reinterpret_cast<const V*>(x + static_cast<long long>(lora_min(i, n - 1)) * in + c0);
+  for (int i = 0; i < NB; ++i) xr[i] = x + static_cast<long long>(lora_min(i, n - 1)) * in + c0;
   LORA_UNROLL
   for (int q = 0; q < LORA_SMALL_R; ++q)
-    wr[q] = reinterpret_cast<const V*>(lora_small_vrow(W, A, lora_min(j0 + q, rows - 1), in, out) + c0);
-  lora_small_segment<NB, U, V>(xr, wr, len / E, lane, acc);
+    wr[q] = S + static_cast<long long>(lora_min(j0 + q, jend - 1) - jb) * in + c0;
+  if (vec) {
+    typedef lora_small_unit<DT, true> L;
+    lora_small_segment<NB, U, L>(xr, wr, len / L::E, lane, acc);
+  } else {
+    lora_small_segment<NB, U, lora_small_unit<DT, false>>(xr, wr, len, lane, acc);
+  }
 }
 
-// The whole warp's work for NB >= n rows of x; part is this warp's slice of
-// shared memory, p this split's slice of P.
-template <int NB>
+// The whole warp's work for NB >= n rows of x over rows j0 .. j0+3 of one
+// source (see lora_small_rows); part is this warp's slice of shared memory,
+// p this split's slice of P, whose rows are `rows` = out + r long.
+template <int NB, int DT>
 __device__ __forceinline__ void lora_small_warp(const float* __restrict__ x,
-                                                const float* __restrict__ W,
-                                                const float* __restrict__ A, float* __restrict__ p,
-                                                int n, int in, int out, int rows, int j0, int c0,
-                                                int len, bool vec, int lane,
-                                                float (*part)[LORA_WARP_SIZE + 1]) {
+                                                const typename lora_elem<DT>::type* __restrict__ S,
+                                                float* __restrict__ p, int n, int in, int rows,
+                                                int jb, int jend, int j0, int c0, int len, bool vec,
+                                                int lane, float (*part)[LORA_WARP_SIZE + 1]) {
   float acc[NB][LORA_SMALL_R];
   LORA_UNROLL
   for (int i = 0; i < NB; ++i) {
@@ -136,10 +208,7 @@ __device__ __forceinline__ void lora_small_warp(const float* __restrict__ x,
     for (int q = 0; q < LORA_SMALL_R; ++q) acc[i][q] = 0.0f;
   }
 
-  if (vec)
-    lora_small_rows<NB, float4>(x, W, A, n, in, out, rows, j0, c0, len, lane, acc);
-  else
-    lora_small_rows<NB, float>(x, W, A, n, in, out, rows, j0, c0, len, lane, acc);
+  lora_small_rows<NB, DT>(x, S, n, in, jb, jend, j0, c0, len, vec, lane, acc);
 
   LORA_UNROLL
   for (int i = 0; i < NB; ++i) {
@@ -151,7 +220,7 @@ __device__ __forceinline__ void lora_small_warp(const float* __restrict__ x,
   for (int v = lane; v < NB * LORA_SMALL_R; v += LORA_WARP_SIZE) {
     const int i = v / LORA_SMALL_R;
     const int j = j0 + v % LORA_SMALL_R;
-    if (i < n && j < rows) {
+    if (i < n && j < jend) {
       float sum = 0.0f;
       LORA_UNROLL
       for (int l = 0; l < LORA_WARP_SIZE; ++l) sum += part[v][l];
@@ -160,10 +229,35 @@ __device__ __forceinline__ void lora_small_warp(const float* __restrict__ x,
   }
 }
 
-extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
-    lora_forward_small(const float* __restrict__ x, const float* __restrict__ W,
-                       const float* __restrict__ A, float* __restrict__ P, int n, int in,
-                       int out, int r) {
+// One source's rows for every n: NB the next power of two >= n.
+template <int DT>
+__device__ __forceinline__ void lora_small_source(const float* __restrict__ x,
+                                                  const typename lora_elem<DT>::type* __restrict__ S,
+                                                  float* __restrict__ p, int n, int in, int rows,
+                                                  int jb, int jend, int j0, int c0, int len,
+                                                  bool vec, int lane,
+                                                  float (*pw)[LORA_WARP_SIZE + 1]) {
+  if (n == 1)
+    lora_small_warp<1, DT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+  else if (n <= 2)
+    lora_small_warp<2, DT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+  else if (n <= 4)
+    lora_small_warp<4, DT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+  else if (n <= 8)
+    lora_small_warp<8, DT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+  else
+    lora_small_warp<16, DT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+}
+
+// The kernel for W of type DT: blocks bx < ceil(out / LORA_SMALL_ROWS_PER_BLOCK)
+// take rows of W, the others rows of A, so that a warp's rows are all of one
+// type.
+template <int DT>
+__device__ __forceinline__ void lora_forward_small_impl(const float* __restrict__ x,
+                                                        const typename lora_elem<DT>::type* __restrict__ W,
+                                                        const float* __restrict__ A,
+                                                        float* __restrict__ P, int n, int in,
+                                                        int out, int r) {
   __shared__ float part[LORA_SMALL_WARPS][LORA_SMALL_N_MAX * LORA_SMALL_R][LORA_WARP_SIZE + 1];
 
   if (blockDim.x != LORA_SMALL_THREADS) return;  // the tiling needs this exact block
@@ -171,8 +265,13 @@ extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
   const int rows = out + r;
   const int lane = threadIdx.x % LORA_WARP_SIZE;
   const int warp = threadIdx.x / LORA_WARP_SIZE;
-  const int j0 = blockIdx.x * LORA_SMALL_ROWS_PER_BLOCK + warp * LORA_SMALL_R;
-  if (j0 >= rows) return;  // the whole warp leaves together
+  const int wblocks = (out + LORA_SMALL_ROWS_PER_BLOCK - 1) / LORA_SMALL_ROWS_PER_BLOCK;
+  const bool onA = static_cast<int>(blockIdx.x) >= wblocks;
+  const int jb = onA ? out : 0;
+  const int jend = onA ? rows : out;
+  const int j0 = jb + (static_cast<int>(blockIdx.x) - (onA ? wblocks : 0)) * LORA_SMALL_ROWS_PER_BLOCK +
+                 warp * LORA_SMALL_R;
+  if (j0 >= jend) return;  // the whole warp leaves together
 
   // This block's split of the inner dimension; an empty one writes zeros.
   const int per = (in + static_cast<int>(gridDim.y) - 1) / static_cast<int>(gridDim.y);
@@ -180,25 +279,43 @@ extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
   const long long c0l = static_cast<long long>(blockIdx.y) * chunk;
   const int c0 = c0l < in ? static_cast<int>(c0l) : in;
   const int len = lora_min(chunk, in - c0);
-  const bool vec = (in & 3) == 0 && lora_aligned16(x) && lora_aligned16(W) &&
-                   (r == 0 || lora_aligned16(A));
   float* p = P + static_cast<long long>(blockIdx.y) * n * rows;
 
   float(*pw)[LORA_WARP_SIZE + 1] = part[warp];
-  if (n == 1)
-    lora_small_warp<1>(x, W, A, p, n, in, out, rows, j0, c0, len, vec, lane, pw);
-  else if (n <= 2)
-    lora_small_warp<2>(x, W, A, p, n, in, out, rows, j0, c0, len, vec, lane, pw);
-  else if (n <= 4)
-    lora_small_warp<4>(x, W, A, p, n, in, out, rows, j0, c0, len, vec, lane, pw);
-  else if (n <= 8)
-    lora_small_warp<8>(x, W, A, p, n, in, out, rows, j0, c0, len, vec, lane, pw);
-  else
-    lora_small_warp<16>(x, W, A, p, n, in, out, rows, j0, c0, len, vec, lane, pw);
+  if (onA) {
+    const bool vec = (in & 3) == 0 && lora_aligned16(x) && lora_aligned16(A);
+    lora_small_source<LORA_F32>(x, A, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+  } else {
+    const bool vec = (in & (DT == LORA_F32 ? 3 : 7)) == 0 && lora_aligned16(x) && lora_aligned16(W);
+    lora_small_source<DT>(x, W, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
+    lora_forward_small(const float* __restrict__ x, const float* __restrict__ W,
+                       const float* __restrict__ A, float* __restrict__ P, int n, int in,
+                       int out, int r) {
+  lora_forward_small_impl<LORA_F32>(x, W, A, P, n, in, out, r);
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
+    lora_forward_small_f16(const float* __restrict__ x, const unsigned short* __restrict__ W,
+                           const float* __restrict__ A, float* __restrict__ P, int n, int in,
+                           int out, int r) {
+  lora_forward_small_impl<LORA_F16>(x, W, A, P, n, in, out, r);
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
+    lora_forward_small_bf16(const float* __restrict__ x, const unsigned short* __restrict__ W,
+                            const float* __restrict__ A, float* __restrict__ P, int n, int in,
+                            int out, int r) {
+  lora_forward_small_impl<LORA_BF16>(x, W, A, P, n, in, out, r);
 }
 
 #undef LORA_SMALL_R
 
 #ifndef __CUDACC__
 LORA_EMU_REGISTER(lora_forward_small)
+LORA_EMU_REGISTER(lora_forward_small_f16)
+LORA_EMU_REGISTER(lora_forward_small_bf16)
 #endif

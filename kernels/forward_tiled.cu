@@ -23,10 +23,20 @@
 // 2*LORA_TILE_K*(LORA_TILE_M+4) + 2*LORA_TILE_K*(LORA_TILE_N+4) floats (static).
 #include "tile.cuh"
 
-extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
-    lora_forward_tiled(const float* __restrict__ x, const float* __restrict__ W,
-                       const float* __restrict__ T, const float* __restrict__ B,
-                       float* __restrict__ y, int n, int in, int out, int r) {
+static_assert(LORA_TILE_K == 8 && LORA_TILE_N <= LORA_TILE_THREADS,
+              "a K-step of a 16-bit W row is one 16-byte vector, one per thread of the first LORA_TILE_N");
+
+// W of type DT. A 16-bit W's K-step is loaded by threads t < LORA_TILE_N,
+// row n0 + t, one 16-byte vector of LORA_TILE_K elements, kept as bits until
+// it is widened into shared memory.
+template <int DT>
+__device__ __forceinline__ void lora_forward_tiled_impl(const float* __restrict__ x,
+                                                        const typename lora_elem<DT>::type* __restrict__ W,
+                                                        const float* __restrict__ T,
+                                                        const float* __restrict__ B,
+                                                        float* __restrict__ y, int n, int in, int out,
+                                                        int r) {
+  constexpr bool kHalf = DT != LORA_F32;
   __shared__ __align__(16) lora_tile_a sa[2];
   __shared__ __align__(16) lora_tile_b sb[2];
   if (blockDim.x != LORA_TILE_THREADS) return;  // the tiling needs this exact block
@@ -49,10 +59,16 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 
   const int tiles_x = (in + LORA_TILE_K - 1) / LORA_TILE_K;
   const int tiles = tiles_x + (r > 0 ? (r + LORA_TILE_K - 1) / LORA_TILE_K : 0);
-  const bool vec_x = (in & 3) == 0 && lora_aligned16(x) && lora_aligned16(W);
+  const bool vec_x = (in & 3) == 0 && lora_aligned16(x) && (kHalf || lora_aligned16(W));
+  const bool vec_w = (in & 7) == 0 && lora_aligned16(W);  // a 16-bit W
+  (void)vec_w;
   const bool vec_t = r > 0 && (r & 3) == 0 && lora_aligned16(T) && lora_aligned16(B);
 
   float ra[4], rb[4];
+  uint4 rh = make_uint4(0u, 0u, 0u, 0u);
+  bool hseg = false;  // the fetched tile of W is a 16-bit one, in rh
+  (void)rh;
+  (void)hseg;
   float acc[8][8];
   lora_tile_zero(acc);
 
@@ -62,8 +78,17 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
     if ((kt) < tiles_x) {                                                    \
       const int k_ = (kt) * LORA_TILE_K + lk;                                \
       lora_tile_fetch(x, in, arow, a_ok, k_, in, vec_x, ra);                 \
-      lora_tile_fetch(W, in, brow, b_ok, k_, in, vec_x, rb);                 \
+      if constexpr (kHalf) {                                                 \
+        hseg = true;                                                         \
+        if (t < LORA_TILE_N)                                                 \
+          rh = lora_fetch8_bits(W, in, n0 + t, n0 + t < out,                 \
+                                (kt) * LORA_TILE_K, in, vec_w);              \
+      } else {                                                               \
+        lora_tile_fetch(reinterpret_cast<const float*>(W), in, brow, b_ok,   \
+                        k_, in, vec_x, rb);                                  \
+      }                                                                      \
     } else {                                                                 \
+      hseg = false;                                                          \
       const int k_ = ((kt) - tiles_x) * LORA_TILE_K + lk;                    \
       lora_tile_fetch(T, r, arow, a_ok, k_, r, vec_t, ra);                   \
       lora_tile_fetch(B, r, brow, b_ok, k_, r, vec_t, rb);                   \
@@ -73,9 +98,17 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 #define LORA_TILE_STORE(buf)                                                 \
   do {                                                                       \
     LORA_UNROLL                                                              \
-    for (int e = 0; e < 4; ++e) {                                            \
-      sa[(buf)][lk + e][lrow] = ra[e];                                       \
-      sb[(buf)][lk + e][lrow] = rb[e];                                       \
+    for (int e = 0; e < 4; ++e) sa[(buf)][lk + e][lrow] = ra[e];             \
+    if (kHalf && hseg) {                                                     \
+      if (t < LORA_TILE_N) {                                                 \
+        float v_[8];                                                         \
+        lora_unpack8<DT>(rh, v_);                                            \
+        LORA_UNROLL                                                          \
+        for (int e = 0; e < 8; ++e) sb[(buf)][e][t] = v_[e];                 \
+      }                                                                      \
+    } else {                                                                 \
+      LORA_UNROLL                                                            \
+      for (int e = 0; e < 4; ++e) sb[(buf)][lk + e][lrow] = rb[e];           \
     }                                                                        \
   } while (0)
 
@@ -100,6 +133,29 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
   lora_tile_store(y, n, out, m0, n0, ty, tx, acc);
 }
 
+extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
+    lora_forward_tiled(const float* __restrict__ x, const float* __restrict__ W,
+                       const float* __restrict__ T, const float* __restrict__ B,
+                       float* __restrict__ y, int n, int in, int out, int r) {
+  lora_forward_tiled_impl<LORA_F32>(x, W, T, B, y, n, in, out, r);
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
+    lora_forward_tiled_f16(const float* __restrict__ x, const unsigned short* __restrict__ W,
+                           const float* __restrict__ T, const float* __restrict__ B,
+                           float* __restrict__ y, int n, int in, int out, int r) {
+  lora_forward_tiled_impl<LORA_F16>(x, W, T, B, y, n, in, out, r);
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
+    lora_forward_tiled_bf16(const float* __restrict__ x, const unsigned short* __restrict__ W,
+                            const float* __restrict__ T, const float* __restrict__ B,
+                            float* __restrict__ y, int n, int in, int out, int r) {
+  lora_forward_tiled_impl<LORA_BF16>(x, W, T, B, y, n, in, out, r);
+}
+
 #ifndef __CUDACC__
 LORA_EMU_REGISTER(lora_forward_tiled)
+LORA_EMU_REGISTER(lora_forward_tiled_f16)
+LORA_EMU_REGISTER(lora_forward_tiled_bf16)
 #endif

@@ -31,6 +31,21 @@ var Params = map[string]int{
 	"lora_bank_small":     15,
 	"lora_bank_rowshrink": 12,
 
+	"lora_shrink_f16":          7,
+	"lora_shrink_bf16":         7,
+	"lora_forward_small_f16":   8,
+	"lora_forward_small_bf16":  8,
+	"lora_forward_m16_f16":     8,
+	"lora_forward_m16_bf16":    8,
+	"lora_forward_m32_f16":     8,
+	"lora_forward_m32_bf16":    8,
+	"lora_forward_m64_f16":     8,
+	"lora_forward_m64_bf16":    8,
+	"lora_forward_reduce_f16":  8,
+	"lora_forward_reduce_bf16": 8,
+	"lora_forward_tiled_f16":   9,
+	"lora_forward_tiled_bf16":  9,
+
 	"lora_forward_mma_bf16": 9,
 	"lora_forward_mma_f16":  9,
 

@@ -87,15 +87,16 @@ type Device struct {
 	Bandwidth    float64 // DRAM bytes per second
 	FLOPs        float64 // fp32 FLOP per second, CUDA cores
 	Latency      float64 // seconds from a load's issue to its data, loaded memory system
+	Arch         int     // compute capability, major·10 + minor (80: sm_80); 0 unknown
 }
 
 // The devices of the tests, and the one the emulator reports.
 var (
-	V100 = Device{"V100", 80, 96 << 10, 2048, 65536, 32, 900e9, 15.7e12, 0.7e-6}
-	A100 = Device{"A100", 108, 164 << 10, 2048, 65536, 32, 2.04e12, 19.5e12, 0.7e-6}
-	H100 = Device{"H100", 132, 228 << 10, 2048, 65536, 32, 3.35e12, 67e12, 0.7e-6}
-	H200 = Device{"H200", 132, 228 << 10, 2048, 65536, 32, 4.8e12, 67e12, 0.7e-6}
-	L4   = Device{"L4", 58, 100 << 10, 1536, 65536, 24, 300e9, 30e12, 0.7e-6}
+	V100 = Device{"V100", 80, 96 << 10, 2048, 65536, 32, 900e9, 15.7e12, 0.7e-6, 70}
+	A100 = Device{"A100", 108, 164 << 10, 2048, 65536, 32, 2.04e12, 19.5e12, 0.7e-6, 80}
+	H100 = Device{"H100", 132, 228 << 10, 2048, 65536, 32, 3.35e12, 67e12, 0.7e-6, 90}
+	H200 = Device{"H200", 132, 228 << 10, 2048, 65536, 32, 4.8e12, 67e12, 0.7e-6, 90}
+	L4   = Device{"L4", 58, 100 << 10, 1536, 65536, 24, 300e9, 30e12, 0.7e-6, 89}
 )
 
 // Devices lists the devices of the tests.
@@ -115,6 +116,51 @@ func (d Device) Valid() error {
 func (d Device) InFlightTarget() float64 {
 	return d.Latency * d.Bandwidth / float64(d.SMs)
 }
+
+// Elem is an element type of a matrix; the values are package lora's DType.
+type Elem int
+
+// The element types.
+const (
+	F32  Elem = iota // float32
+	F16              // IEEE 754 binary16
+	BF16             // bfloat16
+)
+
+// Size returns the bytes of one element.
+func (e Elem) Size() int {
+	if e == F16 || e == BF16 {
+		return 2
+	}
+	return 4
+}
+
+// String returns "f32", "f16" or "bf16".
+func (e Elem) String() string {
+	switch e {
+	case F16:
+		return "f16"
+	case BF16:
+		return "bf16"
+	}
+	return "f32"
+}
+
+// half reports whether e is a 16-bit type.
+func (e Elem) half() bool { return e == F16 || e == BF16 }
+
+// suffix is the suffix of a kernel's name for operands of type e: "" for
+// float32, "_f16", "_bf16".
+func (e Elem) suffix() string {
+	if e.half() {
+		return "_" + e.String()
+	}
+	return ""
+}
+
+// Types are the element types of a forward's operands: W, x and y (A and B
+// are always float32).
+type Types struct{ W, X, Y Elem }
 
 // Kernel is what a kernel asks of an SM: threads and registers per block
 // (registers from ptxas, sm_90), static shared memory per block, and the
@@ -147,18 +193,52 @@ var (
 	KShrink = Kernel{"lora_shrink", ShrinkThreads, 80, 8448, 0}
 	// lora_forward_small: 4 warps, each lane U float4 loads of each of its 4
 	// rows in flight; U = 2 for every n (see SmallUnroll).
-	KSmall = Kernel{"lora_forward_small", SmallThreads, 249, 33792, 0}
+	KSmall = Kernel{"lora_forward_small", SmallThreads, 253, 33792, 0}
 	KTiled = Kernel{"lora_forward_tiled", TileThreads, 128, 16896, TileN * TileK * 4}
 	// lora_forward_m16/m32: two K-steps of V in flight per block; m64: one.
-	KM16   = Kernel{"lora_forward_m16", MTileThreads, 120, mtileShared(16), 2 * MTileN * MTileK * 4}
-	KM32   = Kernel{"lora_forward_m32", MTileThreads, 123, mtileShared(32), 2 * MTileN * MTileK * 4}
-	KM64   = Kernel{"lora_forward_m64", MTileThreads, 115, mtileShared(64), MTileN * MTileK * 4}
+	KM16   = Kernel{"lora_forward_m16", MTileThreads, 128, mtileShared(16), 2 * MTileN * MTileK * 4}
+	KM32   = Kernel{"lora_forward_m32", MTileThreads, 128, mtileShared(32), 2 * MTileN * MTileK * 4}
+	KM64   = Kernel{"lora_forward_m64", MTileThreads, 127, mtileShared(64), MTileN * MTileK * 4}
 	KRed   = Kernel{"lora_forward_reduce", ReduceThreads, 32, ReduceThreads * 4, 0}
 	KMerge = Kernel{"lora_merge", MergeThreads, 104, 20608, MergeTileOut * MergeTileIn * 4}
 	KGradX = Kernel{"lora_grad_x_small", GradXSmallThreads, 128, 34816,
 		GradXSmallWarps * WarpSize * GradXSmallRows * 16}
 	KGradXTiled = Kernel{"lora_grad_x_tiled", TileThreads, 128, 16896, TileN * TileK * 4}
+	// lora_forward_mma_bf16, lora_forward_mma_f16 (sm_80 and newer): 128×128
+	// tiles of y on tensor cores, two 32-element K-steps of x and W in flight.
+	KMMA = Kernel{"lora_forward_mma", MMAThreads, 126, 40960, 2 * MMATileN * MMATileK * 2}
 )
+
+// Tiles of lora_forward_mma_*, as its doc comment gives them.
+const (
+	MMATileM   = 128
+	MMATileN   = 128
+	MMATileK   = 32
+	MMAThreads = 256
+)
+
+// ofType returns the variant of the forward kernel k for a W (or, for
+// lora_forward_reduce, a y; for lora_shrink, an x) of type e: its name with
+// e's suffix, its registers from ptxas, and the bytes of W it keeps in
+// flight, which halve with 16-bit elements where its loads keep their count
+// (lora_forward_small keeps its count of 16-byte loads, so its bytes).
+func ofType(k Kernel, e Elem) Kernel {
+	if !e.half() {
+		return k
+	}
+	k.Name += e.suffix()
+	switch k.Name[:len(k.Name)-len(e.suffix())] {
+	case KTiled.Name:
+		k.InFlight /= 2
+	case KM16.Name:
+		k.Regs, k.InFlight = 96, k.InFlight/2
+	case KM32.Name:
+		k.Regs, k.InFlight = 97, k.InFlight/2
+	case KM64.Name:
+		k.Regs, k.InFlight = 111, k.InFlight/2
+	}
+	return k
+}
 
 // mtileShared is the static shared memory of lora_forward_m<bm>: one K-major
 // tile of x and one of [W; A], each row padded by 4 floats.
@@ -248,6 +328,7 @@ func (l Launch) BandwidthBound(d Device) bool {
 // r = 0) and lora_forward_tiled y = x·Wᵀ + T·Bᵀ.
 type Forward struct {
 	Fused     bool
+	MMA       bool // Main is lora_forward_mma_*: x in W's type, T from Shrink of x's type
 	Shrink    *Launch
 	Main      Launch
 	Reduce    *Launch
@@ -257,20 +338,56 @@ type Forward struct {
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // ForwardPlan plans y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ for x n×in, W out×in and rank r
-// on d. n, in, out >= 1 and r >= 0.
+// on d, every operand float32. n, in, out >= 1 and r >= 0.
 func ForwardPlan(d Device, n, in, out, r int) Forward {
-	wBytes := 4 * float64(out+r) * float64(in)
+	return ForwardPlanOf(d, n, in, out, r, Types{})
+}
+
+// ForwardPlanOf plans the forward for operands of the types ty.
+//
+// W's type picks the variant of each kernel (lora_forward_small_bf16, ...),
+// which reads W as it is stored, 16-byte loads widened in registers; its
+// bytes, half those of float32 for a 16-bit W, set the waves and the bytes in
+// flight that a bandwidth-bound launch needs. On sm_80 and newer (d.Arch >=
+// 80), x and W of the same 16-bit type and n large enough for 128×128 tiles
+// that fill a wave go to the tensor cores (lora_forward_mma_*, after a
+// lora_shrink of x's type); on older GPUs and for every other combination,
+// the CUDA-core kernels, which read x in float32 (the caller widens a 16-bit
+// x first). y's type: the fused plans round y in lora_forward_reduce of y's
+// type, which they launch for a 16-bit y even without rank or split; the
+// others (Fused false) write float32, which the caller rounds into y.
+func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
+	wBytes := float64(ty.W.Size())*float64(out)*float64(in) + 4*float64(r)*float64(in)
 	flops := 2 * float64(n) * float64(out+r) * float64(in)
-	ioBytes := 4 * float64(n) * float64(in+out)
+	ioBytes := float64(ty.X.Size())*float64(n)*float64(in) + float64(ty.Y.Size())*float64(n)*float64(out)
+	shrink := func(x Elem) *Launch {
+		return &Launch{Kernel: ofType(KShrink, x), Grid: [3]int{ceilDiv(n, ShrinkRows), ceilDiv(r, ShrinkKs), 1},
+			Split: 1, MaxSplit: 1, Bytes: float64(x.Size()*n*in + 4*r*in + 4*n*r), Flops: 2 * float64(n) * float64(r) * float64(in)}
+	}
+
+	// Tensor cores: the same rule as the 128×128 CUDA-core tiles below.
+	if d.Arch >= 80 && ty.W.half() && ty.X == ty.W && n > SmallNMax {
+		k := KMMA
+		k.Name += ty.W.suffix()
+		mma := Launch{Kernel: k, Grid: [3]int{ceilDiv(n, MMATileM), ceilDiv(out, MMATileN), 1},
+			TileM: MMATileM, N: n, Split: 1, MaxSplit: 1, Bytes: wBytes + ioBytes, Flops: flops}
+		if mma.Padding() <= 0.5 && mma.Waves(d) >= 1 {
+			f := Forward{Main: mma, MMA: true}
+			if r > 0 {
+				f.Shrink = shrink(ty.X)
+				f.Workspace = n * r
+			}
+			return f
+		}
+	}
 
 	// The 128×128 tiles, only where they fill a wave with little padding.
-	tiled := Launch{Kernel: KTiled, Grid: [3]int{ceilDiv(n, TileM), ceilDiv(out, TileN), 1},
+	tiled := Launch{Kernel: ofType(KTiled, ty.W), Grid: [3]int{ceilDiv(n, TileM), ceilDiv(out, TileN), 1},
 		TileM: TileM, N: n, Split: 1, MaxSplit: 1, Bytes: wBytes + ioBytes, Flops: flops}
 	if n > SmallNMax && tiled.Padding() <= 0.5 && tiled.Waves(d) >= 1 {
 		f := Forward{Main: tiled}
 		if r > 0 {
-			f.Shrink = &Launch{Kernel: KShrink, Grid: [3]int{ceilDiv(n, ShrinkRows), ceilDiv(r, ShrinkKs), 1},
-				Split: 1, MaxSplit: 1, Bytes: 4 * float64(n*in+r*in+n*r), Flops: 2 * float64(n) * float64(r) * float64(in)}
+			f.Shrink = shrink(F32)
 			f.Workspace = n * r
 		}
 		return f
@@ -279,7 +396,8 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 	var main Launch
 	var slots int
 	if n <= SmallNMax {
-		main = Launch{Kernel: KSmall, Grid: [3]int{ceilDiv(out+r, SmallRowsPerBlock), 1, 1}}
+		// Blocks of W's rows, then blocks of A's: a warp's rows are of one type.
+		main = Launch{Kernel: ofType(KSmall, ty.W), Grid: [3]int{ceilDiv(out, SmallRowsPerBlock) + ceilDiv(r, SmallRowsPerBlock), 1, 1}}
 		u := SmallUnroll(smallNB(n))
 		main.Kernel.InFlight = SmallThreads * u * SmallRowsPerWarp * 16
 		main.MaxSplit = max(1, min(MaxSplit, in/SmallSplitAlign))
@@ -296,7 +414,8 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 				k, bm = c.k, c.bm
 			}
 		}
-		main = Launch{Kernel: k, Grid: [3]int{ceilDiv(n, bm), ceilDiv(out+r, MTileN), 1}, TileM: bm, N: n}
+		// Tiles of W's rows, then tiles of A's.
+		main = Launch{Kernel: ofType(k, ty.W), Grid: [3]int{ceilDiv(n, bm), ceilDiv(out, MTileN) + ceilDiv(r, MTileN), 1}, TileM: bm, N: n}
 		// at least 4 K-steps per split
 		main.MaxSplit = max(1, min(MaxSplit, ceilDiv(in, MTileK)/4))
 	}
@@ -333,16 +452,16 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 		split = main.Split
 	}
 	main.Split = split
-	if main.Kernel.Name == KSmall.Name {
+	if n <= SmallNMax {
 		main.Grid[1] = split
 	} else {
 		main.Grid[2] = split
 	}
 	f := Forward{Fused: true, Main: main}
-	if r > 0 || split > 1 {
+	if r > 0 || split > 1 || ty.Y.half() {
 		f.Workspace = split * n * (out + r)
-		f.Reduce = &Launch{Kernel: KRed, Grid: [3]int{ceilDiv(out, ReduceThreads), min(n, 65535), 1}, Split: 1, MaxSplit: 1,
-			Bytes: 4 * float64(f.Workspace+n*out+out*r), Flops: 2 * float64(n) * float64(out) * float64(r+split)}
+		f.Reduce = &Launch{Kernel: ofType(KRed, ty.Y), Grid: [3]int{ceilDiv(out, ReduceThreads), min(n, 65535), 1}, Split: 1, MaxSplit: 1,
+			Bytes: 4*float64(f.Workspace+out*r) + float64(ty.Y.Size()*n*out), Flops: 2 * float64(n) * float64(out) * float64(r+split)}
 	}
 	return f
 }

@@ -70,7 +70,16 @@ func checkLaunch(t *testing.T, d Device, what string, l Launch, wantInFlight boo
 			t.Errorf("%s: the 128×128 path has %.2f waves", what, w)
 		}
 	}
+	if strings.HasPrefix(l.Kernel.Name, KMMA.Name) || strings.HasPrefix(l.Kernel.Name, KTiled.Name) {
+		if w := l.Waves(d); w < 1 {
+			t.Errorf("%s: the 128×128 %s has %.2f waves", what, l.Kernel.Name, w)
+		}
+	}
 }
+
+// planTypes are the operand types the rules are checked on: float32, a
+// 16-bit W under float32 activations, and all three in one 16-bit type.
+var planTypes = []Types{{}, {W: BF16}, {W: F16, Y: F16}, {BF16, BF16, BF16}, {F16, F16, F16}}
 
 func TestForwardPlanRules(t *testing.T) {
 	for _, d := range Devices {
@@ -78,9 +87,25 @@ func TestForwardPlanRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range benchShapes() {
+			lin := s
+			lin[3] = 0 // Linear, and a merged layer's Forward
+			for _, ty := range planTypes {
+				checkForwardPlan(t, d, s, ty)
+				checkForwardPlan(t, d, lin, ty)
+			}
+		}
+	}
+}
+
+// checkForwardPlan asserts the planner's rules on the forward of shape s
+// (n, in, out, r) with operands of types ty on d.
+func checkForwardPlan(t *testing.T, d Device, s [4]int, ty Types) {
+	t.Helper()
+	{
+		{
 			n, in, out, r := s[0], s[1], s[2], s[3]
-			f := ForwardPlan(d, n, in, out, r)
-			what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d", d.Name, n, in, out, r)
+			f := ForwardPlanOf(d, n, in, out, r, ty)
+			what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d W=%v x=%v y=%v", d.Name, n, in, out, r, ty.W, ty.X, ty.Y)
 			for _, l := range f.Launches() {
 				checkLaunch(t, d, what, l, l.Kernel.InFlight > 0)
 			}
@@ -96,8 +121,44 @@ func TestForwardPlanRules(t *testing.T) {
 			if f.Main.Split > 1 && f.Main.BandwidthBound(d) && 2*float64(f.Workspace) > 0.1*float64((out+r)*in) {
 				t.Errorf("%s: split %d moves %d floats of partial products, more than 10%% of W's", what, f.Main.Split, 2*f.Workspace)
 			}
-			if n <= SmallNMax && f.Main.Kernel.Name != KSmall.Name {
+			if n <= SmallNMax && f.Main.Kernel.Name != KSmall.Name+ty.W.suffix() {
 				t.Errorf("%s: n <= %d planned on %s", what, SmallNMax, f.Main.Kernel.Name)
+			}
+			// Every kernel is the variant of its operand's type.
+			for _, l := range f.Launches() {
+				want := ty.W
+				switch {
+				case f.Reduce != nil && l.Kernel.Name == f.Reduce.Kernel.Name:
+					want = ty.Y
+				case f.Shrink != nil && l.Kernel.Name == f.Shrink.Kernel.Name:
+					want = F32
+					if f.MMA {
+						want = ty.X
+					}
+				}
+				half := strings.HasSuffix(l.Kernel.Name, "_f16") || strings.HasSuffix(l.Kernel.Name, "_bf16")
+				if !strings.HasSuffix(l.Kernel.Name, want.suffix()) || want.half() != half {
+					t.Errorf("%s: %s is not the %v variant", what, l.Kernel.Name, want)
+				}
+			}
+			// The tensor cores: sm_80 and newer, x in W's 16-bit type, and
+			// there for every large n whose 128×128 tiles fill a wave.
+			if f.MMA && (d.Arch < 80 || !ty.W.half() || ty.X != ty.W || n <= SmallNMax) {
+				t.Errorf("%s: planned on tensor cores", what)
+			}
+			if !f.MMA && d.Arch >= 80 && ty.W.half() && ty.X == ty.W && !f.Fused {
+				t.Errorf("%s: the 128×128 CUDA-core tiles where the tensor cores fit", what)
+			}
+			if f.MMA && (f.Fused || f.Reduce != nil || (r > 0) != (f.Shrink != nil) || f.Workspace != n*r) {
+				t.Errorf("%s: tensor cores with fused %v, reduce %v, shrink %v, workspace %d", what, f.Fused, f.Reduce, f.Shrink, f.Workspace)
+			}
+			// A 16-bit y is rounded by a reduction wherever the plan is fused.
+			if f.Fused && ty.Y.half() && f.Reduce == nil {
+				t.Errorf("%s: fused with a %v y and no reduction", what, ty.Y)
+			}
+			// W's bytes: a 16-bit W moves half of float32's.
+			if want := float64(ty.W.Size()*out*in+4*r*in) + float64(ty.X.Size()*n*in+ty.Y.Size()*n*out); f.Main.Bytes != want {
+				t.Errorf("%s: main moves %.0f bytes, want %.0f", what, f.Main.Bytes, want)
 			}
 		}
 	}
@@ -109,13 +170,15 @@ func TestForwardPlanRules(t *testing.T) {
 func TestForwardPlanNoCliff(t *testing.T) {
 	for _, d := range Devices {
 		for _, io := range [][2]int{{4096, 4096}, {1024, 1024}, {14336, 4096}} {
-			a, b := ForwardPlan(d, 16, io[0], io[1], 16), ForwardPlan(d, 17, io[0], io[1], 16)
-			if b.Main.Kernel.Name == KTiled.Name {
-				t.Errorf("%s %v: n = 17 on the 128×128 tiles", d.Name, io)
-			}
-			if b.Main.BandwidthBound(d) && b.Main.InFlightPerSM(d) < min(a.Main.InFlightPerSM(d), d.InFlightTarget()) {
-				t.Errorf("%s %v: n = 17 keeps %.0f bytes in flight per SM, n = 16 %.0f", d.Name, io,
-					b.Main.InFlightPerSM(d), a.Main.InFlightPerSM(d))
+			for _, ty := range planTypes {
+				a, b := ForwardPlanOf(d, 16, io[0], io[1], 16, ty), ForwardPlanOf(d, 17, io[0], io[1], 16, ty)
+				if strings.HasPrefix(b.Main.Kernel.Name, KTiled.Name) || b.MMA {
+					t.Errorf("%s %v: n = 17 on the 128×128 tiles", d.Name, io)
+				}
+				if b.Main.BandwidthBound(d) && b.Main.InFlightPerSM(d) < min(a.Main.InFlightPerSM(d), d.InFlightTarget()) {
+					t.Errorf("%s %v %v: n = 17 keeps %.0f bytes in flight per SM, n = 16 %.0f", d.Name, io, ty,
+						b.Main.InFlightPerSM(d), a.Main.InFlightPerSM(d))
+				}
 			}
 		}
 	}
@@ -165,7 +228,7 @@ func TestStreamGrids(t *testing.T) {
 }
 
 func TestOccupancy(t *testing.T) {
-	// 249 registers: 8192 per warp, 32768 per block of 4 warps, 2 per 64K;
+	// 253 registers: 8192 per warp, 32768 per block of 4 warps, 2 per 64K;
 	// shared 33792 B: 6 per 228 KB.
 	if got := H200.Occupancy(KSmall); got != 2 {
 		t.Errorf("H200 occupancy of %s = %d, want 2", KSmall.Name, got)
@@ -230,15 +293,19 @@ func row(d Device, ls []Launch) string {
 
 // TestPlanTable prints, with -v, the launches of Forward on the H200 for
 // every bench shape: before (the geometry the backend used before the
-// planner) and after.
+// planner) and after, and after for a BF16 W under float32 x and y ("bf16
+// W") and for W, x and y all BF16 ("bf16"; F16 plans the same launches).
 func TestPlanTable(t *testing.T) {
 	d := H200
 	t.Logf("H200: %d SMs, target %.1f KB in flight per SM", d.SMs, d.InFlightTarget()/1024)
 	for _, io := range [][2]int{{1024, 1024}, {4096, 4096}, {4096, 512}, {4096, 1024}, {14336, 4096}} {
 		for _, r := range []int{8, 16, 64} {
 			for _, n := range []int{1, 2, 4, 8, 16, 17, 32, 64, 128, 256, 512, 4096} {
-				t.Logf("in=%d out=%d r=%d n=%d\n    before: %s\n    after:  %s", io[0], io[1], r, n,
-					row(d, legacyForward(n, io[0], io[1], r)), row(d, ForwardPlan(d, n, io[0], io[1], r).Launches()))
+				t.Logf("in=%d out=%d r=%d n=%d\n    before: %s\n    after:  %s\n    bf16 W: %s\n    bf16:   %s",
+					io[0], io[1], r, n,
+					row(d, legacyForward(n, io[0], io[1], r)), row(d, ForwardPlan(d, n, io[0], io[1], r).Launches()),
+					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16}).Launches()),
+					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{BF16, BF16, BF16}).Launches()))
 			}
 		}
 	}
