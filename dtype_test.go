@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -767,9 +768,9 @@ func dtShapes() []struct {
 			sh{dtShape{1, 130, 67, 1}, false},
 			sh{dtShape{3, 130, 67, 5}, false},
 			// Wide rows: more than one 256-column block of the
-			// portable loops, and W in several panels at n = 17.
+			// portable loops (W in several panels: TestDTypeSplit).
 			sh{dtShape{3, 301, 37, 1}, false},
-			sh{dtShape{17, 301, 450, 5}, false},
+			sh{dtShape{17, 301, 37, 5}, false},
 		)
 	}
 	return s
@@ -1240,6 +1241,120 @@ func TestDTypeOutputOverflow(t *testing.T) {
 	}
 	if got := dtReadBits(t, y); got[0] != 0x7C00 || got[1] != 0xFBFF {
 		t.Errorf("F16 Axpy: 65504 + 16, −65504 − 15 stored %#04x, want [0x7c00 0xfbff]", got)
+	}
+}
+
+// TestDTypeSplit runs the half-W paths of the CPU backend above the size at
+// which it splits work among goroutines (2¹⁶ multiply-adds), with
+// GOMAXPROCS at 7 so that the shares are several and uneven: Forward at n
+// = 1 and 3 (rows of W in groups of four) and 20 (two panels of W), Linear,
+// Backward, and Merge's exact rounding, with the bounds of the tests above.
+func TestDTypeSplit(t *testing.T) {
+	if Backend() != "cpu" {
+		t.Skip("the split among goroutines is the CPU backend's")
+	}
+	old := runtime.GOMAXPROCS(7)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	rng := rand.New(rand.NewPCG(91, 92))
+	for _, sh := range []dtShape{{1, 700, 263, 16}, {3, 251, 263, 9}, {20, 130, 600, 8}} {
+		for _, wdt := range []DType{F16, BF16} {
+			xdt, ydt := BF16, F32
+			if sh.n == 3 {
+				xdt, ydt = F32, F16
+			}
+			t.Run(fmt.Sprintf("%v/W=%v", sh, wdt), func(t *testing.T) {
+				dtCheckForward(t, rng, sh, wdt, xdt, ydt)
+				dtCheckBackward(t, rng, sh, wdt, ydt, xdt, xdt)
+
+				w, _ := dtOperand(t, wdt, sh.out, sh.in, dtSpread(rng, sh.out*sh.in))
+				w32, _ := dtOperand(t, F32, sh.out, sh.in, dtRead(t, w))
+				adata, bdata := dtRand(rng, sh.r*sh.in, 1/math.Sqrt(float64(sh.in))), dtRand(rng, sh.out*sh.r, 1)
+				for _, m := range []*Matrix{w, w32} {
+					a, _ := dtOperand(t, F32, sh.r, sh.in, adata)
+					b, _ := dtOperand(t, F32, sh.out, sh.r, bdata)
+					l, err := NewLayerFrom(m, a, b, 1.5)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(l.Free)
+					if err := l.Merge(); err != nil {
+						t.Fatalf("Merge on %v W: %v", m.DType(), err)
+					}
+				}
+				dtSameAsRounded(t, "Merge", dtFormatOf(wdt), dtReadBits(t, w), dtRead(t, w32))
+			})
+		}
+	}
+}
+
+// TestDTypeConcurrent runs Forward and Backward with half operands from
+// several goroutines at once on one layer over a half W, each with its own
+// operands: every result must equal, bit for bit, the same call made alone
+// (the float32 stand-ins of half operands are per call).
+func TestDTypeConcurrent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(93, 94))
+	sh := dtShape{5, 45, 37, 3}
+	l, _, _, _, _ := dtLayer(t, rng, BF16, sh, 0.5)
+	const workers = 6
+	type job struct {
+		x, dy, y, dx, dA, dB *Matrix
+		y0, dx0, dA0, dB0    []uint32
+	}
+	jobs := make([]*job, workers)
+	for i := range jobs {
+		j := &job{}
+		j.x, _ = dtOperand(t, dtAll[i%3], sh.n, sh.in, dtRand(rng, sh.n*sh.in, 1))
+		j.dy, _ = dtOperand(t, dtAll[(i+1)%3], sh.n, sh.out, dtRand(rng, sh.n*sh.out, 1))
+		j.y = dtOutput(t, dtAll[(i+2)%3], sh.n, sh.out)
+		j.dx = dtOutput(t, dtAll[(i+1)%3], sh.n, sh.in)
+		j.dA, j.dB = dtOutput(t, F32, sh.r, sh.in), dtOutput(t, F32, sh.out, sh.r)
+		if err := l.Forward(j.y, j.x); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Backward(j.dx, j.dA, j.dB, j.dy, j.x); err != nil {
+			t.Fatal(err)
+		}
+		j.y0, j.dx0, j.dA0, j.dB0 = dtBits(t, j.y), dtBits(t, j.dx), dtBits(t, j.dA), dtBits(t, j.dB)
+		jobs[i] = j
+	}
+	errs := make(chan error, workers)
+	for _, j := range jobs {
+		go func() {
+			for range 5 {
+				if err := l.Forward(j.y, j.x); err != nil {
+					errs <- err
+					return
+				}
+				if err := l.Backward(j.dx, j.dA, j.dB, j.dy, j.x); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for i, j := range jobs {
+		for _, c := range []struct {
+			name string
+			m    *Matrix
+			want []uint32
+		}{{"y", j.y, j.y0}, {"dx", j.dx, j.dx0}, {"dA", j.dA, j.dA0}, {"dB", j.dB, j.dB0}} {
+			got := dtBits(t, c.m)
+			for k := range got {
+				if got[k] != c.want[k] {
+					t.Errorf("goroutine %d: %s (%v) [%d] is %#x run concurrently, %#x alone", i, c.name, c.m.DType(), k, got[k], c.want[k])
+					break
+				}
+			}
+		}
 	}
 }
 
