@@ -57,6 +57,17 @@ extern "C" __global__ void emutest_mma_partial(float* D, int skip) {
   D[lane] = c[0];
 }
 
+// One warp: lane l gives M + off[l] (16-bit elements; 16-byte aligned) as
+// its row address to ldmatrix.x4 and stores the four registers it receives
+// in R[4l .. 4l+3].
+extern "C" __global__ void emutest_ldmatrix(const unsigned short* M, const int* off, unsigned* R) {
+  const int lane = threadIdx.x;
+  uint32_t r[4];
+  lora_ldmatrix_x4(r, M + off[lane]);
+  for (int j = 0; j < 4; ++j) R[lane * 4 + j] = r[j];
+}
+
+LORA_EMU_REGISTER(emutest_ldmatrix)
 LORA_EMU_REGISTER(emutest_half)
 LORA_EMU_REGISTER(emutest_mma)
 LORA_EMU_REGISTER(emutest_mma_partial)

@@ -361,6 +361,39 @@ func TestEmuMMA(t *testing.T) {
 	}
 }
 
+// TestEmuLdmatrix checks the emulated ldmatrix.sync.aligned.m8n8.x4.b16
+// against the PTX ISA's layout, written out: lane 8j + i gives the address
+// of row i of matrix j, and lane l receives in register j the elements
+// 2·(l%4) (low half) and 2·(l%4)+1 (high half) of row l/4 of matrix j. The
+// rows are scattered (lane l names row 7l+3 mod 32 of a 32 x 16 array, at
+// element 0 or 8), every element distinct, so a lane or row mix-up shows.
+func TestEmuLdmatrix(t *testing.T) {
+	m := make([]uint16, 32*16)
+	for i := range m {
+		m[i] = uint16(0x1000 + i)
+	}
+	off := make([]int32, 32)
+	for l := range off {
+		off[l] = int32((7*l+3)%32*16 + 8*(l%2))
+	}
+	pr := devBuf(t, make([]uint32, 32*4))
+	var a Args
+	a.Ptr(devBuf(t, m)).Ptr(devBuf(t, off)).Ptr(pr)
+	launchTest(t, "emutest_ldmatrix", 32, &a)
+	got := make([]uint32, 32*4)
+	readBuf(t, got, pr)
+	for l := range 32 {
+		for j := range 4 {
+			row := off[8*j+l/4] // the row l/4 of matrix j
+			c := int32(2 * (l % 4))
+			want := uint32(m[row+c]) | uint32(m[row+c+1])<<16
+			if got[4*l+j] != want {
+				t.Errorf("lane %d register %d = %#08x, want %#08x", l, j, got[4*l+j], want)
+			}
+		}
+	}
+}
+
 // TestEmuMMAWholeWarp checks, in a child process (a fault is for the life
 // of the process), that an mma which a lane of the warp does not reach is a
 // fault: mma.sync.aligned needs all 32 lanes.

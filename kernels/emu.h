@@ -419,6 +419,7 @@ enum Op : int {
   kBallot,
   kMmaF16,   // mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
   kMmaBF16,  // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+  kLdmatrix,  // ldmatrix.sync.aligned.m8n8.x4.shared.b16
 };
 
 inline const char* op_name(int op) {
@@ -432,6 +433,7 @@ inline const char* op_name(int op) {
     case kBallot: return "a vote (__ballot_sync, __any_sync, __all_sync)";
     case kMmaF16: return "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32";
     case kMmaBF16: return "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
+    case kLdmatrix: return "ldmatrix.sync.aligned.m8n8.x4.shared.b16";
   }
   return "?";
 }
@@ -477,6 +479,7 @@ struct Fiber {
   std::atomic<uint32_t> frag[10];  // an mma's operands: a0..a3, b0..b1, c0..c3 (float bits)
   // Written by the worker, read by the fiber.
   Relaxed<uint32_t> dfrag[4];  // an mma's result: d0..d3 (float bits)
+  Relaxed<unsigned long long> rows[4];  // an ldmatrix's row addresses for this lane
   // The fiber's own, read by the worker.
   Relaxed<unsigned> sync_count{0};  // __syncthreads passed
   Relaxed<unsigned> warp_count{0};  // __syncwarp reached
@@ -992,6 +995,24 @@ struct Worker {
       }
       return;
     }
+    if (g.op == kLdmatrix) {
+      // Row i of matrix j starts at the address of lane 8j + i, which must be
+      // 16-byte aligned; lane l receives the rows l/4 of the four matrices.
+      for (unsigned l = 0; l < 32; ++l)
+        if (unsigned long long a = lanes[l]->val.load(std::memory_order_relaxed); a % 16 != 0) {
+          char b[160];
+          snprintf(b, sizeof b, "%s: lane %u gives the row address %#llx, which is not 16-byte aligned",
+                   op_name(kLdmatrix), l, a);
+          return fail(w * 32 + l, b);
+        }
+      for (unsigned l = 0; l < 32; ++l) {
+        for (unsigned j = 0; j < 4; ++j)
+          lanes[l]->rows[j] = lanes[8 * j + l / 4]->val.load(std::memory_order_relaxed);
+        lanes[l]->state = kReady;
+        push(w * 32 + l);
+      }
+      return;
+    }
     unsigned ballot = 0;
     if (g.op == kBallot)
       for (unsigned l = 0; l < 32; ++l)
@@ -1145,6 +1166,26 @@ inline void mma_m16n8k16(bool bf16, float* d, const uint32_t* a, const uint32_t*
   f->mask.store(0xffffffffu, std::memory_order_relaxed);
   yield(bf16 ? kMmaBF16 : kMmaF16);
   for (int i = 0; i < 4; ++i) d[i] = f32_from(f->dfrag[i]);
+}
+
+// ldmatrix_x4 is the calling lane's part of a warp's
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16 (PTX ISA, "ldmatrix"): four 8 x 8
+// matrices of 16-bit elements, row i of matrix j at the address lane 8j + i
+// gives (16 bytes, 16-byte aligned); lane l receives in r[j] the elements
+// 2·(l % 4) and 2·(l % 4) + 1 of row l / 4 of matrix j, the first in the low
+// half. Every lane of the warp must take part. The addresses are exchanged
+// by the collective; each lane then reads its own elements, so that the
+// sanitizers see the reads where the lane makes them.
+inline void ldmatrix_x4(uint32_t* r, const void* row) {
+  Fiber* f = self();
+  f->val.store(reinterpret_cast<uintptr_t>(row), std::memory_order_relaxed);
+  f->mask.store(0xffffffffu, std::memory_order_relaxed);
+  yield(kLdmatrix);
+  unsigned lane = f->lane;
+  for (int j = 0; j < 4; ++j) {
+    const char* p = reinterpret_cast<const char*>(static_cast<uintptr_t>(f->rows[j])) + 4 * (lane % 4);
+    std::memcpy(&r[j], p, 4);
+  }
 }
 
 }  // namespace lora_emu

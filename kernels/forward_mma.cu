@@ -28,10 +28,12 @@
 // 8·(c % 4) .. +7), one 16-byte load when in % 8 == 0 and x, W are 16-byte
 // aligned, element by element otherwise; rows past n (out) and elements
 // past in are zeros. The tiles sit row-major in shared memory, rows padded
-// to 40 elements (80 bytes: the fragment loads of a warp hit 32 distinct
-// banks), double-buffered: the next tile is fetched into registers while
-// the current one is multiplied, one barrier per K-step. Each K-step is two
-// k16 steps of 16 mma per warp. Then, for the LoRA term, the block stages
+// to 40 elements (80 bytes: the 8 rows an ldmatrix phase reads hit 32
+// distinct banks), double-buffered: the next tile is fetched into registers
+// while the current one is multiplied, one barrier per K-step. Each K-step
+// is two k16 steps, each of 6 ldmatrix.x4 (4 for the A fragments of the
+// warp's m16 tiles, 2 for the B fragments of its n8 tiles) and 16 mma per
+// warp. Then, for the LoRA term, the block stages
 // T[m0 .. m0+127][k0 .. k0+31] and B[n0 .. n0+127][k0 .. k0+31] in shared
 // memory (the same bytes as the tiles) for k0 = 0, 32, ... < r, and each
 // lane adds sum_k T[i,k]·B[j,k] to its accumulators, k ascending (fmaf).
@@ -148,18 +150,26 @@ __device__ __forceinline__ void lora_forward_mma_impl(const unsigned short* __re
 
     LORA_UNROLL
     for (int ks = 0; ks < LORA_MMA_BK / 2; ks += 8) {  // k16 steps, in 32-bit words
+      // B fragments of n8 tiles 2p and 2p+1 by one ldmatrix.x4: matrices
+      // (rows 0-7, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 0-7),
+      // (rows 8-15, k 8-15) of the 16 rows of W, which are b[2p][0],
+      // b[2p][1], b[2p+1][0], b[2p+1][1].
       uint32_t bf[4][2];
       LORA_UNROLL
-      for (int j = 0; j < 4; ++j) {
-        const uint32_t* wr = sm.tile.w[buf][wn + j * 8 + g];
-        bf[j][0] = wr[ks + q];
-        bf[j][1] = wr[ks + q + 4];
+      for (int p = 0; p < 2; ++p) {
+        uint32_t m[4];
+        lora_ldmatrix_x4(m, &sm.tile.w[buf][wn + p * 16 + (lane & 7) + (lane >> 4) * 8][ks + ((lane >> 3) & 1) * 4]);
+        bf[2 * p][0] = m[0];
+        bf[2 * p][1] = m[1];
+        bf[2 * p + 1][0] = m[2];
+        bf[2 * p + 1][1] = m[3];
       }
       LORA_UNROLL
       for (int i = 0; i < 4; ++i) {
-        const uint32_t* x0 = sm.tile.x[buf][wm + i * 16 + g];
-        const uint32_t* x8 = sm.tile.x[buf][wm + i * 16 + g + 8];
-        const uint32_t af[4] = {x0[ks + q], x8[ks + q], x0[ks + q + 4], x8[ks + q + 4]};
+        // A fragment of m16 tile i: matrices (rows 0-7, k 0-7), (rows 8-15,
+        // k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15): a[0] .. a[3].
+        uint32_t af[4];
+        lora_ldmatrix_x4(af, &sm.tile.x[buf][wm + i * 16 + (lane & 15)][ks + (lane >> 4) * 4]);
         LORA_UNROLL
         for (int j = 0; j < 4; ++j) lora_mma_m16n8k16<BF16>(acc[i][j], af, bf[j], acc[i][j]);
       }

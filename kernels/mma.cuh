@@ -1,8 +1,10 @@
-// mma.cuh: the tensor-core instructions the kernels use, one device function
-// per instruction. On sm_80 and newer each is the instruction itself, as
-// inline PTX; under the emulator (emu.h) a warp-collective emulation that
-// follows the PTX ISA's fragment layouts; on older GPUs (whose code nvcc
-// still builds) a trap: the launch planner never runs these kernels there.
+// mma.cuh: the tensor-core instructions the kernels use (mma.sync m16n8k16
+// and ldmatrix .x4), one device function per instruction. On the GPUs that
+// have the instruction (sm_80 for the mma, sm_75 for ldmatrix) each is the
+// instruction itself, as inline PTX; under the emulator (emu.h) a
+// warp-collective emulation that follows the PTX ISA's fragment layouts; on
+// older GPUs (whose code nvcc still builds) a trap: the launch planner never
+// runs these kernels there.
 //
 // Fragment layouts of mma.m16n8k16 with .f16/.bf16 multiplicands and .f32
 // accumulators (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating
@@ -71,6 +73,27 @@ __device__ __forceinline__ void lora_mma_m16n8k16_f16(float (&d)[4], const uint3
   __trap();  // sm_80 and newer only
 #else
   lora_emu::mma_m16n8k16(false, d, a, b, c);
+#endif
+}
+
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16: four 8 x 8 matrices of 16-bit
+// elements from shared memory, for the whole warp. Lane 8j + i gives in row
+// the address of row i of matrix j (16 bytes, 16-byte aligned); lane l
+// receives in r[j] the elements 2·(l % 4), 2·(l % 4) + 1 of row l / 4 of
+// matrix j (the first in the low half): the layout of an mma fragment
+// register. Every lane of the warp must call it together.
+__device__ __forceinline__ void lora_ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+#elif defined(__CUDA_ARCH__)
+  (void)row;
+  r[0] = r[1] = r[2] = r[3] = 0;
+  __trap();  // sm_75 and newer only
+#else
+  lora_emu::ldmatrix_x4(r, row);
 #endif
 }
 
