@@ -1678,6 +1678,43 @@ func TestDTypeMergeOverflowLarge(t *testing.T) {
 	}
 }
 
+// TestDTypeMergeNonFiniteW: a half W holding ±Inf or a NaN (any payload,
+// signalling ones included) in its last element is refused by Merge with
+// ErrNonFinite, W bit-identical, even when the update there is zero.
+func TestDTypeMergeNonFiniteW(t *testing.T) {
+	const out, in = 450, 301
+	for dt, pats := range map[DType][]uint16{
+		F16:  {0x7C00, 0xFC00, 0x7E00, 0x7C01, 0xFE00, 0x7FFF},
+		BF16: {0x7F80, 0xFF80, 0x7FC0, 0x7F81, 0xFFC1, 0xFFFF},
+	} {
+		for _, p := range pats {
+			w := dtNew(t, dt, out, in)
+			bits := make([]uint16, out*in)
+			for i := range bits {
+				bits[i] = 0x3C00 // 1 in F16, 1.171875 in BF16
+			}
+			bits[out*in-1] = p
+			if err := w.WriteBits(bits); err != nil {
+				t.Fatal(err)
+			}
+			a, _ := dtOperand(t, F32, 1, in, dtRand(rand.New(rand.NewPCG(uint64(p), 1)), in, 0.1))
+			b, _ := dtOperand(t, F32, out, 1, make([]float32, out))
+			l, err := NewLayerFrom(w, a, b, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(l.Free)
+			dtWantErr(t, fmt.Sprintf("%v: Merge of a W holding %#04x", dt, p), l.Merge(), ErrNonFinite, "Merge")
+			if got := dtReadBits(t, w); !dtEqual16(got, bits) {
+				t.Errorf("%v: a refused Merge of a W holding %#04x changed W", dt, p)
+			}
+			if l.Merged() {
+				t.Errorf("%v: Merged() is true after a refused Merge", dt)
+			}
+		}
+	}
+}
+
 func dtBtoi(b bool) int {
 	if b {
 		return 1
