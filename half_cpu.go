@@ -20,7 +20,8 @@ import (
 //     gemv4F16), four rows of W per pass, row ranges split among goroutines.
 //   - y = x·Wᵀ above: panels of W's rows widened into a float32 block that
 //     stays in the L2 cache, each panel's product by the float32 Sgemm,
-//     panels split among goroutines.
+//     panels split among goroutines; from n = halfBlocksRows with AVX2,
+//     blocks of W widened and transposed for rankRow's kernel (halfBlocks).
 //   - dx = dy·W: productNN widens each block of W it keeps in L1.
 //   - Merge: each row segment of W is widened, updated with the float32
 //     arithmetic of rankRow and rounded back once (rankRowBF16, rankRowF16).
@@ -63,11 +64,58 @@ func widen1(dt DType, h uint16) float32 {
 // halfProduct computes y = x·Wᵀ for x (n×in), a half W (out×in) given by
 // its patterns, and y (n×out).
 func halfProduct(y, x []float32, w []uint16, dt DType, n, out, in int) {
-	if n <= halfGemvRows {
+	switch {
+	case n <= halfGemvRows:
 		halfGemv(y, x, w, dt, n, out, in)
-		return
+	case n >= halfBlocksRows && useFMA && !blasThreaded:
+		halfBlocks(y, x, w, dt, n, out, in)
+	default:
+		halfPanels(y, x, w, dt, n, out, in)
 	}
-	halfPanels(y, x, w, dt, n, out, in)
+}
+
+// halfBlocksRows is the smallest batch whose product with a half W takes
+// halfBlocks: below it the panels cost less than widening W transposed.
+const halfBlocksRows = 32
+
+// halfBlockJ is the columns of W in one block of halfBlocks: rows of W are
+// read 512 bytes at a time, and the widened block (128 KiB) stays in L2.
+const halfBlockJ = 256
+
+// halfBlocks is halfProduct for n ≥ halfBlocksRows on rankRow's AVX2
+// kernel, productNN's scheme applied to Wᵀ: y[i, o0:o1] accumulates
+// Σⱼ x[i,j]·Wᵀ[j, o0:o1] over blocks of halfBlockJ columns j of W, each
+// block of W (nnCols rows o by halfBlockJ columns j) widened and transposed
+// into a float32 block that every row i of x then uses. The blocks of
+// nnCols columns of y are split among goroutines; each element's sum runs
+// over the blocks of j in order, whatever the split.
+func halfBlocks(y, x []float32, w []uint16, dt DType, n, out, in int) {
+	blocks := (out + nnCols - 1) / nnCols
+	parallel(blocks, n*out*in, func(lo, hi int) {
+		wide := make([]float32, halfBlockJ*nnCols)
+		var row [halfBlockJ]float32
+		for b := lo; b < hi; b++ {
+			o0, o1 := b*nnCols, min((b+1)*nnCols, out)
+			width := o1 - o0
+			for i := range n {
+				clear(y[i*out+o0 : i*out+o1])
+			}
+			for j0 := 0; j0 < in; j0 += halfBlockJ {
+				j1 := min(j0+halfBlockJ, in)
+				// wide[j−j0, o−o0] = W[o, j]
+				for o := o0; o < o1; o++ {
+					t := row[:j1-j0]
+					widenHalf(dt, t, w[o*in+j0:o*in+j1])
+					for jj, v := range t {
+						wide[jj*width+o-o0] = v
+					}
+				}
+				for i := range n {
+					rankRow(y[i*out+o0:i*out+o1], wide, x[i*in+j0:i*in+j1], width)
+				}
+			}
+		}
+	})
 }
 
 // halfGemv is halfProduct for n ≤ halfGemvRows: groups of four rows of W
