@@ -360,8 +360,10 @@ func track(*Matrix) {}
 // when merged). The two rank-r reductions over n are small Sgemms. dx, the
 // only full-size product, is [dy | U]·[W ; A] by productNN on rankRow's AVX2
 // kernel when the processor has it: the rank-r term is r more rows of the
-// inner dimension. Elsewhere it is gonum's Sgemm (Sgemv rows at small n),
-// then the rank-r term accumulated in place by rankRow.
+// inner dimension; a half W is widened there block by block (in registers
+// at n ≤ halfFuseRows). Elsewhere it is gonum's Sgemm (Sgemv rows at small
+// n; panels of a half W widened by halfGradX), then the rank-r term
+// accumulated in place by rankRow.
 func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
 	xd, dyd, ad, bd := x.buf.data, dy.buf.data, a.buf.data, b.buf.data
