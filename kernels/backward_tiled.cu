@@ -131,24 +131,21 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 //
 // lora_grad_x_tiled_f16 and lora_grad_x_tiled_bf16: the same product with W
 // given as binary16 or bfloat16 patterns (LORA_F16, LORA_BF16); dy, U, A and
-// dx in float32. The same grid, block and register tiles. dy·W goes in steps
-// of 2*LORA_TILE_K inner rows: per step thread t loads 8 consecutive inner
-// elements of row m0 + t/2 of dy, and 8 consecutive columns
-// n0 + (t%16)*8 .. +7 of inner row t/16 of W in one 16-byte load, kept as
-// they are until they are widened into shared memory (a load whose 16 bytes
-// are not aligned, in % 8 != 0, or pass the row's end reads scalars); each
-// step multiplies two K-tiles of LORA_TILE_K from the double-buffered shared
-// memory. Then U·A goes in steps of LORA_TILE_K exactly as in
-// lora_grad_x_tiled. (One loop over both would hold A's eight floats per
-// thread beside dy's and spill.)
+// dx in float32. The same grid, block, K-steps, shared tiles and register
+// tiles as lora_grad_x_tiled, and the same loads of dy, U and A. A K-tile of
+// W (8 rows of 128 16-bit elements, 2 KB) is 128 loads of 16 bytes: thread
+// t < 128 loads columns n0 + (t%16)*8 .. +7 of inner row t/16 in one, keeps
+// the eight elements as they are (four registers, as a float4 of A takes)
+// until it widens them into shared memory; threads 128 .. 255 load none. A
+// load whose 16 bytes are not aligned (in % 8 != 0) or pass the row's end
+// reads scalars.
 //
 // Global memory: as lora_grad_x_tiled, W read as 16-bit elements. Shared
-// memory: 4*LORA_TILE_K*(LORA_TILE_M+4) + 4*LORA_TILE_K*(LORA_TILE_N+4)
-// floats (static).
+// memory: as lora_grad_x_tiled.
 
 // q = the eight 16-bit elements p[0 .. 7] of a row with ncols left (none
-// when ncols <= 0), as they are; zero past them or when !row_ok. Widened
-// when stored to shared memory, so that a step holds 4 registers of W, not 8.
+// when ncols <= 0), as they are, two per word; zero past them or when
+// !row_ok.
 __device__ __forceinline__ void lora_gxth_fetch_w(const unsigned short* __restrict__ p, bool row_ok,
                                                   int ncols, unsigned (&q)[4]) {
   if (row_ok && ncols >= 8 && lora_aligned16(p)) {
@@ -158,11 +155,11 @@ __device__ __forceinline__ void lora_gxth_fetch_w(const unsigned short* __restri
     q[2] = v.z;
     q[3] = v.w;
   } else {
-    unsigned short h[8];
+    unsigned h[8];
     LORA_UNROLL
-    for (int e = 0; e < 8; ++e) h[e] = (row_ok && e < ncols) ? __ldg(p + e) : 0;
+    for (int e = 0; e < 8; ++e) h[e] = (row_ok && e < ncols) ? __ldg(p + e) : 0u;
     LORA_UNROLL
-    for (int e = 0; e < 4; ++e) q[e] = h[2 * e] | static_cast<unsigned>(h[2 * e + 1]) << 16;
+    for (int e = 0; e < 4; ++e) q[e] = h[2 * e] | h[2 * e + 1] << 16;
   }
 }
 
@@ -173,112 +170,95 @@ __device__ __forceinline__ void lora_grad_x_tiled_half(const float* __restrict__
                                                        const float* __restrict__ A,
                                                        float* __restrict__ dx, int n, int in,
                                                        int out, int r) {
-  // [buffer][first or second K-tile of the step]
-  __shared__ __align__(16) lora_tile_a sa[2][2];
-  __shared__ __align__(16) lora_tile_b sb[2][2];
+  __shared__ __align__(16) lora_tile_a sa[2];
+  __shared__ __align__(16) lora_tile_b sb[2];
   if (blockDim.x != LORA_TILE_THREADS) return;  // the tiling needs this exact block
-  constexpr int kK = 2 * LORA_TILE_K;
+  constexpr int kChunks = LORA_TILE_N / 8;      // 16-byte loads per row of a K-tile of W
+  static_assert(kChunks * LORA_TILE_K <= LORA_TILE_THREADS, "a K-tile of W in one load per thread");
 
   const int t = threadIdx.x;
   const int m0 = blockIdx.x * LORA_TILE_M;
   const int n0 = blockIdx.y * LORA_TILE_N;
 
-  // Left operand: row t/2 of the tile, inner elements (t%2)*8 .. +7: the
-  // first or the second K-tile of the step.
+  // Left operand: row t/2 of the tile, inner elements (t%2)*4 .. +3.
   const int lrow = t >> 1;
-  const int lh = t & 1;
+  const int lk = (t & 1) * 4;
   const int arow = m0 + lrow;
   const bool a_ok = arow < n;
-  // Right operand: inner row t/16 of the step, columns (t%16)*8 .. +7.
-  const int bk = t / (LORA_TILE_N / 8);
-  const int bc = (t % (LORA_TILE_N / 8)) * 8;
+  // A: inner row t/32 of the tile, columns (t%32)*4 .. +3.
+  const int bk = t / LORA_WARP_SIZE;
+  const int bc = (t % LORA_WARP_SIZE) * 4;
   const int bcol = n0 + bc;
-  const int ncols = in - bcol;  // columns of W and A from bcol on; <= 0 past the edge
+  const int ncols = in - bcol;
+  // W: threads t < kChunks*LORA_TILE_K, inner row t/kChunks, columns
+  // (t%kChunks)*8 .. +7.
+  const bool w_loader = t < kChunks * LORA_TILE_K;
+  const int wk = (t / kChunks) % LORA_TILE_K;
+  const int wc = (t % kChunks) * 8;
+  const int wcols = in - (n0 + wc);
 
   const int tx = t % (LORA_TILE_N / LORA_TILE_TN);
   const int ty = t / (LORA_TILE_N / LORA_TILE_TN);
 
-  const int tiles_w = (out + kK - 1) / kK;
-  const int tiles_a = r > 0 ? (r + LORA_TILE_K - 1) / LORA_TILE_K : 0;
+  const int tiles_w = (out + LORA_TILE_K - 1) / LORA_TILE_K;
+  const int tiles = tiles_w + (r > 0 ? (r + LORA_TILE_K - 1) / LORA_TILE_K : 0);
   const bool vec_dy = (out & 3) == 0 && lora_aligned16(dy);
   const bool vec_u = r > 0 && (r & 3) == 0 && lora_aligned16(U);
   const bool vec_a = r > 0 && (in & 3) == 0 && lora_aligned16(A);
 
-  float ra0[4], ra1[4];
-  unsigned rw[4];  // eight 16-bit elements of W, widened when stored
+  // rb: the step's right operand, eight 16-bit elements of W or the bits of
+  // four float32 of A.
+  float ra[4];
+  unsigned rb[4];
   float acc[8][8];
   lora_tile_zero(acc);
 
-  // dy·W: step kt takes inner rows kt*kK .. +kK-1.
-  auto fetch_w = [&](int kt) {
-    const int k_ = kt * kK;
-    lora_tile_fetch(dy, out, arow, a_ok, k_ + lh * 8, out, vec_dy, ra0);
-    lora_tile_fetch(dy, out, arow, a_ok, k_ + lh * 8 + 4, out, vec_dy, ra1);
-    lora_gxth_fetch_w(W + static_cast<long long>(lora_min(k_ + bk, out - 1)) * in + bcol,
-                      k_ + bk < out, ncols, rw);
-  };
-  auto store_w = [&](int buf) {
-    LORA_UNROLL
-    for (int e = 0; e < 4; ++e) {
-      sa[buf][lh][e][lrow] = ra0[e];
-      sa[buf][lh][4 + e][lrow] = ra1[e];
+  // Step kt: K-tile kt of dy/W when kt < tiles_w, else K-tile kt-tiles_w of U/A.
+  auto fetch = [&](int kt) {
+    if (kt < tiles_w) {
+      const int k_ = kt * LORA_TILE_K;
+      lora_tile_fetch(dy, out, arow, a_ok, k_ + lk, out, vec_dy, ra);
+      if (w_loader)
+        lora_gxth_fetch_w(W + static_cast<long long>(lora_min(k_ + wk, out - 1)) * in + n0 + wc,
+                          k_ + wk < out, wcols, rb);
+    } else {
+      const int k_ = (kt - tiles_w) * LORA_TILE_K;
+      lora_tile_fetch(U, r, arow, a_ok, k_ + lk, r, vec_u, ra);
+      float q[4];
+      lora_gxt_fetch_cols(A + static_cast<long long>(lora_min(k_ + bk, r - 1)) * in + bcol,
+                          k_ + bk < r, ncols, vec_a, q);
+      LORA_UNROLL
+      for (int e = 0; e < 4; ++e) rb[e] = __float_as_uint(q[e]);
     }
-    float v[8];
-    lora_unpack8<kDT>(make_uint4(rw[0], rw[1], rw[2], rw[3]), v);
-    float* sr = &sb[buf][bk / LORA_TILE_K][bk % LORA_TILE_K][bc];
-    *reinterpret_cast<float4*>(sr) = make_float4(v[0], v[1], v[2], v[3]);
-    *reinterpret_cast<float4*>(sr + 4) = make_float4(v[4], v[5], v[6], v[7]);
+  };
+  auto store = [&](int buf, bool w) {
+    LORA_UNROLL
+    for (int e = 0; e < 4; ++e) sa[buf][lk + e][lrow] = ra[e];
+    if (!w) {
+      *reinterpret_cast<float4*>(&sb[buf][bk][bc]) = make_float4(
+          __uint_as_float(rb[0]), __uint_as_float(rb[1]), __uint_as_float(rb[2]), __uint_as_float(rb[3]));
+    } else if (w_loader) {
+      float v[8];
+      lora_unpack8<kDT>(make_uint4(rb[0], rb[1], rb[2], rb[3]), v);
+      *reinterpret_cast<float4*>(&sb[buf][wk][wc]) = make_float4(v[0], v[1], v[2], v[3]);
+      *reinterpret_cast<float4*>(&sb[buf][wk][wc + 4]) = make_float4(v[4], v[5], v[6], v[7]);
+    }
   };
 
-  fetch_w(0);
-  store_w(0);
+  fetch(0);
+  store(0, 0 < tiles_w);
   __syncthreads();
-  for (int kt = 0; kt < tiles_w; ++kt) {
-    const int buf = kt & 1;
-    const bool more = kt + 1 < tiles_w;
-    if (more) fetch_w(kt + 1);
 
-    lora_tile_mma(sa[buf][0], sb[buf][0], ty, tx, acc);
-    lora_tile_mma(sa[buf][1], sb[buf][1], ty, tx, acc);
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int buf = kt & 1;
+    const bool more = kt + 1 < tiles;
+    if (more) fetch(kt + 1);
+
+    lora_tile_mma(sa[buf], sb[buf], ty, tx, acc);
 
     // The other buffer was last read in step kt-1, which ended with a barrier.
-    if (more) store_w(buf ^ 1);
+    if (more) store(buf ^ 1, kt + 1 < tiles_w);
     __syncthreads();
-  }
-
-  // + U·A, in K-steps of LORA_TILE_K with lora_grad_x_tiled's mapping: row
-  // t/2 of U, inner elements (t%2)*4 .. +3; inner row t/32 of A, columns
-  // (t%32)*4 .. +3; one tile of each buffer. The last step above ended with
-  // a barrier.
-  {
-    const int uk = lh * 4;
-    const int ak = t / LORA_WARP_SIZE;
-    const int ac = (t % LORA_WARP_SIZE) * 4;
-    float ru[4], rq[4];
-    auto fetch_a = [&](int kt) {
-      const int k_ = kt * LORA_TILE_K;
-      lora_tile_fetch(U, r, arow, a_ok, k_ + uk, r, vec_u, ru);
-      lora_gxt_fetch_cols(A + static_cast<long long>(lora_min(k_ + ak, r - 1)) * in + n0 + ac,
-                          k_ + ak < r, in - (n0 + ac), vec_a, rq);
-    };
-    auto store_a = [&](int buf) {
-      LORA_UNROLL
-      for (int e = 0; e < 4; ++e) sa[buf][0][uk + e][lrow] = ru[e];
-      *reinterpret_cast<float4*>(&sb[buf][0][ak][ac]) = make_float4(rq[0], rq[1], rq[2], rq[3]);
-    };
-    if (tiles_a > 0) {
-      fetch_a(0);
-      store_a(0);
-      __syncthreads();
-    }
-    for (int kt = 0; kt < tiles_a; ++kt) {
-      const int buf = kt & 1;
-      const bool more = kt + 1 < tiles_a;
-      if (more) fetch_a(kt + 1);
-      lora_tile_mma(sa[buf][0], sb[buf][0], ty, tx, acc);
-      if (more) store_a(buf ^ 1);
-      __syncthreads();
-    }
   }
 
   lora_tile_store(dx, n, in, m0, n0, ty, tx, acc);
