@@ -267,7 +267,7 @@ func absMaxHalf(bits []uint16, dt DType) float32 {
 func maxMag(s []uint16) uint16 {
 	var mx uint16
 	m := 0
-	if useAVX2 {
+	if halfAVX2 {
 		m = len(s) &^ 15
 		if m > 0 {
 			mx = maxMag16(&s[0], m)

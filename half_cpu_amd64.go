@@ -9,7 +9,7 @@ import "golang.org/x/sys/cpu"
 var (
 	useBF16FMA = useFMA
 	useF16FMA  = useFMA && cpu.X86.HasF16C
-	useAVX2    = cpu.X86.HasAVX2
+	halfAVX2   = cpu.X86.HasAVX2
 )
 
 // gemv4BF16 sets y[q] = Σⱼ x[j]·w[q·ldw+j] for q < 4 and j < n, W BF16,

@@ -6,7 +6,7 @@ package lora
 const (
 	useBF16FMA = false
 	useF16FMA  = false
-	useAVX2    = false
+	halfAVX2   = false
 )
 
 func gemv4BF16(y, x *float32, w *uint16, n, ldw int)           { panic("unreachable") }
