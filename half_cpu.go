@@ -92,7 +92,9 @@ const halfBlockJ = 256
 func halfBlocks(y, x []float32, w []uint16, dt DType, n, out, in int) {
 	blocks := (out + nnCols - 1) / nnCols
 	parallel(blocks, n*out*in, func(lo, hi int) {
-		wide := make([]float32, halfBlockJ*nnCols)
+		buf := getPanel(min(halfBlockJ, in) * min(nnCols, out))
+		defer panelPool.Put(buf)
+		wide := *buf
 		var row [halfBlockJ]float32
 		for b := lo; b < hi; b++ {
 			o0, o1 := b*nnCols, min((b+1)*nnCols, out)
@@ -175,7 +177,8 @@ func halfGemvGo(y, x []float32, w []uint16, dt DType, n, out, in, o0, o1 int) {
 	}
 }
 
-// panelPool recycles the float32 panels of halfPanels and halfGradX.
+// panelPool recycles the float32 panels of halfPanels, halfBlocks and
+// halfGradX.
 var panelPool sync.Pool
 
 func getPanel(n int) *[]float32 {
