@@ -22,9 +22,17 @@ import (
 //     stays in the L2 cache, each panel's product by the float32 Sgemm,
 //     panels split among goroutines; from n = halfBlocksRows with AVX2,
 //     blocks of W widened and transposed for rankRow's kernel (halfBlocks).
-//   - dx = dy·W: productNN widens each block of W it keeps in L1.
+//   - dx = dy·W: productNN widens each block of W it keeps in L1, or at
+//     n ≤ halfFuseRows widens W in registers (rankRowFromBF16,
+//     rankRowFromF16); without AVX2 + FMA, or with a threaded BLAS, panels
+//     of W are widened for the float32 Sgemm (halfGradX).
 //   - Merge: each row segment of W is widened, updated with the float32
-//     arithmetic of rankRow and rounded back once (rankRowBF16, rankRowF16).
+//     arithmetic of rankRow and rounded back once (rankRowBF16, rankRowF16);
+//     rankFinite checks the same float32 values against W's overflow
+//     threshold; absMax takes the largest pattern with the sign cleared.
+//
+// Without the assembly (other processors, -tags purego) the same paths run
+// through internal/half's slice conversions and rankRow's portable loop.
 
 // halfGemvRows is the largest batch whose product with a half W takes the
 // fused matrix-vector path; above it, W is widened panel by panel.
