@@ -225,7 +225,6 @@ func TestHalfRankFinite(t *testing.T) {
 	yes, no := true, false
 	outcomes := map[bool]int{}
 	for _, dt := range halfDTypes {
-		top := float64(widen(dt, []uint16{maxHalf(dt)})[0])
 		below, over := float32(15), float32(16) // half an ulp of 65504 is 16
 		if dt == BF16 {
 			below, over = 0x1p118, 0x1p119
@@ -281,7 +280,6 @@ func TestHalfRankFinite(t *testing.T) {
 				a[(r-1)*in+in-1] = 1
 				check(fmt.Sprintf("−max − %g in the last element", over), w, a, b, -1, no)
 				check(fmt.Sprintf("−max + %g in the last element", over), w, a, b, 1, yes)
-				_ = top
 			}
 		}
 	}
@@ -356,9 +354,10 @@ func TestHalfMergeNearMax(t *testing.T) {
 // TestHalfGradX checks Backward's dx = dy·W + s·U·A on an F16 and a BF16 W
 // through both kernels: the small-batch one (n ≤ SmallNMax), its split over
 // the rows of [W; A] (planned for a device with very many SMs), and the
-// tiled one, unmerged and merged, with out on either side of the tiled
-// kernel's 16-row steps and of the small kernel's groups of 8·8 rows, in on
-// either side of 8 and of a tile of columns. The reference is a float64 sum
+// tiled one, unmerged and merged, with out and r on either side of the tiled
+// kernel's K-steps and out across the small kernel's groups of rows (64 rows
+// of a warp at n ≤ 8, 32 above), in below 8, at a multiple of 8 (16-byte
+// loads on every row) and odd, on either side of a tile of columns. The reference is a float64 sum
 // over the widened W; the tolerance covers float32 accumulation over
 // out + r terms, as for F32.
 func TestHalfGradX(t *testing.T) {
@@ -445,6 +444,34 @@ func checkHalfGradX(t *testing.T, name string, rng *rand.Rand, dt DType, n, in, 
 			tol := float64(out+r+40) * 0x1p-24 * mag
 			if d := math.Abs(float64(got[i*in+c]) - want); !(d <= tol) {
 				t.Fatalf("%s: dx[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i, c, got[i*in+c], want, d, tol)
+			}
+		}
+	}
+}
+
+// TestHalfMergeRefusesNonFiniteW merges an adapter into an F16 and a BF16 W
+// that holds a NaN or an infinity in its last element (past the 16-byte
+// loads of a row of 13): absMax finds it, and Merge refuses with
+// ErrNonFinite, W untouched.
+func TestHalfMergeRefusesNonFiniteW(t *testing.T) {
+	const out, in, r = 3, 13, 2
+	rng := rand.New(rand.NewPCG(117, 118))
+	for _, dt := range halfDTypes {
+		for _, bad := range []uint16{maxHalf(dt) + 1, maxHalf(dt) + 2, (maxHalf(dt) + 1) | 0x8000} {
+			w := toHalf(dt, devRand(rng, out*in, 1))
+			w[out*in-1] = bad
+			mw := halfMatrix(t, dt, out, in, w)
+			l, err := NewLayerFrom(mw, devMatrix(t, r, in, devRand(rng, r*in, 1)), devMatrix(t, out, r, devRand(rng, out*r, 1)), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Merge(); !errors.Is(err, ErrNonFinite) {
+				t.Errorf("%v W with %#04x: Merge = %v, want ErrNonFinite", dt, bad, err)
+			}
+			for i, v := range halfBits(t, mw) {
+				if v != w[i] {
+					t.Fatalf("%v W with %#04x: a refused Merge changed W[%d] from %#04x to %#04x", dt, bad, i, w[i], v)
+				}
 			}
 		}
 	}
