@@ -467,7 +467,8 @@ func forwardMMARef(widen func(uint16) float32, x, w []uint16, tm, bm []float32, 
 // emulator on odd shapes (edges in every dimension, in not a multiple of 8:
 // the element-wise loads; in a multiple of 8: the 16-byte loads; shapes
 // above one tile in every dimension; r = 0, a null T, and r above one
-// staged slice) against a float64 reference built from the same 16-bit
+// staged slice; in = 0; x and W not 16-byte aligned: the element-wise
+// loads) against a float64 reference built from the same 16-bit
 // inputs. Each element of y is written once (y starts as NaN) and nothing
 // past y is.
 func TestForwardMMA(t *testing.T) {
@@ -475,14 +476,20 @@ func TestForwardMMA(t *testing.T) {
 		bm = 128 // LORA_MMA_BM
 		bn = 128 // LORA_MMA_BN
 	)
-	shapes := []struct{ n, in, out, r int }{
-		{37, 70, 45, 0},
-		{37, 70, 45, 5},
-		{1, 7, 3, 1},
-		{16, 64, 8, 4},
-		{131, 72, 133, 37},
-		{150, 90, 257, 0},
-		{129, 101, 130, 16},
+	shapes := []struct {
+		n, in, out, r int
+		shift         bool // x and W start 2 bytes into their allocations
+	}{
+		{37, 70, 45, 0, false},
+		{37, 70, 45, 5, false},
+		{1, 7, 3, 1, false},
+		{16, 64, 8, 4, false},
+		{16, 64, 8, 4, true},
+		{5, 0, 7, 3, false},
+		{131, 72, 133, 37, false},
+		{150, 90, 257, 0, false},
+		{129, 101, 130, 16, false},
+		{130, 96, 129, 8, true},
 	}
 	for _, dt := range []struct {
 		name   string
@@ -501,6 +508,9 @@ func TestForwardMMA(t *testing.T) {
 				name := fmt.Sprintf("%s/n=%d,in=%d,out=%d,r=%d", dt.name, s.n, s.in, s.out, s.r)
 				if nullT {
 					name += ",T=null"
+				}
+				if s.shift {
+					name += ",unaligned"
 				}
 				t.Run(name, func(t *testing.T) {
 					rng := rand.New(rand.NewPCG(uint64(s.n*1000+s.in), uint64(s.out*1000+s.r)))
@@ -528,8 +538,13 @@ func TestForwardMMA(t *testing.T) {
 					if nullT {
 						pt = 0
 					}
+					px, pw := devBuf(t, x), devBuf(t, w)
+					if s.shift {
+						px = devBuf(t, append([]uint16{0}, x...)) + 2
+						pw = devBuf(t, append([]uint16{0}, w...)) + 2
+					}
 					var a Args
-					a.Ptr(devBuf(t, x)).Ptr(devBuf(t, w)).Ptr(pt).Ptr(pb).Ptr(py).
+					a.Ptr(px).Ptr(pw).Ptr(pt).Ptr(pb).Ptr(py).
 						Int(s.n).Int(s.in).Int(s.out).Int(s.r)
 					grid := Dim3{X: (s.n + bm - 1) / bm, Y: (s.out + bn - 1) / bn, Z: 1}
 					if err := Launch(dt.kernel, grid, Dim3{X: 256, Y: 1, Z: 1}, 0, &a); err != nil {
