@@ -15,13 +15,13 @@ import (
 // A half-precision W on the CPU backend. Every element is widened exactly
 // to float32 where it is used, and never the whole of W at once:
 //
-//   - y = x·Wᵀ at n ≤ halfGemvRows: matrix-vector products that read W's
-//     16-bit rows directly and widen them in registers (gemv4BF16,
-//     gemv4F16), four rows of W per pass, row ranges split among goroutines.
-//   - y = x·Wᵀ above: panels of W's rows widened into a float32 block that
-//     stays in the L2 cache, each panel's product by the float32 Sgemm,
-//     panels split among goroutines; from n = halfBlocksRows with AVX2,
-//     blocks of W widened and transposed for rankRow's kernel (halfBlocks).
+//   - y = x·Wᵀ: matrix-vector products that read W's 16-bit rows directly
+//     and widen them in registers (gemv4BF16, gemv4F16), four rows of W per
+//     pass against every row of x (in chunks that stay in L2), groups of
+//     rows of W split among goroutines. Without the kernel (or with a
+//     threaded BLAS) above n = halfGemvRows: panels of W's rows widened
+//     into a float32 block that stays in the L2 cache, each panel's product
+//     by the float32 Sgemm, panels split among goroutines.
 //   - dx = dy·W: productNN widens each block of W it keeps in L1, or at
 //     n ≤ halfFuseRows widens W in registers (rankRowFromBF16,
 //     rankRowFromF16); without AVX2 + FMA, or with a threaded BLAS, panels
@@ -35,7 +35,8 @@ import (
 // through internal/half's slice conversions and rankRow's portable loop.
 
 // halfGemvRows is the largest batch whose product with a half W takes the
-// fused matrix-vector path; above it, W is widened panel by panel.
+// matrix-vector path in every build; above it, without the assembly kernel,
+// W is widened panel by panel.
 const halfGemvRows = gemvRows
 
 // halfPanelBytes bounds the float32 panel of W that one goroutine widens
@@ -70,123 +71,92 @@ func widen1(dt DType, h uint16) float32 {
 }
 
 // halfProduct computes y = x·Wᵀ for x (n×in), a half W (out×in) given by
-// its patterns, and y (n×out).
+// its patterns, and y (n×out): by the fused matrix-vector kernel at every n
+// where the processor has it (and no threaded BLAS is installed), as at
+// n ≤ halfGemvRows everywhere; by widened panels of W otherwise.
 func halfProduct(y, x []float32, w []uint16, dt DType, n, out, in int) {
-	switch {
-	case n <= halfGemvRows:
+	if n <= halfGemvRows || useHalfKernel(dt) && !blasThreaded {
 		halfGemv(y, x, w, dt, n, out, in)
-	case n >= halfBlocksRows && useFMA && !blasThreaded:
-		halfBlocks(y, x, w, dt, n, out, in)
-	default:
-		halfPanels(y, x, w, dt, n, out, in)
+		return
 	}
+	halfPanels(y, x, w, dt, n, out, in)
 }
 
-// halfBlocksRows is the smallest batch whose product with a half W takes
-// halfBlocks: below it the panels cost less than widening W transposed.
-const halfBlocksRows = 32
+// halfGemvX bounds the elements of x that halfGemv runs against W in one
+// pass (1 MiB of float32, in L2): above it the rows of x go in chunks, W
+// read once per chunk.
+const halfGemvX = 1 << 18
 
-// halfBlockJ is the columns of W in one block of halfBlocks: rows of W are
-// read 512 bytes at a time, and the widened block (128 KiB) stays in L2.
-const halfBlockJ = 256
+// halfGemvChunk returns the rows of x (of in columns) in one chunk.
+func halfGemvChunk(in int) int { return max(1, halfGemvX/max(1, in)) }
 
-// halfBlocks is halfProduct for n ≥ halfBlocksRows on rankRow's AVX2
-// kernel, productNN's scheme applied to Wᵀ: y[i, o0:o1] accumulates
-// Σⱼ x[i,j]·Wᵀ[j, o0:o1] over blocks of halfBlockJ columns j of W, each
-// block of W (nnCols rows o by halfBlockJ columns j) widened and transposed
-// into a float32 block that every row i of x then uses. The blocks of
-// nnCols columns of y are split among goroutines; each element's sum runs
-// over the blocks of j in order, whatever the split.
-func halfBlocks(y, x []float32, w []uint16, dt DType, n, out, in int) {
-	blocks := (out + nnCols - 1) / nnCols
-	parallel(blocks, n*out*in, func(lo, hi int) {
-		buf := getPanel(min(halfBlockJ, in) * min(nnCols, out))
-		defer panelPool.Put(buf)
-		wide := *buf
-		var row [halfBlockJ]float32
-		for b := lo; b < hi; b++ {
-			o0, o1 := b*nnCols, min((b+1)*nnCols, out)
-			width := o1 - o0
-			for i := range n {
-				clear(y[i*out+o0 : i*out+o1])
-			}
-			for j0 := 0; j0 < in; j0 += halfBlockJ {
-				j1 := min(j0+halfBlockJ, in)
-				// wide[j−j0, o−o0] = W[o, j]
-				for o := o0; o < o1; o++ {
-					t := row[:j1-j0]
-					widenHalf(dt, t, w[o*in+j0:o*in+j1])
-					for jj, v := range t {
-						wide[jj*width+o-o0] = v
-					}
-				}
-				for i := range n {
-					rankRow(y[i*out+o0:i*out+o1], wide, x[i*in+j0:i*in+j1], width)
-				}
-			}
-		}
-	})
-}
-
-// halfGemv is halfProduct for n ≤ halfGemvRows: groups of four rows of W
-// split among goroutines, each group read from memory once and its rows'
-// dot products with every row of x formed in registers.
+// halfGemv computes y = x·Wᵀ by groups of four rows of W, split among
+// goroutines: each group is read from memory once per chunk of rows of x
+// (halfGemvChunk) and its rows' dot products with every row of the chunk
+// formed in registers by the kernel, the group staying in L1.
 func halfGemv(y, x []float32, w []uint16, dt DType, n, out, in int) {
 	kern := gemv4BF16
-	ok := useBF16FMA
 	if dt == F16 {
-		kern, ok = gemv4F16, useF16FMA
+		kern = gemv4F16
 	}
+	ok := useHalfKernel(dt)
 	m := in &^ 15 // the kernel's columns; the rest in Go
 	groups := (out + 3) / 4
+	nb := halfGemvChunk(in)
 	parallel(groups, n*out*in, func(lo, hi int) {
-		for g := lo; g < hi; g++ {
-			o0, o1 := 4*g, min(out, 4*g+4)
-			if !ok || o1-o0 < 4 || m == 0 {
-				halfGemvGo(y, x, w, dt, n, out, in, o0, o1)
-				continue
-			}
-			var s [4]float32
-			for i := range n {
-				xi := x[i*in : (i+1)*in]
-				kern(&s[0], &xi[0], &w[o0*in], m, in)
-				for q, v := range s {
-					row := w[(o0+q)*in : (o0+q+1)*in]
-					for j := m; j < in; j++ {
-						v += xi[j] * widen1(dt, row[j])
+		for i0 := 0; i0 < n; i0 += nb {
+			i1 := min(n, i0+nb)
+			for g := lo; g < hi; g++ {
+				o0, o1 := 4*g, min(out, 4*g+4)
+				if !ok || o1-o0 < 4 || m == 0 {
+					halfGemvGo(y, x, w, dt, i0, i1, out, in, o0, o1)
+					continue
+				}
+				var s [4]float32
+				for i := i0; i < i1; i++ {
+					xi := x[i*in : (i+1)*in]
+					kern(&s[0], &xi[0], &w[o0*in], m, in)
+					for q, v := range s {
+						row := w[(o0+q)*in : (o0+q+1)*in]
+						for j := m; j < in; j++ {
+							v += xi[j] * widen1(dt, row[j])
+						}
+						y[i*out+o0+q] = v
 					}
-					y[i*out+o0+q] = v
 				}
 			}
 		}
 	})
 }
 
-// halfGemvGo computes rows o0…o1−1 of W's products with the n ≤
-// halfGemvRows rows of x, the portable way: each row of W widened 256
-// elements at a time into a block on the stack, then dot products.
-func halfGemvGo(y, x []float32, w []uint16, dt DType, n, out, in, o0, o1 int) {
+// halfGemvGo computes rows o0…o1−1 of W's products with rows i0…i1−1 of
+// x, the portable way: each row of W widened 256 elements at a time into a
+// block on the stack, then dot products with up to halfGemvRows rows of x
+// at a time.
+func halfGemvGo(y, x []float32, w []uint16, dt DType, i0, i1, out, in, o0, o1 int) {
 	const chunk = 256
 	var buf [chunk]float32
 	impl := blas32.Implementation()
 	for o := o0; o < o1; o++ {
-		var sums [halfGemvRows]float32
 		row := w[o*in : (o+1)*in]
-		for j0 := 0; j0 < in; j0 += chunk {
-			t := buf[:min(chunk, in-j0)]
-			widenHalf(dt, t, row[j0:])
-			for i := range n {
-				sums[i] += impl.Sdot(len(t), t, 1, x[i*in+j0:], 1)
+		for a := i0; a < i1; a += halfGemvRows {
+			b := min(i1, a+halfGemvRows)
+			var sums [halfGemvRows]float32
+			for j0 := 0; j0 < in; j0 += chunk {
+				t := buf[:min(chunk, in-j0)]
+				widenHalf(dt, t, row[j0:])
+				for i := a; i < b; i++ {
+					sums[i-a] += impl.Sdot(len(t), t, 1, x[i*in+j0:], 1)
+				}
 			}
-		}
-		for i := range n {
-			y[i*out+o] = sums[i]
+			for i := a; i < b; i++ {
+				y[i*out+o] = sums[i-a]
+			}
 		}
 	}
 }
 
-// panelPool recycles the float32 panels of halfPanels, halfBlocks and
-// halfGradX.
+// panelPool recycles the float32 panels of halfPanels and halfGradX.
 var panelPool sync.Pool
 
 func getPanel(n int) *[]float32 {

@@ -135,19 +135,13 @@ func nanFill(n int) []float32 {
 
 // productPaths are the forms of y = x·Wᵀ for a half W: the dispatch of
 // linear, the fused matrix-vector form (the assembly kernel where the
-// processor has it), its portable form, the widened panels, and the
-// widened transposed blocks (with AVX2).
+// processor has it), its portable form, and the widened panels.
 func productPaths(n int) map[string]func(y, x []float32, h halfW) {
 	paths := map[string]func(y, x []float32, h halfW){
 		"panels": func(y, x []float32, h halfW) { halfPanels(y, x, h.bits, h.dt, n, h.rows, h.cols) },
 	}
-	if useFMA {
-		paths["blocks"] = func(y, x []float32, h halfW) { halfBlocks(y, x, h.bits, h.dt, n, h.rows, h.cols) }
-	}
-	if n <= halfGemvRows {
-		paths["gemv"] = func(y, x []float32, h halfW) { halfGemv(y, x, h.bits, h.dt, n, h.rows, h.cols) }
-		paths["gemv-go"] = func(y, x []float32, h halfW) { halfGemvGo(y, x, h.bits, h.dt, n, h.rows, h.cols, 0, h.rows) }
-	}
+	paths["gemv"] = func(y, x []float32, h halfW) { halfGemv(y, x, h.bits, h.dt, n, h.rows, h.cols) }
+	paths["gemv-go"] = func(y, x []float32, h halfW) { halfGemvGo(y, x, h.bits, h.dt, 0, n, h.rows, h.cols, 0, h.rows) }
 	return paths
 }
 
@@ -200,13 +194,13 @@ func forwardRef(x, w, a, b []float32, s float64, n, in, out, r int) (y, mag []fl
 
 // TestHalfForward runs Forward and Linear through the API with a half W,
 // at batch sizes on both sides of the fused path's threshold and of
-// halfBlocks'.
+// the chunks of rows of x in halfGemv.
 func TestHalfForward(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	for _, dt := range halfTypes {
 		for _, c := range []struct{ n, in, out, r int }{
 			{1, 37, 19, 3}, {3, 64, 21, 5}, {halfGemvRows, 70, 33, 4}, {halfGemvRows + 1, 70, 33, 4}, {9, 129, 41, 7},
-			{halfBlocksRows - 1, 300, 131, 5}, {halfBlocksRows, 300, 131, 5},
+			{40, 300, 131, 5}, {7, halfGemvX/3 + 5, 9, 2},
 		} {
 			t.Run(fmt.Sprintf("%v/n=%d,in=%d,out=%d,r=%d", dt, c.n, c.in, c.out, c.r), func(t *testing.T) {
 				checkHalfForward(t, rng, dt, c.n, c.in, c.out, c.r)
@@ -611,7 +605,7 @@ func TestRankFiniteHalf(t *testing.T) {
 // TestHalfSplit runs every path of a half W on shapes above the size at
 // which its work is split among goroutines, with GOMAXPROCS raised to an odd
 // count so that shares are uneven: the fused product (groups of rows of W),
-// the panels (9 of them), halfBlocks (8 blocks of columns of y), productNN
+// the panels (9 of them), productNN
 // (spans of columns), the panel form of dx
 // with its widening split, absMax, the rank-r update (column blocks and
 // groups of rows) and rankFinite.
@@ -622,20 +616,19 @@ func TestHalfSplit(t *testing.T) {
 	for _, dt := range halfTypes {
 		t.Run(dt.String(), func(t *testing.T) {
 			for _, c := range []struct{ n, in, out int }{
-				{1, 301, 263}, {halfGemvRows, 301, 263}, {halfGemvRows + 1, 2000, 263}, {halfBlocksRows, 300, 1000},
+				{1, 301, 263}, {halfGemvRows, 301, 263}, {halfGemvRows + 1, 2000, 263}, {40, 2000, 263},
 			} {
 				h := newHalfW(rng, dt, c.out, c.in, 1)
-				if c.n > halfGemvRows && c.n < halfBlocksRows && (c.out+halfPanelRows(c.out, c.in)-1)/halfPanelRows(c.out, c.in) < 7 {
+				if c.n > halfGemvRows && (c.out+halfPanelRows(c.out, c.in)-1)/halfPanelRows(c.out, c.in) < 7 {
 					t.Fatalf("n=%d: fewer panels than goroutines", c.n)
-				}
-				if c.n >= halfBlocksRows && (c.out+nnCols-1)/nnCols < 7 {
-					t.Fatalf("n=%d: fewer blocks than goroutines", c.n)
 				}
 				x := randF32(rng, c.n*c.in, 1)
 				want, mag := refNT(x, h.val, c.n, c.out, c.in)
-				y := nanFill(c.n * c.out)
-				halfProduct(y, x, h.bits, dt, c.n, c.out, c.in)
-				within(t, fmt.Sprintf("n=%d y", c.n), y, want, mag, accTol(c.in))
+				for name, f := range productPaths(c.n) {
+					y := nanFill(c.n * c.out)
+					f(y, x, h)
+					within(t, fmt.Sprintf("%s n=%d y", name, c.n), y, want, mag, accTol(c.in))
+				}
 			}
 			checkHalfBackward(t, rng, dt, 1, 700, 263, 9)
 			checkHalfBackward(t, rng, dt, halfFuseRows+1, 700, 263, 9)
