@@ -205,9 +205,10 @@ func align4(n int) int { return (n + 3) &^ 3 }
 // anything is enqueued.
 //
 // W of any dtype is read as it is stored, by the kernel variant of its
-// dtype. A half x is read as it is by the tensor-core kernels, which take x
-// in W's dtype; the CUDA-core kernels read float32, so the plans without
-// tensor cores first widen such an x into the scratch memory (exactly). A
+// dtype. A half x in W's dtype is read as it is by the tensor-core kernels
+// and by lora_forward_small (plan.Forward.XNative); the other kernels read
+// float32, so their plans first widen a half x into the scratch memory
+// (exactly). A
 // half y is rounded by lora_forward_reduce where the plan is fused, and
 // otherwise the main kernel writes float32 into the scratch memory, which
 // one lora_convert then rounds into y.
@@ -227,7 +228,7 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 				ErrShape, out, r, l.Grid, l.Kernel.Name)
 		}
 	}
-	stageX := x.dt != F32 && !f.MMA
+	stageX := x.dt != F32 && !f.XNative
 	stageY := y.dt != F32 && !f.Fused
 	// The scratch memory: the plan's workspace, then x widened, then y in
 	// float32, each 16-byte aligned.

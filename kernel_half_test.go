@@ -302,6 +302,10 @@ func TestForwardHalfPlannedVariants(t *testing.T) {
 				t.Errorf("no shape reached %s%s %s", name, dt, split)
 			}
 		}
+		// x in W's dtype, read as it is at small n.
+		if k := "lora_forward_small" + dt + "_x" + dt[1:]; !reached[k+" split=false"] || !reached[k+" split=true"] {
+			t.Errorf("no shape reached %s with and without a split", k)
+		}
 	}
 	if !reached["lora_convert"] {
 		t.Error("no shape staged x or y")

@@ -87,14 +87,19 @@ struct lora_small_unit<LORA_F16, true> : lora_small_half_unit<LORA_F16> {};
 template <>
 struct lora_small_unit<LORA_BF16, true> : lora_small_half_unit<LORA_BF16> {};
 
-// f = x[c*G .. c*G + G-1], float32, through the read-only cache.
-template <int G>
-__device__ __forceinline__ void lora_small_x(const float* xr, int c, float (&f)[G]) {
+// f = x[c*G .. c*G + G-1] widened, through the read-only cache: a float4,
+// or four 16-bit elements in one 8-byte load, or one element.
+template <int G, int XT>
+__device__ __forceinline__ void lora_small_x(const typename lora_elem<XT>::type* xr, int c,
+                                             float (&f)[G]) {
   if constexpr (G == 1) {
-    f[0] = __ldg(xr + c);
-  } else {
+    f[0] = lora_load1<XT>(xr, c);
+  } else if constexpr (XT == LORA_F32) {
     const float4 v = __ldg(reinterpret_cast<const float4*>(xr) + c);
     f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
+  } else {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(xr) + c);
+    f[0] = lora_lo<XT>(v.x), f[1] = lora_hi<XT>(v.x), f[2] = lora_lo<XT>(v.y), f[3] = lora_hi<XT>(v.y);
   }
 }
 
@@ -104,8 +109,8 @@ __device__ __forceinline__ void lora_small_x(const float* xr, int c, float (&f)[
 // so that a lane keeps U*LORA_SMALL_ROWS_PER_WARP 16-byte loads of W in
 // flight (LORA_SMALL_U: plan.SmallUnroll mirrors it); 16-bit elements are
 // widened in registers, products accumulate in float32.
-template <int NB, int U, class L>
-__device__ __forceinline__ void lora_small_segment(const float* const (&xr)[NB],
+template <int NB, int U, class L, int XT>
+__device__ __forceinline__ void lora_small_segment(const typename lora_elem<XT>::type* const (&xr)[NB],
                                                    const typename L::elem* const (&wr)[LORA_SMALL_R],
                                                    int len, int lane, float (&acc)[NB][LORA_SMALL_R]) {
   constexpr int E = L::E;
@@ -131,7 +136,7 @@ __device__ __forceinline__ void lora_small_segment(const float* const (&xr)[NB],
         LORA_UNROLL
         for (int i = 0; i < NB; ++i) {
           float xv[G];
-          lora_small_x<G>(xr[i], (c + u * LORA_WARP_SIZE) * (E / G) + h, xv);
+          lora_small_x<G, XT>(xr[i], (c + u * LORA_WARP_SIZE) * (E / G) + h, xv);
           LORA_UNROLL
           for (int q = 0; q < LORA_SMALL_R; ++q) {
             LORA_UNROLL
@@ -154,7 +159,7 @@ __device__ __forceinline__ void lora_small_segment(const float* const (&xr)[NB],
       LORA_UNROLL
       for (int i = 0; i < NB; ++i) {
         float xv[G];
-        lora_small_x<G>(xr[i], c * (E / G) + h, xv);
+        lora_small_x<G, XT>(xr[i], c * (E / G) + h, xv);
         LORA_UNROLL
         for (int q = 0; q < LORA_SMALL_R; ++q) {
           LORA_UNROLL
@@ -169,15 +174,17 @@ __device__ __forceinline__ void lora_small_segment(const float* const (&xr)[NB],
 // source S (W, of type DT, rows jb = 0 .. out; or A, float32, rows jb = out
 // .. out + r of V), vectors when vec. Rows i >= n and j >= jend are clamped
 // to the last row; their sums are discarded by the caller.
-template <int NB, int DT>
-__device__ __forceinline__ void lora_small_rows(const float* __restrict__ x,
+template <int NB, int DT, int XT>
+__device__ __forceinline__ void lora_small_rows(const typename lora_elem<XT>::type* __restrict__ x,
                                                 const typename lora_elem<DT>::type* __restrict__ S,
                                                 int n, int in, int jb, int jend, int j0, int c0,
                                                 int len, bool vec, int lane,
                                                 float (&acc)[NB][LORA_SMALL_R]) {
-  constexpr int U = NB <= 2 ? 4 : 2;
+  // (x in 16 bits at NB = 16: 1, the registers of 16 rows of x pointers
+  // and accumulators leave no room for more.)
+  constexpr int U = NB <= 2 ? 4 : (XT != LORA_F32 && NB >= 16 ? 1 : 2);
   typedef typename lora_elem<DT>::type elem;
-  const float* xr[NB];
+  const typename lora_elem<XT>::type* xr[NB];
   const elem* wr[LORA_SMALL_R];
   LORA_UNROLL
   for (int i = 0; i < NB; ++i) xr[i] = x + static_cast<long long>(lora_min(i, n - 1)) * in + c0;
@@ -186,17 +193,17 @@ __device__ __forceinline__ void lora_small_rows(const float* __restrict__ x,
     wr[q] = S + static_cast<long long>(lora_min(j0 + q, jend - 1) - jb) * in + c0;
   if (vec) {
     typedef lora_small_unit<DT, true> L;
-    lora_small_segment<NB, U, L>(xr, wr, len / L::E, lane, acc);
+    lora_small_segment<NB, U, L, XT>(xr, wr, len / L::E, lane, acc);
   } else {
-    lora_small_segment<NB, U, lora_small_unit<DT, false>>(xr, wr, len, lane, acc);
+    lora_small_segment<NB, U, lora_small_unit<DT, false>, XT>(xr, wr, len, lane, acc);
   }
 }
 
 // The whole warp's work for NB >= n rows of x over rows j0 .. j0+3 of one
 // source (see lora_small_rows); part is this warp's slice of shared memory,
 // p this split's slice of P, whose rows are `rows` = out + r long.
-template <int NB, int DT>
-__device__ __forceinline__ void lora_small_warp(const float* __restrict__ x,
+template <int NB, int DT, int XT>
+__device__ __forceinline__ void lora_small_warp(const typename lora_elem<XT>::type* __restrict__ x,
                                                 const typename lora_elem<DT>::type* __restrict__ S,
                                                 float* __restrict__ p, int n, int in, int rows,
                                                 int jb, int jend, int j0, int c0, int len, bool vec,
@@ -208,7 +215,7 @@ __device__ __forceinline__ void lora_small_warp(const float* __restrict__ x,
     for (int q = 0; q < LORA_SMALL_R; ++q) acc[i][q] = 0.0f;
   }
 
-  lora_small_rows<NB, DT>(x, S, n, in, jb, jend, j0, c0, len, vec, lane, acc);
+  lora_small_rows<NB, DT, XT>(x, S, n, in, jb, jend, j0, c0, len, vec, lane, acc);
 
   LORA_UNROLL
   for (int i = 0; i < NB; ++i) {
@@ -230,30 +237,30 @@ __device__ __forceinline__ void lora_small_warp(const float* __restrict__ x,
 }
 
 // One source's rows for every n: NB the next power of two >= n.
-template <int DT>
-__device__ __forceinline__ void lora_small_source(const float* __restrict__ x,
+template <int DT, int XT>
+__device__ __forceinline__ void lora_small_source(const typename lora_elem<XT>::type* __restrict__ x,
                                                   const typename lora_elem<DT>::type* __restrict__ S,
                                                   float* __restrict__ p, int n, int in, int rows,
                                                   int jb, int jend, int j0, int c0, int len,
                                                   bool vec, int lane,
                                                   float (*pw)[LORA_WARP_SIZE + 1]) {
   if (n == 1)
-    lora_small_warp<1, DT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+    lora_small_warp<1, DT, XT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
   else if (n <= 2)
-    lora_small_warp<2, DT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+    lora_small_warp<2, DT, XT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
   else if (n <= 4)
-    lora_small_warp<4, DT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+    lora_small_warp<4, DT, XT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
   else if (n <= 8)
-    lora_small_warp<8, DT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+    lora_small_warp<8, DT, XT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
   else
-    lora_small_warp<16, DT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+    lora_small_warp<16, DT, XT>(x, S, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
 }
 
-// The kernel for W of type DT: blocks bx < ceil(out / LORA_SMALL_ROWS_PER_BLOCK)
-// take rows of W, the others rows of A, so that a warp's rows are all of one
-// type.
-template <int DT>
-__device__ __forceinline__ void lora_forward_small_impl(const float* __restrict__ x,
+// The kernel for W of type DT and x of type XT: blocks bx < ceil(out /
+// LORA_SMALL_ROWS_PER_BLOCK) take rows of W, the others rows of A, so that
+// a warp's rows are all of one type.
+template <int DT, int XT>
+__device__ __forceinline__ void lora_forward_small_impl(const typename lora_elem<XT>::type* __restrict__ x,
                                                         const typename lora_elem<DT>::type* __restrict__ W,
                                                         const float* __restrict__ A,
                                                         float* __restrict__ P, int n, int in,
@@ -284,10 +291,10 @@ __device__ __forceinline__ void lora_forward_small_impl(const float* __restrict_
   float(*pw)[LORA_WARP_SIZE + 1] = part[warp];
   if (onA) {
     const bool vec = (in & 3) == 0 && lora_aligned16(x) && lora_aligned16(A);
-    lora_small_source<LORA_F32>(x, A, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+    lora_small_source<LORA_F32, XT>(x, A, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
   } else {
     const bool vec = (in & (DT == LORA_F32 ? 3 : 7)) == 0 && lora_aligned16(x) && lora_aligned16(W);
-    lora_small_source<DT>(x, W, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
+    lora_small_source<DT, XT>(x, W, p, n, in, rows, jb, jend, j0, c0, len, vec, lane, pw);
   }
 }
 
@@ -295,21 +302,36 @@ extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
     lora_forward_small(const float* __restrict__ x, const float* __restrict__ W,
                        const float* __restrict__ A, float* __restrict__ P, int n, int in,
                        int out, int r) {
-  lora_forward_small_impl<LORA_F32>(x, W, A, P, n, in, out, r);
+  lora_forward_small_impl<LORA_F32, LORA_F32>(x, W, A, P, n, in, out, r);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
     lora_forward_small_f16(const float* __restrict__ x, const unsigned short* __restrict__ W,
                            const float* __restrict__ A, float* __restrict__ P, int n, int in,
                            int out, int r) {
-  lora_forward_small_impl<LORA_F16>(x, W, A, P, n, in, out, r);
+  lora_forward_small_impl<LORA_F16, LORA_F32>(x, W, A, P, n, in, out, r);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
     lora_forward_small_bf16(const float* __restrict__ x, const unsigned short* __restrict__ W,
                             const float* __restrict__ A, float* __restrict__ P, int n, int in,
                             int out, int r) {
-  lora_forward_small_impl<LORA_BF16>(x, W, A, P, n, in, out, r);
+  lora_forward_small_impl<LORA_BF16, LORA_F32>(x, W, A, P, n, in, out, r);
+}
+
+// x in W's 16-bit type, read as it is: four elements in one 8-byte load.
+extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
+    lora_forward_small_f16_xf16(const unsigned short* __restrict__ x,
+                                const unsigned short* __restrict__ W, const float* __restrict__ A,
+                                float* __restrict__ P, int n, int in, int out, int r) {
+  lora_forward_small_impl<LORA_F16, LORA_F16>(x, W, A, P, n, in, out, r);
+}
+
+extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
+    lora_forward_small_bf16_xbf16(const unsigned short* __restrict__ x,
+                                  const unsigned short* __restrict__ W, const float* __restrict__ A,
+                                  float* __restrict__ P, int n, int in, int out, int r) {
+  lora_forward_small_impl<LORA_BF16, LORA_BF16>(x, W, A, P, n, in, out, r);
 }
 
 #undef LORA_SMALL_R
@@ -318,4 +340,6 @@ extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
 LORA_EMU_REGISTER(lora_forward_small)
 LORA_EMU_REGISTER(lora_forward_small_f16)
 LORA_EMU_REGISTER(lora_forward_small_bf16)
+LORA_EMU_REGISTER(lora_forward_small_f16_xf16)
+LORA_EMU_REGISTER(lora_forward_small_bf16_xbf16)
 #endif

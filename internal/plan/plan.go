@@ -244,9 +244,10 @@ func ofType(k Kernel, e Elem) Kernel {
 // tile of x and one of [W; A], each row padded by 4 floats.
 func mtileShared(bm int) int { return MTileK * (bm + 4 + MTileN + 4) * 4 }
 
-// SmallUnroll is the number of float4 loads of each W row a lane of
-// lora_forward_small issues before using any, for nb rows of x (nb is 1, 2,
-// 4, 8 or 16). It must match LORA_SMALL_U in forward_small.cu.
+// SmallUnroll is the number of 16-byte loads of each W row a lane of
+// lora_forward_small issues before using any, for nb rows of float32 x (nb
+// is 1, 2, 4, 8 or 16; with a 16-bit x, 1 at nb = 16). It must match
+// LORA_SMALL_U in forward_small.cu.
 func SmallUnroll(nb int) int {
 	switch {
 	case nb <= 2:
@@ -329,6 +330,7 @@ func (l Launch) BandwidthBound(d Device) bool {
 type Forward struct {
 	Fused     bool
 	MMA       bool // Main is lora_forward_mma_*: x in W's type, T from Shrink of x's type
+	XNative   bool // Main (and Shrink) read x in its own type: MMA, or lora_forward_small_*_x*
 	Shrink    *Launch
 	Main      Launch
 	Reduce    *Launch
@@ -353,7 +355,8 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 // that fill a wave go to the tensor cores (lora_forward_mma_*, after a
 // lora_shrink of x's type); on older GPUs and for every other combination,
 // the CUDA-core kernels, which read x in float32 (the caller widens a 16-bit
-// x first). y's type: the fused plans round y in lora_forward_reduce of y's
+// x first) except lora_forward_small's variants for x in W's 16-bit type
+// (XNative). y's type: the fused plans round y in lora_forward_reduce of y's
 // type, which they launch for a 16-bit y even without rank or split; the
 // others (Fused false) write float32, which the caller rounds into y.
 func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
@@ -372,7 +375,7 @@ func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
 		mma := Launch{Kernel: k, Grid: [3]int{ceilDiv(n, MMATileM), ceilDiv(out, MMATileN), 1},
 			TileM: MMATileM, N: n, Split: 1, MaxSplit: 1, Bytes: wBytes + ioBytes, Flops: flops}
 		if mma.Padding() <= 0.5 && mma.Waves(d) >= 1 {
-			f := Forward{Main: mma, MMA: true}
+			f := Forward{Main: mma, MMA: true, XNative: true}
 			if r > 0 {
 				f.Shrink = shrink(ty.X)
 				f.Workspace = n * r
@@ -395,9 +398,19 @@ func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
 
 	var main Launch
 	var slots int
+	var xNative bool
 	if n <= SmallNMax {
 		// Blocks of W's rows, then blocks of A's: a warp's rows are of one type.
+		// x in W's 16-bit type is read as it is (lora_forward_small_bf16_xbf16)
+		// up to 8 rows; at 16 that kernel has the registers for one load of
+		// each row of W in flight (half the bytes the float32-x kernel keeps,
+		// below the in-flight target), so x is widened first.
 		main = Launch{Kernel: ofType(KSmall, ty.W), Grid: [3]int{ceilDiv(out, SmallRowsPerBlock) + ceilDiv(r, SmallRowsPerBlock), 1, 1}}
+		xNative = ty.X.half() && ty.X == ty.W && smallNB(n) < 16
+		if xNative {
+			main.Kernel.Name += "_x" + ty.X.String()
+			main.Kernel.Regs = 254
+		}
 		u := SmallUnroll(smallNB(n))
 		main.Kernel.InFlight = SmallThreads * u * SmallRowsPerWarp * 16
 		main.MaxSplit = max(1, min(MaxSplit, in/SmallSplitAlign))
@@ -457,7 +470,7 @@ func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
 	} else {
 		main.Grid[2] = split
 	}
-	f := Forward{Fused: true, Main: main}
+	f := Forward{Fused: true, Main: main, XNative: xNative}
 	if r > 0 || split > 1 || ty.Y.half() {
 		f.Workspace = split * n * (out + r)
 		f.Reduce = &Launch{Kernel: ofType(KRed, ty.Y), Grid: [3]int{ceilDiv(out, ReduceThreads), min(n, 65535), 1}, Split: 1, MaxSplit: 1,

@@ -121,7 +121,11 @@ func checkForwardPlan(t *testing.T, d Device, s [4]int, ty Types) {
 			if f.Main.Split > 1 && f.Main.BandwidthBound(d) && 2*float64(f.Workspace) > 0.1*float64((out+r)*in) {
 				t.Errorf("%s: split %d moves %d floats of partial products, more than 10%% of W's", what, f.Main.Split, 2*f.Workspace)
 			}
-			if n <= SmallNMax && f.Main.Kernel.Name != KSmall.Name+ty.W.suffix() {
+			small := KSmall.Name + ty.W.suffix()
+			if ty.X.half() && ty.X == ty.W && n <= 8 {
+				small += "_x" + ty.X.String()
+			}
+			if n <= SmallNMax && f.Main.Kernel.Name != small {
 				t.Errorf("%s: n <= %d planned on %s", what, SmallNMax, f.Main.Kernel.Name)
 			}
 			// Every kernel is the variant of its operand's type.
@@ -136,8 +140,9 @@ func checkForwardPlan(t *testing.T, d Device, s [4]int, ty Types) {
 						want = ty.X
 					}
 				}
-				half := strings.HasSuffix(l.Kernel.Name, "_f16") || strings.HasSuffix(l.Kernel.Name, "_bf16")
-				if !strings.HasSuffix(l.Kernel.Name, want.suffix()) || want.half() != half {
+				name, _, _ := strings.Cut(l.Kernel.Name, "_x") // lora_forward_small_bf16_xbf16
+				half := strings.HasSuffix(name, "_f16") || strings.HasSuffix(name, "_bf16")
+				if !strings.HasSuffix(name, want.suffix()) || want.half() != half {
 					t.Errorf("%s: %s is not the %v variant", what, l.Kernel.Name, want)
 				}
 			}
@@ -148,6 +153,9 @@ func checkForwardPlan(t *testing.T, d Device, s [4]int, ty Types) {
 			}
 			if !f.MMA && d.Arch >= 80 && ty.W.half() && ty.X == ty.W && !f.Fused {
 				t.Errorf("%s: the 128×128 CUDA-core tiles where the tensor cores fit", what)
+			}
+			if f.XNative != (f.MMA || n <= 8 && ty.X.half() && ty.X == ty.W) {
+				t.Errorf("%s: x read as it is: %v", what, f.XNative)
 			}
 			if f.MMA && (f.Fused || f.Reduce != nil || (r > 0) != (f.Shrink != nil) || f.Workspace != n*r) {
 				t.Errorf("%s: tensor cores with fused %v, reduce %v, shrink %v, workspace %d", what, f.Fused, f.Reduce, f.Shrink, f.Workspace)

@@ -7,7 +7,8 @@
 //                   LORA_SANITIZE_CASES (default 8) of its launches, from
 //                   the smallest to the largest within a bound, each on
 //                   buffers of exactly the traced allocation sizes filled
-//                   with random values in [0, 1), run twice (blocks and threads
+//                   with random values in [0, 1) (finite as 16-bit halves
+//                   too), run twice (blocks and threads
 //                   in two random orders). A launch fails when the emulator
 //                   reports a fault, when an output word that the input did
 //                   not hold as NaN comes out NaN (a read of shared memory
@@ -242,7 +243,10 @@ bool replay(const Case& c, uint64_t data_seed) {
     if (a.ptr && !in.count(a.val)) {
       sizes[a.val] = a.size;
       std::vector<uint32_t> w((a.size + 3) / 4);
-      for (auto& x : w) x = std::bit_cast<uint32_t>(u(rng));
+      // Bit 14 cleared: each 16-bit half of a word is then finite read as
+      // binary16 or bfloat16 too (its exponent not all ones), for the
+      // kernels that take 16-bit operands; the float stays in [0, 1).
+      for (auto& x : w) x = std::bit_cast<uint32_t>(u(rng)) & ~0x4000u;
       in[a.val] = std::move(w);
     }
   std::map<uint64_t, std::vector<uint32_t>> out[2];
