@@ -1625,53 +1625,57 @@ func TestDTypeMergeOverflow(t *testing.T) {
 	}
 }
 
-// TestDTypeMergeOverflowLarge: on a W of 450×301 (several parts for the
-// backends' passes over W), the only element near F16's limit is the last
-// one, and the update's only nonzero element lands on it: 65504 + 16 is
-// refused, W bit-identical; 65504 − 16 is accepted (65488, a tie, rounds to
-// the even 65472, 0x7BFE).
+// TestDTypeMergeOverflowLarge: on a W of 450 rows (several parts for the
+// backends' passes over W), the only element near F16's limit, 65504, is
+// the one where the update's only nonzero element lands: at the very end,
+// and inside a row of a W whose rows are whole 16-byte vectors (the
+// kernels' vector path). 65504 + 16 is refused, W bit-identical; 65504 − 16
+// is accepted (65488, a tie, rounds to the even 65472, 0x7BFE).
 func TestDTypeMergeOverflowLarge(t *testing.T) {
-	const out, in = 450, 301
-	for _, c := range []struct {
-		b      float32
-		refuse bool
-	}{{16, true}, {-16, false}} {
-		wd := make([]float32, out*in)
-		for i := range wd {
-			wd[i] = float32(i%7) - 3
-		}
-		wd[out*in-1] = 65504
-		w, _ := dtOperand(t, F16, out, in, wd)
-		ad := make([]float32, in)
-		ad[in-1] = 1
-		bd := make([]float32, out)
-		bd[out-1] = c.b
-		a, _ := dtOperand(t, F32, 1, in, ad)
-		b, _ := dtOperand(t, F32, out, 1, bd)
-		l, err := NewLayerFrom(w, a, b, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(l.Free)
-		before := dtReadBits(t, w)
-		err = l.Merge()
-		got := dtReadBits(t, w)
-		if c.refuse {
-			dtWantErr(t, "Merge of 65504 + 16", err, ErrNonFinite, "Merge")
-			if !dtEqual16(got, before) {
-				t.Errorf("a refused Merge changed W")
+	const out = 450
+	for _, pos := range []struct{ in, row, col int }{{301, out - 1, 300}, {304, 300, 16}, {304, 7, 303}} {
+		for _, c := range []struct {
+			b      float32
+			refuse bool
+		}{{16, true}, {-16, false}} {
+			in := pos.in
+			what := fmt.Sprintf("450×%d, W[%d,%d] = 65504, update %g", in, pos.row, pos.col, c.b)
+			wd := make([]float32, out*in)
+			for i := range wd {
+				wd[i] = float32(i%7) - 3
 			}
-			continue
-		}
-		if err != nil {
-			t.Fatalf("Merge of 65504 − 16: %v", err)
-		}
-		want := append([]uint16(nil), before...)
-		want[out*in-1] = 0x7BFE
-		if !dtEqual16(got, want) {
+			at := pos.row*in + pos.col
+			wd[at] = 65504
+			w, _ := dtOperand(t, F16, out, in, wd)
+			ad := make([]float32, in)
+			ad[pos.col] = 1
+			bd := make([]float32, out)
+			bd[pos.row] = c.b
+			a, _ := dtOperand(t, F32, 1, in, ad)
+			b, _ := dtOperand(t, F32, out, 1, bd)
+			l, err := NewLayerFrom(w, a, b, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(l.Free)
+			before := dtReadBits(t, w)
+			err = l.Merge()
+			got := dtReadBits(t, w)
+			if c.refuse {
+				dtWantErr(t, what, err, ErrNonFinite, "Merge")
+				if !dtEqual16(got, before) {
+					t.Errorf("%s: a refused Merge changed W", what)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s: Merge: %v", what, err)
+			}
+			want := append([]uint16(nil), before...)
+			want[at] = 0x7BFE
 			for i := range got {
 				if got[i] != want[i] {
-					t.Fatalf("W[%d] is %#04x after Merge, want %#04x", i, got[i], want[i])
+					t.Fatalf("%s: W[%d] is %#04x after Merge, want %#04x", what, i, got[i], want[i])
 				}
 			}
 		}
