@@ -11,6 +11,15 @@
 //                       int splits, float s)
 //   lora_forward_tiled(const float* x, const float* W, const float* T, const float* B,
 //                      float* y, int n, int in, int out, int r)
+//
+//   Half precision: each forward kernel above that reads W has an _f16 and a _bf16 form
+//   (lora_forward_small_bf16, lora_forward_m32_f16, lora_forward_tiled_bf16, ...)
+//   whose W is const unsigned short* (the 16-bit patterns), the other
+//   parameters unchanged; lora_forward_small_f16_xf16 and
+//   lora_forward_small_bf16_xbf16 take x in W's type as well;
+//   lora_forward_reduce_f16/_bf16 write y as unsigned short*, and
+//   lora_shrink_f16/_bf16 read x as unsigned short*.
+//
 //   lora_merge(float* W, const float* A, const float* B, int out, int in, int r, float c)
 //   lora_merge_check(const float* W, const float* A, const float* B, int out, int in, int r,
 //                    float c, int* flag)

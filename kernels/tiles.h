@@ -12,6 +12,11 @@
  * Sizes n, in, out are >= 1 and r >= 0; element offsets are 64-bit, so W may
  * hold more than 2^31 elements.
  *
+ * Half precision: the forward kernels' _f16 and _bf16 forms (lora.cu lists
+ * them) have the geometry of their float32 forms. A 16-bit W is read in
+ * 16-byte vectors of 8 elements when in % 8 == 0 and W is 16-byte aligned,
+ * element by element otherwise.
+ *
  * lora_shrink(x, A, T, n, in, r, s)          T = s * x * A^T
  *   grid  (ceil(n / LORA_SHRINK_ROWS), ceil(r / LORA_SHRINK_KS), 1)
  *   block (LORA_SHRINK_THREADS, 1, 1), static shared 8448 bytes
@@ -23,7 +28,8 @@
  *   S = gridDim.y parts of chunk = ceil(ceil(in / S) / LORA_SMALL_SPLIT_ALIGN)
  *   * LORA_SMALL_SPLIT_ALIGN elements, split z writing P + z*n*(out + r)
  *   (n x (out + r), zeros for an empty split). r == 0 and S == 1: P is y.
- *   grid  (ceil((out + r) / LORA_SMALL_ROWS_PER_BLOCK), S, 1)
+ *   grid  (ceil(out / LORA_SMALL_ROWS_PER_BLOCK) + ceil(r / LORA_SMALL_ROWS_PER_BLOCK), S, 1):
+ *   the first blocks take rows of W, the others rows of A
  *   block (LORA_SMALL_THREADS, 1, 1), static shared 33792 bytes
  *
  * lora_forward_m16, lora_forward_m32, lora_forward_m64(x, W, A, P, n, in, out, r)
@@ -31,7 +37,8 @@
  *   LORA_MT_N tiles (BM = 16, 32, 64) and the inner dimension in steps of
  *   LORA_MT_K: split z of S = gridDim.z takes K-steps [z*per, (z+1)*per),
  *   per = ceil(ceil(in / LORA_MT_K) / S).
- *   grid  (ceil(n / BM), ceil((out + r) / LORA_MT_N), S)
+ *   grid  (ceil(n / BM), ceil(out / LORA_MT_N) + ceil(r / LORA_MT_N), S): the
+ *   first tiles along y take rows of W, the others rows of A
  *   block (LORA_MT_THREADS, 1, 1), static shared LORA_MT_K*(BM+4+LORA_MT_N+4)*4 bytes
  *
  * lora_forward_reduce(P, B, y, n, out, r, splits, s)
