@@ -761,6 +761,10 @@ func dtShapes() []struct {
 		{dtShape{17, 45, 37, 1}, false},
 		{dtShape{17, 130, 67, 5}, false},
 		{dtShape{70, 130, 67, 5}, false},
+		// in a multiple of 8: rows of 16-byte vectors of a half W (and
+		// of float4), the kernels' vector paths; n and out still odd.
+		{dtShape{3, 120, 37, 5}, true},
+		{dtShape{70, 120, 45, 1}, false},
 	}
 	if !dtEmulated() {
 		s = append(s,
@@ -771,6 +775,8 @@ func dtShapes() []struct {
 			// portable loops (W in several panels: TestDTypeSplit).
 			sh{dtShape{3, 301, 37, 1}, false},
 			sh{dtShape{17, 301, 37, 5}, false},
+			sh{dtShape{17, 264, 67, 5}, false},
+			sh{dtShape{1, 264, 67, 1}, false},
 		)
 	}
 	return s
@@ -1408,7 +1414,7 @@ func dtSpread(rng *rand.Rand, n int) []float32 {
 //     magnitudes, for the float32 sums that are not on W's grid.
 func TestDTypeMerge(t *testing.T) {
 	rng := rand.New(rand.NewPCG(71, 72))
-	shapes := []dtShape{{1, 45, 37, 5}, {1, 130, 67, 1}, {1, 130, 67, 5}}
+	shapes := []dtShape{{1, 45, 37, 5}, {1, 130, 67, 1}, {1, 130, 67, 5}, {1, 120, 67, 5}}
 	if !dtEmulated() {
 		shapes = append(shapes, dtShape{1, 301, 450, 5})
 	}
