@@ -58,4 +58,25 @@ func TestPlanConstants(t *testing.T) {
 			t.Errorf("package plan names %s, which lora.cu does not define", k.Name)
 		}
 	}
+	// Every variant the forward plans launch, for every dtype of W, x, y.
+	elems := []plan.Elem{plan.F32, plan.F16, plan.BF16}
+	for _, d := range []plan.Device{plan.H200, plan.V100} {
+		for _, n := range []int{1, 8, 16, 17, 64, 4096} {
+			for _, r := range []int{0, 16} {
+				for _, w := range elems {
+					for _, x := range elems {
+						for _, y := range elems {
+							f := plan.ForwardPlanOf(d, n, 4096, 4096, r, plan.Types{W: w, X: x, Y: y})
+							for _, l := range f.Launches() {
+								if _, ok := kernels.Params[l.Kernel.Name]; !ok {
+									t.Errorf("%s n=%d r=%d %v %v %v: the plan launches %s, which lora.cu does not define",
+										d.Name, n, r, w, x, y, l.Kernel.Name)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
 }
