@@ -743,10 +743,12 @@ type dtShape struct{ n, in, out, r int }
 
 func (s dtShape) String() string { return fmt.Sprintf("n=%d,in=%d,out=%d,r=%d", s.n, s.in, s.out, s.r) }
 
-// dtShapes returns the layer shapes: odd, none a multiple of a tile; n = 17
-// and n = 70 reach the tiled paths of the kernels. full tells whether every
+// dtShapes returns the layer shapes: odd, none a multiple of a tile, but
+// for a few whose rows are whole vectors. full tells whether every
 // combination of operand dtypes runs on that shape (see dtCombos). Under the
-// emulator, where the kernels are slow, fewer shapes run.
+// emulator, where the kernels are slow, fewer shapes run; those reach, on
+// the H200 the emulator plans for, the GPU's matrix-vector kernels (n ≤ 16)
+// and its tiles of 16, 32 and 64 rows of x (n = 40, 17 and 70, 100).
 func dtShapes() []struct {
 	dtShape
 	full bool
@@ -761,21 +763,24 @@ func dtShapes() []struct {
 		{dtShape{17, 45, 37, 1}, false},
 		{dtShape{17, 130, 67, 5}, false},
 		{dtShape{70, 130, 67, 5}, false},
-		// in a multiple of 8: rows of 16-byte vectors of a half W (and
-		// of float4), the kernels' vector paths; n and out still odd.
+		{dtShape{100, 45, 37, 5}, false},
+		// in a multiple of 8 (rows of 16-byte vectors of a half W, and of
+		// float4), and out and r multiples of 4 (rows of dy, U): the
+		// kernels' vector paths.
 		{dtShape{3, 120, 37, 5}, true},
-		{dtShape{70, 120, 45, 1}, false},
+		{dtShape{40, 120, 40, 4}, false},
 	}
 	if !dtEmulated() {
 		s = append(s,
 			sh{dtShape{70, 45, 37, 1}, false},
 			sh{dtShape{1, 130, 67, 1}, false},
 			sh{dtShape{3, 130, 67, 5}, false},
+			sh{dtShape{70, 120, 40, 4}, false},
 			// Wide rows: more than one 256-column block of the
 			// portable loops (W in several panels: TestDTypeSplit).
 			sh{dtShape{3, 301, 37, 1}, false},
 			sh{dtShape{17, 301, 37, 5}, false},
-			sh{dtShape{17, 264, 67, 5}, false},
+			sh{dtShape{17, 264, 72, 4}, false},
 			sh{dtShape{1, 264, 67, 1}, false},
 		)
 	}
