@@ -1241,9 +1241,10 @@ struct Entry {
   void (*fn)();
   Binder bind;
   int nargs;
-  // Every pointer parameter points to float, or is an integer output: the
-  // kernel runs on any values in its buffers (the sanitizer harness fills
-  // them at random). Index arrays and structs as inputs need real data.
+  // Every pointer parameter points to float, __half or __nv_bfloat16, or is
+  // an integer output: the kernel runs on any values in its buffers (the
+  // sanitizer harness fills them at random). Index arrays and structs as
+  // inputs need real data.
   bool plain;
 };
 
@@ -1251,7 +1252,8 @@ template <class P>
 constexpr bool plain_param() {
   if constexpr (std::is_pointer_v<P>) {
     using T = std::remove_pointer_t<P>;
-    if (std::is_same_v<std::remove_cv_t<T>, float>) return true;
+    using U = std::remove_cv_t<T>;
+    if (std::is_same_v<U, float> || std::is_same_v<U, __half> || std::is_same_v<U, __nv_bfloat16>) return true;
     return std::is_integral_v<T> && !std::is_const_v<T>;
   }
   return true;
