@@ -767,7 +767,7 @@ func dtShapes() []struct {
 		// in a multiple of 8 (rows of 16-byte vectors of a half W, and of
 		// float4), and out and r multiples of 4 (rows of dy, U): the
 		// kernels' vector paths.
-		{dtShape{3, 120, 37, 5}, true},
+		{dtShape{3, 120, 37, 5}, false},
 		{dtShape{40, 120, 40, 4}, false},
 	}
 	if !dtEmulated() {
