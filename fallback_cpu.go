@@ -86,7 +86,7 @@ func baseProduct(y, x []float32, w *Matrix, n int) {
 		halfProduct(y, x, w.buf.bits, w.dt, n, w.rows, w.cols)
 		return
 	}
-	gemmNT(n, w.rows, w.cols, 1, x, w.buf.data, 0, y)
+	f32Product(y, x, w.buf.data, n, w.rows, w.cols)
 }
 
 // scratch is the per-call workspace of forward, T (n×r) and Bᵀ (r×out),

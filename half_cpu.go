@@ -90,16 +90,43 @@ const halfGemvX = 1 << 18
 // halfGemvChunk returns the rows of x (of in columns) in one chunk.
 func halfGemvChunk(in int) int { return max(1, halfGemvX/max(1, in)) }
 
-// halfGemv computes y = x·Wᵀ by groups of four rows of W, split among
-// goroutines: each group is read from memory once per chunk of rows of x
-// (halfGemvChunk) and its rows' dot products with every row of the chunk
-// formed in registers by the kernel, the group staying in L1.
+// halfGemv computes y = x·Wᵀ for a half W by gemvFused on gemv4BF16 or
+// gemv4F16 where the processor has them, by halfGemvGo otherwise.
 func halfGemv(y, x []float32, w []uint16, dt DType, n, out, in int) {
 	kern := gemv4BF16
 	if dt == F16 {
 		kern = gemv4F16
 	}
-	ok := useHalfKernel(dt)
+	gemvFused(y, x, w, n, out, in, gemvBlockCols(2), kern, useHalfKernel(dt),
+		func(h uint16) float32 { return widen1(dt, h) },
+		func(i0, i1, o0, o1 int) { halfGemvGo(y, x, w, dt, i0, i1, out, in, o0, o1) })
+}
+
+// gemvBlockBytes bounds the block of a group of four rows of W that
+// gemvFused keeps in the L1 cache while every row of a chunk of x takes its
+// dot products with it: 16 KiB, 1024 columns of a float32 W, 2048 of a half
+// one.
+const gemvBlockBytes = 16 << 10
+
+// gemvBlockCols returns the columns of W in one block of gemvFused for
+// elements of size bytes: a positive multiple of 16.
+func gemvBlockCols(size int) int { return max(16, gemvBlockBytes/(4*size)&^15) }
+
+// gemvFused computes y = x·Wᵀ for x (n×in), W (out×in) of elements E and y
+// (n×out), by groups of four rows of W split among goroutines: each group
+// is read from memory once per chunk of rows of x (halfGemvChunk), in
+// blocks of kb columns (gemvBlockCols: kept in L1 while every row of the
+// chunk uses it), and the four rows' partial dot products with each row of
+// the chunk formed in registers by kern: y[q] = Σⱼ x[j]·w[q·ldw+j] over the
+// block's columns, a multiple of 16. The blocks' sums are added in order;
+// the last in mod 16 columns are added in Go, value(e) giving the float32
+// value of an element. Without the kernel (ok false), for the last out mod
+// 4 rows of W and when in < 16, slow(i0, i1, o0, o1) computes rows o0…o1−1
+// of W's products with rows i0…i1−1 of x. The sum of each element of y runs
+// in the same order whatever the split and the chunking.
+func gemvFused[E float32 | uint16](y, x []float32, w []E, n, out, in, kb int,
+	kern func(y, x *float32, w *E, n, ldw int), ok bool,
+	value func(E) float32, slow func(i0, i1, o0, o1 int)) {
 	m := in &^ 15 // the kernel's columns; the rest in Go
 	groups := (out + 3) / 4
 	nb := halfGemvChunk(in)
@@ -109,17 +136,34 @@ func halfGemv(y, x []float32, w []uint16, dt DType, n, out, in int) {
 			for g := lo; g < hi; g++ {
 				o0, o1 := 4*g, min(out, 4*g+4)
 				if !ok || o1-o0 < 4 || m == 0 {
-					halfGemvGo(y, x, w, dt, i0, i1, out, in, o0, o1)
+					slow(i0, i1, o0, o1)
 					continue
 				}
 				var s [4]float32
+				for j0 := 0; j0 < m; j0 += kb {
+					j1 := min(m, j0+kb)
+					for i := i0; i < i1; i++ {
+						kern(&s[0], &x[i*in+j0], &w[o0*in+j0], j1-j0, in)
+						yi := y[i*out+o0 : i*out+o0+4]
+						if j0 == 0 {
+							copy(yi, s[:])
+							continue
+						}
+						for q, v := range s {
+							yi[q] += v
+						}
+					}
+				}
+				if m == in {
+					continue
+				}
 				for i := i0; i < i1; i++ {
 					xi := x[i*in : (i+1)*in]
-					kern(&s[0], &xi[0], &w[o0*in], m, in)
-					for q, v := range s {
+					for q := range 4 {
 						row := w[(o0+q)*in : (o0+q+1)*in]
+						v := y[i*out+o0+q]
 						for j := m; j < in; j++ {
-							v += xi[j] * widen1(dt, row[j])
+							v += xi[j] * value(row[j])
 						}
 						y[i*out+o0+q] = v
 					}

@@ -1,0 +1,45 @@
+//go:build !cuda && !cudaemu
+
+package lora
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// BenchmarkF32Product times y = x·Wᵀ with a float32 W by the fused kernel
+// (f32Gemv), by the same without its column blocks, and by gemmNT (gonum's Sgemm, Sgemv rows at n ≤ gemvRows), on
+// the square 4096×4096 W of BenchmarkHalfForward and on a tall, narrow one
+// (16384×512): the measurements behind f32GemvWins.
+func BenchmarkF32Product(b *testing.B) {
+	for _, sh := range [][2]int{{4096, 4096}, {16384, 512}} {
+		out, in := sh[0], sh[1]
+		rng := rand.New(rand.NewPCG(1, 2))
+		w := randF32(rng, out*in, 0.02)
+		for _, n := range []int{1, 4, 16, 64, 256, 1024} {
+			x := randF32(rng, n*in, 1)
+			y := make([]float32, n*out)
+			for _, p := range []struct {
+				name string
+				f    func()
+			}{
+				{"gemv", func() { f32Gemv(y, x, w, n, out, in) }},
+				{"gemv-unblocked", func() { // one block of all columns
+					gemvFused(y, x, w, n, out, in, in, gemv4F32, useFMA,
+						func(v float32) float32 { return v },
+						func(i0, i1, o0, o1 int) { f32GemvGo(y, x, w, i0, i1, out, in, o0, o1) })
+				}},
+				{"sgemm", func() { gemmNT(n, out, in, 1, x, w, 0, y) }},
+			} {
+				b.Run(fmt.Sprintf("%dx%d/n=%d/%s", out, in, n, p.name), func(b *testing.B) {
+					for b.Loop() {
+						p.f()
+					}
+					sec := b.Elapsed().Seconds() / float64(b.N)
+					b.ReportMetric(2*float64(n*out*in)/sec/1e9, "GFLOP/s")
+				})
+			}
+		}
+	}
+}
