@@ -218,7 +218,7 @@ extern "C" __global__ void __launch_bounds__(LORA_GXS_THREADS, 2)
 // does 2m+1. The elements are widened in registers, exactly. A load whose 16
 // bytes are not aligned (in % 8 != 0) or pass the row's end reads scalars
 // clamped into the row. At n > 8, where 64 accumulators take their share of
-// the registers, a group is half as many rows. The rows left after the
+// the registers, a group is half as many rows (8 KB in flight per block). The rows left after the
 // groups, and A's rows (float32), are read one at a time: four elements per
 // lane, 8 bytes of W where aligned, a float4 of A as lora_grad_x_small does.
 //
