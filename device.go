@@ -262,8 +262,8 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 	}
 	if stageX {
 		var k kargs
-		k.mat(x).ptr(ws + cuda.Ptr(4*xAt)).int64(int64(n) * int64(in)).int32(int(x.dt)).int32(int(F32))
-		if err := launch("lora_convert", cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(in)), Y: 1, Z: 1},
+		k.mat(x).ptr(ws + cuda.Ptr(4*xAt)).int64(int64(n) * int64(in))
+		if err := launch(convertKernel(x.dt, F32), cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(in)), Y: 1, Z: 1},
 			cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &k); err != nil {
 			return err
 		}
@@ -296,8 +296,8 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 			return nil
 		}
 		var ck kargs
-		ck.ptr(ws + cuda.Ptr(4*yAt)).mat(y).int64(int64(n) * int64(out)).int32(int(F32)).int32(int(y.dt))
-		return launch("lora_convert", cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(out)), Y: 1, Z: 1},
+		ck.ptr(ws + cuda.Ptr(4*yAt)).mat(y).int64(int64(n) * int64(out))
+		return launch(convertKernel(F32, y.dt), cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(out)), Y: 1, Z: 1},
 			cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &ck)
 	}
 	var k kargs

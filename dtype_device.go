@@ -107,7 +107,7 @@ func (b *buffer) free() {
 }
 
 // convert enqueues dst ← src, rounded to dst's dtype to nearest even (one
-// lora_convert launch); both have the same shape. A finite value beyond
+// lora_convert_<src>_<dst> launch); both have the same shape. A finite value beyond
 // dst's range becomes ±Inf.
 func convert(dst, src *Matrix) error {
 	count := int64(src.rows) * int64(src.cols)
@@ -115,10 +115,13 @@ func convert(dst, src *Matrix) error {
 		return nil
 	}
 	var k kargs
-	k.mat(src).mat(dst).int64(count).int32(int(src.dt)).int32(int(dst.dt))
-	return launch("lora_convert", cuda.Dim3{X: plan.ConvertBlocks(count), Y: 1, Z: 1},
+	k.mat(src).mat(dst).int64(count)
+	return launch(convertKernel(src.dt, dst.dt), cuda.Dim3{X: plan.ConvertBlocks(count), Y: 1, Z: 1},
 		cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &k)
 }
+
+// convertKernel names the lora_convert kernel from src to dst.
+func convertKernel(src, dst DType) string { return "lora_convert_" + src.String() + "_" + dst.String() }
 
 // nativeIO reports whether forward and linear take this y and x in their
 // own dtypes: they take every dtype (see forwardKernels).

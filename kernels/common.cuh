@@ -228,6 +228,22 @@ __device__ __forceinline__ uint4 lora_fetch8_bits(const unsigned short* __restri
   return make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16);
 }
 
+// The 16-bit patterns behind a kernel's __half or __nv_bfloat16 parameter
+// (a float parameter as it is).
+__device__ __forceinline__ const float* lora_bits(const float* p) { return p; }
+__device__ __forceinline__ const unsigned short* lora_bits(const __half* p) {
+  return reinterpret_cast<const unsigned short*>(p);
+}
+__device__ __forceinline__ const unsigned short* lora_bits(const __nv_bfloat16* p) {
+  return reinterpret_cast<const unsigned short*>(p);
+}
+__device__ __forceinline__ unsigned short* lora_bits(__half* p) {
+  return reinterpret_cast<unsigned short*>(p);
+}
+__device__ __forceinline__ unsigned short* lora_bits(__nv_bfloat16* p) {
+  return reinterpret_cast<unsigned short*>(p);
+}
+
 // p[i] widened, through the read-only cache.
 template <int DT>
 __device__ __forceinline__ float lora_load1(const typename lora_elem<DT>::type* p, long long i) {

@@ -2,9 +2,8 @@
 //
 // dst[i] = round(widen(src[i])) for i < count: src widened exactly to float,
 // then rounded to nearest even to dst's type (a finite value beyond its
-// range becomes ±Inf, a NaN stays a NaN). sdt and ddt are LORA_F32,
-// LORA_F16 or LORA_BF16; the kernel picks one template instance per pair at
-// entry, so the loop never tests them. Thread t of block b handles the
+// range becomes ±Inf, a NaN stays a NaN): one entry point per pair of
+// types (lora_convert_f32_bf16, ...), so the loop never tests them. Thread t of block b handles the
 // groups of 8 elements g = b*LORA_CONVERT_THREADS + t, + the grid's thread
 // count, ...: one 16-byte vector of a 16-bit type (two float4 of float32)
 // each way when both pointers are 16-byte aligned, scalars otherwise; the
@@ -36,21 +35,32 @@ __device__ __forceinline__ void lora_convert_impl(const void* __restrict__ src, 
   for (long long i = 8 * groups + first; i < count; i += stride) lora_store1<D>(d, i, lora_widen<S>(s[i]));
 }
 
-extern "C" __global__ void __launch_bounds__(LORA_CONVERT_THREADS)
-    lora_convert(const void* __restrict__ src, void* __restrict__ dst, long long count, int sdt,
-                 int ddt) {
-#define LORA_CONVERT_TO(S)                                                   \
-  do {                                                                       \
-    if (ddt == LORA_F32) lora_convert_impl<S, LORA_F32>(src, dst, count);    \
-    if (ddt == LORA_F16) lora_convert_impl<S, LORA_F16>(src, dst, count);    \
-    if (ddt == LORA_BF16) lora_convert_impl<S, LORA_BF16>(src, dst, count);  \
-  } while (0)
-  if (sdt == LORA_F32) LORA_CONVERT_TO(LORA_F32);
-  if (sdt == LORA_F16) LORA_CONVERT_TO(LORA_F16);
-  if (sdt == LORA_BF16) LORA_CONVERT_TO(LORA_BF16);
-#undef LORA_CONVERT_TO
-}
+// lora_convert_<s>_<d>(const S* src, D* dst, long long count): one entry
+// point per pair of element types, S and D float, __half or __nv_bfloat16.
+#define LORA_CONVERT_KERNEL(name, S, ST, D, DTY)                                                  \
+  extern "C" __global__ void __launch_bounds__(LORA_CONVERT_THREADS)                               \
+      name(const ST* __restrict__ src, DTY* __restrict__ dst, long long count) {                  \
+    lora_convert_impl<S, D>(src, dst, count);                                                     \
+  }
+LORA_CONVERT_KERNEL(lora_convert_f32_f32, LORA_F32, float, LORA_F32, float)
+LORA_CONVERT_KERNEL(lora_convert_f32_f16, LORA_F32, float, LORA_F16, __half)
+LORA_CONVERT_KERNEL(lora_convert_f32_bf16, LORA_F32, float, LORA_BF16, __nv_bfloat16)
+LORA_CONVERT_KERNEL(lora_convert_f16_f32, LORA_F16, __half, LORA_F32, float)
+LORA_CONVERT_KERNEL(lora_convert_f16_f16, LORA_F16, __half, LORA_F16, __half)
+LORA_CONVERT_KERNEL(lora_convert_f16_bf16, LORA_F16, __half, LORA_BF16, __nv_bfloat16)
+LORA_CONVERT_KERNEL(lora_convert_bf16_f32, LORA_BF16, __nv_bfloat16, LORA_F32, float)
+LORA_CONVERT_KERNEL(lora_convert_bf16_f16, LORA_BF16, __nv_bfloat16, LORA_F16, __half)
+LORA_CONVERT_KERNEL(lora_convert_bf16_bf16, LORA_BF16, __nv_bfloat16, LORA_BF16, __nv_bfloat16)
+#undef LORA_CONVERT_KERNEL
 
 #ifndef __CUDACC__
-LORA_EMU_REGISTER(lora_convert)
+LORA_EMU_REGISTER(lora_convert_f32_f32)
+LORA_EMU_REGISTER(lora_convert_f32_f16)
+LORA_EMU_REGISTER(lora_convert_f32_bf16)
+LORA_EMU_REGISTER(lora_convert_f16_f32)
+LORA_EMU_REGISTER(lora_convert_f16_f16)
+LORA_EMU_REGISTER(lora_convert_f16_bf16)
+LORA_EMU_REGISTER(lora_convert_bf16_f32)
+LORA_EMU_REGISTER(lora_convert_bf16_f16)
+LORA_EMU_REGISTER(lora_convert_bf16_bf16)
 #endif

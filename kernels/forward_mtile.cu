@@ -228,17 +228,17 @@ __device__ __forceinline__ void lora_forward_mtile_impl(const float* __restrict_
   extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)                               \
       name(const float* __restrict__ x, const WT* __restrict__ W, const float* __restrict__ A, \
            float* __restrict__ P, int n, int in, int out, int r) {                            \
-    lora_forward_mtile_impl<BM, DT>(x, W, A, P, n, in, out, r);                               \
+    lora_forward_mtile_impl<BM, DT>(x, lora_bits(W), A, P, n, in, out, r);                    \
   }
 LORA_MT_KERNEL(lora_forward_m16, 16, LORA_F32, float)
 LORA_MT_KERNEL(lora_forward_m32, 32, LORA_F32, float)
 LORA_MT_KERNEL(lora_forward_m64, 64, LORA_F32, float)
-LORA_MT_KERNEL(lora_forward_m16_f16, 16, LORA_F16, unsigned short)
-LORA_MT_KERNEL(lora_forward_m32_f16, 32, LORA_F16, unsigned short)
-LORA_MT_KERNEL(lora_forward_m64_f16, 64, LORA_F16, unsigned short)
-LORA_MT_KERNEL(lora_forward_m16_bf16, 16, LORA_BF16, unsigned short)
-LORA_MT_KERNEL(lora_forward_m32_bf16, 32, LORA_BF16, unsigned short)
-LORA_MT_KERNEL(lora_forward_m64_bf16, 64, LORA_BF16, unsigned short)
+LORA_MT_KERNEL(lora_forward_m16_f16, 16, LORA_F16, __half)
+LORA_MT_KERNEL(lora_forward_m32_f16, 32, LORA_F16, __half)
+LORA_MT_KERNEL(lora_forward_m64_f16, 64, LORA_F16, __half)
+LORA_MT_KERNEL(lora_forward_m16_bf16, 16, LORA_BF16, __nv_bfloat16)
+LORA_MT_KERNEL(lora_forward_m32_bf16, 32, LORA_BF16, __nv_bfloat16)
+LORA_MT_KERNEL(lora_forward_m64_bf16, 64, LORA_BF16, __nv_bfloat16)
 #undef LORA_MT_KERNEL
 
 // lora_forward_reduce: thread t of block (bx, by) writes y[i, j] for rows
@@ -293,16 +293,15 @@ extern "C" __global__ void __launch_bounds__(LORA_RED_THREADS)
 
 extern "C" __global__ void __launch_bounds__(LORA_RED_THREADS)
     lora_forward_reduce_f16(const float* __restrict__ P, const float* __restrict__ B,
-                            unsigned short* __restrict__ y, int n, int out, int r, int splits,
-                            float s) {
-  lora_forward_reduce_impl<LORA_F16>(P, B, y, n, out, r, splits, s);
+                            __half* __restrict__ y, int n, int out, int r, int splits, float s) {
+  lora_forward_reduce_impl<LORA_F16>(P, B, lora_bits(y), n, out, r, splits, s);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_RED_THREADS)
     lora_forward_reduce_bf16(const float* __restrict__ P, const float* __restrict__ B,
-                             unsigned short* __restrict__ y, int n, int out, int r, int splits,
+                             __nv_bfloat16* __restrict__ y, int n, int out, int r, int splits,
                              float s) {
-  lora_forward_reduce_impl<LORA_BF16>(P, B, y, n, out, r, splits, s);
+  lora_forward_reduce_impl<LORA_BF16>(P, B, lora_bits(y), n, out, r, splits, s);
 }
 
 #ifndef __CUDACC__

@@ -306,32 +306,32 @@ extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
-    lora_forward_small_f16(const float* __restrict__ x, const unsigned short* __restrict__ W,
+    lora_forward_small_f16(const float* __restrict__ x, const __half* __restrict__ W,
                            const float* __restrict__ A, float* __restrict__ P, int n, int in,
                            int out, int r) {
-  lora_forward_small_impl<LORA_F16, LORA_F32>(x, W, A, P, n, in, out, r);
+  lora_forward_small_impl<LORA_F16, LORA_F32>(x, lora_bits(W), A, P, n, in, out, r);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
-    lora_forward_small_bf16(const float* __restrict__ x, const unsigned short* __restrict__ W,
+    lora_forward_small_bf16(const float* __restrict__ x, const __nv_bfloat16* __restrict__ W,
                             const float* __restrict__ A, float* __restrict__ P, int n, int in,
                             int out, int r) {
-  lora_forward_small_impl<LORA_BF16, LORA_F32>(x, W, A, P, n, in, out, r);
+  lora_forward_small_impl<LORA_BF16, LORA_F32>(x, lora_bits(W), A, P, n, in, out, r);
 }
 
 // x in W's 16-bit type, read as it is: four elements in one 8-byte load.
 extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
-    lora_forward_small_f16_xf16(const unsigned short* __restrict__ x,
-                                const unsigned short* __restrict__ W, const float* __restrict__ A,
-                                float* __restrict__ P, int n, int in, int out, int r) {
-  lora_forward_small_impl<LORA_F16, LORA_F16>(x, W, A, P, n, in, out, r);
+    lora_forward_small_f16_xf16(const __half* __restrict__ x, const __half* __restrict__ W,
+                                const float* __restrict__ A, float* __restrict__ P, int n, int in,
+                                int out, int r) {
+  lora_forward_small_impl<LORA_F16, LORA_F16>(lora_bits(x), lora_bits(W), A, P, n, in, out, r);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_SMALL_THREADS, 2)
-    lora_forward_small_bf16_xbf16(const unsigned short* __restrict__ x,
-                                  const unsigned short* __restrict__ W, const float* __restrict__ A,
+    lora_forward_small_bf16_xbf16(const __nv_bfloat16* __restrict__ x,
+                                  const __nv_bfloat16* __restrict__ W, const float* __restrict__ A,
                                   float* __restrict__ P, int n, int in, int out, int r) {
-  lora_forward_small_impl<LORA_BF16, LORA_BF16>(x, W, A, P, n, in, out, r);
+  lora_forward_small_impl<LORA_BF16, LORA_BF16>(lora_bits(x), lora_bits(W), A, P, n, in, out, r);
 }
 
 #undef LORA_SMALL_R

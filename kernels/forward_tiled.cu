@@ -141,17 +141,17 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
-    lora_forward_tiled_f16(const float* __restrict__ x, const unsigned short* __restrict__ W,
+    lora_forward_tiled_f16(const float* __restrict__ x, const __half* __restrict__ W,
                            const float* __restrict__ T, const float* __restrict__ B,
                            float* __restrict__ y, int n, int in, int out, int r) {
-  lora_forward_tiled_impl<LORA_F16>(x, W, T, B, y, n, in, out, r);
+  lora_forward_tiled_impl<LORA_F16>(x, lora_bits(W), T, B, y, n, in, out, r);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
-    lora_forward_tiled_bf16(const float* __restrict__ x, const unsigned short* __restrict__ W,
+    lora_forward_tiled_bf16(const float* __restrict__ x, const __nv_bfloat16* __restrict__ W,
                             const float* __restrict__ T, const float* __restrict__ B,
                             float* __restrict__ y, int n, int in, int out, int r) {
-  lora_forward_tiled_impl<LORA_BF16>(x, W, T, B, y, n, in, out, r);
+  lora_forward_tiled_impl<LORA_BF16>(x, lora_bits(W), T, B, y, n, in, out, r);
 }
 
 #ifndef __CUDACC__

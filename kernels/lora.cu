@@ -14,18 +14,18 @@
 //
 //   Half precision: each forward kernel above that reads W has an _f16 and a _bf16 form
 //   (lora_forward_small_bf16, lora_forward_m32_f16, lora_forward_tiled_bf16, ...)
-//   whose W is const unsigned short* (the 16-bit patterns), the other
-//   parameters unchanged; lora_forward_small_f16_xf16 and
-//   lora_forward_small_bf16_xbf16 take x in W's type as well;
-//   lora_forward_reduce_f16/_bf16 write y as unsigned short*, and
-//   lora_shrink_f16/_bf16 read x as unsigned short*.
+//   whose W is const __half* or const __nv_bfloat16*, the other parameters
+//   unchanged; lora_forward_small_f16_xf16 and lora_forward_small_bf16_xbf16
+//   take x in W's type as well; lora_forward_reduce_f16/_bf16 write y in
+//   their type, and lora_shrink_f16/_bf16 read x in theirs.
 //
 //   lora_merge(float* W, const float* A, const float* B, int out, int in, int r, float c)
 //   lora_merge_check(const float* W, const float* A, const float* B, int out, int in, int r,
 //                    float c, int* flag)
 //   lora_absmax(const float* p, long long count, unsigned* out)
 //   lora_add_bias(float* y, const float* bias, long long rows, long long cols)
-//   lora_convert(const void* src, void* dst, long long count, int sdt, int ddt)
+//   lora_convert_f32_bf16(const float* src, __nv_bfloat16* dst, long long count), and so
+//                         on for every pair of f32 (float), f16 (__half), bf16
 //   lora_axpy(float* y, const float* x, long long count, float alpha)
 //   lora_grad_u(const float* dy, const float* B, float* U, int n, int out, int r, float s)
 //   lora_grad_ab(const float* G, const float* H, float* C, int n, int p, int r, int trans)

@@ -101,15 +101,15 @@ extern "C" __global__ void __launch_bounds__(LORA_SHRINK_THREADS)
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_SHRINK_THREADS)
-    lora_shrink_f16(const unsigned short* __restrict__ x, const float* __restrict__ A,
+    lora_shrink_f16(const __half* __restrict__ x, const float* __restrict__ A,
                     float* __restrict__ T, int n, int in, int r, float s) {
-  lora_shrink_impl<LORA_F16>(x, A, T, n, in, r, s);
+  lora_shrink_impl<LORA_F16>(lora_bits(x), A, T, n, in, r, s);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_SHRINK_THREADS)
-    lora_shrink_bf16(const unsigned short* __restrict__ x, const float* __restrict__ A,
+    lora_shrink_bf16(const __nv_bfloat16* __restrict__ x, const float* __restrict__ A,
                      float* __restrict__ T, int n, int in, int r, float s) {
-  lora_shrink_impl<LORA_BF16>(x, A, T, n, in, r, s);
+  lora_shrink_impl<LORA_BF16>(lora_bits(x), A, T, n, in, r, s);
 }
 
 #ifndef __CUDACC__

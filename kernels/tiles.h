@@ -76,9 +76,8 @@
  *                                             NaN or Inf; W is only read
  *   grid, block and shared memory as lora_merge. The host zeroes *flag.
  *
- * lora_convert(src, dst, count, sdt, ddt)  dst[i] = src[i] rounded to dst's type
- *   sdt, ddt: LORA_F32, LORA_F16, LORA_BF16 (0, 1, 2: package lora's DType);
- *   another value writes nothing.
+ * lora_convert_<s>_<d>(src, dst, count)     dst[i] = src[i] rounded to dst's type
+ *   s, d: f32, f16, bf16 (nine kernels).
  *   grid  (min(max(ceil(count / (8 * LORA_CONVERT_THREADS)), 1), LORA_CONVERT_MAX_BLOCKS), 1, 1)
  *   block (LORA_CONVERT_THREADS, 1, 1), no shared memory; grid-stride, so any
  *   grid is correct.
