@@ -391,17 +391,17 @@ __device__ __forceinline__ void lora_grad_x_small_half(const float* __restrict__
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_GXS_THREADS, 2)
-    lora_grad_x_small_f16(const float* __restrict__ dy, const unsigned short* __restrict__ W,
+    lora_grad_x_small_f16(const float* __restrict__ dy, const __half* __restrict__ W,
                           const float* __restrict__ U, const float* __restrict__ A,
                           float* __restrict__ P, int n, int in, int out, int r) {
-  lora_grad_x_small_half<LORA_F16>(dy, W, U, A, P, n, in, out, r);
+  lora_grad_x_small_half<LORA_F16>(dy, lora_bits(W), U, A, P, n, in, out, r);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_GXS_THREADS, 2)
-    lora_grad_x_small_bf16(const float* __restrict__ dy, const unsigned short* __restrict__ W,
+    lora_grad_x_small_bf16(const float* __restrict__ dy, const __nv_bfloat16* __restrict__ W,
                            const float* __restrict__ U, const float* __restrict__ A,
                            float* __restrict__ P, int n, int in, int out, int r) {
-  lora_grad_x_small_half<LORA_BF16>(dy, W, U, A, P, n, in, out, r);
+  lora_grad_x_small_half<LORA_BF16>(dy, lora_bits(W), U, A, P, n, in, out, r);
 }
 
 #undef LORA_GXSH_ROWS

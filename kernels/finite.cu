@@ -106,15 +106,14 @@ __device__ __forceinline__ void lora_absmax_half(const unsigned short* __restric
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_FINITE_THREADS)
-    lora_absmax_f16(const unsigned short* __restrict__ p, long long count,
-                    unsigned* __restrict__ out) {
-  lora_absmax_half<LORA_F16>(p, count, out);
+    lora_absmax_f16(const __half* __restrict__ p, long long count, unsigned* __restrict__ out) {
+  lora_absmax_half<LORA_F16>(lora_bits(p), count, out);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_FINITE_THREADS)
-    lora_absmax_bf16(const unsigned short* __restrict__ p, long long count,
+    lora_absmax_bf16(const __nv_bfloat16* __restrict__ p, long long count,
                      unsigned* __restrict__ out) {
-  lora_absmax_half<LORA_BF16>(p, count, out);
+  lora_absmax_half<LORA_BF16>(lora_bits(p), count, out);
 }
 
 #undef LORA_ABSMAX_WARPS

@@ -262,31 +262,32 @@ extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
   lora_merge_tile<LORA_F32, true>(const_cast<float*>(W), A, B, out, in, r, c, flag);
 }
 
-// The same for a binary16 or bfloat16 W, given as its 16-bit patterns.
+// The same for a binary16 or bfloat16 W (its 16-bit patterns).
 extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
-    lora_merge_f16(unsigned short* __restrict__ W, const float* __restrict__ A,
+    lora_merge_f16(__half* __restrict__ W, const float* __restrict__ A,
                    const float* __restrict__ B, int out, int in, int r, float c) {
-  lora_merge_tile<LORA_F16, false>(W, A, B, out, in, r, c, nullptr);
+  lora_merge_tile<LORA_F16, false>(lora_bits(W), A, B, out, in, r, c, nullptr);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
-    lora_merge_bf16(unsigned short* __restrict__ W, const float* __restrict__ A,
+    lora_merge_bf16(__nv_bfloat16* __restrict__ W, const float* __restrict__ A,
                     const float* __restrict__ B, int out, int in, int r, float c) {
-  lora_merge_tile<LORA_BF16, false>(W, A, B, out, in, r, c, nullptr);
+  lora_merge_tile<LORA_BF16, false>(lora_bits(W), A, B, out, in, r, c, nullptr);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
-    lora_merge_check_f16(const unsigned short* __restrict__ W, const float* __restrict__ A,
+    lora_merge_check_f16(const __half* __restrict__ W, const float* __restrict__ A,
                          const float* __restrict__ B, int out, int in, int r, float c,
                          int* __restrict__ flag) {
-  lora_merge_tile<LORA_F16, true>(const_cast<unsigned short*>(W), A, B, out, in, r, c, flag);
+  lora_merge_tile<LORA_F16, true>(const_cast<unsigned short*>(lora_bits(W)), A, B, out, in, r, c, flag);
 }
 
 extern "C" __global__ void __launch_bounds__(LORA_MERGE_THREADS)
-    lora_merge_check_bf16(const unsigned short* __restrict__ W, const float* __restrict__ A,
+    lora_merge_check_bf16(const __nv_bfloat16* __restrict__ W, const float* __restrict__ A,
                           const float* __restrict__ B, int out, int in, int r, float c,
                           int* __restrict__ flag) {
-  lora_merge_tile<LORA_BF16, true>(const_cast<unsigned short*>(W), A, B, out, in, r, c, flag);
+  lora_merge_tile<LORA_BF16, true>(const_cast<unsigned short*>(lora_bits(W)), A, B, out, in, r, c,
+                                   flag);
 }
 
 #ifndef __CUDACC__
