@@ -640,9 +640,9 @@ func dtEqual16(a, b []uint16) bool {
 }
 
 // TestDTypeBitsRoundTrip stores every 16-bit pattern, NaN payloads and signalling
-// NaNs included, with WriteBits: ReadBits returns each as it is, Read widens
-// each exactly (NaN to a NaN), and Write of the widened value of every
-// non-NaN pattern stores that pattern again.
+// NaNs included, with WriteBits: ReadBits returns each as it is, Read (and
+// ReadAll) widens each exactly (NaN to a NaN), and Write of the widened
+// value of every non-NaN pattern stores that pattern again.
 func TestDTypeBitsRoundTrip(t *testing.T) {
 	all := make([]uint16, 1<<16)
 	for i := range all {
@@ -662,6 +662,15 @@ func TestDTypeBitsRoundTrip(t *testing.T) {
 			}
 		}
 		vals := dtRead(t, m)
+		all32, err := m.ReadAll()
+		if err != nil {
+			t.Fatalf("%v: ReadAll: %v", dt, err)
+		}
+		for i := range vals {
+			if math.Float32bits(all32[i]) != math.Float32bits(vals[i]) {
+				t.Fatalf("%v: ReadAll[%d] = %g, Read gives %g", dt, i, all32[i], vals[i])
+			}
+		}
 		var finite []float32
 		var pats []uint16
 		for i, v := range vals {
