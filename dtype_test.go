@@ -935,8 +935,9 @@ func dtCheckForward(t *testing.T, rng *rand.Rand, sh dtShape, wdt, xdt, ydt DTyp
 }
 
 // dtRefBackward returns dA, dB and dx in float64 from their formulas (dx
-// without the adapter term when a is nil: a merged layer), with the
-// magnitudes of their terms, for dy and x of the shape sh.
+// without the adapter term when merged: dy·W alone, W then holding the
+// merged weight), with the magnitudes of their terms, for dy and x of the
+// shape sh.
 func dtRefBackward(sh dtShape, s float64, dy, x, w, a, b []float64, merged bool) (dA, dB, dx, magA, magB, magX []float64) {
 	n, in, out, r := sh.n, sh.in, sh.out, sh.r
 	t, tm := make([]float64, n*r), make([]float64, n*r) // x·Aᵀ, Σ|x||A|
