@@ -127,7 +127,11 @@ func gemvBlockCols(size int) int { return max(16, gemvBlockBytes/(4*size)&^15) }
 func gemvFused[E float32 | uint16](y, x []float32, w []E, n, out, in, kb int,
 	kern func(y, x *float32, w *E, n, ldw int), ok bool,
 	value func(E) float32, slow func(i0, i1, o0, o1 int)) {
-	m := in &^ 15 // the kernel's columns; the rest in Go
+	if n == 0 || out == 0 || in == 0 {
+		return
+	}
+	_, _, _ = x[n*in-1], w[out*in-1], y[n*out-1] // bounds: the kernel reads within these
+	m := in &^ 15                                // the kernel's columns; the rest in Go
 	groups := (out + 3) / 4
 	nb := halfGemvChunk(in)
 	parallel(groups, n*out*in, func(lo, hi int) {
