@@ -34,7 +34,7 @@ func f32Product(y, x, w []float32, n, out, in int) {
 // f32Gemv computes y = x·Wᵀ by gemvFused on gemv4F32 where the processor
 // has it, by f32GemvGo otherwise.
 func f32Gemv(y, x, w []float32, n, out, in int) {
-	gemvFused(y, x, w, n, out, in, gemvBlockCols(4), gemv4F32, useFMA,
+	gemvFused(y, x, x, w, n, out, in, gemvBlockCols(4), gemv4F32, useFMA,
 		func(v float32) float32 { return v },
 		func(i0, i1, o0, o1 int) { f32GemvGo(y, x, w, i0, i1, out, in, o0, o1) })
 }

@@ -5,7 +5,7 @@
 // func gemv4F32(y, x *float32, w *float32, n, ldw int)
 //
 // y[q] = Σⱼ x[j]·W[q·ldw+j] for the four rows q < 4 of W (float32) and
-// j < n, n a positive multiple of 16: gemv4BF16's loop with W's elements
+// j < n, n a positive multiple of 16: gemv4F16's loop with W's elements
 // taken as they are by the FMAs' memory operands. Two accumulators per row,
 // each eight columns of x loaded once for the four rows, the rows' sums
 // added across lanes at the end.

@@ -26,7 +26,7 @@ func BenchmarkF32Product(b *testing.B) {
 			}{
 				{"gemv", func() { f32Gemv(y, x, w, n, out, in) }},
 				{"gemv-unblocked", func() { // one block of all columns
-					gemvFused(y, x, w, n, out, in, in, gemv4F32, useFMA,
+					gemvFused(y, x, x, w, n, out, in, in, gemv4F32, useFMA,
 						func(v float32) float32 { return v },
 						func(i0, i1, o0, o1 int) { f32GemvGo(y, x, w, i0, i1, out, in, o0, o1) })
 				}},
@@ -40,6 +40,34 @@ func BenchmarkF32Product(b *testing.B) {
 					b.ReportMetric(2*float64(n*out*in)/sec/1e9, "GFLOP/s")
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkGemvBF16 times y = x·Wᵀ with a 4096×4096 BF16 W by halfGemv
+// (gemv4BF16, x in pair order) and with the same W as float32 (f32Gemv).
+func BenchmarkGemvBF16(b *testing.B) {
+	if !useBF16FMA {
+		b.Skip("no AVX2 + FMA")
+	}
+	const out, in = 4096, 4096
+	rng := rand.New(rand.NewPCG(3, 4))
+	h := newHalfW(rng, BF16, out, in, 0.02)
+	for _, n := range []int{1, 4, 16, 64} {
+		x := randF32(rng, n*in, 1)
+		y := make([]float32, n*out)
+		for _, p := range []struct {
+			name string
+			f    func()
+		}{
+			{"bf16", func() { halfGemv(y, x, h.bits, BF16, n, out, in) }},
+			{"f32", func() { f32Gemv(y, x, h.val, n, out, in) }},
+		} {
+			b.Run(fmt.Sprintf("n=%d/%s", n, p.name), func(b *testing.B) {
+				for b.Loop() {
+					p.f()
+				}
+			})
 		}
 	}
 }

@@ -84,3 +84,23 @@ func TestF32ProductSplit(t *testing.T) {
 	in := 2*gemvBlockCols(4) + 7
 	checkF32Product(t, rng, halfGemvChunk(in)+2, 263, in)
 }
+
+// TestHalfGemvBlocks runs halfGemv (for BF16 on x in pair order) on rows of
+// W past two of its column blocks (gemvBlockCols(2)) and a remainder after
+// its blocks of 16, rows of W leaving one after the groups of four, at
+// n = 1 to 3.
+func TestHalfGemvBlocks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(87, 88))
+	const out = 9
+	in := 2*gemvBlockCols(2) + 16 + 5
+	for _, dt := range halfTypes {
+		h := newHalfW(rng, dt, out, in, 1)
+		for n := 1; n <= 3; n++ {
+			x := randF32(rng, n*in, 1)
+			want, mag := refNT(x, h.val, n, out, in)
+			y := nanFill(n * out)
+			halfGemv(y, x, h.bits, dt, n, out, in)
+			within(t, fmt.Sprintf("%v n=%d: y", dt, n), y, want, mag, accTol(in))
+		}
+	}
+}

@@ -17,11 +17,14 @@ import (
 //
 //   - y = x·Wᵀ: matrix-vector products that read W's 16-bit rows directly
 //     and widen them in registers (gemv4BF16, gemv4F16), four rows of W per
-//     pass against every row of x (in chunks that stay in L2), groups of
-//     rows of W split among goroutines. Without the kernel (or with a
-//     threaded BLAS) above n = halfGemvRows: panels of W's rows widened
-//     into a float32 block that stays in the L2 cache, each panel's product
-//     by the float32 Sgemm, panels split among goroutines.
+//     pass against every row of x (in chunks that stay in L2), in blocks of
+//     columns that stay in L1, groups of rows of W split among goroutines:
+//     gemvFused, the driver a float32 W shares (gemv4F32). A BF16 element
+//     widens by a shift or a mask of the 32-bit lane holding it and its
+//     neighbour, against x in pair order (pairOrder). Without the kernel
+//     (or with a threaded BLAS) above n = halfGemvRows: panels of W's rows
+//     widened into a float32 block that stays in the L2 cache, each
+//     panel's product by the float32 Sgemm, panels split among goroutines.
 //   - dx = dy·W: productNN widens each block of W it keeps in L1, or at
 //     n ≤ halfFuseRows widens W in registers (rankRowFromBF16,
 //     rankRowFromF16); without AVX2 + FMA, or with a threaded BLAS, panels
@@ -93,11 +96,18 @@ func halfGemvChunk(in int) int { return max(1, halfGemvX/max(1, in)) }
 // halfGemv computes y = x·Wᵀ for a half W by gemvFused on gemv4BF16 or
 // gemv4F16 where the processor has them, by halfGemvGo otherwise.
 func halfGemv(y, x []float32, w []uint16, dt DType, n, out, in int) {
-	kern := gemv4BF16
-	if dt == F16 {
-		kern = gemv4F16
+	kern, kx := gemv4F16, x
+	if dt == BF16 {
+		kern = gemv4BF16
+		if useBF16FMA && in >= 16 && n*in > 0 {
+			// x in pair order for gemv4BF16.
+			p := getPanel(n * in)
+			defer panelPool.Put(p)
+			kx = *p
+			pairOrder(kx, x, n, in)
+		}
 	}
-	gemvFused(y, x, w, n, out, in, gemvBlockCols(2), kern, useHalfKernel(dt),
+	gemvFused(y, x, kx, w, n, out, in, gemvBlockCols(2), kern, useHalfKernel(dt),
 		func(h uint16) float32 { return widen1(dt, h) },
 		func(i0, i1, o0, o1 int) { halfGemvGo(y, x, w, dt, i0, i1, out, in, o0, o1) })
 }
@@ -118,20 +128,23 @@ func gemvBlockCols(size int) int { return max(16, gemvBlockBytes/(4*size)&^15) }
 // blocks of kb columns (gemvBlockCols: kept in L1 while every row of the
 // chunk uses it), and the four rows' partial dot products with each row of
 // the chunk formed in registers by kern: y[q] = Σⱼ x[j]·w[q·ldw+j] over the
-// block's columns, a multiple of 16. The blocks' sums are added in order;
+// block's columns, a multiple of 16, x read by the kernel from kx (x, or
+// x with its blocks of 16 columns reordered as the kernel reads them, as
+// pairOrder does). The blocks' sums are added in order;
 // the last in mod 16 columns are added in Go, value(e) giving the float32
 // value of an element. Without the kernel (ok false), for the last out mod
 // 4 rows of W and when in < 16, slow(i0, i1, o0, o1) computes rows o0…o1−1
 // of W's products with rows i0…i1−1 of x. The sum of each element of y runs
 // in the same order whatever the split and the chunking.
-func gemvFused[E float32 | uint16](y, x []float32, w []E, n, out, in, kb int,
+func gemvFused[E float32 | uint16](y, x, kx []float32, w []E, n, out, in, kb int,
 	kern func(y, x *float32, w *E, n, ldw int), ok bool,
 	value func(E) float32, slow func(i0, i1, o0, o1 int)) {
 	if n == 0 || out == 0 || in == 0 {
 		return
 	}
-	_, _, _ = x[n*in-1], w[out*in-1], y[n*out-1] // bounds: the kernel reads within these
-	m := in &^ 15                                // the kernel's columns; the rest in Go
+	// Bounds: the kernels read within these.
+	_, _, _, _ = x[n*in-1], kx[n*in-1], w[out*in-1], y[n*out-1]
+	m := in &^ 15 // the kernel's columns; the rest in Go
 	groups := (out + 3) / 4
 	nb := halfGemvChunk(in)
 	parallel(groups, n*out*in, func(lo, hi int) {
@@ -147,7 +160,7 @@ func gemvFused[E float32 | uint16](y, x []float32, w []E, n, out, in, kb int,
 				for j0 := 0; j0 < m; j0 += kb {
 					j1 := min(m, j0+kb)
 					for i := i0; i < i1; i++ {
-						kern(&s[0], &x[i*in+j0], &w[o0*in+j0], j1-j0, in)
+						kern(&s[0], &kx[i*in+j0], &w[o0*in+j0], j1-j0, in)
 						yi := y[i*out+o0 : i*out+o0+4]
 						if j0 == 0 {
 							copy(yi, s[:])
@@ -175,6 +188,23 @@ func gemvFused[E float32 | uint16](y, x []float32, w []E, n, out, in, kb int,
 			}
 		}
 	})
+}
+
+// pairOrder writes into dst the rows of x (n×in) with each block of 16
+// columns, up to the last whole one, in pair order: its eight even columns,
+// then its eight odd ones (the order of gemv4BF16). The columns after the
+// last whole block are not written.
+func pairOrder(dst, x []float32, n, in int) {
+	m := in &^ 15
+	for i := range n {
+		d, s := dst[i*in:i*in+m], x[i*in:i*in+m]
+		for j := 0; j+16 <= len(s); j += 16 {
+			b, e := s[j:j+16], d[j:j+16]
+			for k := range 8 {
+				e[k], e[8+k] = b[2*k], b[2*k+1]
+			}
+		}
+	}
 }
 
 // halfGemvGo computes rows o0…o1−1 of W's products with rows i0…i1−1 of

@@ -13,12 +13,15 @@ var (
 )
 
 // gemv4BF16 sets y[q] = Σⱼ x[j]·w[q·ldw+j] for q < 4 and j < n, W BF16,
-// n a positive multiple of 16.
+// n a positive multiple of 16, x in pair order (pairOrder): in each block
+// of 16 columns the even ones, then the odd ones, so that W's elements
+// widen two by two in a register without a shuffle.
 //
 //go:noescape
 func gemv4BF16(y, x *float32, w *uint16, n, ldw int)
 
-// gemv4F16 is gemv4BF16 for an F16 W.
+// gemv4F16 sets y[q] = Σⱼ x[j]·w[q·ldw+j] for q < 4 and j < n, W F16, n a
+// positive multiple of 16, x in its own order.
 //
 //go:noescape
 func gemv4F16(y, x *float32, w *uint16, n, ldw int)

@@ -10,9 +10,13 @@
 // func gemv4BF16(y, x *float32, w *uint16, n, ldw int)
 //
 // y[q] = Σⱼ x[j]·W[q·ldw+j] for the four rows q < 4 of W (BF16) and j < n,
-// n a positive multiple of 16: two accumulators per row, each eight
-// columns of x loaded once for the four rows, the rows' sums added
-// across lanes at the end.
+// n a positive multiple of 16, x given in pair order (pairOrder): in each
+// block of 16 columns the eight even columns, then the eight odd ones. Each
+// 32-bit lane k of 16 elements of W holds columns 2k (low half) and 2k+1
+// (high half): the even one widens by a shift of 16 bits, the odd one by
+// clearing the low half, each against its eight columns of x, loaded once
+// for the four rows. Two accumulators per row (even and odd columns), the
+// rows' sums added across lanes at the end.
 TEXT ·gemv4BF16(SB), NOSPLIT, $0-40
 	MOVQ y+0(FP), DI
 	MOVQ x+8(FP), SI
@@ -23,6 +27,9 @@ TEXT ·gemv4BF16(SB), NOSPLIT, $0-40
 	LEAQ (DX)(BX*1), R8         // row 1
 	LEAQ (R8)(BX*1), R9         // row 2
 	LEAQ (R9)(BX*1), R10        // row 3
+	MOVL         $0xffff0000, AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15       // the high half of each lane
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -33,32 +40,24 @@ TEXT ·gemv4BF16(SB), NOSPLIT, $0-40
 	VXORPS Y7, Y7, Y7
 
 gBF16:
-	VMOVUPS (SI), Y8
-	VMOVUPS 32(SI), Y9
-	VPMOVZXWD (DX), Y10
-	VPSLLD    $16, Y10, Y10
-	VPMOVZXWD 16(DX), Y11
-	VPSLLD    $16, Y11, Y11
+	VMOVUPS (SI), Y8            // x's even columns
+	VMOVUPS 32(SI), Y9          // x's odd columns
+	VPSLLD $16, (DX), Y10
+	VPAND  (DX), Y15, Y11
 	VFMADD231PS Y10, Y8, Y0
 	VFMADD231PS Y11, Y9, Y1
-	VPMOVZXWD (R8), Y10
-	VPSLLD    $16, Y10, Y10
-	VPMOVZXWD 16(R8), Y11
-	VPSLLD    $16, Y11, Y11
-	VFMADD231PS Y10, Y8, Y2
-	VFMADD231PS Y11, Y9, Y3
-	VPMOVZXWD (R9), Y10
-	VPSLLD    $16, Y10, Y10
-	VPMOVZXWD 16(R9), Y11
-	VPSLLD    $16, Y11, Y11
+	VPSLLD $16, (R8), Y12
+	VPAND  (R8), Y15, Y13
+	VFMADD231PS Y12, Y8, Y2
+	VFMADD231PS Y13, Y9, Y3
+	VPSLLD $16, (R9), Y10
+	VPAND  (R9), Y15, Y11
 	VFMADD231PS Y10, Y8, Y4
 	VFMADD231PS Y11, Y9, Y5
-	VPMOVZXWD (R10), Y10
-	VPSLLD    $16, Y10, Y10
-	VPMOVZXWD 16(R10), Y11
-	VPSLLD    $16, Y11, Y11
-	VFMADD231PS Y10, Y8, Y6
-	VFMADD231PS Y11, Y9, Y7
+	VPSLLD $16, (R10), Y12
+	VPAND  (R10), Y15, Y13
+	VFMADD231PS Y12, Y8, Y6
+	VFMADD231PS Y13, Y9, Y7
 	ADDQ $64, SI
 	ADDQ $32, DX
 	ADDQ $32, R8
