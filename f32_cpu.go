@@ -14,7 +14,7 @@ import "gonum.org/v1/gonum/blas/blas32"
 // by the fused kernel than by gemmNT. Measured against gonum's Sgemm and
 // Sgemv (BenchmarkF32Product, 2 cores): on 4096×4096 the kernel wins at
 // every n from 1 to 1024, by 1.2× at n = 1 (both bound by memory) and 3.5
-// to 5× from n = 4; on 16384×512 by 1.6× at n = 4 and 4 to 5× above, but
+// to 5× from n = 4; on 16384×512 by 1.6× at n = 4 and 4 to 6× above, but
 // Sgemv is ahead at n = 1 on rows shorter than a column block of the
 // kernel (1.4 against 1.7 ms): there it keeps Sgemv.
 func f32GemvWins(n, out, in int) bool {
