@@ -13,8 +13,10 @@ import (
 
 // The CPU backend: matrices in host memory, products through gonum's BLAS
 // (blas32.Implementation, pure Go unless another implementation is installed
-// with blas32.Use), the rank-r update of Merge by a row-parallel loop of its
-// own. Every call completes before it returns.
+// with blas32.Use), but y = x·Wᵀ by fused matrix-vector kernels of its own
+// where the processor has AVX2 + FMA (f32Product, halfProduct) and the
+// rank-r update of Merge by a row-parallel loop of its own. Every call
+// completes before it returns.
 
 const backendName = "cpu"
 
