@@ -178,13 +178,17 @@ func planDevice() plan.Device {
 	}
 	if p.SMs > 0 {
 		d.Name = cuda.DeviceName()
-		// The driver's properties do not carry the compute capability
-		// here; the shared memory per SM tells sm_80 and newer (100 KB
-		// and more) from Volta (96 KB) and Turing (64 KB), which is all
-		// the planner asks of it (tensor-core kernels on sm_80+).
-		d.Arch = 70
-		if p.SharedPerSM >= 100<<10 {
+		// The compute capability decides the tensor-core kernels
+		// (sm_80 and newer). Without it, the shared memory per SM tells
+		// sm_80 and newer (100 KB and more) from Volta (96 KB) and
+		// Turing (64 KB).
+		switch {
+		case p.Arch > 0:
+			d.Arch = p.Arch
+		case p.SharedPerSM >= 100<<10:
 			d.Arch = 80
+		default:
+			d.Arch = 70
 		}
 	}
 	return d

@@ -126,11 +126,3 @@ func convertKernel(src, dst DType) string { return "lora_convert_" + src.String(
 // nativeIO reports whether forward and linear take this y and x in their
 // own dtypes: they take every dtype (see forwardKernels).
 func nativeIO(op string, y, x *Matrix) bool { return true }
-
-// onlyF32 refuses a half-precision W in the kernels that do not take one.
-func onlyF32(w *Matrix) error {
-	if w.dt != F32 {
-		return fmt.Errorf("W is %v: %w", w.dt, ErrDType)
-	}
-	return nil
-}

@@ -231,6 +231,9 @@ func readProps(dev cu.Device) Props {
 		RegsPerSM:    get(cu.MaxRegistersPerMultiprocessor),
 	}
 	major, minor := get(cu.ComputeCapabilityMajor), get(cu.ComputeCapabilityMinor)
+	if major > 0 {
+		p.Arch = 10*major + minor
+	}
 	p.BlocksPerSM = blocksPerSM(major, minor)
 	// Nominal fp32 rate: two FLOP per fused multiply-add per lane per clock.
 	p.FLOPs = 2 * float64(fp32PerSM(major, minor)) * float64(p.SMs) * float64(get(cu.ClockRate)) * 1e3

@@ -10,6 +10,7 @@ type Props struct {
 	RegsPerSM    int     // 32-bit registers per SM
 	BlocksPerSM  int     // resident blocks per SM
 	FLOPs        float64 // nominal fp32 FLOP per second on the CUDA cores
+	Arch         int     // compute capability as major·10 + minor: 80 for sm_80
 }
 
 // blocksPerSM returns the resident blocks per SM of compute capability
