@@ -52,9 +52,12 @@ const bankChunkRows = 16
 func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 	n, in, out := x.rows, x.cols, b.w.rows
 	xd, yd, wd := x.buf.data, y.buf.data, b.w.buf.data
-	if bankUseRows(n, in, out) {
+	switch {
+	case f32GemvWins(n, out, in):
+		f32Gemv(yd, xd, wd, n, out, in)
+	case bankUseRows(n, in, out):
 		rowsProduct(yd, xd, wd, n, in, out)
-	} else {
+	default:
 		gemmNT(n, out, in, 1, xd, wd, 0, yd)
 	}
 
