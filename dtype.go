@@ -226,11 +226,14 @@ func (st *stage) inout(m *Matrix) (*Matrix, error) {
 	return t, nil
 }
 
+// temp returns a float32 matrix of m's shape, freed by free.
 func (st *stage) temp(m *Matrix) (*Matrix, error) {
-	t, err := newMatrixOf("a float32 copy of an operand", F32, m.rows, m.cols, nil)
+	buf, err := newBuffer(m.rows*m.cols, F32)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("a float32 copy of the %v %s operand: %w", m.dt, m.shape(), err)
 	}
+	t := &Matrix{rows: m.rows, cols: m.cols, dt: F32, buf: buf, boundKnown: true}
+	track(t)
 	st.temps = append(st.temps, t)
 	return t, nil
 }
@@ -256,7 +259,18 @@ func (st *stage) free() {
 // staged calls f with float32 stand-ins of ins and outs (see stage) and,
 // when f succeeds, rounds the stand-ins of half outputs into them. inouts
 // are read and written. Without half operands it calls f on them directly.
-func staged(ins, inouts, outs []*Matrix, f func(ins, inouts, outs []*Matrix) error) error {
+// Errors of the staging itself are prefixed "lora: op: " when op is not
+// empty (for callers that do not wrap f's errors); f's pass as they are.
+func staged(op string, ins, inouts, outs []*Matrix, f func(ins, inouts, outs []*Matrix) error) error {
+	err, ferr := stagedRun(ins, inouts, outs, f)
+	if err != nil && !ferr && op != "" {
+		return fmt.Errorf("lora: %s: %w", op, err)
+	}
+	return err
+}
+
+// stagedRun is staged; ferr reports that err is f's.
+func stagedRun(ins, inouts, outs []*Matrix, f func(ins, inouts, outs []*Matrix) error) (err error, ferr bool) {
 	half := false
 	for _, l := range [][]*Matrix{ins, inouts, outs} {
 		for _, m := range l {
@@ -264,31 +278,30 @@ func staged(ins, inouts, outs []*Matrix, f func(ins, inouts, outs []*Matrix) err
 		}
 	}
 	if !half {
-		return f(ins, inouts, outs)
+		return f(ins, inouts, outs), true
 	}
 	var st stage
 	defer st.free()
 	si := make([]*Matrix, len(ins))
 	sio := make([]*Matrix, len(inouts))
 	so := make([]*Matrix, len(outs))
-	var err error
 	for i, m := range ins {
 		if si[i], err = st.in(m); err != nil {
-			return err
+			return err, false
 		}
 	}
 	for i, m := range inouts {
 		if sio[i], err = st.inout(m); err != nil {
-			return err
+			return err, false
 		}
 	}
 	for i, m := range outs {
 		if so[i], err = st.out(m); err != nil {
-			return err
+			return err, false
 		}
 	}
 	if err := f(si, sio, so); err != nil {
-		return err
+		return err, true
 	}
-	return st.finish()
+	return st.finish(), false
 }

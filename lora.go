@@ -514,7 +514,7 @@ func (l *Layer) Forward(y, x *Matrix) error {
 	if nativeIO(op, y, x) {
 		return forward(y, x, l.w, l.a, l.b, l.scale)
 	}
-	return staged([]*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
+	return staged(op, []*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
 		return forward(out[0], in[0], l.w, l.a, l.b, l.scale)
 	})
 }
@@ -525,7 +525,7 @@ func linearIO(y, x, w *Matrix) error {
 	if nativeIO("Linear", y, x) {
 		return linear(y, x, w)
 	}
-	return staged([]*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
+	return staged("Linear", []*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
 		return linear(out[0], in[0], w)
 	})
 }
@@ -583,7 +583,7 @@ func Axpy(y *Matrix, alpha float32, x *Matrix) error {
 		return fmt.Errorf("lora: %s: y must be distinct from x: %w", op, ErrAlias)
 	}
 	y.wrote()
-	return staged([]*Matrix{x}, []*Matrix{y}, nil, func(in, io, _ []*Matrix) error {
+	return staged(op, []*Matrix{x}, []*Matrix{y}, nil, func(in, io, _ []*Matrix) error {
 		return axpy(io[0], alpha, in[0])
 	})
 }
@@ -606,7 +606,7 @@ func AddBias(y, bias *Matrix) error {
 		return fmt.Errorf("lora: %s: y must be distinct from bias: %w", op, ErrAlias)
 	}
 	y.wrote()
-	if err := staged([]*Matrix{bias}, []*Matrix{y}, nil, func(in, io, _ []*Matrix) error {
+	if err := staged("", []*Matrix{bias}, []*Matrix{y}, nil, func(in, io, _ []*Matrix) error {
 		return addBias(io[0], in[0])
 	}); err != nil {
 		return fmt.Errorf("lora: %s: %w", op, err)

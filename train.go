@@ -84,7 +84,7 @@ func (l *Layer) Backward(dx, dA, dB, dy, x *Matrix) error {
 	for _, o := range outs {
 		o.m.wrote()
 	}
-	err := staged([]*Matrix{dy, x}, nil, []*Matrix{dx}, func(in, _, out []*Matrix) error {
+	err := staged("", []*Matrix{dy, x}, nil, []*Matrix{dx}, func(in, _, out []*Matrix) error {
 		return backward(out[0], dA, dB, in[0], in[1], l.w, l.a, l.b, l.scale, l.merged)
 	})
 	if err != nil {
@@ -151,7 +151,7 @@ func MSE(dy, y, target *Matrix) (float32, error) {
 	}
 	count := float64(y.rows) * float64(y.cols)
 	var sum float64
-	err := staged([]*Matrix{y, target}, nil, []*Matrix{dy}, func(in, _, out []*Matrix) error {
+	err := staged("", []*Matrix{y, target}, nil, []*Matrix{dy}, func(in, _, out []*Matrix) error {
 		var err error
 		sum, err = mse(out[0], in[0], in[1], float32(2/count))
 		return err
