@@ -75,10 +75,12 @@ func widen1(dt DType, h uint16) float32 {
 
 // halfProduct computes y = x·Wᵀ for x (n×in), a half W (out×in) given by
 // its patterns, and y (n×out): by the fused matrix-vector kernel at every n
-// where the processor has it (and no threaded BLAS is installed), as at
-// n ≤ halfGemvRows everywhere; by widened panels of W otherwise.
+// where the processor has it, as at n ≤ halfGemvRows everywhere; by widened
+// panels of W otherwise. With a threaded BLAS installed the fused kernel
+// still wins: panels would widen W at every call and hand the BLAS products
+// too small to pay for its threads.
 func halfProduct(y, x []float32, w []uint16, dt DType, n, out, in int) {
-	if n <= halfGemvRows || useHalfKernel(dt) && !blasThreaded {
+	if n <= halfGemvRows || useHalfKernel(dt) {
 		halfGemv(y, x, w, dt, n, out, in)
 		return
 	}
