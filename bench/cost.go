@@ -50,7 +50,7 @@ func (m *costModel) forward(in, n int) float64 {
 	for _, h := range m.cfg.bf16Forward {
 		if h.In == in && h.N == n {
 			h.Out = in
-			total += 4*m.op(m.call(h.BaseFLOP(), w/2)) + float64(2*halfCopies(h, 2))*w/m.fill
+			total += 4*m.op(m.call(h.BaseFLOP(), w/2)) + float64(2*perf.CopiesOf(h, 2))*w/m.fill
 		}
 	}
 	return total
@@ -64,7 +64,7 @@ func (m *costModel) merge(in, r int) float64 {
 	total := m.op(m.call(2*w/4*float64(r), 2*w)) + m.op(2*w/m.bw) + 2*float64(perf.Copies(s))*w/m.fill
 	for _, h := range m.cfg.bf16Merge {
 		if h.In == in && h.R == r {
-			total += m.op(m.call(2*w/4*float64(r), w)) + float64(halfCopies(s, 2))*w/m.fill
+			total += m.op(m.call(2*w/4*float64(r), w)) + float64(perf.CopiesOf(s, 2))*w/m.fill
 		}
 	}
 	return total

@@ -453,7 +453,7 @@ func hostCost() (HostCost, error) {
 // and n: their rows follow the f32 rows.
 func forwardRows(cfg config, in, n int) ([]ForwardRow, error) {
 	var probs []*perf.Problem
-	var halves []*halfProblem
+	var halves []*perf.Problem
 	defer func() {
 		for _, p := range probs {
 			p.Free()
@@ -488,16 +488,16 @@ func forwardRows(cfg config, in, n int) ([]ForwardRow, error) {
 		}
 		s.Out = in
 		half = append(half, s)
-		hc := halfCopies(s, 2)
-		hm, err := newHalfProblem(lora.BF16, s, hc)
+		hc := perf.CopiesOf(s, 2)
+		hm, err := perf.NewProblemOf(lora.BF16, s, hc)
 		if err != nil {
 			return nil, err
 		}
 		halves = append(halves, hm)
-		if err := hm.SetMerged(); err != nil {
+		if err := hm.SetMerged(true); err != nil {
 			return nil, err
 		}
-		hp, err := newHalfProblem(lora.BF16, s, hc)
+		hp, err := perf.NewProblemOf(lora.BF16, s, hc)
 		if err != nil {
 			return nil, err
 		}
@@ -530,13 +530,13 @@ func forwardRows(cfg config, in, n int) ([]ForwardRow, error) {
 		st := stats[2+2*len(cfg.ranks)+4*i:]
 		b, m, fused, unfused := st[0], st[1], st[2], st[3]
 		row := ForwardRow{
-			Shape: s, DType: dtBF16, Copies: halves[2*i].copies(),
+			Shape: s, DType: dtBF16, Copies: len(halves[2*i].Layers),
 			Base: b, Merged: m, Fused: fused, Unfused: unfused,
 			Overhead:       fused.Median / b.Median,
 			UnfusedOver:    unfused.Median / b.Median,
 			GFLOPs:         (s.BaseFLOP() + s.LoRAFLOP()) / fused.Median / 1e9,
-			GBs:            halfBytes(s, 2, true) / fused.Median / 1e9,
-			PeakShare:      peakShare(halfBytes(s, 2, true) / fused.Median),
+			GBs:            s.BytesOf(2, true) / fused.Median / 1e9,
+			PeakShare:      peakShare(s.BytesOf(2, true) / fused.Median),
 			Trainable:      s.R * (in + in),
 			Full:           in * in,
 			TrainableShare: float64(s.R*(in+in)) / float64(in*in),
@@ -582,9 +582,9 @@ func mergeRows(cfg config, in, r int) ([]MergeRow, error) {
 	if cpu {
 		ops = append(ops, op{"stream", stream})
 	}
-	var hp *halfProblem
+	var hp *perf.Problem
 	if slices.ContainsFunc(cfg.bf16Merge, func(h perf.Shape) bool { return h.In == in && h.R == r }) {
-		if hp, err = newHalfProblem(lora.BF16, s, halfCopies(s, 2)); err != nil {
+		if hp, err = perf.NewProblemOf(lora.BF16, s, perf.CopiesOf(s, 2)); err != nil {
 			return nil, err
 		}
 		defer hp.Free()
@@ -608,9 +608,9 @@ func mergeRows(cfg config, in, r int) ([]MergeRow, error) {
 	if hp != nil {
 		h := stats[len(stats)-1]
 		rows = append(rows, MergeRow{
-			In: in, Out: in, R: r, DType: dtBF16, Copies: hp.copies(), Merge: h,
-			GBs:       halfMergeBytes(s, 2) / h.Median / 1e9,
-			PeakShare: peakShare(halfMergeBytes(s, 2) / h.Median),
+			In: in, Out: in, R: r, DType: dtBF16, Copies: len(hp.Layers), Merge: h,
+			GBs:       s.MergeBytesOf(2) / h.Median / 1e9,
+			PeakShare: peakShare(s.MergeBytesOf(2) / h.Median),
 			OverF32:   h.Median / stats[0].Median,
 		})
 	}

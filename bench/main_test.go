@@ -52,7 +52,7 @@ func TestRunSmall(t *testing.T) {
 		} else if r.OverF32 != 0 {
 			t.Errorf("f32 row with a bf16/f32 ratio %g", r.OverF32)
 		}
-		if want := halfBytes(r.Shape, size, true) / r.Fused.Median / 1e9; math.Abs(r.GBs-want) > 1e-9*want {
+		if want := r.Shape.BytesOf(size, true) / r.Fused.Median / 1e9; math.Abs(r.GBs-want) > 1e-9*want {
 			t.Errorf("%s row: %g GB/s, want %g (%d-byte W, x and y)", r.DType, r.GBs, want, size)
 		}
 	}
@@ -770,17 +770,17 @@ func TestDTypeColumn(t *testing.T) {
 // y, and Merge then Unmerge comes back within bf16's rounding of W.
 func TestHalfProblem(t *testing.T) {
 	s := perf.Shape{N: 7, In: 45, Out: 31, R: 4}
-	p, err := newHalfProblem(lora.BF16, s, 2)
+	p, err := perf.NewProblemOf(lora.BF16, s, 1) // one layer: Forward and Unfused on the same W
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Free()
-	if p.x.DType() != lora.BF16 || p.y.DType() != lora.BF16 || p.layers[0].W().DType() != lora.BF16 || p.layers[0].A().DType() != lora.F32 {
-		t.Fatalf("dtypes x %v, y %v, W %v, A %v, want bf16 and A f32", p.x.DType(), p.y.DType(), p.layers[0].W().DType(), p.layers[0].A().DType())
+	if p.X.DType() != lora.BF16 || p.Y.DType() != lora.BF16 || p.Layers[0].W().DType() != lora.BF16 || p.Layers[0].A().DType() != lora.F32 {
+		t.Fatalf("dtypes x %v, y %v, W %v, A %v, want bf16 and A f32", p.X.DType(), p.Y.DType(), p.Layers[0].W().DType(), p.Layers[0].A().DType())
 	}
 	get := func() []float32 {
 		out := make([]float32, s.N*s.Out)
-		if err := p.y.Read(out); err != nil {
+		if err := p.Y.Read(out); err != nil {
 			t.Fatal(err)
 		}
 		return out
@@ -789,7 +789,6 @@ func TestHalfProblem(t *testing.T) {
 		t.Fatal(err)
 	}
 	fused := get()
-	p.next = 0 // the same layer
 	if err := p.Unfused(); err != nil {
 		t.Fatal(err)
 	}
@@ -803,13 +802,16 @@ func TestHalfProblem(t *testing.T) {
 			t.Fatalf("y[%d]: fused %g, unfused %g", i, fused[i], unfused[i])
 		}
 	}
-	if halfCopies(perf.Shape{N: 1, In: 4096, Out: 4096, R: 16}, 2) < perf.Copies(perf.Shape{N: 1, In: 4096, Out: 4096, R: 16}) {
+	if perf.CopiesOf(perf.Shape{N: 1, In: 4096, Out: 4096, R: 16}, 2) < perf.Copies(perf.Shape{N: 1, In: 4096, Out: 4096, R: 16}) {
 		t.Error("fewer bf16 copies of W than f32 ones: W would stay in cache")
 	}
-	if got, want := halfBytes(s, 4, true), s.Bytes(true); got != want {
-		t.Errorf("halfBytes of 4-byte elements %g, want perf's %g", got, want)
+	// W, x and y in bf16 and the float32 A and B: 2·(31·45 + 7·45 + 7·31)
+	// + 4·4·(45 + 31) bytes moved by a Forward, 2·2·31·45 + 4·4·(45 + 31)
+	// by a Merge.
+	if got, want := s.BytesOf(2, true), float64(2*(31*45+7*45+7*31)+4*4*(45+31)); got != want {
+		t.Errorf("bytes of a bf16 Forward %g, want %g", got, want)
 	}
-	if got, want := halfMergeBytes(s, 4), s.MergeBytes(); got != want {
-		t.Errorf("halfMergeBytes of 4-byte elements %g, want perf's %g", got, want)
+	if got, want := s.MergeBytesOf(2), float64(2*2*31*45+4*4*(45+31)); got != want {
+		t.Errorf("bytes of a bf16 Merge %g, want %g", got, want)
 	}
 }

@@ -27,19 +27,25 @@ func (s Shape) LoRAFLOP() float64 {
 }
 
 // Bytes counts the memory a Forward must move at least: W, A, B, x and y
-// once each (y written, not read).
-func (s Shape) Bytes(withAdapter bool) float64 {
-	e := float64(s.Out*s.In + s.N*s.In + s.N*s.Out)
+// once each (y written, not read), all float32.
+func (s Shape) Bytes(withAdapter bool) float64 { return s.BytesOf(4, withAdapter) }
+
+// BytesOf is Bytes with W, x and y of size bytes an element, A and B float32.
+func (s Shape) BytesOf(size int, withAdapter bool) float64 {
+	b := float64(size) * float64(s.Out*s.In+s.N*s.In+s.N*s.Out)
 	if withAdapter {
-		e += float64(s.R * (s.In + s.Out))
+		b += 4 * float64(s.R*(s.In+s.Out))
 	}
-	return 4 * e
+	return b
 }
 
 // MergeBytes counts what Merge must move at least: W read and written, A and
-// B read.
-func (s Shape) MergeBytes() float64 {
-	return 4 * float64(2*s.Out*s.In+s.R*(s.In+s.Out))
+// B read, all float32.
+func (s Shape) MergeBytes() float64 { return s.MergeBytesOf(4) }
+
+// MergeBytesOf is MergeBytes with W of size bytes an element, A and B float32.
+func (s Shape) MergeBytesOf(size int) float64 {
+	return 2*float64(size)*float64(s.Out*s.In) + 4*float64(s.R*(s.In+s.Out))
 }
 
 // LLCBytes returns the last-level cache size of CPU 0 when the system tells
@@ -77,6 +83,7 @@ func RotateBytes() int {
 // used in turn so that each call streams its W from memory, not cache.
 type Problem struct {
 	Shape  Shape
+	DType  lora.DType // of W, x and y; A and B are float32, as PEFT keeps them
 	Layers []*lora.Layer
 	X, Y   *lora.Matrix
 	t, u   *lora.Matrix // scratch of the unfused path: T = x·Aᵀ, U = T·Bᵀ
@@ -84,8 +91,13 @@ type Problem struct {
 }
 
 // NewProblem builds copies layers of shape s with random W, A, B and x
-// (B nonzero, as after training), scale 2.
-func NewProblem(s Shape, copies int) (*Problem, error) {
+// (B nonzero, as after training), scale 2, all float32.
+func NewProblem(s Shape, copies int) (*Problem, error) { return NewProblemOf(lora.F32, s, copies) }
+
+// NewProblemOf is NewProblem with W, x and y of dtype dt (the same values,
+// rounded to dt), A and B float32 as PEFT keeps an adapter over a bf16 or
+// fp16 base.
+func NewProblemOf(dt lora.DType, s Shape, copies int) (*Problem, error) {
 	rng := rand.New(rand.NewPCG(uint64(s.In), uint64(s.N)))
 	fill := func(n int, scale float32) []float32 {
 		d := make([]float32, n)
@@ -94,26 +106,32 @@ func NewProblem(s Shape, copies int) (*Problem, error) {
 		}
 		return d
 	}
-	p := &Problem{Shape: s}
+	p := &Problem{Shape: s, DType: dt}
 	var err error
-	mk := func(r, c int, data []float32) *lora.Matrix { return newMatrix(&err, r, c, data) }
+	mk := func(dt lora.DType, r, c int, data []float32) *lora.Matrix { return newMatrix(&err, dt, r, c, data) }
 	wData := fill(s.Out*s.In, 0.03)
 	aData, bData := fill(s.R*s.In, 0.03), fill(s.Out*s.R, 0.03)
 	for range max(copies, 1) {
-		w, a, b := mk(s.Out, s.In, wData), mk(s.R, s.In, aData), mk(s.Out, s.R, bData)
+		w, a, b := mk(dt, s.Out, s.In, wData), mk(lora.F32, s.R, s.In, aData), mk(lora.F32, s.Out, s.R, bData)
 		if err != nil {
+			for _, m := range []*lora.Matrix{w, a, b} {
+				m.Free()
+			}
 			p.Free()
 			return nil, err
 		}
 		l, lerr := lora.NewLayerFrom(w, a, b, 2)
 		if lerr != nil {
+			w.Free()
+			a.Free()
+			b.Free()
 			p.Free()
 			return nil, lerr
 		}
 		p.Layers = append(p.Layers, l)
 	}
-	p.X, p.Y = mk(s.N, s.In, fill(s.N*s.In, 1)), mk(s.N, s.Out, nil)
-	p.t, p.u = mk(s.N, s.R, nil), mk(s.N, s.Out, nil)
+	p.X, p.Y = mk(dt, s.N, s.In, fill(s.N*s.In, 1)), mk(dt, s.N, s.Out, nil)
+	p.t, p.u = mk(lora.F32, s.N, s.R, nil), mk(lora.F32, s.N, s.Out, nil)
 	if err != nil {
 		p.Free()
 		return nil, err
@@ -121,29 +139,36 @@ func NewProblem(s Shape, copies int) (*Problem, error) {
 	return p, nil
 }
 
-// newMatrix returns an r×c matrix, filled from data unless data is nil,
-// unless *err is already set; it records its own error in *err.
-func newMatrix(err *error, r, c int, data []float32) *lora.Matrix {
+// newMatrix returns an r×c matrix of dtype dt, filled from data (rounded to
+// dt) unless data is nil, unless *err is already set; it records its own
+// error in *err.
+func newMatrix(err *error, dt lora.DType, r, c int, data []float32) *lora.Matrix {
 	if *err != nil {
 		return nil
 	}
-	var m *lora.Matrix
-	if data == nil {
-		m, *err = lora.NewMatrix(r, c)
-	} else {
-		m, *err = lora.NewMatrixFrom(r, c, data)
+	m, e := lora.NewMatrixOf(dt, r, c)
+	if e == nil && data != nil {
+		if e = m.Write(data); e != nil {
+			m.Free()
+			m = nil
+		}
 	}
+	*err = e
 	return m
 }
 
 // Copies returns how many W buffers a shape needs to rotate past the cache:
 // enough for RotateBytes at n ≤ 16, where the layer is bandwidth-bound, one
 // otherwise.
-func Copies(s Shape) int {
+func Copies(s Shape) int { return CopiesOf(s, 4) }
+
+// CopiesOf is Copies for W, x and y of size bytes an element.
+func CopiesOf(s Shape, size int) int {
 	if s.N > 16 {
 		return 1
 	}
-	return max(1, min(64, (RotateBytes()+int(s.Bytes(true))-1)/int(s.Bytes(true))))
+	b := int(s.BytesOf(size, true))
+	return max(1, min(64, (RotateBytes()+b-1)/b))
 }
 
 func (p *Problem) layer() *lora.Layer {

@@ -46,7 +46,7 @@ func NewTrain(s Shape, copies int) (*Train, error) {
 	for i := range dy {
 		dy[i] = 2*rng.Float32() - 1
 	}
-	mk := func(r, c int, data []float32) *lora.Matrix { return newMatrix(&err, r, c, data) }
+	mk := func(r, c int, data []float32) *lora.Matrix { return newMatrix(&err, lora.F32, r, c, data) }
 	t.DY = mk(s.N, s.Out, dy)
 	t.DX = mk(s.N, s.In, nil)
 	t.DA = mk(s.R, s.In, nil)
