@@ -133,10 +133,14 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 	rankUpdateF32(yd, n, out, r,
 		func(i int, c []float32) { copy(c, t[i*r:(i+1)*r]) },
 		func(slab []float32, j0, j1 int) {
+			// Row by row of the slab, written in order: written column
+			// by column, its rows (often 4 KiB apart) would all fall in
+			// one set of the L1 cache.
 			width := j1 - j0
-			for j := j0; j < j1; j++ {
-				for k, v := range bd[j*r : (j+1)*r] {
-					slab[k*width+j-j0] = v
+			for k := range r {
+				row := slab[k*width : (k+1)*width]
+				for j := range row {
+					row[j] = bd[(j0+j)*r+k]
 				}
 			}
 		})
@@ -146,6 +150,15 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 // shrink computes t = s·x·aᵀ for x (n×in) and a (r×in). T is n×r, too
 // narrow for Sgemm to split among cores: its rows are split instead.
 func shrink(t, x, a []float32, n, in, r int, s float32) {
+	if f32GemvWins(n, r, in) {
+		// The fused kernel, then the scale: on these small products
+		// gonum's Sgemm runs far below it.
+		f32Product(t, x, a, n, r, in)
+		for i := range t[:n*r] {
+			t[i] *= s
+		}
+		return
+	}
 	parallelBLAS(n, n*r*in, func(lo, hi int) {
 		blas32.Implementation().Sgemm(blas.NoTrans, blas.Trans, hi-lo, r, in, s,
 			x[lo*in:hi*in], in, a, in, 0, t[lo*r:hi*r], r)
