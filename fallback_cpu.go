@@ -150,15 +150,6 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 // shrink computes t = s·x·aᵀ for x (n×in) and a (r×in). T is n×r, too
 // narrow for Sgemm to split among cores: its rows are split instead.
 func shrink(t, x, a []float32, n, in, r int, s float32) {
-	if f32GemvWins(n, r, in) {
-		// The fused kernel, then the scale: on these small products
-		// gonum's Sgemm runs far below it.
-		f32Product(t, x, a, n, r, in)
-		for i := range t[:n*r] {
-			t[i] *= s
-		}
-		return
-	}
 	parallelBLAS(n, n*r*in, func(lo, hi int) {
 		blas32.Implementation().Sgemm(blas.NoTrans, blas.Trans, hi-lo, r, in, s,
 			x[lo*in:hi*in], in, a, in, 0, t[lo*r:hi*r], r)
