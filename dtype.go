@@ -76,6 +76,21 @@ func maxFinite(dt DType) float64 {
 	return math.MaxFloat32
 }
 
+// roundedBound returns a bound on the magnitude of any value at most v in
+// magnitude once rounded to nearest in dt: a relative half ulp more for the
+// normal numbers (2⁻¹¹ for F16, 2⁻⁸ for BF16), plus half the smallest
+// subnormal for the rest. For F32, v itself: mergeMargin covers float32's
+// roundings.
+func roundedBound(dt DType, v float64) float64 {
+	switch dt {
+	case F16:
+		return v*(1+0x1p-11) + 0x1p-25
+	case BF16:
+		return v*(1+0x1p-8) + 0x1p-134
+	}
+	return v
+}
+
 // overflowAt returns the smallest float32 magnitude that rounds to ±Inf in
 // dt, to nearest even: the largest finite value plus half its ulp, a tie
 // that goes to the even neighbour, Inf, since the largest finite value's

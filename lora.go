@@ -718,7 +718,7 @@ func (l *Layer) mergeOp(op string, merge bool) error {
 			w.wrote()
 			return fmt.Errorf("lora: %s: %w", op, err)
 		}
-		w.bound = total
+		w.bound = roundedBound(w.dt, total)
 	} else {
 		ok, err := rankFinite(w, l.a, l.b, c)
 		if err != nil {

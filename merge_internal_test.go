@@ -68,3 +68,48 @@ func TestMergeCyclesKeepBound(t *testing.T) {
 		t.Error("Write kept the bound on max|W|")
 	}
 }
+
+// TestMergeBoundCoversHalfRounding checks that the bound Merge leaves on a
+// half-precision W covers the final rounding to W's dtype: the sum below,
+// formed in float32, rounds up by almost half an ulp of its dtype.
+func TestMergeBoundCoversHalfRounding(t *testing.T) {
+	for _, c := range []struct {
+		dt    DType
+		w, s  float32
+		store float32 // the stored result, written out
+	}{
+		// 32768 + 16.125: F16's ulp there is 32, the sum rounds up to 32800.
+		{F16, 32768, 16.125, 32800},
+		// 256 + 1.0078125: BF16's ulp there is 2, the sum rounds up to 258.
+		{BF16, 256, 1.0078125, 258},
+	} {
+		w, err := NewMatrixOf(c.dt, 1, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write([]float32{c.w}); err != nil {
+			t.Fatal(err)
+		}
+		a, _ := NewMatrixFrom(1, 1, []float32{1})
+		b, _ := NewMatrixFrom(1, 1, []float32{1})
+		l, err := NewLayerFrom(w, a, b, c.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Merge(); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]float32, 1)
+		if err := w.Read(got); err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != c.store {
+			t.Fatalf("%v: merged W = %g, want %g", c.dt, got[0], c.store)
+		}
+		if !w.boundKnown || w.bound < float64(got[0]) {
+			t.Errorf("%v: bound %g (known %v) below the stored %g", c.dt, w.bound, w.boundKnown, got[0])
+		}
+		l.Free()
+		w.Free()
+	}
+}
