@@ -483,30 +483,11 @@ func checkPlannedForward(t *testing.T, name string, rng *rand.Rand, n, in, out, 
 		t.Fatalf("%s: %v", name, err)
 	}
 	got := devRead(t, my)
-	for i := range n {
-		tv, tm := make([]float64, r), make([]float64, r)
-		for k := range r {
-			for c := range in {
-				p := float64(x[i*in+c]) * float64(a[k*in+c])
-				tv[k] += p
-				tm[k] += math.Abs(p)
-			}
-		}
-		for j := range out {
-			var want, mag float64
-			for c := range in {
-				p := float64(x[i*in+c]) * float64(w[j*in+c])
-				want += p
-				mag += math.Abs(p)
-			}
-			for k := range r {
-				want += s * tv[k] * float64(b[j*r+k])
-				mag += s * tm[k] * math.Abs(float64(b[j*r+k]))
-			}
-			tol := float64(in+r+40) * 0x1p-24 * mag
-			if d := math.Abs(float64(got[i*out+j]) - want); !(d <= tol) {
-				t.Fatalf("%s: y[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i, j, got[i*out+j], want, d, tol)
-			}
+	want, mag := refForward(x, w, a, b, n, in, out, r, s)
+	for i, g := range got {
+		tol := float64(in+r+40) * 0x1p-24 * mag[i]
+		if d := math.Abs(float64(g) - want[i]); !(d <= tol) {
+			t.Fatalf("%s: y[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i/out, i%out, g, want[i], d, tol)
 		}
 	}
 }
@@ -561,32 +542,77 @@ func checkPlannedGradX(t *testing.T, name string, rng *rand.Rand, n, in, out, r 
 		t.Fatalf("%s: %v", name, err)
 	}
 	got := devRead(t, mdx)
+	want, mag := refGradX(dy, w, a, b, n, in, out, r, s, merged)
+	for i, g := range got {
+		tol := float64(out+r+40) * 0x1p-24 * mag[i]
+		if d := math.Abs(float64(g) - want[i]); !(d <= tol) {
+			t.Fatalf("%s: dx[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i/in, i%in, g, want[i], d, tol)
+		}
+	}
+}
+
+// refForward returns y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ (n×out, r = 0 for x·Wᵀ) in
+// float64, and for each element the sum of the magnitudes of its terms, the
+// scale of a float32 accumulation's error.
+func refForward(x, w, a, b []float32, n, in, out, r int, s float64) (want, mag []float64) {
+	want, mag = make([]float64, n*out), make([]float64, n*out)
+	tv, tm := make([]float64, r), make([]float64, r)
 	for i := range n {
-		u, um := make([]float64, r), make([]float64, r)
-		if !merged {
+		for k := range r {
+			tv[k], tm[k] = 0, 0
+			for c := range in {
+				p := float64(x[i*in+c]) * float64(a[k*in+c])
+				tv[k] += p
+				tm[k] += math.Abs(p)
+			}
+		}
+		for j := range out {
+			var v, m float64
+			for c := range in {
+				p := float64(x[i*in+c]) * float64(w[j*in+c])
+				v += p
+				m += math.Abs(p)
+			}
 			for k := range r {
-				for j := range out {
-					p := float64(dy[i*out+j]) * float64(b[j*r+k])
-					u[k] += p
-					um[k] += math.Abs(p)
-				}
+				v += s * tv[k] * float64(b[j*r+k])
+				m += s * tm[k] * math.Abs(float64(b[j*r+k]))
+			}
+			want[i*out+j], mag[i*out+j] = v, m
+		}
+	}
+	return want, mag
+}
+
+// refGradX returns dx = dy·W + s·(dy·B)·A (n×in; dy·W alone when merged) in
+// float64, and for each element the sum of the magnitudes of its terms.
+func refGradX(dy, w, a, b []float32, n, in, out, r int, s float64, merged bool) (want, mag []float64) {
+	want, mag = make([]float64, n*in), make([]float64, n*in)
+	u, um := make([]float64, r), make([]float64, r)
+	for i := range n {
+		for k := range r {
+			u[k], um[k] = 0, 0
+			if merged {
+				continue
+			}
+			for j := range out {
+				p := float64(dy[i*out+j]) * float64(b[j*r+k])
+				u[k] += p
+				um[k] += math.Abs(p)
 			}
 		}
 		for c := range in {
-			var want, mag float64
+			var v, m float64
 			for j := range out {
 				p := float64(dy[i*out+j]) * float64(w[j*in+c])
-				want += p
-				mag += math.Abs(p)
+				v += p
+				m += math.Abs(p)
 			}
 			for k := range r {
-				want += s * u[k] * float64(a[k*in+c])
-				mag += s * um[k] * math.Abs(float64(a[k*in+c]))
+				v += s * u[k] * float64(a[k*in+c])
+				m += s * um[k] * math.Abs(float64(a[k*in+c]))
 			}
-			tol := float64(out+r+40) * 0x1p-24 * mag
-			if d := math.Abs(float64(got[i*in+c]) - want); !(d <= tol) {
-				t.Fatalf("%s: dx[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i, c, got[i*in+c], want, d, tol)
-			}
+			want[i*in+c], mag[i*in+c] = v, m
 		}
 	}
+	return want, mag
 }

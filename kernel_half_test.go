@@ -343,33 +343,14 @@ func checkHalfForward(t *testing.T, name string, rng *rand.Rand, n, in, out, r i
 		t.Fatal(err)
 	}
 	rel, abs := unitRound(ydt)
-	for i := range n {
-		tv, tm := make([]float64, r), make([]float64, r)
-		for k := range r {
-			for c := range in {
-				p := float64(x[i*in+c]) * float64(a[k*in+c])
-				tv[k] += p
-				tm[k] += math.Abs(p)
-			}
-		}
-		for j := range out {
-			var want, mag float64
-			for c := range in {
-				p := float64(x[i*in+c]) * float64(w[j*in+c])
-				want += p
-				mag += math.Abs(p)
-			}
-			for k := range r {
-				want += s * tv[k] * float64(b[j*r+k])
-				mag += s * tm[k] * math.Abs(float64(b[j*r+k]))
-			}
-			// fp32 sums of in + r terms (and the staged T), then one
-			// rounding of the float32 result to y's dtype.
-			tol := float64(in+r+40) * 0x1p-24 * mag
-			tol += rel*(math.Abs(want)+tol) + abs
-			if d := math.Abs(float64(got[i*out+j]) - want); !(d <= tol) {
-				t.Fatalf("%s: y[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i, j, got[i*out+j], want, d, tol)
-			}
+	want, mag := refForward(x, w, a, b, n, in, out, r, s)
+	for i, g := range got {
+		// fp32 sums of in + r terms (and the staged T), then one rounding
+		// of the float32 result to y's dtype.
+		tol := float64(in+r+40) * 0x1p-24 * mag[i]
+		tol += rel*(math.Abs(want[i])+tol) + abs
+		if d := math.Abs(float64(g) - want[i]); !(d <= tol) {
+			t.Fatalf("%s: y[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i/out, i%out, g, want[i], d, tol)
 		}
 	}
 }

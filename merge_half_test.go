@@ -417,34 +417,13 @@ func checkHalfGradX(t *testing.T, name string, rng *rand.Rand, dt DType, n, in, 
 		t.Fatalf("%s: %v", name, err)
 	}
 	got := devRead(t, mdx)
-	for i := range n {
-		u, um := make([]float64, r), make([]float64, r)
-		if !merged {
-			for k := range r {
-				for j := range out {
-					p := float64(dy[i*out+j]) * float64(b[j*r+k])
-					u[k] += p
-					um[k] += math.Abs(p)
-				}
-			}
-		}
-		for c := range in {
-			var want, mag float64
-			for j := range out {
-				p := float64(dy[i*out+j]) * float64(w[j*in+c])
-				want += p
-				mag += math.Abs(p)
-			}
-			for k := range r {
-				want += s * u[k] * float64(a[k*in+c])
-				mag += s * um[k] * math.Abs(float64(a[k*in+c]))
-			}
-			// float32 accumulation of out + r products (and U's own r·out
-			// sums): (out + r + 40)·2⁻²⁴ of the magnitudes, as for F32.
-			tol := float64(out+r+40) * 0x1p-24 * mag
-			if d := math.Abs(float64(got[i*in+c]) - want); !(d <= tol) {
-				t.Fatalf("%s: dx[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i, c, got[i*in+c], want, d, tol)
-			}
+	want, mag := refGradX(dy, w, a, b, n, in, out, r, s, merged)
+	for i, g := range got {
+		// float32 accumulation of out + r products (and U's own r·out
+		// sums): (out + r + 40)·2⁻²⁴ of the magnitudes, as for F32.
+		tol := float64(out+r+40) * 0x1p-24 * mag[i]
+		if d := math.Abs(float64(g) - want[i]); !(d <= tol) {
+			t.Fatalf("%s: dx[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i/in, i%in, g, want[i], d, tol)
 		}
 	}
 }
