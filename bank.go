@@ -1,21 +1,12 @@
 package lora
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"sync"
 )
 
 // Errors of a Bank, wrapped like the package's other sentinels.
-var (
-	// ErrFull is wrapped by Bank.Add when every slot holds an adapter.
-	ErrFull = errors.New("bank is full")
-	// ErrAdapter is wrapped when an adapter id names no adapter of the Bank:
-	// below -1 in Forward's ids, beyond Capacity, or a free slot.
-	ErrAdapter = errors.New("no such adapter")
-)
-
 // MaxBankCapacity bounds BankConfig.Capacity: ids are int32 and a Bank keeps
 // a small record per slot up front.
 const MaxBankCapacity = 1 << 20
@@ -303,7 +294,7 @@ func (b *Bank) Forward(y, x *Matrix, ids []int32) error {
 			return fmt.Errorf("lora: %s: ids[%d] is %d, a free slot: %w", op, i, id, ErrAdapter)
 		}
 	}
-	y.wrote()
+	y.forgetBound()
 	if err := b.forward(y, x, ids); err != nil {
 		return fmt.Errorf("lora: %s: %w", op, err)
 	}

@@ -106,7 +106,7 @@ func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 
 	// The base product first, outside dev: the forward kernels manage their
 	// own scratch. The stream runs the expand below after it.
-	if err := linear(y, x, b.w); err != nil {
+	if err := be.linear(y, x, b.w); err != nil {
 		return err
 	}
 	if ntiles == 0 {
@@ -123,18 +123,18 @@ func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 	}
 	tiles := mp
 	permP := mp + cuda.Ptr(4*3*ntiles)
-	t, err := scratchT(n * rmax)
+	t, err := scratch(n * rmax)
 	if err != nil {
 		return err
 	}
-	var k kargs
+	var k launchArgs
 	k.mat(x).ptr(b.backend.table).ptr(tiles).ptr(permP).ptr(t).int32(ntiles).int32(in).int32(rmax)
 	if err := launch("lora_bank_shrink",
 		cuda.Dim3{X: ntiles, Y: ceilDiv(rmax, kernels.BankShrinkKs), Z: 1},
 		cuda.Dim3{X: kernels.BankShrinkThreads, Y: 1, Z: 1}, &k); err != nil {
 		return err
 	}
-	var e kargs
+	var e launchArgs
 	e.ptr(t).ptr(b.backend.table).ptr(tiles).ptr(permP).mat(y).int32(ntiles).int32(out).int32(rmax)
 	return launch("lora_bank_expand",
 		cuda.Dim3{X: ntiles, Y: ceilDiv(out, kernels.BankExpandThreads), Z: 1},
@@ -164,10 +164,10 @@ func (b *Bank) forwardSmall(y, x *Matrix, ids []int32) error {
 	var t cuda.Ptr
 	if adapted {
 		var err error
-		if t, err = scratchT(n * rmax); err != nil {
+		if t, err = scratch(n * rmax); err != nil {
 			return err
 		}
-		var k kargs
+		var k launchArgs
 		k.mat(x).ptr(b.backend.table).ptr(t).int32(n).int32(in).int32(rmax)
 		for _, w := range p {
 			k.int64(int64(w))
@@ -178,7 +178,7 @@ func (b *Bank) forwardSmall(y, x *Matrix, ids []int32) error {
 			return err
 		}
 	}
-	var k kargs
+	var k launchArgs
 	k.mat(x).mat(b.w).ptr(t).ptr(b.backend.table).mat(y).int32(n).int32(in).int32(out).int32(rmax)
 	for _, w := range p {
 		k.int64(int64(w))

@@ -31,13 +31,19 @@ import (
 // Running out of device memory is not a fault: NewMatrix says so, wrapping
 // ErrMemory and ErrDevice, and the device stays usable.
 //
-// Launches. Every launch packs its arguments in a kargs, which takes a
+// Launches. Every launch packs its arguments in a launchArgs, which takes a
 // Matrix, not its device address, and keeps every Matrix it packed alive
 // until the launch is queued: without that, a Matrix its caller no longer
 // references could be collected, and its cleanup free its device memory,
 // between the packing of its address and the launch.
 
-const backendName = cuda.Name
+// gpuBackend is the GPU backend: the operations of backend (backend.go).
+type gpuBackend struct{}
+
+// be is the backend compiled in.
+var be gpuBackend
+
+func (gpuBackend) name() string { return cuda.Name }
 
 // devErr wraps an error of package cuda as a device error; errors.Is finds
 // both ErrDevice and what the cuda error wraps (the first fault of a faulted
@@ -49,7 +55,7 @@ func devErr(err error) error {
 	return fmt.Errorf("%w: %w", ErrDevice, err)
 }
 
-func backendSync() error {
+func (gpuBackend) sync() error {
 	if err := cuda.Sync(); err != nil {
 		return fmt.Errorf("lora: Sync: %w", devErr(err))
 	}
@@ -59,10 +65,10 @@ func backendSync() error {
 // ceilDiv returns ⌈a/b⌉.
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
-// kargs packs the arguments of one launch (see Launches above). A Matrix
+// launchArgs packs the arguments of one launch (see Launches above). A Matrix
 // goes in with mat, never as its device address; ptr is for the backend's
 // scratch memory, which no Matrix owns and no cleanup frees.
-type kargs struct {
+type launchArgs struct {
 	a    cuda.Args
 	keep [16]*Matrix
 	n    int
@@ -70,7 +76,7 @@ type kargs struct {
 
 // mat appends m's device address, or a null pointer for a nil m, and keeps m
 // alive until the launch is queued.
-func (k *kargs) mat(m *Matrix) *kargs {
+func (k *launchArgs) mat(m *Matrix) *launchArgs {
 	if m == nil {
 		k.a.Ptr(0)
 		return k
@@ -84,21 +90,21 @@ func (k *kargs) mat(m *Matrix) *kargs {
 }
 
 // ptr appends an address of the backend's scratch memory.
-func (k *kargs) ptr(p cuda.Ptr) *kargs { k.a.Ptr(p); return k }
+func (k *launchArgs) ptr(p cuda.Ptr) *launchArgs { k.a.Ptr(p); return k }
 
 // int32 appends an int parameter.
-func (k *kargs) int32(v int) *kargs { k.a.Int(v); return k }
+func (k *launchArgs) int32(v int) *launchArgs { k.a.Int(v); return k }
 
 // int64 appends a long long parameter.
-func (k *kargs) int64(v int64) *kargs { k.a.Int64(v); return k }
+func (k *launchArgs) int64(v int64) *launchArgs { k.a.Int64(v); return k }
 
 // float appends a float parameter.
-func (k *kargs) float(v float32) *kargs { k.a.Float(v); return k }
+func (k *launchArgs) float(v float32) *launchArgs { k.a.Float(v); return k }
 
 // launch enqueues kernel with the arguments of k, keeps the matrices of k
 // alive until it is queued, and wraps cuda.Launch's error as a device error.
 // It is the backend's only call of cuda.Launch.
-func launch(kernel string, grid, block cuda.Dim3, k *kargs) error {
+func launch(kernel string, grid, block cuda.Dim3, k *launchArgs) error {
 	err := cuda.Launch(kernel, grid, block, 0, &k.a)
 	runtime.KeepAlive(k)
 	return devErr(err)
@@ -151,8 +157,8 @@ func (s *devBuf) get(n, least int) (cuda.Ptr, error) {
 	return p, nil
 }
 
-// scratchT returns a device buffer of at least n floats. Called with dev held.
-func scratchT(n int) (cuda.Ptr, error) { return dev.t.get(n, 1<<14) }
+// scratch returns a device buffer of at least n floats. Called with dev held.
+func scratch(n int) (cuda.Ptr, error) { return dev.t.get(n, 1<<14) }
 
 // planDevice is the device the launch planner plans for: the properties the
 // driver reports (SMs, per-SM limits, bandwidth, fp32 rate), and an H200's
@@ -250,14 +256,14 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 	}
 	var ws cuda.Ptr
 	if total > 0 {
-		p, err := scratchT(total)
+		p, err := scratch(total)
 		if err != nil {
 			return err
 		}
 		ws = p
 	}
 	// operand appends m, or the scratch memory at floats off when staged.
-	operand := func(k *kargs, m *Matrix, staged bool, off int) {
+	operand := func(k *launchArgs, m *Matrix, staged bool, off int) {
 		if staged {
 			k.ptr(ws + cuda.Ptr(4*off))
 		} else {
@@ -265,7 +271,7 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 		}
 	}
 	if stageX {
-		var k kargs
+		var k launchArgs
 		k.mat(x).ptr(ws + cuda.Ptr(4*xAt)).int64(int64(n) * int64(in))
 		if err := launch(convertKernel(x.dt, F32), cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(in)), Y: 1, Z: 1},
 			cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &k); err != nil {
@@ -274,7 +280,7 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 	}
 	if !f.Fused {
 		if f.Shrink != nil {
-			var k kargs
+			var k launchArgs
 			operand(&k, x, stageX, xAt)
 			k.mat(a).ptr(ws).int32(n).int32(in).int32(r).float(s)
 			l := f.Shrink
@@ -282,7 +288,7 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 				return err
 			}
 		}
-		var k kargs
+		var k launchArgs
 		operand(&k, x, stageX, xAt)
 		k.mat(w)
 		if r > 0 {
@@ -299,12 +305,12 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 		if !stageY {
 			return nil
 		}
-		var ck kargs
+		var ck launchArgs
 		ck.ptr(ws + cuda.Ptr(4*yAt)).mat(y).int64(int64(n) * int64(out))
 		return launch(convertKernel(F32, y.dt), cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(out)), Y: 1, Z: 1},
 			cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &ck)
 	}
-	var k kargs
+	var k launchArgs
 	operand(&k, x, stageX, xAt)
 	k.mat(w).mat(a)
 	if f.Reduce == nil {
@@ -319,13 +325,13 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 	if f.Reduce == nil {
 		return nil
 	}
-	var rk kargs
+	var rk launchArgs
 	rk.ptr(ws).mat(b).mat(y).int32(n).int32(out).int32(r).int32(f.Main.Split).float(s)
 	return launch(f.Reduce.Kernel.Name, dim(f.Reduce.Grid), cuda.Dim3{X: f.Reduce.Kernel.Threads, Y: 1, Z: 1}, &rk)
 }
 
 // linear enqueues y = x·Wᵀ.
-func linear(y, x, w *Matrix) error {
+func (gpuBackend) linear(y, x, w *Matrix) error {
 	if err := forwardKernels(y, x, w, nil, nil, 0); err != nil {
 		return fmt.Errorf("lora: Linear: %w", err)
 	}
@@ -334,7 +340,7 @@ func linear(y, x, w *Matrix) error {
 
 // forward enqueues y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, writing y once (see
 // forwardKernels and plan.Forward).
-func forward(y, x, w, a, b *Matrix, s float32) error {
+func (gpuBackend) forward(y, x, w, a, b *Matrix, s float32) error {
 	if err := forwardKernels(y, x, w, a, b, s); err != nil {
 		return fmt.Errorf("lora: Forward: %w", err)
 	}
@@ -344,7 +350,7 @@ func forward(y, x, w, a, b *Matrix, s float32) error {
 // shrinkKernel enqueues t = s·x·Aᵀ (n×r).
 func shrinkKernel(t cuda.Ptr, x, a *Matrix, s float32) error {
 	n, in, r := x.rows, x.cols, a.rows
-	var k kargs
+	var k launchArgs
 	k.mat(x).mat(a).ptr(t).int32(n).int32(in).int32(r).float(s)
 	return launch("lora_shrink",
 		cuda.Dim3{X: ceilDiv(n, kernels.ShrinkRows), Y: ceilDiv(r, kernels.ShrinkKs), Z: 1},
@@ -352,9 +358,9 @@ func shrinkKernel(t cuda.Ptr, x, a *Matrix, s float32) error {
 }
 
 // axpy enqueues y += alpha·x.
-func axpy(y *Matrix, alpha float32, x *Matrix) error {
+func (gpuBackend) axpy(y *Matrix, alpha float32, x *Matrix) error {
 	count := int64(y.rows) * int64(y.cols)
-	var k kargs
+	var k launchArgs
 	k.mat(y).mat(x).int64(count).float(alpha)
 	blocks := plan.AxpyBlocks(count)
 	if err := launch("lora_axpy", cuda.Dim3{X: blocks, Y: 1, Z: 1}, cuda.Dim3{X: kernels.AxpyThreads, Y: 1, Z: 1}, &k); err != nil {
@@ -366,9 +372,9 @@ func axpy(y *Matrix, alpha float32, x *Matrix) error {
 // addBias computes y[i,:] += bias[0,:] for every row i; bias is 1×cols(y).
 // The kernel sweeps columns over the grid's x (float4 when cols % 4 == 0)
 // and rows over its y, with about kernels.BiasBlocks blocks in all.
-func addBias(y, bias *Matrix) error {
+func (gpuBackend) addBias(y, bias *Matrix) error {
 	gx, gy := plan.BiasGrid(y.rows, y.cols)
-	var k kargs
+	var k launchArgs
 	k.mat(y).mat(bias).int64(int64(y.rows)).int64(int64(y.cols))
 	return launch("lora_add_bias", cuda.Dim3{X: gx, Y: gy, Z: 1}, cuda.Dim3{X: kernels.BiasThreads, Y: 1, Z: 1}, &k)
 }
@@ -380,18 +386,18 @@ func optBlocks(count int64) cuda.Dim3 {
 
 // adamw enqueues one AdamW step over A and B; state holds m then v, each
 // over A's elements then B's.
-func adamw(a, b, da, db, state *Matrix, h adamParams) error {
+func (gpuBackend) adamw(a, b, da, db, state *Matrix, h adamParams) error {
 	ca, cb := int64(a.rows)*int64(a.cols), int64(b.rows)*int64(b.cols)
-	var k kargs
+	var k launchArgs
 	k.mat(a).mat(b).mat(da).mat(db).mat(state).int64(ca).int64(cb).
 		float(h.decay).float(h.step).float(h.invSqrtBC2).float(h.eps).float(h.beta1).float(h.beta2)
 	return launch("lora_adamw", optBlocks(ca+cb), cuda.Dim3{X: kernels.OptThreads, Y: 1, Z: 1}, &k)
 }
 
 // sgd enqueues one SGD step over A and B, with momentum when buf is not nil.
-func sgd(a, b, da, db, buf *Matrix, lr, mom float32) error {
+func (gpuBackend) sgd(a, b, da, db, buf *Matrix, lr, mom float32) error {
 	ca, cb := int64(a.rows)*int64(a.cols), int64(b.rows)*int64(b.cols)
-	var k kargs
+	var k launchArgs
 	k.mat(a).mat(b).mat(da).mat(db).mat(buf).int64(ca).int64(cb).float(lr).float(mom)
 	return launch("lora_sgd", optBlocks(ca+cb), cuda.Dim3{X: kernels.OptThreads, Y: 1, Z: 1}, &k)
 }
@@ -399,7 +405,7 @@ func sgd(a, b, da, db, buf *Matrix, lr, mom float32) error {
 // mse enqueues dy = scale·(y − t) (unless dy is nil) and the per-block sums
 // of (y − t)², then reads those back, which waits for the queued work, and
 // adds them in float64.
-func mse(dy, y, t *Matrix, scale float32) (float64, error) {
+func (gpuBackend) mse(dy, y, t *Matrix, scale float32) (float64, error) {
 	count := int64(y.rows) * int64(y.cols)
 	per := int64(kernels.MSEThreads * kernels.MSEPerThread)
 	blocks := int(min(max((count+per-1)/per, 1), kernels.MSEMaxBlocks))
@@ -412,7 +418,7 @@ func mse(dy, y, t *Matrix, scale float32) (float64, error) {
 		}
 		dev.partial = p
 	}
-	var k kargs
+	var k launchArgs
 	k.mat(y).mat(t).mat(dy).int64(count).float(scale).ptr(dev.partial)
 	if err := launch("lora_mse", cuda.Dim3{X: blocks, Y: 1, Z: 1}, cuda.Dim3{X: kernels.MSEThreads, Y: 1, Z: 1}, &k); err != nil {
 		return 0, err

@@ -19,7 +19,7 @@ import (
 // merged) by the small-batch or the tiled kernel. W may be F32, F16 or
 // BF16; every other operand is F32. Every limit is checked before anything
 // is enqueued.
-func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
+func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
 	if n > math.MaxInt32 {
 		return fmt.Errorf("n = %d does not fit the kernels' int: %w", n, ErrShape)
@@ -50,7 +50,7 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 	// U starts on a 64-byte boundary, so that its rows may be read as float4.
 	uOff := (n*r + 15) &^ 15
 	pOff := uOff + (n*r+15)&^15
-	t, err := scratchT(pOff + gxWork)
+	t, err := scratch(pOff + gxWork)
 	if err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 	if err := shrinkKernel(t, x, a, s); err != nil {
 		return err
 	}
-	var uk kargs
+	var uk launchArgs
 	uk.mat(dy).mat(b).ptr(u).int32(n).int32(out).int32(r).float(s)
 	if err := launch("lora_grad_u",
 		cuda.Dim3{X: ceilDiv(n, kernels.GradURows), Y: ceilDiv(r, kernels.GradUKs), Z: 1},
@@ -84,7 +84,7 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 	// tiled kernel. An F16 or BF16 W goes to their _f16 or _bf16 forms, on
 	// the same geometry, which read its 16-bit elements and widen them in
 	// registers.
-	var xk kargs
+	var xk launchArgs
 	xk.mat(dy).mat(w).ptr(u).mat(am)
 	if gxReduce != nil {
 		xk.ptr(ws)
@@ -98,7 +98,7 @@ func backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error 
 	if gxReduce == nil {
 		return nil
 	}
-	var rk kargs
+	var rk launchArgs
 	rk.ptr(ws).mat(nil).mat(dx).int32(n).int32(in).int32(0).int32(gx.Split).float(0)
 	return launch(gxReduce.Kernel.Name, dim(gxReduce.Grid), cuda.Dim3{X: gxReduce.Kernel.Threads, Y: 1, Z: 1}, &rk)
 }
@@ -110,7 +110,7 @@ func gradAB(g *Matrix, h cuda.Ptr, c *Matrix, n, p, r int, trans bool) error {
 	if trans {
 		tr = 1
 	}
-	var k kargs
+	var k launchArgs
 	k.mat(g).ptr(h).mat(c).int32(n).int32(p).int32(r).int32(tr)
 	return launch("lora_grad_ab",
 		cuda.Dim3{X: ceilDiv(p, kernels.GradABTP), Y: ceilDiv(r, kernels.GradABTR), Z: 1},

@@ -58,7 +58,7 @@ func kernelOf(kernel string, w *Matrix) string {
 // holds NaN or ±Inf: the bits of the largest magnitude, reduced on the
 // device into one word and read back (this waits for the queued work). An
 // F16 or BF16 m is reduced over its 16-bit elements; the result is exact.
-func absMax(m *Matrix) (float32, error) {
+func (gpuBackend) absMax(m *Matrix) (float32, error) {
 	dev.Lock()
 	defer dev.Unlock()
 	word, err := zeroWord()
@@ -66,7 +66,7 @@ func absMax(m *Matrix) (float32, error) {
 		return 0, err
 	}
 	count := int64(m.rows) * int64(m.cols)
-	var k kargs
+	var k launchArgs
 	k.mat(m).int64(count).ptr(word)
 	if err := launch(kernelOf("lora_absmax", m), finiteGrid(count), cuda.Dim3{X: kernels.FiniteThreads, Y: 1, Z: 1}, &k); err != nil {
 		return 0, err
@@ -82,7 +82,7 @@ func absMax(m *Matrix) (float32, error) {
 // summed in float64; either is non-finite when A or B holds NaN or ±Inf.
 // A and B are small, r·(in+out) elements: they are read back to the host
 // (which waits for the queued work).
-func adapterBound(a, b *Matrix) (maxA, maxRowB float64, err error) {
+func (gpuBackend) adapterBound(a, b *Matrix) (maxA, maxRowB float64, err error) {
 	ha := make([]float32, a.rows*a.cols)
 	if err := a.buf.read(ha); err != nil {
 		return 0, 0, err
@@ -127,12 +127,12 @@ func mergeGrid(w *Matrix) (grid, block cuda.Dim3, err error) {
 // written once. An F16 or BF16 W gets each element formed in float32 as for
 // F32 (the widened element plus the same float32 update) and rounded once to
 // its dtype, to nearest even.
-func rankUpdate(w, a, b *Matrix, c float32) error {
+func (gpuBackend) rankUpdate(w, a, b *Matrix, c float32) error {
 	grid, block, err := mergeGrid(w)
 	if err != nil {
 		return err
 	}
-	var k kargs
+	var k launchArgs
 	k.mat(w).mat(a).mat(b).int32(w.rows).int32(w.cols).int32(a.rows).float(c)
 	return launch(kernelOf("lora_merge", w), grid, block, &k)
 }
@@ -143,7 +143,7 @@ func rankUpdate(w, a, b *Matrix, c float32) error {
 // its flag is read back (this waits for the queued work). For an F16 or
 // BF16 W, finite means finite after rounding to W's dtype: a sum of 65520 or
 // more is +Inf in F16.
-func rankFinite(w, a, b *Matrix, c float32) (bool, error) {
+func (gpuBackend) rankFinite(w, a, b *Matrix, c float32) (bool, error) {
 	grid, block, err := mergeGrid(w)
 	if err != nil {
 		return false, err
@@ -154,7 +154,7 @@ func rankFinite(w, a, b *Matrix, c float32) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var k kargs
+	var k launchArgs
 	k.mat(w).mat(a).mat(b).int32(w.rows).int32(w.cols).int32(a.rows).float(c).ptr(flag)
 	if err := launch(kernelOf("lora_merge_check", w), grid, block, &k); err != nil {
 		return false, err

@@ -111,7 +111,7 @@ func TestAbsMax(t *testing.T) {
 			v := devRand(rng, n, 3)
 			c.set(v)
 			m := devMatrix(t, sh.rows, sh.cols, v)
-			got, err := absMax(m)
+			got, err := be.absMax(m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +139,7 @@ func TestAdapterBound(t *testing.T) {
 			wantB = math.Max(wantB, s)
 		}
 		ma, mb := devMatrix(t, d.r, d.in, a), devMatrix(t, d.out, d.r, b)
-		gotA, gotB, err := adapterBound(ma, mb)
+		gotA, gotB, err := be.adapterBound(ma, mb)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +159,7 @@ func TestAdapterBound(t *testing.T) {
 		{"NaN in B", []float32{1, 2, 3}, []float32{1, 2, float32(math.NaN())}, true},
 	} {
 		ma, mb := devMatrix(t, 1, 3, c.a), devMatrix(t, 3, 1, c.b)
-		gotA, gotB, err := adapterBound(ma, mb)
+		gotA, gotB, err := be.adapterBound(ma, mb)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +185,7 @@ func TestRankFinite(t *testing.T) {
 	check := func(name string, out, in, r int, w, a, b []float32, c float32, want *bool) {
 		t.Helper()
 		mw, ma, mb := devMatrix(t, out, in, w), devMatrix(t, r, in, a), devMatrix(t, out, r, b)
-		ok, err := rankFinite(mw, ma, mb, c)
+		ok, err := be.rankFinite(mw, ma, mb, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func TestRankFinite(t *testing.T) {
 			}
 		}
 		cp := devMatrix(t, out, in, w)
-		if err := rankUpdate(cp, ma, mb, c); err != nil {
+		if err := be.rankUpdate(cp, ma, mb, c); err != nil {
 			t.Fatal(err)
 		}
 		fin := true
@@ -268,10 +268,10 @@ func sh2(out, in, r, trial int) string {
 
 // TestLaunchKeepsMatricesAlive checks, on the source of device.go, that no
 // call site can pack a Matrix's device address without keeping the Matrix
-// alive through the launch: the address (m.buf.p) is read only by kargs.mat
-// (which records the Matrix) and by track (the cleanup), cuda.Launch is
-// called only by launch (which keeps the kargs alive), and cuda.Args is
-// used only inside kargs.
+// alive through the launch: the address (m.buf.p) is read only by launchArgs.mat
+// (which records the Matrix) and by releaseOnCollect (the cleanup), cuda.Launch is
+// called only by launch (which keeps the launchArgs alive), and cuda.Args is
+// used only inside launchArgs.
 func TestLaunchKeepsMatricesAlive(t *testing.T) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "device.go", nil, 0)
@@ -279,9 +279,9 @@ func TestLaunchKeepsMatricesAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	allowed := map[string][]string{
-		"buf.p":       {"mat", "track"},
+		"buf.p":       {"mat", "releaseOnCollect"},
 		"cuda.Launch": {"launch"},
-		"cuda.Args":   {"kargs"},
+		"cuda.Args":   {"launchArgs"},
 	}
 	found := map[string]bool{}
 	check := func(where string, n ast.Node) {
@@ -306,7 +306,7 @@ func TestLaunchKeepsMatricesAlive(t *testing.T) {
 				found[name] = true
 			}
 			if !ok {
-				t.Errorf("%s: %s used in %s: pack matrices with kargs.mat and launch with launch", fset.Position(sel.Pos()), name, where)
+				t.Errorf("%s: %s used in %s: pack matrices with launchArgs.mat and launch with launch", fset.Position(sel.Pos()), name, where)
 			}
 			return true
 		})

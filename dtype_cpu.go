@@ -20,7 +20,7 @@ type buffer struct {
 // newBuffer allocates n elements of dt, or refuses with ErrMemory when they
 // cannot fit in the machine's physical memory: the runtime would otherwise
 // end the process with "out of memory".
-func newBuffer(n int, dt DType) (buffer, error) {
+func (cpuBackend) newBuffer(n int, dt DType) (buffer, error) {
 	if err := sysmem.Check("its storage", int64(dt.Size())*int64(n)); err != nil {
 		return buffer{}, fmt.Errorf("%w: %w", err, ErrMemory)
 	}
@@ -60,7 +60,7 @@ func (b *buffer) free()                        { b.data, b.bits = nil, nil }
 
 // convert sets dst ← src, rounded to dst's dtype to nearest even; both have
 // the same shape. A finite value beyond dst's range becomes ±Inf.
-func convert(dst, src *Matrix) error {
+func (cpuBackend) convert(dst, src *Matrix) error {
 	switch {
 	case src.dt == F32:
 		return dst.buf.write(src.buf.data)
@@ -82,7 +82,3 @@ func convert(dst, src *Matrix) error {
 	}
 	return nil
 }
-
-// nativeIO reports whether forward and linear take this y and x in their own
-// dtypes: on the CPU they take float32 x and y, and Forward stages others.
-func nativeIO(op string, y, x *Matrix) bool { return x.dt == F32 && y.dt == F32 }

@@ -28,7 +28,7 @@ func (b *buffer) bytes() int64 { return int64(b.n) * int64(b.dt.Size()) }
 
 // newBuffer allocates n elements of dt in device memory, zeroed. Out of
 // device memory wraps ErrMemory as well as ErrDevice.
-func newBuffer(n int, dt DType) (buffer, error) {
+func (gpuBackend) newBuffer(n int, dt DType) (buffer, error) {
 	b := buffer{n: n, dt: dt}
 	// Whole 4-byte words, for Memset32: an odd count of 16-bit elements
 	// gets 2 bytes more than it holds.
@@ -48,10 +48,10 @@ func newBuffer(n int, dt DType) (buffer, error) {
 	return b, nil
 }
 
-// track arranges for a Matrix collected without Free to say so on stderr and
+// releaseOnCollect arranges for a Matrix collected without Free to say so on stderr and
 // release its device memory. A finalizer is no substitute for Free: device
 // memory runs out long before the Go heap notices.
-func track(m *Matrix) {
+func (gpuBackend) releaseOnCollect(m *Matrix) {
 	p, rows, cols := m.buf.p, m.rows, m.cols
 	m.buf.cleanup = runtime.AddCleanup(m, func(p cuda.Ptr) {
 		fmt.Fprintf(os.Stderr, "lora: a %d×%d Matrix was garbage-collected without Free; releasing its device memory\n", rows, cols)
@@ -109,12 +109,12 @@ func (b *buffer) free() {
 // convert enqueues dst ← src, rounded to dst's dtype to nearest even (one
 // lora_convert_<src>_<dst> launch); both have the same shape. A finite value beyond
 // dst's range becomes ±Inf.
-func convert(dst, src *Matrix) error {
+func (gpuBackend) convert(dst, src *Matrix) error {
 	count := int64(src.rows) * int64(src.cols)
 	if count == 0 {
 		return nil
 	}
-	var k kargs
+	var k launchArgs
 	k.mat(src).mat(dst).int64(count)
 	return launch(convertKernel(src.dt, dst.dt), cuda.Dim3{X: plan.ConvertBlocks(count), Y: 1, Z: 1},
 		cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &k)
@@ -123,6 +123,6 @@ func convert(dst, src *Matrix) error {
 // convertKernel names the lora_convert kernel from src to dst.
 func convertKernel(src, dst DType) string { return "lora_convert_" + src.String() + "_" + dst.String() }
 
-// nativeIO reports whether forward and linear take this y and x in their
-// own dtypes: they take every dtype (see forwardKernels).
-func nativeIO(op string, y, x *Matrix) bool { return true }
+// directIO reports whether forward and linear take this y and x as they are
+// stored: they take every dtype (see forwardKernels).
+func (gpuBackend) directIO(y, x *Matrix) bool { return true }

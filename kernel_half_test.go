@@ -115,7 +115,7 @@ func TestConvertRounding(t *testing.T) {
 	src := newMatrixDT(t, F32, 1, len(v), v, nil)
 	for _, dt := range []DType{F16, BF16} {
 		dst := newMatrixDT(t, dt, 1, len(v), nil, make([]uint16, len(v)))
-		if err := convert(dst, src); err != nil {
+		if err := be.convert(dst, src); err != nil {
 			t.Fatal(err)
 		}
 		got := readRaw(t, dst)
@@ -163,7 +163,7 @@ func TestConvertAll(t *testing.T) {
 						}
 					}
 					dst := newMatrixDT(t, ddt, 1, count, make([]float32, count), make([]uint16, count))
-					if err := convert(dst, src); err != nil {
+					if err := be.convert(dst, src); err != nil {
 						t.Fatal(err)
 					}
 					got := readRaw(t, dst)

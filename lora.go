@@ -1,79 +1,6 @@
-// Package lora implements LoRA, low-rank adaptation of neural-network weights.
-//
-// A frozen weight W (out×in) gets a trainable update ΔW = B·A of rank r, with
-// A (r×in) and B (out×r). The adapted layer computes, for a batch x (n×in),
-//
-//	y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ                (unmerged)
-//	y = x·Wᵀ   after W ← W + s·B·A        (merged)
-//
-// where s is the scale Alpha/Rank (Alpha/√Rank with rsLoRA). Merging folds the
-// update into W in place, so a merged layer costs exactly what the base layer
-// costs; Unmerge takes it out again.
-//
-// Training changes A and B only: Backward gives their gradients (and the
-// gradient of the layer's input), MSE a loss and its gradient, and AdamW or
-// SGD update A and B in place, with their state kept on the backend.
-//
-// All matrices are dense and row-major, in the layout of PyTorch's
-// nn.Linear and of PEFT adapter files. Their elements are float32, or, for a
-// Matrix made by NewMatrixOf, IEEE binary16 (F16) or bfloat16 (BF16): a base
-// weight W and the activations x, y, dy, dx may be of any of the three
-// dtypes, each independently, while an adapter's A and B (and dA, dB) are
-// float32, as PEFT keeps them over a half-precision model. Every computation
-// reads half-precision elements widened exactly to float32, accumulates in
-// float32, and rounds each element it writes once, to nearest even, to its
-// matrix's dtype. A Matrix lives where the backend
-// computes: host memory for the CPU backend, GPU memory for the CUDA backend.
-// Read and Write are the only copies between the host and a Matrix.
-//
-// # Backends
-//
-// One API, three builds, chosen by build tags:
-//
-//	default         pure Go on gonum; any machine           Backend() == "cpu"
-//	-tags cudaemu   the CUDA kernels emulated on the CPU    Backend() == "cudaemu"
-//	-tags cuda      the CUDA kernels on an NVIDIA GPU       Backend() == "cuda"
-//
-// # Contract
-//
-// Every exported function and method reports bad input as an error and never
-// panics. Errors start with "lora:" and wrap one of the sentinel errors below
-// (ErrShape, ErrNil, ErrFreed, ErrConfig, ErrMerged, ErrNotMerged,
-// ErrNonFinite, ErrAlias, ErrMemory, ErrDevice), so callers test them with
-// errors.Is. A zero Matrix (&Matrix{}) is not a matrix: every function
-// refuses it with ErrNil, as it refuses a nil one.
-// Shape errors name the shapes that were given and the ones wanted, e.g.
-// "lora: Forward: x is 3×5, want n×4".
-//
-// When a call returns an error, nothing has been modified: no output, no
-// weight, no optimizer state.
-//
-// A backend may run work asynchronously. On the GPU, Forward, Merge, Unmerge
-// and the other computing calls check their arguments on the host, enqueue the
-// work on the backend's stream and return; argument errors are immediate,
-// while a fault of the device itself (an illegal address, an unrecoverable
-// error) surfaces, wrapping ErrDevice, at the next Read or Sync. Read and Sync
-// wait for all queued work. On the CPU backend every call completes before it
-// returns and Sync returns nil.
-//
-// A device fault is sticky, as CUDA's are: once one has happened, every later
-// call that uses the GPU returns an error wrapping ErrDevice and that first
-// fault, and the process has to restart to use the GPU again. A Matrix.Free
-// that the device fails is such a fault, reported by the next call.
-//
-// # Concurrency
-//
-// Forward, Backward and Linear may be called from many goroutines at once, on
-// one layer or many, as long as their outputs are distinct. Merge, Unmerge
-// and an optimizer's Step modify the layer and need exclusive use of it: a
-// Layer serialises them against its own Forward and Backward calls, but W
-// belongs to the caller, so a W shared with another Layer or used elsewhere
-// must not be read while it is being merged. Matrix.Write and Matrix.Free
-// need exclusive use of that matrix.
 package lora
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -81,33 +8,16 @@ import (
 	"github.com/golora/lora/internal/sysmem"
 )
 
-// Sentinel errors, wrapped by every error the package returns.
-var (
-	ErrShape     = errors.New("shape mismatch")        // dimensions < 1, lengths or shapes that disagree
-	ErrNil       = errors.New("nil argument")          // a nil *Matrix or *Layer, or a zero Matrix
-	ErrFreed     = errors.New("use after Free")        // a freed Matrix or Layer
-	ErrConfig    = errors.New("invalid configuration") // a Config or scale that cannot be used
-	ErrMerged    = errors.New("layer is merged")       // an operation that needs an unmerged layer
-	ErrNotMerged = errors.New("layer is not merged")   // Unmerge of an unmerged layer
-	ErrNonFinite = errors.New("non-finite value")      // NaN or ±Inf where it would spread
-	ErrAlias     = errors.New("aliased arguments")     // an output that is also an input
-	ErrDevice    = errors.New("device error")          // a fault reported by the GPU
-	// ErrMemory is wrapped when an allocation cannot be held: more than the
-	// machine's physical memory on the CPU backend, more than the device
-	// has free on the GPU. Nothing is allocated then, and the process goes on.
-	ErrMemory = errors.New("out of memory")
-)
-
 // maxElements bounds the number of elements of one Matrix: 2^40 floats, 4 TiB,
 // far beyond any device, small enough that every byte count fits an int64.
 const maxElements = 1 << 40
 
 // Backend returns the name of the backend compiled in: "cpu", "cuda" or "cudaemu".
-func Backend() string { return backendName }
+func Backend() string { return be.name() }
 
 // Sync waits for all queued work and reports a device fault from earlier
 // calls, wrapping ErrDevice. On the CPU backend it returns nil.
-func Sync() error { return backendSync() }
+func Sync() error { return be.sync() }
 
 // Matrix is a dense, row-major matrix of float32 (or, made by NewMatrixOf,
 // of F16 or BF16 elements) stored where the backend computes. The zero value is not a matrix: every function refuses it with
@@ -120,13 +30,13 @@ type Matrix struct {
 
 	// bound ≥ max |element| when boundKnown: Merge and Unmerge keep it up
 	// to date so that proving W + s·B·A finite needs no pass over W. Every
-	// operation that writes the matrix otherwise clears boundKnown (wrote).
+	// operation that writes the matrix otherwise clears boundKnown (forgetBound).
 	bound      float64
 	boundKnown bool
 }
 
-// wrote records that m's elements changed in a way its bound does not follow.
-func (m *Matrix) wrote() { m.boundKnown = false }
+// forgetBound records that m's elements changed in a way its bound does not follow.
+func (m *Matrix) forgetBound() { m.boundKnown = false }
 
 // NewMatrix returns a zero-filled rows×cols matrix.
 func NewMatrix(rows, cols int) (*Matrix, error) { return newMatrix("NewMatrix", rows, cols, nil) }
@@ -159,14 +69,14 @@ func newMatrixOf(op string, dt DType, rows, cols int, data []float32) (*Matrix, 
 	if err := checkRange(op, dt, data); err != nil {
 		return nil, err
 	}
-	buf, err := newBuffer(rows*cols, dt)
+	buf, err := be.newBuffer(rows*cols, dt)
 	if err != nil {
 		return nil, fmt.Errorf("lora: %s: %d×%d: %w", op, rows, cols, err)
 	}
 	// A zero-filled matrix has max |element| = 0; one filled from data is
 	// bounded when a Merge first needs it.
 	m := &Matrix{rows: rows, cols: cols, dt: dt, buf: buf, boundKnown: data == nil}
-	track(m)
+	be.releaseOnCollect(m)
 	if data != nil {
 		if err := m.buf.write(data); err != nil {
 			m.Free()
@@ -246,7 +156,7 @@ func (m *Matrix) Write(src []float32) error {
 	if err := checkRange("Write", m.dt, src); err != nil {
 		return err
 	}
-	m.wrote()
+	m.forgetBound()
 	if err := m.buf.write(src); err != nil {
 		return fmt.Errorf("lora: Write: %w", err)
 	}
@@ -507,26 +417,26 @@ func (l *Layer) Forward(y, x *Matrix) error {
 	if y == l.a || y == l.b {
 		return fmt.Errorf("lora: %s: y is the layer's own A or B: %w", op, ErrAlias)
 	}
-	y.wrote()
+	y.forgetBound()
 	if l.merged {
 		return linearIO(y, x, l.w)
 	}
-	if nativeIO(op, y, x) {
-		return forward(y, x, l.w, l.a, l.b, l.scale)
+	if be.directIO(y, x) {
+		return be.forward(y, x, l.w, l.a, l.b, l.scale)
 	}
 	return staged(op, []*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
-		return forward(out[0], in[0], l.w, l.a, l.b, l.scale)
+		return be.forward(out[0], in[0], l.w, l.a, l.b, l.scale)
 	})
 }
 
 // linearIO computes y = x·Wᵀ, staging half-precision x and y unless the
 // backend takes them as they are.
 func linearIO(y, x, w *Matrix) error {
-	if nativeIO("Linear", y, x) {
-		return linear(y, x, w)
+	if be.directIO(y, x) {
+		return be.linear(y, x, w)
 	}
 	return staged("Linear", []*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
-		return linear(out[0], in[0], w)
+		return be.linear(out[0], in[0], w)
 	})
 }
 
@@ -562,7 +472,7 @@ func Linear(y, x, w *Matrix) error {
 	if err := checkIO(op, y, x, w); err != nil {
 		return err
 	}
-	y.wrote()
+	y.forgetBound()
 	return linearIO(y, x, w)
 }
 
@@ -582,9 +492,9 @@ func Axpy(y *Matrix, alpha float32, x *Matrix) error {
 	if x == y {
 		return fmt.Errorf("lora: %s: y must be distinct from x: %w", op, ErrAlias)
 	}
-	y.wrote()
+	y.forgetBound()
 	return staged(op, []*Matrix{x}, []*Matrix{y}, nil, func(in, io, _ []*Matrix) error {
-		return axpy(io[0], alpha, in[0])
+		return be.axpy(io[0], alpha, in[0])
 	})
 }
 
@@ -605,144 +515,14 @@ func AddBias(y, bias *Matrix) error {
 	if y == bias {
 		return fmt.Errorf("lora: %s: y must be distinct from bias: %w", op, ErrAlias)
 	}
-	y.wrote()
+	y.forgetBound()
 	if err := staged("", []*Matrix{bias}, []*Matrix{y}, nil, func(in, io, _ []*Matrix) error {
-		return addBias(io[0], in[0])
+		return be.addBias(io[0], in[0])
 	}); err != nil {
 		return fmt.Errorf("lora: %s: %w", op, err)
 	}
 	return nil
 }
-
-// Merge folds the adapter into the base weight in place: W ← W + s·B·A.
-// Afterwards Forward computes x·Wᵀ alone. It refuses, leaving W untouched, a
-// merged layer (ErrMerged), and with ErrNonFinite an adapter holding NaN or
-// ±Inf (as PEFT's safe_merge does), a W holding NaN or ±Inf, and an update
-// that would overflow W's dtype in any element: Merge never creates a NaN or
-// ±Inf in W. The proof of finiteness costs no pass over W in the common
-// case (see mergeOp); Merge needs exclusive use of W (see the package
-// documentation).
-//
-// On an F16 or BF16 W each element becomes round(W + s·B·A): the stored value
-// widened to float32, s·B·A and the sum formed in float32, and the sum
-// rounded once, to nearest even, to W's dtype. Merge then Unmerge restores
-// each element to within one ulp (of W's dtype) of max(|W|, |s·B·A|), and
-// repeated cycles do not drift further than two.
-//
-// On the GPU, Merge waits for the queued work: it reads back
-// A and B, and W's largest magnitude when it is not known, before it
-// enqueues the update.
-func (l *Layer) Merge() error { return l.mergeOp("Merge", true) }
-
-// Unmerge takes the adapter out of the base weight in place: W ← W − s·B·A.
-// It returns an error wrapping ErrNotMerged on a layer that is not merged.
-// The subtraction uses bit for bit the same s·B·A that Merge added, so W is
-// restored to within one rounding of each element. Like Merge, it refuses
-// (ErrNonFinite, W untouched, the layer still merged) a result that would
-// hold NaN or ±Inf, which only a W written since Merge can cause.
-func (l *Layer) Unmerge() error { return l.mergeOp("Unmerge", false) }
-
-// mergeMargin returns the factor that covers the float32 roundings of a
-// rank-r update of W, and the float64 roundings of the bound itself.
-//
-// rankUpdate computes each element as w' = fl(w + d), with coefficients
-// γₖ = fl(c·B[i,k]) and d accumulated from zero in k order,
-// dₘ = fl(dₘ₋₁ + fl(γₘ·A[m,j])) (or one fused rounding per step). With
-// u = 2⁻²⁴ and every exact intermediate below MaxFloat32, each rounding
-// multiplies a magnitude by at most (1 + u), so by induction over the steps
-//
-//	|γₖ|  ≤ |c|·|B[i,k]|·(1+u)
-//	|dₘ|  ≤ Σₖ≤ₘ |γₖ|·|A[k,j]|·(1+u)ᵐ ≤ |c|·Σₖ|B[i,k]|·max|A|·(1+u)ʳ⁺¹
-//	|w'|  ≤ (|w| + |d|)·(1+u) ≤ (max|W| + |c|·maxRowB·max|A|)·(1+u)ʳ⁺²
-//
-// (any other order of the r additions, as a GPU may use, has the same bound).
-// (1+u)ʳ⁺² ≤ 1 + 2(r+2)u while (r+2)u ≤ 1, and the float64 sums and
-// products that compute the bound are off by less than (r+4)·2⁻⁵³ relative:
-// 1 + (2r+8)u covers both. So when that product is below MaxFloat32 no step
-// can round to ±Inf, and with finite inputs no NaN can arise either.
-func mergeMargin(r int) float64 { return 1 + float64(2*r+8)*0x1p-24 }
-
-// mergeOp applies W ← W + c·B·A with c = ±s. It first proves the result
-// finite: with maxA = max|A|, maxRowB = max_i Σₖ|B[i,k]| (adapterBound, a
-// pass over the small A and B) and W's cached bound on max|W| (absMax, one
-// read pass, only when no bound is known), the bound of mergeMargin decides
-// in the common case, and W's cached bound becomes the bound of the result:
-// repeated Merge/Unmerge cycles stay one pass over W each. When the bound
-// is too coarse, rankFinite computes the result exactly without writing W,
-// and the update is refused if any element is not finite.
-func (l *Layer) mergeOp(op string, merge bool) error {
-	if l == nil {
-		return fmt.Errorf("lora: %s: layer is nil: %w", op, ErrNil)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.check(op); err != nil {
-		return err
-	}
-	if merge && l.merged {
-		return fmt.Errorf("lora: %s: %w", op, ErrMerged)
-	}
-	if !merge && !l.merged {
-		return fmt.Errorf("lora: %s: %w", op, ErrNotMerged)
-	}
-	c := l.scale
-	if !merge {
-		c = -c
-	}
-	w := l.w
-	maxA, maxRowB, err := adapterBound(l.a, l.b)
-	if err != nil {
-		return fmt.Errorf("lora: %s: %w", op, err)
-	}
-	if !isFinite(maxA) || !isFinite(maxRowB) {
-		return fmt.Errorf("lora: %s: A or B holds NaN or Inf, W left unchanged: %w", op, ErrNonFinite)
-	}
-	if !w.boundKnown {
-		m, err := absMax(w)
-		if err != nil {
-			return fmt.Errorf("lora: %s: %w", op, err)
-		}
-		w.bound, w.boundKnown = float64(m), true
-	}
-	if !isFinite(w.bound) {
-		return fmt.Errorf("lora: %s: W holds NaN or Inf, W left unchanged: %w", op, ErrNonFinite)
-	}
-	grow := mergeMargin(l.a.rows)
-	absC := math.Abs(float64(c))
-	delta := absC * maxRowB * maxA
-	total := (w.bound + delta) * grow
-	// A float32 result at most maxFinite(w.dt) rounds to at most that in
-	// W's dtype, itself representable: the bound needs no further margin.
-	if absC*maxRowB*grow < math.MaxFloat32 && total < maxFinite(w.dt) {
-		if err := rankUpdate(w, l.a, l.b, c); err != nil {
-			w.wrote()
-			return fmt.Errorf("lora: %s: %w", op, err)
-		}
-		w.bound = roundedBound(w.dt, total)
-	} else {
-		ok, err := rankFinite(w, l.a, l.b, c)
-		if err != nil {
-			return fmt.Errorf("lora: %s: %w", op, err)
-		}
-		if !ok {
-			sign := "+"
-			if !merge {
-				sign = "−"
-			}
-			return fmt.Errorf("lora: %s: W %s s·B·A overflows %s (max|W| ≤ %.4g, |s|·max_i Σₖ|B[i,k]|·max|A| = %.4g), W left unchanged: %w",
-				op, sign, w.dt.long(), w.bound, delta, ErrNonFinite)
-		}
-		w.wrote()
-		if err := rankUpdate(w, l.a, l.b, c); err != nil {
-			return fmt.Errorf("lora: %s: %w", op, err)
-		}
-	}
-	l.merged = merge
-	return nil
-}
-
-// isFinite reports whether v is neither NaN nor ±Inf.
-func isFinite(v float64) bool { return v-v == 0 }
 
 // Free releases A and B, never W, and the state every optimizer keeps for
 // the layer. It is idempotent; a merged layer leaves W merged (Unmerge first

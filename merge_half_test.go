@@ -117,7 +117,7 @@ func TestHalfAbsMax(t *testing.T) {
 							want = max(want, math.Abs(float64(v)))
 						}
 					}
-					got, err := absMax(halfMatrix(t, dt, sh.rows, sh.cols, h))
+					got, err := be.absMax(halfMatrix(t, dt, sh.rows, sh.cols, h))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -174,13 +174,13 @@ func checkHalfMerge(t *testing.T, name string, dt DType, out, in, r int, w []uin
 	t.Helper()
 	ma, mb := devMatrix(t, r, in, a), devMatrix(t, out, r, b)
 	mh := halfMatrix(t, dt, out, in, w)
-	if err := rankUpdate(mh, ma, mb, c); err != nil {
+	if err := be.rankUpdate(mh, ma, mb, c); err != nil {
 		t.Fatal(err)
 	}
 	got := halfBits(t, mh)
 	wf := widen(dt, w)
 	mf := devMatrix(t, out, in, wf)
-	if err := rankUpdate(mf, ma, mb, c); err != nil {
+	if err := be.rankUpdate(mf, ma, mb, c); err != nil {
 		t.Fatal(err)
 	}
 	want := toHalf(dt, devRead(t, mf))
@@ -236,7 +236,7 @@ func TestHalfRankFinite(t *testing.T) {
 					t.Helper()
 					name := fmt.Sprintf("%v %d×%d r=%d: %s", dt, out, in, r, what)
 					mw, ma, mb := halfMatrix(t, dt, out, in, w), devMatrix(t, r, in, a), devMatrix(t, out, r, b)
-					ok, err := rankFinite(mw, ma, mb, c)
+					ok, err := be.rankFinite(mw, ma, mb, c)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -246,7 +246,7 @@ func TestHalfRankFinite(t *testing.T) {
 						}
 					}
 					cp := halfMatrix(t, dt, out, in, w)
-					if err := rankUpdate(cp, ma, mb, c); err != nil {
+					if err := be.rankUpdate(cp, ma, mb, c); err != nil {
 						t.Fatal(err)
 					}
 					fin := true

@@ -1,16 +1,29 @@
-//go:build amd64 && !purego && !cuda && !cudaemu
+//go:build amd64 && !purego
 
-package lora
+package cpu
 
-import "golang.org/x/sys/cpu"
+import xcpu "golang.org/x/sys/cpu"
 
-// The assembly kernels of a half-precision W (half_cpu_amd64.s) run where
-// the processor has AVX2 and FMA, and F16C for F16.
+// The assembly kernels (gemv_amd64.s, rankrow_amd64.s, maxmag_amd64.s) run
+// where the processor has AVX2 and FMA, and F16C for an F16 operand. Each
+// declaration's comment is the loop it computes; kernels_other.go has that
+// loop as the body, for other processors and -tags purego.
 var (
+	useFMA     = xcpu.X86.HasAVX2 && xcpu.X86.HasFMA
 	useBF16FMA = useFMA
-	useF16FMA  = useFMA && cpu.X86.HasF16C
-	halfAVX2   = cpu.X86.HasAVX2
+	useF16FMA  = useFMA && xcpu.X86.HasF16C
+	halfAVX2   = xcpu.X86.HasAVX2
 )
+
+// portableKernels is false: the kernels are the assembly, which only runs
+// where the processor has the features above.
+const portableKernels = false
+
+// gemv4F32 sets y[q] = Σⱼ x[j]·w[q·ldw+j] for q < 4 and j < n, W float32,
+// n a positive multiple of 16.
+//
+//go:noescape
+func gemv4F32(y, x, w *float32, n, ldw int)
 
 // gemv4BF16 sets y[q] = Σⱼ x[j]·w[q·ldw+j] for q < 4 and j < n, W BF16,
 // n a positive multiple of 16, x in pair order (pairOrder): in each block
@@ -26,6 +39,13 @@ func gemv4BF16(y, x *float32, w *uint16, n, ldw int)
 //go:noescape
 func gemv4F16(y, x *float32, w *uint16, n, ldw int)
 
+// rankRowFMA sets dst[j] += Σₖ coef[k]·a[k·lda+j] for j < n, n a multiple
+// of 8, r ≥ 1: 64 columns at a time in eight registers, all r terms
+// accumulated from zero in k order, then added to dst.
+//
+//go:noescape
+func rankRowFMA(dst, a, coef *float32, n, r, lda int)
+
 // rankRowBF16 sets dst[j] to float32(dst[j]) + Σₖ coef[k]·a[k·lda+j] rounded
 // to bfloat16, for j < n, n a multiple of 8, r = len(coef) ≥ 1: the
 // arithmetic of rankRowFMA.
@@ -38,9 +58,9 @@ func rankRowBF16(dst *uint16, a, coef *float32, n, r, lda int)
 //go:noescape
 func rankRowF16(dst *uint16, a, coef *float32, n, r, lda int)
 
-// rankRowFromBF16 computes dst[j] += Σₖ coef[k]·a[k·lda+j] for j < n, a
-// BF16 widened in registers, n a multiple of 8, r = len(coef) ≥ 1: the
-// arithmetic of rankRowFMA.
+// rankRowFromBF16 sets dst[j] += Σₖ coef[k]·a[k·lda+j] for j < n, a BF16
+// widened in registers, n a multiple of 8, r ≥ 1: the arithmetic of
+// rankRowFMA.
 //
 //go:noescape
 func rankRowFromBF16(dst *float32, a *uint16, coef *float32, n, r, lda int)
@@ -51,7 +71,7 @@ func rankRowFromBF16(dst *float32, a *uint16, coef *float32, n, r, lda int)
 func rankRowFromF16(dst *float32, a *uint16, coef *float32, n, r, lda int)
 
 // maxMag16 returns the largest of src[j] & 0x7fff for j < n, n a positive
-// multiple of 16, with AVX2.
+// multiple of 16.
 //
 //go:noescape
 func maxMag16(src *uint16, n int) uint16

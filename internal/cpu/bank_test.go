@@ -1,6 +1,4 @@
-//go:build !cuda && !cudaemu
-
-package lora
+package cpu
 
 import (
 	"math"
@@ -44,23 +42,6 @@ func TestBankRowsProduct(t *testing.T) {
 	}
 }
 
-// TestBankGroups checks the counting sort: groups in order of first
-// appearance, rows in their order within each group, -1 left out.
-func TestBankGroups(t *testing.T) {
-	ids := []int32{5, -1, 2, 5, 5, 0, 2, -1, 0}
-	perm, groups := bankGroups(ids)
-	if want := []int32{0, 3, 4, 2, 6, 5, 8}; !slices.Equal(perm, want) {
-		t.Errorf("perm = %v, want %v", perm, want)
-	}
-	want := []bankGroup{{5, 0, 3}, {2, 3, 5}, {0, 5, 7}}
-	if !slices.Equal(groups, want) {
-		t.Errorf("groups = %v, want %v", groups, want)
-	}
-	if perm, groups := bankGroups([]int32{-1, -1}); len(perm) != 0 || len(groups) != 0 {
-		t.Errorf("all -1: perm %v, groups %v", perm, groups)
-	}
-}
-
 // TestBankModel checks that the calibrated model holds positive constants
 // and makes the large product win when Sgemm's cost per multiply-add is far
 // below the loop's, and the loop win in the opposite case.
@@ -86,5 +67,72 @@ func TestBankModel(t *testing.T) {
 	bankModel.tGemm = saved
 	if !bankUseRows(2, 4096, 4096) && bankModel.tRows*2*4096*4096 < 4*4096*4096*bankModel.tByt {
 		t.Error("n = 2, bandwidth-bound: the loop reads W once and was not chosen")
+	}
+}
+
+// TestBankExpand checks BankExpand against a float64 reference: three
+// groups of rows (one interleaved, so that its rows are gathered, one a run
+// of consecutive rows, one past bankChunkRows rows), adapters of different
+// ranks, rows of no adapter left as they were.
+func TestBankExpand(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const n, in, out = 40, 70, 37
+	ranks := []int{3, 8, 1}
+	ids := make([]int, n) // -1: no adapter
+	for i := range ids {
+		switch {
+		case i < 20 && i%2 == 0:
+			ids[i] = 0
+		case i >= 20 && i < 24:
+			ids[i] = 1
+		case i >= 24 && i < 39 || i == 1:
+			ids[i] = 2
+		default:
+			ids[i] = -1
+		}
+	}
+	var perm []int32
+	var groups []BankGroup
+	as, bs := make([][]float32, 3), make([][]float32, 3)
+	for g, r := range ranks {
+		as[g], bs[g] = randF32(rng, r*in, 1), randF32(rng, out*r, 1)
+		bt := make([]float32, r*out)
+		for j := range out {
+			for k := range r {
+				bt[k*out+j] = bs[g][j*r+k]
+			}
+		}
+		start := len(perm)
+		for i, id := range ids {
+			if id == g {
+				perm = append(perm, int32(i))
+			}
+		}
+		groups = append(groups, BankGroup{Start: start, End: len(perm), A: as[g], BT: bt, R: r, Scale: float32(g) + 0.5})
+	}
+	x := randF32(rng, n*in, 1)
+	y0 := randF32(rng, n*out, 1)
+	y := slices.Clone(y0)
+	BankExpand(y, x, in, out, perm, groups)
+	for i, id := range ids {
+		for j := range out {
+			want, mag := float64(y0[i*out+j]), math.Abs(float64(y0[i*out+j]))
+			if id >= 0 {
+				r, s := ranks[id], float64(id)+0.5
+				for k := range r {
+					var tk, tm float64
+					for c := range in {
+						p := float64(x[i*in+c]) * float64(as[id][k*in+c])
+						tk += p
+						tm += math.Abs(p)
+					}
+					want += s * tk * float64(bs[id][j*r+k])
+					mag += s * tm * math.Abs(float64(bs[id][j*r+k]))
+				}
+			}
+			if d := math.Abs(float64(y[i*out+j]) - want); !(d <= accTol(in+10)*mag) {
+				t.Fatalf("row %d (adapter %d): y[%d] = %g, want %g", i, id, j, y[i*out+j], want)
+			}
+		}
 	}
 }

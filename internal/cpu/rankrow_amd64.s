@@ -1,35 +1,24 @@
-//go:build amd64 && !purego && !cuda && !cudaemu
+//go:build amd64 && !purego
 
 #include "textflag.h"
 
-// The half-precision W kernels of the CPU backend, in AVX2 with FMA (and F16C
-// for F16). A BF16 element widens exactly by a zero extension and a shift of
-// 16 bits (VPMOVZXWD, VPSLLD), an F16 element by VCVTPH2PS; results narrow
-// to nearest even (VCVTPS2PH $0, or the rounding add of bfloat16 below).
-
-// func gemv4BF16(y, x *float32, w *uint16, n, ldw int)
+// func rankRowFMA(dst, a, coef *float32, n, r, lda int)
 //
-// y[q] = Σⱼ x[j]·W[q·ldw+j] for the four rows q < 4 of W (BF16) and j < n,
-// n a positive multiple of 16, x given in pair order (pairOrder): in each
-// block of 16 columns the eight even columns, then the eight odd ones. Each
-// 32-bit lane k of 16 elements of W holds columns 2k (low half) and 2k+1
-// (high half): the even one widens by a shift of 16 bits, the odd one by
-// clearing the low half, each against its eight columns of x, loaded once
-// for the four rows. Two accumulators per row (even and odd columns), the
-// rows' sums added across lanes at the end.
-TEXT ·gemv4BF16(SB), NOSPLIT, $0-40
-	MOVQ y+0(FP), DI
-	MOVQ x+8(FP), SI
-	MOVQ w+16(FP), DX
+// dst[j] += Σₖ coef[k]·a[k·lda+j] for j < n; n % 8 == 0, r ≥ 1.
+// Each 64-column block of dst is read once and written once; the r rows of
+// a are streamed through the cache and coef is broadcast one term at a time.
+TEXT ·rankRowFMA(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ coef+16(FP), DX
 	MOVQ n+24(FP), CX
-	MOVQ ldw+32(FP), BX
-	SHLQ $1, BX                 // row stride of W in bytes
-	LEAQ (DX)(BX*1), R8         // row 1
-	LEAQ (R8)(BX*1), R9         // row 2
-	LEAQ (R9)(BX*1), R10        // row 3
-	MOVL         $0xffff0000, AX
-	VMOVD        AX, X15
-	VPBROADCASTD X15, Y15       // the high half of each lane
+	MOVQ r+32(FP), R8
+	MOVQ lda+40(FP), R9
+	SHLQ $2, R9                  // row stride of a in bytes
+
+block64:
+	CMPQ CX, $64
+	JL   block8
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -38,109 +27,70 @@ TEXT ·gemv4BF16(SB), NOSPLIT, $0-40
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
+	MOVQ SI, R10                 // &a[k, j]
+	MOVQ DX, R11                 // &coef[k]
+	MOVQ R8, R12                 // terms left
 
-gBF16:
-	VMOVUPS (SI), Y8            // x's even columns
-	VMOVUPS 32(SI), Y9          // x's odd columns
-	VPSLLD $16, (DX), Y10
-	VPAND  (DX), Y15, Y11
-	VFMADD231PS Y10, Y8, Y0
-	VFMADD231PS Y11, Y9, Y1
-	VPSLLD $16, (R8), Y12
-	VPAND  (R8), Y15, Y13
-	VFMADD231PS Y12, Y8, Y2
-	VFMADD231PS Y13, Y9, Y3
-	VPSLLD $16, (R9), Y10
-	VPAND  (R9), Y15, Y11
-	VFMADD231PS Y10, Y8, Y4
-	VFMADD231PS Y11, Y9, Y5
-	VPSLLD $16, (R10), Y12
-	VPAND  (R10), Y15, Y13
-	VFMADD231PS Y12, Y8, Y6
-	VFMADD231PS Y13, Y9, Y7
-	ADDQ $64, SI
-	ADDQ $32, DX
-	ADDQ $32, R8
-	ADDQ $32, R9
-	ADDQ $32, R10
-	SUBQ $16, CX
-	JNZ  gBF16
+k64:
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS (R10), Y8, Y0
+	VFMADD231PS 32(R10), Y8, Y1
+	VFMADD231PS 64(R10), Y8, Y2
+	VFMADD231PS 96(R10), Y8, Y3
+	VFMADD231PS 128(R10), Y8, Y4
+	VFMADD231PS 160(R10), Y8, Y5
+	VFMADD231PS 192(R10), Y8, Y6
+	VFMADD231PS 224(R10), Y8, Y7
+	ADDQ R9, R10
+	ADDQ $4, R11
+	DECQ R12
+	JNZ  k64
 
-	VADDPS Y1, Y0, Y0
-	VADDPS Y3, Y2, Y2
-	VADDPS Y5, Y4, Y4
-	VADDPS Y7, Y6, Y6
-	VHADDPS Y2, Y0, Y0          // per lane: r0 r0 r1 r1
-	VHADDPS Y6, Y4, Y4          // per lane: r2 r2 r3 r3
-	VHADDPS Y4, Y0, Y0          // per lane: r0 r1 r2 r3
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS X1, X0, X0
-	VMOVUPS X0, (DI)
-	VZEROUPPER
-	RET
+	VADDPS (DI), Y0, Y0
+	VADDPS 32(DI), Y1, Y1
+	VADDPS 64(DI), Y2, Y2
+	VADDPS 96(DI), Y3, Y3
+	VADDPS 128(DI), Y4, Y4
+	VADDPS 160(DI), Y5, Y5
+	VADDPS 192(DI), Y6, Y6
+	VADDPS 224(DI), Y7, Y7
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	VMOVUPS Y4, 128(DI)
+	VMOVUPS Y5, 160(DI)
+	VMOVUPS Y6, 192(DI)
+	VMOVUPS Y7, 224(DI)
+	ADDQ $256, DI
+	ADDQ $256, SI
+	SUBQ $64, CX
+	JMP  block64
 
-// func gemv4F16(y, x *float32, w *uint16, n, ldw int)
-//
-// y[q] = Σⱼ x[j]·W[q·ldw+j] for the four rows q < 4 of W (F16) and j < n,
-// n a positive multiple of 16: two accumulators per row, each eight
-// columns of x loaded once for the four rows, the rows' sums added
-// across lanes at the end.
-TEXT ·gemv4F16(SB), NOSPLIT, $0-40
-	MOVQ y+0(FP), DI
-	MOVQ x+8(FP), SI
-	MOVQ w+16(FP), DX
-	MOVQ n+24(FP), CX
-	MOVQ ldw+32(FP), BX
-	SHLQ $1, BX                 // row stride of W in bytes
-	LEAQ (DX)(BX*1), R8         // row 1
-	LEAQ (R8)(BX*1), R9         // row 2
-	LEAQ (R9)(BX*1), R10        // row 3
+block8:
+	CMPQ CX, $8
+	JL   done
 	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
+	MOVQ SI, R10
+	MOVQ DX, R11
+	MOVQ R8, R12
 
-gF16:
-	VMOVUPS (SI), Y8
-	VMOVUPS 32(SI), Y9
-	VCVTPH2PS (DX), Y10
-	VCVTPH2PS 16(DX), Y11
-	VFMADD231PS Y10, Y8, Y0
-	VFMADD231PS Y11, Y9, Y1
-	VCVTPH2PS (R8), Y10
-	VCVTPH2PS 16(R8), Y11
-	VFMADD231PS Y10, Y8, Y2
-	VFMADD231PS Y11, Y9, Y3
-	VCVTPH2PS (R9), Y10
-	VCVTPH2PS 16(R9), Y11
-	VFMADD231PS Y10, Y8, Y4
-	VFMADD231PS Y11, Y9, Y5
-	VCVTPH2PS (R10), Y10
-	VCVTPH2PS 16(R10), Y11
-	VFMADD231PS Y10, Y8, Y6
-	VFMADD231PS Y11, Y9, Y7
-	ADDQ $64, SI
-	ADDQ $32, DX
-	ADDQ $32, R8
-	ADDQ $32, R9
-	ADDQ $32, R10
-	SUBQ $16, CX
-	JNZ  gF16
+k8:
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS (R10), Y8, Y0
+	ADDQ R9, R10
+	ADDQ $4, R11
+	DECQ R12
+	JNZ  k8
 
-	VADDPS Y1, Y0, Y0
-	VADDPS Y3, Y2, Y2
-	VADDPS Y5, Y4, Y4
-	VADDPS Y7, Y6, Y6
-	VHADDPS Y2, Y0, Y0          // per lane: r0 r0 r1 r1
-	VHADDPS Y6, Y4, Y4          // per lane: r2 r2 r3 r3
-	VHADDPS Y4, Y0, Y0          // per lane: r0 r1 r2 r3
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS X1, X0, X0
-	VMOVUPS X0, (DI)
+	VADDPS (DI), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	SUBQ $8, CX
+	JMP  block8
+
+done:
 	VZEROUPPER
 	RET
 
@@ -667,61 +617,5 @@ fk8F16:
 	JMP  f8F16
 
 fdoneF16:
-	VZEROUPPER
-	RET
-
-// func maxMag16(src *uint16, n int) uint16
-//
-// The largest of src[j] & 0x7fff for j < n, n a positive multiple of 16:
-// the pattern of the largest magnitude, for F16 and BF16 alike.
-TEXT ·maxMag16(SB), NOSPLIT, $0-18
-	MOVQ src+0(FP), SI
-	MOVQ n+8(FP), CX
-	MOVL $0x7fff, AX
-	VMOVD AX, X15
-	VPBROADCASTW X15, Y15
-	VPXOR Y0, Y0, Y0
-	VPXOR Y1, Y1, Y1
-	VPXOR Y2, Y2, Y2
-	VPXOR Y3, Y3, Y3
-
-m64:
-	CMPQ CX, $64
-	JL   m16
-	VPAND 0(SI), Y15, Y4
-	VPMAXUW Y4, Y0, Y0
-	VPAND 32(SI), Y15, Y5
-	VPMAXUW Y5, Y1, Y1
-	VPAND 64(SI), Y15, Y6
-	VPMAXUW Y6, Y2, Y2
-	VPAND 96(SI), Y15, Y7
-	VPMAXUW Y7, Y3, Y3
-	ADDQ $128, SI
-	SUBQ $64, CX
-	JMP  m64
-
-m16:
-	CMPQ CX, $16
-	JL   mdone
-	VPAND (SI), Y15, Y4
-	VPMAXUW Y4, Y0, Y0
-	ADDQ $32, SI
-	SUBQ $16, CX
-	JMP  m16
-
-mdone:
-	VPMAXUW Y1, Y0, Y0
-	VPMAXUW Y3, Y2, Y2
-	VPMAXUW Y2, Y0, Y0
-	VEXTRACTI128 $1, Y0, X1
-	VPMAXUW X1, X0, X0
-	VPSHUFD $0x4e, X0, X1
-	VPMAXUW X1, X0, X0
-	VPSHUFD $0xb1, X0, X1
-	VPMAXUW X1, X0, X0
-	VPSRLD $16, X0, X1
-	VPMAXUW X1, X0, X0
-	VMOVD X0, AX
-	MOVW AX, ret+16(FP)
 	VZEROUPPER
 	RET

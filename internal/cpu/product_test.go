@@ -1,6 +1,4 @@
-//go:build !cuda && !cudaemu
-
-package lora
+package cpu
 
 import (
 	"fmt"
@@ -9,12 +7,12 @@ import (
 	"testing"
 )
 
-// Tests of y = x·Wᵀ with a float32 W on the CPU backend: the fused kernel
-// (f32Gemv, gemv4F32 where the processor has it), its portable form, the
-// dispatch of f32Product and linear, against the float64 reference refNT.
-// Every bound is accTol(in): a float32 sum of in products in any order,
-// which covers the kernel's lanes, its column blocks added in order and the
-// columns left to Go.
+// Tests of y = x·Wᵀ: the fused kernel (f32Gemv, gemv4F32 where the
+// processor has it; halfGemv for a half W), its portable form, the
+// widened panels of a half W, and the dispatch of Product, against the
+// float64 reference refNT. Every bound is accTol(in): a float32 sum of in
+// products in any order, which covers the kernel's lanes, its column blocks
+// added in order and the columns left to Go.
 
 // f32Paths are the forms of y = x·Wᵀ for a float32 W.
 func f32Paths(n, out, in int) map[string]func(y, x, w []float32) {
@@ -22,6 +20,7 @@ func f32Paths(n, out, in int) map[string]func(y, x, w []float32) {
 		"gemv":    func(y, x, w []float32) { f32Gemv(y, x, w, n, out, in) },
 		"gemv-go": func(y, x, w []float32) { f32GemvGo(y, x, w, 0, n, out, in, 0, out) },
 		"product": func(y, x, w []float32) { f32Product(y, x, w, n, out, in) },
+		"Product": func(y, x, w []float32) { Product(y, x, Mat{Rows: out, Cols: in, Type: F32, F32: w}, n) },
 	}
 }
 
@@ -35,12 +34,6 @@ func checkF32Product(t *testing.T, rng *rand.Rand, n, out, in int) {
 		f(y, x, w)
 		within(t, fmt.Sprintf("%s n=%d out=%d in=%d: y", name, n, out, in), y, want, mag, accTol(in))
 	}
-	// The backend's linear, through f32Product.
-	ym := f32Matrix(t, n, out, nanFill(n*out))
-	if err := linear(ym, f32Matrix(t, n, in, x), f32Matrix(t, out, in, w)); err != nil {
-		t.Fatal(err)
-	}
-	within(t, fmt.Sprintf("linear n=%d out=%d in=%d: y", n, out, in), ym.buf.data, want, mag, accTol(in))
 }
 
 // TestF32Product checks every path on shapes whose rows leave 0 to 3 rows
@@ -63,11 +56,11 @@ func TestF32Product(t *testing.T) {
 }
 
 // TestF32ProductChunks runs the fused path with more rows of x than one
-// chunk (halfGemvChunk) holds: a whole second chunk and a partial third.
+// chunk (gemvChunk) holds: a whole second chunk and a partial third.
 func TestF32ProductChunks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(83, 84))
 	in := gemvBlockCols(4) + 21
-	nb := halfGemvChunk(in)
+	nb := gemvChunk(in)
 	checkF32Product(t, rng, 2*nb+3, 9, in)
 	checkF32Product(t, rng, nb, 5, in)
 }
@@ -82,7 +75,7 @@ func TestF32ProductSplit(t *testing.T) {
 	checkF32Product(t, rng, 1, 263, 301)
 	checkF32Product(t, rng, 1, 263, 2*gemvBlockCols(4)+7)
 	in := 2*gemvBlockCols(4) + 7
-	checkF32Product(t, rng, halfGemvChunk(in)+2, 263, in)
+	checkF32Product(t, rng, gemvChunk(in)+2, 263, in)
 }
 
 // TestHalfGemvBlocks runs halfGemv (for BF16 on x in pair order) on rows of
@@ -101,6 +94,45 @@ func TestHalfGemvBlocks(t *testing.T) {
 			y := nanFill(n * out)
 			halfGemv(y, x, h.bits, dt, n, out, in)
 			within(t, fmt.Sprintf("%v n=%d: y", dt, n), y, want, mag, accTol(in))
+		}
+	}
+}
+
+// productPaths are the forms of y = x·Wᵀ for a half W: the dispatch of
+// Product, the fused matrix-vector form (the assembly kernel where the
+// processor has it), its portable form, and the widened panels.
+func productPaths(n int) map[string]func(y, x []float32, h halfW) {
+	paths := map[string]func(y, x []float32, h halfW){
+		"panels": func(y, x []float32, h halfW) { halfPanels(y, x, h.bits, h.dt, n, h.rows, h.cols) },
+	}
+	paths["gemv"] = func(y, x []float32, h halfW) { halfGemv(y, x, h.bits, h.dt, n, h.rows, h.cols) }
+	paths["gemv-go"] = func(y, x []float32, h halfW) { halfGemvGo(y, x, h.bits, h.dt, 0, n, h.rows, h.cols, 0, h.rows) }
+	paths["Product"] = func(y, x []float32, h halfW) {
+		Product(y, x, Mat{Rows: h.rows, Cols: h.cols, Type: h.dt, Bits: h.bits}, n)
+	}
+	return paths
+}
+
+// TestHalfProduct checks y = x·Wᵀ with an F16 or BF16 W on every path, for
+// every n up to two past the fused path's threshold and shapes whose rows
+// leave 1 to 3 rows after the kernel's groups of four and whose columns
+// leave every remainder after its blocks of 16.
+func TestHalfProduct(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	shapes := [][2]int{{1, 1}, {3, 5}, {4, 15}, {4, 16}, {5, 17}, {7, 31}, {8, 32}, {9, 33}, {13, 47}, {6, 64}, {7, 129}}
+	for _, dt := range halfTypes {
+		for _, sh := range shapes {
+			out, in := sh[0], sh[1]
+			h := newHalfW(rng, dt, out, in, 1)
+			for n := 1; n <= halfGemvRows+2; n++ {
+				x := randF32(rng, n*in, 1)
+				want, mag := refNT(x, h.val, n, out, in)
+				for name, f := range productPaths(n) {
+					y := nanFill(n * out)
+					f(y, x, h)
+					within(t, fmt.Sprintf("%v %s n=%d out=%d in=%d: y", dt, name, n, out, in), y, want, mag, accTol(in))
+				}
+			}
 		}
 	}
 }

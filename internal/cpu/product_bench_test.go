@@ -1,6 +1,4 @@
-//go:build !cuda && !cudaemu
-
-package lora
+package cpu
 
 import (
 	"fmt"
@@ -9,7 +7,7 @@ import (
 )
 
 // BenchmarkF32Product times y = x·Wᵀ with a float32 W by the fused kernel
-// (f32Gemv), by the same without its column blocks, and by gemmNT (gonum's Sgemm, Sgemv rows at n ≤ gemvRows), on
+// (f32Gemv), by the same without its column blocks, and by GemmNT (gonum's Sgemm, Sgemv rows at n ≤ gemvRows), on
 // the square 4096×4096 W of BenchmarkHalfForward and on a tall, narrow one
 // (16384×512): the measurements behind f32GemvWins.
 func BenchmarkF32Product(b *testing.B) {
@@ -30,7 +28,7 @@ func BenchmarkF32Product(b *testing.B) {
 						func(v float32) float32 { return v },
 						func(i0, i1, o0, o1 int) { f32GemvGo(y, x, w, i0, i1, out, in, o0, o1) })
 				}},
-				{"sgemm", func() { gemmNT(n, out, in, 1, x, w, 0, y) }},
+				{"sgemm", func() { GemmNT(n, out, in, 1, x, w, 0, y) }},
 			} {
 				b.Run(fmt.Sprintf("%dx%d/n=%d/%s", out, in, n, p.name), func(b *testing.B) {
 					for b.Loop() {

@@ -1,0 +1,170 @@
+package cpu
+
+import (
+	"runtime"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+)
+
+// Backward computes, for x (n×in), dy (n×out), W (out×in) of any type, A
+// (r×in) and B (out×r), with T = s·x·Aᵀ and U = s·dy·B (n×r, scratch),
+// dB = dyᵀ·T, dA = Uᵀ·x and, unless dx is nil, dx = dy·W + U·A (dx = dy·W
+// when merged). The two rank-r reductions over n are small Sgemms. dx, the
+// only full-size product, is [dy | U]·[W ; A] by productNN on rankRow's
+// AVX2 kernel when the processor has it: the rank-r term is r more rows of
+// the inner dimension; a half W is widened there block by block (in
+// registers at n ≤ halfFuseRows). Elsewhere it is gonum's Sgemm (Sgemv rows
+// at small n; panels of a half W widened by halfGradX), then the rank-r
+// term accumulated in place by rankRow.
+func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s float32, merged bool) {
+	in, out := w.Cols, w.Rows
+	sc := getScratch()
+	defer scratchPool.Put(sc)
+	sc.t, sc.u = grow(sc.t, n*r), grow(sc.u, n*r)
+	t, u := sc.t, sc.u
+	impl := blas32.Implementation()
+
+	Shrink(t, x, a, n, in, r, s)
+	parallelBLAS(n, n*r*out, func(lo, hi int) {
+		impl.Sgemm(blas.NoTrans, blas.NoTrans, hi-lo, r, out, s,
+			dy[lo*out:hi*out], out, b, r, 0, u[lo*r:hi*r], r)
+	})
+	impl.Sgemm(blas.Trans, blas.NoTrans, out, r, n, 1, dy, out, t, r, 0, dB, r)
+	impl.Sgemm(blas.Trans, blas.NoTrans, r, in, n, 1, u, r, x, in, 0, dA, in)
+	if dx == nil {
+		return
+	}
+
+	if useFMA && !blasThreaded {
+		segs := []nnSegment{{coef: dy, ldc: out, a: w.F32, bits: w.Bits, dt: w.Type, rows: out}}
+		if !merged {
+			segs = append(segs, nnSegment{coef: u, ldc: r, a: a, rows: r})
+		}
+		productNN(dx, n, in, segs)
+		return
+	}
+	if w.Type.half() {
+		halfGradX(dx, dy, w.Bits, w.Type, n, out, in)
+	} else if n <= gemvRows {
+		// dx[i,:] = Wᵀ·dy[i,:], the columns of W split over goroutines so
+		// that W streams through every core once.
+		parallelBLAS(in, n*in*out, func(lo, hi int) {
+			for i := range n {
+				impl.Sgemv(blas.Trans, out, hi-lo, 1, w.F32[lo:], in, dy[i*out:(i+1)*out], 1, 0, dx[i*in+lo:i*in+hi], 1)
+			}
+		})
+	} else {
+		impl.Sgemm(blas.NoTrans, blas.NoTrans, n, in, out, 1, dy, out, w.F32, in, 0, dx, in)
+	}
+	if merged {
+		return
+	}
+	// dx[i,:] += Σₖ U[i,k]·A[k,:], columns split among goroutines so that
+	// each keeps its slab of A in cache.
+	Parallel(in, n*in*r, func(lo, hi int) {
+		for i := range n {
+			rankRow(dx[i*in+lo:i*in+hi], a[lo:], u[i*r:(i+1)*r], in)
+		}
+	})
+}
+
+// nnSegment is one part of the inner dimension of productNN: the n×rows
+// coefficients coef (leading dimension ldc) and the rows×cols matrix a
+// (leading dimension cols): float32 in a, or, when dt is F16 or BF16, the
+// patterns in bits.
+type nnSegment struct {
+	coef []float32
+	ldc  int
+	a    []float32
+	bits []uint16
+	dt   Type
+	rows int
+}
+
+// Blocking of productNN: a nnCols × nnRows block of a (32 KiB) stays in the
+// L1 cache while every row of dst takes its share. A half-precision a is
+// read in rows of halfNNCols 16-bit elements (as many bytes as a float32
+// block's rows), widened in blocks of halfNNRows rows (as large as a
+// float32 block), and each goroutine's task spans up to halfNNSpan columns:
+// blocks side by side in the same rows of a, so that a's pages are read
+// whole rather than a short piece of each of thousands of them.
+const (
+	nnCols = 128
+	nnRows = 64
+
+	halfNNCols = 2 * nnCols
+	halfNNRows = nnRows / 2
+	halfNNSpan = 8 * halfNNCols
+)
+
+// halfFuseRows is the largest n at which productNN reads a half segment
+// through rankRowFromHalf rather than widening blocks of it: each block of
+// a is then used once, so widening it into memory is pure cost.
+const halfFuseRows = 2
+
+// productNN computes dst = Σ over segments of coef·a for dst n×cols, each
+// row by rankRow: dst[i, j0:j1] accumulates Σₖ coef[i,k]·a[k, j0:j1] over
+// blocks of nnRows rows k of a, so that the block of a is read from memory
+// once and from L1 by every row i; a half-precision block is first widened
+// into a float32 block of its own, in L1. Spans of columns are split among
+// goroutines. The sum of each element runs in a fixed order, whatever the
+// split and the blocking: segment after segment, blocks of k in order.
+func productNN(dst []float32, n, cols int, segs []nnSegment) {
+	inner := 0
+	for _, sg := range segs {
+		inner += sg.rows
+	}
+	width, krows, span := nnCols, nnRows, nnCols
+	for _, sg := range segs {
+		if sg.dt.half() {
+			// Spans of at most halfNNSpan, at least one per goroutine.
+			procs := runtime.GOMAXPROCS(0)
+			width, krows = halfNNCols, halfNNRows
+			span = min(halfNNSpan, max(width, ((cols+procs-1)/procs+width-1)/width*width))
+		}
+	}
+	spans := (cols + span - 1) / span
+	Parallel(spans, n*cols*inner, func(lo, hi int) {
+		var wide []float32
+		for sp := lo; sp < hi; sp++ {
+			s0, s1 := sp*span, min((sp+1)*span, cols)
+			for i := range n {
+				clear(dst[i*cols+s0 : i*cols+s1])
+			}
+			for _, sg := range segs {
+				for k0 := 0; k0 < sg.rows; k0 += krows {
+					k1 := min(k0+krows, sg.rows)
+					for j0 := s0; j0 < s1; j0 += width {
+						j1 := min(j0+width, s1)
+						if sg.dt.half() && n <= halfFuseRows && useHalfKernel(sg.dt) {
+							// Few rows: a widened in registers.
+							for i := range n {
+								rankRowFromHalf(sg.dt, dst[i*cols+j0:i*cols+j1], sg.bits[k0*cols+j0:], sg.coef[i*sg.ldc+k0:i*sg.ldc+k1], cols)
+							}
+							continue
+						}
+						var a []float32
+						lda := cols
+						if sg.dt.half() {
+							// Widen the block k0…k1−1 × j0…j1−1 of a.
+							lda = j1 - j0
+							if wide == nil {
+								wide = make([]float32, krows*width)
+							}
+							for k := k0; k < k1; k++ {
+								widenHalf(sg.dt, wide[(k-k0)*lda:(k-k0+1)*lda], sg.bits[k*cols+j0:k*cols+j1])
+							}
+							a = wide
+						} else {
+							a = sg.a[k0*cols+j0:]
+						}
+						for i := range n {
+							rankRow(dst[i*cols+j0:i*cols+j1], a, sg.coef[i*sg.ldc+k0:i*sg.ldc+k1], lda)
+						}
+					}
+				}
+			}
+		}
+	})
+}

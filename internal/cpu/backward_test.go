@@ -1,0 +1,213 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// forwardRef returns y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ in float64 and the sum of the
+// magnitudes of its terms.
+func forwardRef(x, w, a, b []float32, s float64, n, in, out, r int) (y, mag []float64) {
+	y, mag = refNT(x, w, n, out, in)
+	t, tmag := refNT(x, a, n, r, in)
+	for i := range n {
+		for o := range out {
+			for k := range r {
+				y[i*out+o] += s * t[i*r+k] * float64(b[o*r+k])
+				mag[i*out+o] += math.Abs(s) * tmag[i*r+k] * math.Abs(float64(b[o*r+k]))
+			}
+		}
+	}
+	return y, mag
+}
+
+// testW returns a random W (out×in) of dtype dt as Forward and Backward
+// take it, and its values.
+func testW(rng *rand.Rand, dt Type, out, in int) (Mat, []float32) {
+	if dt == F32 {
+		v := randF32(rng, out*in, 1)
+		return Mat{Rows: out, Cols: in, Type: F32, F32: v}, v
+	}
+	h := newHalfW(rng, dt, out, in, 1)
+	return Mat{Rows: out, Cols: in, Type: dt, Bits: h.bits}, h.val
+}
+
+// checkForward runs Forward on a W of dtype dt against forwardRef.
+func checkForward(t *testing.T, rng *rand.Rand, dt Type, n, in, out, r int) {
+	t.Helper()
+	w, wv := testW(rng, dt, out, in)
+	a, b := randF32(rng, r*in, 1), randF32(rng, out*r, 1)
+	x := randF32(rng, n*in, 1)
+	const s = 0.75
+	y := nanFill(n * out)
+	Forward(y, x, w, a, b, n, r, s)
+	want, mag := forwardRef(x, wv, a, b, s, n, in, out, r)
+	within(t, fmt.Sprintf("%v n=%d in=%d out=%d r=%d: Forward y", dt, n, in, out, r), y, want, mag, accTol(in+r+3))
+}
+
+// TestForward runs Forward with every W dtype at batch sizes on both sides
+// of the matrix-vector threshold (gemvRows) and of the chunks of rows of x
+// in gemvFused, and past the column blocks of the expansion y += T·Bᵀ.
+func TestForward(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, dt := range []Type{F32, F16, BF16} {
+		for _, c := range []struct{ n, in, out, r int }{
+			{1, 37, 19, 3}, {3, 64, 21, 5}, {gemvRows, 70, 33, 4}, {gemvRows + 1, 70, 33, 4}, {9, 129, 41, 7},
+			{40, 300, 131, 5}, {7, gemvX/3 + 5, 9, 2}, {6, 40, 1100, 64},
+		} {
+			checkForward(t, rng, dt, c.n, c.in, c.out, c.r)
+		}
+	}
+}
+
+// checkBackward runs Backward with a W of dtype dt, unmerged and merged,
+// and compares dx, dA and dB with float64 references; then the panel form
+// of dx (halfGradX) for a half W.
+func checkBackward(t *testing.T, rng *rand.Rand, dt Type, n, in, out, r int) {
+	t.Helper()
+	w, wv := testW(rng, dt, out, in)
+	a, b := randF32(rng, r*in, 1), randF32(rng, out*r, 1)
+	const s = 0.75
+	x, g := randF32(rng, n*in, 1), randF32(rng, n*out, 1)
+	// References: U = s·dy·B, T = s·x·Aᵀ, dx = dy·W + U·A, dA = Uᵀ·x, dB = dyᵀ·T.
+	base, bmag := refNN(g, wv, n, in, out)
+	u, umag := refNN(g, b, n, r, out)
+	tt, tmag := refNT(x, a, n, r, in)
+	dxWant, dxMag := make([]float64, n*in), make([]float64, n*in)
+	for i := range n {
+		for j := range in {
+			dxWant[i*in+j], dxMag[i*in+j] = base[i*in+j], bmag[i*in+j]
+			for k := range r {
+				dxWant[i*in+j] += s * u[i*r+k] * float64(a[k*in+j])
+				dxMag[i*in+j] += s * umag[i*r+k] * math.Abs(float64(a[k*in+j]))
+			}
+		}
+	}
+	dAWant, dAMag := make([]float64, r*in), make([]float64, r*in)
+	for k := range r {
+		for j := range in {
+			for i := range n {
+				dAWant[k*in+j] += s * u[i*r+k] * float64(x[i*in+j])
+				dAMag[k*in+j] += s * umag[i*r+k] * math.Abs(float64(x[i*in+j]))
+			}
+		}
+	}
+	dBWant, dBMag := make([]float64, out*r), make([]float64, out*r)
+	for o := range out {
+		for k := range r {
+			for i := range n {
+				dBWant[o*r+k] += s * float64(g[i*out+o]) * tt[i*r+k]
+				dBMag[o*r+k] += s * math.Abs(float64(g[i*out+o])) * tmag[i*r+k]
+			}
+		}
+	}
+	what := fmt.Sprintf("%v n=%d in=%d out=%d r=%d", dt, n, in, out, r)
+	dx, dA, dB := nanFill(n*in), nanFill(r*in), nanFill(out*r)
+	Backward(dx, dA, dB, g, x, w, a, b, n, r, s, false)
+	within(t, what+": dx", dx, dxWant, dxMag, accTol(out+r+2))
+	within(t, what+": dA", dA, dAWant, dAMag, accTol(out+n+2))
+	within(t, what+": dB", dB, dBWant, dBMag, accTol(in+n+2))
+
+	// Without dx: dA and dB alone.
+	dA2, dB2 := nanFill(r*in), nanFill(out*r)
+	Backward(nil, dA2, dB2, g, x, w, a, b, n, r, s, false)
+	within(t, what+": dA without dx", dA2, dAWant, dAMag, accTol(out+n+2))
+	within(t, what+": dB without dx", dB2, dBWant, dBMag, accTol(in+n+2))
+
+	// Merged: dx = dy·W.
+	dx = nanFill(n * in)
+	Backward(dx, dA, dB, g, x, w, a, b, n, r, s, true)
+	within(t, what+": merged dx", dx, base, bmag, accTol(out+1))
+	if dt == F32 {
+		return
+	}
+	// The panel form of dx, which runs without AVX2 + FMA or with a
+	// threaded BLAS.
+	got := nanFill(n * in)
+	halfGradX(got, g, w.Bits, dt, n, out, in)
+	within(t, what+": halfGradX dx", got, base, bmag, accTol(out+1))
+}
+
+// TestBackward covers dx = dy·W + U·A at n on both sides of productNN's
+// fused path for a half W (halfFuseRows) and of the matrix-vector path
+// (gemvRows), with inner dimensions that end inside productNN's blocks of
+// rows and columns that end inside its blocks of columns and inside the
+// kernels' blocks of 64 and 8.
+func TestBackward(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, dt := range []Type{F32, F16, BF16} {
+		for _, c := range []struct{ n, in, out, r int }{
+			{1, 1, 1, 1}, {1, 37, 19, 3}, {1, 130, 70, 5}, {halfFuseRows, 129, 65, 7},
+			{halfFuseRows + 1, 130, 70, 5}, {gemvRows + 1, 129, 65, 7}, {9, 257, 131, 4},
+		} {
+			checkBackward(t, rng, dt, c.n, c.in, c.out, c.r)
+		}
+	}
+}
+
+// TestSplit runs every path on shapes above the size at which its work is
+// split among goroutines, with GOMAXPROCS raised to an odd count so that
+// shares are uneven: the fused product (groups of rows of W), the panels of
+// a half W (9 of them), Forward's expansion (column blocks and groups of
+// rows), productNN (spans of columns), the panel form of dx with its
+// widening split, AbsMax, the rank-r update (column blocks and groups of
+// rows) and RankFinite.
+func TestSplit(t *testing.T) {
+	old := runtime.GOMAXPROCS(7)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	rng := rand.New(rand.NewPCG(25, 26))
+	for _, dt := range halfTypes {
+		for _, c := range []struct{ n, in, out int }{
+			{1, 301, 263}, {halfGemvRows, 301, 263}, {halfGemvRows + 1, 2000, 263}, {40, 2000, 263},
+		} {
+			h := newHalfW(rng, dt, c.out, c.in, 1)
+			if c.n > halfGemvRows && (c.out+halfPanelRows(c.out, c.in)-1)/halfPanelRows(c.out, c.in) < 7 {
+				t.Fatalf("n=%d: fewer panels than goroutines", c.n)
+			}
+			x := randF32(rng, c.n*c.in, 1)
+			want, mag := refNT(x, h.val, c.n, c.out, c.in)
+			for name, f := range productPaths(c.n) {
+				y := nanFill(c.n * c.out)
+				f(y, x, h)
+				within(t, fmt.Sprintf("%v %s n=%d y", dt, name, c.n), y, want, mag, accTol(c.in))
+			}
+		}
+		checkForward(t, rng, dt, 40, 700, 263, 9)
+		checkBackward(t, rng, dt, 1, 700, 263, 9)
+		checkBackward(t, rng, dt, halfFuseRows+1, 700, 263, 9)
+		// halfGradX with a panel of 4 rows past the widening's split.
+		const n, in, out = 2, 17000, 9
+		h := newHalfW(rng, dt, out, in, 1)
+		g := randF32(rng, n*out, 1)
+		want, mag := refNN(g, h.val, n, in, out)
+		got := nanFill(n * in)
+		halfGradX(got, g, h.bits, dt, n, out, in)
+		within(t, fmt.Sprintf("%v halfGradX dx", dt), got, want, mag, accTol(out+1))
+
+		big := newHalfW(rng, dt, 700, 700, 1)
+		var mx float32
+		for _, v := range big.val {
+			mx = max(mx, float32(math.Abs(float64(v))))
+		}
+		big.bits[len(big.bits)-1] = narrow1(dt, -2*mx)
+		if got := absMaxHalf(big.bits, dt); got != 2*mx {
+			t.Errorf("%v: AbsMax %g, want %g", dt, got, 2*mx)
+		}
+		checkRankUpdateBits(t, rng, dt, mergeCase{70, 1100, 64})
+	}
+	f32 := randF32(rng, 700*700, 1)
+	var mx float32
+	for _, v := range f32 {
+		mx = max(mx, float32(math.Abs(float64(v))))
+	}
+	f32[len(f32)-1] = -2 * mx
+	if got := AbsMax(Mat{Rows: 700, Cols: 700, Type: F32, F32: f32}); got != 2*mx {
+		t.Errorf("f32: AbsMax %g, want %g", got, 2*mx)
+	}
+	checkForward(t, rng, F32, 40, 700, 263, 9)
+	checkBackward(t, rng, F32, 1, 700, 263, 9)
+	checkBackward(t, rng, F32, gemvRows+1, 700, 263, 9)
+}

@@ -1,0 +1,47 @@
+// Package cpu holds the CPU kernels of package lora's default backend and
+// their Go drivers, on slices in host memory: the products y = x·Wᵀ and
+// dx = dy·W (a float32, F16 or BF16 W), the rank-r row updates of Merge and
+// of the adapter's terms, the gradients, AbsMax, the optimizers' updates,
+// the loss, and the batched products of a Bank. It never imports package
+// lora: lora's fallback_cpu.go unpacks each Matrix into a Mat and calls the
+// exported functions here.
+//
+// # Layout
+//
+//	types.go, parallel.go     Type and Mat, the 16-bit conversions, the split among goroutines
+//	product.go, half.go       y = x·Wᵀ: the fused matrix-vector driver, Sgemm, widened panels
+//	forward.go, backward.go   Forward and Backward on those products, productNN for dx
+//	rank.go                   the rank-r row updates (Merge, RankFinite, y += T·Bᵀ)
+//	reduce.go, elementwise.go AbsMax, MaxRowSum, MSE; Axpy, AddBias, AdamW, SGD
+//	bank.go                   a Bank's base product and its grouped expansion
+//	kernels_amd64.go + *.s    the assembly kernels (AVX2, FMA, F16C), declared with
+//	                          the loop each computes as its comment
+//	kernels_other.go          those loops as Go, for other processors and -tags purego
+//	openblas.go               -tags openblas: gonum's BLAS is OpenBLAS, threaded
+//
+// # Dispatch
+//
+// The assembly runs where the processor has the instructions it needs, as
+// golang.org/x/sys/cpu reports them at start-up: useFMA (AVX2 and FMA) for
+// the float32 kernels and BF16, useF16FMA (and F16C) for F16, halfAVX2 for
+// maxMag16. Each driver reads these flags and takes the portable path
+// otherwise, so every kernel family has one place that chooses. With
+// -tags purego, or on any other architecture, the flags are false.
+//
+// # Numerics
+//
+// Half-precision elements are widened exactly to float32; products and
+// sums accumulate in float32; each element written is rounded once. A
+// rank-r update accumulates its r terms from zero in k order and then adds
+// them, so that the same update with the coefficients negated takes back
+// bit for bit what it added, and each element's sum runs in the same order
+// whatever the blocking and the split among goroutines.
+//
+// # Tests
+//
+// Every kernel is tested on its own (kernels_test.go) and through its
+// driver against float64 references, on every remainder of its loops, past
+// its blocks, and with GOMAXPROCS raised so that every split among
+// goroutines is uneven; with -tags purego the same tests run the portable
+// forms.
+package cpu

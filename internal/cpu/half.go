@@ -1,0 +1,181 @@
+package cpu
+
+import (
+	"sync"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+)
+
+// A half-precision W. Every element is widened exactly to float32 where it
+// is used, and never the whole of W at once:
+//
+//   - y = x·Wᵀ: matrix-vector products that read W's 16-bit rows directly
+//     and widen them in registers (gemv4BF16, gemv4F16), four rows of W per
+//     pass against every row of x (in chunks that stay in L2), in blocks of
+//     columns that stay in L1, groups of rows of W split among goroutines:
+//     gemvFused, the driver a float32 W shares (gemv4F32). A BF16 element
+//     widens by a shift or a mask of the 32-bit lane holding it and its
+//     neighbour, against x in pair order (pairOrder). Without the kernel
+//     (or with a threaded BLAS) above n = halfGemvRows: panels of W's rows
+//     widened into a float32 block that stays in the L2 cache, each
+//     panel's product by the float32 Sgemm, panels split among goroutines.
+//   - dx = dy·W: productNN widens each block of W it keeps in L1, or at
+//     n ≤ halfFuseRows widens W in registers (rankRowFromBF16,
+//     rankRowFromF16); without AVX2 + FMA, or with a threaded BLAS, panels
+//     of W are widened for the float32 Sgemm (halfGradX).
+//   - Merge: each row segment of W is widened, updated with the float32
+//     arithmetic of rankRow and rounded back once (rankRowBF16, rankRowF16);
+//     RankFinite checks the same float32 values against W's overflow
+//     threshold; AbsMax takes the largest pattern with the sign cleared.
+//
+// Without the assembly (other processors, -tags purego) the same paths run
+// through internal/half's slice conversions and rankRow's portable loop.
+
+// halfGemvRows is the largest batch whose product with a half W takes the
+// matrix-vector path in every build; above it, without the assembly kernel,
+// W is widened panel by panel.
+const halfGemvRows = gemvRows
+
+// halfPanelBytes bounds the float32 panel of W that one goroutine widens
+// for the products above halfGemvRows: small enough to stay in L2 while
+// the product reads it.
+const halfPanelBytes = 256 << 10
+
+// useHalfKernel reports whether the processor has the assembly kernels for
+// a W of dtype dt.
+func useHalfKernel(dt Type) bool {
+	if dt == F16 {
+		return useF16FMA
+	}
+	return useBF16FMA
+}
+
+// halfProduct computes y = x·Wᵀ for x (n×in), a half W (out×in) given by
+// its patterns, and y (n×out): by the fused matrix-vector kernel at every n
+// where the processor has it, as at n ≤ halfGemvRows everywhere; by widened
+// panels of W otherwise. With a threaded BLAS installed the fused kernel
+// still wins: panels would widen W at every call and hand the BLAS products
+// too small to pay for its threads.
+func halfProduct(y, x []float32, w []uint16, dt Type, n, out, in int) {
+	if n <= halfGemvRows || useHalfKernel(dt) {
+		halfGemv(y, x, w, dt, n, out, in)
+		return
+	}
+	halfPanels(y, x, w, dt, n, out, in)
+}
+
+// halfGemv computes y = x·Wᵀ for a half W by gemvFused on gemv4BF16 or
+// gemv4F16 where the processor has them, by halfGemvGo otherwise.
+func halfGemv(y, x []float32, w []uint16, dt Type, n, out, in int) {
+	kern, kx := gemv4F16, x
+	if dt == BF16 {
+		kern = gemv4BF16
+		if useBF16FMA && in >= 16 && n*in > 0 {
+			// x in pair order for gemv4BF16.
+			p := getPanel(n * in)
+			defer panelPool.Put(p)
+			kx = *p
+			pairOrder(kx, x, n, in)
+		}
+	}
+	gemvFused(y, x, kx, w, n, out, in, gemvBlockCols(2), kern, useHalfKernel(dt),
+		func(h uint16) float32 { return widen1(dt, h) },
+		func(i0, i1, o0, o1 int) { halfGemvGo(y, x, w, dt, i0, i1, out, in, o0, o1) })
+}
+
+// halfGemvGo computes rows o0…o1−1 of W's products with rows i0…i1−1 of
+// x, the portable way: each row of W widened 256 elements at a time into a
+// block on the stack, then dot products with up to halfGemvRows rows of x
+// at a time.
+func halfGemvGo(y, x []float32, w []uint16, dt Type, i0, i1, out, in, o0, o1 int) {
+	const chunk = 256
+	var buf [chunk]float32
+	impl := blas32.Implementation()
+	for o := o0; o < o1; o++ {
+		row := w[o*in : (o+1)*in]
+		for a := i0; a < i1; a += halfGemvRows {
+			b := min(i1, a+halfGemvRows)
+			var sums [halfGemvRows]float32
+			for j0 := 0; j0 < in; j0 += chunk {
+				t := buf[:min(chunk, in-j0)]
+				widenHalf(dt, t, row[j0:])
+				for i := a; i < b; i++ {
+					sums[i-a] += impl.Sdot(len(t), t, 1, x[i*in+j0:], 1)
+				}
+			}
+			for i := a; i < b; i++ {
+				y[i*out+o] = sums[i-a]
+			}
+		}
+	}
+}
+
+// panelPool recycles the float32 panels of halfPanels and halfGradX, and
+// the reordered x of halfGemv.
+var panelPool sync.Pool
+
+func getPanel(n int) *[]float32 {
+	p, _ := panelPool.Get().(*[]float32)
+	if p == nil {
+		p = new([]float32)
+	}
+	*p = grow(*p, n)
+	return p
+}
+
+// halfPanelRows returns the rows of W, each of cols elements, in one
+// widened panel: as many as halfPanelBytes holds, at least four.
+func halfPanelRows(rows, cols int) int {
+	return max(1, min(rows, max(4, halfPanelBytes/(4*cols))))
+}
+
+// halfPanels is halfProduct for n > halfGemvRows: the rows of W in panels
+// of halfPanelRows, each widened into float32 and multiplied by the float32
+// Sgemm into its columns of y. Panels are split among goroutines (taken
+// whole, one after another, by a threaded BLAS).
+func halfPanels(y, x []float32, w []uint16, dt Type, n, out, in int) {
+	pr := halfPanelRows(out, in)
+	panels := (out + pr - 1) / pr
+	impl := blas32.Implementation()
+	parallelBLAS(panels, n*out*in, func(lo, hi int) {
+		buf := getPanel(pr * in)
+		defer panelPool.Put(buf)
+		for p := lo; p < hi; p++ {
+			o0, o1 := p*pr, min(out, (p+1)*pr)
+			pb := (*buf)[:(o1-o0)*in]
+			widenHalf(dt, pb, w[o0*in:o1*in])
+			impl.Sgemm(blas.NoTrans, blas.Trans, n, o1-o0, in, 1, x, in, pb, in, 0, y[o0:], out)
+		}
+	})
+}
+
+// halfGradX computes dx = dy·W for dy (n×out) and a half W (out×in) where
+// productNN does not run (no AVX2 + FMA, or a threaded BLAS): the rows of W
+// in panels widened into float32, each panel's share of the inner dimension
+// added by the float32 Sgemm.
+func halfGradX(dx, dy []float32, w []uint16, dt Type, n, out, in int) {
+	pr := halfPanelRows(out, in)
+	buf := getPanel(pr * in)
+	defer panelPool.Put(buf)
+	impl := blas32.Implementation()
+	for k0 := 0; k0 < out; k0 += pr {
+		k1 := min(out, k0+pr)
+		pb := (*buf)[:(k1-k0)*in]
+		widenHalfParallel(dt, pb, w[k0*in:k1*in])
+		var beta float32 = 1
+		if k0 == 0 {
+			beta = 0
+		}
+		impl.Sgemm(blas.NoTrans, blas.NoTrans, n, in, k1-k0, 1, dy[k0:], out, pb, in, beta, dx, in)
+	}
+}
+
+// widenHalfParallel is widenHalf split among goroutines.
+func widenHalfParallel(dt Type, dst []float32, src []uint16) {
+	const part = 1 << 14
+	parts := (len(src) + part - 1) / part
+	Parallel(parts, len(src), func(lo, hi int) {
+		widenHalf(dt, dst[lo*part:min(len(src), hi*part)], src[lo*part:min(len(src), hi*part)])
+	})
+}

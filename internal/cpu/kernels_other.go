@@ -1,0 +1,103 @@
+//go:build !amd64 || purego
+
+package cpu
+
+import "unsafe"
+
+// Without the amd64 assembly the dispatch takes the portable drivers
+// (useFMA and the others are false). The kernels below are the loops that
+// kernels_amd64.go declares, run by this package's tests against the same
+// references as the assembly.
+const (
+	useFMA     = false
+	useBF16FMA = false
+	useF16FMA  = false
+	halfAVX2   = false
+)
+
+// portableKernels is true: the kernels below run on any processor.
+const portableKernels = true
+
+func f32s(p *float32, n int) []float32 { return unsafe.Slice(p, n) }
+func u16s(p *uint16, n int) []uint16   { return unsafe.Slice(p, n) }
+
+func gemv4F32(y, x, w *float32, n, ldw int) {
+	gemv4Loop(f32s(y, 4), f32s(x, n), f32s(w, 3*ldw+n), n, ldw, func(v float32) float32 { return v })
+}
+
+func gemv4BF16(y, x *float32, w *uint16, n, ldw int) {
+	// x is in pair order: within each block of 16, column 2k is at k and
+	// column 2k+1 at 8+k.
+	xs, ws, ys := f32s(x, n), u16s(w, 3*ldw+n), f32s(y, 4)
+	for q := range 4 {
+		var s float32
+		for j := range n {
+			b, k := j&^15, j&15
+			xj := xs[b+k/2+8*(k&1)]
+			s += xj * widen1(BF16, ws[q*ldw+j])
+		}
+		ys[q] = s
+	}
+}
+
+func gemv4F16(y, x *float32, w *uint16, n, ldw int) {
+	gemv4Loop(f32s(y, 4), f32s(x, n), u16s(w, 3*ldw+n), n, ldw, func(v uint16) float32 { return widen1(F16, v) })
+}
+
+func gemv4Loop[E float32 | uint16](y, x []float32, w []E, n, ldw int, value func(E) float32) {
+	for q := range 4 {
+		var s float32
+		for j := range n {
+			s += x[j] * value(w[q*ldw+j])
+		}
+		y[q] = s
+	}
+}
+
+func rankRowFMA(dst, a, coef *float32, n, r, lda int) {
+	rankRowLoop(f32s(dst, n), f32s(a, (r-1)*lda+n), f32s(coef, r), lda, func(v float32) float32 { return v })
+}
+
+func rankRowFromBF16(dst *float32, a *uint16, coef *float32, n, r, lda int) {
+	rankRowLoop(f32s(dst, n), u16s(a, (r-1)*lda+n), f32s(coef, r), lda, func(v uint16) float32 { return widen1(BF16, v) })
+}
+
+func rankRowFromF16(dst *float32, a *uint16, coef *float32, n, r, lda int) {
+	rankRowLoop(f32s(dst, n), u16s(a, (r-1)*lda+n), f32s(coef, r), lda, func(v uint16) float32 { return widen1(F16, v) })
+}
+
+func rankRowBF16(dst *uint16, a, coef *float32, n, r, lda int) {
+	rankRowNarrow(BF16, dst, a, coef, n, r, lda)
+}
+func rankRowF16(dst *uint16, a, coef *float32, n, r, lda int) {
+	rankRowNarrow(F16, dst, a, coef, n, r, lda)
+}
+
+// rankRowLoop sets dst[j] += Σₖ coef[k]·a[k·lda+j], each sum accumulated
+// from zero in k order and then added.
+func rankRowLoop[E float32 | uint16](dst []float32, a []E, coef []float32, lda int, value func(E) float32) {
+	for j := range dst {
+		var d float32
+		for k, c := range coef {
+			d += c * value(a[k*lda+j])
+		}
+		dst[j] += d
+	}
+}
+
+// rankRowNarrow is rankRowLoop on dst widened, rounded back to dt.
+func rankRowNarrow(dt Type, dst *uint16, a, coef *float32, n, r, lda int) {
+	ds := u16s(dst, n)
+	t := make([]float32, n)
+	widenHalf(dt, t, ds)
+	rankRowLoop(t, f32s(a, (r-1)*lda+n), f32s(coef, r), lda, func(v float32) float32 { return v })
+	narrowHalf(dt, ds, t)
+}
+
+func maxMag16(src *uint16, n int) uint16 {
+	var mx uint16
+	for _, v := range u16s(src, n) {
+		mx = max(mx, v&0x7fff)
+	}
+	return mx
+}

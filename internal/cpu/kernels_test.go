@@ -1,0 +1,159 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// Tests of each kernel on its own, the assembly where the processor has it
+// (the portable loop of kernels_other.go with -tags purego), against float64
+// references: every count of columns the kernel takes up to a few blocks
+// past its loop's width, rows of a stride longer than the row, and a guard
+// element after every output that must stay as it was.
+
+// kernelOK reports whether the kernel that needs feature can run here.
+func kernelOK(t *testing.T, feature bool) {
+	t.Helper()
+	if !feature && !portableKernels {
+		t.Skip("this processor lacks the kernel's instructions")
+	}
+}
+
+// TestGemv4 checks gemv4F32, gemv4F16 and gemv4BF16 (x in pair order) on
+// every n that is a multiple of 16 up to 160.
+func TestGemv4(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, dt := range []Type{F32, F16, BF16} {
+		t.Run(fmt.Sprint(dt), func(t *testing.T) {
+			kernelOK(t, map[Type]bool{F32: useFMA, F16: useF16FMA, BF16: useBF16FMA}[dt])
+			for n := 16; n <= 160; n += 16 {
+				ldw := n + 5
+				w, wv := testW(rng, dt, 4, ldw)
+				x := randF32(rng, n, 1)
+				y := nanFill(5) // y[4] is the guard
+				switch dt {
+				case F32:
+					gemv4F32(&y[0], &x[0], &w.F32[0], n, ldw)
+				case F16:
+					gemv4F16(&y[0], &x[0], &w.Bits[0], n, ldw)
+				case BF16:
+					kx := make([]float32, n)
+					pairOrder(kx, x, 1, n)
+					gemv4BF16(&y[0], &kx[0], &w.Bits[0], n, ldw)
+				}
+				for q := range 4 {
+					var want, mag float64
+					for j := range n {
+						p := float64(x[j]) * float64(wv[q*ldw+j])
+						want += p
+						mag += math.Abs(p)
+					}
+					if d := math.Abs(float64(y[q]) - want); !(d <= accTol(n)*mag) {
+						t.Fatalf("n=%d: y[%d] = %g, want %g", n, q, y[q], want)
+					}
+				}
+				if !math.IsNaN(float64(y[4])) {
+					t.Fatalf("n=%d: wrote past y[3]", n)
+				}
+			}
+		})
+	}
+}
+
+// TestRankRowKernels checks rankRowFMA and rankRowFromF16/BF16 (float32
+// dst) and rankRowF16/BF16 (half dst, rounded once) on every n that is a
+// multiple of 8 up to 200 (past three of the kernels' blocks of 64), at
+// ranks 1 to 5 and 17.
+func TestRankRowKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(33, 34))
+	for _, kind := range []string{"f32", "from f16", "from bf16", "f16", "bf16"} {
+		t.Run(kind, func(t *testing.T) {
+			dt := map[string]Type{"f32": F32, "from f16": F16, "from bf16": BF16, "f16": F16, "bf16": BF16}[kind]
+			kernelOK(t, map[Type]bool{F32: useFMA, F16: useF16FMA, BF16: useBF16FMA}[dt])
+			for _, r := range []int{1, 2, 3, 4, 5, 17} {
+				for n := 8; n <= 200; n += 8 {
+					lda := n + 3
+					coef := randF32(rng, r, 1)
+					var a []float32 // the values of the rows of a
+					var abits []uint16
+					if kind == "from f16" || kind == "from bf16" {
+						m, v := testW(rng, dt, r, lda)
+						a, abits = v, m.Bits
+					} else {
+						a = randF32(rng, r*lda, 1)
+					}
+					half := kind == "f16" || kind == "bf16"
+					var d0 []float32 // dst's values before
+					dbits := []uint16(nil)
+					if half {
+						m, v := testW(rng, dt, 1, n+1)
+						d0, dbits = v, m.Bits
+					} else {
+						d0 = randF32(rng, n+1, 1)
+					}
+					dst := slices.Clone(d0)
+					switch kind {
+					case "f32":
+						rankRowFMA(&dst[0], &a[0], &coef[0], n, r, lda)
+					case "from f16":
+						rankRowFromF16(&dst[0], &abits[0], &coef[0], n, r, lda)
+					case "from bf16":
+						rankRowFromBF16(&dst[0], &abits[0], &coef[0], n, r, lda)
+					case "f16":
+						rankRowF16(&dbits[0], &a[0], &coef[0], n, r, lda)
+					case "bf16":
+						rankRowBF16(&dbits[0], &a[0], &coef[0], n, r, lda)
+					}
+					if half {
+						dst = make([]float32, n+1)
+						widenHalf(dt, dst, dbits)
+					}
+					for j := range n {
+						want, mag := float64(d0[j]), math.Abs(float64(d0[j]))
+						for k := range r {
+							p := float64(coef[k]) * float64(a[k*lda+j])
+							want += p
+							mag += math.Abs(p)
+						}
+						tol := accTol(r + 1)
+						if half {
+							// One more rounding, to the half format: a relative
+							// 2⁻¹¹ (F16) or 2⁻⁸ (BF16) of the result, plus the
+							// smallest subnormal's half.
+							tol += map[Type]float64{F16: 0x1p-11, BF16: 0x1p-8}[dt]
+						}
+						if d := math.Abs(float64(dst[j]) - want); !(d <= tol*mag+0x1p-24) {
+							t.Fatalf("r=%d n=%d: dst[%d] = %g, want %g", r, n, j, dst[j], want)
+						}
+					}
+					if dst[n] != d0[n] {
+						t.Fatalf("r=%d n=%d: wrote past the end", r, n)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestMaxMag16 checks maxMag16 with the largest magnitude at every position
+// of every n that is a multiple of 16 up to 96, negative and positive.
+func TestMaxMag16(t *testing.T) {
+	kernelOK(t, halfAVX2)
+	rng := rand.New(rand.NewPCG(35, 36))
+	for n := 16; n <= 96; n += 16 {
+		for pos := range n {
+			s := make([]uint16, n+1)
+			for i := range s {
+				s[i] = uint16(rng.IntN(0x4000)) | uint16(rng.IntN(2))<<15
+			}
+			s[pos] = 0x7bff | uint16(pos%2)<<15
+			s[n] = 0x7fff // the guard: past the end, must not be read
+			if got := maxMag16(&s[0], n); got != 0x7bff {
+				t.Fatalf("n=%d pos=%d: maxMag16 = %#04x, want 0x7bff", n, pos, got)
+			}
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package cpu
+
+import (
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+)
+
+// y = x·Wᵀ for a float32 W: by the fused matrix-vector driver (gemvFused)
+// on the kernel gemv4F32, four rows of W per pass sharing the loads of x,
+// where the processor has AVX2 + FMA and no threaded BLAS is installed, and
+// where f32GemvWins says it beats the Sgemm or Sgemv of GemmNT; GemmNT
+// otherwise. A half W: see half.go.
+
+// gemvRows is the largest batch that the products treat row by row, as
+// matrix-vector products split over goroutines: below it gonum's Sgemm pays
+// more in set-up than the product costs.
+const gemvRows = 4
+
+// Product computes y = x·Wᵀ for x (n×in) and W (out×in) of any type, y
+// (n×out).
+func Product(y, x []float32, w Mat, n int) {
+	if w.Type.half() {
+		halfProduct(y, x, w.Bits, w.Type, n, w.Rows, w.Cols)
+		return
+	}
+	f32Product(y, x, w.F32, n, w.Rows, w.Cols)
+}
+
+// GemmNT computes c = alpha·a·bᵀ + beta·c for a (m×k), b (nc×k), c (m×nc),
+// all row-major and contiguous.
+func GemmNT(m, nc, k int, alpha float32, a, b []float32, beta float32, c []float32) {
+	impl := blas32.Implementation()
+	if m > gemvRows {
+		impl.Sgemm(blas.NoTrans, blas.Trans, m, nc, k, alpha, a, k, b, k, beta, c, nc)
+		return
+	}
+	// Row by row: c[i,:] = alpha·b·a[i,:] + beta·c[i,:], the rows of b split
+	// over goroutines so that b streams through every core.
+	parallelBLAS(nc, m*nc*k, func(lo, hi int) {
+		for i := range m {
+			impl.Sgemv(blas.NoTrans, hi-lo, k, alpha, b[lo*k:hi*k], k, a[i*k:(i+1)*k], 1, beta, c[i*nc+lo:i*nc+hi], 1)
+		}
+	})
+}
+
+// Shrink computes t = s·x·aᵀ for x (n×in) and a (r×in). T is n×r, too
+// narrow for Sgemm to split among cores: its rows are split instead.
+func Shrink(t, x, a []float32, n, in, r int, s float32) {
+	parallelBLAS(n, n*r*in, func(lo, hi int) {
+		blas32.Implementation().Sgemm(blas.NoTrans, blas.Trans, hi-lo, r, in, s,
+			x[lo*in:hi*in], in, a, in, 0, t[lo*r:hi*r], r)
+	})
+}
+
+// f32GemvWins reports whether y = x·Wᵀ for x n×in and W out×in runs faster
+// by the fused kernel than by GemmNT. Measured against gonum's Sgemm and
+// Sgemv (BenchmarkF32Product, 2 cores): on 4096×4096 the kernel wins at
+// every n from 1 to 1024, by 1.2× at n = 1 (both bound by memory) and 3.5
+// to 5× from n = 4; on 16384×512 by 1.6× at n = 4 and 4 to 6× above, but
+// Sgemv is ahead at n = 1 on rows shorter than a column block of the
+// kernel (1.4 against 1.7 ms): there it keeps Sgemv.
+func f32GemvWins(n, out, in int) bool {
+	return useFMA && !blasThreaded && in >= 16 && out >= 4 && (n > 1 || in >= gemvBlockCols(4))
+}
+
+// f32Product computes y = x·Wᵀ for x (n×in), a float32 W (out×in) and y
+// (n×out): by the fused kernel where f32GemvWins, by GemmNT otherwise.
+func f32Product(y, x, w []float32, n, out, in int) {
+	if f32GemvWins(n, out, in) {
+		f32Gemv(y, x, w, n, out, in)
+		return
+	}
+	GemmNT(n, out, in, 1, x, w, 0, y)
+}
+
+// f32Gemv computes y = x·Wᵀ by gemvFused on gemv4F32 where the processor
+// has it, by f32GemvGo otherwise.
+func f32Gemv(y, x, w []float32, n, out, in int) {
+	gemvFused(y, x, x, w, n, out, in, gemvBlockCols(4), gemv4F32, useFMA,
+		func(v float32) float32 { return v },
+		func(i0, i1, o0, o1 int) { f32GemvGo(y, x, w, i0, i1, out, in, o0, o1) })
+}
+
+// f32GemvGo computes rows o0…o1−1 of W's products with rows i0…i1−1 of x
+// by Sdot.
+func f32GemvGo(y, x, w []float32, i0, i1, out, in, o0, o1 int) {
+	impl := blas32.Implementation()
+	for o := o0; o < o1; o++ {
+		row := w[o*in : (o+1)*in]
+		for i := i0; i < i1; i++ {
+			y[i*out+o] = impl.Sdot(in, row, 1, x[i*in:(i+1)*in], 1)
+		}
+	}
+}
+
+// gemvX bounds the elements of x that gemvFused runs against W in one pass
+// (1 MiB of float32, in L2): above it the rows of x go in chunks, W read
+// once per chunk.
+const gemvX = 1 << 18
+
+// gemvChunk returns the rows of x (of in columns) in one chunk.
+func gemvChunk(in int) int { return max(1, gemvX/max(1, in)) }
+
+// gemvBlockBytes bounds the block of a group of four rows of W that
+// gemvFused keeps in the L1 cache while every row of a chunk of x takes its
+// dot products with it: 16 KiB, 1024 columns of a float32 W, 2048 of a half
+// one.
+const gemvBlockBytes = 16 << 10
+
+// gemvBlockCols returns the columns of W in one block of gemvFused for
+// elements of size bytes: a positive multiple of 16.
+func gemvBlockCols(size int) int { return max(16, gemvBlockBytes/(4*size)&^15) }
+
+// gemvFused computes y = x·Wᵀ for x (n×in), W (out×in) of elements E and y
+// (n×out), by groups of four rows of W split among goroutines: each group
+// is read from memory once per chunk of rows of x (gemvChunk), in blocks of
+// kb columns (gemvBlockCols: kept in L1 while every row of the chunk uses
+// it), and the four rows' partial dot products with each row of the chunk
+// formed in registers by kern: y[q] = Σⱼ x[j]·w[q·ldw+j] over the block's
+// columns, a multiple of 16, x read by the kernel from kx (x, or x with its
+// blocks of 16 columns reordered as the kernel reads them, as pairOrder
+// does). The blocks' sums are added in order; the last in mod 16 columns
+// are added in Go, value(e) giving the float32 value of an element. Without
+// the kernel (ok false), for the last out mod 4 rows of W and when in < 16,
+// slow(i0, i1, o0, o1) computes rows o0…o1−1 of W's products with rows
+// i0…i1−1 of x. The sum of each element of y runs in the same order
+// whatever the split and the chunking.
+func gemvFused[E float32 | uint16](y, x, kx []float32, w []E, n, out, in, kb int,
+	kern func(y, x *float32, w *E, n, ldw int), ok bool,
+	value func(E) float32, slow func(i0, i1, o0, o1 int)) {
+	if n == 0 || out == 0 || in == 0 {
+		return
+	}
+	// Bounds: the kernels read within these.
+	_, _, _, _ = x[n*in-1], kx[n*in-1], w[out*in-1], y[n*out-1]
+	m := in &^ 15 // the kernel's columns; the rest in Go
+	groups := (out + 3) / 4
+	nb := gemvChunk(in)
+	Parallel(groups, n*out*in, func(lo, hi int) {
+		for i0 := 0; i0 < n; i0 += nb {
+			i1 := min(n, i0+nb)
+			for g := lo; g < hi; g++ {
+				o0, o1 := 4*g, min(out, 4*g+4)
+				if !ok || o1-o0 < 4 || m == 0 {
+					slow(i0, i1, o0, o1)
+					continue
+				}
+				var s [4]float32
+				for j0 := 0; j0 < m; j0 += kb {
+					j1 := min(m, j0+kb)
+					for i := i0; i < i1; i++ {
+						kern(&s[0], &kx[i*in+j0], &w[o0*in+j0], j1-j0, in)
+						yi := y[i*out+o0 : i*out+o0+4]
+						if j0 == 0 {
+							copy(yi, s[:])
+							continue
+						}
+						for q, v := range s {
+							yi[q] += v
+						}
+					}
+				}
+				if m == in {
+					continue
+				}
+				for i := i0; i < i1; i++ {
+					xi := x[i*in : (i+1)*in]
+					for q := range 4 {
+						row := w[(o0+q)*in : (o0+q+1)*in]
+						v := y[i*out+o0+q]
+						for j := m; j < in; j++ {
+							v += xi[j] * value(row[j])
+						}
+						y[i*out+o0+q] = v
+					}
+				}
+			}
+		}
+	})
+}
+
+// pairOrder writes into dst the rows of x (n×in) with each block of 16
+// columns, up to the last whole one, in pair order: its eight even columns,
+// then its eight odd ones (the order of gemv4BF16). The columns after the
+// last whole block are not written.
+func pairOrder(dst, x []float32, n, in int) {
+	m := in &^ 15
+	for i := range n {
+		d, s := dst[i*in:i*in+m], x[i*in:i*in+m]
+		for j := 0; j+16 <= len(s); j += 16 {
+			b, e := s[j:j+16], d[j:j+16]
+			for k := range 8 {
+				e[k], e[8+k] = b[2*k], b[2*k+1]
+			}
+		}
+	}
+}
