@@ -343,9 +343,7 @@ func figures(rep *Report) []namedFigure {
 	for _, in := range uniq(rep.Forward, func(r ForwardRow) int { return r.In }) {
 		f := newFigure(fmt.Sprintf("Forward, in = out = %d, r = %d (%s)", in, rMid, machine),
 			"batch n (log scale)", "time per call (log scale)", true, true)
-		for _, name := range []string{seriesBase, seriesFused, seriesUnfused, seriesMerged} {
-			f.order = append(f.order, name) // fixed legend order
-		}
+		f.order = append(f.order, seriesBase, seriesFused, seriesUnfused, seriesMerged) // fixed legend order
 		for _, r := range rep.Forward {
 			if r.In != in || r.R != rMid {
 				continue

@@ -98,16 +98,6 @@ func checkLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	return nil
 }
 
-// opName joins an operation and the name of what it acts on, "launch" and
-// "lora_axpy" into "launch lora_axpy". Launch calls it only for an error:
-// building the string on every launch would allocate.
-func opName(op, name string) string {
-	if name == "" {
-		return op
-	}
-	return op + " " + name
-}
-
 // plural returns "1 argument", "2 arguments".
 func plural(n int, noun string) string {
 	if n == 1 {

@@ -135,6 +135,16 @@ func resultAs[E interface {
 	return E(r)
 }
 
+// opName joins an operation and the name of what it acts on, "launch" and
+// "lora_axpy" into "launch lora_axpy". Launch calls it only for an error:
+// building the string on every launch would allocate.
+func opName(op, name string) string {
+	if name == "" {
+		return op
+	}
+	return op + " " + name
+}
+
 // enter initialises the device if needed, refuses op once the device has
 // faulted, takes the lock, locks the goroutine to its thread and makes the
 // context current there. The returned function undoes it.

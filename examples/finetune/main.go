@@ -5,12 +5,22 @@
 // adapter and checks the merged layer against the teacher, and times Forward
 // unmerged and merged.
 //
+// It exits with status 1 when a check fails: W changed by training, the
+// merged layer's outputs differing from the unmerged ones, the merged layer
+// no closer to the teacher on held-out inputs than the base layer, or
+// farther from it than -max-err when that is set.
+//
 //	go run ./examples/finetune                  in = out = 1024, rank 4
 //	go run ./examples/finetune -in 4096 -out 4096 -epochs 5
 //	go run -tags cuda ./examples/finetune       the same on the GPU
+//
+// A small run, well under a second, that must learn the teacher closely:
+//
+//	go run ./examples/finetune -in 96 -out 128 -examples 1024 -epochs 20 -lr 0.02 -max-err 1
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -25,7 +35,7 @@ import (
 type config struct {
 	in, out, rank, teacherRank int
 	examples, batch, epochs    int
-	lr                         float64
+	lr, maxErr                 float64
 	seed                       uint64
 }
 
@@ -40,10 +50,11 @@ func main() {
 	flag.IntVar(&c.epochs, "epochs", 10, "passes over the training examples")
 	flag.Float64Var(&c.lr, "lr", 0.01, "AdamW's peak learning rate, annealed to 0 on a cosine")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the data and of the adapter's initialisation")
+	flag.Float64Var(&c.maxErr, "max-err", 0, "most RMS error, in percent, of the merged layer against the teacher on held-out inputs (0: no bound)")
 	flag.Parse()
 	log.SetFlags(0)
-	if c.in < 1 || c.out < 1 || c.rank < 1 || c.teacherRank < 1 || c.batch < 1 || c.examples < c.batch || c.epochs < 1 {
-		log.Fatal("finetune: want positive sizes and -examples ≥ -batch")
+	if c.in < 1 || c.out < 1 || c.rank < 1 || c.teacherRank < 1 || c.batch < 1 || c.examples < c.batch || c.epochs < 1 || !(c.maxErr >= 0) {
+		log.Fatal("finetune: want positive sizes, -examples ≥ -batch and -max-err ≥ 0")
 	}
 	if err := run(c); err != nil {
 		log.Fatal(err)
@@ -116,6 +127,10 @@ func run(c config) error {
 	xTest := ms.add(lora.NewMatrixFrom(c.batch, c.in, randn(c.batch*c.in, 1)))
 	tTest := ms.add(lora.NewMatrix(c.batch, c.out))
 	if err := lora.Linear(tTest, xTest, wStar); err != nil {
+		return err
+	}
+	base := ms.add(lora.NewMatrix(c.batch, c.out)) // the base layer's outputs, x·Wᵀ
+	if err := lora.Linear(base, xTest, w); err != nil {
 		return err
 	}
 
@@ -207,18 +222,32 @@ func run(c config) error {
 		return err
 	}
 
-	um, mg, tg := read(unmerged), read(merged), read(tTest)
-	var diff, se, st float64
+	um, mg, tg, bs := read(unmerged), read(merged), read(tTest), read(base)
+	var diff, mag, se, sb, st float64
 	for i := range mg {
 		diff = math.Max(diff, math.Abs(float64(mg[i]-um[i])))
-		e := float64(mg[i] - tg[i])
+		mag = math.Max(mag, math.Abs(float64(um[i])))
+		e, eb := float64(mg[i]-tg[i]), float64(bs[i]-tg[i])
 		se += e * e
+		sb += eb * eb
 		st += float64(tg[i]) * float64(tg[i])
 	}
-	fmt.Printf("merged layer: largest |merged − unmerged| output %.2g; error against the teacher on held-out inputs %.3g%% (RMS)\n",
-		diff, 100*math.Sqrt(se/st))
+	rmsErr, baseErr := 100*math.Sqrt(se/st), 100*math.Sqrt(sb/st)
+	fmt.Printf("merged layer: largest |merged − unmerged| output %.2g; error against the teacher on held-out inputs %.3g%% (RMS), the base layer's %.3g%%\n",
+		diff, rmsErr, baseErr)
 	fmt.Printf("Forward, n = %d: unmerged %s, merged %s (%+.1f%%)\n",
 		c.batch, ms2(tUnmerged), ms2(tMerged), 100*(tMerged/tUnmerged-1))
+
+	switch {
+	case !frozen:
+		return errors.New("finetune: training changed the frozen W")
+	case !(diff <= 1e-4*mag):
+		return fmt.Errorf("finetune: the merged layer's outputs differ from the unmerged ones by %.3g, %.3g of the largest", diff, diff/mag)
+	case !(rmsErr < baseErr):
+		return fmt.Errorf("finetune: the merged layer misses the teacher by %.3g%% (RMS), no closer than the base layer's %.3g%%", rmsErr, baseErr)
+	case c.maxErr > 0 && !(rmsErr <= c.maxErr):
+		return fmt.Errorf("finetune: the merged layer misses the teacher by %.3g%% (RMS), more than -max-err %g%%", rmsErr, c.maxErr)
+	}
 	return nil
 }
 

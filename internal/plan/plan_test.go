@@ -1,7 +1,9 @@
 package plan
 
 import (
+	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -299,17 +301,60 @@ func row(d Device, ls []Launch) string {
 	return strings.Join(parts, " + ")
 }
 
-// TestPlanTable prints, with -v, the launches of Forward on the H200 for
-// every bench shape: before (the geometry the backend used before the
-// planner) and after, and after for a BF16 W under float32 x and y ("bf16
-// W") and for W, x and y all BF16 ("bf16"; F16 plans the same launches).
+// planTable is the golden file TestPlanTable compares the H200's plans with.
+const planTable = "../../docs/plan/h200.txt"
+
+var update = flag.Bool("update", false, "rewrite "+planTable+" from the planner")
+
+// TestPlanTable builds the launches of Forward on the H200 for every bench
+// shape: before (the geometry the backend used before the planner) and
+// after, and after for a BF16 W under float32 x and y ("bf16 W") and for W,
+// x and y all BF16 ("bf16"; F16 plans the same launches). It compares the
+// text with docs/plan/h200.txt, which -update rewrites.
 func TestPlanTable(t *testing.T) {
-	d := H200
-	t.Logf("H200: %d SMs, target %.1f KB in flight per SM", d.SMs, d.InFlightTarget()/1024)
+	got := planText(H200)
+	if *update {
+		if err := os.WriteFile(planTable, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(planTable)
+	if err != nil {
+		t.Fatalf("%v (go test -run TestPlanTable ./internal/plan -update writes it)", err)
+	}
+	if got == string(want) {
+		return
+	}
+	// Lines keep their newline, so that a missing last one shows too.
+	g, w := strings.SplitAfter(got, "\n"), strings.SplitAfter(string(want), "\n")
+	i := 0
+	for i < len(g) && i < len(w) && g[i] == w[i] {
+		i++
+	}
+	line := func(ls []string) string {
+		if i < len(ls) {
+			return fmt.Sprintf("%q", ls[i])
+		}
+		return "(end of text)"
+	}
+	t.Errorf("the plans differ from %s (%d bytes, the planner's %d) first at line %d:\n  file:    %s\n  planner: %s\n"+
+		"if the change is meant, rewrite the file with go test -run TestPlanTable ./internal/plan -update and review its diff",
+		planTable, len(want), len(got), i+1, line(w), line(g))
+}
+
+// planText is the text of docs/plan/h200.txt for the device d.
+func planText(d Device) string {
+	var b strings.Builder
+	b.WriteString(`# Launch plans for an H200 at every bench shape, before (the fixed launch code) and after (internal/plan),
+# and after for a BF16 W under float32 x and y (bf16 W) and for W, x and y BF16 (bf16; F16 plans the same launches).
+# Made by: go test -run TestPlanTable ./internal/plan -update   (blocks, waves, KB of W in flight per SM, tile padding)
+`)
+	fmt.Fprintf(&b, "%s: %d SMs, target %.1f KB in flight per SM\n", d.Name, d.SMs, d.InFlightTarget()/1024)
 	for _, io := range [][2]int{{1024, 1024}, {4096, 4096}, {4096, 512}, {4096, 1024}, {14336, 4096}} {
 		for _, r := range []int{8, 16, 64} {
 			for _, n := range []int{1, 2, 4, 8, 16, 17, 32, 64, 128, 256, 512, 4096} {
-				t.Logf("in=%d out=%d r=%d n=%d\n    before: %s\n    after:  %s\n    bf16 W: %s\n    bf16:   %s",
+				fmt.Fprintf(&b, "in=%d out=%d r=%d n=%d\n    before: %s\n    after:  %s\n    bf16 W: %s\n    bf16:   %s\n",
 					io[0], io[1], r, n,
 					row(d, legacyForward(n, io[0], io[1], r)), row(d, ForwardPlan(d, n, io[0], io[1], r).Launches()),
 					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16}).Launches()),
@@ -317,4 +362,5 @@ func TestPlanTable(t *testing.T) {
 			}
 		}
 	}
+	return b.String()
 }
