@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/natsort"
 	"github.com/golora/lora/internal/sysmem"
 	"github.com/golora/lora/internal/tmpfile"
 )
@@ -246,7 +247,7 @@ func closest(mods []*Module, name string, n int) []string {
 		cs = append(cs, cand{m.Name, editDistance(tail(m.Name), tail(name)), sharedSuffix(m.Name, name)})
 	}
 	slices.SortFunc(cs, func(x, y cand) int {
-		return cmp.Or(cmp.Compare(x.dist, y.dist), cmp.Compare(y.suffix, x.suffix), naturalCompare(x.name, y.name))
+		return cmp.Or(cmp.Compare(x.dist, y.dist), cmp.Compare(y.suffix, x.suffix), natsort.Compare(x.name, y.name))
 	})
 	var out []string
 	for i := 0; i < len(cs) && i < n; i++ {
@@ -501,9 +502,9 @@ func FromSafetensors(cfg *Config, st *Safetensors) (*Adapter, error) {
 		}
 		ad.Full = append(ad.Full, &Tensor{Name: f.name, DType: f.info.DType, Shape: f.info.Shape, Data: data})
 	}
-	slices.SortFunc(ad.Modules, func(x, y *Module) int { return naturalCompare(x.Name, y.Name) })
-	slices.SortFunc(ad.Full, func(x, y *Tensor) int { return naturalCompare(x.Name, y.Name) })
-	slices.SortFunc(ad.Ignored, naturalCompare)
+	slices.SortFunc(ad.Modules, func(x, y *Module) int { return natsort.Compare(x.Name, y.Name) })
+	slices.SortFunc(ad.Full, func(x, y *Tensor) int { return natsort.Compare(x.Name, y.Name) })
+	slices.SortFunc(ad.Ignored, natsort.Compare)
 	return ad, nil
 }
 
@@ -556,35 +557,6 @@ func namesNote(names []string, max int) string {
 		b.WriteString(quote(n))
 	}
 	return b.String()
-}
-
-// naturalCompare orders names as strings, but runs of digits by their
-// value, so that "h.2.mlp" comes before "h.10.mlp".
-func naturalCompare(a, b string) int {
-	for a != "" && b != "" {
-		da, db := digits(a), digits(b)
-		if da > 0 && db > 0 {
-			x, y := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
-			if c := cmp.Or(cmp.Compare(len(x), len(y)), strings.Compare(x, y)); c != 0 {
-				return c
-			}
-			a, b = a[da:], b[db:]
-			continue
-		}
-		if a[0] != b[0] {
-			return cmp.Compare(a[0], b[0])
-		}
-		a, b = a[1:], b[1:]
-	}
-	return cmp.Compare(len(a), len(b))
-}
-
-func digits(s string) int {
-	i := 0
-	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
-		i++
-	}
-	return i
 }
 
 // isLoRAName reports whether a component of the dotted name starts with

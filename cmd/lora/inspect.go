@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/golora/lora/internal/natsort"
 	"github.com/golora/lora/peft"
 )
 
@@ -164,7 +165,7 @@ func inspectModel(w io.Writer, path string) error {
 			all = append(all, entry{t, s.name})
 		}
 	}
-	slices.SortFunc(all, func(a, b entry) int { return compareNames(a.t.Name, b.t.Name) })
+	slices.SortFunc(all, func(a, b entry) int { return natsort.Compare(a.t.Name, b.t.Name) })
 	for _, e := range all {
 		t := e.t
 		n++
@@ -228,52 +229,6 @@ func rawString(r json.RawMessage) string {
 		return s
 	}
 	return string(r)
-}
-
-// compareNames orders names as text, but for runs of digits, which compare
-// by value: "h.2" before "h.10".
-func compareNames(a, b string) int {
-	for a != "" && b != "" {
-		da, db := digits(a), digits(b)
-		if da > 0 && db > 0 {
-			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
-			if c := cmpInt(len(na), len(nb)); c != 0 {
-				return c
-			}
-			if c := strings.Compare(na, nb); c != 0 {
-				return c
-			}
-			if c := cmpInt(da, db); c != 0 { // "01" after "1"
-				return c
-			}
-			a, b = a[da:], b[db:]
-			continue
-		}
-		if a[0] != b[0] {
-			return cmpInt(int(a[0]), int(b[0]))
-		}
-		a, b = a[1:], b[1:]
-	}
-	return cmpInt(len(a), len(b))
-}
-
-// digits returns the length of the run of ASCII digits that s starts with.
-func digits(s string) int {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // countOf returns n followed by one or many, as n is 1 or not.
