@@ -23,6 +23,7 @@ import (
 
 	"github.com/golora/lora"
 	"github.com/golora/lora/internal/sysmem"
+	"github.com/golora/lora/internal/tmpfile"
 	"github.com/golora/lora/peft"
 )
 
@@ -225,7 +226,7 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFile(od.tmp, m.indexFile, func(f *os.File) error {
+		if err := tmpfile.Create(od.tmp, m.indexFile, func(f *os.File) error {
 			_, err := f.Write(data)
 			return err
 		}); err != nil {
@@ -234,7 +235,7 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 		files++
 	}
 	for _, s := range sides {
-		if err := writeFile(od.tmp, filepath.Base(s), func(f *os.File) error {
+		if err := tmpfile.Create(od.tmp, filepath.Base(s), func(f *os.File) error {
 			src, err := os.Open(s)
 			if err != nil {
 				return err
@@ -703,7 +704,7 @@ var errStopped = errors.New("stopped")
 
 // writeShard writes the output shard of p into dir.
 func (w *writer) writeShard(dir string, p *shardPlan, prog *progress) error {
-	return writeFile(dir, p.sh.name, func(f *os.File) error {
+	return tmpfile.Create(dir, p.sh.name, func(f *os.File) error {
 		chunks := make(chan chunk, 1)
 		stop := make(chan struct{})
 		var perr error
@@ -751,28 +752,6 @@ func (w *writer) writeShard(dir string, p *shardPlan, prog *progress) error {
 		}
 		return nil
 	})
-}
-
-// writeFile creates dir/name, fills it with write, syncs it to disk and
-// closes it; on error it removes it and returns an error naming it.
-func writeFile(dir, name string, write func(*os.File) error) error {
-	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	err = write(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	return nil
 }
 
 // flusher has the data written so far go to disk while more is written,
