@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"fmt"
 	"slices"
 
 	"github.com/golora/lora/peft"
@@ -72,4 +73,48 @@ func newNonFinite(data []byte, d peft.DType, exempt []int) int {
 		}
 	}
 	return -1
+}
+
+// finite reports whether every value of v is finite.
+func finite(v []float32) bool {
+	for _, x := range v {
+		if x-x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// nonFiniteError says that element at of the tensor of j would be NaN or
+// ±Inf in the output, v being its value as float32 before the rounding to
+// the output dtype, computed by what ("the merge" or "the conversion").
+// produce prefixes the tensor's name.
+func nonFiniteError(j *job, at int64, v float32, what string) error {
+	where := fmt.Sprintf("element %d", at)
+	if len(j.in.Shape) == 2 {
+		cols := int64(j.in.Shape[1])
+		where = fmt.Sprintf("element [%d, %d]", at/cols, at%cols)
+	}
+	got, why := "+Inf", fmt.Sprintf("gives %v, beyond the range of %s (±%s)", v, j.out.DType, maxFinite(j.out.DType))
+	switch {
+	case v != v:
+		got, why = "NaN", "gives NaN"
+	case v < 0:
+		got = "-Inf"
+	}
+	return fmt.Errorf("the %s output would hold %s at %s, where the base tensor is finite: %s there %s",
+		j.out.DType, got, where, what, why)
+}
+
+// maxFinite returns the largest finite value of the float dtype d.
+func maxFinite(d peft.DType) string {
+	switch d {
+	case peft.F16:
+		return "65504"
+	case peft.BF16:
+		return "3.3895e+38"
+	case peft.F64:
+		return "1.7977e+308"
+	}
+	return "3.4028e+38"
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/golora/lora/peft"
 )
 
 // Names of the directories a merge makes beside -out: the temporary one it
@@ -238,3 +240,43 @@ func syncDir(dir string) {
 // errNoExchange says that the system cannot exchange two directories in one
 // rename.
 var errNoExchange = errors.New("no atomic exchange of directories")
+
+// checkOutput refuses an output that would replace an input: -out the base
+// model's directory, or a directory holding an input (which -force would
+// remove).
+func checkOutput(o mergeOptions, m *model, sides []string) error {
+	if sameFile(o.out, m.dir) {
+		return fmt.Errorf("-out %s is the base model's directory: the input is never overwritten", o.out)
+	}
+	if fi, err := os.Stat(o.out); err == nil && !fi.IsDir() {
+		return fmt.Errorf("-out %s exists and is not a directory", o.out)
+	}
+	out, err := filepath.Abs(o.out)
+	if err != nil {
+		return err
+	}
+	if r, err := filepath.EvalSymlinks(out); err == nil {
+		out = r
+	}
+	inputs := m.inputFiles()
+	inputs = append(inputs, sides...)
+	inputs = append(inputs, filepath.Join(o.adapter, peft.ConfigFile), filepath.Join(o.adapter, peft.WeightsFile))
+	for _, in := range inputs {
+		paths := []string{in}
+		if r, err := filepath.EvalSymlinks(in); err == nil {
+			paths = append(paths, r)
+		}
+		for _, p := range paths {
+			if a, err := filepath.Abs(p); err == nil && within(a, out) {
+				return fmt.Errorf("-out %s holds the input %s: the input is never overwritten", o.out, in)
+			}
+		}
+	}
+	return nil
+}
+
+// within reports whether the clean absolute path p is dir or inside it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
