@@ -12,7 +12,7 @@ import (
 	"github.com/golora/lora/peft"
 )
 
-// merge reads W in blocks of rows, adds the module's update to each with
+// mergeTensor reads W in blocks of rows, adds the module's update to each with
 // package lora, and makes each block a chunk. The rows of ΔW are
 // independent: rows i0:i1 of W get s·B[i0:i1]·A, and rows j0:j1 of a weight
 // stored [in, out] get s·(Aᵀ)[j0:j1]·Bᵀ.
@@ -23,14 +23,14 @@ import (
 // rounds it once to the dtype, so the result is the float32 path's, bit for
 // bit, with half of its memory. Every other weight is widened to float32,
 // merged, and rounded once to the output dtype.
-func (w *writer) merge(sec *io.SectionReader, j *job, send func(chunk) error, get func() (*buffer, error)) error {
+func (w *writer) mergeTensor(sec *io.SectionReader, j *job, send func(chunk) error, get func() (*buffer, error)) error {
 	rows, cols := j.in.Shape[0], j.in.Shape[1]
 	h := blockRows(rows, cols, j.module.Rank)
 	dt := lora.F32
 	if halfMerge(j.in.DType, j.out.DType) {
 		dt = loraDType(j.in.DType)
 	}
-	bm, err := w.blockMats(dt, h, cols, j.module)
+	bm, err := w.blocksFor(dt, h, cols, j.module)
 	if err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func (w *writer) merge(sec *io.SectionReader, j *job, send func(chunk) error, ge
 			// A backend whose Merge does not take this dtype: the rest
 			// of the weight in float32, which gives the same bits.
 			dt = lora.F32
-			if bm, err = w.blockMats(dt, h, cols, j.module); err != nil {
+			if bm, err = w.blocksFor(dt, h, cols, j.module); err != nil {
 				return err
 			}
 		}
@@ -83,10 +83,10 @@ func loraDType(d peft.DType) lora.DType {
 	return lora.F32
 }
 
-// blockMats returns the block matrices of a merge of mod's weight in
+// blocksFor returns the block matrices of a merge of mod's weight in
 // blocks of h rows of cols, W of dtype dt, with A' (r×cols) written: A, or
 // Bᵀ for a weight stored [in, out].
-func (w *writer) blockMats(dt lora.DType, h, cols int, mod *peft.Module) (*blockMats, error) {
+func (w *writer) blocksFor(dt lora.DType, h, cols int, mod *peft.Module) (*blockMats, error) {
 	r := mod.Rank
 	bm, err := w.blocks.get(dt, h, cols, r)
 	if err != nil {
@@ -278,7 +278,7 @@ func (w *writer) mergeHalfBlock(sec *io.SectionReader, j *job, bm *blockMats, i0
 // find none.
 func (w *writer) locateOverflow(sec *io.SectionReader, j *job, i0, n int, err error, get func() (*buffer, error)) error {
 	rows, cols := j.in.Shape[0], j.in.Shape[1]
-	bm, berr := w.blockMats(lora.F32, blockRows(rows, cols, j.module.Rank), cols, j.module)
+	bm, berr := w.blocksFor(lora.F32, blockRows(rows, cols, j.module.Rank), cols, j.module)
 	if berr != nil {
 		return err
 	}

@@ -75,8 +75,8 @@ func newNonFinite(data []byte, d peft.DType, exempt []int) int {
 	return -1
 }
 
-// finite reports whether every value of v is finite.
-func finite(v []float32) bool {
+// allFinite reports whether every value of v is finite.
+func allFinite(v []float32) bool {
 	for _, x := range v {
 		if x-x != 0 {
 			return false
@@ -95,7 +95,7 @@ func nonFiniteError(j *job, at int64, v float32, what string) error {
 		cols := int64(j.in.Shape[1])
 		where = fmt.Sprintf("element [%d, %d]", at/cols, at%cols)
 	}
-	got, why := "+Inf", fmt.Sprintf("gives %v, beyond the range of %s (±%s)", v, j.out.DType, maxFinite(j.out.DType))
+	got, why := "+Inf", fmt.Sprintf("gives %v, beyond the range of %s (±%s)", v, j.out.DType, maxFiniteText(j.out.DType))
 	switch {
 	case v != v:
 		got, why = "NaN", "gives NaN"
@@ -106,8 +106,9 @@ func nonFiniteError(j *job, at int64, v float32, what string) error {
 		j.out.DType, got, where, what, why)
 }
 
-// maxFinite returns the largest finite value of the float dtype d.
-func maxFinite(d peft.DType) string {
+// maxFiniteText returns the largest finite value of the float dtype d, as
+// text for an error message.
+func maxFiniteText(d peft.DType) string {
 	switch d {
 	case peft.F16:
 		return "65504"

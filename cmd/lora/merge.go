@@ -97,6 +97,7 @@ func printMergeUsage(w io.Writer) {
 	fl.PrintDefaults()
 }
 
+// runMerge runs "lora merge" with the arguments args.
 func runMerge(args []string, stdout, stderr io.Writer) error {
 	var o mergeOptions
 	fl := newMergeFlags(&o, stderr)

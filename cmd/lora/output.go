@@ -30,8 +30,8 @@ type outputDir struct {
 
 // Hooks for the tests: the renames of commit.
 var (
-	renameDir   = os.Rename
-	exchangeDir = exchange
+	renameDir = os.Rename
+	swapDirs  = swapPaths
 )
 
 // prepareOutput checks that out is missing or an empty directory, or that
@@ -181,13 +181,13 @@ func (od *outputDir) commit() error {
 
 // replace puts the temporary directory in the place of the existing out.
 func (od *outputDir) replace() error {
-	if err := exchangeDir(od.tmp, od.out); err == nil {
+	if err := swapDirs(od.tmp, od.out); err == nil {
 		// tmp now holds the old out.
 		if err := os.RemoveAll(od.tmp); err != nil {
 			return fmt.Errorf("removing the replaced %s (now %s): %w", od.out, od.tmp, err)
 		}
 		return nil
-	} else if !errors.Is(err, errNoExchange) {
+	} else if !errors.Is(err, errNoSwap) {
 		return fmt.Errorf("replacing %s: %w", od.out, err)
 	}
 	old, err := os.MkdirTemp(filepath.Dir(od.out), "."+filepath.Base(od.out)+oldInfix+"*")
@@ -237,9 +237,9 @@ func syncDir(dir string) {
 	}
 }
 
-// errNoExchange says that the system cannot exchange two directories in one
+// errNoSwap says that the system cannot exchange two directories in one
 // rename.
-var errNoExchange = errors.New("no atomic exchange of directories")
+var errNoSwap = errors.New("no atomic exchange of directories")
 
 // checkOutput refuses an output that would replace an input: -out the base
 // model's directory, or a directory holding an input (which -force would

@@ -153,7 +153,7 @@ func (p *planner) planModule(mod *peft.Module, base string, info peft.TensorInfo
 	if mod.Rank > min(mod.In, mod.Out) {
 		return nil, fmt.Errorf("module %s: rank %d is more than min(in, out) = %d", mod.Name, mod.Rank, min(mod.In, mod.Out))
 	}
-	if !finite(mod.A) || !finite(mod.B) {
+	if !allFinite(mod.A) || !allFinite(mod.B) {
 		return nil, fmt.Errorf("module %s: A or B holds NaN or Inf", mod.Name)
 	}
 	s := float64(mod.Scale) * p.o.scale

@@ -58,7 +58,7 @@ func (w *writer) produceTensor(st *peft.Safetensors, j *job, send func(chunk) er
 	case actConvert:
 		return w.convert(sec, j, send, get)
 	case actMerge:
-		return w.merge(sec, j, send, get)
+		return w.mergeTensor(sec, j, send, get)
 	}
 	return fmt.Errorf("unknown action %d", j.act)
 }
