@@ -8,22 +8,6 @@ import (
 	"github.com/golora/lora/peft"
 )
 
-// nonFiniteAt reports whether element i of data, in dtype d, is NaN or ±Inf:
-// all of its exponent bits are set. Integer dtypes are always finite.
-func nonFiniteAt(data []byte, i int, d peft.DType) bool {
-	switch d {
-	case peft.F64:
-		return binary.LittleEndian.Uint64(data[8*i:])&0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000
-	case peft.F32:
-		return binary.LittleEndian.Uint32(data[4*i:])&0x7f80_0000 == 0x7f80_0000
-	case peft.F16:
-		return binary.LittleEndian.Uint16(data[2*i:])&0x7c00 == 0x7c00
-	case peft.BF16:
-		return binary.LittleEndian.Uint16(data[2*i:])&0x7f80 == 0x7f80
-	}
-	return false
-}
-
 // nextNonFinite returns the index of the first element at or after from of
 // data, in dtype d, that is NaN or ±Inf, or -1.
 func nextNonFinite(data []byte, from int, d peft.DType) int {
