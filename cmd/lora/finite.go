@@ -2,26 +2,11 @@ package main
 
 import (
 	"encoding/binary"
+	"fmt"
 	"slices"
 
 	"github.com/golora/lora/peft"
 )
-
-// nonFiniteAt reports whether element i of data, in dtype d, is NaN or ±Inf:
-// all of its exponent bits are set. Integer dtypes are always finite.
-func nonFiniteAt(data []byte, i int, d peft.DType) bool {
-	switch d {
-	case peft.F64:
-		return binary.LittleEndian.Uint64(data[8*i:])&0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000
-	case peft.F32:
-		return binary.LittleEndian.Uint32(data[4*i:])&0x7f80_0000 == 0x7f80_0000
-	case peft.F16:
-		return binary.LittleEndian.Uint16(data[2*i:])&0x7c00 == 0x7c00
-	case peft.BF16:
-		return binary.LittleEndian.Uint16(data[2*i:])&0x7f80 == 0x7f80
-	}
-	return false
-}
 
 // nextNonFinite returns the index of the first element at or after from of
 // data, in dtype d, that is NaN or ±Inf, or -1.
@@ -72,4 +57,49 @@ func newNonFinite(data []byte, d peft.DType, exempt []int) int {
 		}
 	}
 	return -1
+}
+
+// allFinite reports whether every value of v is finite.
+func allFinite(v []float32) bool {
+	for _, x := range v {
+		if x-x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// nonFiniteError says that element at of the tensor of j would be NaN or
+// ±Inf in the output, v being its value as float32 before the rounding to
+// the output dtype, computed by what ("the merge" or "the conversion").
+// produce prefixes the tensor's name.
+func nonFiniteError(j *job, at int64, v float32, what string) error {
+	where := fmt.Sprintf("element %d", at)
+	if len(j.in.Shape) == 2 {
+		cols := int64(j.in.Shape[1])
+		where = fmt.Sprintf("element [%d, %d]", at/cols, at%cols)
+	}
+	got, why := "+Inf", fmt.Sprintf("gives %v, beyond the range of %s (±%s)", v, j.out.DType, maxFiniteText(j.out.DType))
+	switch {
+	case v != v:
+		got, why = "NaN", "gives NaN"
+	case v < 0:
+		got = "-Inf"
+	}
+	return fmt.Errorf("the %s output would hold %s at %s, where the base tensor is finite: %s there %s",
+		j.out.DType, got, where, what, why)
+}
+
+// maxFiniteText returns the largest finite value of the float dtype d, as
+// text for an error message.
+func maxFiniteText(d peft.DType) string {
+	switch d {
+	case peft.F16:
+		return "65504"
+	case peft.BF16:
+		return "3.3895e+38"
+	case peft.F64:
+		return "1.7977e+308"
+	}
+	return "3.4028e+38"
 }

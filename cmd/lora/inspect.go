@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/golora/lora/internal/natsort"
 	"github.com/golora/lora/peft"
 )
 
@@ -36,6 +37,7 @@ inspect describes what DIR_OR_FILE holds:
     and each file's metadata.
 `
 
+// runInspect runs "lora inspect" with the arguments args.
 func runInspect(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 		fmt.Fprint(stdout, inspectUsage)
@@ -63,6 +65,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// inspectAdapter describes the PEFT adapter in dir on w.
 func inspectAdapter(w io.Writer, dir string) error {
 	a, err := peft.Load(dir)
 	if err != nil {
@@ -77,7 +80,7 @@ func inspectAdapter(w io.Writer, dir string) error {
 	}
 	fmt.Fprintf(tw, "base_model_name_or_path\t%s\n", c.BaseModelNameOrPath)
 	fmt.Fprintf(tw, "r\t%d\n", c.R)
-	fmt.Fprintf(tw, "lora_alpha\t%s\n", num(c.LoraAlpha))
+	fmt.Fprintf(tw, "lora_alpha\t%s\n", formatNum(c.LoraAlpha))
 	fmt.Fprintf(tw, "use_rslora\t%v\n", c.UseRSLoRA)
 	targets := strings.Join(c.TargetModules, ", ")
 	if c.TargetModulesRegex != "" {
@@ -87,8 +90,8 @@ func inspectAdapter(w io.Writer, dir string) error {
 	fmt.Fprintf(tw, "fan_in_fan_out\t%v\n", c.FanInFanOut)
 	fmt.Fprintf(tw, "bias\t%s\n", c.Bias)
 	fmt.Fprintf(tw, "modules_to_save\t%s\n", orNone(strings.Join(c.ModulesToSave, ", ")))
-	fmt.Fprintf(tw, "rank_pattern\t%s\n", pattern(c.RankPattern))
-	fmt.Fprintf(tw, "alpha_pattern\t%s\n", pattern(c.AlphaPattern))
+	fmt.Fprintf(tw, "rank_pattern\t%s\n", formatPattern(c.RankPattern))
+	fmt.Fprintf(tw, "alpha_pattern\t%s\n", formatPattern(c.AlphaPattern))
 	nl, nf := a.Params()
 	fmt.Fprintf(tw, "modules\t%d\n", len(a.Modules))
 	fmt.Fprintf(tw, "full tensors\t%d\n", len(a.Full))
@@ -113,7 +116,7 @@ func inspectAdapter(w io.Writer, dir string) error {
 				square++
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d×%d %s\t%d\t%s\t%s\t%s\t%d\t%s\n", m.Name, m.Weight(), rows, cols, layout,
-				m.Rank, num(m.Alpha), num(float64(m.Scale)), m.DType, m.Params(), note)
+				m.Rank, formatNum(m.Alpha), formatNum(float64(m.Scale)), m.DType, m.Params(), note)
 		}
 		tw.Flush()
 		for _, line := range strings.SplitAfter(table.String(), "\n") {
@@ -122,9 +125,13 @@ func inspectAdapter(w io.Writer, dir string) error {
 			}
 		}
 		if square > 0 {
-			fmt.Fprintf(w, "\nsquare: %s in = out, so the shapes cannot tell whether the base weight is stored out×in or in×out,\n"+
+			verb := "have"
+			if square == 1 {
+				verb = "has"
+			}
+			fmt.Fprintf(w, "\nsquare: %s %s in = out, so the shapes cannot tell whether the base weight is stored out×in or in×out,\n"+
 				"and a wrong fan_in_fan_out (true for GPT-2's Conv1D layers) would go unnoticed; merge follows the base model's config.json for GPT-2 and its kin\n",
-				countOf(square, "module has", "modules have"))
+				plural(square, "module"), verb)
 		}
 	}
 	if len(a.Full) > 0 {
@@ -132,13 +139,14 @@ func inspectAdapter(w io.Writer, dir string) error {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "full tensor (replaces the base tensor)\tdtype\tshape")
 		for _, t := range a.Full {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, t.DType, shape(t.Shape))
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, t.DType, formatShape(t.Shape))
 		}
 		tw.Flush()
 	}
 	return nil
 }
 
+// inspectModel lists the tensors of the safetensors model at path on w.
 func inspectModel(w io.Writer, path string) error {
 	m, err := openModel(path)
 	if err != nil {
@@ -164,16 +172,16 @@ func inspectModel(w io.Writer, path string) error {
 			all = append(all, entry{t, s.name})
 		}
 	}
-	slices.SortFunc(all, func(a, b entry) int { return compareNames(a.t.Name, b.t.Name) })
+	slices.SortFunc(all, func(a, b entry) int { return natsort.Compare(a.t.Name, b.t.Name) })
 	for _, e := range all {
 		t := e.t
 		n++
 		total += t.Length
 		elems += t.Elements()
 		if sharded {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", t.Name, t.DType, shape(t.Shape), t.Length, e.shard)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", t.Name, t.DType, formatShape(t.Shape), t.Length, e.shard)
 		} else {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", t.Name, t.DType, shape(t.Shape), t.Length)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", t.Name, t.DType, formatShape(t.Shape), t.Length)
 		}
 	}
 	tw.Flush()
@@ -191,7 +199,8 @@ func inspectModel(w io.Writer, path string) error {
 	return nil
 }
 
-func shape(s []int) string {
+// formatShape returns the shape s as "[d0, d1, ...]".
+func formatShape(s []int) string {
 	if len(s) == 0 {
 		return "[]"
 	}
@@ -202,8 +211,10 @@ func shape(s []int) string {
 	return "[" + strings.Join(p, ", ") + "]"
 }
 
-func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+// formatNum returns v in the fewest digits that read back as v.
+func formatNum(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
+// orNone returns s, or "none" for an empty s.
 func orNone(s string) string {
 	if s == "" {
 		return "none"
@@ -211,75 +222,25 @@ func orNone(s string) string {
 	return s
 }
 
-func pattern(p peft.Pattern) string {
+// formatPattern returns a rank_pattern or alpha_pattern as "key": value
+// pairs in order, or "none".
+func formatPattern(p peft.Pattern) string {
 	if len(p) == 0 {
 		return "none"
 	}
 	parts := make([]string, len(p))
 	for i, e := range p {
-		parts[i] = strconv.Quote(e.Key) + ": " + num(e.Value)
+		parts[i] = strconv.Quote(e.Key) + ": " + formatNum(e.Value)
 	}
 	return strings.Join(parts, ", ")
 }
 
+// rawString returns the JSON r unquoted when it is a string, and as it is
+// otherwise.
 func rawString(r json.RawMessage) string {
 	var s string
 	if json.Unmarshal(r, &s) == nil {
 		return s
 	}
 	return string(r)
-}
-
-// compareNames orders names as text, but for runs of digits, which compare
-// by value: "h.2" before "h.10".
-func compareNames(a, b string) int {
-	for a != "" && b != "" {
-		da, db := digits(a), digits(b)
-		if da > 0 && db > 0 {
-			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
-			if c := cmpInt(len(na), len(nb)); c != 0 {
-				return c
-			}
-			if c := strings.Compare(na, nb); c != 0 {
-				return c
-			}
-			if c := cmpInt(da, db); c != 0 { // "01" after "1"
-				return c
-			}
-			a, b = a[da:], b[db:]
-			continue
-		}
-		if a[0] != b[0] {
-			return cmpInt(int(a[0]), int(b[0]))
-		}
-		a, b = a[1:], b[1:]
-	}
-	return cmpInt(len(a), len(b))
-}
-
-// digits returns the length of the run of ASCII digits that s starts with.
-func digits(s string) int {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// countOf returns n followed by one or many, as n is 1 or not.
-func countOf(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }

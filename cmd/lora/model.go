@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -220,3 +221,41 @@ func sameFile(a, b string) bool {
 
 // isNotExist reports whether err says a file does not exist.
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// sideFiles lists the small files beside a base model directory that make it
+// loadable (config.json, generation_config.json, the tokenizer), to be copied
+// with the weights: *.json but the index, *.txt, *.model, *.jinja and
+// *.tiktoken, not hidden, regular files or symbolic links to them. A base
+// given as a file has none.
+func sideFiles(m *model, base string, stderr io.Writer) ([]string, error) {
+	fi, err := os.Stat(base)
+	if err != nil || !fi.IsDir() {
+		return nil, err
+	}
+	entries, err := os.ReadDir(m.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		name := e.Name()
+		if name == m.indexFile || strings.HasPrefix(name, ".") {
+			continue
+		}
+		switch filepath.Ext(name) {
+		case ".json", ".txt", ".model", ".jinja", ".tiktoken":
+		default:
+			continue
+		}
+		path := filepath.Join(m.dir, name)
+		fi, err := os.Stat(path) // follows symbolic links
+		if err != nil {
+			fmt.Fprintf(stderr, "lora merge: warning: not copying %s: %v\n", path, err)
+			continue
+		}
+		if fi.Mode().IsRegular() {
+			out = append(out, path)
+		}
+	}
+	return out, nil
+}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/golora/lora/peft"
 )
 
 // Names of the directories a merge makes beside -out: the temporary one it
@@ -28,8 +30,8 @@ type outputDir struct {
 
 // Hooks for the tests: the renames of commit.
 var (
-	renameDir   = os.Rename
-	exchangeDir = exchange
+	renameDir = os.Rename
+	swapDirs  = swapPaths
 )
 
 // prepareOutput checks that out is missing or an empty directory, or that
@@ -179,13 +181,13 @@ func (od *outputDir) commit() error {
 
 // replace puts the temporary directory in the place of the existing out.
 func (od *outputDir) replace() error {
-	if err := exchangeDir(od.tmp, od.out); err == nil {
+	if err := swapDirs(od.tmp, od.out); err == nil {
 		// tmp now holds the old out.
 		if err := os.RemoveAll(od.tmp); err != nil {
 			return fmt.Errorf("removing the replaced %s (now %s): %w", od.out, od.tmp, err)
 		}
 		return nil
-	} else if !errors.Is(err, errNoExchange) {
+	} else if !errors.Is(err, errNoSwap) {
 		return fmt.Errorf("replacing %s: %w", od.out, err)
 	}
 	old, err := os.MkdirTemp(filepath.Dir(od.out), "."+filepath.Base(od.out)+oldInfix+"*")
@@ -235,6 +237,46 @@ func syncDir(dir string) {
 	}
 }
 
-// errNoExchange says that the system cannot exchange two directories in one
+// errNoSwap says that the system cannot exchange two directories in one
 // rename.
-var errNoExchange = errors.New("no atomic exchange of directories")
+var errNoSwap = errors.New("no atomic exchange of directories")
+
+// checkOutput refuses an output that would replace an input: -out the base
+// model's directory, or a directory holding an input (which -force would
+// remove).
+func checkOutput(o mergeOptions, m *model, sides []string) error {
+	if sameFile(o.out, m.dir) {
+		return fmt.Errorf("-out %s is the base model's directory: the input is never overwritten", o.out)
+	}
+	if fi, err := os.Stat(o.out); err == nil && !fi.IsDir() {
+		return fmt.Errorf("-out %s exists and is not a directory", o.out)
+	}
+	out, err := filepath.Abs(o.out)
+	if err != nil {
+		return err
+	}
+	if r, err := filepath.EvalSymlinks(out); err == nil {
+		out = r
+	}
+	inputs := m.inputFiles()
+	inputs = append(inputs, sides...)
+	inputs = append(inputs, filepath.Join(o.adapter, peft.ConfigFile), filepath.Join(o.adapter, peft.WeightsFile))
+	for _, in := range inputs {
+		paths := []string{in}
+		if r, err := filepath.EvalSymlinks(in); err == nil {
+			paths = append(paths, r)
+		}
+		for _, p := range paths {
+			if a, err := filepath.Abs(p); err == nil && within(a, out) {
+				return fmt.Errorf("-out %s holds the input %s: the input is never overwritten", o.out, in)
+			}
+		}
+	}
+	return nil
+}
+
+// within reports whether the clean absolute path p is dir or inside it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}

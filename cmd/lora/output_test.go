@@ -50,7 +50,7 @@ func TestMergeOutput(t *testing.T) {
 		setup   func(t *testing.T, out string)
 		args    []string
 		rename  func(from, to string) error // renameDir, when set
-		noXchg  bool                        // exchangeDir unavailable
+		noXchg  bool                        // swapDirs unavailable
 		err     string                      // the error wanted, if any
 		stderr  string                      // what stderr must say
 		want    []string                    // the files of -out afterwards
@@ -86,12 +86,12 @@ func TestMergeOutput(t *testing.T) {
 		}, args: []string{"-force"}, stderr: "that an interrupted merge replaced", want: outputFiles},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			defer func(r func(string, string) error, x func(string, string) error) { renameDir, exchangeDir = r, x }(renameDir, exchangeDir)
+			defer func(r func(string, string) error, x func(string, string) error) { renameDir, swapDirs = r, x }(renameDir, swapDirs)
 			if c.rename != nil {
 				renameDir = c.rename
 			}
 			if c.noXchg {
-				exchangeDir = func(a, b string) error { return errNoExchange }
+				swapDirs = func(a, b string) error { return errNoSwap }
 			}
 			parent := t.TempDir()
 			out := filepath.Join(parent, "out")

@@ -1,5 +1,7 @@
-// Package tmpfile writes a file beside its final name, for renaming into
-// place once everything it belongs with has been written.
+// Package tmpfile writes files that come into view by a rename once
+// everything they belong with has been written: a file beside its final
+// name (Write), or a file under its final name inside a temporary
+// directory that is renamed into place as a whole (Create).
 package tmpfile
 
 import (
@@ -17,13 +19,7 @@ func Write(dir, name string, write func(*os.File) error) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = write(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = fill(f, write)
 	if err == nil {
 		err = os.Chmod(f.Name(), 0o644)
 	}
@@ -32,4 +28,36 @@ func Write(dir, name string, write func(*os.File) error) (string, error) {
 		return "", fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
 	}
 	return f.Name(), nil
+}
+
+// Create creates the file dir/name, which must not exist, with mode 0644
+// (less the umask), fills it with write, syncs it to disk and closes it.
+// dir is meant to be a temporary directory that is renamed into place once
+// every file in it has been written, so an error names the file by name
+// alone, as it would be known there. On any error but one creating it,
+// Create removes the file and returns an error naming name.
+func Create(dir, name string, write func(*os.File) error) error {
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := fill(f, write); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return nil
+}
+
+// fill fills f with write, syncs it to disk and closes it, returning the
+// first error.
+func fill(f *os.File, write func(*os.File) error) error {
+	err := write(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -6,13 +6,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// exchange swaps the directories a and b in one rename (renameat2 with
-// RENAME_EXCHANGE). It returns errNoExchange where the kernel or the file
+// swapPaths swaps the directories a and b in one rename (renameat2 with
+// RENAME_EXCHANGE). It returns errNoSwap where the kernel or the file
 // system cannot.
-func exchange(a, b string) error {
+func swapPaths(a, b string) error {
 	err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE)
 	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
-		return errNoExchange
+		return errNoSwap
 	}
 	return err
 }
