@@ -48,7 +48,6 @@ type Bank struct {
 type bankSlot struct {
 	a, b  *Matrix // copies owned by the Bank
 	scale float32
-	extra bankSlotExtra // the backend's per-adapter state
 }
 
 // NewBank returns an empty Bank over the base weight w (out×in). w is not

@@ -8,21 +8,23 @@ import "github.com/golora/lora/internal/cpu"
 // (cpu.BankProduct), then the rows grouped by adapter, each group's term by
 // cpu.BankExpand over a Bᵀ packed at Add.
 
-// bankBackend is the CPU backend's per-Bank state: none.
-type bankBackend struct{}
+// bankBackend is the CPU backend's per-Bank state: each slot's Bᵀ, r×out,
+// packed once at Add so that each row's expansion streams it contiguously
+// (nil for a free slot).
+type bankBackend struct{ bt [][]float32 }
 
-// bankSlotExtra is an adapter's CPU state: Bᵀ, r×out, packed once at Add so
-// that each row's expansion streams it contiguously.
-type bankSlotExtra struct{ bt []float32 }
+func (b *Bank) backendInit() error {
+	b.backend = bankBackend{bt: make([][]float32, len(b.slots))}
+	return nil
+}
 
-func (b *Bank) backendInit() error { return nil }
-
-func (b *Bank) backendFree() {}
+func (b *Bank) backendFree() { b.backend = bankBackend{} }
 
 // backendSet prepares slot id for the adapter s (B given on the host as hb),
 // or for a free slot when s is nil.
 func (b *Bank) backendSet(id int, s *bankSlot, hb []float32) error {
 	if s == nil {
+		b.backend.bt[id] = nil
 		return nil
 	}
 	out, r := s.b.rows, s.b.cols
@@ -32,7 +34,7 @@ func (b *Bank) backendSet(id int, s *bankSlot, hb []float32) error {
 			bt[k*out+j] = v
 		}
 	}
-	s.extra.bt = bt
+	b.backend.bt[id] = bt
 	return nil
 }
 
@@ -44,7 +46,7 @@ func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 	gs := make([]cpu.BankGroup, len(groups))
 	for i, g := range groups {
 		s := &b.slots[g.id]
-		gs[i] = cpu.BankGroup{Start: g.start, End: g.end, A: s.a.buf.data, BT: s.extra.bt, R: s.a.rows, Scale: s.scale}
+		gs[i] = cpu.BankGroup{Start: g.start, End: g.end, A: s.a.buf.data, BT: b.backend.bt[g.id], R: s.a.rows, Scale: s.scale}
 	}
 	cpu.BankExpand(y.buf.data, x.buf.data, in, out, perm, gs)
 	return nil

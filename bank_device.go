@@ -32,9 +32,6 @@ type bankBackend struct {
 	host  []uint64 // the table's words, three per slot
 }
 
-// bankSlotExtra is an adapter's GPU state: none beyond its matrices.
-type bankSlotExtra struct{}
-
 func (b *Bank) backendInit() error {
 	words := 3 * len(b.slots)
 	p, err := cuda.Alloc(int64(words) * 8)

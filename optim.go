@@ -196,6 +196,7 @@ func (o *AdamW) hyper() (lr, beta1, beta2, eps, wd float64, err error) {
 	case !(beta2 >= 0 && beta2 < 1):
 		err = fmt.Errorf("Beta2 is %v, want 0 ≤ Beta2 < 1", o.Beta2)
 	case !(eps > 0) || math.IsInf(eps, 0):
+		//lint:ignore ST1005 the message starts with the field's name, Eps, as the others do
 		err = fmt.Errorf("Eps is %v, want > 0 and finite (NewAdamW gives PyTorch's 1e-8)", o.Eps)
 	case !(wd >= 0) || math.IsInf(wd, 0):
 		err = fmt.Errorf("WeightDecay is %v, want ≥ 0 and finite", o.WeightDecay)
