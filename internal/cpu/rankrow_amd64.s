@@ -17,10 +17,10 @@
 // dst[j] += Σₖ coef[k]·a[k·lda+j] for j < n, n % 8 == 0, r ≥ 1. Each
 // 64-column block of dst is read once and written once: its r terms are
 // accumulated from zero in k order in eight registers, then added to dst
-// (so that the same update with the coefficients negated takes back bit
-// for bit what it added). The r rows of a are streamed through the cache
-// and coef is broadcast one term at a time. The columns left after the
-// blocks of 64 go eight at a time, the same way in one register.
+// (a 16-bit dst widened, the sum rounded once). The r rows of a are
+// streamed through the cache and coef is broadcast one term at a time.
+// The columns left after the blocks of 64 go eight at a time, the same way
+// in one register.
 //
 // ASHIFT and DSHIFT are log2 of the element sizes of a and dst in bytes.
 // SETUP runs once before the loops. TERM(i, t, acc) adds coef[k] (Y8)
@@ -42,15 +42,40 @@
 	MOVQ lda+40(FP), R9; \
 	SHLQ $ASHIFT, R9; \
 	SETUP; \
-block64: \
-	CMPQ CX, $64; \
-	JL   block8; \
-	EACH8(ZERO); \
+	PASS(ASHIFT, DSHIFT, 64, block64, k64, block8, EACH8(ZERO), TERMS64(TERM), DST64); \
+	PASS(ASHIFT, DSHIFT, 8, block8, k8, done, ZERO(0, Y0), TERM(0, Y9, Y0), DST8); \
+done: \
+	VZEROUPPER; \
+	RET
+
+// PASS is RANKROW's loop over blocks of COLS columns, from the label blk
+// while CX ≥ COLS, then on to the label next. ZEROS clears the block's
+// sums, TERMS adds one term's products to them (the loop at kl runs over
+// the r terms), DST adds them to dst and stores them.
+#define PASS(ASHIFT, DSHIFT, COLS, blk, kl, next, ZEROS, TERMS, DST) \
+blk: \
+	CMPQ CX, $COLS; \
+	JL   next; \
+	ZEROS; \
 	MOVQ SI, R10; \
 	MOVQ DX, R11; \
 	MOVQ R8, R12; \
-k64: \
+kl: \
 	VBROADCASTSS (R11), Y8; \
+	TERMS; \
+	ADDQ R9, R10; \
+	ADDQ $4, R11; \
+	DECQ R12; \
+	JNZ  kl; \
+	DST; \
+	ADDQ $(COLS<<DSHIFT), DI; \
+	ADDQ $(COLS<<ASHIFT), SI; \
+	SUBQ $COLS, CX; \
+	JMP  blk
+
+// TERMS64 is TERM for the eight sums of a 64-column block, the widened
+// elements in Y9–Y12 in turn.
+#define TERMS64(TERM) \
 	TERM(0, Y9, Y0); \
 	TERM(1, Y10, Y1); \
 	TERM(2, Y11, Y2); \
@@ -58,38 +83,7 @@ k64: \
 	TERM(4, Y9, Y4); \
 	TERM(5, Y10, Y5); \
 	TERM(6, Y11, Y6); \
-	TERM(7, Y12, Y7); \
-	ADDQ R9, R10; \
-	ADDQ $4, R11; \
-	DECQ R12; \
-	JNZ  k64; \
-	DST64; \
-	ADDQ $(64<<DSHIFT), DI; \
-	ADDQ $(64<<ASHIFT), SI; \
-	SUBQ $64, CX; \
-	JMP  block64; \
-block8: \
-	CMPQ CX, $8; \
-	JL   done; \
-	ZERO(0, Y0); \
-	MOVQ SI, R10; \
-	MOVQ DX, R11; \
-	MOVQ R8, R12; \
-k8: \
-	VBROADCASTSS (R11), Y8; \
-	TERM(0, Y9, Y0); \
-	ADDQ R9, R10; \
-	ADDQ $4, R11; \
-	DECQ R12; \
-	JNZ  k8; \
-	DST8; \
-	ADDQ $(8<<DSHIFT), DI; \
-	ADDQ $(8<<ASHIFT), SI; \
-	SUBQ $8, CX; \
-	JMP  block8; \
-done: \
-	VZEROUPPER; \
-	RET
+	TERM(7, Y12, Y7)
 
 // EACH8(M) is M(i, Yi) for the eight sums, i < 8.
 #define EACH8(M) \
@@ -102,6 +96,7 @@ done: \
 	M(6, Y6); \
 	M(7, Y7)
 
+// ZERO clears acc.
 #define ZERO(i, acc) VXORPS acc, acc, acc
 
 // NOSETUP is a SETUP that does nothing.
@@ -113,6 +108,8 @@ done: \
 #define TERMBF16(i, t, acc) WIDENBF16(i*16(R10), t); VFMADD231PS t, Y8, acc
 #define TERMF16(i, t, acc) WIDENF16(i*16(R10), t); VFMADD231PS t, Y8, acc
 
+// WIDENBF16 and WIDENF16 widen the eight 16-bit elements at m exactly
+// into the float32 lanes of y.
 #define WIDENBF16(m, y) VPMOVZXWD m, y; VPSLLD $16, y, y
 #define WIDENF16(m, y) VCVTPH2PS m, y
 
@@ -148,7 +145,7 @@ done: \
 	VMOVDQU   X0, (DI)
 
 // PACKBF16 stores the 16 BF16 values in the low halves of the lanes of lo
-// and hi at off(DI).
+// and hi, in column order, at off(DI).
 #define PACKBF16(lo, hi, off) \
 	VPACKUSDW hi, lo, lo;  /* 128-bit lanes: lo0-3 hi0-3 lo4-7 hi4-7 */ \
 	VPERMQ    $0xd8, lo, lo; \
@@ -157,7 +154,8 @@ done: \
 // BF16ROUND rounds the float32 lanes of acc to bfloat16 to nearest even,
 // the result in each lane's low half: bits + 0x7fff + (bits>>16 & 1),
 // shifted right by 16, or for a NaN its high half with the quiet bit set.
-// Temporaries Y8–Y10; the constants in Y11–Y15, set by BF16SETUP.
+// Temporaries Y8–Y10; the constants in Y11–Y15, set by BF16SETUP. (i is
+// unused: BF16ROUND is an M of EACH8.)
 #define BF16ROUND(i, acc) \
 	VPSRLD    $16, acc, Y8;  /* the high half */ \
 	VPAND     Y8, Y13, Y9; \
