@@ -28,6 +28,23 @@
 // otherwise, so every kernel family has one place that chooses. With
 // -tags purego, or on any other architecture, the flags are false.
 //
+// # Assembly
+//
+// The variants of each kernel family come from one macro skeleton per
+// family in its .s file: GEMV4 (gemv_amd64.s) for gemv4F32, gemv4BF16 and
+// gemv4F16; RANKROW (rankrow_amd64.s) for rankRowFMA, rankRowBF16,
+// rankRowF16, rankRowFromBF16 and rankRowFromF16. Each kernel is its TEXT
+// line and one instantiation of the skeleton with small macros for its
+// element types: how a row of W or a term of a is loaded and widened, how
+// dst is read, added to, rounded and stored. maxMag16 is one kernel,
+// written out. Macros rather than a generator such as avo: the skeletons
+// reproduce the previously measured instruction streams exactly (checked
+// by diffing the disassembly of the kernels before and after), nothing
+// generated has to be kept in step with a generator, and no tool beyond
+// the Go assembler is needed. avo was not measured against them. go vet
+// checks each TEXT line's argument size against the Go declaration, but
+// not the argument offsets inside a macro; the kernel tests cover those.
+//
 // # Numerics
 //
 // Half-precision elements are widened exactly to float32; products and
