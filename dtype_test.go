@@ -402,23 +402,7 @@ func TestDTypeWriteTies(t *testing.T) {
 				want = append(want, even, sign|p, sign|(p+1))
 			}
 		}
-		m := dtNew(t, dt, 3, len(src)/3)
-		if err := m.Write(src); err != nil {
-			t.Fatalf("%v: Write: %v", dt, err)
-		}
-		got := dtReadBits(t, m)
-		bad := 0
-		for i := range got {
-			if got[i] != want[i] {
-				if bad < 5 {
-					t.Errorf("%v: Write(%g) stored %#04x, want %#04x", dt, src[i], got[i], want[i])
-				}
-				bad++
-			}
-		}
-		if bad > 0 {
-			t.Errorf("%v: %d of %d values rounded wrongly", dt, bad, len(got))
-		}
+		dtWriteStores(t, dt, 3, src, want)
 	}
 }
 
@@ -446,23 +430,30 @@ func TestDTypeWriteRandom(t *testing.T) {
 			src = append(src, v)
 			want = append(want, f.Encode(f.Round(float64(v))))
 		}
-		m := dtNew(t, dt, 1, len(src))
-		if err := m.Write(src); err != nil {
-			t.Fatalf("%v: Write: %v", dt, err)
-		}
-		got := dtReadBits(t, m)
-		bad := 0
-		for i := range got {
-			if got[i] != want[i] {
-				if bad < 5 {
-					t.Errorf("%v: Write(%g) stored %#04x, want %#04x", dt, src[i], got[i], want[i])
-				}
-				bad++
+		dtWriteStores(t, dt, 1, src, want)
+	}
+}
+
+// dtWriteStores writes src into a rows×(len(src)/rows) matrix of dt and
+// fails unless the patterns stored are want.
+func dtWriteStores(t *testing.T, dt DType, rows int, src []float32, want []uint16) {
+	t.Helper()
+	m := dtNew(t, dt, rows, len(src)/rows)
+	if err := m.Write(src); err != nil {
+		t.Fatalf("%v: Write: %v", dt, err)
+	}
+	got := dtReadBits(t, m)
+	bad := 0
+	for i := range got {
+		if got[i] != want[i] {
+			if bad < 5 {
+				t.Errorf("%v: Write(%g) stored %#04x, want %#04x", dt, src[i], got[i], want[i])
 			}
+			bad++
 		}
-		if bad > 0 {
-			t.Errorf("%v: %d of %d values rounded wrongly", dt, bad, len(got))
-		}
+	}
+	if bad > 0 {
+		t.Errorf("%v: %d of %d values rounded wrongly", dt, bad, len(got))
 	}
 }
 
