@@ -4,10 +4,11 @@
 // arithmetic, a comparison against those bounds, and a way to run a test in
 // a process of its own.
 //
-// It is for tests only: no package's non-test code may import it. It does
-// not import package lora either, whose own tests import it; it works on
-// slices and plain parameters, and shares no code with what it checks, so
-// that a result is always compared with something computed independently.
+// It is for tests only: no package's non-test code may import it. It imports
+// the standard library only, not package lora, whose own tests import it: it
+// works on slices and plain parameters, and shares no code with what it
+// checks, so that a result is always compared with something computed
+// independently. TestOnlyTestsImport holds both rules.
 //
 // The oracle (Forward, Backward, Merge) computes in float64 from the
 // operands as they are stored, and returns with every element the sum of
