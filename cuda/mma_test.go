@@ -516,13 +516,8 @@ func TestForwardMMA(t *testing.T) {
 					for i := range w {
 						w[i] = dt.narrow(float32(rng.NormFloat64() / 8))
 					}
-					tm, bmat := make([]float32, s.n*s.r), make([]float32, s.out*s.r)
-					for i := range tm {
-						tm[i] = float32(rng.NormFloat64())
-					}
-					for i := range bmat {
-						bmat[i] = float32(rng.NormFloat64() / 4)
-					}
+					tm := reftest.Normal(rng, s.n*s.r, 1)
+					bmat := reftest.Normal(rng, s.out*s.r, 0.25)
 					const guard = 64
 					y := make([]float32, s.n*s.out+guard)
 					for i := range y {
