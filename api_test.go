@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/reftest"
 	"github.com/golora/lora/internal/sysmem"
 )
 
@@ -30,7 +31,7 @@ func noPanic(t *testing.T, f func() error) (err error) {
 func TestZeroMatrix(t *testing.T) {
 	const n, in, out, r = 3, 5, 4, 2
 	rng := rand.New(rand.NewPCG(87, 88))
-	mk := func(rows, cols int) *lora.Matrix { return newMat(t, rows, cols, randSlice(rng, rows*cols, 1)) }
+	mk := func(rows, cols int) *lora.Matrix { return newMat(t, rows, cols, reftest.Normal(rng, rows*cols, 1)) }
 	type fn struct {
 		name  string
 		args  []string                     // the names of the matrix arguments, as messages give them
@@ -143,7 +144,7 @@ func TestAddBias(t *testing.T) {
 	rng := rand.New(rand.NewPCG(89, 90))
 	for _, sh := range []struct{ n, m int }{{1, 1}, {1, 7}, {7, 1}, {37, 129}, {301, 263}} {
 		t.Run(fmt.Sprintf("%d×%d", sh.n, sh.m), func(t *testing.T) {
-			ys, bs := randSlice(rng, sh.n*sh.m, 1), randSlice(rng, sh.m, 10)
+			ys, bs := reftest.Normal(rng, sh.n*sh.m, 1), reftest.Normal(rng, sh.m, 10)
 			y, bias := newMat(t, sh.n, sh.m, ys), newMat(t, 1, sh.m, bs)
 			if err := lora.AddBias(y, bias); err != nil {
 				t.Fatal(err)
@@ -153,7 +154,7 @@ func TestAddBias(t *testing.T) {
 				for j := range sh.m {
 					want := float64(ys[i*sh.m+j]) + float64(bs[j])
 					// One rounding of the sum.
-					if d := math.Abs(float64(got[i*sh.m+j]) - want); d > eps*math.Abs(want) {
+					if d := math.Abs(float64(got[i*sh.m+j]) - want); d > reftest.U32*math.Abs(want) {
 						t.Fatalf("y[%d,%d] = %g, want %g", i, j, got[i*sh.m+j], want)
 					}
 				}
@@ -164,8 +165,8 @@ func TestAddBias(t *testing.T) {
 		})
 	}
 
-	y := newMat(t, 3, 4, randSlice(rng, 12, 1))
-	row := newMat(t, 1, 4, randSlice(rng, 4, 1))
+	y := newMat(t, 3, 4, reftest.Normal(rng, 12, 1))
+	row := newMat(t, 1, 4, reftest.Normal(rng, 4, 1))
 	freed, _ := lora.NewMatrix(1, 4)
 	freed.Free()
 	all := snap(t, y, row)
@@ -213,7 +214,7 @@ func equalBits(a, b []float32) bool {
 // written and as computed, and its errors.
 func TestReadAll(t *testing.T) {
 	rng := rand.New(rand.NewPCG(91, 92))
-	data := randSlice(rng, 7*3, 1)
+	data := reftest.Normal(rng, 7*3, 1)
 	m := newMat(t, 7, 3, data)
 	got, err := m.ReadAll()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/reftest"
 )
 
 // bankAdapter is the host copy of one adapter held by a Bank under test.
@@ -32,38 +33,20 @@ type bankRef struct {
 }
 
 // forward returns y[i] = x[i]·Wᵀ + s·(x[i]·Aᵀ)·Bᵀ for each row's own
-// adapter, and the magnitudes Σ|terms| that bound its rounding error.
+// adapter (x[i]·Wᵀ alone for id −1), from the oracle one row at a time,
+// and the magnitudes Σ|terms| that bound its rounding error.
 func (r *bankRef) forward(ids []int32) (y, mag []float64) {
-	y = make([]float64, r.n*r.out)
-	mag = make([]float64, r.n*r.out)
+	y = make([]float64, 0, r.n*r.out)
+	mag = make([]float64, 0, r.n*r.out)
 	for i := range r.n {
 		xi := r.x[i*r.in : (i+1)*r.in]
-		var t, tm []float64
-		ad := r.ads[ids[i]]
-		if ids[i] >= 0 {
-			t, tm = make([]float64, ad.r), make([]float64, ad.r)
-			for k := range ad.r {
-				for c, xv := range xi {
-					p := float64(xv) * float64(ad.a[k*r.in+c]) * float64(ad.s)
-					t[k] += p
-					tm[k] += math.Abs(p)
-				}
-			}
+		var yi, mi []float64
+		if ad := r.ads[ids[i]]; ids[i] >= 0 {
+			yi, mi = reftest.Forward(reftest.Shape{N: 1, In: r.in, Out: r.out, R: ad.r}, float64(ad.s), xi, r.w, ad.a, ad.b)
+		} else {
+			yi, mi = reftest.Forward(reftest.Shape{N: 1, In: r.in, Out: r.out}, 0, xi, r.w, nil, nil)
 		}
-		for j := range r.out {
-			var sum, m float64
-			for c, xv := range xi {
-				p := float64(xv) * float64(r.w[j*r.in+c])
-				sum += p
-				m += math.Abs(p)
-			}
-			for k := range t {
-				bv := float64(ad.b[j*ad.r+k])
-				sum += t[k] * bv
-				m += tm[k] * math.Abs(bv)
-			}
-			y[i*r.out+j], mag[i*r.out+j] = sum, m
-		}
+		y, mag = append(y, yi...), append(mag, mi...)
 	}
 	return y, mag
 }
@@ -99,7 +82,7 @@ func bankIDs(rng *rand.Rand, n int, held []int32) map[string][]int32 {
 // newBankAdapter returns a random adapter of rank r for W out×in.
 func newBankAdapter(rng *rand.Rand, r, in, out int) *bankAdapter {
 	return &bankAdapter{r: r, s: float32(0.5 + rng.Float64()),
-		a: randSlice(rng, r*in, 1/math.Sqrt(float64(in))), b: randSlice(rng, out*r, 0.5)}
+		a: reftest.Normal(rng, r*in, 1/math.Sqrt(float64(in))), b: reftest.Normal(rng, out*r, 0.5)}
 }
 
 // add adds ad to bank, records it in ref and returns its id.
@@ -126,14 +109,14 @@ func (r *bankRef) check(t *testing.T, rng *rand.Rand, bank *lora.Bank, held []in
 	y := newMat(t, r.n, r.out, nil)
 	for name, ids := range bankIDs(rng, r.n, held) {
 		// y starts with garbage: Forward must overwrite, not accumulate.
-		if err := y.Write(randSlice(rng, r.n*r.out, 100)); err != nil {
+		if err := y.Write(reftest.Normal(rng, r.n*r.out, 100)); err != nil {
 			t.Fatal(err)
 		}
 		if err := bank.Forward(y, x, ids); err != nil {
 			t.Fatalf("%s: Forward: %v", name, err)
 		}
 		want, mag := r.forward(ids)
-		checkClose(t, fmt.Sprintf("%s: y", name), read(t, y), want, mag, gamma(r.in+maxRank+2))
+		reftest.Close(t, fmt.Sprintf("%s: y", name), read(t, y), want, mag, reftest.Gamma(r.in+maxRank+2))
 	}
 }
 
@@ -146,9 +129,9 @@ func TestBankForward(t *testing.T) {
 	for _, sh := range bankShapes {
 		t.Run(fmt.Sprintf("n%d/%dx%d", sh.n, sh.out, sh.in), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(sh.n), uint64(sh.in)))
-			w := randSlice(rng, sh.out*sh.in, 1/math.Sqrt(float64(sh.in)))
+			w := reftest.Normal(rng, sh.out*sh.in, 1/math.Sqrt(float64(sh.in)))
 			ref := &bankRef{n: sh.n, in: sh.in, out: sh.out, w: w,
-				x: randSlice(rng, sh.n*sh.in, 1), ads: map[int32]*bankAdapter{}}
+				x: reftest.Normal(rng, sh.n*sh.in, 1), ads: map[int32]*bankAdapter{}}
 			wm := newMat(t, sh.out, sh.in, w)
 			capacity := max(sh.n, 3)
 			bank, err := lora.NewBank(wm, lora.BankConfig{MaxRank: sh.maxRank, Capacity: capacity})
@@ -211,11 +194,11 @@ func newBankFixture(t *testing.T) *bankFixture {
 	rng := rand.New(rand.NewPCG(5, 6))
 	const n, in, out, r = 4, 11, 6, 3
 	f := &bankFixture{
-		w: newMat(t, out, in, randSlice(rng, out*in, 1)),
-		x: newMat(t, n, in, randSlice(rng, n*in, 1)),
-		y: newMat(t, n, out, randSlice(rng, n*out, 1)),
-		a: newMat(t, r, in, randSlice(rng, r*in, 1)),
-		b: newMat(t, out, r, randSlice(rng, out*r, 1)),
+		w: newMat(t, out, in, reftest.Normal(rng, out*in, 1)),
+		x: newMat(t, n, in, reftest.Normal(rng, n*in, 1)),
+		y: newMat(t, n, out, reftest.Normal(rng, n*out, 1)),
+		a: newMat(t, r, in, reftest.Normal(rng, r*in, 1)),
+		b: newMat(t, out, r, reftest.Normal(rng, out*r, 1)),
 	}
 	var err error
 	f.bank, err = lora.NewBank(f.w, lora.BankConfig{MaxRank: 4, Capacity: 3})
@@ -461,8 +444,8 @@ func TestBankFree(t *testing.T) {
 func TestBankConcurrent(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	const n, in, out = 9, 65, 33
-	w := randSlice(rng, out*in, 0.2)
-	ref := &bankRef{n: n, in: in, out: out, w: w, x: randSlice(rng, n*in, 1), ads: map[int32]*bankAdapter{}}
+	w := reftest.Normal(rng, out*in, 0.2)
+	ref := &bankRef{n: n, in: in, out: out, w: w, x: reftest.Normal(rng, n*in, 1), ads: map[int32]*bankAdapter{}}
 	bank, err := lora.NewBank(newMat(t, out, in, w), lora.BankConfig{MaxRank: 5, Capacity: 4})
 	if err != nil {
 		t.Fatal(err)
@@ -519,7 +502,7 @@ func TestBankConcurrent(t *testing.T) {
 		}
 	}
 	wantRef, mag := ref.forward(ids)
-	checkClose(t, "y", want, wantRef, mag, gamma(in+8))
+	reftest.Close(t, "y", want, wantRef, mag, reftest.Gamma(in+8))
 	for g, y := range ys {
 		got := read(t, y)
 		for i := range got {

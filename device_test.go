@@ -17,12 +17,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/golora/lora/cuda"
 	"github.com/golora/lora/internal/plan"
+	"github.com/golora/lora/internal/reftest"
 	"github.com/golora/lora/kernels"
 )
 
@@ -52,14 +52,6 @@ func devRead(t *testing.T, m *Matrix) []float32 {
 		t.Fatal(err)
 	}
 	return h
-}
-
-func devRand(rng *rand.Rand, n int, scale float64) []float32 {
-	s := make([]float32, n)
-	for i := range s {
-		s[i] = float32((2*rng.Float64() - 1) * scale)
-	}
-	return s
 }
 
 // refAbsMax is max |v| in float64, NaN if v holds one, +Inf if v holds ±Inf.
@@ -108,7 +100,7 @@ func TestAbsMax(t *testing.T) {
 			{"MaxFloat32 and a subnormal", func(v []float32) { v[0], v[n-1] = 1e-45, -math.MaxFloat32 }},
 		}
 		for _, c := range cases {
-			v := devRand(rng, n, 3)
+			v := reftest.Uniform(rng, n, 3)
 			c.set(v)
 			m := devMatrix(t, sh.rows, sh.cols, v)
 			got, err := be.absMax(m)
@@ -126,7 +118,7 @@ func TestAbsMax(t *testing.T) {
 func TestAdapterBound(t *testing.T) {
 	rng := rand.New(rand.NewPCG(83, 84))
 	for _, d := range []struct{ r, in, out int }{{1, 1, 1}, {1, 3, 5}, {3, 129, 7}, {16, 5, 129}, {64, 33, 70}} {
-		a, b := devRand(rng, d.r*d.in, 2), devRand(rng, d.out*d.r, 3)
+		a, b := reftest.Uniform(rng, d.r*d.in, 2), reftest.Uniform(rng, d.out*d.r, 3)
 		wantA, wantB := 0.0, 0.0
 		for _, v := range a {
 			wantA = math.Max(wantA, math.Abs(float64(v)))
@@ -217,11 +209,11 @@ func TestRankFinite(t *testing.T) {
 		out, in := sh.rows, sh.cols
 		for _, r := range []int{1, 3, kernels.MergeTileOut + 1} {
 			for trial := range 3 {
-				w := devRand(rng, out*in, 1)
+				w := reftest.Uniform(rng, out*in, 1)
 				for i := range w {
 					w[i] *= maxF
 				}
-				a, b := devRand(rng, r*in, 1), devRand(rng, out*r, 1)
+				a, b := reftest.Uniform(rng, r*in, 1), reftest.Uniform(rng, out*r, 1)
 				c := float32(maxF / 4 / float64(r) * float64(trial)) // 0, then updates of order W
 				check(sh2(out, in, r, trial), out, in, r, w, a, b, c, nil)
 			}
@@ -339,12 +331,7 @@ func TestLaunchKeepsMatricesAlive(t *testing.T) {
 // life of the process, so the test runs in a child process.
 func TestDeviceFaultIsSticky(t *testing.T) {
 	if os.Getenv("LORA_TEST_FAULT_CHILD") != "1" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestDeviceFaultIsSticky$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "LORA_TEST_FAULT_CHILD=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestDeviceFaultIsSticky") {
-			t.Fatalf("child process: %v\n%s", err, out)
-		}
+		reftest.RunChild(t, "LORA_TEST_FAULT_CHILD=1")
 		return
 	}
 	m, err := NewMatrixFrom(2, 3, []float32{1, 2, 3, 4, 5, 6})
@@ -464,8 +451,8 @@ func TestForwardPlannedVariants(t *testing.T) {
 // sums of that length.
 func checkPlannedForward(t *testing.T, name string, rng *rand.Rand, n, in, out, r int) {
 	t.Helper()
-	x, w := devRand(rng, n*in, 1), devRand(rng, out*in, 1)
-	a, b := devRand(rng, r*in, 1), devRand(rng, out*r, 1)
+	x, w := reftest.Uniform(rng, n*in, 1), reftest.Uniform(rng, out*in, 1)
+	a, b := reftest.Uniform(rng, r*in, 1), reftest.Uniform(rng, out*r, 1)
 	const s = 0.75
 	mx, mw, my := devMatrix(t, n, in, x), devMatrix(t, out, in, w), devMatrix(t, n, out, make([]float32, n*out))
 	var err error
@@ -482,14 +469,9 @@ func checkPlannedForward(t *testing.T, name string, rng *rand.Rand, n, in, out, 
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	got := devRead(t, my)
-	want, mag := refForward(x, w, a, b, n, in, out, r, s)
-	for i, g := range got {
-		tol := float64(in+r+40) * 0x1p-24 * mag[i]
-		if d := math.Abs(float64(g) - want[i]); !(d <= tol) {
-			t.Fatalf("%s: y[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i/out, i%out, g, want[i], d, tol)
-		}
-	}
+	want, mag := reftest.Forward(reftest.Shape{N: n, In: in, Out: out, R: r}, s, x, w, a, b)
+	tol := float64(in+r+40) * reftest.U32
+	reftest.Check(t, name+": y", devRead(t, my), want, func(i int) float64 { return tol * mag[i] })
 }
 
 // TestGradXPlannedVariants runs Backward's dx = dy·W + s·(dy·B)·A on small
@@ -522,8 +504,8 @@ func TestGradXPlannedVariants(t *testing.T) {
 
 func checkPlannedGradX(t *testing.T, name string, rng *rand.Rand, n, in, out, r int, merged bool) {
 	t.Helper()
-	w, a, b := devRand(rng, out*in, 1), devRand(rng, r*in, 1), devRand(rng, out*r, 1)
-	dy, x := devRand(rng, n*out, 1), devRand(rng, n*in, 1)
+	w, a, b := reftest.Uniform(rng, out*in, 1), reftest.Uniform(rng, r*in, 1), reftest.Uniform(rng, out*r, 1)
+	dy, x := reftest.Uniform(rng, n*out, 1), reftest.Uniform(rng, n*in, 1)
 	const s = 0.5
 	mw, ma, mb := devMatrix(t, out, in, w), devMatrix(t, r, in, a), devMatrix(t, out, r, b)
 	l, err := NewLayerFrom(mw, ma, mb, s)
@@ -541,78 +523,7 @@ func checkPlannedGradX(t *testing.T, name string, rng *rand.Rand, n, in, out, r 
 	if err := l.Backward(mdx, mdA, mdB, devMatrix(t, n, out, dy), devMatrix(t, n, in, x)); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	got := devRead(t, mdx)
-	want, mag := refGradX(dy, w, a, b, n, in, out, r, s, merged)
-	for i, g := range got {
-		tol := float64(out+r+40) * 0x1p-24 * mag[i]
-		if d := math.Abs(float64(g) - want[i]); !(d <= tol) {
-			t.Fatalf("%s: dx[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i/in, i%in, g, want[i], d, tol)
-		}
-	}
-}
-
-// refForward returns y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ (n×out, r = 0 for x·Wᵀ) in
-// float64, and for each element the sum of the magnitudes of its terms, the
-// scale of a float32 accumulation's error.
-func refForward(x, w, a, b []float32, n, in, out, r int, s float64) (want, mag []float64) {
-	want, mag = make([]float64, n*out), make([]float64, n*out)
-	tv, tm := make([]float64, r), make([]float64, r)
-	for i := range n {
-		for k := range r {
-			tv[k], tm[k] = 0, 0
-			for c := range in {
-				p := float64(x[i*in+c]) * float64(a[k*in+c])
-				tv[k] += p
-				tm[k] += math.Abs(p)
-			}
-		}
-		for j := range out {
-			var v, m float64
-			for c := range in {
-				p := float64(x[i*in+c]) * float64(w[j*in+c])
-				v += p
-				m += math.Abs(p)
-			}
-			for k := range r {
-				v += s * tv[k] * float64(b[j*r+k])
-				m += s * tm[k] * math.Abs(float64(b[j*r+k]))
-			}
-			want[i*out+j], mag[i*out+j] = v, m
-		}
-	}
-	return want, mag
-}
-
-// refGradX returns dx = dy·W + s·(dy·B)·A (n×in; dy·W alone when merged) in
-// float64, and for each element the sum of the magnitudes of its terms.
-func refGradX(dy, w, a, b []float32, n, in, out, r int, s float64, merged bool) (want, mag []float64) {
-	want, mag = make([]float64, n*in), make([]float64, n*in)
-	u, um := make([]float64, r), make([]float64, r)
-	for i := range n {
-		for k := range r {
-			u[k], um[k] = 0, 0
-			if merged {
-				continue
-			}
-			for j := range out {
-				p := float64(dy[i*out+j]) * float64(b[j*r+k])
-				u[k] += p
-				um[k] += math.Abs(p)
-			}
-		}
-		for c := range in {
-			var v, m float64
-			for j := range out {
-				p := float64(dy[i*out+j]) * float64(w[j*in+c])
-				v += p
-				m += math.Abs(p)
-			}
-			for k := range r {
-				v += s * u[k] * float64(a[k*in+c])
-				m += s * um[k] * math.Abs(float64(a[k*in+c]))
-			}
-			want[i*in+c], mag[i*in+c] = v, m
-		}
-	}
-	return want, mag
+	ref := reftest.Backward(reftest.Shape{N: n, In: in, Out: out, R: r}, s, dy, x, w, a, b, merged)
+	tol := float64(out+r+40) * reftest.U32
+	reftest.Check(t, name+": dx", devRead(t, mdx), ref.DX, func(i int) float64 { return tol * ref.MagX[i] })
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/reftest"
 )
 
 const maxF32 = math.MaxFloat32
@@ -42,15 +43,14 @@ func finiteMerged(t *testing.T, l *lora.Layer, w0, a, b []float32) {
 	t.Helper()
 	out, in := l.W().Dims()
 	r := l.Rank()
-	p := &problem{out: out, in: in, r: r, w: w0, a: a, b: b}
-	want, mag := p.refMerged(float64(l.Scale()))
+	want, _, mag := reftest.Merge(out, in, r, float64(l.Scale()), w0, a, b)
 	got := read(t, l.W())
 	for i, v := range got {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			t.Fatalf("W[%d] = %g after Merge", i, v)
 		}
 	}
-	checkClose(t, "merged W", got, want, mag, gamma(r+2))
+	reftest.Close(t, "merged W", got, want, mag, reftest.Gamma(r+2))
 }
 
 // TestMergeOverflow covers the update of issue's hostile case, A = B = 1e20
@@ -371,18 +371,14 @@ func TestMergeRandomNearEdge(t *testing.T) {
 	refused, merged := 0, 0
 	for trial := range 200 {
 		scale := maxF32 * (0.2 + 0.75*rng.Float64())
-		w0 := make([]float32, out*in)
-		for i := range w0 {
-			w0[i] = float32((2*rng.Float64() - 1) * scale)
-		}
+		w0 := reftest.Uniform(rng, out*in, scale)
 		up := maxF32 * 0.4 * rng.Float64() / float64(r)
-		a, b := randSlice(rng, r*in, math.Sqrt(up)), randSlice(rng, out*r, math.Sqrt(up))
+		a, b := reftest.Normal(rng, r*in, math.Sqrt(up)), reftest.Normal(rng, out*r, math.Sqrt(up))
 		l, err := lora.NewLayerFrom(newMat(t, out, in, w0), newMat(t, r, in, a), newMat(t, out, r, b), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := &problem{out: out, in: in, r: r, w: w0, a: a, b: b}
-		want, _ := p.refMerged(1)
+		want, _, _ := reftest.Merge(out, in, r, 1, w0, a, b)
 		big := 0.0
 		for _, v := range want {
 			big = math.Max(big, math.Abs(v))
@@ -396,7 +392,7 @@ func TestMergeRandomNearEdge(t *testing.T) {
 		case errors.Is(err, lora.ErrNonFinite):
 			refused++
 			before.unchanged(t, "refused Merge")
-			if big < maxF32*(1-gamma(r+2)) {
+			if big < maxF32*(1-reftest.Gamma(r+2)) {
 				t.Fatalf("trial %d: refused, but the largest element of W + s·B·A is %g: %v", trial, big, err)
 			}
 		default:

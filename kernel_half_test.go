@@ -17,6 +17,7 @@ import (
 
 	"github.com/golora/lora/internal/half"
 	"github.com/golora/lora/internal/plan"
+	"github.com/golora/lora/internal/reftest"
 )
 
 // widen16 is the float32 value of a 16-bit pattern of dt, by package half.
@@ -201,7 +202,7 @@ func TestConvertAll(t *testing.T) {
 // halfOperand returns n random values in [-scale, scale] exactly
 // representable in dt, and their bit patterns for a 16-bit dt.
 func halfOperand(rng *rand.Rand, dt DType, n int, scale float64) ([]float32, []uint16) {
-	v := devRand(rng, n, scale)
+	v := reftest.Uniform(rng, n, scale)
 	if dt == F32 {
 		return v, nil
 	}
@@ -211,18 +212,6 @@ func halfOperand(rng *rand.Rand, dt DType, n int, scale float64) ([]float32, []u
 		v[i] = widen16(dt, bits[i])
 	}
 	return v, bits
-}
-
-// unitRound is the relative error of one rounding to nearest into dt, and
-// the absolute error bound of its subnormals.
-func unitRound(dt DType) (rel, abs float64) {
-	switch dt {
-	case F16:
-		return 0x1p-11, 0x1p-25
-	case BF16:
-		return 0x1p-8, 0x1p-134
-	}
-	return 0, 0
 }
 
 // TestForwardHalfPlannedVariants runs Forward (r > 0) and Linear (r = 0)
@@ -320,7 +309,7 @@ func checkHalfForward(t *testing.T, name string, rng *rand.Rand, n, in, out, r i
 	t.Helper()
 	x, xb := halfOperand(rng, xdt, n*in, 1)
 	w, wb := halfOperand(rng, wdt, out*in, 1)
-	a, b := devRand(rng, r*in, 1), devRand(rng, out*r, 1)
+	a, b := reftest.Uniform(rng, r*in, 1), reftest.Uniform(rng, out*r, 1)
 	const s = 0.75
 	mx, mw := newMatrixDT(t, xdt, n, in, x, xb), newMatrixDT(t, wdt, out, in, w, wb)
 	my := newMatrixDT(t, ydt, n, out, make([]float32, n*out), make([]uint16, n*out))
@@ -342,15 +331,14 @@ func checkHalfForward(t *testing.T, name string, rng *rand.Rand, n, in, out, r i
 	if err := my.Read(got); err != nil {
 		t.Fatal(err)
 	}
-	rel, abs := unitRound(ydt)
-	want, mag := refForward(x, w, a, b, n, in, out, r, s)
-	for i, g := range got {
-		// fp32 sums of in + r terms (and the staged T), then one rounding
-		// of the float32 result to y's dtype.
-		tol := float64(in+r+40) * 0x1p-24 * mag[i]
-		tol += rel*(math.Abs(want[i])+tol) + abs
-		if d := math.Abs(float64(g) - want[i]); !(d <= tol) {
-			t.Fatalf("%s: y[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i/out, i%out, g, want[i], d, tol)
+	want, mag := reftest.Forward(reftest.Shape{N: n, In: in, Out: out, R: r}, s, x, w, a, b)
+	// fp32 sums of in + r terms (and the staged T), then, for a half y, one
+	// rounding of the float32 result to y's dtype (reftest.Tol).
+	e32 := float64(in+r+40) * reftest.U32
+	reftest.Check(t, name+": y", got, want, func(i int) float64 {
+		if ydt == F32 {
+			return e32 * mag[i]
 		}
-	}
+		return reftest.Tol(dtFormatOf(ydt), want[i], e32*mag[i])
+	})
 }

@@ -16,22 +16,8 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/reftest"
 )
-
-// eps is the unit roundoff of float32.
-const eps = 1.0 / (1 << 24)
-
-// gamma is the classic bound on the relative error of a float32 sum of k
-// products, k·u/(1−k·u), doubled to leave room for fused and reordered sums.
-func gamma(k int) float64 { return 2 * float64(k) * eps / (1 - float64(k)*eps) }
-
-func randSlice(rng *rand.Rand, n int, scale float64) []float32 {
-	s := make([]float32, n)
-	for i := range s {
-		s[i] = float32(rng.NormFloat64() * scale)
-	}
-	return s
-}
 
 func newMat(t testing.TB, rows, cols int, data []float32) *lora.Matrix {
 	t.Helper()
@@ -70,16 +56,16 @@ func newProblem(rng *rand.Rand, n, in, out, r int) *problem {
 	return &problem{
 		n: n, in: in, out: out, r: r,
 		s: 0.75,
-		x: randSlice(rng, n*in, 1),
-		w: randSlice(rng, out*in, 1/math.Sqrt(float64(in))),
-		a: randSlice(rng, r*in, 1/math.Sqrt(float64(in))),
-		b: randSlice(rng, out*r, 1),
+		x: reftest.Normal(rng, n*in, 1),
+		w: reftest.Normal(rng, out*in, 1/math.Sqrt(float64(in))),
+		a: reftest.Normal(rng, r*in, 1/math.Sqrt(float64(in))),
+		b: reftest.Normal(rng, out*r, 1),
 	}
 }
 
-func (p *problem) String() string {
-	return fmt.Sprintf("n=%d,in=%d,out=%d,r=%d", p.n, p.in, p.out, p.r)
-}
+func (p *problem) shape() reftest.Shape { return reftest.Shape{N: p.n, In: p.in, Out: p.out, R: p.r} }
+
+func (p *problem) String() string { return p.shape().String() }
 
 // layer builds the problem's layer on fresh matrices.
 func (p *problem) layer(t testing.TB) (*lora.Layer, *lora.Matrix) {
@@ -93,79 +79,19 @@ func (p *problem) layer(t testing.TB) (*lora.Layer, *lora.Matrix) {
 	return l, w
 }
 
-// refForward returns y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ in float64, and for each element
-// the magnitude Σ|x||W| + |s|·Σ(Σ|x||A|)|B| that bounds its rounding error.
-func (p *problem) refForward(withAdapter bool) (y, mag []float64) {
-	y = make([]float64, p.n*p.out)
-	mag = make([]float64, p.n*p.out)
-	t := make([]float64, p.r)
-	tm := make([]float64, p.r)
-	for i := 0; i < p.n; i++ {
-		xi := p.x[i*p.in : (i+1)*p.in]
-		if withAdapter {
-			for k := 0; k < p.r; k++ {
-				var v, m float64
-				for c, xv := range xi {
-					v += float64(xv) * float64(p.a[k*p.in+c])
-					m += math.Abs(float64(xv) * float64(p.a[k*p.in+c]))
-				}
-				t[k], tm[k] = float64(p.s)*v, math.Abs(float64(p.s))*m
-			}
-		}
-		for j := 0; j < p.out; j++ {
-			var v, m float64
-			for c, xv := range xi {
-				v += float64(xv) * float64(p.w[j*p.in+c])
-				m += math.Abs(float64(xv) * float64(p.w[j*p.in+c]))
-			}
-			if withAdapter {
-				for k := 0; k < p.r; k++ {
-					bv := float64(p.b[j*p.r+k])
-					v += t[k] * bv
-					m += tm[k] * math.Abs(bv)
-				}
-			}
-			y[i*p.out+j], mag[i*p.out+j] = v, m
-		}
+// refForward returns the oracle's y of the problem's layer, x·Wᵀ alone
+// without the adapter, and the magnitudes that bound its rounding.
+func (p *problem) refForward(adapter bool) (y, mag []float64) {
+	if !adapter {
+		return reftest.Forward(p.shape(), 0, p.x, p.w, nil, nil)
 	}
-	return y, mag
+	return reftest.Forward(p.shape(), float64(p.s), p.x, p.w, p.a, p.b)
 }
 
-// refMerged returns W + c·B·A in float64 and the magnitudes |W| + |c|·|B|·|A|.
-func (p *problem) refMerged(c float64) (w, mag []float64) {
-	w = make([]float64, p.out*p.in)
-	mag = make([]float64, p.out*p.in)
-	for i := 0; i < p.out; i++ {
-		for j := 0; j < p.in; j++ {
-			var d, m float64
-			for k := 0; k < p.r; k++ {
-				prod := float64(p.b[i*p.r+k]) * float64(p.a[k*p.in+j])
-				d += prod
-				m += math.Abs(prod)
-			}
-			w0 := float64(p.w[i*p.in+j])
-			w[i*p.in+j] = w0 + c*d
-			mag[i*p.in+j] = math.Abs(w0) + math.Abs(c)*m
-		}
-	}
-	return w, mag
-}
-
-// checkClose fails unless |got − want| ≤ tol·mag elementwise.
-func checkClose(t testing.TB, what string, got []float32, want, mag []float64, tol float64) {
-	t.Helper()
-	bad := 0
-	for i := range got {
-		if d := math.Abs(float64(got[i]) - want[i]); !(d <= tol*mag[i]+1e-30) {
-			if bad < 3 {
-				t.Errorf("%s[%d] = %g, want %g (error %.3g, bound %.3g)", what, i, got[i], want[i], d, tol*mag[i])
-			}
-			bad++
-		}
-	}
-	if bad > 0 {
-		t.Errorf("%s: %d of %d elements out of bound", what, bad, len(got))
-	}
+// refMerged returns the oracle's W + c·B·A, the update c·B·A alone and the
+// magnitudes |W| + |c|·Σ|B||A|.
+func (p *problem) refMerged(c float64) (merged, delta, mag []float64) {
+	return reftest.Merge(p.out, p.in, p.r, c, p.w, p.a, p.b)
 }
 
 // shapes are odd on purpose: no dimension is a multiple of a tile.
@@ -195,14 +121,14 @@ func TestForward(t *testing.T) {
 						t.Fatal(err)
 					}
 					want, mag := p.refForward(true)
-					checkClose(t, "y", read(t, y), want, mag, gamma(p.in+p.r+3))
+					reftest.Close(t, "y", read(t, y), want, mag, reftest.Gamma(p.in+p.r+3))
 
 					// The base product alone, through Linear.
 					if err := lora.Linear(y, x, l.W()); err != nil {
 						t.Fatal(err)
 					}
 					want, mag = p.refForward(false)
-					checkClose(t, "x·Wᵀ", read(t, y), want, mag, gamma(p.in+1))
+					reftest.Close(t, "x·Wᵀ", read(t, y), want, mag, reftest.Gamma(p.in+1))
 				})
 			}
 		}
@@ -226,21 +152,16 @@ func TestMergeUnmerge(t *testing.T) {
 				if !l.Merged() {
 					t.Fatal("Merged() is false after Merge")
 				}
-				want, mag := p.refMerged(float64(p.s))
-				checkClose(t, "merged W", read(t, w), want, mag, gamma(p.r+2))
+				want, _, mag := p.refMerged(float64(p.s))
+				reftest.Close(t, "merged W", read(t, w), want, mag, reftest.Gamma(p.r+2))
 
 				// Merged and unmerged Forward agree within their two error bounds.
 				if err := l.Forward(ym, x); err != nil {
 					t.Fatal(err)
 				}
 				ref, fmag := p.refForward(true)
-				checkClose(t, "merged y", read(t, ym), ref, fmag, gamma(p.in+p.r+3))
-				gu, gm := read(t, yu), read(t, ym)
-				diff := make([]float64, len(gu))
-				for i := range gu {
-					diff[i] = float64(gu[i])
-				}
-				checkClose(t, "merged y vs unmerged y", gm, diff, fmag, 2*gamma(p.in+p.r+3))
+				reftest.Close(t, "merged y", read(t, ym), ref, fmag, reftest.Gamma(p.in+p.r+3))
+				reftest.Close(t, "merged y vs unmerged y", read(t, ym), reftest.F64(read(t, yu)), fmag, 2*reftest.Gamma(p.in+p.r+3))
 
 				if err := l.Unmerge(); err != nil {
 					t.Fatal(err)
@@ -254,24 +175,14 @@ func TestMergeUnmerge(t *testing.T) {
 	}
 }
 
-// ulp returns the spacing of float32 numbers at |v|.
-func ulp(v float64) float64 {
-	f := float32(math.Abs(v))
-	if f == 0 {
-		return math.SmallestNonzeroFloat32
-	}
-	return float64(math.Nextafter32(f, float32(math.Inf(1))) - f)
-}
-
 // checkRestored fails unless every element of got is within maxULP ulps of
 // max(|W|, |s·B·A|) of the original W, and returns the largest error in ulps.
 func checkRestored(t testing.TB, got []float32, p *problem, maxULP float64) float64 {
 	t.Helper()
-	delta, _ := p.refMerged(float64(p.s))
+	_, delta, _ := p.refMerged(float64(p.s))
 	worst := 0.0
 	for i, g := range got {
-		d := delta[i] - float64(p.w[i])
-		u := ulp(math.Max(math.Abs(float64(p.w[i])), math.Abs(d)))
+		u := reftest.F32.ULP(math.Max(math.Abs(float64(p.w[i])), math.Abs(delta[i])))
 		e := math.Abs(float64(g)-float64(p.w[i])) / u
 		worst = math.Max(worst, e)
 		if e > maxULP {
@@ -310,8 +221,8 @@ func TestFreshLayerIsBase(t *testing.T) {
 		for _, sh := range shapes {
 			t.Run(fmt.Sprintf("%v/%dx%d", init, sh.out, sh.in), func(t *testing.T) {
 				n := 5
-				w := newMat(t, sh.out, sh.in, randSlice(rng, sh.out*sh.in, 1))
-				x := newMat(t, n, sh.in, randSlice(rng, n*sh.in, 1))
+				w := newMat(t, sh.out, sh.in, reftest.Normal(rng, sh.out*sh.in, 1))
+				x := newMat(t, n, sh.in, reftest.Normal(rng, n*sh.in, 1))
 				l, err := lora.NewLayer(w, lora.Config{Rank: min(sh.in, sh.out), Alpha: 16, Init: init, Seed: 42})
 				if err != nil {
 					t.Fatal(err)
@@ -443,7 +354,7 @@ func numericalRank(rows, cols int, data []float32) int {
 		panic("SVD failed")
 	}
 	sv := svd.Values(nil)
-	tol := float64(max(rows, cols)) * sv[0] * 2 * eps
+	tol := float64(max(rows, cols)) * sv[0] * 2 * reftest.U32
 	rank := 0
 	for _, v := range sv {
 		if v > tol {
@@ -460,7 +371,7 @@ func TestRank(t *testing.T) {
 	for _, r := range []int{1, 3, 8} {
 		const in, out = 40, 30
 		w := newMat(t, out, in, nil)
-		l, err := lora.NewLayerFrom(w, newMat(t, r, in, randSlice(rng, r*in, 1)), newMat(t, out, r, randSlice(rng, out*r, 1)), 0.5)
+		l, err := lora.NewLayerFrom(w, newMat(t, r, in, reftest.Normal(rng, r*in, 1)), newMat(t, out, r, reftest.Normal(rng, out*r, 1)), 0.5)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -498,7 +409,7 @@ func TestRank(t *testing.T) {
 
 func TestAxpy(t *testing.T) {
 	rng := rand.New(rand.NewPCG(14, 15))
-	xs, ys := randSlice(rng, 37*5, 1), randSlice(rng, 37*5, 1)
+	xs, ys := reftest.Normal(rng, 37*5, 1), reftest.Normal(rng, 37*5, 1)
 	x, y := newMat(t, 37, 5, xs), newMat(t, 37, 5, ys)
 	if err := lora.Axpy(y, -1.5, x); err != nil {
 		t.Fatal(err)
@@ -506,7 +417,7 @@ func TestAxpy(t *testing.T) {
 	got := read(t, y)
 	for i := range got {
 		want := float64(ys[i]) - 1.5*float64(xs[i])
-		if d := math.Abs(float64(got[i]) - want); d > 2*eps*(math.Abs(float64(ys[i]))+1.5*math.Abs(float64(xs[i]))) {
+		if d := math.Abs(float64(got[i]) - want); d > 2*reftest.U32*(math.Abs(float64(ys[i]))+1.5*math.Abs(float64(xs[i]))) {
 			t.Fatalf("y[%d] = %g, want %g", i, got[i], want)
 		}
 	}
@@ -648,7 +559,7 @@ func TestErrors(t *testing.T) {
 	p := newProblem(rng, n, in, out, r)
 	l, w := p.layer(t)
 	x := newMat(t, n, in, p.x)
-	y := newMat(t, n, out, randSlice(rng, n*out, 1))
+	y := newMat(t, n, out, reftest.Normal(rng, n*out, 1))
 	freed, _ := lora.NewMatrix(n, in)
 	freed.Free()
 	wrongX := newMat(t, 3, 5, nil)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/golora/lora/internal/half"
 	"github.com/golora/lora/internal/plan"
+	"github.com/golora/lora/internal/reftest"
 	"github.com/golora/lora/kernels"
 )
 
@@ -106,7 +107,7 @@ func TestHalfAbsMax(t *testing.T) {
 					if c.name == "finite" && pos == 0 {
 						scale = 0x1p-20 // subnormal in F16
 					}
-					h := toHalf(dt, devRand(rng, count, scale))
+					h := toHalf(dt, reftest.Uniform(rng, count, scale))
 					if c.set != 0 {
 						h[pos] = c.set
 					}
@@ -158,8 +159,8 @@ func TestHalfMergeMatchesF32(t *testing.T) {
 			for _, r := range []int{1, 3, kernels.MergeTileOut + 1} {
 				for _, scale := range []float64{1, 0x1p-20} {
 					out, in := sh.out, sh.in
-					w := toHalf(dt, devRand(rng, out*in, scale))
-					a, b := devRand(rng, r*in, 1), devRand(rng, out*r, math.Sqrt(scale))
+					w := toHalf(dt, reftest.Uniform(rng, out*in, scale))
+					a, b := reftest.Uniform(rng, r*in, 1), reftest.Uniform(rng, out*r, math.Sqrt(scale))
 					for _, c := range []float32{0.75, -1.25} {
 						name := fmt.Sprintf("%v %d×%d r=%d scale %g c=%g", dt, out, in, r, scale, c)
 						checkHalfMerge(t, name, dt, out, in, r, w, a, b, c)
@@ -186,28 +187,20 @@ func checkHalfMerge(t *testing.T, name string, dt DType, out, in, r int, w []uin
 	want := toHalf(dt, devRead(t, mf))
 	// The float64 reference: the float32 sum is within (r+3)·2⁻²⁴ of the
 	// magnitudes that make it (c·B rounded once, r fused steps, the final
-	// addition); the rounding to W's dtype adds half an ulp of the result,
-	// 2⁻¹¹ (F16) or 2⁻⁸ (BF16) of it, or F16's half subnormal step, 2⁻²⁵.
-	u := 0x1p-11
-	if dt == BF16 {
-		u = 0x1p-8
-	}
+	// addition); the rounding to W's dtype adds half an ulp of W's dtype at
+	// the float32 result (reftest.Tol), F16's half subnormal step, 2⁻²⁵,
+	// below its smallest normal.
 	gotf := widen(dt, got)
+	ref, _, mag := reftest.Merge(out, in, r, float64(c), wf, a, b)
 	for i := range out {
 		for j := range in {
 			e := i*in + j
 			if got[e] != want[e] {
 				t.Fatalf("%s: W[%d,%d] = %#04x, want %#04x (the float32 kernel's result, rounded)", name, i, j, got[e], want[e])
 			}
-			ref, mag := float64(wf[e]), math.Abs(float64(wf[e]))
-			for k := range r {
-				p := float64(c) * float64(b[i*r+k]) * float64(a[k*in+j])
-				ref += p
-				mag += math.Abs(p)
-			}
-			tol := float64(r+3)*0x1p-24*mag + u*(math.Abs(ref)+float64(r+3)*0x1p-24*mag) + 0x1p-25
-			if d := math.Abs(float64(gotf[e]) - ref); !(d <= tol) {
-				t.Fatalf("%s: W[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i, j, gotf[e], ref, d, tol)
+			tol := reftest.Tol(dtFormatOf(dt), ref[e], float64(r+3)*reftest.U32*mag[e])
+			if d := math.Abs(float64(gotf[e]) - ref[e]); !(d <= tol) {
+				t.Fatalf("%s: W[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i, j, gotf[e], ref[e], d, tol)
 			}
 		}
 	}
@@ -395,9 +388,9 @@ func TestHalfGradX(t *testing.T) {
 
 func checkHalfGradX(t *testing.T, name string, rng *rand.Rand, dt DType, n, in, out, r int, merged bool) {
 	t.Helper()
-	wh := toHalf(dt, devRand(rng, out*in, 1))
-	a, b := devRand(rng, r*in, 1), devRand(rng, out*r, 1)
-	dy, x := devRand(rng, n*out, 1), devRand(rng, n*in, 1)
+	wh := toHalf(dt, reftest.Uniform(rng, out*in, 1))
+	a, b := reftest.Uniform(rng, r*in, 1), reftest.Uniform(rng, out*r, 1)
+	dy, x := reftest.Uniform(rng, n*out, 1), reftest.Uniform(rng, n*in, 1)
 	const s = 0.5
 	mw := halfMatrix(t, dt, out, in, wh)
 	l, err := NewLayerFrom(mw, devMatrix(t, r, in, a), devMatrix(t, out, r, b), s)
@@ -416,16 +409,11 @@ func checkHalfGradX(t *testing.T, name string, rng *rand.Rand, dt DType, n, in, 
 	if err := l.Backward(mdx, mdA, mdB, devMatrix(t, n, out, dy), devMatrix(t, n, in, x)); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	got := devRead(t, mdx)
-	want, mag := refGradX(dy, w, a, b, n, in, out, r, s, merged)
-	for i, g := range got {
-		// float32 accumulation of out + r products (and U's own r·out
-		// sums): (out + r + 40)·2⁻²⁴ of the magnitudes, as for F32.
-		tol := float64(out+r+40) * 0x1p-24 * mag[i]
-		if d := math.Abs(float64(g) - want[i]); !(d <= tol) {
-			t.Fatalf("%s: dx[%d,%d] = %g, want %g (off by %g, tolerance %g)", name, i/in, i%in, g, want[i], d, tol)
-		}
-	}
+	ref := reftest.Backward(reftest.Shape{N: n, In: in, Out: out, R: r}, s, dy, x, w, a, b, merged)
+	// float32 accumulation of out + r products (and U's own r·out sums):
+	// (out + r + 40)·2⁻²⁴ of the magnitudes, as for F32.
+	tol := float64(out+r+40) * reftest.U32
+	reftest.Check(t, name+": dx", devRead(t, mdx), ref.DX, func(i int) float64 { return tol * ref.MagX[i] })
 }
 
 // TestHalfMergeRefusesNonFiniteW merges an adapter into an F16 and a BF16 W
@@ -437,10 +425,10 @@ func TestHalfMergeRefusesNonFiniteW(t *testing.T) {
 	rng := rand.New(rand.NewPCG(117, 118))
 	for _, dt := range halfDTypes {
 		for _, bad := range []uint16{maxHalf(dt) + 1, maxHalf(dt) + 2, (maxHalf(dt) + 1) | 0x8000} {
-			w := toHalf(dt, devRand(rng, out*in, 1))
+			w := toHalf(dt, reftest.Uniform(rng, out*in, 1))
 			w[out*in-1] = bad
 			mw := halfMatrix(t, dt, out, in, w)
-			l, err := NewLayerFrom(mw, devMatrix(t, r, in, devRand(rng, r*in, 1)), devMatrix(t, out, r, devRand(rng, out*r, 1)), 1)
+			l, err := NewLayerFrom(mw, devMatrix(t, r, in, reftest.Uniform(rng, r*in, 1)), devMatrix(t, out, r, reftest.Uniform(rng, out*r, 1)), 1)
 			if err != nil {
 				t.Fatal(err)
 			}

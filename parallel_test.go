@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/reftest"
 )
 
 // splitProcs is the GOMAXPROCS of these tests: odd, so that shares are
@@ -46,12 +47,12 @@ func TestForwardSplit(t *testing.T) {
 				t.Fatal(err)
 			}
 			want, mag := p.refForward(true)
-			checkClose(t, "y", read(t, y), want, mag, gamma(p.in+p.r+3))
+			reftest.Close(t, "y", read(t, y), want, mag, reftest.Gamma(p.in+p.r+3))
 			if err := lora.Linear(y, x, l.W()); err != nil {
 				t.Fatal(err)
 			}
 			want, mag = p.refForward(false)
-			checkClose(t, "x·Wᵀ", read(t, y), want, mag, gamma(p.in+1))
+			reftest.Close(t, "x·Wᵀ", read(t, y), want, mag, reftest.Gamma(p.in+1))
 		})
 	}
 }
@@ -65,7 +66,7 @@ func TestBackwardSplit(t *testing.T) {
 	rng := rand.New(rand.NewPCG(73, 74))
 	for _, c := range []struct{ n, in, out, r int }{{1, 700, 263, 100}, {3, 263, 251, 90}, {4, 263, 251, 90}, {40, 301, 203, 40}} {
 		p := newProblem(rng, c.n, c.in, c.out, c.r)
-		g := randSlice(rng, c.n*c.out, 1)
+		g := reftest.Normal(rng, c.n*c.out, 1)
 		t.Run(p.String(), func(t *testing.T) { checkBackwardRef(t, p, g) })
 	}
 }
@@ -81,8 +82,8 @@ func TestMergeSplit(t *testing.T) {
 	if err := l.Merge(); err != nil {
 		t.Fatal(err)
 	}
-	want, mag := p.refMerged(float64(p.s))
-	checkClose(t, "merged W", read(t, w), want, mag, gamma(p.r+2))
+	want, _, mag := p.refMerged(float64(p.s))
+	reftest.Close(t, "merged W", read(t, w), want, mag, reftest.Gamma(p.r+2))
 	if err := l.Unmerge(); err != nil {
 		t.Fatal(err)
 	}
@@ -113,15 +114,15 @@ func TestOptimizerSplit(t *testing.T) {
 			defer opt.Free()
 			ra, rb := newAdamRef(p.a), newAdamRef(p.b)
 			for step := 1; step <= 2; step++ {
-				ga, gb := randSlice(rng, c.r*c.in, 1), randSlice(rng, c.out*c.r, 1)
+				ga, gb := reftest.Normal(rng, c.r*c.in, 1), reftest.Normal(rng, c.out*c.r, 1)
 				if err := opt.Step(l, newMat(t, c.r, c.in, ga), newMat(t, c.out, c.r, gb)); err != nil {
 					t.Fatal(err)
 				}
 				f := func(v float32) float64 { return float64(v) }
 				ra.step(ga, f(opt.LR), f(opt.Beta1), f(opt.Beta2), f(opt.Eps), f(opt.WeightDecay))
 				rb.step(gb, f(opt.LR), f(opt.Beta1), f(opt.Beta2), f(opt.Eps), f(opt.WeightDecay))
-				checkClose(t, fmt.Sprintf("A after step %d", step), read(t, l.A()), ra.p, ra.magP, 32*eps32)
-				checkClose(t, fmt.Sprintf("B after step %d", step), read(t, l.B()), rb.p, rb.magP, 32*eps32)
+				reftest.Close(t, fmt.Sprintf("A after step %d", step), read(t, l.A()), ra.p, ra.magP, 32*reftest.U32)
+				reftest.Close(t, fmt.Sprintf("B after step %d", step), read(t, l.B()), rb.p, rb.magP, 32*reftest.U32)
 			}
 		})
 		for _, mom := range []float32{0, 0.9} {
@@ -130,12 +131,12 @@ func TestOptimizerSplit(t *testing.T) {
 				l, _ := p.layer(t)
 				opt := &lora.SGD{LR: 0.1, Momentum: mom}
 				defer opt.Free()
-				params := [][]float64{f64(p.a), f64(p.b)}
-				mag := [][]float64{f64(p.a), f64(p.b)}
+				params := [][]float64{reftest.F64(p.a), reftest.F64(p.b)}
+				mag := [][]float64{reftest.F64(p.a), reftest.F64(p.b)}
 				bufs := [][]float64{make([]float64, len(p.a)), make([]float64, len(p.b))}
 				bmag := [][]float64{make([]float64, len(p.a)), make([]float64, len(p.b))}
 				for range 2 {
-					grads := [][]float32{randSlice(rng, len(p.a), 1), randSlice(rng, len(p.b), 1)}
+					grads := [][]float32{reftest.Normal(rng, len(p.a), 1), reftest.Normal(rng, len(p.b), 1)}
 					if err := opt.Step(l, newMat(t, c.r, c.in, grads[0]), newMat(t, c.out, c.r, grads[1])); err != nil {
 						t.Fatal(err)
 					}
@@ -148,8 +149,8 @@ func TestOptimizerSplit(t *testing.T) {
 						}
 					}
 				}
-				checkClose(t, "A", read(t, l.A()), params[0], mag[0], 8*eps32)
-				checkClose(t, "B", read(t, l.B()), params[1], mag[1], 8*eps32)
+				reftest.Close(t, "A", read(t, l.A()), params[0], mag[0], 8*reftest.U32)
+				reftest.Close(t, "B", read(t, l.B()), params[1], mag[1], 8*reftest.U32)
 			})
 		}
 	}
@@ -161,7 +162,7 @@ func TestMSESplit(t *testing.T) {
 	manyProcs(t)
 	rng := rand.New(rand.NewPCG(79, 80))
 	const n, m = 500, 461
-	ys, ts := randSlice(rng, n*m, 1), randSlice(rng, n*m, 1)
+	ys, ts := reftest.Normal(rng, n*m, 1), reftest.Normal(rng, n*m, 1)
 	y, tg := newMat(t, n, m, ys), newMat(t, n, m, ts)
 	dy := newMat(t, n, m, fill(make([]float32, n*m), float32(math.NaN())))
 	loss, err := lora.MSE(dy, y, tg)
@@ -175,11 +176,11 @@ func TestMSESplit(t *testing.T) {
 		d := float64(ys[i]) - float64(ts[i])
 		sum += d * d
 		want := 2 * d / count
-		if e := math.Abs(float64(got[i]) - want); e > 4*eps*math.Abs(want)+1e-30 {
+		if e := math.Abs(float64(got[i]) - want); e > 4*reftest.U32*math.Abs(want)+1e-30 {
 			t.Fatalf("dy[%d] = %g, want %g", i, got[i], want)
 		}
 	}
-	if want := sum / count; math.Abs(float64(loss)-want) > 8*eps*want {
+	if want := sum / count; math.Abs(float64(loss)-want) > 8*reftest.U32*want {
 		t.Errorf("loss %g, want %g", loss, want)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/reftest"
 	"github.com/golora/lora/kernels"
 )
 
@@ -33,7 +34,7 @@ func TestKernelBackwardPaths(t *testing.T) {
 	}
 	for _, c := range cases {
 		p := newProblem(rng, c.n, c.in, c.out, c.r)
-		g := randSlice(rng, c.n*c.out, 1)
+		g := reftest.Normal(rng, c.n*c.out, 1)
 		t.Run(p.String(), func(t *testing.T) { checkBackwardRef(t, p, g) })
 	}
 }
@@ -50,20 +51,20 @@ func TestKernelOptimizerBlocks(t *testing.T) {
 	defer opt.Free()
 	ra, rb := newAdamRef(p.a), newAdamRef(p.b)
 	for range 2 {
-		ga, gb := randSlice(rng, r*in, 1), randSlice(rng, out*r, 1)
+		ga, gb := reftest.Normal(rng, r*in, 1), reftest.Normal(rng, out*r, 1)
 		if err := opt.Step(l, newMat(t, r, in, ga), newMat(t, out, r, gb)); err != nil {
 			t.Fatal(err)
 		}
 		ra.step(ga, float64(float32(0.01)), float64(float32(0.9)), float64(float32(0.999)), float64(float32(1e-8)), float64(float32(0.01)))
 		rb.step(gb, float64(float32(0.01)), float64(float32(0.9)), float64(float32(0.999)), float64(float32(1e-8)), float64(float32(0.01)))
 	}
-	checkClose(t, "A", read(t, l.A()), ra.p, ra.magP, 32*eps32)
-	checkClose(t, "B", read(t, l.B()), rb.p, rb.magP, 32*eps32)
+	reftest.Close(t, "A", read(t, l.A()), ra.p, ra.magP, 32*reftest.U32)
+	reftest.Close(t, "B", read(t, l.B()), rb.p, rb.magP, 32*reftest.U32)
 
 	l2, _ := p.layer(t)
 	sgd := &lora.SGD{LR: 0.1, Momentum: 0.5}
 	defer sgd.Free()
-	ga, gb := randSlice(rng, r*in, 1), randSlice(rng, out*r, 1)
+	ga, gb := reftest.Normal(rng, r*in, 1), reftest.Normal(rng, out*r, 1)
 	for range 2 {
 		if err := sgd.Step(l2, newMat(t, r, in, ga), newMat(t, out, r, gb)); err != nil {
 			t.Fatal(err)
@@ -79,11 +80,11 @@ func TestKernelOptimizerBlocks(t *testing.T) {
 			want[i] = float64(pr.p[i]) - 0.25*float64(pr.g[i])
 			mag[i] = math.Abs(float64(pr.p[i])) + 0.25*math.Abs(float64(pr.g[i]))
 		}
-		checkClose(t, fmt.Sprintf("SGD parameter set %d", q), pr.got, want, mag, 8*eps32)
+		reftest.Close(t, fmt.Sprintf("SGD parameter set %d", q), pr.got, want, mag, 8*reftest.U32)
 	}
 
 	const rows, cols = 600, 501 // 300600 elements: more than 64 blocks × 256 threads × 16
-	ys, ts := randSlice(rng, rows*cols, 1), randSlice(rng, rows*cols, 1)
+	ys, ts := reftest.Normal(rng, rows*cols, 1), reftest.Normal(rng, rows*cols, 1)
 	var want float64
 	for i := range ys {
 		d := float64(ys[i]) - float64(ts[i])
@@ -94,7 +95,7 @@ func TestKernelOptimizerBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := math.Abs(float64(loss) - want); d > (gamma(rows*cols)+2*eps32)*want {
+	if d := math.Abs(float64(loss) - want); d > (reftest.Gamma(rows*cols)+2*reftest.U32)*want {
 		t.Errorf("MSE %g, want %g", loss, want)
 	}
 }

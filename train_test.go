@@ -17,15 +17,8 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/reftest"
 )
-
-func f64(s []float32) []float64 {
-	d := make([]float64, len(s))
-	for i, v := range s {
-		d[i] = float64(v)
-	}
-	return d
-}
 
 func fill(s []float32, v float32) []float32 {
 	for i := range s {
@@ -34,35 +27,15 @@ func fill(s []float32, v float32) []float32 {
 	return s
 }
 
-// gradLoss is L = Σ G ⊙ y for y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, in float64: a loss
-// whose gradient with respect to y is G, so that Backward with dy = G gives
-// its gradients. It returns L and Σ |G|·|y|-terms, which bounds its rounding.
-func gradLoss(n, in, out, r int, s float64, g, x, w, a, b []float64) (loss, mag float64) {
-	t := make([]float64, r)
-	tm := make([]float64, r)
-	for i := range n {
-		xi := x[i*in : (i+1)*in]
-		for k := range r {
-			var v, m float64
-			for c, xv := range xi {
-				v += xv * a[k*in+c]
-				m += math.Abs(xv * a[k*in+c])
-			}
-			t[k], tm[k] = s*v, math.Abs(s)*m
-		}
-		for j := range out {
-			var v, m float64
-			for c, xv := range xi {
-				v += xv * w[j*in+c]
-				m += math.Abs(xv * w[j*in+c])
-			}
-			for k := range r {
-				v += t[k] * b[j*r+k]
-				m += tm[k] * math.Abs(b[j*r+k])
-			}
-			loss += g[i*out+j] * v
-			mag += math.Abs(g[i*out+j]) * m
-		}
+// gradLoss is L = Σ G ⊙ y for the oracle's y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, in
+// float64: a loss whose gradient with respect to y is G, so that Backward
+// with dy = G gives its gradients. It returns L and Σ |G|·(the magnitudes of
+// y's terms), which bounds its rounding.
+func gradLoss(sh reftest.Shape, s float64, g, x, w, a, b []float64) (loss, mag float64) {
+	y, m := reftest.Forward(sh, s, x, w, a, b)
+	for i := range y {
+		loss += g[i] * y[i]
+		mag += math.Abs(g[i]) * m[i]
 	}
 	return loss, mag
 }
@@ -85,22 +58,9 @@ func centralDiff(theta []float64, h float64, loss func() (float64, float64)) (gr
 	return grad, errBound
 }
 
-// checkGrad fails unless |got − want| ≤ tol·mag + abs elementwise.
-func checkGrad(t *testing.T, what string, got []float32, want, mag []float64, tol, abs float64) {
-	t.Helper()
-	bad := 0
-	for i := range got {
-		bound := tol*mag[i] + abs
-		if d := math.Abs(float64(got[i]) - want[i]); !(d <= bound) {
-			if bad < 3 {
-				t.Errorf("%s[%d] = %g, finite differences give %g (error %.3g, bound %.3g)", what, i, got[i], want[i], d, bound)
-			}
-			bad++
-		}
-	}
-	if bad > 0 {
-		t.Errorf("%s: %d of %d elements out of bound", what, bad, len(got))
-	}
+// within is the bound tol·mag[i] + abs of reftest.Check.
+func within(mag []float64, tol, abs float64) func(int) float64 {
+	return func(i int) float64 { return tol*mag[i] + abs }
 }
 
 // TestBackward checks dA, dB and dx against central finite differences of
@@ -111,12 +71,12 @@ func checkGrad(t *testing.T, what string, got []float32, want, mag []float64, to
 // centralDiff and far below float32's. The float32 results are bounded by the
 // classic error analysis of each product, with the magnitudes of its terms:
 //
-//	dB[j,k] = s·Σᵢ G[i,j]·T[i,k], T = x·Aᵀ:   gamma(in+n+3)·|s|·Σᵢ|G||x|·|A|
-//	dA[k,c] = s·Σᵢ U[i,k]·x[i,c], U = G·B:    gamma(out+n+3)·|s|·Σᵢ(|G|·|B|)|x|
-//	dx[i,c] = Σⱼ G·W + s·Σₖ U·A:              gamma(out+r+3)·(Σ|G||W| + |s|·Σ(|G|·|B|)|A|)
+//	dB[j,k] = s·Σᵢ G[i,j]·T[i,k], T = x·Aᵀ:   Gamma(in+n+3)·|s|·Σᵢ|G||x|·|A|
+//	dA[k,c] = s·Σᵢ U[i,k]·x[i,c], U = G·B:    Gamma(out+n+3)·|s|·Σᵢ(|G|·|B|)|x|
+//	dx[i,c] = Σⱼ G·W + s·Σₖ U·A:              Gamma(out+r+3)·(Σ|G||W| + |s|·Σ(|G|·|B|)|A|)
 //
 // The merged dx, G·(W + s·B·A) with the merged W rounded once per element
-// (gamma(r+2)), obeys the same bound as the unmerged one.
+// (Gamma(r+2)), obeys the same bound as the unmerged one.
 func TestBackward(t *testing.T) {
 	rng := rand.New(rand.NewPCG(41, 42))
 	shapes := []struct{ in, out int }{{7, 5}, {5, 9}, {33, 19}, {20, 12}}
@@ -124,7 +84,7 @@ func TestBackward(t *testing.T) {
 		for _, r := range []int{1, 4} {
 			for _, n := range []int{1, 3, 17} {
 				p := newProblem(rng, n, sh.in, sh.out, r)
-				g := randSlice(rng, n*sh.out, 1)
+				g := reftest.Normal(rng, n*sh.out, 1)
 				t.Run(p.String(), func(t *testing.T) { checkBackward(t, p, g) })
 			}
 		}
@@ -134,8 +94,8 @@ func TestBackward(t *testing.T) {
 func checkBackward(t *testing.T, p *problem, g []float32) {
 	n, in, out, r := p.n, p.in, p.out, p.r
 	s := float64(p.s)
-	gd, xd, wd, ad, bd := f64(g), f64(p.x), f64(p.w), f64(p.a), f64(p.b)
-	loss := func() (float64, float64) { return gradLoss(n, in, out, r, s, gd, xd, wd, ad, bd) }
+	gd, xd, wd, ad, bd := reftest.F64(g), reftest.F64(p.x), reftest.F64(p.w), reftest.F64(p.a), reftest.F64(p.b)
+	loss := func() (float64, float64) { return gradLoss(p.shape(), s, gd, xd, wd, ad, bd) }
 	const h = 0x1p-6
 	wantA, errA := centralDiff(ad, h, loss)
 	wantB, errB := centralDiff(bd, h, loss)
@@ -143,11 +103,12 @@ func checkBackward(t *testing.T, p *problem, g []float32) {
 
 	// The formulas in float64 agree with the finite differences, so that
 	// the kernel tests may use them at sizes where differences cost too much.
-	fA, fB, fX, magA, magB, magX := p.refBackward(g)
+	ref := p.refBackward(g)
+	magA, magB, magX := ref.MagA, ref.MagB, ref.MagX
 	for what, c := range map[string]struct {
 		f, fd, mag []float64
 		err        float64
-	}{"dA": {fA, wantA, magA, errA}, "dB": {fB, wantB, magB, errB}, "dx": {fX, wantX, magX, errX}} {
+	}{"dA": {ref.DA, wantA, magA, errA}, "dB": {ref.DB, wantB, magB, errB}, "dx": {ref.DX, wantX, magX, errX}} {
 		for i := range c.f {
 			if d := math.Abs(c.f[i] - c.fd[i]); d > c.err+1e-12*c.mag[i] {
 				t.Fatalf("%s[%d]: formula %g, finite differences %g", what, i, c.f[i], c.fd[i])
@@ -175,9 +136,9 @@ func checkBackward(t *testing.T, p *problem, g []float32) {
 			}
 			inputs.unchanged(t, "Backward's inputs")
 			gotA, gotB := read(t, dA), read(t, dB)
-			checkGrad(t, "dA", gotA, wantA, magA, gamma(out+n+3), errA)
-			checkGrad(t, "dB", gotB, wantB, magB, gamma(in+n+3), errB)
-			checkGrad(t, "dx", read(t, dx), wantX, magX, gamma(out+r+3), errX)
+			reftest.Check(t, "dA", gotA, wantA, within(magA, reftest.Gamma(out+n+3), errA))
+			reftest.Check(t, "dB", gotB, wantB, within(magB, reftest.Gamma(in+n+3), errB))
+			reftest.Check(t, "dx", read(t, dx), wantX, within(magX, reftest.Gamma(out+r+3), errX))
 
 			// Without dx: the same dA and dB, bit for bit.
 			dA2, dB2 := newMat(t, r, in, nil), newMat(t, out, r, nil)
@@ -195,59 +156,11 @@ func checkBackward(t *testing.T, p *problem, g []float32) {
 	}
 }
 
-// refBackward returns dA, dB and dx of the problem's layer for dy = g in
-// float64, computed from their formulas, and the magnitudes of their terms
-// that bound their rounding (see TestBackward).
-func (p *problem) refBackward(g []float32) (dA, dB, dx, magA, magB, magX []float64) {
-	n, in, out, r := p.n, p.in, p.out, p.r
-	s := float64(p.s)
-	gd, xd, wd, ad, bd := f64(g), f64(p.x), f64(p.w), f64(p.a), f64(p.b)
-	t, tm := make([]float64, n*r), make([]float64, n*r) // x·Aᵀ and Σ_c |x||A|
-	u, um := make([]float64, n*r), make([]float64, n*r) // G·B and Σ_j |G||B|
-	for i := range n {
-		for k := range r {
-			for c := range in {
-				t[i*r+k] += xd[i*in+c] * ad[k*in+c]
-				tm[i*r+k] += math.Abs(xd[i*in+c] * ad[k*in+c])
-			}
-			for j := range out {
-				u[i*r+k] += gd[i*out+j] * bd[j*r+k]
-				um[i*r+k] += math.Abs(gd[i*out+j] * bd[j*r+k])
-			}
-		}
-	}
-	dB, magB = make([]float64, out*r), make([]float64, out*r)
-	for j := range out {
-		for k := range r {
-			for i := range n {
-				dB[j*r+k] += s * gd[i*out+j] * t[i*r+k]
-				magB[j*r+k] += math.Abs(s) * math.Abs(gd[i*out+j]) * tm[i*r+k]
-			}
-		}
-	}
-	dA, magA = make([]float64, r*in), make([]float64, r*in)
-	for k := range r {
-		for c := range in {
-			for i := range n {
-				dA[k*in+c] += s * u[i*r+k] * xd[i*in+c]
-				magA[k*in+c] += math.Abs(s) * um[i*r+k] * math.Abs(xd[i*in+c])
-			}
-		}
-	}
-	dx, magX = make([]float64, n*in), make([]float64, n*in)
-	for i := range n {
-		for c := range in {
-			for j := range out {
-				dx[i*in+c] += gd[i*out+j] * wd[j*in+c]
-				magX[i*in+c] += math.Abs(gd[i*out+j] * wd[j*in+c])
-			}
-			for k := range r {
-				dx[i*in+c] += s * u[i*r+k] * ad[k*in+c]
-				magX[i*in+c] += math.Abs(s) * um[i*r+k] * math.Abs(ad[k*in+c])
-			}
-		}
-	}
-	return dA, dB, dx, magA, magB, magX
+// refBackward returns the oracle's dA, dB and dx of the problem's layer for
+// dy = g, with the magnitudes of their terms that bound their rounding (see
+// TestBackward).
+func (p *problem) refBackward(g []float32) reftest.Grads {
+	return reftest.Backward(p.shape(), float64(p.s), g, p.x, p.w, p.a, p.b, false)
 }
 
 // TestBackwardBlocks checks Backward on shapes larger than one block of every
@@ -258,7 +171,7 @@ func TestBackwardBlocks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(57, 58))
 	for _, c := range []struct{ n, in, out, r int }{{17, 300, 150, 4}, {3, 260, 70, 5}, {40, 133, 201, 1}} {
 		p := newProblem(rng, c.n, c.in, c.out, c.r)
-		g := randSlice(rng, c.n*c.out, 1)
+		g := reftest.Normal(rng, c.n*c.out, 1)
 		t.Run(p.String(), func(t *testing.T) { checkBackwardRef(t, p, g) })
 	}
 }
@@ -268,7 +181,7 @@ func TestBackwardBlocks(t *testing.T) {
 // unwritten fails), and checks dA, dB and dx against refBackward with the
 // bounds of TestBackward.
 func checkBackwardRef(t *testing.T, p *problem, g []float32) {
-	wantA, wantB, wantX, magA, magB, magX := p.refBackward(g)
+	ref := p.refBackward(g)
 	nan := float32(math.NaN())
 	for _, merged := range []bool{false, true} {
 		l, _ := p.layer(t)
@@ -284,9 +197,9 @@ func checkBackwardRef(t *testing.T, p *problem, g []float32) {
 			t.Fatal(err)
 		}
 		what := fmt.Sprintf("merged=%v ", merged)
-		checkGrad(t, what+"dA", read(t, dA), wantA, magA, gamma(p.out+p.n+3), 0)
-		checkGrad(t, what+"dB", read(t, dB), wantB, magB, gamma(p.in+p.n+3), 0)
-		checkGrad(t, what+"dx", read(t, dx), wantX, magX, gamma(p.out+p.r+3), 0)
+		reftest.Check(t, what+"dA", read(t, dA), ref.DA, within(ref.MagA, reftest.Gamma(p.out+p.n+3), 0))
+		reftest.Check(t, what+"dB", read(t, dB), ref.DB, within(ref.MagB, reftest.Gamma(p.in+p.n+3), 0))
+		reftest.Check(t, what+"dx", read(t, dx), ref.DX, within(ref.MagX, reftest.Gamma(p.out+p.r+3), 0))
 	}
 }
 
@@ -298,7 +211,7 @@ type adamRef struct {
 }
 
 func newAdamRef(p []float32) *adamRef {
-	a := &adamRef{p: f64(p), m: make([]float64, len(p)), v: make([]float64, len(p)),
+	a := &adamRef{p: reftest.F64(p), m: make([]float64, len(p)), v: make([]float64, len(p)),
 		magP: make([]float64, len(p)), magM: make([]float64, len(p))}
 	for i, v := range a.p {
 		a.magP[i] = math.Abs(v)
@@ -348,7 +261,7 @@ func TestAdamW(t *testing.T) {
 			eps, wd := float64(opt.Eps), float64(opt.WeightDecay)
 			for step := 1; step <= 3; step++ {
 				// Gradients of mixed scales, some tiny, so that Eps matters.
-				ga, gb := randSlice(rng, r*in, 1), randSlice(rng, out*r, 1e-3)
+				ga, gb := reftest.Normal(rng, r*in, 1), reftest.Normal(rng, out*r, 1e-3)
 				ga[0], gb[0] = 1e-9, 0
 				dA, dB := newMat(t, r, in, ga), newMat(t, out, r, gb)
 				if err := opt.Step(l, dA, dB); err != nil {
@@ -356,8 +269,8 @@ func TestAdamW(t *testing.T) {
 				}
 				ra.step(ga, lr, b1, b2, eps, wd)
 				rb.step(gb, lr, b1, b2, eps, wd)
-				checkClose(t, fmt.Sprintf("A after step %d", step), read(t, l.A()), ra.p, ra.magP, 32*eps32)
-				checkClose(t, fmt.Sprintf("B after step %d", step), read(t, l.B()), rb.p, rb.magP, 32*eps32)
+				reftest.Close(t, fmt.Sprintf("A after step %d", step), read(t, l.A()), ra.p, ra.magP, 32*reftest.U32)
+				reftest.Close(t, fmt.Sprintf("B after step %d", step), read(t, l.B()), rb.p, rb.magP, 32*reftest.U32)
 			}
 			wBefore.unchanged(t, "W after AdamW steps")
 			if got, want := opt.StateBytes(), int64(8*r*(in+out)); got != want {
@@ -366,9 +279,6 @@ func TestAdamW(t *testing.T) {
 		})
 	}
 }
-
-// eps32 is the unit roundoff of float32 (eps in lora_test.go).
-const eps32 = eps
 
 // TestSGD checks three steps of SGD with and without momentum against
 // torch.optim.SGD's rule in float64: buf ← μ·buf + g, p ← p − lr·buf. Bound:
@@ -382,12 +292,12 @@ func TestSGD(t *testing.T) {
 			p := newProblem(rng, 1, in, out, r)
 			l, _ := p.layer(t)
 			lr, mom := float64(opt.LR), float64(opt.Momentum)
-			params := [][]float64{f64(p.a), f64(p.b)}
-			mag := [][]float64{f64(p.a), f64(p.b)}
+			params := [][]float64{reftest.F64(p.a), reftest.F64(p.b)}
+			mag := [][]float64{reftest.F64(p.a), reftest.F64(p.b)}
 			bufs := [][]float64{make([]float64, r*in), make([]float64, out*r)}
 			bmag := [][]float64{make([]float64, r*in), make([]float64, out*r)}
 			for step := 1; step <= 3; step++ {
-				grads := [][]float32{randSlice(rng, r*in, 1), randSlice(rng, out*r, 1)}
+				grads := [][]float32{reftest.Normal(rng, r*in, 1), reftest.Normal(rng, out*r, 1)}
 				if err := opt.Step(l, newMat(t, r, in, grads[0]), newMat(t, out, r, grads[1])); err != nil {
 					t.Fatal(err)
 				}
@@ -399,8 +309,8 @@ func TestSGD(t *testing.T) {
 						mag[q][i] = math.Abs(mag[q][i]) + lr*bmag[q][i]
 					}
 				}
-				checkClose(t, "A", read(t, l.A()), params[0], mag[0], 8*eps32)
-				checkClose(t, "B", read(t, l.B()), params[1], mag[1], 8*eps32)
+				reftest.Close(t, "A", read(t, l.A()), params[0], mag[0], 8*reftest.U32)
+				reftest.Close(t, "B", read(t, l.B()), params[1], mag[1], 8*reftest.U32)
 			}
 			want := int64(0)
 			if mom != 0 {
@@ -415,12 +325,12 @@ func TestSGD(t *testing.T) {
 
 // TestMSE checks the loss against float64 and the gradient 2(y − t)/count
 // elementwise: one subtraction and one product rounded (2u relative), the
-// loss a sum of count squares (gamma(count+2)).
+// loss a sum of count squares (Gamma(count+2)).
 func TestMSE(t *testing.T) {
 	rng := rand.New(rand.NewPCG(47, 48))
 	for _, sh := range []struct{ n, m int }{{1, 1}, {3, 7}, {37, 129}, {300, 300}} {
 		t.Run(fmt.Sprintf("%d×%d", sh.n, sh.m), func(t *testing.T) {
-			ys, ts := randSlice(rng, sh.n*sh.m, 1), randSlice(rng, sh.n*sh.m, 1)
+			ys, ts := reftest.Normal(rng, sh.n*sh.m, 1), reftest.Normal(rng, sh.n*sh.m, 1)
 			y, tg := newMat(t, sh.n, sh.m, ys), newMat(t, sh.n, sh.m, ts)
 			dy := newMat(t, sh.n, sh.m, nil)
 			count := float64(sh.n * sh.m)
@@ -436,10 +346,10 @@ func TestMSE(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := math.Abs(float64(loss) - want); d > (gamma(sh.n*sh.m+2)+2*eps32)*want {
+			if d := math.Abs(float64(loss) - want); d > (reftest.Gamma(sh.n*sh.m+2)+2*reftest.U32)*want {
 				t.Errorf("loss %g, want %g", loss, want)
 			}
-			checkClose(t, "dy", read(t, dy), wantG, magG, 4*eps32)
+			reftest.Close(t, "dy", read(t, dy), wantG, magG, 4*reftest.U32)
 			lossOnly, err := lora.MSE(nil, y, tg)
 			if err != nil {
 				t.Fatal(err)
@@ -460,9 +370,9 @@ type teacher struct {
 
 func newTeacher(rng *rand.Rand, n, in, out, rank int) *teacher {
 	tc := &teacher{n: n, in: in, out: out}
-	tc.w = randSlice(rng, out*in, 1/math.Sqrt(float64(in)))
-	ba := mat.NewDense(out, rank, f64(randSlice(rng, out*rank, 1)))
-	aa := mat.NewDense(rank, in, f64(randSlice(rng, rank*in, 1/math.Sqrt(float64(in)))))
+	tc.w = reftest.Normal(rng, out*in, 1/math.Sqrt(float64(in)))
+	ba := mat.NewDense(out, rank, reftest.F64(reftest.Normal(rng, out*rank, 1)))
+	aa := mat.NewDense(rank, in, reftest.F64(reftest.Normal(rng, rank*in, 1/math.Sqrt(float64(in)))))
 	var d mat.Dense
 	d.Mul(ba, aa)
 	tc.delta = make([]float32, out*in)
@@ -471,7 +381,7 @@ func newTeacher(rng *rand.Rand, n, in, out, rank int) *teacher {
 		tc.delta[i] = float32(d.RawMatrix().Data[i])
 		wstar[i] = float64(tc.w[i]) + float64(tc.delta[i])
 	}
-	tc.x = randSlice(rng, n*in, 1)
+	tc.x = reftest.Normal(rng, n*in, 1)
 	tc.y = make([]float32, n*out)
 	for i := range n {
 		for j := range out {
@@ -490,8 +400,8 @@ func newTeacher(rng *rand.Rand, n, in, out, rank int) *teacher {
 // min over rank-r D of ‖X·(ΔW*ᵀ − D)‖² is the sum of the squared singular
 // values of X·ΔW*ᵀ past the r-th (X has full column rank).
 func (tc *teacher) rankFloor(r int) float64 {
-	x := mat.NewDense(tc.n, tc.in, f64(tc.x))
-	d := mat.NewDense(tc.out, tc.in, f64(tc.delta))
+	x := mat.NewDense(tc.n, tc.in, reftest.F64(tc.x))
+	d := mat.NewDense(tc.out, tc.in, reftest.F64(tc.delta))
 	var xd mat.Dense
 	xd.Mul(x, d.T())
 	var svd mat.SVD
@@ -595,8 +505,8 @@ func TestLearning(t *testing.T) {
 	p := &problem{n: n, in: in, out: out, r: rank, s: l.Scale(), x: tc.x, w: tc.w}
 	p.a, p.b = read(t, l.A()), read(t, l.B())
 	ref, mag := p.refForward(true)
-	checkClose(t, "merged y", read(t, ym), ref, mag, gamma(in+rank+3))
-	checkClose(t, "unmerged y", read(t, yu), ref, mag, gamma(in+rank+3))
+	reftest.Close(t, "merged y", read(t, ym), ref, mag, reftest.Gamma(in+rank+3))
+	reftest.Close(t, "unmerged y", read(t, yu), ref, mag, reftest.Gamma(in+rank+3))
 	var se, base float64
 	for i, v := range read(t, ym) {
 		d := float64(v) - float64(tc.y[i])
@@ -636,7 +546,7 @@ func TestLearning(t *testing.T) {
 func TestOptimizerState(t *testing.T) {
 	rng := rand.New(rand.NewPCG(51, 52))
 	p := newProblem(rng, 1, 10, 6, 2)
-	ga, gb := randSlice(rng, p.r*p.in, 1), randSlice(rng, p.out*p.r, 1)
+	ga, gb := reftest.Normal(rng, p.r*p.in, 1), reftest.Normal(rng, p.out*p.r, 1)
 	dA, dB := newMat(t, p.r, p.in, ga), newMat(t, p.out, p.r, gb)
 	per := int64(8 * p.r * (p.in + p.out))
 
@@ -708,7 +618,7 @@ func TestOptimizerState(t *testing.T) {
 func TestConcurrentTraining(t *testing.T) {
 	rng := rand.New(rand.NewPCG(53, 54))
 	p := newProblem(rng, 5, 24, 16, 3)
-	g := randSlice(rng, p.n*p.out, 1)
+	g := reftest.Normal(rng, p.n*p.out, 1)
 	l, _ := p.layer(t)
 	x, dy := newMat(t, p.n, p.in, p.x), newMat(t, p.n, p.out, g)
 	type grads struct{ dx, dA, dB *lora.Matrix }
@@ -793,10 +703,10 @@ func TestTrainErrors(t *testing.T) {
 	const n, in, out, r = 3, 5, 4, 2
 	p := newProblem(rng, n, in, out, r)
 	l, w := p.layer(t)
-	x, dy := newMat(t, n, in, p.x), newMat(t, n, out, randSlice(rng, n*out, 1))
-	dx := newMat(t, n, in, randSlice(rng, n*in, 1))
-	dA, dB := newMat(t, r, in, randSlice(rng, r*in, 1)), newMat(t, out, r, randSlice(rng, out*r, 1))
-	y, target := newMat(t, n, out, randSlice(rng, n*out, 1)), newMat(t, n, out, randSlice(rng, n*out, 1))
+	x, dy := newMat(t, n, in, p.x), newMat(t, n, out, reftest.Normal(rng, n*out, 1))
+	dx := newMat(t, n, in, reftest.Normal(rng, n*in, 1))
+	dA, dB := newMat(t, r, in, reftest.Normal(rng, r*in, 1)), newMat(t, out, r, reftest.Normal(rng, out*r, 1))
+	y, target := newMat(t, n, out, reftest.Normal(rng, n*out, 1)), newMat(t, n, out, reftest.Normal(rng, n*out, 1))
 	freed, _ := lora.NewMatrix(r, in)
 	freed.Free()
 

@@ -5,13 +5,13 @@ package cuda
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"unsafe"
 
+	"github.com/golora/lora/internal/reftest"
 	"github.com/golora/lora/kernels"
 )
 
@@ -173,14 +173,7 @@ func TestFaults(t *testing.T) {
 		return
 	}
 	for name := range cases {
-		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestFaults$", "-test.count=1", "-test.v")
-			cmd.Env = append(os.Environ(), "LORA_TEST_FAULT_CASE="+name)
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "--- PASS: TestFaults") {
-				t.Fatalf("child process: %v\n%s", err, out)
-			}
-		})
+		t.Run(name, func(t *testing.T) { reftest.RunChild(t, "LORA_TEST_FAULT_CASE="+name) })
 	}
 }
 
@@ -228,12 +221,7 @@ func TestLaunchIsAsync(t *testing.T) {
 // threads; the fault is the device's, and every later call wraps it.
 func TestKernelFaultAtSync(t *testing.T) {
 	if os.Getenv("LORA_TEST_KERNEL_FAULT") == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKernelFaultAtSync$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "LORA_TEST_KERNEL_FAULT=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestKernelFaultAtSync") {
-			t.Fatalf("child process: %v\n%s", err, out)
-		}
+		reftest.RunChild(t, "LORA_TEST_KERNEL_FAULT=1")
 		return
 	}
 	p, err := Alloc(128)

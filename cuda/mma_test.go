@@ -7,12 +7,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"unsafe"
 
 	"github.com/golora/lora/internal/half"
+	"github.com/golora/lora/internal/reftest"
 )
 
 // devBuf copies the bytes of s to a new device allocation of at least
@@ -399,12 +399,7 @@ func TestEmuLdmatrix(t *testing.T) {
 // fault: mma.sync.aligned needs all 32 lanes.
 func TestEmuMMAWholeWarp(t *testing.T) {
 	if os.Getenv("LORA_TEST_MMA_FAULT") == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestEmuMMAWholeWarp$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "LORA_TEST_MMA_FAULT=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestEmuMMAWholeWarp") {
-			t.Fatalf("child process: %v\n%s", err, out)
-		}
+		reftest.RunChild(t, "LORA_TEST_MMA_FAULT=1")
 		return
 	}
 	p, err := Alloc(128)
@@ -521,13 +516,8 @@ func TestForwardMMA(t *testing.T) {
 					for i := range w {
 						w[i] = dt.narrow(float32(rng.NormFloat64() / 8))
 					}
-					tm, bmat := make([]float32, s.n*s.r), make([]float32, s.out*s.r)
-					for i := range tm {
-						tm[i] = float32(rng.NormFloat64())
-					}
-					for i := range bmat {
-						bmat[i] = float32(rng.NormFloat64() / 4)
-					}
+					tm := reftest.Normal(rng, s.n*s.r, 1)
+					bmat := reftest.Normal(rng, s.out*s.r, 0.25)
 					const guard = 64
 					y := make([]float32, s.n*s.out+guard)
 					for i := range y {

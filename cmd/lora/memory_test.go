@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/reftest"
 	"github.com/golora/lora/peft"
 )
 
@@ -94,11 +96,7 @@ func peakMerge(t *testing.T, d peft.DType, rows, cols int, mib int64, kill bool)
 
 	out := filepath.Join(dir, "out")
 	args, _ := json.Marshal([]string{"merge", "-base", base, "-adapter", adapterDir, "-out", out})
-	child := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), childArgs+"="+string(args), childHWM+"=1")
-		return cmd
-	}
+	child := func() *exec.Cmd { return reftest.Child(t, childArgs+"="+string(args), childHWM+"=1") }
 
 	var tmp string
 	if kill {
@@ -161,7 +159,7 @@ func peakMerge(t *testing.T, d peft.DType, rows, cols int, mib int64, kill bool)
 	// The float32 arithmetic of a rank-r update rounds each of r products
 	// and sums and the final add: (r+2) roundings of the magnitudes
 	// involved, and then the rounding to d.
-	tol := float64(r+2) * 0x1p-24
+	tol := float64(r+2) * reftest.U32
 	outU := 0.0
 	if d == peft.BF16 {
 		outU = 0x1p-8
@@ -174,24 +172,13 @@ func peakMerge(t *testing.T, d peft.DType, rows, cols int, mib int64, kill bool)
 		if err := peft.DecodeFloats(row, enc, d); err != nil {
 			t.Fatal(err)
 		}
-		bad := 0
-		for j := range row {
-			w := 0.0
-			if i != 1 {
-				w = float64((i+j)%7 - 3)
-			}
-			dw, mag := 0.0, 0.0
-			for k := range r {
-				p := s * float64(mod.B[i*r+k]) * float64(mod.A[k*cols+j])
-				dw += p
-				mag += math.Abs(p)
-			}
-			want := w + dw
-			if diff := math.Abs(float64(row[j]) - want); !(diff <= tol*(math.Abs(w)+mag)+outU*math.Abs(want)) {
-				if bad++; bad <= 3 {
-					t.Errorf("%s row %d, column %d: %v, want %v", d, i, j, row[j], want)
-				}
+		w := make([]float32, cols)
+		if i != 1 {
+			for j := range w {
+				w[j] = float32((i+j)%7) - 3
 			}
 		}
+		want, _, mag := reftest.Merge(1, cols, r, s, w, mod.A, mod.B[i*r:(i+1)*r])
+		reftest.Check(t, fmt.Sprintf("%s row %d", d, i), row, want, func(j int) float64 { return tol*mag[j] + outU*math.Abs(want[j]) })
 	}
 }
