@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/golora/lora/internal/half"
+	"github.com/golora/lora/internal/reftest"
 )
 
 // Merge of a half-precision W on the CPU backend, through the API: bit for
@@ -17,19 +17,19 @@ import (
 
 var halfTypes = []DType{F16, BF16}
 
-func narrow1(dt DType, v float32) uint16 {
+// format returns reftest's model of the 16-bit dtype dt.
+func format(dt DType) reftest.Format {
 	if dt == F16 {
-		return half.Float32ToF16(v)
+		return reftest.F16
 	}
-	return half.Float32ToBF16(v)
+	return reftest.BF16
 }
 
-func widen1(dt DType, h uint16) float32 {
-	if dt == F16 {
-		return half.F16ToFloat32(h)
-	}
-	return half.BF16ToFloat32(h)
-}
+// narrow1 returns the pattern of v rounded to dt, by reftest's model.
+func narrow1(dt DType, v float32) uint16 { f := format(dt); return f.Encode(f.Round(float64(v))) }
+
+// widen1 returns the value of the pattern h of dt, by reftest's model.
+func widen1(dt DType, h uint16) float32 { return float32(format(dt).Decode(h)) }
 
 func narrowHalf(dt DType, dst []uint16, src []float32) {
 	for i, v := range src {
@@ -46,12 +46,8 @@ type halfW struct {
 }
 
 func newHalfW(rng *rand.Rand, dt DType, rows, cols int, scale float64) halfW {
-	h := halfW{dt: dt, rows: rows, cols: cols, bits: make([]uint16, rows*cols), val: make([]float32, rows*cols)}
-	for i := range h.bits {
-		h.bits[i] = narrow1(dt, float32(rng.NormFloat64()*scale))
-		h.val[i] = widen1(dt, h.bits[i])
-	}
-	return h
+	bits, val := reftest.NormalHalf(rng, format(dt), rows*cols, scale)
+	return halfW{dt: dt, rows: rows, cols: cols, bits: bits, val: val}
 }
 
 // matrix returns an F16 or BF16 Matrix holding h's patterns.
@@ -65,14 +61,6 @@ func (h halfW) matrix(t testing.TB) *Matrix {
 		t.Fatal(err)
 	}
 	return m
-}
-
-func randF32(rng *rand.Rand, n int, scale float64) []float32 {
-	s := make([]float32, n)
-	for i := range s {
-		s[i] = float32(rng.NormFloat64() * scale)
-	}
-	return s
 }
 
 func f32Matrix(t testing.TB, rows, cols int, data []float32) *Matrix {
@@ -92,7 +80,7 @@ func TestMergeHalfBits(t *testing.T) {
 	for _, dt := range halfTypes {
 		const out, in, r = 29, 301, 6
 		h := newHalfW(rng, dt, out, in, 1)
-		a, b := randF32(rng, r*in, 1), randF32(rng, out*r, 0.3)
+		a, b := reftest.Normal(rng, r*in, 1), reftest.Normal(rng, out*r, 0.3)
 		w := h.matrix(t)
 		wf := f32Matrix(t, out, in, append([]float32(nil), h.val...))
 		l, err := NewLayerFrom(w, f32Matrix(t, r, in, a), f32Matrix(t, out, r, b), 1.5)

@@ -30,3 +30,15 @@ func F64(v []float32) []float64 {
 	}
 	return d
 }
+
+// NormalHalf returns n values of the standard normal distribution times
+// scale, rounded to float32 and then to the 16-bit format f (to nearest,
+// ties to even): their patterns, and their values (exact in float32).
+func NormalHalf(rng *rand.Rand, f Format, n int, scale float64) (bits []uint16, vals []float32) {
+	bits, vals = make([]uint16, n), make([]float32, n)
+	for i := range bits {
+		r := f.Round(float64(float32(rng.NormFloat64() * scale)))
+		bits[i], vals[i] = f.Encode(r), float32(r)
+	}
+	return bits, vals
+}
