@@ -37,15 +37,15 @@ func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s fl
 	}
 
 	if useFMA && !blasThreaded {
-		segs := []nnSegment{{coef: dy, ldc: out, a: w.F32, bits: w.Bits, dt: w.Type, rows: out}}
+		segs := []nnSegment{{coef: dy, ldc: out, a: w.F32, w: &w, rows: out}}
 		if !merged {
 			segs = append(segs, nnSegment{coef: u, ldc: r, a: a, rows: r})
 		}
 		productNN(dx, n, in, segs)
 		return
 	}
-	if w.Type.half() {
-		halfGradX(dx, dy, w.Bits, w.Type, n, out, in)
+	if w.Type != F32 {
+		panelGradX(dx, dy, w, n)
 	} else if n <= gemvRows {
 		// dx[i,:] = Wᵀ·dy[i,:], the columns of W split over goroutines so
 		// that W streams through every core once.
@@ -71,16 +71,18 @@ func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s fl
 
 // nnSegment is one part of the inner dimension of productNN: the n×rows
 // coefficients coef (leading dimension ldc) and the rows×cols matrix a
-// (leading dimension cols): float32 in a, or, when dt is F16 or BF16, the
-// patterns in bits.
+// (leading dimension cols): float32 in a, or, when w is not nil and not
+// F32, w's elements, widened (exactly) block by block.
 type nnSegment struct {
 	coef []float32
 	ldc  int
 	a    []float32
-	bits []uint16
-	dt   Type
+	w    *Mat
 	rows int
 }
+
+// widened reports whether the segment's a is widened from w.
+func (sg *nnSegment) widened() bool { return sg.w != nil && sg.w.Type != F32 }
 
 // Blocking of productNN: a nnCols × nnRows block of a (32 KiB) stays in the
 // L1 cache while every row of dst takes its share. A half-precision a is
@@ -117,7 +119,7 @@ func productNN(dst []float32, n, cols int, segs []nnSegment) {
 	}
 	width, krows, span := nnCols, nnRows, nnCols
 	for _, sg := range segs {
-		if sg.dt.half() {
+		if sg.widened() {
 			// Spans of at most halfNNSpan, at least one per goroutine.
 			procs := runtime.GOMAXPROCS(0)
 			width, krows = halfNNCols, halfNNRows
@@ -137,23 +139,23 @@ func productNN(dst []float32, n, cols int, segs []nnSegment) {
 					k1 := min(k0+krows, sg.rows)
 					for j0 := s0; j0 < s1; j0 += width {
 						j1 := min(j0+width, s1)
-						if sg.dt.half() && n <= halfFuseRows && useHalfKernel(sg.dt) {
+						if sg.widened() && sg.w.Type.half() && n <= halfFuseRows && useHalfKernel(sg.w.Type) {
 							// Few rows: a widened in registers.
 							for i := range n {
-								rankRowFromHalf(sg.dt, dst[i*cols+j0:i*cols+j1], sg.bits[k0*cols+j0:], sg.coef[i*sg.ldc+k0:i*sg.ldc+k1], cols)
+								rankRowFromHalf(sg.w.Type, dst[i*cols+j0:i*cols+j1], sg.w.Bits[k0*cols+j0:], sg.coef[i*sg.ldc+k0:i*sg.ldc+k1], cols)
 							}
 							continue
 						}
 						var a []float32
 						lda := cols
-						if sg.dt.half() {
+						if sg.widened() {
 							// Widen the block k0…k1−1 × j0…j1−1 of a.
 							lda = j1 - j0
 							if wide == nil {
 								wide = make([]float32, krows*width)
 							}
 							for k := k0; k < k1; k++ {
-								widenHalf(sg.dt, wide[(k-k0)*lda:(k-k0+1)*lda], sg.bits[k*cols+j0:k*cols+j1])
+								sg.w.widen(wide[(k-k0)*lda:(k-k0+1)*lda], k*cols+j0, j1-j0)
 							}
 							a = wide
 						} else {

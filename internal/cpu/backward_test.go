@@ -25,8 +25,12 @@ func forwardRef(x, w, a, b []float32, s float64, n, in, out, r int) (y, mag []fl
 }
 
 // testW returns a random W (out×in) of dtype dt as Forward and Backward
-// take it, and its values.
+// take it, and its values; an NF4 W has blocks of 32, which straddle rows
+// unless in is a multiple of 32.
 func testW(rng *rand.Rand, dt Type, out, in int) (Mat, []float32) {
+	if dt == NF4 {
+		return nf4W(rng, out, in, 32)
+	}
 	if dt == F32 {
 		v := randF32(rng, out*in, 1)
 		return Mat{Rows: out, Cols: in, Type: F32, F32: v}, v
@@ -39,6 +43,13 @@ func testW(rng *rand.Rand, dt Type, out, in int) (Mat, []float32) {
 func checkForward(t *testing.T, rng *rand.Rand, dt Type, n, in, out, r int) {
 	t.Helper()
 	w, wv := testW(rng, dt, out, in)
+	checkForwardOn(t, rng, w, wv, n, r)
+}
+
+// checkForwardOn runs Forward on w, whose values are wv, against forwardRef.
+func checkForwardOn(t *testing.T, rng *rand.Rand, w Mat, wv []float32, n, r int) {
+	t.Helper()
+	in, out, dt := w.Cols, w.Rows, w.Type
 	a, b := randF32(rng, r*in, 1), randF32(rng, out*r, 1)
 	x := randF32(rng, n*in, 1)
 	const s = 0.75
@@ -53,7 +64,7 @@ func checkForward(t *testing.T, rng *rand.Rand, dt Type, n, in, out, r int) {
 // in gemvFused, and past the column blocks of the expansion y += T·Bᵀ.
 func TestForward(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
-	for _, dt := range []Type{F32, F16, BF16} {
+	for _, dt := range []Type{F32, F16, BF16, NF4} {
 		for _, c := range []struct{ n, in, out, r int }{
 			{1, 37, 19, 3}, {3, 64, 21, 5}, {gemvRows, 70, 33, 4}, {gemvRows + 1, 70, 33, 4}, {9, 129, 41, 7},
 			{40, 300, 131, 5}, {7, gemvX/3 + 5, 9, 2}, {6, 40, 1100, 64},
@@ -65,10 +76,17 @@ func TestForward(t *testing.T) {
 
 // checkBackward runs Backward with a W of dtype dt, unmerged and merged,
 // and compares dx, dA and dB with float64 references; then the panel form
-// of dx (halfGradX) for a half W.
+// of dx (panelGradX) for a half W.
 func checkBackward(t *testing.T, rng *rand.Rand, dt Type, n, in, out, r int) {
 	t.Helper()
 	w, wv := testW(rng, dt, out, in)
+	checkBackwardOn(t, rng, w, wv, n, r)
+}
+
+// checkBackwardOn is checkBackward on w, whose values are wv.
+func checkBackwardOn(t *testing.T, rng *rand.Rand, w Mat, wv []float32, n, r int) {
+	t.Helper()
+	in, out, dt := w.Cols, w.Rows, w.Type
 	a, b := randF32(rng, r*in, 1), randF32(rng, out*r, 1)
 	const s = 0.75
 	x, g := randF32(rng, n*in, 1), randF32(rng, n*out, 1)
@@ -125,10 +143,10 @@ func checkBackward(t *testing.T, rng *rand.Rand, dt Type, n, in, out, r int) {
 		return
 	}
 	// The panel form of dx, which runs without AVX2 + FMA or with a
-	// threaded BLAS.
+	// threaded BLAS (and for an NF4 W in productNN's place).
 	got := nanFill(n * in)
-	halfGradX(got, g, w.Bits, dt, n, out, in)
-	within(t, what+": halfGradX dx", got, base, bmag, accTol(out+1))
+	panelGradX(got, g, w, n)
+	within(t, what+": panelGradX dx", got, base, bmag, accTol(out+1))
 }
 
 // TestBackward covers dx = dy·W + U·A at n on both sides of productNN's
@@ -138,7 +156,7 @@ func checkBackward(t *testing.T, rng *rand.Rand, dt Type, n, in, out, r int) {
 // kernels' blocks of 64 and 8.
 func TestBackward(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
-	for _, dt := range []Type{F32, F16, BF16} {
+	for _, dt := range []Type{F32, F16, BF16, NF4} {
 		for _, c := range []struct{ n, in, out, r int }{
 			{1, 1, 1, 1}, {1, 37, 19, 3}, {1, 130, 70, 5}, {halfFuseRows, 129, 65, 7},
 			{halfFuseRows + 1, 130, 70, 5}, {gemvRows + 1, 129, 65, 7}, {9, 257, 131, 4},
@@ -154,7 +172,7 @@ func TestBackward(t *testing.T) {
 // a half W (9 of them), Forward's expansion (column blocks and groups of
 // rows), productNN (spans of columns), the panel form of dx with its
 // widening split, AbsMax, the rank-r update (column blocks and groups of
-// rows) and RankFinite.
+// rows) and RankFinite; for F16, BF16, NF4 and F32 W.
 func TestSplit(t *testing.T) {
 	old := runtime.GOMAXPROCS(7)
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
@@ -178,14 +196,14 @@ func TestSplit(t *testing.T) {
 		checkForward(t, rng, dt, 40, 700, 263, 9)
 		checkBackward(t, rng, dt, 1, 700, 263, 9)
 		checkBackward(t, rng, dt, halfFuseRows+1, 700, 263, 9)
-		// halfGradX with a panel of 4 rows past the widening's split.
+		// panelGradX with a panel of 4 rows past the widening's split.
 		const n, in, out = 2, 17000, 9
 		h := newHalfW(rng, dt, out, in, 1)
 		g := randF32(rng, n*out, 1)
 		want, mag := refNN(g, h.val, n, in, out)
 		got := nanFill(n * in)
-		halfGradX(got, g, h.bits, dt, n, out, in)
-		within(t, fmt.Sprintf("%v halfGradX dx", dt), got, want, mag, accTol(out+1))
+		panelGradX(got, g, Mat{Rows: out, Cols: in, Type: dt, Bits: h.bits}, n)
+		within(t, fmt.Sprintf("%v panelGradX dx", dt), got, want, mag, accTol(out+1))
 
 		big := newHalfW(rng, dt, 700, 700, 1)
 		var mx float32
@@ -198,6 +216,26 @@ func TestSplit(t *testing.T) {
 		}
 		checkRankUpdateBits(t, rng, dt, mergeCase{70, 1100, 64})
 	}
+	// An NF4 W: panels of rows dequantized (9 of them), productNN's spans,
+	// and panelGradX's dequantization split.
+	w, vals := nf4W(rng, 263, 2000, 64)
+	for _, n := range []int{1, gemvRows + 1, 40} {
+		x := randF32(rng, n*2000, 1)
+		want, mag := refNT(x, vals, n, 263, 2000)
+		y := nanFill(n * 263)
+		Product(y, x, w, n)
+		within(t, fmt.Sprintf("nf4 Product n=%d y", n), y, want, mag, accTol(2000))
+	}
+	checkForwardOn(t, rng, w, vals, 40, 9)
+	checkBackwardOn(t, rng, w, vals, 1, 9)
+	checkBackwardOn(t, rng, w, vals, halfFuseRows+1, 9)
+	w, vals = nf4W(rng, 9, 17000, 256)
+	g := randF32(rng, 2*9, 1)
+	want, mag := refNN(g, vals, 2, 17000, 9)
+	got := nanFill(2 * 17000)
+	panelGradX(got, g, w, 2)
+	within(t, "nf4 panelGradX dx", got, want, mag, accTol(10))
+
 	f32 := randF32(rng, 700*700, 1)
 	var mx float32
 	for _, v := range f32 {

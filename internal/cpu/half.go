@@ -57,12 +57,12 @@ func useHalfKernel(dt Type) bool {
 // panels of W otherwise. With a threaded BLAS installed the fused kernel
 // still wins: panels would widen W at every call and hand the BLAS products
 // too small to pay for its threads.
-func halfProduct(y, x []float32, w []uint16, dt Type, n, out, in int) {
-	if n <= halfGemvRows || useHalfKernel(dt) {
-		halfGemv(y, x, w, dt, n, out, in)
+func halfProduct(y, x []float32, w Mat, n int) {
+	if n <= halfGemvRows || useHalfKernel(w.Type) {
+		halfGemv(y, x, w.Bits, w.Type, n, w.Rows, w.Cols)
 		return
 	}
-	halfPanels(y, x, w, dt, n, out, in)
+	panelProduct(y, x, w, n)
 }
 
 // halfGemv computes y = x·Wᵀ for a half W by gemvFused on gemv4BF16 or
@@ -111,8 +111,8 @@ func halfGemvGo(y, x []float32, w []uint16, dt Type, i0, i1, out, in, o0, o1 int
 	}
 }
 
-// panelPool recycles the float32 panels of halfPanels and halfGradX, and
-// the reordered x of halfGemv.
+// panelPool recycles the float32 panels of panelProduct and panelGradX,
+// and the reordered x of halfGemv.
 var panelPool sync.Pool
 
 func getPanel(n int) *[]float32 {
@@ -130,11 +130,15 @@ func halfPanelRows(rows, cols int) int {
 	return max(1, min(rows, max(4, halfPanelBytes/(4*cols))))
 }
 
-// halfPanels is halfProduct for n > halfGemvRows: the rows of W in panels
-// of halfPanelRows, each widened into float32 and multiplied by the float32
-// Sgemm into its columns of y. Panels are split among goroutines (taken
-// whole, one after another, by a threaded BLAS).
-func halfPanels(y, x []float32, w []uint16, dt Type, n, out, in int) {
+// panelProduct computes y = x·Wᵀ for a W of any type by panels: the rows
+// of W in panels of halfPanelRows (at most halfPanelBytes of float32, at
+// least four rows), each widened into float32 (Mat.widen: exactly) and
+// multiplied by the float32 Sgemm into its columns of y. Panels are split
+// among goroutines (taken whole, one after another, by a threaded BLAS).
+// It serves a half W above halfGemvRows without the fused kernel, and an
+// NF4 W.
+func panelProduct(y, x []float32, w Mat, n int) {
+	out, in := w.Rows, w.Cols
 	pr := halfPanelRows(out, in)
 	panels := (out + pr - 1) / pr
 	impl := blas32.Implementation()
@@ -144,17 +148,19 @@ func halfPanels(y, x []float32, w []uint16, dt Type, n, out, in int) {
 		for p := lo; p < hi; p++ {
 			o0, o1 := p*pr, min(out, (p+1)*pr)
 			pb := (*buf)[:(o1-o0)*in]
-			widenHalf(dt, pb, w[o0*in:o1*in])
+			w.widen(pb, o0*in, (o1-o0)*in)
 			impl.Sgemm(blas.NoTrans, blas.Trans, n, o1-o0, in, 1, x, in, pb, in, 0, y[o0:], out)
 		}
 	})
 }
 
-// halfGradX computes dx = dy·W for dy (n×out) and a half W (out×in) where
-// productNN does not run (no AVX2 + FMA, or a threaded BLAS): the rows of W
-// in panels widened into float32, each panel's share of the inner dimension
-// added by the float32 Sgemm.
-func halfGradX(dx, dy []float32, w []uint16, dt Type, n, out, in int) {
+// panelGradX computes dx = dy·W for dy (n×out) and a half or NF4 W
+// (out×in) where productNN does not run (no AVX2 + FMA, or a threaded
+// BLAS): the rows of W in panels widened into float32 (as panelProduct's,
+// the widening split among goroutines), each panel's share of the inner
+// dimension added by the float32 Sgemm.
+func panelGradX(dx, dy []float32, w Mat, n int) {
+	out, in := w.Rows, w.Cols
 	pr := halfPanelRows(out, in)
 	buf := getPanel(pr * in)
 	defer panelPool.Put(buf)
@@ -162,7 +168,7 @@ func halfGradX(dx, dy []float32, w []uint16, dt Type, n, out, in int) {
 	for k0 := 0; k0 < out; k0 += pr {
 		k1 := min(out, k0+pr)
 		pb := (*buf)[:(k1-k0)*in]
-		widenHalfParallel(dt, pb, w[k0*in:k1*in])
+		widenParallel(&w, pb, k0*in)
 		var beta float32 = 1
 		if k0 == 0 {
 			beta = 0
@@ -171,11 +177,13 @@ func halfGradX(dx, dy []float32, w []uint16, dt Type, n, out, in int) {
 	}
 }
 
-// widenHalfParallel is widenHalf split among goroutines.
-func widenHalfParallel(dt Type, dst []float32, src []uint16) {
+// widenParallel is w.widen of len(dst) elements from flat0 on, split among
+// goroutines.
+func widenParallel(w *Mat, dst []float32, flat0 int) {
 	const part = 1 << 14
-	parts := (len(src) + part - 1) / part
-	Parallel(parts, len(src), func(lo, hi int) {
-		widenHalf(dt, dst[lo*part:min(len(src), hi*part)], src[lo*part:min(len(src), hi*part)])
+	parts := (len(dst) + part - 1) / part
+	Parallel(parts, len(dst), func(lo, hi int) {
+		a, b := lo*part, min(len(dst), hi*part)
+		w.widen(dst[a:b], flat0+a, b-a)
 	})
 }

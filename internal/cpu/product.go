@@ -19,11 +19,14 @@ const gemvRows = 4
 // Product computes y = x·Wᵀ for x (n×in) and W (out×in) of any type, y
 // (n×out).
 func Product(y, x []float32, w Mat, n int) {
-	if w.Type.half() {
-		halfProduct(y, x, w.Bits, w.Type, n, w.Rows, w.Cols)
-		return
+	switch {
+	case w.Type == NF4:
+		panelProduct(y, x, w, n)
+	case w.Type.half():
+		halfProduct(y, x, w, n)
+	default:
+		f32Product(y, x, w.F32, n, w.Rows, w.Cols)
 	}
-	f32Product(y, x, w.F32, n, w.Rows, w.Cols)
 }
 
 // GemmNT computes c = alpha·a·bᵀ + beta·c for a (m×k), b (nc×k), c (m×nc),

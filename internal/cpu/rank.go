@@ -209,11 +209,7 @@ func RankFinite(w Mat, a, b []float32, r int, c, lim float32) bool {
 	for i0 := 0; i0 < out; i0 += chunk {
 		i1 := min(out, i0+chunk)
 		t := tmp[:(i1-i0)*in]
-		if w.Type.half() {
-			widenHalfParallel(w.Type, t, w.Bits[i0*in:i1*in])
-		} else {
-			copy(t, w.F32[i0*in:i1*in])
-		}
+		widenParallel(&w, t, i0*in)
 		rankUpdateF32(t, i1-i0, in, r, func(i int, c []float32) { coef(i0+i, c) }, pack)
 		if !fitsIn(t, lim) {
 			return false

@@ -1,0 +1,108 @@
+package cpu
+
+import "math"
+
+// NF4, bitsandbytes' 4-bit NormalFloat: an element is a 4-bit code k, two
+// a byte (the element of even flat index in the high nibble), and its value
+// is NF4Table[k] · absmax[block], one float32 rounding, block being its flat
+// index divided by the block size.
+
+// NF4Table is bitsandbytes' NF4 table, as float32: the quantiles of a
+// normal distribution scaled to [−1, 1], with an exact 0 (code 7).
+var NF4Table = [16]float32{
+	-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+	-0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+	0.07958029955625534, 0.16093020141124725, 0.24611230850220184, 0.33791524171829224,
+	0.44070982260894775, 0.5626170039176941, 0.7229568362236023, 1.0,
+}
+
+// nf4Bounds are the midpoints (NF4Table[i] + NF4Table[i+1]) / 2, each
+// rounded to float32, that QuantizeNF4 compares a scaled value with.
+var nf4Bounds = func() (b [15]float32) {
+	for i := range b {
+		b[i] = (NF4Table[i] + NF4Table[i+1]) / 2
+	}
+	return b
+}()
+
+// nf4Code returns the code of a scaled value v in [−1, 1]: the number of
+// midpoints strictly below v (torch.bucketize with right=False), so that a
+// value exactly on a midpoint takes the lower code.
+func nf4Code(v float32) byte {
+	k := byte(0)
+	for _, b := range nf4Bounds {
+		if b < v {
+			k++
+		}
+	}
+	return k
+}
+
+// QuantizeNF4 quantizes src (n elements, row-major) into codes
+// (ceil(n/2) bytes) and absmax (ceil(n/block) scales) exactly as
+// bitsandbytes' default backend does: for each full block, absmax =
+// max|x| (stored as it is, 0 included) and the scaled value
+// clamp(x · (1/max(absmax, 1e-38)), −1, 1), the reciprocal and the product
+// each rounded to float32; for a short last block, x / am with
+// am = max(max|x|, 1e-38), which is also what is stored. An odd count pads
+// the last low nibble with code 7 (0.0). src must be finite. Blocks are
+// split among goroutines.
+func QuantizeNF4(codes []byte, absmax []float32, src []float32, block int) {
+	n := len(src)
+	blocks := (n + block - 1) / block
+	// block is even (a power of two, at least 32): no two blocks share a byte.
+	Parallel(blocks, 4*n, func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			j0, j1 := b*block, min(n, (b+1)*block)
+			var am float32
+			for _, v := range src[j0:j1] {
+				am = max(am, float32(math.Abs(float64(v))))
+			}
+			full := j1-j0 == block
+			var inv float32
+			if full {
+				absmax[b] = am
+				inv = 1 / max(am, 1e-38)
+			} else {
+				am = max(am, 1e-38)
+				absmax[b] = am
+			}
+			for j := j0; j < j1; j++ {
+				var s float32
+				if full {
+					s = src[j] * inv
+				} else {
+					s = src[j] / am
+				}
+				s = min(max(s, -1), 1)
+				setNibble(codes, j, nf4Code(s))
+			}
+		}
+	})
+	if n%2 == 1 {
+		setNibble(codes, n, 7)
+	}
+}
+
+// setNibble sets the code of flat index j.
+func setNibble(codes []byte, j int, k byte) {
+	if j%2 == 0 {
+		codes[j/2] = codes[j/2]&0x0f | k<<4
+	} else {
+		codes[j/2] = codes[j/2]&0xf0 | k
+	}
+}
+
+// DequantizeNF4 writes into dst the values of the len(dst) NF4 elements
+// from flat index flat0 on: NF4Table[code] · absmax[block], one float32
+// rounding each.
+func DequantizeNF4(dst []float32, codes []byte, absmax []float32, block, flat0 int) {
+	for i := range dst {
+		j := flat0 + i
+		c := codes[j/2]
+		if j%2 == 0 {
+			c >>= 4
+		}
+		dst[i] = NF4Table[c&15] * absmax[j/block]
+	}
+}

@@ -1,0 +1,206 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sort"
+	"testing"
+)
+
+// refQuantizeNF4 is the quantization rule of bitsandbytes' default backend
+// written out in float64, each step rounded to float32 where the rule
+// rounds (a float64 division or product of float32 values rounded once to
+// float32 is the correctly rounded float32 result): the midpoints, the
+// reciprocal of a full block's absmax, the scaled value; the code is the
+// count of midpoints strictly below the scaled value, found by a binary
+// search.
+func refQuantizeNF4(src []float32, block int) (codes []byte, absmax []float32) {
+	var bounds [15]float64
+	for i := range bounds {
+		bounds[i] = float64(float32((float64(NF4Table[i]) + float64(NF4Table[i+1])) / 2))
+	}
+	n := len(src)
+	codes = make([]byte, (n+1)/2)
+	for i := range codes {
+		codes[i] = 0x77
+	}
+	tiny := float64(float32(1e-38))
+	for b0 := 0; b0 < n; b0 += block {
+		b1 := min(n, b0+block)
+		var am float64
+		for _, v := range src[b0:b1] {
+			am = math.Max(am, math.Abs(float64(v)))
+		}
+		var stored float64
+		scale := func(x float64) float64 { return 0 }
+		if b1-b0 == block {
+			stored = am
+			inv := float64(float32(1 / math.Max(am, tiny)))
+			scale = func(x float64) float64 { return float64(float32(x * inv)) }
+		} else {
+			stored = math.Max(am, tiny)
+			scale = func(x float64) float64 { return float64(float32(x / stored)) }
+		}
+		absmax = append(absmax, float32(stored))
+		for j := b0; j < b1; j++ {
+			s := math.Min(math.Max(scale(float64(src[j])), -1), 1)
+			k := byte(sort.Search(15, func(i int) bool { return !(bounds[i] < s) }))
+			if j%2 == 0 {
+				codes[j/2] = codes[j/2]&0x0f | k<<4
+			} else {
+				codes[j/2] = codes[j/2]&0xf0 | k
+			}
+		}
+	}
+	return codes, absmax
+}
+
+// TestQuantizeNF4 checks QuantizeNF4 bit for bit against refQuantizeNF4 at
+// every block size from 32 to 4096, on counts that end inside a block, on
+// an odd count, on blocks of zeros (a full one and a short last one), on
+// values exactly on the midpoints (the lower code) and on both sides of
+// them, and with GOMAXPROCS raised so that blocks are split among
+// goroutines unevenly.
+func TestQuantizeNF4(t *testing.T) {
+	rng := rand.New(rand.NewPCG(41, 42))
+	for bs := 32; bs <= 4096; bs *= 2 {
+		for _, n := range []int{1, 3, bs - 1, bs, bs + 1, 3*bs + 17, 5*bs - 3} {
+			src := randF32(rng, n, 2)
+			// A full block of zeros and, where there is one, a short last
+			// block of zeros.
+			if n >= 2*bs {
+				clear(src[bs : 2*bs])
+			}
+			if n%bs != 0 && n > bs {
+				clear(src[n/bs*bs:])
+			}
+			// Midpoints exactly: a block whose absmax is 1 (so that the
+			// reciprocal and the products are exact) holding every
+			// midpoint and its neighbours.
+			if n >= bs && bs >= 64 {
+				blk := src[:bs]
+				blk[0] = 1
+				for i, b := range nf4Bounds {
+					blk[1+3*i] = b
+					blk[2+3*i] = math.Nextafter32(b, 2)
+					blk[3+3*i] = math.Nextafter32(b, -2)
+				}
+			}
+			codes := make([]byte, (n+1)/2)
+			absmax := make([]float32, (n+bs-1)/bs)
+			QuantizeNF4(codes, absmax, src, bs)
+			wc, wa := refQuantizeNF4(src, bs)
+			for i := range wc {
+				if codes[i] != wc[i] {
+					t.Fatalf("block %d, n %d: codes[%d] = %#02x, want %#02x (src %g, %g)", bs, n, i, codes[i], wc[i], src[2*i], src[min(n-1, 2*i+1)])
+				}
+			}
+			for i := range wa {
+				if math.Float32bits(absmax[i]) != math.Float32bits(wa[i]) {
+					t.Fatalf("block %d, n %d: absmax[%d] = %g, want %g", bs, n, i, absmax[i], wa[i])
+				}
+			}
+		}
+	}
+	// The midpoint itself takes the lower code.
+	if k := nf4Code(nf4Bounds[3]); k != 3 {
+		t.Errorf("code of the midpoint between codes 3 and 4 is %d, want 3", k)
+	}
+}
+
+// TestQuantizeNF4Split quantizes 7 × 64 + 5 blocks with GOMAXPROCS 7
+// against the reference.
+func TestQuantizeNF4Split(t *testing.T) {
+	manyProcs(t)
+	rng := rand.New(rand.NewPCG(43, 44))
+	const bs = 64
+	src := randF32(rng, (7*64+5)*bs+7, 1)
+	codes := make([]byte, (len(src)+1)/2)
+	absmax := make([]float32, (len(src)+bs-1)/bs)
+	QuantizeNF4(codes, absmax, src, bs)
+	wc, wa := refQuantizeNF4(src, bs)
+	for i := range wc {
+		if codes[i] != wc[i] {
+			t.Fatalf("codes[%d] = %#02x, want %#02x", i, codes[i], wc[i])
+		}
+	}
+	for i := range wa {
+		if absmax[i] != wa[i] {
+			t.Fatalf("absmax[%d] = %g, want %g", i, absmax[i], wa[i])
+		}
+	}
+}
+
+// nf4W returns a random NF4 W (out×in): random codes (every code, the pad
+// nibble included) and random positive scales, and its values computed
+// from the table here.
+func nf4W(rng *rand.Rand, out, in, block int) (Mat, []float32) {
+	n := out * in
+	codes := make([]byte, (n+1)/2)
+	for i := range codes {
+		codes[i] = byte(rng.IntN(256))
+	}
+	absmax := make([]float32, (n+block-1)/block)
+	for i := range absmax {
+		absmax[i] = float32(rng.Float64()*2 + 0.01)
+	}
+	vals := make([]float32, n)
+	for j := range vals {
+		k := codes[j/2] & 15
+		if j%2 == 0 {
+			k = codes[j/2] >> 4
+		}
+		vals[j] = NF4Table[k] * absmax[j/block]
+	}
+	return Mat{Rows: out, Cols: in, Type: NF4, Codes: codes, Absmax: absmax, Block: block}, vals
+}
+
+// TestDequantizeNF4 checks DequantizeNF4 from every start, even and odd,
+// over runs that cross blocks, against the table.
+func TestDequantizeNF4(t *testing.T) {
+	rng := rand.New(rand.NewPCG(45, 46))
+	w, vals := nf4W(rng, 7, 37, 32)
+	for flat0 := range 40 {
+		for _, n := range []int{0, 1, 2, 31, 33, 7*37 - flat0} {
+			dst := nanFill(n + 1)
+			DequantizeNF4(dst[:n], w.Codes, w.Absmax, w.Block, flat0)
+			for i := range n {
+				if math.Float32bits(dst[i]) != math.Float32bits(vals[flat0+i]) {
+					t.Fatalf("from %d: dst[%d] = %g, want %g", flat0, i, dst[i], vals[flat0+i])
+				}
+			}
+			if !math.IsNaN(float64(dst[n])) {
+				t.Fatalf("from %d, %d elements: wrote past the end", flat0, n)
+			}
+		}
+	}
+}
+
+// TestNF4Products runs Product, Forward and Backward (dx by productNN and
+// by the panels) with an NF4 W whose blocks straddle rows (in not a
+// multiple of the block), at every block size's extremes and n across the
+// matrix-vector threshold, against float64 references on its values.
+func TestNF4Products(t *testing.T) {
+	rng := rand.New(rand.NewPCG(47, 48))
+	for _, c := range []struct{ n, in, out, r, block int }{
+		{1, 37, 19, 3, 32}, {3, 100, 21, 5, 64}, {gemvRows + 1, 70, 33, 4, 32}, {9, 300, 41, 7, 128}, {2, 129, 70, 5, 4096},
+	} {
+		w, vals := nf4W(rng, c.out, c.in, c.block)
+		what := fmt.Sprintf("n=%d in=%d out=%d block=%d", c.n, c.in, c.out, c.block)
+		x := randF32(rng, c.n*c.in, 1)
+		y := nanFill(c.n * c.out)
+		Product(y, x, w, c.n)
+		want, mag := refNT(x, vals, c.n, c.out, c.in)
+		within(t, what+": Product y", y, want, mag, accTol(c.in))
+		checkForwardOn(t, rng, w, vals, c.n, c.r)
+		checkBackwardOn(t, rng, w, vals, c.n, c.r)
+	}
+}
+
+// manyProcs raises GOMAXPROCS to 7 for the test.
+func manyProcs(t *testing.T) {
+	old := runtime.GOMAXPROCS(7)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+}
