@@ -103,7 +103,9 @@ func TestHalfGemvBlocks(t *testing.T) {
 // processor has it), its portable form, and the widened panels.
 func productPaths(n int) map[string]func(y, x []float32, h halfW) {
 	paths := map[string]func(y, x []float32, h halfW){
-		"panels": func(y, x []float32, h halfW) { panelProduct(y, x, Mat{Rows: h.rows, Cols: h.cols, Type: h.dt, Bits: h.bits}, n) },
+		"panels": func(y, x []float32, h halfW) {
+			panelProduct(y, x, Mat{Rows: h.rows, Cols: h.cols, Type: h.dt, Bits: h.bits}, n)
+		},
 	}
 	paths["gemv"] = func(y, x []float32, h halfW) { halfGemv(y, x, h.bits, h.dt, n, h.rows, h.cols) }
 	paths["gemv-go"] = func(y, x []float32, h halfW) { halfGemvGo(y, x, h.bits, h.dt, 0, n, h.rows, h.cols, 0, h.rows) }
