@@ -26,11 +26,21 @@ type backend interface {
 	// newBuffer allocates the storage of n elements of dt, zeroed, or
 	// refuses with ErrMemory.
 	newBuffer(n int, dt DType) (buffer, error)
+	// newQuantized allocates the storage of n NF4 elements holding a copy of
+	// codes and absmax (checked), or refuses with ErrMemory.
+	newQuantized(n, block int, codes []byte, absmax []float32) (buffer, error)
 	// releaseOnCollect arranges for m's storage to be released if m is
 	// garbage-collected without Free, where the collector alone would not.
 	releaseOnCollect(m *Matrix)
 	// convert sets dst ← src (same shape), rounded to dst's dtype.
 	convert(dst, src *Matrix) error
+
+	// dequantize writes the values of the NF4 matrix src into dst (F32, F16
+	// or BF16, the same shape), each rounded once to dst's dtype.
+	dequantize(dst, src *Matrix) error
+	// nf4Beyond returns the index and value of the first element of the NF4
+	// matrix m whose magnitude is lim or more, or −1 when there is none.
+	nf4Beyond(m *Matrix, lim float32) (int, float32, error)
 
 	// directIO reports whether forward and linear take y and x as they are
 	// stored; otherwise the API stages them to float32.
@@ -65,8 +75,10 @@ type backend interface {
 }
 
 // storage is what a Matrix's buffer provides: copies between the host and
-// the storage, in float32 values or in 16-bit patterns, and its release.
+// the storage, in float32 values, in 16-bit patterns or as NF4's codes and
+// absmax, and its release.
 type storage interface {
+	readQuantized(codes []byte, absmax []float32) error
 	read(dst []float32) error
 	write(src []float32) error
 	readBits(dst []uint16) error

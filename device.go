@@ -62,6 +62,11 @@ func (gpuBackend) sync() error {
 	return nil
 }
 
+// errNF4Kernels refuses a product with an NF4 W: this backend stores NF4
+// matrices, reads and dequantizes them, but has no kernel that computes
+// with one yet.
+var errNF4Kernels = fmt.Errorf("an NF4 W is stored but not yet computed with by the %s backend (Dequantize it into a float matrix first): %w", cuda.Name, ErrDType)
+
 // ceilDiv returns ⌈a/b⌉.
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
@@ -223,6 +228,9 @@ func align4(n int) int { return (n + 3) &^ 3 }
 // otherwise the main kernel writes float32 into the scratch memory, which
 // one lora_convert then rounds into y.
 func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
+	if w.dt == NF4 {
+		return errNF4Kernels
+	}
 	n, in, out, r := x.rows, x.cols, w.rows, 0
 	if a != nil {
 		r = a.rows

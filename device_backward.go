@@ -20,6 +20,9 @@ import (
 // BF16; every other operand is F32. Every limit is checked before anything
 // is enqueued.
 func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
+	if w.dt == NF4 {
+		return errNF4Kernels
+	}
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
 	if n > math.MaxInt32 {
 		return fmt.Errorf("n = %d does not fit the kernels' int: %w", n, ErrShape)

@@ -6,9 +6,9 @@ import (
 )
 
 // DType is the element type of a Matrix. Every Matrix computes in float32:
-// a 16-bit element is widened exactly to float32 where it is read, products
-// and sums accumulate in float32, and each element a computation writes is
-// rounded once, to nearest even, to its matrix's dtype.
+// a 16-bit or NF4 element is widened exactly to float32 where it is read,
+// products and sums accumulate in float32, and each element a computation
+// writes is rounded once, to nearest even, to its matrix's dtype.
 type DType int
 
 // The element types.
@@ -16,9 +16,15 @@ const (
 	F32  DType = iota // float32
 	F16               // IEEE 754 binary16: 5 exponent bits, 10 fraction bits; largest finite 65504
 	BF16              // bfloat16: float32's 8 exponent bits, 7 fraction bits
+	// NF4 is bitsandbytes' 4-bit NormalFloat, the base weights of QLoRA: a
+	// weight-only dtype (see Quantize). Each element is a 4-bit code into
+	// bitsandbytes' NF4 table, its value the table's entry times the
+	// float32 absmax of its block of BlockSize consecutive elements.
+	NF4
 )
 
-// String returns "f32", "f16" or "bf16" ("DType(n)" for any other value).
+// String returns "f32", "f16", "bf16" or "nf4" ("DType(n)" for any other
+// value).
 func (d DType) String() string {
 	switch d {
 	case F32:
@@ -27,11 +33,15 @@ func (d DType) String() string {
 		return "f16"
 	case BF16:
 		return "bf16"
+	case NF4:
+		return "nf4"
 	}
 	return fmt.Sprintf("DType(%d)", int(d))
 }
 
-// Size returns the bytes of one element: 4, 2 or 2 (0 for an unknown DType).
+// Size returns the bytes of one element: 4, 2 or 2; 0 for NF4, whose
+// elements take half a byte each (and a float32 absmax per block), and for
+// an unknown DType.
 func (d DType) Size() int {
 	switch d {
 	case F32:
@@ -42,18 +52,22 @@ func (d DType) Size() int {
 	return 0
 }
 
-// long returns the type's name in messages: float32, float16, bfloat16.
+// long returns the type's name in messages: float32, float16, bfloat16,
+// nf4.
 func (d DType) long() string {
 	switch d {
 	case F16:
 		return "float16"
 	case BF16:
 		return "bfloat16"
+	case NF4:
+		return "nf4"
 	}
 	return "float32"
 }
 
-// valid reports whether d is one of F32, F16 and BF16.
+// valid reports whether d is one of F32, F16 and BF16: a dtype of every
+// operand, and one that NewMatrixOf makes.
 func (d DType) valid() bool { return d == F32 || d == F16 || d == BF16 }
 
 // half reports whether d is a 16-bit type.
@@ -173,6 +187,15 @@ func checkRange(op string, dt DType, src []float32) error {
 			return fmt.Errorf("lora: %s: src[%d] = %g is beyond %v's largest finite value %g, nothing written: %w",
 				op, i, v, dt, maxFinite(dt), ErrNonFinite)
 		}
+	}
+	return nil
+}
+
+// wantFloat refuses an NF4 matrix where only a float dtype is taken (an
+// activation, a gradient, a bias, a target), naming it.
+func wantFloat(op, name string, m *Matrix) error {
+	if m != nil && m.dt == NF4 {
+		return fmt.Errorf("lora: %s: %s is nf4, want F32, F16 or BF16: only a base weight W may be NF4: %w", op, name, ErrDType)
 	}
 	return nil
 }

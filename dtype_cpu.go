@@ -4,17 +4,23 @@ package lora
 
 import (
 	"fmt"
+	"slices"
 
+	"github.com/golora/lora/internal/cpu"
 	"github.com/golora/lora/internal/half"
 	"github.com/golora/lora/internal/sysmem"
 )
 
 // buffer is a Matrix's storage: host memory, data for an F32 matrix, bits
-// (the stored 16-bit patterns) for an F16 or BF16 one.
+// (the stored 16-bit patterns) for an F16 or BF16 one, codes and absmax
+// (in blocks of block elements) for an NF4 one.
 type buffer struct {
-	data []float32
-	bits []uint16
-	dt   DType
+	data   []float32
+	bits   []uint16
+	codes  []byte
+	absmax []float32
+	block  int
+	dt     DType
 }
 
 // newBuffer allocates n elements of dt, or refuses with ErrMemory when they
@@ -30,8 +36,26 @@ func (cpuBackend) newBuffer(n int, dt DType) (buffer, error) {
 	return buffer{data: make([]float32, n), dt: dt}, nil
 }
 
+// newQuantized allocates an NF4 buffer of n elements holding a copy of
+// codes and absmax, or refuses with ErrMemory.
+func (cpuBackend) newQuantized(n, block int, codes []byte, absmax []float32) (buffer, error) {
+	if err := sysmem.Check("its storage", int64(len(codes))+4*int64(len(absmax))); err != nil {
+		return buffer{}, fmt.Errorf("%w: %w", err, ErrMemory)
+	}
+	return buffer{codes: slices.Clone(codes), absmax: slices.Clone(absmax), block: block, dt: NF4}, nil
+}
+
+func (b *buffer) readQuantized(codes []byte, absmax []float32) error {
+	copy(codes, b.codes)
+	copy(absmax, b.absmax)
+	return nil
+}
+
 func (b *buffer) read(dst []float32) error {
 	switch b.dt {
+	case NF4:
+		cpu.Dequantize(cpu.Mat{Rows: 1, Cols: len(dst), Type: cpu.F32, F32: dst},
+			cpu.Mat{Rows: 1, Cols: len(dst), Type: cpu.NF4, Codes: b.codes, Absmax: b.absmax, Block: b.block})
 	case F16:
 		half.F16ToF32(dst, b.bits)
 	case BF16:
@@ -56,7 +80,20 @@ func (b *buffer) write(src []float32) error {
 
 func (b *buffer) readBits(dst []uint16) error  { copy(dst, b.bits); return nil }
 func (b *buffer) writeBits(src []uint16) error { copy(b.bits, src); return nil }
-func (b *buffer) free()                        { b.data, b.bits = nil, nil }
+func (b *buffer) free()                        { b.data, b.bits, b.codes, b.absmax = nil, nil, nil, nil }
+
+// nf4Beyond returns the first element of the NF4 matrix m whose magnitude
+// is lim or more, or −1.
+func (cpuBackend) nf4Beyond(m *Matrix, lim float32) (int, float32, error) {
+	i, v := cpu.NF4Beyond(m.buf.codes, m.buf.absmax, m.block, m.rows*m.cols, lim)
+	return i, v, nil
+}
+
+// dequantize writes the values of the NF4 matrix src into dst.
+func (cpuBackend) dequantize(dst, src *Matrix) error {
+	cpu.Dequantize(host(dst), host(src))
+	return nil
+}
 
 // convert sets dst ← src, rounded to dst's dtype to nearest even; both have
 // the same shape. A finite value beyond dst's range becomes ±Inf.

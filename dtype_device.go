@@ -10,17 +10,22 @@ import (
 	"unsafe"
 
 	"github.com/golora/lora/cuda"
+	"github.com/golora/lora/internal/cpu"
 	"github.com/golora/lora/internal/half"
 	"github.com/golora/lora/internal/plan"
 	"github.com/golora/lora/kernels"
 )
 
-// buffer is a Matrix's storage: device memory, n elements of dt.
+// buffer is a Matrix's storage: device memory, n elements of dt. An NF4
+// buffer holds its codes from p, then, from p + absmaxAt (16-byte
+// aligned), its float32 absmax, one per block of block elements.
 type buffer struct {
-	p       cuda.Ptr
-	n       int
-	dt      DType
-	cleanup runtime.Cleanup
+	p        cuda.Ptr
+	n        int
+	dt       DType
+	block    int
+	absmaxAt int64
+	cleanup  runtime.Cleanup
 }
 
 // bytes returns the buffer's size in bytes.
@@ -48,6 +53,72 @@ func (gpuBackend) newBuffer(n int, dt DType) (buffer, error) {
 	return b, nil
 }
 
+// newQuantized allocates an NF4 buffer of n elements in device memory and
+// copies codes and absmax into it.
+func (gpuBackend) newQuantized(n, block int, codes []byte, absmax []float32) (buffer, error) {
+	at := (int64(len(codes)) + 15) &^ 15
+	size := at + 4*int64(len(absmax))
+	p, err := cuda.Alloc(size)
+	if errors.Is(err, cuda.ErrOutOfMemory) {
+		return buffer{}, fmt.Errorf("%w: %w", devErr(err), ErrMemory)
+	}
+	if err != nil {
+		return buffer{}, devErr(err)
+	}
+	b := buffer{p: p, n: n, dt: NF4, block: block, absmaxAt: at}
+	if err := cuda.CopyHtoD(p, unsafe.Pointer(unsafe.SliceData(codes)), int64(len(codes))); err != nil {
+		_ = cuda.Free(p)
+		return buffer{}, devErr(err)
+	}
+	if err := cuda.CopyHtoD(p+cuda.Ptr(at), unsafe.Pointer(unsafe.SliceData(absmax)), 4*int64(len(absmax))); err != nil {
+		_ = cuda.Free(p)
+		return buffer{}, devErr(err)
+	}
+	return b, nil
+}
+
+// readQuantized copies an NF4 buffer's codes and absmax to the host.
+func (b *buffer) readQuantized(codes []byte, absmax []float32) error {
+	if err := cuda.CopyDtoH(unsafe.Pointer(unsafe.SliceData(codes)), b.p, int64(len(codes))); err != nil {
+		return devErr(err)
+	}
+	return devErr(cuda.CopyDtoH(unsafe.Pointer(unsafe.SliceData(absmax)), b.p+cuda.Ptr(b.absmaxAt), 4*int64(len(absmax))))
+}
+
+// hostNF4 returns an NF4 buffer's codes and absmax, copied to the host, as
+// internal/cpu takes them.
+func (b *buffer) hostNF4(rows, cols int) (cpu.Mat, error) {
+	codes, absmax := make([]byte, (b.n+1)/2), make([]float32, (b.n+b.block-1)/b.block)
+	if err := b.readQuantized(codes, absmax); err != nil {
+		return cpu.Mat{}, err
+	}
+	return cpu.Mat{Rows: rows, Cols: cols, Type: cpu.NF4, Codes: codes, Absmax: absmax, Block: b.block}, nil
+}
+
+// nf4Beyond returns the first element of the NF4 matrix m whose magnitude
+// is lim or more, or −1, computed on the host.
+func (gpuBackend) nf4Beyond(m *Matrix, lim float32) (int, float32, error) {
+	h, err := m.buf.hostNF4(m.rows, m.cols)
+	if err != nil {
+		return 0, 0, err
+	}
+	i, v := cpu.NF4Beyond(h.Codes, h.Absmax, h.Block, m.rows*m.cols, lim)
+	return i, v, nil
+}
+
+// dequantize writes the values of the NF4 matrix src into dst: on the
+// host, from a copy of src's codes and absmax, into a float32 copy that is
+// then written to dst (rounded there to dst's dtype).
+func (gpuBackend) dequantize(dst, src *Matrix) error {
+	h, err := src.buf.hostNF4(src.rows, src.cols)
+	if err != nil {
+		return err
+	}
+	vals := make([]float32, src.rows*src.cols)
+	cpu.Dequantize(cpu.Mat{Rows: src.rows, Cols: src.cols, Type: cpu.F32, F32: vals}, h)
+	return dst.buf.write(vals)
+}
+
 // releaseOnCollect arranges for a Matrix collected without Free to say so on stderr and
 // release its device memory. A finalizer is no substitute for Free: device
 // memory runs out long before the Go heap notices.
@@ -61,6 +132,14 @@ func (gpuBackend) releaseOnCollect(m *Matrix) {
 
 // read copies the buffer to dst, widening F16 and BF16 on the host.
 func (b *buffer) read(dst []float32) error {
+	if b.dt == NF4 {
+		h, err := b.hostNF4(1, b.n)
+		if err != nil {
+			return err
+		}
+		cpu.Dequantize(cpu.Mat{Rows: 1, Cols: b.n, Type: cpu.F32, F32: dst}, h)
+		return nil
+	}
 	if !b.dt.half() {
 		return devErr(cuda.CopyDtoH(unsafe.Pointer(unsafe.SliceData(dst)), b.p, b.bytes()))
 	}

@@ -163,7 +163,7 @@ func TestDTypeNames(t *testing.T) {
 		dt   DType
 		name string
 		size int
-	}{{F32, "f32", 4}, {F16, "f16", 2}, {BF16, "bf16", 2}} {
+	}{{F32, "f32", 4}, {F16, "f16", 2}, {BF16, "bf16", 2}, {NF4, "nf4", 0}} {
 		if got := c.dt.String(); got != c.name {
 			t.Errorf("DType %d: String() = %q, want %q", int(c.dt), got, c.name)
 		}
@@ -171,7 +171,7 @@ func TestDTypeNames(t *testing.T) {
 			t.Errorf("%v.Size() = %d, want %d", c.dt, got, c.size)
 		}
 	}
-	for _, d := range []DType{3, -1, 100} {
+	for _, d := range []DType{4, -1, 100} {
 		if got, want := d.String(), fmt.Sprintf("DType(%d)", int(d)); got != want {
 			t.Errorf("DType(%d).String() = %q, want %q", int(d), got, want)
 		}
@@ -223,7 +223,7 @@ func TestDTypeNewMatrixOf(t *testing.T) {
 			dtWantErr(t, fmt.Sprintf("NewMatrixOf(%v, %d, %d)", dt, sh.r, sh.c), err, ErrShape, "NewMatrixOf")
 		}
 	}
-	for _, d := range []DType{3, -1, 100} {
+	for _, d := range []DType{4, -1, 100} {
 		m, err := NewMatrixOf(d, 2, 2)
 		if m != nil {
 			t.Errorf("NewMatrixOf(DType(%d)) returned a matrix", int(d))

@@ -27,7 +27,8 @@ func (cpuBackend) sync() error { return nil }
 
 // host returns m's storage as internal/cpu takes it.
 func host(m *Matrix) cpu.Mat {
-	return cpu.Mat{Rows: m.rows, Cols: m.cols, Type: cpuType(m.dt), F32: m.buf.data, Bits: m.buf.bits}
+	return cpu.Mat{Rows: m.rows, Cols: m.cols, Type: cpuType(m.dt), F32: m.buf.data, Bits: m.buf.bits,
+		Codes: m.buf.codes, Absmax: m.buf.absmax, Block: m.block}
 }
 
 // cpuType returns internal/cpu's name of dt.
@@ -37,6 +38,8 @@ func cpuType(dt DType) cpu.Type {
 		return cpu.F16
 	case BF16:
 		return cpu.BF16
+	case NF4:
+		return cpu.NF4
 	}
 	return cpu.F32
 }

@@ -25,6 +25,7 @@ func Sync() error { return be.sync() }
 type Matrix struct {
 	rows, cols int
 	dt         DType
+	block      int // NF4: the elements per absmax (BlockSize)
 	freed      bool
 	buf        buffer // backend storage
 
@@ -148,6 +149,9 @@ func (m *Matrix) ReadAll() ([]float32, error) {
 func (m *Matrix) Write(src []float32) error {
 	if err := m.usable("Write", "m"); err != nil {
 		return err
+	}
+	if m.dt == NF4 {
+		return fmt.Errorf("lora: Write: m is nf4, whose elements come from Quantize or NewQuantizedFrom: %w", ErrDType)
 	}
 	if len(src) != m.rows*m.cols {
 		return fmt.Errorf("lora: Write: len(src) is %d, want %d×%d = %d: %w",
@@ -449,6 +453,12 @@ func checkIO(op string, y, x, w *Matrix) error {
 	if err := y.usable(op, "y"); err != nil {
 		return err
 	}
+	if err := wantFloat(op, "x", x); err != nil {
+		return err
+	}
+	if err := wantFloat(op, "y", y); err != nil {
+		return err
+	}
 	out, in := w.rows, w.cols
 	if x.cols != in {
 		return fmt.Errorf("lora: %s: x is %s, want n×%d: %w", op, x.shape(), in, ErrShape)
@@ -486,6 +496,12 @@ func Axpy(y *Matrix, alpha float32, x *Matrix) error {
 	if err := x.usable(op, "x"); err != nil {
 		return err
 	}
+	if err := wantFloat(op, "y", y); err != nil {
+		return err
+	}
+	if err := wantFloat(op, "x", x); err != nil {
+		return err
+	}
 	if x.rows != y.rows || x.cols != y.cols {
 		return fmt.Errorf("lora: %s: x is %s, want %s like y: %w", op, x.shape(), y.shape(), ErrShape)
 	}
@@ -507,6 +523,12 @@ func AddBias(y, bias *Matrix) error {
 		return err
 	}
 	if err := bias.usable(op, "bias"); err != nil {
+		return err
+	}
+	if err := wantFloat(op, "y", y); err != nil {
+		return err
+	}
+	if err := wantFloat(op, "bias", bias); err != nil {
 		return err
 	}
 	if bias.rows != 1 || bias.cols != y.cols {

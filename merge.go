@@ -7,7 +7,8 @@ import (
 
 // Merge folds the adapter into the base weight in place: W ← W + s·B·A.
 // Afterwards Forward computes x·Wᵀ alone. It refuses, leaving W untouched, a
-// merged layer (ErrMerged), and with ErrNonFinite an adapter holding NaN or
+// merged layer (ErrMerged), an NF4 W (ErrDType: Dequantize it into a float
+// matrix and merge there, as QLoRA's merge does), and with ErrNonFinite an adapter holding NaN or
 // ±Inf (as PEFT's safe_merge does), a W holding NaN or ±Inf, and an update
 // that would overflow W's dtype in any element: Merge never creates a NaN or
 // ±Inf in W. The proof of finiteness costs no pass over W in the common
@@ -69,6 +70,9 @@ func (l *Layer) mergeOp(op string, merge bool) error {
 	defer l.mu.Unlock()
 	if err := l.check(op); err != nil {
 		return err
+	}
+	if l.w.dt == NF4 {
+		return fmt.Errorf("lora: %s: W is nf4: Dequantize it into an F32, F16 or BF16 matrix and merge there, as QLoRA's merge does; W left unchanged: %w", op, ErrDType)
 	}
 	if merge && l.merged {
 		return fmt.Errorf("lora: %s: %w", op, ErrMerged)

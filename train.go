@@ -46,6 +46,9 @@ func (l *Layer) Backward(dx, dA, dB, dy, x *Matrix) error {
 		if err := m.m.usable(op, m.name); err != nil {
 			return err
 		}
+		if err := wantFloat(op, m.name, m.m); err != nil {
+			return err
+		}
 	}
 	if err := wantF32(op, "dA", dA); err != nil {
 		return err
@@ -131,11 +134,20 @@ func MSE(dy, y, target *Matrix) (float32, error) {
 	if err := target.usable(op, "target"); err != nil {
 		return 0, err
 	}
+	if err := wantFloat(op, "y", y); err != nil {
+		return 0, err
+	}
+	if err := wantFloat(op, "target", target); err != nil {
+		return 0, err
+	}
 	if target.rows != y.rows || target.cols != y.cols {
 		return 0, fmt.Errorf("lora: %s: target is %s, want %s like y: %w", op, target.shape(), y.shape(), ErrShape)
 	}
 	if dy != nil {
 		if err := dy.usable(op, "dy"); err != nil {
+			return 0, err
+		}
+		if err := wantFloat(op, "dy", dy); err != nil {
 			return 0, err
 		}
 		if dy.rows != y.rows || dy.cols != y.cols {

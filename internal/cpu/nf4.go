@@ -106,3 +106,42 @@ func DequantizeNF4(dst []float32, codes []byte, absmax []float32, block, flat0 i
 		dst[i] = NF4Table[c&15] * absmax[j/block]
 	}
 }
+
+// NF4Beyond returns the index and value of the first of the n NF4 elements
+// (codes, absmax, block) whose magnitude is lim or more, or −1 when there
+// is none.
+func NF4Beyond(codes []byte, absmax []float32, block, n int, lim float32) (int, float32) {
+	var buf [256]float32
+	for j0 := 0; j0 < n; j0 += len(buf) {
+		t := buf[:min(len(buf), n-j0)]
+		DequantizeNF4(t, codes, absmax, block, j0)
+		for i, v := range t {
+			if !(v < lim && v > -lim) {
+				return j0 + i, v
+			}
+		}
+	}
+	return -1, 0
+}
+
+// Dequantize writes the values of the NF4 matrix src into dst (F32, F16 or
+// BF16, the same shape), each rounded once to dst's type; chunks of
+// elements are split among goroutines.
+func Dequantize(dst, src Mat) {
+	n := src.Rows * src.Cols
+	const part = 1 << 14
+	parts := (n + part - 1) / part
+	Parallel(parts, 4*n, func(lo, hi int) {
+		var buf [part]float32
+		for p := lo; p < hi; p++ {
+			j0, j1 := p*part, min(n, (p+1)*part)
+			if dst.Type == F32 {
+				DequantizeNF4(dst.F32[j0:j1], src.Codes, src.Absmax, src.Block, j0)
+				continue
+			}
+			t := buf[:j1-j0]
+			DequantizeNF4(t, src.Codes, src.Absmax, src.Block, j0)
+			narrowHalf(dst.Type, dst.Bits[j0:j1], t)
+		}
+	})
+}

@@ -5,59 +5,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
-	"sort"
 	"testing"
+
+	"github.com/golora/lora/internal/reftest"
 )
 
-// refQuantizeNF4 is the quantization rule of bitsandbytes' default backend
-// written out in float64, each step rounded to float32 where the rule
-// rounds (a float64 division or product of float32 values rounded once to
-// float32 is the correctly rounded float32 result): the midpoints, the
-// reciprocal of a full block's absmax, the scaled value; the code is the
-// count of midpoints strictly below the scaled value, found by a binary
-// search.
-func refQuantizeNF4(src []float32, block int) (codes []byte, absmax []float32) {
-	var bounds [15]float64
-	for i := range bounds {
-		bounds[i] = float64(float32((float64(NF4Table[i]) + float64(NF4Table[i+1])) / 2))
-	}
-	n := len(src)
-	codes = make([]byte, (n+1)/2)
-	for i := range codes {
-		codes[i] = 0x77
-	}
-	tiny := float64(float32(1e-38))
-	for b0 := 0; b0 < n; b0 += block {
-		b1 := min(n, b0+block)
-		var am float64
-		for _, v := range src[b0:b1] {
-			am = math.Max(am, math.Abs(float64(v)))
-		}
-		var stored float64
-		scale := func(x float64) float64 { return 0 }
-		if b1-b0 == block {
-			stored = am
-			inv := float64(float32(1 / math.Max(am, tiny)))
-			scale = func(x float64) float64 { return float64(float32(x * inv)) }
-		} else {
-			stored = math.Max(am, tiny)
-			scale = func(x float64) float64 { return float64(float32(x / stored)) }
-		}
-		absmax = append(absmax, float32(stored))
-		for j := b0; j < b1; j++ {
-			s := math.Min(math.Max(scale(float64(src[j])), -1), 1)
-			k := byte(sort.Search(15, func(i int) bool { return !(bounds[i] < s) }))
-			if j%2 == 0 {
-				codes[j/2] = codes[j/2]&0x0f | k<<4
-			} else {
-				codes[j/2] = codes[j/2]&0xf0 | k
-			}
-		}
-	}
-	return codes, absmax
-}
-
-// TestQuantizeNF4 checks QuantizeNF4 bit for bit against refQuantizeNF4 at
+// TestQuantizeNF4 checks QuantizeNF4 bit for bit against reftest.QuantizeNF4 at
 // every block size from 32 to 4096, on counts that end inside a block, on
 // an odd count, on blocks of zeros (a full one and a short last one), on
 // values exactly on the midpoints (the lower code) and on both sides of
@@ -81,6 +34,7 @@ func TestQuantizeNF4(t *testing.T) {
 			// midpoint and its neighbours.
 			if n >= bs && bs >= 64 {
 				blk := src[:bs]
+				clear(blk)
 				blk[0] = 1
 				for i, b := range nf4Bounds {
 					blk[1+3*i] = b
@@ -91,7 +45,7 @@ func TestQuantizeNF4(t *testing.T) {
 			codes := make([]byte, (n+1)/2)
 			absmax := make([]float32, (n+bs-1)/bs)
 			QuantizeNF4(codes, absmax, src, bs)
-			wc, wa := refQuantizeNF4(src, bs)
+			wc, wa := reftest.QuantizeNF4(src, bs)
 			for i := range wc {
 				if codes[i] != wc[i] {
 					t.Fatalf("block %d, n %d: codes[%d] = %#02x, want %#02x (src %g, %g)", bs, n, i, codes[i], wc[i], src[2*i], src[min(n-1, 2*i+1)])
@@ -120,7 +74,7 @@ func TestQuantizeNF4Split(t *testing.T) {
 	codes := make([]byte, (len(src)+1)/2)
 	absmax := make([]float32, (len(src)+bs-1)/bs)
 	QuantizeNF4(codes, absmax, src, bs)
-	wc, wa := refQuantizeNF4(src, bs)
+	wc, wa := reftest.QuantizeNF4(src, bs)
 	for i := range wc {
 		if codes[i] != wc[i] {
 			t.Fatalf("codes[%d] = %#02x, want %#02x", i, codes[i], wc[i])
@@ -134,8 +88,8 @@ func TestQuantizeNF4Split(t *testing.T) {
 }
 
 // nf4W returns a random NF4 W (out×in): random codes (every code, the pad
-// nibble included) and random positive scales, and its values computed
-// from the table here.
+// nibble included) and random positive scales, and its values
+// (reftest.NF4Values).
 func nf4W(rng *rand.Rand, out, in, block int) (Mat, []float32) {
 	n := out * in
 	codes := make([]byte, (n+1)/2)
@@ -146,14 +100,7 @@ func nf4W(rng *rand.Rand, out, in, block int) (Mat, []float32) {
 	for i := range absmax {
 		absmax[i] = float32(rng.Float64()*2 + 0.01)
 	}
-	vals := make([]float32, n)
-	for j := range vals {
-		k := codes[j/2] & 15
-		if j%2 == 0 {
-			k = codes[j/2] >> 4
-		}
-		vals[j] = NF4Table[k] * absmax[j/block]
-	}
+	vals := reftest.NF4Values(codes, absmax, block, n)
 	return Mat{Rows: out, Cols: in, Type: NF4, Codes: codes, Absmax: absmax, Block: block}, vals
 }
 
@@ -203,4 +150,14 @@ func TestNF4Products(t *testing.T) {
 func manyProcs(t *testing.T) {
 	old := runtime.GOMAXPROCS(7)
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+}
+
+// TestNF4Table checks the table against reftest's copy, written out from
+// bitsandbytes' constants, bit for bit.
+func TestNF4Table(t *testing.T) {
+	for i, v := range NF4Table {
+		if math.Float32bits(v) != math.Float32bits(reftest.NF4[i]) {
+			t.Errorf("NF4Table[%d] = %g, want %g", i, v, reftest.NF4[i])
+		}
+	}
 }
