@@ -57,6 +57,22 @@
 // narrowing conversions round to nearest even, as PyTorch does. Tensors of
 // every other safetensors dtype are kept as bytes.
 //
+// # bitsandbytes 4-bit weights
+//
+// A model that transformers saved quantized by bitsandbytes in 4 bits
+// (load_in_4bit, bnb_4bit_quant_type "nf4" in its config.json) stores each
+// quantized weight W as packed 4-bit codes under W's own name, with W.absmax,
+// W.quant_map and W.quant_state.bitsandbytes__nf4 beside it (and, when
+// double-quantized, W.nested_absmax and W.nested_quant_map).
+// Safetensors.QuantizedWeights lists such weights and
+// Safetensors.QuantizedWeight reads one, checked, with its absmax resolved
+// to float32; Shards does both for a model stored in several files, whose
+// tensors of one weight may lie in different ones. QuantizedAux tells the
+// tensors of a weight's quantization state from the model's others.
+// ParseQuantizationConfig reads config.json's quantization_config, and
+// WithoutQuantizationConfig removes it, for a copy of the model stored
+// unquantized. Only nf4 is read: fp4 and 8-bit weights are refused.
+//
 // # Errors
 //
 // Errors start with "peft:" and wrap ErrFormat (a file that breaks its

@@ -3,6 +3,7 @@ package peft_test
 import (
 	"fmt"
 	"log"
+	"slices"
 
 	"github.com/golora/lora"
 	"github.com/golora/lora/peft"
@@ -62,4 +63,68 @@ func ExampleModule_NewLayer() {
 	// Output:
 	// [2 0 2]
 	// [4 0 4]
+}
+
+// Read the 4-bit weights of a checkpoint that transformers saved with
+// bitsandbytes, nf4 (here a small one in the package's testdata), and tell
+// the tensors of their quantization state from the model's other tensors.
+func ExampleSafetensors_QuantizedWeight() {
+	st, err := peft.OpenSafetensors("testdata/nf4-tiny.safetensors")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	names, err := st.QuantizedWeights()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, name := range names {
+		q, err := st.QuantizedWeight(name)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s: %d×%d from %s, blocks of %d, double-quantized %v\n", q.Name, q.Rows, q.Cols, q.DType, q.BlockSize, q.DoubleQuant)
+		fmt.Printf("  %d bytes of codes, %d absmax; element 0: code %d, absmax %.4f\n", len(q.Codes), len(q.Absmax), q.Codes[0]>>4, q.Absmax[0])
+	}
+	for _, t := range st.Tensors() {
+		if _, aux := peft.QuantizedAux(t.Name); !aux && !slices.Contains(names, t.Name) {
+			fmt.Println("not quantized:", t.Name, t.DType, t.Shape)
+		}
+	}
+	// Output:
+	// model.layers.0.mlp.down_proj.weight: 8×64 from BF16, blocks of 64, double-quantized true
+	//   256 bytes of codes, 8 absmax; element 0: code 8, absmax 0.0500
+	// model.layers.0.self_attn.q_proj.weight: 4×32 from F16, blocks of 32, double-quantized false
+	//   64 bytes of codes, 4 absmax; element 0: code 15, absmax 0.0996
+	// not quantized: model.norm.weight F32 [8]
+}
+
+// Remove the quantization_config from a model's config.json, keeping the
+// rest as it was written.
+func ExampleWithoutQuantizationConfig() {
+	config := []byte(`{
+  "hidden_size": 64,
+  "quantization_config": {
+    "bnb_4bit_quant_type": "nf4",
+    "load_in_4bit": true,
+    "quant_method": "bitsandbytes"
+  },
+  "torch_dtype": "bfloat16"
+}`)
+	q, err := peft.ParseQuantizationConfig(config)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(q.QuantMethod, q.QuantType, q.Check())
+	out, err := peft.WithoutQuantizationConfig(config)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(out))
+	// Output:
+	// bitsandbytes nf4 <nil>
+	// {
+	//   "hidden_size": 64,
+	//   "torch_dtype": "bfloat16"
+	// }
 }

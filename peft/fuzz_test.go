@@ -2,12 +2,19 @@ package peft
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/golora/lora"
 )
 
 // FuzzReadSafetensors feeds arbitrary bytes to the reader. Its seed corpus,
@@ -116,4 +123,121 @@ func TestSeedCorpus(t *testing.T) {
 			t.Errorf("%s: %v, want offsets that run past the end", name, err)
 		}
 	}
+}
+
+// FuzzQuantState feeds arbitrary bytes to the reader of a 4-bit weight's
+// quantization state, the JSON in its quant_state tensor. Whatever the
+// input, it must not panic, and every error must wrap one of the package's
+// sentinels; a state it accepts must hold what the reader relies on, read
+// back the same once written as bitsandbytes writes it, and, for a small
+// weight, make a whole weight that QuantizedWeight reads with tensors of the
+// lengths it gives.
+func FuzzQuantState(f *testing.F) {
+	f.Add([]byte(`{"quant_type": "nf4", "blocksize": 64, "dtype": "bfloat16", "shape": [4, 64]}`))
+	f.Add([]byte(`{"quant_type": "nf4", "blocksize": 64, "dtype": "float16", "shape": [3, 5], "nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": 0.012345678918063641}`))
+	f.Add([]byte(`{"quant_type": "nf4", "blocksize": 4096, "dtype": "float32", "shape": [1, 1], "nested_blocksize": 32, "nested_dtype": "float32", "nested_offset": -1e-05}`))
+	f.Add([]byte(`{"quant_type": "fp4", "blocksize": 64, "dtype": "bfloat16", "shape": [4096, 4096]}`))
+	f.Add([]byte(`{"quant_type": "nf4", "blocksize": 64, "blocksize": 64}`))
+	f.Add([]byte(`{"quant_type": "nf4", "blocksize": 48, "dtype": "torch.bfloat16", "shape": [0, -1], "nested_offset": NaN}`))
+	f.Add([]byte(`{"shape": null}`))
+	f.Add([]byte(`[1, 2]`))
+	f.Add([]byte("{\"quant_type\": \"nf4\xff\"}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const tensor = "w.quant_state.bitsandbytes__nf4"
+		st, err := parseQuantState(data, tensor)
+		if err != nil {
+			if !errors.Is(err, ErrFormat) && !errors.Is(err, ErrUnsupported) && !errors.Is(err, lora.ErrNonFinite) {
+				t.Fatalf("error wraps no sentinel: %v", err)
+			}
+			if !strings.Contains(err.Error(), strconv.Quote(tensor)) {
+				t.Fatalf("error does not name the tensor: %v", err)
+			}
+			return
+		}
+		bs, nbs := st.blockSize, st.nestedBlockSize
+		if st.quantType != "nf4" || bs < 32 || bs > 4096 || bs&(bs-1) != 0 || st.rows < 1 || st.cols < 1 ||
+			!slices.Contains([]DType{F32, F16, BF16}, st.dtype) ||
+			st.nested != (nbs != 0) || st.nested && (nbs < 32 || nbs > 4096 || nbs&(nbs-1) != 0) ||
+			math.IsInf(float64(st.nestedOffset), 0) || math.IsNaN(float64(st.nestedOffset)) {
+			t.Fatalf("accepted %+v", st)
+		}
+		var dtype string
+		for name, d := range torchFloat {
+			if d == st.dtype {
+				dtype = name
+			}
+		}
+		again, err := parseQuantState(quantStateJSON("nf4", bs, dtype, st.rows, st.cols, nbs, st.nestedOffset), tensor)
+		if err != nil || *again != *st {
+			t.Fatalf("%+v written and read became %+v, %v", st, again, err)
+		}
+		n := st.rows * st.cols
+		if n > 1<<12 {
+			return
+		}
+		blocks := (n + bs - 1) / bs
+		absmax := make([]float32, blocks)
+		for i := range absmax {
+			absmax[i] = float32(i + 1)
+		}
+		tensors := []Tensor{
+			{Name: "w", DType: U8, Shape: []int{(n + 1) / 2, 1}, Data: make([]byte, (n+1)/2)},
+			{Name: tensor, DType: U8, Shape: []int{len(data)}, Data: data},
+			f32Vector("w"+suffixQuantMap, nf4[:]),
+		}
+		if st.nested {
+			tensors = append(tensors,
+				Tensor{Name: "w" + suffixAbsmax, DType: U8, Shape: []int{blocks}, Data: make([]byte, blocks)},
+				f32Vector("w"+suffixNestedAbsmax, make([]float32, (blocks+nbs-1)/nbs)),
+				f32Vector("w"+suffixNestedQuantMap, nestedMap()))
+		} else {
+			tensors = append(tensors, f32Vector("w"+suffixAbsmax, absmax))
+		}
+		q, err := stOpen(t, tensors).QuantizedWeight("w")
+		if err != nil {
+			t.Fatalf("a weight of state %+v: %v", st, err)
+		}
+		if q.Rows != st.rows || q.Cols != st.cols || q.BlockSize != bs || q.DType != st.dtype || q.DoubleQuant != st.nested ||
+			len(q.Codes) != (n+1)/2 || len(q.Absmax) != blocks {
+			t.Fatalf("state %+v read as %d×%d, blocks of %d, %s, %d codes, %d absmax", st, q.Rows, q.Cols, q.BlockSize, q.DType, len(q.Codes), len(q.Absmax))
+		}
+		for i, v := range q.Absmax {
+			want := absmax[i]
+			if st.nested {
+				want = st.nestedOffset // nested_absmax is 0
+			}
+			if math.Float32bits(v) != math.Float32bits(want) {
+				t.Fatalf("absmax %d is %v, want %v", i, v, want)
+			}
+		}
+	})
+}
+
+// FuzzWithoutQuantizationConfig checks that WithoutQuantizationConfig
+// accepts exactly the JSON objects of valid UTF-8, and returns one with the
+// same members less quantization_config.
+func FuzzWithoutQuantizationConfig(f *testing.F) {
+	f.Add([]byte("{\n  \"a\": 1,\n  \"quantization_config\": {\"load_in_4bit\": true},\n  \"b\": [2]\n}\n"))
+	f.Add([]byte(`{"quantization_config":1,"quantization_config":2,"a":3}`))
+	f.Add([]byte(`{ "quantization\u005fconfig" : null }`))
+	f.Add([]byte(`{"a":{"quantization_config":1}} x`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := WithoutQuantizationConfig(in)
+		var want map[string]any
+		valid := utf8.Valid(in) && json.Unmarshal(in, &want) == nil && want != nil
+		if err != nil {
+			if valid || !errors.Is(err, ErrFormat) {
+				t.Fatalf("%q: %v", in, err)
+			}
+			return
+		}
+		if !valid {
+			t.Fatalf("%q accepted", in)
+		}
+		delete(want, QuantizationConfigKey)
+		var got map[string]any
+		if err := json.Unmarshal(out, &got); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q became %q (%v)", in, out, err)
+		}
+	})
 }
