@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/cpu"
 	"github.com/golora/lora/internal/natsort"
 	"github.com/golora/lora/internal/sysmem"
 )
@@ -52,13 +53,9 @@ type QuantizedWeight struct {
 // numbers as _NF4_QUANT_TABLE in bitsandbytes/backends/utils.py and the
 // NF4 tables of csrc/kernels.cu and csrc/cpu_ops.cpp. Two of its Python
 // literals there (0.24611230194568634, 0.44070982933044434) differ from
-// the float64 values of these float32 numbers, but round to them.
-var nf4 = [16]float32{
-	-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-	-0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-	0.07958029955625534, 0.16093020141124725, 0.24611230850220184, 0.33791524171829224,
-	0.44070982260894775, 0.5626170039176941, 0.7229568362236023, 1.0,
-}
+// the float64 values of these float32 numbers, but round to them. It is the
+// table package lora computes with.
+var nf4 = cpu.NF4Table
 
 // The names bitsandbytes gives the tensors of a 4-bit weight W, beside W
 // itself (Linear4bit._save_to_state_dict and QuantState.as_dict(packed=True)
@@ -627,4 +624,16 @@ func jsonInts(v json.RawMessage) ([]int64, bool) {
 		out[i] = n
 	}
 	return out, true
+}
+
+// Matrix returns a new NF4 lora.Matrix holding the weight's codes and
+// absmax as they are (lora.NewQuantizedFrom): its values are exactly those
+// bitsandbytes dequantizes the weight to, before rounding to DType. The
+// caller frees it.
+func (q *QuantizedWeight) Matrix() (*lora.Matrix, error) {
+	m, err := lora.NewQuantizedFrom(lora.NF4, q.Rows, q.Cols, q.BlockSize, q.Codes, q.Absmax)
+	if err != nil {
+		return nil, fmt.Errorf("peft: %s: %w", q.Name, err)
+	}
+	return m, nil
 }

@@ -785,3 +785,50 @@ func TestWithoutQuantizationConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizedWeightMatrix checks that the lora.Matrix of each weight of
+// the testdata checkpoint holds its codes and absmax as they are, and that
+// its values are the table's.
+func TestQuantizedWeightMatrix(t *testing.T) {
+	st, err := OpenSafetensors("testdata/nf4-tiny.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	names, err := st.QuantizedWeights()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		q, err := st.QuantizedWeight(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := q.Matrix()
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes, absmax := make([]byte, len(q.Codes)), make([]float32, len(q.Absmax))
+		if err := m.ReadQuantized(codes, absmax); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(codes, q.Codes) || !slices.Equal(absmax, q.Absmax) {
+			t.Errorf("%s: the matrix's stored state differs from the checkpoint's", name)
+		}
+		got, err := m.ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := reftest.NF4Values(q.Codes, q.Absmax, q.BlockSize, q.Rows*q.Cols)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s: element %d = %g, want %g", name, i, got[i], want[i])
+			}
+		}
+		m.Free()
+	}
+	bad := &QuantizedWeight{Name: "w", Rows: 2, Cols: 32, BlockSize: 32, Codes: make([]byte, 31), Absmax: make([]float32, 2)}
+	if _, err := bad.Matrix(); !errors.Is(err, lora.ErrShape) || !strings.Contains(err.Error(), "w") {
+		t.Errorf("short codes: %v, want ErrShape naming the weight", err)
+	}
+}

@@ -128,3 +128,33 @@ func ExampleWithoutQuantizationConfig() {
 	//   "torch_dtype": "bfloat16"
 	// }
 }
+
+// Compute with a 4-bit weight of a bitsandbytes checkpoint as it is stored:
+// an NF4 lora.Matrix, here the base of a layer with a fresh adapter.
+func ExampleQuantizedWeight_Matrix() {
+	st, err := peft.OpenSafetensors("testdata/nf4-tiny.safetensors")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	q, err := st.QuantizedWeight("model.layers.0.self_attn.q_proj.weight")
+	if err != nil {
+		log.Fatal(err)
+	}
+	w, err := q.Matrix()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Free()
+	rows, cols := w.Dims()
+	fmt.Printf("%v %d×%d, blocks of %d\n", w.DType(), rows, cols, w.BlockSize())
+	l, err := lora.NewLayer(w, lora.Config{Rank: 2, Seed: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Free()
+	fmt.Println("rank", l.Rank(), "over an", w.DType(), "W")
+	// Output:
+	// nf4 4×32, blocks of 32
+	// rank 2 over an nf4 W
+}
