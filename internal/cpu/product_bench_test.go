@@ -69,3 +69,35 @@ func BenchmarkGemvBF16(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNF4Product times y = x·Wᵀ with a 4096×4096 W in NF4 (blocks of
+// 64), in BF16 and in float32, at n = 1, 16 and 64, reporting the bytes of
+// W read per second.
+func BenchmarkNF4Product(b *testing.B) {
+	const out, in = 4096, 4096
+	rng := rand.New(rand.NewPCG(7, 8))
+	nf, _ := nf4W(rng, out, in, 64)
+	h := newHalfW(rng, BF16, out, in, 0.02)
+	f := Mat{Rows: out, Cols: in, Type: F32, F32: randF32(rng, out*in, 0.02)}
+	for _, n := range []int{1, 16, 64} {
+		x := randF32(rng, n*in, 1)
+		y := make([]float32, n*out)
+		for _, p := range []struct {
+			name  string
+			w     Mat
+			bytes float64
+		}{
+			{"nf4", nf, float64(len(nf.Codes) + 4*len(nf.Absmax))},
+			{"bf16", Mat{Rows: out, Cols: in, Type: BF16, Bits: h.bits}, 2 * out * in},
+			{"f32", f, 4 * out * in},
+		} {
+			b.Run(fmt.Sprintf("n=%d/%s", n, p.name), func(b *testing.B) {
+				for b.Loop() {
+					Product(y, x, p.w, n)
+				}
+				sec := b.Elapsed().Seconds() / float64(b.N)
+				b.ReportMetric(p.bytes/sec/1e9, "GB/s")
+			})
+		}
+	}
+}
