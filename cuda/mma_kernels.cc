@@ -40,9 +40,9 @@ extern "C" __global__ void emutest_mma(const unsigned short* A, const unsigned s
   for (int q = 0; q < 2; ++q) b[q] = B[ib[lane * 4 + 2 * q]] | static_cast<uint32_t>(B[ib[lane * 4 + 2 * q + 1]]) << 16;
   for (int q = 0; q < 4; ++q) c[q] = C[ic[lane * 4 + q]];
   if (bf16)
-    lora_mma_m16n8k16_bf16(d, a, b, c);
+    lora_mma_m16n8k16<true>(d, a, b, c);
   else
-    lora_mma_m16n8k16_f16(d, a, b, c);
+    lora_mma_m16n8k16<false>(d, a, b, c);
   for (int q = 0; q < 4; ++q) D[ic[lane * 4 + q]] = d[q];
 }
 
@@ -53,7 +53,7 @@ extern "C" __global__ void emutest_mma_partial(float* D, int skip) {
   if (lane < skip) return;
   const uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
   float c[4] = {1, 1, 1, 1};
-  lora_mma_m16n8k16_bf16(c, a, b, c);
+  lora_mma_m16n8k16<true>(c, a, b, c);
   D[lane] = c[0];
 }
 

@@ -29,22 +29,6 @@
 static_assert(LORA_TILE_N / 4 == LORA_WARP_SIZE && LORA_TILE_THREADS / LORA_WARP_SIZE == LORA_TILE_K,
               "a warp loads one inner row of the right operand per K-step");
 
-// v = p[0 .. 3] for p pointing into a row with ncols elements left (none
-// when ncols <= 0), zero past them or when !row_ok.
-__device__ __forceinline__ void lora_gxt_fetch_cols(const float* __restrict__ p, bool row_ok,
-                                                    int ncols, bool vec, float (&v)[4]) {
-  if (row_ok && vec && ncols >= 4) {
-    const float4 q = __ldg(reinterpret_cast<const float4*>(p));
-    v[0] = q.x;
-    v[1] = q.y;
-    v[2] = q.z;
-    v[3] = q.w;
-  } else {
-    LORA_UNROLL
-    for (int e = 0; e < 4; ++e) v[e] = (row_ok && e < ncols) ? __ldg(p + e) : 0.0f;
-  }
-}
-
 extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
     lora_grad_x_tiled(const float* __restrict__ dy, const float* __restrict__ W,
                       const float* __restrict__ U, const float* __restrict__ A,
@@ -83,46 +67,26 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
   lora_tile_zero(acc);
 
   // Tile kt: K-tile kt of dy/W when kt < tiles_w, else K-tile kt-tiles_w of U/A.
-#define LORA_GXT_FETCH(kt)                                                       \
-  do {                                                                           \
-    if ((kt) < tiles_w) {                                                        \
-      const int k_ = (kt) * LORA_TILE_K;                                         \
-      lora_tile_fetch(dy, out, arow, a_ok, k_ + lk, out, vec_dy, ra);         \
-      lora_gxt_fetch_cols(W + static_cast<long long>(k_ + bk) * in + bcol,       \
-                          k_ + bk < out, ncols, vec_w, rb);                      \
-    } else {                                                                     \
-      const int k_ = ((kt) - tiles_w) * LORA_TILE_K;                             \
-      lora_tile_fetch(U, r, arow, a_ok, k_ + lk, r, vec_u, ra);               \
-      lora_gxt_fetch_cols(A + static_cast<long long>(k_ + bk) * in + bcol,       \
-                          k_ + bk < r, ncols, vec_w, rb);                        \
-    }                                                                            \
-  } while (0)
+  auto fetch = [&](int kt) {
+    if (kt < tiles_w) {
+      const int k_ = kt * LORA_TILE_K;
+      lora_tile_fetch(dy, out, arow, a_ok, k_ + lk, out, vec_dy, ra);
+      lora_fetch4_at(W + static_cast<long long>(k_ + bk) * in + bcol, k_ + bk < out, ncols, vec_w,
+                     rb);
+    } else {
+      const int k_ = (kt - tiles_w) * LORA_TILE_K;
+      lora_tile_fetch(U, r, arow, a_ok, k_ + lk, r, vec_u, ra);
+      lora_fetch4_at(A + static_cast<long long>(k_ + bk) * in + bcol, k_ + bk < r, ncols, vec_w,
+                     rb);
+    }
+  };
+  auto store = [&](int buf, int) {
+    LORA_UNROLL
+    for (int e = 0; e < 4; ++e) sa[buf][lk + e][lrow] = ra[e];
+    *reinterpret_cast<float4*>(&sb[buf][bk][bc]) = make_float4(rb[0], rb[1], rb[2], rb[3]);
+  };
 
-#define LORA_GXT_STORE(buf)                                                      \
-  do {                                                                           \
-    LORA_UNROLL                                                                  \
-    for (int e = 0; e < 4; ++e) sa[(buf)][lk + e][lrow] = ra[e];                 \
-    *reinterpret_cast<float4*>(&sb[(buf)][bk][bc]) =                             \
-        make_float4(rb[0], rb[1], rb[2], rb[3]);                                 \
-  } while (0)
-
-  LORA_GXT_FETCH(0);
-  LORA_GXT_STORE(0);
-  __syncthreads();
-
-  for (int kt = 0; kt < tiles; ++kt) {
-    const int buf = kt & 1;
-    const bool more = kt + 1 < tiles;
-    if (more) LORA_GXT_FETCH(kt + 1);
-
-    lora_tile_mma(sa[buf], sb[buf], ty, tx, acc);
-
-    // The other buffer was last read in step kt-1, which ended with a barrier.
-    if (more) LORA_GXT_STORE(buf ^ 1);
-    __syncthreads();
-  }
-#undef LORA_GXT_FETCH
-#undef LORA_GXT_STORE
+  lora_tile_loop(tiles, fetch, store, sa, sb, ty, tx, acc);
 
   lora_tile_store(dx, n, in, m0, n0, ty, tx, acc);
 }
@@ -142,26 +106,6 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 //
 // Global memory: as lora_grad_x_tiled, W read as 16-bit elements. Shared
 // memory: as lora_grad_x_tiled.
-
-// q = the eight 16-bit elements p[0 .. 7] of a row with ncols left (none
-// when ncols <= 0), as they are, two per word; zero past them or when
-// !row_ok.
-__device__ __forceinline__ void lora_gxth_fetch_w(const unsigned short* __restrict__ p, bool row_ok,
-                                                  int ncols, unsigned (&q)[4]) {
-  if (row_ok && ncols >= 8 && lora_aligned16(p)) {
-    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
-    q[0] = v.x;
-    q[1] = v.y;
-    q[2] = v.z;
-    q[3] = v.w;
-  } else {
-    unsigned h[8];
-    LORA_UNROLL
-    for (int e = 0; e < 8; ++e) h[e] = (row_ok && e < ncols) ? __ldg(p + e) : 0u;
-    LORA_UNROLL
-    for (int e = 0; e < 4; ++e) q[e] = h[2 * e] | h[2 * e + 1] << 16;
-  }
-}
 
 template <int kDT>
 __device__ __forceinline__ void lora_grad_x_tiled_half(const float* __restrict__ dy,
@@ -218,20 +162,27 @@ __device__ __forceinline__ void lora_grad_x_tiled_half(const float* __restrict__
     if (kt < tiles_w) {
       const int k_ = kt * LORA_TILE_K;
       lora_tile_fetch(dy, out, arow, a_ok, k_ + lk, out, vec_dy, ra);
-      if (w_loader)
-        lora_gxth_fetch_w(W + static_cast<long long>(lora_min(k_ + wk, out - 1)) * in + n0 + wc,
-                          k_ + wk < out, wcols, rb);
+      if (w_loader) {
+        const unsigned short* p =
+            W + static_cast<long long>(lora_min(k_ + wk, out - 1)) * in + n0 + wc;
+        const uint4 v = lora_fetch8_bits_at(p, k_ + wk < out, wcols, lora_aligned16(p));
+        rb[0] = v.x;
+        rb[1] = v.y;
+        rb[2] = v.z;
+        rb[3] = v.w;
+      }
     } else {
       const int k_ = (kt - tiles_w) * LORA_TILE_K;
       lora_tile_fetch(U, r, arow, a_ok, k_ + lk, r, vec_u, ra);
       float q[4];
-      lora_gxt_fetch_cols(A + static_cast<long long>(lora_min(k_ + bk, r - 1)) * in + bcol,
-                          k_ + bk < r, ncols, vec_a, q);
+      lora_fetch4_at(A + static_cast<long long>(lora_min(k_ + bk, r - 1)) * in + bcol, k_ + bk < r,
+                     ncols, vec_a, q);
       LORA_UNROLL
       for (int e = 0; e < 4; ++e) rb[e] = __float_as_uint(q[e]);
     }
   };
-  auto store = [&](int buf, bool w) {
+  auto store = [&](int buf, int kt) {
+    const bool w = kt < tiles_w;  // a K-tile of W, else of A
     LORA_UNROLL
     for (int e = 0; e < 4; ++e) sa[buf][lk + e][lrow] = ra[e];
     if (!w) {
@@ -245,38 +196,13 @@ __device__ __forceinline__ void lora_grad_x_tiled_half(const float* __restrict__
     }
   };
 
-  fetch(0);
-  store(0, 0 < tiles_w);
-  __syncthreads();
-
-  for (int kt = 0; kt < tiles; ++kt) {
-    const int buf = kt & 1;
-    const bool more = kt + 1 < tiles;
-    if (more) fetch(kt + 1);
-
-    lora_tile_mma(sa[buf], sb[buf], ty, tx, acc);
-
-    // The other buffer was last read in step kt-1, which ended with a barrier.
-    if (more) store(buf ^ 1, kt + 1 < tiles_w);
-    __syncthreads();
-  }
+  lora_tile_loop(tiles, fetch, store, sa, sb, ty, tx, acc);
 
   lora_tile_store(dx, n, in, m0, n0, ty, tx, acc);
 }
 
-extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
-    lora_grad_x_tiled_f16(const float* __restrict__ dy, const __half* __restrict__ W,
-                          const float* __restrict__ U, const float* __restrict__ A,
-                          float* __restrict__ dx, int n, int in, int out, int r) {
-  lora_grad_x_tiled_half<LORA_F16>(dy, lora_bits(W), U, A, dx, n, in, out, r);
-}
-
-extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
-    lora_grad_x_tiled_bf16(const float* __restrict__ dy, const __nv_bfloat16* __restrict__ W,
-                           const float* __restrict__ U, const float* __restrict__ A,
-                           float* __restrict__ dx, int n, int in, int out, int r) {
-  lora_grad_x_tiled_half<LORA_BF16>(dy, lora_bits(W), U, A, dx, n, in, out, r);
-}
+LORA_TILE_KERNEL(lora_grad_x_tiled_f16, lora_grad_x_tiled_half<LORA_F16>, __half)
+LORA_TILE_KERNEL(lora_grad_x_tiled_bf16, lora_grad_x_tiled_half<LORA_BF16>, __nv_bfloat16)
 
 #ifndef __CUDACC__
 LORA_EMU_REGISTER(lora_grad_x_tiled)

@@ -214,20 +214,6 @@ __device__ __forceinline__ void lora_store8(typename lora_elem<DT>::type* p, con
   }
 }
 
-// The bits of src[row, k .. k+7] of a row-major matrix of 16-bit elements
-// with leading dimension ld, zero (+0.0) where !row_ok or k+e >= klen: one
-// 16-byte load through the read-only cache when vec and the whole vector is
-// in range (vec promises the alignment), element loads otherwise.
-__device__ __forceinline__ uint4 lora_fetch8_bits(const unsigned short* __restrict__ src, long long ld,
-                                                  int row, bool row_ok, int k, int klen, bool vec) {
-  const unsigned short* p = src + static_cast<long long>(row) * ld + k;
-  if (row_ok && vec && k + 7 < klen) return __ldg(reinterpret_cast<const uint4*>(p));
-  unsigned e[8];
-  LORA_UNROLL
-  for (int j = 0; j < 8; ++j) e[j] = row_ok && k + j < klen ? __ldg(p + j) : 0u;
-  return make_uint4(e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16);
-}
-
 // The 16-bit patterns behind a kernel's __half or __nv_bfloat16 parameter
 // (a float parameter as it is).
 __device__ __forceinline__ const float* lora_bits(const float* p) { return p; }

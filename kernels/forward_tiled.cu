@@ -73,86 +73,48 @@ __device__ __forceinline__ void lora_forward_tiled_impl(const float* __restrict_
   lora_tile_zero(acc);
 
   // Tile kt: K-tile kt of x/W when kt < tiles_x, else K-tile kt-tiles_x of T/B.
-#define LORA_TILE_FETCH(kt)                                                  \
-  do {                                                                       \
-    if ((kt) < tiles_x) {                                                    \
-      const int k_ = (kt) * LORA_TILE_K + lk;                                \
-      lora_tile_fetch(x, in, arow, a_ok, k_, in, vec_x, ra);                 \
-      if constexpr (kHalf) {                                                 \
-        hseg = true;                                                         \
-        if (t < LORA_TILE_N)                                                 \
-          rh = lora_fetch8_bits(W, in, n0 + t, n0 + t < out,                 \
-                                (kt) * LORA_TILE_K, in, vec_w);              \
-      } else {                                                               \
-        lora_tile_fetch(reinterpret_cast<const float*>(W), in, brow, b_ok,   \
-                        k_, in, vec_x, rb);                                  \
-      }                                                                      \
-    } else {                                                                 \
-      hseg = false;                                                          \
-      const int k_ = ((kt) - tiles_x) * LORA_TILE_K + lk;                    \
-      lora_tile_fetch(T, r, arow, a_ok, k_, r, vec_t, ra);                   \
-      lora_tile_fetch(B, r, brow, b_ok, k_, r, vec_t, rb);                   \
-    }                                                                        \
-  } while (0)
+  auto fetch = [&](int kt) {
+    if (kt < tiles_x) {
+      const int k_ = kt * LORA_TILE_K + lk;
+      lora_tile_fetch(x, in, arow, a_ok, k_, in, vec_x, ra);
+      if constexpr (kHalf) {
+        hseg = true;
+        if (t < LORA_TILE_N)
+          rh = lora_fetch8_bits(W, in, n0 + t, n0 + t < out, kt * LORA_TILE_K, in, vec_w);
+      } else {
+        lora_tile_fetch(reinterpret_cast<const float*>(W), in, brow, b_ok, k_, in, vec_x, rb);
+      }
+    } else {
+      hseg = false;
+      const int k_ = (kt - tiles_x) * LORA_TILE_K + lk;
+      lora_tile_fetch(T, r, arow, a_ok, k_, r, vec_t, ra);
+      lora_tile_fetch(B, r, brow, b_ok, k_, r, vec_t, rb);
+    }
+  };
+  auto store = [&](int buf, int) {
+    LORA_UNROLL
+    for (int e = 0; e < 4; ++e) sa[buf][lk + e][lrow] = ra[e];
+    if (kHalf && hseg) {
+      if (t < LORA_TILE_N) {
+        float v[8];
+        lora_unpack8<DT>(rh, v);
+        LORA_UNROLL
+        for (int e = 0; e < 8; ++e) sb[buf][e][t] = v[e];
+      }
+    } else {
+      LORA_UNROLL
+      for (int e = 0; e < 4; ++e) sb[buf][lk + e][lrow] = rb[e];
+    }
+  };
 
-#define LORA_TILE_STORE(buf)                                                 \
-  do {                                                                       \
-    LORA_UNROLL                                                              \
-    for (int e = 0; e < 4; ++e) sa[(buf)][lk + e][lrow] = ra[e];             \
-    if (kHalf && hseg) {                                                     \
-      if (t < LORA_TILE_N) {                                                 \
-        float v_[8];                                                         \
-        lora_unpack8<DT>(rh, v_);                                            \
-        LORA_UNROLL                                                          \
-        for (int e = 0; e < 8; ++e) sb[(buf)][e][t] = v_[e];                 \
-      }                                                                      \
-    } else {                                                                 \
-      LORA_UNROLL                                                            \
-      for (int e = 0; e < 4; ++e) sb[(buf)][lk + e][lrow] = rb[e];           \
-    }                                                                        \
-  } while (0)
-
-  LORA_TILE_FETCH(0);
-  LORA_TILE_STORE(0);
-  __syncthreads();
-
-  for (int kt = 0; kt < tiles; ++kt) {
-    const int buf = kt & 1;
-    const bool more = kt + 1 < tiles;
-    if (more) LORA_TILE_FETCH(kt + 1);
-
-    lora_tile_mma(sa[buf], sb[buf], ty, tx, acc);
-
-    // The other buffer was last read in step kt-1, which ended with a barrier.
-    if (more) LORA_TILE_STORE(buf ^ 1);
-    __syncthreads();
-  }
-#undef LORA_TILE_FETCH
-#undef LORA_TILE_STORE
+  lora_tile_loop(tiles, fetch, store, sa, sb, ty, tx, acc);
 
   lora_tile_store(y, n, out, m0, n0, ty, tx, acc);
 }
 
-extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
-    lora_forward_tiled(const float* __restrict__ x, const float* __restrict__ W,
-                       const float* __restrict__ T, const float* __restrict__ B,
-                       float* __restrict__ y, int n, int in, int out, int r) {
-  lora_forward_tiled_impl<LORA_F32>(x, W, T, B, y, n, in, out, r);
-}
-
-extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
-    lora_forward_tiled_f16(const float* __restrict__ x, const __half* __restrict__ W,
-                           const float* __restrict__ T, const float* __restrict__ B,
-                           float* __restrict__ y, int n, int in, int out, int r) {
-  lora_forward_tiled_impl<LORA_F16>(x, lora_bits(W), T, B, y, n, in, out, r);
-}
-
-extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
-    lora_forward_tiled_bf16(const float* __restrict__ x, const __nv_bfloat16* __restrict__ W,
-                            const float* __restrict__ T, const float* __restrict__ B,
-                            float* __restrict__ y, int n, int in, int out, int r) {
-  lora_forward_tiled_impl<LORA_BF16>(x, lora_bits(W), T, B, y, n, in, out, r);
-}
+LORA_TILE_KERNEL(lora_forward_tiled, lora_forward_tiled_impl<LORA_F32>, float)
+LORA_TILE_KERNEL(lora_forward_tiled_f16, lora_forward_tiled_impl<LORA_F16>, __half)
+LORA_TILE_KERNEL(lora_forward_tiled_bf16, lora_forward_tiled_impl<LORA_BF16>, __nv_bfloat16)
 
 #ifndef __CUDACC__
 LORA_EMU_REGISTER(lora_forward_tiled)

@@ -27,42 +27,26 @@
 #include <cuda_fp16.h>
 #endif
 
-// d = A·B + c, D and C in float32, A and B bfloat16: one
-// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 for the whole warp.
-// Every lane of the warp must call it together (.sync.aligned). d may be c.
-__device__ __forceinline__ void lora_mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4],
-                                                       const uint32_t (&b)[2], const float (&c)[4]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
-      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]),
-        "f"(c[2]), "f"(c[3]));
-#elif defined(__CUDA_ARCH__)
-  (void)a;
-  (void)b;
-  d[0] = c[0];
-  d[1] = c[1];
-  d[2] = c[2];
-  d[3] = c[3];
-  __trap();  // sm_80 and newer only
-#else
-  lora_emu::mma_m16n8k16(true, d, a, b, c);
-#endif
-}
-
-// d = A·B + c, D and C in float32, A and B binary16: one
+// d = A·B + c, D and C in float32, A and B bfloat16 (BF16) or binary16
+// (!BF16): one mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 or
 // mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 for the whole warp.
-__device__ __forceinline__ void lora_mma_m16n8k16_f16(float (&d)[4], const uint32_t (&a)[4],
-                                                      const uint32_t (&b)[2], const float (&c)[4]) {
+// Every lane of the warp must call it together (.sync.aligned). d may be c.
+template <bool BF16>
+__device__ __forceinline__ void lora_mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4],
+                                                  const uint32_t (&b)[2], const float (&c)[4]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
-      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]),
-        "f"(c[2]), "f"(c[3]));
+  // The instruction for multiplicands of type T, "bf16" or "f16".
+#define LORA_MMA_SYNC(T)                                                                     \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." T "." T ".f32 "                      \
+               "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"       \
+               : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                               \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), \
+                 "f"(c[1]), "f"(c[2]), "f"(c[3]))
+  if constexpr (BF16)
+    LORA_MMA_SYNC("bf16");
+  else
+    LORA_MMA_SYNC("f16");
+#undef LORA_MMA_SYNC
 #elif defined(__CUDA_ARCH__)
   (void)a;
   (void)b;
@@ -72,7 +56,7 @@ __device__ __forceinline__ void lora_mma_m16n8k16_f16(float (&d)[4], const uint3
   d[3] = c[3];
   __trap();  // sm_80 and newer only
 #else
-  lora_emu::mma_m16n8k16(false, d, a, b, c);
+  lora_emu::mma_m16n8k16(BF16, d, a, b, c);
 #endif
 }
 
@@ -95,16 +79,6 @@ __device__ __forceinline__ void lora_ldmatrix_x4(uint32_t (&r)[4], const void* r
 #else
   lora_emu::ldmatrix_x4(r, row);
 #endif
-}
-
-// The instruction for 16-bit type BF16 (true: bfloat16, false: binary16).
-template <bool BF16>
-__device__ __forceinline__ void lora_mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4],
-                                                  const uint32_t (&b)[2], const float (&c)[4]) {
-  if (BF16)
-    lora_mma_m16n8k16_bf16(d, a, b, c);
-  else
-    lora_mma_m16n8k16_f16(d, a, b, c);
 }
 
 #endif  // LORA_MMA_CUH

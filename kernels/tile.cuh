@@ -4,11 +4,13 @@
 // of the output from K-major tiles of both operands in shared memory, thread
 // (ty, tx) = (t/16, t%16) an 8 x 8 register tile of rows
 // m0 + {ty*4 .. ty*4+3, 64+ty*4 .. 64+ty*4+3} and columns
-// n0 + {tx*4 .. tx*4+3, 64+tx*4 .. 64+tx*4+3}.
+// n0 + {tx*4 .. tx*4+3, 64+tx*4 .. 64+tx*4+3}. Their loads from global
+// memory are in tile_load.cuh.
 #ifndef LORA_TILE_CUH
 #define LORA_TILE_CUH
 
 #include "common.cuh"
+#include "tile_load.cuh"
 
 #define LORA_TILE_PAD 4
 #define LORA_TILE_HM (LORA_TILE_M / 2)
@@ -25,24 +27,6 @@ static_assert(LORA_TILE_TM == 8 && LORA_TILE_TN == 8 && LORA_TILE_K == 8,
 // A K-major tile of the left (M) or right (N) operand in shared memory.
 typedef float lora_tile_a[LORA_TILE_K][LORA_TILE_M + LORA_TILE_PAD];
 typedef float lora_tile_b[LORA_TILE_K][LORA_TILE_N + LORA_TILE_PAD];
-
-// v = src[row, k .. k+3] of a row-major matrix with leading dimension ld,
-// zero where row is out of range or k+e >= klen; one float4 when vec.
-__device__ __forceinline__ void lora_tile_fetch(const float* __restrict__ src, int ld, int row,
-                                                bool row_ok, int k, int klen, bool vec,
-                                                float (&v)[4]) {
-  if (row_ok && vec && k + 3 < klen) {
-    const float4 q = __ldg(reinterpret_cast<const float4*>(src + static_cast<long long>(row) * ld + k));
-    v[0] = q.x;
-    v[1] = q.y;
-    v[2] = q.z;
-    v[3] = q.w;
-  } else {
-    LORA_UNROLL
-    for (int e = 0; e < 4; ++e)
-      v[e] = (row_ok && k + e < klen) ? __ldg(src + static_cast<long long>(row) * ld + k + e) : 0.0f;
-  }
-}
 
 __device__ __forceinline__ void lora_tile_zero(float (&acc)[8][8]) {
   LORA_UNROLL
@@ -72,6 +56,34 @@ __device__ __forceinline__ void lora_tile_mma(const lora_tile_a& sa, const lora_
   }
 }
 
+// The K-loop of a tiled kernel over its `tiles` K-tiles, shared memory
+// double-buffered: fetch(kt) loads K-tile kt of both operands from global
+// memory into the thread's registers and store(buf, kt) writes them into
+// sa[buf] and sb[buf]; K-tile kt+1 is fetched while K-tile kt is multiplied
+// into acc, so there is one barrier per K-step. Every thread of the block
+// calls it (it holds __syncthreads).
+template <class Fetch, class Store>
+__device__ __forceinline__ void lora_tile_loop(int tiles, Fetch&& fetch, Store&& store,
+                                               const lora_tile_a (&sa)[2],
+                                               const lora_tile_b (&sb)[2], int ty, int tx,
+                                               float (&acc)[8][8]) {
+  fetch(0);
+  store(0, 0);
+  __syncthreads();
+
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int buf = kt & 1;
+    const bool more = kt + 1 < tiles;
+    if (more) fetch(kt + 1);
+
+    lora_tile_mma(sa[buf], sb[buf], ty, tx, acc);
+
+    // The other buffer was last read in step kt-1, which ended with a barrier.
+    if (more) store(buf ^ 1, kt + 1);
+    __syncthreads();
+  }
+}
+
 // Writes thread (ty, tx)'s register tile into the rows x cols row-major
 // output c at block origin (m0, n0), once, float4 where aligned, skipping
 // what lies past the edges.
@@ -97,5 +109,18 @@ __device__ __forceinline__ void lora_tile_store(float* __restrict__ c, int rows,
     }
   }
 }
+
+// The extern "C" entry point `name` of a tiled kernel whose W has the C type
+// WT (float, __half or __nv_bfloat16), with the launch bounds of the tiling.
+// It calls impl(lhs, lora_bits(W), lhs_r, rhs_r, dst, n, in, out, r):
+// dst = [lhs | lhs_r]·[W | rhs_r]ᵀ for lora_forward_tiled (x, W, T, B, y),
+// dst = [lhs | lhs_r]·[W ; rhs_r] for lora_grad_x_tiled (dy, W, U, A, dx).
+#define LORA_TILE_KERNEL(name, impl, WT)                                     \
+  extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)         \
+      name(const float* __restrict__ lhs, const WT* __restrict__ W,          \
+           const float* __restrict__ lhs_r, const float* __restrict__ rhs_r, \
+           float* __restrict__ dst, int n, int in, int out, int r) {         \
+    impl(lhs, lora_bits(W), lhs_r, rhs_r, dst, n, in, out, r);               \
+  }
 
 #endif  // LORA_TILE_CUH

@@ -2,6 +2,13 @@
 
 #include "textflag.h"
 
+// BROADCASTD sets the eight 32-bit lanes of y to the constant c, through AX
+// and x, the low half of y.
+#define BROADCASTD(c, x, y) \
+	MOVL         c, AX; \
+	VMOVD        AX, x; \
+	VPBROADCASTD x, y
+
 // func f16ToF32F16C(dst *float32, src *uint16, n int)
 TEXT ·f16ToF32F16C(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
@@ -113,15 +120,9 @@ TEXT ·bf16ToF32x8(SB), NOSPLIT, $0-24
 	MOVQ         dst+0(FP), DI
 	MOVQ         src+8(FP), SI
 	MOVQ         n+16(FP), CX
-	MOVL         $0x7fffffff, AX
-	VMOVD        AX, X8
-	VPBROADCASTD X8, Y8
-	MOVL         $0x7f800000, AX
-	VMOVD        AX, X9
-	VPBROADCASTD X9, Y9
-	MOVL         $0x00400000, AX
-	VMOVD        AX, X10
-	VPBROADCASTD X10, Y10
+	BROADCASTD($0x7fffffff, X8, Y8)
+	BROADCASTD($0x7f800000, X9, Y9)
+	BROADCASTD($0x00400000, X10, Y10)
 
 b8:
 	VPMOVZXWD (SI), Y0
@@ -143,21 +144,11 @@ TEXT ·f32ToBF16x16(SB), NOSPLIT, $0-24
 	MOVQ         dst+0(FP), DI
 	MOVQ         src+8(FP), SI
 	MOVQ         n+16(FP), CX
-	MOVL         $0x7fffffff, AX
-	VMOVD        AX, X8
-	VPBROADCASTD X8, Y8
-	MOVL         $0x7f800000, AX
-	VMOVD        AX, X9
-	VPBROADCASTD X9, Y9
-	MOVL         $1, AX
-	VMOVD        AX, X10
-	VPBROADCASTD X10, Y10
-	MOVL         $0x7fff, AX
-	VMOVD        AX, X11
-	VPBROADCASTD X11, Y11
-	MOVL         $0x40, AX
-	VMOVD        AX, X12
-	VPBROADCASTD X12, Y12
+	BROADCASTD($0x7fffffff, X8, Y8)
+	BROADCASTD($0x7f800000, X9, Y9)
+	BROADCASTD($1, X10, Y10)
+	BROADCASTD($0x7fff, X11, Y11)
+	BROADCASTD($0x40, X12, Y12)
 
 c16:
 	VMOVDQU (SI), Y0
