@@ -93,15 +93,16 @@ func f32Tensor(name string, v []float32) peft.Tensor {
 	return peft.Tensor{Name: name, DType: peft.F32, Shape: []int{len(v)}, Data: data}
 }
 
-// nf4Specs returns the 4-bit weights of the test model: targets of the
-// adapter with codes viewed as BF16 (which must not be taken for a BF16
-// weight) and with a double-quantized absmax; a double-quantized weight
-// whose quantization state lies in the other shard; and an odd element
-// count with a short last block.
+// nf4Specs returns the 4-bit weights of the test model: layer 0's
+// projections, which smallAdapter targets, one with codes viewed as BF16
+// (which must not be taken for a BF16 weight), two double-quantized, of
+// which one has its quantization state in the other shard; and a gate_proj
+// that it does not target, of an odd element count with a short last
+// block.
 func nf4Specs() []nf4Spec {
 	return []nf4Spec{
 		{name: "model.layers.0.self_attn.q_proj.weight", rows: 16, cols: 16, block: 64, dtype: "bfloat16", storage: peft.BF16},
-		{name: "model.layers.0.self_attn.v_proj.weight", rows: 8, cols: 16, block: 32, dtype: "float32", nested: 256, shard: 1, auxShard: 1},
+		{name: "model.layers.0.self_attn.v_proj.weight", rows: 8, cols: 16, block: 32, dtype: "float32", nested: 256},
 		{name: "model.layers.0.mlp.down_proj.weight", rows: 16, cols: 24, block: 64, dtype: "bfloat16", nested: 256, auxShard: 1},
 		{name: "model.layers.0.mlp.gate_proj.weight", rows: 5, cols: 7, block: 32, dtype: "float16", shard: 1, auxShard: 1},
 	}
@@ -138,8 +139,9 @@ type nf4Model struct {
 }
 
 // nf4Setup writes the test model in two shards (in one file when single),
-// with config.json config, changing its tensors with edit first, and an
-// adapter for its q_proj and v_proj, 4-bit, and its lm_head, F32.
+// with config.json config, changing its tensors with edit first, and
+// smallAdapter for it. The model is the small model of smallSpecs (less its
+// integer tensor), with the weights of nf4Specs stored in 4 bits.
 func nf4Setup(t *testing.T, single bool, config string, edit func([]peft.Tensor) []peft.Tensor) *nf4Model {
 	t.Helper()
 	dir := t.TempDir()
@@ -155,6 +157,8 @@ func nf4Setup(t *testing.T, single bool, config string, edit func([]peft.Tensor)
 		{"model.embed_tokens.weight", []int{32, 16}, 0},
 		{"model.layers.0.input_layernorm.weight", []int{16}, 0},
 		{"lm_head.weight", []int{32, 16}, 1},
+		{"model.layers.1.self_attn.q_proj.weight", []int{16, 16}, 1},
+		{"model.layers.1.self_attn.v_proj.weight", []int{8, 16}, 1},
 		{"model.norm.weight", []int{16}, 1},
 	} {
 		n := 1
@@ -190,22 +194,7 @@ func nf4Setup(t *testing.T, single bool, config string, edit func([]peft.Tensor)
 			t.Fatal(err)
 		}
 	}
-	a := &peft.Adapter{Config: &peft.Config{PeftType: "LORA", R: 4, LoraAlpha: 8, Bias: "none",
-		TargetModules: []string{"q_proj", "v_proj", "lm_head"}, RankPattern: peft.Pattern{{Key: "v_proj", Value: 2}}}}
-	for _, m := range []struct {
-		name        string
-		in, out, rk int
-	}{
-		{"model.layers.0.self_attn.q_proj", 16, 16, 4},
-		{"model.layers.0.self_attn.v_proj", 16, 8, 2},
-		{"lm_head", 16, 32, 4},
-	} {
-		mod := &peft.Module{Name: m.name, In: m.in, Out: m.out, Rank: m.rk, A: make([]float32, m.rk*m.in), B: make([]float32, m.out*m.rk)}
-		r.fill(mod.A)
-		r.fill(mod.B)
-		a.Modules = append(a.Modules, mod)
-	}
-	if err := peft.Save(nm.adapter, a); err != nil {
+	if err := peft.Save(nm.adapter, smallAdapter()); err != nil {
 		t.Fatal(err)
 	}
 	return nm
@@ -244,16 +233,8 @@ func writeTensors(t *testing.T, dir string, shards [][]peft.Tensor) {
 	}
 }
 
-// formatOf returns the reftest model of the float dtype d.
-func formatOf(d peft.DType) reftest.Format {
-	switch d {
-	case peft.F16:
-		return reftest.F16
-	case peft.BF16:
-		return reftest.BF16
-	}
-	return reftest.F32
-}
+// formats are the reftest models of the float dtypes.
+var formats = map[peft.DType]reftest.Format{peft.F32: reftest.F32, peft.F16: reftest.F16, peft.BF16: reftest.BF16}
 
 // configKeys returns the top-level keys of the config.json in dir.
 func configKeys(t *testing.T, dir string) map[string]json.RawMessage {

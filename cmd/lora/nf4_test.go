@@ -17,9 +17,11 @@ import (
 	"github.com/golora/lora/peft"
 )
 
-// TestMergeNF4 merges an adapter into a model whose q_proj, v_proj,
-// down_proj and gate_proj are bitsandbytes 4-bit weights, sharded and in
-// one file, keeping the dtypes and with -dtype. Every 4-bit weight comes
+// TestMergeNF4 merges the small adapter into the small model with layer
+// 0's q_proj, v_proj and down_proj (targets) and a gate_proj (not one)
+// stored as bitsandbytes 4-bit weights, sharded and in one file, keeping
+// the dtypes and with -dtype; layer 1's targets are F32, and the adapter
+// replaces lm_head. Every 4-bit weight comes
 // out in its quant_state's dtype (or -dtype) and its shape: an untargeted
 // one holds its exact values NF4[code]·absmax rounded once to that dtype,
 // bit for bit; a targeted one holds them plus s·B·A, within the bound of
@@ -57,8 +59,8 @@ func TestMergeNF4(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, stderr)
 			}
-			want := fmt.Sprintf("bitsandbytes 4-bit: dequantized 4 weights (2 merged), left out %d tensors of their quantization state", len(nm.aux))
-			if !strings.Contains(stdout, "merged 3 modules") || !strings.Contains(stdout, want) {
+			want := fmt.Sprintf("bitsandbytes 4-bit: dequantized 4 weights (3 merged), left out %d tensors of their quantization state", len(nm.aux))
+			if !strings.Contains(stdout, "merged 5 modules, replaced 1 tensor") || !strings.Contains(stdout, want) {
 				t.Errorf("summary does not say %q:\n%s", want, stdout)
 			}
 			// The same model stored in float32, merged by the float path.
@@ -81,7 +83,7 @@ func TestMergeNF4(t *testing.T) {
 				}
 				m, _ := ad.Module(strings.TrimSuffix(name, ".weight"))
 				if m == nil {
-					f := formatOf(d)
+					f := formats[d]
 					for i, x := range values {
 						if w := float32(f.Round(float64(x))); math.Float32bits(v[i]) != math.Float32bits(w) {
 							t.Fatalf("%s[%d] = %v, want %v: NF4[code]·absmax = %v rounded once to %s", name, i, v[i], w, x, d)
@@ -307,10 +309,10 @@ func TestInspectNF4(t *testing.T) {
 			t.Errorf("no line matching %s:\n%s", row, stdout)
 		}
 	}
-	elems := 2*32*16 + 2*16 + 16*16 + 8*16 + 16*24 + 5*7
+	elems := 2*32*16 + 2*16 + 2*(16*16+8*16) + 16*24 + 5*7
 	for _, want := range []string{
 		"tensor  ", "  quantization\n",
-		fmt.Sprintf("\n8 tensors, %d elements, ", elems),
+		fmt.Sprintf("\n10 tensors, %d elements, ", elems),
 		fmt.Sprintf("4-bit weights (bitsandbytes): 4, listed with the dtype and shape they have unquantized, their bytes those of their codes and of their %d tensors of quantization state", len(nm.aux)),
 	} {
 		if !strings.Contains(stdout, want) {
