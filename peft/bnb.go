@@ -172,6 +172,15 @@ func (s *Safetensors) QuantizedWeight(name string) (*QuantizedWeight, error) {
 	return Shards{s}.QuantizedWeight(name)
 }
 
+// QuantizedState reads the 4-bit weight called name but for its codes; see
+// Shards.QuantizedState.
+func (s *Safetensors) QuantizedState(name string) (*QuantizedWeight, error) {
+	if s == nil {
+		return nil, errNilSafetensors
+	}
+	return Shards{s}.QuantizedState(name)
+}
+
 // QuantizedWeights returns the names of the weights stored in 4 bits by
 // bitsandbytes, in natural order: every W with a tensor
 // W.quant_state.bitsandbytes__* in one of the files, whatever its quant
@@ -252,10 +261,34 @@ func (sh Shards) QuantizedWeights() ([]string, error) {
 // an odd element count is not checked: bitsandbytes' backends write
 // different values there and none reads it.
 func (sh Shards) QuantizedWeight(name string) (*QuantizedWeight, error) {
+	q, err := sh.quantizedWeight(name, true)
+	if err != nil {
+		return nil, err
+	}
+	_, codes, _, _ := sh.find(name) // found, and in one file, as quantizedWeight checked
+	if q.Codes, err = codes.Bytes(name); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// QuantizedState is QuantizedWeight without reading the codes: it makes
+// every check that QuantizedWeight makes and returns the same weight, but
+// with Codes nil, for a reader that takes the codes from the tensor called
+// name a few at a time (Safetensors.Section) instead of holding them all:
+// the packed codes are ⌈n/2⌉ bytes, the Absmax returned 4 bytes a block.
+func (sh Shards) QuantizedState(name string) (*QuantizedWeight, error) {
+	return sh.quantizedWeight(name, false)
+}
+
+// quantizedWeight reads and checks the 4-bit weight called name, all but
+// its codes; withCodes says whether the caller reads them next, for the
+// check of the memory that needs.
+func (sh Shards) quantizedWeight(name string, withCodes bool) (*QuantizedWeight, error) {
 	if err := sh.check(); err != nil {
 		return nil, err
 	}
-	codes, codesFile, ok, err := sh.find(name)
+	codes, _, ok, err := sh.find(name)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +366,10 @@ func (sh Shards) QuantizedWeight(name string) (*QuantizedWeight, error) {
 			}
 		}
 	}
-	need := codes.Length
+	var need int64
+	if withCodes {
+		need = codes.Length
+	}
 	for _, p := range parts {
 		var ok bool
 		p.info, p.file, ok, err = sh.find(name + p.suffix)
@@ -398,9 +434,6 @@ func (sh Shards) QuantizedWeight(name string) (*QuantizedWeight, error) {
 			return nil, fmt.Errorf("peft: 4-bit weight %s: block %d has absmax %v, from code %d of %s, %s[%d] and nested_offset %v in %s: %w",
 				quote(name), i, v, abs8[i], quote(absmax.info.Name), quote(nestedAbsmax.info.Name), i/st.nestedBlockSize, st.nestedOffset, quote(qs.Name), lora.ErrNonFinite)
 		}
-	}
-	if q.Codes, err = codesFile.Bytes(name); err != nil {
-		return nil, err
 	}
 	return q, nil
 }

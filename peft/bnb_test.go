@@ -329,6 +329,15 @@ func TestQuantizedWeightRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			sameWeight(t, got, want)
+			state, err := s.QuantizedState(sp.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if state.Codes != nil {
+				t.Errorf("QuantizedState read %d bytes of codes", len(state.Codes))
+			}
+			state.Codes = want.Codes
+			sameWeight(t, state, want)
 			// Every element within half the widest gap of the table
 			// (0.6961928 − 1) of its block's absmax, as the original
 			// absmax or, double-quantized, the resolved one (the codes
@@ -422,6 +431,9 @@ func TestQuantizedWeightsList(t *testing.T) {
 		t.Errorf("nil: %v", err)
 	}
 	if _, err := nilST.QuantizedWeight("w"); !errors.Is(err, lora.ErrNil) {
+		t.Errorf("nil: %v", err)
+	}
+	if _, err := nilST.QuantizedState("w"); !errors.Is(err, lora.ErrNil) {
 		t.Errorf("nil: %v", err)
 	}
 }
@@ -580,6 +592,9 @@ func TestQuantizedWeightRefusals(t *testing.T) {
 			_, err := s.QuantizedWeight("w")
 			if !errors.Is(err, c.err) {
 				t.Fatalf("%v, want an error wrapping %v", err, c.err)
+			}
+			if _, serr := s.QuantizedState("w"); serr == nil || serr.Error() != err.Error() {
+				t.Errorf("QuantizedState: %v, want QuantizedWeight's %v", serr, err)
 			}
 			if !strings.HasPrefix(err.Error(), "peft: ") {
 				t.Errorf("%q does not start with peft:", err)

@@ -66,9 +66,11 @@
 // double-quantized, W.nested_absmax and W.nested_quant_map).
 // Safetensors.QuantizedWeights lists such weights and
 // Safetensors.QuantizedWeight reads one, checked, with its absmax resolved
-// to float32; Shards does both for a model stored in several files, whose
-// tensors of one weight may lie in different ones. QuantizedAux tells the
-// tensors of a weight's quantization state from the model's others.
+// to float32 (QuantizedState all of it but the codes, for a reader that
+// streams them); Shards does all three for a model stored in several
+// files, whose tensors of one weight may lie in different ones.
+// QuantizedAux tells the tensors of a weight's quantization state from the
+// model's others.
 // ParseQuantizationConfig reads config.json's quantization_config, and
 // WithoutQuantizationConfig removes it, for a copy of the model stored
 // unquantized. Only nf4 is read: fp4 and 8-bit weights are refused.

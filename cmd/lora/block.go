@@ -22,12 +22,13 @@ import (
 // come out as they are written, and Merge forms each element in float32 and
 // rounds it once to the dtype, so the result is the float32 path's, bit for
 // bit, with half of its memory. Every other weight is widened to float32,
-// merged, and rounded once to the output dtype.
+// merged, and rounded once to the output dtype; a 4-bit weight is
+// dequantized into float32 a block at a time, each value exact.
 func (w *writer) mergeTensor(sec *io.SectionReader, j *job, send func(chunk) error, get func() (*buffer, error)) error {
 	rows, cols := j.in.Shape[0], j.in.Shape[1]
 	h := blockRows(rows, cols, j.module.Rank)
 	dt := lora.F32
-	if halfMerge(j.in.DType, j.out.DType) {
+	if j.nf4 == nil && halfMerge(j.in.DType, j.out.DType) {
 		dt = loraDType(j.in.DType)
 	}
 	bm, err := w.blocksFor(dt, h, cols, j.module)
@@ -134,26 +135,13 @@ func writeBBlock(bm *blockMats, mod *peft.Module, i0, n int) error {
 func (w *writer) mergeBlock(sec *io.SectionReader, j *job, bm *blockMats, i0, n int, send func(chunk) error, get func() (*buffer, error)) error {
 	mod := j.module
 	h, cols := bm.h, bm.cols
-	inD, outD := j.in.DType, j.out.DType
+	outD := j.out.DType
 	native := peft.NativeF32()
 	// W's rows i0:i0+n, zero rows after them up to h.
 	vals := grow(w.vals, h*cols)
 	w.vals = vals
-	var raw []byte
-	if inD == peft.F32 && native {
-		raw = peft.Float32Bytes(vals[:n*cols])
-	} else {
-		w.raw = grow(w.raw, n*cols*inD.Size())
-		raw = w.raw
-	}
-	if _, err := sec.ReadAt(raw, int64(i0)*int64(cols)*int64(inD.Size())); err != nil {
+	if err := w.readValues(sec, j, vals[:n*cols], int64(i0)*int64(cols)); err != nil {
 		return err
-	}
-	w.exempt = nonFiniteIndices(w.exempt[:0], raw, inD)
-	if !(inD == peft.F32 && native) {
-		if err := peft.DecodeFloats(vals[:n*cols], raw, inD); err != nil {
-			return err
-		}
 	}
 	clear(vals[n*cols:])
 	// Elements the base already holds as NaN or ±Inf (such as a mask of

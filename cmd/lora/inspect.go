@@ -34,7 +34,12 @@ inspect describes what DIR_OR_FILE holds:
     model.safetensors.index.json, or a directory holding model.safetensors or
     the index: every tensor's name, dtype, shape and bytes (and its shard),
     in name order with numbers by value (h.2 before h.10), then the totals
-    and each file's metadata.
+    and each file's metadata. A weight that bitsandbytes stores in 4 bits
+    is listed as NF4, with the shape it has unquantized, its block size and
+    the dtype it dequantizes to; its bytes count the tensors of its
+    quantization state (.absmax, .quant_map, .quant_state.*, .nested_*),
+    which are not listed. One that cannot be read (fp4, say) is listed as
+    its tensors are, with a warning that says why.
 `
 
 // runInspect runs "lora inspect" with the arguments args.
@@ -119,11 +124,7 @@ func inspectAdapter(w io.Writer, dir string) error {
 				m.Rank, formatNum(m.Alpha), formatNum(float64(m.Scale)), m.DType, m.Params(), note)
 		}
 		tw.Flush()
-		for _, line := range strings.SplitAfter(table.String(), "\n") {
-			if line != "" {
-				fmt.Fprintln(w, strings.TrimRight(line, " \n"))
-			}
-		}
+		writeTrimmed(w, &table)
 		if square > 0 {
 			verb := "have"
 			if square == 1 {
@@ -146,22 +147,43 @@ func inspectAdapter(w io.Writer, dir string) error {
 	return nil
 }
 
-// inspectModel lists the tensors of the safetensors model at path on w.
+// writeTrimmed writes the lines of table to w without the spaces that
+// tabwriter pads their last cells with.
+func writeTrimmed(w io.Writer, table *bytes.Buffer) {
+	for _, line := range strings.SplitAfter(table.String(), "\n") {
+		if line != "" {
+			fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+		}
+	}
+}
+
+// inspectModel lists the tensors of the safetensors model at path on w. A
+// 4-bit weight of bitsandbytes is listed as NF4, with the shape it has
+// unquantized and the bytes of its codes and of its quantization state,
+// whose tensors are not listed; a 4-bit weight that cannot be read is
+// listed as its tensors are, with a warning that says why.
 func inspectModel(w io.Writer, path string) error {
 	m, err := openModel(path)
 	if err != nil {
 		return err
 	}
 	defer m.close()
+	q := scanQuantized(m)
 	var total, elems int64
 	n := 0
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 	sharded := m.index != nil
+	header := "tensor\tdtype\tshape\tbytes"
 	if sharded {
-		fmt.Fprintln(tw, "tensor\tdtype\tshape\tbytes\tfile")
-	} else {
-		fmt.Fprintln(tw, "tensor\tdtype\tshape\tbytes")
+		header += "\tfile"
 	}
+	end := "\n" // of a row: a column of notes for 4-bit weights, or none
+	if q != nil && len(q.weights) > 0 {
+		header += "\tquantization"
+		end = "\t\n"
+	}
+	fmt.Fprintln(tw, header)
 	type entry struct {
 		t     peft.TensorInfo
 		shard string
@@ -175,21 +197,37 @@ func inspectModel(w io.Writer, path string) error {
 	slices.SortFunc(all, func(a, b entry) int { return natsort.Compare(a.t.Name, b.t.Name) })
 	for _, e := range all {
 		t := e.t
-		n++
 		total += t.Length
-		elems += t.Elements()
-		if sharded {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", t.Name, t.DType, formatShape(t.Shape), t.Length, e.shard)
-		} else {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", t.Name, t.DType, formatShape(t.Shape), t.Length)
+		if q.isAux(t.Name) {
+			continue
 		}
+		n++
+		dtype, shape, size, count, note := string(t.DType), t.Shape, t.Length, t.Elements(), ""
+		if qw := q.weight(t.Name); qw != nil {
+			dtype, shape, size, note = "NF4", []int{qw.Rows, qw.Cols}, size+q.bytes[t.Name], "\t"+quantNote(qw)
+			count = int64(qw.Rows) * int64(qw.Cols)
+		}
+		elems += count
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d", t.Name, dtype, formatShape(shape), size)
+		if sharded {
+			fmt.Fprintf(tw, "\t%s", e.shard)
+		}
+		fmt.Fprint(tw, note, end)
 	}
 	tw.Flush()
+	writeTrimmed(w, &table)
 	files := make([]string, len(m.shards))
 	for i, s := range m.shards {
 		files[i] = filepath.Join(m.dir, s.name)
 	}
 	fmt.Fprintf(w, "\n%d tensors, %d elements, %s of data in %s\n", n, elems, formatBytes(total), strings.Join(files, ", "))
+	if q != nil && len(q.weights) > 0 {
+		fmt.Fprintf(w, "4-bit weights (bitsandbytes): %d, listed with the dtype and shape they have unquantized, their bytes those of their codes and of their %s of quantization state (absmax, quant_map, quant_state, nested_absmax, nested_quant_map), which are not listed\n",
+			len(q.weights), plural(q.aux, "tensor"))
+	}
+	for _, err := range q.errors() {
+		fmt.Fprintf(w, "warning: %v: its tensors are listed as they are\n", err)
+	}
 	for _, s := range m.shards {
 		if md := s.st.Metadata(); len(md) > 0 {
 			b, _ := json.Marshal(md)

@@ -23,12 +23,17 @@
 // an error unless -allow-missing, which skips it; a wrong shape is always an
 // error. A merge that would write NaN or ±Inf where the base tensor held a
 // finite value (an overflow of the update or of the conversion to -dtype) is
-// refused. "lora help merge" says more.
+// refused. A weight that bitsandbytes stores in 4 bits (NF4) is written
+// unquantized, in the dtype of its quant_state: each value exactly
+// NF4[code]·absmax, merged where the adapter targets it, and rounded once;
+// the tensors of its quantization state are left out, and config.json loses
+// its quantization_config. "lora help merge" says more.
 //
 // inspect describes an adapter directory (its configuration, each module
 // with its rank, alpha and scale, and the parameter count) or a safetensors
 // model (a file, a sharded model's index or a directory holding either): each
-// tensor's name, dtype and shape.
+// tensor's name, dtype and shape, a 4-bit weight as NF4 with the shape it has
+// unquantized.
 package main
 
 import (

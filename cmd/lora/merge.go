@@ -41,6 +41,14 @@ writes a model of the same layout, file names and shard split to -out:
   - every tensor the adapter saved whole (modules_to_save) replaces the base
     tensor of the same name; every other tensor is copied byte for byte, or
     converted with -dtype.
+  - a weight that bitsandbytes stores in 4 bits (NF4: a model saved by
+    transformers with load_in_4bit) is written unquantized, in the dtype of
+    its quant_state or -dtype: each value exactly NF4[code]·absmax rounded
+    once to that dtype, merged in float32 first where the adapter targets
+    it. The tensors of its quantization state (.absmax, .quant_map,
+    .quant_state.bitsandbytes__nf4, .nested_absmax, .nested_quant_map) are
+    left out of the shards and of the index, and config.json is written
+    without its quantization_config.
 
 Side files: when -base is a directory, its files named *.json (but for the
 index, which is rewritten), *.txt, *.model, *.jinja and *.tiktoken, such as
@@ -60,7 +68,13 @@ Refusals, with nothing written to -out: a module whose base weight is missing
 (unless -allow-missing, which skips it, and always when no module finds its
 base weight) or has another shape; an output tensor that would hold NaN or
 ±Inf where the base tensor held a finite value, from an update or a -scale
-that overflows, or from the conversion to -dtype (f16 holds at most 65504).
+that overflows, or from the conversion to -dtype (f16 holds at most 65504);
+a 4-bit weight that is fp4 rather than nf4, whose block size is not a power
+of two from 32 to 4096, whose quant_map is not the NF4 table, whose absmax
+is not finite or whose tensors disagree with its quant_state in dtype or
+length, and beside 4-bit weights a config.json whose quantization_config
+says other than bitsandbytes nf4 in 4 bits: the error names the tensor or
+the field.
 
 Memory: tensors are read, merged, converted and written in blocks of at most
 ` + fmt.Sprint(mergeBlockElems>>20) + ` Mi elements, so a tensor larger than the memory merges: the merge needs
@@ -69,7 +83,9 @@ at most about ` + fmt.Sprint(peakMiB) + ` MiB plus twice the adapter's weights a
 model and of its largest tensor. An f16 or bf16 weight kept in its dtype
 merges in its dtype, with no float32 copy (each element still computed in
 float32 and rounded once): a model whose merged weights are all f16 or bf16
-needs at most about ` + fmt.Sprint(peakHalfMiB) + ` MiB plus the adapter.
+needs at most about ` + fmt.Sprint(peakHalfMiB) + ` MiB plus the adapter. A 4-bit weight needs 8 bytes
+a block more, for its absmax, while it is written (1/8 of a byte an element
+in blocks of 64); its codes are read a block of rows at a time.
 
 Flags:
 `
@@ -141,7 +157,11 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 	}
 	defer m.close()
 
-	plans, stats, err := planMerge(m, ad, o, outDType, stderr)
+	q, err := findQuantized(m)
+	if err != nil {
+		return err
+	}
+	plans, stats, err := planMerge(m, q, ad, o, outDType, stderr)
 	if err != nil {
 		return err
 	}
@@ -160,7 +180,7 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 	}
 	defer od.abandon() // unless committed
 	beforeWriting()
-	files, total, err := writeOutput(od.tmp, m, plans, sides, stderr)
+	files, total, err := writeOutput(od.tmp, m, q, plans, sides, stderr)
 	if err != nil {
 		return err
 	}
@@ -200,6 +220,10 @@ func printSummary(w io.Writer, st mergeStats, files int, out string, total int64
 		fmt.Fprintf(w, ", ignored %s that the configuration does not select", plural(st.ignored, "module"))
 	}
 	fmt.Fprintln(w)
+	if st.dequantized > 0 || st.dropped > 0 {
+		fmt.Fprintf(w, "bitsandbytes 4-bit: dequantized %s (%d merged), left out %s of their quantization state\n",
+			plural(st.dequantized, "weight"), st.dequantMerged, plural(st.dropped, "tensor"))
+	}
 	if st.conv1D > 0 {
 		fmt.Fprintf(w, "fan_in_fan_out: %s merged as Conv1D layers stored [in, out], as config.json's model_type %q says\n",
 			plural(st.conv1D, "module"), st.modelType)

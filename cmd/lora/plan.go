@@ -15,27 +15,32 @@ import (
 type action int
 
 const (
-	actCopy    action = iota // bytes copied as they are
-	actConvert               // converted to another float dtype
-	actMerge                 // W + scale·s·ΔW
-	actReplace               // replaced by a full tensor of the adapter
+	actCopy       action = iota // bytes copied as they are
+	actConvert                  // converted to another float dtype
+	actMerge                    // W + scale·s·ΔW
+	actReplace                  // replaced by a full tensor of the adapter
+	actDequantize               // a 4-bit weight written unquantized
 )
 
 // job is what becomes of one tensor of the base model in the output.
 type job struct {
-	act    action
-	in     peft.TensorInfo // in the base file
-	out    peft.TensorInfo // in the output file; Offset set by EncodeHeader
-	module *peft.Module    // actMerge, with the final scale and layout
-	full   *peft.Tensor    // actReplace
+	act action
+	// in is the tensor in the base file; for a 4-bit weight, as it is
+	// unquantized: the dtype and shape of its quantization state.
+	in     peft.TensorInfo
+	out    peft.TensorInfo       // in the output file; Offset set by EncodeHeader
+	module *peft.Module          // actMerge, with the final scale and layout
+	full   *peft.Tensor          // actReplace
+	nf4    *peft.QuantizedWeight // a 4-bit weight, whose codes are the base tensor
 }
 
 // shardPlan is the output file of one shard of the base model.
 type shardPlan struct {
-	sh     *shard
-	jobs   []job // in the order of the base file's data
-	header []byte
-	size   int64 // of the output file
+	sh      *shard
+	jobs    []job    // in the order of the base file's data
+	dropped []string // tensors of quantization state, left out
+	header  []byte
+	size    int64 // of the output file
 }
 
 // mergeStats counts what the merge does, for its summary.
@@ -44,13 +49,15 @@ type mergeStats struct {
 	modelType                                             string // config.json's, when it is a Conv1D family
 	conv1D                                                int    // modules merged as Conv1D layers by model_type
 	layoutOverridden                                      int    // of which the adapter's fan_in_fan_out disagreed
+	dequantized, dequantMerged                            int    // 4-bit weights written unquantized, and of them merged
+	dropped                                               int    // tensors of their quantization state left out
 }
 
-// planMerge decides what becomes of every tensor of the base model and
-// checks that the adapter fits it.
-func planMerge(m *model, ad *peft.Adapter, o mergeOptions, outDType peft.DType, stderr io.Writer) ([]*shardPlan, mergeStats, error) {
+// planMerge decides what becomes of every tensor of the base model, whose
+// 4-bit weights are q, and checks that the adapter fits it.
+func planMerge(m *model, q *quantized, ad *peft.Adapter, o mergeOptions, outDType peft.DType, stderr io.Writer) ([]*shardPlan, mergeStats, error) {
 	p := &planner{
-		m: m, o: o, outDType: outDType, stderr: stderr,
+		m: m, q: q, o: o, outDType: outDType, stderr: stderr,
 		modules: map[string]*peft.Module{},
 		fulls:   map[string]*peft.Tensor{},
 	}
@@ -80,6 +87,7 @@ func planMerge(m *model, ad *peft.Adapter, o mergeOptions, outDType peft.DType, 
 // planner is the state of planMerge: what it has decided so far.
 type planner struct {
 	m        *model
+	q        *quantized // the 4-bit weights of m, or nil
 	o        mergeOptions
 	outDType peft.DType // "" to keep each tensor's
 	stderr   io.Writer
@@ -123,7 +131,7 @@ func (p *planner) planModules(mods []*peft.Module) error {
 		if err := p.claim(base, "module "+mod.Name); err != nil {
 			return err
 		}
-		scaled, err := p.planModule(mod, base, ref.info)
+		scaled, err := p.planModule(mod, base, p.baseInfo(ref.info))
 		if err != nil {
 			return err
 		}
@@ -162,6 +170,9 @@ func (p *planner) planModule(mod *peft.Module, base string, info peft.TensorInfo
 	}
 	scaled.Scale = float32(s)
 	need := mergeMemory(rows, cols, mod.Rank, info.DType, cmp.Or(p.outDType, info.DType))
+	if q := p.q.weight(base); q != nil {
+		need = mergeMemory(rows, cols, mod.Rank, peft.F32, peft.F32) + nf4Memory(q) // merged in float32
+	}
 	if err := sysmem.Check(fmt.Sprintf("merging %q (%d×%d, rank %d)", base, rows, cols, mod.Rank), need); err != nil {
 		return nil, err
 	}
@@ -204,7 +215,10 @@ func (p *planner) planFulls(ts []*peft.Tensor) error {
 		if err := p.claim(base, "full tensor "+t.Name); err != nil {
 			return err
 		}
-		if err := checkFull(t, base, ref.info); err != nil {
+		if p.q.isAux(base) {
+			return fmt.Errorf("the adapter replaces %q, a tensor of the quantization state of a 4-bit weight, which the merge leaves out", base)
+		}
+		if err := checkFull(t, base, p.baseInfo(ref.info)); err != nil {
 			return err
 		}
 		p.fulls[base] = t
@@ -231,11 +245,16 @@ func (p *planner) planShard(sh *shard) (*shardPlan, error) {
 	sp := &shardPlan{sh: sh}
 	infos := slices.Clone(sh.st.Tensors())
 	slices.SortStableFunc(infos, func(a, b peft.TensorInfo) int { return cmp.Compare(a.Offset, b.Offset) })
-	outInfos := make([]peft.TensorInfo, len(infos))
-	for i, in := range infos {
-		j := p.planTensor(in)
+	outInfos := make([]peft.TensorInfo, 0, len(infos))
+	for _, in := range infos {
+		if p.q.isAux(in.Name) {
+			sp.dropped = append(sp.dropped, in.Name)
+			p.st.dropped++
+			continue
+		}
+		j := p.planTensor(p.baseInfo(in))
 		sp.jobs = append(sp.jobs, j)
-		outInfos[i] = j.out
+		outInfos = append(outInfos, j.out)
 	}
 	h, err := peft.EncodeHeader(outInfos, sh.st.Metadata())
 	if err != nil {
@@ -250,9 +269,10 @@ func (p *planner) planShard(sh *shard) (*shardPlan, error) {
 	return sp, nil
 }
 
-// planTensor decides what becomes of the base tensor in, and counts it.
+// planTensor decides what becomes of the base tensor in (as baseInfo
+// gives it), and counts it.
 func (p *planner) planTensor(in peft.TensorInfo) job {
-	j := job{in: in, out: peft.TensorInfo{Name: in.Name, DType: in.DType, Shape: in.Shape}}
+	j := job{in: in, out: peft.TensorInfo{Name: in.Name, DType: in.DType, Shape: in.Shape}, nf4: p.q.weight(in.Name)}
 	if p.outDType != "" && in.DType.Float() {
 		j.out.DType = p.outDType
 	}
@@ -260,9 +280,16 @@ func (p *planner) planTensor(in peft.TensorInfo) job {
 	case p.modules[in.Name] != nil:
 		j.act, j.module = actMerge, p.modules[in.Name]
 		p.st.merged++
+		if j.nf4 != nil {
+			p.st.dequantized++
+			p.st.dequantMerged++
+		}
 	case p.fulls[in.Name] != nil:
 		j.act, j.full = actReplace, p.fulls[in.Name]
 		p.st.replaced++
+	case j.nf4 != nil:
+		j.act = actDequantize
+		p.st.dequantized++
 	case j.out.DType != in.DType:
 		j.act = actConvert
 		p.st.converted++
@@ -271,6 +298,17 @@ func (p *planner) planTensor(in peft.TensorInfo) job {
 		p.st.copied++
 	}
 	return j
+}
+
+// baseInfo returns the base tensor described by info as the merge sees
+// it: as it is, or for a 4-bit weight as it is unquantized, with the dtype
+// and shape of its quantization state.
+func (p *planner) baseInfo(info peft.TensorInfo) peft.TensorInfo {
+	q := p.q.weight(info.Name)
+	if q == nil {
+		return info
+	}
+	return peft.TensorInfo{Name: info.Name, DType: q.DType, Shape: []int{q.Rows, q.Cols}}
 }
 
 // layoutNote says, for an error, that m's base weight is stored [in, out];

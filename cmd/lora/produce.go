@@ -52,10 +52,15 @@ func (w *writer) produceTensor(st *peft.Safetensors, j *job, send func(chunk) er
 	if err != nil {
 		return err
 	}
+	if j.nf4 != nil {
+		if j, err = w.withAbsmax(j); err != nil {
+			return err
+		}
+	}
 	switch j.act {
 	case actCopy:
 		return w.copyBytes(sec, send, get)
-	case actConvert:
+	case actConvert, actDequantize:
 		return w.convert(sec, j, send, get)
 	case actMerge:
 		return w.mergeTensor(sec, j, send, get)
@@ -89,22 +94,22 @@ func (w *writer) copyBytes(sec *io.SectionReader, send func(chunk) error, get fu
 }
 
 // convert converts a tensor to the output dtype in steps of convertStep
-// elements, reading it from r: a base tensor, or the bytes of an adapter's.
+// elements, reading it from r: a base tensor, or the bytes of an adapter's;
+// or dequantizes a 4-bit weight, whose codes r holds.
 func (w *writer) convert(r io.ReaderAt, j *job, send func(chunk) error, get func() (*buffer, error)) error {
-	in, out := j.in.DType, j.out.DType
+	out := j.out.DType
 	elems := j.in.Elements()
 	if elems == 0 {
 		return send(chunk{last: true})
 	}
-	off := int64(0)
+	what := "the conversion"
+	if j.nf4 != nil {
+		what = "the dequantization"
+	}
 	for done := int64(0); done < elems; {
 		k := int(min(elems-done, convertStep))
-		w.raw = grow(w.raw, k*in.Size())
 		w.vals = grow(w.vals, k)
-		if _, err := r.ReadAt(w.raw, off); err != nil {
-			return err
-		}
-		if err := peft.DecodeFloats(w.vals, w.raw, in); err != nil {
+		if err := w.readValues(r, j, w.vals, done); err != nil {
 			return err
 		}
 		b, err := get()
@@ -113,18 +118,43 @@ func (w *writer) convert(r io.ReaderAt, j *job, send func(chunk) error, get func
 		}
 		enc := b.bytes(k * out.Size())
 		peft.EncodeFloats(enc, w.vals, out) // lengths agree
-		w.exempt = nonFiniteIndices(w.exempt[:0], w.raw, in)
 		if i := newNonFinite(enc, out, w.exempt); i >= 0 {
 			w.free <- b
-			return nonFiniteError(j, done+int64(i), w.vals[i], "the conversion")
+			return nonFiniteError(j, done+int64(i), w.vals[i], what)
 		}
-		off += int64(len(w.raw))
 		done += int64(k)
 		if err := send(chunk{buf: b, data: enc, last: done == elems}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// readValues reads the elements at:at+len(vals) of the tensor of j from r
+// into vals as float32, and the indices in vals of those that are NaN or
+// ±Inf into w.exempt. A 4-bit weight is dequantized, into finite values.
+func (w *writer) readValues(r io.ReaderAt, j *job, vals []float32, at int64) error {
+	if j.nf4 != nil {
+		w.exempt = w.exempt[:0]
+		return w.dequantize(r, j.nf4, vals, at)
+	}
+	in := j.in.DType
+	direct := in == peft.F32 && peft.NativeF32() // read straight into vals
+	var raw []byte
+	if direct {
+		raw = peft.Float32Bytes(vals)
+	} else {
+		w.raw = grow(w.raw, len(vals)*in.Size())
+		raw = w.raw
+	}
+	if _, err := r.ReadAt(raw, at*int64(in.Size())); err != nil {
+		return err
+	}
+	w.exempt = nonFiniteIndices(w.exempt[:0], raw, in)
+	if direct {
+		return nil
+	}
+	return peft.DecodeFloats(vals, raw, in)
 }
 
 // replace sends the adapter's tensor that replaces the base tensor of j,
@@ -136,5 +166,6 @@ func (w *writer) replace(j *job, send func(chunk) error, get func() (*buffer, er
 	}
 	jt := *j
 	jt.in.DType = t.DType // the adapter's tensor, in its own dtype
+	jt.nf4 = nil          // and not 4-bit, whatever the base tensor was
 	return w.convert(bytes.NewReader(t.Data), &jt, send, get)
 }

@@ -18,10 +18,11 @@ import (
 )
 
 // writeOutput writes the output of plans into dir, with the rewritten index
-// of a sharded model and a copy of each of the side files, reporting
-// progress on stderr. It returns the number of files written and the bytes
-// of the shards.
-func writeOutput(dir string, m *model, plans []*shardPlan, sides []string, stderr io.Writer) (files int, total int64, err error) {
+// of a sharded model and a copy of each of the side files (but for
+// config.json when q has one to write instead), reporting progress on
+// stderr. It returns the number of files written and the bytes of the
+// shards.
+func writeOutput(dir string, m *model, q *quantized, plans []*shardPlan, sides []string, stderr io.Writer) (files int, total int64, err error) {
 	tensors := 0
 	for _, p := range plans {
 		total += p.size
@@ -29,6 +30,7 @@ func writeOutput(dir string, m *model, plans []*shardPlan, sides []string, stder
 	}
 	prog := newProgress(stderr, tensors, total)
 	w := newWriter()
+	w.files = m.files()
 	defer w.close()
 	for _, p := range plans {
 		if err := w.writeShard(dir, p, prog); err != nil {
@@ -41,15 +43,19 @@ func writeOutput(dir string, m *model, plans []*shardPlan, sides []string, stder
 		if err != nil {
 			return 0, 0, err
 		}
-		if err := tmpfile.Create(dir, m.indexFile, func(f *os.File) error {
-			_, err := f.Write(data)
-			return err
-		}); err != nil {
+		if err := writeFile(dir, m.indexFile, data); err != nil {
 			return 0, 0, err
 		}
 		files++
 	}
 	for _, s := range sides {
+		if q != nil && q.config != nil && filepath.Base(s) == "config.json" {
+			if err := writeFile(dir, "config.json", q.config); err != nil {
+				return 0, 0, err
+			}
+			files++
+			continue
+		}
 		if err := tmpfile.Create(dir, filepath.Base(s), func(f *os.File) error {
 			src, err := os.Open(s)
 			if err != nil {
@@ -67,15 +73,26 @@ func writeOutput(dir string, m *model, plans []*shardPlan, sides []string, stder
 	return files, total, nil
 }
 
+// writeFile writes data into the file called name in dir.
+func writeFile(dir, name string, data []byte) error {
+	return tmpfile.Create(dir, name, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+}
+
 // rewriteIndex returns the index with metadata.total_size set to the bytes
-// of tensor data of the output, the rest as it was, written as transformers
-// writes it: keys sorted, indented by two spaces.
+// of tensor data of the output and the tensors left out taken out of
+// weight_map, the rest as it was, written as transformers writes it: keys
+// sorted, indented by two spaces.
 func rewriteIndex(ix *index, plans []*shardPlan) ([]byte, error) {
 	var total int64
+	var dropped []string
 	for _, p := range plans {
 		for _, j := range p.jobs {
 			total += j.out.Length
 		}
+		dropped = append(dropped, p.dropped...)
 	}
 	meta := maps.Clone(ix.metadata)
 	if meta == nil {
@@ -88,6 +105,15 @@ func rewriteIndex(ix *index, plans []*shardPlan) ([]byte, error) {
 		return nil, err
 	}
 	top["metadata"] = mb
+	if len(dropped) > 0 {
+		wm := maps.Clone(ix.weightMap)
+		for _, name := range dropped {
+			delete(wm, name)
+		}
+		if top["weight_map"], err = json.Marshal(wm); err != nil {
+			return nil, err
+		}
+	}
 	flat, err := json.Marshal(top) // map keys sorted
 	if err != nil {
 		return nil, err
@@ -107,6 +133,7 @@ func rewriteIndex(ix *index, plans []*shardPlan) ([]byte, error) {
 // them, so that reading and arithmetic overlap writing with at most two
 // blocks in flight, and memory does not grow with the size of a tensor.
 type writer struct {
+	files   peft.Shards  // of the base model, to read its 4-bit weights
 	free    chan *buffer // buffers not in flight
 	raw     []byte       // the producer's scratch: bytes read
 	vals    []float32    // the producer's scratch: values
