@@ -12,6 +12,7 @@ const (
 	useFMA     = false
 	useBF16FMA = false
 	useF16FMA  = false
+	useNF4FMA  = false
 	halfAVX2   = false
 )
 
@@ -20,6 +21,7 @@ const portableKernels = true
 
 func f32s(p *float32, n int) []float32 { return unsafe.Slice(p, n) }
 func u16s(p *uint16, n int) []uint16   { return unsafe.Slice(p, n) }
+func bytesOf(p *byte, n int) []byte    { return unsafe.Slice(p, n) }
 
 func gemv4F32(y, x, w *float32, n, ldw int) {
 	gemv4Loop(f32s(y, 4), f32s(x, n), f32s(w, 3*ldw+n), n, ldw, func(v float32) float32 { return v })
@@ -100,4 +102,27 @@ func maxMag16(src *uint16, n int) uint16 {
 		mx = max(mx, v&0x7fff)
 	}
 	return mx
+}
+
+func dequantNF4(dst *float32, codes *byte, absmax *float32, n, flat0, shift int) {
+	end := flat0 + n
+	cs, as := bytesOf(codes, (end+1)/2), f32s(absmax, (end-1)>>shift+1)
+	for i, d := 0, f32s(dst, n); i < n; i++ {
+		d[i] = nf4Value(cs, as, flat0+i, (flat0+i)>>shift)
+	}
+}
+
+func gemv4NF4(y, x *float32, codes *byte, absmax *float32, n, ldw, block int) {
+	// x is in octet order: within each block of 8, column 2k is at k and
+	// column 2k+1 at 4+k.
+	cs, as := bytesOf(codes, (3*ldw+n)/2), f32s(absmax, (3*ldw+n)/block)
+	xs, ys := f32s(x, n), f32s(y, 4)
+	for q := range 4 {
+		var s float32
+		for j := range n {
+			b, k := j&^7, j&7
+			s += xs[b+k/2+4*(k&1)] * nf4Value(cs, as, q*ldw+j, (q*ldw+j)/block)
+		}
+		ys[q] = s
+	}
 }

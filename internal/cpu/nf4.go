@@ -1,6 +1,9 @@
 package cpu
 
-import "math"
+import (
+	"math"
+	"math/bits"
+)
 
 // NF4, bitsandbytes' 4-bit NormalFloat: an element is a 4-bit code k, two
 // a byte (the element of even flat index in the high nibble), and its value
@@ -95,16 +98,40 @@ func setNibble(codes []byte, j int, k byte) {
 
 // DequantizeNF4 writes into dst the values of the len(dst) NF4 elements
 // from flat index flat0 on: NF4Table[code] · absmax[block], one float32
-// rounding each.
+// rounding each. Where the processor has the kernel and block is a power
+// of two, the elements from the first multiple of 32 on, in whole 32s, go
+// through dequantNF4; the few before and after through nf4Value.
 func DequantizeNF4(dst []float32, codes []byte, absmax []float32, block, flat0 int) {
+	if useNF4FMA && block >= 32 && block&(block-1) == 0 {
+		head := min(len(dst), -flat0&31)
+		nf4Values(dst[:head], codes, absmax, block, flat0)
+		if body := (len(dst) - head) &^ 31; body > 0 {
+			end := flat0 + head + body
+			_, _ = codes[(end-1)/2], absmax[(end-1)/block] // the kernel reads within
+			dequantNF4(&dst[head], &codes[0], &absmax[0], body, flat0+head, bits.TrailingZeros(uint(block)))
+			head += body
+		}
+		dst, flat0 = dst[head:], flat0+head
+	}
+	nf4Values(dst, codes, absmax, block, flat0)
+}
+
+// nf4Values is DequantizeNF4 element by element.
+func nf4Values(dst []float32, codes []byte, absmax []float32, block, flat0 int) {
 	for i := range dst {
 		j := flat0 + i
-		c := codes[j/2]
-		if j%2 == 0 {
-			c >>= 4
-		}
-		dst[i] = NF4Table[c&15] * absmax[j/block]
+		dst[i] = nf4Value(codes, absmax, j, j/block)
 	}
+}
+
+// nf4Value returns the value of the element of flat index j, in block b:
+// NF4Table[code] · absmax[b], rounded once.
+func nf4Value(codes []byte, absmax []float32, j, b int) float32 {
+	c := codes[j/2]
+	if j%2 == 0 {
+		c >>= 4
+	}
+	return float32(NF4Table[c&15] * absmax[b])
 }
 
 // NF4Beyond returns the index and value of the first of the n NF4 elements

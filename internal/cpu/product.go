@@ -182,18 +182,27 @@ func gemvFused[E float32 | uint16](y, x, kx []float32, w []E, n, out, in, kb int
 	})
 }
 
-// pairOrder writes into dst the rows of x (n×in) with each block of 16
-// columns, up to the last whole one, in pair order: its eight even columns,
-// then its eight odd ones (the order of gemv4BF16). The columns after the
-// last whole block are not written.
-func pairOrder(dst, x []float32, n, in int) {
-	m := in &^ 15
+// pairOrder writes into dst the rows of x (n×in) in pair order, the order
+// of gemv4BF16: evenOdd of 16.
+func pairOrder(dst, x []float32, n, in int) { evenOdd(dst, x, n, in, 16) }
+
+// octetOrder writes into dst the rows of x (n×in) in octet order, the
+// order of gemv4NF4: evenOdd of 8.
+func octetOrder(dst, x []float32, n, in int) { evenOdd(dst, x, n, in, 8) }
+
+// evenOdd writes into dst the rows of x (n×in) with each block of width
+// columns (even), up to the last whole one, as its width/2 even columns,
+// then its odd ones. The columns after the last whole block are not
+// written.
+func evenOdd(dst, x []float32, n, in, width int) {
+	m := in - in%width
+	h := width / 2
 	for i := range n {
 		d, s := dst[i*in:i*in+m], x[i*in:i*in+m]
-		for j := 0; j+16 <= len(s); j += 16 {
-			b, e := s[j:j+16], d[j:j+16]
-			for k := range 8 {
-				e[k], e[8+k] = b[2*k], b[2*k+1]
+		for j := 0; j+width <= len(s); j += width {
+			b, e := s[j:j+width], d[j:j+width]
+			for k := range h {
+				e[k], e[h+k] = b[2*k], b[2*k+1]
 			}
 		}
 	}
