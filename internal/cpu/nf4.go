@@ -134,6 +134,60 @@ func nf4Value(codes []byte, absmax []float32, j, b int) float32 {
 	return float32(NF4Table[c&15] * absmax[b])
 }
 
+// y = x·Wᵀ for an NF4 W: at n ≤ nf4GemvRows, where its rows are whole
+// blocks and the processor has gemv4NF4, by the fused matrix-vector driver
+// (gemvFused) on that kernel, the values formed in registers, four rows of
+// W per pass and groups of rows split among goroutines; otherwise by
+// panels of W's rows dequantized into float32 (dequantNF4, in L2) and
+// multiplied by the fused float32 kernel or Sgemm (panelProduct).
+
+// nf4GemvRows is the largest batch whose product with an NF4 W takes the
+// fused NF4 kernel, which forms W's values again for every row of x: above
+// it, dequantizing a panel once and running the float32 kernel on it costs
+// less. Measured (BenchmarkNF4Paths, 4096×4096, blocks of 64, 2 cores).
+const nf4GemvRows = 1
+
+// nf4BlockCols is the columns of an NF4 W in one block of gemvFused
+// (gemvBlockBytes of codes for four rows): a multiple of every block size.
+const nf4BlockCols = 2 * gemvBlockBytes / 4
+
+// nf4Product computes y = x·Wᵀ for x (n×in), an NF4 W (out×in) and y
+// (n×out).
+func nf4Product(y, x []float32, w Mat, n int) {
+	if n <= nf4GemvRows && nf4Fused(w) {
+		nf4Gemv(y, x, w, n)
+		return
+	}
+	panelProduct(y, x, w, n)
+}
+
+// nf4Fused reports whether gemv4NF4 runs on w: the processor has it, the
+// block is a power of two of at least 32 (as every NF4 W's is) and each row
+// of W is whole blocks.
+func nf4Fused(w Mat) bool {
+	return useNF4FMA && w.Block >= 32 && w.Block&(w.Block-1) == 0 && w.Cols%w.Block == 0
+}
+
+// nf4Gemv computes y = x·Wᵀ for an NF4 W by gemvFused on gemv4NF4 (x in
+// octet order) where nf4Fused holds, by matGemvGo otherwise.
+func nf4Gemv(y, x []float32, w Mat, n int) {
+	out, in, block := w.Rows, w.Cols, w.Block
+	op := &gemvOp{y: y, x: x, kx: x, n: n, out: out, in: in, ldy: out, kb: nf4BlockCols,
+		value: func(o, j int) float32 { return nf4Value(w.Codes, w.Absmax, o*in+j, (o*in+j)/block) },
+		slow:  func(i0, i1, o0, o1 int) { matGemvGo(y, x, &w, i0, i1, out, o0, o1) }}
+	if nf4Fused(w) && n*in > 0 {
+		p := getPanel(n * in)
+		defer panelPool.Put(p)
+		op.kx = *p
+		octetOrder(op.kx, x, n, in)
+		op.kern = func(s, x *float32, o, j, cols int) {
+			f0, f1 := o*in+j, (o+3)*in+j+cols // W's elements the kernel reads
+			gemv4NF4(s, x, &w.Codes[f0/2 : (f1+1)/2][0], &w.Absmax[f0/block : (f1-1)/block+1][0], cols, in, block)
+		}
+	}
+	gemvFused(op)
+}
+
 // NF4Beyond returns the index and value of the first of the n NF4 elements
 // (codes, absmax, block) whose magnitude is lim or more, or −1 when there
 // is none.
