@@ -103,6 +103,8 @@ func gemv4NF4(y, x *float32, codes *byte, absmax *float32, n, ldw, block int)
 // nf4Planes holds NF4Table as the assembly looks it up with VPSHUFB: plane
 // i (32 bytes) is byte i of each of the 16 entries, twice (one copy per
 // 128-bit lane).
+//
+//lint:ignore U1000 read by the kernels of nf4_amd64.s
 var nf4Planes = func() (p [4][32]byte) {
 	for k, v := range NF4Table {
 		b := math.Float32bits(v)
