@@ -193,8 +193,9 @@ func (op *gemvOp) groups(lo, hi int) {
 	if n == 0 || out == 0 || in == 0 {
 		return
 	}
-	// Bounds: the kernels read within these.
-	_, _, _ = x[n*in-1], kx[n*in-1], y[(n-1)*ldy+out-1]
+	// Bounds: the kernels read within these (sliced, not read: other
+	// goroutines write other parts of y).
+	_, _, _ = x[:n*in], kx[:n*in], y[:(n-1)*ldy+out]
 	m := in &^ 15 // the kernel's columns; the rest in Go
 	nb := gemvChunk(in)
 	for i0 := 0; i0 < n; i0 += nb {
