@@ -15,7 +15,7 @@
 //	rank.go                   the rank-r row updates (Merge, RankFinite, y += T·Bᵀ)
 //	reduce.go, elementwise.go AbsMax, MaxRowSum, MSE; Axpy, AddBias, AdamW, SGD
 //	bank.go                   a Bank's base product and its grouped expansion
-//	kernels_amd64.go + *.s    the assembly kernels (AVX2, FMA, F16C), declared with
+//	kernels_amd64.go + *.s    the assembly kernels (AVX2, FMA, F16C, AVX-512), declared with
 //	                          the loop each computes as its comment
 //	kernels_other.go          those loops as Go, for other processors and -tags purego
 //	openblas.go               -tags openblas: gonum's BLAS is OpenBLAS, threaded
@@ -25,7 +25,8 @@
 // The assembly runs where the processor has the instructions it needs, as
 // golang.org/x/sys/cpu reports them at start-up: useFMA (AVX2 and FMA) for
 // the float32 kernels and BF16, useF16FMA (and F16C) for F16, useNF4FMA
-// (AVX2 and FMA) for NF4, halfAVX2 for maxMag16. Each driver reads these
+// (AVX2 and FMA) for NF4 and useNF4AVX512 (and AVX512F) for its AVX-512
+// matrix-vector kernel, halfAVX2 for maxMag16. Each driver reads these
 // flags and takes the portable path otherwise, so every kernel family has
 // one place that chooses. With -tags purego, or on any other architecture,
 // the flags are false.
@@ -33,10 +34,10 @@
 // An NF4 W: DequantizeNF4, and so Mat.widen, runs dequantNF4 on the whole
 // 32s of a run from a multiple of 32 on (for Dequantize, the panels of
 // panelProduct and panelGradX, the blocks of productNN) and nf4Value on
-// the elements around them. Product runs gemv4NF4 through gemvFused at
-// n ≤ nf4GemvRows where W's rows are whole blocks, and otherwise panels of
-// W dequantized into float32 and multiplied by gemv4F32 (panelGemvWins) or
-// Sgemm.
+// the elements around them. Product runs gemv4NF4AVX512 or gemv4NF4
+// through gemvFused at n ≤ nf4GemvRows() where W's rows are whole blocks,
+// and otherwise panels of W dequantized into float32 and multiplied by
+// gemv4F32 (panelGemvWins) or Sgemm.
 //
 // # Assembly
 //
@@ -46,10 +47,13 @@
 // rankRowF16, rankRowFromBF16 and rankRowFromF16. Each kernel is its TEXT
 // line and one instantiation of the skeleton with small macros for its
 // element types: how a row of W or a term of a is loaded and widened, how
-// dst is read, added to, rounded and stored. The NF4 kernels, dequantNF4
-// and gemv4NF4 (nf4_amd64.s), are written out around one macro, NF4LOOKUP:
-// the values of 32 codes looked up by VPSHUFB in the table's four byte
-// planes and unpacked into float32. maxMag16 is one kernel, written out.
+// dst is read, added to, rounded and stored. The NF4 kernels (nf4_amd64.s)
+// are written out: dequantNF4 and gemv4NF4 around one macro, NF4LOOKUP
+// (the values of 32 codes looked up by VPSHUFB in the table's four byte
+// planes and unpacked into float32), gemv4NF4AVX512 around NF4ROWZ (16
+// codes looked up by one VPERMPS in the whole table); the two
+// matrix-vector kernels share their set-up, loop end and final sums.
+// maxMag16 is one kernel, written out.
 // Macros rather than a generator such as avo: the skeletons reproduce the
 // previously measured instruction streams exactly (checked by diffing the
 // disassembly of the kernels before and after), nothing generated has to

@@ -10,7 +10,7 @@ import (
 
 // The assembly kernels (gemv_amd64.s, rankrow_amd64.s, maxmag_amd64.s,
 // nf4_amd64.s) run where the processor has AVX2 and FMA, and F16C for an
-// F16 operand. Each
+// F16 operand; gemv4NF4AVX512 where it has AVX-512 (AVX512F) as well. Each
 // declaration's comment is the loop it computes; kernels_other.go has that
 // loop as the body, for other processors and -tags purego.
 var (
@@ -18,7 +18,9 @@ var (
 	useBF16FMA = useFMA
 	useF16FMA  = useFMA && xcpu.X86.HasF16C
 	useNF4FMA  = useFMA
-	halfAVX2   = xcpu.X86.HasAVX2
+
+	useNF4AVX512 = useNF4FMA && xcpu.X86.HasAVX512F
+	halfAVX2     = xcpu.X86.HasAVX2
 )
 
 // portableKernels is false: the kernels are the assembly, which only runs
@@ -93,12 +95,18 @@ func dequantNF4(dst *float32, codes *byte, absmax *float32, n, flat0, shift int)
 
 // gemv4NF4 sets y[q] = Σⱼ x[j]·(NF4Table[k] · absmax[(q·ldw+j)/block]) for
 // q < 4 and j < n, k the code of flat index q·ldw+j counted from codes[0]'s
-// high nibble and absmax[0]'s block, x in octet order (octetOrder): n and
+// high nibble and absmax[0]'s block, x in evenOdd order of 8: n and
 // ldw positive multiples of block, block a power of two, at least 32. Each
 // value is rounded once to float32 before its product with x.
 //
 //go:noescape
 func gemv4NF4(y, x *float32, codes *byte, absmax *float32, n, ldw, block int)
+
+// gemv4NF4AVX512 is gemv4NF4 with x in evenOdd order of 32 (in each block
+// of 32 columns the 16 even ones, then the 16 odd ones).
+//
+//go:noescape
+func gemv4NF4AVX512(y, x *float32, codes *byte, absmax *float32, n, ldw, block int)
 
 // nf4Planes holds NF4Table as the assembly looks it up with VPSHUFB: plane
 // i (32 bytes) is byte i of each of the 16 entries, twice (one copy per

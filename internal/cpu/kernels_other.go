@@ -13,7 +13,9 @@ const (
 	useBF16FMA = false
 	useF16FMA  = false
 	useNF4FMA  = false
-	halfAVX2   = false
+
+	useNF4AVX512 = false
+	halfAVX2     = false
 )
 
 // portableKernels is true: the kernels below run on any processor.
@@ -113,15 +115,23 @@ func dequantNF4(dst *float32, codes *byte, absmax *float32, n, flat0, shift int)
 }
 
 func gemv4NF4(y, x *float32, codes *byte, absmax *float32, n, ldw, block int) {
-	// x is in octet order: within each block of 8, column 2k is at k and
-	// column 2k+1 at 4+k.
+	nf4GemvLoop(y, x, codes, absmax, n, ldw, block, 8)
+}
+
+func gemv4NF4AVX512(y, x *float32, codes *byte, absmax *float32, n, ldw, block int) {
+	nf4GemvLoop(y, x, codes, absmax, n, ldw, block, 32)
+}
+
+// nf4GemvLoop is gemv4NF4 with x in evenOdd order of width: within each
+// block of width columns, column 2k is at k and column 2k+1 at width/2+k.
+func nf4GemvLoop(y, x *float32, codes *byte, absmax *float32, n, ldw, block, width int) {
 	cs, as := bytesOf(codes, (3*ldw+n)/2), f32s(absmax, (3*ldw+n)/block)
 	xs, ys := f32s(x, n), f32s(y, 4)
 	for q := range 4 {
 		var s float32
 		for j := range n {
-			b, k := j&^7, j&7
-			s += xs[b+k/2+4*(k&1)] * nf4Value(cs, as, q*ldw+j, (q*ldw+j)/block)
+			b, k := j-j%width, j%width
+			s += xs[b+k/2+width/2*(k&1)] * nf4Value(cs, as, q*ldw+j, (q*ldw+j)/block)
 		}
 		ys[q] = s
 	}

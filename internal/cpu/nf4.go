@@ -134,18 +134,27 @@ func nf4Value(codes []byte, absmax []float32, j, b int) float32 {
 	return float32(NF4Table[c&15] * absmax[b])
 }
 
-// y = x·Wᵀ for an NF4 W: at n ≤ nf4GemvRows, where its rows are whole
+// y = x·Wᵀ for an NF4 W: at n ≤ nf4GemvRows(), where its rows are whole
 // blocks and the processor has gemv4NF4, by the fused matrix-vector driver
-// (gemvFused) on that kernel, the values formed in registers, four rows of
-// W per pass and groups of rows split among goroutines; otherwise by
-// panels of W's rows dequantized into float32 (dequantNF4, in L2) and
-// multiplied by the fused float32 kernel or Sgemm (panelProduct).
+// (gemvFused) on that kernel (gemv4NF4AVX512 where the processor has
+// AVX-512), the values formed in registers, four rows of W per pass and
+// groups of rows split among goroutines; otherwise by panels of W's rows
+// dequantized into float32 (dequantNF4, in L2) and multiplied by the fused
+// float32 kernel or Sgemm (panelProduct).
 
-// nf4GemvRows is the largest batch whose product with an NF4 W takes the
-// fused NF4 kernel, which forms W's values again for every row of x: above
-// it, dequantizing a panel once and running the float32 kernel on it costs
-// less. Measured (BenchmarkNF4Paths, 4096×4096, blocks of 64, 2 cores).
-const nf4GemvRows = 1
+// nf4GemvRows returns the largest batch whose product with an NF4 W takes
+// the fused NF4 kernel, which forms W's values again for every row of x:
+// above it, dequantizing a panel once and running the float32 kernel on
+// it costs less. Measured (BenchmarkNF4Paths, 4096×4096, blocks of 64, 2
+// cores): gemv4NF4AVX512 wins up to n = 4 (1.4 against 1.9 ms there) and
+// loses at 16 (5.4 against 4.8 ms); gemv4NF4 wins at n = 1 (0.70 against
+// 1.1 ms), runs even at 2 (1.33 against 1.40 ms) and loses at 3.
+func nf4GemvRows() int {
+	if useNF4AVX512 {
+		return gemvRows
+	}
+	return 2
+}
 
 // nf4BlockCols is the columns of an NF4 W in one block of gemvFused
 // (gemvBlockBytes of codes for four rows): a multiple of every block size.
@@ -154,7 +163,7 @@ const nf4BlockCols = 2 * gemvBlockBytes / 4
 // nf4Product computes y = x·Wᵀ for x (n×in), an NF4 W (out×in) and y
 // (n×out).
 func nf4Product(y, x []float32, w Mat, n int) {
-	if n <= nf4GemvRows && nf4Fused(w) {
+	if n <= nf4GemvRows() && nf4Fused(w) {
 		nf4Gemv(y, x, w, n)
 		return
 	}
@@ -168,21 +177,30 @@ func nf4Fused(w Mat) bool {
 	return useNF4FMA && w.Block >= 32 && w.Block&(w.Block-1) == 0 && w.Cols%w.Block == 0
 }
 
-// nf4Gemv computes y = x·Wᵀ for an NF4 W by gemvFused on gemv4NF4 (x in
-// octet order) where nf4Fused holds, by matGemvGo otherwise.
-func nf4Gemv(y, x []float32, w Mat, n int) {
+// nf4Gemv computes y = x·Wᵀ for an NF4 W by gemvFused on gemv4NF4AVX512
+// where the processor has AVX-512, gemv4NF4 otherwise, where nf4Fused
+// holds; by matGemvGo otherwise.
+func nf4Gemv(y, x []float32, w Mat, n int) { nf4GemvBy(y, x, w, n, useNF4AVX512) }
+
+// nf4GemvBy is nf4Gemv on gemv4NF4AVX512 (x in evenOdd order of 32) when
+// avx512, on gemv4NF4 (x in evenOdd order of 8) otherwise.
+func nf4GemvBy(y, x []float32, w Mat, n int, avx512 bool) {
 	out, in, block := w.Rows, w.Cols, w.Block
 	op := &gemvOp{y: y, x: x, kx: x, n: n, out: out, in: in, ldy: out, kb: nf4BlockCols,
 		value: func(o, j int) float32 { return nf4Value(w.Codes, w.Absmax, o*in+j, (o*in+j)/block) },
 		slow:  func(i0, i1, o0, o1 int) { matGemvGo(y, x, &w, i0, i1, out, o0, o1) }}
 	if nf4Fused(w) && n*in > 0 {
+		kern, width := gemv4NF4, 8
+		if avx512 {
+			kern, width = gemv4NF4AVX512, 32
+		}
 		p := getPanel(n * in)
 		defer panelPool.Put(p)
 		op.kx = *p
-		octetOrder(op.kx, x, n, in)
+		evenOdd(op.kx, x, n, in, width)
 		op.kern = func(s, x *float32, o, j, cols int) {
 			f0, f1 := o*in+j, (o+3)*in+j+cols // W's elements the kernel reads
-			gemv4NF4(s, x, &w.Codes[f0/2 : (f1+1)/2][0], &w.Absmax[f0/block : (f1-1)/block+1][0], cols, in, block)
+			kern(s, x, &w.Codes[f0/2 : (f1+1)/2][0], &w.Absmax[f0/block : (f1-1)/block+1][0], cols, in, block)
 		}
 	}
 	gemvFused(op)

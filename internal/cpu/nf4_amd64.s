@@ -4,14 +4,17 @@
 
 // The NF4 kernels, in AVX2 with FMA: dequantNF4 writes the float32 values
 // of a run of elements, gemv4NF4 is the matrix-vector kernel of GEMV4's
-// shape (gemv_amd64.s) for an NF4 W, its values formed in registers. Both
-// look codes up 32 at a time the same way, NF4LOOKUP: the table's float32
-// entries are held as four planes of bytes (nf4Planes: plane i holds byte
-// i of each entry, in both 128-bit lanes), the codes' nibbles index them
-// with VPSHUFB, and two rounds of unpacking put each entry's four bytes
-// back together. An element's value is then NF4Table[code] · absmax[block]
-// with one float32 rounding (VMULPS), as DequantizeNF4 forms it, and in
-// gemv4NF4 it enters one FMA with x.
+// shape (gemv_amd64.s) for an NF4 W, its values formed in registers;
+// gemv4NF4AVX512 is gemv4NF4 in AVX-512, where one VPERMPS looks 16 codes
+// up in all 16 of the table's entries. The AVX2 kernels look codes up 32
+// at a time the same way, NF4LOOKUP: the table's float32 entries are held
+// as four planes of bytes (nf4Planes: plane i holds byte i of each entry,
+// in both 128-bit lanes), the codes' nibbles index them with VPSHUFB, and
+// two rounds of unpacking put each entry's four bytes back together. An
+// element's value is then NF4Table[code] · absmax[block] with one float32
+// rounding (VMULPS), as DequantizeNF4 forms it, and in the matrix-vector
+// kernels it enters one FMA with x. (gemv4NF4AVX512 multiplies the table
+// by a block's absmax once and looks the products up: the same values.)
 //
 // (These are Go assembler macros: a body is one line, so its instructions
 // are separated by semicolons and its comments are /* */.)
@@ -45,7 +48,7 @@ GLOBL nf4Natural<>(SB), RODATA|NOPTR, $32
 // NF4LOOKUP sets Y10, Y13, Y12 and Y9 to the table's entries for the 32
 // elements whose codes are the 16 bytes at m: elements 8k+0, 2, 4, 6, 1,
 // 3, 5, 7 of the 32, in that order, for k = 0, 1, 2, 3 respectively (the
-// order of octetOrder). The low lane takes the high nibbles (elements of
+// evenOdd order of 8). The low lane takes the high nibbles (elements of
 // even index), the high lane the low ones (odd index); byte i of the
 // entries comes from plane i (Y0–Y3); the bytes are unpacked into 16-bit
 // halves, then into 32-bit entries. Temporaries Y8–Y14.
@@ -79,6 +82,94 @@ GLOBL nf4Natural<>(SB), RODATA|NOPTR, $32
 	VMULPS  Y8, v, v; \
 	VPERMPS v, Y15, v; \
 	VMOVUPS v, off(DI)
+
+// NF4ROW adds the products of the 32 elements of a row of W whose codes
+// are at p, in the block whose absmax is at a, with x's 32 at SI (in
+// evenOdd order of 8) into acc.
+#define NF4ROW(p, a, acc) \
+	NF4LOOKUP(p); \
+	VBROADCASTSS a, Y8; \
+	VMULPS       Y8, Y10, Y10; \
+	VMULPS       Y8, Y13, Y13; \
+	VMULPS       Y8, Y12, Y12; \
+	VMULPS       Y8, Y9, Y9; \
+	VFMADD231PS  0(SI), Y10, acc; \
+	VFMADD231PS  32(SI), Y13, acc; \
+	VFMADD231PS  64(SI), Y12, acc; \
+	VFMADD231PS  96(SI), Y9, acc
+
+// NF4GEMVARGS loads the arguments of gemv4NF4 and gemv4NF4AVX512: SI x,
+// DX W's row 0 codes, R8–R10 its rows 1–3 (ldw/2 bytes apart), R11 row 0's
+// absmax, R12 the stride of absmax rows in bytes (ldw/block scales), R13
+// block, CX n.
+#define NF4GEMVARGS \
+	MOVQ x+8(FP), SI; \
+	MOVQ codes+16(FP), DX; \
+	MOVQ absmax+24(FP), R11; \
+	MOVQ ldw+40(FP), BX; \
+	MOVQ block+48(FP), R13; \
+	BSFQ R13, CX; \
+	MOVQ BX, R12; \
+	SHRQ CX, R12; \
+	SHLQ $2, R12; \
+	MOVQ n+32(FP), CX; \
+	SHRQ $1, BX; \
+	LEAQ (DX)(BX*1), R8; \
+	LEAQ (R8)(BX*1), R9; \
+	LEAQ (R9)(BX*1), R10
+
+// NF4NEXT ends a pass of 32 columns: x and the rows' codes move on, the
+// loop at cols runs while the block has columns left (R14), then the
+// absmax moves to the next block and the loop at blk runs while columns
+// are left (CX).
+#define NF4NEXT(cols, blk) \
+	ADDQ $128, SI; \
+	ADDQ $16, DX; \
+	ADDQ $16, R8; \
+	ADDQ $16, R9; \
+	ADDQ $16, R10; \
+	SUBQ $32, R14; \
+	JNZ  cols; \
+	ADDQ $4, R11; \
+	SUBQ R13, CX; \
+	JNZ  blk
+
+// NF4SUM4 adds each of the rows' accumulators Y4–Y7 across its lanes and
+// stores the four sums at y.
+#define NF4SUM4 \
+	VHADDPS      Y5, Y4, Y4;  /* per lane: r0 r0 r1 r1 */ \
+	VHADDPS      Y7, Y6, Y6;  /* per lane: r2 r2 r3 r3 */ \
+	VHADDPS      Y6, Y4, Y4;  /* per lane: r0 r1 r2 r3 */ \
+	VEXTRACTF128 $1, Y4, X5; \
+	VADDPS       X5, X4, X4; \
+	MOVQ         y+0(FP), DI; \
+	VMOVUPS      X4, (DI)
+
+// NF4ROWZ adds the products of the 32 elements of a row of W whose codes
+// are at p with x's 32 at SI (in evenOdd order of 32: the 16 even columns,
+// then the 16 odd ones) into acc, t holding the row's table scaled by its
+// block's absmax: the code bytes zero-extended into the 16 lanes of Z8,
+// their high nibbles (the elements of even index) shifted down into Z9,
+// both looked up by VPERMPS, which reads bits 0–3 of each lane.
+#define NF4ROWZ(p, t, acc) \
+	VPMOVZXBD   p, Z8; \
+	VPSRLD      $4, Z8, Z9; \
+	VPERMPS     t, Z9, Z9; \
+	VPERMPS     t, Z8, Z8; \
+	VFMADD231PS 0(SI), Z9, acc; \
+	VFMADD231PS 64(SI), Z8, acc
+
+// NF4SCALEZ sets t to the table (Z10) times the float32 at m, with Z11
+// for its broadcast: the 16 values of the block's codes.
+#define NF4SCALEZ(m, t) \
+	VBROADCASTSS m, Z11; \
+	VMULPS       Z10, Z11, t
+
+// FOLDZ adds the upper half of the 16 lanes of z into y, its lower half,
+// with t for the upper half.
+#define FOLDZ(z, y, t) \
+	VEXTRACTF64X4 $1, z, t; \
+	VADDPS        t, y, y
 
 // func dequantNF4(dst *float32, codes *byte, absmax *float32, n, flat0, shift int)
 //
@@ -121,51 +212,23 @@ dloop:
 	VZEROUPPER
 	RET
 
-// NF4ROW adds the products of the 32 elements of a row of W whose codes
-// are at p, in the block whose absmax is at a, with x's 32 at SI (in
-// octetOrder) into acc.
-#define NF4ROW(p, a, acc) \
-	NF4LOOKUP(p); \
-	VBROADCASTSS a, Y8; \
-	VMULPS       Y8, Y10, Y10; \
-	VMULPS       Y8, Y13, Y13; \
-	VMULPS       Y8, Y12, Y12; \
-	VMULPS       Y8, Y9, Y9; \
-	VFMADD231PS  0(SI), Y10, acc; \
-	VFMADD231PS  32(SI), Y13, acc; \
-	VFMADD231PS  64(SI), Y12, acc; \
-	VFMADD231PS  96(SI), Y9, acc
-
 // func gemv4NF4(y, x *float32, codes *byte, absmax *float32, n, ldw, block int)
 //
 // y[q] = Σⱼ x[j]·(NF4Table[code of q·ldw+j] · absmax[(q·ldw+j)/block])
-// for the four rows q < 4 of an NF4 W and j < n, x in octetOrder, codes
-// and absmax at the element and block of W's row 0, column 0 (the start of
-// a block); n and ldw positive multiples of block, block a power of two,
-// at least 32. 32 columns a pass: each row's values formed by NF4LOOKUP
-// and scaled by its block's absmax, then multiplied by x's vectors (the
-// FMAs' memory operands) into one accumulator per row; the rows' sums
-// added across lanes at the end.
+// for the four rows q < 4 of an NF4 W and j < n, x in evenOdd order of 8,
+// codes and absmax at the element and block of W's row 0, column 0 (the
+// start of a block); n and ldw positive multiples of block, block a power
+// of two, at least 32. 32 columns a pass: each row's values formed by
+// NF4LOOKUP and scaled by its block's absmax, then multiplied by x's
+// vectors (the FMAs' memory operands) into one accumulator per row; the
+// rows' sums added across lanes at the end.
 //
 // Registers: SI x, DX W's row 0 codes, R8–R10 its rows 1–3, R11 row 0's
 // absmax, AX row 2's, R12 the stride of absmax rows in bytes, R13 block,
 // R14 the block's columns left, CX the columns left; Y0–Y3 the planes,
 // Y4–Y7 the accumulators, Y8–Y14 temporaries.
 TEXT ·gemv4NF4(SB), NOSPLIT, $0-56
-	MOVQ   x+8(FP), SI
-	MOVQ   codes+16(FP), DX
-	MOVQ   absmax+24(FP), R11
-	MOVQ   ldw+40(FP), BX
-	MOVQ   block+48(FP), R13
-	BSFQ   R13, CX
-	MOVQ   BX, R12
-	SHRQ   CX, R12
-	SHLQ   $2, R12
-	MOVQ   n+32(FP), CX
-	SHRQ   $1, BX
-	LEAQ   (DX)(BX*1), R8
-	LEAQ   (R8)(BX*1), R9
-	LEAQ   (R9)(BX*1), R10
+	NF4GEMVARGS
 	NF4PLANES
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
@@ -181,23 +244,46 @@ gcols:
 	NF4ROW((R8), (R11)(R12*1), Y5)
 	NF4ROW((R9), (AX), Y6)
 	NF4ROW((R10), (AX)(R12*1), Y7)
-	ADDQ $128, SI
-	ADDQ $16, DX
-	ADDQ $16, R8
-	ADDQ $16, R9
-	ADDQ $16, R10
-	SUBQ $32, R14
-	JNZ  gcols
-	ADDQ $4, R11
-	SUBQ R13, CX
-	JNZ  gblock
+	NF4NEXT(gcols, gblock)
+	NF4SUM4
+	VZEROUPPER
+	RET
 
-	VHADDPS      Y5, Y4, Y4 // per lane: r0 r0 r1 r1
-	VHADDPS      Y7, Y6, Y6 // per lane: r2 r2 r3 r3
-	VHADDPS      Y6, Y4, Y4 // per lane: r0 r1 r2 r3
-	VEXTRACTF128 $1, Y4, X5
-	VADDPS       X5, X4, X4
-	MOVQ         y+0(FP), DI
-	VMOVUPS      X4, (DI)
+// func gemv4NF4AVX512(y, x *float32, codes *byte, absmax *float32, n, ldw, block int)
+//
+// gemv4NF4 with x in evenOdd order of 32, in AVX-512: for each block, the
+// four rows' tables scaled by their absmax into Z0–Z3 (the table in Z10);
+// 32 columns a pass, NF4ROWZ for each row, one accumulator per row in
+// Z4–Z7, folded to 8 lanes and added across lanes at the end.
+//
+// Registers as gemv4NF4's, but Z0–Z3 the scaled tables, Z4–Z7 the
+// accumulators, Z8, Z9 and Z11 temporaries, Z10 the table.
+TEXT ·gemv4NF4AVX512(SB), NOSPLIT, $0-56
+	NF4GEMVARGS
+	VMOVUPS ·NF4Table(SB), Z10
+	VPXORD  Z4, Z4, Z4
+	VPXORD  Z5, Z5, Z5
+	VPXORD  Z6, Z6, Z6
+	VPXORD  Z7, Z7, Z7
+
+zblock:
+	MOVQ R13, R14
+	LEAQ (R11)(R12*2), AX
+	NF4SCALEZ((R11), Z0)
+	NF4SCALEZ((R11)(R12*1), Z1)
+	NF4SCALEZ((AX), Z2)
+	NF4SCALEZ((AX)(R12*1), Z3)
+
+zcols:
+	NF4ROWZ((DX), Z0, Z4)
+	NF4ROWZ((R8), Z1, Z5)
+	NF4ROWZ((R9), Z2, Z6)
+	NF4ROWZ((R10), Z3, Z7)
+	NF4NEXT(zcols, zblock)
+	FOLDZ(Z4, Y4, Y8)
+	FOLDZ(Z5, Y5, Y9)
+	FOLDZ(Z6, Y6, Y10)
+	FOLDZ(Z7, Y7, Y11)
+	NF4SUM4
 	VZEROUPPER
 	RET

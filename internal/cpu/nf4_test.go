@@ -163,16 +163,23 @@ func TestNF4Table(t *testing.T) {
 }
 
 // nf4Paths are the forms of y = x·Wᵀ for an NF4 W: the dispatch of
-// Product, the fused matrix-vector driver (gemv4NF4 where nf4Fused holds,
-// matGemvGo otherwise), and the dequantized panels multiplied by the fused
-// float32 kernel and by Sgemm.
+// Product, the fused matrix-vector driver (gemv4NF4 or gemv4NF4AVX512
+// where nf4Fused holds, matGemvGo otherwise; the AVX-512 kernel only where
+// the processor has it, or in its portable form), and the dequantized
+// panels multiplied by the fused float32 kernel and by Sgemm.
 func nf4Paths(n int) map[string]func(y, x []float32, w Mat) {
-	return map[string]func(y, x []float32, w Mat){
+	paths := map[string]func(y, x []float32, w Mat){
 		"Product":      func(y, x []float32, w Mat) { Product(y, x, w, n) },
 		"gemv":         func(y, x []float32, w Mat) { nf4Gemv(y, x, w, n) },
+		"gemv-avx2":    func(y, x []float32, w Mat) { nf4GemvBy(y, x, w, n, false) },
+		"gemv-avx512":  func(y, x []float32, w Mat) { nf4GemvBy(y, x, w, n, true) },
 		"panels-gemv":  func(y, x []float32, w Mat) { widenedPanels(y, x, w, n, true) },
 		"panels-sgemm": func(y, x []float32, w Mat) { widenedPanels(y, x, w, n, false) },
 	}
+	if !useNF4AVX512 && !portableKernels {
+		delete(paths, "gemv-avx512")
+	}
+	return paths
 }
 
 // checkNF4Product runs every path of y = x·Wᵀ on an NF4 W (out×in) against

@@ -242,14 +242,11 @@ func (op *gemvOp) groups(lo, hi int) {
 // of gemv4BF16: evenOdd of 16.
 func pairOrder(dst, x []float32, n, in int) { evenOdd(dst, x, n, in, 16) }
 
-// octetOrder writes into dst the rows of x (n×in) in octet order, the
-// order of gemv4NF4: evenOdd of 8.
-func octetOrder(dst, x []float32, n, in int) { evenOdd(dst, x, n, in, 8) }
-
 // evenOdd writes into dst the rows of x (n×in) with each block of width
 // columns (even), up to the last whole one, as its width/2 even columns,
-// then its odd ones. The columns after the last whole block are not
-// written.
+// then its odd ones: the order of gemv4BF16 (pairOrder) at 16, of
+// gemv4NF4 at 8 and of gemv4NF4AVX512 at 32. The columns after the last
+// whole block are not written.
 func evenOdd(dst, x []float32, n, in, width int) {
 	m := in - in%width
 	h := width / 2

@@ -103,7 +103,8 @@ func BenchmarkNF4Product(b *testing.B) {
 }
 
 // BenchmarkNF4Paths times y = x·Wᵀ with a 4096×4096 NF4 W (blocks of 64)
-// by each path: the fused NF4 kernel (nf4Gemv), and panels dequantized
+// by each path: the fused NF4 kernel (nf4Gemv: gemv4NF4AVX512 where the
+// processor has AVX-512; fused-avx2 gemv4NF4), and panels dequantized
 // into float32 then multiplied by the fused float32 kernel or by Sgemm
 // (widenedPanels): the measurements behind nf4GemvRows and panelGemvWins.
 func BenchmarkNF4Paths(b *testing.B) {
@@ -118,6 +119,7 @@ func BenchmarkNF4Paths(b *testing.B) {
 			f    func()
 		}{
 			{"fused", func() { nf4Gemv(y, x, w, n) }},
+			{"fused-avx2", func() { nf4GemvBy(y, x, w, n, false) }},
 			{"panels-gemv", func() { widenedPanels(y, x, w, n, true) }},
 			{"panels-sgemm", func() { widenedPanels(y, x, w, n, false) }},
 		} {
