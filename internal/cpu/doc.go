@@ -1,20 +1,21 @@
 // Package cpu holds the CPU kernels of package lora's default backend and
 // their Go drivers, on slices in host memory: the products y = x·Wᵀ and
-// dx = dy·W (a float32, F16 or BF16 W), the rank-r row updates of Merge and
-// of the adapter's terms, the gradients, AbsMax, the optimizers' updates,
-// the loss, and the batched products of a Bank. It never imports package
-// lora: lora's fallback_cpu.go unpacks each Matrix into a Mat and calls the
-// exported functions here.
+// dx = dy·W (a float32, F16, BF16 or NF4 W), the rank-r row updates of
+// Merge and of the adapter's terms, the gradients, AbsMax, the optimizers'
+// updates, the loss, and the batched products of a Bank. It never imports
+// package lora: lora's fallback_cpu.go unpacks each Matrix into a Mat and
+// calls the exported functions here.
 //
 // # Layout
 //
 //	types.go, parallel.go     Type and Mat, the 16-bit conversions, the split among goroutines
 //	product.go, half.go       y = x·Wᵀ: the fused matrix-vector driver, Sgemm, widened panels
+//	nf4.go                    NF4: quantization, dequantization, y = x·Wᵀ on its codes
 //	forward.go, backward.go   Forward and Backward on those products, productNN for dx
 //	rank.go                   the rank-r row updates (Merge, RankFinite, y += T·Bᵀ)
 //	reduce.go, elementwise.go AbsMax, MaxRowSum, MSE; Axpy, AddBias, AdamW, SGD
 //	bank.go                   a Bank's base product and its grouped expansion
-//	kernels_amd64.go + *.s    the assembly kernels (AVX2, FMA, F16C), declared with
+//	kernels_amd64.go + *.s    the assembly kernels (AVX2, FMA, F16C, AVX-512), declared with
 //	                          the loop each computes as its comment
 //	kernels_other.go          those loops as Go, for other processors and -tags purego
 //	openblas.go               -tags openblas: gonum's BLAS is OpenBLAS, threaded
@@ -23,10 +24,20 @@
 //
 // The assembly runs where the processor has the instructions it needs, as
 // golang.org/x/sys/cpu reports them at start-up: useFMA (AVX2 and FMA) for
-// the float32 kernels and BF16, useF16FMA (and F16C) for F16, halfAVX2 for
-// maxMag16. Each driver reads these flags and takes the portable path
-// otherwise, so every kernel family has one place that chooses. With
-// -tags purego, or on any other architecture, the flags are false.
+// the float32 kernels and BF16, useF16FMA (and F16C) for F16, useNF4FMA
+// (AVX2 and FMA) for NF4 and useNF4AVX512 (and AVX512F) for its AVX-512
+// matrix-vector kernel, halfAVX2 for maxMag16. Each driver reads these
+// flags and takes the portable path otherwise, so every kernel family has
+// one place that chooses. With -tags purego, or on any other architecture,
+// the flags are false.
+//
+// An NF4 W: DequantizeNF4, and so Mat.widen, runs dequantNF4 on the whole
+// 32s of a run from a multiple of 32 on (for Dequantize, the panels of
+// panelProduct and panelGradX, the blocks of productNN) and nf4Value on
+// the elements around them. Product runs gemv4NF4AVX512 or gemv4NF4
+// through gemvFused at n ≤ nf4GemvRows() where W's rows are whole blocks,
+// and otherwise panels of W dequantized into float32 and multiplied by
+// gemv4F32 (panelGemvWins) or Sgemm.
 //
 // # Assembly
 //
@@ -36,14 +47,20 @@
 // rankRowF16, rankRowFromBF16 and rankRowFromF16. Each kernel is its TEXT
 // line and one instantiation of the skeleton with small macros for its
 // element types: how a row of W or a term of a is loaded and widened, how
-// dst is read, added to, rounded and stored. maxMag16 is one kernel,
-// written out. Macros rather than a generator such as avo: the skeletons
-// reproduce the previously measured instruction streams exactly (checked
-// by diffing the disassembly of the kernels before and after), nothing
-// generated has to be kept in step with a generator, and no tool beyond
-// the Go assembler is needed. avo was not measured against them. go vet
-// checks each TEXT line's argument size against the Go declaration, but
-// not the argument offsets inside a macro; the kernel tests cover those.
+// dst is read, added to, rounded and stored. The NF4 kernels (nf4_amd64.s)
+// are written out: dequantNF4 and gemv4NF4 around one macro, NF4LOOKUP
+// (the values of 32 codes looked up by VPSHUFB in the table's four byte
+// planes and unpacked into float32), gemv4NF4AVX512 around NF4ROWZ (16
+// codes looked up by one VPERMPS in the whole table); the two
+// matrix-vector kernels share their set-up, loop end and final sums.
+// maxMag16 is one kernel, written out.
+// Macros rather than a generator such as avo: the skeletons reproduce the
+// previously measured instruction streams exactly (checked by diffing the
+// disassembly of the kernels before and after), nothing generated has to
+// be kept in step with a generator, and no tool beyond the Go assembler is
+// needed. avo was not measured against them. go vet checks each TEXT
+// line's argument size against the Go declaration, but not the argument
+// offsets inside a macro; the kernel tests cover those.
 //
 // # Numerics
 //
@@ -52,7 +69,10 @@
 // rank-r update accumulates its r terms from zero in k order and then adds
 // them, so that the same update with the coefficients negated takes back
 // bit for bit what it added, and each element's sum runs in the same order
-// whatever the blocking and the split among goroutines.
+// whatever the blocking and the split among goroutines. An NF4 element's
+// value is NF4Table[code] · absmax, rounded once to float32 before it is
+// used, in every kernel and loop alike: a scale is never taken out of a
+// sum.
 //
 // # Tests
 //

@@ -66,49 +66,27 @@ func halfProduct(y, x []float32, w Mat, n int) {
 }
 
 // halfGemv computes y = x·Wᵀ for a half W by gemvFused on gemv4BF16 or
-// gemv4F16 where the processor has them, by halfGemvGo otherwise.
+// gemv4F16 where the processor has them, by matGemvGo otherwise.
 func halfGemv(y, x []float32, w []uint16, dt Type, n, out, in int) {
-	kern, kx := gemv4F16, x
-	if dt == BF16 {
-		kern = gemv4BF16
-		if useBF16FMA && in >= 16 && n*in > 0 {
+	m := &Mat{Rows: out, Cols: in, Type: dt, Bits: w}
+	op := &gemvOp{y: y, x: x, kx: x, n: n, out: out, in: in, ldy: out, kb: gemvBlockCols(2),
+		value: func(o, j int) float32 { return widen1(dt, w[o*in+j]) },
+		slow:  func(i0, i1, o0, o1 int) { matGemvGo(y, x, m, i0, i1, out, o0, o1) }}
+	if useHalfKernel(dt) {
+		kern := gemv4F16
+		if dt == BF16 && in >= 16 && n*in > 0 {
 			// x in pair order for gemv4BF16.
+			kern = gemv4BF16
 			p := getPanel(n * in)
 			defer panelPool.Put(p)
-			kx = *p
-			pairOrder(kx, x, n, in)
+			op.kx = *p
+			pairOrder(op.kx, x, n, in)
+		}
+		op.kern = func(s, x *float32, o, j, cols int) {
+			kern(s, x, &w[o*in+j : (o+3)*in+j+cols][0], cols, in)
 		}
 	}
-	gemvFused(y, x, kx, w, n, out, in, gemvBlockCols(2), kern, useHalfKernel(dt),
-		func(h uint16) float32 { return widen1(dt, h) },
-		func(i0, i1, o0, o1 int) { halfGemvGo(y, x, w, dt, i0, i1, out, in, o0, o1) })
-}
-
-// halfGemvGo computes rows o0…o1−1 of W's products with rows i0…i1−1 of
-// x, the portable way: each row of W widened 256 elements at a time into a
-// block on the stack, then dot products with up to halfGemvRows rows of x
-// at a time.
-func halfGemvGo(y, x []float32, w []uint16, dt Type, i0, i1, out, in, o0, o1 int) {
-	const chunk = 256
-	var buf [chunk]float32
-	impl := blas32.Implementation()
-	for o := o0; o < o1; o++ {
-		row := w[o*in : (o+1)*in]
-		for a := i0; a < i1; a += halfGemvRows {
-			b := min(i1, a+halfGemvRows)
-			var sums [halfGemvRows]float32
-			for j0 := 0; j0 < in; j0 += chunk {
-				t := buf[:min(chunk, in-j0)]
-				widenHalf(dt, t, row[j0:])
-				for i := a; i < b; i++ {
-					sums[i-a] += impl.Sdot(len(t), t, 1, x[i*in+j0:], 1)
-				}
-			}
-			for i := a; i < b; i++ {
-				y[i*out+o] = sums[i-a]
-			}
-		}
-	}
+	gemvFused(op)
 }
 
 // panelPool recycles the float32 panels of panelProduct and panelGradX,
@@ -133,11 +111,27 @@ func halfPanelRows(rows, cols int) int {
 // panelProduct computes y = x·Wᵀ for a W of any type by panels: the rows
 // of W in panels of halfPanelRows (at most halfPanelBytes of float32, at
 // least four rows), each widened into float32 (Mat.widen: exactly) and
-// multiplied by the float32 Sgemm into its columns of y. Panels are split
-// among goroutines (taken whole, one after another, by a threaded BLAS).
-// It serves a half W above halfGemvRows without the fused kernel, and an
-// NF4 W.
+// multiplied into its columns of y, by the fused float32 kernel where
+// panelGemvWins, by the float32 Sgemm otherwise. Panels are split among
+// goroutines (taken whole, one after another, by a threaded BLAS). It
+// serves a half W above halfGemvRows without the fused kernel, and an NF4
+// W where nf4Product does not take the fused NF4 kernel.
 func panelProduct(y, x []float32, w Mat, n int) {
+	widenedPanels(y, x, w, n, panelGemvWins(n, halfPanelRows(w.Rows, w.Cols), w.Cols))
+}
+
+// panelGemvWins reports whether the product of x (n×in) with a widened
+// panel of W (rows×in, in L2) runs faster by the fused float32 kernel than
+// by Sgemm. Measured on an NF4 W (BenchmarkNF4Paths, 2 cores): on
+// 4096×4096, panels of 16 rows, the kernel wins at every n from 1 to 64.
+func panelGemvWins(n, rows, in int) bool {
+	return useFMA && !blasThreaded && in >= 16 && rows >= 4
+}
+
+// widenedPanels is panelProduct, each panel's product by the fused kernel
+// (f32GemvOp's groups, on the goroutine of the panel) when gemv, by Sgemm
+// otherwise.
+func widenedPanels(y, x []float32, w Mat, n int, gemv bool) {
 	out, in := w.Rows, w.Cols
 	pr := halfPanelRows(out, in)
 	panels := (out + pr - 1) / pr
@@ -149,6 +143,10 @@ func panelProduct(y, x []float32, w Mat, n int) {
 			o0, o1 := p*pr, min(out, (p+1)*pr)
 			pb := (*buf)[:(o1-o0)*in]
 			w.widen(pb, o0*in, (o1-o0)*in)
+			if gemv {
+				f32GemvOp(y[o0:], x, pb, n, o1-o0, in, out).groups(0, (o1-o0+3)/4)
+				continue
+			}
 			impl.Sgemm(blas.NoTrans, blas.Trans, n, o1-o0, in, 1, x, in, pb, in, 0, y[o0:], out)
 		}
 	})

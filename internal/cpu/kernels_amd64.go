@@ -2,17 +2,25 @@
 
 package cpu
 
-import xcpu "golang.org/x/sys/cpu"
+import (
+	"math"
 
-// The assembly kernels (gemv_amd64.s, rankrow_amd64.s, maxmag_amd64.s) run
-// where the processor has AVX2 and FMA, and F16C for an F16 operand. Each
+	xcpu "golang.org/x/sys/cpu"
+)
+
+// The assembly kernels (gemv_amd64.s, rankrow_amd64.s, maxmag_amd64.s,
+// nf4_amd64.s) run where the processor has AVX2 and FMA, and F16C for an
+// F16 operand; gemv4NF4AVX512 where it has AVX-512 (AVX512F) as well. Each
 // declaration's comment is the loop it computes; kernels_other.go has that
 // loop as the body, for other processors and -tags purego.
 var (
 	useFMA     = xcpu.X86.HasAVX2 && xcpu.X86.HasFMA
 	useBF16FMA = useFMA
 	useF16FMA  = useFMA && xcpu.X86.HasF16C
-	halfAVX2   = xcpu.X86.HasAVX2
+	useNF4FMA  = useFMA
+
+	useNF4AVX512 = useNF4FMA && xcpu.X86.HasAVX512F
+	halfAVX2     = xcpu.X86.HasAVX2
 )
 
 // portableKernels is false: the kernels are the assembly, which only runs
@@ -75,3 +83,42 @@ func rankRowFromF16(dst *float32, a *uint16, coef *float32, n, r, lda int)
 //
 //go:noescape
 func maxMag16(src *uint16, n int) uint16
+
+// dequantNF4 sets dst[i] = NF4Table[k] · absmax[(flat0+i)>>shift] for
+// i < n, k the code of flat index flat0+i (the high nibble of
+// codes[(flat0+i)/2] when flat0+i is even, the low one when odd): n a
+// positive multiple of 32, flat0 a multiple of 32, shift ≥ 5 (the block
+// 1<<shift elements), so that no 32 elements of a pass straddle a block.
+//
+//go:noescape
+func dequantNF4(dst *float32, codes *byte, absmax *float32, n, flat0, shift int)
+
+// gemv4NF4 sets y[q] = Σⱼ x[j]·(NF4Table[k] · absmax[(q·ldw+j)/block]) for
+// q < 4 and j < n, k the code of flat index q·ldw+j counted from codes[0]'s
+// high nibble and absmax[0]'s block, x in evenOdd order of 8: n and
+// ldw positive multiples of block, block a power of two, at least 32. Each
+// value is rounded once to float32 before its product with x.
+//
+//go:noescape
+func gemv4NF4(y, x *float32, codes *byte, absmax *float32, n, ldw, block int)
+
+// gemv4NF4AVX512 is gemv4NF4 with x in evenOdd order of 32 (in each block
+// of 32 columns the 16 even ones, then the 16 odd ones).
+//
+//go:noescape
+func gemv4NF4AVX512(y, x *float32, codes *byte, absmax *float32, n, ldw, block int)
+
+// nf4Planes holds NF4Table as the assembly looks it up with VPSHUFB: plane
+// i (32 bytes) is byte i of each of the 16 entries, twice (one copy per
+// 128-bit lane).
+//
+//lint:ignore U1000 read by the kernels of nf4_amd64.s
+var nf4Planes = func() (p [4][32]byte) {
+	for k, v := range NF4Table {
+		b := math.Float32bits(v)
+		for i := range p {
+			p[i][k], p[i][16+k] = byte(b>>(8*i)), byte(b>>(8*i))
+		}
+	}
+	return p
+}()

@@ -12,7 +12,10 @@ const (
 	useFMA     = false
 	useBF16FMA = false
 	useF16FMA  = false
-	halfAVX2   = false
+	useNF4FMA  = false
+
+	useNF4AVX512 = false
+	halfAVX2     = false
 )
 
 // portableKernels is true: the kernels below run on any processor.
@@ -20,6 +23,7 @@ const portableKernels = true
 
 func f32s(p *float32, n int) []float32 { return unsafe.Slice(p, n) }
 func u16s(p *uint16, n int) []uint16   { return unsafe.Slice(p, n) }
+func bytesOf(p *byte, n int) []byte    { return unsafe.Slice(p, n) }
 
 func gemv4F32(y, x, w *float32, n, ldw int) {
 	gemv4Loop(f32s(y, 4), f32s(x, n), f32s(w, 3*ldw+n), n, ldw, func(v float32) float32 { return v })
@@ -100,4 +104,35 @@ func maxMag16(src *uint16, n int) uint16 {
 		mx = max(mx, v&0x7fff)
 	}
 	return mx
+}
+
+func dequantNF4(dst *float32, codes *byte, absmax *float32, n, flat0, shift int) {
+	end := flat0 + n
+	cs, as := bytesOf(codes, (end+1)/2), f32s(absmax, (end-1)>>shift+1)
+	for i, d := 0, f32s(dst, n); i < n; i++ {
+		d[i] = nf4Value(cs, as, flat0+i, (flat0+i)>>shift)
+	}
+}
+
+func gemv4NF4(y, x *float32, codes *byte, absmax *float32, n, ldw, block int) {
+	nf4GemvLoop(y, x, codes, absmax, n, ldw, block, 8)
+}
+
+func gemv4NF4AVX512(y, x *float32, codes *byte, absmax *float32, n, ldw, block int) {
+	nf4GemvLoop(y, x, codes, absmax, n, ldw, block, 32)
+}
+
+// nf4GemvLoop is gemv4NF4 with x in evenOdd order of width: within each
+// block of width columns, column 2k is at k and column 2k+1 at width/2+k.
+func nf4GemvLoop(y, x *float32, codes *byte, absmax *float32, n, ldw, block, width int) {
+	cs, as := bytesOf(codes, (3*ldw+n)/2), f32s(absmax, (3*ldw+n)/block)
+	xs, ys := f32s(x, n), f32s(y, 4)
+	for q := range 4 {
+		var s float32
+		for j := range n {
+			b, k := j-j%width, j%width
+			s += xs[b+k/2+width/2*(k&1)] * nf4Value(cs, as, q*ldw+j, (q*ldw+j)/block)
+		}
+		ys[q] = s
+	}
 }

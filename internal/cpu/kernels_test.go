@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -155,5 +156,84 @@ func TestMaxMag16(t *testing.T) {
 				t.Fatalf("n=%d pos=%d: maxMag16 = %#04x, want 0x7bff", n, pos, got)
 			}
 		}
+	}
+}
+
+// TestDequantNF4Kernel checks dequantNF4 bit for bit against the table's
+// values (reftest.NF4Values) at blocks of 32 to 256 elements: every n that
+// is a multiple of 32 up to three blocks and two passes past them, from
+// every start it allows (a multiple of 32) in the first two blocks, with a
+// guard element after the run.
+func TestDequantNF4Kernel(t *testing.T) {
+	kernelOK(t, useNF4FMA)
+	rng := rand.New(rand.NewPCG(37, 38))
+	for _, block := range []int{32, 64, 256} {
+		shift := bits.TrailingZeros(uint(block))
+		maxN := 3*block + 64
+		w, vals := nf4W(rng, 1, 2*block+maxN, block)
+		for flat0 := 0; flat0 < 2*block; flat0 += 32 {
+			for n := 32; n <= maxN; n += 32 {
+				dst := nanFill(n + 1)
+				dequantNF4(&dst[0], &w.Codes[0], &w.Absmax[0], n, flat0, shift)
+				for i := range n {
+					if math.Float32bits(dst[i]) != math.Float32bits(vals[flat0+i]) {
+						t.Fatalf("block %d, from %d, n %d: dst[%d] = %g, want %g", block, flat0, n, i, dst[i], vals[flat0+i])
+					}
+				}
+				if !math.IsNaN(float64(dst[n])) {
+					t.Fatalf("block %d, from %d, n %d: wrote past the end", block, flat0, n)
+				}
+			}
+		}
+	}
+}
+
+// TestGemv4NF4 checks gemv4NF4 (x in evenOdd order of 8) and
+// gemv4NF4AVX512 (of 32) against a float64 reference on the table's values
+// at blocks of 32 to 256 elements: every n that is a multiple of the block
+// up to four blocks, rows one and three blocks longer than n, codes and
+// absmax starting past W's first block, and a guard element after y.
+func TestGemv4NF4(t *testing.T) {
+	for _, k := range []struct {
+		name  string
+		ok    bool
+		kern  func(y, x *float32, codes *byte, absmax *float32, n, ldw, block int)
+		width int
+	}{
+		{"avx2", useNF4FMA, gemv4NF4, 8},
+		{"avx512", useNF4AVX512, gemv4NF4AVX512, 32},
+	} {
+		t.Run(k.name, func(t *testing.T) {
+			kernelOK(t, k.ok)
+			rng := rand.New(rand.NewPCG(39, 40))
+			for _, block := range []int{32, 64, 256} {
+				for n := block; n <= 4*block; n += block {
+					for _, ldw := range []int{n + block, n + 3*block} {
+						w, vals := nf4W(rng, 5, ldw, block)
+						x := randF32(rng, n, 1)
+						kx := make([]float32, n)
+						evenOdd(kx, x, 1, n, k.width)
+						y := nanFill(5) // y[4] is the guard
+						// Rows 1 to 4 of W, from its second block on.
+						flat0 := ldw + block
+						k.kern(&y[0], &kx[0], &w.Codes[flat0/2], &w.Absmax[flat0/block], n, ldw, block)
+						for q := range 4 {
+							var want, mag float64
+							for j := range n {
+								p := float64(x[j]) * float64(vals[flat0+q*ldw+j])
+								want += p
+								mag += math.Abs(p)
+							}
+							if d := math.Abs(float64(y[q]) - want); !(d <= accTol(n)*mag) {
+								t.Fatalf("block %d, n %d, ldw %d: y[%d] = %g, want %g", block, n, ldw, q, y[q], want)
+							}
+						}
+						if !math.IsNaN(float64(y[4])) {
+							t.Fatalf("block %d, n %d: wrote past y[3]", block, n)
+						}
+					}
+				}
+			}
+		})
 	}
 }

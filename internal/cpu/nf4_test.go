@@ -161,3 +161,98 @@ func TestNF4Table(t *testing.T) {
 		}
 	}
 }
+
+// nf4Paths are the forms of y = x·Wᵀ for an NF4 W: the dispatch of
+// Product, the fused matrix-vector driver (gemv4NF4 or gemv4NF4AVX512
+// where nf4Fused holds, matGemvGo otherwise; the AVX-512 kernel only where
+// the processor has it, or in its portable form), and the dequantized
+// panels multiplied by the fused float32 kernel and by Sgemm.
+func nf4Paths(n int) map[string]func(y, x []float32, w Mat) {
+	paths := map[string]func(y, x []float32, w Mat){
+		"Product":      func(y, x []float32, w Mat) { Product(y, x, w, n) },
+		"gemv":         func(y, x []float32, w Mat) { nf4Gemv(y, x, w, n) },
+		"gemv-avx2":    func(y, x []float32, w Mat) { nf4GemvBy(y, x, w, n, false) },
+		"gemv-avx512":  func(y, x []float32, w Mat) { nf4GemvBy(y, x, w, n, true) },
+		"panels-gemv":  func(y, x []float32, w Mat) { widenedPanels(y, x, w, n, true) },
+		"panels-sgemm": func(y, x []float32, w Mat) { widenedPanels(y, x, w, n, false) },
+	}
+	if !useNF4AVX512 && !portableKernels {
+		delete(paths, "gemv-avx512")
+	}
+	return paths
+}
+
+// checkNF4Product runs every path of y = x·Wᵀ on an NF4 W (out×in) against
+// a float64 reference on its values.
+func checkNF4Product(t *testing.T, rng *rand.Rand, n, out, in, block int) {
+	t.Helper()
+	w, vals := nf4W(rng, out, in, block)
+	x := randF32(rng, n*in, 1)
+	want, mag := refNT(x, vals, n, out, in)
+	for name, f := range nf4Paths(n) {
+		y := nanFill(n * out)
+		f(y, x, w)
+		within(t, fmt.Sprintf("%s n=%d out=%d in=%d block=%d: y", name, n, out, in, block), y, want, mag, accTol(in))
+	}
+}
+
+// TestNF4Product checks every path of y = x·Wᵀ on NF4 W whose rows are
+// whole blocks (the fused kernel's case) and whose rows are not (blocks
+// straddling rows, every remainder of in after a multiple of 16), with
+// rows leaving 0 to 3 after the kernel's groups of four, at n = 1 to 6
+// (across nf4GemvRows and gemvRows); and rows of W past two column blocks
+// of the fused driver (nf4BlockCols) with a batch past a chunk of x.
+func TestNF4Product(t *testing.T) {
+	rng := rand.New(rand.NewPCG(49, 50))
+	type shape struct{ out, in, block int }
+	shapes := []shape{
+		// Rows of whole blocks.
+		{4, 32, 32}, {5, 64, 32}, {6, 96, 32}, {7, 192, 64}, {9, 256, 128}, {3, 64, 64}, {13, 4096, 4096},
+	}
+	for r := range 16 {
+		// Rows that end inside a block: in mod 16 = r.
+		shapes = append(shapes, shape{4 + r%4, 48 + r, 32}, shape{5 + r%4, 161 + 16*(r%3) + r - 1, 64})
+	}
+	for _, sh := range shapes {
+		for n := 1; n <= 6; n++ {
+			checkNF4Product(t, rng, n, sh.out, sh.in, sh.block)
+		}
+	}
+	in := 2*nf4BlockCols + 64
+	for _, n := range []int{1, 2, gemvChunk(in) + 2} {
+		checkNF4Product(t, rng, n, 6, in, 64)
+		checkNF4Product(t, rng, n, 5, in+16, 64)
+	}
+}
+
+// TestNF4ProductSplit runs every path with GOMAXPROCS 7 on shapes above the
+// size at which groups of rows of W (66 of them, the last of 3 rows) and
+// panels are split among goroutines, rows of whole blocks and not, then
+// Forward and Backward on the same W.
+func TestNF4ProductSplit(t *testing.T) {
+	manyProcs(t)
+	rng := rand.New(rand.NewPCG(51, 52))
+	for _, in := range []int{2048, 2000} {
+		for _, n := range []int{1, 2, gemvRows + 1, 40} {
+			checkNF4Product(t, rng, n, 263, in, 64)
+		}
+		w, vals := nf4W(rng, 263, in, 64)
+		checkForwardOn(t, rng, w, vals, 1, 9)
+		checkForwardOn(t, rng, w, vals, 40, 9)
+		checkBackwardOn(t, rng, w, vals, 1, 9)
+		checkBackwardOn(t, rng, w, vals, gemvRows+1, 9)
+	}
+}
+
+// TestNF4Layers runs Forward and Backward on NF4 W whose rows are whole
+// blocks, at n on both sides of nf4GemvRows and gemvRows.
+func TestNF4Layers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(53, 54))
+	for _, c := range []struct{ n, out, in, block int }{
+		{1, 33, 128, 32}, {2, 21, 256, 64}, {gemvRows, 19, 64, 32}, {gemvRows + 1, 70, 512, 128}, {9, 41, 320, 64},
+	} {
+		w, vals := nf4W(rng, c.out, c.in, c.block)
+		checkForwardOn(t, rng, w, vals, c.n, 5)
+		checkBackwardOn(t, rng, w, vals, c.n, 5)
+	}
+}

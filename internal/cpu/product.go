@@ -21,7 +21,7 @@ const gemvRows = 4
 func Product(y, x []float32, w Mat, n int) {
 	switch {
 	case w.Type == NF4:
-		panelProduct(y, x, w, n)
+		nf4Product(y, x, w, n)
 	case w.Type.half():
 		halfProduct(y, x, w, n)
 	default:
@@ -79,19 +79,59 @@ func f32Product(y, x, w []float32, n, out, in int) {
 // f32Gemv computes y = x·Wᵀ by gemvFused on gemv4F32 where the processor
 // has it, by f32GemvGo otherwise.
 func f32Gemv(y, x, w []float32, n, out, in int) {
-	gemvFused(y, x, x, w, n, out, in, gemvBlockCols(4), gemv4F32, useFMA,
-		func(v float32) float32 { return v },
-		func(i0, i1, o0, o1 int) { f32GemvGo(y, x, w, i0, i1, out, in, o0, o1) })
+	gemvFused(f32GemvOp(y, x, w, n, out, in, out))
+}
+
+// f32GemvOp is the fused product y = x·Wᵀ for a float32 W (out×in), the
+// rows of y ldy apart: on gemv4F32 where the processor has it, on
+// f32GemvGo otherwise.
+func f32GemvOp(y, x, w []float32, n, out, in, ldy int) *gemvOp {
+	op := &gemvOp{y: y, x: x, kx: x, n: n, out: out, in: in, ldy: ldy, kb: gemvBlockCols(4),
+		value: func(o, j int) float32 { return w[o*in+j] },
+		slow:  func(i0, i1, o0, o1 int) { f32GemvGo(y, x, w, i0, i1, ldy, in, o0, o1) }}
+	if useFMA {
+		op.kern = func(s, x *float32, o, j, cols int) {
+			gemv4F32(s, x, &w[o*in+j : (o+3)*in+j+cols][0], cols, in)
+		}
+	}
+	return op
 }
 
 // f32GemvGo computes rows o0…o1−1 of W's products with rows i0…i1−1 of x
-// by Sdot.
-func f32GemvGo(y, x, w []float32, i0, i1, out, in, o0, o1 int) {
+// by Sdot, the rows of y ldy apart.
+func f32GemvGo(y, x, w []float32, i0, i1, ldy, in, o0, o1 int) {
 	impl := blas32.Implementation()
 	for o := o0; o < o1; o++ {
 		row := w[o*in : (o+1)*in]
 		for i := i0; i < i1; i++ {
-			y[i*out+o] = impl.Sdot(in, row, 1, x[i*in:(i+1)*in], 1)
+			y[i*ldy+o] = impl.Sdot(in, row, 1, x[i*in:(i+1)*in], 1)
+		}
+	}
+}
+
+// matGemvGo computes rows o0…o1−1 of W's products with rows i0…i1−1 of x
+// for a W of any type, the rows of y ldy apart, the portable way: each row
+// of W widened 256 elements at a time (Mat.widen) into a block on the
+// stack, then dot products with up to gemvRows rows of x at a time.
+func matGemvGo(y, x []float32, w *Mat, i0, i1, ldy, o0, o1 int) {
+	const chunk = 256
+	var buf [chunk]float32
+	in := w.Cols
+	impl := blas32.Implementation()
+	for o := o0; o < o1; o++ {
+		for a := i0; a < i1; a += gemvRows {
+			b := min(i1, a+gemvRows)
+			var sums [gemvRows]float32
+			for j0 := 0; j0 < in; j0 += chunk {
+				t := buf[:min(chunk, in-j0)]
+				w.widen(t, o*in+j0, len(t))
+				for i := a; i < b; i++ {
+					sums[i-a] += impl.Sdot(len(t), t, 1, x[i*in+j0:], 1)
+				}
+			}
+			for i := a; i < b; i++ {
+				y[i*ldy+o] = sums[i-a]
+			}
 		}
 	}
 }
@@ -107,93 +147,115 @@ func gemvChunk(in int) int { return max(1, gemvX/max(1, in)) }
 // gemvBlockBytes bounds the block of a group of four rows of W that
 // gemvFused keeps in the L1 cache while every row of a chunk of x takes its
 // dot products with it: 16 KiB, 1024 columns of a float32 W, 2048 of a half
-// one.
+// one, 8192 of an NF4 one.
 const gemvBlockBytes = 16 << 10
 
 // gemvBlockCols returns the columns of W in one block of gemvFused for
 // elements of size bytes: a positive multiple of 16.
 func gemvBlockCols(size int) int { return max(16, gemvBlockBytes/(4*size)&^15) }
 
-// gemvFused computes y = x·Wᵀ for x (n×in), W (out×in) of elements E and y
-// (n×out), by groups of four rows of W split among goroutines: each group
-// is read from memory once per chunk of rows of x (gemvChunk), in blocks of
-// kb columns (gemvBlockCols: kept in L1 while every row of the chunk uses
-// it), and the four rows' partial dot products with each row of the chunk
-// formed in registers by kern: y[q] = Σⱼ x[j]·w[q·ldw+j] over the block's
-// columns, a multiple of 16, x read by the kernel from kx (x, or x with its
-// blocks of 16 columns reordered as the kernel reads them, as pairOrder
-// does). The blocks' sums are added in order; the last in mod 16 columns
-// are added in Go, value(e) giving the float32 value of an element. Without
-// the kernel (ok false), for the last out mod 4 rows of W and when in < 16,
+// gemvOp is a product y = x·Wᵀ for x (n×in), W (out×in) of any type and y
+// (n rows ldy apart, out columns) as gemvFused computes it. kern, where the
+// processor has the kernel, sets s[q] = Σⱼ x[j]·W[o+q, j0+j] for q < 4 and
+// j < cols (cols a positive multiple of 16, a whole block of W's columns),
+// x read from kx (x, or x with its columns reordered as the kernel reads
+// them, as pairOrder does). value(o, j) is the float32 value of W[o, j].
 // slow(i0, i1, o0, o1) computes rows o0…o1−1 of W's products with rows
-// i0…i1−1 of x. The sum of each element of y runs in the same order
-// whatever the split and the chunking.
-func gemvFused[E float32 | uint16](y, x, kx []float32, w []E, n, out, in, kb int,
-	kern func(y, x *float32, w *E, n, ldw int), ok bool,
-	value func(E) float32, slow func(i0, i1, o0, o1 int)) {
+// i0…i1−1 of x: without the kernel, for the last out mod 4 rows of W and
+// when in < 16.
+type gemvOp struct {
+	y, x, kx        []float32
+	n, out, in, ldy int
+	kb              int // the columns of a block (gemvBlockCols)
+	kern            func(s, x *float32, o, j0, cols int)
+	value           func(o, j int) float32
+	slow            func(i0, i1, o0, o1 int)
+}
+
+// gemvFused computes op's product by groups of four rows of W split among
+// goroutines (op.groups).
+func gemvFused(op *gemvOp) {
+	if op.n == 0 || op.out == 0 || op.in == 0 {
+		return
+	}
+	Parallel((op.out+3)/4, op.n*op.out*op.in, op.groups)
+}
+
+// groups computes the groups lo…hi−1 of four rows of W: each group is read
+// from memory once per chunk of rows of x (gemvChunk), in blocks of kb
+// columns (kept in L1 while every row of the chunk uses it), and the four
+// rows' partial dot products with each row of the chunk formed in
+// registers by kern. The blocks' sums are added in order; the last in mod
+// 16 columns are added in Go. The sum of each element of y runs in the
+// same order whatever the split and the chunking.
+func (op *gemvOp) groups(lo, hi int) {
+	y, x, kx, n, out, in, ldy := op.y, op.x, op.kx, op.n, op.out, op.in, op.ldy
 	if n == 0 || out == 0 || in == 0 {
 		return
 	}
-	// Bounds: the kernels read within these.
-	_, _, _, _ = x[n*in-1], kx[n*in-1], w[out*in-1], y[n*out-1]
+	// Bounds: the kernels read within these (sliced, not read: other
+	// goroutines write other parts of y).
+	_, _, _ = x[:n*in], kx[:n*in], y[:(n-1)*ldy+out]
 	m := in &^ 15 // the kernel's columns; the rest in Go
-	groups := (out + 3) / 4
 	nb := gemvChunk(in)
-	Parallel(groups, n*out*in, func(lo, hi int) {
-		for i0 := 0; i0 < n; i0 += nb {
-			i1 := min(n, i0+nb)
-			for g := lo; g < hi; g++ {
-				o0, o1 := 4*g, min(out, 4*g+4)
-				if !ok || o1-o0 < 4 || m == 0 {
-					slow(i0, i1, o0, o1)
-					continue
-				}
-				var s [4]float32
-				for j0 := 0; j0 < m; j0 += kb {
-					j1 := min(m, j0+kb)
-					for i := i0; i < i1; i++ {
-						kern(&s[0], &kx[i*in+j0], &w[o0*in+j0], j1-j0, in)
-						yi := y[i*out+o0 : i*out+o0+4]
-						if j0 == 0 {
-							copy(yi, s[:])
-							continue
-						}
-						for q, v := range s {
-							yi[q] += v
-						}
-					}
-				}
-				if m == in {
-					continue
-				}
+	for i0 := 0; i0 < n; i0 += nb {
+		i1 := min(n, i0+nb)
+		for g := lo; g < hi; g++ {
+			o0, o1 := 4*g, min(out, 4*g+4)
+			if op.kern == nil || o1-o0 < 4 || m == 0 {
+				op.slow(i0, i1, o0, o1)
+				continue
+			}
+			var s [4]float32
+			for j0 := 0; j0 < m; j0 += op.kb {
+				j1 := min(m, j0+op.kb)
 				for i := i0; i < i1; i++ {
-					xi := x[i*in : (i+1)*in]
-					for q := range 4 {
-						row := w[(o0+q)*in : (o0+q+1)*in]
-						v := y[i*out+o0+q]
-						for j := m; j < in; j++ {
-							v += xi[j] * value(row[j])
-						}
-						y[i*out+o0+q] = v
+					op.kern(&s[0], &kx[i*in+j0], o0, j0, j1-j0)
+					yi := y[i*ldy+o0 : i*ldy+o0+4]
+					if j0 == 0 {
+						copy(yi, s[:])
+						continue
+					}
+					for q, v := range s {
+						yi[q] += v
 					}
 				}
 			}
+			if m == in {
+				continue
+			}
+			for i := i0; i < i1; i++ {
+				xi := x[i*in : (i+1)*in]
+				for q := range 4 {
+					v := y[i*ldy+o0+q]
+					for j := m; j < in; j++ {
+						v += xi[j] * op.value(o0+q, j)
+					}
+					y[i*ldy+o0+q] = v
+				}
+			}
 		}
-	})
+	}
 }
 
-// pairOrder writes into dst the rows of x (n×in) with each block of 16
-// columns, up to the last whole one, in pair order: its eight even columns,
-// then its eight odd ones (the order of gemv4BF16). The columns after the
-// last whole block are not written.
-func pairOrder(dst, x []float32, n, in int) {
-	m := in &^ 15
+// pairOrder writes into dst the rows of x (n×in) in pair order, the order
+// of gemv4BF16: evenOdd of 16.
+func pairOrder(dst, x []float32, n, in int) { evenOdd(dst, x, n, in, 16) }
+
+// evenOdd writes into dst the rows of x (n×in) with each block of width
+// columns (even), up to the last whole one, as its width/2 even columns,
+// then its odd ones: the order of gemv4BF16 (pairOrder) at 16, of
+// gemv4NF4 at 8 and of gemv4NF4AVX512 at 32. The columns after the last
+// whole block are not written.
+func evenOdd(dst, x []float32, n, in, width int) {
+	m := in - in%width
+	h := width / 2
 	for i := range n {
 		d, s := dst[i*in:i*in+m], x[i*in:i*in+m]
-		for j := 0; j+16 <= len(s); j += 16 {
-			b, e := s[j:j+16], d[j:j+16]
-			for k := range 8 {
-				e[k], e[8+k] = b[2*k], b[2*k+1]
+		for j := 0; j+width <= len(s); j += width {
+			b, e := s[j:j+width], d[j:j+width]
+			for k := range h {
+				e[k], e[h+k] = b[2*k], b[2*k+1]
 			}
 		}
 	}

@@ -24,9 +24,9 @@ func BenchmarkF32Product(b *testing.B) {
 			}{
 				{"gemv", func() { f32Gemv(y, x, w, n, out, in) }},
 				{"gemv-unblocked", func() { // one block of all columns
-					gemvFused(y, x, x, w, n, out, in, in, gemv4F32, useFMA,
-						func(v float32) float32 { return v },
-						func(i0, i1, o0, o1 int) { f32GemvGo(y, x, w, i0, i1, out, in, o0, o1) })
+					op := f32GemvOp(y, x, w, n, out, in, out)
+					op.kb = in
+					gemvFused(op)
 				}},
 				{"sgemm", func() { GemmNT(n, out, in, 1, x, w, 0, y) }},
 			} {
@@ -97,6 +97,36 @@ func BenchmarkNF4Product(b *testing.B) {
 				}
 				sec := b.Elapsed().Seconds() / float64(b.N)
 				b.ReportMetric(p.bytes/sec/1e9, "GB/s")
+			})
+		}
+	}
+}
+
+// BenchmarkNF4Paths times y = x·Wᵀ with a 4096×4096 NF4 W (blocks of 64)
+// by each path: the fused NF4 kernel (nf4Gemv: gemv4NF4AVX512 where the
+// processor has AVX-512; fused-avx2 gemv4NF4), and panels dequantized
+// into float32 then multiplied by the fused float32 kernel or by Sgemm
+// (widenedPanels): the measurements behind nf4GemvRows and panelGemvWins.
+func BenchmarkNF4Paths(b *testing.B) {
+	const out, in = 4096, 4096
+	rng := rand.New(rand.NewPCG(9, 10))
+	w, _ := nf4W(rng, out, in, 64)
+	for _, n := range []int{1, 2, 3, 4, 16, 64} {
+		x := randF32(rng, n*in, 1)
+		y := make([]float32, n*out)
+		for _, p := range []struct {
+			name string
+			f    func()
+		}{
+			{"fused", func() { nf4Gemv(y, x, w, n) }},
+			{"fused-avx2", func() { nf4GemvBy(y, x, w, n, false) }},
+			{"panels-gemv", func() { widenedPanels(y, x, w, n, true) }},
+			{"panels-sgemm", func() { widenedPanels(y, x, w, n, false) }},
+		} {
+			b.Run(fmt.Sprintf("n=%d/%s", n, p.name), func(b *testing.B) {
+				for b.Loop() {
+					p.f()
+				}
 			})
 		}
 	}

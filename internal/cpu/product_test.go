@@ -108,7 +108,9 @@ func productPaths(n int) map[string]func(y, x []float32, h halfW) {
 		},
 	}
 	paths["gemv"] = func(y, x []float32, h halfW) { halfGemv(y, x, h.bits, h.dt, n, h.rows, h.cols) }
-	paths["gemv-go"] = func(y, x []float32, h halfW) { halfGemvGo(y, x, h.bits, h.dt, 0, n, h.rows, h.cols, 0, h.rows) }
+	paths["gemv-go"] = func(y, x []float32, h halfW) {
+		matGemvGo(y, x, &Mat{Rows: h.rows, Cols: h.cols, Type: h.dt, Bits: h.bits}, 0, n, h.rows, 0, h.rows)
+	}
 	paths["Product"] = func(y, x []float32, h halfW) {
 		Product(y, x, Mat{Rows: h.rows, Cols: h.cols, Type: h.dt, Bits: h.bits}, n)
 	}
