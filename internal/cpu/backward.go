@@ -15,7 +15,7 @@ import (
 // AVX2 kernel when the processor has it: the rank-r term is r more rows of
 // the inner dimension; a half W is widened there block by block (in
 // registers at n ≤ halfFuseRows). Elsewhere it is gonum's Sgemm (Sgemv rows
-// at small n; panels of a half W widened by halfGradX), then the rank-r
+// at small n; panels of a half or NF4 W widened by panelGradX), then the rank-r
 // term accumulated in place by rankRow.
 func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s float32, merged bool) {
 	in, out := w.Cols, w.Rows

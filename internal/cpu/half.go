@@ -23,7 +23,7 @@ import (
 //   - dx = dy·W: productNN widens each block of W it keeps in L1, or at
 //     n ≤ halfFuseRows widens W in registers (rankRowFromBF16,
 //     rankRowFromF16); without AVX2 + FMA, or with a threaded BLAS, panels
-//     of W are widened for the float32 Sgemm (halfGradX).
+//     of W are widened for the float32 Sgemm (panelGradX).
 //   - Merge: each row segment of W is widened, updated with the float32
 //     arithmetic of rankRow and rounded back once (rankRowBF16, rankRowF16);
 //     RankFinite checks the same float32 values against W's overflow
