@@ -62,10 +62,17 @@ func (gpuBackend) sync() error {
 	return nil
 }
 
-// errNF4Kernels refuses a product with an NF4 W: this backend stores NF4
-// matrices, reads and dequantizes them, but has no kernel that computes
-// with one yet.
-var errNF4Kernels = fmt.Errorf("an NF4 W is stored but not yet computed with by the %s backend (Dequantize it into a float matrix first): %w", cuda.Name, ErrDType)
+// nf4Absmax appends the device address of an NF4 matrix's absmax, which
+// its buffer holds after the codes (see buffer), and keeps w alive until
+// the launch is queued, as mat does.
+func (k *launchArgs) nf4Absmax(w *Matrix) *launchArgs {
+	k.a.Ptr(w.buf.p + cuda.Ptr(w.buf.absmaxAt))
+	if k.n < len(k.keep) {
+		k.keep[k.n] = w
+		k.n++
+	}
+	return k
+}
 
 // ceilDiv returns ⌈a/b⌉.
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
@@ -220,7 +227,8 @@ func align4(n int) int { return (n + 3) &^ 3 }
 // anything is enqueued.
 //
 // W of any dtype is read as it is stored, by the kernel variant of its
-// dtype. A half x in W's dtype is read as it is by the tensor-core kernels
+// dtype; an NF4 W by lora_forward_small_nf4 at every n, which forms each
+// value from its code and absmax in registers. A half x in W's dtype is read as it is by the tensor-core kernels
 // and by lora_forward_small (plan.Forward.XNative); the other kernels read
 // float32, so their plans first widen a half x into the scratch memory
 // (exactly). A
@@ -228,9 +236,6 @@ func align4(n int) int { return (n + 3) &^ 3 }
 // otherwise the main kernel writes float32 into the scratch memory, which
 // one lora_convert then rounds into y.
 func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
-	if w.dt == NF4 {
-		return errNF4Kernels
-	}
 	n, in, out, r := x.rows, x.cols, w.rows, 0
 	if a != nil {
 		r = a.rows
@@ -239,6 +244,9 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 		return fmt.Errorf("%w: %d×%d by %d×%d with rank %d does not fit the kernels' int", ErrShape, n, in, out, in, r)
 	}
 	ty := plan.Types{W: plan.Elem(w.dt), X: plan.Elem(x.dt), Y: plan.Elem(y.dt)}
+	if w.dt == NF4 {
+		ty.Block = w.buf.block
+	}
 	f := plan.ForwardPlanOf(planDev(), n, in, out, r, ty)
 	for _, l := range f.Launches() {
 		if l.Grid[1] > 65535 || l.Grid[2] > 65535 {
@@ -318,15 +326,24 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 		return launch(convertKernel(F32, y.dt), cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(out)), Y: 1, Z: 1},
 			cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &ck)
 	}
+	// An NF4 W (lora_forward_small_nf4, at every n) adds its absmax after
+	// its codes and its block size last.
 	var k launchArgs
 	operand(&k, x, stageX, xAt)
-	k.mat(w).mat(a)
+	k.mat(w)
+	if w.dt == NF4 {
+		k.nf4Absmax(w)
+	}
+	k.mat(a)
 	if f.Reduce == nil {
 		k.mat(y)
 	} else {
 		k.ptr(ws)
 	}
 	k.int32(n).int32(in).int32(out).int32(r)
+	if w.dt == NF4 {
+		k.int32(w.buf.block)
+	}
 	if err := launch(f.Main.Kernel.Name, dim(f.Main.Grid), cuda.Dim3{X: f.Main.Kernel.Threads, Y: 1, Z: 1}, &k); err != nil {
 		return err
 	}

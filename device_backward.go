@@ -16,13 +16,10 @@ import (
 // backward enqueues, with T = s·x·Aᵀ and U = s·dy·B in scratch (n×r each):
 // lora_shrink and lora_grad_u for T and U, lora_grad_ab twice for
 // dB = dyᵀ·T and dA = Uᵀ·x, and unless dx is nil dx = dy·W + U·A (dy·W when
-// merged) by the small-batch or the tiled kernel. W may be F32, F16 or
-// BF16; every other operand is F32. Every limit is checked before anything
+// merged) by the small-batch or the tiled kernel. W may be F32, F16, BF16
+// or NF4 (lora_grad_x_small_nf4 at every n); every other operand is F32. Every limit is checked before anything
 // is enqueued.
 func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
-	if w.dt == NF4 {
-		return errNF4Kernels
-	}
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
 	if n > math.MaxInt32 {
 		return fmt.Errorf("n = %d does not fit the kernels' int: %w", n, ErrShape)
@@ -43,9 +40,13 @@ func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged
 		if in > math.MaxInt32 || out+rx > math.MaxInt32 {
 			return fmt.Errorf("in = %d, out = %d, rank %d do not fit the kernels' int: %w", in, out, rx, ErrShape)
 		}
-		gx, gxReduce, gxWork = plan.GradX(planDev(), n, in, out, rx)
-		if gx.Grid[1] > 65535 {
-			return fmt.Errorf("in = %d needs %d tiles, above the GPU's grid limit: %w", in, gx.Grid[1], ErrShape)
+		if w.dt == NF4 {
+			gx, gxReduce, gxWork = plan.GradXNF4(planDev(), n, in, out, rx, w.buf.block)
+		} else {
+			gx, gxReduce, gxWork = plan.GradX(planDev(), n, in, out, rx)
+		}
+		if gx.Grid[1] > 65535 || gx.Grid[2] > 65535 {
+			return fmt.Errorf("in = %d, n = %d need a grid of %v blocks, above the GPU's grid limit: %w", in, n, gx.Grid, ErrShape)
 		}
 	}
 	dev.Lock()
@@ -87,15 +88,26 @@ func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged
 	// tiled kernel. An F16 or BF16 W goes to their _f16 or _bf16 forms, on
 	// the same geometry, which read its 16-bit elements and widen them in
 	// registers.
+	// An NF4 W goes to lora_grad_x_small_nf4 at every n (plan.GradXNF4),
+	// which takes W's absmax after its codes and its block size last.
 	var xk launchArgs
-	xk.mat(dy).mat(w).ptr(u).mat(am)
+	xk.mat(dy).mat(w)
+	if w.dt == NF4 {
+		xk.nf4Absmax(w)
+	}
+	xk.ptr(u).mat(am)
 	if gxReduce != nil {
 		xk.ptr(ws)
 	} else {
 		xk.mat(dx)
 	}
 	xk.int32(n).int32(in).int32(out).int32(r)
-	if err := launch(kernelOf(gx.Kernel.Name, w), dim(gx.Grid), cuda.Dim3{X: gx.Kernel.Threads, Y: 1, Z: 1}, &xk); err != nil {
+	name := kernelOf(gx.Kernel.Name, w)
+	if w.dt == NF4 {
+		name = gx.Kernel.Name
+		xk.int32(w.buf.block)
+	}
+	if err := launch(name, dim(gx.Grid), cuda.Dim3{X: gx.Kernel.Threads, Y: 1, Z: 1}, &xk); err != nil {
 		return err
 	}
 	if gxReduce == nil {

@@ -261,7 +261,7 @@ func sh2(out, in, r, trial int) string {
 // TestLaunchKeepsMatricesAlive checks, on the source of device.go, that no
 // call site can pack a Matrix's device address without keeping the Matrix
 // alive through the launch: the address (m.buf.p) is read only by launchArgs.mat
-// (which records the Matrix) and by releaseOnCollect (the cleanup), cuda.Launch is
+// and launchArgs.nf4Absmax (which record the Matrix) and by releaseOnCollect (the cleanup), cuda.Launch is
 // called only by launch (which keeps the launchArgs alive), and cuda.Args is
 // used only inside launchArgs.
 func TestLaunchKeepsMatricesAlive(t *testing.T) {
@@ -271,7 +271,7 @@ func TestLaunchKeepsMatricesAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	allowed := map[string][]string{
-		"buf.p":       {"mat", "releaseOnCollect"},
+		"buf.p":       {"mat", "nf4Absmax", "releaseOnCollect"},
 		"cuda.Launch": {"launch"},
 		"cuda.Args":   {"launchArgs"},
 	}

@@ -25,12 +25,10 @@
 // matrix's dtype. A base weight W may also be NF4, bitsandbytes' 4-bit
 // NormalFloat as QLoRA keeps it (Quantize, NewQuantizedFrom): its exact
 // values take part in Forward, Linear and Backward, and Dequantize turns it
-// into a float matrix to merge into. (The GPU backends store, read and
-// dequantize an NF4 matrix, but do not yet compute with one: they refuse
-// that with ErrDType.) A Matrix lives where the backend computes: host
-// memory for the CPU backend, GPU memory for the CUDA backend. Read, Write
-// and their bits and quantized forms are the only copies between the host
-// and a Matrix.
+// into a float matrix to merge into. A Matrix lives where the backend
+// computes: host memory for the CPU backend, GPU memory for the CUDA
+// backend. Read, Write and their bits and quantized forms are the only
+// copies between the host and a Matrix.
 //
 // # Backends
 //

@@ -106,17 +106,18 @@ func (gpuBackend) nf4Beyond(m *Matrix, lim float32) (int, float32, error) {
 	return i, v, nil
 }
 
-// dequantize writes the values of the NF4 matrix src into dst: on the
-// host, from a copy of src's codes and absmax, into a float32 copy that is
-// then written to dst (rounded there to dst's dtype).
+// dequantize enqueues dst ← the values of the NF4 matrix src, rounded to
+// dst's dtype: one lora_dequantize_nf4_<dst> launch over src's codes and
+// absmax (each value formed in float32, then rounded once).
 func (gpuBackend) dequantize(dst, src *Matrix) error {
-	h, err := src.buf.hostNF4(src.rows, src.cols)
-	if err != nil {
-		return err
+	count := int64(src.rows) * int64(src.cols)
+	if count == 0 {
+		return nil
 	}
-	vals := make([]float32, src.rows*src.cols)
-	cpu.Dequantize(cpu.Mat{Rows: src.rows, Cols: src.cols, Type: cpu.F32, F32: vals}, h)
-	return dst.buf.write(vals)
+	var k launchArgs
+	k.mat(src).nf4Absmax(src).mat(dst).int64(count).int32(src.buf.block)
+	return launch("lora_dequantize_nf4_"+dst.dt.String(), cuda.Dim3{X: plan.ConvertBlocks(count), Y: 1, Z: 1},
+		cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &k)
 }
 
 // releaseOnCollect arranges for a Matrix collected without Free to say so on stderr and

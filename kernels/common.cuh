@@ -217,6 +217,7 @@ __device__ __forceinline__ void lora_store8(typename lora_elem<DT>::type* p, con
 // The 16-bit patterns behind a kernel's __half or __nv_bfloat16 parameter
 // (a float parameter as it is).
 __device__ __forceinline__ const float* lora_bits(const float* p) { return p; }
+__device__ __forceinline__ float* lora_bits(float* p) { return p; }
 __device__ __forceinline__ const unsigned short* lora_bits(const __half* p) {
   return reinterpret_cast<const unsigned short*>(p);
 }

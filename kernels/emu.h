@@ -1254,6 +1254,8 @@ constexpr bool plain_param() {
     using T = std::remove_pointer_t<P>;
     using U = std::remove_cv_t<T>;
     if (std::is_same_v<U, float> || std::is_same_v<U, __half> || std::is_same_v<U, __nv_bfloat16>) return true;
+    // Bytes: NF4 codes, two to a byte, every value of which is valid.
+    if (std::is_same_v<U, unsigned char>) return true;
     return std::is_integral_v<T> && !std::is_const_v<T>;
   }
   return true;

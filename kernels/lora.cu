@@ -32,6 +32,14 @@
 //   lora_grad_x_small(const float* dy, const float* W, const float* U, const float* A,
 //                     float* dx, int n, int in, int out, int r)
 //   lora_grad_x_tiled(same parameters as lora_grad_x_small)
+//   lora_forward_small_nf4(const float* x, const unsigned char* W, const float* absmax,
+//                          const float* A, float* P, int n, int in, int out, int r, int block)
+//   lora_grad_x_small_nf4(const float* dy, const unsigned char* W, const float* absmax,
+//                         const float* U, const float* A, float* P, int n, int in, int out,
+//                         int r, int block)
+//   lora_dequantize_nf4_f32(const unsigned char* codes, const float* absmax, float* dst,
+//                           long long count, int block), _f16 and _bf16 (dst __half*,
+//                           __nv_bfloat16*): an NF4 W's codes and absmax (nf4.cu)
 //   lora_adamw(float* A, float* B, const float* dA, const float* dB, float* state,
 //              long long countA, long long countB, float decay, float step,
 //              float inv_sqrt_bc2, float eps, float beta1, float beta2)
@@ -65,6 +73,7 @@
 #include "backward.cu"
 #include "backward_small.cu"
 #include "backward_tiled.cu"
+#include "nf4.cu"
 #include "optim.cu"
 #include "mse.cu"
 #include "bank.cu"

@@ -70,4 +70,11 @@ var Params = map[string]int{
 	"lora_grad_x_small_bf16": 9,
 	"lora_grad_x_tiled_f16":  9,
 	"lora_grad_x_tiled_bf16": 9,
+
+	// An NF4 W: its codes, then its absmax, and its block size last.
+	"lora_forward_small_nf4":   10,
+	"lora_grad_x_small_nf4":    11,
+	"lora_dequantize_nf4_f32":  5,
+	"lora_dequantize_nf4_f16":  5,
+	"lora_dequantize_nf4_bf16": 5,
 }

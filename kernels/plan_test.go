@@ -53,7 +53,7 @@ func TestPlanConstants(t *testing.T) {
 		}
 	}
 	for _, k := range []plan.Kernel{plan.KShrink, plan.KSmall, plan.KTiled, plan.KM16, plan.KM32, plan.KM64,
-		plan.KRed, plan.KMerge, plan.KGradX, plan.KGradXTiled} {
+		plan.KRed, plan.KMerge, plan.KGradX, plan.KGradXTiled, plan.KSmallNF4, plan.KGradXNF4} {
 		if _, ok := kernels.Params[k.Name]; !ok {
 			t.Errorf("package plan names %s, which lora.cu does not define", k.Name)
 		}
@@ -63,7 +63,7 @@ func TestPlanConstants(t *testing.T) {
 	for _, d := range []plan.Device{plan.H200, plan.V100} {
 		for _, n := range []int{1, 8, 16, 17, 64, 4096} {
 			for _, r := range []int{0, 16} {
-				for _, w := range elems {
+				for _, w := range append(elems, plan.NF4) {
 					for _, x := range elems {
 						for _, y := range elems {
 							f := plan.ForwardPlanOf(d, n, 4096, 4096, r, plan.Types{W: w, X: x, Y: y})

@@ -112,6 +112,22 @@
  *   grid  (ceil(in / LORA_GXS_COLS), S, 1)
  *   block (LORA_GXS_THREADS, 1, 1), static shared 34816 bytes
  *
+ * An NF4 W (nf4.cu): its codes W, then its float32 absmax, blocks of
+ * `block` elements (a power of two; any other block: the kernels write
+ * nothing).
+ * lora_forward_small_nf4(x, W, absmax, A, P, n, in, out, r, block)
+ *   P[z] = x * [W ; A]^T as lora_forward_small, for any n >= 1: the grid's z
+ *   takes rows z*LORA_SMALL_N_MAX .. of x (of P).
+ *   grid  (as lora_forward_small, S, ceil(n / LORA_SMALL_N_MAX))
+ *   block (LORA_SMALL_THREADS, 1, 1), static shared 33856 bytes
+ * lora_grad_x_small_nf4(dy, W, absmax, U, A, P, n, in, out, r, block)
+ *   P[z] = [dy | U] * [W ; A] as lora_grad_x_small, for any n >= 1: the
+ *   grid's z takes rows z*LORA_SMALL_N_MAX .. of dy (of P).
+ *   grid  (ceil(in / LORA_GXS_COLS), S, ceil(n / LORA_SMALL_N_MAX))
+ *   block (LORA_GXS_THREADS, 1, 1), static shared 34880 bytes
+ * lora_dequantize_nf4_<d>(codes, absmax, dst, count, block)   d: f32, f16, bf16
+ *   grid  (any, 1, 1), block (LORA_CONVERT_THREADS, 1, 1), grid-stride
+ *
  * lora_grad_x_tiled(dy, W, U, A, dx, n, in, out, r)   dx = dy * W + U * A
  *   any n >= 1
  *   grid  (ceil(n / LORA_TILE_M), ceil(in / LORA_TILE_N), 1)

@@ -125,42 +125,65 @@ const (
 	F32  Elem = iota // float32
 	F16              // IEEE 754 binary16
 	BF16             // bfloat16
+	NF4              // 4-bit NormalFloat codes with a float32 absmax per block (W only)
 )
 
-// Size returns the bytes of one element.
+// Size returns the bytes of one element: 4, 2, 2; for NF4, whose elements
+// are half a byte plus a share of their block's absmax, 0 (see nf4Bytes).
 func (e Elem) Size() int {
-	if e == F16 || e == BF16 {
+	switch e {
+	case F16, BF16:
 		return 2
+	case NF4:
+		return 0
 	}
 	return 4
 }
 
-// String returns "f32", "f16" or "bf16".
+// String returns "f32", "f16", "bf16" or "nf4".
 func (e Elem) String() string {
 	switch e {
 	case F16:
 		return "f16"
 	case BF16:
 		return "bf16"
+	case NF4:
+		return "nf4"
 	}
 	return "f32"
+}
+
+// DefaultNF4Block is the block size an NF4 W has when Types.Block is 0.
+const DefaultNF4Block = 64
+
+// nf4Bytes returns the bytes of count NF4 elements in blocks of block:
+// half a byte each, and 4 bytes of absmax a block.
+func nf4Bytes(count float64, block int) float64 {
+	if block <= 0 {
+		block = DefaultNF4Block
+	}
+	return count/2 + 4*math.Ceil(count/float64(block))
 }
 
 // half reports whether e is a 16-bit type.
 func (e Elem) half() bool { return e == F16 || e == BF16 }
 
 // suffix is the suffix of a kernel's name for operands of type e: "" for
-// float32, "_f16", "_bf16".
+// float32, "_f16", "_bf16", "_nf4".
 func (e Elem) suffix() string {
-	if e.half() {
+	if e.half() || e == NF4 {
 		return "_" + e.String()
 	}
 	return ""
 }
 
 // Types are the element types of a forward's operands: W, x and y (A and B
-// are always float32).
-type Types struct{ W, X, Y Elem }
+// are always float32), and the block size of an NF4 W (0: DefaultNF4Block),
+// which counts in its bytes.
+type Types struct {
+	W, X, Y Elem
+	Block   int
+}
 
 // Kernel is what a kernel asks of an SM: threads and registers per block
 // (registers from ptxas, sm_90), static shared memory per block, and the
@@ -207,6 +230,21 @@ var (
 	// lora_forward_mma_bf16, lora_forward_mma_f16 (sm_80 and newer): 128×128
 	// tiles of y on tensor cores, two 32-element K-steps of x and W in flight.
 	KMMA = Kernel{"lora_forward_mma", MMAThreads, 126, 40960, 2 * MMATileN * MMATileK * 2}
+	// lora_forward_small_nf4: lora_forward_small's geometry (and shared
+	// memory, plus the 16 floats of the NF4 table); each lane keeps
+	// NF4SmallUnroll 16-byte vectors of codes (32 elements each) of each of
+	// its 4 rows in flight (the InFlight here: one; ForwardPlanOf sets it).
+	KSmallNF4 = Kernel{"lora_forward_small_nf4", SmallThreads, NF4SmallRegs, 33792 + 64, SmallThreads * SmallRowsPerWarp * 16}
+	// lora_grad_x_small_nf4: lora_grad_x_small's geometry; each lane keeps 2
+	// bytes of codes of each of GradXSmallRows rows in flight.
+	KGradXNF4 = Kernel{"lora_grad_x_small_nf4", GradXSmallThreads, NF4GradXRegs, 34816 + 64,
+		GradXSmallWarps * WarpSize * GradXSmallRows * 2}
+)
+
+// Registers of the NF4 kernels, from ptxas (nvcc 11.8, sm_90).
+const (
+	NF4SmallRegs = 255
+	NF4GradXRegs = 126
 )
 
 // Tiles of lora_forward_mma_*, as its doc comment gives them.
@@ -255,6 +293,16 @@ func SmallUnroll(nb int) int {
 	default:
 		return 2
 	}
+}
+
+// NF4SmallUnroll is the number of 16-byte vectors of codes of each W row a
+// lane of lora_forward_small_nf4 issues before using any, for nb rows of x
+// (1, 2, 4, 8 or 16). It must match LORA_NF4_U in nf4.cu.
+func NF4SmallUnroll(nb int) int {
+	if nb <= 4 {
+		return 2
+	}
+	return 1
 }
 
 // smallNB is the row count lora_forward_small compiles for n rows of x.
@@ -359,8 +407,18 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 // (XNative). y's type: the fused plans round y in lora_forward_reduce of y's
 // type, which they launch for a 16-bit y even without rank or split; the
 // others (Fused false) write float32, which the caller rounds into y.
+//
+// An NF4 W (ty.W == NF4) goes to lora_forward_small_nf4 at every n: the
+// grid's z takes the rows of x SmallNMax at a time (so W is read once per
+// 16 rows of x: fast at small n, correct at any), x is read in float32 (the
+// caller widens a 16-bit x first), and W's bytes are half a byte an element
+// plus 4 a block of ty.Block. Tiled and tensor-core NF4 variants for large
+// n do not exist yet.
 func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
 	wBytes := float64(ty.W.Size())*float64(out)*float64(in) + 4*float64(r)*float64(in)
+	if ty.W == NF4 {
+		wBytes = nf4Bytes(float64(out)*float64(in), ty.Block) + 4*float64(r)*float64(in)
+	}
 	flops := 2 * float64(n) * float64(out+r) * float64(in)
 	ioBytes := float64(ty.X.Size())*float64(n)*float64(in) + float64(ty.Y.Size())*float64(n)*float64(out)
 	shrink := func(x Elem) *Launch {
@@ -387,7 +445,7 @@ func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
 	// The 128×128 tiles, only where they fill a wave with little padding.
 	tiled := Launch{Kernel: ofType(KTiled, ty.W), Grid: [3]int{ceilDiv(n, TileM), ceilDiv(out, TileN), 1},
 		TileM: TileM, N: n, Split: 1, MaxSplit: 1, Bytes: wBytes + ioBytes, Flops: flops}
-	if n > SmallNMax && tiled.Padding() <= 0.5 && tiled.Waves(d) >= 1 {
+	if n > SmallNMax && ty.W != NF4 && tiled.Padding() <= 0.5 && tiled.Waves(d) >= 1 {
 		f := Forward{Main: tiled}
 		if r > 0 {
 			f.Shrink = shrink(F32)
@@ -399,7 +457,14 @@ func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
 	var main Launch
 	var slots int
 	var xNative bool
-	if n <= SmallNMax {
+	small := n <= SmallNMax || ty.W == NF4
+	if ty.W == NF4 {
+		// Blocks of W's rows, then blocks of A's, as lora_forward_small;
+		// 16 rows of x per block along z.
+		main = Launch{Kernel: KSmallNF4, Grid: [3]int{ceilDiv(out, SmallRowsPerBlock) + ceilDiv(r, SmallRowsPerBlock), 1, ceilDiv(n, SmallNMax)}}
+		main.Kernel.InFlight *= NF4SmallUnroll(smallNB(min(n, SmallNMax)))
+		main.MaxSplit = max(1, min(MaxSplit, in/SmallSplitAlign))
+	} else if n <= SmallNMax {
 		// Blocks of W's rows, then blocks of A's: a warp's rows are of one type.
 		// x in W's 16-bit type is read as it is (lora_forward_small_bf16_xbf16)
 		// up to 8 rows; at 16 that kernel has the registers for one load of
@@ -465,7 +530,7 @@ func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
 		split = main.Split
 	}
 	main.Split = split
-	if n <= SmallNMax {
+	if small {
 		main.Grid[1] = split
 	} else {
 		main.Grid[2] = split
@@ -532,6 +597,34 @@ func GradX(d Device, n, in, out, r int) (main Launch, reduce *Launch, workspace 
 	if main.Split > 1 {
 		workspace = main.Split * n * in
 		reduce = &Launch{Kernel: KRed, Grid: [3]int{ceilDiv(in, ReduceThreads), n, 1}, Split: 1, MaxSplit: 1,
+			Bytes: 4 * float64(workspace+n*in), Flops: float64(workspace)}
+	}
+	return main, reduce, workspace
+}
+
+// GradXNF4 plans dx = dy·W + U·A (n×in) for an NF4 W out×in in blocks of
+// block elements (0: DefaultNF4Block) at every n: lora_grad_x_small_nf4, the
+// geometry of lora_grad_x_small with the grid's z taking the rows of dy
+// SmallNMax at a time, its split over the rows of [W; A] summed by
+// lora_forward_reduce (r = 0) into dx. The tiled NF4 variant for large n
+// does not exist yet.
+func GradXNF4(d Device, n, in, out, r, block int) (main Launch, reduce *Launch, workspace int) {
+	wBytes := nf4Bytes(float64(out)*float64(in), block) + 4*float64(r)*float64(in)
+	flops := 2 * float64(n) * float64(out+r) * float64(in)
+	ioBytes := 4 * float64(n) * float64(in+out)
+	main = Launch{Kernel: KGradXNF4, Grid: [3]int{ceilDiv(in, GradXSmallCols), 1, ceilDiv(n, SmallNMax)}, N: n,
+		Bytes: wBytes + ioBytes, Flops: flops}
+	// each split at least 8 rows per warp
+	main.MaxSplit = max(1, min(MaxSplit, (out+r)/(8*GradXSmallWarps)))
+	want := d.Occupancy(main.Kernel) * d.SMs
+	if main.BandwidthBound(d) {
+		want *= 2
+	}
+	main.Split = min(main.MaxSplit, max(1, ceilDiv(want, main.Blocks())))
+	main.Grid[1] = main.Split
+	if main.Split > 1 {
+		workspace = main.Split * n * in
+		reduce = &Launch{Kernel: KRed, Grid: [3]int{ceilDiv(in, ReduceThreads), min(n, 65535), 1}, Split: 1, MaxSplit: 1,
 			Bytes: 4 * float64(workspace+n*in), Flops: float64(workspace)}
 	}
 	return main, reduce, workspace

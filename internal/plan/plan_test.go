@@ -57,7 +57,11 @@ func checkLaunch(t *testing.T, d Device, what string, l Launch, wantInFlight boo
 		// A compute-bound launch fills at least one wave, unless one more
 		// split would write and read back partial products for longer than
 		// the FLOPs of the idle SMs take.
-		more := 8 * float64(l.Split+1) * float64(l.N) * float64(l.Grid[1]*MTileN) / d.Bandwidth
+		rows := l.Grid[1] * MTileN // the rows of [W; A] the tiles cover
+		if strings.HasPrefix(l.Kernel.Name, KSmall.Name) {
+			rows = l.Grid[0] * SmallRowsPerBlock // lora_forward_small*: the split along y
+		}
+		more := 8 * float64(l.Split+1) * float64(l.N) * float64(rows) / d.Bandwidth
 		idle := l.Flops / d.FLOPs * (1/min(1, l.Waves(d)) - 1)
 		if w := l.Waves(d); w < 1 && l.Split < l.MaxSplit && more < idle {
 			t.Errorf("%s: compute-bound %s has %.2f waves (%d blocks, split %d of at most %d)",
@@ -80,8 +84,10 @@ func checkLaunch(t *testing.T, d Device, what string, l Launch, wantInFlight boo
 }
 
 // planTypes are the operand types the rules are checked on: float32, a
-// 16-bit W under float32 activations, and all three in one 16-bit type.
-var planTypes = []Types{{}, {W: BF16}, {W: F16, Y: F16}, {BF16, BF16, BF16}, {F16, F16, F16}}
+// 16-bit W under float32 activations, all three in one 16-bit type, and an
+// NF4 W (default and largest block) under float32 and 16-bit activations.
+var planTypes = []Types{{}, {W: BF16}, {W: F16, Y: F16}, {W: BF16, X: BF16, Y: BF16}, {W: F16, X: F16, Y: F16},
+	{W: NF4}, {W: NF4, X: BF16, Y: BF16, Block: 4096}}
 
 func TestForwardPlanRules(t *testing.T) {
 	for _, d := range Devices {
@@ -166,8 +172,17 @@ func checkForwardPlan(t *testing.T, d Device, s [4]int, ty Types) {
 			if f.Fused && ty.Y.half() && f.Reduce == nil {
 				t.Errorf("%s: fused with a %v y and no reduction", what, ty.Y)
 			}
-			// W's bytes: a 16-bit W moves half of float32's.
-			if want := float64(ty.W.Size()*out*in+4*r*in) + float64(ty.X.Size()*n*in+ty.Y.Size()*n*out); f.Main.Bytes != want {
+			// W's bytes: a 16-bit W moves half of float32's, an NF4 W half a
+			// byte an element and 4 bytes a block.
+			wb := float64(ty.W.Size() * out * in)
+			if ty.W == NF4 {
+				bs := ty.Block
+				if bs == 0 {
+					bs = 64
+				}
+				wb = float64(out*in)/2 + 4*float64((out*in+bs-1)/bs)
+			}
+			if want := wb + float64(4*r*in) + float64(ty.X.Size()*n*in+ty.Y.Size()*n*out); f.Main.Bytes != want {
 				t.Errorf("%s: main moves %.0f bytes, want %.0f", what, f.Main.Bytes, want)
 			}
 		}
@@ -358,7 +373,7 @@ func planText(d Device) string {
 					io[0], io[1], r, n,
 					row(d, legacyForward(n, io[0], io[1], r)), row(d, ForwardPlan(d, n, io[0], io[1], r).Launches()),
 					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16}).Launches()),
-					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{BF16, BF16, BF16}).Launches()))
+					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16, X: BF16, Y: BF16}).Launches()))
 			}
 		}
 	}

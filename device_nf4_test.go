@@ -1,0 +1,198 @@
+//go:build cuda || cudaemu
+
+package lora
+
+// Tests of the GPU backend's NF4 kernels (run emulated with -tags cudaemu):
+// lora_forward_small_nf4 and lora_grad_x_small_nf4 as planned for several
+// devices, on shapes around their tile edges, against float64 references on
+// W's values; lora_dequantize_nf4_* bit for bit.
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/golora/lora/internal/half"
+	"github.com/golora/lora/internal/plan"
+	"github.com/golora/lora/internal/reftest"
+)
+
+// devNF4 returns an NF4 matrix of random codes and positive scales in
+// blocks of block, and its values.
+func devNF4(t *testing.T, rng *rand.Rand, rows, cols, block int) (*Matrix, []float32) {
+	t.Helper()
+	n := rows * cols
+	codes := make([]byte, (n+1)/2)
+	for i := range codes {
+		codes[i] = byte(rng.IntN(256))
+	}
+	absmax := reftest.Uniform(rng, (n+block-1)/block, 1)
+	for i, v := range absmax {
+		absmax[i] = float32(math.Abs(float64(v))) + 0.01
+	}
+	m, err := NewQuantizedFrom(NF4, rows, cols, block, codes, absmax)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Free)
+	return m, reftest.NF4Values(codes, absmax, block, n)
+}
+
+// nf4Shape is a forward or backward shape with an NF4 W in blocks of block.
+type nf4Shape struct{ n, in, out, r, block int }
+
+// nf4Shapes: in odd (element by element), even but not whole 16-byte
+// vectors of codes, and whole vectors (in % 32 == 0), with blocks that
+// straddle rows (block not dividing in), out not a multiple of the 16 rows
+// of a block of lora_forward_small_nf4, and n on either side of the 16 rows
+// of x each of its blocks takes.
+var nf4Shapes = func() []nf4Shape {
+	var s []nf4Shape
+	for _, n := range []int{1, 2, 3, 5, 9, 16, 17, 33} {
+		s = append(s, nf4Shape{n, 45, 13, 3, 32}, nf4Shape{n, 66, 37, 0, 64}, nf4Shape{n, 96, 19, 2, 64})
+	}
+	return append(s, nf4Shape{4, 1056, 21, 5, 128}, nf4Shape{2, 640, 3, 1, 4096}, nf4Shape{20, 1400, 20, 3, 64},
+		nf4Shape{3, 4096, 17, 16, 64})
+}()
+
+// TestNF4ForwardPlannedVariants runs Forward (r > 0) and Linear (r = 0)
+// with an NF4 W on nf4Shapes, planned for an H200, for a device so large
+// that every launch splits its inner dimension as far as it may and for
+// one so small that none does, against a float64 reference; it fails
+// unless lora_forward_small_nf4 ran with and without a split.
+func TestNF4ForwardPlannedVariants(t *testing.T) {
+	huge := plan.H200
+	huge.Name, huge.SMs = "huge", 100000
+	tiny := plan.H200
+	tiny.Name, tiny.SMs = "tiny", 1
+	old := planDev
+	t.Cleanup(func() { planDev = old })
+	rng := rand.New(rand.NewPCG(95, 96))
+	reached := map[string]bool{}
+	for _, d := range []plan.Device{plan.H200, huge, tiny} {
+		planDev = func() plan.Device { return d }
+		for _, sh := range nf4Shapes {
+			f := plan.ForwardPlanOf(d, sh.n, sh.in, sh.out, sh.r, plan.Types{W: plan.NF4, Block: sh.block})
+			for _, l := range f.Launches() {
+				reached[fmt.Sprintf("%s split=%v", l.Kernel.Name, l.Split > 1)] = true
+			}
+			name := fmt.Sprintf("%s/n=%d,in=%d,out=%d,r=%d,block=%d", d.Name, sh.n, sh.in, sh.out, sh.r, sh.block)
+			x := reftest.Uniform(rng, sh.n*sh.in, 1)
+			a, b := reftest.Uniform(rng, sh.r*sh.in, 1), reftest.Uniform(rng, sh.out*sh.r, 1)
+			mw, w := devNF4(t, rng, sh.out, sh.in, sh.block)
+			mx, my := devMatrix(t, sh.n, sh.in, x), devMatrix(t, sh.n, sh.out, make([]float32, sh.n*sh.out))
+			const s = 0.75
+			var err error
+			if sh.r == 0 {
+				err = Linear(my, mx, mw)
+			} else {
+				var l *Layer
+				l, err = NewLayerFrom(mw, devMatrix(t, sh.r, sh.in, a), devMatrix(t, sh.out, sh.r, b), s)
+				if err == nil {
+					err = l.Forward(my, mx)
+				}
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			want, mag := reftest.Forward(reftest.Shape{N: sh.n, In: sh.in, Out: sh.out, R: sh.r}, s, x, w, a, b)
+			tol := float64(sh.in+sh.r+40) * reftest.U32
+			reftest.Check(t, name+": y", devRead(t, my), want, func(i int) float64 { return tol * mag[i] })
+		}
+	}
+	for _, want := range []string{"lora_forward_small_nf4 split=false", "lora_forward_small_nf4 split=true",
+		"lora_forward_reduce split=false"} {
+		if !reached[want] {
+			t.Errorf("no shape reached %s", want)
+		}
+	}
+}
+
+// TestNF4GradXPlannedVariants runs Backward's dx = dy·W + s·(dy·B)·A with
+// an NF4 W on nf4Shapes with a rank, planned for an H200 and for a device
+// so large that the rows of [W; A] are split as far as they may be, against
+// a float64 reference; it fails unless both the split and the unsplit
+// launch ran.
+func TestNF4GradXPlannedVariants(t *testing.T) {
+	huge := plan.H200
+	huge.Name, huge.SMs = "huge", 100000
+	old := planDev
+	t.Cleanup(func() { planDev = old })
+	rng := rand.New(rand.NewPCG(97, 98))
+	reached := map[bool]bool{}
+	shapes := append(slices.Clone(nf4Shapes), nf4Shape{3, 130, 70, 5, 32}, nf4Shape{17, 132, 129, 2, 64})
+	for _, d := range []plan.Device{plan.H200, huge} {
+		planDev = func() plan.Device { return d }
+		for _, sh := range shapes {
+			if sh.r == 0 {
+				sh.r = 1
+			}
+			n, in, out, r := sh.n, sh.in, sh.out, sh.r
+			m, _, _ := plan.GradXNF4(d, n, in, out, r, sh.block)
+			reached[m.Split > 1] = true
+			name := fmt.Sprintf("%s/n=%d,in=%d,out=%d,r=%d,block=%d", d.Name, n, in, out, r, sh.block)
+			mw, w := devNF4(t, rng, out, in, sh.block)
+			a, b := reftest.Uniform(rng, r*in, 1), reftest.Uniform(rng, out*r, 1)
+			dy, x := reftest.Uniform(rng, n*out, 1), reftest.Uniform(rng, n*in, 1)
+			const s = 0.5
+			l, err := NewLayerFrom(mw, devMatrix(t, r, in, a), devMatrix(t, out, r, b), s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mdx := devMatrix(t, n, in, make([]float32, n*in))
+			mdA, mdB := devMatrix(t, r, in, make([]float32, r*in)), devMatrix(t, out, r, make([]float32, out*r))
+			if err := l.Backward(mdx, mdA, mdB, devMatrix(t, n, out, dy), devMatrix(t, n, in, x)); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			ref := reftest.Backward(reftest.Shape{N: n, In: in, Out: out, R: r}, s, dy, x, w, a, b, false)
+			tol := float64(out+r+40) * reftest.U32
+			reftest.Check(t, name+": dx", devRead(t, mdx), ref.DX, func(i int) float64 { return tol * ref.MagX[i] })
+		}
+	}
+	if !reached[true] || !reached[false] {
+		t.Errorf("lora_grad_x_small_nf4 ran split %v, unsplit %v; want both", reached[true], reached[false])
+	}
+}
+
+// TestNF4DequantizeKernel checks lora_dequantize_nf4_* bit for bit against
+// the NF4 values rounded once to each dtype, on counts that leave a tail of
+// fewer than 8 elements (and an odd count, whose last byte is half used)
+// and on more elements than one block of threads covers.
+func TestNF4DequantizeKernel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(99, 100))
+	for _, sh := range []struct{ rows, cols, block int }{{1, 1, 32}, {3, 45, 32}, {7, 96, 64}, {5, 13, 4096},
+		{3, plan.ConvertThreads*8 + 5, 128}} {
+		src, vals := devNF4(t, rng, sh.rows, sh.cols, sh.block)
+		for _, dt := range []DType{F32, F16, BF16} {
+			name := fmt.Sprintf("%dx%d block %d to %v", sh.rows, sh.cols, sh.block, dt)
+			dst, err := NewMatrixOf(dt, sh.rows, sh.cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(dst.Free)
+			if err := Dequantize(dst, src); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if dt == F32 {
+				if got := devRead(t, dst); !slices.Equal(got, vals) {
+					t.Errorf("%s: differs from the NF4 values", name)
+				}
+				continue
+			}
+			want, got := make([]uint16, len(vals)), make([]uint16, len(vals))
+			if dt == F16 {
+				half.F32ToF16(want, vals)
+			} else {
+				half.F32ToBF16(want, vals)
+			}
+			if err := dst.ReadBits(got); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s: differs from the NF4 values rounded once", name)
+			}
+		}
+	}
+}
