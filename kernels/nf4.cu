@@ -87,10 +87,11 @@ __device__ __forceinline__ void lora_nf4_word(unsigned w, float am, const float*
 // Warp w of block (b, z, c) owns rows j0 .. j0+3 of V = [W ; A] (as in
 // lora_forward_small) and rows c*LORA_SMALL_N_MAX .. +15 of x. A block of W's
 // rows reads codes: where in % 32 == 0, block % 32 == 0 and W and x are
-// 16-byte aligned, each lane streams 16-byte vectors of 32 codes, two or one
-// of each row in flight (see lora_nf4_fwd_rows), (one absmax each: the 32 elements start at a multiple of 32 and lie in one
-// block) with an evict-first hint, decodes them eight at a time in
-// registers and reads the matching x as float4 through the read-only cache;
+// 16-byte aligned, each lane streams 16-byte vectors of 32 codes (one
+// absmax each: the 32 elements start at a multiple of 32 and lie in one
+// block) with an evict-first hint, two or one of each row in flight (see
+// lora_nf4_fwd_rows), decodes them eight at a time in registers and reads
+// the matching x as float4 through the read-only cache;
 // otherwise (in odd included) element by element, each with its own byte and
 // absmax. A block of A's rows is lora_forward_small's float32 path itself.
 // The lane partials meet in shared memory as in lora_forward_small.
