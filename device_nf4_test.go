@@ -9,7 +9,6 @@ package lora
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -23,21 +22,13 @@ import (
 // blocks of block, and its values.
 func devNF4(t *testing.T, rng *rand.Rand, rows, cols, block int) (*Matrix, []float32) {
 	t.Helper()
-	n := rows * cols
-	codes := make([]byte, (n+1)/2)
-	for i := range codes {
-		codes[i] = byte(rng.IntN(256))
-	}
-	absmax := reftest.Uniform(rng, (n+block-1)/block, 1)
-	for i, v := range absmax {
-		absmax[i] = float32(math.Abs(float64(v))) + 0.01
-	}
+	codes, absmax, values := reftest.RandomNF4(rng, rows*cols, block)
 	m, err := NewQuantizedFrom(NF4, rows, cols, block, codes, absmax)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Free)
-	return m, reftest.NF4Values(codes, absmax, block, n)
+	return m, values
 }
 
 // nf4Shape is a forward or backward shape with an NF4 W in blocks of block.
@@ -63,12 +54,7 @@ var nf4Shapes = func() []nf4Shape {
 // one so small that none does, against a float64 reference; it fails
 // unless lora_forward_small_nf4 ran with and without a split.
 func TestNF4ForwardPlannedVariants(t *testing.T) {
-	huge := plan.H200
-	huge.Name, huge.SMs = "huge", 100000
-	tiny := plan.H200
-	tiny.Name, tiny.SMs = "tiny", 1
-	old := planDev
-	t.Cleanup(func() { planDev = old })
+	_, huge, tiny := plannedDevices(t)
 	rng := rand.New(rand.NewPCG(95, 96))
 	reached := map[string]bool{}
 	for _, d := range []plan.Device{plan.H200, huge, tiny} {
@@ -116,10 +102,7 @@ func TestNF4ForwardPlannedVariants(t *testing.T) {
 // a float64 reference; it fails unless both the split and the unsplit
 // launch ran.
 func TestNF4GradXPlannedVariants(t *testing.T) {
-	huge := plan.H200
-	huge.Name, huge.SMs = "huge", 100000
-	old := planDev
-	t.Cleanup(func() { planDev = old })
+	_, huge, _ := plannedDevices(t)
 	rng := rand.New(rand.NewPCG(97, 98))
 	reached := map[bool]bool{}
 	shapes := append(slices.Clone(nf4Shapes), nf4Shape{3, 130, 70, 5, 32}, nf4Shape{17, 132, 129, 2, 64})

@@ -397,6 +397,20 @@ func TestDeviceFaultIsSticky(t *testing.T) {
 	}
 }
 
+// plannedDevices returns the devices the planned-variant tests plan for:
+// an H200, one so large ("huge") that every launch splits its inner
+// dimension as far as it may, and one so small ("tiny", one SM) that none
+// does; planDev is restored when t ends.
+func plannedDevices(t *testing.T) (h200, huge, tiny plan.Device) {
+	t.Helper()
+	huge, tiny = plan.H200, plan.H200
+	huge.Name, huge.SMs = "huge", 100000
+	tiny.Name, tiny.SMs = "tiny", 1
+	old := planDev
+	t.Cleanup(func() { planDev = old })
+	return plan.H200, huge, tiny
+}
+
 // TestForwardPlannedVariants runs Forward and Linear on shapes on either
 // side of every tile edge of the planned kernels (n = 15/16/17, 31/32/33,
 // 63/64/65, rows of [W; A] around 16 and 128, in not a multiple of 4 for the
@@ -406,12 +420,7 @@ func TestDeviceFaultIsSticky(t *testing.T) {
 // float64 reference, and the test fails unless every kernel variant was
 // reached with and without a split.
 func TestForwardPlannedVariants(t *testing.T) {
-	huge := plan.H200
-	huge.Name, huge.SMs = "huge", 100000
-	tiny := plan.H200
-	tiny.Name, tiny.SMs = "tiny", 1
-	old := planDev
-	t.Cleanup(func() { planDev = old })
+	_, huge, tiny := plannedDevices(t)
 	rng := rand.New(rand.NewPCG(91, 92))
 	reached := map[string]bool{}
 	type shape struct{ n, in, out, r int }
@@ -480,10 +489,7 @@ func checkPlannedForward(t *testing.T, name string, rng *rand.Rand, n, in, out, 
 // and not (scalars), on an unmerged and a merged layer, against a float64
 // reference; it fails unless both the split and the unsplit launch ran.
 func TestGradXPlannedVariants(t *testing.T) {
-	huge := plan.H200
-	huge.Name, huge.SMs = "huge", 100000
-	old := planDev
-	t.Cleanup(func() { planDev = old })
+	_, huge, _ := plannedDevices(t)
 	rng := rand.New(rand.NewPCG(93, 94))
 	reached := map[bool]bool{}
 	for _, d := range []plan.Device{plan.H200, huge} {

@@ -224,12 +224,7 @@ func halfOperand(rng *rand.Rand, dt DType, n int, scale float64) ([]float32, []u
 // reference built from the rounded inputs, and the test fails unless every
 // variant of every kernel was reached.
 func TestForwardHalfPlannedVariants(t *testing.T) {
-	huge := plan.H200
-	huge.Name, huge.SMs = "huge", 100000
-	tiny := plan.H200
-	tiny.Name, tiny.SMs = "tiny", 1
-	old := planDev
-	t.Cleanup(func() { planDev = old })
+	_, huge, tiny := plannedDevices(t)
 	rng := rand.New(rand.NewPCG(95, 96))
 	reached := map[string]bool{}
 	type shape struct{ n, in, out, r int }

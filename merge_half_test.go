@@ -354,10 +354,7 @@ func TestHalfMergeNearMax(t *testing.T) {
 // over the widened W; the tolerance covers float32 accumulation over
 // out + r terms, as for F32.
 func TestHalfGradX(t *testing.T) {
-	huge := plan.H200
-	huge.Name, huge.SMs = "huge", 100000
-	old := planDev
-	t.Cleanup(func() { planDev = old })
+	_, huge, _ := plannedDevices(t)
 	rng := rand.New(rand.NewPCG(115, 116))
 	reached := map[string]bool{}
 	shapes := []struct{ n, in, out, r int }{

@@ -22,21 +22,13 @@ import (
 // codes and positive scales, and its values.
 func nf4Matrix(t testing.TB, rng *rand.Rand, rows, cols, block int) (*lora.Matrix, []float32) {
 	t.Helper()
-	n := rows * cols
-	codes := make([]byte, (n+1)/2)
-	for i := range codes {
-		codes[i] = byte(rng.IntN(256))
-	}
-	absmax := reftest.Uniform(rng, (n+block-1)/block, 1)
-	for i, v := range absmax {
-		absmax[i] = float32(math.Abs(float64(v))) + 0.01
-	}
+	codes, absmax, values := reftest.RandomNF4(rng, rows*cols, block)
 	m, err := lora.NewQuantizedFrom(lora.NF4, rows, cols, block, codes, absmax)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Free)
-	return m, reftest.NF4Values(codes, absmax, block, n)
+	return m, values
 }
 
 // TestQuantize checks Quantize bit for bit against reftest.QuantizeNF4 on

@@ -91,16 +91,7 @@ func TestQuantizeNF4Split(t *testing.T) {
 // nibble included) and random positive scales, and its values
 // (reftest.NF4Values).
 func nf4W(rng *rand.Rand, out, in, block int) (Mat, []float32) {
-	n := out * in
-	codes := make([]byte, (n+1)/2)
-	for i := range codes {
-		codes[i] = byte(rng.IntN(256))
-	}
-	absmax := make([]float32, (n+block-1)/block)
-	for i := range absmax {
-		absmax[i] = float32(rng.Float64()*2 + 0.01)
-	}
-	vals := reftest.NF4Values(codes, absmax, block, n)
+	codes, absmax, vals := reftest.RandomNF4(rng, out*in, block)
 	return Mat{Rows: out, Cols: in, Type: NF4, Codes: codes, Absmax: absmax, Block: block}, vals
 }
 

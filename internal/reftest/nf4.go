@@ -2,6 +2,7 @@ package reftest
 
 import (
 	"math"
+	"math/rand/v2"
 	"sort"
 )
 
@@ -78,4 +79,19 @@ func NF4Values(codes []byte, absmax []float32, block, n int) []float32 {
 		v[j] = NF4[k] * absmax[j/block]
 	}
 	return v
+}
+
+// RandomNF4 returns the state of n random NF4 elements in blocks of block:
+// random codes (every code, the pad nibble of an odd n included), random
+// scales in [0.01, 1.01), and the elements' values (NF4Values).
+func RandomNF4(rng *rand.Rand, n, block int) (codes []byte, absmax, values []float32) {
+	codes = make([]byte, (n+1)/2)
+	for i := range codes {
+		codes[i] = byte(rng.IntN(256))
+	}
+	absmax = Uniform(rng, (n+block-1)/block, 1)
+	for i, v := range absmax {
+		absmax[i] = float32(math.Abs(float64(v))) + 0.01
+	}
+	return codes, absmax, NF4Values(codes, absmax, block, n)
 }
