@@ -18,6 +18,7 @@
 //	kernels_amd64.go + *.s    the assembly kernels (AVX2, FMA, F16C, AVX-512), declared with
 //	                          the loop each computes as its comment
 //	kernels_other.go          those loops as Go, for other processors and -tags purego
+//	level.go                  the level of instructions the kernels use; LORA_CPU
 //	openblas.go               -tags openblas: gonum's BLAS is OpenBLAS, threaded
 //
 // # Dispatch
@@ -30,6 +31,12 @@
 // flags and takes the portable path otherwise, so every kernel family has
 // one place that chooses. With -tags purego, or on any other architecture,
 // the flags are false.
+//
+// The flags follow a Level (level.go): generic, avx2 or avx512, the
+// highest the processor has unless the environment variable LORA_CPU names
+// a lower one when the program starts. The package's tests run again at
+// every level below the machine's (TestLevels), so each level this
+// processor can take is tested on every run.
 //
 // An NF4 W: DequantizeNF4, and so Mat.widen, runs dequantNF4 on the whole
 // 32s of a run from a multiple of 32 on (for Dequantize, the panels of

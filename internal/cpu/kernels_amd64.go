@@ -12,16 +12,42 @@ import (
 // nf4_amd64.s) run where the processor has AVX2 and FMA, and F16C for an
 // F16 operand; gemv4NF4AVX512 where it has AVX-512 (AVX512F) as well. Each
 // declaration's comment is the loop it computes; kernels_other.go has that
-// loop as the body, for other processors and -tags purego.
+// loop as the body, for other processors and -tags purego. The flags below
+// are set once at start-up by setLevel, from the processor's features and
+// LORA_CPU (level.go).
 var (
-	useFMA     = xcpu.X86.HasAVX2 && xcpu.X86.HasFMA
-	useBF16FMA = useFMA
-	useF16FMA  = useFMA && xcpu.X86.HasF16C
-	useNF4FMA  = useFMA
+	useFMA     bool // AVX2 and FMA: the float32 and BF16 kernels, rank-r rows
+	useBF16FMA bool
+	useF16FMA  bool // and F16C
+	useNF4FMA  bool
 
-	useNF4AVX512 = useNF4FMA && xcpu.X86.HasAVX512F
-	halfAVX2     = xcpu.X86.HasAVX2
+	useNF4AVX512 bool // and AVX512F
+	halfAVX2     bool // AVX2: maxMag16
 )
+
+// machineLevel returns the highest level the processor has.
+func machineLevel() Level {
+	x := &xcpu.X86
+	switch {
+	case x.HasAVX2 && x.HasFMA && x.HasAVX512F:
+		return AVX512
+	case x.HasAVX2 && x.HasFMA:
+		return AVX2
+	}
+	return Generic
+}
+
+// setLevel sets the kernels' flags for level l, at most machineLevel().
+func setLevel(l Level) {
+	x := &xcpu.X86
+	avx2 := l >= AVX2 && x.HasAVX2 && x.HasFMA
+	useFMA = avx2
+	useBF16FMA = avx2
+	useF16FMA = avx2 && x.HasF16C
+	useNF4FMA = avx2
+	useNF4AVX512 = avx2 && l >= AVX512 && x.HasAVX512F
+	halfAVX2 = l >= AVX2 && x.HasAVX2
+}
 
 // portableKernels is false: the kernels are the assembly, which only runs
 // where the processor has the features above.

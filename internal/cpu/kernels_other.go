@@ -18,6 +18,12 @@ const (
 	halfAVX2     = false
 )
 
+// machineLevel is Generic: there is no assembly.
+func machineLevel() Level { return Generic }
+
+// setLevel does nothing: every level runs the portable loops.
+func setLevel(Level) {}
+
 // portableKernels is true: the kernels below run on any processor.
 const portableKernels = true
 
