@@ -22,6 +22,7 @@ var (
 	useNF4FMA  bool
 
 	useNF4AVX512 bool // and AVX512F
+	useGemm512   bool // and AVX512F: the packed product (gemm.go)
 	halfAVX2     bool // AVX2: maxMag16
 )
 
@@ -46,6 +47,7 @@ func setLevel(l Level) {
 	useF16FMA = avx2 && x.HasF16C
 	useNF4FMA = avx2
 	useNF4AVX512 = avx2 && l >= AVX512 && x.HasAVX512F
+	useGemm512 = useNF4AVX512
 	halfAVX2 = l >= AVX2 && x.HasAVX2
 }
 
@@ -148,3 +150,11 @@ var nf4Planes = func() (p [4][32]byte) {
 	}
 	return p
 }()
+
+// gemmKernelAVX512 sets c[i·ldc+j] to Σₚ a[p·8+i]·b[p·32+j] (plus its old
+// value when acc ≠ 0) for i < 8, j < 32 and p < k, k ≥ 1: the micro-kernel
+// of the packed product (gemm.go), a the packed panel of eight rows of x, b
+// that of 32 rows of W, each sum accumulated in p order.
+//
+//go:noescape
+func gemmKernelAVX512(k int, a, b, c *float32, ldc, acc int)

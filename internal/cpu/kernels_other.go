@@ -15,6 +15,7 @@ const (
 	useNF4FMA  = false
 
 	useNF4AVX512 = false
+	useGemm512   = false
 	halfAVX2     = false
 )
 
@@ -140,5 +141,22 @@ func nf4GemvLoop(y, x *float32, codes *byte, absmax *float32, n, ldw, block, wid
 			s += xs[b+k/2+width/2*(k&1)] * nf4Value(cs, as, q*ldw+j, (q*ldw+j)/block)
 		}
 		ys[q] = s
+	}
+}
+
+func gemmKernelAVX512(k int, a, b, c *float32, ldc, acc int) {
+	as, bs := f32s(a, k*gemmMR), f32s(b, k*gemmNR)
+	cs := f32s(c, (gemmMR-1)*ldc+gemmNR)
+	for i := range gemmMR {
+		for j := range gemmNR {
+			var s float32
+			for p := range k {
+				s += as[p*gemmMR+i] * bs[p*gemmNR+j]
+			}
+			if acc != 0 {
+				s += cs[i*ldc+j]
+			}
+			cs[i*ldc+j] = s
+		}
 	}
 }

@@ -67,8 +67,13 @@ func f32GemvWins(n, out, in int) bool {
 }
 
 // f32Product computes y = x·Wᵀ for x (n×in), a float32 W (out×in) and y
-// (n×out): by the fused kernel where f32GemvWins, by GemmNT otherwise.
+// (n×out): by the packed product where gemmWins, by the fused kernel where
+// f32GemvWins, by GemmNT otherwise.
 func f32Product(y, x, w []float32, n, out, in int) {
+	if gemmWins(n, out, in) {
+		packedProduct(y, x, Mat{Rows: out, Cols: in, Type: F32, F32: w}, n)
+		return
+	}
 	if f32GemvWins(n, out, in) {
 		f32Gemv(y, x, w, n, out, in)
 		return

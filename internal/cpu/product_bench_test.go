@@ -29,6 +29,12 @@ func BenchmarkF32Product(b *testing.B) {
 					gemvFused(op)
 				}},
 				{"sgemm", func() { GemmNT(n, out, in, 1, x, w, 0, y) }},
+				{"packed", func() {
+					if n < gemmMinRows || !useGemm512 {
+						b.Skip("the packed product serves n ≥ 16 with AVX-512")
+					}
+					packedProduct(y, x, Mat{Rows: out, Cols: in, Type: F32, F32: w}, n)
+				}},
 			} {
 				b.Run(fmt.Sprintf("%dx%d/n=%d/%s", out, in, n, p.name), func(b *testing.B) {
 					for b.Loop() {

@@ -1,0 +1,165 @@
+package cpu
+
+import "sync"
+
+// The packed product y = x·Wᵀ for batches (n ≥ gemmMinRows), in the
+// structure of a BLIS-style GEMM:
+//
+//	x, whole, is packed once into panels of gemmMR rows, each KC-step of a
+//	  panel a run of gemmMR values (packX);
+//	the rows of W are cut into blocks of gemmNC, split among goroutines;
+//	  for each block and each run of gemmKC columns (the inner dimension),
+//	  the block is packed into panels of gemmNR rows, each step a run of
+//	  gemmNR values, widened to float32 from any type of W (packW): the
+//	  panel of a block, gemmKC·gemmNC floats (256 KiB), stays in L2;
+//	each gemmMR×gemmNR block of y is then one call of the micro-kernel,
+//	  which keeps it in registers over the gemmKC steps, with one of W's
+//	  packed panels (gemmKC·gemmNR floats, 32 KiB) in L1 while the panels
+//	  of x stream past it.
+//
+// Each element of y accumulates its products in order of the inner index,
+// gemmKC of them in registers, then added to the sum so far: float32
+// throughout, the products of exactly widened values.
+const (
+	gemmMR      = 8   // rows of x per micro-kernel call
+	gemmNR      = 32  // rows of W per micro-kernel call
+	gemmKC      = 256 // steps of the inner dimension per packed panel
+	gemmNC      = 256 // rows of W per block, the unit of the split
+	gemmMC      = 128 // rows of x per pass over a packed block of W
+	gemmMinRows = 64  // the smallest batch the packed product serves
+)
+
+// gemmWins reports whether the packed product serves y = x·Wᵀ for n rows
+// of x: on processors with AVX-512, for batches of gemmMinRows rows or
+// more, and never with a threaded BLAS (which takes the whole product).
+func gemmWins(n, out, in int) bool {
+	return useGemm512 && !blasThreaded && n >= gemmMinRows && out >= gemmNR && in >= 16
+}
+
+var gemmPool sync.Pool
+
+func getGemmBuf(n int) *[]float32 {
+	p, _ := gemmPool.Get().(*[]float32)
+	if p == nil {
+		p = new([]float32)
+	}
+	*p = grow(*p, n)
+	return p
+}
+
+// gemmRowsPad returns n rounded up to a multiple of gemmMR.
+func gemmRowsPad(n int) int { return (n + gemmMR - 1) / gemmMR * gemmMR }
+
+// packX packs x (n×in) for the micro-kernel into dst (gemmRowsPad(n)·in
+// floats): the run of columns [p0, p0+kc) of the panel of rows [i0,
+// i0+gemmMR) starts at p0·gemmRowsPad(n) + i0·kc and holds, step by step,
+// the panel's gemmMR values of that column, zero past row n.
+func packX(dst, x []float32, n, in int) {
+	np := gemmRowsPad(n)
+	panels := np / gemmMR
+	Parallel(panels, np*in, func(lo, hi int) {
+		for ip := lo; ip < hi; ip++ {
+			i0 := ip * gemmMR
+			rows := min(gemmMR, n-i0)
+			for p0 := 0; p0 < in; p0 += gemmKC {
+				kc := min(gemmKC, in-p0)
+				d := dst[p0*np+i0*kc : p0*np+(i0+gemmMR)*kc]
+				for i := range rows {
+					src := x[(i0+i)*in+p0 : (i0+i)*in+p0+kc]
+					for p, v := range src {
+						d[p*gemmMR+i] = v
+					}
+				}
+				for i := rows; i < gemmMR; i++ {
+					for p := range kc {
+						d[p*gemmMR+i] = 0
+					}
+				}
+			}
+		}
+	})
+}
+
+// packW packs rows [j0, j1) of W, columns [p0, p0+kc), into dst: the panel
+// of rows [j, j+gemmNR) at (j-j0)·kc, step by step, its gemmNR values of
+// that column, widened to float32; zero past row j1. row is scratch of kc
+// floats.
+func packW(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
+	in := w.Cols
+	for jp := j0; jp < j1; jp += gemmNR {
+		d := dst[(jp-j0)*kc : (jp-j0+gemmNR)*kc]
+		rows := min(gemmNR, j1-jp)
+		for jj := range rows {
+			var src []float32
+			if w.Type == F32 {
+				src = w.F32[(jp+jj)*in+p0 : (jp+jj)*in+p0+kc]
+			} else {
+				src = row[:kc]
+				w.widen(src, (jp+jj)*in+p0, kc)
+			}
+			for p, v := range src {
+				d[p*gemmNR+jj] = v
+			}
+		}
+		for jj := rows; jj < gemmNR; jj++ {
+			for p := range kc {
+				d[p*gemmNR+jj] = 0
+			}
+		}
+	}
+}
+
+// packedProduct computes y = x·Wᵀ for x (n×in), W (out×in) of any type and
+// y (n×out) by the packed product (see above).
+func packedProduct(y, x []float32, w Mat, n int) {
+	out, in := w.Rows, w.Cols
+	np := gemmRowsPad(n)
+	xb := getGemmBuf(np * in)
+	defer gemmPool.Put(xb)
+	ap := *xb
+	packX(ap, x, n, in)
+	blocks := (out + gemmNC - 1) / gemmNC
+	Parallel(blocks, n*in*out, func(lo, hi int) {
+		wb := getGemmBuf(gemmKC*gemmNC + gemmKC)
+		defer gemmPool.Put(wb)
+		bp, row := (*wb)[:gemmKC*gemmNC], (*wb)[gemmKC*gemmNC:]
+		var tile [gemmMR * gemmNR]float32
+		for blk := lo; blk < hi; blk++ {
+			j0, j1 := blk*gemmNC, min(out, (blk+1)*gemmNC)
+			for p0 := 0; p0 < in; p0 += gemmKC {
+				kc := min(gemmKC, in-p0)
+				packW(bp, &w, j0, j1, p0, kc, row)
+				acc := 0
+				if p0 > 0 {
+					acc = 1
+				}
+				for i0 := 0; i0 < n; i0 += gemmMC {
+					i1 := min(n, i0+gemmMC)
+					for jr := j0; jr < j1; jr += gemmNR {
+						b := &bp[(jr-j0)*kc]
+						cols := min(gemmNR, j1-jr)
+						for ir := i0; ir < i1; ir += gemmMR {
+							a := &ap[p0*np+ir*kc]
+							rows := min(gemmMR, n-ir)
+							if rows == gemmMR && cols == gemmNR {
+								gemmKernelAVX512(kc, a, b, &y[ir*out+jr], out, acc)
+								continue
+							}
+							// An edge block: through tile, only its
+							// rows and columns within y read and written.
+							for i := range rows {
+								if acc != 0 {
+									copy(tile[i*gemmNR:i*gemmNR+cols], y[(ir+i)*out+jr:])
+								}
+							}
+							gemmKernelAVX512(kc, a, b, &tile[0], gemmNR, acc)
+							for i := range rows {
+								copy(y[(ir+i)*out+jr:(ir+i)*out+jr+cols], tile[i*gemmNR:])
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}

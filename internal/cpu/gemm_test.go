@@ -1,0 +1,92 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestGemmKernel checks the micro-kernel alone, with and without acc, at
+// k = 1, 2 and odd k (the loop takes two steps a pass, then the odd one),
+// against a float64 reference, with ldc wider than the block (the rows of
+// c it must not touch are checked untouched).
+func TestGemmKernel(t *testing.T) {
+	if MachineLevel() < AVX512 && !portableKernels {
+		t.Skipf("the processor lacks AVX-512 (level %v): the kernel cannot run", MachineLevel())
+	}
+	rng := rand.New(rand.NewPCG(7, 1))
+	const ldc = gemmNR + 5
+	for _, k := range []int{1, 2, 3, 16, 255, 256} {
+		for _, acc := range []int{0, 1} {
+			a := randF32(rng, k*gemmMR, 1)
+			b := randF32(rng, k*gemmNR, 1)
+			c := randF32(rng, gemmMR*ldc, 1)
+			old := append([]float32(nil), c...)
+			gemmKernelAVX512(k, &a[0], &b[0], &c[0], ldc, acc)
+			for i := range gemmMR {
+				for j := range ldc {
+					got := c[i*ldc+j]
+					if j >= gemmNR {
+						if got != old[i*ldc+j] {
+							t.Fatalf("k=%d acc=%d: c[%d,%d] beyond the block written", k, acc, i, j)
+						}
+						continue
+					}
+					var want, mag float64
+					for p := range k {
+						v := float64(a[p*gemmMR+i]) * float64(b[p*gemmNR+j])
+						want += v
+						mag += max(v, -v)
+					}
+					if acc != 0 {
+						want += float64(old[i*ldc+j])
+						mag += max(float64(old[i*ldc+j]), -float64(old[i*ldc+j]))
+					}
+					within(t, fmt.Sprintf("k=%d acc=%d c[%d,%d]", k, acc, i, j), []float32{got}, []float64{want}, []float64{mag}, accTol(k+1))
+				}
+			}
+		}
+	}
+}
+
+// TestPackedProduct checks the packed product for every type of W against
+// a float64 reference from W's exact values, on shapes that leave a
+// remainder in every blocking: rows of x past gemmMR and gemmMC, rows of W
+// past gemmNR and gemmNC, the inner dimension past gemmKC (twice) and odd;
+// with GOMAXPROCS 7 so that the blocks of W split unevenly.
+func TestPackedProduct(t *testing.T) {
+	if MachineLevel() < AVX512 && !portableKernels {
+		t.Skipf("the processor lacks AVX-512 (level %v): the kernel cannot run", MachineLevel())
+	}
+	manyProcs(t)
+	rng := rand.New(rand.NewPCG(7, 2))
+	shapes := []struct{ n, out, in int }{
+		{16, 32, 16}, {17, 45, 33}, {23, 300, 257}, {130, 97, 520}, {8, 64, 64}, {40, 600, 70},
+	}
+	if testing.Short() {
+		shapes = shapes[:3]
+	}
+	for _, sh := range shapes {
+		for _, dt := range []Type{F32, F16, BF16, NF4} {
+			var w Mat
+			var vals []float32
+			switch dt {
+			case F32:
+				vals = randF32(rng, sh.out*sh.in, 1)
+				w = Mat{Rows: sh.out, Cols: sh.in, Type: F32, F32: vals}
+			case NF4:
+				w, vals = nf4W(rng, sh.out, sh.in, 32)
+			default:
+				h := newHalfW(rng, dt, sh.out, sh.in, 1)
+				w, vals = Mat{Rows: sh.out, Cols: sh.in, Type: dt, Bits: h.bits}, h.val
+			}
+			x := randF32(rng, sh.n*sh.in, 1)
+			y := nanFill(sh.n * sh.out)
+			packedProduct(y, x, w, sh.n)
+			want, mag := refNT(x, vals, sh.n, sh.out, sh.in)
+			// Each element: in products summed in float32, in runs of
+			// gemmKC, each run added to the sum so far.
+			within(t, fmt.Sprintf("%v n=%d out=%d in=%d", dt, sh.n, sh.out, sh.in), y, want, mag, accTol(sh.in))
+		}
+	}
+}
