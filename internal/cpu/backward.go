@@ -14,7 +14,9 @@ import (
 // only full-size product, is [dy | U]·[W ; A] by productNN on rankRow's
 // AVX2 kernel when the processor has it: the rank-r term is r more rows of
 // the inner dimension; a half W is widened there block by block (in
-// registers at n ≤ halfFuseRows). Elsewhere it is gonum's Sgemm (Sgemv rows
+// registers at n ≤ halfFuseRows); by the packed product (packedGradX) at
+// the batches gemmWins serves, the rank-r term then accumulated in place by
+// rankRow. Elsewhere it is gonum's Sgemm (Sgemv rows
 // at small n; panels of a half or NF4 W widened by panelGradX), then the rank-r
 // term accumulated in place by rankRow.
 func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s float32, merged bool) {
@@ -36,17 +38,19 @@ func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s fl
 		return
 	}
 
-	if useFMA && !blasThreaded {
+	switch {
+	case gemmWins(n, in, out):
+		packedGradX(dx, dy, w, n)
+	case useFMA && !blasThreaded:
 		segs := []nnSegment{{coef: dy, ldc: out, a: w.F32, w: &w, rows: out}}
 		if !merged {
 			segs = append(segs, nnSegment{coef: u, ldc: r, a: a, rows: r})
 		}
 		productNN(dx, n, in, segs)
 		return
-	}
-	if w.Type != F32 {
+	case w.Type != F32:
 		panelGradX(dx, dy, w, n)
-	} else if n <= gemvRows {
+	case n <= gemvRows:
 		// dx[i,:] = Wᵀ·dy[i,:], the columns of W split over goroutines so
 		// that W streams through every core once.
 		parallelBLAS(in, n*in*out, func(lo, hi int) {
@@ -54,7 +58,7 @@ func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s fl
 				impl.Sgemv(blas.Trans, out, hi-lo, 1, w.F32[lo:], in, dy[i*out:(i+1)*out], 1, 0, dx[i*in+lo:i*in+hi], 1)
 			}
 		})
-	} else {
+	default:
 		impl.Sgemm(blas.NoTrans, blas.NoTrans, n, in, out, 1, dy, out, w.F32, in, 0, dx, in)
 	}
 	if merged {

@@ -60,14 +60,15 @@ func checkForwardOn(t *testing.T, rng *rand.Rand, w Mat, wv []float32, n, r int)
 }
 
 // TestForward runs Forward with every W dtype at batch sizes on both sides
-// of the matrix-vector threshold (gemvRows) and of the chunks of rows of x
+// of the matrix-vector threshold (gemvRows), past the packed product's
+// (gemmMinRows) and of the chunks of rows of x
 // in gemvFused, and past the column blocks of the expansion y += T·Bᵀ.
 func TestForward(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	for _, dt := range []Type{F32, F16, BF16, NF4} {
 		for _, c := range []struct{ n, in, out, r int }{
 			{1, 37, 19, 3}, {3, 64, 21, 5}, {gemvRows, 70, 33, 4}, {gemvRows + 1, 70, 33, 4}, {9, 129, 41, 7},
-			{40, 300, 131, 5}, {7, gemvX/3 + 5, 9, 2}, {6, 40, 1100, 64},
+			{40, 300, 131, 5}, {7, gemvX/3 + 5, 9, 2}, {6, 40, 1100, 64}, {gemmMinRows + 3, 300, 97, 6},
 		} {
 			checkForward(t, rng, dt, c.n, c.in, c.out, c.r)
 		}
@@ -151,7 +152,7 @@ func checkBackwardOn(t *testing.T, rng *rand.Rand, w Mat, wv []float32, n, r int
 
 // TestBackward covers dx = dy·W + U·A at n on both sides of productNN's
 // fused path for a half W (halfFuseRows) and of the matrix-vector path
-// (gemvRows), with inner dimensions that end inside productNN's blocks of
+// (gemvRows) and past the packed product's (gemmMinRows), with inner dimensions that end inside productNN's blocks of
 // rows and columns that end inside its blocks of columns and inside the
 // kernels' blocks of 64 and 8.
 func TestBackward(t *testing.T) {
@@ -159,7 +160,7 @@ func TestBackward(t *testing.T) {
 	for _, dt := range []Type{F32, F16, BF16, NF4} {
 		for _, c := range []struct{ n, in, out, r int }{
 			{1, 1, 1, 1}, {1, 37, 19, 3}, {1, 130, 70, 5}, {halfFuseRows, 129, 65, 7},
-			{halfFuseRows + 1, 130, 70, 5}, {gemvRows + 1, 129, 65, 7}, {9, 257, 131, 4},
+			{halfFuseRows + 1, 130, 70, 5}, {gemvRows + 1, 129, 65, 7}, {9, 257, 131, 4}, {gemmMinRows + 3, 97, 300, 6},
 		} {
 			checkBackward(t, rng, dt, c.n, c.in, c.out, c.r)
 		}

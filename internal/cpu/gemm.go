@@ -109,26 +109,62 @@ func packW(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
 	}
 }
 
+// packWT packs rows [j0, j1) of Wᵀ (the columns of W), its columns [p0,
+// p0+kc) (rows of W), as packW does rows of W: for dx = dy·W. Each step is
+// gemmNR consecutive elements of one row of W, widened to float32.
+func packWT(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
+	in := w.Cols
+	for jp := j0; jp < j1; jp += gemmNR {
+		d := dst[(jp-j0)*kc : (jp-j0+gemmNR)*kc]
+		cols := min(gemmNR, j1-jp)
+		for p := range kc {
+			dp := d[p*gemmNR : (p+1)*gemmNR]
+			off := (p0+p)*in + jp
+			if w.Type == F32 {
+				copy(dp, w.F32[off:off+cols])
+			} else {
+				w.widen(dp, off, cols)
+			}
+			clear(dp[cols:])
+		}
+	}
+}
+
 // packedProduct computes y = x·Wᵀ for x (n×in), W (out×in) of any type and
 // y (n×out) by the packed product (see above).
 func packedProduct(y, x []float32, w Mat, n int) {
-	out, in := w.Rows, w.Cols
+	packedRun(y, x, n, w.Cols, w.Rows, func(dst []float32, j0, j1, p0, kc int, row []float32) {
+		packW(dst, &w, j0, j1, p0, kc, row)
+	})
+}
+
+// packedGradX computes dx = dy·W for dy (n×out), W (out×in) of any type and
+// dx (n×in) by the packed product, W's columns in the place of its rows.
+func packedGradX(dx, dy []float32, w Mat, n int) {
+	packedRun(dx, dy, n, w.Rows, w.Cols, func(dst []float32, j0, j1, p0, kc int, row []float32) {
+		packWT(dst, &w, j0, j1, p0, kc, row)
+	})
+}
+
+// packedRun computes y (n×nc) = x (n×k)·Bᵀ for a B (nc×k) that pack packs
+// (as packW packs W: rows [j0, j1), columns [p0, p0+kc)).
+func packedRun(y, x []float32, n, k, nc int, pack func(dst []float32, j0, j1, p0, kc int, row []float32)) {
 	np := gemmRowsPad(n)
-	xb := getGemmBuf(np * in)
+	xb := getGemmBuf(np * k)
 	defer gemmPool.Put(xb)
 	ap := *xb
-	packX(ap, x, n, in)
-	blocks := (out + gemmNC - 1) / gemmNC
-	Parallel(blocks, n*in*out, func(lo, hi int) {
+	packX(ap, x, n, k)
+	blocks := (nc + gemmNC - 1) / gemmNC
+	Parallel(blocks, n*k*nc, func(lo, hi int) {
 		wb := getGemmBuf(gemmKC*gemmNC + gemmKC)
 		defer gemmPool.Put(wb)
 		bp, row := (*wb)[:gemmKC*gemmNC], (*wb)[gemmKC*gemmNC:]
 		var tile [gemmMR * gemmNR]float32
 		for blk := lo; blk < hi; blk++ {
-			j0, j1 := blk*gemmNC, min(out, (blk+1)*gemmNC)
-			for p0 := 0; p0 < in; p0 += gemmKC {
-				kc := min(gemmKC, in-p0)
-				packW(bp, &w, j0, j1, p0, kc, row)
+			j0, j1 := blk*gemmNC, min(nc, (blk+1)*gemmNC)
+			for p0 := 0; p0 < k; p0 += gemmKC {
+				kc := min(gemmKC, k-p0)
+				pack(bp, j0, j1, p0, kc, row)
 				acc := 0
 				if p0 > 0 {
 					acc = 1
@@ -142,19 +178,19 @@ func packedProduct(y, x []float32, w Mat, n int) {
 							a := &ap[p0*np+ir*kc]
 							rows := min(gemmMR, n-ir)
 							if rows == gemmMR && cols == gemmNR {
-								gemmKernelAVX512(kc, a, b, &y[ir*out+jr], out, acc)
+								gemmKernelAVX512(kc, a, b, &y[ir*nc+jr], nc, acc)
 								continue
 							}
 							// An edge block: through tile, only its
 							// rows and columns within y read and written.
-							for i := range rows {
-								if acc != 0 {
-									copy(tile[i*gemmNR:i*gemmNR+cols], y[(ir+i)*out+jr:])
+							if acc != 0 {
+								for i := range rows {
+									copy(tile[i*gemmNR:i*gemmNR+cols], y[(ir+i)*nc+jr:])
 								}
 							}
 							gemmKernelAVX512(kc, a, b, &tile[0], gemmNR, acc)
 							for i := range rows {
-								copy(y[(ir+i)*out+jr:(ir+i)*out+jr+cols], tile[i*gemmNR:])
+								copy(y[(ir+i)*nc+jr:(ir+i)*nc+jr+cols], tile[i*gemmNR:])
 							}
 						}
 					}

@@ -49,10 +49,10 @@ func TestGemmKernel(t *testing.T) {
 	}
 }
 
-// TestPackedProduct checks the packed product for every type of W against
+// TestPackedProduct checks the packed products y = x·Wᵀ and dx = dy·W for every type of W against
 // a float64 reference from W's exact values, on shapes that leave a
-// remainder in every blocking: rows of x past gemmMR and gemmMC, rows of W
-// past gemmNR and gemmNC, the inner dimension past gemmKC (twice) and odd;
+// remainder in every blocking of both: rows of x past gemmMR and gemmMC,
+// rows and columns of W past gemmNR and gemmNC and past gemmKC (twice), odd;
 // with GOMAXPROCS 7 so that the blocks of W split unevenly.
 func TestPackedProduct(t *testing.T) {
 	if MachineLevel() < AVX512 && !portableKernels {
@@ -61,7 +61,7 @@ func TestPackedProduct(t *testing.T) {
 	manyProcs(t)
 	rng := rand.New(rand.NewPCG(7, 2))
 	shapes := []struct{ n, out, in int }{
-		{16, 32, 16}, {17, 45, 33}, {23, 300, 257}, {130, 97, 520}, {8, 64, 64}, {40, 600, 70},
+		{16, 32, 16}, {17, 45, 33}, {23, 300, 257}, {130, 97, 520}, {8, 64, 64}, {40, 600, 70}, {9, 70, 600},
 	}
 	if testing.Short() {
 		shapes = shapes[:3]
@@ -87,6 +87,14 @@ func TestPackedProduct(t *testing.T) {
 			// Each element: in products summed in float32, in runs of
 			// gemmKC, each run added to the sum so far.
 			within(t, fmt.Sprintf("%v n=%d out=%d in=%d", dt, sh.n, sh.out, sh.in), y, want, mag, accTol(sh.in))
+
+			// dx = dy·W: the columns of W packed as rows, the inner
+			// dimension out.
+			dy := randF32(rng, sh.n*sh.out, 1)
+			dx := nanFill(sh.n * sh.in)
+			packedGradX(dx, dy, w, sh.n)
+			want, mag = refNN(dy, vals, sh.n, sh.in, sh.out)
+			within(t, fmt.Sprintf("%v dx n=%d out=%d in=%d", dt, sh.n, sh.out, sh.in), dx, want, mag, accTol(sh.out))
 		}
 	}
 }
