@@ -151,10 +151,11 @@ func checkBackwardOn(t *testing.T, rng *rand.Rand, w Mat, wv []float32, n, r int
 }
 
 // TestBackward covers dx = dy·W + U·A at n on both sides of productNN's
-// fused path for a half W (halfFuseRows) and of the matrix-vector path
-// (gemvRows) and past the packed product's (gemmMinRows), with inner dimensions that end inside productNN's blocks of
-// rows and columns that end inside its blocks of columns and inside the
-// kernels' blocks of 64 and 8.
+// fused path for a half W (halfFuseRows), of the matrix-vector path
+// (gemvRows) and of the packed product's (gemmMinRows), with inner
+// dimensions that end inside productNN's blocks of rows and columns that
+// end inside its blocks of columns and inside the kernels' blocks of 64
+// and 8.
 func TestBackward(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	for _, dt := range []Type{F32, F16, BF16, NF4} {
