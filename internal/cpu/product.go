@@ -17,9 +17,12 @@ import (
 const gemvRows = 4
 
 // Product computes y = x·Wᵀ for x (n×in) and W (out×in) of any type, y
-// (n×out).
+// (n×out): by the packed product (gemm.go) for the batches gemmWins
+// serves, else by the path of W's type.
 func Product(y, x []float32, w Mat, n int) {
 	switch {
+	case gemmWins(n, w.Rows, w.Cols):
+		packedProduct(y, x, w, n)
 	case w.Type == NF4:
 		nf4Product(y, x, w, n)
 	case w.Type.half():
@@ -67,13 +70,8 @@ func f32GemvWins(n, out, in int) bool {
 }
 
 // f32Product computes y = x·Wᵀ for x (n×in), a float32 W (out×in) and y
-// (n×out): by the packed product where gemmWins, by the fused kernel where
-// f32GemvWins, by GemmNT otherwise.
+// (n×out): by the fused kernel where f32GemvWins, by GemmNT otherwise.
 func f32Product(y, x, w []float32, n, out, in int) {
-	if gemmWins(n, out, in) {
-		packedProduct(y, x, Mat{Rows: out, Cols: in, Type: F32, F32: w}, n)
-		return
-	}
 	if f32GemvWins(n, out, in) {
 		f32Gemv(y, x, w, n, out, in)
 		return
