@@ -143,6 +143,9 @@ func runMerge(args []string, stdout, stderr io.Writer) error {
 // merge plans the whole output, checking everything it can, then writes it.
 func merge(o mergeOptions, stdout, stderr io.Writer) error {
 	start := time.Now()
+	if err := checkOutPath(o.out); err != nil {
+		return err
+	}
 	outDType, err := outputDType(o.dtype)
 	if err != nil {
 		return err
@@ -174,7 +177,9 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 	}
 
 	// Everything is checked: write into a temporary directory.
-	od, err := prepareOutput(o.out, o.force, stderr)
+	sig := catchSignals(stderr)
+	defer sig.stop()
+	od, err := sig.prepare(o.out, o.force, stderr)
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,7 @@ func writeOutput(dir string, m *model, q *quantized, plans []*shardPlan, sides [
 			return 0, 0, err
 		}
 		files++
+		shardWritten()
 	}
 	if m.index != nil {
 		data, err := rewriteIndex(m.index, plans)
@@ -72,6 +73,10 @@ func writeOutput(dir string, m *model, q *quantized, plans []*shardPlan, sides [
 	prog.finish()
 	return files, total, nil
 }
+
+// shardWritten runs after each output shard is written: a hook for the
+// tests.
+var shardWritten = func() {}
 
 // writeFile writes data into the file called name in dir.
 func writeFile(dir, name string, data []byte) error {
