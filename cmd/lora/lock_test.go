@@ -32,6 +32,9 @@ func TestMergeTempName(t *testing.T) {
 	defer func(f func()) { beforeWriting = f }(beforeWriting)
 	held := false
 	beforeWriting = func() {
+		if held {
+			return // the second merge, when it is not refused
+		}
 		held = true
 		names := listDir(t, parent)
 		if len(names) != 2 || names[0] != ".out.lora-merge-lock" || !strings.HasPrefix(names[1], ".out.lora-merge-tmp-") || len(names[1]) == len(".out.lora-merge-tmp-") {

@@ -187,7 +187,7 @@ func mergeWithin(t *testing.T, dir string, d peft.DType, rows, cols int, bound i
 
 	var tmp string
 	if kill {
-		// A merge killed half-way leaves only its temporary directory.
+		// A merge killed half-way leaves only its temporary directory and lock file.
 		killed := child()
 		if err := killed.Start(); err != nil {
 			t.Fatal(err)
