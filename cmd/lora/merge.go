@@ -58,11 +58,20 @@ file is copied. Symbolic links, as in a Hugging Face cache snapshot, are
 followed for every input: -out gets regular files.
 
 Output: -out must not exist or be an empty directory; -force replaces an
-existing one. Everything is written into a temporary directory
-.NAME.lora-merge-tmp-* beside -out, which becomes -out by one rename when it
-is complete (with -force, the old directory is removed only after that). An
-interrupted merge leaves only that temporary directory, which the next merge
-into the same -out removes.
+existing one. An -out that is a symbolic link is refused before any work,
+with -force too: the rename below would replace the link, not the
+directory it names; give that directory itself. Everything is written into
+a temporary directory .NAME.lora-merge-tmp-* beside -out, which becomes
+-out by one rename when it is complete (with -force, the old directory is
+removed only after that). While it runs, a merge holds a lock (flock) on
+the file .NAME.lora-merge-lock beside -out, which holds its pid and start
+time: a second merge into the same -out is refused at once, naming them,
+and only what a merge that is gone left beside -out is removed. On Windows
+and other systems without flock no lock is taken: do not run two merges
+into one -out there. SIGINT (Ctrl-C) or SIGTERM stops a merge: it removes
+the temporary directory and the lock file, and exits with status 128 plus
+the signal's number (130, 143). A merge that is killed otherwise leaves
+only those two, which the next merge into the same -out removes.
 
 Refusals, with nothing written to -out: a module whose base weight is missing
 (unless -allow-missing, which skips it, and always when no module finds its
