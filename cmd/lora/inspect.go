@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/golora/lora/internal/natsort"
@@ -52,13 +54,19 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		return usagef(inspectSynopsis, "inspect: want one adapter directory or safetensors model, got %d arguments", len(args))
 	}
 	path := args[0]
-	if exists(filepath.Join(path, peft.ConfigFile)) {
+	isAdapter, err := present(filepath.Join(path, peft.ConfigFile))
+	if err != nil && !errors.Is(err, syscall.ENOTDIR) {
+		return fmt.Errorf("inspect: %w", err)
+	}
+	if isAdapter {
 		if err := inspectAdapter(stdout, path); err != nil {
 			return fmt.Errorf("inspect: %w", err)
 		}
 		return nil
 	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() && !exists(filepath.Join(path, singleName)) && !exists(filepath.Join(path, indexName)) {
+	// A model, or nothing: openModel says which, and what it cannot read.
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() && !exists(filepath.Join(path, singleName)) && !exists(filepath.Join(path, indexName)) &&
+		!isLink(filepath.Join(path, singleName)) && !isLink(filepath.Join(path, indexName)) {
 		if exists(filepath.Join(path, peft.WeightsFile)) {
 			return fmt.Errorf("inspect: %s has %s but no %s: a PEFT adapter needs both", path, peft.WeightsFile, peft.ConfigFile)
 		}
@@ -68,6 +76,13 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("inspect: %w", err)
 	}
 	return nil
+}
+
+// isLink reports whether path is a symbolic link, whether or not it can be
+// followed.
+func isLink(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode()&os.ModeSymlink != 0
 }
 
 // inspectAdapter describes the PEFT adapter in dir on w.

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -82,8 +81,8 @@ func TestRunUsage(t *testing.T) {
 	if stdout, _, err := runCmd(t, "help"); err != nil || !strings.Contains(stdout, "lora inspect") {
 		t.Errorf("help: %v\n%s", err, stdout)
 	}
-	if _, stderr, err := runCmd(t, "merge", "-h"); !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr, "-allow-missing") {
-		t.Errorf("merge -h: %v\n%s", err, stderr)
+	if stdout, stderr, err := runCmd(t, "merge", "-h"); err != nil || !strings.Contains(stdout, "-allow-missing") || stderr != "" {
+		t.Errorf("merge -h: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
 	if _, _, err := runCmd(t, "merge", "-base", "a", "-adapter", "b", "-out", "c", "extra"); !errors.Is(err, errUsage) {
 		t.Errorf("merge with an extra argument: %v", err)
@@ -104,7 +103,9 @@ func TestUsage(t *testing.T) {
 		status         int
 	}{
 		{args: []string{"help", "merge"}, stdout: mergeWants},
-		{args: []string{"merge", "-h"}, stderr: mergeWants},
+		{args: []string{"merge", "-h"}, stdout: mergeWants},
+		{args: []string{"merge", "-help"}, stdout: mergeWants},
+		{args: []string{"merge", "-base", "a", "--help"}, stdout: mergeWants},
 		{args: []string{"help", "inspect"}, stdout: inspectWants},
 		{args: []string{"inspect", "-h"}, stdout: inspectWants},
 		{args: []string{"help"}, stdout: []string{"lora help [merge|inspect]"}},
@@ -132,6 +133,14 @@ func TestUsage(t *testing.T) {
 				t.Errorf("%q: stderr does not say %q:\n%s", c.args, w, stderr.String())
 			}
 		}
+		if c.status == 0 && stderr.Len() > 0 {
+			t.Errorf("%q: help on stderr:\n%s", c.args, stderr.String())
+		}
+		for _, w := range c.stderr {
+			if i := strings.Index(w, "\n"); i > 0 && strings.Count(stderr.String(), strings.TrimPrefix(w[:i], "lora: ")) != 1 {
+				t.Errorf("%q: stderr says %q more than once:\n%s", c.args, w[:i], stderr.String())
+			}
+		}
 		if strings.Contains(stderr.String(), ": usage") {
 			t.Errorf("%q: an error ends in \": usage\":\n%s", c.args, stderr.String())
 		}
@@ -145,8 +154,23 @@ func TestInspectErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	empty := t.TempDir()
+	loop := t.TempDir()
+	if err := os.Symlink(singleName, filepath.Join(loop, singleName)); err != nil {
+		t.Fatal(err)
+	}
+	loopConfig := t.TempDir()
+	if err := os.Symlink(peft.ConfigFile, filepath.Join(loopConfig, peft.ConfigFile)); err != nil {
+		t.Fatal(err)
+	}
+	_, emptyConfig := smallSetup(t, nil)
+	if err := os.WriteFile(filepath.Join(emptyConfig, peft.ConfigFile), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct{ path, want string }{
 		{adapter, "has adapter_model.safetensors but no adapter_config.json"},
+		{loop, filepath.Join(loop, singleName) + ": too many levels of symbolic links"},
+		{loopConfig, filepath.Join(loopConfig, peft.ConfigFile) + ": too many levels of symbolic links"},
+		{emptyConfig, "adapter_config.json: unexpected end of JSON input: malformed file (in " + emptyConfig + ")"},
 		{empty, "holds no PEFT adapter (adapter_config.json) and no safetensors model (model.safetensors or model.safetensors.index.json)"},
 	} {
 		_, _, err := runCmd(t, "inspect", c.path)

@@ -125,12 +125,14 @@ func printMergeUsage(w io.Writer) {
 // runMerge runs "lora merge" with the arguments args.
 func runMerge(args []string, stdout, stderr io.Writer) error {
 	var o mergeOptions
-	fl := newMergeFlags(&o, stderr)
-	fl.Usage = func() {} // errors are reported with the synopsis below
+	// The flag package would print an error too: it is reported once, by
+	// report, with the synopsis below.
+	fl := newMergeFlags(&o, io.Discard)
+	fl.Usage = func() {}
 	if err := fl.Parse(args); err != nil {
 		if err == flag.ErrHelp {
-			printMergeUsage(stderr)
-			return err
+			printMergeUsage(stdout) // as "lora help merge" does
+			return nil
 		}
 		return usagef(mergeSynopsis, "merge: %v", err)
 	}

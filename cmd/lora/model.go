@@ -60,12 +60,17 @@ func openModel(path string) (*model, error) {
 	}
 	dir, file := path, ""
 	if fi.IsDir() {
-		switch {
-		case exists(filepath.Join(path, singleName)):
-			file = singleName
-		case exists(filepath.Join(path, indexName)):
-			file = indexName
-		default:
+		for _, name := range []string{singleName, indexName} {
+			ok, err := present(filepath.Join(path, name))
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				file = name
+				break
+			}
+		}
+		if file == "" {
 			return nil, fmt.Errorf("%s holds neither %s nor %s", path, singleName, indexName)
 		}
 	} else {
@@ -90,6 +95,20 @@ func openModel(path string) (*model, error) {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// present reports whether path exists, following symbolic links: false
+// when it does not, and an error when it cannot tell, as for a link in a
+// loop (ELOOP) or a directory it may not search.
+func present(path string) (bool, error) {
+	_, err := os.Stat(path)
+	switch {
+	case err == nil:
+		return true, nil
+	case isNotExist(err):
+		return false, nil
+	}
+	return false, err
 }
 
 func (m *model) addShard(name string) error {
