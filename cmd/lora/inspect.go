@@ -42,6 +42,11 @@ inspect describes what DIR_OR_FILE holds:
     quantization state (.absmax, .quant_map, .quant_state.*, .nested_*),
     which are not listed. One that cannot be read (fp4, say) is listed as
     its tensors are, with a warning that says why.
+
+A name (of a tensor, module or file, in this output and in the messages of
+inspect and merge) that holds a space, a quote, a backslash, a control
+character or bytes that are not UTF-8 is printed quoted, with those escaped
+as Go escapes them ("a\x1b[2J", "\x00"); other names are printed as they are.
 `
 
 // runInspect runs "lora inspect" with the arguments args.
@@ -96,20 +101,20 @@ func inspectAdapter(w io.Writer, dir string) error {
 	fmt.Fprintf(tw, "PEFT adapter\t%s\n", dir)
 	fmt.Fprintf(tw, "peft_type\t%s\n", c.PeftType)
 	if tt, ok := c.Extra["task_type"]; ok {
-		fmt.Fprintf(tw, "task_type\t%s\n", rawString(tt))
+		fmt.Fprintf(tw, "task_type\t%s\n", quoteName(rawString(tt)))
 	}
-	fmt.Fprintf(tw, "base_model_name_or_path\t%s\n", c.BaseModelNameOrPath)
+	fmt.Fprintf(tw, "base_model_name_or_path\t%s\n", quoteName(c.BaseModelNameOrPath))
 	fmt.Fprintf(tw, "r\t%d\n", c.R)
 	fmt.Fprintf(tw, "lora_alpha\t%s\n", formatNum(c.LoraAlpha))
 	fmt.Fprintf(tw, "use_rslora\t%v\n", c.UseRSLoRA)
-	targets := strings.Join(c.TargetModules, ", ")
+	targets := quoteNames(c.TargetModules)
 	if c.TargetModulesRegex != "" {
 		targets = strconv.Quote(c.TargetModulesRegex)
 	}
 	fmt.Fprintf(tw, "target_modules\t%s\n", targets)
 	fmt.Fprintf(tw, "fan_in_fan_out\t%v\n", c.FanInFanOut)
-	fmt.Fprintf(tw, "bias\t%s\n", c.Bias)
-	fmt.Fprintf(tw, "modules_to_save\t%s\n", orNone(strings.Join(c.ModulesToSave, ", ")))
+	fmt.Fprintf(tw, "bias\t%s\n", quoteName(c.Bias))
+	fmt.Fprintf(tw, "modules_to_save\t%s\n", orNone(quoteNames(c.ModulesToSave)))
 	fmt.Fprintf(tw, "rank_pattern\t%s\n", formatPattern(c.RankPattern))
 	fmt.Fprintf(tw, "alpha_pattern\t%s\n", formatPattern(c.AlphaPattern))
 	nl, nf := a.Params()
@@ -135,7 +140,7 @@ func inspectAdapter(w io.Writer, dir string) error {
 				note = "square: layout unchecked"
 				square++
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d×%d %s\t%d\t%s\t%s\t%s\t%d\t%s\n", m.Name, m.Weight(), rows, cols, layout,
+			fmt.Fprintf(tw, "%s\t%s\t%d×%d %s\t%d\t%s\t%s\t%s\t%d\t%s\n", quoteName(m.Name), quoteName(m.Weight()), rows, cols, layout,
 				m.Rank, formatNum(m.Alpha), formatNum(float64(m.Scale)), m.DType, m.Params(), note)
 		}
 		tw.Flush()
@@ -155,7 +160,7 @@ func inspectAdapter(w io.Writer, dir string) error {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "full tensor (replaces the base tensor)\tdtype\tshape")
 		for _, t := range a.Full {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, t.DType, formatShape(t.Shape))
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", quoteName(t.Name), t.DType, formatShape(t.Shape))
 		}
 		tw.Flush()
 	}
@@ -223,9 +228,9 @@ func inspectModel(w io.Writer, path string) error {
 			count = int64(qw.Rows) * int64(qw.Cols)
 		}
 		elems += count
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d", t.Name, dtype, formatShape(shape), size)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d", quoteName(t.Name), dtype, formatShape(shape), size)
 		if sharded {
-			fmt.Fprintf(tw, "\t%s", e.shard)
+			fmt.Fprintf(tw, "\t%s", quoteName(e.shard))
 		}
 		fmt.Fprint(tw, note, end)
 	}
@@ -233,7 +238,7 @@ func inspectModel(w io.Writer, path string) error {
 	writeTrimmed(w, &table)
 	files := make([]string, len(m.shards))
 	for i, s := range m.shards {
-		files[i] = filepath.Join(m.dir, s.name)
+		files[i] = filepath.Join(m.dir, quoteName(s.name))
 	}
 	fmt.Fprintf(w, "\n%d tensors, %d elements, %s of data in %s\n", n, elems, formatBytes(total), strings.Join(files, ", "))
 	if q != nil && len(q.weights) > 0 {
@@ -246,7 +251,7 @@ func inspectModel(w io.Writer, path string) error {
 	for _, s := range m.shards {
 		if md := s.st.Metadata(); len(md) > 0 {
 			b, _ := json.Marshal(md)
-			fmt.Fprintf(w, "metadata of %s: %s\n", s.name, b)
+			fmt.Fprintf(w, "metadata of %s: %s\n", quoteName(s.name), b)
 		}
 	}
 	return nil

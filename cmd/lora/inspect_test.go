@@ -241,3 +241,94 @@ func TestProgress(t *testing.T) {
 		t.Errorf("log progress:\n%s", buf.String())
 	}
 }
+
+// TestQuoteName checks the names that messages and inspect print as they
+// are, and those they quote.
+func TestQuoteName(t *testing.T) {
+	for in, want := range map[string]string{
+		"model.layers.0.self_attn.q_proj.weight": "model.layers.0.self_attn.q_proj.weight",
+		"tête.ü":                                 "tête.ü",
+		"":                                       `""`,
+		"a b":                                    `"a b"`,
+		`a"b`:                                    `"a\"b"`,
+		`a\b`:                                    `"a\\b"`,
+		"x\x1b[2Jy":                              `"x\x1b[2Jy"`,
+		"nul\x00":                                `"nul\x00"`,
+		"bad\xff\xfe":                            `"bad\xff\xfe"`,
+		"tab\tnl\n":                              `"tab\tnl\n"`,
+		"rtl\u202egpj.exe":                       `"rtl\u202egpj.exe"`,
+		"del\x7f":                                `"del\x7f"`,
+	} {
+		if got := quoteName(in); got != want {
+			t.Errorf("quoteName(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestHostileNames checks that names with control characters (an escape
+// sequence that clears the screen, a NUL, a newline) reach neither inspect's
+// output nor merge's messages raw: they are quoted, escaped.
+func TestHostileNames(t *testing.T) {
+	const esc, nul = "evil\x1b[2J.weight", "nul\x00name.weight"
+	raw := func(t *testing.T, what, s string) {
+		t.Helper()
+		for _, c := range s {
+			if c < 0x20 && c != '\n' || c == 0x7f {
+				t.Errorf("%s prints %q raw:\n%q", what, c, s)
+				return
+			}
+		}
+	}
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model")
+	writeModel(t, model, [][]spec{
+		{{esc, peft.F32, []int{4}}, {"ok.weight", peft.F32, []int{4}}},
+		{{nul, peft.F32, []int{4}}},
+	}, 1)
+	stdout, stderr, err := runCmd(t, "inspect", model)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	raw(t, "inspect of a model", stdout)
+	for _, want := range []string{`"evil\x1b[2J.weight"  F32`, `"nul\x00name.weight"  F32`, "ok.weight"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("inspect does not say %s:\n%s", want, stdout)
+		}
+	}
+
+	// An adapter whose module names hold them too.
+	_, adapterDir := smallSetup(t, nil)
+	a := smallAdapter()
+	a.Modules[0].Name = "model.layers.0\x1b[2J.mlp.down_proj"
+	a.Modules[1].Name = "model.layers.0.self\x00attn.q_proj"
+	if err := peft.Save(adapterDir, a); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err = runCmd(t, "inspect", adapterDir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	raw(t, "inspect of an adapter", stdout)
+	for _, want := range []string{`"model.layers.0\x1b[2J.mlp.down_proj"  "model.layers.0\x1b[2J.mlp.down_proj.weight"`, `"model.layers.0.self\x00attn.q_proj"`} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("inspect does not say %s:\n%s", want, stdout)
+		}
+	}
+	base, _ := smallSetup(t, nil)
+	_, stderr, err = runCmd(t, "merge", "-base", base, "-adapter", adapterDir, "-out", filepath.Join(dir, "out"))
+	if err == nil {
+		t.Fatal("merged modules without base weights")
+	}
+	raw(t, "merge's error", err.Error())
+	raw(t, "merge's stderr", stderr)
+	_, stderr, err = runCmd(t, "merge", "-base", base, "-adapter", adapterDir, "-out", filepath.Join(dir, "out"), "-allow-missing")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	raw(t, "merge's stderr", stderr)
+	for _, want := range []string{`skipping module "model.layers.0\x1b[2J.mlp.down_proj"`, `skipping module "model.layers.0.self\x00attn.q_proj"`} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("merge does not say %s:\n%s", want, stderr)
+		}
+	}
+}

@@ -119,7 +119,7 @@ func (m *model) addShard(name string) error {
 	m.shards = append(m.shards, &shard{name: name, st: st})
 	for _, t := range st.Tensors() {
 		if prev, dup := m.where[t.Name]; dup {
-			return fmt.Errorf("tensor %q is in both %s and %s", t.Name, m.shards[prev.shard].name, name)
+			return fmt.Errorf("tensor %q is in both %s and %s", t.Name, quoteName(m.shards[prev.shard].name), quoteName(name))
 		}
 		m.where[t.Name] = tensorRef{len(m.shards) - 1, t}
 	}
@@ -172,7 +172,7 @@ func (m *model) readIndex(name string) error {
 	for t, f := range ix.weightMap {
 		ref, ok := m.where[t]
 		if !ok || m.shards[ref.shard].name != f {
-			return fmt.Errorf("%s: weight_map puts %q in %s, which does not hold it", path, t, f)
+			return fmt.Errorf("%s: weight_map puts %q in %s, which does not hold it", path, t, quoteName(f))
 		}
 	}
 	return nil
