@@ -150,9 +150,8 @@ func inspectAdapter(w io.Writer, dir string) error {
 			if square == 1 {
 				verb = "has"
 			}
-			fmt.Fprintf(w, "\nsquare: %s %s in = out, so the shapes cannot tell whether the base weight is stored out×in or in×out,\n"+
-				"and a wrong fan_in_fan_out (true for GPT-2's Conv1D layers) would go unnoticed; merge follows the base model's config.json for GPT-2 and its kin\n",
-				plural(square, "module"), verb)
+			fmt.Fprintf(w, "\nsquare: %s %s in = out, so %s; merge follows the base model's config.json for GPT-2 and its kin\n",
+				plural(square, "module"), verb, squareNote)
 		}
 	}
 	if len(a.Full) > 0 {

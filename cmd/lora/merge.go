@@ -34,7 +34,11 @@ writes a model of the same layout, file names and shard split to -out:
     fan_in_fan_out and, as PEFT does, always for the Conv1D layers (c_attn,
     c_proj, c_fc, q_attn) of a model whose config.json (beside the model's
     files) says model_type
-    ` + conv1DFamilyList() + `; the summary says so.
+    ` + conv1DFamilyList() + `; the summary says so. Without a config.json
+    that gives a model_type, the adapter's fan_in_fan_out decides: a wrong
+    one is a shape error where the weight is not square, and a square
+    module named as a Conv1D layer is that the adapter says false for is
+    merged stored out×in with a warning, in the words inspect uses.
   - only the modules the adapter's configuration selects (target_modules,
     exclude_modules, layers_to_transform) are merged; other LoRA pairs in the
     adapter file are listed as a warning and left out, as PEFT leaves them.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/golora/lora/internal/sysmem"
 	"github.com/golora/lora/peft"
@@ -62,11 +63,11 @@ func planMerge(m *model, q *quantized, ad *peft.Adapter, o mergeOptions, outDTyp
 		fulls:   map[string]*peft.Tensor{},
 	}
 	p.warnIgnored(ad.Ignored)
-	family, err := conv1DFamily(m.dir)
+	family, known, err := conv1DFamily(m.dir)
 	if err != nil {
 		return nil, p.st, err
 	}
-	p.family, p.st.modelType = family, family
+	p.family, p.typeKnown, p.st.modelType = family, known, family
 	if err := p.planModules(ad.Modules); err != nil {
 		return nil, p.st, err
 	}
@@ -86,15 +87,16 @@ func planMerge(m *model, q *quantized, ad *peft.Adapter, o mergeOptions, outDTyp
 
 // planner is the state of planMerge: what it has decided so far.
 type planner struct {
-	m        *model
-	q        *quantized // the 4-bit weights of m, or nil
-	o        mergeOptions
-	outDType peft.DType // "" to keep each tensor's
-	stderr   io.Writer
-	family   string                  // config.json's model_type when it is a Conv1D family
-	modules  map[string]*peft.Module // to merge, by base tensor name, with the final scale and layout
-	fulls    map[string]*peft.Tensor // to replace the base tensor of that name
-	st       mergeStats
+	m         *model
+	q         *quantized // the 4-bit weights of m, or nil
+	o         mergeOptions
+	outDType  peft.DType // "" to keep each tensor's
+	stderr    io.Writer
+	family    string                  // config.json's model_type when it is a Conv1D family
+	typeKnown bool                    // config.json gives a model_type
+	modules   map[string]*peft.Module // to merge, by base tensor name, with the final scale and layout
+	fulls     map[string]*peft.Tensor // to replace the base tensor of that name
+	st        mergeStats
 }
 
 // warnIgnored warns about the modules whose LoRA weights the adapter file
@@ -185,6 +187,11 @@ func (p *planner) planModule(mod *peft.Module, base string, info peft.TensorInfo
 // disagree; elsewhere the adapter decides.
 func (p *planner) fanInFanOut(mod *peft.Module) bool {
 	if p.family == "" || mod.Embedding {
+		if !p.typeKnown && !mod.Embedding && !mod.FanInFanOut && mod.In == mod.Out && isConv1DModule(mod.Name) {
+			fmt.Fprintf(p.stderr, "lora merge: warning: module %s is square (%d×%d), so %s: its name is a Conv1D layer's of GPT-2 and its kin, "+
+				"and no config.json beside the base model gives a model_type to tell: merged as the adapter says, fan_in_fan_out false, stored out×in\n",
+				quoteName(mod.Name), mod.Out, mod.In, strings.ReplaceAll(squareNote, "\n", " "))
+		}
 		return mod.FanInFanOut
 	}
 	conv := isConv1DModule(mod.Name)
