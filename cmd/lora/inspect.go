@@ -244,6 +244,12 @@ func inspectModel(w io.Writer, path string) error {
 		fmt.Fprintf(w, "4-bit weights (bitsandbytes): %d, listed with the dtype and shape they have unquantized, their bytes those of their codes and of their %s of quantization state (absmax, quant_map, quant_state, nested_absmax, nested_quant_map), which are not listed\n",
 			len(q.weights), plural(q.aux, "tensor"))
 	}
+	if m.index != nil {
+		for _, name := range m.index.unlisted {
+			fmt.Fprintf(w, "warning: %s holds tensor %s, which the index's weight_map does not list (merge writes it and lists it)\n",
+				quoteName(m.shards[m.where[name].shard].name), quoteName(name))
+		}
+	}
 	for _, err := range q.errors() {
 		fmt.Fprintf(w, "warning: %v: its tensors are listed as they are\n", err)
 	}

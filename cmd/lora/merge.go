@@ -54,6 +54,11 @@ writes a model of the same layout, file names and shard split to -out:
     left out of the shards and of the index, and config.json is written
     without its quantization_config.
 
+A sharded model's index is written with weight_map as it was, but for the
+tensors left out above and metadata.total_size; a tensor that a shard holds
+but weight_map does not list is written all the same, listed in the output's
+index under its shard, with a warning naming it.
+
 Side files: when -base is a directory, its files named *.json (but for the
 index, which is rewritten), *.txt, *.model, *.jinja and *.tiktoken, such as
 config.json, generation_config.json and the tokenizer, are copied to -out;

@@ -49,6 +49,7 @@ type index struct {
 	top       map[string]json.RawMessage
 	metadata  map[string]json.RawMessage
 	weightMap map[string]string
+	unlisted  []string // tensors of the shards that weight_map leaves out, sorted
 }
 
 // openModel opens the model at path: a .safetensors file, an index file, or
@@ -175,6 +176,12 @@ func (m *model) readIndex(name string) error {
 			return fmt.Errorf("%s: weight_map puts %q in %s, which does not hold it", path, t, quoteName(f))
 		}
 	}
+	for t := range m.where {
+		if _, ok := ix.weightMap[t]; !ok {
+			ix.unlisted = append(ix.unlisted, t)
+		}
+	}
+	slices.Sort(ix.unlisted)
 	return nil
 }
 

@@ -63,6 +63,14 @@ func planMerge(m *model, q *quantized, ad *peft.Adapter, o mergeOptions, outDTyp
 		fulls:   map[string]*peft.Tensor{},
 	}
 	p.warnIgnored(ad.Ignored)
+	if m.index != nil {
+		for _, name := range m.index.unlisted {
+			if !q.isAux(name) {
+				fmt.Fprintf(stderr, "lora merge: warning: %s holds tensor %s, which the index's weight_map does not list: written, and listed in the output's index\n",
+					quoteName(m.shards[m.where[name].shard].name), quoteName(name))
+			}
+		}
+	}
 	family, known, err := conv1DFamily(m.dir)
 	if err != nil {
 		return nil, p.st, err
