@@ -54,8 +54,9 @@ func lockOutput(out string) (*outLock, error) {
 			continue
 		}
 		owner := fmt.Sprintf("pid %d, started %s", os.Getpid(), time.Now().Format(time.RFC3339))
-		if err := f.Truncate(0); err == nil {
-			_, err = f.WriteAt([]byte(owner+"\n"), 0)
+		// Only messages read it: a failure here does not undo the lock.
+		if f.Truncate(0) == nil {
+			f.WriteAt([]byte(owner+"\n"), 0)
 		}
 		return &outLock{path: path, f: f}, nil
 	}
