@@ -19,8 +19,9 @@ import (
 // it has made beside -out: the lock file .out.lora-merge-lock and one
 // temporary directory .out.lora-merge-tmp-*, the name the usage gives and
 // the next merge looks for. A second merge into the same -out, started
-// meanwhile, is refused at once, naming the first (this process) by its
-// pid, and leaves the first's directory alone; the first then completes.
+// meanwhile, is refused at once, before it reads its adapter, naming the
+// first (this process) by its pid, and leaves the first's directory alone;
+// the first then completes.
 func TestMergeTempName(t *testing.T) {
 	base, adapterDir := smallSetup(t, nil)
 	if !canLock {
@@ -40,7 +41,11 @@ func TestMergeTempName(t *testing.T) {
 		if len(names) != 2 || names[0] != ".out.lora-merge-lock" || !strings.HasPrefix(names[1], ".out.lora-merge-tmp-") || len(names[1]) == len(".out.lora-merge-tmp-") {
 			t.Errorf("beside -out while the merge writes: %v, want .out.lora-merge-lock and .out.lora-merge-tmp-*", names)
 		}
-		_, stderr, err := runCmd(t, args...)
+		// The adapter of the second does not exist: the lock is taken
+		// before any work.
+		second := slices.Clone(args)
+		second[4] = filepath.Join(parent, "no-adapter")
+		_, stderr, err := runCmd(t, second...)
 		if err == nil || !strings.Contains(err.Error(), "another merge into "+out+" is running (pid "+fmt.Sprint(os.Getpid())+", started ") {
 			t.Errorf("a second merge into the same -out: %v, want a refusal naming pid %d\n%s", err, os.Getpid(), stderr)
 		}

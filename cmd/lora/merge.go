@@ -170,6 +170,15 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The lock on -out, before any work: a merge into the same -out that
+	// runs already is refused at once.
+	sig := catchSignals(stderr)
+	defer sig.stop()
+	od, err := sig.lock(o.out)
+	if err != nil {
+		return err
+	}
+	defer od.abandon() // unless committed
 	ad, err := peft.Load(o.adapter)
 	if err != nil {
 		return err
@@ -197,13 +206,9 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 	}
 
 	// Everything is checked: write into a temporary directory.
-	sig := catchSignals(stderr)
-	defer sig.stop()
-	od, err := sig.prepare(o.out, o.force, stderr)
-	if err != nil {
+	if err := od.makeTemp(o.force, stderr); err != nil {
 		return err
 	}
-	defer od.abandon() // unless committed
 	beforeWriting()
 	files, total, err := writeOutput(od.tmp, m, q, plans, sides, stderr)
 	if err != nil {

@@ -41,12 +41,11 @@ var (
 	swapDirs  = swapPaths
 )
 
-// prepareOutput checks that out is missing or an empty directory, or that
-// force allows replacing it; takes the lock of merges into out (a merge into
-// out that is running is an error); removes what an interrupted merge into
-// out left beside it, saying so on stderr; and makes the temporary directory
-// the output is written into.
-func prepareOutput(out string, force bool, stderr io.Writer) (*outputDir, error) {
+// lockOutputDir checks that out can be the output of a merge, makes its
+// parent directories and takes the lock of merges into out: a merge into
+// out that is running is an error. The merge runs with the lock held, from
+// its first checks; makeTemp then prepares the output.
+func lockOutputDir(out string) (*outputDir, error) {
 	if err := checkOutPath(out); err != nil {
 		return nil, err
 	}
@@ -75,17 +74,19 @@ func prepareOutput(out string, force bool, stderr io.Writer) (*outputDir, error)
 		od.removeCreated()
 		return nil, err
 	}
-	if err := od.makeTemp(force, stderr); err != nil {
-		od.lock.release()
-		od.removeCreated()
-		return nil, err
-	}
 	return od, nil
 }
 
 // makeTemp, with the lock held, removes what an interrupted merge left
-// beside od.out, checks od.out again and makes the temporary directory.
+// beside od.out, saying so on stderr; checks that od.out is missing or an
+// empty directory, or that force allows replacing it; and makes the
+// temporary directory the output is written into.
 func (od *outputDir) makeTemp(force bool, stderr io.Writer) error {
+	od.mu.Lock()
+	defer od.mu.Unlock()
+	if od.gone {
+		return errors.New("the output was abandoned")
+	}
 	out := od.out
 	parent, name := filepath.Dir(out), filepath.Base(out)
 	if err := removeStale(parent, name, out, stderr); err != nil {
@@ -292,17 +293,22 @@ func (od *outputDir) abandon() bool {
 		return false
 	}
 	od.gone = true
-	// Renamed first, so that a file the merge creates in the meantime
-	// cannot keep the directory from being removed; the new name is still
-	// one that the next merge removes, should this one die meanwhile.
-	dir := od.tmp
-	if os.Rename(od.tmp, od.tmp+"-abandoned") == nil {
-		dir = od.tmp + "-abandoned"
+	removed := false
+	if od.tmp != "" {
+		// Renamed first, so that a file the merge creates in the meantime
+		// cannot keep the directory from being removed; the new name is
+		// still one that the next merge removes, should this one die
+		// meanwhile.
+		dir := od.tmp
+		if os.Rename(od.tmp, od.tmp+"-abandoned") == nil {
+			dir = od.tmp + "-abandoned"
+		}
+		os.RemoveAll(dir)
+		removed = true
 	}
-	os.RemoveAll(dir)
 	od.lock.release()
 	od.removeCreated()
-	return true
+	return removed
 }
 
 // interrupts stops a merge on SIGINT or SIGTERM: it abandons the output
@@ -310,7 +316,7 @@ func (od *outputDir) abandon() bool {
 // output is in place already), says so on stderr and exits with status 128
 // plus the signal's number, as a shell reports a process a signal ended.
 type interrupts struct {
-	mu   sync.Mutex // held while the output is prepared, and by the handler
+	mu   sync.Mutex // held while the output is locked, and by the handler
 	od   *outputDir
 	ch   chan os.Signal
 	quit chan struct{}
@@ -324,11 +330,12 @@ func catchSignals(stderr io.Writer) *interrupts {
 	go func() {
 		select {
 		case sig := <-in.ch:
-			in.mu.Lock() // the output prepared, or not begun
-			if in.od != nil && in.od.abandon() {
-				fmt.Fprintf(stderr, "lora: merge: %v: stopped, and removed %s\n", sig, in.od.tmp)
-			} else {
+			in.mu.Lock() // the output locked, or not begun
+			switch od := in.od; {
+			case od == nil || !od.abandon():
 				fmt.Fprintf(stderr, "lora: merge: %v: stopped\n", sig)
+			default:
+				fmt.Fprintf(stderr, "lora: merge: %v: stopped, and removed %s\n", sig, od.tmp)
 			}
 			code := 1
 			if s, ok := sig.(syscall.Signal); ok {
@@ -341,12 +348,12 @@ func catchSignals(stderr io.Writer) *interrupts {
 	return in
 }
 
-// prepare runs prepareOutput, which a signal does not interrupt, and has
-// a later signal abandon the output it returns.
-func (in *interrupts) prepare(out string, force bool, stderr io.Writer) (*outputDir, error) {
+// lock runs lockOutputDir, which a signal does not interrupt, and has a
+// later signal abandon the output it returns.
+func (in *interrupts) lock(out string) (*outputDir, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	od, err := prepareOutput(out, force, stderr)
+	od, err := lockOutputDir(out)
 	in.od = od
 	return od, err
 }
