@@ -37,8 +37,8 @@ writes a model of the same layout, file names and shard split to -out:
     ` + conv1DFamilyList() + `; the summary says so. Without a config.json
     that gives a model_type, the adapter's fan_in_fan_out decides: a wrong
     one is a shape error where the weight is not square, and a square
-    module named as a Conv1D layer is that the adapter says false for is
-    merged stored out×in with a warning, in the words inspect uses.
+    module with one of those Conv1D names, for which the adapter says
+    false, is merged as stored out×in with a warning, in inspect's words.
   - only the modules the adapter's configuration selects (target_modules,
     exclude_modules, layers_to_transform) are merged; other LoRA pairs in the
     adapter file are listed as a warning and left out, as PEFT leaves them.
