@@ -3,12 +3,15 @@
 package cuda
 
 import (
+	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/golora/lora/internal/reftest"
@@ -178,11 +181,18 @@ func TestFaults(t *testing.T) {
 }
 
 // launchTest queues one of the emulator's own test kernels, which the
-// table of kernels.Params does not list, past Launch's checks.
+// table of kernels.Params does not list, past Launch's checks, in one
+// block.
 func launchTest(t *testing.T, kernel string, block int, a *Args) {
 	t.Helper()
+	launchTestGrid(t, kernel, 1, block, a)
+}
+
+// launchTestGrid is launchTest with grid blocks.
+func launchTestGrid(t *testing.T, kernel string, grid, block int, a *Args) {
+	t.Helper()
 	mu.Lock()
-	err := emuLaunch(kernel, Dim3{X: 1, Y: 1, Z: 1}, Dim3{X: block, Y: 1, Z: 1}, 0, a)
+	err := emuLaunch(kernel, Dim3{X: grid, Y: 1, Z: 1}, Dim3{X: block, Y: 1, Z: 1}, 0, a)
 	mu.Unlock()
 	if err != nil {
 		t.Fatalf("launch %s: %v", kernel, err)
@@ -248,6 +258,73 @@ func TestKernelFaultAtSync(t *testing.T) {
 	} {
 		if !errors.Is(err, Fault()) || !strings.Contains(err.Error(), "restart the process") {
 			t.Errorf("%s after the kernel fault: %v, want an error wrapping it", call, err)
+		}
+	}
+}
+
+// TestSharedRefilled launches emutest_shared, whose every thread reads its
+// word of a static shared array before its block writes it, three times
+// over several blocks: every word read must be the emulator's fill pattern.
+// The first launch fills the whole section before each block and learns
+// the range the kernel writes; the later ones fill only that range, so a
+// range learned a word short at either end leaves there a stale word of the
+// block before, which a later launch reads.
+func TestSharedRefilled(t *testing.T) {
+	const threads, blocks = 64, 5 // threads: emutest_shared's array
+	p, err := Alloc(4 * threads * blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Free(p)
+	got := make([]uint32, threads*blocks)
+	for launch := range 3 {
+		if err := Memset32(p, 0, threads*blocks); err != nil {
+			t.Fatal(err)
+		}
+		var a Args
+		a.Ptr(p)
+		launchTestGrid(t, "emutest_shared", blocks, threads, &a)
+		if err := CopyDtoH(unsafe.Pointer(&got[0]), p, 4*threads*blocks); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range got {
+			if v != 0xffa5a5a5 {
+				t.Errorf("launch %d: block %d's thread %d read %#x from shared memory before its block wrote it, want the fill pattern 0xffa5a5a5",
+					launch+1, i/threads, i%threads, v)
+			}
+		}
+	}
+}
+
+// TestMaskWithoutCaller checks, in a child process (a fault is sticky),
+// that a shuffle whose mask does not name the calling lane is a fault that
+// says so: emutest_unnamed has every lane shuffle with a mask that leaves
+// out lane 0. The child runs for at most a minute, so that an emulator
+// that lets lane 0 wait for ever fails the test rather than hangs it.
+func TestMaskWithoutCaller(t *testing.T) {
+	if os.Getenv("LORA_TEST_MASK_CALLER") == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := reftest.Child(t, "LORA_TEST_MASK_CALLER=1")
+		cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+		cmd.Env = append(os.Environ(), "LORA_TEST_MASK_CALLER=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestMaskWithoutCaller (") {
+			t.Errorf("in a child process: %v (%v)\n%s", err, ctx.Err(), out)
+		}
+		return
+	}
+	p, err := Alloc(4 * 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a Args
+	a.Ptr(p)
+	launchTest(t, "emutest_unnamed", 32, &a)
+	err = Sync()
+	for _, want := range []string{"kernel fault: emutest_unnamed", "with mask 0xfffffffe, which does not name the calling lane"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Sync after a shuffle whose mask leaves out its caller: %v, want %q", err, want)
 		}
 	}
 }

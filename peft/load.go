@@ -36,10 +36,10 @@ func Load(dir string) (*Adapter, error) {
 	}
 	cfg, err := ParseConfig(data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (in %s)", err, dir)
 	}
 	if err := cfg.Check(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (in %s)", err, dir)
 	}
 	path := filepath.Join(dir, WeightsFile)
 	st, err := OpenSafetensors(path)

@@ -30,37 +30,43 @@ const maxModelConfigSize = 16 << 20
 
 // conv1DFamily returns the model_type of the config.json in dir when it is
 // one of conv1DFamilies, and "" when it is another, or when dir has no
-// config.json. A config.json that cannot be read or is not a JSON object is
-// an error.
-func conv1DFamily(dir string) (string, error) {
+// config.json; known says whether there is a model_type. A config.json
+// that cannot be read or is not a JSON object is an error.
+func conv1DFamily(dir string) (family string, known bool, err error) {
 	path := filepath.Join(dir, "config.json")
 	if _, err := os.Stat(path); err != nil {
 		if isNotExist(err) {
-			return "", nil
+			return "", false, nil
 		}
-		return "", err
+		return "", false, err
 	}
 	data, err := readSmall(path, maxModelConfigSize)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	var cfg struct {
 		ModelType json.RawMessage `json:"model_type"`
 	}
 	if err := json.Unmarshal(data, &cfg); err != nil {
-		return "", fmt.Errorf("%s: %v", path, err)
+		return "", false, fmt.Errorf("%s: %v", path, err)
 	}
 	var mt string
-	if json.Unmarshal(cfg.ModelType, &mt) != nil {
-		return "", nil // missing or not a string: no family known
+	if json.Unmarshal(cfg.ModelType, &mt) != nil || mt == "" {
+		return "", false, nil // missing or not a string: no family known
 	}
 	for _, f := range conv1DFamilies {
 		if mt == f {
-			return f, nil
+			return f, true, nil
 		}
 	}
-	return "", nil
+	return "", true, nil
 }
+
+// squareNote says why a square module's layout is not checked: inspect
+// says it of every square module, merge of those that a model of unknown
+// type may hold as Conv1D layers.
+const squareNote = "the shapes cannot tell whether the base weight is stored out×in or in×out,\n" +
+	"and a wrong fan_in_fan_out (true for GPT-2's Conv1D layers) would go unnoticed"
 
 // isConv1DModule reports whether the module called name (its last
 // component) is a Conv1D layer in a model of conv1DFamilies.

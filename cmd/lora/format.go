@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // plural returns n and noun, with the noun in the plural unless n is 1.
@@ -27,4 +30,28 @@ func formatBytes(n int64) string {
 		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// quoteName returns a tensor's, module's or file's name s, read from a
+// file, for a message: as it is when it is valid UTF-8 of printable
+// characters other than spaces, quotes and backslashes, and quoted as by
+// strconv.Quote otherwise, so that control characters (an escape sequence
+// that clears the screen, a NUL) and invalid UTF-8 never reach the
+// terminal raw, and a quoted name cannot pass for another.
+func quoteName(s string) string {
+	if s != "" && utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool {
+		return !unicode.IsPrint(r) || r == ' ' || r == '"' || r == '\\'
+	}) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// quoteNames returns names, each as quoteName gives it, joined by ", ".
+func quoteNames(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = quoteName(n)
+	}
+	return strings.Join(q, ", ")
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,5 +74,52 @@ func writeIndex(t *testing.T, dir string, wm map[string]string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, indexName), b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMergeUnlistedTensor merges a sharded model whose index leaves out a
+// tensor that a shard holds: the tensor is written, and listed in the
+// output's index under its shard, with a warning that names it, as inspect
+// does; the output's index lists every tensor of its shards.
+func TestMergeUnlistedTensor(t *testing.T) {
+	base, adapterDir := smallSetup(t, nil)
+	const name, shard = "model.norm.weight", "model-00002-of-00002.safetensors"
+	wm := map[string]string{}
+	m := openT(t, base)
+	maps.Copy(wm, m.index.weightMap)
+	m.close()
+	delete(wm, name)
+	writeIndex(t, base, wm)
+
+	stdout, _, err := runCmd(t, "inspect", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warning := shard + " holds tensor " + name + ", which the index's weight_map does not list"
+	if !strings.Contains(stdout, "warning: "+warning) {
+		t.Errorf("inspect does not warn %q:\n%s", warning, stdout)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	_, stderr, err := runCmd(t, "merge", "-base", base, "-adapter", adapterDir, "-out", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "lora merge: warning: "+warning+": written, and listed in the output's index") {
+		t.Errorf("merge does not warn %q:\n%s", warning, stderr)
+	}
+	got := openT(t, out)
+	defer got.close()
+	if f := got.index.weightMap[name]; f != shard {
+		t.Errorf("the output's index puts %s in %q, want %s", name, f, shard)
+	}
+	if len(got.index.unlisted) != 0 || len(got.index.weightMap) != len(got.where) {
+		t.Errorf("the output's index lists %d tensors of %d, leaving out %v", len(got.index.weightMap), len(got.where), got.index.unlisted)
+	}
+	in := openT(t, base)
+	defer in.close()
+	a, _ := (&reader{m: in}).bytes(t, name)
+	a = append([]byte(nil), a...)
+	if b, _ := (&reader{m: got}).bytes(t, name); !bytes.Equal(a, b) {
+		t.Errorf("%s not copied byte for byte", name)
 	}
 }

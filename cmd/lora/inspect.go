@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/golora/lora/internal/natsort"
@@ -40,6 +42,11 @@ inspect describes what DIR_OR_FILE holds:
     quantization state (.absmax, .quant_map, .quant_state.*, .nested_*),
     which are not listed. One that cannot be read (fp4, say) is listed as
     its tensors are, with a warning that says why.
+
+A name (of a tensor, module or file, in this output and in the messages of
+inspect and merge) that holds a space, a quote, a backslash, a control
+character or bytes that are not UTF-8 is printed quoted, with those escaped
+as Go escapes them ("a\x1b[2J", "\x00"); other names are printed as they are.
 `
 
 // runInspect runs "lora inspect" with the arguments args.
@@ -52,13 +59,19 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		return usagef(inspectSynopsis, "inspect: want one adapter directory or safetensors model, got %d arguments", len(args))
 	}
 	path := args[0]
-	if exists(filepath.Join(path, peft.ConfigFile)) {
+	isAdapter, err := present(filepath.Join(path, peft.ConfigFile))
+	if err != nil && !errors.Is(err, syscall.ENOTDIR) {
+		return fmt.Errorf("inspect: %w", err)
+	}
+	if isAdapter {
 		if err := inspectAdapter(stdout, path); err != nil {
 			return fmt.Errorf("inspect: %w", err)
 		}
 		return nil
 	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() && !exists(filepath.Join(path, singleName)) && !exists(filepath.Join(path, indexName)) {
+	// A model, or nothing: openModel says which, and what it cannot read.
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() && !exists(filepath.Join(path, singleName)) && !exists(filepath.Join(path, indexName)) &&
+		!isLink(filepath.Join(path, singleName)) && !isLink(filepath.Join(path, indexName)) {
 		if exists(filepath.Join(path, peft.WeightsFile)) {
 			return fmt.Errorf("inspect: %s has %s but no %s: a PEFT adapter needs both", path, peft.WeightsFile, peft.ConfigFile)
 		}
@@ -68,6 +81,13 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("inspect: %w", err)
 	}
 	return nil
+}
+
+// isLink reports whether path is a symbolic link, whether or not it can be
+// followed.
+func isLink(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode()&os.ModeSymlink != 0
 }
 
 // inspectAdapter describes the PEFT adapter in dir on w.
@@ -81,20 +101,20 @@ func inspectAdapter(w io.Writer, dir string) error {
 	fmt.Fprintf(tw, "PEFT adapter\t%s\n", dir)
 	fmt.Fprintf(tw, "peft_type\t%s\n", c.PeftType)
 	if tt, ok := c.Extra["task_type"]; ok {
-		fmt.Fprintf(tw, "task_type\t%s\n", rawString(tt))
+		fmt.Fprintf(tw, "task_type\t%s\n", quoteName(rawString(tt)))
 	}
-	fmt.Fprintf(tw, "base_model_name_or_path\t%s\n", c.BaseModelNameOrPath)
+	fmt.Fprintf(tw, "base_model_name_or_path\t%s\n", quoteName(c.BaseModelNameOrPath))
 	fmt.Fprintf(tw, "r\t%d\n", c.R)
 	fmt.Fprintf(tw, "lora_alpha\t%s\n", formatNum(c.LoraAlpha))
 	fmt.Fprintf(tw, "use_rslora\t%v\n", c.UseRSLoRA)
-	targets := strings.Join(c.TargetModules, ", ")
+	targets := quoteNames(c.TargetModules)
 	if c.TargetModulesRegex != "" {
 		targets = strconv.Quote(c.TargetModulesRegex)
 	}
 	fmt.Fprintf(tw, "target_modules\t%s\n", targets)
 	fmt.Fprintf(tw, "fan_in_fan_out\t%v\n", c.FanInFanOut)
-	fmt.Fprintf(tw, "bias\t%s\n", c.Bias)
-	fmt.Fprintf(tw, "modules_to_save\t%s\n", orNone(strings.Join(c.ModulesToSave, ", ")))
+	fmt.Fprintf(tw, "bias\t%s\n", quoteName(c.Bias))
+	fmt.Fprintf(tw, "modules_to_save\t%s\n", orNone(quoteNames(c.ModulesToSave)))
 	fmt.Fprintf(tw, "rank_pattern\t%s\n", formatPattern(c.RankPattern))
 	fmt.Fprintf(tw, "alpha_pattern\t%s\n", formatPattern(c.AlphaPattern))
 	nl, nf := a.Params()
@@ -120,7 +140,7 @@ func inspectAdapter(w io.Writer, dir string) error {
 				note = "square: layout unchecked"
 				square++
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d×%d %s\t%d\t%s\t%s\t%s\t%d\t%s\n", m.Name, m.Weight(), rows, cols, layout,
+			fmt.Fprintf(tw, "%s\t%s\t%d×%d %s\t%d\t%s\t%s\t%s\t%d\t%s\n", quoteName(m.Name), quoteName(m.Weight()), rows, cols, layout,
 				m.Rank, formatNum(m.Alpha), formatNum(float64(m.Scale)), m.DType, m.Params(), note)
 		}
 		tw.Flush()
@@ -130,9 +150,8 @@ func inspectAdapter(w io.Writer, dir string) error {
 			if square == 1 {
 				verb = "has"
 			}
-			fmt.Fprintf(w, "\nsquare: %s %s in = out, so the shapes cannot tell whether the base weight is stored out×in or in×out,\n"+
-				"and a wrong fan_in_fan_out (true for GPT-2's Conv1D layers) would go unnoticed; merge follows the base model's config.json for GPT-2 and its kin\n",
-				plural(square, "module"), verb)
+			fmt.Fprintf(w, "\nsquare: %s %s in = out, so %s; merge follows the base model's config.json for GPT-2 and its kin\n",
+				plural(square, "module"), verb, squareNote)
 		}
 	}
 	if len(a.Full) > 0 {
@@ -140,7 +159,7 @@ func inspectAdapter(w io.Writer, dir string) error {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "full tensor (replaces the base tensor)\tdtype\tshape")
 		for _, t := range a.Full {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, t.DType, formatShape(t.Shape))
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", quoteName(t.Name), t.DType, formatShape(t.Shape))
 		}
 		tw.Flush()
 	}
@@ -208,9 +227,9 @@ func inspectModel(w io.Writer, path string) error {
 			count = int64(qw.Rows) * int64(qw.Cols)
 		}
 		elems += count
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d", t.Name, dtype, formatShape(shape), size)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d", quoteName(t.Name), dtype, formatShape(shape), size)
 		if sharded {
-			fmt.Fprintf(tw, "\t%s", e.shard)
+			fmt.Fprintf(tw, "\t%s", quoteName(e.shard))
 		}
 		fmt.Fprint(tw, note, end)
 	}
@@ -218,12 +237,18 @@ func inspectModel(w io.Writer, path string) error {
 	writeTrimmed(w, &table)
 	files := make([]string, len(m.shards))
 	for i, s := range m.shards {
-		files[i] = filepath.Join(m.dir, s.name)
+		files[i] = filepath.Join(m.dir, quoteName(s.name))
 	}
 	fmt.Fprintf(w, "\n%d tensors, %d elements, %s of data in %s\n", n, elems, formatBytes(total), strings.Join(files, ", "))
 	if q != nil && len(q.weights) > 0 {
 		fmt.Fprintf(w, "4-bit weights (bitsandbytes): %d, listed with the dtype and shape they have unquantized, their bytes those of their codes and of their %s of quantization state (absmax, quant_map, quant_state, nested_absmax, nested_quant_map), which are not listed\n",
 			len(q.weights), plural(q.aux, "tensor"))
+	}
+	if m.index != nil {
+		for _, name := range m.index.unlisted {
+			fmt.Fprintf(w, "warning: %s holds tensor %s, which the index's weight_map does not list (merge writes it and lists it)\n",
+				quoteName(m.shards[m.where[name].shard].name), quoteName(name))
+		}
 	}
 	for _, err := range q.errors() {
 		fmt.Fprintf(w, "warning: %v: its tensors are listed as they are\n", err)
@@ -231,7 +256,7 @@ func inspectModel(w io.Writer, path string) error {
 	for _, s := range m.shards {
 		if md := s.st.Metadata(); len(md) > 0 {
 			b, _ := json.Marshal(md)
-			fmt.Fprintf(w, "metadata of %s: %s\n", s.name, b)
+			fmt.Fprintf(w, "metadata of %s: %s\n", quoteName(s.name), b)
 		}
 	}
 	return nil

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -82,8 +81,8 @@ func TestRunUsage(t *testing.T) {
 	if stdout, _, err := runCmd(t, "help"); err != nil || !strings.Contains(stdout, "lora inspect") {
 		t.Errorf("help: %v\n%s", err, stdout)
 	}
-	if _, stderr, err := runCmd(t, "merge", "-h"); !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr, "-allow-missing") {
-		t.Errorf("merge -h: %v\n%s", err, stderr)
+	if stdout, stderr, err := runCmd(t, "merge", "-h"); err != nil || !strings.Contains(stdout, "-allow-missing") || stderr != "" {
+		t.Errorf("merge -h: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
 	if _, _, err := runCmd(t, "merge", "-base", "a", "-adapter", "b", "-out", "c", "extra"); !errors.Is(err, errUsage) {
 		t.Errorf("merge with an extra argument: %v", err)
@@ -104,7 +103,9 @@ func TestUsage(t *testing.T) {
 		status         int
 	}{
 		{args: []string{"help", "merge"}, stdout: mergeWants},
-		{args: []string{"merge", "-h"}, stderr: mergeWants},
+		{args: []string{"merge", "-h"}, stdout: mergeWants},
+		{args: []string{"merge", "-help"}, stdout: mergeWants},
+		{args: []string{"merge", "-base", "a", "--help"}, stdout: mergeWants},
 		{args: []string{"help", "inspect"}, stdout: inspectWants},
 		{args: []string{"inspect", "-h"}, stdout: inspectWants},
 		{args: []string{"help"}, stdout: []string{"lora help [merge|inspect]"}},
@@ -132,6 +133,12 @@ func TestUsage(t *testing.T) {
 				t.Errorf("%q: stderr does not say %q:\n%s", c.args, w, stderr.String())
 			}
 		}
+		if c.status == 0 && stderr.Len() > 0 {
+			t.Errorf("%q: help on stderr:\n%s", c.args, stderr.String())
+		}
+		if n := strings.Count(stderr.String(), "flag provided but not defined"); n > 1 {
+			t.Errorf("%q: the error is reported %d times:\n%s", c.args, n, stderr.String())
+		}
 		if strings.Contains(stderr.String(), ": usage") {
 			t.Errorf("%q: an error ends in \": usage\":\n%s", c.args, stderr.String())
 		}
@@ -145,8 +152,23 @@ func TestInspectErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	empty := t.TempDir()
+	loop := t.TempDir()
+	if err := os.Symlink(singleName, filepath.Join(loop, singleName)); err != nil {
+		t.Fatal(err)
+	}
+	loopConfig := t.TempDir()
+	if err := os.Symlink(peft.ConfigFile, filepath.Join(loopConfig, peft.ConfigFile)); err != nil {
+		t.Fatal(err)
+	}
+	_, emptyConfig := smallSetup(t, nil)
+	if err := os.WriteFile(filepath.Join(emptyConfig, peft.ConfigFile), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct{ path, want string }{
 		{adapter, "has adapter_model.safetensors but no adapter_config.json"},
+		{loop, filepath.Join(loop, singleName) + ": too many levels of symbolic links"},
+		{loopConfig, filepath.Join(loopConfig, peft.ConfigFile) + ": too many levels of symbolic links"},
+		{emptyConfig, "adapter_config.json: unexpected end of JSON input: malformed file (in " + emptyConfig + ")"},
 		{empty, "holds no PEFT adapter (adapter_config.json) and no safetensors model (model.safetensors or model.safetensors.index.json)"},
 	} {
 		_, _, err := runCmd(t, "inspect", c.path)
@@ -217,5 +239,96 @@ func TestProgress(t *testing.T) {
 		!strings.Contains(lines[0], "50%  1/2 tensors  1.0 kB/2.0 kB") || !strings.Contains(lines[1], "100%  2/2 tensors") ||
 		!strings.Contains(lines[0], "s left") {
 		t.Errorf("log progress:\n%s", buf.String())
+	}
+}
+
+// TestQuoteName checks the names that messages and inspect print as they
+// are, and those they quote.
+func TestQuoteName(t *testing.T) {
+	for in, want := range map[string]string{
+		"model.layers.0.self_attn.q_proj.weight": "model.layers.0.self_attn.q_proj.weight",
+		"tête.ü":                                 "tête.ü",
+		"":                                       `""`,
+		"a b":                                    `"a b"`,
+		`a"b`:                                    `"a\"b"`,
+		`a\b`:                                    `"a\\b"`,
+		"x\x1b[2Jy":                              `"x\x1b[2Jy"`,
+		"nul\x00":                                `"nul\x00"`,
+		"bad\xff\xfe":                            `"bad\xff\xfe"`,
+		"tab\tnl\n":                              `"tab\tnl\n"`,
+		"rtl\u202egpj.exe":                       `"rtl\u202egpj.exe"`,
+		"del\x7f":                                `"del\x7f"`,
+	} {
+		if got := quoteName(in); got != want {
+			t.Errorf("quoteName(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestHostileNames checks that names with control characters (an escape
+// sequence that clears the screen, a NUL, a newline) reach neither inspect's
+// output nor merge's messages raw: they are quoted, escaped.
+func TestHostileNames(t *testing.T) {
+	const esc, nul = "evil\x1b[2J.weight", "nul\x00name.weight"
+	raw := func(t *testing.T, what, s string) {
+		t.Helper()
+		for _, c := range s {
+			if c < 0x20 && c != '\n' || c == 0x7f {
+				t.Errorf("%s prints %q raw:\n%q", what, c, s)
+				return
+			}
+		}
+	}
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model")
+	writeModel(t, model, [][]spec{
+		{{esc, peft.F32, []int{4}}, {"ok.weight", peft.F32, []int{4}}},
+		{{nul, peft.F32, []int{4}}},
+	}, 1)
+	stdout, stderr, err := runCmd(t, "inspect", model)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	raw(t, "inspect of a model", stdout)
+	for _, want := range []string{`"evil\x1b[2J.weight"  F32`, `"nul\x00name.weight"  F32`, "ok.weight"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("inspect does not say %s:\n%s", want, stdout)
+		}
+	}
+
+	// An adapter whose module names hold them too.
+	_, adapterDir := smallSetup(t, nil)
+	a := smallAdapter()
+	a.Modules[0].Name = "model.layers.0\x1b[2J.mlp.down_proj"
+	a.Modules[1].Name = "model.layers.0.self\x00attn.q_proj"
+	if err := peft.Save(adapterDir, a); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err = runCmd(t, "inspect", adapterDir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	raw(t, "inspect of an adapter", stdout)
+	for _, want := range []string{`"model.layers.0\x1b[2J.mlp.down_proj"  "model.layers.0\x1b[2J.mlp.down_proj.weight"`, `"model.layers.0.self\x00attn.q_proj"`} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("inspect does not say %s:\n%s", want, stdout)
+		}
+	}
+	base, _ := smallSetup(t, nil)
+	_, stderr, err = runCmd(t, "merge", "-base", base, "-adapter", adapterDir, "-out", filepath.Join(dir, "out"))
+	if err == nil {
+		t.Fatal("merged modules without base weights")
+	}
+	raw(t, "merge's error", err.Error())
+	raw(t, "merge's stderr", stderr)
+	_, stderr, err = runCmd(t, "merge", "-base", base, "-adapter", adapterDir, "-out", filepath.Join(dir, "out"), "-allow-missing")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	raw(t, "merge's stderr", stderr)
+	for _, want := range []string{`skipping module "model.layers.0\x1b[2J.mlp.down_proj"`, `skipping module "model.layers.0.self\x00attn.q_proj"`} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("merge does not say %s:\n%s", want, stderr)
+		}
 	}
 }

@@ -162,3 +162,79 @@ func TestMergeIgnoredModules(t *testing.T) {
 		got.close()
 	}
 }
+
+// TestMergeSquareConv1DWarning merges an adapter with fan_in_fan_out false
+// into a model with a square c_proj and a square q_proj: without a
+// config.json that gives the model_type, the shapes cannot tell whether
+// c_proj is GPT-2's Conv1D layer, stored [in, out], so merge warns about it
+// (not about q_proj, whose name is no Conv1D layer's) with the words
+// inspect uses, and merges it as the adapter says. A model_type that is
+// not GPT-2's kin leaves no doubt, and no warning.
+func TestMergeSquareConv1DWarning(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		config string // "" for none
+		warn   bool
+	}{
+		{name: "no config.json", warn: true},
+		{name: "config.json without model_type", config: `{"n_embd": 16}`, warn: true},
+		{name: "llama", config: `{"model_type": "llama"}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			base, adapterDir := filepath.Join(dir, "base"), filepath.Join(dir, "adapter")
+			writeModel(t, base, [][]spec{{
+				{"transformer.h.0.attn.c_proj.weight", peft.F32, []int{16, 16}},
+				{"transformer.h.0.attn.q_proj.weight", peft.F32, []int{16, 16}},
+			}}, 5)
+			cfg := filepath.Join(base, "config.json")
+			os.Remove(cfg)
+			if c.config != "" {
+				if err := os.WriteFile(cfg, []byte(c.config), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a := &peft.Adapter{Config: &peft.Config{PeftType: "LORA", R: 4, LoraAlpha: 8, Bias: "none", TargetModules: []string{"c_proj", "q_proj"}}}
+			r := &rng{7}
+			for _, name := range []string{"transformer.h.0.attn.c_proj", "transformer.h.0.attn.q_proj"} {
+				mod := &peft.Module{Name: name, In: 16, Out: 16, Rank: 4, A: make([]float32, 4*16), B: make([]float32, 16*4)}
+				r.fill(mod.A)
+				r.fill(mod.B)
+				a.Modules = append(a.Modules, mod)
+			}
+			if err := peft.Save(adapterDir, a); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "out")
+			_, stderr, err := runCmd(t, "merge", "-base", base, "-adapter", adapterDir, "-out", out)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, stderr)
+			}
+			want := "lora merge: warning: module transformer.h.0.attn.c_proj is square (16×16), so " + strings.ReplaceAll(squareNote, "\n", " ")
+			if got := strings.Contains(stderr, want); got != c.warn {
+				t.Errorf("warning %v, want %v: %q\n%s", got, c.warn, want, stderr)
+			}
+			if strings.Contains(stderr, "q_proj") {
+				t.Errorf("a warning about q_proj:\n%s", stderr)
+			}
+			inspect, _, err := runCmd(t, "inspect", adapterDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(inspect, "so "+squareNote+";") || !strings.Contains(squareNote, "the shapes cannot tell") {
+				t.Errorf("inspect does not give the same words:\n%s", inspect)
+			}
+			in, got := openT(t, base), openT(t, out)
+			defer in.close()
+			defer got.close()
+			rin, rout := &reader{m: in}, &reader{m: got}
+			for _, m := range a.Modules {
+				m.Scale = 2
+				w, _ := rin.values(t, m.Weight())
+				w = append([]float32(nil), w...)
+				v, info := rout.values(t, m.Weight())
+				checkMerged(t, m.Weight(), v, w, m, 2, info.DType)
+			}
+		})
+	}
+}

@@ -18,7 +18,10 @@
 // in blocks of rows, so a model, or a single tensor, far larger than the
 // memory merges. Everything is written into a temporary directory beside
 // -out, which becomes -out by one rename when it is complete; the input is
-// never modified. Before writing anything, merge checks that every module
+// never modified. A merge holds a lock on -out while it runs (flock, where
+// the system has it), so that a second merge into it is refused, and
+// removes its temporary directory when SIGINT or SIGTERM stops it. Before
+// writing anything, merge checks that every module
 // of the adapter has its base weight, with the right shape: a missing one is
 // an error unless -allow-missing, which skips it; a wrong shape is always an
 // error. A merge that would write NaN or ±Inf where the base tensor held a

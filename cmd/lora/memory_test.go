@@ -32,7 +32,7 @@ import (
 // 4-bit weight of 16384×16384, bfloat16 unquantized (128 MiB of codes),
 // whose bound is peakMiB plus nf4Memory, its absmax. First it kills a
 // merge into the same -out half-way: that leaves only the temporary
-// directory, which the next merge removes.
+// directory and its lock file, which the next merge removes and takes over.
 func TestMergePeakMemory(t *testing.T) {
 	if lora.Backend() != "cpu" {
 		// cudaemu emulates the kernels too slowly for 1 GiB, and on a GPU the
@@ -187,7 +187,7 @@ func mergeWithin(t *testing.T, dir string, d peft.DType, rows, cols int, bound i
 
 	var tmp string
 	if kill {
-		// A merge killed half-way leaves only its temporary directory.
+		// A merge killed half-way leaves only its temporary directory and lock file.
 		killed := child()
 		if err := killed.Start(); err != nil {
 			t.Fatal(err)
@@ -206,8 +206,8 @@ func mergeWithin(t *testing.T, dir string, d peft.DType, rows, cols int, bound i
 		if tmp == "" {
 			t.Fatal("the first merge wrote no 256 MiB into a temporary directory within 20 s")
 		}
-		if got := listDir(t, dir); len(got) != 3 || got[0] != filepath.Base(tmp) || got[1] != "adapter" || got[2] != "base" {
-			t.Fatalf("a killed merge left %v, want its temporary directory alone", got)
+		if got := listDir(t, dir); !slices.Equal(got, []string{".out" + lockSuffix, filepath.Base(tmp), "adapter", "base"}) {
+			t.Fatalf("a killed merge left %v, want its temporary directory and its lock file alone", got)
 		}
 	}
 

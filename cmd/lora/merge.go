@@ -34,7 +34,11 @@ writes a model of the same layout, file names and shard split to -out:
     fan_in_fan_out and, as PEFT does, always for the Conv1D layers (c_attn,
     c_proj, c_fc, q_attn) of a model whose config.json (beside the model's
     files) says model_type
-    ` + conv1DFamilyList() + `; the summary says so.
+    ` + conv1DFamilyList() + `; the summary says so. Without a config.json
+    that gives a model_type, the adapter's fan_in_fan_out decides: a wrong
+    one is a shape error where the weight is not square, and a square
+    module with one of those Conv1D names, for which the adapter says
+    false, is merged as stored out×in with a warning, in inspect's words.
   - only the modules the adapter's configuration selects (target_modules,
     exclude_modules, layers_to_transform) are merged; other LoRA pairs in the
     adapter file are listed as a warning and left out, as PEFT leaves them.
@@ -50,6 +54,11 @@ writes a model of the same layout, file names and shard split to -out:
     left out of the shards and of the index, and config.json is written
     without its quantization_config.
 
+A sharded model's index is written with weight_map as it was, but for the
+tensors left out above and metadata.total_size; a tensor that a shard holds
+but weight_map does not list is written all the same, listed in the output's
+index under its shard, with a warning naming it.
+
 Side files: when -base is a directory, its files named *.json (but for the
 index, which is rewritten), *.txt, *.model, *.jinja and *.tiktoken, such as
 config.json, generation_config.json and the tokenizer, are copied to -out;
@@ -58,11 +67,20 @@ file is copied. Symbolic links, as in a Hugging Face cache snapshot, are
 followed for every input: -out gets regular files.
 
 Output: -out must not exist or be an empty directory; -force replaces an
-existing one. Everything is written into a temporary directory
-.NAME.lora-merge-tmp-* beside -out, which becomes -out by one rename when it
-is complete (with -force, the old directory is removed only after that). An
-interrupted merge leaves only that temporary directory, which the next merge
-into the same -out removes.
+existing one. An -out that is a symbolic link is refused before any work,
+with -force too: the rename below would replace the link, not the
+directory it names; give that directory itself. Everything is written into
+a temporary directory .NAME.lora-merge-tmp-* beside -out, which becomes
+-out by one rename when it is complete (with -force, the old directory is
+removed only after that). While it runs, a merge holds a lock (flock) on
+the file .NAME.lora-merge-lock beside -out, which holds its pid and start
+time: a second merge into the same -out is refused at once, naming them,
+and only what a merge that is gone left beside -out is removed. On Windows
+and other systems without flock no lock is taken: do not run two merges
+into one -out there. SIGINT (Ctrl-C) or SIGTERM stops a merge: it removes
+the temporary directory and the lock file, and exits with status 128 plus
+the signal's number (130, 143). A merge that is killed otherwise leaves
+only those two, which the next merge into the same -out removes.
 
 Refusals, with nothing written to -out: a module whose base weight is missing
 (unless -allow-missing, which skips it, and always when no module finds its
@@ -116,12 +134,14 @@ func printMergeUsage(w io.Writer) {
 // runMerge runs "lora merge" with the arguments args.
 func runMerge(args []string, stdout, stderr io.Writer) error {
 	var o mergeOptions
-	fl := newMergeFlags(&o, stderr)
-	fl.Usage = func() {} // errors are reported with the synopsis below
+	// The flag package would print an error too: it is reported once, by
+	// report, with the synopsis below.
+	fl := newMergeFlags(&o, io.Discard)
+	fl.Usage = func() {}
 	if err := fl.Parse(args); err != nil {
 		if err == flag.ErrHelp {
-			printMergeUsage(stderr)
-			return err
+			printMergeUsage(stdout) // as "lora help merge" does
+			return nil
 		}
 		return usagef(mergeSynopsis, "merge: %v", err)
 	}
@@ -143,10 +163,22 @@ func runMerge(args []string, stdout, stderr io.Writer) error {
 // merge plans the whole output, checking everything it can, then writes it.
 func merge(o mergeOptions, stdout, stderr io.Writer) error {
 	start := time.Now()
+	if err := checkOutPath(o.out); err != nil {
+		return err
+	}
 	outDType, err := outputDType(o.dtype)
 	if err != nil {
 		return err
 	}
+	// The lock on -out, before any work: a merge into the same -out that
+	// runs already is refused at once.
+	sig := catchSignals(stderr)
+	defer sig.stop()
+	od, err := sig.lock(o.out)
+	if err != nil {
+		return err
+	}
+	defer od.abandon() // unless committed
 	ad, err := peft.Load(o.adapter)
 	if err != nil {
 		return err
@@ -174,11 +206,9 @@ func merge(o mergeOptions, stdout, stderr io.Writer) error {
 	}
 
 	// Everything is checked: write into a temporary directory.
-	od, err := prepareOutput(o.out, o.force, stderr)
-	if err != nil {
+	if err := od.makeTemp(o.force, stderr); err != nil {
 		return err
 	}
-	defer od.abandon() // unless committed
 	beforeWriting()
 	files, total, err := writeOutput(od.tmp, m, q, plans, sides, stderr)
 	if err != nil {

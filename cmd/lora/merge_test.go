@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/golora/lora"
 	"github.com/golora/lora/peft"
@@ -54,12 +55,28 @@ const (
 	hwmPrefix = "peak resident KiB: "
 )
 
+// childHold names the environment variable that makes such a child, once
+// it has written its first output shard, create the file it names and
+// wait there, until a signal ends it.
+const childHold = "LORA_TEST_HOLD_AFTER_SHARD"
+
 func TestMain(m *testing.M) {
 	if v := os.Getenv(childArgs); v != "" {
 		var args []string
 		if err := json.Unmarshal([]byte(v), &args); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
+		}
+		if marker := os.Getenv(childHold); marker != "" {
+			shardWritten = func() {
+				if err := os.WriteFile(marker, nil, 0o644); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(3)
+				}
+				for {
+					time.Sleep(time.Hour)
+				}
+			}
 		}
 		code := report(run(args, os.Stdout, os.Stderr), os.Stderr)
 		if os.Getenv(childHWM) != "" {

@@ -49,6 +49,7 @@ type index struct {
 	top       map[string]json.RawMessage
 	metadata  map[string]json.RawMessage
 	weightMap map[string]string
+	unlisted  []string // tensors of the shards that weight_map leaves out, sorted
 }
 
 // openModel opens the model at path: a .safetensors file, an index file, or
@@ -60,12 +61,17 @@ func openModel(path string) (*model, error) {
 	}
 	dir, file := path, ""
 	if fi.IsDir() {
-		switch {
-		case exists(filepath.Join(path, singleName)):
-			file = singleName
-		case exists(filepath.Join(path, indexName)):
-			file = indexName
-		default:
+		for _, name := range []string{singleName, indexName} {
+			ok, err := present(filepath.Join(path, name))
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				file = name
+				break
+			}
+		}
+		if file == "" {
 			return nil, fmt.Errorf("%s holds neither %s nor %s", path, singleName, indexName)
 		}
 	} else {
@@ -92,6 +98,20 @@ func exists(path string) bool {
 	return err == nil
 }
 
+// present reports whether path exists, following symbolic links: false
+// when it does not, and an error when it cannot tell, as for a link in a
+// loop (ELOOP) or a directory it may not search.
+func present(path string) (bool, error) {
+	_, err := os.Stat(path)
+	switch {
+	case err == nil:
+		return true, nil
+	case isNotExist(err):
+		return false, nil
+	}
+	return false, err
+}
+
 func (m *model) addShard(name string) error {
 	st, err := peft.OpenSafetensors(filepath.Join(m.dir, name))
 	if err != nil {
@@ -100,7 +120,7 @@ func (m *model) addShard(name string) error {
 	m.shards = append(m.shards, &shard{name: name, st: st})
 	for _, t := range st.Tensors() {
 		if prev, dup := m.where[t.Name]; dup {
-			return fmt.Errorf("tensor %q is in both %s and %s", t.Name, m.shards[prev.shard].name, name)
+			return fmt.Errorf("tensor %q is in both %s and %s", t.Name, quoteName(m.shards[prev.shard].name), quoteName(name))
 		}
 		m.where[t.Name] = tensorRef{len(m.shards) - 1, t}
 	}
@@ -153,9 +173,15 @@ func (m *model) readIndex(name string) error {
 	for t, f := range ix.weightMap {
 		ref, ok := m.where[t]
 		if !ok || m.shards[ref.shard].name != f {
-			return fmt.Errorf("%s: weight_map puts %q in %s, which does not hold it", path, t, f)
+			return fmt.Errorf("%s: weight_map puts %q in %s, which does not hold it", path, t, quoteName(f))
 		}
 	}
+	for t := range m.where {
+		if _, ok := ix.weightMap[t]; !ok {
+			ix.unlisted = append(ix.unlisted, t)
+		}
+	}
+	slices.Sort(ix.unlisted)
 	return nil
 }
 

@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/golora/lora/peft"
 )
@@ -25,7 +29,10 @@ type outputDir struct {
 	out     string   // -out, absolute
 	tmp     string   // the temporary directory, written into
 	created []string // parent directories made for it, deepest first
-	done    bool
+	lock    *outLock // held until the output is committed or abandoned
+	mu      sync.Mutex
+	done    bool // committed
+	gone    bool // abandoned
 }
 
 // Hooks for the tests: the renames of commit.
@@ -34,38 +41,24 @@ var (
 	swapDirs  = swapPaths
 )
 
-// prepareOutput checks that out is missing or an empty directory, or that
-// force allows replacing it; removes what an interrupted merge into out left
-// beside it, saying so on stderr; and makes the temporary directory the
-// output is written into.
-func prepareOutput(out string, force bool, stderr io.Writer) (*outputDir, error) {
+// lockOutputDir checks that out can be the output of a merge, makes its
+// parent directories and takes the lock of merges into out: a merge into
+// out that is running is an error. The merge runs with the lock held, from
+// its first checks; makeTemp then prepares the output.
+func lockOutputDir(out string) (*outputDir, error) {
+	if err := checkOutPath(out); err != nil {
+		return nil, err
+	}
 	out, err := filepath.Abs(out)
 	if err != nil {
 		return nil, err
 	}
-	parent, name := filepath.Dir(out), filepath.Base(out)
+	parent := filepath.Dir(out)
 	if parent == out {
 		return nil, fmt.Errorf("-out %s is a root directory: give a directory inside one", out)
 	}
 	if wd, err := os.Getwd(); err == nil && within(wd, out) {
 		return nil, fmt.Errorf("-out %s holds the working directory, which the merge would replace by a rename: give another directory", out)
-	}
-	if err := removeStale(parent, name, out, stderr); err != nil {
-		return nil, err
-	}
-	if fi, err := os.Stat(out); err == nil {
-		if !fi.IsDir() {
-			return nil, fmt.Errorf("-out %s exists and is not a directory", out)
-		}
-		empty, err := isEmptyDir(out)
-		if err != nil {
-			return nil, err
-		}
-		if !empty && !force {
-			return nil, fmt.Errorf("-out %s is a directory that is not empty: give a new or empty one, or -force to replace it", out)
-		}
-	} else if !isNotExist(err) {
-		return nil, err
 	}
 	od := &outputDir{out: out}
 	for d := parent; !exists(d); d = filepath.Dir(d) {
@@ -77,18 +70,90 @@ func prepareOutput(out string, force bool, stderr io.Writer) (*outputDir, error)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+name+tmpInfix+"*")
-	if err != nil {
+	if od.lock, err = lockOutput(out); err != nil {
 		od.removeCreated()
 		return nil, err
+	}
+	return od, nil
+}
+
+// makeTemp, with the lock held, removes what an interrupted merge left
+// beside od.out, saying so on stderr; checks that od.out is missing or an
+// empty directory, or that force allows replacing it; and makes the
+// temporary directory the output is written into.
+func (od *outputDir) makeTemp(force bool, stderr io.Writer) error {
+	od.mu.Lock()
+	defer od.mu.Unlock()
+	if od.gone {
+		return errors.New("the output was abandoned")
+	}
+	out := od.out
+	parent, name := filepath.Dir(out), filepath.Base(out)
+	if err := removeStale(parent, name, out, stderr); err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(out); err == nil {
+		if err := checkOutPath(out); err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("-out %s exists and is not a directory", out)
+		}
+		empty, err := isEmptyDir(out)
+		if err != nil {
+			return err
+		}
+		if !empty && !force {
+			return fmt.Errorf("-out %s is a directory that is not empty: give a new or empty one, or -force to replace it", out)
+		}
+	} else if !isNotExist(err) {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, "."+name+tmpInfix+"*")
+	if err != nil {
+		return err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		os.Remove(tmp)
-		od.removeCreated()
-		return nil, err
+		return err
 	}
 	od.tmp = tmp
-	return od, nil
+	return nil
+}
+
+// checkOutPath refuses, before any work, an -out that is a symbolic link:
+// the output replaces -out by a rename, which would replace the link, not
+// the directory it names, and the rename into a link that names nothing
+// fails once everything is written. It also refuses an -out that exists and
+// is not a directory.
+func checkOutPath(out string) error {
+	clean := filepath.Clean(out)
+	fi, err := os.Lstat(clean)
+	switch {
+	case isNotExist(err):
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, _ := os.Readlink(clean)
+		if _, err := os.Stat(clean); err != nil {
+			return fmt.Errorf("-out %s is a symbolic link to %s, which cannot be followed (%v): give a directory that is not a link", out, target, unwrapPath(err))
+		}
+		return fmt.Errorf("-out %s is a symbolic link to %s: merge replaces -out by a rename, which would replace the link, not %s: give %s itself, or remove the link", out, target, target, target)
+	case !fi.IsDir():
+		return fmt.Errorf("-out %s exists and is not a directory", out)
+	}
+	return nil
+}
+
+// unwrapPath returns the error inside a *fs.PathError, without the path
+// that a message names already.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // removeStale removes the directories that an interrupted merge into out
@@ -147,6 +212,11 @@ func isEmptyDir(dir string) (bool, error) {
 // rename where the system can, and otherwise by moving out aside, renaming
 // and removing the old one, moving it back if the rename fails.
 func (od *outputDir) commit() error {
+	od.mu.Lock()
+	defer od.mu.Unlock()
+	if od.gone {
+		return errors.New("the output was abandoned")
+	}
 	fi, err := os.Stat(od.out)
 	switch {
 	case isNotExist(err):
@@ -176,6 +246,7 @@ func (od *outputDir) commit() error {
 	}
 	od.done = true
 	syncDir(filepath.Dir(od.out))
+	od.lock.release()
 	return nil
 }
 
@@ -213,13 +284,84 @@ func (od *outputDir) replace() error {
 }
 
 // abandon removes the temporary directory and the parents made for it,
-// unless the output was committed.
-func (od *outputDir) abandon() {
-	if od.done {
-		return
+// unless the output was committed, and lets the lock go. It returns whether
+// it removed the temporary directory.
+func (od *outputDir) abandon() bool {
+	od.mu.Lock()
+	defer od.mu.Unlock()
+	if od.done || od.gone {
+		return false
 	}
-	os.RemoveAll(od.tmp)
+	od.gone = true
+	removed := false
+	if od.tmp != "" {
+		// Renamed first, so that a file the merge creates in the meantime
+		// cannot keep the directory from being removed; the new name is
+		// still one that the next merge removes, should this one die
+		// meanwhile.
+		dir := od.tmp
+		if os.Rename(od.tmp, od.tmp+"-abandoned") == nil {
+			dir = od.tmp + "-abandoned"
+		}
+		os.RemoveAll(dir)
+		removed = true
+	}
+	od.lock.release()
 	od.removeCreated()
+	return removed
+}
+
+// interrupts stops a merge on SIGINT or SIGTERM: it abandons the output
+// (removing the temporary directory and letting the lock go, unless the
+// output is in place already), says so on stderr and exits with status 128
+// plus the signal's number, as a shell reports a process a signal ended.
+type interrupts struct {
+	mu   sync.Mutex // held while the output is locked, and by the handler
+	od   *outputDir
+	ch   chan os.Signal
+	quit chan struct{}
+}
+
+// catchSignals starts handling SIGINT and SIGTERM for the merge, until
+// stop.
+func catchSignals(stderr io.Writer) *interrupts {
+	in := &interrupts{ch: make(chan os.Signal, 1), quit: make(chan struct{})}
+	signal.Notify(in.ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case sig := <-in.ch:
+			in.mu.Lock() // the output locked, or not begun
+			switch od := in.od; {
+			case od == nil || !od.abandon():
+				fmt.Fprintf(stderr, "lora: merge: %v: stopped\n", sig)
+			default:
+				fmt.Fprintf(stderr, "lora: merge: %v: stopped, and removed %s\n", sig, od.tmp)
+			}
+			code := 1
+			if s, ok := sig.(syscall.Signal); ok {
+				code = 128 + int(s)
+			}
+			os.Exit(code)
+		case <-in.quit:
+		}
+	}()
+	return in
+}
+
+// lock runs lockOutputDir, which a signal does not interrupt, and has a
+// later signal abandon the output it returns.
+func (in *interrupts) lock(out string) (*outputDir, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	od, err := lockOutputDir(out)
+	in.od = od
+	return od, err
+}
+
+// stop ends the handling of signals.
+func (in *interrupts) stop() {
+	signal.Stop(in.ch)
+	close(in.quit)
 }
 
 func (od *outputDir) removeCreated() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -252,5 +253,62 @@ func TestMergeOutputRelative(t *testing.T) {
 	}
 	if got := listDir(t, filepath.Join(dir, "sub", "out")); !slices.Equal(got, outputFiles) {
 		t.Errorf("sub/out holds %v", got)
+	}
+}
+
+// TestMergeOutSymlink checks that an -out that is a symbolic link is
+// refused before any work, whether it names nothing or a directory, with
+// -force or not: the output replaces -out by a rename, which would replace
+// the link and leave its target as it was. The link, its target and the
+// parent of -out are left as they were, and the adapter, which does not
+// exist, is never read.
+func TestMergeOutSymlink(t *testing.T) {
+	base, _ := smallSetup(t, nil)
+	for _, c := range []struct {
+		name   string
+		target string // "" for none
+		args   []string
+		err    string
+	}{
+		{name: "dangling", err: "which cannot be followed"},
+		{name: "dangling -force", args: []string{"-force"}, err: "which cannot be followed"},
+		{name: "to a directory", target: "old", err: "would replace the link"},
+		{name: "to a directory -force", target: "old", args: []string{"-force"}, err: "would replace the link"},
+		{name: "to an empty directory", target: "empty", err: "would replace the link"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			parent := t.TempDir()
+			out := filepath.Join(parent, "out")
+			old := filepath.Join(parent, "old")
+			os.MkdirAll(filepath.Join(parent, "empty"), 0o755)
+			if err := os.MkdirAll(old, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(old, "model.safetensors"), []byte("another model"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			target := cmp.Or(c.target, "missing")
+			if err := os.Symlink(target, out); err != nil {
+				t.Fatal(err)
+			}
+			before := listDir(t, parent)
+			args := append([]string{"merge", "-base", base, "-adapter", filepath.Join(parent, "no-adapter"), "-out", out}, c.args...)
+			for _, o := range []string{out, out + "/"} {
+				args[6] = o
+				_, stderr, err := runCmd(t, args...)
+				if err == nil || !strings.Contains(err.Error(), "-out "+o+" is a symbolic link to "+target) || !strings.Contains(err.Error(), c.err) {
+					t.Errorf("-out %s: %v, want a refusal of the link that says %q\n%s", o, err, c.err, stderr)
+				}
+			}
+			if got := listDir(t, parent); !slices.Equal(got, before) {
+				t.Errorf("the parent of -out holds %v, want %v", got, before)
+			}
+			if l, err := os.Readlink(out); err != nil || l != target {
+				t.Errorf("-out now links to %q (%v)", l, err)
+			}
+			if got := listDir(t, old); !slices.Equal(got, []string{"model.safetensors"}) {
+				t.Errorf("the link's target holds %v", got)
+			}
+		})
 	}
 }

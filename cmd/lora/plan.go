@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/golora/lora/internal/sysmem"
 	"github.com/golora/lora/peft"
@@ -62,11 +63,19 @@ func planMerge(m *model, q *quantized, ad *peft.Adapter, o mergeOptions, outDTyp
 		fulls:   map[string]*peft.Tensor{},
 	}
 	p.warnIgnored(ad.Ignored)
-	family, err := conv1DFamily(m.dir)
+	if m.index != nil {
+		for _, name := range m.index.unlisted {
+			if !q.isAux(name) {
+				fmt.Fprintf(stderr, "lora merge: warning: %s holds tensor %s, which the index's weight_map does not list: written, and listed in the output's index\n",
+					quoteName(m.shards[m.where[name].shard].name), quoteName(name))
+			}
+		}
+	}
+	family, known, err := conv1DFamily(m.dir)
 	if err != nil {
 		return nil, p.st, err
 	}
-	p.family, p.st.modelType = family, family
+	p.family, p.typeKnown, p.st.modelType = family, known, family
 	if err := p.planModules(ad.Modules); err != nil {
 		return nil, p.st, err
 	}
@@ -86,22 +95,23 @@ func planMerge(m *model, q *quantized, ad *peft.Adapter, o mergeOptions, outDTyp
 
 // planner is the state of planMerge: what it has decided so far.
 type planner struct {
-	m        *model
-	q        *quantized // the 4-bit weights of m, or nil
-	o        mergeOptions
-	outDType peft.DType // "" to keep each tensor's
-	stderr   io.Writer
-	family   string                  // config.json's model_type when it is a Conv1D family
-	modules  map[string]*peft.Module // to merge, by base tensor name, with the final scale and layout
-	fulls    map[string]*peft.Tensor // to replace the base tensor of that name
-	st       mergeStats
+	m         *model
+	q         *quantized // the 4-bit weights of m, or nil
+	o         mergeOptions
+	outDType  peft.DType // "" to keep each tensor's
+	stderr    io.Writer
+	family    string                  // config.json's model_type when it is a Conv1D family
+	typeKnown bool                    // config.json gives a model_type
+	modules   map[string]*peft.Module // to merge, by base tensor name, with the final scale and layout
+	fulls     map[string]*peft.Tensor // to replace the base tensor of that name
+	st        mergeStats
 }
 
 // warnIgnored warns about the modules whose LoRA weights the adapter file
 // holds but its configuration does not select.
 func (p *planner) warnIgnored(names []string) {
 	for _, name := range names {
-		fmt.Fprintf(p.stderr, "lora merge: warning: the adapter file has LoRA weights for %s, which its configuration does not select (target_modules, exclude_modules, layers_to_transform): not merged\n", name)
+		fmt.Fprintf(p.stderr, "lora merge: warning: the adapter file has LoRA weights for %s, which its configuration does not select (target_modules, exclude_modules, layers_to_transform): not merged\n", quoteName(name))
 	}
 	p.st.ignored = len(names)
 }
@@ -122,13 +132,13 @@ func (p *planner) planModules(mods []*peft.Module) error {
 		ref, base, ok := p.m.find(mod.Weight())
 		if !ok {
 			if p.o.allowMissing {
-				fmt.Fprintf(p.stderr, "lora merge: skipping module %s: the base model has no %s\n", mod.Name, mod.Weight())
+				fmt.Fprintf(p.stderr, "lora merge: skipping module %s: the base model has no %s\n", quoteName(mod.Name), quoteName(mod.Weight()))
 				p.st.skipped++
 				continue
 			}
-			return fmt.Errorf("module %s: the base model has no tensor %q (use -allow-missing to skip it)", mod.Name, mod.Weight())
+			return fmt.Errorf("module %s: the base model has no tensor %q (use -allow-missing to skip it)", quoteName(mod.Name), mod.Weight())
 		}
-		if err := p.claim(base, "module "+mod.Name); err != nil {
+		if err := p.claim(base, "module "+quoteName(mod.Name)); err != nil {
 			return err
 		}
 		scaled, err := p.planModule(mod, base, p.baseInfo(ref.info))
@@ -152,21 +162,21 @@ func (p *planner) planModule(mod *peft.Module, base string, info peft.TensorInfo
 	scaled.FanInFanOut = p.fanInFanOut(mod)
 	rows, cols := scaled.WeightShape()
 	if !info.DType.Float() {
-		return nil, fmt.Errorf("module %s: base tensor %q is %s, not a floating-point weight", mod.Name, base, info.DType)
+		return nil, fmt.Errorf("module %s: base tensor %q is %s, not a floating-point weight", quoteName(mod.Name), base, info.DType)
 	}
 	if !slices.Equal(info.Shape, []int{rows, cols}) {
 		return nil, fmt.Errorf("module %s: base tensor %q has shape %v, but the adapter (A %d×%d, B %d×%d%s) needs [%d %d]",
-			mod.Name, base, info.Shape, mod.Rank, mod.In, mod.Out, mod.Rank, layoutNote(&scaled), rows, cols)
+			quoteName(mod.Name), base, info.Shape, mod.Rank, mod.In, mod.Out, mod.Rank, layoutNote(&scaled), rows, cols)
 	}
 	if mod.Rank > min(mod.In, mod.Out) {
-		return nil, fmt.Errorf("module %s: rank %d is more than min(in, out) = %d", mod.Name, mod.Rank, min(mod.In, mod.Out))
+		return nil, fmt.Errorf("module %s: rank %d is more than min(in, out) = %d", quoteName(mod.Name), mod.Rank, min(mod.In, mod.Out))
 	}
 	if !allFinite(mod.A) || !allFinite(mod.B) {
-		return nil, fmt.Errorf("module %s: A or B holds NaN or Inf", mod.Name)
+		return nil, fmt.Errorf("module %s: A or B holds NaN or Inf", quoteName(mod.Name))
 	}
 	s := float64(mod.Scale) * p.o.scale
 	if math.IsInf(float64(float32(s)), 0) {
-		return nil, fmt.Errorf("module %s: scale %v × %v overflows float32", mod.Name, mod.Scale, p.o.scale)
+		return nil, fmt.Errorf("module %s: scale %v × %v overflows float32", quoteName(mod.Name), mod.Scale, p.o.scale)
 	}
 	scaled.Scale = float32(s)
 	need := mergeMemory(rows, cols, mod.Rank, info.DType, cmp.Or(p.outDType, info.DType))
@@ -185,12 +195,17 @@ func (p *planner) planModule(mod *peft.Module, base string, info peft.TensorInfo
 // disagree; elsewhere the adapter decides.
 func (p *planner) fanInFanOut(mod *peft.Module) bool {
 	if p.family == "" || mod.Embedding {
+		if !p.typeKnown && !mod.Embedding && !mod.FanInFanOut && mod.In == mod.Out && isConv1DModule(mod.Name) {
+			fmt.Fprintf(p.stderr, "lora merge: warning: module %s is square (%d×%d), so %s: its name is a Conv1D layer's of GPT-2 and its kin, "+
+				"and no config.json beside the base model gives a model_type to tell: merged as the adapter says, fan_in_fan_out false, stored out×in\n",
+				quoteName(mod.Name), mod.Out, mod.In, strings.ReplaceAll(squareNote, "\n", " "))
+		}
 		return mod.FanInFanOut
 	}
 	conv := isConv1DModule(mod.Name)
 	if conv != mod.FanInFanOut {
 		fmt.Fprintf(p.stderr, "lora merge: warning: module %s: the adapter says fan_in_fan_out %v, but in a %s model it is %s: merging it as PEFT does, with fan_in_fan_out %v\n",
-			mod.Name, mod.FanInFanOut, p.family, layerKind(conv), conv)
+			quoteName(mod.Name), mod.FanInFanOut, p.family, layerKind(conv), conv)
 		p.st.layoutOverridden++
 	}
 	if conv {
@@ -206,13 +221,13 @@ func (p *planner) planFulls(ts []*peft.Tensor) error {
 		ref, base, ok := p.m.find(t.Name)
 		if !ok {
 			if p.o.allowMissing {
-				fmt.Fprintf(p.stderr, "lora merge: skipping full tensor %s: the base model has no tensor of that name\n", t.Name)
+				fmt.Fprintf(p.stderr, "lora merge: skipping full tensor %s: the base model has no tensor of that name\n", quoteName(t.Name))
 				p.st.skipped++
 				continue
 			}
 			return fmt.Errorf("the adapter replaces %q, but the base model has no such tensor (use -allow-missing to skip it)", t.Name)
 		}
-		if err := p.claim(base, "full tensor "+t.Name); err != nil {
+		if err := p.claim(base, "full tensor "+quoteName(t.Name)); err != nil {
 			return err
 		}
 		if p.q.isAux(base) {
@@ -258,7 +273,7 @@ func (p *planner) planShard(sh *shard) (*shardPlan, error) {
 	}
 	h, err := peft.EncodeHeader(outInfos, sh.st.Metadata())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", sh.name, err)
+		return nil, fmt.Errorf("%s: %w", quoteName(sh.name), err)
 	}
 	sp.header = h
 	sp.size = int64(len(h))

@@ -36,7 +36,7 @@ func (w *writer) produce(p *shardPlan, out chan<- chunk, stop <-chan struct{}) e
 			if err == errStopped {
 				return err
 			}
-			return fmt.Errorf("%s: %w", j.in.Name, err)
+			return fmt.Errorf("%s: %w", quoteName(j.in.Name), err)
 		}
 	}
 	return nil

@@ -338,6 +338,14 @@ func TestMergeRefusals(t *testing.T) {
 		{name: "null weight_map", after: func(t *testing.T, s *setup) {
 			os.WriteFile(filepath.Join(s.base, indexName), []byte(`{"weight_map": null}`), 0o644)
 		}, want: "weight_map is missing"},
+		{name: "model.safetensors a link in a loop", after: func(t *testing.T, s *setup) {
+			if err := os.Symlink(singleName, filepath.Join(s.base, singleName)); err != nil {
+				t.Fatal(err)
+			}
+		}, want: singleName + ": too many levels of symbolic links"},
+		{name: "empty adapter_config.json", after: func(t *testing.T, s *setup) {
+			os.WriteFile(filepath.Join(s.adapter, peft.ConfigFile), nil, 0o644)
+		}, want: "adapter"}, // the directory, checked below
 		{name: "-out not empty", after: func(t *testing.T, s *setup) {
 			os.MkdirAll(s.out, 0o755)
 			os.WriteFile(filepath.Join(s.out, "keep.txt"), []byte("mine"), 0o644)
@@ -382,6 +390,9 @@ func TestMergeRefusals(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %q does not say %q\n%s", err, c.want, stderr)
+			}
+			if c.name == "empty adapter_config.json" && !strings.Contains(err.Error(), s.adapter) {
+				t.Errorf("error %q does not name the adapter's directory %s", err, s.adapter)
 			}
 			if before == nil {
 				if _, err := os.Stat(filepath.Dir(s.out)); !os.IsNotExist(err) && s.out != s.base {

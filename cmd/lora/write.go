@@ -37,6 +37,7 @@ func writeOutput(dir string, m *model, q *quantized, plans []*shardPlan, sides [
 			return 0, 0, err
 		}
 		files++
+		shardWritten()
 	}
 	if m.index != nil {
 		data, err := rewriteIndex(m.index, plans)
@@ -73,6 +74,10 @@ func writeOutput(dir string, m *model, q *quantized, plans []*shardPlan, sides [
 	return files, total, nil
 }
 
+// shardWritten runs after each output shard is written: a hook for the
+// tests.
+var shardWritten = func() {}
+
 // writeFile writes data into the file called name in dir.
 func writeFile(dir, name string, data []byte) error {
 	return tmpfile.Create(dir, name, func(f *os.File) error {
@@ -82,15 +87,20 @@ func writeFile(dir, name string, data []byte) error {
 }
 
 // rewriteIndex returns the index with metadata.total_size set to the bytes
-// of tensor data of the output and the tensors left out taken out of
-// weight_map, the rest as it was, written as transformers writes it: keys
-// sorted, indented by two spaces.
+// of tensor data of the output, the tensors left out taken out of
+// weight_map and those its shards hold but it did not list put in, the
+// rest as it was, written as transformers writes it: keys sorted, indented
+// by two spaces.
 func rewriteIndex(ix *index, plans []*shardPlan) ([]byte, error) {
 	var total int64
 	var dropped []string
+	added := map[string]string{}
 	for _, p := range plans {
 		for _, j := range p.jobs {
 			total += j.out.Length
+			if _, ok := ix.weightMap[j.out.Name]; !ok {
+				added[j.out.Name] = p.sh.name
+			}
 		}
 		dropped = append(dropped, p.dropped...)
 	}
@@ -105,8 +115,9 @@ func rewriteIndex(ix *index, plans []*shardPlan) ([]byte, error) {
 		return nil, err
 	}
 	top["metadata"] = mb
-	if len(dropped) > 0 {
+	if len(dropped) > 0 || len(added) > 0 {
 		wm := maps.Clone(ix.weightMap)
+		maps.Copy(wm, added)
 		for _, name := range dropped {
 			delete(wm, name)
 		}
