@@ -61,6 +61,8 @@ type BankConfig struct {
 //     the CPU (a float32 copy of x, a float32 y rounded into y once at the
 //     end), on either backend, since the Bank's adapter kernels take
 //     float32 activations: n×(in+out) floats more, read and written once.
+//     On the GPU, freeing the staging waits for the queued work, so such a
+//     Forward returns once its result is in y.
 type Bank struct {
 	mu      sync.RWMutex // Forward and Len hold it shared; Add, Remove and Free exclusively
 	w       *Matrix
