@@ -6,15 +6,20 @@ import (
 	"sync"
 )
 
-// Errors of a Bank, wrapped like the package's other sentinels.
 // MaxBankCapacity bounds BankConfig.Capacity: ids are int32 and a Bank keeps
 // a small record per slot up front.
 const MaxBankCapacity = 1 << 20
 
+// MaxBankRank bounds BankConfig.MaxRank. A rank may exceed min(in, out), as
+// PEFT allows (an adapter of rank 80 on a 64×64 W); the bound keeps the GPU
+// kernels' grids (one block row per 8 columns of x·Aᵀ, at most 65535) and the
+// kernels' int32 sizes within range.
+const MaxBankRank = 1 << 16
+
 // BankConfig sizes a Bank up front.
 type BankConfig struct {
-	MaxRank  int // largest rank an adapter may have (≥ 1)
-	Capacity int // most adapters held at once (≥ 1)
+	MaxRank  int // largest rank an adapter may have (1 ≤ MaxRank ≤ MaxBankRank)
+	Capacity int // most adapters held at once (1 ≤ Capacity ≤ MaxBankCapacity)
 }
 
 // A Bank holds up to Capacity adapters (A_i r_i×in, B_i out×r_i, scale s_i)
@@ -32,8 +37,32 @@ type BankConfig struct {
 // the work queued before it, as it copies the grouping of its rows to the
 // device. Either way ids may be reused as soon as Forward returns.
 //
-// A Bank computes in float32: W, the adapters, x and y must be F32
-// matrices (ErrDType otherwise).
+// The Bank reads W, it does not copy it: anything that writes W (a
+// Layer.Merge or Unmerge on a layer sharing it, Write, WriteBits) changes
+// the base of every later Forward, and Forward does not know whether W is
+// merged. Keep a Bank's W unmerged, or give the Bank a W of its own.
+//
+// Dtypes. W may be F32, F16, BF16 or NF4. x and y may each be F32, F16 or
+// BF16 (NF4 is refused with ErrDType). A and B given to Add may be F32, F16
+// or BF16: the Bank keeps float32 copies holding their exact values. Every
+// product uses W's exact values (NF4: float32(table[code])·absmax, as Read
+// returns them) with float32 accumulation; each element of y is computed in
+// float32 and rounded once to y's dtype. Costs, per Forward:
+//
+//   - an F32 W: the Bank's own kernels, W streamed once for the whole batch
+//     and, on the GPU at n ≤ 16, y written once with the rows' adapter terms
+//     fused in;
+//   - an F16, BF16 or NF4 W: the base product by the kernels Linear runs for
+//     that dtype (which read W as it is stored, never a dequantized copy of
+//     it: 2 bytes an element, or about 0.56 for NF4 with blocks of 64), then
+//     the rows' adapter terms added into y: y read and written once more
+//     (n×out floats, small beside W's bytes at every n that matters);
+//   - a half x or y: staged through float32 as Layer.Forward stages it on
+//     the CPU (a float32 copy of x, a float32 y rounded into y once at the
+//     end), on either backend, since the Bank's adapter kernels take
+//     float32 activations: n×(in+out) floats more, read and written once.
+//     On the GPU, freeing the staging waits for the queued work, so such a
+//     Forward returns once its result is in y.
 type Bank struct {
 	mu      sync.RWMutex // Forward and Len hold it shared; Add, Remove and Free exclusively
 	w       *Matrix
@@ -50,22 +79,18 @@ type bankSlot struct {
 	scale float32
 }
 
-// NewBank returns an empty Bank over the base weight w (out×in). w is not
-// copied: the Bank computes with it, never modifies it, and does not free it.
-// cfg.MaxRank must be between 1 and min(in, out), cfg.Capacity between 1
-// and MaxBankCapacity.
+// NewBank returns an empty Bank over the base weight w (out×in), of any
+// dtype. w is not copied: the Bank computes with it, never modifies it, and
+// does not free it. cfg.MaxRank must be between 1 and MaxBankRank (it may
+// exceed min(in, out)), cfg.Capacity between 1 and MaxBankCapacity.
 func NewBank(w *Matrix, cfg BankConfig) (*Bank, error) {
 	const op = "NewBank"
 	if err := w.usable(op, "w"); err != nil {
 		return nil, err
 	}
-	if err := wantF32(op, "w", w); err != nil {
-		return nil, err
-	}
-	out, in := w.rows, w.cols
-	if cfg.MaxRank < 1 || cfg.MaxRank > min(in, out) {
-		return nil, fmt.Errorf("lora: %s: MaxRank %d, want 1 ≤ MaxRank ≤ min(in, out) = %d for w %s: %w",
-			op, cfg.MaxRank, min(in, out), w.shape(), ErrConfig)
+	if cfg.MaxRank < 1 || cfg.MaxRank > MaxBankRank {
+		return nil, fmt.Errorf("lora: %s: MaxRank %d, want 1 ≤ MaxRank ≤ MaxBankRank = %d "+
+			"(the GPU kernels' grids and int32 sizes bound it): %w", op, cfg.MaxRank, MaxBankRank, ErrConfig)
 	}
 	if cfg.Capacity < 1 || cfg.Capacity > MaxBankCapacity {
 		return nil, fmt.Errorf("lora: %s: Capacity %d, want 1 ≤ Capacity ≤ %d: %w",
@@ -120,9 +145,11 @@ func hostCopy(m *Matrix) ([]float32, bool, error) {
 
 // Add copies A (r×in) and B (out×r) into a free slot, with scale s, and
 // returns its id, 0 ≤ id < Capacity: the lowest free one. The caller keeps a
-// and bm. The rank r must be between 1 and MaxRank; A, B and scale must be
-// finite (ErrNonFinite); a full Bank refuses with ErrFull. On the GPU, Add
-// waits for the queued work: it reads A and B back to check them.
+// and bm. A and B may be F32, F16 or BF16 (NF4: ErrDType); the Bank keeps
+// float32 copies of their exact values. The rank r must be between 1 and
+// MaxRank, and may exceed min(in, out); A, B and scale must be finite
+// (ErrNonFinite); a full Bank refuses with ErrFull. On the GPU, Add waits
+// for the queued work: it reads A and B back to check them.
 func (b *Bank) Add(a, bm *Matrix, scale float32) (int, error) {
 	const op = "Bank.Add"
 	if b == nil {
@@ -139,10 +166,10 @@ func (b *Bank) Add(a, bm *Matrix, scale float32) (int, error) {
 	if err := bm.usable(op, "b"); err != nil {
 		return -1, err
 	}
-	if err := wantF32(op, "a", a); err != nil {
+	if err := wantFloat(op, "a", a); err != nil {
 		return -1, err
 	}
-	if err := wantF32(op, "b", bm); err != nil {
+	if err := wantFloat(op, "b", bm); err != nil {
 		return -1, err
 	}
 	out, in := b.w.rows, b.w.cols
@@ -259,8 +286,9 @@ func (b *Bank) Rank(id int) int {
 // s_k·(x[i]·A_kᵀ)·B_kᵀ with k = ids[i], or y[i] = x[i]·Wᵀ when ids[i] == -1,
 // into y (n×out). len(ids) must be n; an id below -1, at or beyond Capacity,
 // or naming a free slot is refused with ErrAdapter, the error naming the row
-// and the id. y must be distinct from x and W. Nothing is written to y on
-// an error. ids is read before Forward returns: the caller may reuse it.
+// and the id. x and y may be F32, F16 or BF16 (see Bank for the arithmetic);
+// y must be distinct from x and W. Nothing is written to y on an error. ids
+// is read before Forward returns: the caller may reuse it.
 func (b *Bank) Forward(y, x *Matrix, ids []int32) error {
 	const op = "Bank.Forward"
 	if b == nil {
@@ -272,12 +300,6 @@ func (b *Bank) Forward(y, x *Matrix, ids []int32) error {
 		return err
 	}
 	if err := checkIO(op, y, x, b.w); err != nil {
-		return err
-	}
-	if err := wantF32(op, "x", x); err != nil {
-		return err
-	}
-	if err := wantF32(op, "y", y); err != nil {
 		return err
 	}
 	if len(ids) != x.rows {
@@ -294,10 +316,14 @@ func (b *Bank) Forward(y, x *Matrix, ids []int32) error {
 		}
 	}
 	y.forgetBound()
-	if err := b.forward(y, x, ids); err != nil {
-		return fmt.Errorf("lora: %s: %w", op, err)
-	}
-	return nil
+	// The Bank's kernels take float32 x and y: half ones are staged, y
+	// rounded once, and written only when the computation succeeded.
+	return staged(op, []*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
+		if err := b.forward(out[0], in[0], ids); err != nil {
+			return fmt.Errorf("lora: %s: %w", op, err)
+		}
+		return nil
+	})
 }
 
 // Free frees the adapters the Bank holds, and its backend state; W stays

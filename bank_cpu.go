@@ -5,8 +5,10 @@ package lora
 import "github.com/golora/lora/internal/cpu"
 
 // The CPU backend of Bank: the base product once for all rows
-// (cpu.BankProduct), then the rows grouped by adapter, each group's term by
-// cpu.BankExpand over a Bᵀ packed at Add.
+// (cpu.BankProduct for an F32 W; cpu.Product, the fused half and NF4
+// kernels that widen or dequantize W a panel at a time and never make a
+// float32 copy of it, for the other dtypes), then the rows grouped by
+// adapter, each group's term by cpu.BankExpand over a Bᵀ packed at Add.
 
 // bankBackend is the CPU backend's per-Bank state: each slot's Bᵀ, r×out,
 // packed once at Add so that each row's expansion streams it contiguously
@@ -41,7 +43,11 @@ func (b *Bank) backendSet(id int, s *bankSlot, hb []float32) error {
 // forward computes y = x·Wᵀ, then adds each row's adapter term.
 func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 	n, in, out := x.rows, x.cols, b.w.rows
-	cpu.BankProduct(y.buf.data, x.buf.data, b.w.buf.data, n, in, out)
+	if b.w.dt == F32 {
+		cpu.BankProduct(y.buf.data, x.buf.data, b.w.buf.data, n, in, out)
+	} else {
+		cpu.Product(y.buf.data, x.buf.data, host(b.w), n)
+	}
 	perm, groups := bankGroups(ids)
 	gs := make([]cpu.BankGroup, len(groups))
 	for i, g := range groups {

@@ -17,9 +17,14 @@ import (
 // words each, struct LoraBankSlot) tells the kernels where they are.
 //
 // For n ≤ kernels.BankNMax (decode) the ids travel packed in the kernels'
-// parameters: a shrink that gathers each row's A, then the fused kernel that
-// streams W once and adds each row's gathered adapter term before writing y;
-// nothing is copied from the host, so Forward returns once they are queued.
+// parameters: a shrink that gathers each row's A, then, over an F32 W, the
+// fused kernel that streams W once and adds each row's gathered adapter term
+// before writing y; nothing is copied from the host, so Forward returns once
+// they are queued. Over an F16, BF16 or NF4 W the base product is the
+// forward kernels of W's dtype (be.linear, which read W as stored), and
+// lora_bank_rowexpand then adds each row's gathered adapter term: y is read
+// and written once more (n×out floats, against W's out×in halves or 4.5-bit
+// NF4 codes that the base product streams), still without a host copy.
 // For larger n (prefill) the base product is enqueued first, then the rows
 // are sorted by adapter on the host (bankGroups) and cut into tiles of at
 // most kernels.BankRows rows of one adapter; the tiles and the permutation
@@ -150,12 +155,22 @@ func bankPack(ids []int32) [6]uint64 {
 
 // forwardSmall is forward for n ≤ kernels.BankNMax: the ids travel in the
 // kernels' parameters, so nothing is copied from the host and the call
-// returns once the two kernels are queued, as Layer.Forward does.
+// returns once the kernels are queued, as Layer.Forward does.
 func (b *Bank) forwardSmall(y, x *Matrix, ids []int32) error {
 	n, in, out := x.rows, x.cols, b.w.rows
 	rmax := b.cfg.MaxRank
 	p := bankPack(ids)
 	adapted := slices.ContainsFunc(ids, func(id int32) bool { return id >= 0 })
+	if b.w.dt != F32 {
+		// The base product first, outside dev: the forward kernels manage
+		// their own scratch. The stream runs the adapter terms after it.
+		if err := be.linear(y, x, b.w); err != nil {
+			return err
+		}
+		if !adapted {
+			return nil
+		}
+	}
 	dev.Lock()
 	defer dev.Unlock()
 	var t cuda.Ptr
@@ -174,6 +189,16 @@ func (b *Bank) forwardSmall(y, x *Matrix, ids []int32) error {
 			cuda.Dim3{X: kernels.BankShrinkThreads, Y: 1, Z: 1}, &k); err != nil {
 			return err
 		}
+	}
+	if b.w.dt != F32 {
+		var e launchArgs
+		e.ptr(t).ptr(b.backend.table).mat(y).int32(n).int32(out).int32(rmax)
+		for _, w := range p {
+			e.int64(int64(w))
+		}
+		return launch("lora_bank_rowexpand",
+			cuda.Dim3{X: ceilDiv(out, kernels.BankExpandThreads), Y: n, Z: 1},
+			cuda.Dim3{X: kernels.BankExpandThreads, Y: 1, Z: 1}, &e)
 	}
 	var k launchArgs
 	k.mat(x).mat(b.w).ptr(t).ptr(b.backend.table).mat(y).int32(n).int32(in).int32(out).int32(rmax)

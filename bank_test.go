@@ -256,10 +256,10 @@ func TestBankErrors(t *testing.T) {
 			_, err := lora.NewBank(f.w, lora.BankConfig{MaxRank: 0, Capacity: 1})
 			return err
 		}, lora.ErrConfig, "MaxRank 0"},
-		{"NewBank MaxRank above min(in, out)", func(t *testing.T, f *bankFixture) error {
-			_, err := lora.NewBank(f.w, lora.BankConfig{MaxRank: 7, Capacity: 1})
+		{"NewBank MaxRank above MaxBankRank", func(t *testing.T, f *bankFixture) error {
+			_, err := lora.NewBank(f.w, lora.BankConfig{MaxRank: lora.MaxBankRank + 1, Capacity: 1})
 			return err
-		}, lora.ErrConfig, "MaxRank 7"},
+		}, lora.ErrConfig, fmt.Sprintf("MaxRank %d, want 1 ≤ MaxRank ≤ MaxBankRank = %d", lora.MaxBankRank+1, lora.MaxBankRank)},
 		{"NewBank Capacity 0", func(t *testing.T, f *bankFixture) error {
 			_, err := lora.NewBank(f.w, lora.BankConfig{MaxRank: 1, Capacity: 0})
 			return err

@@ -1,7 +1,7 @@
 package lora
 
-// Refusals with half-precision operands: a Bank takes F32 only, and a
-// refused call writes none of its outputs (see dtype_test.go).
+// Refusals with half-precision operands: a refused call writes none of its
+// outputs (see dtype_test.go; the Bank's in bank_dtype_test.go).
 
 import (
 	"fmt"
@@ -10,53 +10,6 @@ import (
 
 	"github.com/golora/lora/internal/reftest"
 )
-
-// TestDTypeBank: a Bank takes F32 only, for now: NewBank over a half W,
-// Add of a half A or B and Forward with a half x or y are refused with
-// ErrDType, the half y untouched.
-func TestDTypeBank(t *testing.T) {
-	rng := rand.New(rand.NewPCG(95, 96))
-	const n, in, out, r = 3, 13, 11, 2
-	for _, dt := range []DType{F16, BF16} {
-		hw, _ := dtOperand(t, dt, out, in, reftest.Normal(rng, out*in, 1))
-		bk, err := NewBank(hw, BankConfig{MaxRank: r, Capacity: 2})
-		if bk != nil {
-			t.Errorf("NewBank over a %v W returned a Bank", dt)
-		}
-		dtWantErr(t, fmt.Sprintf("NewBank over a %v W", dt), err, ErrDType, "NewBank")
-
-		w, _ := dtOperand(t, F32, out, in, reftest.Normal(rng, out*in, 1))
-		bk, err = NewBank(w, BankConfig{MaxRank: r, Capacity: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(bk.Free)
-		a32, _ := dtOperand(t, F32, r, in, reftest.Normal(rng, r*in, 1))
-		b32, _ := dtOperand(t, F32, out, r, reftest.Normal(rng, out*r, 1))
-		ah, _ := dtOperand(t, dt, r, in, reftest.Normal(rng, r*in, 1))
-		bh, _ := dtOperand(t, dt, out, r, reftest.Normal(rng, out*r, 1))
-		_, err = bk.Add(ah, b32, 1)
-		dtWantErr(t, fmt.Sprintf("Bank.Add of a %v A", dt), err, ErrDType, "Bank.Add")
-		_, err = bk.Add(a32, bh, 1)
-		dtWantErr(t, fmt.Sprintf("Bank.Add of a %v B", dt), err, ErrDType, "Bank.Add")
-		id, err := bk.Add(a32, b32, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x32, _ := dtOperand(t, F32, n, in, reftest.Normal(rng, n*in, 1))
-		xh, _ := dtOperand(t, dt, n, in, reftest.Normal(rng, n*in, 1))
-		y32 := dtOutput(t, F32, n, out)
-		yh := dtOutput(t, dt, n, out)
-		snap := dtSnap(t, "F32 y", y32, "half y", yh)
-		ids := []int32{int32(id), -1, int32(id)}
-		dtWantErr(t, fmt.Sprintf("Bank.Forward with a %v x", dt), bk.Forward(y32, xh, ids), ErrDType, "Bank.Forward")
-		dtWantErr(t, fmt.Sprintf("Bank.Forward with a %v y", dt), bk.Forward(yh, x32, ids), ErrDType, "Bank.Forward")
-		snap.unchanged(t, "refused Bank.Forward")
-		if err := bk.Forward(y32, x32, ids); err != nil {
-			t.Errorf("Bank.Forward, all F32: %v", err)
-		}
-	}
-}
 
 // TestDTypeErrorsLeaveOutputs: a refused call with half-precision operands
 // (staged through float32) writes none of its outputs.

@@ -366,7 +366,6 @@ func TestNF4Refusals(t *testing.T) {
 		{"Quantize nf4", func() error { _, err := lora.Quantize(lora.NF4, q, 0); return err }},
 		{"NewMatrixOf", func() error { _, err := lora.NewMatrixOf(lora.NF4, 2, 2); return err }},
 		{"NewLayerFrom a nf4", func() error { _, err := lora.NewLayerFrom(w, q, dB, 1); return err }},
-		{"NewBank", func() error { _, err := lora.NewBank(w, lora.BankConfig{MaxRank: 2, Capacity: 2}); return err }},
 	} {
 		err := noPanic(t, c.f)
 		if !errors.Is(err, lora.ErrDType) {

@@ -25,6 +25,14 @@
 //   lora_bank_expand   larger n (prefill), after the base product x * W^T into y by
 //                      the forward kernels: y[i,:] += T[i, 0:r_k] * B_k^T for the
 //                      rows of every tile, the segmented expand.
+//   lora_bank_rowexpand n <= LORA_BANK_N_MAX (decode) over a W that is not float32,
+//                      after the base product x * W^T into y by the forward kernels of
+//                      W's dtype: y[i,j] += sum_k T[i,k] * B_{ids[i]}[j,k] for every row
+//                      with an adapter, each row gathering its own B_k (BGMV's expand).
+//                      It reads and writes y once more (n x out floats) where
+//                      lora_bank_small writes it once; beside the bytes of W that the
+//                      base product streams (out x in halves, or 4.5 bits an element
+//                      for NF4) that is small for every in past a few dozen.
 //
 // The decode kernels take the ids in their parameters, so that a decode step needs
 // no copy from the host: ids[i] + 1 in 21 bits, three to a 64-bit word, words
@@ -32,7 +40,7 @@
 //
 // Global memory: x, W read; A_k and B_k read for the adapters present; T (n x rmax)
 // written by lora_bank_shrink or lora_bank_rowshrink, read by the others; y written once by
-// lora_bank_small, read and written once by lora_bank_expand. Shared memory: static,
+// lora_bank_small, read and written once by lora_bank_expand and lora_bank_rowexpand. Shared memory: static,
 // lora_bank_small only (LORA_BANK_SMALL_WARPS * LORA_BANK_N_MAX *
 // LORA_BANK_SMALL_ROWS_PER_WARP * 33 floats). fp32 accumulation throughout.
 #include "common.cuh"
@@ -151,6 +159,29 @@ extern "C" __global__ void __launch_bounds__(LORA_BANK_EXPAND_THREADS)
     for (int k = 0; k < r; ++k) acc = fmaf(__ldg(tr + k), __ldg(b + k), acc);
     y[i * out + j] += acc;
   }
+}
+
+// grid (ceil(out / LORA_BANK_EXPAND_THREADS), n), block LORA_BANK_EXPAND_THREADS,
+// n <= LORA_BANK_N_MAX; T from lora_bank_rowshrink. Thread j of block (bx, i) adds
+// sum_k T[i,k] * B_id[j,k] to y[i,j], j = bx*LORA_BANK_EXPAND_THREADS + j, id = ids[i];
+// rows without an adapter are left as they are. Each element of y has one thread.
+extern "C" __global__ void __launch_bounds__(LORA_BANK_EXPAND_THREADS)
+    lora_bank_rowexpand(const float* __restrict__ T, const LoraBankSlot* __restrict__ slots,
+                        float* __restrict__ y, int n, int out, int rmax, LORA_BANK_PACKED) {
+  if (blockDim.x != LORA_BANK_EXPAND_THREADS) return;
+  const int i = blockIdx.y;
+  const long long j = static_cast<long long>(blockIdx.x) * LORA_BANK_EXPAND_THREADS + threadIdx.x;
+  if (i >= n || n > LORA_BANK_N_MAX || j >= out) return;
+  const unsigned long long p[6] = {p0, p1, p2, p3, p4, p5};
+  const int id = lora_bank_id(p, i);
+  if (id < 0) return;
+  const LoraBankSlot slot = slots[id];
+  const int r = lora_min(slot.r, rmax);
+  const float* b = slot.B + j * r;
+  const float* tr = T + static_cast<long long>(i) * rmax;
+  float acc = 0.0f;
+  for (int k = 0; k < r; ++k) acc = fmaf(__ldg(tr + k), __ldg(b + k), acc);
+  y[static_cast<long long>(i) * out + j] += acc;
 }
 
 __device__ __forceinline__ float lora_bank_fma(float4 x, float4 w, float acc) {
@@ -272,4 +303,5 @@ LORA_EMU_REGISTER(lora_bank_shrink)
 LORA_EMU_REGISTER(lora_bank_rowshrink)
 LORA_EMU_REGISTER(lora_bank_expand)
 LORA_EMU_REGISTER(lora_bank_small)
+LORA_EMU_REGISTER(lora_bank_rowexpand)
 #endif

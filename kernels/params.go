@@ -29,6 +29,7 @@ var Params = map[string]int{
 	"lora_bank_expand":    8,
 	"lora_bank_small":     15,
 	"lora_bank_rowshrink": 12,
+	"lora_bank_rowexpand": 12,
 
 	"lora_shrink_f16":               7,
 	"lora_shrink_bf16":              7,

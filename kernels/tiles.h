@@ -257,9 +257,10 @@
 #define LORA_MSE_PER_THREAD 16
 #define LORA_MSE_MAX_BLOCKS 64
 
-/* lora_bank_shrink, lora_bank_expand, lora_bank_small (bank.cu): tiles of at most
- * LORA_BANK_ROWS rows of one adapter; lora_bank_shrink one warp per column of T,
- * lora_bank_expand one column of y per thread, lora_bank_small as lora_forward_small
+/* lora_bank_shrink, lora_bank_expand, lora_bank_small, lora_bank_rowshrink,
+ * lora_bank_rowexpand (bank.cu): tiles of at most LORA_BANK_ROWS rows of one adapter;
+ * lora_bank_shrink and lora_bank_rowshrink one warp per column of T, lora_bank_expand
+ * and lora_bank_rowexpand one column of y per thread, lora_bank_small as lora_forward_small
  * for n <= LORA_BANK_N_MAX with each row's adapter gathered. */
 #define LORA_BANK_ROWS 8
 #define LORA_BANK_SHRINK_THREADS 256

@@ -17,7 +17,10 @@
 //                   depends on the order of blocks or threads). A kernel of
 //                   the module missing from the trace fails too; a kernel
 //                   that takes index arrays or structs as input (which
-//                   random values cannot stand for) is skipped, and said so. The
+//                   random values cannot stand for) is skipped, and said so,
+//                   but for the Bank's kernels (lora_bank_*): those run on a
+//                   slot table, packed ids, tiles and a permutation built
+//                   here (replay_bank), on buffers of exactly their sizes. The
 //                   sanitizers stop the process at their first report.
 //   harness self    checks the emulator itself: shared memory reads NaN
 //                   until written, blocks run in a random order, and a warp
@@ -294,6 +297,148 @@ bool replay(const Case& c, uint64_t data_seed) {
   return true;
 }
 
+// ---- the Bank's kernels ----------------------------------------------------------
+
+// A Bank's kernels take a slot table (LoraBankSlot), ids packed in their
+// parameters or tiles and a permutation: random words cannot stand for them.
+// replay_bank builds them as bank_device.go does, for a table of 2^20 slots
+// (MaxBankCapacity) of which four hold adapters, ranks 1, 3 and 8 (= rmax)
+// among them, the last slot included, every other slot zero (r = 0); rows
+// with id -1 mixed in. Every buffer is a vector of exactly its size, filled
+// with random values in [0, 1). Each kernel runs twice (two orders of blocks
+// and threads) on the same inputs; as in replay, an output that comes out NaN
+// or that differs between the runs beyond rounding fails.
+
+struct BankShape {
+  int n, in, out;
+};
+
+// bank_pack packs ids (n <= LORA_BANK_N_MAX) as bankPack in bank_device.go does.
+void bank_pack(const std::vector<int>& ids, uint64_t (&p)[6]) {
+  for (auto& w : p) w = 0;
+  for (size_t i = 0; i < ids.size(); ++i) p[i / 3] |= static_cast<uint64_t>(ids[i] + 1) << (21 * (i % 3));
+}
+
+// bank_twice launches kernel twice, outs restored to their first contents
+// before each run, and compares the two runs; false on a failure (reported).
+bool bank_twice(const char* kernel, const char* what, dim3 g, dim3 b, const std::vector<uint64_t>& vals,
+                std::vector<std::vector<float>*> outs) {
+  std::vector<std::vector<float>> first, initial;
+  for (auto* o : outs) initial.push_back(*o);
+  for (int run = 0; run < 2; ++run) {
+    for (size_t i = 0; i < outs.size(); ++i) *outs[i] = initial[i];
+    std::string err = launch(kernel, g, b, 0, vals);
+    if (!err.empty()) {
+      failf("%s (%s): %s", kernel, what, err.c_str());
+      return false;
+    }
+    if (run == 0)
+      for (auto* o : outs) first.push_back(*o);
+  }
+  for (size_t i = 0; i < outs.size(); ++i) {
+    for (size_t j = 0; j < outs[i]->size(); ++j) {
+      const float a = first[i][j], c = (*outs[i])[j];
+      if (std::isnan(a) || std::isnan(c)) {
+        failf("%s (%s): output %zu word %zu comes out NaN from finite inputs", kernel, what, i, j);
+        return false;
+      }
+      if (a != c && !(std::fabs(a - c) <= 1e-4f * std::max(std::fabs(a), std::fabs(c)) + 1e-6f)) {
+        failf("%s (%s): output %zu word %zu is %.9g in one order of blocks and threads, %.9g in another", kernel,
+              what, i, j, a, c);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// replay_bank runs the Bank's kernel k on each shape; it returns the number of
+// launches that passed and sets *total.
+int replay_bank(const std::string& k, int* total) {
+  constexpr int kSlots = 1 << 20, rmax = 8;
+  const BankShape shapes[] = {{3, 37, 45}, {16, 40, 33}};
+  std::mt19937_64 rng(g_seed ^ 0xba4cull);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  auto fill = [&](size_t n) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = u(rng);
+    return v;
+  };
+  int ok = 0;
+  *total = 0;
+  for (const BankShape& sh : shapes) {
+    const int n = sh.n, in = sh.in, out = sh.out;
+    const int used[] = {0, 5, 77, kSlots - 1}, ranks[] = {1, 3, rmax, 2};
+    std::vector<std::vector<float>> as, bs;
+    std::vector<LoraBankSlot> slots(kSlots, LoraBankSlot{nullptr, nullptr, 0, 0.0f});
+    for (int q = 0; q < 4; ++q) {
+      as.push_back(fill(static_cast<size_t>(ranks[q]) * in));
+      bs.push_back(fill(static_cast<size_t>(out) * ranks[q]));
+    }
+    for (int q = 0; q < 4; ++q) slots[used[q]] = LoraBankSlot{as[q].data(), bs[q].data(), ranks[q], 0.5f + q};
+    std::vector<int> ids(n);
+    for (int i = 0; i < n; ++i) ids[i] = i % 4 == 2 ? -1 : used[(i * 5 + i / 3) % 4];
+    std::vector<float> x = fill(static_cast<size_t>(n) * in), W = fill(static_cast<size_t>(out) * in);
+    std::vector<float> T = fill(static_cast<size_t>(n) * rmax), y = fill(static_cast<size_t>(n) * out);
+    uint64_t p[6];
+    bank_pack(ids, p);
+    // Tiles and perm as bankGroups and forward in bank_device.go make them.
+    std::vector<int> order, perm, tiles;
+    for (int id : ids)
+      if (id >= 0 && std::find(order.begin(), order.end(), id) == order.end()) order.push_back(id);
+    for (int id : order) {
+      const int start = static_cast<int>(perm.size());
+      for (int i = 0; i < n; ++i)
+        if (ids[i] == id) perm.push_back(i);
+      for (int q = start; q < static_cast<int>(perm.size()); q += LORA_BANK_ROWS)
+        tiles.insert(tiles.end(), {q, std::min(LORA_BANK_ROWS, static_cast<int>(perm.size()) - q), id});
+    }
+    const int ntiles = static_cast<int>(tiles.size() / 3);
+    char what[64];
+    snprintf(what, sizeof what, "n=%d in=%d out=%d", n, in, out);
+    bool pass = true;
+    const uint64_t P0 = p[0], P1 = p[1], P2 = p[2], P3 = p[3], P4 = p[4], P5 = p[5];
+    if (k == "lora_bank_rowshrink") {
+      pass = bank_twice(k.c_str(), what, dim3(n, (rmax + LORA_BANK_SHRINK_KS - 1) / LORA_BANK_SHRINK_KS),
+                        dim3(LORA_BANK_SHRINK_THREADS),
+                        {P(x.data()), P(slots.data()), P(T.data()), uint64_t(n), uint64_t(in), uint64_t(rmax), P0, P1, P2,
+                         P3, P4, P5},
+                        {&T});
+    } else if (k == "lora_bank_rowexpand") {
+      pass = bank_twice(k.c_str(), what, dim3((out + LORA_BANK_EXPAND_THREADS - 1) / LORA_BANK_EXPAND_THREADS, n),
+                        dim3(LORA_BANK_EXPAND_THREADS),
+                        {P(T.data()), P(slots.data()), P(y.data()), uint64_t(n), uint64_t(out), uint64_t(rmax), P0, P1,
+                         P2, P3, P4, P5},
+                        {&y});
+    } else if (k == "lora_bank_small") {
+      pass = bank_twice(k.c_str(), what,
+                        dim3((out + LORA_BANK_SMALL_ROWS_PER_BLOCK - 1) / LORA_BANK_SMALL_ROWS_PER_BLOCK),
+                        dim3(LORA_BANK_SMALL_THREADS),
+                        {P(x.data()), P(W.data()), P(T.data()), P(slots.data()), P(y.data()), uint64_t(n), uint64_t(in),
+                         uint64_t(out), uint64_t(rmax), P0, P1, P2, P3, P4, P5},
+                        {&y});
+    } else if (k == "lora_bank_shrink") {
+      pass = bank_twice(k.c_str(), what, dim3(ntiles, (rmax + LORA_BANK_SHRINK_KS - 1) / LORA_BANK_SHRINK_KS),
+                        dim3(LORA_BANK_SHRINK_THREADS),
+                        {P(x.data()), P(slots.data()), P(tiles.data()), P(perm.data()), P(T.data()), uint64_t(ntiles),
+                         uint64_t(in), uint64_t(rmax)},
+                        {&T});
+    } else if (k == "lora_bank_expand") {
+      pass = bank_twice(k.c_str(), what, dim3(ntiles, (out + LORA_BANK_EXPAND_THREADS - 1) / LORA_BANK_EXPAND_THREADS),
+                        dim3(LORA_BANK_EXPAND_THREADS),
+                        {P(T.data()), P(slots.data()), P(tiles.data()), P(perm.data()), P(y.data()), uint64_t(ntiles),
+                         uint64_t(out), uint64_t(rmax)},
+                        {&y});
+    } else {
+      failf("%s: a Bank kernel replay_bank does not know: add it there", k.c_str());
+      pass = false;
+    }
+    ++*total;
+    ok += pass ? 1 : 0;
+  }
+  return ok;
+}
+
 int replay_trace(const char* path) {
   std::ifstream f(path);
   if (!f) {
@@ -326,6 +471,15 @@ int replay_trace(const char* path) {
     std::string k = lora_emu_kernel_name(i);
     if (k.rfind("emutest_", 0) == 0) continue;
     ++kernels;
+    if (k.rfind("lora_bank_", 0) == 0) {
+      int total = 0;
+      const int ok = replay_bank(k, &total);
+      launches += total;
+      printf("%-4s %-22s %d/%d launches (slot table, ids and tiles built by replay_bank)\n",
+             ok == total ? "ok" : "FAIL", k.c_str(), ok, total);
+      fflush(stdout);
+      continue;
+    }
     if (!lora_emu::find(k.c_str())->plain) {
       printf("skip %-22s takes index arrays or structs as input: random buffers cannot drive it\n", k.c_str());
       ++skipped;
