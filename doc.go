@@ -44,7 +44,9 @@
 // panics. Errors start with "lora:" and wrap one of the sentinel errors
 // (ErrShape, ErrNil, ErrFreed, ErrConfig, ErrMerged, ErrNotMerged,
 // ErrNonFinite, ErrAlias, ErrMemory, ErrDevice, ErrDType, ErrFull,
-// ErrAdapter; see errors.go), so callers test them with errors.Is. A zero
+// ErrAdapter; see errors.go), so callers test them with errors.Is. A NaN or
+// ±Inf scale or Alpha is ErrNonFinite wherever it is given (NewLayer,
+// NewLayerFrom, Bank.Add), as is a NaN or ±Inf where it would spread. A zero
 // Matrix (&Matrix{}) is not a matrix: every function refuses it with ErrNil,
 // as it refuses a nil one.
 // Shape errors name the shapes that were given and the ones wanted, e.g.
