@@ -602,7 +602,10 @@ func TestErrors(t *testing.T) {
 		{"NewLayer freed w", func() error { _, err := lora.NewLayer(freed, lora.Config{Rank: 1}); return err }, lora.ErrFreed, "w is freed"},
 		{"NewLayer rank 0", func() error { _, err := lora.NewLayer(w, lora.Config{Rank: 0}); return err }, lora.ErrConfig, "Rank 0"},
 		{"NewLayer NaN alpha", func() error { _, err := lora.NewLayer(w, lora.Config{Rank: 1, Alpha: float32(math.NaN())}); return err }, lora.ErrNonFinite, "Alpha"},
-		{"NewLayer Inf alpha", func() error { _, err := lora.NewLayer(w, lora.Config{Rank: 1, Alpha: float32(math.Inf(-1))}); return err }, lora.ErrNonFinite, "Alpha is -Inf"},
+		{"NewLayer Inf alpha", func() error {
+			_, err := lora.NewLayer(w, lora.Config{Rank: 1, Alpha: float32(math.Inf(-1))})
+			return err
+		}, lora.ErrNonFinite, "Alpha is -Inf"},
 		{"NewLayer unknown init", func() error { _, err := lora.NewLayer(w, lora.Config{Rank: 1, Init: 7}); return err }, lora.ErrConfig, "Init(7)"},
 		{"NewLayerFrom A shape", func() error {
 			_, err := lora.NewLayerFrom(w, newMat(t, r, in+1, nil), newMat(t, out, r, nil), 1)
