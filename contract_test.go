@@ -2,6 +2,7 @@ package lora_test
 
 import (
 	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -179,46 +180,44 @@ func TestLayerAfterFree(t *testing.T) {
 	}
 }
 
-// TestAdapterHasOneOwner checks that a layer's A and B cannot be adopted by
-// a second layer (freeing either would free the other's adapter), and that
-// the refusal leaves the first layer working; after that layer is freed
-// they are refused as freed.
-func TestAdapterHasOneOwner(t *testing.T) {
+// TestSharedAdapter makes two layers, on two copies of W, adopt the same A
+// and B, as the documentation of NewLayerFrom allows: both compute the
+// oracle's y, and once one is freed the other's calls return ErrFreed (its
+// A and B are freed matrices), never a result computed from freed memory,
+// and freeing it too is safe.
+func TestSharedAdapter(t *testing.T) {
 	rng := rand.New(rand.NewPCG(203, 204))
 	p := newProblem(rng, 3, 6, 5, 2)
-	l, w := p.layer(t)
-	w2 := newMat(t, p.out, p.in, p.w)
-	for _, c := range []struct {
-		name string
-		a, b *lora.Matrix
-	}{
-		{"both", l.A(), l.B()},
-		{"a", l.A(), newMat(t, p.out, p.r, nil)},
-		{"b", newMat(t, p.r, p.in, nil), l.B()},
-	} {
-		if l2, err := lora.NewLayerFrom(w2, c.a, c.b, 1); !errors.Is(err, lora.ErrAlias) {
-			t.Errorf("%s of another layer: NewLayerFrom = %v, %v; want ErrAlias", c.name, l2, err)
+	a, b := newMat(t, p.r, p.in, p.a), newMat(t, p.out, p.r, p.b)
+	var ls [2]*lora.Layer
+	for i := range ls {
+		l, err := lora.NewLayerFrom(newMat(t, p.out, p.in, p.w), a, b, p.s)
+		if err != nil {
+			t.Fatalf("layer %d adopting the shared A and B: %v", i, err)
 		}
+		ls[i] = l
 	}
-	fresh, err := lora.NewLayer(w2, lora.Config{Rank: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lora.NewLayerFrom(w, fresh.A(), newMat(t, p.out, p.r, nil), 1); !errors.Is(err, lora.ErrAlias) {
-		t.Errorf("the A of a NewLayer layer: %v, want ErrAlias", err)
-	}
-	fresh.Free()
-	// The refusals left l's adapter alone: its Forward is the oracle's.
 	x, y := newMat(t, p.n, p.in, p.x), newMat(t, p.n, p.out, nil)
-	if err := l.Forward(y, x); err != nil {
-		t.Fatal(err)
-	}
 	want, mag := p.refForward(true)
-	reftest.Close(t, "y", read(t, y), want, mag, reftest.Gamma(p.in+p.r+3))
-	a, b := l.A(), l.B()
-	l.Free()
-	if _, err := lora.NewLayerFrom(w2, a, b, 1); !errors.Is(err, lora.ErrFreed) {
-		t.Errorf("the A and B of a freed layer: %v, want ErrFreed", err)
+	for i, l := range ls {
+		if err := l.Forward(y, x); err != nil {
+			t.Fatal(err)
+		}
+		reftest.Close(t, fmt.Sprintf("layer %d y", i), read(t, y), want, mag, reftest.Gamma(p.in+p.r+3))
+	}
+	ls[0].Free()
+	if err := ls[1].Forward(y, x); !errors.Is(err, lora.ErrFreed) {
+		t.Errorf("Forward of a layer whose shared adapter was freed: %v, want ErrFreed", err)
+	}
+	if err := ls[1].Merge(); !errors.Is(err, lora.ErrFreed) {
+		t.Errorf("Merge of a layer whose shared adapter was freed: %v, want ErrFreed", err)
+	}
+	if err := ls[1].A().Read(make([]float32, p.r*p.in)); !errors.Is(err, lora.ErrFreed) {
+		t.Errorf("its A: %v, want ErrFreed", err)
+	}
+	ls[1].Free()
+	if ls[1].A() != nil || ls[1].Rank() != 0 {
+		t.Error("the second layer answers as alive after its Free")
 	}
 }
 

@@ -75,6 +75,7 @@
 // and an optimizer's Step modify the layer and need exclusive use of it: a
 // Layer serialises them against its own Forward and Backward calls, but W
 // belongs to the caller, so a W shared with another Layer or used elsewhere
-// must not be read while it is being merged. Matrix.Write and Matrix.Free
-// need exclusive use of that matrix.
+// must not be read while it is being merged. A merged W is the base of
+// every user of W until Unmerge: a Bank over the same W computes with it.
+// Matrix.Write and Matrix.Free need exclusive use of that matrix.
 package lora

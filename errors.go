@@ -12,7 +12,7 @@ var (
 	ErrMerged    = errors.New("layer is merged")       // an operation that needs an unmerged layer
 	ErrNotMerged = errors.New("layer is not merged")   // Unmerge of an unmerged layer
 	ErrNonFinite = errors.New("non-finite value")      // NaN or ±Inf where it would spread: a scale or Alpha, an adapter to merge, a value a dtype cannot hold
-	ErrAlias     = errors.New("aliased arguments")     // an output that is also an input; an adapter another layer owns
+	ErrAlias     = errors.New("aliased arguments")     // an output that is also an input
 	ErrDevice    = errors.New("device error")          // a fault reported by the GPU
 	// ErrMemory is wrapped when an allocation cannot be held: more than the
 	// machine's physical memory on the CPU backend, more than the device

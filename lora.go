@@ -34,10 +34,6 @@ type Matrix struct {
 	// operation that writes the matrix otherwise clears boundKnown (forgetBound).
 	bound      float64
 	boundKnown bool
-
-	// adopted: the matrix is a layer's A or B, which the layer frees with
-	// itself (guarded by adoptMu).
-	adopted bool
 }
 
 // forgetBound records that m's elements changed in a way its bound does not follow.
@@ -300,7 +296,6 @@ func NewLayer(w *Matrix, cfg Config) (*Layer, error) {
 		a.Free()
 		return nil, err
 	}
-	a.adopted, b.adopted = true, true // fresh matrices: no other layer can hold them
 	return &Layer{w: w, a: a, b: b, scale: cfg.Scale()}, nil
 }
 
@@ -308,12 +303,13 @@ func NewLayer(w *Matrix, cfg Config) (*Layer, error) {
 // (r×in) and b (out×r) as its adapter, with scale s. The layer then owns a
 // and b: Layer.Free frees them. w must not already hold s·B·A.
 //
-// A matrix is adopted by one layer at most: an a or b that is already a
-// layer's adapter (the A or B of NewLayer's or NewLayerFrom's layer, freed
-// with it) is refused with ErrAlias, since freeing either layer would free
-// the other's adapter. Layers that share W are fine; to share an adapter,
-// give each layer a copy. Any rank r ≥ 1 is taken, above min(in, out)
-// included (see NewLayer). A NaN or ±Inf scale is refused with
+// Several layers may adopt the same a and b (a loop that makes a layer for
+// each block of a large W does): they then share one adapter. A Merge or an
+// optimizer's Step through one is seen by all, and freeing any of them
+// frees a and b for all: the others' later calls return an error wrapping
+// ErrFreed, and their A and B are freed matrices. To give layers adapters
+// of their own, give each a copy. Any rank r ≥ 1 is taken, above
+// min(in, out) included (see NewLayer). A NaN or ±Inf scale is refused with
 // ErrNonFinite, as Bank.Add refuses it.
 func NewLayerFrom(w, a, b *Matrix, scale float32) (*Layer, error) {
 	const op = "NewLayerFrom"
@@ -346,23 +342,8 @@ func NewLayerFrom(w, a, b *Matrix, scale float32) (*Layer, error) {
 	if s := float64(scale); math.IsNaN(s) || math.IsInf(s, 0) {
 		return nil, fmt.Errorf("lora: %s: scale is %v: %w", op, scale, ErrNonFinite)
 	}
-	adoptMu.Lock()
-	defer adoptMu.Unlock()
-	for _, m := range []struct {
-		m    *Matrix
-		name string
-	}{{a, "a"}, {b, "b"}} {
-		if m.m.adopted {
-			return nil, fmt.Errorf("lora: %s: %s is already the adapter of another layer, which frees it with itself; give this layer a copy: %w", op, m.name, ErrAlias)
-		}
-	}
-	a.adopted, b.adopted = true, true
 	return &Layer{w: w, a: a, b: b, scale: scale}, nil
 }
-
-// adoptMu guards Matrix.adopted: two NewLayerFrom calls on one matrix from
-// two goroutines must not both adopt it.
-var adoptMu sync.Mutex
 
 // W returns the base weight (nil on a nil Layer). W belongs to the caller,
 // so W still returns it after Free.

@@ -628,14 +628,6 @@ func TestErrors(t *testing.T) {
 			_, err := lora.NewLayerFrom(w, newMat(t, r, in, nil), newMat(t, out, r, nil), float32(math.NaN()))
 			return err
 		}, lora.ErrNonFinite, "scale is NaN"},
-		{"NewLayerFrom a of another layer", func() error {
-			_, err := lora.NewLayerFrom(newMat(t, out, in, nil), l.A(), newMat(t, out, r, nil), 1)
-			return err
-		}, lora.ErrAlias, "a is already the adapter of another layer"},
-		{"NewLayerFrom b of another layer", func() error {
-			_, err := lora.NewLayerFrom(newMat(t, out, in, nil), newMat(t, r, in, nil), l.B(), 1)
-			return err
-		}, lora.ErrAlias, "b is already the adapter of another layer"},
 	}
 	for _, nonFinite := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
 		calls = append(calls, call{fmt.Sprintf("Merge %v in B", nonFinite), func() error {
