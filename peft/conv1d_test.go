@@ -162,3 +162,41 @@ func readMatrix(t *testing.T, m *lora.Matrix) []float32 {
 	}
 	return v
 }
+
+// TestRankAboveMinInOut saves and loads an adapter whose rank exceeds
+// min(in, out), as PEFT makes them (r = 80 on a 64×64 weight, and r = 9 on
+// a 5×7 one), and merges its modules through NewLayer: each merged W
+// against W + s·B·A in float64, within γ(R + 2) of the magnitudes (a
+// float32 sum of R products, scaled, added to W).
+func TestRankAboveMinInOut(t *testing.T) {
+	rng := rand.New(rand.NewPCG(403, 404))
+	for _, c := range []struct{ in, out, r int }{{64, 64, 80}, {5, 7, 9}} {
+		cfg := &Config{PeftType: "LORA", R: c.r, LoraAlpha: 16, TargetModules: []string{"q_proj"}, Bias: "none"}
+		m := &Module{Name: "model.layers.0.self_attn.q_proj", In: c.in, Out: c.out, Rank: c.r,
+			A: reftest.Normal(rng, c.r*c.in, 0.1), B: reftest.Normal(rng, c.out*c.r, 0.1)}
+		dir := t.TempDir()
+		if err := Save(dir, &Adapter{Config: cfg, Modules: []*Module{m}}); err != nil {
+			t.Fatalf("Save of an r = %d adapter on %d×%d: %v", c.r, c.out, c.in, err)
+		}
+		a, err := Load(dir)
+		if err != nil {
+			t.Fatalf("Load of an r = %d adapter on %d×%d: %v", c.r, c.out, c.in, err)
+		}
+		got := a.Modules[0]
+		if got.Rank != c.r || got.Scale != float32(16/float64(c.r)) {
+			t.Fatalf("loaded rank %d, scale %g", got.Rank, got.Scale)
+		}
+		w0 := reftest.Normal(rng, c.out*c.in, 1)
+		w := newMatrix(t, c.out, c.in, w0)
+		l, err := got.NewLayer(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Merge(); err != nil {
+			t.Fatal(err)
+		}
+		want, _, mag := reftest.Merge(c.out, c.in, c.r, float64(got.Scale), w0, got.A, got.B)
+		reftest.Close(t, "merged W", readMatrix(t, w), want, mag, reftest.Gamma(c.r+2))
+		l.Free()
+	}
+}
