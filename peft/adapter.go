@@ -70,8 +70,9 @@ func (m *Module) Weight() string {
 // for a nil Module).
 func (m *Module) Transposed() bool { return m != nil && (m.FanInFanOut || m.Embedding) }
 
-// WeightShape returns the shape of the base weight as stored: Out×In, or
-// In×Out when Transposed (0×0 for a nil Module).
+// WeightShape returns the shape of the base weight as stored in the model's
+// file: Out×In, or In×Out when Transposed (0×0 for a nil Module). NewLayer
+// and AddTo take the weight in LayerShape, Out×In, instead.
 func (m *Module) WeightShape() (rows, cols int) {
 	switch {
 	case m == nil:
