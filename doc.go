@@ -44,7 +44,9 @@
 // panics. Errors start with "lora:" and wrap one of the sentinel errors
 // (ErrShape, ErrNil, ErrFreed, ErrConfig, ErrMerged, ErrNotMerged,
 // ErrNonFinite, ErrAlias, ErrMemory, ErrDevice, ErrDType, ErrFull,
-// ErrAdapter; see errors.go), so callers test them with errors.Is. A zero
+// ErrAdapter; see errors.go), so callers test them with errors.Is. A NaN or
+// ±Inf scale or Alpha is ErrNonFinite wherever it is given (NewLayer,
+// NewLayerFrom, Bank.Add), as is a NaN or ±Inf where it would spread. A zero
 // Matrix (&Matrix{}) is not a matrix: every function refuses it with ErrNil,
 // as it refuses a nil one.
 // Shape errors name the shapes that were given and the ones wanted, e.g.
@@ -73,6 +75,7 @@
 // and an optimizer's Step modify the layer and need exclusive use of it: a
 // Layer serialises them against its own Forward and Backward calls, but W
 // belongs to the caller, so a W shared with another Layer or used elsewhere
-// must not be read while it is being merged. Matrix.Write and Matrix.Free
-// need exclusive use of that matrix.
+// must not be read while it is being merged. A merged W is the base of
+// every user of W until Unmerge: a Bank over the same W computes with it.
+// Matrix.Write and Matrix.Free need exclusive use of that matrix.
 package lora

@@ -184,8 +184,8 @@ func checkRange(op string, dt DType, src []float32) error {
 	lim := overflowAt(dt)
 	for i, v := range src {
 		if a := float32(math.Abs(float64(v))); a >= lim && a <= math.MaxFloat32 {
-			return fmt.Errorf("lora: %s: src[%d] = %g is beyond %v's largest finite value %g, nothing written: %w",
-				op, i, v, dt, maxFinite(dt), ErrNonFinite)
+			return fmt.Errorf("lora: %s: src[%d] = %g rounds to %s in %v (whose largest finite value is %g: a magnitude of %g or more rounds to ±Inf), nothing written: %w",
+				op, i, v, signedInf(v), dt, maxFinite(dt), overflowAt(dt), ErrNonFinite)
 		}
 	}
 	return nil
@@ -207,4 +207,12 @@ func wantF32(op, name string, m *Matrix) error {
 		return fmt.Errorf("lora: %s: %s is %v, want F32: %w", op, name, m.dt, ErrDType)
 	}
 	return nil
+}
+
+// signedInf returns "+Inf" or "-Inf", the infinity of v's sign.
+func signedInf(v float32) string {
+	if math.Signbit(float64(v)) {
+		return "-Inf"
+	}
+	return "+Inf"
 }

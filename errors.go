@@ -8,10 +8,10 @@ var (
 	ErrShape     = errors.New("shape mismatch")        // dimensions < 1, lengths or shapes that disagree
 	ErrNil       = errors.New("nil argument")          // a nil *Matrix or *Layer, or a zero Matrix
 	ErrFreed     = errors.New("use after Free")        // a freed Matrix or Layer
-	ErrConfig    = errors.New("invalid configuration") // a Config or scale that cannot be used
+	ErrConfig    = errors.New("invalid configuration") // a setting that cannot be used: a Rank < 1, an unknown Init, an optimizer's or a Bank's, an NF4 block size
 	ErrMerged    = errors.New("layer is merged")       // an operation that needs an unmerged layer
 	ErrNotMerged = errors.New("layer is not merged")   // Unmerge of an unmerged layer
-	ErrNonFinite = errors.New("non-finite value")      // NaN or ±Inf where it would spread
+	ErrNonFinite = errors.New("non-finite value")      // NaN or ±Inf where it would spread: a scale or Alpha, an adapter to merge, a value a dtype cannot hold
 	ErrAlias     = errors.New("aliased arguments")     // an output that is also an input
 	ErrDevice    = errors.New("device error")          // a fault reported by the GPU
 	// ErrMemory is wrapped when an allocation cannot be held: more than the

@@ -143,9 +143,11 @@ func (m *Matrix) ReadAll() ([]float32, error) {
 }
 
 // Write copies src, row-major with exactly rows·cols elements, into the
-// matrix. Into an F16 or BF16 matrix each value is rounded to nearest even;
-// a finite value beyond the dtype's range (1e5 into F16) is refused with
-// ErrNonFinite and nothing is written. NaN and ±Inf are stored as they are.
+// matrix. Into an F16 or BF16 matrix each value is rounded to nearest even,
+// and a finite value that rounds to ±Inf is refused with ErrNonFinite and
+// nothing is written: for F16 a magnitude of 65520 or more (65519 rounds to
+// 65504, the largest finite F16), for BF16 one of 0x1.ffp127 or more. NaN
+// and ±Inf are stored as they are.
 func (m *Matrix) Write(src []float32) error {
 	if err := m.usable("Write", "m"); err != nil {
 		return err
@@ -219,7 +221,7 @@ func (i Init) String() string {
 
 // Config describes a new adapter.
 type Config struct {
-	Rank   int     // r, the rank of ΔW = B·A; 1 ≤ Rank ≤ min(in, out)
+	Rank   int     // r, the rank of ΔW = B·A: at least 1 (see NewLayer)
 	Alpha  float32 // scale numerator; 0 means Alpha = Rank (scale 1)
 	RSLoRA bool    // scale Alpha/√Rank instead of Alpha/Rank
 	Init   Init    // how A is drawn; B starts at zero
@@ -258,17 +260,22 @@ type Layer struct {
 // NewLayer returns a layer on the base weight w (out×in) with a new adapter
 // of cfg.Rank: A drawn as cfg.Init says from cfg.Seed, B zero. w is not
 // copied: the layer computes with it, and Merge modifies it.
+//
+// A Rank above min(in, out) is taken, as PEFT takes it (an r = 80 adapter
+// on a 64×64 weight): B·A then has rank at most min(in, out), and every
+// operation computes with the r×in A and out×r B as they are, with the same
+// arithmetic as at any rank. A Rank below 1 or an unknown Init is refused
+// with ErrConfig, a NaN or ±Inf Alpha with ErrNonFinite.
 func NewLayer(w *Matrix, cfg Config) (*Layer, error) {
 	if err := w.usable("NewLayer", "w"); err != nil {
 		return nil, err
 	}
 	out, in := w.rows, w.cols
-	if cfg.Rank < 1 || cfg.Rank > min(in, out) {
-		return nil, fmt.Errorf("lora: NewLayer: Rank %d, want 1 ≤ Rank ≤ min(in, out) = %d for w %s: %w",
-			cfg.Rank, min(in, out), w.shape(), ErrConfig)
+	if cfg.Rank < 1 {
+		return nil, fmt.Errorf("lora: NewLayer: Rank %d, want ≥ 1: %w", cfg.Rank, ErrConfig)
 	}
 	if a := float64(cfg.Alpha); math.IsNaN(a) || math.IsInf(a, 0) {
-		return nil, fmt.Errorf("lora: NewLayer: Alpha is %v: %w", cfg.Alpha, ErrConfig)
+		return nil, fmt.Errorf("lora: NewLayer: Alpha is %v: %w", cfg.Alpha, ErrNonFinite)
 	}
 	if cfg.Init != InitKaiming && cfg.Init != InitGaussian {
 		return nil, fmt.Errorf("lora: NewLayer: unknown %v: %w", cfg.Init, ErrConfig)
@@ -295,6 +302,15 @@ func NewLayer(w *Matrix, cfg Config) (*Layer, error) {
 // NewLayerFrom returns a layer on the base weight w (out×in) that adopts a
 // (r×in) and b (out×r) as its adapter, with scale s. The layer then owns a
 // and b: Layer.Free frees them. w must not already hold s·B·A.
+//
+// Several layers may adopt the same a and b (a loop that makes a layer for
+// each block of a large W does): they then share one adapter. A Merge or an
+// optimizer's Step through one is seen by all, and freeing any of them
+// frees a and b for all: the others' later calls return an error wrapping
+// ErrFreed, and their A and B are freed matrices. To give layers adapters
+// of their own, give each a copy. Any rank r ≥ 1 is taken, above
+// min(in, out) included (see NewLayer). A NaN or ±Inf scale is refused with
+// ErrNonFinite, as Bank.Add refuses it.
 func NewLayerFrom(w, a, b *Matrix, scale float32) (*Layer, error) {
 	const op = "NewLayerFrom"
 	for _, m := range []struct {
@@ -323,17 +339,14 @@ func NewLayerFrom(w, a, b *Matrix, scale float32) (*Layer, error) {
 		return nil, fmt.Errorf("lora: %s: b is %s, want %d×%d for w %s and a %s: %w",
 			op, b.shape(), out, r, w.shape(), a.shape(), ErrShape)
 	}
-	if r > min(in, out) {
-		return nil, fmt.Errorf("lora: %s: rank %d, want ≤ min(in, out) = %d for w %s: %w",
-			op, r, min(in, out), w.shape(), ErrShape)
-	}
 	if s := float64(scale); math.IsNaN(s) || math.IsInf(s, 0) {
-		return nil, fmt.Errorf("lora: %s: scale is %v: %w", op, scale, ErrConfig)
+		return nil, fmt.Errorf("lora: %s: scale is %v: %w", op, scale, ErrNonFinite)
 	}
 	return &Layer{w: w, a: a, b: b, scale: scale}, nil
 }
 
-// W returns the base weight (nil on a nil Layer).
+// W returns the base weight (nil on a nil Layer). W belongs to the caller,
+// so W still returns it after Free.
 func (l *Layer) W() *Matrix {
 	if l == nil {
 		return nil
@@ -341,33 +354,55 @@ func (l *Layer) W() *Matrix {
 	return l.w
 }
 
-// A returns the adapter's down-projection, r×in (nil on a nil Layer).
+// A returns the adapter's down-projection, r×in: nil on a nil or freed
+// Layer, whose A is freed.
 func (l *Layer) A() *Matrix {
 	if l == nil {
+		return nil
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.freed {
 		return nil
 	}
 	return l.a
 }
 
-// B returns the adapter's up-projection, out×r (nil on a nil Layer).
+// B returns the adapter's up-projection, out×r: nil on a nil or freed
+// Layer, whose B is freed.
 func (l *Layer) B() *Matrix {
 	if l == nil {
+		return nil
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.freed {
 		return nil
 	}
 	return l.b
 }
 
-// Scale returns s, the factor of B·A.
+// Scale returns s, the factor of B·A: 0 on a nil or freed Layer.
 func (l *Layer) Scale() float32 {
 	if l == nil {
+		return 0
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.freed {
 		return 0
 	}
 	return l.scale
 }
 
-// Rank returns r.
+// Rank returns r: 0 on a nil or freed Layer.
 func (l *Layer) Rank() int {
-	if l == nil || l.a == nil {
+	if l == nil {
+		return 0
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.freed || l.a == nil {
 		return 0
 	}
 	return l.a.rows
@@ -549,7 +584,8 @@ func AddBias(y, bias *Matrix) error {
 // Free releases A and B, never W, and the state every optimizer keeps for
 // the layer. It is idempotent; a merged layer leaves W merged (Unmerge first
 // to restore it). Every later use of the layer returns an error wrapping
-// ErrFreed.
+// ErrFreed; afterwards A and B return nil and Rank and Scale 0, while W still
+// returns the caller's W.
 func (l *Layer) Free() {
 	if l == nil {
 		return

@@ -21,6 +21,11 @@ import (
 // each element to within one ulp (of W's dtype) of max(|W|, |s·B·A|), and
 // repeated cycles do not drift further than two.
 //
+// W is the caller's, and whatever else computes with it sees the merged W:
+// another Layer on it, and a Bank over it, whose Forward then adds its
+// adapters to W + s·B·A until Unmerge. Merge changes the base weight of
+// every user of W.
+//
 // On the GPU, Merge waits for the queued work: it reads back
 // A and B, and W's largest magnitude when it is not known, before it
 // enqueues the update.

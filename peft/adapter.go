@@ -70,8 +70,9 @@ func (m *Module) Weight() string {
 // for a nil Module).
 func (m *Module) Transposed() bool { return m != nil && (m.FanInFanOut || m.Embedding) }
 
-// WeightShape returns the shape of the base weight as stored: Out×In, or
-// In×Out when Transposed (0×0 for a nil Module).
+// WeightShape returns the shape of the base weight as stored in the model's
+// file: Out×In, or In×Out when Transposed (0×0 for a nil Module). NewLayer
+// and AddTo take the weight in LayerShape, Out×In, instead.
 func (m *Module) WeightShape() (rows, cols int) {
 	switch {
 	case m == nil:
@@ -92,15 +93,17 @@ func (m *Module) Params() int {
 }
 
 // NewLayer returns a lora.Layer with this module's adapter on the base
-// weight w, given as stored in the base model (see WeightShape): its Merge
-// adds s·B·A to an Out×In weight, and s·(B·A)ᵀ to a transposed one, exactly
-// as PEFT merges, with s the module's Scale.
+// weight w, with s the module's Scale. w is in nn.Linear's layout, Out×In,
+// for every module (see LayerShape): the layer's Forward then computes the
+// model's forward, y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, and its Merge adds s·B·A to w, as
+// PEFT computes and merges.
 //
-// For a transposed module the layer holds A' = Bᵀ (Rank×Out) and B' = Aᵀ
-// (In×Rank), so that B'·A' = (B·A)ᵀ. Merge and Unmerge are then exact on
-// the stored weight, but Forward computes x·Wᵀ with W as stored, which is
-// not Conv1D's x·W: to run a Conv1D layer unmerged, transpose W to Out×In
-// and use lora.NewLayerFrom with A and B as they are.
+// A Conv1D (fan_in_fan_out) or embedding module's weight is stored
+// transposed, In×Out (WeightShape): the layer takes its transpose, Out×In,
+// and a merged Out×In w is the transpose of PEFT's merged weight as stored.
+// A w of the stored shape In×Out is refused with lora.ErrShape when In ≠ Out;
+// a square one cannot be told from its transpose, and gives the transposed
+// layer (see the package documentation).
 //
 // w may be F32, F16 or BF16, as the base model stores it (A and B are
 // float32, as PEFT keeps them): Merge on a half-precision w forms each
@@ -115,13 +118,10 @@ func (m *Module) NewLayer(w *lora.Matrix) (*lora.Layer, error) {
 	if w == nil {
 		return nil, fmt.Errorf("peft: module %s: NewLayer: w is nil: %w", m.Name, lora.ErrNil)
 	}
-	rows, cols := w.Dims()
-	wr, wc := m.WeightShape()
-	if rows != wr || cols != wc {
-		return nil, fmt.Errorf("peft: module %s: w is %d×%d, want %d×%d%s: %w",
-			m.Name, rows, cols, wr, wc, m.layoutNote(), lora.ErrShape)
+	if err := m.checkLayerShape("NewLayer: w", w); err != nil {
+		return nil, err
 	}
-	a, b, err := m.storedAB()
+	a, b, err := m.matrices()
 	if err != nil {
 		return nil, fmt.Errorf("peft: module %s: %w", m.Name, err)
 	}
@@ -134,21 +134,40 @@ func (m *Module) NewLayer(w *lora.Matrix) (*lora.Layer, error) {
 	return l, nil
 }
 
-// storedAB returns the module's adapter as matrices for its base weight as
-// stored (see WeightShape): A (Rank×In) and B (Out×Rank), or A' = Bᵀ
-// (Rank×Out) and B' = Aᵀ (In×Rank) when Transposed, so that B'·A' = (B·A)ᵀ.
-// The caller owns both.
-func (m *Module) storedAB() (a, b *lora.Matrix, err error) {
-	ar, ac, ad := m.Rank, m.In, m.A
-	br, bc, bd := m.Out, m.Rank, m.B
-	if m.Transposed() {
-		ar, ac, ad = m.Rank, m.Out, transpose(m.B, m.Out, m.Rank)
-		br, bc, bd = m.In, m.Rank, transpose(m.A, m.Rank, m.In)
+// LayerShape returns the shape of the base weight that NewLayer and AddTo
+// take: Out×In, nn.Linear's layout, for every module, the transpose of
+// WeightShape's for a Transposed one (0×0 for a nil Module).
+func (m *Module) LayerShape() (rows, cols int) {
+	if m == nil {
+		return 0, 0
 	}
-	if a, err = lora.NewMatrixFrom(ar, ac, ad); err != nil {
+	return m.Out, m.In
+}
+
+// checkLayerShape refuses a base weight w (named what in the message) whose
+// shape is not LayerShape, saying so when it is the stored shape of a
+// Transposed module.
+func (m *Module) checkLayerShape(what string, w *lora.Matrix) error {
+	rows, cols := w.Dims()
+	wr, wc := m.LayerShape()
+	if rows == wr && cols == wc {
+		return nil
+	}
+	if m.Transposed() && rows == m.In && cols == m.Out {
+		return fmt.Errorf("peft: module %s: %s is %d×%d, the weight as stored%s; want its transpose, %d×%d (out×in), the layout of the model's forward: %w",
+			m.Name, what, rows, cols, m.layoutNote(), wr, wc, lora.ErrShape)
+	}
+	return fmt.Errorf("peft: module %s: %s is %d×%d, want %d×%d (out×in): %w",
+		m.Name, what, rows, cols, wr, wc, lora.ErrShape)
+}
+
+// matrices returns the module's A (Rank×In) and B (Out×Rank) as matrices;
+// the caller owns both.
+func (m *Module) matrices() (a, b *lora.Matrix, err error) {
+	if a, err = lora.NewMatrixFrom(m.Rank, m.In, m.A); err != nil {
 		return nil, nil, err
 	}
-	if b, err = lora.NewMatrixFrom(br, bc, bd); err != nil {
+	if b, err = lora.NewMatrixFrom(m.Out, m.Rank, m.B); err != nil {
 		a.Free()
 		return nil, nil, err
 	}
@@ -163,17 +182,6 @@ func (m *Module) layoutNote() string {
 		return " (in×out, fan_in_fan_out)"
 	}
 	return " (out×in)"
-}
-
-// transpose returns the cols×rows transpose of the rows×cols matrix x.
-func transpose(x []float32, rows, cols int) []float32 {
-	t := make([]float32, len(x))
-	for i := 0; i < rows; i++ {
-		for j, v := range x[i*cols : (i+1)*cols] {
-			t[j*rows+i] = v
-		}
-	}
-	return t
 }
 
 // check reports whether the module's fields agree with each other.

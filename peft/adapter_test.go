@@ -547,8 +547,9 @@ func TestResolve(t *testing.T) {
 }
 
 // TestNewLayer merges modules into base weights through lora.Layer and
-// checks the result against W + s·B·A, or its transpose for
-// fan_in_fan_out, computed in float64.
+// checks the result against W + s·B·A computed in float64: the weight is
+// out×in for every module, the transpose of a fan_in_fan_out module's
+// stored weight.
 func TestNewLayer(t *testing.T) {
 	for _, fanInFanOut := range []bool{false, true} {
 		const in, out, r = 5, 7, 3
@@ -561,8 +562,8 @@ func TestNewLayer(t *testing.T) {
 			m.B[i] = float32(i%5)/4 - 0.5
 		}
 		rows, cols := out, in
-		if fanInFanOut {
-			rows, cols = in, out
+		if lr, lc := m.LayerShape(); lr != rows || lc != cols {
+			t.Fatalf("fan_in_fan_out %v: LayerShape %d×%d, want %d×%d", fanInFanOut, lr, lc, rows, cols)
 		}
 		w0 := make([]float32, rows*cols)
 		for i := range w0 {
@@ -590,9 +591,6 @@ func TestNewLayer(t *testing.T) {
 					d += float64(m.B[o*r+k]) * float64(m.A[k*in+i])
 				}
 				at := o*in + i
-				if fanInFanOut {
-					at = i*out + o
-				}
 				want := float64(w0[at]) + 1.5*d
 				if math.Abs(float64(got[at])-want) > 1e-5*math.Max(1, math.Abs(want)) {
 					t.Errorf("fan_in_fan_out %v: ΔW[%d,%d]: W = %v, want %v", fanInFanOut, o, i, got[at], want)
@@ -600,10 +598,14 @@ func TestNewLayer(t *testing.T) {
 			}
 		}
 		l.Free()
-		// The wrong layout is refused.
+		// The wrong layout is refused: for fan_in_fan_out it is the shape
+		// as stored, and the message says to transpose it.
 		bad, _ := lora.NewMatrix(cols, rows)
-		if _, err := m.NewLayer(bad); !errors.Is(err, lora.ErrShape) {
+		_, err = m.NewLayer(bad)
+		if !errors.Is(err, lora.ErrShape) {
 			t.Errorf("fan_in_fan_out %v: a %d×%d weight: %v", fanInFanOut, cols, rows, err)
+		} else if fanInFanOut != strings.Contains(err.Error(), "as stored") {
+			t.Errorf("fan_in_fan_out %v: a %d×%d weight: %q", fanInFanOut, cols, rows, err)
 		}
 		bad.Free()
 		w.Free()

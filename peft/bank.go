@@ -6,14 +6,16 @@ import (
 	"github.com/golora/lora"
 )
 
-// AddTo adds the module's adapter to the Bank b, whose base weight must be
-// the module's (WeightShape: Out×In, or In×Out when Transposed), with the
-// module's Scale, and returns its id in b. For fan_in_fan_out and
-// embedding modules ΔW is transposed as NewLayer transposes it, so that the
-// Bank's Forward computes with the weight as stored what NewLayer's layer
-// computes. Nothing is added on an error. A Bank computes in float32, so
-// its W is F32 (lora.NewBank says so); to merge a module into an F16 or BF16
-// weight, use NewLayer.
+// AddTo adds the module's adapter to the Bank b with the module's Scale,
+// and returns its id in b. As for NewLayer, the Bank's base weight is in
+// nn.Linear's layout, Out×In (LayerShape), for every module: for a Conv1D
+// (fan_in_fan_out) or embedding module, the transpose of the weight as
+// stored. The Bank's Forward then computes the model's forward for the rows
+// that name the adapter, y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, as PEFT does. A Bank over
+// the stored In×Out weight is refused with lora.ErrShape when In ≠ Out.
+// Nothing is added on an error. A Bank computes in float32, so its W is F32
+// (lora.NewBank says so); to merge a module into an F16 or BF16 weight, use
+// NewLayer.
 func (m *Module) AddTo(b *lora.Bank) (int, error) {
 	if err := m.check(); err != nil {
 		return -1, err
@@ -21,13 +23,10 @@ func (m *Module) AddTo(b *lora.Bank) (int, error) {
 	if b == nil {
 		return -1, fmt.Errorf("peft: module %s: AddTo: the Bank is nil: %w", m.Name, lora.ErrNil)
 	}
-	rows, cols := b.W().Dims()
-	wr, wc := m.WeightShape()
-	if rows != wr || cols != wc {
-		return -1, fmt.Errorf("peft: module %s: AddTo: the Bank's W is %d×%d, want %d×%d%s: %w",
-			m.Name, rows, cols, wr, wc, m.layoutNote(), lora.ErrShape)
+	if err := m.checkLayerShape("AddTo: the Bank's W", b.W()); err != nil {
+		return -1, err
 	}
-	a, bm, err := m.storedAB()
+	a, bm, err := m.matrices()
 	if err != nil {
 		return -1, fmt.Errorf("peft: module %s: AddTo: %w", m.Name, err)
 	}

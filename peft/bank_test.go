@@ -10,8 +10,8 @@ import (
 )
 
 // TestAddTo adds modules to a Bank, with and without fan_in_fan_out, and
-// checks Forward against x·(W + ΔW)ᵀ computed in float64 with ΔW in the
-// weight's stored layout.
+// checks Forward against x·(W + s·B·A)ᵀ computed in float64, W out×in for
+// every module (the transpose of a fan_in_fan_out module's stored weight).
 func TestAddTo(t *testing.T) {
 	for _, fanInFanOut := range []bool{false, true} {
 		const in, out, r, n = 5, 7, 3, 4
@@ -23,7 +23,7 @@ func TestAddTo(t *testing.T) {
 		for i := range m.B {
 			m.B[i] = float32(i%5)/4 - 0.5
 		}
-		rows, cols := m.WeightShape()
+		rows, cols := m.LayerShape()
 		w0 := make([]float32, rows*cols)
 		for i := range w0 {
 			w0[i] = float32(i%11)/10 - 0.5
@@ -42,7 +42,7 @@ func TestAddTo(t *testing.T) {
 		if err != nil || id != 0 || bank.Len() != 1 {
 			t.Fatalf("fan_in_fan_out %v: AddTo = %d, %v; Len %d", fanInFanOut, id, err, bank.Len())
 		}
-		// ΔW in the stored layout: [out, in], or [in, out] for fan_in_fan_out.
+		// ΔW = s·B·A, out×in.
 		dw := make([]float64, rows*cols)
 		for o := range out {
 			for i := range in {
@@ -50,11 +50,7 @@ func TestAddTo(t *testing.T) {
 				for k := range r {
 					d += float64(m.B[o*r+k]) * float64(m.A[k*in+i])
 				}
-				at := o*in + i
-				if fanInFanOut {
-					at = i*out + o
-				}
-				dw[at] = 1.5 * d
+				dw[o*in+i] = 1.5 * d
 			}
 		}
 		xd := make([]float32, n*cols)

@@ -17,18 +17,30 @@
 // any other module in the file are left out and named in Adapter.Ignored.
 // Save writes one back, in a form PEFT loads, and only what Load reads back
 // as it was. Module.NewLayer makes a module a lora.Layer
-// on a base weight, so that an adapter runs, or merges, with package lora.
+// on a base weight, and Module.AddTo adds it to a lora.Bank, so that an
+// adapter runs, or merges, with package lora.
 //
 // # Base weights stored transposed
 //
 // PEFT's ΔW = s·B·A is out×in, the layout of nn.Linear. GPT-2 and a few
-// other models use Conv1D, which stores its weight as [in, out]; their
-// adapters say fan_in_fan_out, and PEFT's get_delta_weight adds (B·A)ᵀ to
-// such a weight. LoRA on an nn.Embedding (lora_embedding_A, lora_embedding_B)
-// is transposed in the same way. Module.Transposed reports both cases, and
-// Module.NewLayer then builds the layer on the weight as stored, with A' = Bᵀ
-// and B' = Aᵀ: since (B·A)ᵀ = Aᵀ·Bᵀ = B'·A', Merge adds exactly the
-// transposed update to the stored matrix.
+// other models use Conv1D, which stores its weight as [in, out] and computes
+// y = x·W_stored; their adapters say fan_in_fan_out, PEFT's forward adds
+// s·(x·Aᵀ)·Bᵀ to x·W_stored, and its merge adds s·(B·A)ᵀ to W_stored. LoRA on
+// an nn.Embedding (lora_embedding_A, lora_embedding_B), whose weight is
+// [num_embeddings, dim] = [in, out], is transposed in the same way.
+// Module.Transposed reports both cases; WeightShape is the shape as stored.
+//
+// The rule: Module.NewLayer and Module.AddTo take the base weight in
+// nn.Linear's layout, Out×In (LayerShape), for every module. For a
+// transposed module that is W_storedᵀ, and then the layer's Forward and the
+// Bank's Forward compute the model's forward, x·(W_storedᵀ)ᵀ + s·(x·Aᵀ)·Bᵀ =
+// x·W_stored + s·(x·Aᵀ)·Bᵀ, and the layer's Merge leaves W_storedᵀ + s·B·A,
+// the transpose of PEFT's merged weight: transpose it back to store it. The
+// weight as stored, In×Out, is refused (lora.ErrShape) when In ≠ Out; a
+// square weight cannot be told from its transpose, so for a square Conv1D
+// module passing W_stored itself silently computes the transposed layer:
+// transpose it first. (The lora merge command transposes for itself and
+// writes the stored layout.)
 //
 // # Safetensors
 //

@@ -1,6 +1,7 @@
 package peft_test
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"slices"
@@ -32,37 +33,68 @@ func ExampleLoad() {
 	// 36 modules, 811008 parameters
 }
 
-// Merge a module into a base weight stored as GPT-2's Conv1D stores it,
-// [in, out]: the layer adds s·(B·A)ᵀ, as PEFT does for fan_in_fan_out.
+// Run and merge a module of a model whose Conv1D layers store their weight
+// as [in, out], as GPT-2 does: the layer takes the weight's transpose,
+// out×in, computes the model's forward x·W_stored + s·(x·Aᵀ)·Bᵀ, and its
+// Merge leaves the transpose of PEFT's merged weight.
 func ExampleModule_NewLayer() {
 	m := &peft.Module{
 		Name: "h.0.attn.c_proj", In: 2, Out: 3, Rank: 1, Scale: 2, FanInFanOut: true,
 		A: []float32{1, 2},    // 1×2 (r×in)
 		B: []float32{1, 0, 1}, // 3×1 (out×r)
 	}
-	// W as stored: in×out = 2×3, zero.
-	w, err := lora.NewMatrix(2, 3)
+	stored := []float32{ // W as stored: in×out = 2×3
+		1, 2, 3,
+		4, 5, 6,
+	}
+	// Its transpose, out×in = 3×2: the layout of the layer.
+	w, err := lora.NewMatrixFrom(3, 2, []float32{1, 4, 2, 5, 3, 6})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer w.Free()
+	ws := must(lora.NewMatrixFrom(2, 3, stored))
+	defer ws.Free()
+	if _, err := m.NewLayer(ws); err != nil {
+		fmt.Println("as stored:", errors.Is(err, lora.ErrShape))
+	}
 	layer, err := m.NewLayer(w)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer layer.Free()
+	x := must(lora.NewMatrixFrom(1, 2, []float32{1, 1}))
+	y := must(lora.NewMatrix(1, 3))
+	defer x.Free()
+	defer y.Free()
+	if err := layer.Forward(y, x); err != nil {
+		log.Fatal(err)
+	}
+	out := make([]float32, 3)
+	if err := y.Read(out); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(out) // x·W_stored = [5 7 9], plus s·(x·Aᵀ)·Bᵀ = [6 0 6]
 	if err := layer.Merge(); err != nil {
 		log.Fatal(err)
 	}
-	got := make([]float32, 6)
-	if err := w.Read(got); err != nil {
+	merged := make([]float32, 6)
+	if err := w.Read(merged); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(got[:3]) // row 0 of s·(B·A)ᵀ: s·A[0]·B
-	fmt.Println(got[3:]) // row 1: s·A[1]·B
+	fmt.Println(merged) // Wᵀ + s·B·A, out×in: transpose it to store it
 	// Output:
-	// [2 0 2]
-	// [4 0 4]
+	// as stored: true
+	// [11 7 15]
+	// [3 8 2 5 5 10]
+}
+
+// must returns m, and stops the example on an error.
+func must(m *lora.Matrix, err error) *lora.Matrix {
+	if err != nil {
+		log.Fatal(err)
+	}
+	return m
 }
 
 // Read the 4-bit weights of a checkpoint that transformers saved with

@@ -25,7 +25,7 @@ func TestNewLayerHalf(t *testing.T) {
 			for i := range m.B {
 				m.B[i] = float32(i%7)/5 - 0.55
 			}
-			rows, cols := m.WeightShape()
+			rows, cols := m.LayerShape()
 			bits := make([]uint16, rows*cols)
 			wide := make([]float32, rows*cols)
 			for i := range bits {

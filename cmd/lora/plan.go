@@ -168,9 +168,6 @@ func (p *planner) planModule(mod *peft.Module, base string, info peft.TensorInfo
 		return nil, fmt.Errorf("module %s: base tensor %q has shape %v, but the adapter (A %d×%d, B %d×%d%s) needs [%d %d]",
 			quoteName(mod.Name), base, info.Shape, mod.Rank, mod.In, mod.Out, mod.Rank, layoutNote(&scaled), rows, cols)
 	}
-	if mod.Rank > min(mod.In, mod.Out) {
-		return nil, fmt.Errorf("module %s: rank %d is more than min(in, out) = %d", quoteName(mod.Name), mod.Rank, min(mod.In, mod.Out))
-	}
 	if !allFinite(mod.A) || !allFinite(mod.B) {
 		return nil, fmt.Errorf("module %s: A or B holds NaN or Inf", quoteName(mod.Name))
 	}

@@ -69,6 +69,48 @@ func Forward[T Float](sh Shape, s float64, x, w, a, b []T) (y, mag []float64) {
 	return y, mag
 }
 
+// Conv1D returns PEFT's forward of a LoRA layer on a Conv1D base weight
+// (GPT-2's, fan_in_fan_out), which is stored In×Out: y = x·W + s·(x·Aᵀ)·Bᵀ
+// with W as stored, A R×In and B Out×R, in float64, x·W alone when a is nil
+// or sh.R is 0, and the magnitudes Σ|x||W| + |s|·Σₖ(Σ|x||A|)·|B|.
+func Conv1D[T Float](sh Shape, s float64, x, w, a, b []T) (y, mag []float64) {
+	n, in, out, r := sh.N, sh.In, sh.Out, sh.R
+	if a == nil {
+		r = 0
+	}
+	need("x", x, n*in)
+	need("W (in×out)", w, in*out)
+	if r > 0 {
+		need("A", a, r*in)
+		need("B", b, out*r)
+	}
+	y, mag = make([]float64, n*out), make([]float64, n*out)
+	for i := range n {
+		for c := range in {
+			xv := float64(x[i*in+c])
+			for j := range out {
+				p := xv * float64(w[c*out+j])
+				y[i*out+j] += p
+				mag[i*out+j] += math.Abs(p)
+			}
+		}
+		for k := range r {
+			var t, tm float64
+			for c := range in {
+				p := float64(x[i*in+c]) * float64(a[k*in+c])
+				t += p
+				tm += math.Abs(p)
+			}
+			for j := range out {
+				bv := float64(b[j*r+k])
+				y[i*out+j] += s * t * bv
+				mag[i*out+j] += math.Abs(s) * tm * math.Abs(bv)
+			}
+		}
+	}
+	return y, mag
+}
+
 // Grads are the gradients Backward returns, each with the magnitudes of its
 // terms.
 type Grads struct {

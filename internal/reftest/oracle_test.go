@@ -151,3 +151,35 @@ func TestShapeString(t *testing.T) {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 }
+
+// TestConv1DByHand checks Conv1D on the hand-computed case, its W stored
+// transposed: x·W with W = handWᵀ is x·handWᵀ, so y and its magnitudes are
+// those of Forward's case.
+func TestConv1DByHand(t *testing.T) {
+	stored := []float32{handW[0], handW[2], handW[1], handW[3]}
+	y, mag := Conv1D(handSh, handS, handX, stored, handA, handB)
+	equal(t, "y", y, handY)
+	equal(t, "mag", mag, handMag)
+	y, _ = Conv1D(handSh, handS, handX, stored, nil, nil)
+	equal(t, "x·W", y, []float64{1, -1.5})
+	// A non-square case: Conv1D on W equals Forward on Wᵀ within 10⁻¹² of
+	// the magnitudes: the same float64 products, each sum off by at most a
+	// few units of 2⁻⁵³.
+	rng := rand.New(rand.NewPCG(5, 6))
+	sh := Shape{N: 2, In: 5, Out: 3, R: 2}
+	x, w := Normal(rng, 2*5, 1), Normal(rng, 5*3, 1)
+	a, b := Normal(rng, 2*5, 1), Normal(rng, 3*2, 1)
+	wt := make([]float32, len(w))
+	for c := range 5 {
+		for j := range 3 {
+			wt[j*5+c] = w[c*3+j]
+		}
+	}
+	gy, gmag := Conv1D(sh, 0.7, x, w, a, b)
+	fy, fmag := Forward(sh, 0.7, x, wt, a, b)
+	for i := range gy {
+		if math.Abs(gy[i]-fy[i]) > 1e-12*fmag[i] || math.Abs(gmag[i]-fmag[i]) > 1e-12*fmag[i] {
+			t.Errorf("y[%d]: Conv1D %v (mag %v), Forward on Wᵀ %v (mag %v)", i, gy[i], gmag[i], fy[i], fmag[i])
+		}
+	}
+}
