@@ -13,9 +13,9 @@ import (
 // stored. The Bank's Forward then computes the model's forward for the rows
 // that name the adapter, y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, as PEFT does. A Bank over
 // the stored In×Out weight is refused with lora.ErrShape when In ≠ Out.
-// Nothing is added on an error. A Bank computes in float32, so its W is F32
-// (lora.NewBank says so); to merge a module into an F16 or BF16 weight, use
-// NewLayer.
+// Nothing is added on an error. The Bank's W may be of any dtype (F32, F16,
+// BF16 or NF4: see lora.Bank); the Bank keeps float32 copies of A and B. To
+// merge a module into a weight, use NewLayer.
 func (m *Module) AddTo(b *lora.Bank) (int, error) {
 	if err := m.check(); err != nil {
 		return -1, err
