@@ -427,8 +427,8 @@ func ratioCell(v float64, f32Unstable bool) string {
 // printTable prints a whole report, as saved results are printed.
 func printTable(w io.Writer, rep *Report) {
 	p := &printer{
-		w:    w,
-		gpu:  rep.Machine["backend"] != "" && rep.Machine["backend"] != "cpu",
+		w:   w,
+		gpu: rep.Machine["backend"] != "" && rep.Machine["backend"] != "cpu",
 		peer: len(rep.Forward) > 0 && rep.Forward[0].PeerUnmerged > 0 ||
 			len(rep.Forward) == 0 && slices.ContainsFunc(rep.NF4, func(r NF4Row) bool { return r.Peer > 0 }),
 		half: slices.ContainsFunc(rep.Forward, func(r ForwardRow) bool { return rowDType(r.DType) != dtF32 }) ||
