@@ -387,6 +387,9 @@ func (p *printer) nf4(rows ...NF4Row) {
 			over := ""
 			if r.OverPeer > 0 {
 				over = fmt.Sprintf("%.2f×", r.OverPeer)
+				if r.OverPeer < 0.1 {
+					over = fmt.Sprintf("%.2g×", r.OverPeer) // 0.0031×, not 0.00×
+				}
 			}
 			cells = append(cells, peerCell(r.Peer), over)
 		}
