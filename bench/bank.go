@@ -273,7 +273,7 @@ func bankTable(cfg config, out, progressTo io.Writer) ([]BankRow, error) {
 	var x, y *lora.Matrix
 	for ci, c := range cases {
 		n, d, ids := c.N, c.Distinct, c.IDs
-		step(fmt.Sprintf("Bank n=%d, %d adapters, ids %s", n, d, c.Order))
+		step(fmt.Sprintf("Bank n=%d: %d adapters (ids %s)", n, d, c.Order))
 		if ci == 0 || cases[ci-1].N != n {
 			if x, err = mat(n, in, rnd(n*in, 1)); err != nil {
 				return nil, err

@@ -428,7 +428,7 @@ func run(cfg config, out, progressTo io.Writer) (*Report, error) {
 			}})
 	}
 	if c := cfg.nf4; c != nil {
-		steps = append(steps, step{"NF4 table: W quantized, its copies in f32, bf16 and nf4",
+		steps = append(steps, step{"NF4 table: W quantized; its copies in f32/bf16/nf4",
 			func() float64 { return m.nf4Setup(c) }, func() error {
 				var err error
 				if src == nil {

@@ -213,27 +213,37 @@ func actDType(dt string) lora.DType {
 	return lora.BF16
 }
 
-// memoryOf returns the memory the Matrix that mk makes takes: on the CPU,
-// how much the Go heap grows while it is live (after a collection either
-// side); on a GPU, the bytes of its stored state.
+// memoryOf returns the memory a Matrix that mk makes takes: on the CPU,
+// how much the Go heap grows while such matrices are live (after a
+// collection either side), over as many as hold 8 MiB as stored, so that
+// the heap's other movements weigh little; on a GPU, the bytes of its
+// stored state.
 func memoryOf(mk func() (*lora.Matrix, error), stored int64) (int64, error) {
 	if lora.Backend() != "cpu" {
 		m, err := mk()
 		m.Free()
 		return stored, err
 	}
+	k := max(1, int((8<<20+stored-1)/stored))
+	ms := make([]*lora.Matrix, 0, k)
+	defer func() {
+		for _, m := range ms {
+			m.Free()
+		}
+	}()
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	m, err := mk()
-	if err != nil {
-		return 0, err
+	for range k {
+		m, err := mk()
+		if err != nil {
+			return 0, err
+		}
+		ms = append(ms, m)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(m)
-	m.Free()
-	return int64(after.HeapAlloc) - int64(before.HeapAlloc), nil
+	return (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / int64(k), nil
 }
 
 // wSet is every layer of one dtype of W that the table times: copies of W,

@@ -162,7 +162,8 @@ func TestNF4Table(t *testing.T) {
 	}
 	for i, r := range rep.NF4 {
 		bpe := map[string]float64{"f32": 4, "bf16": 2, "nf4": 0.5 + 4.0/32}[r.DType]
-		if r.BytesPerElem != bpe || r.Memory <= 0 {
+		// The memory: the stored bytes, and little more (the Matrix itself).
+		if r.BytesPerElem != bpe || float64(r.Memory) < bpe*64*64 || float64(r.Memory) > 1.5*bpe*64*64+1024 {
 			t.Errorf("%s: %g bytes per element (want %g), memory %d", got[i], r.BytesPerElem, bpe, r.Memory)
 		}
 		if r.Peer != float64(i+1)*1e-3 {
