@@ -7,7 +7,8 @@
 // f32); at in = out = 4096, r = 16, Forward at n = 1, 16 and 64 (and 4096 on
 // a GPU) and Merge also have a bf16 row (W, x and y bfloat16, A and B
 // float32), timed in the same rounds as the f32 row, with the ratio bf16 ÷
-// f32 beside it.
+// f32 beside it. The NF4 table (bench/nf4.go) sets a W quantized to NF4
+// beside f32 and bf16 ones.
 //
 //	go run ./bench                  the full table, a row at a time (under 3 minutes on 2 cores)
 //	go run ./bench -quick           a few rows, under 30 seconds
@@ -18,7 +19,11 @@
 //	go run ./bench -plot DIR        the figures as PNG files in DIR
 //	go run ./bench -from F -plot D  the table and figures of earlier JSON results
 //	go run ./bench -bank            only the Bank table: many adapters in one batch
-//	                                (with -peer torch: PyTorch's mixed batch, as PEFT)
+//	                                (with -peer torch: PyTorch's mixed batch, as PEFT;
+//	                                with -quick: its rows at n = 16)
+//	go run ./bench -nf4             only the NF4 table (bench/nf4.go): Forward, Backward
+//	                                and the Bank over a W in f32, bf16 and nf4
+//	                                (with -quick: Forward at n = 1)
 //
 // Each operation is warmed up, then timed in batches of back-to-back calls
 // (a batch lasts about 2 ms) in interleaved rounds, one batch of every
