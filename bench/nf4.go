@@ -53,6 +53,9 @@ type nf4Config struct {
 	Backward     []int // n of the Backward rows (with dx)
 	Bank         []int // n of the Bank rows
 	Adapters     int   // of the Bank
+	// DTypes are the dtypes of W, the rows of every step in this order;
+	// nil means f32, bf16 and nf4.
+	DTypes []string
 }
 
 // defaultNF4 is the full table; quickNF4 its one Forward row at n = 1.
@@ -61,8 +64,10 @@ func defaultNF4() *nf4Config {
 		Bank: []int{1, 16, 256}, Adapters: 4}
 }
 
+// quickNF4 is its Forward at n = 1 for bf16 and nf4: the nf4 row and the
+// ratio to bf16, without the f32 W's copies to fill.
 func quickNF4() *nf4Config {
-	return &nf4Config{In: 4096, R: 16, Block: 64, Forward: []int{1}, Adapters: 4}
+	return &nf4Config{In: 4096, R: 16, Block: 64, Forward: []int{1}, Adapters: 4, DTypes: []string{dtBF16, dtNF4}}
 }
 
 // nf4Step is one set of rows measured in the same rounds: an operation at
@@ -85,8 +90,16 @@ func (c *nf4Config) steps() []nf4Step {
 	return s
 }
 
-// nf4DTypes are the dtypes of W of every step, in the order of its rows.
+// nf4DTypes are the dtypes of W of the full table, in the order of its
+// rows.
 var nf4DTypes = []string{dtF32, dtBF16, dtNF4}
+
+func (c *nf4Config) dtypes() []string {
+	if len(c.DTypes) == 0 {
+		return nf4DTypes
+	}
+	return c.DTypes
+}
 
 // NF4Row is one line of the NF4 table.
 type NF4Row struct {
@@ -393,7 +406,7 @@ func newNF4Bench(src *nf4Source) (*nf4Bench, error) {
 	for _, st := range c.steps() {
 		nMin = min(nMin, st.N)
 	}
-	for _, dt := range nf4DTypes {
+	for _, dt := range c.dtypes() {
 		s, err := newWSet(src, dt, rotation(nMin, bytesPerElem(dt, c.Block)*float64(c.In*c.In)))
 		if err != nil {
 			nb.free()
@@ -485,10 +498,11 @@ func (nb *nf4Bench) nf4Op(st nf4Step, dt string) (op, int, func(), error) {
 // rows measures one step, every dtype of W in the same rounds.
 func (nb *nf4Bench) rows(cfg config, st nf4Step) ([]NF4Row, error) {
 	c := nb.cfg
-	rows := make([]NF4Row, len(nf4DTypes))
+	dts := c.dtypes()
+	rows := make([]NF4Row, len(dts))
 	var ops []op
 	var at []int // the row of each op
-	for i, dt := range nf4DTypes {
+	for i, dt := range dts {
 		r := &rows[i]
 		*r = NF4Row{Op: st.Op, N: st.N, In: c.In, Out: c.In, R: c.R, DType: dt,
 			BytesPerElem: bytesPerElem(dt, c.Block), Memory: nb.sets[dt].memory}
@@ -516,9 +530,9 @@ func (nb *nf4Bench) rows(cfg config, st nf4Step) ([]NF4Row, error) {
 			r.GBs = r.BytesPerElem * float64(c.In*c.In) / r.Time.Median / 1e9
 		}
 	}
-	bf, q := rows[slices.Index(nf4DTypes, dtBF16)], &rows[slices.Index(nf4DTypes, dtNF4)]
-	if bf.Time.Median > 0 && q.Time.Median > 0 {
-		q.OverBF16 = q.Time.Median / bf.Time.Median
+	if b, q := slices.Index(dts, dtBF16), slices.Index(dts, dtNF4); b >= 0 && q >= 0 &&
+		rows[b].Time.Median > 0 && rows[q].Time.Median > 0 {
+		rows[q].OverBF16 = rows[q].Time.Median / rows[b].Time.Median
 	}
 	return rows, nil
 }
@@ -551,7 +565,7 @@ type nf4PeerRequest struct {
 func nf4PeerRows(c *nf4Config) []nf4PeerRow {
 	var rows []nf4PeerRow
 	for _, st := range c.steps() {
-		for _, dt := range nf4DTypes {
+		for _, dt := range c.dtypes() {
 			r := nf4PeerRow{Op: st.Op, N: st.N, DType: dt}
 			if st.Op == opBank {
 				r.IDs = nf4IDs(st.N, c.Adapters)
@@ -646,7 +660,7 @@ func (m *costModel) nf4(c *nf4Config, st nf4Step) float64 {
 		flop = s.BackwardFLOP(true)
 	}
 	t := 0.0
-	for _, dt := range nf4DTypes {
+	for _, dt := range c.dtypes() {
 		t += m.op(m.call(flop, bytesPerElem(dt, c.Block)*float64(c.In*c.In)))
 	}
 	return t
@@ -668,7 +682,7 @@ func (m *costModel) nf4Peer() float64 {
 func (m *costModel) nf4Setup(c *nf4Config) float64 {
 	w := float64(c.In * c.In)
 	t := 4 * w / m.fill
-	for _, dt := range nf4DTypes {
+	for _, dt := range c.dtypes() {
 		b := bytesPerElem(dt, c.Block) * w
 		t += float64(rotation(1, b)) * (b + 8*float64(c.R*c.In)) / m.fill
 	}

@@ -261,6 +261,28 @@ func readF32(t *testing.T, path string) []float32 {
 	return v
 }
 
+// TestNF4Quick runs the NF4 table as -quick has it, bf16 and nf4 alone,
+// and checks its two rows and their ratio.
+func TestNF4Quick(t *testing.T) {
+	cfg := smallNF4()
+	cfg.nf4.Forward, cfg.nf4.Backward, cfg.nf4.Bank, cfg.nf4.DTypes = []int{1}, nil, nil, []string{dtBF16, dtNF4}
+	var out bytes.Buffer
+	rep, err := run(cfg, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.NF4) != 2 {
+		t.Fatalf("%d rows, want bf16 and nf4:\n%s", len(rep.NF4), out.String())
+	}
+	bf, q := rep.NF4[0], rep.NF4[1]
+	if bf.DType != dtBF16 || q.DType != dtNF4 || !(q.OverBF16 > 0) || q.OverBF16 != q.Time.Median/bf.Time.Median {
+		t.Errorf("rows %+v and %+v", bf, q)
+	}
+	if strings.Count(out.String(), "forward     1") != 2 {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
+
 // TestNF4PeerRefused checks that a peer whose answer lacks the check of the
 // NF4 W, or a row's time, fails the run.
 func TestNF4PeerRefused(t *testing.T) {
@@ -358,8 +380,11 @@ func TestConfigs(t *testing.T) {
 		!slices.Equal(c.Backward, []int{16, 256}) || !slices.Equal(c.Bank, []int{1, 16, 256}) || c.Adapters != 4 {
 		t.Errorf("full run's NF4 table %+v", c)
 	}
-	if c := quick.nf4; c == nil || len(c.steps()) != 1 || c.steps()[0] != (nf4Step{opForward, 1}) {
-		t.Errorf("-quick's NF4 table %+v, want its Forward at n = 1 alone", c)
+	if c := quick.nf4; c == nil || len(c.steps()) != 1 || c.steps()[0] != (nf4Step{opForward, 1}) || !slices.Equal(c.dtypes(), []string{"bf16", "nf4"}) {
+		t.Errorf("-quick's NF4 table %+v, want its Forward at n = 1 alone, bf16 and nf4", c)
+	}
+	if !slices.Equal(full.nf4.dtypes(), []string{"f32", "bf16", "nf4"}) {
+		t.Errorf("full run's NF4 dtypes %v", full.nf4.dtypes())
 	}
 	for _, quick := range []bool{false, true} {
 		only := newConfig(quick, true)
