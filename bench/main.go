@@ -42,6 +42,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -95,17 +96,21 @@ func ms(sec float64) string {
 // them); results saved before rows had a dtype are f32.
 type ForwardRow struct {
 	perf.Shape
-	DType          string  `json:"dtype"`
-	Copies         int     `json:"w_copies"`
-	Base           Stat    `json:"base"`
-	Fused          Stat    `json:"fused"`
-	Unfused        Stat    `json:"unfused"`
-	Merged         Stat    `json:"merged"`
-	Overhead       float64 `json:"fused_over_base"`
-	UnfusedOver    float64 `json:"unfused_over_base"`
-	GFLOPs         float64 `json:"fused_gflops"`
-	GBs            float64 `json:"fused_gbs"`
-	PeakShare      float64 `json:"fused_share_of_peak_bandwidth,omitempty"`
+	DType       string  `json:"dtype"`
+	Copies      int     `json:"w_copies"`
+	Base        Stat    `json:"base"`
+	Fused       Stat    `json:"fused"`
+	Unfused     Stat    `json:"unfused"`
+	Merged      Stat    `json:"merged"`
+	Overhead    float64 `json:"fused_over_base"`
+	UnfusedOver float64 `json:"unfused_over_base"`
+	GFLOPs      float64 `json:"fused_gflops"`
+	GBs         float64 `json:"fused_gbs"`
+	PeakShare   float64 `json:"fused_share_of_peak_bandwidth,omitempty"`
+	// The fused Forward's share of this machine's limit, measured in the
+	// same run (Limits.share): the read bandwidth on W's bytes at n ≤ 4,
+	// the float32 FMA rate above.
+	LimitShare     float64 `json:"fused_share_of_limit,omitempty"`
 	Trainable      int     `json:"trainable_params"`
 	Full           int     `json:"full_params"`
 	TrainableShare float64 `json:"trainable_share"`
@@ -153,6 +158,7 @@ type Report struct {
 	Merge   []MergeRow        `json:"merge"`
 	Train   []TrainRow        `json:"train"`
 	NF4     []NF4Row          `json:"nf4,omitempty"`
+	Limits  Limits            `json:"limits,omitzero"`
 }
 
 type op struct {
@@ -313,6 +319,11 @@ type config struct {
 	peer                   *peerConfig // nil: no peer
 	nf4                    *nf4Config  // the NF4 table; nil: none
 	bankNs                 []int       // n of the Bank table's rows (-bank)
+	limits                 bool        // measure the machine's limits (bench/limits.go)
+	// The read pass's buffer and the FMA loop's time per run; zero: the
+	// defaults, limitBytes() and 200 ms.
+	limitRead int
+	fmaTime   time.Duration
 }
 
 // step is one step of a run: what it measures, the cost model's estimate of
@@ -329,7 +340,8 @@ type step struct {
 func run(cfg config, out, progressTo io.Writer) (*Report, error) {
 	rep := &Report{Machine: machine()}
 	m := newCostModel(cfg)
-	p := &printer{gpu: lora.Backend() != "cpu", peer: cfg.peer != nil, half: len(cfg.bf16Forward)+len(cfg.bf16Merge) > 0}
+	p := &printer{gpu: lora.Backend() != "cpu", peer: cfg.peer != nil, half: len(cfg.bf16Forward)+len(cfg.bf16Merge) > 0,
+		limits: cfg.limits}
 	var peer *peerTimes
 	var steps []step
 	if cfg.peer != nil && len(cfg.ins)+len(cfg.train) > 0 {
@@ -371,6 +383,14 @@ func run(cfg config, out, progressTo io.Writer) (*Report, error) {
 			return nil
 		}})
 	}
+	if cfg.limits {
+		steps = append(steps, step{"this machine's limits: float32 FMA rate and read bandwidth", m.limits, func() error {
+			read, fma := cmp.Or(cfg.limitRead, limitBytes()), cmp.Or(cfg.fmaTime, 200*time.Millisecond)
+			rep.Limits = measureLimits(read, fma)
+			rep.Limits.describe(rep.Machine)
+			return nil
+		}})
+	}
 	steps = append(steps, step{"host cost of one Forward call", m.host, func() error {
 		host, err := hostCost()
 		if err != nil {
@@ -389,6 +409,9 @@ func run(cfg config, out, progressTo io.Writer) (*Report, error) {
 						return err
 					}
 					m.learn(rows[0])
+					for i := range rows {
+						rows[i].LimitShare = rep.Limits.share(rows[i])
+					}
 					if peer != nil {
 						peer.fillForward(rows)
 					}
@@ -763,6 +786,7 @@ func newConfig(quick, nf4Only bool) config {
 		},
 		nf4:     defaultNF4(),
 		bankNs:  []int{16, 64, 256},
+		limits:  lora.Backend() == "cpu",
 		minTime: 300 * time.Millisecond, minReps: 5, maxReps: 200,
 	}
 	if lora.Backend() == "cuda" {
@@ -780,11 +804,12 @@ func newConfig(quick, nf4Only bool) config {
 			train:       []perf.Shape{{N: 64, In: 1024, Out: 1024, R: 16}},
 			nf4:         quickNF4(),
 			bankNs:      []int{16},
+			limits:      lora.Backend() == "cpu",
 			minTime:     100 * time.Millisecond, minReps: 3, maxReps: 50,
 		}
 	}
 	if nf4Only {
-		cfg = config{nf4: cfg.nf4, minTime: cfg.minTime, minReps: cfg.minReps, maxReps: cfg.maxReps}
+		cfg = config{nf4: cfg.nf4, limits: cfg.limits, minTime: cfg.minTime, minReps: cfg.minReps, maxReps: cfg.maxReps}
 	}
 	return cfg
 }

@@ -142,6 +142,7 @@ type printer struct {
 	gpu     bool // device times, wall and %peak columns
 	peer    bool // the PyTorch columns
 	half    bool // the bf16/f32 column: there are bf16 rows
+	limits  bool // the %limit column: the machine's limits were measured
 	section string
 	t       *table
 }
@@ -209,6 +210,9 @@ func (p *printer) forward(rows ...ForwardRow) {
 	if p.half {
 		heading = append(heading, "dtype = of W, x and y (A and B are float32 in every row, as PEFT keeps them); bf16/f32 = the bf16 fused Forward ÷ the f32 one, timed in the same rounds.")
 	}
+	if p.limits {
+		heading = append(heading, fmt.Sprintf("%%limit = the fused Forward's share of this machine's limit in the heading: the read bandwidth on W's bytes at n ≤ %d, the float32 FMA rate above.", limitN))
+	}
 	if p.peer {
 		heading = append(heading, peerNote)
 	}
@@ -218,6 +222,9 @@ func (p *printer) forward(rows ...ForwardRow) {
 		cols = append(cols, column{"bf16/f32", ratioW})
 	}
 	cols = append(cols, column{"GFLOP/s", 7}, column{"GB/s", 6})
+	if p.limits {
+		cols = append(cols, column{"%limit", 6})
+	}
 	if p.gpu {
 		cols = append(cols, column{"%peak", 5}, column{"wall", timeW})
 	}
@@ -238,6 +245,9 @@ func (p *printer) forward(rows ...ForwardRow) {
 			cells = append(cells, ratioCell(r.OverF32, f32 >= 0 && rows[f32].Fused.unstable()))
 		}
 		cells = append(cells, fmt.Sprintf("%.1f", r.GFLOPs), fmt.Sprintf("%.1f", r.GBs))
+		if p.limits {
+			cells = append(cells, percentCell(r.LimitShare))
+		}
 		if p.gpu {
 			cells = append(cells, fmt.Sprintf("%.0f%%", 100*r.PeakShare), ms(r.Fused.Wall))
 		}
@@ -407,6 +417,14 @@ func nf4Block(rows []NF4Row) int {
 	return 0
 }
 
+// percentCell formats a share as a percentage, empty when there is none.
+func percentCell(v float64) string {
+	if !(v > 0) {
+		return ""
+	}
+	return fmt.Sprintf("%.0f%%", 100*v)
+}
+
 // peerCell formats a peer's time, empty when there is none.
 func peerCell(t float64) string {
 	if !(t > 0) {
@@ -434,6 +452,7 @@ func printTable(w io.Writer, rep *Report) {
 		gpu: rep.Machine["backend"] != "" && rep.Machine["backend"] != "cpu",
 		peer: len(rep.Forward) > 0 && rep.Forward[0].PeerUnmerged > 0 ||
 			len(rep.Forward) == 0 && slices.ContainsFunc(rep.NF4, func(r NF4Row) bool { return r.Peer > 0 }),
+		limits: slices.ContainsFunc(rep.Forward, func(r ForwardRow) bool { return r.LimitShare > 0 }),
 		half: slices.ContainsFunc(rep.Forward, func(r ForwardRow) bool { return rowDType(r.DType) != dtF32 }) ||
 			slices.ContainsFunc(rep.Merge, func(r MergeRow) bool { return rowDType(r.DType) != dtF32 }),
 	}
