@@ -302,7 +302,9 @@ def dequantize_nf4(torch, codes, absmax, table, shape, block, dtype):
     idx[0::2] = codes >> 4
     idx[1::2] = codes & 0xF
     n = math.prod(shape)
-    vals = table.to(dtype)[idx][:n]
+    # The lookup bitsandbytes writes code[idx]; index_select is the same
+    # lookup, which torch 1.13 runs several times faster.
+    vals = table.to(dtype).index_select(0, idx)[:n]
     rem = n % block
     if rem:
         out = torch.empty(n, dtype=dtype, device=codes.device)
@@ -390,8 +392,14 @@ def nf4_table(q, torch, F, dev, measure, rotate, rand, s):
         def forward(x, j):
             result = base(x, ws[j])
             if dt == "nf4":
-                result = result.clone()  # PEFT's bnb Linear4bit.forward
-            return result + lora_update(x, As[j][0], Bs[j][0], result.dtype)
+                # PEFT's bnb Linear4bit.forward: the base's result cloned,
+                # the update cast to its dtype, then added.
+                result = result.clone()
+                return result + lora_update(x, As[j][0], Bs[j][0], result.dtype)
+            # PEFT's lora.Linear.forward: the float32 update added to the
+            # base's result, the sum cast back to the result's dtype.
+            a, b = As[j][0], Bs[j][0]
+            return (result + F.linear(F.linear(x.to(a.dtype), a), b) * s).to(result.dtype)
 
         if op == "forward":
             secs = measure(lambda: forward(x, turn()))
