@@ -18,6 +18,7 @@ package main
 // error's sentinel in place of the time.
 //
 //	go run ./bench -nf4               only this table
+//	go run ./bench -nf4 -quick        its Forward at n = 1, bf16 and nf4
 //	go run ./bench -nf4 -peer torch   with PyTorch computing each row as PEFT
 //	                                  does over bitsandbytes' default backend
 
@@ -443,21 +444,26 @@ func (nb *nf4Bench) nf4Op(st nf4Step, dt string) (op, int, func(), error) {
 		}
 	}
 	rng := rand.New(rand.NewPCG(uint64(st.N), 8))
+	var mkErr error
 	mk := func(dt lora.DType, rows, cols int, random bool) *lora.Matrix {
-		m, err := lora.NewMatrixOf(dt, rows, cols)
-		if err != nil {
-			panic(err) // small matrices of a valid dtype and shape
+		if mkErr != nil {
+			return nil
 		}
-		mats = append(mats, m)
-		if random {
+		m, err := lora.NewMatrixOf(dt, rows, cols)
+		if err == nil && random {
 			d := make([]float32, rows*cols)
 			for i := range d {
 				d[i] = 2*rng.Float32() - 1
 			}
-			if err := m.Write(d); err != nil {
-				panic(err)
+			if err = m.Write(d); err != nil {
+				m.Free()
 			}
 		}
+		if err != nil {
+			mkErr = err
+			return nil
+		}
+		mats = append(mats, m)
 		return m
 	}
 	act := actDType(dt)
@@ -486,6 +492,10 @@ func (nb *nf4Bench) nf4Op(st nf4Step, dt string) (op, int, func(), error) {
 		run = func() error { return s.banks[turn()].Forward(y, x, ids) }
 	default:
 		panic("nf4Op: unknown operation " + st.Op)
+	}
+	if mkErr != nil {
+		free()
+		return op{}, k, nil, mkErr
 	}
 	// One call first: an operation the library refuses shows its error.
 	if err := run(); err != nil {
@@ -651,8 +661,8 @@ func (pt nf4PeerTimes) fill(rows []NF4Row) {
 	}
 }
 
-// estimate is the cost model's seconds for a step: each dtype's
-// operation, timed as measure does.
+// nf4 is the cost model's seconds for a step of the NF4 table: each
+// dtype's operation, timed as measure does.
 func (m *costModel) nf4(c *nf4Config, st nf4Step) float64 {
 	s := perf.Shape{N: st.N, In: c.In, Out: c.In, R: c.R}
 	flop := s.BaseFLOP()
