@@ -16,7 +16,7 @@
 #                 Debian's libopenblas-dev when missing (openblas-deps, root)
 #   check-cuda    the cuda build vetted, linted, compiled and linked, fatbin
 #                 checked (installs Debian's CUDA toolkit when missing, root)
-#   bench, bench-quick, bench-peer, bench-figures   the benchmark table
+#   bench, bench-quick, bench-peer, bench-nf4, bench-figures   the benchmark table
 #   kernels       kernels/lora.fatbin from the .cu sources (needs nvcc)
 #   gpu-bundle    the cuda test and bench binaries for a GPU machine
 #
@@ -27,7 +27,7 @@ GO      ?= go
 GOFILES := $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 
 .PHONY: all help test vet vet-openblas openblas-deps fmt-check lint test-cpu test-purego test-openblas \
-	examples bench bench-quick bench-peer bench-peer-deps bench-figures kernels test-emu test-sanitize \
+	examples bench bench-quick bench-peer bench-nf4 bench-peer-deps bench-figures kernels test-emu test-sanitize \
 	check-cuda gpu-bundle
 
 all: test ## the same as make test
@@ -106,6 +106,9 @@ bench-peer-deps: ## install Debian's python3-torch and OpenBLAS when missing (ro
 
 bench-peer: bench-peer-deps ## the benchmark table with PyTorch timed in the same run
 	$(GO) run ./bench -peer torch
+
+bench-nf4: bench-peer-deps ## the NF4 table alone (W in f32, bf16 and nf4), PyTorch in the same run
+	$(GO) run ./bench -nf4 -peer torch
 
 # The README's figures and tables: the full bench with the peer, for the
 # default build and the openblas build, into docs/bench/.

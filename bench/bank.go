@@ -21,9 +21,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"runtime"
+	"time"
 
 	"github.com/golora/lora"
 )
@@ -107,11 +107,87 @@ func bankIDs(rng *rand.Rand, n, d int, order string) []int32 {
 	return ids
 }
 
-// bankTable measures every row of the Bank table and prints it to out.
-func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
+// bankCases returns the rows of the Bank table at each n of ns: 1, 8, 64
+// (when below n) and n distinct adapters, in random order and in runs.
+func bankCases(rng *rand.Rand, in, r int, ns []int) []bankCase {
+	var cases []bankCase
+	for _, n := range ns {
+		for _, d := range []int{1, 8, 64, n} {
+			if d > n || (d == 64 && n == 64 && cases[len(cases)-1].Distinct == 64) {
+				continue // beyond n, or n = 64 again
+			}
+			for _, order := range []string{"random", "runs"} {
+				if d == 1 && order == "random" {
+					continue // one adapter: the order does not matter
+				}
+				cases = append(cases, bankCase{N: n, In: in, Out: in, R: r, Distinct: d, Order: order,
+					IDs: bankIDs(rng, n, d, order)})
+			}
+		}
+	}
+	return cases
+}
+
+// bankTable measures every row of the Bank table (n from cfg.bankNs, 16,
+// 64 and 256 when it is empty), printing each to out as it is measured and
+// the steps to progressTo, as the other tables do.
+func bankTable(cfg config, out, progressTo io.Writer) ([]BankRow, error) {
 	const in, r = 4096, 16
-	ns := []int{16, 64, 256}
+	ns := cfg.bankNs
+	if len(ns) == 0 {
+		ns = []int{16, 64, 256}
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
+	cases := bankCases(rng, in, r, ns)
+	maxD := ns[len(ns)-1]
+	// The steps and the cost model's estimate of each, for the progress
+	// line: the peer, the set-up (W, and maxD adapters each in the Bank
+	// and in a Layer), then a step per row, each timing three operations.
+	m := newCostModel(cfg)
+	w4 := 4 * float64(in) * float64(in)
+	caseEst := func(c bankCase) float64 {
+		return 3 * m.op(m.call(2*float64(c.N)*float64(in)*float64(in), w4))
+	}
+	var est []float64
+	if cfg.peer != nil {
+		t := 3.0
+		for _, c := range cases {
+			t += caseEst(c)
+		}
+		est = append(est, t)
+	}
+	est = append(est, (w4+4*float64(maxD)*w4/float64(in)*float64(r))/m.fill)
+	for _, c := range cases {
+		est = append(est, caseEst(c))
+	}
+	prog := newProgress(progressTo, len(est))
+	out = clearing{out, prog}
+	nextStep := 0
+	step := func(what string) {
+		left := 0.0
+		for _, e := range est[nextStep:] {
+			left += e
+		}
+		finished := 0.0
+		if nextStep > 0 {
+			finished = est[nextStep-1]
+		}
+		prog.step(what, finished, left)
+		nextStep++
+	}
+	defer prog.clear()
+
+	var peer []float64
+	if cfg.peer != nil {
+		step("PyTorch's mixed batch (the way PEFT computes it) on every row")
+		var desc string
+		var err error
+		if peer, desc, err = bankPeer(cfg, cases); err != nil {
+			return nil, err
+		}
+		fmt.Fprintln(out, "peer:", desc)
+	}
+	step(fmt.Sprintf("Bank table: W and %d adapters", maxD))
 	rnd := func(k int, scale float32) []float32 {
 		s := make([]float32, k)
 		for i := range s {
@@ -142,7 +218,6 @@ func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	maxD := ns[len(ns)-1]
 	bank, err := lora.NewBank(w, lora.BankConfig{MaxRank: r, Capacity: maxD})
 	if err != nil {
 		return nil, err
@@ -190,30 +265,6 @@ func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
 		free = append(free, layers[k].Free)
 	}
 
-	var cases []bankCase
-	for _, n := range ns {
-		for _, d := range []int{1, 8, 64, n} {
-			if d > n || (d == 64 && n == 64 && cases[len(cases)-1].Distinct == 64) {
-				continue // beyond n, or n = 64 again
-			}
-			for _, order := range []string{"random", "runs"} {
-				if d == 1 && order == "random" {
-					continue // one adapter: the order does not matter
-				}
-				cases = append(cases, bankCase{N: n, In: in, Out: in, R: r, Distinct: d, Order: order,
-					IDs: bankIDs(rng, n, d, order)})
-			}
-		}
-	}
-	var peer []float64
-	if cfg.peer != nil {
-		var desc string
-		if peer, desc, err = bankPeer(cfg, cases); err != nil {
-			return nil, err
-		}
-		fmt.Fprintln(out, "peer:", desc)
-	}
-
 	fmt.Fprintf(out, "Bank: in = out = %d, r = %d, backend %s\n", in, r, lora.Backend())
 	const format = "%4v  %8v  %6v  %13v  %13v  %14v  %9v  %9v  %14v  %9v\n"
 	fmt.Fprintf(out, format, "n", "adapters", "ids", "base", "Bank.Forward", "loop of Layers", "Bank/base", "Bank/loop",
@@ -222,6 +273,7 @@ func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
 	var x, y *lora.Matrix
 	for ci, c := range cases {
 		n, d, ids := c.N, c.Distinct, c.IDs
+		step(fmt.Sprintf("Bank n=%d: %d adapters (ids %s)", n, d, c.Order))
 		if ci == 0 || cases[ci-1].N != n {
 			if x, err = mat(n, in, rnd(n*in, 1)); err != nil {
 				return nil, err
@@ -287,11 +339,14 @@ func bankTable(cfg config, out io.Writer) ([]BankRow, error) {
 	return rows, nil
 }
 
-// bankMain runs only the Bank table and returns the exit status.
-func bankMain(cfg config) int {
-	if _, err := bankTable(cfg, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
+// bankMain runs only the Bank table, the table on out and the progress on
+// progressTo, and returns the exit status.
+func bankMain(cfg config, out, progressTo io.Writer) int {
+	start := time.Now()
+	if _, err := bankTable(cfg, out, progressTo); err != nil {
+		fmt.Fprintln(progressTo, "bench:", err)
 		return 1
 	}
+	fmt.Fprintf(progressTo, "measured in %s\n", duration(time.Since(start).Seconds()))
 	return 0
 }

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,5 +79,31 @@ json.dump(out, sys.stdout)
 	}
 	if want := fmt.Sprintf("torch t on cpu, %d threads, BLAS b", runtime.GOMAXPROCS(0)); desc != want {
 		t.Errorf("desc = %q, want %q", desc, want)
+	}
+}
+
+// TestBankQuick runs the Bank table as -bank -quick does (its rows at
+// n = 16 alone) and checks its rows and its progress: a plain line per
+// step with the time left, then the time the run took.
+func TestBankQuick(t *testing.T) {
+	cfg := newConfig(true, false)
+	cfg.minTime, cfg.minReps, cfg.maxReps = time.Millisecond, 2, 3
+	var out, progress bytes.Buffer
+	if code := bankMain(cfg, &out, &progress); code != 0 {
+		t.Fatalf("bankMain: exit status %d\n%s", code, progress.String())
+	}
+	rows := regexp.MustCompile(`(?m)^ +16 +\d+ +(random|runs) `).FindAllString(out.String(), -1)
+	if len(rows) != 5 {
+		t.Errorf("%d rows, want 5 at n = 16:\n%s", len(rows), out.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(progress.String(), "\n"), "\n")
+	step := regexp.MustCompile(`^\[(\d+)/6\] [^,]+, about (\d+ s|\d+ min \d\d s) left$`)
+	if len(lines) != 7 || !strings.HasPrefix(lines[6], "measured in ") {
+		t.Fatalf("progress:\n%s", progress.String())
+	}
+	for i, l := range lines[:6] {
+		if m := step.FindStringSubmatch(l); m == nil || m[1] != fmt.Sprint(i+1) {
+			t.Errorf("progress line %q, want [%d/6] what, about … left", l, i+1)
+		}
 	}
 }

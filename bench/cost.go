@@ -38,6 +38,12 @@ func (m *costModel) op(t float64) float64 {
 
 func (m *costModel) host() float64 { return 0.05 }
 
+// limits: four runs of the FMA loop of 0.2 s, and filling then reading
+// four times a buffer of limitBytes.
+func (m *costModel) limits() float64 {
+	return 4*0.2 + float64(limitBytes())/m.fill + 4*float64(limitBytes())/m.bw
+}
+
 // forward: the base product, the merged Forward, and the fused and unfused
 // Forward at every rank, on copies of W for each rank and the merged layer;
 // and the same four for each bf16 shape at this in and n, W half the bytes.

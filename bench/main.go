@@ -7,7 +7,8 @@
 // f32); at in = out = 4096, r = 16, Forward at n = 1, 16 and 64 (and 4096 on
 // a GPU) and Merge also have a bf16 row (W, x and y bfloat16, A and B
 // float32), timed in the same rounds as the f32 row, with the ratio bf16 ÷
-// f32 beside it.
+// f32 beside it. The NF4 table (bench/nf4.go) sets a W quantized to NF4
+// beside f32 and bf16 ones.
 //
 //	go run ./bench                  the full table, a row at a time (under 3 minutes on 2 cores)
 //	go run ./bench -quick           a few rows, under 30 seconds
@@ -18,7 +19,11 @@
 //	go run ./bench -plot DIR        the figures as PNG files in DIR
 //	go run ./bench -from F -plot D  the table and figures of earlier JSON results
 //	go run ./bench -bank            only the Bank table: many adapters in one batch
-//	                                (with -peer torch: PyTorch's mixed batch, as PEFT)
+//	                                (with -peer torch: PyTorch's mixed batch, as PEFT;
+//	                                with -quick: its rows at n = 16)
+//	go run ./bench -nf4             only the NF4 table (bench/nf4.go): Forward, Backward
+//	                                and the Bank over a W in f32, bf16 and nf4
+//	                                (with -quick: Forward at n = 1)
 //
 // Each operation is warmed up, then timed in batches of back-to-back calls
 // (a batch lasts about 2 ms) in interleaved rounds, one batch of every
@@ -37,6 +42,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -90,17 +96,21 @@ func ms(sec float64) string {
 // them); results saved before rows had a dtype are f32.
 type ForwardRow struct {
 	perf.Shape
-	DType          string  `json:"dtype"`
-	Copies         int     `json:"w_copies"`
-	Base           Stat    `json:"base"`
-	Fused          Stat    `json:"fused"`
-	Unfused        Stat    `json:"unfused"`
-	Merged         Stat    `json:"merged"`
-	Overhead       float64 `json:"fused_over_base"`
-	UnfusedOver    float64 `json:"unfused_over_base"`
-	GFLOPs         float64 `json:"fused_gflops"`
-	GBs            float64 `json:"fused_gbs"`
-	PeakShare      float64 `json:"fused_share_of_peak_bandwidth,omitempty"`
+	DType       string  `json:"dtype"`
+	Copies      int     `json:"w_copies"`
+	Base        Stat    `json:"base"`
+	Fused       Stat    `json:"fused"`
+	Unfused     Stat    `json:"unfused"`
+	Merged      Stat    `json:"merged"`
+	Overhead    float64 `json:"fused_over_base"`
+	UnfusedOver float64 `json:"unfused_over_base"`
+	GFLOPs      float64 `json:"fused_gflops"`
+	GBs         float64 `json:"fused_gbs"`
+	PeakShare   float64 `json:"fused_share_of_peak_bandwidth,omitempty"`
+	// The fused Forward's share of this machine's limit, measured in the
+	// same run (Limits.share): the read bandwidth on W's bytes at n ≤ 4,
+	// the float32 FMA rate above.
+	LimitShare     float64 `json:"fused_share_of_limit,omitempty"`
 	Trainable      int     `json:"trainable_params"`
 	Full           int     `json:"full_params"`
 	TrainableShare float64 `json:"trainable_share"`
@@ -147,6 +157,8 @@ type Report struct {
 	Forward []ForwardRow      `json:"forward"`
 	Merge   []MergeRow        `json:"merge"`
 	Train   []TrainRow        `json:"train"`
+	NF4     []NF4Row          `json:"nf4,omitempty"`
+	Limits  Limits            `json:"limits,omitzero"`
 }
 
 type op struct {
@@ -305,6 +317,13 @@ type config struct {
 	minReps                int
 	maxReps                int
 	peer                   *peerConfig // nil: no peer
+	nf4                    *nf4Config  // the NF4 table; nil: none
+	bankNs                 []int       // n of the Bank table's rows (-bank)
+	limits                 bool        // measure the machine's limits (bench/limits.go)
+	// The read pass's buffer and the FMA loop's time per run; zero: the
+	// defaults, limitBytes() and 200 ms.
+	limitRead int
+	fmaTime   time.Duration
 }
 
 // step is one step of a run: what it measures, the cost model's estimate of
@@ -321,10 +340,11 @@ type step struct {
 func run(cfg config, out, progressTo io.Writer) (*Report, error) {
 	rep := &Report{Machine: machine()}
 	m := newCostModel(cfg)
-	p := &printer{gpu: lora.Backend() != "cpu", peer: cfg.peer != nil, half: len(cfg.bf16Forward)+len(cfg.bf16Merge) > 0}
+	p := &printer{gpu: lora.Backend() != "cpu", peer: cfg.peer != nil, half: len(cfg.bf16Forward)+len(cfg.bf16Merge) > 0,
+		limits: cfg.limits}
 	var peer *peerTimes
 	var steps []step
-	if cfg.peer != nil {
+	if cfg.peer != nil && len(cfg.ins)+len(cfg.train) > 0 {
 		steps = append(steps, step{"PyTorch (the way PEFT computes the layer) on every shape", m.peer, func() error {
 			pt, err := runPeer(cfg)
 			if err != nil {
@@ -332,6 +352,42 @@ func run(cfg config, out, progressTo io.Writer) (*Report, error) {
 			}
 			peer = pt
 			rep.Machine["peer"] = pt.desc
+			return nil
+		}})
+	}
+	// The NF4 table's W, quantized once: handed to the peer as it is, then
+	// copied into every layer the table times.
+	var nb *nf4Bench
+	var src *nf4Source
+	var nf4Times nf4PeerTimes
+	defer func() {
+		if nb != nil {
+			nb.free()
+		}
+	}()
+	if c := cfg.nf4; c != nil && cfg.peer != nil {
+		steps = append(steps, step{"PyTorch on the NF4 table (W dequantized as bitsandbytes does)", m.nf4Peer, func() error {
+			var err error
+			if src, err = newNF4Source(c); err != nil {
+				return err
+			}
+			var desc string
+			if nf4Times, desc, err = nf4Peer(cfg, src); err != nil {
+				return err
+			}
+			if rep.Machine["peer"] == "" {
+				rep.Machine["peer"] = desc
+			} else {
+				rep.Machine["peer, NF4"] = desc
+			}
+			return nil
+		}})
+	}
+	if cfg.limits {
+		steps = append(steps, step{"this machine's limits: float32 FMA rate and read bandwidth", m.limits, func() error {
+			read, fma := cmp.Or(cfg.limitRead, limitBytes()), cmp.Or(cfg.fmaTime, 200*time.Millisecond)
+			rep.Limits = measureLimits(read, fma)
+			rep.Limits.describe(rep.Machine)
 			return nil
 		}})
 	}
@@ -353,6 +409,9 @@ func run(cfg config, out, progressTo io.Writer) (*Report, error) {
 						return err
 					}
 					m.learn(rows[0])
+					for i := range rows {
+						rows[i].LimitShare = rep.Limits.share(rows[i])
+					}
 					if peer != nil {
 						peer.fillForward(rows)
 					}
@@ -395,6 +454,34 @@ func run(cfg config, out, progressTo io.Writer) (*Report, error) {
 				p.train(row)
 				return nil
 			}})
+	}
+	if c := cfg.nf4; c != nil {
+		steps = append(steps, step{"NF4 table: W quantized; its copies in f32/bf16/nf4",
+			func() float64 { return m.nf4Setup(c) }, func() error {
+				var err error
+				if src == nil {
+					if src, err = newNF4Source(c); err != nil {
+						return err
+					}
+				}
+				nb, err = newNF4Bench(src)
+				return err
+			}})
+		for _, st := range c.steps() {
+			steps = append(steps, step{fmt.Sprintf("NF4 table: %s n=%d", st.Op, st.N),
+				func() float64 { return m.nf4(c, st) }, func() error {
+					rows, err := nb.rows(cfg, st)
+					if err != nil {
+						return err
+					}
+					if nf4Times != nil {
+						nf4Times.fill(rows)
+					}
+					rep.NF4 = append(rep.NF4, rows...)
+					p.nf4(rows...)
+					return nil
+				}})
+		}
 	}
 	prog := newProgress(progressTo, len(steps))
 	p.w = clearing{out, prog}
@@ -636,36 +723,9 @@ func main() {
 	plotDir := flag.String("plot", "", "also draw the figures as PNG files into this directory")
 	from := flag.String("from", "", "measure nothing: print the table (and -plot the figures) of the JSON results in this file")
 	bankOnly := flag.Bool("bank", false, "measure only the Bank table (bench/bank.go)")
+	nf4Only := flag.Bool("nf4", false, "measure only the NF4 table (bench/nf4.go): W in f32, bf16 and nf4")
 	flag.Parse()
-	cfg := config{
-		ins: []int{1024, 4096}, ranks: []int{8, 16, 64}, ns: []int{1, 16, 64, 256},
-		mergeRanks: []int{8, 16, 64},
-		// bf16 beside f32 where the ratios tell: decode, a small batch and
-		// a larger one, and Merge, at in = out = 4096, r = 16.
-		bf16Forward: []perf.Shape{{N: 1, In: 4096, R: 16}, {N: 16, In: 4096, R: 16}, {N: 64, In: 4096, R: 16}},
-		bf16Merge:   []perf.Shape{{In: 4096, R: 16}},
-		train: []perf.Shape{
-			{N: 16, In: 1024, Out: 1024, R: 16}, {N: 256, In: 1024, Out: 1024, R: 16},
-			{N: 16, In: 4096, Out: 4096, R: 16}, {N: 256, In: 4096, Out: 4096, R: 16},
-		},
-		minTime: 300 * time.Millisecond, minReps: 5, maxReps: 200,
-	}
-	if lora.Backend() == "cuda" {
-		// A GPU is fast enough for a prefill-sized batch too, where bf16
-		// runs on tensor cores.
-		cfg.ns = append(cfg.ns, 4096)
-		cfg.bf16Forward = append(cfg.bf16Forward, perf.Shape{N: 4096, In: 4096, R: 16})
-	}
-	if *quick {
-		cfg = config{
-			ins: []int{1024, 4096}, ranks: []int{16}, ns: []int{1, 64},
-			mergeRanks:  []int{16},
-			bf16Forward: []perf.Shape{{N: 1, In: 4096, R: 16}, {N: 64, In: 4096, R: 16}},
-			bf16Merge:   []perf.Shape{{In: 4096, R: 16}},
-			train:       []perf.Shape{{N: 64, In: 1024, Out: 1024, R: 16}},
-			minTime:     100 * time.Millisecond, minReps: 3, maxReps: 50,
-		}
-	}
+	cfg := newConfig(*quick, *nf4Only)
 	if *from != "" {
 		b, err := os.ReadFile(*from)
 		if err == nil {
@@ -692,7 +752,7 @@ func main() {
 		cfg.peer = pc
 	}
 	if *bankOnly {
-		os.Exit(bankMain(cfg))
+		os.Exit(bankMain(cfg, os.Stdout, os.Stderr))
 	}
 	var table io.Writer = os.Stdout
 	if *asJSON {
@@ -707,6 +767,51 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// newConfig returns what a run measures: the whole bench, or with quick a
+// few rows of each table (the NF4 table's Forward at n = 1), and with
+// nf4Only the NF4 table alone.
+func newConfig(quick, nf4Only bool) config {
+	cfg := config{
+		ins: []int{1024, 4096}, ranks: []int{8, 16, 64}, ns: []int{1, 16, 64, 256},
+		mergeRanks: []int{8, 16, 64},
+		// bf16 beside f32 where the ratios tell: decode, a small batch and
+		// a larger one, and Merge, at in = out = 4096, r = 16.
+		bf16Forward: []perf.Shape{{N: 1, In: 4096, R: 16}, {N: 16, In: 4096, R: 16}, {N: 64, In: 4096, R: 16}},
+		bf16Merge:   []perf.Shape{{In: 4096, R: 16}},
+		train: []perf.Shape{
+			{N: 16, In: 1024, Out: 1024, R: 16}, {N: 256, In: 1024, Out: 1024, R: 16},
+			{N: 16, In: 4096, Out: 4096, R: 16}, {N: 256, In: 4096, Out: 4096, R: 16},
+		},
+		nf4:     defaultNF4(),
+		bankNs:  []int{16, 64, 256},
+		limits:  lora.Backend() == "cpu",
+		minTime: 300 * time.Millisecond, minReps: 5, maxReps: 200,
+	}
+	if lora.Backend() == "cuda" {
+		// A GPU is fast enough for a prefill-sized batch too, where bf16
+		// runs on tensor cores.
+		cfg.ns = append(cfg.ns, 4096)
+		cfg.bf16Forward = append(cfg.bf16Forward, perf.Shape{N: 4096, In: 4096, R: 16})
+	}
+	if quick {
+		cfg = config{
+			ins: []int{1024, 4096}, ranks: []int{16}, ns: []int{1, 64},
+			mergeRanks:  []int{16},
+			bf16Forward: []perf.Shape{{N: 1, In: 4096, R: 16}, {N: 64, In: 4096, R: 16}},
+			bf16Merge:   []perf.Shape{{In: 4096, R: 16}},
+			train:       []perf.Shape{{N: 64, In: 1024, Out: 1024, R: 16}},
+			nf4:         quickNF4(),
+			bankNs:      []int{16},
+			limits:      lora.Backend() == "cpu",
+			minTime:     100 * time.Millisecond, minReps: 3, maxReps: 50,
+		}
+	}
+	if nf4Only {
+		cfg = config{nf4: cfg.nf4, limits: cfg.limits, minTime: cfg.minTime, minReps: cfg.minReps, maxReps: cfg.maxReps}
+	}
+	return cfg
 }
 
 // loadReport reads saved results: rows saved before rows had a dtype are

@@ -241,3 +241,37 @@ func (pt *peerTimes) fillTrain(r *TrainRow) {
 		r.OverPeer = r.Backward.Median / t
 	}
 }
+
+// callPeer runs the peer script once with the request's common fields
+// (device, threads, timing, rotation) and extra's, and decodes its answer
+// into ans.
+func callPeer(cfg config, extra map[string]any, ans any) error {
+	req := map[string]any{"device": "cpu", "threads": runtime.GOMAXPROCS(0),
+		"min_time": cfg.minTime.Seconds(), "min_reps": cfg.minReps, "rotate_bytes": perf.RotateBytes()}
+	if lora.Backend() == "cuda" {
+		req["device"] = "cuda"
+	}
+	for k, v := range extra {
+		req[k] = v
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(cfg.peer.python, cfg.peer.script)
+	cmd.Stdin = bytes.NewReader(body)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if lora.Backend() == "cuda" {
+		if dev := os.Getenv("LORA_DEVICE"); dev != "" {
+			cmd.Env = append(os.Environ(), "CUDA_VISIBLE_DEVICES="+dev)
+		}
+	}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("peer torch: %v\n%s", err, stderr.String())
+	}
+	if err := json.Unmarshal(stdout.Bytes(), ans); err != nil {
+		return fmt.Errorf("peer torch: reading its answer: %v", err)
+	}
+	return nil
+}

@@ -22,6 +22,21 @@ reduced-precision settings for bf16 products, stated in the answer):
              row, then for each adapter present its rows selected and
              s * lora_B(lora_A(rows)) added to them in place (mixed_s)
 
+  nf4        the NF4 table's rows: for each of a W in float32, in bf16, and
+             in NF4 (W's packed codes and float32 absmax as lora.Quantize made
+             them, read from the files the request names), PEFT's forward
+             ("forward"), its forward and backward with x needing a gradient
+             less the forward ("backward"), and its mixed-batch forward over 4
+             adapters ("bank"); x, y, dy and dx in bf16 except over a float32 W.
+             The NF4 W is dequantized on every call as bitsandbytes' default
+             (pure PyTorch) backend does: the codes unpacked, high nibble
+             first, into indices of the NF4 table cast to the compute dtype,
+             times each block's absmax (a float32 product), cast to bf16; in
+             the backward, as bitsandbytes' MatMul4Bit, W is dequantized again
+             for dx. Before timing, the same routine run with dtype float32
+             must equal lora's Read of the NF4 W (the "values" file) bit for
+             bit, or the peer fails.
+
 Each operation is warmed up, then timed in batches of calls until it has run
 for min_time seconds and min_reps batches; the answer holds the median
 seconds per call. Rows with n <= 16 rotate through copies of W whose total
@@ -33,14 +48,20 @@ Request:  {"device": "cpu"|"cuda", "threads": 2, "min_time": 0.3, "min_reps": 5,
                        {"n": 1, "in": 4096, "out": 4096, "r": 16, "dtype": "bf16"}],
            "merge":   [{"in": 1024, "out": 1024, "r": 16}, ...],
            "train":   [{"n": 256, "in": 4096, "out": 4096, "r": 16}, ...],
-           "bank":    [{"n": 16, "in": 4096, "out": 4096, "r": 16, "ids": [3, -1, 0, ...]}, ...]}
+           "bank":    [{"n": 16, "in": 4096, "out": 4096, "r": 16, "ids": [3, -1, 0, ...]}, ...],
+           "nf4":     {"in": 4096, "out": 4096, "r": 16, "block": 64, "codes": "/tmp/…/codes",
+                       "absmax": "/tmp/…/absmax", "values": "/tmp/…/values",
+                       "rows": [{"op": "forward", "n": 1, "dtype": "nf4"},
+                                {"op": "bank", "n": 16, "dtype": "bf16", "ids": [2, 0, ...]}, ...]}}
 Answer:   {"torch": "2.x", "device": "...", "threads": 2, "blas": "...", "settings": "...",
            "forward": [{..., "unmerged_s": ..., "merged_s": ...}],
            "merge": [{..., "merge_s": ...}], "train": [{..., "train_s": ...}],
-           "bank": [{..., "mixed_s": ...}]}
+           "bank": [{..., "mixed_s": ...}],
+           "nf4": {"check": "...", "rows": [{"op": ..., "n": ..., "dtype": ..., "s": ...}]}}
 """
 
 import json
+import math
 import statistics
 import sys
 import time
@@ -254,7 +275,170 @@ def main():
         out["bank"].append(row)
         del w, As, Bs
 
+    if "nf4" in req:
+        out["nf4"] = nf4_table(req["nf4"], torch, F, dev, measure, rotate, rand, s)
+
     json.dump(out, sys.stdout)
+
+
+# bitsandbytes' NF4 table (functional.py's get_4bit_type("nf4")), float32.
+NF4_TABLE = [
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+]
+
+
+def dequantize_nf4(torch, codes, absmax, table, shape, block, dtype):
+    """W from its packed codes and absmax, the way bitsandbytes' default backend
+    dequantizes a 4-bit tensor: each byte's high nibble is the element of even
+    index, its low nibble the next; the nibbles index the table cast to dtype;
+    each block of `block` elements is multiplied by its float32 absmax (the
+    product float32, by type promotion); the result is cast to dtype."""
+    # bitsandbytes unpacks into int32; torch before 2.0 indexes only with
+    # int64, which this takes.
+    idx = torch.empty(codes.numel() * 2, dtype=torch.int64, device=codes.device)
+    idx[0::2] = codes >> 4
+    idx[1::2] = codes & 0xF
+    n = math.prod(shape)
+    # The lookup bitsandbytes writes code[idx]; index_select is the same
+    # lookup, which torch 1.13 runs several times faster.
+    vals = table.to(dtype).index_select(0, idx)[:n]
+    rem = n % block
+    if rem:
+        out = torch.empty(n, dtype=dtype, device=codes.device)
+        out[: n - rem] = (vals[: n - rem].view(-1, block) * absmax[:-1].view(-1, 1)).reshape(-1)
+        out[n - rem:] = vals[n - rem:] * absmax[-1]
+    else:
+        out = vals.view(-1, block) * absmax.view(-1, 1)
+    return out.reshape(shape).to(dtype)
+
+
+def nf4_table(q, torch, F, dev, measure, rotate, rand, s):
+    """The NF4 table's rows (see the module's doc)."""
+    nin, nout, r, block = q["in"], q["out"], q["r"], q["block"]
+    n_elems = nin * nout
+    with open(q["codes"], "rb") as f:
+        codes = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8).to(dev)
+    with open(q["absmax"], "rb") as f:
+        absmax = torch.frombuffer(bytearray(f.read()), dtype=torch.float32).to(dev)
+    with open(q["values"], "rb") as f:
+        want = torch.frombuffer(bytearray(f.read()), dtype=torch.float32).to(dev)
+    if codes.numel() != (n_elems + 1) // 2 or absmax.numel() != -(-n_elems // block) or want.numel() != n_elems:
+        raise SystemExit("peer_torch: NF4 W of %d codes, %d absmax and %d values, want %d, %d and %d for %dx%d in blocks of %d" % (
+            codes.numel(), absmax.numel(), want.numel(), (n_elems + 1) // 2, -(-n_elems // block), n_elems, nout, nin, block))
+    table = torch.tensor(NF4_TABLE, dtype=torch.float32, device=dev)
+    got = dequantize_nf4(torch, codes, absmax, table, (nout, nin), block, torch.float32).reshape(-1)
+    same = got.view(torch.int32) == want.view(torch.int32)
+    if not bool(same.all()):
+        bad = (~same).nonzero()[0].item()
+        raise SystemExit("peer_torch: the NF4 W dequantized here differs from lora's Read at %d of %d elements; the first, [%d, %d]: %r here, %r in lora" % (
+            int((~same).sum()), n_elems, bad // nin, bad % nin, got[bad].item(), want[bad].item()))
+    check = "dequantized here equal to lora's Read bit for bit (%d elements, block %d)" % (n_elems, block)
+    del got, want, same
+
+    bf16 = torch.bfloat16
+
+    class Linear4bit(torch.autograd.Function):
+        """x · Wᵀ over an NF4 W, as bitsandbytes' MatMul4Bit: W dequantized in
+        the forward, and again in the backward for dx."""
+
+        @staticmethod
+        def forward(ctx, x, c, a):
+            ctx.save_for_backward(c, a)
+            return F.linear(x, dequantize_nf4(torch, c, a, table, (nout, nin), block, x.dtype))
+
+        @staticmethod
+        def backward(ctx, dy):
+            c, a = ctx.saved_tensors
+            return dy @ dequantize_nf4(torch, c, a, table, (nout, nin), block, dy.dtype), None, None
+
+    def copies(n, wbytes):
+        if n > 16:
+            return 1
+        return max(1, min(256, -(-rotate // wbytes)))
+
+    rows = []
+    for row in q["rows"]:
+        op, n, dt = row["op"], row["n"], row["dtype"]
+        act = torch.float32 if dt == "f32" else bf16
+        if dt == "nf4":
+            k = copies(n, codes.numel() + 4 * absmax.numel())
+            ws = [(codes.clone(), absmax.clone()) for _ in range(k)]
+        else:
+            k = copies(n, nin * nout * (4 if dt == "f32" else 2))
+            ws = [rand(nout, nin, dtype=act) for _ in range(k)]
+        adapters = 4 if op == "bank" else 1
+        As = [[rand(r, nin) for _ in range(adapters)] for _ in range(k)]
+        Bs = [[rand(nout, r) for _ in range(adapters)] for _ in range(k)]
+        x = rand(n, nin, scale=1.0, dtype=act)
+        i = [0]
+
+        def turn():
+            j = i[0] = (i[0] + 1) % k
+            return j
+
+        def base(x, w):
+            if dt == "nf4":
+                return Linear4bit.apply(x, w[0], w[1])
+            return F.linear(x, w)
+
+        def lora_update(x, a, b, dtype):
+            # PEFT: the input cast to the adapter's dtype (float32), the
+            # update scaled, then cast back to the result's dtype.
+            return (F.linear(F.linear(x.to(a.dtype), a), b) * s).to(dtype)
+
+        def forward(x, j):
+            result = base(x, ws[j])
+            if dt == "nf4":
+                # PEFT's bnb Linear4bit.forward: the base's result cloned,
+                # the update cast to its dtype, then added.
+                result = result.clone()
+                return result + lora_update(x, As[j][0], Bs[j][0], result.dtype)
+            # PEFT's lora.Linear.forward: the float32 update added to the
+            # base's result, the sum cast back to the result's dtype.
+            a, b = As[j][0], Bs[j][0]
+            return (result + F.linear(F.linear(x.to(a.dtype), a), b) * s).to(result.dtype)
+
+        if op == "forward":
+            secs = measure(lambda: forward(x, turn()))
+        elif op == "backward":
+            for j in range(k):
+                for t in As[j] + Bs[j]:
+                    t.requires_grad_(True)
+            xg = x.clone().requires_grad_(True)
+            dy = rand(n, nout, scale=1.0, dtype=act)
+
+            def step():
+                j = turn()
+                with torch.enable_grad():
+                    forward(xg, j).backward(dy)
+                xg.grad = None
+                As[j][0].grad = Bs[j][0].grad = None
+
+            secs = max(measure(step) - measure(lambda: forward(xg, turn())), 0.0)
+        elif op == "bank":
+            ids = row["ids"]
+            present = sorted({a for a in ids if a >= 0})
+            where = {a: [i for i, b in enumerate(ids) if b == a] for a in present}
+
+            def mixed():
+                # PEFT's _mixed_batch_forward: the base layer on every row,
+                # then each adapter's rows gathered, updated, added back.
+                j = turn()
+                result = base(x, ws[j])
+                for a in present:
+                    rows_a = where[a]
+                    result[rows_a] += lora_update(x[rows_a], As[j][a], Bs[j][a], result.dtype)
+                return result
+
+            secs = measure(mixed)
+        else:
+            raise SystemExit("peer_torch: unknown NF4 table operation %r" % op)
+        rows.append({"op": op, "n": n, "dtype": dt, "s": secs})
+        del ws, As, Bs
+    return {"check": check, "rows": rows}
 
 
 if __name__ == "__main__":

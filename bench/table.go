@@ -142,6 +142,7 @@ type printer struct {
 	gpu     bool // device times, wall and %peak columns
 	peer    bool // the PyTorch columns
 	half    bool // the bf16/f32 column: there are bf16 rows
+	limits  bool // the %limit column: the machine's limits were measured
 	section string
 	t       *table
 }
@@ -209,6 +210,9 @@ func (p *printer) forward(rows ...ForwardRow) {
 	if p.half {
 		heading = append(heading, "dtype = of W, x and y (A and B are float32 in every row, as PEFT keeps them); bf16/f32 = the bf16 fused Forward ÷ the f32 one, timed in the same rounds.")
 	}
+	if p.limits {
+		heading = append(heading, fmt.Sprintf("%%limit = the fused Forward's share of this machine's limit in the heading: the read bandwidth on W's bytes at n ≤ %d, the float32 FMA rate above.", limitN))
+	}
 	if p.peer {
 		heading = append(heading, peerNote)
 	}
@@ -218,6 +222,9 @@ func (p *printer) forward(rows ...ForwardRow) {
 		cols = append(cols, column{"bf16/f32", ratioW})
 	}
 	cols = append(cols, column{"GFLOP/s", 7}, column{"GB/s", 6})
+	if p.limits {
+		cols = append(cols, column{"%limit", 6})
+	}
 	if p.gpu {
 		cols = append(cols, column{"%peak", 5}, column{"wall", timeW})
 	}
@@ -238,6 +245,9 @@ func (p *printer) forward(rows ...ForwardRow) {
 			cells = append(cells, ratioCell(r.OverF32, f32 >= 0 && rows[f32].Fused.unstable()))
 		}
 		cells = append(cells, fmt.Sprintf("%.1f", r.GFLOPs), fmt.Sprintf("%.1f", r.GBs))
+		if p.limits {
+			cells = append(cells, percentCell(r.LimitShare))
+		}
 		if p.gpu {
 			cells = append(cells, fmt.Sprintf("%.0f%%", 100*r.PeakShare), ms(r.Fused.Wall))
 		}
@@ -333,6 +343,96 @@ func (p *printer) train(rows ...TrainRow) {
 	}
 }
 
+// nf4 prints rows of the NF4 table. Its legend says what each row runs, in
+// which dtypes, and the memory each dtype's W was measured to take (from
+// the rows: the first call carries a row of every dtype).
+func (p *printer) nf4(rows ...NF4Row) {
+	if len(rows) == 0 {
+		return
+	}
+	r0 := rows[0]
+	heading := []string{
+		fmt.Sprintf("NF4: one layer, in = out = %d, r = %d, W f32, bf16 or nf4 (bitsandbytes' 4-bit NormalFloat by lora.Quantize, block %d).", r0.In, r0.R, nf4Block(rows)),
+		"x and y (dy and dx) are bf16 on the bf16 and nf4 rows, f32 on the f32 rows; A and B float32 on every row, as PEFT keeps them.",
+		"forward = Layer.Forward; backward = Layer.Backward with dx; bank = Bank.Forward over the same W, 4 adapters, ids mixed.",
+		"B/elem = bytes per element of W as stored (nf4: 0.5 + 4/block); GB/s = W's bytes ÷ the median time;",
+		"nf4/bf16 = the nf4 time ÷ the bf16 one, timed in the same rounds. An error's sentinel in place of a time: the library refused the row.",
+	}
+	var mem []string
+	for _, dt := range nf4DTypes {
+		if i := slices.IndexFunc(rows, func(r NF4Row) bool { return r.DType == dt && r.Memory > 0 }); i >= 0 {
+			r := rows[i]
+			mem = append(mem, fmt.Sprintf("%s %.2f MiB = %.2f bits/element", dt, float64(r.Memory)/(1<<20), 8*float64(r.Memory)/float64(r.In*r.Out)))
+		}
+	}
+	if len(mem) > 0 {
+		how := "measured: the heap's growth for one W"
+		if p.gpu {
+			how = "its stored state"
+		}
+		heading = append(heading, fmt.Sprintf("W in memory (%s): %s.", how, strings.Join(mem, "; ")))
+	}
+	if p.peer {
+		heading = append(heading, "PyTorch = the same row as PEFT computes it (bench/peer_torch.py), timed in the same run; nf4: W dequantized on every call as",
+			"bitsandbytes' default backend does (table[nibble] · absmax, cast to bf16), after checking its float32 dequantization equals lora's Read bit for bit.")
+	}
+	cols := []column{{"op", 8}, {"n", 4}, {"dtype", 5}, {"B/elem", 6}, {"time", statW}, {"GB/s", 6}, {"nf4/bf16", ratioW}}
+	if p.peer {
+		cols = append(cols, column{"PyTorch", timeW}, column{"ours/PyTorch", ratioW})
+	}
+	p.open("nf4", heading, 3, cols)
+	for _, r := range rows {
+		cells := []string{r.Op, fmt.Sprint(r.N), r.DType, fmt.Sprintf("%.4g", r.BytesPerElem)}
+		if r.Err != "" {
+			cells = append(cells, r.Sentinel, "", "")
+			if p.peer {
+				cells = append(cells, peerCell(r.Peer), "")
+			}
+			p.t.row(cells)
+			continue
+		}
+		bf := slices.IndexFunc(rows, func(b NF4Row) bool { return b.Op == r.Op && b.N == r.N && b.DType == dtBF16 })
+		cells = append(cells, r.Time.String(), fmt.Sprintf("%.1f", r.GBs), ratioCell(r.OverBF16, bf >= 0 && rows[bf].Time.unstable()))
+		if p.peer {
+			over := ""
+			if r.OverPeer > 0 {
+				over = fmt.Sprintf("%.2f×", r.OverPeer)
+				if r.OverPeer < 0.1 {
+					over = fmt.Sprintf("%.2g×", r.OverPeer) // 0.0031×, not 0.00×
+				}
+			}
+			cells = append(cells, peerCell(r.Peer), over)
+		}
+		p.t.row(cells, named{"time", r.Time})
+	}
+}
+
+// nf4Block returns the block size of the nf4 rows among rows, or 0.
+func nf4Block(rows []NF4Row) int {
+	for _, r := range rows {
+		if r.Block > 0 {
+			return r.Block
+		}
+	}
+	return 0
+}
+
+// percentCell formats a share as a percentage, empty when there is none.
+func percentCell(v float64) string {
+	if !(v > 0) {
+		return ""
+	}
+	return fmt.Sprintf("%.0f%%", 100*v)
+}
+
+// peerCell formats a peer's time, empty when there is none.
+func peerCell(t float64) string {
+	if !(t > 0) {
+		return ""
+	}
+	return ms(t)
+}
+
 // ratioCell formats a bf16 row's ratio to its f32 row: empty on an f32
 // row (0), and "unstable" when the f32 time it divides by is.
 func ratioCell(v float64, f32Unstable bool) string {
@@ -348,9 +448,11 @@ func ratioCell(v float64, f32Unstable bool) string {
 // printTable prints a whole report, as saved results are printed.
 func printTable(w io.Writer, rep *Report) {
 	p := &printer{
-		w:    w,
-		gpu:  rep.Machine["backend"] != "" && rep.Machine["backend"] != "cpu",
-		peer: len(rep.Forward) > 0 && rep.Forward[0].PeerUnmerged > 0,
+		w:   w,
+		gpu: rep.Machine["backend"] != "" && rep.Machine["backend"] != "cpu",
+		peer: len(rep.Forward) > 0 && rep.Forward[0].PeerUnmerged > 0 ||
+			len(rep.Forward) == 0 && slices.ContainsFunc(rep.NF4, func(r NF4Row) bool { return r.Peer > 0 }),
+		limits: slices.ContainsFunc(rep.Forward, func(r ForwardRow) bool { return r.LimitShare > 0 }),
 		half: slices.ContainsFunc(rep.Forward, func(r ForwardRow) bool { return rowDType(r.DType) != dtF32 }) ||
 			slices.ContainsFunc(rep.Merge, func(r MergeRow) bool { return rowDType(r.DType) != dtF32 }),
 	}
@@ -358,5 +460,6 @@ func printTable(w io.Writer, rep *Report) {
 	p.forward(rep.Forward...)
 	p.merge(rep.Merge...)
 	p.train(rep.Train...)
+	p.nf4(rep.NF4...)
 	p.end()
 }

@@ -1,0 +1,158 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// func fmaZMM(acc *[12][16]float32, m, c float32, n int)
+// n rounds of acc[k] = acc[k]·m + c on 12 independent ZMM accumulators:
+// 12 VFMADD213PS a round, enough in flight to fill both FMA ports.
+TEXT ·fmaZMM(SB), NOSPLIT, $0-24
+	MOVQ         acc+0(FP), AX
+	VBROADCASTSS m+8(FP), Z12
+	VBROADCASTSS c+12(FP), Z13
+	MOVQ         n+16(FP), CX
+	VMOVUPS      0(AX), Z0
+	VMOVUPS      64(AX), Z1
+	VMOVUPS      128(AX), Z2
+	VMOVUPS      192(AX), Z3
+	VMOVUPS      256(AX), Z4
+	VMOVUPS      320(AX), Z5
+	VMOVUPS      384(AX), Z6
+	VMOVUPS      448(AX), Z7
+	VMOVUPS      512(AX), Z8
+	VMOVUPS      576(AX), Z9
+	VMOVUPS      640(AX), Z10
+	VMOVUPS      704(AX), Z11
+	TESTQ        CX, CX
+	JLE          zdone
+
+zloop:
+	VFMADD213PS Z13, Z12, Z0
+	VFMADD213PS Z13, Z12, Z1
+	VFMADD213PS Z13, Z12, Z2
+	VFMADD213PS Z13, Z12, Z3
+	VFMADD213PS Z13, Z12, Z4
+	VFMADD213PS Z13, Z12, Z5
+	VFMADD213PS Z13, Z12, Z6
+	VFMADD213PS Z13, Z12, Z7
+	VFMADD213PS Z13, Z12, Z8
+	VFMADD213PS Z13, Z12, Z9
+	VFMADD213PS Z13, Z12, Z10
+	VFMADD213PS Z13, Z12, Z11
+	DECQ        CX
+	JNZ         zloop
+
+zdone:
+	VMOVUPS Z0, 0(AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VZEROUPPER
+	RET
+
+// func fmaYMM(acc *[12][8]float32, m, c float32, n int)
+// fmaZMM on 12 YMM accumulators (AVX2 and FMA).
+TEXT ·fmaYMM(SB), NOSPLIT, $0-24
+	MOVQ         acc+0(FP), AX
+	VBROADCASTSS m+8(FP), Y12
+	VBROADCASTSS c+12(FP), Y13
+	MOVQ         n+16(FP), CX
+	VMOVUPS      0(AX), Y0
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      64(AX), Y2
+	VMOVUPS      96(AX), Y3
+	VMOVUPS      128(AX), Y4
+	VMOVUPS      160(AX), Y5
+	VMOVUPS      192(AX), Y6
+	VMOVUPS      224(AX), Y7
+	VMOVUPS      256(AX), Y8
+	VMOVUPS      288(AX), Y9
+	VMOVUPS      320(AX), Y10
+	VMOVUPS      352(AX), Y11
+	TESTQ        CX, CX
+	JLE          ydone
+
+yloop:
+	VFMADD213PS Y13, Y12, Y0
+	VFMADD213PS Y13, Y12, Y1
+	VFMADD213PS Y13, Y12, Y2
+	VFMADD213PS Y13, Y12, Y3
+	VFMADD213PS Y13, Y12, Y4
+	VFMADD213PS Y13, Y12, Y5
+	VFMADD213PS Y13, Y12, Y6
+	VFMADD213PS Y13, Y12, Y7
+	VFMADD213PS Y13, Y12, Y8
+	VFMADD213PS Y13, Y12, Y9
+	VFMADD213PS Y13, Y12, Y10
+	VFMADD213PS Y13, Y12, Y11
+	DECQ        CX
+	JNZ         yloop
+
+ydone:
+	VMOVUPS Y0, 0(AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y2, 64(AX)
+	VMOVUPS Y3, 96(AX)
+	VMOVUPS Y4, 128(AX)
+	VMOVUPS Y5, 160(AX)
+	VMOVUPS Y6, 192(AX)
+	VMOVUPS Y7, 224(AX)
+	VMOVUPS Y8, 256(AX)
+	VMOVUPS Y9, 288(AX)
+	VMOVUPS Y10, 320(AX)
+	VMOVUPS Y11, 352(AX)
+	VZEROUPPER
+	RET
+
+// func sumYMM(p *float32, n int) float32
+// The sum of p[0:n], n a multiple of 64, read once in order: eight YMM
+// accumulators of 8 lanes, then added together.
+TEXT ·sumYMM(SB), NOSPLIT, $0-20
+	MOVQ   p+0(FP), SI
+	MOVQ   n+8(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	SHRQ   $6, CX
+	JZ     sdone
+
+sloop:
+	VADDPS 0(SI), Y0, Y0
+	VADDPS 32(SI), Y1, Y1
+	VADDPS 64(SI), Y2, Y2
+	VADDPS 96(SI), Y3, Y3
+	VADDPS 128(SI), Y4, Y4
+	VADDPS 160(SI), Y5, Y5
+	VADDPS 192(SI), Y6, Y6
+	VADDPS 224(SI), Y7, Y7
+	ADDQ   $256, SI
+	DECQ   CX
+	JNZ    sloop
+
+sdone:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y2, Y0, Y0
+	VADDPS       Y6, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVSS        X0, ret+16(FP)
+	VZEROUPPER
+	RET
