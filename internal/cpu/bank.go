@@ -15,10 +15,13 @@ import (
 // y_g += T·Bᵀ by rankRow over a Bᵀ packed once (BankExpand).
 
 // BankProduct computes y = x·Wᵀ for x (n×in), a float32 W (out×in) and y
-// (n×out): by the fused kernel where it wins, else by a loop of small
-// products or one large one, whichever bankModel expects to be cheaper.
+// (n×out): by the packed product for the batches gemmWins serves, by the
+// fused kernel where it wins, else by a loop of small products or one
+// large one, whichever bankModel expects to be cheaper.
 func BankProduct(y, x, w []float32, n, in, out int) {
 	switch {
+	case gemmWins(n, out, in):
+		packedProduct(y, x, Mat{Rows: out, Cols: in, Type: F32, F32: w}, n)
 	case f32GemvWins(n, out, in):
 		f32Gemv(y, x, w, n, out, in)
 	case bankUseRows(n, in, out):

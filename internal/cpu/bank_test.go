@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -133,6 +134,34 @@ func TestBankExpand(t *testing.T) {
 			if d := math.Abs(float64(y[i*out+j]) - want); !(d <= accTol(in+10)*mag) {
 				t.Fatalf("row %d (adapter %d): y[%d] = %g, want %g", i, id, j, y[i*out+j], want)
 			}
+		}
+	}
+}
+
+// TestBankProduct checks every strategy of BankProduct against a float64
+// reference: the fused kernel at small n, the packed product past
+// gemmMinRows, and the loop of small products and the one large product
+// (forced through bankModel), with GOMAXPROCS 7 for uneven splits.
+func TestBankProduct(t *testing.T) {
+	manyProcs(t)
+	rng := rand.New(rand.NewPCG(9, 10))
+	bankModel.once.Do(bankCalibrate)
+	tGemm, tRows := bankModel.tGemm, bankModel.tRows
+	t.Cleanup(func() { bankModel.tGemm, bankModel.tRows = tGemm, tRows })
+	const in, out = 300, 97
+	w := randF32(rng, out*in, 1)
+	for _, n := range []int{1, 3, gemvRows + 1, 40, gemmMinRows + 5} {
+		x := randF32(rng, n*in, 1)
+		want, mag := refNT(x, w, n, out, in)
+		for _, rows := range []bool{false, true} {
+			// bankUseRows picks the loop when tRows is far below tGemm.
+			bankModel.tGemm, bankModel.tRows = 1, 1e-6
+			if !rows {
+				bankModel.tRows = 1e3
+			}
+			y := nanFill(n * out)
+			BankProduct(y, x, w, n, in, out)
+			within(t, fmt.Sprintf("n=%d rows=%v", n, rows), y, want, mag, accTol(in))
 		}
 	}
 }

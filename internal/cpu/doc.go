@@ -10,6 +10,7 @@
 //
 //	types.go, parallel.go     Type and Mat, the 16-bit conversions, the split among goroutines
 //	product.go, half.go       y = x·Wᵀ: the fused matrix-vector driver, Sgemm, widened panels
+//	gemm.go                   the packed product (BLIS-style, AVX-512 micro-kernel) for batches
 //	nf4.go                    NF4: quantization, dequantization, y = x·Wᵀ on its codes
 //	forward.go, backward.go   Forward and Backward on those products, productNN for dx
 //	rank.go                   the rank-r row updates (Merge, RankFinite, y += T·Bᵀ)
@@ -31,6 +32,16 @@
 // flags and takes the portable path otherwise, so every kernel family has
 // one place that chooses. With -tags purego, or on any other architecture,
 // the flags are false.
+//
+// Batches of gemmMinRows rows or more, on processors with AVX-512, take
+// the packed product (gemm.go) for y = x·Wᵀ of every type of W, for a
+// Bank's base product and for Backward's dx = dy·W: W widened into float32
+// while it is packed, a panel at a time (256 KiB per goroutine), never as
+// a whole. Measured on 4096×4096 (BenchmarkPackedProduct, 2 cores, one
+// run): at n = 64 it takes 0.81× the time of the path of W's type for
+// float32, 0.81× for BF16 and 0.80× for NF4, at n = 256 0.51×, 0.40× and
+// 0.53×; at n = 32 it is slower (1.26×, 1.40×, 1.21×), hence the
+// threshold of 64.
 //
 // The flags follow a Level (level.go): generic, avx2 or avx512, the
 // highest the processor has unless the environment variable LORA_CPU names
