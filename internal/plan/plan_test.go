@@ -325,9 +325,10 @@ var update = flag.Bool("update", false, "rewrite "+planTable+" from the planner"
 
 // TestPlanTable builds the launches of Forward on the H200 for every bench
 // shape: before (the geometry the backend used before the planner) and
-// after, and after for a BF16 W under float32 x and y ("bf16 W") and for W,
-// x and y all BF16 ("bf16"; F16 plans the same launches). It compares the
-// text with docs/plan/h200.txt, which -update rewrites.
+// after, and after for a BF16 W under float32 x and y ("bf16 W"), for W, x
+// and y all BF16 ("bf16"; F16 plans the same launches) and for an NF4 W in
+// blocks of 64 under float32 x and y ("nf4 W", with the plan's modelled
+// time). It compares the text with docs/plan/h200.txt, which -update rewrites.
 func TestPlanTable(t *testing.T) {
 	got := planText(H200)
 	if *update {
@@ -364,18 +365,21 @@ func TestPlanTable(t *testing.T) {
 func planText(d Device) string {
 	var b strings.Builder
 	b.WriteString(`# Launch plans for an H200 at every bench shape, before (the fixed launch code) and after (internal/plan),
-# and after for a BF16 W under float32 x and y (bf16 W) and for W, x and y BF16 (bf16; F16 plans the same launches).
+# and after for a BF16 W under float32 x and y (bf16 W), for W, x and y BF16 (bf16; F16 plans the same launches)
+# and for an NF4 W in blocks of 64 under float32 x and y (nf4 W, with its modelled time).
 # Made by: go test -run TestPlanTable ./internal/plan -update   (blocks, waves, KB of W in flight per SM, tile padding)
 `)
 	fmt.Fprintf(&b, "%s: %d SMs, target %.1f KB in flight per SM\n", d.Name, d.SMs, d.InFlightTarget()/1024)
 	for _, io := range [][2]int{{1024, 1024}, {4096, 4096}, {4096, 512}, {4096, 1024}, {14336, 4096}} {
 		for _, r := range []int{8, 16, 64} {
 			for _, n := range []int{1, 2, 4, 8, 16, 17, 32, 64, 128, 256, 512, 4096} {
-				fmt.Fprintf(&b, "in=%d out=%d r=%d n=%d\n    before: %s\n    after:  %s\n    bf16 W: %s\n    bf16:   %s\n",
+				nf4 := ForwardPlanOf(d, n, io[0], io[1], r, Types{W: NF4})
+				fmt.Fprintf(&b, "in=%d out=%d r=%d n=%d\n    before: %s\n    after:  %s\n    bf16 W: %s\n    bf16:   %s\n    nf4 W:  %s = %.1f µs\n",
 					io[0], io[1], r, n,
 					row(d, legacyForward(n, io[0], io[1], r)), row(d, ForwardPlan(d, n, io[0], io[1], r).Launches()),
 					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16}).Launches()),
-					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16, X: BF16, Y: BF16}).Launches()))
+					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16, X: BF16, Y: BF16}).Launches()),
+					row(d, nf4.Launches()), 1e6*nf4.Time(d))
 			}
 		}
 	}
