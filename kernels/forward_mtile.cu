@@ -21,6 +21,11 @@
 // Thread (ty, tx) = (t/16, t%16) accumulates a (BM/16) x 8 register tile:
 // rows m0 + ty*BM/16 .., columns n0 + tx*4 .. +3 and n0 + 64 + tx*4 .. +3.
 //
+// lora_forward_m16_nf4, _m32_, _m64_: an NF4 W (its absmax and block size
+// after its codes) is loaded as a 16-bit one, each 8-element vector a run
+// of eight codes (lora_fetch8_nf4, 4 bytes where in % 8 == 0; see nf4.cu),
+// dequantized as it is stored to shared memory; A's rows as float32.
+//
 // Global memory: reads x and V tile by tile (V once per M-tile, which run
 // side by side and share it through L2); writes each element of P[z] once.
 // Shared memory: LORA_MT_K*(BM+4) + LORA_MT_K*(LORA_MT_N+4) floats (static).

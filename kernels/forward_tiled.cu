@@ -18,6 +18,11 @@
 // columns n0 + {tx*4 .. tx*4+3, 64+tx*4 .. 64+tx*4+3}. Edge tiles are
 // guarded: out-of-range rows load zeros and are not stored.
 //
+// lora_forward_tiled_nf4: the same with an NF4 W (DT = LORA_NF4), its absmax
+// and block size after its codes: a K-step of row n0 + t of W is a run of
+// eight codes (lora_fetch8_nf4; see nf4.cu), dequantized into shared memory
+// as a 16-bit W's vector is widened.
+//
 // Global memory: reads x, T (n x .) and W, B (out x .) tile by tile; writes
 // each element of y (n x out) exactly once, never reads it. Shared memory:
 // 2*LORA_TILE_K*(LORA_TILE_M+4) + 2*LORA_TILE_K*(LORA_TILE_N+4) floats (static).
