@@ -106,13 +106,12 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 //
 // Global memory: as lora_grad_x_tiled, W read as 16-bit elements. Shared
 // memory: as lora_grad_x_tiled.
-
 //
 // lora_grad_x_tiled_nf4: the same with an NF4 W (kDT = LORA_NF4), its absmax
 // and block size after its codes: a thread's eight columns of a row of W are
 // a run of eight codes (lora_fetch8_nf4: one 32-bit load where in % 8 == 0
 // and the codes are 4-byte aligned, else code by code), dequantized into
-// shared memory as a 16-bit W is widened (see nf4_tiled.cu).
+// shared memory as a 16-bit W is widened (see nf4.cu).
 template <int kDT>
 __device__ __forceinline__ void lora_grad_x_tiled_half(const float* __restrict__ dy,
                                                        const typename lora_elem<kDT>::type* __restrict__ W,

@@ -277,7 +277,7 @@ LORA_MT_KERNEL(lora_forward_m32_bf16, 32, LORA_BF16, __nv_bfloat16)
 LORA_MT_KERNEL(lora_forward_m64_bf16, 64, LORA_BF16, __nv_bfloat16)
 #undef LORA_MT_KERNEL
 
-// An NF4 W: its codes, its absmax and its block size (see nf4_tiled.cu).
+// An NF4 W: its codes, its absmax and its block size (see nf4.cu).
 #define LORA_MT_NF4_KERNEL(name, BM)                                                              \
   extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)                                   \
       name(const float* __restrict__ x, const unsigned char* __restrict__ W,                      \

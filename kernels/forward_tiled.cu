@@ -144,7 +144,7 @@ LORA_TILE_KERNEL(lora_forward_tiled, lora_forward_tiled_impl<LORA_F32>, float)
 LORA_TILE_KERNEL(lora_forward_tiled_f16, lora_forward_tiled_impl<LORA_F16>, __half)
 LORA_TILE_KERNEL(lora_forward_tiled_bf16, lora_forward_tiled_impl<LORA_BF16>, __nv_bfloat16)
 
-// An NF4 W: its codes, its absmax and its block size (see nf4_tiled.cu).
+// An NF4 W: its codes, its absmax and its block size (see nf4.cu).
 extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
     lora_forward_tiled_nf4(const float* __restrict__ x, const unsigned char* __restrict__ W,
                            const float* __restrict__ absmax, const float* __restrict__ T,

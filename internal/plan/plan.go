@@ -16,7 +16,9 @@
 //   - the 128×128 tiled path is taken only where it fills at least one
 //     full wave;
 //   - a bandwidth-bound kernel keeps at least the device's
-//     latency × bandwidth ÷ SMs bytes of W in flight per SM.
+//     latency × bandwidth ÷ SMs bytes of W in flight per SM;
+//   - for an NF4 W above SmallNMax rows, the plan is the candidate of the
+//     least modelled time (Launch.Time, Forward.Time, GradXPlan.Time).
 package plan
 
 import (
