@@ -227,8 +227,9 @@ func align4(n int) int { return (n + 3) &^ 3 }
 // anything is enqueued.
 //
 // W of any dtype is read as it is stored, by the kernel variant of its
-// dtype; an NF4 W by lora_forward_small_nf4 at every n, which forms each
-// value from its code and absmax in registers. A half x in W's dtype is read as it is by the tensor-core kernels
+// dtype; an NF4 W by lora_forward_small_nf4, lora_forward_m*_nf4 or
+// lora_forward_tiled_nf4 (the plan's choice), which form each value from its
+// code and absmax in registers or in a shared-memory tile. A half x in W's dtype is read as it is by the tensor-core kernels
 // and by lora_forward_small (plan.Forward.XNative); the other kernels read
 // float32, so their plans first widen a half x into the scratch memory
 // (exactly). A
@@ -304,9 +305,14 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 				return err
 			}
 		}
+		// An NF4 W (lora_forward_tiled_nf4) adds its absmax after its codes
+		// and its block size last.
 		var k launchArgs
 		operand(&k, x, stageX, xAt)
 		k.mat(w)
+		if w.dt == NF4 {
+			k.nf4Absmax(w)
+		}
 		if r > 0 {
 			k.ptr(ws)
 		} else {
@@ -315,6 +321,9 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 		k.mat(b)
 		operand(&k, y, stageY, yAt)
 		k.int32(n).int32(in).int32(out).int32(r)
+		if w.dt == NF4 {
+			k.int32(w.buf.block)
+		}
 		if err := launch(f.Main.Kernel.Name, dim(f.Main.Grid), cuda.Dim3{X: f.Main.Kernel.Threads, Y: 1, Z: 1}, &k); err != nil {
 			return err
 		}
@@ -326,8 +335,8 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 		return launch(convertKernel(F32, y.dt), cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(out)), Y: 1, Z: 1},
 			cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &ck)
 	}
-	// An NF4 W (lora_forward_small_nf4, at every n) adds its absmax after
-	// its codes and its block size last.
+	// An NF4 W (lora_forward_small_nf4 or lora_forward_m*_nf4) adds its
+	// absmax after its codes and its block size last.
 	var k launchArgs
 	operand(&k, x, stageX, xAt)
 	k.mat(w)

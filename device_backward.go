@@ -17,7 +17,8 @@ import (
 // lora_shrink and lora_grad_u for T and U, lora_grad_ab twice for
 // dB = dyᵀ·T and dA = Uᵀ·x, and unless dx is nil dx = dy·W + U·A (dy·W when
 // merged) by the small-batch or the tiled kernel. W may be F32, F16, BF16
-// or NF4 (lora_grad_x_small_nf4 at every n); every other operand is F32. Every limit is checked before anything
+// or NF4 (lora_grad_x_small_nf4 or lora_grad_x_tiled_nf4, as plan.GradXNF4
+// chooses); every other operand is F32. Every limit is checked before anything
 // is enqueued.
 func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
@@ -88,8 +89,9 @@ func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged
 	// tiled kernel. An F16 or BF16 W goes to their _f16 or _bf16 forms, on
 	// the same geometry, which read its 16-bit elements and widen them in
 	// registers.
-	// An NF4 W goes to lora_grad_x_small_nf4 at every n (plan.GradXNF4),
-	// which takes W's absmax after its codes and its block size last.
+	// An NF4 W goes to lora_grad_x_small_nf4 or lora_grad_x_tiled_nf4
+	// (plan.GradXNF4), which take W's absmax after its codes and its block
+	// size last.
 	var xk launchArgs
 	xk.mat(dy).mat(w)
 	if w.dt == NF4 {

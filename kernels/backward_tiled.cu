@@ -106,17 +106,38 @@ extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
 //
 // Global memory: as lora_grad_x_tiled, W read as 16-bit elements. Shared
 // memory: as lora_grad_x_tiled.
-
+//
+// lora_grad_x_tiled_nf4: the same with an NF4 W (kDT = LORA_NF4), its absmax
+// and block size after its codes: a thread's eight columns of a row of W are
+// a run of eight codes (lora_fetch8_nf4: one 32-bit load where in % 8 == 0
+// and the codes are 4-byte aligned, else code by code), dequantized into
+// shared memory as a 16-bit W is widened (see nf4.cu).
 template <int kDT>
 __device__ __forceinline__ void lora_grad_x_tiled_half(const float* __restrict__ dy,
-                                                       const unsigned short* __restrict__ W,
+                                                       const typename lora_elem<kDT>::type* __restrict__ W,
                                                        const float* __restrict__ U,
                                                        const float* __restrict__ A,
                                                        float* __restrict__ dx, int n, int in,
-                                                       int out, int r) {
+                                                       int out, int r,
+                                                       const float* __restrict__ absmax = nullptr,
+                                                       int block = 0) {
+  constexpr bool kNF4 = kDT == LORA_NF4;
   __shared__ __align__(16) lora_tile_a sa[2];
   __shared__ __align__(16) lora_tile_b sb[2];
   if (blockDim.x != LORA_TILE_THREADS) return;  // the tiling needs this exact block
+  int sh = 0;
+  const float* tab = nullptr;  // an NF4 W: the table, in shared memory
+  if constexpr (kNF4) {
+    __shared__ float nf4_tab[16];
+    sh = lora_nf4_log2(block);
+    if (sh < 3) return;  // not a power of two of at least 8: nothing written
+    lora_nf4_fill(nf4_tab);
+    __syncthreads();
+    tab = nf4_tab;
+  }
+  (void)sh;
+  (void)tab;
+  (void)absmax;
   constexpr int kChunks = LORA_TILE_N / 8;      // 16-byte loads per row of a K-tile of W
   static_assert(kChunks * LORA_TILE_K <= LORA_TILE_THREADS, "a K-tile of W in one load per thread");
 
@@ -149,6 +170,8 @@ __device__ __forceinline__ void lora_grad_x_tiled_half(const float* __restrict__
   const bool vec_dy = (out & 3) == 0 && lora_aligned16(dy);
   const bool vec_u = r > 0 && (r & 3) == 0 && lora_aligned16(U);
   const bool vec_a = r > 0 && (in & 3) == 0 && lora_aligned16(A);
+  const bool vec_nf4 = (in & 7) == 0 && (reinterpret_cast<uintptr_t>(W) & 3u) == 0;
+  (void)vec_nf4;
 
   // rb: the step's right operand, eight 16-bit elements of W or the bits of
   // four float32 of A.
@@ -162,7 +185,16 @@ __device__ __forceinline__ void lora_grad_x_tiled_half(const float* __restrict__
     if (kt < tiles_w) {
       const int k_ = kt * LORA_TILE_K;
       lora_tile_fetch(dy, out, arow, a_ok, k_ + lk, out, vec_dy, ra);
-      if (w_loader) {
+      if constexpr (kNF4) {
+        if (w_loader) {
+          const uint4 v = lora_fetch8_nf4(W, absmax, sh, static_cast<long long>(k_ + wk) * in + n0 + wc,
+                                          k_ + wk < out, wcols, vec_nf4);
+          rb[0] = v.x;
+          rb[1] = v.y;
+          rb[2] = v.z;
+          rb[3] = v.w;
+        }
+      } else if (w_loader) {
         const unsigned short* p =
             W + static_cast<long long>(lora_min(k_ + wk, out - 1)) * in + n0 + wc;
         const uint4 v = lora_fetch8_bits_at(p, k_ + wk < out, wcols, lora_aligned16(p));
@@ -190,7 +222,10 @@ __device__ __forceinline__ void lora_grad_x_tiled_half(const float* __restrict__
           __uint_as_float(rb[0]), __uint_as_float(rb[1]), __uint_as_float(rb[2]), __uint_as_float(rb[3]));
     } else if (w_loader) {
       float v[8];
-      lora_unpack8<kDT>(make_uint4(rb[0], rb[1], rb[2], rb[3]), v);
+      if constexpr (kNF4)
+        lora_unpack8_nf4(make_uint4(rb[0], rb[1], rb[2], rb[3]), tab, v);
+      else
+        lora_unpack8<kDT>(make_uint4(rb[0], rb[1], rb[2], rb[3]), v);
       *reinterpret_cast<float4*>(&sb[buf][wk][wc]) = make_float4(v[0], v[1], v[2], v[3]);
       *reinterpret_cast<float4*>(&sb[buf][wk][wc + 4]) = make_float4(v[4], v[5], v[6], v[7]);
     }
@@ -204,7 +239,16 @@ __device__ __forceinline__ void lora_grad_x_tiled_half(const float* __restrict__
 LORA_TILE_KERNEL(lora_grad_x_tiled_f16, lora_grad_x_tiled_half<LORA_F16>, __half)
 LORA_TILE_KERNEL(lora_grad_x_tiled_bf16, lora_grad_x_tiled_half<LORA_BF16>, __nv_bfloat16)
 
+extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
+    lora_grad_x_tiled_nf4(const float* __restrict__ dy, const unsigned char* __restrict__ W,
+                          const float* __restrict__ absmax, const float* __restrict__ U,
+                          const float* __restrict__ A, float* __restrict__ dx, int n, int in,
+                          int out, int r, int block) {
+  lora_grad_x_tiled_half<LORA_NF4>(dy, W, U, A, dx, n, in, out, r, absmax, block);
+}
+
 #ifndef __CUDACC__
+LORA_EMU_REGISTER(lora_grad_x_tiled_nf4)
 LORA_EMU_REGISTER(lora_grad_x_tiled)
 LORA_EMU_REGISTER(lora_grad_x_tiled_f16)
 LORA_EMU_REGISTER(lora_grad_x_tiled_bf16)

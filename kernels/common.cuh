@@ -79,6 +79,10 @@ __device__ __forceinline__ float lora_dot4(float4 a, float4 b, float acc) {
 #define LORA_F32 0
 #define LORA_F16 1
 #define LORA_BF16 2
+// LORA_NF4: a W of 4-bit NormalFloat codes, two a byte, with a float32
+// absmax per block (nf4.cu); only the kernels that read W take it, through
+// the NF4 helpers below and lora_fetch8_nf4 (tile_load.cuh).
+#define LORA_NF4 3
 
 template <int DT>
 struct lora_elem {
@@ -87,6 +91,10 @@ struct lora_elem {
 template <>
 struct lora_elem<LORA_F32> {
   typedef float type;
+};
+template <>
+struct lora_elem<LORA_NF4> {
+  typedef unsigned char type;  // two codes a byte
 };
 
 // The 16-bit patterns, widened exactly and rounded to nearest even, through
@@ -241,6 +249,50 @@ __device__ __forceinline__ float lora_load1(const typename lora_elem<DT>::type* 
 template <int DT>
 __device__ __forceinline__ void lora_store1(typename lora_elem<DT>::type* p, long long i, float v) {
   p[i] = lora_round<DT>(v);
+}
+
+// ---- NF4 ------------------------------------------------------------------
+//
+// An NF4 element's value is lora_nf4_entry(code) * absmax[block], one float32
+// rounding; the kernels that read an NF4 W keep the 16 entries in shared
+// memory.
+
+// lora_nf4_entry(k) is bitsandbytes' NF4 table entry k as float32 (the
+// literals round to the same float32 values as internal/cpu.NF4Table).
+__device__ __forceinline__ float lora_nf4_entry(int k) {
+  switch (k) {
+    case 0: return -1.0f;
+    case 1: return -0.6961928009986877f;
+    case 2: return -0.5250730514526367f;
+    case 3: return -0.39491748809814453f;
+    case 4: return -0.28444138169288635f;
+    case 5: return -0.18477343022823334f;
+    case 6: return -0.09105003625154495f;
+    case 7: return 0.0f;
+    case 8: return 0.07958029955625534f;
+    case 9: return 0.16093020141124725f;
+    case 10: return 0.24611230850220184f;
+    case 11: return 0.33791524171829224f;
+    case 12: return 0.44070982260894775f;
+    case 13: return 0.5626170039176941f;
+    case 14: return 0.7229568362236023f;
+    default: return 1.0f;
+  }
+}
+
+// log2(block) for a block size that is a power of two (the NF4 contract:
+// 32 to 4096), −1 otherwise, where the kernels write nothing. Absmax
+// indices are then shifts, not 64-bit divisions.
+__device__ __forceinline__ int lora_nf4_log2(int block) {
+  if (block < 1 || (block & (block - 1)) != 0) return -1;
+  int sh = 0;
+  while ((1 << sh) < block) ++sh;
+  return sh;
+}
+
+// Writes the table into tab[0 .. 15]; the caller's __syncthreads follows.
+__device__ __forceinline__ void lora_nf4_fill(float* tab) {
+  if (threadIdx.x < 16) tab[threadIdx.x] = lora_nf4_entry(static_cast<int>(threadIdx.x));
 }
 
 #endif  // LORA_COMMON_CUH

@@ -21,6 +21,11 @@
 // Thread (ty, tx) = (t/16, t%16) accumulates a (BM/16) x 8 register tile:
 // rows m0 + ty*BM/16 .., columns n0 + tx*4 .. +3 and n0 + 64 + tx*4 .. +3.
 //
+// lora_forward_m16_nf4, _m32_, _m64_: an NF4 W (its absmax and block size
+// after its codes) is loaded as a 16-bit one, each 8-element vector a run
+// of eight codes (lora_fetch8_nf4, 4 bytes where in % 8 == 0; see nf4.cu),
+// dequantized as it is stored to shared memory; A's rows as float32.
+//
 // Global memory: reads x and V tile by tile (V once per M-tile, which run
 // side by side and share it through L2); writes each element of P[z] once.
 // Shared memory: LORA_MT_K*(BM+4) + LORA_MT_K*(LORA_MT_N+4) floats (static).
@@ -44,10 +49,16 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
                                                    float* __restrict__ P, int n, int in, int rows,
                                                    int jb, int jend, int n0,
                                                    float (&sa)[LORA_MT_K][BM + 4],
-                                                   float (&sb)[LORA_MT_K][LORA_MT_N + 4]) {
+                                                   float (&sb)[LORA_MT_K][LORA_MT_N + 4],
+                                                   const float* __restrict__ absmax = nullptr,
+                                                   int sh = 0, const float* tab = nullptr) {
   constexpr int TM = BM / 16;
   constexpr int XQ = (BM * LORA_MT_K / 4 + LORA_MT_THREADS - 1) / LORA_MT_THREADS;
-  constexpr bool kHalf = DT != LORA_F32;
+  constexpr bool kNF4 = DT == LORA_NF4;
+  constexpr bool kHalf = DT != LORA_F32;  // S is loaded in runs of 8 elements
+  (void)absmax;
+  (void)sh;
+  (void)tab;
 
   const int t = threadIdx.x;
   const int m0 = blockIdx.x * BM;
@@ -55,7 +66,9 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
   const int per = (tiles + static_cast<int>(gridDim.z) - 1) / static_cast<int>(gridDim.z);
   const int kt0 = lora_min(tiles, static_cast<int>(blockIdx.z) * per);
   const int kt1 = lora_min(tiles, kt0 + per);
-  const bool vec = (in & (kHalf ? 7 : 3)) == 0 && lora_aligned16(x) && lora_aligned16(S);
+  // An NF4 S: 32-bit words of codes, which need no alignment of x.
+  const bool vec = kNF4 ? (in & 7) == 0 && (reinterpret_cast<uintptr_t>(S) & 3u) == 0
+                        : (in & (kHalf ? 7 : 3)) == 0 && lora_aligned16(x) && lora_aligned16(S);
   const bool xvec = (in & 3) == 0 && lora_aligned16(x);
 
   // Loading: float4 slot (row, k) = (idx/8, (idx%8)*4); 16-bit vector slot
@@ -91,7 +104,14 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
 #define LORA_MT_FETCH(kt, st)                                                            \
   do {                                                                                   \
     const int k_ = (kt) * LORA_MT_K + lk;                                                \
-    if constexpr (kHalf) {                                                               \
+    if constexpr (kNF4) {                                                                \
+      LORA_UNROLL                                                                        \
+      for (int q = 0; q < LORA_MT_HQ; ++q)                                               \
+        rh[st][q] = lora_fetch8_nf4(reinterpret_cast<const unsigned char*>(S), absmax,   \
+                                    sh, static_cast<long long>(vrow[q]) * in +           \
+                                    (kt) * LORA_MT_K + hk, vok[q],                       \
+                                    in - ((kt) * LORA_MT_K + hk), vec);                  \
+    } else if constexpr (kHalf) {                                                        \
       LORA_UNROLL                                                                        \
       for (int q = 0; q < LORA_MT_HQ; ++q)                                               \
         rh[st][q] = lora_fetch8_bits(reinterpret_cast<const unsigned short*>(S), in,     \
@@ -116,7 +136,10 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
       LORA_UNROLL                                                                        \
       for (int q = 0; q < LORA_MT_HQ; ++q) {                                             \
         float v_[8];                                                                     \
-        lora_unpack8<DT>(rh[st][q], v_);                                                 \
+        if constexpr (kNF4)                                                              \
+          lora_unpack8_nf4(rh[st][q], tab, v_);                                          \
+        else                                                                             \
+          lora_unpack8<DT>(rh[st][q], v_);                                               \
         LORA_UNROLL                                                                      \
         for (int e = 0; e < 8; ++e) sb[hk + e][(t >> 2) + q * (LORA_MT_THREADS / 4)] = v_[e]; \
       }                                                                                  \
@@ -207,18 +230,31 @@ __device__ __forceinline__ void lora_forward_mtile_impl(const float* __restrict_
                                                         const typename lora_elem<DT>::type* __restrict__ W,
                                                         const float* __restrict__ A,
                                                         float* __restrict__ P, int n, int in,
-                                                        int out, int r) {
+                                                        int out, int r,
+                                                        const float* __restrict__ absmax = nullptr,
+                                                        int block = 0) {
   // One copy of the tiles for both sources.
   __shared__ __align__(16) float sa[LORA_MT_K][BM + 4];
   __shared__ __align__(16) float sb[LORA_MT_K][LORA_MT_N + 4];
   if (blockDim.x != LORA_MT_THREADS) return;  // the tiling needs this exact block
   const int wtiles = (out + LORA_MT_N - 1) / LORA_MT_N;
   const int by = blockIdx.y;
-  if (by < wtiles)
+  if constexpr (DT == LORA_NF4) {
+    __shared__ float tab[16];
+    const int sh = lora_nf4_log2(block);
+    if (sh < 3) return;  // not a power of two of at least 8: nothing written
+    lora_nf4_fill(tab);
+    __syncthreads();
+    if (by < wtiles) {
+      lora_forward_mtile<BM, DT>(x, W, P, n, in, out + r, 0, out, by * LORA_MT_N, sa, sb, absmax, sh, tab);
+      return;
+    }
+  } else if (by < wtiles) {
     lora_forward_mtile<BM, DT>(x, W, P, n, in, out + r, 0, out, by * LORA_MT_N, sa, sb);
-  else
-    lora_forward_mtile<BM, LORA_F32>(x, A, P, n, in, out + r, out, out + r,
-                                     out + (by - wtiles) * LORA_MT_N, sa, sb);
+    return;
+  }
+  lora_forward_mtile<BM, LORA_F32>(x, A, P, n, in, out + r, out, out + r,
+                                   out + (by - wtiles) * LORA_MT_N, sa, sb);
 }
 
 #undef LORA_MT_VQ
@@ -240,6 +276,19 @@ LORA_MT_KERNEL(lora_forward_m16_bf16, 16, LORA_BF16, __nv_bfloat16)
 LORA_MT_KERNEL(lora_forward_m32_bf16, 32, LORA_BF16, __nv_bfloat16)
 LORA_MT_KERNEL(lora_forward_m64_bf16, 64, LORA_BF16, __nv_bfloat16)
 #undef LORA_MT_KERNEL
+
+// An NF4 W: its codes, its absmax and its block size (see nf4.cu).
+#define LORA_MT_NF4_KERNEL(name, BM)                                                              \
+  extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)                                   \
+      name(const float* __restrict__ x, const unsigned char* __restrict__ W,                      \
+           const float* __restrict__ absmax, const float* __restrict__ A, float* __restrict__ P,  \
+           int n, int in, int out, int r, int block) {                                            \
+    lora_forward_mtile_impl<BM, LORA_NF4>(x, W, A, P, n, in, out, r, absmax, block);              \
+  }
+LORA_MT_NF4_KERNEL(lora_forward_m16_nf4, 16)
+LORA_MT_NF4_KERNEL(lora_forward_m32_nf4, 32)
+LORA_MT_NF4_KERNEL(lora_forward_m64_nf4, 64)
+#undef LORA_MT_NF4_KERNEL
 
 // lora_forward_reduce: thread t of block (bx, by) writes y[i, j] for rows
 // i = by, by + gridDim.y, ..., j, j = bx*
@@ -317,4 +366,7 @@ LORA_EMU_REGISTER(lora_forward_m64_f16)
 LORA_EMU_REGISTER(lora_forward_m16_bf16)
 LORA_EMU_REGISTER(lora_forward_m32_bf16)
 LORA_EMU_REGISTER(lora_forward_m64_bf16)
+LORA_EMU_REGISTER(lora_forward_m16_nf4)
+LORA_EMU_REGISTER(lora_forward_m32_nf4)
+LORA_EMU_REGISTER(lora_forward_m64_nf4)
 #endif

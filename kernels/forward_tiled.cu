@@ -18,6 +18,11 @@
 // columns n0 + {tx*4 .. tx*4+3, 64+tx*4 .. 64+tx*4+3}. Edge tiles are
 // guarded: out-of-range rows load zeros and are not stored.
 //
+// lora_forward_tiled_nf4: the same with an NF4 W (DT = LORA_NF4), its absmax
+// and block size after its codes: a K-step of row n0 + t of W is a run of
+// eight codes (lora_fetch8_nf4; see nf4.cu), dequantized into shared memory
+// as a 16-bit W's vector is widened.
+//
 // Global memory: reads x, T (n x .) and W, B (out x .) tile by tile; writes
 // each element of y (n x out) exactly once, never reads it. Shared memory:
 // 2*LORA_TILE_K*(LORA_TILE_M+4) + 2*LORA_TILE_K*(LORA_TILE_N+4) floats (static).
@@ -35,11 +40,23 @@ __device__ __forceinline__ void lora_forward_tiled_impl(const float* __restrict_
                                                         const float* __restrict__ T,
                                                         const float* __restrict__ B,
                                                         float* __restrict__ y, int n, int in, int out,
-                                                        int r) {
-  constexpr bool kHalf = DT != LORA_F32;
+                                                        int r, const float* __restrict__ absmax = nullptr,
+                                                        int block = 0) {
+  constexpr bool kNF4 = DT == LORA_NF4;
+  constexpr bool kHalf = DT != LORA_F32;  // W's K-step is a run of 8 elements
   __shared__ __align__(16) lora_tile_a sa[2];
   __shared__ __align__(16) lora_tile_b sb[2];
   if (blockDim.x != LORA_TILE_THREADS) return;  // the tiling needs this exact block
+  int sh = 0;
+  const float* tab = nullptr;  // an NF4 W: the table, in shared memory
+  if constexpr (kNF4) {
+    __shared__ float nf4_tab[16];
+    sh = lora_nf4_log2(block);
+    if (sh < 3) return;  // not a power of two of at least 8: nothing written
+    lora_nf4_fill(nf4_tab);
+    __syncthreads();
+    tab = nf4_tab;
+  }
 
   const int t = threadIdx.x;
   const int m0 = blockIdx.x * LORA_TILE_M;
@@ -60,8 +77,11 @@ __device__ __forceinline__ void lora_forward_tiled_impl(const float* __restrict_
   const int tiles_x = (in + LORA_TILE_K - 1) / LORA_TILE_K;
   const int tiles = tiles_x + (r > 0 ? (r + LORA_TILE_K - 1) / LORA_TILE_K : 0);
   const bool vec_x = (in & 3) == 0 && lora_aligned16(x) && (kHalf || lora_aligned16(W));
-  const bool vec_w = (in & 7) == 0 && lora_aligned16(W);  // a 16-bit W
+  // A 16-bit W: 16-byte vectors; an NF4 W: 32-bit words of codes.
+  const bool vec_w = (in & 7) == 0 && (kNF4 ? (reinterpret_cast<uintptr_t>(W) & 3u) == 0 : lora_aligned16(W));
   (void)vec_w;
+  (void)sh;
+  (void)tab;
   const bool vec_t = r > 0 && (r & 3) == 0 && lora_aligned16(T) && lora_aligned16(B);
 
   float ra[4], rb[4];
@@ -79,8 +99,13 @@ __device__ __forceinline__ void lora_forward_tiled_impl(const float* __restrict_
       lora_tile_fetch(x, in, arow, a_ok, k_, in, vec_x, ra);
       if constexpr (kHalf) {
         hseg = true;
-        if (t < LORA_TILE_N)
+        if constexpr (kNF4) {
+          if (t < LORA_TILE_N)
+            rh = lora_fetch8_nf4(W, absmax, sh, static_cast<long long>(n0 + t) * in + kt * LORA_TILE_K,
+                                 n0 + t < out, in - kt * LORA_TILE_K, vec_w);
+        } else if (t < LORA_TILE_N) {
           rh = lora_fetch8_bits(W, in, n0 + t, n0 + t < out, kt * LORA_TILE_K, in, vec_w);
+        }
       } else {
         lora_tile_fetch(reinterpret_cast<const float*>(W), in, brow, b_ok, k_, in, vec_x, rb);
       }
@@ -97,7 +122,10 @@ __device__ __forceinline__ void lora_forward_tiled_impl(const float* __restrict_
     if (kHalf && hseg) {
       if (t < LORA_TILE_N) {
         float v[8];
-        lora_unpack8<DT>(rh, v);
+        if constexpr (kNF4)
+          lora_unpack8_nf4(rh, tab, v);
+        else
+          lora_unpack8<DT>(rh, v);
         LORA_UNROLL
         for (int e = 0; e < 8; ++e) sb[buf][e][t] = v[e];
       }
@@ -116,7 +144,17 @@ LORA_TILE_KERNEL(lora_forward_tiled, lora_forward_tiled_impl<LORA_F32>, float)
 LORA_TILE_KERNEL(lora_forward_tiled_f16, lora_forward_tiled_impl<LORA_F16>, __half)
 LORA_TILE_KERNEL(lora_forward_tiled_bf16, lora_forward_tiled_impl<LORA_BF16>, __nv_bfloat16)
 
+// An NF4 W: its codes, its absmax and its block size (see nf4.cu).
+extern "C" __global__ void __launch_bounds__(LORA_TILE_THREADS, 2)
+    lora_forward_tiled_nf4(const float* __restrict__ x, const unsigned char* __restrict__ W,
+                           const float* __restrict__ absmax, const float* __restrict__ T,
+                           const float* __restrict__ B, float* __restrict__ y, int n, int in,
+                           int out, int r, int block) {
+  lora_forward_tiled_impl<LORA_NF4>(x, W, T, B, y, n, in, out, r, absmax, block);
+}
+
 #ifndef __CUDACC__
+LORA_EMU_REGISTER(lora_forward_tiled_nf4)
 LORA_EMU_REGISTER(lora_forward_tiled)
 LORA_EMU_REGISTER(lora_forward_tiled_f16)
 LORA_EMU_REGISTER(lora_forward_tiled_bf16)

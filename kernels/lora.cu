@@ -40,6 +40,11 @@
 //   lora_dequantize_nf4_f32(const unsigned char* codes, const float* absmax, float* dst,
 //                           long long count, int block), _f16 and _bf16 (dst __half*,
 //                           __nv_bfloat16*): an NF4 W's codes and absmax (nf4.cu)
+//   lora_forward_m16_nf4, _m32_nf4, _m64_nf4(same parameters as lora_forward_small_nf4)
+//   lora_forward_tiled_nf4(const float* x, const unsigned char* W, const float* absmax,
+//                          const float* T, const float* B, float* y, int n, int in, int out,
+//                          int r, int block)
+//   lora_grad_x_tiled_nf4(same parameters as lora_grad_x_small_nf4)
 //   lora_adamw(float* A, float* B, const float* dA, const float* dB, float* state,
 //              long long countA, long long countB, float decay, float step,
 //              float inv_sqrt_bc2, float eps, float beta1, float beta2)

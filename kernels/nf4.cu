@@ -20,45 +20,39 @@
 //     the rows of dy LORA_SMALL_N_MAX at a time.
 //   lora_dequantize_nf4_f32, _f16, _bf16(codes, absmax, dst, count, block)
 //     dst[f] = the value of element f, rounded to dst's type.
+//
+// The tiled kernels' NF4 forms, for larger n (the planner chooses by
+// modelled time), live beside their float forms, on their geometry:
+//   lora_forward_m16_nf4, _m32_, _m64_(x, W, absmax, A, P, n, in, out, r, block)
+//     (forward_mtile.cu), lora_forward_tiled_nf4(x, W, absmax, T, B, y, n,
+//     in, out, r, block) (forward_tiled.cu), lora_grad_x_tiled_nf4(dy, W,
+//     absmax, U, A, dx, n, in, out, r, block) (backward_tiled.cu).
+// Each loads a K-step of W as runs of eight consecutive elements, a run
+// being what the 16-bit forms load as one 16-byte vector: one 32-bit word
+// of eight codes and its block's absmax where in % 8 == 0 and the codes
+// are 4-byte aligned (a run then starts at a multiple of 8 and lies in one
+// block of >= 8), code by code otherwise (a run may then cross a row's end,
+// past which it reads nothing, or two blocks, each element taking its own
+// absmax). lora_fetch8_nf4 and lora_unpack8_nf4 (tile_load.cuh) do this;
+// the codes and absmax stay in registers while the step before is
+// multiplied, and are dequantized as they are stored to shared memory.
+//
+// CUDA cores, not tensor cores. The values table[code] * absmax are not
+// bf16 (nor f16) values in general: their significands carry up to 24
+// bits, so rounding them to feed mma.sync would change every product, and
+// an exact split (hi + lo in two bf16 each for W, and x split alike: three
+// or four mma per product) costs as many tensor-core passes as it saves
+// over the CUDA cores at the n where the tiles run, while doubling the
+// shared memory. The NF4 tiled kernels therefore dequantize into the
+// float32 shared-memory tiles of the CUDA-core kernels: each product is
+// the exact product of x's float32 element and W's float32 value, summed
+// in float32 with FMAs, as every other float32 kernel sums. No full
+// dequantized copy of W is made: a block holds in shared memory one K-step
+// of its tile of W's rows in float32, double-buffered in the 128x128
+// kernels (2 x 8 x 132 floats, 8.4 KB, of the 16.9 KB they use with x's
+// tile) and single in the m-tiles (32 x 132 floats, 16.9 KB, beside x's 32
+// x (BM + 4)); plus the 16-entry table (64 bytes).
 #include "common.cuh"
-
-// lora_nf4_entry(k) is bitsandbytes' NF4 table entry k as float32 (the
-// literals round to the same float32 values as internal/cpu.NF4Table).
-__device__ __forceinline__ float lora_nf4_entry(int k) {
-  switch (k) {
-    case 0: return -1.0f;
-    case 1: return -0.6961928009986877f;
-    case 2: return -0.5250730514526367f;
-    case 3: return -0.39491748809814453f;
-    case 4: return -0.28444138169288635f;
-    case 5: return -0.18477343022823334f;
-    case 6: return -0.09105003625154495f;
-    case 7: return 0.0f;
-    case 8: return 0.07958029955625534f;
-    case 9: return 0.16093020141124725f;
-    case 10: return 0.24611230850220184f;
-    case 11: return 0.33791524171829224f;
-    case 12: return 0.44070982260894775f;
-    case 13: return 0.5626170039176941f;
-    case 14: return 0.7229568362236023f;
-    default: return 1.0f;
-  }
-}
-
-// log2(block) for a block size that is a power of two (the NF4 contract:
-// 32 to 4096), −1 otherwise, where the kernels write nothing. Absmax
-// indices are then shifts, not 64-bit divisions.
-__device__ __forceinline__ int lora_nf4_log2(int block) {
-  if (block < 1 || (block & (block - 1)) != 0) return -1;
-  int sh = 0;
-  while ((1 << sh) < block) ++sh;
-  return sh;
-}
-
-// Writes the table into tab[0 .. 15]; the caller's __syncthreads follows.
-__device__ __forceinline__ void lora_nf4_fill(float* tab) {
-  if (threadIdx.x < 16) tab[threadIdx.x] = lora_nf4_entry(static_cast<int>(threadIdx.x));
-}
 
 // The value of element f, read on its own: its byte, its nibble, its
 // block's absmax.

@@ -78,4 +78,9 @@ var Params = map[string]int{
 	"lora_dequantize_nf4_f32":  5,
 	"lora_dequantize_nf4_f16":  5,
 	"lora_dequantize_nf4_bf16": 5,
+	"lora_forward_m16_nf4":     10,
+	"lora_forward_m32_nf4":     10,
+	"lora_forward_m64_nf4":     10,
+	"lora_forward_tiled_nf4":   11,
+	"lora_grad_x_tiled_nf4":    11,
 }

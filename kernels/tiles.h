@@ -127,6 +127,13 @@
  *   block (LORA_GXS_THREADS, 1, 1), static shared 34880 bytes
  * lora_dequantize_nf4_<d>(codes, absmax, dst, count, block)   d: f32, f16, bf16
  *   grid  (any, 1, 1), block (LORA_CONVERT_THREADS, 1, 1), grid-stride
+ * lora_forward_m16_nf4, _m32_, _m64_(x, W, absmax, A, P, n, in, out, r, block)
+ *   as lora_forward_m16, _m32, _m64; block >= 8 (else nothing written);
+ *   static shared memory as theirs plus 64 bytes
+ * lora_forward_tiled_nf4(x, W, absmax, T, B, y, n, in, out, r, block)
+ *   as lora_forward_tiled; static shared 16960 bytes
+ * lora_grad_x_tiled_nf4(dy, W, absmax, U, A, dx, n, in, out, r, block)
+ *   as lora_grad_x_tiled; static shared 16960 bytes
  *
  * lora_grad_x_tiled(dy, W, U, A, dx, n, in, out, r)   dx = dy * W + U * A
  *   any n >= 1

@@ -16,7 +16,9 @@
 //   - the 128×128 tiled path is taken only where it fills at least one
 //     full wave;
 //   - a bandwidth-bound kernel keeps at least the device's
-//     latency × bandwidth ÷ SMs bytes of W in flight per SM.
+//     latency × bandwidth ÷ SMs bytes of W in flight per SM;
+//   - for an NF4 W above SmallNMax rows, the plan is the candidate of the
+//     least modelled time (Launch.Time, Forward.Time, GradXPlan.Time).
 package plan
 
 import (
@@ -239,12 +241,27 @@ var (
 	// bytes of codes of each of GradXSmallRows rows in flight.
 	KGradXNF4 = Kernel{"lora_grad_x_small_nf4", GradXSmallThreads, NF4GradXRegs, 34816 + 64,
 		GradXSmallWarps * WarpSize * GradXSmallRows * 2}
+	// The tiled kernels' NF4 variants: lora_forward_tiled's and
+	// lora_grad_x_tiled's geometry (plus the table in shared memory), W's
+	// K-step one 32-bit word of 8 codes for each of the first TileN threads;
+	// lora_forward_m*_nf4: two words a thread a K-step, two steps in flight
+	// (m16, m32) or one (m64).
+	KTiledNF4      = Kernel{"lora_forward_tiled_nf4", TileThreads, NF4TiledRegs, 16896 + 64, TileN * 4}
+	KGradXTiledNF4 = Kernel{"lora_grad_x_tiled_nf4", TileThreads, NF4GradXTiledRegs, 16896 + 64, TileN * 4}
+	KM16NF4        = Kernel{"lora_forward_m16_nf4", MTileThreads, NF4M16Regs, mtileShared(16) + 64, 2 * MTileN * MTileK / 2}
+	KM32NF4        = Kernel{"lora_forward_m32_nf4", MTileThreads, NF4M32Regs, mtileShared(32) + 64, 2 * MTileN * MTileK / 2}
+	KM64NF4        = Kernel{"lora_forward_m64_nf4", MTileThreads, NF4M64Regs, mtileShared(64) + 64, MTileN * MTileK / 2}
 )
 
 // Registers of the NF4 kernels, from ptxas (nvcc 11.8, sm_90).
 const (
-	NF4SmallRegs = 255
-	NF4GradXRegs = 126
+	NF4SmallRegs      = 255
+	NF4GradXRegs      = 126
+	NF4TiledRegs      = 128
+	NF4GradXTiledRegs = 128
+	NF4M16Regs        = 128
+	NF4M32Regs        = 97
+	NF4M64Regs        = 102
 )
 
 // Tiles of lora_forward_mma_*, as its doc comment gives them.
@@ -324,6 +341,12 @@ type Launch struct {
 	MaxSplit int     // the largest split the shape allows
 	Bytes    float64 // DRAM bytes the launch moves, at least once each
 	Flops    float64 // useful floating-point operations
+	// Reread is the DRAM bytes of W (and A) read again beyond Bytes: the
+	// small NF4 kernels stream [W; A] once per SmallNMax rows of x.
+	Reread float64
+	// Dequant is the NF4 elements the launch dequantizes: each element of
+	// W once per tile of rows of x (per block along the rows of x).
+	Dequant float64
 }
 
 // Blocks is the size of the grid.
@@ -362,6 +385,38 @@ func (l Launch) Padding() float64 {
 func (l Launch) BandwidthBound(d Device) bool {
 	t := l.Bytes / d.Bandwidth
 	return t > l.Flops/d.FLOPs && t > 2e-6
+}
+
+// LaunchOverhead is the modelled cost of one kernel launch on the stream.
+const LaunchOverhead = 3e-6
+
+// DequantFlops is the cost of dequantizing one NF4 element in the model, in
+// FLOP-equivalents of the CUDA cores: about four instructions (shift, mask,
+// table read from shared memory, multiply by the absmax), each one issue
+// slot of an FMA, which counts 2 FLOP.
+const DequantFlops = 8
+
+// Time is the modelled time of l on d: the launch overhead plus the larger
+// of its memory time and its compute time.
+//   - memory: Bytes + Reread at the device's bandwidth, scaled down by the
+//     fraction of the in-flight target the launch keeps per SM (Little's
+//     law) when its kernel says what it keeps in flight;
+//   - compute: the useful FLOPs grown by the tile rows wasted on padding,
+//     plus DequantFlops per dequantized NF4 element, at the device's fp32
+//     rate times the fraction of the last wave's slots that are busy
+//     (waves / ⌈waves⌉).
+func (l Launch) Time(d Device) float64 {
+	bw := d.Bandwidth
+	if l.Kernel.InFlight > 0 {
+		bw *= min(1, l.InFlightPerSM(d)/d.InFlightTarget())
+	}
+	mem := (l.Bytes + l.Reread) / bw
+	busy := 1.0
+	if w := l.Waves(d); w > 0 {
+		busy = w / math.Ceil(w)
+	}
+	compute := (l.Flops/(1-l.Padding()) + DequantFlops*l.Dequant) / (d.FLOPs * busy)
+	return LaunchOverhead + max(mem, compute)
 }
 
 // Forward is the plan of y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ.
@@ -408,19 +463,17 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 // type, which they launch for a 16-bit y even without rank or split; the
 // others (Fused false) write float32, which the caller rounds into y.
 //
-// An NF4 W (ty.W == NF4) goes to lora_forward_small_nf4 at every n: the
-// grid's z takes the rows of x SmallNMax at a time (so W is read once per
-// 16 rows of x: fast at small n, correct at any), x is read in float32 (the
-// caller widens a 16-bit x first), and W's bytes are half a byte an element
-// plus 4 a block of ty.Block. Tiled and tensor-core NF4 variants for large
-// n do not exist yet.
+// An NF4 W (ty.W == NF4): x is read in float32 (the caller widens a 16-bit
+// x first) and W's bytes are half a byte an element plus 4 a block of
+// ty.Block. At n <= SmallNMax, lora_forward_small_nf4; above, the plan of
+// the least modelled time (Forward.Time) among lora_forward_small_nf4,
+// whose grid's z takes the rows of x SmallNMax at a time (W read once per
+// 16 rows of x), the fused m-tiles lora_forward_m*_nf4 and the unfused
+// 128×128 lora_forward_tiled_nf4 where the rules allow it (see
+// forwardNF4Candidates). Every NF4 kernel dequantizes W on the CUDA cores
+// into float32 tiles; none runs on tensor cores.
 func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
-	wBytes := float64(ty.W.Size())*float64(out)*float64(in) + 4*float64(r)*float64(in)
-	if ty.W == NF4 {
-		wBytes = nf4Bytes(float64(out)*float64(in), ty.Block) + 4*float64(r)*float64(in)
-	}
-	flops := 2 * float64(n) * float64(out+r) * float64(in)
-	ioBytes := float64(ty.X.Size())*float64(n)*float64(in) + float64(ty.Y.Size())*float64(n)*float64(out)
+	wBytes, ioBytes, flops := forwardSizes(n, in, out, r, ty)
 	shrink := func(x Elem) *Launch {
 		return &Launch{Kernel: ofType(KShrink, x), Grid: [3]int{ceilDiv(n, ShrinkRows), ceilDiv(r, ShrinkKs), 1},
 			Split: 1, MaxSplit: 1, Bytes: float64(x.Size()*n*in + 4*r*in + 4*n*r), Flops: 2 * float64(n) * float64(r) * float64(in)}
@@ -443,28 +496,111 @@ func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
 	}
 
 	// The 128×128 tiles, only where they fill a wave with little padding.
-	tiled := Launch{Kernel: ofType(KTiled, ty.W), Grid: [3]int{ceilDiv(n, TileM), ceilDiv(out, TileN), 1},
-		TileM: TileM, N: n, Split: 1, MaxSplit: 1, Bytes: wBytes + ioBytes, Flops: flops}
-	if n > SmallNMax && ty.W != NF4 && tiled.Padding() <= 0.5 && tiled.Waves(d) >= 1 {
-		f := Forward{Main: tiled}
-		if r > 0 {
-			f.Shrink = shrink(F32)
-			f.Workspace = n * r
-		}
-		return f
+	tiled, tiledOK := tiledForward(d, n, in, out, r, ty, wBytes, ioBytes, flops)
+	if ty.W == NF4 {
+		return bestForward(d, ForwardNF4Candidates(d, n, in, out, r, ty))
 	}
+	if tiledOK {
+		return tiled
+	}
+	return fusedForward(d, n, in, out, r, ty, n <= SmallNMax, wBytes, ioBytes, flops)
+}
 
+// tiledForward is the unfused plan on the 128×128 tiles, lora_shrink then
+// lora_forward_tiled of W's type, and whether the rules allow it: n above
+// SmallNMax, at most half of the tile rows padding, a full wave at least.
+func tiledForward(d Device, n, in, out, r int, ty Types, wBytes, ioBytes, flops float64) (Forward, bool) {
+	k := ofType(KTiled, ty.W)
+	if ty.W == NF4 {
+		k = KTiledNF4
+	}
+	tiled := Launch{Kernel: k, Grid: [3]int{ceilDiv(n, TileM), ceilDiv(out, TileN), 1},
+		TileM: TileM, N: n, Split: 1, MaxSplit: 1, Bytes: wBytes + ioBytes, Flops: flops}
+	if ty.W == NF4 {
+		tiled.Dequant = float64(out) * float64(in) * float64(ceilDiv(n, TileM))
+	}
+	f := Forward{Main: tiled}
+	if r > 0 {
+		f.Shrink = &Launch{Kernel: KShrink, Grid: [3]int{ceilDiv(n, ShrinkRows), ceilDiv(r, ShrinkKs), 1},
+			Split: 1, MaxSplit: 1, Bytes: float64(4*n*in + 4*r*in + 4*n*r), Flops: 2 * float64(n) * float64(r) * float64(in)}
+		f.Workspace = n * r
+	}
+	return f, n > SmallNMax && tiled.Padding() <= 0.5 && tiled.Waves(d) >= 1
+}
+
+// forwardSizes returns the bytes of [W; A], the bytes of x and y, and the
+// useful FLOPs of a forward.
+func forwardSizes(n, in, out, r int, ty Types) (wBytes, ioBytes, flops float64) {
+	wBytes = float64(ty.W.Size())*float64(out)*float64(in) + 4*float64(r)*float64(in)
+	if ty.W == NF4 {
+		wBytes = nf4Bytes(float64(out)*float64(in), ty.Block) + 4*float64(r)*float64(in)
+	}
+	flops = 2 * float64(n) * float64(out+r) * float64(in)
+	ioBytes = float64(ty.X.Size())*float64(n)*float64(in) + float64(ty.Y.Size())*float64(n)*float64(out)
+	return wBytes, ioBytes, flops
+}
+
+// ForwardNF4Candidates lists the plans ForwardPlanOf chooses among for an
+// NF4 W (ty.W == NF4): at n <= SmallNMax the fused lora_forward_small_nf4 alone (it reads
+// W once and keeps the most of it in flight); above, that kernel (which
+// reads [W; A] once per SmallNMax rows of x), the fused m-tiles
+// (lora_forward_m*_nf4, [W; A] once from DRAM, shared by the M-tiles
+// through L2) and, where the rules allow them, the 128×128 tiles.
+func ForwardNF4Candidates(d Device, n, in, out, r int, ty Types) []Forward {
+	wBytes, ioBytes, flops := forwardSizes(n, in, out, r, ty)
+	c := []Forward{fusedForward(d, n, in, out, r, ty, true, wBytes, ioBytes, flops)}
+	if n <= SmallNMax {
+		return c
+	}
+	c = append(c, fusedForward(d, n, in, out, r, ty, false, wBytes, ioBytes, flops))
+	if t, ok := tiledForward(d, n, in, out, r, ty, wBytes, ioBytes, flops); ok {
+		c = append(c, t)
+	}
+	return c
+}
+
+// bestForward returns the candidate of the least modelled time, the first
+// of those that tie.
+func bestForward(d Device, c []Forward) Forward {
+	best := c[0]
+	for _, f := range c[1:] {
+		if f.Time(d) < best.Time(d) {
+			best = f
+		}
+	}
+	return best
+}
+
+// Time is the modelled time of f on d: the Time of each launch, plus the
+// partial products a fused plan's main kernel writes to its workspace
+// (lora_forward_reduce's Bytes count their reading).
+func (f Forward) Time(d Device) float64 {
+	var t float64
+	for _, l := range f.Launches() {
+		t += l.Time(d)
+	}
+	if f.Fused {
+		t += 4 * float64(f.Workspace) / d.Bandwidth
+	}
+	return t
+}
+
+// fusedForward is the fused plan: lora_forward_small* (small, or any n for
+// an NF4 W) or the m-tiles, then lora_forward_reduce where a rank, a split
+// or a 16-bit y needs it.
+func fusedForward(d Device, n, in, out, r int, ty Types, small bool, wBytes, ioBytes, flops float64) Forward {
 	var main Launch
 	var slots int
 	var xNative bool
-	small := n <= SmallNMax || ty.W == NF4
-	if ty.W == NF4 {
+	if small && ty.W == NF4 {
 		// Blocks of W's rows, then blocks of A's, as lora_forward_small;
-		// 16 rows of x per block along z.
+		// 16 rows of x per block along z, each chunk streaming [W; A] again.
 		main = Launch{Kernel: KSmallNF4, Grid: [3]int{ceilDiv(out, SmallRowsPerBlock) + ceilDiv(r, SmallRowsPerBlock), 1, ceilDiv(n, SmallNMax)}}
 		main.Kernel.InFlight *= NF4SmallUnroll(smallNB(min(n, SmallNMax)))
 		main.MaxSplit = max(1, min(MaxSplit, in/SmallSplitAlign))
-	} else if n <= SmallNMax {
+		main.Reread = float64(ceilDiv(n, SmallNMax)-1) * wBytes
+		main.Dequant = float64(out) * float64(in) * float64(ceilDiv(n, SmallNMax))
+	} else if small {
 		// Blocks of W's rows, then blocks of A's: a warp's rows are of one type.
 		// x in W's 16-bit type is read as it is (lora_forward_small_bf16_xbf16)
 		// up to 8 rows; at 16 that kernel has the registers for one load of
@@ -483,19 +619,19 @@ func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
 		// The fewest padded rows among the tile heights that need at most 4
 		// M-tiles (each M-tile streams V again, from L2); ties and beyond 4
 		// tiles, the tallest, whose blocks do the most FMAs per load.
-		k, bm := KM64, 64
-		for _, c := range []struct {
-			k  Kernel
-			bm int
-		}{{KM32, 32}, {KM16, 16}} {
-			if ceilDiv(n, c.bm) <= 4 && ceilDiv(n, c.bm)*c.bm < ceilDiv(n, bm)*bm {
-				k, bm = c.k, c.bm
-			}
+		bm := MTileHeight(n)
+		k := map[int]Kernel{16: KM16, 32: KM32, 64: KM64}[bm]
+		k = ofType(k, ty.W)
+		if ty.W == NF4 {
+			k = map[int]Kernel{16: KM16NF4, 32: KM32NF4, 64: KM64NF4}[bm]
 		}
 		// Tiles of W's rows, then tiles of A's.
-		main = Launch{Kernel: ofType(k, ty.W), Grid: [3]int{ceilDiv(n, bm), ceilDiv(out, MTileN) + ceilDiv(r, MTileN), 1}, TileM: bm, N: n}
+		main = Launch{Kernel: k, Grid: [3]int{ceilDiv(n, bm), ceilDiv(out, MTileN) + ceilDiv(r, MTileN), 1}, TileM: bm, N: n}
 		// at least 4 K-steps per split
 		main.MaxSplit = max(1, min(MaxSplit, ceilDiv(in, MTileK)/4))
+		if ty.W == NF4 {
+			main.Dequant = float64(out) * float64(in) * float64(ceilDiv(n, bm))
+		}
 	}
 	main.N = n
 	main.Bytes = wBytes + ioBytes
@@ -542,6 +678,20 @@ func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
 			Bytes: 4*float64(f.Workspace+out*r) + float64(ty.Y.Size()*n*out), Flops: 2 * float64(n) * float64(out) * float64(r+split)}
 	}
 	return f
+}
+
+// MTileHeight is the rows of x per block of the m-tile kernels for n rows:
+// the fewest padded rows among the heights 64, 32 and 16 whose tiles number
+// at most 4 (each M-tile streams V again, from L2); ties, and beyond 4
+// tiles, the tallest, whose blocks do the most FMAs per load.
+func MTileHeight(n int) int {
+	bm := 64
+	for _, c := range []int{32, 16} {
+		if ceilDiv(n, c) <= 4 && ceilDiv(n, c)*c < ceilDiv(n, bm)*bm {
+			bm = c
+		}
+	}
+	return bm
 }
 
 // workspaceSplits is the largest split of the inner dimension whose partial
@@ -603,17 +753,61 @@ func GradX(d Device, n, in, out, r int) (main Launch, reduce *Launch, workspace 
 }
 
 // GradXNF4 plans dx = dy·W + U·A (n×in) for an NF4 W out×in in blocks of
-// block elements (0: DefaultNF4Block) at every n: lora_grad_x_small_nf4, the
-// geometry of lora_grad_x_small with the grid's z taking the rows of dy
-// SmallNMax at a time, its split over the rows of [W; A] summed by
-// lora_forward_reduce (r = 0) into dx. The tiled NF4 variant for large n
-// does not exist yet.
+// block elements (0: DefaultNF4Block). At n <= SmallNMax,
+// lora_grad_x_small_nf4: the geometry of lora_grad_x_small with the grid's z
+// taking the rows of dy SmallNMax at a time (W read once per 16 rows of dy),
+// its split over the rows of [W; A] summed by lora_forward_reduce (r = 0)
+// into dx. Above, that or the 128×128 lora_grad_x_tiled_nf4 (no split, no
+// workspace), whichever has the least modelled time (see GradXNF4Candidates).
 func GradXNF4(d Device, n, in, out, r, block int) (main Launch, reduce *Launch, workspace int) {
+	c := GradXNF4Candidates(d, n, in, out, r, block)
+	best := c[0]
+	for _, g := range c[1:] {
+		if g.Time(d) < best.Time(d) {
+			best = g
+		}
+	}
+	return best.Main, best.Reduce, best.Workspace
+}
+
+// GradXPlan is one plan of dx: its main launch, the reduction of its split
+// (nil: none) and the floats of its workspace.
+type GradXPlan struct {
+	Main      Launch
+	Reduce    *Launch
+	Workspace int
+}
+
+// Time is the modelled time of g on d: the Time of each launch plus the
+// partial products written to the workspace.
+func (g GradXPlan) Time(d Device) float64 {
+	t := g.Main.Time(d) + 4*float64(g.Workspace)/d.Bandwidth
+	if g.Reduce != nil {
+		t += g.Reduce.Time(d)
+	}
+	return t
+}
+
+// GradXNF4Candidates lists the plans GradXNF4 chooses among: the small
+// kernel first, and above SmallNMax rows of dy the tiled one.
+func GradXNF4Candidates(d Device, n, in, out, r, block int) []GradXPlan {
 	wBytes := nf4Bytes(float64(out)*float64(in), block) + 4*float64(r)*float64(in)
 	flops := 2 * float64(n) * float64(out+r) * float64(in)
 	ioBytes := 4 * float64(n) * float64(in+out)
-	main = Launch{Kernel: KGradXNF4, Grid: [3]int{ceilDiv(in, GradXSmallCols), 1, ceilDiv(n, SmallNMax)}, N: n,
-		Bytes: wBytes + ioBytes, Flops: flops}
+	c := []GradXPlan{gradXSmallNF4(d, n, in, out, r, wBytes, flops, ioBytes)}
+	if n > SmallNMax {
+		c = append(c, GradXPlan{Main: Launch{Kernel: KGradXTiledNF4, Grid: [3]int{ceilDiv(n, TileM), ceilDiv(in, TileN), 1},
+			TileM: TileM, N: n, Split: 1, MaxSplit: 1, Bytes: wBytes + ioBytes, Flops: flops,
+			Dequant: float64(out) * float64(in) * float64(ceilDiv(n, TileM))}})
+	}
+	return c
+}
+
+// gradXSmallNF4 is the plan of dx on lora_grad_x_small_nf4.
+func gradXSmallNF4(d Device, n, in, out, r int, wBytes, flops, ioBytes float64) GradXPlan {
+	main := Launch{Kernel: KGradXNF4, Grid: [3]int{ceilDiv(in, GradXSmallCols), 1, ceilDiv(n, SmallNMax)}, N: n,
+		Bytes: wBytes + ioBytes, Flops: flops, Reread: float64(ceilDiv(n, SmallNMax)-1) * wBytes,
+		Dequant: float64(out) * float64(in) * float64(ceilDiv(n, SmallNMax))}
 	// each split at least 8 rows per warp
 	main.MaxSplit = max(1, min(MaxSplit, (out+r)/(8*GradXSmallWarps)))
 	want := d.Occupancy(main.Kernel) * d.SMs
@@ -622,12 +816,13 @@ func GradXNF4(d Device, n, in, out, r, block int) (main Launch, reduce *Launch, 
 	}
 	main.Split = min(main.MaxSplit, max(1, ceilDiv(want, main.Blocks())))
 	main.Grid[1] = main.Split
+	g := GradXPlan{Main: main}
 	if main.Split > 1 {
-		workspace = main.Split * n * in
-		reduce = &Launch{Kernel: KRed, Grid: [3]int{ceilDiv(in, ReduceThreads), min(n, 65535), 1}, Split: 1, MaxSplit: 1,
-			Bytes: 4 * float64(workspace+n*in), Flops: float64(workspace)}
+		g.Workspace = main.Split * n * in
+		g.Reduce = &Launch{Kernel: KRed, Grid: [3]int{ceilDiv(in, ReduceThreads), min(n, 65535), 1}, Split: 1, MaxSplit: 1,
+			Bytes: 4 * float64(g.Workspace+n*in), Flops: float64(g.Workspace)}
 	}
-	return main, reduce, workspace
+	return g
 }
 
 // Stream plans a grid-stride elementwise kernel over count elements, threads

@@ -3,7 +3,9 @@ package plan
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -323,9 +325,10 @@ var update = flag.Bool("update", false, "rewrite "+planTable+" from the planner"
 
 // TestPlanTable builds the launches of Forward on the H200 for every bench
 // shape: before (the geometry the backend used before the planner) and
-// after, and after for a BF16 W under float32 x and y ("bf16 W") and for W,
-// x and y all BF16 ("bf16"; F16 plans the same launches). It compares the
-// text with docs/plan/h200.txt, which -update rewrites.
+// after, and after for a BF16 W under float32 x and y ("bf16 W"), for W, x
+// and y all BF16 ("bf16"; F16 plans the same launches) and for an NF4 W in
+// blocks of 64 under float32 x and y ("nf4 W", with the plan's modelled
+// time). It compares the text with docs/plan/h200.txt, which -update rewrites.
 func TestPlanTable(t *testing.T) {
 	got := planText(H200)
 	if *update {
@@ -362,20 +365,209 @@ func TestPlanTable(t *testing.T) {
 func planText(d Device) string {
 	var b strings.Builder
 	b.WriteString(`# Launch plans for an H200 at every bench shape, before (the fixed launch code) and after (internal/plan),
-# and after for a BF16 W under float32 x and y (bf16 W) and for W, x and y BF16 (bf16; F16 plans the same launches).
+# and after for a BF16 W under float32 x and y (bf16 W), for W, x and y BF16 (bf16; F16 plans the same launches)
+# and for an NF4 W in blocks of 64 under float32 x and y (nf4 W, with its modelled time).
 # Made by: go test -run TestPlanTable ./internal/plan -update   (blocks, waves, KB of W in flight per SM, tile padding)
 `)
 	fmt.Fprintf(&b, "%s: %d SMs, target %.1f KB in flight per SM\n", d.Name, d.SMs, d.InFlightTarget()/1024)
 	for _, io := range [][2]int{{1024, 1024}, {4096, 4096}, {4096, 512}, {4096, 1024}, {14336, 4096}} {
 		for _, r := range []int{8, 16, 64} {
 			for _, n := range []int{1, 2, 4, 8, 16, 17, 32, 64, 128, 256, 512, 4096} {
-				fmt.Fprintf(&b, "in=%d out=%d r=%d n=%d\n    before: %s\n    after:  %s\n    bf16 W: %s\n    bf16:   %s\n",
+				nf4 := ForwardPlanOf(d, n, io[0], io[1], r, Types{W: NF4})
+				fmt.Fprintf(&b, "in=%d out=%d r=%d n=%d\n    before: %s\n    after:  %s\n    bf16 W: %s\n    bf16:   %s\n    nf4 W:  %s = %.1f µs\n",
 					io[0], io[1], r, n,
 					row(d, legacyForward(n, io[0], io[1], r)), row(d, ForwardPlan(d, n, io[0], io[1], r).Launches()),
 					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16}).Launches()),
-					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16, X: BF16, Y: BF16}).Launches()))
+					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16, X: BF16, Y: BF16}).Launches()),
+					row(d, nf4.Launches()), 1e6*nf4.Time(d))
 			}
 		}
 	}
 	return b.String()
+}
+
+// TestLaunchTime pins the model of Launch.Time on hand-computed launches.
+func TestLaunchTime(t *testing.T) {
+	d := Device{"model", 10, 100 << 10, 2048, 65536, 32, 1e12, 1e13, 1e-6, 80}
+	// 256 threads, 64 registers: 4 blocks an SM, 40 slots. 60 blocks are 1.5
+	// waves, so half the slots of the second are idle: busy 0.75.
+	k := Kernel{"k", 256, 64, 0, 0}
+	compute := Launch{Kernel: k, Grid: [3]int{60, 1, 1}, Bytes: 1e6, Flops: 3e9, Dequant: 1e8}
+	// memory 1 µs; compute (3e9 + 8·1e8) / (1e13 · 0.75) = 506.67 µs
+	if got, want := compute.Time(d), LaunchOverhead+3.8e9/0.75e13; math.Abs(got-want) > 1e-12 {
+		t.Errorf("compute-bound Time = %g, want %g", got, want)
+	}
+	// Tiles of 128 rows over n = 192: a quarter of the rows is padding, so
+	// the FLOPs count 4/3 times.
+	padded := Launch{Kernel: k, Grid: [3]int{40, 1, 1}, TileM: 128, N: 192, Flops: 3e9}
+	if got, want := padded.Time(d), LaunchOverhead+4e9/1e13; math.Abs(got-want) > 1e-12 {
+		t.Errorf("padded Time = %g, want %g", got, want)
+	}
+	// Bandwidth-bound with 10 KB in flight a block, 4 resident: 40 KB of the
+	// 100 KB target (1 µs × 1 TB/s ÷ 10 SMs), so 40 % of the bandwidth; the
+	// reread bytes count.
+	k.InFlight = 10000
+	mem := Launch{Kernel: k, Grid: [3]int{80, 1, 1}, Bytes: 1e8, Reread: 1e8, Flops: 1e6}
+	if got, want := mem.Time(d), LaunchOverhead+2e8/(0.4e12); math.Abs(got-want) > 1e-12 {
+		t.Errorf("bandwidth-bound Time = %g, want %g", got, want)
+	}
+}
+
+// TestNF4PlanIsCheapest: for an NF4 W, at every n from 1 to 4096 on every
+// device and bench dimension, ForwardPlanOf and GradXNF4 choose a candidate
+// of the least modelled time, and the small kernels at n <= SmallNMax; and
+// each of the kernels is chosen somewhere, the small ones at n = 1, the
+// 128×128 ones at n = 4096 on the H200, so that the choice is not a
+// constant.
+func TestNF4PlanIsCheapest(t *testing.T) {
+	chosen := map[string]bool{}
+	for _, d := range Devices {
+		for _, io := range [][3]int{{4096, 4096, 16}, {1024, 1024, 8}, {4096, 512, 64}, {14336, 4096, 16}, {4096, 14336, 0}} {
+			in, out, r := io[0], io[1], io[2]
+			for n := 1; n <= 4096; n++ {
+				ty := Types{W: NF4}
+				what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d", d.Name, n, in, out, r)
+				f := ForwardPlanOf(d, n, in, out, r, ty)
+				c := ForwardNF4Candidates(d, n, in, out, r, ty)
+				least := math.Inf(1)
+				for _, g := range c {
+					least = min(least, g.Time(d))
+				}
+				if f.Time(d) != least {
+					t.Fatalf("%s: forward on %s takes %.3g s, the cheapest candidate %.3g s", what, f.Main.Kernel.Name, f.Time(d), least)
+				}
+				if n <= SmallNMax && (len(c) != 1 || f.Main.Kernel.Name != KSmallNF4.Name) {
+					t.Fatalf("%s: %d candidates, %s", what, len(c), f.Main.Kernel.Name)
+				}
+				chosen["forward "+f.Main.Kernel.Name] = true
+
+				m, red, ws := GradXNF4(d, n, in, out, r, 0)
+				g := GradXPlan{m, red, ws}
+				least = math.Inf(1)
+				for _, h := range GradXNF4Candidates(d, n, in, out, r, 0) {
+					least = min(least, h.Time(d))
+				}
+				if g.Time(d) != least {
+					t.Fatalf("%s: dx on %s takes %.3g s, the cheapest candidate %.3g s", what, m.Kernel.Name, g.Time(d), least)
+				}
+				if n <= SmallNMax && m.Kernel.Name != KGradXNF4.Name {
+					t.Fatalf("%s: dx on %s", what, m.Kernel.Name)
+				}
+				chosen["dx "+m.Kernel.Name] = true
+			}
+		}
+	}
+	for _, k := range []Kernel{KSmallNF4, KM32NF4, KM64NF4, KTiledNF4} {
+		if !chosen["forward "+k.Name] {
+			t.Errorf("the forward never chose %s", k.Name)
+		}
+	}
+	for _, k := range []Kernel{KGradXNF4, KGradXTiledNF4} {
+		if !chosen["dx "+k.Name] {
+			t.Errorf("dx never chose %s", k.Name)
+		}
+	}
+	if f := ForwardPlanOf(H200, 1, 4096, 4096, 16, Types{W: NF4}); f.Main.Kernel.Name != KSmallNF4.Name {
+		t.Errorf("H200 n=1: %s", f.Main.Kernel.Name)
+	}
+	if f := ForwardPlanOf(H200, 4096, 4096, 4096, 16, Types{W: NF4}); f.Main.Kernel.Name != KTiledNF4.Name || f.Shrink == nil {
+		t.Errorf("H200 n=4096: %s after shrink %v", f.Main.Kernel.Name, f.Shrink)
+	}
+	if m, _, _ := GradXNF4(H200, 4096, 4096, 4096, 16, 0); m.Kernel.Name != KGradXTiledNF4.Name {
+		t.Errorf("H200 dx n=4096: %s", m.Kernel.Name)
+	}
+}
+
+// TestMTileTallestOnTies: the m-tile plans take, among the tile heights
+// 64, 32 and 16 that need at most 4 M-tiles (64 always), one with the
+// fewest padded rows, and of those the tallest; every fused m-tile plan
+// of the bench shapes has that height.
+func TestMTileTallestOnTies(t *testing.T) {
+	want := func(n int) int {
+		padded := map[int]int{}
+		fewest := math.MaxInt
+		for _, h := range []int{16, 32, 64} {
+			if tiles := ceilDiv(n, h); tiles <= 4 || h == 64 {
+				padded[h] = tiles * h
+				fewest = min(fewest, tiles*h)
+			}
+		}
+		tallest := 0
+		for h, p := range padded {
+			if p == fewest {
+				tallest = max(tallest, h)
+			}
+		}
+		return tallest
+	}
+	// The ties: 17..32 rows fit one tile of 32 or two of 16; 49..64 one
+	// of 64, two of 32 or four of 16.
+	for n, h := range map[int]int{17: 32, 32: 32, 33: 16, 48: 16, 49: 64, 64: 64, 65: 32, 96: 32, 97: 64, 128: 64} {
+		if got := MTileHeight(n); got != h {
+			t.Errorf("MTileHeight(%d) = %d, want %d", n, got, h)
+		}
+	}
+	for n := SmallNMax + 1; n <= 4096; n++ {
+		if got := MTileHeight(n); got != want(n) {
+			t.Fatalf("MTileHeight(%d) = %d, want %d", n, got, want(n))
+		}
+	}
+	for _, d := range Devices {
+		for _, s := range benchShapes() {
+			for _, ty := range planTypes {
+				f := ForwardPlanOf(d, s[0], s[1], s[2], s[3], ty)
+				if f.Fused && f.Main.TileM != 0 && f.Main.TileM != want(s[0]) {
+					t.Errorf("%s %v %v: %s with tiles of %d rows, want %d", d.Name, s, ty, f.Main.Kernel.Name, f.Main.TileM, want(s[0]))
+				}
+			}
+		}
+	}
+}
+
+// TestSplitGridDimension: a split of the inner dimension is carried by the
+// grid's y in the small kernels (lora_forward_small*, whose z takes the rows
+// of x 16 at a time for an NF4 W, and lora_grad_x_small*, z likewise) and
+// by its z in the m-tile kernels, whose y takes the tiles of [W; A]'s rows;
+// the 128×128 kernels have no split.
+func TestSplitGridDimension(t *testing.T) {
+	huge := H200
+	huge.SMs = 100000 // every launch splits as far as it may
+	for _, d := range append(slices.Clone(Devices), huge) {
+		for _, s := range benchShapes() {
+			n, in, out, r := s[0], s[1], s[2], s[3]
+			for _, ty := range planTypes {
+				what := fmt.Sprintf("%s %v %v", d.Name, s, ty)
+				f := ForwardPlanOf(d, n, in, out, r, ty)
+				m := f.Main
+				switch {
+				case strings.HasPrefix(m.Kernel.Name, KSmall.Name):
+					z := 1
+					if ty.W == NF4 {
+						z = ceilDiv(n, SmallNMax)
+					}
+					if m.Grid != [3]int{ceilDiv(out, SmallRowsPerBlock) + ceilDiv(r, SmallRowsPerBlock), m.Split, z} {
+						t.Errorf("%s: %s split %d on grid %v", what, m.Kernel.Name, m.Split, m.Grid)
+					}
+				case strings.HasPrefix(m.Kernel.Name, "lora_forward_m") && m.TileM > 0 && f.Fused:
+					if m.Grid != [3]int{ceilDiv(n, m.TileM), ceilDiv(out, MTileN) + ceilDiv(r, MTileN), m.Split} {
+						t.Errorf("%s: %s split %d on grid %v", what, m.Kernel.Name, m.Split, m.Grid)
+					}
+				default:
+					if m.Split != 1 || m.Grid[2] != 1 || m.Grid != [3]int{ceilDiv(n, m.TileM), ceilDiv(out, TileN), 1} {
+						t.Errorf("%s: %s split %d on grid %v", what, m.Kernel.Name, m.Split, m.Grid)
+					}
+				}
+			}
+			if n <= SmallNMax {
+				m, _, _ := GradX(d, n, in, out, r)
+				if m.Grid != [3]int{ceilDiv(in, GradXSmallCols), m.Split, 1} {
+					t.Errorf("%s %v: %s split %d on grid %v", d.Name, s, m.Kernel.Name, m.Split, m.Grid)
+				}
+			}
+			if m, _, _ := GradXNF4(d, n, in, out, r, 0); m.Kernel.Name == KGradXNF4.Name &&
+				m.Grid != [3]int{ceilDiv(in, GradXSmallCols), m.Split, ceilDiv(n, SmallNMax)} {
+				t.Errorf("%s %v: %s split %d on grid %v", d.Name, s, m.Kernel.Name, m.Split, m.Grid)
+			}
+		}
+	}
 }
