@@ -58,6 +58,7 @@ import (
 	"gonum.org/v1/gonum/blas/blas32"
 
 	"github.com/golora/lora"
+	"github.com/golora/lora/internal/cpu"
 	"github.com/golora/lora/internal/perf"
 )
 
@@ -271,6 +272,13 @@ func machine() map[string]string {
 		"cpu":        cpuModel(),
 		"blas":       reflect.TypeOf(blas32.Implementation()).String(),
 		"date":       time.Now().UTC().Format("2006-01-02"),
+	}
+	if lora.Backend() == "cpu" {
+		// The CPU kernels' level: the processor's, or a lower one LORA_CPU names.
+		m["cpu kernels"] = cpu.CurrentLevel().String()
+		if note := cpu.LevelNote(); note != "" {
+			m["cpu kernels"] += " (" + note + ")"
+		}
 	}
 	if llc := perf.LLCBytes(); llc > 0 {
 		m["llc"] = fmt.Sprintf("%d MiB", llc>>20)
