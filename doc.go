@@ -38,6 +38,14 @@
 //	-tags cudaemu   the CUDA kernels emulated on the CPU    Backend() == "cudaemu"
 //	-tags cuda      the CUDA kernels on an NVIDIA GPU       Backend() == "cuda"
 //
+// The default build's kernels are Go with AVX2 and AVX-512 assembly on
+// amd64 processors that have them (portable loops elsewhere, or with
+// -tags purego). The environment variable LORA_CPU, read when the program
+// starts, forces a lower level: generic (the portable loops), avx2 (no
+// AVX-512 kernel) or avx512 (the default: every kernel the processor has).
+// A level the processor lacks, or an unknown value, is ignored. The level
+// changes no result beyond the order of float32 sums.
+//
 // # Contract
 //
 // Every exported function and method reports bad input as an error and never
