@@ -12,7 +12,8 @@
 // The rules, which the tests assert on every bench shape and device:
 //   - a bandwidth-bound launch has at least 2 waves of blocks, unless its
 //     inner dimension cannot be split further;
-//   - a tiled launch wastes at most half of its tile rows on padding;
+//   - a CUDA-core tiled launch wastes at most half of its tile rows on
+//     padding;
 //   - the 128×128 CUDA-core tiled path is taken only where it fills at
 //     least one full wave;
 //   - a bandwidth-bound kernel keeps at least the device's
@@ -284,8 +285,9 @@ var (
 	KM16NF4        = Kernel{"lora_forward_m16_nf4", MTileThreads, NF4M16Regs, mtileShared(16) + 64, 2 * MTileN * MTileK / 2}
 	KM32NF4        = Kernel{"lora_forward_m32_nf4", MTileThreads, NF4M32Regs, mtileShared(32) + 64, 2 * MTileN * MTileK / 2}
 	KM64NF4        = Kernel{"lora_forward_m64_nf4", MTileThreads, NF4M64Regs, mtileShared(64) + 64, MTileN * MTileK / 2}
-	// lora_convert_*: a grid-stride copy that converts each element; its
-	// registers are few enough that its threads bound its occupancy.
+	// lora_convert_<src>_<dst>: a grid-stride loop that converts each
+	// element; its registers are not counted (its threads bound its
+	// occupancy here) and its bytes stream at full bandwidth.
 	KConvert = Kernel{"lora_convert", ConvertThreads, 0, 0, 0}
 )
 
@@ -604,8 +606,10 @@ func shrinkLaunch(n, in, r int, x Elem) *Launch {
 func converted(f Forward, n, in, out int, ty Types) Forward {
 	f.WidenX, f.RoundY = nil, nil
 	conv := func(src, dst Elem, count int) *Launch {
-		return &Launch{Kernel: Kernel{Name: "lora_convert_" + src.String() + "_" + dst.String(), Threads: ConvertThreads},
-			Grid: [3]int{ConvertBlocks(int64(count)), 1, 1}, Split: 1, MaxSplit: 1, Bytes: float64((src.Size() + dst.Size()) * count)}
+		k := KConvert
+		k.Name += "_" + src.String() + "_" + dst.String()
+		return &Launch{Kernel: k, Grid: [3]int{ConvertBlocks(int64(count)), 1, 1}, Split: 1, MaxSplit: 1,
+			Bytes: float64((src.Size() + dst.Size()) * count)}
 	}
 	if ty.X.half() && !f.XNative {
 		f.WidenX = conv(ty.X, F32, n*in)
@@ -657,13 +661,12 @@ func forwardSizes(n, in, out, r int, ty Types) (wBytes, ioBytes, flops float64) 
 // through L2) and, where the rules allow them, the 128×128 tiles.
 func ForwardNF4Candidates(d Device, n, in, out, r int, ty Types) []Forward {
 	wBytes, ioBytes, flops := forwardSizes(n, in, out, r, ty)
-	c := []Forward{converted(fusedForward(d, n, in, out, r, ty, true, wBytes, ioBytes, flops), n, in, out, ty)}
-	if n <= SmallNMax {
-		return c
-	}
-	c = append(c, fusedForward(d, n, in, out, r, ty, false, wBytes, ioBytes, flops))
-	if t, ok := tiledForward(d, n, in, out, r, ty, wBytes, ioBytes, flops); ok {
-		c = append(c, t)
+	c := []Forward{fusedForward(d, n, in, out, r, ty, true, wBytes, ioBytes, flops)}
+	if n > SmallNMax {
+		c = append(c, fusedForward(d, n, in, out, r, ty, false, wBytes, ioBytes, flops))
+		if t, ok := tiledForward(d, n, in, out, r, ty, wBytes, ioBytes, flops); ok {
+			c = append(c, t)
+		}
 	}
 	for i := range c {
 		c[i] = converted(c[i], n, in, out, ty)

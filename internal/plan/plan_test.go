@@ -170,6 +170,14 @@ func checkForwardPlan(t *testing.T, d Device, s [4]int, ty Types) {
 			if f.MMA && (f.Fused || f.Reduce != nil || (r > 0) != (f.Shrink != nil) || f.Workspace != n*r) {
 				t.Errorf("%s: tensor cores with fused %v, reduce %v, shrink %v, workspace %d", what, f.Fused, f.Reduce, f.Shrink, f.Workspace)
 			}
+			// The conversions the caller launches: a 16-bit x the kernels
+			// read in float32, a 16-bit y an unfused plan writes in float32.
+			if (f.WidenX != nil) != (ty.X.half() && !f.XNative) || f.WidenX != nil && f.WidenX.Kernel.Name != "lora_convert_"+ty.X.String()+"_f32" {
+				t.Errorf("%s: x widened by %v", what, f.WidenX)
+			}
+			if (f.RoundY != nil) != (ty.Y.half() && !f.Fused) || f.RoundY != nil && f.RoundY.Kernel.Name != "lora_convert_f32_"+ty.Y.String() {
+				t.Errorf("%s: y rounded by %v", what, f.RoundY)
+			}
 			// A 16-bit y is rounded by a reduction wherever the plan is fused.
 			if f.Fused && ty.Y.half() && f.Reduce == nil {
 				t.Errorf("%s: fused with a %v y and no reduction", what, ty.Y)
