@@ -209,6 +209,11 @@ func planDevice() plan.Device {
 			d.Arch = 70
 		}
 	}
+	if p.FLOPs > 0 {
+		// The tensor cores' rate, for the choice between them and the
+		// CUDA cores: the driver gives the fp32 rate alone.
+		d.Tensor = p.FLOPs * plan.TensorPerFP32(d.Arch)
+	}
 	return d
 }
 
@@ -255,8 +260,9 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 				ErrShape, out, r, l.Grid, l.Kernel.Name)
 		}
 	}
-	stageX := x.dt != F32 && !f.XNative
-	stageY := y.dt != F32 && !f.Fused
+	// The plan's conversions: a 16-bit x that its kernels read in float32,
+	// a 16-bit y that an unfused plan writes in float32.
+	stageX, stageY := f.WidenX != nil, f.RoundY != nil
 	// The scratch memory: the plan's workspace, then x widened, then y in
 	// float32, each 16-byte aligned.
 	xAt, yAt, total := align4(f.Workspace), 0, align4(f.Workspace)
@@ -290,8 +296,7 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 	if stageX {
 		var k launchArgs
 		k.mat(x).ptr(ws + cuda.Ptr(4*xAt)).int64(int64(n) * int64(in))
-		if err := launch(convertKernel(x.dt, F32), cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(in)), Y: 1, Z: 1},
-			cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &k); err != nil {
+		if err := launch(f.WidenX.Kernel.Name, dim(f.WidenX.Grid), cuda.Dim3{X: f.WidenX.Kernel.Threads, Y: 1, Z: 1}, &k); err != nil {
 			return err
 		}
 	}
@@ -332,8 +337,7 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 		}
 		var ck launchArgs
 		ck.ptr(ws + cuda.Ptr(4*yAt)).mat(y).int64(int64(n) * int64(out))
-		return launch(convertKernel(F32, y.dt), cuda.Dim3{X: plan.ConvertBlocks(int64(n) * int64(out)), Y: 1, Z: 1},
-			cuda.Dim3{X: kernels.ConvertThreads, Y: 1, Z: 1}, &ck)
+		return launch(f.RoundY.Kernel.Name, dim(f.RoundY.Grid), cuda.Dim3{X: f.RoundY.Kernel.Threads, Y: 1, Z: 1}, &ck)
 	}
 	// An NF4 W (lora_forward_small_nf4 or lora_forward_m*_nf4) adds its
 	// absmax after its codes and its block size last.

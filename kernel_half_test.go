@@ -217,10 +217,11 @@ func halfOperand(rng *rand.Rand, dt DType, n int, scale float64) ([]float32, []u
 // TestForwardHalfPlannedVariants runs Forward (r > 0) and Linear (r = 0)
 // with an F16 or BF16 W, and x and y of every dtype, on shapes on either
 // side of every tile edge of the planned kernels, each planned for four
-// devices: an H200 (tensor cores for x in W's dtype), one so large that
-// every launch splits its inner dimension, one so small that the 128×128
-// tiles fill it, and a Volta (sm_70: no mma.sync, so the CUDA-core kernels
-// with x widened first). Each result is checked against a float64
+// devices: an H200 (tensor cores for x in W's dtype where their modelled
+// time is the least, some of them padded tiles in a partial wave), one so
+// large that every launch splits its inner dimension, one so small that
+// the 128×128 tiles fill it, and a Volta (sm_70: no mma.sync, so the
+// CUDA-core kernels with x widened first). Each result is checked against a float64
 // reference built from the rounded inputs, and the test fails unless every
 // variant of every kernel was reached.
 func TestForwardHalfPlannedVariants(t *testing.T) {
@@ -254,6 +255,9 @@ func TestForwardHalfPlannedVariants(t *testing.T) {
 				f := plan.ForwardPlanOf(d, sh.n, sh.in, sh.out, sh.r, ty)
 				for _, l := range f.Launches() {
 					reached[fmt.Sprintf("%s split=%v", l.Kernel.Name, l.Split > 1)] = true
+				}
+				if f.MMA && d.Name == plan.H200.Name && f.Main.Padding() > 0.5 && f.Main.Waves(d) < 1 {
+					reached["tensor cores by modelled time"] = true
 				}
 				if xdt != F32 && !f.MMA || ydt != F32 && !f.Fused {
 					reached["lora_convert"] = true
@@ -293,6 +297,11 @@ func TestForwardHalfPlannedVariants(t *testing.T) {
 	}
 	if !reached["lora_convert"] {
 		t.Error("no shape staged x or y")
+	}
+	// The H200 takes the tensor cores wherever their modelled time is the
+	// least, past the padding and wave rules of the CUDA-core tiles.
+	if !reached["tensor cores by modelled time"] {
+		t.Error("no shape on the H200 reached the tensor cores with most of a tile padding and a partial wave")
 	}
 }
 

@@ -12,13 +12,19 @@
 // The rules, which the tests assert on every bench shape and device:
 //   - a bandwidth-bound launch has at least 2 waves of blocks, unless its
 //     inner dimension cannot be split further;
-//   - a tiled launch wastes at most half of its tile rows on padding;
-//   - the 128×128 tiled path is taken only where it fills at least one
-//     full wave;
+//   - a CUDA-core tiled launch wastes at most half of its tile rows on
+//     padding;
+//   - the 128×128 CUDA-core tiled path is taken only where it fills at
+//     least one full wave;
 //   - a bandwidth-bound kernel keeps at least the device's
 //     latency × bandwidth ÷ SMs bytes of W in flight per SM;
-//   - for an NF4 W above SmallNMax rows, the plan is the candidate of the
-//     least modelled time (Launch.Time, Forward.Time, GradXPlan.Time).
+//   - above SmallNMax rows, for an NF4 W and for x and W of one 16-bit
+//     type on a device with tensor cores, the plan is the candidate of the
+//     least modelled time (Launch.Time, Forward.Time, GradXPlan.Time):
+//     memory at the bandwidth the launch's bytes in flight sustain, FLOPs
+//     at the CUDA cores' or the tensor cores' rate, each launch's partial
+//     last wave costing a whole wave. The tensor-core tiles are bound by
+//     no wave or padding rule but this time.
 package plan
 
 import (
@@ -90,16 +96,44 @@ type Device struct {
 	FLOPs        float64 // fp32 FLOP per second, CUDA cores
 	Latency      float64 // seconds from a load's issue to its data, loaded memory system
 	Arch         int     // compute capability, major·10 + minor (80: sm_80); 0 unknown
+	// Tensor is the dense 16-bit (bf16, fp16) rate of the tensor cores
+	// with fp32 accumulation, FLOP per second: what lora_forward_mma_*
+	// runs at, on sm_80 and newer. 0: unknown, and no tensor-core plan.
+	Tensor float64
 }
 
-// The devices of the tests, and the one the emulator reports.
+// The devices of the tests, and the one the emulator reports. The tensor
+// rates are the vendor's datasheet figures for dense bf16/fp16 (the
+// datasheets print twice these, "with sparsity"): V100 SXM2 125 TFLOP/s
+// (Volta's fp16 tensor cores, which the mma kernels, sm_80 and newer, do
+// not use); A100 SXM 312; H100 SXM 989 (1,979 with sparsity); H200 SXM 989
+// (1,979 with sparsity); L4 121 (242 with sparsity).
 var (
-	V100 = Device{"V100", 80, 96 << 10, 2048, 65536, 32, 900e9, 15.7e12, 0.7e-6, 70}
-	A100 = Device{"A100", 108, 164 << 10, 2048, 65536, 32, 2.04e12, 19.5e12, 0.7e-6, 80}
-	H100 = Device{"H100", 132, 228 << 10, 2048, 65536, 32, 3.35e12, 67e12, 0.7e-6, 90}
-	H200 = Device{"H200", 132, 228 << 10, 2048, 65536, 32, 4.8e12, 67e12, 0.7e-6, 90}
-	L4   = Device{"L4", 58, 100 << 10, 1536, 65536, 24, 300e9, 30e12, 0.7e-6, 89}
+	V100 = Device{"V100", 80, 96 << 10, 2048, 65536, 32, 900e9, 15.7e12, 0.7e-6, 70, 125e12}
+	A100 = Device{"A100", 108, 164 << 10, 2048, 65536, 32, 2.04e12, 19.5e12, 0.7e-6, 80, 312e12}
+	H100 = Device{"H100", 132, 228 << 10, 2048, 65536, 32, 3.35e12, 67e12, 0.7e-6, 90, 989e12}
+	H200 = Device{"H200", 132, 228 << 10, 2048, 65536, 32, 4.8e12, 67e12, 0.7e-6, 90, 989e12}
+	L4   = Device{"L4", 58, 100 << 10, 1536, 65536, 24, 300e9, 30e12, 0.7e-6, 89, 121e12}
 )
+
+// TensorPerFP32 is the ratio of the dense 16-bit tensor-core rate to the
+// fp32 CUDA-core rate of an SM of compute capability arch, for a device
+// whose driver gives the second alone (the datasheet figures above divided
+// by SMs and boost clock): per SM and clock, 2048 FLOP against 128 on sm_80
+// (A100: 312 TFLOP/s, 108 SMs, 1.41 GHz), 4096 against 256 on sm_90 (twice
+// sm_80's tensor rate per SM and clock, twice its fp32 lanes), 1024 against
+// 256 on sm_86 and sm_89 (A10: 125 TFLOP/s, 72 SMs, 1.70 GHz; L4: 121, 58
+// SMs, 2.04 GHz). Another arch from sm_80 on gets the least of these, 4;
+// below sm_80, 0 (no tensor-core kernel).
+func TensorPerFP32(arch int) float64 {
+	switch {
+	case arch < 80:
+		return 0
+	case arch == 80, arch == 90:
+		return 16
+	}
+	return 4
+}
 
 // Devices lists the devices of the tests.
 var Devices = []Device{V100, A100, H100, H200, L4}
@@ -107,7 +141,7 @@ var Devices = []Device{V100, A100, H100, H200, L4}
 // Valid reports whether every property of d is positive.
 func (d Device) Valid() error {
 	if d.SMs <= 0 || d.SharedPerSM <= 0 || d.ThreadsPerSM <= 0 || d.RegsPerSM <= 0 ||
-		d.BlocksPerSM <= 0 || !(d.Bandwidth > 0) || !(d.FLOPs > 0) || !(d.Latency > 0) {
+		d.BlocksPerSM <= 0 || !(d.Bandwidth > 0) || !(d.FLOPs > 0) || !(d.Latency > 0) || !(d.Tensor >= 0) {
 		return fmt.Errorf("plan: device %q has a property that is not positive: %+v", d.Name, d)
 	}
 	return nil
@@ -251,6 +285,10 @@ var (
 	KM16NF4        = Kernel{"lora_forward_m16_nf4", MTileThreads, NF4M16Regs, mtileShared(16) + 64, 2 * MTileN * MTileK / 2}
 	KM32NF4        = Kernel{"lora_forward_m32_nf4", MTileThreads, NF4M32Regs, mtileShared(32) + 64, 2 * MTileN * MTileK / 2}
 	KM64NF4        = Kernel{"lora_forward_m64_nf4", MTileThreads, NF4M64Regs, mtileShared(64) + 64, MTileN * MTileK / 2}
+	// lora_convert_<src>_<dst>: a grid-stride loop that converts each
+	// element; its registers are not counted (its threads bound its
+	// occupancy here) and its bytes stream at full bandwidth.
+	KConvert = Kernel{"lora_convert", ConvertThreads, 0, 0, 0}
 )
 
 // Registers of the NF4 kernels, from ptxas (nvcc 11.8, sm_90).
@@ -340,7 +378,10 @@ type Launch struct {
 	Split    int     // splits of the inner dimension (1: none)
 	MaxSplit int     // the largest split the shape allows
 	Bytes    float64 // DRAM bytes the launch moves, at least once each
-	Flops    float64 // useful floating-point operations
+	Flops    float64 // useful floating-point operations on the CUDA cores
+	// TensorFlops is the useful floating-point operations on the tensor
+	// cores (lora_forward_mma_*'s x·Wᵀ), at the device's Tensor rate.
+	TensorFlops float64
 	// Reread is the DRAM bytes of W (and A) read again beyond Bytes: the
 	// small NF4 kernels stream [W; A] once per SmallNMax rows of x.
 	Reread float64
@@ -384,7 +425,19 @@ func (l Launch) Padding() float64 {
 // the wave count does not matter).
 func (l Launch) BandwidthBound(d Device) bool {
 	t := l.Bytes / d.Bandwidth
-	return t > l.Flops/d.FLOPs && t > 2e-6
+	return t > l.Flops/d.FLOPs+tensorTime(l.TensorFlops, d) && t > 2e-6
+}
+
+// tensorTime is flops on the tensor cores of d at their full rate: +Inf
+// where d has none.
+func tensorTime(flops float64, d Device) float64 {
+	if flops == 0 {
+		return 0
+	}
+	if !(d.Tensor > 0) {
+		return math.Inf(1)
+	}
+	return flops / d.Tensor
 }
 
 // LaunchOverhead is the modelled cost of one kernel launch on the stream.
@@ -403,8 +456,10 @@ const DequantFlops = 8
 //     law) when its kernel says what it keeps in flight;
 //   - compute: the useful FLOPs grown by the tile rows wasted on padding,
 //     plus DequantFlops per dequantized NF4 element, at the device's fp32
-//     rate times the fraction of the last wave's slots that are busy
-//     (waves / ⌈waves⌉).
+//     rate, and the tensor cores' FLOPs, grown likewise, at its Tensor
+//     rate after them; both rates times the fraction of the slots the
+//     launch keeps busy, waves / ⌈waves⌉, so that a partial last wave
+//     costs a whole one.
 func (l Launch) Time(d Device) float64 {
 	bw := d.Bandwidth
 	if l.Kernel.InFlight > 0 {
@@ -415,7 +470,8 @@ func (l Launch) Time(d Device) float64 {
 	if w := l.Waves(d); w > 0 {
 		busy = w / math.Ceil(w)
 	}
-	compute := (l.Flops/(1-l.Padding()) + DequantFlops*l.Dequant) / (d.FLOPs * busy)
+	pad := 1 - l.Padding()
+	compute := ((l.Flops/pad+DequantFlops*l.Dequant)/d.FLOPs + tensorTime(l.TensorFlops/pad, d)) / busy
 	return LaunchOverhead + max(mem, compute)
 }
 
@@ -438,6 +494,12 @@ type Forward struct {
 	Main      Launch
 	Reduce    *Launch
 	Workspace int // floats of workspace: the partial products, or T
+	// WidenX and RoundY are the lora_convert launches the caller adds
+	// around Launches (nil: none): a 16-bit x widened into float32 before,
+	// where the plan does not read x as it is (XNative false), and the
+	// float32 product rounded into a 16-bit y after, where the plan is not
+	// fused. Time counts them.
+	WidenX, RoundY *Launch
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
@@ -453,57 +515,109 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 // W's type picks the variant of each kernel (lora_forward_small_bf16, ...),
 // which reads W as it is stored, 16-byte loads widened in registers; its
 // bytes, half those of float32 for a 16-bit W, set the waves and the bytes in
-// flight that a bandwidth-bound launch needs. On sm_80 and newer (d.Arch >=
-// 80), x and W of the same 16-bit type and n large enough for 128×128 tiles
-// that fill a wave go to the tensor cores (lora_forward_mma_*, after a
-// lora_shrink of x's type); on older GPUs and for every other combination,
-// the CUDA-core kernels, which read x in float32 (the caller widens a 16-bit
-// x first) except lora_forward_small's variants for x in W's 16-bit type
-// (XNative). y's type: the fused plans round y in lora_forward_reduce of y's
-// type, which they launch for a 16-bit y even without rank or split; the
-// others (Fused false) write float32, which the caller rounds into y.
+// flight that a bandwidth-bound launch needs. The CUDA-core kernels read x
+// in float32 (the caller widens a 16-bit x first: WidenX) except
+// lora_forward_small's variants for x in W's 16-bit type (XNative). y's
+// type: the fused plans round y in lora_forward_reduce of y's type, which
+// they launch for a 16-bit y even without rank or split; the others (Fused
+// false) write float32, which the caller rounds into y (RoundY).
 //
-// An NF4 W (ty.W == NF4): x is read in float32 (the caller widens a 16-bit
-// x first) and W's bytes are half a byte an element plus 4 a block of
-// ty.Block. At n <= SmallNMax, lora_forward_small_nf4; above, the plan of
-// the least modelled time (Forward.Time) among lora_forward_small_nf4,
-// whose grid's z takes the rows of x SmallNMax at a time (W read once per
-// 16 rows of x), the fused m-tiles lora_forward_m*_nf4 and the unfused
-// 128×128 lora_forward_tiled_nf4 where the rules allow it (see
-// forwardNF4Candidates). Every NF4 kernel dequantizes W on the CUDA cores
-// into float32 tiles; none runs on tensor cores.
+// The plan is the candidate of the least modelled time (Forward.Time, the
+// first of those that tie) among ForwardCandidates:
+//   - x and W of one 16-bit type on sm_80 and newer (d.Arch >= 80, with a
+//     Tensor rate), n above SmallNMax: the fused m-tiles, the 128×128
+//     CUDA-core tiles where the rules allow them, and the tensor cores
+//     (lora_forward_mma_* on 128×128 tiles, after a lora_shrink of x's
+//     type; x read as it is), each with its wave quantisation, padding and
+//     the conversions of x and y it needs;
+//   - an NF4 W: see ForwardNF4Candidates. Every NF4 kernel dequantizes W
+//     on the CUDA cores into float32 tiles; none runs on tensor cores;
+//   - otherwise one plan by the rules: at n <= SmallNMax lora_forward_small,
+//     above it the 128×128 tiles where they fill a wave with at most half
+//     of their rows padding, and the fused m-tiles elsewhere.
 func ForwardPlanOf(d Device, n, in, out, r int, ty Types) Forward {
-	wBytes, ioBytes, flops := forwardSizes(n, in, out, r, ty)
-	shrink := func(x Elem) *Launch {
-		return &Launch{Kernel: ofType(KShrink, x), Grid: [3]int{ceilDiv(n, ShrinkRows), ceilDiv(r, ShrinkKs), 1},
-			Split: 1, MaxSplit: 1, Bytes: float64(x.Size()*n*in + 4*r*in + 4*n*r), Flops: 2 * float64(n) * float64(r) * float64(in)}
-	}
+	return bestForward(d, ForwardCandidates(d, n, in, out, r, ty))
+}
 
-	// Tensor cores: the same rule as the 128×128 CUDA-core tiles below.
-	if d.Arch >= 80 && ty.W.half() && ty.X == ty.W && n > SmallNMax {
-		k := KMMA
-		k.Name += ty.W.suffix()
-		mma := Launch{Kernel: k, Grid: [3]int{ceilDiv(n, MMATileM), ceilDiv(out, MMATileN), 1},
-			TileM: MMATileM, N: n, Split: 1, MaxSplit: 1, Bytes: wBytes + ioBytes, Flops: flops}
-		if mma.Padding() <= 0.5 && mma.Waves(d) >= 1 {
-			f := Forward{Main: mma, MMA: true, XNative: true}
-			if r > 0 {
-				f.Shrink = shrink(ty.X)
-				f.Workspace = n * r
-			}
-			return f
-		}
-	}
+// TensorCores reports whether a forward of operands of the types ty may
+// run on d's tensor cores: sm_80 and newer with a known Tensor rate, x and
+// W of one 16-bit type.
+func TensorCores(d Device, ty Types) bool {
+	return d.Arch >= 80 && d.Tensor > 0 && ty.W.half() && ty.X == ty.W
+}
 
-	// The 128×128 tiles, only where they fill a wave with little padding.
-	tiled, tiledOK := tiledForward(d, n, in, out, r, ty, wBytes, ioBytes, flops)
+// ForwardCandidates lists the plans ForwardPlanOf chooses among (see
+// there), each with its WidenX and RoundY: one plan where the rules
+// decide, the small kernel alone at n <= SmallNMax.
+func ForwardCandidates(d Device, n, in, out, r int, ty Types) []Forward {
 	if ty.W == NF4 {
-		return bestForward(d, ForwardNF4Candidates(d, n, in, out, r, ty))
+		return ForwardNF4Candidates(d, n, in, out, r, ty)
 	}
-	if tiledOK {
-		return tiled
+	wBytes, ioBytes, flops := forwardSizes(n, in, out, r, ty)
+	tiled, tiledOK := tiledForward(d, n, in, out, r, ty, wBytes, ioBytes, flops)
+	var c []Forward
+	switch {
+	case n <= SmallNMax:
+		c = []Forward{fusedForward(d, n, in, out, r, ty, true, wBytes, ioBytes, flops)}
+	case TensorCores(d, ty):
+		c = []Forward{fusedForward(d, n, in, out, r, ty, false, wBytes, ioBytes, flops)}
+		if tiledOK {
+			c = append(c, tiled)
+		}
+		c = append(c, mmaForward(n, in, out, r, ty, wBytes, ioBytes))
+	case tiledOK:
+		c = []Forward{tiled}
+	default:
+		c = []Forward{fusedForward(d, n, in, out, r, ty, false, wBytes, ioBytes, flops)}
 	}
-	return fusedForward(d, n, in, out, r, ty, n <= SmallNMax, wBytes, ioBytes, flops)
+	for i := range c {
+		c[i] = converted(c[i], n, in, out, ty)
+	}
+	return c
+}
+
+// mmaForward is the plan on the tensor cores: lora_shrink of x's type
+// writes T = s·x·Aᵀ (none at r = 0), then lora_forward_mma_* y = x·Wᵀ +
+// T·Bᵀ on 128×128 tiles, x·Wᵀ on the tensor cores and the rank term on the
+// CUDA cores, y in float32.
+func mmaForward(n, in, out, r int, ty Types, wBytes, ioBytes float64) Forward {
+	k := KMMA
+	k.Name += ty.W.suffix()
+	f := Forward{MMA: true, XNative: true, Main: Launch{Kernel: k,
+		Grid: [3]int{ceilDiv(n, MMATileM), ceilDiv(out, MMATileN), 1}, TileM: MMATileM, N: n, Split: 1, MaxSplit: 1,
+		Bytes: wBytes + ioBytes, Flops: 2 * float64(n) * float64(out) * float64(r),
+		TensorFlops: 2 * float64(n) * float64(out) * float64(in)}}
+	if r > 0 {
+		f.Shrink = shrinkLaunch(n, in, r, ty.X)
+		f.Workspace = n * r
+	}
+	return f
+}
+
+// shrinkLaunch is lora_shrink of x's type: T = s·x·Aᵀ, n×r.
+func shrinkLaunch(n, in, r int, x Elem) *Launch {
+	return &Launch{Kernel: ofType(KShrink, x), Grid: [3]int{ceilDiv(n, ShrinkRows), ceilDiv(r, ShrinkKs), 1},
+		Split: 1, MaxSplit: 1, Bytes: float64(x.Size()*n*in + 4*r*in + 4*n*r), Flops: 2 * float64(n) * float64(r) * float64(in)}
+}
+
+// converted returns f with the conversions its caller launches: x widened
+// into float32 where f reads float32 and x is 16-bit, the float32 product
+// rounded into y where f is not fused and y is 16-bit.
+func converted(f Forward, n, in, out int, ty Types) Forward {
+	f.WidenX, f.RoundY = nil, nil
+	conv := func(src, dst Elem, count int) *Launch {
+		k := KConvert
+		k.Name += "_" + src.String() + "_" + dst.String()
+		return &Launch{Kernel: k, Grid: [3]int{ConvertBlocks(int64(count)), 1, 1}, Split: 1, MaxSplit: 1,
+			Bytes: float64((src.Size() + dst.Size()) * count)}
+	}
+	if ty.X.half() && !f.XNative {
+		f.WidenX = conv(ty.X, F32, n*in)
+	}
+	if ty.Y.half() && !f.Fused {
+		f.RoundY = conv(F32, ty.Y, n*out)
+	}
+	return f
 }
 
 // tiledForward is the unfused plan on the 128×128 tiles, lora_shrink then
@@ -521,8 +635,7 @@ func tiledForward(d Device, n, in, out, r int, ty Types, wBytes, ioBytes, flops 
 	}
 	f := Forward{Main: tiled}
 	if r > 0 {
-		f.Shrink = &Launch{Kernel: KShrink, Grid: [3]int{ceilDiv(n, ShrinkRows), ceilDiv(r, ShrinkKs), 1},
-			Split: 1, MaxSplit: 1, Bytes: float64(4*n*in + 4*r*in + 4*n*r), Flops: 2 * float64(n) * float64(r) * float64(in)}
+		f.Shrink = shrinkLaunch(n, in, r, F32)
 		f.Workspace = n * r
 	}
 	return f, n > SmallNMax && tiled.Padding() <= 0.5 && tiled.Waves(d) >= 1
@@ -549,12 +662,14 @@ func forwardSizes(n, in, out, r int, ty Types) (wBytes, ioBytes, flops float64) 
 func ForwardNF4Candidates(d Device, n, in, out, r int, ty Types) []Forward {
 	wBytes, ioBytes, flops := forwardSizes(n, in, out, r, ty)
 	c := []Forward{fusedForward(d, n, in, out, r, ty, true, wBytes, ioBytes, flops)}
-	if n <= SmallNMax {
-		return c
+	if n > SmallNMax {
+		c = append(c, fusedForward(d, n, in, out, r, ty, false, wBytes, ioBytes, flops))
+		if t, ok := tiledForward(d, n, in, out, r, ty, wBytes, ioBytes, flops); ok {
+			c = append(c, t)
+		}
 	}
-	c = append(c, fusedForward(d, n, in, out, r, ty, false, wBytes, ioBytes, flops))
-	if t, ok := tiledForward(d, n, in, out, r, ty, wBytes, ioBytes, flops); ok {
-		c = append(c, t)
+	for i := range c {
+		c[i] = converted(c[i], n, in, out, ty)
 	}
 	return c
 }
@@ -571,13 +686,19 @@ func bestForward(d Device, c []Forward) Forward {
 	return best
 }
 
-// Time is the modelled time of f on d: the Time of each launch, plus the
-// partial products a fused plan's main kernel writes to its workspace
-// (lora_forward_reduce's Bytes count their reading).
+// Time is the modelled time of f on d: the Time of each launch and of its
+// conversions (WidenX, RoundY), plus the partial products a fused plan's
+// main kernel writes to its workspace (lora_forward_reduce's Bytes count
+// their reading).
 func (f Forward) Time(d Device) float64 {
 	var t float64
 	for _, l := range f.Launches() {
 		t += l.Time(d)
+	}
+	for _, l := range []*Launch{f.WidenX, f.RoundY} {
+		if l != nil {
+			t += l.Time(d)
+		}
 	}
 	if f.Fused {
 		t += 4 * float64(f.Workspace) / d.Bandwidth
@@ -650,11 +771,13 @@ func fusedForward(d Device, n, in, out, r int, ty Types, small bool, wBytes, ioB
 	split := min(main.MaxSplit, max(1, ceilDiv(want, base)))
 	if !main.BandwidthBound(d) {
 		// Compute-bound: the split that minimizes the modelled time, the
-		// FLOPs at the fraction of the GPU the blocks occupy plus the
+		// FLOPs at the fraction of the slots the blocks keep busy (a
+		// partial last wave costs a whole one, as in Launch.Time) plus the
 		// partial products written and read back.
 		best := math.Inf(1)
 		for s := 1; s <= split; s++ {
-			busy := min(1, float64(s*base)/float64(slots))
+			w := float64(s*base) / float64(slots)
+			busy := w / math.Ceil(w)
 			ws := 0.0
 			if s > 1 || r > 0 {
 				ws = 8 * float64(s) * float64(n) * float64(out+r)

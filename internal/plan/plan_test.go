@@ -57,28 +57,28 @@ func checkLaunch(t *testing.T, d Device, what string, l Launch, wantInFlight boo
 	}
 	if !l.BandwidthBound(d) && l.MaxSplit > 1 && l.Kernel.Name != KRed.Name {
 		// A compute-bound launch fills at least one wave, unless one more
-		// split would write and read back partial products for longer than
-		// the FLOPs of the idle SMs take.
+		// split would put blocks past that wave (a partial second wave
+		// costs a whole one) or write and read back partial products for
+		// longer than the FLOPs of the idle SMs take.
 		rows := l.Grid[1] * MTileN // the rows of [W; A] the tiles cover
 		if strings.HasPrefix(l.Kernel.Name, KSmall.Name) {
 			rows = l.Grid[0] * SmallRowsPerBlock // lora_forward_small*: the split along y
 		}
 		more := 8 * float64(l.Split+1) * float64(l.N) * float64(rows) / d.Bandwidth
 		idle := l.Flops / d.FLOPs * (1/min(1, l.Waves(d)) - 1)
-		if w := l.Waves(d); w < 1 && l.Split < l.MaxSplit && more < idle {
+		next := l.Waves(d) * float64(l.Split+1) / float64(l.Split)
+		if w := l.Waves(d); w < 1 && l.Split < l.MaxSplit && next <= 1 && more < idle {
 			t.Errorf("%s: compute-bound %s has %.2f waves (%d blocks, split %d of at most %d)",
 				what, l.Kernel.Name, w, l.Blocks(), l.Split, l.MaxSplit)
 		}
 	}
-	if p := l.Padding(); p > 0.5 {
+	// The tensor-core tiles answer to the modelled time alone, padding and
+	// partial waves included (TestMMAPlanIsCheapest).
+	mma := strings.HasPrefix(l.Kernel.Name, KMMA.Name)
+	if p := l.Padding(); p > 0.5 && !mma {
 		t.Errorf("%s: %s wastes %.0f%% of its tile rows", what, l.Kernel.Name, 100*p)
 	}
-	if l.Kernel.Name == KTiled.Name || l.Kernel.Name == KGradXTiled.Name {
-		if w := l.Waves(d); w < 1 && l.Kernel.Name == KTiled.Name {
-			t.Errorf("%s: the 128×128 path has %.2f waves", what, w)
-		}
-	}
-	if strings.HasPrefix(l.Kernel.Name, KMMA.Name) || strings.HasPrefix(l.Kernel.Name, KTiled.Name) {
+	if strings.HasPrefix(l.Kernel.Name, KTiled.Name) {
 		if w := l.Waves(d); w < 1 {
 			t.Errorf("%s: the 128×128 %s has %.2f waves", what, l.Kernel.Name, w)
 		}
@@ -169,6 +169,14 @@ func checkForwardPlan(t *testing.T, d Device, s [4]int, ty Types) {
 			}
 			if f.MMA && (f.Fused || f.Reduce != nil || (r > 0) != (f.Shrink != nil) || f.Workspace != n*r) {
 				t.Errorf("%s: tensor cores with fused %v, reduce %v, shrink %v, workspace %d", what, f.Fused, f.Reduce, f.Shrink, f.Workspace)
+			}
+			// The conversions the caller launches: a 16-bit x the kernels
+			// read in float32, a 16-bit y an unfused plan writes in float32.
+			if (f.WidenX != nil) != (ty.X.half() && !f.XNative) || f.WidenX != nil && f.WidenX.Kernel.Name != "lora_convert_"+ty.X.String()+"_f32" {
+				t.Errorf("%s: x widened by %v", what, f.WidenX)
+			}
+			if (f.RoundY != nil) != (ty.Y.half() && !f.Fused) || f.RoundY != nil && f.RoundY.Kernel.Name != "lora_convert_f32_"+ty.Y.String() {
+				t.Errorf("%s: y rounded by %v", what, f.RoundY)
 			}
 			// A 16-bit y is rounded by a reduction wherever the plan is fused.
 			if f.Fused && ty.Y.half() && f.Reduce == nil {
@@ -327,8 +335,9 @@ var update = flag.Bool("update", false, "rewrite "+planTable+" from the planner"
 // shape: before (the geometry the backend used before the planner) and
 // after, and after for a BF16 W under float32 x and y ("bf16 W"), for W, x
 // and y all BF16 ("bf16"; F16 plans the same launches) and for an NF4 W in
-// blocks of 64 under float32 x and y ("nf4 W", with the plan's modelled
-// time). It compares the text with docs/plan/h200.txt, which -update rewrites.
+// blocks of 64 under float32 x and y ("nf4 W"), these two with the plan's
+// modelled time. It compares the text with docs/plan/h200.txt, which
+// -update rewrites.
 func TestPlanTable(t *testing.T) {
 	got := planText(H200)
 	if *update {
@@ -365,8 +374,9 @@ func TestPlanTable(t *testing.T) {
 func planText(d Device) string {
 	var b strings.Builder
 	b.WriteString(`# Launch plans for an H200 at every bench shape, before (the fixed launch code) and after (internal/plan),
-# and after for a BF16 W under float32 x and y (bf16 W), for W, x and y BF16 (bf16; F16 plans the same launches)
-# and for an NF4 W in blocks of 64 under float32 x and y (nf4 W, with its modelled time).
+# and after for a BF16 W under float32 x and y (bf16 W), for W, x and y BF16 (bf16; F16 plans the same launches;
+# with its modelled time, the conversions of x and y included) and for an NF4 W in blocks of 64 under float32 x
+# and y (nf4 W, with its modelled time).
 # Made by: go test -run TestPlanTable ./internal/plan -update   (blocks, waves, KB of W in flight per SM, tile padding)
 `)
 	fmt.Fprintf(&b, "%s: %d SMs, target %.1f KB in flight per SM\n", d.Name, d.SMs, d.InFlightTarget()/1024)
@@ -374,11 +384,12 @@ func planText(d Device) string {
 		for _, r := range []int{8, 16, 64} {
 			for _, n := range []int{1, 2, 4, 8, 16, 17, 32, 64, 128, 256, 512, 4096} {
 				nf4 := ForwardPlanOf(d, n, io[0], io[1], r, Types{W: NF4})
-				fmt.Fprintf(&b, "in=%d out=%d r=%d n=%d\n    before: %s\n    after:  %s\n    bf16 W: %s\n    bf16:   %s\n    nf4 W:  %s = %.1f µs\n",
+				bf16 := ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16, X: BF16, Y: BF16})
+				fmt.Fprintf(&b, "in=%d out=%d r=%d n=%d\n    before: %s\n    after:  %s\n    bf16 W: %s\n    bf16:   %s = %.1f µs\n    nf4 W:  %s = %.1f µs\n",
 					io[0], io[1], r, n,
 					row(d, legacyForward(n, io[0], io[1], r)), row(d, ForwardPlan(d, n, io[0], io[1], r).Launches()),
 					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16}).Launches()),
-					row(d, ForwardPlanOf(d, n, io[0], io[1], r, Types{W: BF16, X: BF16, Y: BF16}).Launches()),
+					row(d, bf16.Launches()), 1e6*bf16.Time(d),
 					row(d, nf4.Launches()), 1e6*nf4.Time(d))
 			}
 		}
@@ -388,7 +399,7 @@ func planText(d Device) string {
 
 // TestLaunchTime pins the model of Launch.Time on hand-computed launches.
 func TestLaunchTime(t *testing.T) {
-	d := Device{"model", 10, 100 << 10, 2048, 65536, 32, 1e12, 1e13, 1e-6, 80}
+	d := Device{"model", 10, 100 << 10, 2048, 65536, 32, 1e12, 1e13, 1e-6, 80, 1e14}
 	// 256 threads, 64 registers: 4 blocks an SM, 40 slots. 60 blocks are 1.5
 	// waves, so half the slots of the second are idle: busy 0.75.
 	k := Kernel{"k", 256, 64, 0, 0}
@@ -410,6 +421,43 @@ func TestLaunchTime(t *testing.T) {
 	mem := Launch{Kernel: k, Grid: [3]int{80, 1, 1}, Bytes: 1e8, Reread: 1e8, Flops: 1e6}
 	if got, want := mem.Time(d), LaunchOverhead+2e8/(0.4e12); math.Abs(got-want) > 1e-12 {
 		t.Errorf("bandwidth-bound Time = %g, want %g", got, want)
+	}
+	// Tensor cores: lora_forward_mma_* holds 2 blocks an SM (126 registers
+	// × 256 threads; 40960 B of shared memory), 20 slots: 30 blocks are 1.5
+	// waves, busy 0.75. Tiles of 128 rows over n = 192: padding 0.25. The
+	// rank term's 3e8 FLOPs on the CUDA cores, then 3e10 on the tensor
+	// cores: (3e8/0.75/1e13 + 3e10/0.75/1e14) / 0.75 = 586.67 µs. Memory:
+	// 2 × 16 KB in flight an SM, 32.8 % of the target: 305 µs, less.
+	tc := Launch{Kernel: KMMA, Grid: [3]int{2, 15, 1}, TileM: 128, N: 192, Bytes: 1e8, Flops: 3e8, TensorFlops: 3e10}
+	if got, want := tc.Time(d), LaunchOverhead+(4e-5+4e-4)/0.75; math.Abs(got-want) > 1e-12 {
+		t.Errorf("tensor-core Time = %g, want %g", got, want)
+	}
+	if tc.BandwidthBound(d) {
+		t.Error("the tensor-core launch is modelled bandwidth-bound")
+	}
+	// Without a tensor rate the tensor cores' FLOPs never finish.
+	if d.Tensor = 0; !math.IsInf(tc.Time(d), 1) {
+		t.Errorf("tensor-core Time without tensor cores = %g", tc.Time(d))
+	}
+}
+
+// TestMMAPlanTime pins the modelled time of the tensor-core launch the
+// H100 plans for bf16 x, W and y at n = 1024, in = out = 4096, r = 16: 8 ×
+// 32 = 256 blocks of 264 slots (2 an SM), busy 256/264; 2·1024·4096·16
+// FLOPs of rank term at 67 TFLOP/s (2.00 µs) and 2·1024·4096·4096 at 989
+// (34.74 µs), over 256/264: 37.89 µs, above the 50.6 MB at 3.35 TB/s
+// (15.1 µs, 32 KB in flight an SM against a target of 17.3 KB); with the
+// launch, 40.9 µs.
+func TestMMAPlanTime(t *testing.T) {
+	f := ForwardPlanOf(H100, 1024, 4096, 4096, 16, Types{W: BF16, X: BF16, Y: BF16})
+	m := f.Main
+	if !f.MMA || m.Blocks() != 256 || m.Flops != 2*1024*4096*16 || m.TensorFlops != 2*1024*4096*4096 ||
+		m.Bytes != 2*4096*4096+4*16*4096+2*1024*4096*2 {
+		t.Fatalf("%s on %v: %g + %g FLOPs, %g bytes", m.Kernel.Name, m.Grid, m.Flops, m.TensorFlops, m.Bytes)
+	}
+	want := LaunchOverhead + (2*1024*4096*16/67e12+2*1024*4096*4096/989e12)*264/256
+	if got := m.Time(H100); math.Abs(got-want) > 1e-12 || math.Abs(want-40.9e-6) > 0.05e-6 {
+		t.Errorf("Time = %g, want %g", got, want)
 	}
 }
 
@@ -568,6 +616,104 @@ func TestSplitGridDimension(t *testing.T) {
 				m.Grid != [3]int{ceilDiv(in, GradXSmallCols), m.Split, ceilDiv(n, SmallNMax)} {
 				t.Errorf("%s %v: %s split %d on grid %v", d.Name, s, m.Kernel.Name, m.Split, m.Grid)
 			}
+		}
+	}
+}
+
+// TestMMAPlanIsCheapest: where the tensor cores may run (sm_80 and newer,
+// x and W of one 16-bit type), at every n from 1 to 4096 and every bench
+// dimension and rank, the forward is a candidate of the least modelled
+// time; above SmallNMax rows the candidates hold the 128×128 tensor-core
+// tiles and the fused m-tiles, and the plan is on tensor cores wherever
+// their time is below every other candidate's. At n <= SmallNMax the small
+// kernel is the only candidate; elsewhere (older GPUs, a float32 x) no
+// candidate is on tensor cores. The choice is not a constant: at
+// in = out = 4096, r = 16 the H100 and H200 take the m-tiles at n = 17 and
+// the tensor cores at n = 128 and 1024, where 128×128 tiles fill no wave.
+func TestMMAPlanIsCheapest(t *testing.T) {
+	dims := [][2]int{{1024, 1024}, {4096, 4096}, {4096, 512}, {4096, 1024}, {14336, 4096}}
+	for _, d := range Devices {
+		for _, ty := range []Types{{W: BF16, X: BF16, Y: BF16}, {W: F16, X: F16}, {W: BF16}} {
+			eligible := d.Arch >= 80 && ty.X == ty.W
+			if TensorCores(d, ty) != eligible {
+				t.Fatalf("%s %v: TensorCores %v", d.Name, ty, !eligible)
+			}
+			for _, io := range dims {
+				for _, r := range []int{0, 16, 64} {
+					in, out := io[0], io[1]
+					for n := 1; n <= 4096; n++ {
+						checkCheapest(t, d, n, in, out, r, ty, eligible)
+					}
+				}
+			}
+		}
+	}
+	for _, d := range []Device{H100, H200} {
+		ty := Types{W: BF16, X: BF16, Y: BF16}
+		for n, mma := range map[int]bool{17: false, 32: false, 128: true, 1024: true, 4096: true} {
+			if f := ForwardPlanOf(d, n, 4096, 4096, 16, ty); f.MMA != mma {
+				t.Errorf("%s n=%d in=out=4096 r=16: on tensor cores %v, want %v (%s)", d.Name, n, f.MMA, mma, f.Main.Kernel.Name)
+			}
+		}
+	}
+}
+
+// checkCheapest asserts TestMMAPlanIsCheapest's rules on one forward.
+func checkCheapest(t *testing.T, d Device, n, in, out, r int, ty Types, eligible bool) {
+	t.Helper()
+	what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d W=%v x=%v y=%v", d.Name, n, in, out, r, ty.W, ty.X, ty.Y)
+	f := ForwardPlanOf(d, n, in, out, r, ty)
+	c := ForwardCandidates(d, n, in, out, r, ty)
+	least, other := math.Inf(1), math.Inf(1)
+	var mma *Forward
+	fused := false
+	for i, g := range c {
+		least = min(least, g.Time(d))
+		if g.MMA {
+			if mma != nil {
+				t.Fatalf("%s: two tensor-core candidates", what)
+			}
+			mma = &c[i]
+		} else {
+			other = min(other, g.Time(d))
+		}
+		fused = fused || g.Fused && g.Main.TileM > 0
+	}
+	if f.Time(d) != least {
+		t.Fatalf("%s: the plan on %s takes %.4g s, the cheapest candidate %.4g s", what, f.Main.Kernel.Name, f.Time(d), least)
+	}
+	if n <= SmallNMax || !eligible {
+		if mma != nil || f.MMA || n <= SmallNMax && len(c) != 1 {
+			t.Fatalf("%s: %d candidates, tensor cores %v", what, len(c), f.MMA)
+		}
+		return
+	}
+	if mma == nil || !fused {
+		t.Fatalf("%s: candidates without the tensor cores (%v) or the m-tiles (%v)", what, mma != nil, fused)
+	}
+	if g := [3]int{ceilDiv(n, MMATileM), ceilDiv(out, MMATileN), 1}; mma.Main.Grid != g ||
+		mma.Main.TensorFlops != 2*float64(n)*float64(out)*float64(in) {
+		t.Fatalf("%s: tensor-core candidate on grid %v with %g FLOPs", what, mma.Main.Grid, mma.Main.TensorFlops)
+	}
+	if mma.Time(d) < other && !f.MMA {
+		t.Fatalf("%s: the tensor cores take %.4g s, the plan on %s %.4g s", what, mma.Time(d), f.Main.Kernel.Name, f.Time(d))
+	}
+}
+
+// TestTensorRates: the tensor-core rate of every device of the table from
+// sm_80 on is within 10 % of its fp32 rate times TensorPerFP32, the ratio a
+// device the driver describes gets; older devices get no ratio.
+func TestTensorRates(t *testing.T) {
+	for _, d := range Devices {
+		k := TensorPerFP32(d.Arch)
+		if d.Arch < 80 {
+			if k != 0 {
+				t.Errorf("%s (sm_%d): tensor-core ratio %g", d.Name, d.Arch, k)
+			}
+			continue
+		}
+		if got := d.FLOPs * k; math.Abs(got-d.Tensor) > 0.1*d.Tensor {
+			t.Errorf("%s: %.0f TFLOP/s fp32 × %g = %.0f TFLOP/s, the table's tensor rate %.0f", d.Name, d.FLOPs/1e12, k, got/1e12, d.Tensor/1e12)
 		}
 	}
 }
