@@ -15,7 +15,8 @@
 //	                against its live allocations and turns a stray one into a
 //	                device fault, as a GPU would. Its mma.sync sums as
 //	                the tensor cores were measured to (truncating toward
-//	                zero), not exactly, unless LORA_EMU_MMA=exact.
+//	                zero), not exactly, unless LORA_EMU_MMA=exact; its
+//	                ldmatrix faults on an address outside shared memory.
 //	default         none.go: no GPU backend. The functions exist, so that the
 //	                package documents itself and compiles; each one that would
 //	                use a device returns an error saying to build with -tags

@@ -495,21 +495,55 @@ func TestEmuLdmatrix(t *testing.T) {
 	for l := range off {
 		off[l] = int32((7*l+3)%32*16 + 8*(l%2))
 	}
-	pr := devBuf(t, make([]uint32, 32*4))
-	var a Args
-	a.Ptr(devBuf(t, m)).Ptr(devBuf(t, off)).Ptr(pr)
-	launchTest(t, "emutest_ldmatrix", 32, &a)
-	got := make([]uint32, 32*4)
-	readBuf(t, got, pr)
-	for l := range 32 {
-		for j := range 4 {
-			row := off[8*j+l/4] // the row l/4 of matrix j
-			c := int32(2 * (l % 4))
-			want := uint32(m[row+c]) | uint32(m[row+c+1])<<16
-			if got[4*l+j] != want {
-				t.Errorf("lane %d register %d = %#08x, want %#08x", l, j, got[4*l+j], want)
+	// The kernel stages m in static shared memory, then in dynamic shared
+	// memory.
+	for _, dyn := range []int{0, 1} {
+		pr := devBuf(t, make([]uint32, 32*4))
+		var a Args
+		a.Ptr(devBuf(t, m)).Ptr(devBuf(t, off)).Ptr(pr).Int(dyn)
+		mu.Lock()
+		err := emuLaunch("emutest_ldmatrix", Dim3{X: 1, Y: 1, Z: 1}, Dim3{X: 32, Y: 1, Z: 1}, dyn*len(m)*2, &a)
+		mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]uint32, 32*4)
+		readBuf(t, got, pr)
+		for l := range 32 {
+			for j := range 4 {
+				row := off[8*j+l/4] // the row l/4 of matrix j
+				c := int32(2 * (l % 4))
+				want := uint32(m[row+c]) | uint32(m[row+c+1])<<16
+				if got[4*l+j] != want {
+					t.Errorf("dynamic shared %v: lane %d register %d = %#08x, want %#08x", dyn == 1, l, j, got[4*l+j], want)
+				}
 			}
 		}
+	}
+}
+
+// TestEmuLdmatrixGlobal checks, in a child process (a fault is for the life
+// of the process), that an ldmatrix whose row addresses lie in global
+// memory (device memory from Alloc, 16-byte aligned) is a fault: the
+// instruction reads shared memory only.
+func TestEmuLdmatrixGlobal(t *testing.T) {
+	if os.Getenv("LORA_TEST_LDMATRIX_FAULT") == "" {
+		reftest.RunChild(t, "LORA_TEST_LDMATRIX_FAULT=1")
+		return
+	}
+	m := devBuf(t, make([]uint16, 32*8))
+	if m%16 != 0 {
+		t.Fatalf("Alloc gave %#x, not 16-byte aligned", uint64(m))
+	}
+	pr := devBuf(t, make([]uint32, 32*4))
+	var a Args
+	a.Ptr(m).Ptr(pr)
+	launchTest(t, "emutest_ldmatrix_global", 32, &a)
+	err := Sync()
+	want := "ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane 0 gives the row address " +
+		fmt.Sprintf("%#x", uint64(m)) + ", which is not in the block's shared memory"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("an ldmatrix from global memory: %v, want a fault %q", err, want)
 	}
 }
 

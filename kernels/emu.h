@@ -617,6 +617,9 @@ struct Job {
 
 extern "C" char __start_lora_emu_shared[] __attribute__((weak));
 extern "C" char __stop_lora_emu_shared[] __attribute__((weak));
+// The program's zero-initialised static storage (.bss), from the linker.
+extern "C" char __bss_start[] __attribute__((weak));
+extern "C" char _end[] __attribute__((weak));
 
 inline unsigned char* g_dynamic_shared = nullptr;
 inline void* dynamic_shared() { return g_dynamic_shared; }
@@ -1037,6 +1040,24 @@ struct Worker {
     *g = groups[w][--ngroups[w]];
   }
 
+  // in_shared tells whether [a, a+bytes) lies in the shared memory of the
+  // running block: the section of the static __shared__ arrays (that of
+  // every kernel: blocks never overlap), the launch's dynamic shared memory,
+  // or the program's zero-initialised static storage, [__bss_start, _end),
+  // where g++ (12 and older) puts the __shared__ arrays of function
+  // templates, whose section attribute it drops. Device memory (the heap)
+  // and the threads' stacks lie outside all three; a __device__ or
+  // __constant__ variable of static storage is not told apart from shared
+  // memory.
+  bool in_shared(unsigned long long a, unsigned long long bytes) const {
+    auto within = [a, bytes](const void* from, const void* to) {
+      uintptr_t lo = reinterpret_cast<uintptr_t>(from), hi = reinterpret_cast<uintptr_t>(to);
+      return lo != 0 && hi > lo && a >= lo && a <= hi && bytes <= hi - a;
+    };
+    return within(__start_lora_emu_shared, __stop_lora_emu_shared) || within(dyn, dyn + job->shmem) ||
+           within(__bss_start, _end);
+  }
+
   // mma_m16n8k16 computes D = A·B + C for the 32 lanes of a warp, each of
   // which posted its fragments (a0..a3, b0..b1, c0..c3) in frag, and writes
   // each lane's d0..d3 to dfrag. The fragment layouts are those the PTX ISA
@@ -1100,14 +1121,21 @@ struct Worker {
     }
     if (g.op == kLdmatrix) {
       // Row i of matrix j starts at the address of lane 8j + i, which must be
-      // 16-byte aligned; lane l receives the rows l/4 of the four matrices.
-      for (unsigned l = 0; l < 32; ++l)
-        if (unsigned long long a = lanes[l]->val.load(std::memory_order_relaxed); a % 16 != 0) {
-          char b[160];
-          snprintf(b, sizeof b, "%s: lane %u gives the row address %#llx, which is not 16-byte aligned",
-                   op_name(kLdmatrix), l, a);
+      // 16-byte aligned, its 16 bytes in the block's shared memory (.shared:
+      // another address is undefined in PTX); lane l receives the rows l/4
+      // of the four matrices.
+      for (unsigned l = 0; l < 32; ++l) {
+        unsigned long long a = lanes[l]->val.load(std::memory_order_relaxed);
+        const char* why = a % 16 != 0 ? "is not 16-byte aligned"
+                          : !in_shared(a, 16) ? "is not in the block's shared memory (its 16 bytes lie outside "
+                                                "every __shared__ array and the launch's dynamic shared memory)"
+                                              : nullptr;
+        if (why != nullptr) {
+          char b[320];
+          snprintf(b, sizeof b, "%s: lane %u gives the row address %#llx, which %s", op_name(kLdmatrix), l, a, why);
           return fail(w * 32 + l, b);
         }
+      }
       for (unsigned l = 0; l < 32; ++l) {
         for (unsigned j = 0; j < 4; ++j)
           lanes[l]->rows[j] = lanes[8 * j + l / 4]->val.load(std::memory_order_relaxed);
@@ -1274,7 +1302,8 @@ inline void mma_m16n8k16(bool bf16, float* d, const uint32_t* a, const uint32_t*
 // ldmatrix_x4 is the calling lane's part of a warp's
 // ldmatrix.sync.aligned.m8n8.x4.shared.b16 (PTX ISA, "ldmatrix"): four 8 x 8
 // matrices of 16-bit elements, row i of matrix j at the address lane 8j + i
-// gives (16 bytes, 16-byte aligned); lane l receives in r[j] the elements
+// gives (16 bytes, 16-byte aligned, in the block's shared memory: an
+// address that is not is a fault); lane l receives in r[j] the elements
 // 2·(l % 4) and 2·(l % 4) + 1 of row l / 4 of matrix j, the first in the low
 // half. Every lane of the warp must take part. The addresses are exchanged
 // by the collective; each lane then reads its own elements, so that the
