@@ -522,28 +522,51 @@ func TestEmuLdmatrix(t *testing.T) {
 	}
 }
 
-// TestEmuLdmatrixGlobal checks, in a child process (a fault is for the life
-// of the process), that an ldmatrix whose row addresses lie in global
-// memory (device memory from Alloc, 16-byte aligned) is a fault: the
-// instruction reads shared memory only.
-func TestEmuLdmatrixGlobal(t *testing.T) {
-	if os.Getenv("LORA_TEST_LDMATRIX_FAULT") == "" {
-		reftest.RunChild(t, "LORA_TEST_LDMATRIX_FAULT=1")
-		return
+// TestEmuLdmatrixOutsideShared checks, each in a child process (a fault is
+// for the life of the process), that an ldmatrix whose row lies outside
+// the block's shared memory is a fault, the instruction reading shared
+// memory only: rows in global memory (device memory from Alloc, 16-byte
+// aligned), and a row whose last bytes pass the end of the launch's dynamic
+// shared memory (1016 bytes of it: lane 31's row of emutest_ldmatrix, at
+// element 504, starts inside it, at byte 1008, and ends at byte 1024).
+func TestEmuLdmatrixOutsideShared(t *testing.T) {
+	switch os.Getenv("LORA_TEST_LDMATRIX_FAULT") {
+	case "":
+		reftest.RunChild(t, "LORA_TEST_LDMATRIX_FAULT=global")
+		reftest.RunChild(t, "LORA_TEST_LDMATRIX_FAULT=dynamic")
+	case "global":
+		m := devBuf(t, make([]uint16, 32*8))
+		if m%16 != 0 {
+			t.Fatalf("Alloc gave %#x, not 16-byte aligned", uint64(m))
+		}
+		var a Args
+		a.Ptr(m).Ptr(devBuf(t, make([]uint32, 32*4)))
+		launchTest(t, "emutest_ldmatrix_global", 32, &a)
+		wantLdmatrixFault(t, fmt.Sprintf("lane 0 gives the row address %#x, which is not in the block's shared memory", uint64(m)))
+	case "dynamic":
+		off := make([]int32, 32)
+		off[31] = 31*16 + 8
+		var a Args
+		a.Ptr(devBuf(t, make([]uint16, 32*16))).Ptr(devBuf(t, off)).Ptr(devBuf(t, make([]uint32, 32*4))).Int(1)
+		mu.Lock()
+		err := emuLaunch("emutest_ldmatrix", Dim3{X: 1, Y: 1, Z: 1}, Dim3{X: 32, Y: 1, Z: 1}, 32*16*2-8, &a)
+		mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantLdmatrixFault(t, "lane 31 gives the row address")
 	}
-	m := devBuf(t, make([]uint16, 32*8))
-	if m%16 != 0 {
-		t.Fatalf("Alloc gave %#x, not 16-byte aligned", uint64(m))
-	}
-	pr := devBuf(t, make([]uint32, 32*4))
-	var a Args
-	a.Ptr(m).Ptr(pr)
-	launchTest(t, "emutest_ldmatrix_global", 32, &a)
+}
+
+// wantLdmatrixFault waits for the queued launches and fails t unless they
+// faulted in an ldmatrix with a message that holds want and says the row
+// is not in shared memory.
+func wantLdmatrixFault(t *testing.T, want string) {
+	t.Helper()
 	err := Sync()
-	want := "ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane 0 gives the row address " +
-		fmt.Sprintf("%#x", uint64(m)) + ", which is not in the block's shared memory"
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("an ldmatrix from global memory: %v, want a fault %q", err, want)
+	if err == nil || !strings.Contains(err.Error(), "ldmatrix.sync.aligned.m8n8.x4.shared.b16: "+want) ||
+		!strings.Contains(err.Error(), "which is not in the block's shared memory") {
+		t.Fatalf("an ldmatrix outside shared memory: %v, want a fault with %q", err, want)
 	}
 }
 
