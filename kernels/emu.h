@@ -575,9 +575,10 @@ inline float mma_group_truncate(const double* t, int n) {
     for (int i = special ? 0 : 1; i < n; ++i) s += t[i];
     return static_cast<float>(s);
   }
-  // The unit of the last kept bit. Scaling by a power of 2 is exact, each
-  // aligned term is an integer below 2^25 in magnitude, their sum below
-  // 2^29: exact in double, and so is s·u.
+  // 2^shift is the unit of the last kept bit. Scaling by a power of 2 is
+  // exact, each aligned term is an integer below 2^24 in magnitude (a term
+  // at exponent E, having at most 24 significant bits, loses none), their
+  // sum below 2^28: exact in double, and so is its scaling back.
   const int shift = emax - (kMmaAlignBits - 1);
   double s = 0;
   for (int i = 0; i < n; ++i) s += std::trunc(std::ldexp(t[i], -shift));
@@ -1046,9 +1047,9 @@ struct Worker {
   // or the program's zero-initialised static storage, [__bss_start, _end),
   // where g++ (12 and older) puts the __shared__ arrays of function
   // templates, whose section attribute it drops. Device memory (the heap)
-  // and the threads' stacks lie outside all three; a __device__ or
-  // __constant__ variable of static storage is not told apart from shared
-  // memory.
+  // and the threads' stacks lie outside all three; a zero-initialised
+  // __device__ or __constant__ variable (or any other zero-initialised
+  // static of the program) is not told apart from shared memory.
   bool in_shared(unsigned long long a, unsigned long long bytes) const {
     auto within = [a, bytes](const void* from, const void* to) {
       uintptr_t lo = reinterpret_cast<uintptr_t>(from), hi = reinterpret_cast<uintptr_t>(to);
