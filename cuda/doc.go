@@ -13,7 +13,10 @@
 //	                memory. The emulator checks every device address it is
 //	                given (copies, memsets, a launch's pointer arguments)
 //	                against its live allocations and turns a stray one into a
-//	                device fault, as a GPU would.
+//	                device fault, as a GPU would. Its mma.sync sums as
+//	                the tensor cores were measured to (truncating toward
+//	                zero), not exactly, unless LORA_EMU_MMA=exact; its
+//	                ldmatrix faults on an address outside shared memory.
 //	default         none.go: no GPU backend. The functions exist, so that the
 //	                package documents itself and compiles; each one that would
 //	                use a device returns an error saying to build with -tags

@@ -25,6 +25,10 @@ static int launch(const char* name, unsigned gx, unsigned gy, unsigned gz,
 	return lora_emu_launch(name, gx, gy, gz, bx, by, bz, shmem, params, n);
 }
 
+// lora_emu_mma_exact is defined by emu.h: how the mma.sync of later
+// launches sum (see emuMMAExact).
+int lora_emu_mma_exact(int exact);
+
 // fault returns the emulator's fault, waiting for the queued launches when
 // wait is set; msg receives its description.
 static int fault(int wait, char* msg, int len) {
@@ -373,6 +377,23 @@ func (e *Event) Destroy() {}
 // LORA_EMU_SEED when set, otherwise one drawn for the process. A fault's
 // description names it, so that the order can be replayed.
 func emuSeed() uint64 { return uint64(C.lora_emu_seed()) }
+
+// emuMMAExact sets how the emulated mma.sync of the launches queued from
+// now on sum each element of D = A·B + C: exactly, rounded once to float32,
+// when exact is set; otherwise, the default, in the model of the tensor
+// cores' arithmetic that kernels/emu.h describes (products exact, aligned
+// to the largest exponent of each group of terms with the bits below
+// float32's precision truncated, the sum normalised toward zero), which is
+// less accurate than the exact sum. LORA_EMU_MMA=exact in the environment
+// makes the exact sum the process's default. It returns the previous
+// setting.
+func emuMMAExact(exact bool) bool {
+	e := C.int(0)
+	if exact {
+		e = 1
+	}
+	return C.lora_emu_mma_exact(e) != 0
+}
 
 // With LORA_EMU_TRACE set to a file name, the emulator appends one line per
 // distinct launch to it, for the sanitizer harness (kernels/sanitize) to

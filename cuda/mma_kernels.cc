@@ -57,17 +57,35 @@ extern "C" __global__ void emutest_mma_partial(float* D, int skip) {
   D[lane] = c[0];
 }
 
-// One warp: lane l gives M + off[l] (16-bit elements; 16-byte aligned) as
+// One warp: the lanes copy M (32 x 16 16-bit elements) into shared memory,
+// static when dyn == 0, the launch's dynamic shared memory (1024 bytes or
+// more) otherwise; then lane l gives S + off[l] (off[l] a multiple of 8) as
 // its row address to ldmatrix.x4 and stores the four registers it receives
 // in R[4l .. 4l+3].
-extern "C" __global__ void emutest_ldmatrix(const unsigned short* M, const int* off, unsigned* R) {
+extern "C" __global__ void emutest_ldmatrix(const unsigned short* M, const int* off, unsigned* R, int dyn) {
+  __shared__ __align__(16) unsigned short sm[32 * 16];
+  LORA_DYNAMIC_SHARED(unsigned short, dm);
+  unsigned short* s = dyn ? dm : sm;
+  const int lane = threadIdx.x;
+  for (int i = lane; i < 32 * 16; i += 32) s[i] = M[i];
+  __syncthreads();
+  uint32_t r[4];
+  lora_ldmatrix_x4(r, s + off[lane]);
+  for (int j = 0; j < 4; ++j) R[lane * 4 + j] = r[j];
+}
+
+// One warp: lane l gives M + 8l, in global memory (16-byte aligned when M
+// is), as its row address to ldmatrix.x4: a fault, as ldmatrix reads shared
+// memory only. R receives the registers, were it to run.
+extern "C" __global__ void emutest_ldmatrix_global(const unsigned short* M, unsigned* R) {
   const int lane = threadIdx.x;
   uint32_t r[4];
-  lora_ldmatrix_x4(r, M + off[lane]);
+  lora_ldmatrix_x4(r, M + 8 * lane);
   for (int j = 0; j < 4; ++j) R[lane * 4 + j] = r[j];
 }
 
 LORA_EMU_REGISTER(emutest_ldmatrix)
+LORA_EMU_REGISTER(emutest_ldmatrix_global)
 LORA_EMU_REGISTER(emutest_half)
 LORA_EMU_REGISTER(emutest_mma)
 LORA_EMU_REGISTER(emutest_mma_partial)

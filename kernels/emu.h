@@ -64,6 +64,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <climits>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -503,16 +504,123 @@ struct SyncVars {
   char end;
 };
 
+// ---- the arithmetic of mma.sync ---------------------------------------------
+//
+// How an emulated mma.sync sums each element of D = A·B + C (16 products of
+// two bf16 or two binary16 values, and a float32 element of C), by mode:
+//
+//   kMmaTruncate (the default) models the tensor cores' arithmetic as Fasi,
+//     Higham, Mikaitis and Pranesh measured it on V100, T4 and A100 ("Numerical
+//     behavior of NVIDIA tensor cores", PeerJ Computer Science 7:e330, 2021):
+//     the GPU documents none of it. Within a group of terms (the accumulator
+//     and kMmaGroup products):
+//       - each product of two 16-bit values is exact;
+//       - every term is aligned to the largest exponent E among the group's
+//         nonzero terms, and the bits of its significand below 2^(E−23) (below
+//         float32's 24 bits at E) are dropped: its magnitude is truncated,
+//         rounded toward zero whatever its sign;
+//       - the aligned terms are added exactly (with every carry bit kept);
+//       - the sum is normalised to float32, again rounding toward zero.
+//     The 16 products of m16n8k16 are two groups, k = 0..7 with C, then
+//     k = 8..15 with the first group's float32 result: the A100's fused
+//     width of 8 products for 16-bit inputs. What is not modelled: the exact
+//     order and width of the groups on each GPU (V100 and T4 fuse 4 products,
+//     and later GPUs were not measured by that paper), a carry-out register
+//     narrower than the sum, and how a sum beyond float32's range is
+//     treated (here toward zero, so FLT_MAX; on a GPU perhaps Inf). A group
+//     holding an Inf or a NaN is summed in IEEE arithmetic (Inf − Inf and
+//     0·Inf give NaN), and so is a group of zeros (for the sign of zero).
+//   kMmaExact sums C and the 16 products exactly (double holds every product
+//     exactly, and their sum to far below float32's precision) and rounds
+//     once to nearest: more accurate than the hardware, kept so that a
+//     result can be compared with both.
+//
+// LORA_EMU_MMA=exact selects kMmaExact for the process, and
+// lora_emu_mma_exact for the launches queued after the call; each launch
+// keeps the mode it was queued with.
+enum MmaMode : int { kMmaTruncate = 0, kMmaExact = 1 };
+constexpr int kMmaGroup = 8;       // products fused with the accumulator in one group
+constexpr int kMmaAlignBits = 24;  // bits kept at and below a group's largest exponent
+
+inline std::atomic<int>& mma_mode() {
+  static std::atomic<int> m{[] {
+    const char* env = getenv("LORA_EMU_MMA");
+    return env != nullptr && strcmp(env, "exact") == 0 ? int(kMmaExact) : int(kMmaTruncate);
+  }()};
+  return m;
+}
+
+// f32_toward_zero converts x to float32, rounding toward zero (an x beyond
+// float32's range gives ±FLT_MAX, a NaN a NaN).
+inline float f32_toward_zero(double x) {
+  float f = static_cast<float>(x);  // to nearest
+  if (std::fabs(static_cast<double>(f)) > std::fabs(x)) f = std::nextafter(f, 0.0f);
+  return f;
+}
+
+// mma_group_truncate sums the n exact terms t[0..n) as one group of the
+// truncating model above.
+inline float mma_group_truncate(const double* t, int n) {
+  int emax = INT_MIN;
+  bool special = false;
+  for (int i = 0; i < n; ++i) {
+    if (!std::isfinite(t[i]))
+      special = true;
+    else if (t[i] != 0)
+      emax = std::max(emax, std::ilogb(t[i]));
+  }
+  if (special || emax == INT_MIN) {
+    double s = 0;
+    if (!special) s = t[0];  // keeps the sign of a sum of zeros: −0 + −0 = −0
+    for (int i = special ? 0 : 1; i < n; ++i) s += t[i];
+    return static_cast<float>(s);
+  }
+  // 2^shift is the unit of the last kept bit. Scaling by a power of 2 is
+  // exact, each aligned term is an integer below 2^24 in magnitude (a term
+  // at exponent E, having at most 24 significant bits, loses none), their
+  // sum below 2^28: exact in double, and so is its scaling back.
+  const int shift = emax - (kMmaAlignBits - 1);
+  double s = 0;
+  for (int i = 0; i < n; ++i) s += std::trunc(std::ldexp(t[i], -shift));
+  return f32_toward_zero(std::ldexp(s, shift));
+}
+
+// mma_dot_truncate is c + p[0] + ... + p[15] in the truncating model: two
+// groups of kMmaGroup products.
+inline float mma_dot_truncate(float c, const double (&p)[16]) {
+  static_assert(16 % kMmaGroup == 0);
+  double t[kMmaGroup + 1];
+  float acc = c;
+  for (int g = 0; g < 16; g += kMmaGroup) {
+    t[0] = acc;
+    for (int k = 0; k < kMmaGroup; ++k) t[1 + k] = p[g + k];
+    acc = mma_group_truncate(t, kMmaGroup + 1);
+  }
+  return acc;
+}
+
+// mma_dot_exact is c + p[0] + ... + p[15] summed exactly, rounded once to
+// nearest.
+inline float mma_dot_exact(float c, const double (&p)[16]) {
+  double s = c;
+  for (double v : p) s += v;
+  return static_cast<float>(s);
+}
+
 struct Job {
   std::function<void()> call;
   std::string name;
   dim3 grid, block;
   unsigned shmem = 0;
   unsigned long long seq = 0;
+  int mma = kMmaTruncate;  // the MmaMode of its mma.sync
 };
 
 extern "C" char __start_lora_emu_shared[] __attribute__((weak));
 extern "C" char __stop_lora_emu_shared[] __attribute__((weak));
+// The program's zero-initialised static storage (.bss), from the linker.
+extern "C" char __bss_start[] __attribute__((weak));
+extern "C" char _end[] __attribute__((weak));
 
 inline unsigned char* g_dynamic_shared = nullptr;
 inline void* dynamic_shared() { return g_dynamic_shared; }
@@ -933,6 +1041,24 @@ struct Worker {
     *g = groups[w][--ngroups[w]];
   }
 
+  // in_shared tells whether [a, a+bytes) lies in the shared memory of the
+  // running block: the section of the static __shared__ arrays (that of
+  // every kernel: blocks never overlap), the launch's dynamic shared memory,
+  // or the program's zero-initialised static storage, [__bss_start, _end),
+  // where g++ (12 and older) puts the __shared__ arrays of function
+  // templates, whose section attribute it drops. Device memory (the heap)
+  // and the threads' stacks lie outside all three; a zero-initialised
+  // __device__ or __constant__ variable (or any other zero-initialised
+  // static of the program) is not told apart from shared memory.
+  bool in_shared(unsigned long long a, unsigned long long bytes) const {
+    auto within = [a, bytes](const void* from, const void* to) {
+      uintptr_t lo = reinterpret_cast<uintptr_t>(from), hi = reinterpret_cast<uintptr_t>(to);
+      return lo != 0 && hi > lo && a >= lo && a <= hi && bytes <= hi - a;
+    };
+    return within(__start_lora_emu_shared, __stop_lora_emu_shared) || within(dyn, dyn + job->shmem) ||
+           within(__bss_start, _end);
+  }
+
   // mma_m16n8k16 computes D = A·B + C for the 32 lanes of a warp, each of
   // which posted its fragments (a0..a3, b0..b1, c0..c3) in frag, and writes
   // each lane's d0..d3 to dfrag. The fragment layouts are those the PTX ISA
@@ -946,12 +1072,11 @@ struct Worker {
   //     row threadID_in_group·2 + (i & 1), + 8 for i >= 2, column groupID.
   //   C, D (16×8): ci lies at row groupID for i < 2, groupID + 8 otherwise,
   //     column threadID_in_group·2 + (i & 1).
-  // Products of two 16-bit values are exact in double and so is their sum
-  // here but for a rounding far below float32's; each element of D is
-  // rounded once to float32. (The GPU's tensor cores add in their own order
-  // and precision, at least float32's: results agree to the accumulation's
-  // rounding.)
-  static void mma_m16n8k16(Fiber* const lanes[32], bool bf16) {
+  // How each element of D = A·B + C is summed depends on the launch's mode
+  // (see MmaMode): kMmaTruncate, the default, models the tensor cores'
+  // arithmetic (mma_dot_truncate); kMmaExact sums the products exactly
+  // and rounds once to float32, more accurately than the GPU.
+  static void mma_m16n8k16(Fiber* const lanes[32], bool bf16, int mode) {
     float a[16][16], b[16][8], c[16][8];
     auto widen = [bf16](uint32_t bits, unsigned hi) {
       unsigned short h = static_cast<unsigned short>(hi ? bits >> 16 : bits & 0xffffu);
@@ -977,9 +1102,9 @@ struct Worker {
       unsigned grp = l >> 2, tig = l & 3u;
       for (unsigned i = 0; i < 4; ++i) {
         unsigned row = grp + (i >= 2 ? 8u : 0u), col = tig * 2 + (i & 1u);
-        double sum = c[row][col];
-        for (unsigned k = 0; k < 16; ++k) sum += static_cast<double>(a[row][k]) * b[k][col];
-        lanes[l]->dfrag[i] = f32_bits(static_cast<float>(sum));
+        double p[16];
+        for (unsigned k = 0; k < 16; ++k) p[k] = static_cast<double>(a[row][k]) * b[k][col];
+        lanes[l]->dfrag[i] = f32_bits(mode == kMmaExact ? mma_dot_exact(c[row][col], p) : mma_dot_truncate(c[row][col], p));
       }
     }
   }
@@ -988,7 +1113,7 @@ struct Worker {
     Fiber* lanes[32];
     for (unsigned l = 0; l < 32; ++l) lanes[l] = (g.mask >> l & 1u) ? fibers[w * 32 + l].get() : nullptr;
     if (g.op == kMmaF16 || g.op == kMmaBF16) {
-      mma_m16n8k16(lanes, g.op == kMmaBF16);
+      mma_m16n8k16(lanes, g.op == kMmaBF16, job->mma);
       for (unsigned l = 0; l < 32; ++l) {
         lanes[l]->state = kReady;
         push(w * 32 + l);
@@ -997,14 +1122,21 @@ struct Worker {
     }
     if (g.op == kLdmatrix) {
       // Row i of matrix j starts at the address of lane 8j + i, which must be
-      // 16-byte aligned; lane l receives the rows l/4 of the four matrices.
-      for (unsigned l = 0; l < 32; ++l)
-        if (unsigned long long a = lanes[l]->val.load(std::memory_order_relaxed); a % 16 != 0) {
-          char b[160];
-          snprintf(b, sizeof b, "%s: lane %u gives the row address %#llx, which is not 16-byte aligned",
-                   op_name(kLdmatrix), l, a);
+      // 16-byte aligned, its 16 bytes in the block's shared memory (.shared:
+      // another address is undefined in PTX); lane l receives the rows l/4
+      // of the four matrices.
+      for (unsigned l = 0; l < 32; ++l) {
+        unsigned long long a = lanes[l]->val.load(std::memory_order_relaxed);
+        const char* why = a % 16 != 0 ? "is not 16-byte aligned"
+                          : !in_shared(a, 16) ? "is not in the block's shared memory (its 16 bytes lie outside "
+                                                "every __shared__ array and the launch's dynamic shared memory)"
+                                              : nullptr;
+        if (why != nullptr) {
+          char b[320];
+          snprintf(b, sizeof b, "%s: lane %u gives the row address %#llx, which %s", op_name(kLdmatrix), l, a, why);
           return fail(w * 32 + l, b);
         }
+      }
       for (unsigned l = 0; l < 32; ++l) {
         for (unsigned j = 0; j < 4; ++j)
           lanes[l]->rows[j] = lanes[8 * j + l / 4]->val.load(std::memory_order_relaxed);
@@ -1171,7 +1303,8 @@ inline void mma_m16n8k16(bool bf16, float* d, const uint32_t* a, const uint32_t*
 // ldmatrix_x4 is the calling lane's part of a warp's
 // ldmatrix.sync.aligned.m8n8.x4.shared.b16 (PTX ISA, "ldmatrix"): four 8 x 8
 // matrices of 16-bit elements, row i of matrix j at the address lane 8j + i
-// gives (16 bytes, 16-byte aligned); lane l receives in r[j] the elements
+// gives (16 bytes, 16-byte aligned, in the block's shared memory: an
+// address that is not is a fault); lane l receives in r[j] the elements
 // 2·(l % 4) and 2·(l % 4) + 1 of row l / 4 of matrix j, the first in the low
 // half. Every lane of the warp must take part. The addresses are exchanged
 // by the collective; each lane then reads its own elements, so that the
@@ -1443,6 +1576,7 @@ extern "C" int lora_emu_launch(const char* name, unsigned gx, unsigned gy, unsig
   j->grid = dim3(gx, gy, gz);
   j->block = dim3(bx, by, bz);
   j->shmem = shmem;
+  j->mma = lora_emu::mma_mode().load();
   s.push(std::move(j));
   return LORA_EMU_OK;
 }
@@ -1457,6 +1591,13 @@ extern "C" int lora_emu_poll(char* msg, int len) {
   auto& s = lora_emu::Stream::get();
   if (!s.start()) return LORA_EMU_ERR_THREADS;
   return lora_emu::copy_out(s.wait(false), msg, len);
+}
+
+// lora_emu_mma_exact sets how the mma.sync of the launches queued from now
+// on sum: exactly when exact != 0, in the tensor cores' truncating model
+// otherwise (see MmaMode). It returns the previous setting (1 for exact).
+extern "C" int lora_emu_mma_exact(int exact) {
+  return lora_emu::mma_mode().exchange(exact != 0 ? lora_emu::kMmaExact : lora_emu::kMmaTruncate);
 }
 
 extern "C" unsigned long long lora_emu_seed(void) {
