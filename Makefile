@@ -74,7 +74,7 @@ examples: ## examples/finetune and examples/serve at small sizes, checked by the
 bench: ## the benchmark table (go run ./bench)
 	$(GO) run ./bench
 
-bench-quick: ## a few rows of the benchmark table, under 30 seconds
+bench-quick: ## a few rows of the benchmark table, about a minute
 	$(GO) run ./bench -quick
 
 # Installs the Debian packages named in $(1) unless all are installed (needs

@@ -11,7 +11,7 @@
 // beside f32 and bf16 ones.
 //
 //	go run ./bench                  the full table, a row at a time (under 3 minutes on 2 cores)
-//	go run ./bench -quick           a few rows, under 30 seconds
+//	go run ./bench -quick           a few rows, about a minute
 //	go run ./bench -json            the same measurements as JSON on stdout
 //	go run ./bench -json-out F      the table on stdout and the JSON in F
 //	go run ./bench -peer torch      PyTorch, the way PEFT computes the layer,
@@ -722,7 +722,7 @@ func peakShare(bps float64) float64 {
 }
 
 func main() {
-	quick := flag.Bool("quick", false, "a few rows, under 30 seconds")
+	quick := flag.Bool("quick", false, "a few rows, about a minute")
 	asJSON := flag.Bool("json", false, "print the results as JSON")
 	peerName := flag.String("peer", "", `time a peer in the same run: "torch" (PyTorch, the way PEFT computes a LoRA layer)`)
 	python := flag.String("python", "", "the Python interpreter that runs the torch peer (default: the first python3 that has torch)")
