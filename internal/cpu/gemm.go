@@ -66,18 +66,9 @@ func packX(dst, x []float32, n, in int) {
 			rows := min(gemmMR, n-i0)
 			for p0 := 0; p0 < in; p0 += gemmKC {
 				kc := min(gemmKC, in-p0)
-				d := dst[p0*np+i0*kc : p0*np+(i0+gemmMR)*kc]
-				for i := range rows {
-					src := x[(i0+i)*in+p0 : (i0+i)*in+p0+kc]
-					for p, v := range src {
-						d[p*gemmMR+i] = v
-					}
-				}
-				for i := rows; i < gemmMR; i++ {
-					for p := range kc {
-						d[p*gemmMR+i] = 0
-					}
-				}
+				packPanel(dst[p0*np+i0*kc:p0*np+(i0+gemmMR)*kc], gemmMR, rows, kc, func(i int) []float32 {
+					return x[(i0+i)*in+p0 : (i0+i)*in+p0+kc]
+				})
 			}
 		}
 	})
@@ -90,24 +81,29 @@ func packX(dst, x []float32, n, in int) {
 func packW(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
 	in := w.Cols
 	for jp := j0; jp < j1; jp += gemmNR {
-		d := dst[(jp-j0)*kc : (jp-j0+gemmNR)*kc]
-		rows := min(gemmNR, j1-jp)
-		for jj := range rows {
-			var src []float32
+		packPanel(dst[(jp-j0)*kc:(jp-j0+gemmNR)*kc], gemmNR, min(gemmNR, j1-jp), kc, func(jj int) []float32 {
+			off := (jp+jj)*in + p0
 			if w.Type == F32 {
-				src = w.F32[(jp+jj)*in+p0 : (jp+jj)*in+p0+kc]
-			} else {
-				src = row[:kc]
-				w.widen(src, (jp+jj)*in+p0, kc)
+				return w.F32[off : off+kc]
 			}
-			for p, v := range src {
-				d[p*gemmNR+jj] = v
-			}
+			w.widen(row[:kc], off, kc)
+			return row[:kc]
+		})
+	}
+}
+
+// packPanel writes one panel of width rows over kc steps into d: step p
+// holds, at d[p·width+i], element p of src(i) for the rows i < rows, and
+// zero for the rows past them.
+func packPanel(d []float32, width, rows, kc int, src func(i int) []float32) {
+	for i := range rows {
+		for p, v := range src(i)[:kc] {
+			d[p*width+i] = v
 		}
-		for jj := rows; jj < gemmNR; jj++ {
-			for p := range kc {
-				d[p*gemmNR+jj] = 0
-			}
+	}
+	for i := rows; i < width; i++ {
+		for p := range kc {
+			d[p*width+i] = 0
 		}
 	}
 }
