@@ -182,23 +182,20 @@ type resultChoice struct {
 	shapes   []resultShape                     // the shapes to run, cheapest first
 	reaches  map[resultVariant][]resultShape   // the chosen shapes that reach each variant
 	families map[string]bool                   // every kernel the planner chooses in the grid
-	planned  map[resultVariant]int             // every variant chosen in the grid: the least cost of a shape reaching it
 	missed   []string                          // candidates of the planner no shape of the grid is planned onto
 	variants func(resultShape) []resultVariant // the variants of a shape on the device
 }
 
 // chooseResultShapes plans the grid for d and keeps, for every variant
 // reached, the cheapest shape reaching it and the cheapest odd one (see
-// odd) where it differs, and at most maxCost multiply-adds a shape (0: no
-// limit; a variant that only costlier shapes reach is then reached by
-// none, which the caller reports). It lists in missed the kernels of
+// odd) where it differs. It lists in missed the kernels of
 // ForwardCandidates and GradXNF4Candidates anywhere in the grid that no
 // chosen plan of the grid launches: a kernel the planner offers but never
 // picks on d, for which the grid needs a shape.
-func chooseResultShapes(d plan.Device, maxCost int) resultChoice {
+func chooseResultShapes(d plan.Device) resultChoice {
 	grid := resultGrid()
 	slices.SortStableFunc(grid, func(a, b resultShape) int { return cmp.Compare(a.cost(), b.cost()) })
-	c := resultChoice{reaches: map[resultVariant][]resultShape{}, families: map[string]bool{}, planned: map[resultVariant]int{},
+	c := resultChoice{reaches: map[resultVariant][]resultShape{}, families: map[string]bool{},
 		variants: func(s resultShape) []resultVariant { return resultVariants(d, s) }}
 	candidates := map[string]bool{}
 	first, firstOdd := map[resultVariant]bool{}, map[resultVariant]bool{}
@@ -207,15 +204,9 @@ func chooseResultShapes(d plan.Device, maxCost int) resultChoice {
 		vs := resultVariants(d, s)
 		for _, v := range vs {
 			c.families[v.kernel] = true
-			if _, ok := c.planned[v]; !ok {
-				c.planned[v] = s.cost()
-			}
 		}
 		for _, k := range resultCandidateKernels(d, s) {
 			candidates[k] = true
-		}
-		if maxCost > 0 && s.cost() > maxCost {
-			continue
 		}
 		keep := false
 		for _, v := range vs {
@@ -287,13 +278,21 @@ func tensorCoreFamilies(d plan.Device, on resultChoice) []string {
 	d90 := d
 	d90.Arch, d90.Tensor = 90, d.FLOPs*plan.TensorPerFP32(90)
 	var k []string
-	for f := range chooseResultShapes(d90, 0).families {
+	for f := range chooseResultShapes(d90).families {
 		if !on.families[f] {
 			k = append(k, f)
 		}
 	}
 	slices.Sort(k)
 	return k
+}
+
+// resultPlanned reports whether the backend launches the kernel k of the
+// module as a plan of internal/plan decides: lora_forward_*, lora_grad_x_*,
+// lora_merge and its 16-bit forms.
+func resultPlanned(k string) bool {
+	return strings.HasPrefix(k, "lora_forward_") || strings.HasPrefix(k, "lora_grad_x_") ||
+		strings.HasPrefix(k, "lora_merge") && !strings.HasPrefix(k, "lora_merge_check")
 }
 
 // TestResultShapesCoverCandidates checks the choice of shapes for every
@@ -307,7 +306,7 @@ func tensorCoreFamilies(d plan.Device, on resultChoice) []string {
 func TestResultShapesCoverCandidates(t *testing.T) {
 	all := map[string]bool{}
 	for _, d := range plan.Devices {
-		c := chooseResultShapes(d, 0)
+		c := chooseResultShapes(d)
 		for k := range c.families {
 			all[k] = true
 		}
@@ -329,9 +328,7 @@ func TestResultShapesCoverCandidates(t *testing.T) {
 		t.Logf("%s: %d kernels, %d variants, %d shapes, %.3g multiply-adds", d.Name, len(c.families), len(c.reaches), len(c.shapes), float64(cost))
 	}
 	for k := range kernels.Params {
-		planned := strings.HasPrefix(k, "lora_forward_") || strings.HasPrefix(k, "lora_grad_x_") ||
-			strings.HasPrefix(k, "lora_merge") && !strings.HasPrefix(k, "lora_merge_check")
-		if planned && !all[k] {
+		if resultPlanned(k) && !all[k] {
 			t.Errorf("no shape of the result grid reaches %s on any device of plan.Devices", k)
 		}
 	}
