@@ -179,11 +179,10 @@ func (s resultShape) odd() bool {
 
 // resultChoice is the outcome of the search on a device.
 type resultChoice struct {
-	shapes   []resultShape                     // the shapes to run, cheapest first
-	reaches  map[resultVariant][]resultShape   // the chosen shapes that reach each variant
-	families map[string]bool                   // every kernel the planner chooses in the grid
-	missed   []string                          // candidates of the planner no shape of the grid is planned onto
-	variants func(resultShape) []resultVariant // the variants of a shape on the device
+	shapes   []resultShape                   // the shapes to run, cheapest first
+	reaches  map[resultVariant][]resultShape // the chosen shapes that reach each variant
+	families map[string]bool                 // every kernel the planner chooses in the grid
+	missed   []string                        // candidates of the planner no shape of the grid is planned onto
 }
 
 // chooseResultShapes plans the grid for d and keeps, for every variant
@@ -195,8 +194,7 @@ type resultChoice struct {
 func chooseResultShapes(d plan.Device) resultChoice {
 	grid := resultGrid()
 	slices.SortStableFunc(grid, func(a, b resultShape) int { return cmp.Compare(a.cost(), b.cost()) })
-	c := resultChoice{reaches: map[resultVariant][]resultShape{}, families: map[string]bool{},
-		variants: func(s resultShape) []resultVariant { return resultVariants(d, s) }}
+	c := resultChoice{reaches: map[resultVariant][]resultShape{}, families: map[string]bool{}}
 	candidates := map[string]bool{}
 	first, firstOdd := map[resultVariant]bool{}, map[resultVariant]bool{}
 	chosen := map[resultShape]bool{}
