@@ -363,8 +363,16 @@ func checkHalfForward(t *testing.T, name string, rng *rand.Rand, n, in, out, r i
 	}
 	want, mag := reftest.Forward(reftest.Shape{N: n, In: in, Out: out, R: r}, s, x, w, a, b)
 	// fp32 sums of in + r terms (and the staged T), then, for a half y, one
-	// rounding of the float32 result to y's dtype (reftest.Tol).
-	e32 := float64(in+r+40) * reftest.U32
+	// rounding of the float32 result to y's dtype (reftest.Tol). The tensor
+	// cores truncate as they add (up to a unit in the last place an
+	// addition, not half of one): twice the bound for the in terms of x·Wᵀ
+	// where the plan is theirs.
+	terms := in + r + 40
+	ty := plan.Types{W: plan.Elem(wdt), X: plan.Elem(xdt), Y: plan.Elem(ydt)}
+	if plan.ForwardPlanOf(planDev(), n, in, out, r, ty).MMA {
+		terms += in
+	}
+	e32 := float64(terms) * reftest.U32
 	reftest.Check(t, name+": y", got, want, func(i int) float64 {
 		if ydt == F32 {
 			return e32 * mag[i]
