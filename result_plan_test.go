@@ -189,8 +189,9 @@ type resultChoice struct {
 // reached, the cheapest shape reaching it and the cheapest odd one (see
 // odd) where it differs. It lists in missed the kernels of
 // ForwardCandidates and GradXNF4Candidates anywhere in the grid that no
-// chosen plan of the grid launches: a kernel the planner offers but never
-// picks on d, for which the grid needs a shape.
+// chosen plan of the grid launches: a kernel the planner weighs on d but
+// picks for no shape of the grid (a larger grid might reach it, or d may
+// never take it).
 func chooseResultShapes(d plan.Device) resultChoice {
 	grid := resultGrid()
 	slices.SortStableFunc(grid, func(a, b resultShape) int { return cmp.Compare(a.cost(), b.cost()) })
