@@ -189,8 +189,13 @@ check-cuda: ## the cuda build without a GPU: fatbin rebuilt and compared, vet, l
 # The GPU check, for a machine with a GPU but no Go: the cuda test and bench
 # binaries (the package's and package cuda's), the PyTorch peer and
 # bench/gpu-run.sh in gpu-bundle/. There, run `gpu-bundle/run.sh OUTDIR`;
-# every result lands in OUTDIR. The last line printed is the newest glibc
-# symbol version the binaries need (the README's GPU section).
+# every result lands in OUTDIR, and summary.txt gives a verdict a step and
+# one FAMILY line a kernel family of the result tests, which run first.
+# The build fails when a test the script's result steps name
+# (result_tests, and cuda.test's TestForwardMMA) is not in the cuda
+# binaries: a test left to one build would otherwise run as none. The last
+# line printed is the newest glibc symbol version the binaries need (the
+# README's GPU section).
 gpu-bundle: ## gpu-bundle/: the cuda test and bench binaries and a script for a GPU machine
 	rm -rf gpu-bundle && mkdir -p gpu-bundle
 	$(GO) test -tags cuda -c -o gpu-bundle/lora.test .
@@ -198,5 +203,13 @@ gpu-bundle: ## gpu-bundle/: the cuda test and bench binaries and a script for a 
 	$(GO) build -tags cuda -o gpu-bundle/bench ./bench
 	cp bench/peer_torch.py gpu-bundle/peer_torch.py
 	cp bench/gpu-run.sh gpu-bundle/run.sh
+	@names=$$(sed -n "s/^result_tests='\(.*\)'$$/\1/p" bench/gpu-run.sh | tr '|' ' ') && [ -n "$$names" ] || \
+		{ echo "bench/gpu-run.sh names no result_tests"; exit 1; }; \
+	syms=$$($(GO) tool nm gpu-bundle/lora.test) && \
+	for t in $$names; do echo "$$syms" | grep -q " github.com/golora/lora\.$$t$$" || \
+		{ echo "gpu-bundle/lora.test has no $$t, which run.sh runs"; exit 1; }; done && \
+	syms=$$($(GO) tool nm gpu-bundle/cuda.test) && echo "$$syms" | grep -q ' github.com/golora/lora/cuda\.TestForwardMMA$$' || \
+		{ echo "gpu-bundle/cuda.test has no TestForwardMMA, which run.sh runs"; exit 1; }; \
+	echo "gpu-bundle: the result tests run.sh names are in the cuda binaries"
 	@du -sh gpu-bundle
 	@objdump -T gpu-bundle/lora.test gpu-bundle/cuda.test gpu-bundle/bench | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n 1 | sed 's/^/needs glibc symbols up to /'

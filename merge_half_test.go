@@ -1,9 +1,9 @@
-//go:build cudaemu
+//go:build cuda || cudaemu
 
 package lora
 
 // Tests of the GPU backend's kernels on a W of 16-bit elements (F16, BF16),
-// run emulated: absMax over the 16-bit patterns, Merge's rank update and its
+// emulated and on a GPU: absMax over the 16-bit patterns, Merge's rank update and its
 // exact check, and Backward's dx = dy·W + U·A, on shapes on either side of
 // every tile edge, against float64 references built from the rounded W and,
 // for the rank update, against the bits of the float32 kernel's result on a

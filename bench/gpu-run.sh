@@ -3,14 +3,19 @@
 # on a machine with an NVIDIA GPU, its driver, compute-sanitizer and PyTorch
 # (no Go needed). Usage: ./run.sh OUTDIR
 #
-# Writes into OUTDIR: nvidia-smi.txt; cuda-tests.txt (the driver layer's
-# own tests: allocation-free launches, staged copies of every size);
-# tests.txt (the whole suite on the GPU); memcheck.txt, racecheck.txt,
+# Writes into OUTDIR: nvidia-smi.txt; results.txt (first: every kernel the
+# planner chooses on this GPU against float64 references, and the planned-
+# variant tests of every dtype) and results-mma.txt (the tensor-core
+# kernels launched directly), whose verdicts, one FAMILY line a kernel
+# family, summary.txt repeats; cuda-tests.txt (the driver layer's own
+# tests: allocation-free launches, staged copies of every size); tests.txt
+# (the rest of the suite on the GPU); memcheck.txt, racecheck.txt,
 # synccheck.txt and initcheck.txt (compute-sanitizer on the kernel tests);
 # bench.txt and bench.json (the benchmark table with the PyTorch peer);
 # bench-bank.txt (the Bank table, many adapters in one batch);
-# summary.txt (each step's verdict, exit status and seconds, and a plain
-# MISSING line for any tool that is not there).
+# summary.txt (each step's verdict, exit status and seconds, the FAMILY
+# lines of the result tests, and a plain MISSING line for any tool that is
+# not there).
 #
 # compute-sanitizer is looked for in $COMPUTE_SANITIZER (a path), on PATH,
 # in $CUDA_HOME/bin and $CUDA_PATH/bin, then where the toolkits put it:
@@ -101,10 +106,32 @@ find_sanitizer() {
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$out/summary.txt"
 
+# families FILE...: copies the FAMILY lines of the result tests' logs into
+# the summary; none at all fails the run (the tests did not get to their
+# verdicts).
+families() {
+  local lines
+  lines=$(cat "$@" 2>/dev/null | grep -o 'FAMILY .*')
+  if [[ -z $lines ]]; then
+    say "   FAMILY verdicts: none in $*"
+    failed=1
+    return
+  fi
+  sed 's/^/   /' <<<"$lines" | tee -a "$out/summary.txt"
+}
+
 # The bench is last and keeps 150 s of the budget for itself.
 reserve=$((budget * 150 / 290))
+# The result tests first: every kernel family the planner chooses on this
+# GPU (TestResultFamilies), the planned variants of every dtype on devices
+# made to reach them, the tensor-core kernels launched directly. tests
+# runs the rest of the suite.
+result_tests='TestResultFamilies|TestForwardPlannedVariants|TestGradXPlannedVariants|TestForwardHalfPlannedVariants|TestHalfGradX|TestHalfMergeMatchesF32|TestNF4ForwardPlannedVariants|TestNF4GradXPlannedVariants|TestNF4TiledPlannedVariants|TestConvertAll'
+step results 60 ./lora.test -test.v -test.count=1 -test.run "$result_tests"
+step results-mma 20 ./cuda.test -test.v -test.count=1 -test.run 'TestForwardMMA'
+families "$out/results.txt" "$out/results-mma.txt"
 step cuda-tests 30 ./cuda.test -test.v -test.count=1 -test.run 'TestLaunchAllocatesNothing|TestCopyRoundTrip|TestStagedCopy|TestArgs'
-step tests 90 ./lora.test -test.v -test.count=1
+step tests 90 ./lora.test -test.v -test.count=1 -test.skip "$result_tests"
 
 # The kernel tests under each compute-sanitizer tool. Between them they
 # launch every kernel: shrink, forward_small, forward_tiled and the

@@ -36,11 +36,28 @@ exit 0
 `
 
 // fakeBinary logs its name and arguments; it sleeps FAKE_SLEEP seconds
-// when its name is FAKE_SLOW.
+// when its name is FAKE_SLOW. Run as the result tests (TestResultFamilies,
+// TestForwardMMA), it prints FAMILY lines as they do, within the lines of
+// go test -test.v: lora_forward_mma_bf16's verdict is FAKE_MMA (PASS by
+// default), and the binary fails when that is a FAIL; FAKE_NO_FAMILIES=1
+// leaves the lines out.
 const fakeBinary = `#!/bin/sh
 echo "$(basename "$0") $*" >>"$FAKE_LOG"
 if [ "$(basename "$0")" = "${FAKE_SLOW:-}" ]; then sleep "$FAKE_SLEEP"; fi
+rc=0
+if [ -z "${FAKE_NO_FAMILIES:-}" ]; then
+  case "$*" in
+  *"-test.run TestResultFamilies"*)
+    echo "=== RUN   TestResultFamilies"
+    echo "    result_test.go:95: FAMILY lora_forward_small: PASS (5 shapes)"
+    echo "    result_test.go:95: FAMILY lora_forward_mma_bf16: ${FAKE_MMA:-PASS (2 shapes)}"
+    case "${FAKE_MMA:-}" in FAIL*) rc=1 ;; esac ;;
+  *"-test.run TestForwardMMA"*)
+    echo "    mma_test.go:170: FAMILY lora_forward_mma_f16 (direct launches): PASS (19 shapes)" ;;
+  esac
+fi
 echo "ok"
+exit $rc
 `
 
 type bundleRun struct {
@@ -244,7 +261,84 @@ func TestGPURunKeepsToBudget(t *testing.T) {
 	if r.code != 1 {
 		t.Errorf("run.sh exited %d, want 1 (a step timed out)", r.code)
 	}
-	for _, want := range []string{"   tests: TIMEOUT", "== memcheck: NOT RUN: the bundle's 4 s budget is spent", "RESULT: FAIL"} {
+	for _, want := range []string{"   results: TIMEOUT", "== tests: NOT RUN: the bundle's 4 s budget is spent",
+		"== memcheck: NOT RUN: the bundle's 4 s budget is spent", "RESULT: FAIL"} {
+		if !strings.Contains(r.summary, want) {
+			t.Errorf("summary lacks %q:\n%s", want, r.summary)
+		}
+	}
+}
+
+// TestGPURunResultsFirst checks that the result tests run before every
+// other step, lora.test's then cuda.test's, that the suite's own run skips
+// them, and that their FAMILY lines are in the summary, in order, before
+// the next step.
+func TestGPURunResultsFirst(t *testing.T) {
+	r := runBundle(t, []string{"usr/local/cuda/bin/compute-sanitizer"})
+	if r.code != 0 {
+		t.Errorf("run.sh exited %d, want 0; summary:\n%s", r.code, r.summary)
+	}
+	if len(r.calls) < 4 || !strings.HasPrefix(r.calls[0], "lora.test ") || !strings.Contains(r.calls[0], "TestResultFamilies") ||
+		!strings.HasPrefix(r.calls[1], "cuda.test ") || !strings.Contains(r.calls[1], "TestForwardMMA") {
+		t.Fatalf("the first calls are not the result tests:\n%s", strings.Join(r.calls, "\n"))
+	}
+	for _, name := range []string{"TestForwardHalfPlannedVariants", "TestNF4TiledPlannedVariants", "TestHalfGradX"} {
+		if !strings.Contains(r.calls[0], name) {
+			t.Errorf("the result tests %q do not name %s", r.calls[0], name)
+		}
+	}
+	suite := 0
+	for _, c := range r.calls {
+		if strings.HasPrefix(c, "lora.test -test.v -test.count=1 -test.skip ") {
+			suite++
+			if !strings.Contains(c, "TestResultFamilies") {
+				t.Errorf("the suite's run %q does not skip the result tests", c)
+			}
+		}
+	}
+	if suite != 1 {
+		t.Errorf("the suite ran %d times without the result tests, want 1:\n%s", suite, strings.Join(r.calls, "\n"))
+	}
+	want := []string{
+		"   results: PASS",
+		"   results-mma: PASS",
+		"   FAMILY lora_forward_small: PASS (5 shapes)\n   FAMILY lora_forward_mma_bf16: PASS (2 shapes)\n" +
+			"   FAMILY lora_forward_mma_f16 (direct launches): PASS (19 shapes)\n== cuda-tests",
+		"RESULT: PASS",
+	}
+	at := 0
+	for _, w := range want {
+		i := strings.Index(r.summary[at:], w)
+		if i < 0 {
+			t.Fatalf("summary lacks %q after byte %d:\n%s", w, at, r.summary)
+		}
+		at += i + len(w)
+	}
+}
+
+// TestGPURunReportsFailingFamily checks that a family's FAIL is in the
+// summary and fails the run.
+func TestGPURunReportsFailingFamily(t *testing.T) {
+	r := runBundle(t, []string{"usr/local/cuda/bin/compute-sanitizer"}, "FAKE_MMA=FAIL (1 of 2 shapes)")
+	if r.code != 1 {
+		t.Errorf("run.sh exited %d, want 1 (a step failed)", r.code)
+	}
+	for _, want := range []string{"   results: FAIL (exit 1", "   FAMILY lora_forward_mma_bf16: FAIL (1 of 2 shapes)",
+		"   FAMILY lora_forward_small: PASS (5 shapes)", "   tests: PASS", "RESULT: FAIL"} {
+		if !strings.Contains(r.summary, want) {
+			t.Errorf("summary lacks %q:\n%s", want, r.summary)
+		}
+	}
+}
+
+// TestGPURunReportsNoFamilies checks that result tests that print no
+// FAMILY verdict fail the run, though they exit 0.
+func TestGPURunReportsNoFamilies(t *testing.T) {
+	r := runBundle(t, []string{"usr/local/cuda/bin/compute-sanitizer"}, "FAKE_NO_FAMILIES=1")
+	if r.code != 1 {
+		t.Errorf("run.sh exited %d, want 1", r.code)
+	}
+	for _, want := range []string{"   results: PASS", "   FAMILY verdicts: none in", "RESULT: FAIL"} {
 		if !strings.Contains(r.summary, want) {
 			t.Errorf("summary lacks %q:\n%s", want, r.summary)
 		}
