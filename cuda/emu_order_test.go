@@ -38,7 +38,7 @@ func hold(t *testing.T) holder {
 		t.Fatal(err)
 	}
 	atomic.StoreInt32((*int32)(ptr(p)), 0)
-	atomic.StoreInt32((*int32)(ptr(p + 4)), 0)
+	atomic.StoreInt32((*int32)(ptr(p+4)), 0)
 	var a Args
 	a.Ptr(p).Ptr(p + 4)
 	launchTest(t, "emutest_wait", 32, &a)
