@@ -113,7 +113,9 @@ func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 
 // bankMeta is the device scratch that holds a Forward's tiles, permutation
 // and ids, used with dev held (see dev in device.go): the stream runs work in
-// order, so one buffer serves every caller.
+// order, the copy into it included, so one buffer serves every caller: the
+// kernels of a Forward queued earlier read their tiles before a later
+// Forward's copy overwrites them.
 var bankMeta devBuf
 
 // bankMetaBuf returns a device buffer of at least n int32 words. Called
