@@ -42,8 +42,10 @@
 // stream instead, whose contract is exactly this order ("the allocation
 // must not be accessed after stream execution reaches the free"); it needs
 // CUDA 11.2 and a device that reports CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED.
-// Elsewhere, or with LORA_FREE=sync in the environment, Free first waits for
-// the stream (cuCtxSynchronize), then calls cuMemFree.
+// Elsewhere, with LORA_FREE=sync in the environment, or once the driver has
+// refused cuMemFreeAsync for memory of cuMemAlloc (the programming guide
+// allows it, with accesses complete before the stream reaches the free),
+// Free first waits for the stream (cuCtxSynchronize), then calls cuMemFree.
 //
 // The cost, as the documentation states it: the wait before cuMemFree
 // blocks the host until every kernel queued before the free has finished,

@@ -304,7 +304,8 @@ func Alloc(bytes int64) (Ptr, error) {
 // stream; Free(0) does nothing. The kernels and copies queued before it
 // still use the memory; nothing queued after it may. It queues
 // cuMemFreeAsync on the stream, or, where the device has no stream-ordered
-// allocator (or LORA_FREE=sync), waits for the stream and calls cuMemFree.
+// allocator (or LORA_FREE=sync, or the driver refused cuMemFreeAsync once),
+// waits for the stream and calls cuMemFree.
 // A failed Free leaves the state of device memory unknown, so it is a device
 // fault: Free returns it, and so does every later call of the package.
 func Free(p Ptr) error {
@@ -317,11 +318,18 @@ func Free(p Ptr) error {
 	}
 	defer leave()
 	if asyncFree {
-		if err := driverError(C.cuMemFreeAsync(C.CUdeviceptr(p), C.CUstream(nil))); err != nil {
-			return setFault(fmt.Errorf("cuda: Free of %#x: %w", uint64(p), err))
+		err := driverError(C.cuMemFreeAsync(C.CUdeviceptr(p), C.CUstream(nil)))
+		if err == nil {
+			freeQueued = true
+			return nil
 		}
-		freeQueued = true
-		return nil
+		if sticky(err) {
+			return fail(fmt.Sprintf("Free of %#x", uint64(p)), err)
+		}
+		// A driver that refuses to free memory of cuMemAlloc in stream
+		// order: from now on, the wait and cuMemFree below (which fail
+		// too if p itself is at fault).
+		asyncFree = false
 	}
 	if err := cu.Synchronize(); err != nil {
 		return fail(fmt.Sprintf("Free of %#x", uint64(p)), err)

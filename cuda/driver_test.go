@@ -146,6 +146,7 @@ func TestFreeIsStreamOrdered(t *testing.T) {
 			t.Fatalf("y[%d] = %v after %d launches of y += x with x = 1 freed behind them, want %d", i, v, launches, launches)
 		}
 	}
+	t.Logf("Free queues cuMemFreeAsync: %v", asyncFree)
 }
 
 // TestSmallCopyIsStreamOrdered copies into y, through the upload ring,
