@@ -37,9 +37,8 @@ func TestBankPrefillTensorCores(t *testing.T) {
 	if !f.MMA || dev.Arch < 80 {
 		t.Fatalf("no planned device of sm_80 or newer runs a %d×%d by %d×%d BF16 product on the tensor cores", n, in, out, in)
 	}
-	trace := os.Getenv("LORA_EMU_TRACE")
 	if os.Getenv("LORA_TEST_BANK_MMA") == "" {
-		trace = filepath.Join(t.TempDir(), "trace")
+		trace := filepath.Join(t.TempDir(), "trace")
 		reftest.RunChild(t, "LORA_TEST_BANK_MMA=1", "LORA_EMU_TRACE="+trace)
 		file, err := os.Open(trace)
 		if err != nil {
