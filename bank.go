@@ -32,10 +32,12 @@ type BankConfig struct {
 //
 // Forward may run from many goroutines at once into distinct outputs. Add,
 // Remove and Free need exclusive use: the Bank serialises them against its
-// own Forward calls. On the GPU, a Forward of up to 16 rows returns once its
-// kernels are queued, as Layer.Forward does; a larger batch first waits for
-// the work queued before it, as it copies the grouping of its rows to the
-// device. Either way ids may be reused as soon as Forward returns.
+// own Forward calls. On the GPU, Forward returns once its work is queued,
+// as Layer.Forward does: a batch of more than 16 rows copies the grouping
+// of its rows to the device in stream order, without waiting for the work
+// queued before it, and ids may be reused as soon as Forward returns.
+// Remove and Free are stream-ordered too: a Forward queued before them
+// still computes with the adapters they remove, and neither waits for it.
 //
 // The Bank reads W, it does not copy it: anything that writes W (a
 // Layer.Merge or Unmerge on a layer sharing it, Write, WriteBits) changes
@@ -57,12 +59,14 @@ type BankConfig struct {
 //     it: 2 bytes an element, or about 0.56 for NF4 with blocks of 64), then
 //     the rows' adapter terms added into y: y read and written once more
 //     (n×out floats, small beside W's bytes at every n that matters);
-//   - a half x or y: staged through float32 as Layer.Forward stages it on
-//     the CPU (a float32 copy of x, a float32 y rounded into y once at the
-//     end), on either backend, since the Bank's adapter kernels take
-//     float32 activations: n×(in+out) floats more, read and written once.
-//     On the GPU, freeing the staging waits for the queued work, so such a
-//     Forward returns once its result is in y.
+//   - a half x or y: staged through float32 (a float32 copy of x, a
+//     float32 y rounded into y once at the end), since the Bank's adapter
+//     kernels take float32 activations: n×(in+out) floats more, read and
+//     written once. On the GPU the base product reads an x in W's 16-bit
+//     dtype as it is (on the tensor cores at n > 16 on sm_80 and newer,
+//     where the planner chooses them), and x is widened only for the
+//     adapter kernels, when a row has an adapter. Freeing the staging is
+//     stream-ordered: such a Forward returns once its work is queued.
 type Bank struct {
 	mu      sync.RWMutex // Forward and Len hold it shared; Add, Remove and Free exclusively
 	w       *Matrix
@@ -316,14 +320,12 @@ func (b *Bank) Forward(y, x *Matrix, ids []int32) error {
 		}
 	}
 	y.forgetBound()
-	// The Bank's kernels take float32 x and y: half ones are staged, y
-	// rounded once, and written only when the computation succeeded.
-	return staged(op, []*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
-		if err := b.forward(out[0], in[0], ids); err != nil {
-			return fmt.Errorf("lora: %s: %w", op, err)
-		}
-		return nil
-	})
+	// The backend stages half x and y as its kernels need (bank_cpu.go,
+	// bank_device.go), writing y only when the computation succeeded.
+	if err := b.forward(y, x, ids); err != nil {
+		return fmt.Errorf("lora: %s: %w", op, err)
+	}
+	return nil
 }
 
 // Free frees the adapters the Bank holds, and its backend state; W stays

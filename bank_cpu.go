@@ -40,8 +40,18 @@ func (b *Bank) backendSet(id int, s *bankSlot, hb []float32) error {
 	return nil
 }
 
-// forward computes y = x·Wᵀ, then adds each row's adapter term.
+// forward computes y = x·Wᵀ, then adds each row's adapter term. The CPU
+// kernels take float32 x and y: half ones are staged, y rounded once, and
+// written only when the computation succeeded.
 func (b *Bank) forward(y, x *Matrix, ids []int32) error {
+	return staged("", []*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
+		b.forwardF32(out[0], in[0], ids)
+		return nil
+	})
+}
+
+// forwardF32 is forward for float32 x and y.
+func (b *Bank) forwardF32(y, x *Matrix, ids []int32) {
 	n, in, out := x.rows, x.cols, b.w.rows
 	if b.w.dt == F32 {
 		cpu.BankProduct(y.buf.data, x.buf.data, b.w.buf.data, n, in, out)
@@ -55,5 +65,4 @@ func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 		gs[i] = cpu.BankGroup{Start: g.start, End: g.end, A: s.a.buf.data, BT: b.backend.bt[g.id], R: s.a.rows, Scale: s.scale}
 	}
 	cpu.BankExpand(y.buf.data, x.buf.data, in, out, perm, gs)
-	return nil
 }

@@ -19,17 +19,30 @@ import (
 // For n ≤ kernels.BankNMax (decode) the ids travel packed in the kernels'
 // parameters: a shrink that gathers each row's A, then, over an F32 W, the
 // fused kernel that streams W once and adds each row's gathered adapter term
-// before writing y; nothing is copied from the host, so Forward returns once
-// they are queued. Over an F16, BF16 or NF4 W the base product is the
+// before writing y. Over an F16, BF16 or NF4 W the base product is the
 // forward kernels of W's dtype (be.linear, which read W as stored), and
 // lora_bank_rowexpand then adds each row's gathered adapter term: y is read
 // and written once more (n×out floats, against W's out×in halves or 4.5-bit
-// NF4 codes that the base product streams), still without a host copy.
+// NF4 codes that the base product streams).
 // For larger n (prefill) the base product is enqueued first, then the rows
 // are sorted by adapter on the host (bankGroups) and cut into tiles of at
 // most kernels.BankRows rows of one adapter; the tiles and the permutation
-// are copied to the device (the copy waits for the work queued before it)
-// and the segmented shrink and expand are enqueued.
+// are copied to the device and the segmented shrink and expand are
+// enqueued.
+//
+// Nothing waits for the stream: the copies of the tiles and of the table's
+// slots are stream-ordered (cuda.CopyHtoD), so each runs after the kernels
+// queued before it, which still read the old contents of the shared
+// buffer or slot; Remove queues the slot's clearing, then the stream-ordered
+// frees of A and B (cuda.Free), behind every Forward already queued.
+//
+// Dtypes. The Bank's kernels take float32 x and y. A 16-bit y gets a
+// float32 temporary that the base product writes and the adapter terms add
+// into, rounded into y once at the end. A 16-bit x is widened into a
+// float32 copy for the Bank's own kernels only; the base product reads x as
+// it is where its plan can (x in W's 16-bit dtype: the tensor cores at
+// prefill on sm_80 and newer, lora_forward_small's variant at decode), and
+// the float32 copy otherwise.
 
 // bankBackend is the GPU backend's per-Bank state: the slot table.
 type bankBackend struct {
@@ -70,18 +83,51 @@ func (b *Bank) backendSet(id int, s *bankSlot, _ []float32) error {
 	return devErr(cuda.CopyHtoD(b.backend.table+cuda.Ptr(24*id), unsafe.Pointer(&w[0]), 24))
 }
 
+// forward enqueues y = x·Wᵀ plus each row's adapter term, x and y of any
+// float dtype (see Dtypes above). Nothing is written to y on an error.
+func (b *Bank) forward(y, x *Matrix, ids []int32) error {
+	var st stage
+	defer st.free()
+	yf, err := st.out(y)
+	if err != nil {
+		return err
+	}
+	// xf: float32 x for the Bank's kernels, where they run; xl: x for the
+	// base product.
+	adapted := slices.ContainsFunc(ids, func(id int32) bool { return id >= 0 })
+	var xf *Matrix
+	if adapted || b.w.dt == F32 {
+		if xf, err = st.in(x); err != nil {
+			return err
+		}
+	}
+	xl := x
+	if xf != nil && !(x.dt.half() && x.dt == b.w.dt) {
+		xl = xf
+	}
+	if err := b.forwardF32(yf, xl, xf, ids, adapted); err != nil {
+		return err
+	}
+	return st.finish()
+}
+
 // bankMeta is the device scratch that holds a Forward's tiles, permutation
 // and ids, used with dev held (see dev in device.go): the stream runs work in
-// order, so one buffer serves every caller.
+// order, the copy into it included, so one buffer serves every caller: the
+// kernels of a Forward queued earlier read their tiles before a later
+// Forward's copy overwrites them.
 var bankMeta devBuf
 
 // bankMetaBuf returns a device buffer of at least n int32 words. Called
 // with dev held.
 func bankMetaBuf(n int) (cuda.Ptr, error) { return bankMeta.get(n, 1<<12) }
 
-// forward enqueues y = x·Wᵀ plus each row's adapter term.
-func (b *Bank) forward(y, x *Matrix, ids []int32) error {
-	n, in, out := x.rows, x.cols, b.w.rows
+// forwardF32 enqueues y = x·Wᵀ plus each row's adapter term into a float32
+// y: the base product from xl (x in its own dtype or in float32), the
+// Bank's kernels from xf, x in float32 (nil when no row has an adapter and
+// W is not F32).
+func (b *Bank) forwardF32(y, xl, xf *Matrix, ids []int32, adapted bool) error {
+	n, in, out := xl.rows, xl.cols, b.w.rows
 	rmax := b.cfg.MaxRank
 	if n > math.MaxInt32/max(rmax, 1) {
 		return fmt.Errorf("n = %d with MaxRank %d does not fit the kernels' int: %w", n, rmax, ErrShape)
@@ -93,7 +139,7 @@ func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 		return fmt.Errorf("out = %d above the GPU's grid limit: %w", out, ErrShape)
 	}
 	if n <= kernels.BankNMax {
-		return b.forwardSmall(y, x, ids)
+		return b.forwardSmall(y, xl, xf, ids, adapted)
 	}
 	perm, groups := bankGroups(ids)
 	// meta: tiles (3 ints each), then perm.
@@ -108,7 +154,7 @@ func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 
 	// The base product first, outside dev: the forward kernels manage their
 	// own scratch. The stream runs the expand below after it.
-	if err := be.linear(y, x, b.w); err != nil {
+	if err := be.linear(y, xl, b.w); err != nil {
 		return err
 	}
 	if ntiles == 0 {
@@ -130,7 +176,7 @@ func (b *Bank) forward(y, x *Matrix, ids []int32) error {
 		return err
 	}
 	var k launchArgs
-	k.mat(x).ptr(b.backend.table).ptr(tiles).ptr(permP).ptr(t).int32(ntiles).int32(in).int32(rmax)
+	k.mat(xf).ptr(b.backend.table).ptr(tiles).ptr(permP).ptr(t).int32(ntiles).int32(in).int32(rmax)
 	if err := launch("lora_bank_shrink",
 		cuda.Dim3{X: ntiles, Y: ceilDiv(rmax, kernels.BankShrinkKs), Z: 1},
 		cuda.Dim3{X: kernels.BankShrinkThreads, Y: 1, Z: 1}, &k); err != nil {
@@ -153,18 +199,16 @@ func bankPack(ids []int32) [6]uint64 {
 	return p
 }
 
-// forwardSmall is forward for n ≤ kernels.BankNMax: the ids travel in the
-// kernels' parameters, so nothing is copied from the host and the call
-// returns once the kernels are queued, as Layer.Forward does.
-func (b *Bank) forwardSmall(y, x *Matrix, ids []int32) error {
-	n, in, out := x.rows, x.cols, b.w.rows
+// forwardSmall is forwardF32 for n ≤ kernels.BankNMax: the ids travel in
+// the kernels' parameters, so nothing is copied from the host.
+func (b *Bank) forwardSmall(y, xl, xf *Matrix, ids []int32, adapted bool) error {
+	n, in, out := xl.rows, xl.cols, b.w.rows
 	rmax := b.cfg.MaxRank
 	p := bankPack(ids)
-	adapted := slices.ContainsFunc(ids, func(id int32) bool { return id >= 0 })
 	if b.w.dt != F32 {
 		// The base product first, outside dev: the forward kernels manage
 		// their own scratch. The stream runs the adapter terms after it.
-		if err := be.linear(y, x, b.w); err != nil {
+		if err := be.linear(y, xl, b.w); err != nil {
 			return err
 		}
 		if !adapted {
@@ -180,7 +224,7 @@ func (b *Bank) forwardSmall(y, x *Matrix, ids []int32) error {
 			return err
 		}
 		var k launchArgs
-		k.mat(x).ptr(b.backend.table).ptr(t).int32(n).int32(in).int32(rmax)
+		k.mat(xf).ptr(b.backend.table).ptr(t).int32(n).int32(in).int32(rmax)
 		for _, w := range p {
 			k.int64(int64(w))
 		}
@@ -201,7 +245,7 @@ func (b *Bank) forwardSmall(y, x *Matrix, ids []int32) error {
 			cuda.Dim3{X: kernels.BankExpandThreads, Y: 1, Z: 1}, &e)
 	}
 	var k launchArgs
-	k.mat(x).mat(b.w).ptr(t).ptr(b.backend.table).mat(y).int32(n).int32(in).int32(out).int32(rmax)
+	k.mat(xf).mat(b.w).ptr(t).ptr(b.backend.table).mat(y).int32(n).int32(in).int32(out).int32(rmax)
 	for _, w := range p {
 		k.int64(int64(w))
 	}

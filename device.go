@@ -145,15 +145,13 @@ type devBuf struct {
 
 // get returns the buffer, grown to at least n 32-bit words (and at least
 // least words, so that small requests do not grow it step by step). Growing
-// drains the queued work first, which may still read the old buffer.
+// frees the old buffer in stream order (cuda.Free), without waiting: the
+// work queued before still reads it.
 func (s *devBuf) get(n, least int) (cuda.Ptr, error) {
 	if s.n >= n {
 		return s.p, nil
 	}
 	if s.p != 0 {
-		if err := cuda.Sync(); err != nil {
-			return 0, devErr(err)
-		}
 		err := cuda.Free(s.p)
 		s.p, s.n = 0, 0
 		if err != nil {

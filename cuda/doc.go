@@ -13,7 +13,9 @@
 //	                memory. The emulator checks every device address it is
 //	                given (copies, memsets, a launch's pointer arguments)
 //	                against its live allocations and turns a stray one into a
-//	                device fault, as a GPU would. Its mma.sync sums as
+//	                device fault, as a GPU would. Free and CopyHtoD are
+//	                stream-ordered there as on a GPU (see Freeing memory).
+//	                Its mma.sync sums as
 //	                the tensor cores were measured to (truncating toward
 //	                zero), not exactly, unless LORA_EMU_MMA=exact; its
 //	                ldmatrix faults on an address outside shared memory.
@@ -28,6 +30,42 @@
 // driver call. All work goes to one stream, the context's default stream:
 // launches and copies run in the order they were issued, and launches return
 // without waiting for the kernel.
+//
+// # Freeing memory
+//
+// Free is stream-ordered: it returns without waiting, the kernels and copies
+// queued before it still use the memory, and nothing queued after it may.
+// So a Matrix may be freed right after the last operation that uses it is
+// queued. The driver's cuMemFree gives no such contract: its documentation
+// says only that it may synchronise, and that it does not for memory of the
+// stream-ordered allocator. The cuda build queues cuMemFreeAsync on the
+// stream instead, whose contract is exactly this order ("the allocation
+// must not be accessed after stream execution reaches the free"); it needs
+// CUDA 11.2 and a device that reports CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED.
+// Elsewhere, with LORA_FREE=sync in the environment, or once the driver has
+// refused cuMemFreeAsync for memory of cuMemAlloc (the programming guide
+// allows it, with accesses complete before the stream reaches the free),
+// Free first waits for the stream (cuCtxSynchronize), then calls cuMemFree.
+//
+// The cost, as the documentation states it: the wait before cuMemFree
+// blocks the host until every kernel queued before the free has finished,
+// which is what cuMemFree does in practice (the programming guide: cudaFree
+// "causes the GPU to synchronize across all executing CUDA streams"), so a
+// caller that frees a temporary after each step loses the overlap of host
+// and device at every step. cuMemFreeAsync only enqueues: the host never
+// blocks, and the memory returns to the driver when the stream reaches the
+// free. That is why it is the default. Where the device is out of memory
+// while frees are still queued, Alloc waits for the stream and tries once
+// more. LORA_FREE=sync is there to measure one against the other.
+//
+// CopyHtoD is stream-ordered too: a copy of up to 256 KiB (the metadata
+// of a launch, a slot of a table) goes through a pinned ring of 4 MiB and
+// waits only when copies still queued fill the ring; a larger one goes
+// through the pinned staging buffer, and may wait for the stream to reach
+// the copy before it. The emulator models both exactly: its Free and
+// CopyHtoD queue operations of their own behind the launches, and it
+// treats a free that does not wait, of memory that a queued launch names,
+// as the illegal address it would be on a GPU (see emu.go).
 //
 // # Launches
 //

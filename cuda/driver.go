@@ -59,6 +59,13 @@ var (
 	peakBW  float64 // nominal memory bandwidth, bytes/s
 	l2Bytes int
 	props   Props
+	// asyncFree: Free queues cuMemFreeAsync on the stream (the device
+	// supports stream-ordered allocation, and LORA_FREE is not "sync");
+	// otherwise Free waits for the stream, then calls cuMemFree.
+	asyncFree bool
+	// freeQueued: a stream-ordered free was queued since the host last
+	// waited for the stream; its memory may not be free yet.
+	freeQueued bool
 )
 
 // Init opens GPU 0, or the GPU whose index is in the environment variable
@@ -101,6 +108,10 @@ func open() error {
 		l2Bytes = l2
 	}
 	props = readProps(dev)
+	var pools C.int
+	if C.cuDeviceGetAttribute(&pools, C.CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED, C.CUdevice(dev)) == C.CUDA_SUCCESS {
+		asyncFree = pools != 0 && os.Getenv("LORA_FREE") != "sync"
+	}
 	if ctx, err = dev.RetainPrimaryCtx(); err != nil {
 		return fmt.Errorf("cuda: device %d: primary context: %v", ordinal, err)
 	}
@@ -258,7 +269,9 @@ func L2Bytes() int {
 	return l2Bytes
 }
 
-// Alloc returns bytes of device memory, uninitialised.
+// Alloc returns bytes of device memory, uninitialised. When the device
+// is out of memory while frees are queued, Alloc waits for the stream,
+// which returns their memory, and tries once more.
 func Alloc(bytes int64) (Ptr, error) {
 	if bytes < 1 {
 		return 0, fmt.Errorf("cuda: Alloc of %d bytes", bytes)
@@ -269,6 +282,13 @@ func Alloc(bytes int64) (Ptr, error) {
 	}
 	defer leave()
 	p, err := cu.MemAlloc(bytes)
+	if errors.Is(err, cu.OutOfMemory) && freeQueued {
+		if err := cu.Synchronize(); err != nil {
+			return 0, fail(fmt.Sprintf("Alloc of %d bytes", bytes), err)
+		}
+		freeQueued = false
+		p, err = cu.MemAlloc(bytes)
+	}
 	if errors.Is(err, cu.OutOfMemory) {
 		free, total, _ := cu.MemInfo()
 		return 0, fmt.Errorf("cuda: Alloc of %d bytes (%s): %w, %s free of %s on %s (%v)",
@@ -280,10 +300,14 @@ func Alloc(bytes int64) (Ptr, error) {
 	return Ptr(p), nil
 }
 
-// Free releases memory from Alloc; Free(0) does nothing. The driver waits
-// for the work queued before it. A failed Free leaves the state of device
-// memory unknown, so it is a device fault: Free returns it, and so does
-// every later call of the package.
+// Free releases memory from Alloc in stream order, without waiting for the
+// stream; Free(0) does nothing. The kernels and copies queued before it
+// still use the memory; nothing queued after it may. It queues
+// cuMemFreeAsync on the stream, or, where the device has no stream-ordered
+// allocator (or LORA_FREE=sync, or the driver refused cuMemFreeAsync once),
+// waits for the stream and calls cuMemFree.
+// A failed Free leaves the state of device memory unknown, so it is a device
+// fault: Free returns it, and so does every later call of the package.
 func Free(p Ptr) error {
 	if p == 0 {
 		return nil
@@ -293,6 +317,23 @@ func Free(p Ptr) error {
 		return err
 	}
 	defer leave()
+	if asyncFree {
+		err := driverError(C.cuMemFreeAsync(C.CUdeviceptr(p), C.CUstream(nil)))
+		if err == nil {
+			freeQueued = true
+			return nil
+		}
+		if sticky(err) {
+			return fail(fmt.Sprintf("Free of %#x", uint64(p)), err)
+		}
+		// A driver that refuses to free memory of cuMemAlloc in stream
+		// order: from now on, the wait and cuMemFree below (which fail
+		// too if p itself is at fault).
+		asyncFree = false
+	}
+	if err := cu.Synchronize(); err != nil {
+		return fail(fmt.Sprintf("Free of %#x", uint64(p)), err)
+	}
 	if err := cu.MemFree(cu.DevicePtr(p)); err != nil {
 		return setFault(fmt.Errorf("cuda: Free of %#x: %w", uint64(p), err))
 	}
@@ -395,18 +436,102 @@ func (stageDriver) device(h int, off, n int64) error {
 // stageDriver is stagedCopy's device side on the GPU, over stage.
 type stageDriver struct{}
 
+// uploadBytes is the size of the pinned ring through which CopyHtoD copies
+// up to uploadMax bytes, taken on the first such copy and kept for the life
+// of the process. Larger copies go through the staging buffer.
+const (
+	uploadBytes = 4 << 20
+	uploadMax   = 256 << 10
+)
+
+// upload is the pinned ring and its events, guarded by mu. A copy through
+// it takes a region of the ring (see ring), copies the caller's bytes
+// there, queues their DMA to the device and records an event after it:
+// the host waits only when the copies still queued fill the ring, never
+// for the kernels queued before the copy.
+var upload struct {
+	buf    unsafe.Pointer // uploadBytes of page-locked memory, nil before the first copy
+	r      ring
+	events []cu.Event // by tag
+	spare  []int      // tags whose event is not in use
+	unset  bool       // true once taking the buffer failed
+}
+
+// uploadReady takes the ring on the first small copy. Called with mu held
+// and the context current. A failure is not an error: copies then go
+// through the staging buffer.
+func uploadReady() bool {
+	if upload.buf != nil || upload.unset {
+		return upload.buf != nil
+	}
+	var p unsafe.Pointer
+	if driverError(C.cuMemHostAlloc(&p, uploadBytes, 0)) != nil {
+		upload.unset = true
+		return false
+	}
+	upload.buf = p
+	upload.r = ring{size: uploadBytes}
+	return true
+}
+
+// uploadCopy copies bytes (≤ uploadMax) from src to dst through the ring,
+// in stream order. Called with mu held and the context current.
+func uploadCopy(dst Ptr, src unsafe.Pointer, bytes int64) error {
+	start, err := upload.r.take(bytes, func(tag int) error {
+		if err := upload.events[tag].Synchronize(); err != nil {
+			return err
+		}
+		upload.spare = append(upload.spare, tag)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	at := unsafe.Add(upload.buf, start)
+	copy(unsafe.Slice((*byte)(at), bytes), unsafe.Slice((*byte)(src), bytes))
+	if err := cu.MemcpyHtoDAsync(cu.DevicePtr(dst), at, bytes, stream); err != nil {
+		return err
+	}
+	var tag int
+	if n := len(upload.spare); n > 0 {
+		tag, upload.spare = upload.spare[n-1], upload.spare[:n-1]
+	} else {
+		e, err := cu.MakeEvent(cu.DisableTiming)
+		if err != nil {
+			// The copy is queued but cannot be tracked: wait for it.
+			return cu.Synchronize()
+		}
+		tag = len(upload.events)
+		upload.events = append(upload.events, e)
+	}
+	if err := upload.events[tag].Record(stream); err != nil {
+		upload.spare = append(upload.spare, tag)
+		return err
+	}
+	upload.r.push(start, bytes, tag)
+	return nil
+}
+
 // CopyHtoD copies bytes from host memory at src to the device, after the
-// work queued before it; src may be reused when it returns. The bytes go
-// through a pinned staging buffer, in pieces, so a copy of any size works.
+// work queued before it; src may be reused when it returns. A copy of up
+// to uploadMax bytes goes through the pinned ring (see upload) and returns
+// without waiting for the stream. A larger one goes through a pinned
+// staging buffer, in pieces, so a copy of any size works; it may wait for
+// the stream to reach an earlier copy through the same buffer.
 func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
 	leave, err := enter("copy to device")
 	if err != nil {
 		return err
 	}
 	defer leave()
-	if !stageReady() {
+	switch {
+	case bytes <= 0:
+		return nil
+	case bytes <= uploadMax && uploadReady():
+		err = uploadCopy(dst, src, bytes)
+	case !stageReady():
 		err = cu.MemcpyHtoD(cu.DevicePtr(dst), src, bytes)
-	} else {
+	default:
 		stage.host, stage.dev, stage.toDev = src, dst, true
 		err = stagedCopy(true, bytes, stageHalf, stageDriver{})
 		stage.host, stage.dev = nil, 0
@@ -490,6 +615,7 @@ func Sync() error {
 	if err := cu.Synchronize(); err != nil {
 		return fail("Sync", err)
 	}
+	freeQueued = false
 	return nil
 }
 

@@ -97,3 +97,102 @@ func TestCopyRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestFreeIsStreamOrdered frees x right after queuing kernels that read it,
+// then allocates and fills memory of x's size, which the driver may place
+// where x was: the kernels must still read x's values (Free is ordered
+// after them), and nothing faults.
+func TestFreeIsStreamOrdered(t *testing.T) {
+	const n, launches = 1 << 20, 64
+	y, err := Alloc(n * 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Free(y)
+	x, err := Alloc(n * 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Memset32(y, 0, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := Memset32(x, math.Float32bits(1), n); err != nil {
+		t.Fatal(err)
+	}
+	for range launches {
+		var a Args
+		a.Ptr(y).Ptr(x).Int64(n).Float(1)
+		if err := Launch("lora_axpy", Dim3{X: 256, Y: 1, Z: 1}, Dim3{X: 256, Y: 1, Z: 1}, 0, &a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Free(x); err != nil {
+		t.Fatal(err)
+	}
+	z, err := Alloc(n * 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Free(z)
+	if err := Memset32(z, math.Float32bits(-1000), n); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float32, n)
+	if err := CopyDtoH(unsafe.Pointer(&got[0]), y, n*4); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range got {
+		if v != launches {
+			t.Fatalf("y[%d] = %v after %d launches of y += x with x = 1 freed behind them, want %d", i, v, launches, launches)
+		}
+	}
+	t.Logf("Free queues cuMemFreeAsync: %v", asyncFree)
+}
+
+// TestSmallCopyIsStreamOrdered copies into y, through the upload ring,
+// right after queuing kernels that read y, many times over so that the
+// ring wraps: each kernel must read y as it was before the copy queued
+// after it.
+func TestSmallCopyIsStreamOrdered(t *testing.T) {
+	const n, rounds = 4096, 2 * uploadBytes / (4 * 4096)
+	y, err := Alloc(n * 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Free(y)
+	z, err := Alloc(n * 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Free(z)
+	if err := Memset32(y, 0, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := Memset32(z, 0, n); err != nil {
+		t.Fatal(err)
+	}
+	src := make([]float32, n)
+	for k := 1; k <= rounds; k++ {
+		var a Args
+		a.Ptr(z).Ptr(y).Int64(n).Float(1) // z += y, y = k−1
+		if err := Launch("lora_axpy", Dim3{X: 16, Y: 1, Z: 1}, Dim3{X: 256, Y: 1, Z: 1}, 0, &a); err != nil {
+			t.Fatal(err)
+		}
+		for i := range src {
+			src[i] = float32(k)
+		}
+		if err := CopyHtoD(y, unsafe.Pointer(&src[0]), n*4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]float32, n)
+	if err := CopyDtoH(unsafe.Pointer(&got[0]), z, n*4); err != nil {
+		t.Fatal(err)
+	}
+	want := float32(rounds * (rounds - 1) / 2) // 0 + 1 + … + rounds−1
+	for i, v := range got {
+		if v != want {
+			t.Fatalf("z[%d] = %v, want %v: a copy ran before the kernel queued ahead of it", i, v, want)
+		}
+	}
+}

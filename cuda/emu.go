@@ -57,7 +57,7 @@ const Name = "cudaemu"
 // stream does: Launch checks its arguments and returns at once; a fault
 // inside a kernel (a warp collective whose mask names a lane that returned,
 // a deadlock) is reported by the next call that waits for the stream: Sync,
-// a copy, Memset32, Free, an event, or a Launch after the kernel ran.
+// CopyDtoH, Memset32, an event, or a Launch after the kernel ran.
 //
 // The emulator's device memory is host memory from C.malloc. It keeps a
 // table of the live allocations and checks every device address it is given
@@ -65,11 +65,48 @@ const Name = "cudaemu"
 // every allocation (freed memory, a stray offset) is a device fault, as an
 // illegal address is on a GPU, and sticky like one. No memory is touched
 // through such an address.
+//
+// Free and CopyHtoD are stream-ordered, as cuMemFreeAsync and the driver's
+// asynchronous copies are, and return without waiting: each queues an
+// operation of its own (emu_ops.cc) behind the launches queued before it.
+// Free takes the allocation out of the table at once, so that whatever is
+// queued after it and names the memory faults; the launches queued before
+// it still read the memory, and when the stream reaches the free it fills
+// the memory with 0xffa5a5a5 (a NaN), so that a kernel that reads it through
+// an address held in device memory computes NaN. The memory goes back to C
+// once the host has waited for the stream past the free (drain).
+//
+// A free that does not wait for the stream (freeNow, what cuMemFree would be
+// without its implicit synchronisation) is a fault when a launch queued
+// since the host last waited for the stream names the memory: that launch
+// may still read it. The emulator reports it at the free, whether or not
+// the kernel happens to have run already, so a use after free by a queued
+// kernel is caught every time, not by timing.
 var (
-	mu    sync.Mutex             // guards spans and names; launches are queued one at a time
-	names = map[string]*C.char{} // kernel names as C strings, kept for the process
-	spans []span                 // live allocations, sorted by start
+	mu     sync.Mutex             // guards what follows; launches are queued one at a time
+	names  = map[string]*C.char{} // kernel names as C strings, kept for the process
+	spans  []span                 // live allocations, sorted by start
+	queued uint64                 // operations queued so far: the last one's sequence number
+	freed  []freedSpan            // freed allocations whose memory waits for a drain
+	held   int64                  // bytes in freed
+	named  = map[uint64]use{}     // allocation start → the last launch queued that names it
 )
+
+// freedSpan is a freed allocation and the sequence number of its release.
+type freedSpan struct {
+	span
+	seq uint64
+}
+
+// use is a launch that names an allocation: its kernel and sequence number.
+type use struct {
+	kernel string
+	seq    uint64
+}
+
+// heldLimit bounds the freed memory that waits for a drain: Alloc drains
+// the stream first when more is held.
+const heldLimit = 256 << 20
 
 // span is one live allocation: [start, start+size).
 type span struct{ start, size uint64 }
@@ -117,21 +154,60 @@ func illegal(op string, p Ptr, bytes int64) error {
 }
 
 // wait waits for the queued launches when block is set, and returns the
-// first fault of a kernel, recorded as the device's fault, or nil.
+// first fault of a kernel, recorded as the device's fault, or nil. A wait
+// that blocks is a drain: the memory of the frees queued before it goes
+// back to C, and the launches queued before it no longer hold their memory.
 func wait(op string, block bool) error {
+	var target uint64
+	if block {
+		mu.Lock()
+		target = queued
+		mu.Unlock()
+	}
 	var buf [1024]C.char
 	w := C.int(0)
 	if block {
 		w = 1
 	}
-	if C.fault(w, &buf[0], C.int(len(buf))) == C.LORA_EMU_OK {
+	rc := C.fault(w, &buf[0], C.int(len(buf)))
+	if block {
+		// Every operation up to target has run (or been skipped after a
+		// fault): none of them touches memory any more.
+		mu.Lock()
+		drained(target)
+		mu.Unlock()
+	}
+	if rc == C.LORA_EMU_OK {
 		return nil
 	}
 	return setFault(fmt.Errorf("cuda: %s: kernel fault: %s (emulated CUDA_ERROR_LAUNCH_FAILED)", op, C.GoString(&buf[0])))
 }
 
+// drained returns to C the memory of the frees up to sequence number
+// target, and forgets the uses of launches up to it. Called with mu held.
+func drained(target uint64) {
+	kept := freed[:0]
+	for _, f := range freed {
+		if f.seq <= target {
+			C.free(ptr(Ptr(f.start)))
+			held -= int64(f.size)
+		} else {
+			kept = append(kept, f)
+		}
+	}
+	clear(freed[len(kept):])
+	freed = kept
+	for p, u := range named {
+		if u.seq <= target {
+			delete(named, p)
+		}
+	}
+}
+
 // Alloc returns bytes of device memory, uninitialised. The emulator refuses
-// an allocation larger than the machine's physical memory.
+// an allocation larger than the machine's physical memory. When more than
+// heldLimit bytes of freed memory wait for the stream, or C has no memory
+// left while some do, Alloc first waits for the stream to return them.
 func Alloc(bytes int64) (Ptr, error) {
 	if err := faulted("Alloc"); err != nil {
 		return 0, err
@@ -145,7 +221,26 @@ func Alloc(bytes int64) (Ptr, error) {
 	if uint64(bytes) > uint64(^C.size_t(0)) {
 		return 0, fmt.Errorf("cuda: Alloc of %d bytes: %w", bytes, ErrOutOfMemory)
 	}
+	mu.Lock()
+	full := held > heldLimit
+	mu.Unlock()
+	if full {
+		if err := wait("Alloc", true); err != nil {
+			return 0, err
+		}
+	}
 	p := C.malloc(C.size_t(bytes))
+	if p == nil {
+		mu.Lock()
+		some := held > 0
+		mu.Unlock()
+		if some {
+			if err := wait("Alloc", true); err != nil {
+				return 0, err
+			}
+			p = C.malloc(C.size_t(bytes))
+		}
+	}
 	if p == nil {
 		return 0, fmt.Errorf("cuda: Alloc of %d bytes (%s): %w: malloc failed", bytes, sysmem.Bytes(bytes), ErrOutOfMemory)
 	}
@@ -159,16 +254,29 @@ func Alloc(bytes int64) (Ptr, error) {
 	return Ptr(s.start), nil
 }
 
-// Free releases memory from Alloc; Free(0) does nothing. An address that is
-// not the start of a live allocation (a double free) is a device fault.
-func Free(p Ptr) error {
+// Free releases memory from Alloc in stream order and returns without
+// waiting; Free(0) does nothing. The launches queued before it still read
+// the memory; whatever is queued after it and names the memory faults. An
+// address that is not the start of a live allocation (a double free) is a
+// device fault.
+func Free(p Ptr) error { return free(p, true) }
+
+// freeNow is Free without the stream order: the memory is released at
+// once, as cuMemFree would release it if it did not wait for the work
+// queued before it. A launch queued since the host last waited for the
+// stream that names the memory may still read it: a device fault, reported
+// here. Only the tests call it, to show that such a free is caught.
+func freeNow(p Ptr) error { return free(p, false) }
+
+// free is Free, in stream order when ordered is set.
+func free(p Ptr, ordered bool) error {
 	if p == 0 {
 		return nil
 	}
 	if err := faulted("Free"); err != nil {
 		return err
 	}
-	if err := wait("Free", true); err != nil {
+	if err := wait("Free", false); err != nil {
 		return err
 	}
 	mu.Lock()
@@ -177,9 +285,35 @@ func Free(p Ptr) error {
 	if i < 0 || spans[i].start != uint64(p) {
 		return setFault(fmt.Errorf("cuda: Free of %#x: not the start of a live allocation (emulated CUDA_ERROR_INVALID_VALUE)", uint64(p)))
 	}
+	s := spans[i]
+	if u, ok := named[s.start]; ok && !ordered {
+		return setFault(fmt.Errorf("cuda: Free of %#x: illegal address: %s (launch %d), queued before the free and not waited for, reads the %d bytes freed (emulated CUDA_ERROR_ILLEGAL_ADDRESS)",
+			uint64(p), u.kernel, u.seq, s.size))
+	}
 	spans = append(spans[:i], spans[i+1:]...)
-	C.free(ptr(p))
+	delete(named, s.start)
+	if !ordered {
+		// Released now, though no queued launch names it: kept until the
+		// next drain all the same, so that nothing reads memory C reused.
+		C.memset(ptr(p), 0xa5, C.size_t(s.size))
+		freed = append(freed, freedSpan{s, queued})
+		held += int64(s.size)
+		return nil
+	}
+	var a Args
+	a.Ptr(p).Int64(int64(s.size))
+	if err := emuOp("emuop_release", &a); err != nil {
+		return setFault(fmt.Errorf("cuda: Free of %#x: %w", uint64(p), err))
+	}
+	freed = append(freed, freedSpan{s, queued})
+	held += int64(s.size)
 	return nil
+}
+
+// emuOp queues one of the emulator's own operations (emu_ops.cc) on one
+// thread. Called with mu held.
+func emuOp(kernel string, a *Args) error {
+	return emuLaunch(kernel, Dim3{X: 1, Y: 1, Z: 1}, Dim3{X: 1, Y: 1, Z: 1}, 0, a)
 }
 
 // ptr converts a device address of the emulator, the bits of a C pointer,
@@ -206,13 +340,14 @@ func Memset32(p Ptr, v uint32, count int64) error {
 	return nil
 }
 
-// CopyHtoD waits for all queued work, then copies bytes from host memory
-// at src to the device.
+// CopyHtoD copies bytes from host memory at src to the device in stream
+// order, after the work queued before it, and returns without waiting: it
+// takes a copy of the bytes, so src may be reused when it returns.
 func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
 	if err := faulted("copy to device"); err != nil {
 		return err
 	}
-	if err := wait("copy to device", true); err != nil {
+	if err := wait("copy to device", false); err != nil {
 		return err
 	}
 	mu.Lock()
@@ -220,7 +355,20 @@ func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error {
 	if bytes < 0 || find(dst, bytes) < 0 {
 		return illegal("copy to device", dst, bytes)
 	}
-	C.memcpy(ptr(dst), src, C.size_t(bytes))
+	if bytes == 0 {
+		return nil
+	}
+	tmp := C.malloc(C.size_t(bytes))
+	if tmp == nil {
+		return fmt.Errorf("cuda: copy to device of %d bytes: the emulator's copy of them: malloc failed", bytes)
+	}
+	C.memcpy(tmp, src, C.size_t(bytes))
+	var a Args
+	a.Ptr(dst).Int64(int64(uintptr(tmp))).Int64(bytes)
+	if err := emuOp("emuop_copy", &a); err != nil {
+		C.free(tmp)
+		return fmt.Errorf("cuda: copy to device: %w", err)
+	}
 	return nil
 }
 
@@ -267,7 +415,8 @@ func Launch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	return emuLaunch(kernel, grid, block, shmem, a)
 }
 
-// emuLaunch hands the launch to the emulator. Called with mu held.
+// emuLaunch hands the launch to the emulator and notes the allocations it
+// names. Called with mu held.
 func emuLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 	cname, ok := names[kernel]
 	if !ok {
@@ -285,6 +434,14 @@ func emuLaunch(kernel string, grid, block Dim3, shmem int, a *Args) error {
 			return fmt.Errorf("cuda: launch %s: %s packed, the kernel takes %d", kernel, plural(a.n, "argument"), emuKernelArgs(kernel))
 		}
 		return fmt.Errorf("cuda: launch %s: %s", kernel, emuError(rc))
+	}
+	queued++
+	for i := range a.n {
+		if a.ptrs&(1<<i) != 0 {
+			if j := find(Ptr(a.slot[i]), 0); j >= 0 {
+				named[spans[j].start] = use{kernel, queued}
+			}
+		}
 	}
 	if traceFile != nil {
 		trace(kernel, grid, block, shmem, a)
@@ -318,6 +475,13 @@ func emuKernelArgs(kernel string) int {
 	c := C.CString(kernel)
 	defer C.free(unsafe.Pointer(c))
 	return int(C.lora_emu_kernel_nargs(c))
+}
+
+// emuOwn reports whether kernel is one of the emulator's own, not of
+// lora.fatbin: its test kernels (emutest_*, emu_kernels.cc and
+// mma_kernels.cc) and its stream operations (emuop_*, emu_ops.cc).
+func emuOwn(kernel string) bool {
+	return strings.HasPrefix(kernel, "emutest_") || strings.HasPrefix(kernel, "emuop_")
 }
 
 // emuKernels returns the names of the emulator's kernels.
@@ -396,7 +560,7 @@ func emuMMAExact(exact bool) bool {
 }
 
 // With LORA_EMU_TRACE set to a file name, the emulator appends one line per
-// distinct launch to it, for the sanitizer harness (kernels/sanitize) to
+// distinct launch of a kernel of lora.fatbin to it, for the sanitizer harness (kernels/sanitize) to
 // replay on buffers of the same sizes: the kernel, grid, block and dynamic
 // shared memory, then each argument, as v<hex> for a value or
 // p<allocation size>+<offset>@<allocation> for a pointer into device memory.
@@ -418,10 +582,10 @@ func init() {
 
 // trace writes the launch to traceFile unless a launch of the same kernel,
 // geometry, values and allocation sizes was written before, or the kernel is
-// one of the emulator's own test kernels (emutest_*), which only this
-// package's test binary has. Called with mu held.
+// one of the emulator's own (see emuOwn), which the harness does not have.
+// Called with mu held.
 func trace(kernel string, grid, block Dim3, shmem int, a *Args) {
-	if strings.HasPrefix(kernel, "emutest_") {
+	if emuOwn(kernel) {
 		return
 	}
 	var key, line strings.Builder

@@ -25,7 +25,7 @@ import (
 func TestParamsMatchSignatures(t *testing.T) {
 	var names []string
 	for _, k := range emuKernels() {
-		if !strings.HasPrefix(k, "emutest_") { // the emulator's own tests
+		if !emuOwn(k) { // the emulator's own tests and operations
 			names = append(names, k)
 		}
 	}
@@ -126,14 +126,22 @@ func TestAllocBeyondMemory(t *testing.T) {
 // the process), that a stray device address is a fault reported by the call
 // that used it, and that every later call returns an error wrapping that
 // first fault: a double Free, a copy past the end of an allocation, a
-// memset of freed memory, a launch whose pointer argument lies outside
-// device memory.
+// memset, a copy or a launch that names memory freed before it (Free is
+// stream-ordered: what is queued after it must not touch the memory), a
+// launch whose pointer argument lies outside device memory.
 func TestFaults(t *testing.T) {
 	cases := map[string]func(p Ptr) error{
 		"double free":    func(p Ptr) error { Free(p); return Free(p) },
 		"copy past end":  func(p Ptr) error { var b [8]float32; return CopyDtoH(unsafe.Pointer(&b[0]), p+4, 32) },
 		"copy from host": func(p Ptr) error { var b [2]float32; return CopyHtoD(p+32, unsafe.Pointer(&b[0]), 8) },
 		"memset freed":   func(p Ptr) error { Free(p); return Memset32(p, 0, 1) },
+		"copy to freed":  func(p Ptr) error { var b [2]float32; Free(p); return CopyHtoD(p, unsafe.Pointer(&b[0]), 8) },
+		"launch on freed": func(p Ptr) error {
+			Free(p)
+			var a Args
+			a.Ptr(p).Ptr(p).Int64(4).Float(1)
+			return Launch("lora_axpy", Dim3{X: 1, Y: 1, Z: 1}, Dim3{X: 32, Y: 1, Z: 1}, 0, &a)
+		},
 		"launch": func(p Ptr) error {
 			var a Args
 			a.Ptr(p).Ptr(p + 1<<40).Int64(4).Float(1)

@@ -43,8 +43,11 @@ func L2Bytes() int { return 0 }
 // that says so.
 func Alloc(bytes int64) (Ptr, error) { return 0, errNoBackend }
 
-// Free releases memory from Alloc; Free(0) does nothing. A failed Free is a
-// device fault (see Fault): Free returns it, and so does every later call.
+// Free releases memory from Alloc in stream order, without waiting for the
+// stream (see the package documentation, Freeing memory); Free(0) does
+// nothing. The work queued before it still uses the memory; nothing queued
+// after it may. A failed Free is a device fault (see Fault): Free returns
+// it, and so does every later call.
 func Free(p Ptr) error {
 	if p == 0 {
 		return nil
@@ -56,7 +59,8 @@ func Free(p Ptr) error {
 func Memset32(p Ptr, v uint32, count int64) error { return errNoBackend }
 
 // CopyHtoD copies bytes from host memory at src to the device, after the
-// work queued before it; src may be reused when it returns.
+// work queued before it; src may be reused when it returns. A small copy
+// returns without waiting for the stream.
 func CopyHtoD(dst Ptr, src unsafe.Pointer, bytes int64) error { return errNoBackend }
 
 // CopyDtoH waits for all queued work, then copies bytes from the device to
