@@ -40,12 +40,14 @@
 // says only that it may synchronise, and that it does not for memory of the
 // stream-ordered allocator. The cuda build queues cuMemFreeAsync on the
 // stream instead, whose contract is exactly this order ("the allocation
-// must not be accessed after stream execution reaches the free"); it needs
+// must not be accessed after stream execution reaches the free"), and Alloc
+// takes the memory it frees from the device's default pool with
+// cuMemAllocAsync, the allocation the driver documents for it; both need
 // CUDA 11.2 and a device that reports CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED.
 // Elsewhere, with LORA_FREE=sync in the environment, or once the driver has
-// refused cuMemFreeAsync for memory of cuMemAlloc (the programming guide
-// allows it, with accesses complete before the stream reaches the free),
-// Free first waits for the stream (cuCtxSynchronize), then calls cuMemFree.
+// refused a cuMemFreeAsync, Alloc takes memory with cuMemAlloc and Free
+// first waits for the stream (cuCtxSynchronize), then calls cuMemFree
+// (which takes memory of either allocator).
 //
 // The cost, as the documentation states it: the wait before cuMemFree
 // blocks the host until every kernel queued before the free has finished,

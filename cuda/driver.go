@@ -281,13 +281,13 @@ func Alloc(bytes int64) (Ptr, error) {
 		return 0, err
 	}
 	defer leave()
-	p, err := cu.MemAlloc(bytes)
+	p, err := alloc(bytes)
 	if errors.Is(err, cu.OutOfMemory) && freeQueued {
 		if err := cu.Synchronize(); err != nil {
 			return 0, fail(fmt.Sprintf("Alloc of %d bytes", bytes), err)
 		}
 		freeQueued = false
-		p, err = cu.MemAlloc(bytes)
+		p, err = alloc(bytes)
 	}
 	if errors.Is(err, cu.OutOfMemory) {
 		free, total, _ := cu.MemInfo()
@@ -298,6 +298,22 @@ func Alloc(bytes int64) (Ptr, error) {
 		return 0, fail(fmt.Sprintf("Alloc of %d bytes", bytes), err)
 	}
 	return Ptr(p), nil
+}
+
+// alloc takes bytes of device memory: from the device's default pool of
+// the stream-ordered allocator (cuMemAllocAsync on the stream) where Free
+// frees in stream order, so that every cuMemFreeAsync frees memory of
+// cuMemAllocAsync, the pairing the driver documents; with cuMemAlloc
+// elsewhere. Either is usable by all work queued after it.
+func alloc(bytes int64) (cu.DevicePtr, error) {
+	if !asyncFree {
+		return cu.MemAlloc(bytes)
+	}
+	var p C.CUdeviceptr
+	if err := driverError(C.cuMemAllocAsync(&p, C.size_t(bytes), C.CUstream(nil))); err != nil {
+		return 0, err
+	}
+	return cu.DevicePtr(p), nil
 }
 
 // Free releases memory from Alloc in stream order, without waiting for the
