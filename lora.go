@@ -172,6 +172,8 @@ func (m *Matrix) Write(src []float32) error {
 // Free releases the matrix's storage. It is idempotent, and safe on nil
 // and on a zero Matrix, which holds no storage; every later use of the
 // matrix returns an error wrapping ErrFreed (ErrNil for a zero Matrix).
+// On the GPU the free is stream-ordered: the work queued before it still
+// reads the memory, and Free does not wait for that work.
 func (m *Matrix) Free() {
 	if m == nil || m.freed || m.rows < 1 {
 		return
