@@ -1,0 +1,34 @@
+//go:build !purego
+
+package cpu
+
+import (
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// Linux lets a process use the AMX tile data only once it has asked
+// (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); the request is
+// made once, for the whole process, the first time the level is chosen.
+const (
+	archGetXcompSupp  = 0x1021
+	archReqXcompPerm  = 0x1023
+	xfeatureXtiledata = 18
+)
+
+var amxOnce = sync.OnceValue(func() bool {
+	var supp uint64
+	if _, _, e := syscall.RawSyscall(syscall.SYS_ARCH_PRCTL, archGetXcompSupp, uintptr(unsafe.Pointer(&supp)), 0); e != 0 {
+		return false
+	}
+	if supp&(1<<xfeatureXtiledata) == 0 {
+		return false
+	}
+	_, _, e := syscall.RawSyscall(syscall.SYS_ARCH_PRCTL, archReqXcompPerm, xfeatureXtiledata, 0)
+	return e == 0
+})
+
+// amxPermitted reports whether the operating system lets this process use
+// the AMX tiles, asking for them the first time.
+func amxPermitted() bool { return amxOnce() }

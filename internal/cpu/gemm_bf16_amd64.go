@@ -1,0 +1,50 @@
+//go:build amd64 && !purego
+
+package cpu
+
+// The kernels of the bf16 product (gemm_bf16.go, gemm_bf16_amd64.s). The
+// flags are set by setLevel: useBF16DP at level AVX512BF16 and above (the
+// processor has AVX512F and AVX512_BF16), useAMX at level AMX (and AMX-TILE,
+// AMX-BF16, and the operating system's permission to use the tiles,
+// amxPermitted).
+var (
+	useBF16DP bool // VDPBF16PS: dpbf16Tiles, and minMag16
+	useAMX    bool // TDPBF16PS: amxTiles
+)
+
+// dpbf16Tiles sets, for ti < mt and tj < nt, the 16×16 tile
+// c[(ti·nt+tj)·256 + 16·o + r] (o < 16, r < 16) to its old value when
+// acc ≠ 0, or zero, plus Σₚ a[(16·ti+o)·lda + 2p + e]·b[tj·ldb + 32p + 2r + e]
+// over the pairs p < 16·k32 and e = 1 then e = 0 (bf16TilesGo): row o of
+// a tile is row 16·ti+o of a (W's rows, lda elements apart), column r is
+// row r of panel tj of b (packXBF16's layout, panels ldb elements apart).
+// k32 ≥ 1; VDPBF16PS, so subnormal inputs read as zero and subnormal sums
+// flush to zero.
+//
+//go:noescape
+func dpbf16Tiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
+
+// amxTiles is dpbf16Tiles on TDPBF16PS, mt and nt even: the same products,
+// summed with the instruction's own rounding.
+//
+//go:noescape
+func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
+
+// minMag16 returns the smallest nonzero src[j] & 0x7fff for j < n, or 0
+// when there is none; n a positive multiple of 16. AVX2.
+//
+//go:noescape
+func minMag16(src *uint16, n int) uint16
+
+// amxConfig is the tile configuration amxTiles loads: palette 1, the
+// eight tiles 16 rows of 64 bytes each.
+//
+//lint:ignore U1000 read by amxTiles
+var amxConfig = func() (c [64]byte) {
+	c[0] = 1
+	for t := range 8 {
+		c[16+2*t] = 64
+		c[48+t] = 16
+	}
+	return c
+}()

@@ -1,0 +1,33 @@
+//go:build !amd64 || purego
+
+package cpu
+
+// Without the amd64 assembly there are no bf16 instructions: the bf16
+// product does not run. The kernels are bf16TilesGo, for the tests.
+const (
+	useBF16DP = false
+	useAMX    = false
+)
+
+func dpbf16Tiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
+	bf16TilesPtr(a, lda, b, ldb, c, mt, nt, k32, acc)
+}
+
+func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
+	bf16TilesPtr(a, lda, b, ldb, c, mt, nt, k32, acc)
+}
+
+func bf16TilesPtr(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
+	bf16TilesGo(u16s(a, (16*mt-1)*lda+32*k32), lda, u16s(b, (nt-1)*ldb+512*k32), ldb,
+		f32s(c, mt*nt*256), mt, nt, k32, acc != 0)
+}
+
+func minMag16(src *uint16, n int) uint16 {
+	var mn uint16
+	for _, h := range u16s(src, n) {
+		if v := h & 0x7fff; v != 0 && (mn == 0 || v < mn) {
+			mn = v
+		}
+	}
+	return mn
+}

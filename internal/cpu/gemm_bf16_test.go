@@ -1,0 +1,324 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// Tests of the bf16 product (gemm_bf16.go): its kernels against their
+// portable form (bf16TilesGo) and a float64 reference, the driver through
+// Product on every remainder of its tiles, blocks, groups and column
+// steps and every split among goroutines, and the guard that keeps the
+// instructions off subnormal values.
+
+// bf16Kernels returns the kernels of the bf16 product this process runs:
+// each instruction the level allows, by name.
+func bf16Kernels() map[string]func(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
+	k := map[string]func(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int){}
+	if useBF16DP {
+		k["dpbf16Tiles"] = dpbf16Tiles
+	}
+	if useAMX {
+		k["amxTiles"] = amxTiles
+	}
+	return k
+}
+
+// randBF16 returns n random bfloat16 values (normal, times scale) as
+// float32, and their patterns.
+func randBF16(rng *rand.Rand, n int, scale float64) ([]float32, []uint16) {
+	v := randF32(rng, n, scale)
+	h := make([]uint16, n)
+	for i, f := range v {
+		h[i] = narrow1(BF16, f)
+		v[i] = widen1(BF16, h[i])
+	}
+	return v, h
+}
+
+// TestBF16Tiles checks each kernel against bf16TilesGo (bit for bit for
+// VDPBF16PS, which adds in the same order; within the bound of a float32
+// sum for TDPBF16PS) and both against a float64 reference, on 1 to 4
+// tiles each way (even counts for AMX), 1 to 3 steps of 32 columns, rows
+// of W longer than the steps (lda odd too), from zero and onto old sums.
+func TestBF16Tiles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(181, 182))
+	kerns := bf16Kernels()
+	if len(kerns) == 0 {
+		t.Logf("level %v: no bf16 kernel; the portable form alone", CurrentLevel())
+	}
+	for _, mt := range []int{1, 2, 3, 4} {
+		for _, nt := range []int{1, 2, 4} {
+			for _, k32 := range []int{1, 2, 3} {
+				for _, extra := range []int{0, 7} {
+					for _, acc := range []bool{false, true} {
+						lda := 32*k32 + extra
+						aval, a := randBF16(rng, 16*mt*lda, 1)
+						ldb := 512*k32 + 64
+						bval, b := randBF16(rng, nt*ldb, 1)
+						c0 := randF32(rng, mt*nt*256, 4)
+						// The reference: c[tile, o, r] = c0 (acc) + Σₖ a·b.
+						want := make([]float64, len(c0))
+						mag := make([]float64, len(c0))
+						for ti := range mt {
+							for tj := range nt {
+								for o := range 16 {
+									for r := range 16 {
+										e := (ti*nt+tj)*256 + 16*o + r
+										if acc {
+											want[e], mag[e] = float64(c0[e]), math.Abs(float64(c0[e]))
+										}
+										for k := range 32 * k32 {
+											v := float64(aval[(16*ti+o)*lda+k]) * float64(bval[tj*ldb+k/2*32+2*r+k%2])
+											want[e] += v
+											mag[e] += math.Abs(v)
+										}
+									}
+								}
+							}
+						}
+						what := fmt.Sprintf("mt=%d nt=%d k32=%d lda=%d acc=%v", mt, nt, k32, lda, acc)
+						gof := append([]float32(nil), c0...)
+						bf16TilesGo(a, lda, b, ldb, gof, mt, nt, k32, acc)
+						within(t, "bf16TilesGo "+what, gof, want, mag, accTol(32*k32+1))
+						for name, kern := range kerns {
+							if name == "amxTiles" && (mt%2 != 0 || nt%2 != 0) {
+								continue
+							}
+							got := append([]float32(nil), c0...)
+							kern(&a[0], lda, &b[0], ldb, &got[0], mt, nt, k32, b2i(acc))
+							within(t, name+" "+what, got, want, mag, accTol(32*k32+1))
+							if name != "dpbf16Tiles" {
+								continue
+							}
+							for i := range got {
+								if math.Float32bits(got[i]) != math.Float32bits(gof[i]) {
+									t.Errorf("%s %s: c[%d] = %v, bf16TilesGo %v", name, what, i, got[i], gof[i])
+									break
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestBF16TilesFlush pins what the guard (bf16Safe) is for: the
+// instructions read a subnormal input as zero and flush a subnormal sum to
+// zero, where the portable form keeps both. And at the guard's bound
+// (products of magnitude 2⁻¹⁰³, random signs, so that the sums cancel
+// down to multiples of 2⁻¹²⁶) they agree with it bit for bit.
+func TestBF16TilesFlush(t *testing.T) {
+	for name, kern := range bf16Kernels() {
+		for _, c := range []struct {
+			what   string
+			xv, wv float32
+			flush  bool
+		}{
+			{"subnormal x", 0x1p-130, 0x1p10, true},
+			{"subnormal w", 0x1p10, 0x1p-130, true},
+			{"subnormal product", 0x1p-70, 0x1p-70, true},
+			{"at the bound", 0x1p-52, 0x1p-51, false},
+			{"at the bound, 1.5", 0x1.8p-52, 0x1p-52, false},
+		} {
+			// Two tiles each way, one step; the first pair alone nonzero
+			// in W, every pair of x holding xv with random signs.
+			rng := rand.New(rand.NewPCG(183, 184))
+			a := make([]uint16, 32*32)
+			b := make([]uint16, 2*512)
+			sign := func() float32 { return float32(1 - 2*rng.IntN(2)) }
+			for o := range 32 {
+				a[o*32] = narrow1(BF16, sign()*c.wv)
+				a[o*32+1] = narrow1(BF16, sign()*c.wv)
+			}
+			for i := range b {
+				b[i] = narrow1(BF16, sign()*c.xv)
+			}
+			got := make([]float32, 4*256)
+			want := make([]float32, 4*256)
+			kern(&a[0], 32, &b[0], 512, &got[0], 2, 2, 1, 0)
+			bf16TilesGo(a, 32, b, 512, want, 2, 2, 1, false)
+			same, zero := true, true
+			for i := range got {
+				same = same && math.Float32bits(got[i]) == math.Float32bits(want[i])
+				zero = zero && got[i] == 0
+			}
+			if c.flush && (same || !zero) {
+				t.Errorf("%s, %s: want every sum flushed to zero, got %v (portable form %v)", name, c.what, got[:4], want[:4])
+			}
+			if !c.flush && !same {
+				t.Errorf("%s, %s: differs from the portable form: %v, want %v", name, c.what, got[:4], want[:4])
+			}
+		}
+	}
+}
+
+// TestBF16Safe checks the guard's decisions at its bounds.
+func TestBF16Safe(t *testing.T) {
+	p := func(v float32) uint16 { return narrow1(BF16, v) }
+	for _, c := range []struct {
+		x, w uint16
+		want bool
+	}{
+		{0, 0, true}, {0, 1, true}, {1, 0, true},
+		{p(0x1p-126), p(0x1p23), true},
+		{p(0x1p-127), p(0x1p60), false}, // a subnormal x
+		{p(0x1p60), p(0x1p-127), false}, // a subnormal w
+		{p(0x1p-52), p(0x1p-51), true},  // the product 2⁻¹⁰³
+		{p(0x1p-52), p(0x1.fep-52), false},
+		{p(0x1.02p-52), p(0x1p-51), true},
+		{p(0x1p-126), p(0x1p22), false},
+		{p(1), p(1), true},
+	} {
+		if got := bf16Safe(c.x, c.w); got != c.want {
+			t.Errorf("bf16Safe(%#04x, %#04x) = %v, want %v", c.x, c.w, got, c.want)
+		}
+	}
+}
+
+// TestMinMagBF16 checks minMagBF16 (minMag16 on the whole 16s) on every
+// length to 40, the smallest at every place, signs, zeros, NaN and ±Inf.
+func TestMinMagBF16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(185, 186))
+	for n := 0; n <= 40; n++ {
+		for place := -1; place < n; place++ {
+			s := make([]uint16, n)
+			for i := range s {
+				switch rng.IntN(4) {
+				case 0:
+					s[i] = 0x8000 * uint16(rng.IntN(2))
+				case 1:
+					s[i] = 0x7f80 | uint16(rng.IntN(2))<<15 | uint16(rng.IntN(2)) // ±Inf, NaN
+				default:
+					s[i] = 0x0500 + uint16(rng.IntN(0x7000)) | uint16(rng.IntN(2))<<15
+				}
+			}
+			if place >= 0 {
+				s[place] = 0x8003
+			}
+			var want uint16
+			for _, h := range s {
+				if v := h & 0x7fff; v != 0 && (want == 0 || v < want) {
+					want = v
+				}
+			}
+			if got := minMagBF16(s); got != want {
+				t.Fatalf("n=%d place=%d: minMagBF16 = %#04x, want %#04x", n, place, got, want)
+			}
+		}
+	}
+}
+
+// checkBF16Product runs Product on a BF16 W (out×in) and an x of n rows of
+// bfloat16 values against the float64 reference: through the bf16 product
+// where the level has it (bf16Product must take it), else the path of a
+// BF16 W.
+func checkBF16Product(t *testing.T, rng *rand.Rand, n, out, in int) {
+	t.Helper()
+	wv, wb := randBF16(rng, out*in, 1)
+	x, _ := randBF16(rng, n*in, 1)
+	w := Mat{Rows: out, Cols: in, Type: BF16, Bits: wb}
+	want, mag := refNT(x, wv, n, out, in)
+	what := fmt.Sprintf("n=%d out=%d in=%d", n, out, in)
+	y := nanFill(n * out)
+	Product(y, x, w, n)
+	within(t, "Product "+what, y, want, mag, accTol(in))
+	if bf16Wins(n, out, in) {
+		y := nanFill(n * out)
+		if !bf16Product(y, x, w, n) {
+			t.Fatalf("%s: bf16Product refused x of bfloat16 values", what)
+		}
+		within(t, "bf16Product "+what, y, want, mag, accTol(in))
+	}
+}
+
+// TestBF16Product runs the driver on batches from 16 to 70 (every
+// remainder of the panels of 16 and the groups of 32 padded rows) and
+// past a group of bfNC, rows of W leaving every remainder of 32 in a block
+// (and past blocks of bfMC), and columns below, at and past a step of 32
+// and bfKC, odd ones among them (an unpaired last column).
+func TestBF16Product(t *testing.T) {
+	rng := rand.New(rand.NewPCG(187, 188))
+	for n := bfMinRows; n <= 70; n++ {
+		checkBF16Product(t, rng, n, 16+n%33, []int{16, 17, 31, 32, 33, 63, 95}[n%7])
+	}
+	for _, sh := range [][3]int{{16, 64, 64}, {17, 65, 545}, {33, 130, 1055}, {bfNC + 3, 97, 100},
+		{2*bfNC + 16, 33, 67}, {40, 200, bfKC}, {41, 47, 2*bfKC + 1}} {
+		checkBF16Product(t, rng, sh[0], sh[1], sh[2])
+	}
+}
+
+// TestBF16ProductSplit runs the driver with GOMAXPROCS 7, above the size
+// at which blocks of W are split among goroutines (7 blocks and a partial
+// one) and x's panels packed by several.
+func TestBF16ProductSplit(t *testing.T) {
+	old := runtime.GOMAXPROCS(7)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	rng := rand.New(rand.NewPCG(189, 190))
+	checkBF16Product(t, rng, 37, 7*bfMC+21, 131)
+	checkBF16Product(t, rng, 130, 3*bfMC, 77)
+}
+
+// TestBF16ProductGuard checks that values the instructions would flush
+// take an exact path: a W holding a subnormal or tiny values in one
+// block, an x holding a subnormal, give the reference's nonzero results,
+// and an x of values that are not all bfloat16 leaves the bf16 product
+// (bf16Product reports false, y untouched).
+func TestBF16ProductGuard(t *testing.T) {
+	rng := rand.New(rand.NewPCG(191, 192))
+	const n, out, in = 20, 3*bfMC + 5, 45
+	for _, c := range []struct {
+		what   string
+		wv, xv float32 // placed at W[o, 3] and x[i, 3]
+	}{
+		{"subnormal w", 0x1p-130, 1},
+		{"subnormal x", 0x1p10, 0x1p-129},
+		{"tiny product", 0x1p-70, 0x1p-70},
+		{"just above the bound", 0x1p-52, 0x1p-51},
+	} {
+		wv, wb := randBF16(rng, out*in, 1)
+		x, _ := randBF16(rng, n*in, 1)
+		// Row o = bfMC+1 of W: zero but for wv, so that y[:, o] = xv·wv
+		// exactly; every row of x holds xv at column 3.
+		o := bfMC + 1
+		for k := range in {
+			wv[o*in+k], wb[o*in+k] = 0, 0
+		}
+		wb[o*in+3] = narrow1(BF16, c.wv)
+		wv[o*in+3] = widen1(BF16, wb[o*in+3])
+		for i := range n {
+			x[i*in+3] = widen1(BF16, narrow1(BF16, c.xv))
+		}
+		w := Mat{Rows: out, Cols: in, Type: BF16, Bits: wb}
+		want, mag := refNT(x, wv, n, out, in)
+		y := nanFill(n * out)
+		Product(y, x, w, n)
+		within(t, c.what, y, want, mag, accTol(in))
+		exact := float32(float64(wv[o*in+3]) * float64(x[3]))
+		for i := range n {
+			if y[i*out+o] != exact || exact == 0 {
+				t.Errorf("%s: y[%d, %d] = %v, want %v", c.what, i, o, y[i*out+o], exact)
+				break
+			}
+		}
+	}
+	// An x not all of bfloat16 values.
+	_, wb := randBF16(rng, out*in, 1)
+	w := Mat{Rows: out, Cols: in, Type: BF16, Bits: wb}
+	for _, at := range []int{0, 63, n*in - 1} {
+		x, _ := randBF16(rng, n*in, 1)
+		x[at] = math.Nextafter32(x[at], 10)
+		y := nanFill(n * out)
+		if bf16Product(y, x, w, n) {
+			t.Errorf("bf16Product took x with a float32 value at %d", at)
+		}
+		if !math.IsNaN(float64(y[0])) {
+			t.Errorf("bf16Product wrote y though it refused x")
+		}
+	}
+}
