@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 	"sync"
+	"unsafe"
 )
 
 // The packed product y = x·Wᵀ of a BF16 W with a batch x whose values are
@@ -129,36 +130,54 @@ func panelPairs(in int) int { return round32(in) * 16 }
 func packXBF16(dst []uint16, x []float32, n, in int) (uint16, bool) {
 	panels := round32(n) / 16
 	ldb := panelPairs(in)
-	kpad := round32(in)
+	pairs := in / 2
 	mins := make([]uint16, panels)
 	bad := make([]bool, panels)
 	Parallel(panels, n*in, func(lo, hi int) {
 		for q := lo; q < hi; q++ {
-			d := dst[q*ldb : (q+1)*ldb]
-			var mn uint16
-			for r := range 16 {
-				i := 16*q + r
-				k0 := 0
-				if i < n {
-					for k, v := range x[i*in : (i+1)*in] {
-						b := math.Float32bits(v)
-						if b&0xffff != 0 {
-							bad[q] = true
-							return
-						}
-						h := uint16(b >> 16)
-						if m := h & 0x7fff; m != 0 && (mn == 0 || m < mn) {
-							mn = m
-						}
-						d[k>>1*32+2*r+k&1] = h
+			// The panel as pairs: pair p of row r at d[16p + r].
+			d := unsafe.Slice((*uint32)(unsafe.Pointer(&dst[q*ldb])), ldb/2)
+			var or uint32
+			mn := uint16(0xffff) // the least magnitude − 1, wrapping: 0 is the largest
+			rows := max(0, min(16, n-16*q))
+			// 64 pairs at a time (4 KiB of the panel, in L1) for every row.
+			for p0 := 0; p0 < pairs; p0 += 64 {
+				p1 := min(pairs, p0+64)
+				for r := range rows {
+					row := x[(16*q+r)*in+2*p0 : (16*q+r)*in+2*p1]
+					dd := d[16*p0+r:]
+					for p := range p1 - p0 {
+						b0, b1 := math.Float32bits(row[2*p]), math.Float32bits(row[2*p+1])
+						or |= b0 | b1
+						mn = min(mn, uint16(b0>>16)&0x7fff-1, uint16(b1>>16)&0x7fff-1)
+						dd[16*p] = b1&0xffff0000 | b0>>16
 					}
-					k0 = in
-				}
-				for k := k0; k < kpad; k++ {
-					d[k>>1*32+2*r+k&1] = 0
 				}
 			}
-			mins[q] = mn
+			if in%2 != 0 {
+				for r := range rows {
+					b0 := math.Float32bits(x[(16*q+r)*in+in-1])
+					or |= b0
+					mn = min(mn, uint16(b0>>16)&0x7fff-1)
+					d[16*pairs+r] = b0 >> 16
+				}
+			}
+			// Zero: the rows past n, and the pairs past in.
+			for r := rows; r < 16; r++ {
+				for p := range pairs {
+					d[16*p+r] = 0
+				}
+			}
+			if in%2 != 0 {
+				for r := rows; r < 16; r++ {
+					d[16*pairs+r] = 0
+				}
+			}
+			clear(d[16*((in+1)/2):])
+			if or&0xffff != 0 {
+				bad[q] = true
+			}
+			mins[q] = mn + 1
 		}
 	})
 	var mn uint16
@@ -192,67 +211,53 @@ func bf16Product(y, x []float32, w Mat, n int) bool {
 		return false
 	}
 	kern := bf16Tiles()
-	main := in &^ 31
-	blocks := (out + bfMC - 1) / bfMC
+	ks := round32(in) / 32 // steps of 32 columns
+	mc := bf16BlockRows(in)
+	blocks := (out + mc - 1) / mc
 	Parallel(blocks, n*out*in, func(lo, hi int) {
-		var wpad, wtail []uint16
-		cb := getGemmBuf(bfMC * bfNC)
+		cb := getGemmBuf(mc * bfNC)
 		defer gemmPool.Put(cb)
-		if main < in {
-			p := getBF16Buf(bfMC * 32)
-			defer bf16Pool.Put(p)
-			wtail = *p
-		}
+		pb := getBF16Buf(mc * ks * 32)
+		defer bf16Pool.Put(pb)
 		for blk := lo; blk < hi; blk++ {
-			o0, o1 := blk*bfMC, min(out, (blk+1)*bfMC)
-			rows, mrows := o1-o0, round32(o1-o0)
-			a := w.Bits[o0*in : o1*in]
+			o0, o1 := blk*mc, min(out, (blk+1)*mc)
+			mrows := round32(o1 - o0)
+			mt := mrows / 16
+			a := (*pb)[:mrows*ks*32]
+			packBlockBF16(a, &w, o0, o1, ks)
 			if !bf16Safe(xmin, minMagBF16(a)) {
 				matGemvGo(y, x, &w, 0, n, out, o0, o1)
 				continue
 			}
-			if mrows != rows {
-				if wpad == nil {
-					p := getBF16Buf(bfMC * in)
-					defer bf16Pool.Put(p)
-					wpad = *p
-				}
-				copy(wpad, a)
-				clear(wpad[rows*in : mrows*in])
-				a = wpad[:mrows*in]
-			}
-			if main < in {
-				for o := range mrows {
-					t := wtail[o*32 : o*32+32]
-					copy(t, a[o*in+main:o*in+in])
-					clear(t[in-main:])
-				}
-			}
 			for i0 := 0; i0 < npad; i0 += bfNC {
 				nrows := min(bfNC, npad-i0)
 				c := (*cb)[:mrows*nrows]
-				mt, nt := mrows/16, nrows/16
+				nt := nrows / 16
 				b := xp[i0/16*ldb:]
-				for p0 := 0; p0 < main; p0 += bfKC {
-					kc := min(bfKC, main-p0)
-					kern(&a[p0], in, &b[p0*16], ldb, &c[0], mt, nt, kc/32, b2i(p0 > 0))
+				for s0 := 0; s0 < ks; s0 += bfKC / 32 {
+					k32 := min(bfKC/32, ks-s0)
+					kern(&a[s0*512], ks*512, &b[s0*512], ldb, &c[0], mt, nt, k32, b2i(s0 > 0))
 				}
-				if main < in {
-					kern(&wtail[0], 32, &b[main*16], ldb, &c[0], mt, nt, 1, b2i(main > 0))
-				}
-				// The tiles of yᵀ into y.
+				// The tiles of yᵀ into y: whole ones by transpose16.
 				for tj := range nt {
-					for r := range 16 {
-						i := i0 + 16*tj + r
-						if i >= n {
+					i := i0 + 16*tj
+					if i >= n {
+						break
+					}
+					for ti := range mt {
+						o := o0 + 16*ti
+						if o >= o1 {
 							break
 						}
-						yi := y[i*out+o0 : i*out+o1]
-						for ti := range min(mt, (len(yi)+15)/16) {
-							t := c[(ti*nt+tj)*256+r:]
-							ys := yi[16*ti : min(len(yi), 16*ti+16)]
-							for o := range ys {
-								ys[o] = t[16*o]
+						t := c[(ti*nt+tj)*256 : (ti*nt+tj+1)*256]
+						if i+16 <= n && o+16 <= o1 {
+							transpose16(&y[i*out+o], out, &t[0])
+							continue
+						}
+						for r := range min(16, n-i) {
+							ys := y[(i+r)*out+o : (i+r)*out+min(o1, o+16)]
+							for q := range ys {
+								ys[q] = t[16*q+r]
 							}
 						}
 					}
@@ -261,6 +266,46 @@ func bf16Product(y, x []float32, w Mat, n int) bool {
 		}
 	})
 	return true
+}
+
+// bf16BlockRows returns the rows of W in one block of the bf16 product for
+// rows of in columns: bfMC, or 32 when a packed block of bfMC rows would
+// pass 512 KiB.
+func bf16BlockRows(in int) int {
+	if bfMC*round32(in)*2 > 512<<10 {
+		return 32
+	}
+	return bfMC
+}
+
+// packBlockBF16 packs rows [o0, o1) of the BF16 W into dst as the kernels
+// read them, in tiles of 16 rows (packTiles16's layout), ks steps of 32
+// columns each, tile t at t·ks·512: zero past row o1 and past column in.
+func packBlockBF16(dst []uint16, w *Mat, o0, o1, ks int) {
+	in := w.Cols
+	full := in / 32 // steps whole in W
+	for t := 0; 16*t < round32(o1-o0); t++ {
+		d := dst[t*ks*512 : (t+1)*ks*512]
+		r0 := o0 + 16*t
+		rows := max(0, min(16, o1-r0))
+		if rows == 16 && full > 0 {
+			packTiles16(&d[0], &w.Bits[r0*in], in, full)
+		} else {
+			for s := range full {
+				for o := range rows {
+					copy(d[s*512+32*o:s*512+32*o+32], w.Bits[(r0+o)*in+32*s:])
+				}
+				clear(d[s*512+32*rows : (s+1)*512])
+			}
+		}
+		if full < ks {
+			e := d[full*512:]
+			for o := range rows {
+				clear(e[32*o+copy(e[32*o:32*o+32], w.Bits[(r0+o)*in+32*full:(r0+o+1)*in]) : 32*o+32])
+			}
+			clear(e[32*rows : 512])
+		}
+	}
 }
 
 // b2i returns 1 for true, 0 for false.
@@ -273,26 +318,46 @@ func b2i(b bool) int {
 
 // bf16TilesGo is dpbf16Tiles as a loop on slices, a and b BF16 patterns,
 // lda and ldb in elements: each pair's odd product added before its even
-// one, as VDPBF16PS adds them, so that the two agree bit for bit.
+// one, as VDPBF16PS adds them, so that the two agree bit for bit. (The
+// products of bfloat16 values are exact in float32: a fused multiply-add
+// rounds the same.)
 func bf16TilesGo(a []uint16, lda int, b []uint16, ldb int, c []float32, mt, nt, k32 int, acc bool) {
 	for ti := range mt {
 		for tj := range nt {
 			t := c[(ti*nt+tj)*256 : (ti*nt+tj+1)*256]
 			for o := range 16 {
-				wr := a[(16*ti+o)*lda:]
 				for r := range 16 {
 					var s float32
 					if acc {
 						s = t[o*16+r]
 					}
 					for p := range k32 * 16 {
+						wp := a[ti*lda+p/16*512+32*o+2*(p%16):]
 						xp := b[tj*ldb+p*32+2*r:]
-						s += widen1(BF16, wr[2*p+1]) * widen1(BF16, xp[1])
-						s += widen1(BF16, wr[2*p]) * widen1(BF16, xp[0])
+						s += widen1(BF16, wp[1]) * widen1(BF16, xp[1])
+						s += widen1(BF16, wp[0]) * widen1(BF16, xp[0])
 					}
 					t[o*16+r] = s
 				}
 			}
+		}
+	}
+}
+
+// transposeGo is transpose16 as a loop on slices.
+func transposeGo(y []float32, ldy int, c []float32) {
+	for r := range 16 {
+		for o := range 16 {
+			y[r*ldy+o] = c[16*o+r]
+		}
+	}
+}
+
+// packTilesGo is packTiles16 as a loop on slices.
+func packTilesGo(dst, src []uint16, lds, k32 int) {
+	for s := range k32 {
+		for o := range 16 {
+			copy(dst[s*512+32*o:s*512+32*o+32], src[o*lds+32*s:])
 		}
 	}
 }

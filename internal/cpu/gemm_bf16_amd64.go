@@ -13,13 +13,14 @@ var (
 )
 
 // dpbf16Tiles sets, for ti < mt and tj < nt, the 16×16 tile
-// c[(ti·nt+tj)·256 + 16·o + r] (o < 16, r < 16) to its old value when
-// acc ≠ 0, or zero, plus Σₚ a[(16·ti+o)·lda + 2p + e]·b[tj·ldb + 32p + 2r + e]
-// over the pairs p < 16·k32 and e = 1 then e = 0 (bf16TilesGo): row o of
-// a tile is row 16·ti+o of a (W's rows, lda elements apart), column r is
-// row r of panel tj of b (packXBF16's layout, panels ldb elements apart).
-// k32 ≥ 1; VDPBF16PS, so subnormal inputs read as zero and subnormal sums
-// flush to zero.
+// c[(ti·nt+tj)·256 + 16·o + r] (o, r < 16) to its old value when acc ≠ 0,
+// or zero, plus Σₚ a[ti·lda + (p/16)·512 + 32·o + 2(p%16) + e] ·
+// b[tj·ldb + 32p + 2r + e] over the pairs p < 16·k32 and e = 1 then
+// e = 0 (bf16TilesGo): row o of a tile is row o of W's tile ti
+// (packTiles16's layout, tiles lda elements apart), column r is row r of
+// x's panel tj (packXBF16's layout, panels ldb elements apart). k32 ≥ 1;
+// VDPBF16PS, so subnormal inputs read as zero and subnormal sums flush to
+// zero.
 //
 //go:noescape
 func dpbf16Tiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
@@ -29,6 +30,18 @@ func dpbf16Tiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32
 //
 //go:noescape
 func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
+
+// packTiles16 sets dst[s·512 + 32·o + j] = src[o·lds + 32·s + j] for o < 16,
+// s < k32, j < 32: one tile of W's rows as the kernels read it. k32 ≥ 1.
+//
+//go:noescape
+func packTiles16(dst, src *uint16, lds, k32 int)
+
+// transpose16 sets y[r·ldy + o] = c[16·o + r] for o, r < 16: a tile of
+// C into y.
+//
+//go:noescape
+func transpose16(y *float32, ldy int, c *float32)
 
 // minMag16 returns the smallest nonzero src[j] & 0x7fff for j < n, or 0
 // when there is none; n a positive multiple of 16. AVX2.

@@ -18,7 +18,7 @@ func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, a
 }
 
 func bf16TilesPtr(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
-	bf16TilesGo(u16s(a, (16*mt-1)*lda+32*k32), lda, u16s(b, (nt-1)*ldb+512*k32), ldb,
+	bf16TilesGo(u16s(a, (mt-1)*lda+512*k32), lda, u16s(b, (nt-1)*ldb+512*k32), ldb,
 		f32s(c, mt*nt*256), mt, nt, k32, acc != 0)
 }
 
@@ -30,4 +30,12 @@ func minMag16(src *uint16, n int) uint16 {
 		}
 	}
 	return mn
+}
+
+func packTiles16(dst, src *uint16, lds, k32 int) {
+	packTilesGo(u16s(dst, 512*k32), u16s(src, 15*lds+32*k32), lds, k32)
+}
+
+func transpose16(y *float32, ldy int, c *float32) {
+	transposeGo(f32s(y, 15*ldy+16), ldy, f32s(c, 256))
 }

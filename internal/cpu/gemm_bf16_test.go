@@ -42,8 +42,8 @@ func randBF16(rng *rand.Rand, n int, scale float64) ([]float32, []uint16) {
 // TestBF16Tiles checks each kernel against bf16TilesGo (bit for bit for
 // VDPBF16PS, which adds in the same order; within the bound of a float32
 // sum for TDPBF16PS) and both against a float64 reference, on 1 to 4
-// tiles each way (even counts for AMX), 1 to 3 steps of 32 columns, rows
-// of W longer than the steps (lda odd too), from zero and onto old sums.
+// tiles each way (even counts for AMX), 1 to 3 steps of 32 columns, W's
+// tiles further apart than their steps, from zero and onto old sums.
 func TestBF16Tiles(t *testing.T) {
 	rng := rand.New(rand.NewPCG(181, 182))
 	kerns := bf16Kernels()
@@ -53,10 +53,10 @@ func TestBF16Tiles(t *testing.T) {
 	for _, mt := range []int{1, 2, 3, 4} {
 		for _, nt := range []int{1, 2, 4} {
 			for _, k32 := range []int{1, 2, 3} {
-				for _, extra := range []int{0, 7} {
+				for _, extra := range []int{0, 528} {
 					for _, acc := range []bool{false, true} {
-						lda := 32*k32 + extra
-						aval, a := randBF16(rng, 16*mt*lda, 1)
+						lda := 512*k32 + extra
+						aval, a := randBF16(rng, mt*lda, 1)
 						ldb := 512*k32 + 64
 						bval, b := randBF16(rng, nt*ldb, 1)
 						c0 := randF32(rng, mt*nt*256, 4)
@@ -72,7 +72,7 @@ func TestBF16Tiles(t *testing.T) {
 											want[e], mag[e] = float64(c0[e]), math.Abs(float64(c0[e]))
 										}
 										for k := range 32 * k32 {
-											v := float64(aval[(16*ti+o)*lda+k]) * float64(bval[tj*ldb+k/2*32+2*r+k%2])
+											v := float64(aval[ti*lda+k/32*512+32*o+k%32]) * float64(bval[tj*ldb+k/2*32+2*r+k%2])
 											want[e] += v
 											mag[e] += math.Abs(v)
 										}
@@ -102,6 +102,55 @@ func TestBF16Tiles(t *testing.T) {
 							}
 						}
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestPackTiles16 checks packTiles16 against packTilesGo and the layout
+// the kernels read, on 1 to 3 steps, rows longer than the steps.
+func TestPackTiles16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(193, 194))
+	for k32 := 1; k32 <= 3; k32++ {
+		for _, lds := range []int{32 * k32, 32*k32 + 1, 32*k32 + 17} {
+			_, src := randBF16(rng, 16*lds, 1)
+			got, want := make([]uint16, 512*k32), make([]uint16, 512*k32)
+			packTiles16(&got[0], &src[0], lds, k32)
+			packTilesGo(want, src, lds, k32)
+			for s := range k32 {
+				for o := range 16 {
+					for j := range 32 {
+						e := s*512 + 32*o + j
+						if v := src[o*lds+32*s+j]; got[e] != v || want[e] != v {
+							t.Fatalf("k32=%d lds=%d: step %d row %d column %d: packTiles16 %#04x, packTilesGo %#04x, want %#04x",
+								k32, lds, s, o, j, got[e], want[e], v)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestTranspose16 checks transpose16 against transposeGo and its
+// definition, into rows of y wider than a tile.
+func TestTranspose16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(195, 196))
+	c := randF32(rng, 256, 1)
+	for _, ldy := range []int{16, 17, 35} {
+		got, want := nanFill(15*ldy+16), nanFill(15*ldy+16)
+		transpose16(&got[0], ldy, &c[0])
+		transposeGo(want, ldy, c)
+		for r := range 16 {
+			for o := range ldy {
+				if r == 15 && o >= 16 {
+					break
+				}
+				e := r*ldy + o
+				g, w := got[e], want[e]
+				if o < 16 && (g != c[16*o+r] || w != g) || o >= 16 && (!math.IsNaN(float64(g)) || !math.IsNaN(float64(w))) {
+					t.Fatalf("ldy=%d: y[%d, %d] = %v (transposeGo %v), want %v", ldy, r, o, g, w, c[16*min(o, 15)+r])
 				}
 			}
 		}
