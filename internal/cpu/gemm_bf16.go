@@ -3,7 +3,6 @@ package cpu
 import (
 	"math"
 	"sync"
-	"unsafe"
 )
 
 // The packed product y = x·Wᵀ of a BF16 W with a batch x whose values are
@@ -130,66 +129,79 @@ func panelPairs(in int) int { return round32(in) * 16 }
 func packXBF16(dst []uint16, x []float32, n, in int) (uint16, bool) {
 	panels := round32(n) / 16
 	ldb := panelPairs(in)
-	pairs := in / 2
-	mins := make([]uint16, panels)
+	full := in / 32 // steps whole in x
+	least := make([]uint32, panels)
 	bad := make([]bool, panels)
 	Parallel(panels, n*in, func(lo, hi int) {
 		for q := lo; q < hi; q++ {
-			// The panel as pairs: pair p of row r at d[16p + r].
-			d := unsafe.Slice((*uint32)(unsafe.Pointer(&dst[q*ldb])), ldb/2)
-			var or uint32
-			mn := uint16(0xffff) // the least magnitude − 1, wrapping: 0 is the largest
+			d := dst[q*ldb : (q+1)*ldb]
 			rows := max(0, min(16, n-16*q))
-			// 64 pairs at a time (4 KiB of the panel, in L1) for every row.
-			for p0 := 0; p0 < pairs; p0 += 64 {
-				p1 := min(pairs, p0+64)
-				for r := range rows {
-					row := x[(16*q+r)*in+2*p0 : (16*q+r)*in+2*p1]
-					dd := d[16*p0+r:]
-					for p := range p1 - p0 {
-						b0, b1 := math.Float32bits(row[2*p]), math.Float32bits(row[2*p+1])
-						or |= b0 | b1
-						mn = min(mn, uint16(b0>>16)&0x7fff-1, uint16(b1>>16)&0x7fff-1)
-						dd[16*p] = b1&0xffff0000 | b0>>16
-					}
-				}
+			least[q] = math.MaxUint32
+			if rows == 0 {
+				clear(d)
+				continue
 			}
-			if in%2 != 0 {
-				for r := range rows {
-					b0 := math.Float32bits(x[(16*q+r)*in+in-1])
-					or |= b0
-					mn = min(mn, uint16(b0>>16)&0x7fff-1)
-					d[16*pairs+r] = b0 >> 16
-				}
-			}
-			// Zero: the rows past n, and the pairs past in.
-			for r := rows; r < 16; r++ {
-				for p := range pairs {
-					d[16*p+r] = 0
-				}
-			}
-			if in%2 != 0 {
-				for r := rows; r < 16; r++ {
-					d[16*pairs+r] = 0
-				}
-			}
-			clear(d[16*((in+1)/2):])
+			or, l := checkXBF16(x[16*q*in : (16*q+rows)*in])
 			if or&0xffff != 0 {
 				bad[q] = true
+				return
 			}
-			mins[q] = mn + 1
+			least[q] = l
+			xs := x[16*q*in:]
+			if rows == 16 && full > 0 {
+				packX16(&d[0], &xs[0], in, full)
+			} else {
+				packXGo(d, xs, in, rows, 0, 32*full)
+			}
+			if full*32 < in {
+				packXGo(d, xs, in, rows, 32*full, in)
+			}
 		}
 	})
-	var mn uint16
+	l := uint32(math.MaxUint32)
 	for q := range panels {
 		if bad[q] {
 			return 0, false
 		}
-		if m := mins[q]; m != 0 && (mn == 0 || m < mn) {
-			mn = m
+		l = min(l, least[q])
+	}
+	return uint16(l + 1), true
+}
+
+// checkXBF16 returns the OR of the patterns of x and the least of their
+// ((pattern >> 16) & 0x7fff) − 1 as uint32 (a zero's wraps to the
+// largest): by checkX on the whole 16s where the processor has it.
+func checkXBF16(x []float32) (or, least uint32) {
+	m := len(x) &^ 15
+	least = math.MaxUint32
+	if m > 0 && useBF16DP {
+		or, least = checkX(&x[0], m)
+	} else {
+		m = 0
+	}
+	for _, v := range x[m:] {
+		b := math.Float32bits(v)
+		or |= b
+		least = min(least, b>>16&0x7fff-1)
+	}
+	return or, least
+}
+
+// packXGo writes the steps of columns [c0, c1) (c0 a multiple of 32) of
+// rows < rows of x (in columns, rows in apart) into the panel d as
+// packXBF16 lays it out, zero past column c1 up to its step's end and in
+// the rows from rows to 16.
+func packXGo(d []uint16, x []float32, in, rows, c0, c1 int) {
+	for k := c0; k < round32(c1); k++ {
+		e := d[k/2*32+k%2:]
+		for r := range 16 {
+			var h uint16
+			if r < rows && k < c1 {
+				h = uint16(math.Float32bits(x[r*in+k]) >> 16)
+			}
+			e[2*r] = h
 		}
 	}
-	return mn, true
 }
 
 // bf16Product computes y = x·Wᵀ for x (n×in), a BF16 W (out×in) and y

@@ -37,6 +37,31 @@ func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, a
 //go:noescape
 func packTiles16(dst, src *uint16, lds, k32 int)
 
+// packX16 sets dst[s·512 + 32p + 2r + e] to the high half of the pattern
+// of x[r·ldx + 32s + 2p + e] for r < 16, s < k32, p < 16, e < 2: sixteen
+// rows of x as packXBF16 lays them out. k32 ≥ 1.
+//
+//go:noescape
+func packX16(dst *uint16, x *float32, ldx, k32 int)
+
+// checkX returns the OR of the patterns of x[j] for j < n, and the least
+// of ((pattern >> 16) & 0x7fff) − 1 as uint32 (a zero's wraps to the
+// largest): n a positive multiple of 16.
+//
+//go:noescape
+func checkX(x *float32, n int) (or, least uint32)
+
+// pairIdx selects, for VPERMI2W, the high halves of 32 float32 patterns:
+// words 1, 3, …, 63 of two registers.
+//
+//lint:ignore U1000 read by packX16
+var pairIdx = func() (p [32]uint16) {
+	for j := range p {
+		p[j] = uint16(2*j + 1)
+	}
+	return p
+}()
+
 // transpose16 sets y[r·ldy + o] = c[16·o + r] for o, r < 16: a tile of
 // C into y.
 //

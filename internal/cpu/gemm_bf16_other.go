@@ -2,6 +2,8 @@
 
 package cpu
 
+import "math"
+
 // Without the amd64 assembly there are no bf16 instructions: the bf16
 // product does not run. The kernels are bf16TilesGo, for the tests.
 const (
@@ -38,4 +40,18 @@ func packTiles16(dst, src *uint16, lds, k32 int) {
 
 func transpose16(y *float32, ldy int, c *float32) {
 	transposeGo(f32s(y, 15*ldy+16), ldy, f32s(c, 256))
+}
+
+func packX16(dst *uint16, x *float32, ldx, k32 int) {
+	packXGo(u16s(dst, 512*k32), f32s(x, 15*ldx+32*k32), ldx, 16, 0, 32*k32)
+}
+
+func checkX(x *float32, n int) (or, least uint32) {
+	least = math.MaxUint32
+	for _, v := range f32s(x, n) {
+		b := math.Float32bits(v)
+		or |= b
+		least = min(least, b>>16&0x7fff-1)
+	}
+	return or, least
 }

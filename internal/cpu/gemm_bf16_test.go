@@ -133,6 +133,61 @@ func TestPackTiles16(t *testing.T) {
 	}
 }
 
+// TestPackX16 checks packX16 against packXGo and the layout the kernels
+// read, on 1 to 3 steps, rows longer than the steps.
+func TestPackX16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(197, 198))
+	for k32 := 1; k32 <= 3; k32++ {
+		for _, ldx := range []int{32 * k32, 32*k32 + 1, 32*k32 + 19} {
+			x := randF32(rng, 16*ldx, 1) // every pattern's high half, whatever its low one
+			got, want := make([]uint16, 512*k32), make([]uint16, 512*k32)
+			packX16(&got[0], &x[0], ldx, k32)
+			packXGo(want, x, ldx, 16, 0, 32*k32)
+			for r := range 16 {
+				for k := range 32 * k32 {
+					e := k/2*32 + 2*r + k%2
+					if v := uint16(math.Float32bits(x[r*ldx+k]) >> 16); got[e] != v || want[e] != v {
+						t.Fatalf("k32=%d ldx=%d: row %d column %d: packX16 %#04x, packXGo %#04x, want %#04x", k32, ldx, r, k, got[e], want[e], v)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestCheckX checks checkXBF16 (checkX on the whole 16s) on every length
+// to 40, a value with low bits, the least magnitude and zeros at every
+// place.
+func TestCheckX(t *testing.T) {
+	rng := rand.New(rand.NewPCG(199, 200))
+	for n := 0; n <= 40; n++ {
+		for place := -1; place < n; place++ {
+			x, _ := randBF16(rng, n, 1)
+			for i := range x {
+				if rng.IntN(4) == 0 {
+					x[i] = float32(rng.IntN(2)) * -0.0
+				}
+			}
+			if place >= 0 {
+				x[place] = []float32{0x1p-120, -0x1.8p-126, 1 + 0x1p-20, -0x1p-149}[place%4]
+			}
+			var wantOr uint32
+			wantLeast := uint32(math.MaxUint32)
+			for _, v := range x {
+				b := math.Float32bits(v)
+				wantOr |= b
+				if m := b >> 16 & 0x7fff; m != 0 {
+					wantLeast = min(wantLeast, m-1)
+				}
+			}
+			or, least := checkXBF16(x)
+			if or != wantOr || least != wantLeast {
+				t.Fatalf("n=%d place=%d: checkXBF16 = %#x, %#x; want %#x, %#x", n, place, or, least, wantOr, wantLeast)
+			}
+		}
+	}
+}
+
 // TestTranspose16 checks transpose16 against transposeGo and its
 // definition, into rows of y wider than a tile.
 func TestTranspose16(t *testing.T) {
