@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 )
 
 // The packed product y = x·Wᵀ of a BF16 W with a batch x whose values are
@@ -41,6 +42,10 @@ const (
 	bfNC      = 256 // rows of x per group (a multiple of 32)
 	bfKC      = 512 // columns per kernel call (a multiple of 32)
 )
+
+// bf16Guarded counts the blocks of W that bf16Safe has sent to matGemvGo
+// (for the tests).
+var bf16Guarded atomic.Int64
 
 // bf16Wins reports whether the bf16 product serves y = x·Wᵀ for a BF16 W
 // (out×in) and n rows of x, when x holds bfloat16 values.
@@ -238,6 +243,7 @@ func bf16Product(y, x []float32, w Mat, n int) bool {
 			a := (*pb)[:mrows*ks*32]
 			packBlockBF16(a, &w, o0, o1, ks)
 			if !bf16Safe(xmin, minMagBF16(a)) {
+				bf16Guarded.Add(1)
 				matGemvGo(y, x, &w, 0, n, out, o0, o1)
 				continue
 			}

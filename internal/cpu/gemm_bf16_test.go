@@ -370,20 +370,24 @@ func TestBF16ProductSplit(t *testing.T) {
 
 // TestBF16ProductGuard checks that values the instructions would flush
 // take an exact path: a W holding a subnormal or tiny values in one
-// block, an x holding a subnormal, give the reference's nonzero results,
-// and an x of values that are not all bfloat16 leaves the bf16 product
-// (bf16Product reports false, y untouched).
+// block, an x holding a subnormal, give the reference's nonzero results
+// (the block of W by matGemvGo, such an x by the path of a BF16 W), values
+// at the bound take the instructions, and an x of values that are not all
+// bfloat16 leaves the bf16 product (bf16Product reports false, y
+// untouched).
 func TestBF16ProductGuard(t *testing.T) {
 	rng := rand.New(rand.NewPCG(191, 192))
 	const n, out, in = 20, 3*bfMC + 5, 45
 	for _, c := range []struct {
-		what   string
-		wv, xv float32 // placed at W[o, 3] and x[i, 3]
+		what    string
+		wv, xv  float32 // placed at W[o, 3] and x[i, 3]
+		guarded int64   // the blocks of W sent to matGemvGo, where x takes the bf16 product
 	}{
-		{"subnormal w", 0x1p-130, 1},
-		{"subnormal x", 0x1p10, 0x1p-129},
-		{"tiny product", 0x1p-70, 0x1p-70},
-		{"just above the bound", 0x1p-52, 0x1p-51},
+		{"subnormal w", 0x1p-130, 1, 1},
+		{"subnormal x", 0x1p10, 0x1p-129, 0},
+		{"tiny product", 0x1p-70, 0x1p-70, 1},
+		{"at the bound", 0x1p-52, 0x1p-51, 0},
+		{"a normal w below the bound", 0x1p-80, 0x1p-24, 1},
 	} {
 		wv, wb := randBF16(rng, out*in, 1)
 		x, _ := randBF16(rng, n*in, 1)
@@ -401,8 +405,15 @@ func TestBF16ProductGuard(t *testing.T) {
 		w := Mat{Rows: out, Cols: in, Type: BF16, Bits: wb}
 		want, mag := refNT(x, wv, n, out, in)
 		y := nanFill(n * out)
+		g := bf16Guarded.Load()
 		Product(y, x, w, n)
 		within(t, c.what, y, want, mag, accTol(in))
+		if got := bf16Guarded.Load() - g; useBF16DP && got != c.guarded {
+			t.Errorf("%s: %d blocks of W guarded, want %d", c.what, got, c.guarded)
+		}
+		if y := nanFill(n * out); useBF16DP && bf16Product(y, x, w, n) == (c.what == "subnormal x") {
+			t.Errorf("%s: bf16Product took x: %v", c.what, c.what != "subnormal x")
+		}
 		exact := float32(float64(wv[o*in+3]) * float64(x[3]))
 		for i := range n {
 			if y[i*out+o] != exact || exact == 0 {
