@@ -298,7 +298,11 @@ func bf16BlockRows(in int) int {
 
 // packBlockBF16 packs rows [o0, o1) of the BF16 W into dst as the kernels
 // read them, in tiles of 16 rows (packTiles16's layout), ks steps of 32
-// columns each, tile t at t·ks·512: zero past row o1 and past column in.
+// columns each, tile t at t·ks·512: zero past column in (the padding of x
+// there is zero too, and a stale Inf or NaN would make 0·Inf) and past
+// row o1 in the whole steps. The rows past o1 in the last step are left
+// as they are: they only reach the sums of rows of yᵀ that are not
+// written.
 func packBlockBF16(dst []uint16, w *Mat, o0, o1, ks int) {
 	in := w.Cols
 	full := in / 32 // steps whole in W
@@ -321,7 +325,6 @@ func packBlockBF16(dst []uint16, w *Mat, o0, o1, ks int) {
 			for o := range rows {
 				clear(e[32*o+copy(e[32*o:32*o+32], w.Bits[(r0+o)*in+32*full:(r0+o+1)*in]) : 32*o+32])
 			}
-			clear(e[32*rows : 512])
 		}
 	}
 }

@@ -329,15 +329,22 @@ func checkBF16Product(t *testing.T, rng *rand.Rand, n, out, in int) {
 	w := Mat{Rows: out, Cols: in, Type: BF16, Bits: wb}
 	want, mag := refNT(x, wv, n, out, in)
 	what := fmt.Sprintf("n=%d out=%d in=%d", n, out, in)
-	y := nanFill(n * out)
+	// y with a row and more of NaN past its end, which must stay so.
+	yb := nanFill((n+1)*out + 16)
+	y := yb[:n*out]
 	Product(y, x, w, n)
 	within(t, "Product "+what, y, want, mag, accTol(in))
 	if bf16Wins(n, out, in) {
-		y := nanFill(n * out)
+		clear(y)
 		if !bf16Product(y, x, w, n) {
 			t.Fatalf("%s: bf16Product refused x of bfloat16 values", what)
 		}
 		within(t, "bf16Product "+what, y, want, mag, accTol(in))
+	}
+	for i, v := range yb[n*out:] {
+		if !math.IsNaN(float64(v)) {
+			t.Fatalf("%s: written past y's end, at %d after it", what, i)
+		}
 	}
 }
 
@@ -385,6 +392,7 @@ func TestBF16ProductGuard(t *testing.T) {
 	}{
 		{"subnormal w", 0x1p-130, 1, 1},
 		{"subnormal x", 0x1p10, 0x1p-129, 0},
+		{"the largest subnormal x", 0x1p10, 0x1.fcp-127, 0},
 		{"tiny product", 0x1p-70, 0x1p-70, 1},
 		{"at the bound", 0x1p-52, 0x1p-51, 0},
 		{"a normal w below the bound", 0x1p-80, 0x1p-24, 1},
@@ -411,8 +419,8 @@ func TestBF16ProductGuard(t *testing.T) {
 		if got := bf16Guarded.Load() - g; useBF16DP && got != c.guarded {
 			t.Errorf("%s: %d blocks of W guarded, want %d", c.what, got, c.guarded)
 		}
-		if y := nanFill(n * out); useBF16DP && bf16Product(y, x, w, n) == (c.what == "subnormal x") {
-			t.Errorf("%s: bf16Product took x: %v", c.what, c.what != "subnormal x")
+		if y := nanFill(n * out); useBF16DP && bf16Product(y, x, w, n) == (c.xv < 0x1p-126) {
+			t.Errorf("%s: bf16Product took x: %v", c.what, c.xv >= 0x1p-126)
 		}
 		exact := float32(float64(wv[o*in+3]) * float64(x[3]))
 		for i := range n {
