@@ -241,8 +241,7 @@ func bf16Product(y, x []float32, w Mat, n int) bool {
 			mrows := round32(o1 - o0)
 			mt := mrows / 16
 			a := (*pb)[:mrows*ks*32]
-			packBlockBF16(a, &w, o0, o1, ks)
-			if !bf16Safe(xmin, minMagBF16(a)) {
+			if !bf16Safe(xmin, packBlockBF16(a, &w, o0, o1, ks)) {
 				bf16Guarded.Add(1)
 				matGemvGo(y, x, &w, 0, n, out, o0, o1)
 				continue
@@ -302,8 +301,15 @@ func bf16BlockRows(in int) int {
 // there is zero too, and a stale Inf or NaN would make 0·Inf) and past
 // row o1 in the whole steps. The rows past o1 in the last step are left
 // as they are: they only reach the sums of rows of yᵀ that are not
-// written.
-func packBlockBF16(dst []uint16, w *Mat, o0, o1, ks int) {
+// written. It returns the least nonzero magnitude among the patterns it
+// packed (0 when there is none).
+func packBlockBF16(dst []uint16, w *Mat, o0, o1, ks int) uint16 {
+	var mn uint16
+	least := func(m uint16) {
+		if m != 0 && (mn == 0 || m < mn) {
+			mn = m
+		}
+	}
 	in := w.Cols
 	full := in / 32 // steps whole in W
 	for t := 0; 16*t < round32(o1-o0); t++ {
@@ -311,7 +317,7 @@ func packBlockBF16(dst []uint16, w *Mat, o0, o1, ks int) {
 		r0 := o0 + 16*t
 		rows := max(0, min(16, o1-r0))
 		if rows == 16 && full > 0 {
-			packTiles16(&d[0], &w.Bits[r0*in], in, full)
+			least(packTiles16(&d[0], &w.Bits[r0*in], in, full))
 		} else {
 			for s := range full {
 				for o := range rows {
@@ -319,14 +325,17 @@ func packBlockBF16(dst []uint16, w *Mat, o0, o1, ks int) {
 				}
 				clear(d[s*512+32*rows : (s+1)*512])
 			}
+			least(minMagBF16(d[:full*512]))
 		}
 		if full < ks {
 			e := d[full*512:]
 			for o := range rows {
 				clear(e[32*o+copy(e[32*o:32*o+32], w.Bits[(r0+o)*in+32*full:(r0+o+1)*in]) : 32*o+32])
 			}
+			least(minMagBF16(e[:32*rows]))
 		}
 	}
+	return mn
 }
 
 // b2i returns 1 for true, 0 for false.

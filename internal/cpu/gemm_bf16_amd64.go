@@ -4,11 +4,11 @@ package cpu
 
 // The kernels of the bf16 product (gemm_bf16.go, gemm_bf16_amd64.s). The
 // flags are set by setLevel: useBF16DP at level AVX512BF16 and above (the
-// processor has AVX512F and AVX512_BF16), useAMX at level AMX (and AMX-TILE,
-// AMX-BF16, and the operating system's permission to use the tiles,
-// amxPermitted).
+// processor has AVX512F, AVX512BW and AVX512_BF16), useAMX at level AMX
+// (and AMX-TILE, AMX-BF16, and the operating system's permission to use
+// the tiles, amxPermitted).
 var (
-	useBF16DP bool // VDPBF16PS: dpbf16Tiles, and minMag16
+	useBF16DP bool // VDPBF16PS: dpbf16Tiles; packTiles16, packX16, transpose16, checkX, minMag16
 	useAMX    bool // TDPBF16PS: amxTiles
 )
 
@@ -32,10 +32,12 @@ func dpbf16Tiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32
 func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
 
 // packTiles16 sets dst[s·512 + 32·o + j] = src[o·lds + 32·s + j] for o < 16,
-// s < k32, j < 32: one tile of W's rows as the kernels read it. k32 ≥ 1.
+// s < k32, j < 32: one tile of W's rows as the kernels read it; and
+// returns the least nonzero magnitude among them (minMag16's). k32 ≥ 1.
+// AVX-512 (BW).
 //
 //go:noescape
-func packTiles16(dst, src *uint16, lds, k32 int)
+func packTiles16(dst, src *uint16, lds, k32 int) uint16
 
 // packX16 sets dst[s·512 + 32p + 2r + e] to the high half of the pattern
 // of x[r·ldx + 32s + 2p + e] for r < 16, s < k32, p < 16, e < 2: sixteen

@@ -752,13 +752,15 @@ amx_loop:
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0
 	RET
 
-// func packTiles16(dst, src *uint16, lds, k32 int)
+// func packTiles16(dst, src *uint16, lds, k32 int) uint16
 //
 // One tile of W: rows o < 16 of src (lds elements apart), k32 steps of 32
 // columns, into dst as the kernels read it: step s, row o at
-// dst[s·512 + o·32 :]. SI, R11, R12, R13: rows 0, 4, 8, 12; R9 = lds and
-// R10 = 3·lds in bytes reach the rows between.
-TEXT ·packTiles16(SB), NOSPLIT, $0-32
+// dst[s·512 + o·32 :]; and the least nonzero magnitude among them as
+// minMag16 finds it (Z18: the least of (v & 0x7fff) − 1). SI, R11, R12,
+// R13: rows 0, 4, 8, 12; R9 = lds and R10 = 3·lds in bytes reach the rows
+// between.
+TEXT ·packTiles16(SB), NOSPLIT, $0-34
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ lds+16(FP), R9
@@ -768,6 +770,11 @@ TEXT ·packTiles16(SB), NOSPLIT, $0-32
 	LEAQ (R11)(R9*4), R12
 	LEAQ (R12)(R9*4), R13
 	MOVQ k32+24(FP), CX
+	MOVL $0x7fff7fff, AX
+	VPBROADCASTD AX, Z16
+	MOVL $0x00010001, AX
+	VPBROADCASTD AX, Z17
+	VPTERNLOGD $0xff, Z18, Z18, Z18
 
 pack_loop:
 	VMOVDQU64 (SI), Z0
@@ -802,6 +809,54 @@ pack_loop:
 	VMOVDQU64 Z13, 832(DI)
 	VMOVDQU64 Z14, 896(DI)
 	VMOVDQU64 Z15, 960(DI)
+	VPANDD Z16, Z0, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z1, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z2, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z3, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z4, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z5, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z6, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z7, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z8, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z9, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z10, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z11, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z12, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z13, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z14, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
+	VPANDD Z16, Z15, Z19
+	VPSUBW Z17, Z19, Z19
+	VPMINUW Z19, Z18, Z18
 	ADDQ $64, SI
 	ADDQ $64, R11
 	ADDQ $64, R12
@@ -809,6 +864,16 @@ pack_loop:
 	ADDQ $1024, DI
 	DECQ CX
 	JNZ  pack_loop
+
+	VEXTRACTI64X4 $1, Z18, Y1
+	VMOVDQU64 Z18, Z0
+	VPMINUW Y1, Y0, Y0
+	VEXTRACTI128 $1, Y0, X1
+	VPMINUW X1, X0, X0
+	VPHMINPOSUW X0, X0
+	MOVD X0, AX
+	INCL AX
+	MOVW AX, ret+32(FP)
 	VZEROUPPER
 	RET
 

@@ -34,8 +34,9 @@ func minMag16(src *uint16, n int) uint16 {
 	return mn
 }
 
-func packTiles16(dst, src *uint16, lds, k32 int) {
+func packTiles16(dst, src *uint16, lds, k32 int) uint16 {
 	packTilesGo(u16s(dst, 512*k32), u16s(src, 15*lds+32*k32), lds, k32)
+	return minMag16(dst, 512*k32)
 }
 
 func transpose16(y *float32, ldy int, c *float32) {

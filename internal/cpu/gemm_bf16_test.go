@@ -116,8 +116,14 @@ func TestPackTiles16(t *testing.T) {
 		for _, lds := range []int{32 * k32, 32*k32 + 1, 32*k32 + 17} {
 			_, src := randBF16(rng, 16*lds, 1)
 			got, want := make([]uint16, 512*k32), make([]uint16, 512*k32)
-			packTiles16(&got[0], &src[0], lds, k32)
+			// The least magnitude at a place of its own, once a subnormal.
+			src[(k32%16)*lds+7*k32] = 0x8001 + uint16(k32%2)*0x100
+			src[3*lds+32*k32-1] = 0 // a zero: not the least
+			mn := packTiles16(&got[0], &src[0], lds, k32)
 			packTilesGo(want, src, lds, k32)
+			if wantMin := minMagBF16(want); mn != wantMin {
+				t.Errorf("k32=%d lds=%d: packTiles16's least magnitude %#04x, want %#04x", k32, lds, mn, wantMin)
+			}
 			for s := range k32 {
 				for o := range 16 {
 					for j := range 32 {

@@ -30,9 +30,9 @@ var (
 func machineLevel() Level {
 	x := &xcpu.X86
 	switch {
-	case x.HasAVX2 && x.HasFMA && x.HasAVX512F && x.HasAVX512BF16 && x.HasAMXTile && x.HasAMXBF16 && amxPermitted():
+	case x.HasAVX2 && x.HasFMA && x.HasAVX512F && x.HasAVX512BW && x.HasAVX512BF16 && x.HasAMXTile && x.HasAMXBF16 && amxPermitted():
 		return AMX
-	case x.HasAVX2 && x.HasFMA && x.HasAVX512F && x.HasAVX512BF16:
+	case x.HasAVX2 && x.HasFMA && x.HasAVX512F && x.HasAVX512BW && x.HasAVX512BF16:
 		return AVX512BF16
 	case x.HasAVX2 && x.HasFMA && x.HasAVX512F:
 		return AVX512
@@ -52,7 +52,7 @@ func setLevel(l Level) {
 	useNF4FMA = avx2
 	useNF4AVX512 = avx2 && l >= AVX512 && x.HasAVX512F
 	useGemm512 = useNF4AVX512
-	useBF16DP = useGemm512 && l >= AVX512BF16 && x.HasAVX512BF16
+	useBF16DP = useGemm512 && l >= AVX512BF16 && x.HasAVX512BW && x.HasAVX512BF16
 	useAMX = useBF16DP && l >= AMX && x.HasAMXTile && x.HasAMXBF16 && amxPermitted()
 	halfAVX2 = l >= AVX2 && x.HasAVX2
 }
