@@ -109,28 +109,31 @@ func TestBF16Tiles(t *testing.T) {
 }
 
 // TestPackTiles16 checks packTiles16 against packTilesGo and the layout
-// the kernels read, on 1 to 3 steps, rows longer than the steps.
+// the kernels read, on 1 to 3 steps, rows longer than the steps, and its
+// least magnitude against minMagBF16's with the least (once a subnormal)
+// in each row in turn and a zero elsewhere.
 func TestPackTiles16(t *testing.T) {
 	rng := rand.New(rand.NewPCG(193, 194))
 	for k32 := 1; k32 <= 3; k32++ {
 		for _, lds := range []int{32 * k32, 32*k32 + 1, 32*k32 + 17} {
-			_, src := randBF16(rng, 16*lds, 1)
-			got, want := make([]uint16, 512*k32), make([]uint16, 512*k32)
-			// The least magnitude at a place of its own, once a subnormal.
-			src[(k32%16)*lds+7*k32] = 0x8001 + uint16(k32%2)*0x100
-			src[3*lds+32*k32-1] = 0 // a zero: not the least
-			mn := packTiles16(&got[0], &src[0], lds, k32)
-			packTilesGo(want, src, lds, k32)
-			if wantMin := minMagBF16(want); mn != wantMin {
-				t.Errorf("k32=%d lds=%d: packTiles16's least magnitude %#04x, want %#04x", k32, lds, mn, wantMin)
-			}
-			for s := range k32 {
-				for o := range 16 {
-					for j := range 32 {
-						e := s*512 + 32*o + j
-						if v := src[o*lds+32*s+j]; got[e] != v || want[e] != v {
-							t.Fatalf("k32=%d lds=%d: step %d row %d column %d: packTiles16 %#04x, packTilesGo %#04x, want %#04x",
-								k32, lds, s, o, j, got[e], want[e], v)
+			for row := range 16 {
+				_, src := randBF16(rng, 16*lds, 1)
+				src[row*lds+rng.IntN(32*k32)] = 0x8001 + uint16(row%2)*0x100
+				src[(row+5)%16*lds+rng.IntN(32*k32)] = 0x8000
+				got, want := make([]uint16, 512*k32), make([]uint16, 512*k32)
+				mn := packTiles16(&got[0], &src[0], lds, k32)
+				packTilesGo(want, src, lds, k32)
+				if wantMin := minMagBF16(want); mn != wantMin || mn != 1+uint16(row%2)*0x100 {
+					t.Errorf("k32=%d lds=%d: least at row %d: packTiles16's least magnitude %#04x, want %#04x", k32, lds, row, mn, wantMin)
+				}
+				for s := range k32 {
+					for o := range 16 {
+						for j := range 32 {
+							e := s*512 + 32*o + j
+							if v := src[o*lds+32*s+j]; got[e] != v || want[e] != v {
+								t.Fatalf("k32=%d lds=%d: step %d row %d column %d: packTiles16 %#04x, packTilesGo %#04x, want %#04x",
+									k32, lds, s, o, j, got[e], want[e], v)
+							}
 						}
 					}
 				}
