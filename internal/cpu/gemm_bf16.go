@@ -39,7 +39,7 @@ import (
 const (
 	bfMinRows = 16  // the smallest batch the bf16 product serves
 	bfMC      = 64  // rows of W per block, the unit of the split (a multiple of 32)
-	bfNC      = 256 // rows of x per group (a multiple of 32)
+	bfNC      = 256 // rows of x per group (a multiple of 32; the last may be 16 short)
 	bfKC      = 512 // columns per kernel call (a multiple of 32)
 )
 
@@ -110,6 +110,9 @@ func getBF16Buf(n int) *[]uint16 {
 // round32 returns n rounded up to a multiple of 32.
 func round32(n int) int { return (n + 31) &^ 31 }
 
+// round16 returns n rounded up to a multiple of 16.
+func round16(n int) int { return (n + 15) &^ 15 }
+
 // bf16Exact reports whether every value of x is a bfloat16 value: its
 // float32 pattern's low 16 bits zero.
 func bf16Exact(x []float32) bool {
@@ -125,14 +128,14 @@ func bf16Exact(x []float32) bool {
 // round32(in)/2 pairs of 16 rows × 2.
 func panelPairs(in int) int { return round32(in) * 16 }
 
-// packXBF16 packs x (n×in, bfloat16 values) into dst, round32(n)/16
+// packXBF16 packs x (n×in, bfloat16 values) into dst, round16(n)/16
 // panels of panelPairs(in) elements: element (16·q+r, k) at
 // q·panelPairs(in) + (k/2)·32 + 2r + k%2, zero past row n and column in.
 // It returns the smallest nonzero magnitude of x's patterns (0 when there
 // is none), and false when a value of x is not a bfloat16 value (dst then
 // partly written).
 func packXBF16(dst []uint16, x []float32, n, in int) (uint16, bool) {
-	panels := round32(n) / 16
+	panels := round16(n) / 16
 	ldb := panelPairs(in)
 	full := in / 32 // steps whole in x
 	least := make([]uint32, panels)
@@ -218,7 +221,7 @@ func bf16Product(y, x []float32, w Mat, n int) bool {
 	if !bf16Wins(n, out, in) || !bf16Exact(x[:min(len(x), 64)]) {
 		return false
 	}
-	npad := round32(n)
+	npad := round16(n)
 	ldb := panelPairs(in)
 	xb := getBF16Buf(npad / 16 * ldb)
 	defer bf16Pool.Put(xb)

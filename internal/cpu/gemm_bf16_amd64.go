@@ -25,7 +25,7 @@ var (
 //go:noescape
 func dpbf16Tiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
 
-// amxTiles is dpbf16Tiles on TDPBF16PS, mt and nt even: the same products,
+// amxTiles is dpbf16Tiles on TDPBF16PS, mt even: the same products,
 // summed with the instruction's own rounding.
 //
 //go:noescape

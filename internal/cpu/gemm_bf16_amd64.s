@@ -646,7 +646,8 @@ dp_loop:
 
 // func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
 //
-// dpbf16Tiles on AMX, mt and nt even: two by two tiles at a time, C in
+// dpbf16Tiles on AMX, mt even: two by two tiles at a time (two by one for
+// the last panel when nt is odd, amx_one), C in
 // TMM0..TMM3 (tiles (ti, tj), (ti, tj+1), (ti+1, tj), (ti+1, tj+1)), W's
 // tiles ti and ti+1 in TMM4, TMM5 (SI, DI), the panels tj and tj+1 in
 // TMM6, TMM7 (BX, R11); every operand 16 rows of 64 bytes, stride R8 = 64
@@ -685,6 +686,9 @@ amx_tj:
 	IMULQ R10, BX
 	ADDQ b+16(FP), BX
 	LEAQ (BX)(R10*1), R11
+	LEAQ 1(AX), CX
+	CMPQ CX, nt+48(FP)
+	JEQ  amx_one
 	CMPQ acc+64(FP), $0
 	JEQ  amx_zero
 	// tileloadd (%rdx,%r8,1), %tmm0
@@ -745,12 +749,56 @@ amx_loop:
 	ADDQ $2, AX
 	CMPQ AX, nt+48(FP)
 	JLT  amx_tj
+
+amx_next:
 	ADDQ $2, R12
 	CMPQ R12, mt+40(FP)
 	JLT  amx_ti
 	// tilerelease
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0
 	RET
+
+	// The last panel when nt is odd: tiles (ti, tj) and (ti+1, tj) alone.
+amx_one:
+	CMPQ acc+64(FP), $0
+	JEQ  amx_one_zero
+	// tileloadd (%rdx,%r8,1), %tmm0
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x02
+	// tileloadd (%r13,%r8,1), %tmm2
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7b; BYTE $0x4b; BYTE $0x54; BYTE $0x05; BYTE $0x00
+	JMP  amx_one_start
+
+amx_one_zero:
+	// tilezero %tmm0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0
+	// tilezero %tmm2
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0
+
+amx_one_start:
+	MOVQ k32+56(FP), CX
+
+amx_one_loop:
+	// tileloadd (%rsi,%r8,1), %tmm4
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x06
+	// tileloadd (%rdi,%r8,1), %tmm5
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x07
+	// tileloadd (%rbx,%r8,1), %tmm6
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x03
+	// tdpbf16ps %tmm6, %tmm4, %tmm0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4
+	// tdpbf16ps %tmm6, %tmm5, %tmm2
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5
+	ADDQ $1024, SI
+	ADDQ $1024, DI
+	ADDQ $1024, BX
+	DECQ CX
+	JNZ  amx_one_loop
+
+	// tilestored %tmm0, (%rdx,%r8,1)
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x02
+	// tilestored %tmm2, (%r13,%r8,1)
+	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x54; BYTE $0x05; BYTE $0x00
+	JMP  amx_next
 
 // func packTiles16(dst, src *uint16, lds, k32 int) uint16
 //
