@@ -2,6 +2,7 @@
 
 package cpu
 
-// amxPermitted is false: the AMX tiles are used on Linux only, where the
-// process asks the kernel for them.
+// amxSupported and amxPermitted are false: the AMX tiles are used on Linux
+// only, where the process asks the kernel for them.
+func amxSupported() bool { return false }
 func amxPermitted() bool { return false }

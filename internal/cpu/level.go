@@ -65,8 +65,11 @@ var (
 
 func init() {
 	l, note := chooseLevel(os.Getenv(levelEnv), machineLevel())
+	if got := setLevel(l); got != l {
+		note = fmt.Sprintf("the operating system refused the AMX tiles; running at %v", got)
+		l = got
+	}
 	level, levelNote = l, note
-	setLevel(l)
 }
 
 // chooseLevel returns the level to run at for the value env of LORA_CPU on
