@@ -51,7 +51,7 @@ const (
 	bfMinRows = 16  // the smallest batch the bf16 product serves
 	bfMC      = 64  // rows of W per block, the unit of the split (a multiple of 32)
 	bfNC      = 256 // rows of x per group (a multiple of 32; the last may be 16 short)
-	bfKC      = 512 // columns per kernel call (a multiple of 32)
+	bfKC      = 256 // columns per kernel call (a multiple of 32)
 )
 
 // bf16Guarded counts the blocks of W that bf16Safe has sent to matGemvGo
