@@ -454,3 +454,63 @@ func TestBF16ProductGuard(t *testing.T) {
 		}
 	}
 }
+
+// TestBF16ProductSpecial runs the bf16 product on operands holding ±Inf and
+// NaN: each element of y is NaN, +Inf or −Inf where the float64 reference
+// is, and within the bound elsewhere.
+func TestBF16ProductSpecial(t *testing.T) {
+	rng := rand.New(rand.NewPCG(201, 202))
+	const n, out, in = 37, 70, 75
+	wv, wb := randBF16(rng, out*in, 1)
+	x, _ := randBF16(rng, n*in, 1)
+	inf, nan := float32(math.Inf(1)), float32(math.NaN())
+	x[2*in+5], x[9*in+70] = inf, -inf // rows 2 and 9: ±Inf times every row of W
+	x[20*in+7], x[20*in+8] = inf, -inf
+	x[30*in+74] = nan
+	for _, e := range []struct {
+		o, k int
+		v    float32
+	}{{3, 0, nan}, {40, 74, inf}, {65, 33, -inf}} {
+		wb[e.o*in+e.k] = narrow1(BF16, e.v)
+		wv[e.o*in+e.k] = widen1(BF16, wb[e.o*in+e.k])
+	}
+	w := Mat{Rows: out, Cols: in, Type: BF16, Bits: wb}
+	want, mag := refNT(x, wv, n, out, in)
+	y := nanFill(n * out)
+	if bf16Wins(n, out, in) && !bf16Product(y, x, w, n) {
+		t.Fatal("bf16Product refused x of bfloat16 values")
+	}
+	if !bf16Wins(n, out, in) {
+		Product(y, x, w, n)
+	}
+	class := func(v float64) int {
+		switch {
+		case math.IsNaN(v):
+			return 0
+		case math.IsInf(v, 1):
+			return 1
+		case math.IsInf(v, -1):
+			return 2
+		}
+		return 3
+	}
+	bad := 0
+	for i, g := range y {
+		cw, cg := class(want[i]), class(float64(g))
+		if cw != cg || cw == 3 && math.Abs(float64(g)-want[i]) > accTol(in)*mag[i]+1e-30 {
+			if bad < 3 {
+				t.Errorf("y[%d, %d] = %v, want %v", i/out, i%out, g, want[i])
+			}
+			bad++
+		}
+	}
+	specials := 0
+	for _, v := range want {
+		if class(v) != 3 {
+			specials++
+		}
+	}
+	if bad > 0 || specials < 3*out {
+		t.Errorf("%d of %d elements wrong; the reference has %d NaN or ±Inf", bad, len(y), specials)
+	}
+}
