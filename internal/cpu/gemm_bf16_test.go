@@ -368,6 +368,7 @@ func TestBF16Product(t *testing.T) {
 		checkBF16Product(t, rng, n, 16+n%33, []int{16, 17, 31, 32, 33, 63, 95}[n%7])
 	}
 	for _, sh := range [][3]int{{16, 64, 64}, {17, 65, 545}, {33, 130, 1055}, {bfNC + 3, 97, 100},
+		{40, 4*runtime.GOMAXPROCS(0)*bfMC + 48, 300}, // blocks of bfMC rows
 		{2*bfNC + 16, 33, 67}, {40, 200, bfKC}, {41, 47, 2*bfKC + 1}} {
 		checkBF16Product(t, rng, sh[0], sh[1], sh[2])
 	}
