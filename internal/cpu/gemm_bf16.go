@@ -28,12 +28,13 @@ import (
 //	  block of float32 sums whose tiles transpose16 then writes into y.
 //
 // Measured on 4096×4096, n = 16, 64, 256, 2 cores of a Sapphire Rapids
-// shared with other work (BenchmarkBF16Product, medians of 5 runs): on
-// AMX 2.4, 8.6 and 28 ms; on VDPBF16PS 17, 45 and 146 ms; without the
-// bf16 instructions 22, 79 and 219 ms. VDPBF16PS issues at about a
-// quarter of the float32 FMA's rate on this processor (half its FLOP
-// rate), so it gains little here; it is the path of processors with
-// AVX-512 BF16 and no AMX.
+// shared with other work (BenchmarkBF16Product, medians of 5 runs, one
+// run of the three): on AMX 2.4, 4.2 and 13 ms; on VDPBF16PS 8.2, 25 and
+// 154 ms; without the bf16 instructions 12, 44 and 149 ms. VDPBF16PS
+// issues at about a quarter of the float32 FMA's rate on this processor
+// (half its FLOP rate): at n = 256 it is no faster than the float32
+// packed product there. It is the path of processors with AVX-512 BF16
+// and no AMX.
 //
 // Both instructions multiply bfloat16 values exactly (their 8-bit
 // significands fit float32's) and add in float32, but they read subnormal
