@@ -19,9 +19,14 @@ import (
 // LORA_CPU is read once, when the program starts. A level above what the
 // processor has cannot be forced: the processor's own is used. An unknown
 // value is ignored (the processor's level is used) and LevelNote says so.
-// The numerics do not depend on the level: every level computes the same
-// products of the same values and accumulates in float32; only the order
-// of the float32 sums differs, as it does between splits among goroutines.
+// At level amx, the AMX tiles are asked of the operating system when the
+// program starts; where it refuses them the level is avx512bf16, and
+// LevelNote says so. The numerics do not depend on the level: every level
+// computes the same products of the same values and accumulates in
+// float32; only the order of the float32 sums differs, as it does between
+// splits among goroutines. The one exception is TDPBF16PS (level amx),
+// which rounds its sums its own way, within the bound of a float32 sum
+// (gemm_bf16.go; README's contract).
 type Level int
 
 // The levels, lowest first.
