@@ -30,6 +30,10 @@ var (
 func machineLevel() Level {
 	x := &xcpu.X86
 	switch {
+	case x.HasAVX2 && x.HasFMA && x.HasAVX512F && x.HasAVX512BW && x.HasAVX512BF16 && x.HasAMXTile && x.HasAMXBF16 && amxSupported():
+		return AMX
+	case x.HasAVX2 && x.HasFMA && x.HasAVX512F && x.HasAVX512BW && x.HasAVX512BF16:
+		return AVX512BF16
 	case x.HasAVX2 && x.HasFMA && x.HasAVX512F:
 		return AVX512
 	case x.HasAVX2 && x.HasFMA:
@@ -38,8 +42,10 @@ func machineLevel() Level {
 	return Generic
 }
 
-// setLevel sets the kernels' flags for level l, at most machineLevel().
-func setLevel(l Level) {
+// setLevel sets the kernels' flags for level l, at most machineLevel(),
+// and returns the level they run at: l, or AVX512BF16 when l is AMX and
+// the operating system refuses the process the tiles.
+func setLevel(l Level) Level {
 	x := &xcpu.X86
 	avx2 := l >= AVX2 && x.HasAVX2 && x.HasFMA
 	useFMA = avx2
@@ -48,7 +54,13 @@ func setLevel(l Level) {
 	useNF4FMA = avx2
 	useNF4AVX512 = avx2 && l >= AVX512 && x.HasAVX512F
 	useGemm512 = useNF4AVX512
+	useBF16DP = useGemm512 && l >= AVX512BF16 && x.HasAVX512BW && x.HasAVX512BF16
+	useAMX = useBF16DP && l >= AMX && x.HasAMXTile && x.HasAMXBF16 && amxPermitted()
 	halfAVX2 = l >= AVX2 && x.HasAVX2
+	if l >= AMX && !useAMX {
+		return AVX512BF16
+	}
+	return l
 }
 
 // portableKernels is false: the kernels are the assembly, which only runs

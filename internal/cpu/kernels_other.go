@@ -23,7 +23,7 @@ const (
 func machineLevel() Level { return Generic }
 
 // setLevel does nothing: every level runs the portable loops.
-func setLevel(Level) {}
+func setLevel(l Level) Level { return l }
 
 // portableKernels is true: the kernels below run on any processor.
 const portableKernels = true

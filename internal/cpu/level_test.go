@@ -15,6 +15,7 @@ func TestParseLevel(t *testing.T) {
 	}{
 		{"generic", Generic, true}, {"avx2", AVX2, true}, {"avx512", AVX512, true},
 		{" AVX2 ", AVX2, true}, {"AVX512", AVX512, true},
+		{"avx512bf16", AVX512BF16, true}, {"amx", AMX, true}, {"AMX", AMX, true},
 		{"", Generic, false}, {"sse4", Generic, false}, {"avx-512", Generic, false},
 	} {
 		got, err := ParseLevel(c.s)
@@ -43,6 +44,10 @@ func TestChooseLevel(t *testing.T) {
 		{"avx2", AVX512, AVX2, ""},
 		{"avx512", AVX512, AVX512, ""},
 		{"avx512", AVX2, AVX2, "highest level is avx2"},
+		{"avx512bf16", AMX, AVX512BF16, ""},
+		{"amx", AMX, AMX, ""},
+		{"amx", AVX512BF16, AVX512BF16, "highest level is avx512bf16"},
+		{"avx512bf16", AVX512, AVX512, "highest level is avx512"},
 		{"avx2", Generic, Generic, "highest level is generic"},
 		{"fast", AVX512, AVX512, `unknown CPU level "fast"`},
 	} {
@@ -77,6 +82,16 @@ func TestLevelFlags(t *testing.T) {
 	if l >= AVX512 && !portableKernels && !useNF4AVX512 {
 		t.Errorf("level %v with the AVX-512 kernel off", l)
 	}
+	if l < AVX512BF16 && useBF16DP || l < AMX && useAMX {
+		t.Errorf("level %v with a bf16 kernel above it on (VDPBF16PS %v, AMX %v)", l, useBF16DP, useAMX)
+	}
+	if l >= AVX512BF16 && !portableKernels && !useBF16DP {
+		t.Errorf("level %v with VDPBF16PS off", l)
+	}
+	if l >= AMX && !portableKernels && !useAMX {
+		t.Errorf("level %v with AMX off", l)
+	}
+	t.Logf("level %v (machine %v): VDPBF16PS %v, AMX %v", l, MachineLevel(), useBF16DP, useAMX)
 }
 
 // TestLevels runs this package's tests again at every level below the

@@ -21,6 +21,8 @@ const gemvRows = 4
 // serves, else by the path of W's type.
 func Product(y, x []float32, w Mat, n int) {
 	switch {
+	case w.Type == BF16 && bf16Product(y, x, w, n):
+		// x of bfloat16 values on the bf16 instructions (gemm_bf16.go).
 	case gemmWins(n, w.Rows, w.Cols):
 		packedProduct(y, x, w, n)
 	case w.Type == NF4:

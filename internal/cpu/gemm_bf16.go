@@ -1,0 +1,408 @@
+package cpu
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+)
+
+// The packed product y = x·Wᵀ of a BF16 W with a batch x whose values are
+// all bfloat16 (x widened from BF16, or any float32 x that happens to hold
+// only such values), n ≥ bfMinRows, on the processor's bf16 dot-product
+// instructions: TDPBF16PS (AMX) where the processor and the operating
+// system allow it, VDPBF16PS (AVX-512 BF16) otherwise.
+//
+//	x is packed once, as bfloat16, into panels of 16 rows (packXBF16,
+//	  packX16): pair p of a panel (columns 2p and 2p+1) is 64 bytes, its
+//	  16 rows' two values side by side, zero past row n and past column
+//	  in; the check that every value is a bfloat16 one, and the least
+//	  magnitude, come with it (checkX);
+//	the rows of W are cut into blocks of bf16BlockRows (64, or 32 for rows
+//	  longer than 4096), split among goroutines; each block is copied into
+//	  tiles of 16 rows, 32 columns a step, 1 KiB each (packBlockBF16,
+//	  packTiles16: the copy also finds the block's least magnitude), zero
+//	  past row out and past column in; a block stays in L2 while every
+//	  group of bfNC rows of x passes it;
+//	the kernel (amxTiles or dpbf16Tiles) computes 16×16 tiles of yᵀ, the
+//	  block's tiles against a group's panels, bfKC columns a call, into a
+//	  block of float32 sums whose tiles transpose16 then writes into y.
+//
+// Measured on 4096×4096, n = 16, 64, 256, 2 cores of a Sapphire Rapids
+// shared with other work (BenchmarkBF16Product, medians of 5 runs, one
+// run of the three): on AMX 2.4, 4.2 and 13 ms; on VDPBF16PS 8.2, 25 and
+// 154 ms; without the bf16 instructions 12, 44 and 149 ms. VDPBF16PS
+// issues at about a quarter of the float32 FMA's rate on this processor
+// (half its FLOP rate): at n = 256 it is no faster than the float32
+// packed product there. It is the path of processors with AVX-512 BF16
+// and no AMX.
+//
+// Both instructions multiply bfloat16 values exactly (their 8-bit
+// significands fit float32's) and add in float32, but they read subnormal
+// inputs as zero and flush subnormal results to zero. bf16Safe keeps them
+// off the values where that could change a result: with every nonzero
+// |x| and |w| normal and their product at least 2⁻¹⁰³, each product is a
+// multiple of 2⁻¹¹⁹ (of magnitude ≥ 2⁻¹⁰³ with a 16-bit significand), so
+// every partial sum, rounded to float32 or not, is a multiple of 2⁻¹²⁶:
+// zero or normal, never subnormal. x failing it takes the path of a BF16
+// W (Product); a block of W failing it is computed by matGemvGo.
+// VDPBF16PS adds each pair's odd product, then its even one, to the sum:
+// float32 sums in another order. TDPBF16PS rounds its sums its own way
+// (not any order of float32 sums): README's contract states it.
+const (
+	bfMinRows = 16  // the smallest batch the bf16 product serves
+	bfMC      = 64  // rows of W per block, the unit of the split (a multiple of 32)
+	bfNC      = 256 // rows of x per group (a multiple of 32; the last may be 16 short)
+	bfKC      = 256 // columns per kernel call (a multiple of 32)
+)
+
+// bf16Guarded counts the blocks of W that bf16Safe has sent to matGemvGo
+// (for the tests).
+var bf16Guarded atomic.Int64
+
+// bf16Wins reports whether the bf16 product serves y = x·Wᵀ for a BF16 W
+// (out×in) and n rows of x, when x holds bfloat16 values.
+func bf16Wins(n, out, in int) bool {
+	return useBF16DP && n >= bfMinRows && out >= 16 && in >= 16
+}
+
+// bf16Tiles is the kernel of the bf16 product at the level the process
+// runs at: amxTiles or dpbf16Tiles.
+func bf16Tiles() func(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
+	if useAMX {
+		return amxTiles
+	}
+	return dpbf16Tiles
+}
+
+// bf16Safe reports whether the bf16 instructions give the products and
+// sums of float32 arithmetic (see above) for values whose smallest nonzero
+// magnitudes are the BF16 patterns xmin and wmin (0: no nonzero value).
+func bf16Safe(xmin, wmin uint16) bool {
+	if xmin == 0 || wmin == 0 {
+		return true
+	}
+	if xmin < 0x80 || wmin < 0x80 { // a subnormal
+		return false
+	}
+	return float64(widen1(BF16, xmin))*float64(widen1(BF16, wmin)) >= 0x1p-103
+}
+
+// minMagBF16 returns the smallest nonzero magnitude among the BF16
+// patterns of s (sign cleared), or 0 when there is none.
+func minMagBF16(s []uint16) uint16 {
+	m := len(s) &^ 15
+	var mn uint16
+	if m > 0 && useBF16DP {
+		mn = minMag16(&s[0], m)
+	} else {
+		m = 0
+	}
+	for _, h := range s[m:] {
+		if v := h & 0x7fff; v != 0 && (mn == 0 || v < mn) {
+			mn = v
+		}
+	}
+	return mn
+}
+
+var bf16Pool sync.Pool
+
+func getBF16Buf(n int) *[]uint16 {
+	p, _ := bf16Pool.Get().(*[]uint16)
+	if p == nil {
+		p = new([]uint16)
+	}
+	if cap(*p) < n {
+		*p = make([]uint16, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+// round32 returns n rounded up to a multiple of 32.
+func round32(n int) int { return (n + 31) &^ 31 }
+
+// round16 returns n rounded up to a multiple of 16.
+func round16(n int) int { return (n + 15) &^ 15 }
+
+// bf16Exact reports whether every value of x is a bfloat16 value: its
+// float32 pattern's low 16 bits zero.
+func bf16Exact(x []float32) bool {
+	for _, v := range x {
+		if math.Float32bits(v)&0xffff != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// panelPairs returns the elements of one packed panel of x for in columns:
+// round32(in)/2 pairs of 16 rows × 2.
+func panelPairs(in int) int { return round32(in) * 16 }
+
+// packXBF16 packs x (n×in, bfloat16 values) into dst, round16(n)/16
+// panels of panelPairs(in) elements: element (16·q+r, k) at
+// q·panelPairs(in) + (k/2)·32 + 2r + k%2, zero past row n and column in.
+// It returns the smallest nonzero magnitude of x's patterns (0 when there
+// is none), and false when a value of x is not a bfloat16 value (dst then
+// partly written).
+func packXBF16(dst []uint16, x []float32, n, in int) (uint16, bool) {
+	panels := round16(n) / 16
+	ldb := panelPairs(in)
+	full := in / 32 // steps whole in x
+	least := make([]uint32, panels)
+	bad := make([]bool, panels)
+	Parallel(panels, n*in, func(lo, hi int) {
+		for q := lo; q < hi; q++ {
+			d := dst[q*ldb : (q+1)*ldb]
+			rows := max(0, min(16, n-16*q))
+			least[q] = math.MaxUint32
+			if rows == 0 {
+				clear(d)
+				continue
+			}
+			or, l := checkXBF16(x[16*q*in : (16*q+rows)*in])
+			if or&0xffff != 0 {
+				bad[q] = true
+				return
+			}
+			least[q] = l
+			xs := x[16*q*in:]
+			if rows == 16 && full > 0 {
+				packX16(&d[0], &xs[0], in, full)
+			} else {
+				packXGo(d, xs, in, rows, 0, 32*full)
+			}
+			if full*32 < in {
+				packXGo(d, xs, in, rows, 32*full, in)
+			}
+		}
+	})
+	l := uint32(math.MaxUint32)
+	for q := range panels {
+		if bad[q] {
+			return 0, false
+		}
+		l = min(l, least[q])
+	}
+	return uint16(l + 1), true
+}
+
+// checkXBF16 returns the OR of the patterns of x and the least of their
+// ((pattern >> 16) & 0x7fff) − 1 as uint32 (a zero's wraps to the
+// largest): by checkX on the whole 16s where the processor has it.
+func checkXBF16(x []float32) (or, least uint32) {
+	m := len(x) &^ 15
+	least = math.MaxUint32
+	if m > 0 && useBF16DP {
+		or, least = checkX(&x[0], m)
+	} else {
+		m = 0
+	}
+	for _, v := range x[m:] {
+		b := math.Float32bits(v)
+		or |= b
+		least = min(least, b>>16&0x7fff-1)
+	}
+	return or, least
+}
+
+// packXGo writes the steps of columns [c0, c1) (c0 a multiple of 32) of
+// rows < rows of x (in columns, rows in apart) into the panel d as
+// packXBF16 lays it out, zero past column c1 up to its step's end and in
+// the rows from rows to 16.
+func packXGo(d []uint16, x []float32, in, rows, c0, c1 int) {
+	for k := c0; k < round32(c1); k++ {
+		e := d[k/2*32+k%2:]
+		for r := range 16 {
+			var h uint16
+			if r < rows && k < c1 {
+				h = uint16(math.Float32bits(x[r*in+k]) >> 16)
+			}
+			e[2*r] = h
+		}
+	}
+}
+
+// bf16Product computes y = x·Wᵀ for x (n×in), a BF16 W (out×in) and y
+// (n×out) by the bf16 product, and reports whether it did: not where
+// bf16Wins says no, nor when x holds a value that is not bfloat16 or
+// fails bf16Safe (y then untouched).
+func bf16Product(y, x []float32, w Mat, n int) bool {
+	out, in := w.Rows, w.Cols
+	if !bf16Wins(n, out, in) || !bf16Exact(x[:min(len(x), 64)]) {
+		return false
+	}
+	npad := round16(n)
+	ldb := panelPairs(in)
+	xb := getBF16Buf(npad / 16 * ldb)
+	defer bf16Pool.Put(xb)
+	xp := *xb
+	xmin, ok := packXBF16(xp, x, n, in)
+	if !ok || xmin != 0 && xmin < 0x80 { // a subnormal x: see bf16Safe
+		return false
+	}
+	kern := bf16Tiles()
+	ks := round32(in) / 32 // steps of 32 columns
+	mc := bf16BlockRows(in)
+	blocks := (out + mc - 1) / mc
+	Parallel(blocks, n*out*in, func(lo, hi int) {
+		cb := getGemmBuf(mc * bfNC)
+		defer gemmPool.Put(cb)
+		pb := getBF16Buf(mc * ks * 32)
+		defer bf16Pool.Put(pb)
+		for blk := lo; blk < hi; blk++ {
+			o0, o1 := blk*mc, min(out, (blk+1)*mc)
+			mrows := round32(o1 - o0)
+			mt := mrows / 16
+			a := (*pb)[:mrows*ks*32]
+			if !bf16Safe(xmin, packBlockBF16(a, &w, o0, o1, ks)) {
+				bf16Guarded.Add(1)
+				matGemvGo(y, x, &w, 0, n, out, o0, o1)
+				continue
+			}
+			for i0 := 0; i0 < npad; i0 += bfNC {
+				nrows := min(bfNC, npad-i0)
+				c := (*cb)[:mrows*nrows]
+				nt := nrows / 16
+				b := xp[i0/16*ldb:]
+				for s0 := 0; s0 < ks; s0 += bfKC / 32 {
+					k32 := min(bfKC/32, ks-s0)
+					kern(&a[s0*512], ks*512, &b[s0*512], ldb, &c[0], mt, nt, k32, b2i(s0 > 0))
+				}
+				// The tiles of yᵀ into y: whole ones by transpose16.
+				for tj := range nt {
+					i := i0 + 16*tj
+					if i >= n {
+						break
+					}
+					for ti := range mt {
+						o := o0 + 16*ti
+						if o >= o1 {
+							break
+						}
+						t := c[(ti*nt+tj)*256 : (ti*nt+tj+1)*256]
+						if i+16 <= n && o+16 <= o1 {
+							transpose16(&y[i*out+o], out, &t[0])
+							continue
+						}
+						for r := range min(16, n-i) {
+							ys := y[(i+r)*out+o : (i+r)*out+min(o1, o+16)]
+							for q := range ys {
+								ys[q] = t[16*q+r]
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+	return true
+}
+
+// bf16BlockRows returns the rows of W in one block of the bf16 product for
+// rows of in columns: bfMC, or 32 when a packed block of bfMC rows would
+// pass 512 KiB.
+func bf16BlockRows(in int) int {
+	if bfMC*round32(in)*2 > 512<<10 {
+		return 32
+	}
+	return bfMC
+}
+
+// packBlockBF16 packs rows [o0, o1) of the BF16 W into dst as the kernels
+// read them, in tiles of 16 rows (packTiles16's layout), ks steps of 32
+// columns each, tile t at t·ks·512: zero past column in (the padding of x
+// there is zero too, and a stale Inf or NaN would make 0·Inf) and past
+// row o1 in the whole steps. The rows past o1 in the last step are left
+// as they are: they only reach the sums of rows of yᵀ that are not
+// written. It returns the least nonzero magnitude among the patterns it
+// packed (0 when there is none).
+func packBlockBF16(dst []uint16, w *Mat, o0, o1, ks int) uint16 {
+	var mn uint16
+	least := func(m uint16) {
+		if m != 0 && (mn == 0 || m < mn) {
+			mn = m
+		}
+	}
+	in := w.Cols
+	full := in / 32 // steps whole in W
+	for t := 0; 16*t < round32(o1-o0); t++ {
+		d := dst[t*ks*512 : (t+1)*ks*512]
+		r0 := o0 + 16*t
+		rows := max(0, min(16, o1-r0))
+		if rows == 16 && full > 0 {
+			least(packTiles16(&d[0], &w.Bits[r0*in], in, full))
+		} else {
+			for s := range full {
+				for o := range rows {
+					copy(d[s*512+32*o:s*512+32*o+32], w.Bits[(r0+o)*in+32*s:])
+				}
+				clear(d[s*512+32*rows : (s+1)*512])
+			}
+			least(minMagBF16(d[:full*512]))
+		}
+		if full < ks {
+			e := d[full*512:]
+			for o := range rows {
+				clear(e[32*o+copy(e[32*o:32*o+32], w.Bits[(r0+o)*in+32*full:(r0+o+1)*in]) : 32*o+32])
+			}
+			least(minMagBF16(e[:32*rows]))
+		}
+	}
+	return mn
+}
+
+// b2i returns 1 for true, 0 for false.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// bf16TilesGo is dpbf16Tiles as a loop on slices, a and b BF16 patterns,
+// lda and ldb in elements: each pair's odd product added before its even
+// one, as VDPBF16PS adds them, so that the two agree bit for bit. (The
+// products of bfloat16 values are exact in float32: a fused multiply-add
+// rounds the same.)
+func bf16TilesGo(a []uint16, lda int, b []uint16, ldb int, c []float32, mt, nt, k32 int, acc bool) {
+	for ti := range mt {
+		for tj := range nt {
+			t := c[(ti*nt+tj)*256 : (ti*nt+tj+1)*256]
+			for o := range 16 {
+				for r := range 16 {
+					var s float32
+					if acc {
+						s = t[o*16+r]
+					}
+					for p := range k32 * 16 {
+						wp := a[ti*lda+p/16*512+32*o+2*(p%16):]
+						xp := b[tj*ldb+p*32+2*r:]
+						s += widen1(BF16, wp[1]) * widen1(BF16, xp[1])
+						s += widen1(BF16, wp[0]) * widen1(BF16, xp[0])
+					}
+					t[o*16+r] = s
+				}
+			}
+		}
+	}
+}
+
+// transposeGo is transpose16 as a loop on slices.
+func transposeGo(y []float32, ldy int, c []float32) {
+	for r := range 16 {
+		for o := range 16 {
+			y[r*ldy+o] = c[16*o+r]
+		}
+	}
+}
+
+// packTilesGo is packTiles16 as a loop on slices.
+func packTilesGo(dst, src []uint16, lds, k32 int) {
+	for s := range k32 {
+		for o := range 16 {
+			copy(dst[s*512+32*o:s*512+32*o+32], src[o*lds+32*s:])
+		}
+	}
+}
