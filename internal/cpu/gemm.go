@@ -76,19 +76,48 @@ func packX(dst, x []float32, n, in int) {
 
 // packW packs rows [j0, j1) of W, columns [p0, p0+kc), into dst: the panel
 // of rows [j, j+gemmNR) at (j-j0)·kc, step by step, its gemmNR values of
-// that column, widened to float32; zero past row j1. row is scratch of kc
-// floats.
+// that column, widened to float32; zero past row j1. row is scratch of
+// gemmNR·kc floats: a half or NF4 W's rows are widened into it first.
 func packW(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
 	in := w.Cols
 	for jp := j0; jp < j1; jp += gemmNR {
-		packPanel(dst[(jp-j0)*kc:(jp-j0+gemmNR)*kc], gemmNR, min(gemmNR, j1-jp), kc, func(jj int) []float32 {
-			off := (jp+jj)*in + p0
-			if w.Type == F32 {
-				return w.F32[off : off+kc]
-			}
-			w.widen(row[:kc], off, kc)
-			return row[:kc]
-		})
+		rows := min(gemmNR, j1-jp)
+		d := dst[(jp-j0)*kc : (jp-j0+gemmNR)*kc]
+		if w.Type == F32 {
+			packRows(d, w.F32[jp*in+p0:], in, rows, kc)
+			continue
+		}
+		for i := range rows {
+			w.widen(row[i*kc:(i+1)*kc], (jp+i)*in+p0, kc)
+		}
+		packRows(d, row, kc, rows, kc)
+	}
+}
+
+// packRows packs rows < gemmNR rows of src (kc columns, rows ld apart) into
+// the panel d as packPanel does: a whole panel's columns in multiples of
+// 16 by packT32, the rest here.
+func packRows(d, src []float32, ld, rows, kc int) {
+	m := 0
+	if rows == gemmNR {
+		m = kc &^ 15
+	}
+	if m > 0 {
+		_ = src[(gemmNR-1)*ld+kc-1] // bounds: the last element read
+		packT32(&d[0], &src[0], m, ld)
+	}
+	if m == kc {
+		return
+	}
+	for i := range rows {
+		for p, v := range src[i*ld+m : i*ld+kc] {
+			d[(m+p)*gemmNR+i] = v
+		}
+	}
+	for i := rows; i < gemmNR; i++ {
+		for p := m; p < kc; p++ {
+			d[p*gemmNR+i] = 0
+		}
 	}
 }
 
@@ -155,7 +184,7 @@ func packedRun(y, x []float32, n, k, nc int, pack func(dst []float32, j0, j1, p0
 	packX(ap, x, n, k)
 	blocks := (nc + gemmNC - 1) / gemmNC
 	Parallel(blocks, n*k*nc, func(lo, hi int) {
-		wb := getGemmBuf(gemmKC*gemmNC + gemmKC)
+		wb := getGemmBuf(gemmKC*gemmNC + gemmKC*gemmNR)
 		defer gemmPool.Put(wb)
 		bp, row := (*wb)[:gemmKC*gemmNC], (*wb)[gemmKC*gemmNC:]
 		var tile [gemmMR * gemmNR]float32

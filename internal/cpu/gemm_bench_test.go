@@ -48,6 +48,11 @@ func BenchmarkPackedProduct(b *testing.B) {
 				f    func()
 			}{
 				{"packed", func() { packedProduct(y, x, w, n) }},
+				{"packed-gopack", func() {
+					packedRun(y, x, n, in, out, func(dst []float32, j0, j1, p0, kc int, row []float32) {
+						packWGo(dst, &w, j0, j1, p0, kc, row)
+					})
+				}},
 				{"typed", func() {
 					switch dt {
 					case F32:
@@ -69,6 +74,54 @@ func BenchmarkPackedProduct(b *testing.B) {
 					b.ReportMetric(2*float64(n*out*in)/sec/1e9, "GFLOP/s")
 				})
 			}
+		}
+	}
+}
+
+// packWGo is packW as a plain loop over the panels (packPanel): the
+// reference the packing benchmarks compare packW against.
+func packWGo(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
+	in := w.Cols
+	for jp := j0; jp < j1; jp += gemmNR {
+		packPanel(dst[(jp-j0)*kc:(jp-j0+gemmNR)*kc], gemmNR, min(gemmNR, j1-jp), kc, func(jj int) []float32 {
+			off := (jp+jj)*in + p0
+			if w.Type == F32 {
+				return w.F32[off : off+kc]
+			}
+			w.widen(row[:kc], off, kc)
+			return row[:kc]
+		})
+	}
+}
+
+// BenchmarkPackW times the packing of a whole 4096×4096 W, block by block
+// as packedRun packs it, on one goroutine: by packW and by packWGo. GB/s
+// counts W's bytes.
+func BenchmarkPackW(b *testing.B) {
+	const out, in = 4096, 4096
+	rng := rand.New(rand.NewPCG(5, 7))
+	h := newHalfW(rng, BF16, out, in, 0.02)
+	for _, w := range []Mat{
+		{Rows: out, Cols: in, Type: F32, F32: randF32(rng, out*in, 0.02)},
+		{Rows: out, Cols: in, Type: BF16, Bits: h.bits},
+	} {
+		dst := make([]float32, gemmKC*gemmNC)
+		row := make([]float32, gemmKC*gemmNR)
+		for _, p := range []struct {
+			name string
+			f    func(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32)
+		}{{"packW", packW}, {"go", packWGo}} {
+			b.Run(fmt.Sprintf("%v/%s", w.Type, p.name), func(b *testing.B) {
+				for b.Loop() {
+					for j0 := 0; j0 < out; j0 += gemmNC {
+						for p0 := 0; p0 < in; p0 += gemmKC {
+							p.f(dst, &w, j0, min(out, j0+gemmNC), p0, min(gemmKC, in-p0), row)
+						}
+					}
+				}
+				sec := b.Elapsed().Seconds() / float64(b.N)
+				b.ReportMetric(float64(out*in*map[Type]int{F32: 4, BF16: 2}[w.Type])/sec/1e9, "GB/s")
+			})
 		}
 	}
 }
