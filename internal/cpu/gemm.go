@@ -76,39 +76,52 @@ func packX(dst, x []float32, n, in int) {
 
 // packW packs rows [j0, j1) of W, columns [p0, p0+kc), into dst: the panel
 // of rows [j, j+gemmNR) at (j-j0)·kc, step by step, its gemmNR values of
-// that column, widened to float32; zero past row j1. row is scratch of
-// gemmNR·kc floats: a half or NF4 W's rows are widened into it first.
+// that column, widened to float32; zero past row j1. A whole panel's
+// columns in multiples of 16 go by 16×16 transposes in registers (packT32
+// and its half forms, widening as they load); the rest by packRows, from
+// row, scratch of gemmNR·kc floats into which an NF4 W's rows and the
+// other rows of a half W are widened first.
 func packW(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
 	in := w.Cols
 	for jp := j0; jp < j1; jp += gemmNR {
 		rows := min(gemmNR, j1-jp)
 		d := dst[(jp-j0)*kc : (jp-j0+gemmNR)*kc]
+		m := 0
+		if rows == gemmNR && w.Type != NF4 {
+			m = kc &^ 15
+		}
+		if m > 0 {
+			off := jp*in + p0
+			switch w.Type {
+			case F32:
+				_ = w.F32[off+(gemmNR-1)*in+kc-1] // bounds: the last element read
+				packT32(&d[0], &w.F32[off], m, in)
+			case BF16:
+				_ = w.Bits[off+(gemmNR-1)*in+kc-1]
+				packT32BF16(&d[0], &w.Bits[off], m, in)
+			default:
+				_ = w.Bits[off+(gemmNR-1)*in+kc-1]
+				packT32F16(&d[0], &w.Bits[off], m, in)
+			}
+			if m == kc {
+				continue
+			}
+		}
 		if w.Type == F32 {
-			packRows(d, w.F32[jp*in+p0:], in, rows, kc)
+			packRows(d, w.F32[jp*in+p0:], in, rows, m, kc)
 			continue
 		}
 		for i := range rows {
-			w.widen(row[i*kc:(i+1)*kc], (jp+i)*in+p0, kc)
+			w.widen(row[i*kc+m:(i+1)*kc], (jp+i)*in+p0+m, kc-m)
 		}
-		packRows(d, row, kc, rows, kc)
+		packRows(d, row, kc, rows, m, kc)
 	}
 }
 
-// packRows packs rows < gemmNR rows of src (kc columns, rows ld apart) into
-// the panel d as packPanel does: a whole panel's columns in multiples of
-// 16 by packT32, the rest here.
-func packRows(d, src []float32, ld, rows, kc int) {
-	m := 0
-	if rows == gemmNR {
-		m = kc &^ 15
-	}
-	if m > 0 {
-		_ = src[(gemmNR-1)*ld+kc-1] // bounds: the last element read
-		packT32(&d[0], &src[0], m, ld)
-	}
-	if m == kc {
-		return
-	}
+// packRows writes columns [m, kc) of the panel d (packPanel's layout)
+// from rows < gemmNR rows of src (rows ld apart), zero for the rows past
+// them.
+func packRows(d, src []float32, ld, rows, m, kc int) {
 	for i := range rows {
 		for p, v := range src[i*ld+m : i*ld+kc] {
 			d[(m+p)*gemmNR+i] = v

@@ -9,3 +9,13 @@ package cpu
 //
 //go:noescape
 func packT32(dst, src *float32, kc, ld int)
+
+// packT32BF16 is packT32 for a bfloat16 src, each element widened exactly.
+//
+//go:noescape
+func packT32BF16(dst *float32, src *uint16, kc, ld int)
+
+// packT32F16 is packT32 for a float16 src, each element widened exactly.
+//
+//go:noescape
+func packT32F16(dst *float32, src *uint16, kc, ld int)

@@ -118,44 +118,12 @@ gemm_store:
 	VZEROUPPER
 	RET
 
-// PACKT16(off): transposes the 16×16 block of floats at AX (rows R9 bytes
-// apart; AX advances by 16 rows) and stores its column c, the 16 rows'
-// values, at off+c·128(DI). Z0..Z15 take the rows; three rounds of shuffles
-// (VUNPCKLPS/VUNPCKHPS pairs of rows; VUNPCKLPD/VUNPCKHPD pairs of pairs;
-// VSHUFF32X4 twice across 128-bit lanes) leave column c in Z(c).
+// PACKT16(off): transposes the 16 rows of 16 floats in Z0..Z15 (row r in
+// Z(r)) and stores column c, the 16 rows' values, at off+c·128(DI): three
+// rounds of shuffles (VUNPCKLPS/VUNPCKHPS pairs of rows; VUNPCKLPD/
+// VUNPCKHPD pairs of pairs; VSHUFF32X4 twice across 128-bit lanes) leave
+// column c in Z(c).
 #define PACKT16(off) \
-	VMOVUPS (AX), Z0 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z1 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z2 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z3 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z4 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z5 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z6 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z7 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z8 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z9 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z10 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z11 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z12 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z13 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z14 \
-	ADDQ R9, AX \
-	VMOVUPS (AX), Z15 \
-	ADDQ R9, AX \
 	VUNPCKLPS Z1, Z0, Z16 \
 	VUNPCKHPS Z1, Z0, Z17 \
 	VUNPCKLPS Z3, Z2, Z18 \
@@ -237,22 +205,168 @@ gemm_store:
 	VMOVUPS Z14, (off+1792)(DI) \
 	VMOVUPS Z15, (off+1920)(DI)
 
+// LOADF32: 16 rows of 16 float32 at AX, R9 bytes apart, into Z0..Z15;
+// AX advances by the 16 rows.
+#define LOADF32 \
+	VMOVUPS (AX), Z0 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z1 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z2 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z3 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z4 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z5 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z6 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z7 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z8 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z9 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z10 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z11 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z12 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z13 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z14 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z15 \
+	ADDQ R9, AX
+
+// LOADBF16: 16 rows of 16 bfloat16, widened (the pattern shifted into the
+// high half of a float32).
+#define LOADBF16 \
+	VPMOVZXWD (AX), Z0 \
+	VPSLLD $16, Z0, Z0 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z1 \
+	VPSLLD $16, Z1, Z1 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z2 \
+	VPSLLD $16, Z2, Z2 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z3 \
+	VPSLLD $16, Z3, Z3 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z4 \
+	VPSLLD $16, Z4, Z4 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z5 \
+	VPSLLD $16, Z5, Z5 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z6 \
+	VPSLLD $16, Z6, Z6 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z7 \
+	VPSLLD $16, Z7, Z7 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z8 \
+	VPSLLD $16, Z8, Z8 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z9 \
+	VPSLLD $16, Z9, Z9 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z10 \
+	VPSLLD $16, Z10, Z10 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z11 \
+	VPSLLD $16, Z11, Z11 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z12 \
+	VPSLLD $16, Z12, Z12 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z13 \
+	VPSLLD $16, Z13, Z13 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z14 \
+	VPSLLD $16, Z14, Z14 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z15 \
+	VPSLLD $16, Z15, Z15 \
+	ADDQ R9, AX
+
+// LOADF16: 16 rows of 16 float16, widened by VCVTPH2PS.
+#define LOADF16 \
+	VCVTPH2PS (AX), Z0 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z1 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z2 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z3 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z4 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z5 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z6 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z7 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z8 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z9 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z10 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z11 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z12 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z13 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z14 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z15 \
+	ADDQ R9, AX
+
+// PACKT(name, LOAD, size): the body of a packing kernel for elements of
+// size bytes, its arguments in DI (dst), SI (src), CX (kc) and R9 (ld):
+// for each 16 columns, rows 0-15 then rows 16-31.
+#define PACKT(name, LOAD, size) \
+	IMULQ $size, R9 \
+	SHRQ $4, CX \
+name: \
+	MOVQ SI, AX \
+	LOAD \
+	PACKT16(0) \
+	LOAD \
+	PACKT16(64) \
+	ADDQ $(16*size), SI \
+	ADDQ $2048, DI \
+	DECQ CX \
+	JNZ  name \
+	VZEROUPPER \
+	RET
+
 // func packT32(dst, src *float32, kc, ld int)
 TEXT ·packT32(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ kc+16(FP), CX
 	MOVQ ld+24(FP), R9
-	SHLQ $2, R9
-	SHRQ $4, CX
+	PACKT(packt_f32, LOADF32, 4)
 
-packt_loop:
-	MOVQ SI, AX
-	PACKT16(0)
-	PACKT16(64)
-	ADDQ $64, SI
-	ADDQ $2048, DI
-	DECQ CX
-	JNZ  packt_loop
-	VZEROUPPER
-	RET
+// func packT32BF16(dst *float32, src *uint16, kc, ld int)
+TEXT ·packT32BF16(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ ld+24(FP), R9
+	PACKT(packt_bf16, LOADBF16, 2)
+
+// func packT32F16(dst *float32, src *uint16, kc, ld int)
+TEXT ·packT32F16(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ ld+24(FP), R9
+	PACKT(packt_f16, LOADF16, 2)

@@ -2,6 +2,8 @@
 
 package cpu
 
+import "unsafe"
+
 // packT32 sets dst[p·32+i] = src[i·ld+p] for i < 32 and p < kc, kc a
 // positive multiple of 16: the portable form of the amd64 kernel.
 func packT32(dst, src *float32, kc, ld int) {
@@ -9,6 +11,21 @@ func packT32(dst, src *float32, kc, ld int) {
 	for i := range 32 {
 		for p := range kc {
 			d[p*32+i] = s[i*ld+p]
+		}
+	}
+}
+
+// packT32BF16 is packT32 for a bfloat16 src, each element widened exactly.
+func packT32BF16(dst *float32, src *uint16, kc, ld int) { packT32Half(BF16, dst, src, kc, ld) }
+
+// packT32F16 is packT32 for a float16 src, each element widened exactly.
+func packT32F16(dst *float32, src *uint16, kc, ld int) { packT32Half(F16, dst, src, kc, ld) }
+
+func packT32Half(dt Type, dst *float32, src *uint16, kc, ld int) {
+	d, s := f32s(dst, kc*32), unsafe.Slice(src, 31*ld+kc)
+	for i := range 32 {
+		for p := range kc {
+			d[p*32+i] = widen1(dt, s[i*ld+p])
 		}
 	}
 }

@@ -98,3 +98,52 @@ func TestPackedProduct(t *testing.T) {
 		}
 	}
 }
+
+// TestPackT32 checks packT32, packT32BF16 and packT32F16 alone against
+// the loop they compute (exact values of the half patterns), on
+// columns in multiples of 16 up to gemmKC and beyond, rows wider than the
+// columns packed (ld > kc), and that nothing past its panel is written.
+func TestPackT32(t *testing.T) {
+	if MachineLevel() < AVX512 && !portableKernels {
+		t.Skipf("the processor lacks AVX-512 (level %v): the kernel cannot run", MachineLevel())
+	}
+	rng := rand.New(rand.NewPCG(7, 3))
+	for _, kc := range []int{16, 32, 48, 240, 256, 272} {
+		for _, ld := range []int{kc, kc + 5, 3*kc + 16} {
+			for _, dt := range []Type{F32, BF16, F16} {
+				src := randF32(rng, gemmNR*ld, 1)
+				var bits []uint16
+				dst := nanFill(kc*gemmNR + 40)
+				switch dt {
+				case F32:
+					packT32(&dst[0], &src[0], kc, ld)
+				default:
+					h := newHalfW(rng, dt, gemmNR, ld, 1)
+					bits, src = h.bits, h.val
+					// Subnormals, signed zeros, infinities, the largest.
+					for q, b := range []uint16{0x0001, 0x03ff, 0x8001, 0x8000, 0x0000, 0x7c00, 0xfc00, 0x7bff, 0x0080, 0x807f} {
+						bits[q*ld+q%kc] = b
+						src[q*ld+q%kc] = widen1(dt, b)
+					}
+					if dt == BF16 {
+						packT32BF16(&dst[0], &bits[0], kc, ld)
+					} else {
+						packT32F16(&dst[0], &bits[0], kc, ld)
+					}
+				}
+				for p := range kc {
+					for i := range gemmNR {
+						if got, want := dst[p*gemmNR+i], src[i*ld+p]; got != want {
+							t.Fatalf("%v kc=%d ld=%d: dst[%d·32+%d] = %v, want %v", dt, kc, ld, p, i, got, want)
+						}
+					}
+				}
+				for j, v := range dst[kc*gemmNR:] {
+					if v == v {
+						t.Fatalf("%v kc=%d ld=%d: dst[%d] written past the panel", dt, kc, ld, kc*gemmNR+j)
+					}
+				}
+			}
+		}
+	}
+}
