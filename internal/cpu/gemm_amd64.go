@@ -19,3 +19,27 @@ func packT32BF16(dst *float32, src *uint16, kc, ld int)
 //
 //go:noescape
 func packT32F16(dst *float32, src *uint16, kc, ld int)
+
+// packN32 sets dst[p·32+i] = src[p·ld+i] for i < 32 and p < kc, kc ≥ 1:
+// 32 columns of kc rows of a float32 matrix packed as a panel of the
+// packed product (the columns of W for dx = dy·W).
+//
+//go:noescape
+func packN32(dst, src *float32, kc, ld int)
+
+// packN32BF16 is packN32 for a bfloat16 src, each element widened exactly.
+//
+//go:noescape
+func packN32BF16(dst *float32, src *uint16, kc, ld int)
+
+// packN32F16 is packN32 for a float16 src, each element widened exactly.
+//
+//go:noescape
+func packN32F16(dst *float32, src *uint16, kc, ld int)
+
+// prefetchRows asks for rows lines of bytes bytes each, stride bytes
+// apart from p on, to be brought into the L2 cache (PREFETCHT1): a hint,
+// which neither faults nor changes memory.
+//
+//go:noescape
+func prefetchRows(p *byte, rows, stride, bytes int)

@@ -370,3 +370,85 @@ TEXT ·packT32F16(SB), NOSPLIT, $0-32
 	MOVQ kc+16(FP), CX
 	MOVQ ld+24(FP), R9
 	PACKT(packt_f16, LOADF16, 2)
+
+// LOADN32F32, LOADN32BF16, LOADN32F16: the 32 consecutive elements at SI,
+// widened, into Z0 and Z1.
+#define LOADN32F32 \
+	VMOVUPS (SI), Z0 \
+	VMOVUPS 64(SI), Z1
+
+#define LOADN32BF16 \
+	VPMOVZXWD (SI), Z0 \
+	VPSLLD    $16, Z0, Z0 \
+	VPMOVZXWD 32(SI), Z1 \
+	VPSLLD    $16, Z1, Z1
+
+#define LOADN32F16 \
+	VCVTPH2PS (SI), Z0 \
+	VCVTPH2PS 32(SI), Z1
+
+// PACKN(name, LOAD, size): the body of packN32 for elements of size bytes,
+// its arguments in DI (dst), SI (src), CX (kc) and R9 (ld): each step the
+// 32 elements LOAD widens, stored at DI.
+#define PACKN(name, LOAD, size) \
+	IMULQ $size, R9 \
+name: \
+	LOAD \
+	VMOVUPS Z0, (DI) \
+	VMOVUPS Z1, 64(DI) \
+	ADDQ R9, SI \
+	ADDQ $128, DI \
+	DECQ CX \
+	JNZ  name \
+	VZEROUPPER \
+	RET
+
+// func packN32(dst, src *float32, kc, ld int)
+TEXT ·packN32(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ ld+24(FP), R9
+	PACKN(packn_f32, LOADN32F32, 4)
+
+// func packN32BF16(dst *float32, src *uint16, kc, ld int)
+TEXT ·packN32BF16(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ ld+24(FP), R9
+	PACKN(packn_bf16, LOADN32BF16, 2)
+
+// func packN32F16(dst *float32, src *uint16, kc, ld int)
+TEXT ·packN32F16(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ ld+24(FP), R9
+	PACKN(packn_f16, LOADN32F16, 2)
+
+// func prefetchRows(p *byte, rows, stride, bytes int)
+TEXT ·prefetchRows(SB), NOSPLIT, $0-32
+	MOVQ p+0(FP), SI
+	MOVQ rows+8(FP), CX
+	MOVQ stride+16(FP), R9
+	MOVQ bytes+24(FP), DX
+	TESTQ CX, CX
+	JLE   pf_done
+	TESTQ DX, DX
+	JLE   pf_done
+
+pf_row:
+	XORQ AX, AX
+
+pf_line:
+	PREFETCHT1 (SI)(AX*1)
+	ADDQ $64, AX
+	CMPQ AX, DX
+	JLT  pf_line
+	ADDQ R9, SI
+	DECQ CX
+	JNZ  pf_row
+
+pf_done:
+	RET

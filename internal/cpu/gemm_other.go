@@ -29,3 +29,29 @@ func packT32Half(dt Type, dst *float32, src *uint16, kc, ld int) {
 		}
 	}
 }
+
+// packN32 sets dst[p·32+i] = src[p·ld+i] for i < 32 and p < kc, kc ≥ 1.
+func packN32(dst, src *float32, kc, ld int) {
+	d, s := f32s(dst, kc*32), f32s(src, (kc-1)*ld+32)
+	for p := range kc {
+		copy(d[p*32:(p+1)*32], s[p*ld:p*ld+32])
+	}
+}
+
+// packN32BF16 is packN32 for a bfloat16 src, each element widened exactly.
+func packN32BF16(dst *float32, src *uint16, kc, ld int) { packN32Half(BF16, dst, src, kc, ld) }
+
+// packN32F16 is packN32 for a float16 src, each element widened exactly.
+func packN32F16(dst *float32, src *uint16, kc, ld int) { packN32Half(F16, dst, src, kc, ld) }
+
+func packN32Half(dt Type, dst *float32, src *uint16, kc, ld int) {
+	d, s := f32s(dst, kc*32), unsafe.Slice(src, (kc-1)*ld+32)
+	for p := range kc {
+		for i := range 32 {
+			d[p*32+i] = widen1(dt, s[p*ld+i])
+		}
+	}
+}
+
+// prefetchRows does nothing here: a hint that only the amd64 kernels act on.
+func prefetchRows(p *byte, rows, stride, bytes int) {}

@@ -53,7 +53,8 @@ func TestGemmKernel(t *testing.T) {
 // a float64 reference from W's exact values, on shapes that leave a
 // remainder in every blocking of both: rows of x past gemmMR and gemmMC,
 // rows and columns of W past gemmNR and gemmNC and past gemmKC (twice), odd;
-// with GOMAXPROCS 7 so that the blocks of W split unevenly.
+// with GOMAXPROCS 7 so that the blocks of W split unevenly; y = x·Wᵀ in
+// blocks of W of every size packedRun takes.
 func TestPackedProduct(t *testing.T) {
 	if MachineLevel() < AVX512 && !portableKernels {
 		t.Skipf("the processor lacks AVX-512 (level %v): the kernel cannot run", MachineLevel())
@@ -81,12 +82,20 @@ func TestPackedProduct(t *testing.T) {
 				w, vals = Mat{Rows: sh.out, Cols: sh.in, Type: dt, Bits: h.bits}, h.val
 			}
 			x := randF32(rng, sh.n*sh.in, 1)
-			y := nanFill(sh.n * sh.out)
-			packedProduct(y, x, w, sh.n)
 			want, mag := refNT(x, vals, sh.n, sh.out, sh.in)
-			// Each element: in products summed in float32, in runs of
-			// gemmKC, each run added to the sum so far.
-			within(t, fmt.Sprintf("%v n=%d out=%d in=%d", dt, sh.n, sh.out, sh.in), y, want, mag, accTol(sh.in))
+			// Blocks of W of either size (packedProduct picks one by the
+			// size of x), and of 64 rows: panels of W past a block.
+			for _, ncb := range []int{0, gemmNCSmall, 64, gemmNC} {
+				y := nanFill(sh.n * sh.out)
+				if ncb == 0 {
+					packedProduct(y, x, w, sh.n)
+				} else {
+					packedRun(y, x, sh.n, sh.in, sh.out, &w, false, ncb)
+				}
+				// Each element: in products summed in float32, in runs of
+				// gemmKC, each run added to the sum so far.
+				within(t, fmt.Sprintf("%v n=%d out=%d in=%d blocks of %d", dt, sh.n, sh.out, sh.in, ncb), y, want, mag, accTol(sh.in))
+			}
 
 			// dx = dy·W: the columns of W packed as rows, the inner
 			// dimension out.
