@@ -137,3 +137,50 @@ func BenchmarkNF4Paths(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRankUpdate times W += c·B·A on a 4096×4096 float32 W (Merge's
+// update, c and −c in turn) by RankUpdate and by the blocked rankRow loop
+// (rankUpdateF32), against a streaming pass w[i] *= c over the same W on
+// one goroutine, as the bench's Merge table compares. GB/s counts W read
+// and written once.
+func BenchmarkRankUpdate(b *testing.B) {
+	const out, in = 4096, 4096
+	rng := rand.New(rand.NewPCG(9, 10))
+	w := randF32(rng, out*in, 1)
+	m := Mat{Rows: out, Cols: in, Type: F32, F32: w}
+	report := func(b *testing.B) {
+		sec := b.Elapsed().Seconds() / float64(b.N)
+		b.ReportMetric(8*float64(out*in)/sec/1e9, "GB/s")
+	}
+	b.Run("stream", func(b *testing.B) {
+		c := float32(1.0000001)
+		for b.Loop() {
+			for i := range w {
+				w[i] *= c
+			}
+			c = 1 / c
+		}
+		report(b)
+	})
+	for _, r := range []int{8, 16, 64} {
+		a := randF32(rng, r*in, 0.01)
+		bm := randF32(rng, out*r, 0.01)
+		b.Run(fmt.Sprintf("r=%d/RankUpdate", r), func(b *testing.B) {
+			c := float32(0.5)
+			for b.Loop() {
+				RankUpdate(m, a, bm, r, c)
+				c = -c
+			}
+			report(b)
+		})
+		b.Run(fmt.Sprintf("r=%d/rows", r), func(b *testing.B) {
+			c := float32(0.5)
+			for b.Loop() {
+				coef, pack := adapterUpdate(a, bm, in, r, c)
+				rankUpdateF32(w, out, in, r, coef, pack)
+				c = -c
+			}
+			report(b)
+		})
+	}
+}

@@ -191,7 +191,85 @@ func RankUpdate(w Mat, a, b []float32, r int, c float32) {
 		})
 		return
 	}
+	if rankGemmWins(w.Rows, w.Cols) {
+		cb := getGemmBuf(w.Rows * r)
+		defer gemmPool.Put(cb)
+		scaleRows(*cb, b, c)
+		rankUpdateGemm(w.F32, w.Rows, w.Cols, r, a, *cb)
+		return
+	}
 	rankUpdateF32(w.F32, w.Rows, w.Cols, r, coef, pack)
+}
+
+// rankGemmWins reports whether W += c·B·A for a float32 W (rows×cols) runs
+// on the packed product's micro-kernel (rankUpdateGemm): on processors with
+// AVX-512, for a W of at least one whole block.
+func rankGemmWins(rows, cols int) bool {
+	return useGemm512 && rows >= gemmMR && cols >= gemmNR
+}
+
+// scaleRows sets cb[i] = c·b[i] for i < len(cb): the coefficients of the
+// rows of W += c·B·A, as adapterUpdate's coef computes them.
+func scaleRows(cb, b []float32, c float32) {
+	for i, v := range b[:len(cb)] {
+		cb[i] = c * v
+	}
+}
+
+// rankUpdateGemm computes dst[i,:] += Σₖ cb[i·r+k]·a[k,:] for dst (rows×cols,
+// float32) and a (r×cols): the rank-r update of Merge on the packed
+// product's micro-kernel. Each block of gemmMR rows and gemmNR columns is
+// one call of gemmKernelAVX512 over all r terms, its sums accumulated from
+// zero in k order in registers and then added to dst: rankRow's arithmetic
+// exactly, so that an element's value does not depend on whether it falls
+// in a whole block; the rows and columns past the last whole block go to
+// rankRow. a is packed once (packN32: panels of gemmNR columns, term after
+// term), the coefficients once (packX: panels of gemmMR rows); the blocks
+// of rows are split among goroutines, each reading its rows of dst once,
+// in order. The micro-kernel keeps all r terms in one run, so that r may
+// exceed gemmKC.
+func rankUpdateGemm(dst []float32, rows, cols, r int, a, cb []float32) {
+	strips, panels := rows/gemmMR, cols/gemmNR
+	_, _ = dst[rows*cols-1], cb[rows*r-1] // bounds: the last elements read
+	ab := getGemmBuf(panels * gemmNR * r)
+	defer gemmPool.Put(ab)
+	ap := *ab
+	Parallel(panels, panels*gemmNR*r*32, func(lo, hi int) {
+		for jp := lo; jp < hi; jp++ {
+			_ = a[(r-1)*cols+jp*gemmNR+gemmNR-1]
+			packN32(&ap[jp*gemmNR*r], &a[jp*gemmNR], r, cols)
+		}
+	})
+	// The coefficients of the whole strips, packed as packX packs x: one
+	// run of r steps (r may exceed gemmKC: packX's runs are not used).
+	xb := getGemmBuf(strips * gemmMR * r)
+	defer gemmPool.Put(xb)
+	xp := *xb
+	for s := range strips {
+		packPanel(xp[s*gemmMR*r:(s+1)*gemmMR*r], gemmMR, gemmMR, r, func(i int) []float32 {
+			return cb[(s*gemmMR+i)*r : (s*gemmMR+i+1)*r]
+		})
+	}
+	m := panels * gemmNR // the columns of whole blocks
+	Parallel(strips, rows*cols*r, func(lo, hi int) {
+		for s := lo; s < hi; s++ {
+			i0 := s * gemmMR
+			for jp := range panels {
+				gemmKernelAVX512(r, &xp[s*gemmMR*r], &ap[jp*gemmNR*r], &dst[i0*cols+jp*gemmNR], cols, 1)
+			}
+			if m < cols {
+				for i := i0; i < i0+gemmMR; i++ {
+					rankRow(dst[i*cols+m:(i+1)*cols], a[m:], cb[i*r:(i+1)*r], cols)
+				}
+			}
+		}
+	})
+	// The rows past the last whole strip.
+	Parallel(rows-strips*gemmMR, (rows-strips*gemmMR)*cols*r, func(lo, hi int) {
+		for i := strips*gemmMR + lo; i < strips*gemmMR+hi; i++ {
+			rankRow(dst[i*cols:(i+1)*cols], a, cb[i*r:(i+1)*r], cols)
+		}
+	})
 }
 
 // RankFinite reports whether every element of W + c·B·A, computed exactly
@@ -206,11 +284,22 @@ func RankFinite(w Mat, a, b []float32, r int, c, lim float32) bool {
 	coef, pack := adapterUpdate(a, b, in, r, c)
 	chunk := max(1, min(out, (1<<20)/in))
 	tmp := make([]float32, chunk*in)
+	var cb []float32
+	if rankGemmWins(out, in) {
+		// As RankUpdate computes an F32 W; a half W's update (rankRowHalf)
+		// has the same float32 values.
+		cb = make([]float32, out*r)
+		scaleRows(cb, b, c)
+	}
 	for i0 := 0; i0 < out; i0 += chunk {
 		i1 := min(out, i0+chunk)
 		t := tmp[:(i1-i0)*in]
 		widenParallel(&w, t, i0*in)
-		rankUpdateF32(t, i1-i0, in, r, func(i int, c []float32) { coef(i0+i, c) }, pack)
+		if cb != nil && rankGemmWins(i1-i0, in) {
+			rankUpdateGemm(t, i1-i0, in, r, a, cb[i0*r:i1*r])
+		} else {
+			rankUpdateF32(t, i1-i0, in, r, func(i int, c []float32) { coef(i0+i, c) }, pack)
+		}
 		if !fitsIn(t, lim) {
 			return false
 		}
