@@ -15,8 +15,8 @@ import (
 // AVX2 kernel when the processor has it: the rank-r term is r more rows of
 // the inner dimension; a half W is widened there block by block (in
 // registers at n ≤ halfFuseRows); by the packed product (packedGradX) at
-// the batches gemmWins serves, the rank-r term then accumulated in place by
-// rankRow. Elsewhere it is gonum's Sgemm (Sgemv rows
+// the batches gemmWins serves, the rank-r term then accumulated in place
+// by rankUpdateF32 (the same micro-kernel). Elsewhere it is gonum's Sgemm (Sgemv rows
 // at small n; panels of a half or NF4 W widened by panelGradX), then the rank-r
 // term accumulated in place by rankRow.
 func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s float32, merged bool) {
@@ -64,8 +64,19 @@ func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s fl
 	if merged {
 		return
 	}
-	// dx[i,:] += Σₖ U[i,k]·A[k,:], columns split among goroutines so that
-	// each keeps its slab of A in cache.
+	// dx[i,:] += Σₖ U[i,k]·A[k,:]: on the packed product's micro-kernel
+	// where rankGemmWins, else columns split among goroutines so that each
+	// keeps its slab of A in cache.
+	if rankGemmWins(n, in) {
+		rankUpdateF32(dx, n, in, r,
+			func(i int, c []float32) { copy(c, u[i*r:(i+1)*r]) },
+			func(slab []float32, j0, j1 int) {
+				for k := range r {
+					copy(slab[k*(j1-j0):(k+1)*(j1-j0)], a[k*in+j0:k*in+j1])
+				}
+			})
+		return
+	}
 	Parallel(in, n*in*r, func(lo, hi int) {
 		for i := range n {
 			rankRow(dx[i*in+lo:i*in+hi], a[lo:], u[i*r:(i+1)*r], in)

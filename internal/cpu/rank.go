@@ -122,9 +122,22 @@ func rankRowFromHalf(dt Type, dst []float32, a []uint16, coef []float32, lda int
 const rankSlabBytes = 256 << 10
 
 // rankUpdateF32 computes dst[i,:] += Σₖ coef_i[k]·a[k,:] for the rows
-// i < rows of dst (rows×cols, row-major, float32) by rankUpdateBlocked and
-// rankRow.
+// i < rows of dst (rows×cols, row-major, float32): by rankUpdateGemm where
+// rankGemmWins (the coefficients and a, whole, written first by coef and
+// pack), else by rankUpdateBlocked and rankRow. Both compute rankRow's
+// values, bit for bit.
 func rankUpdateF32(dst []float32, rows, cols, r int, coef func(i int, c []float32), pack func(slab []float32, j0, j1 int)) {
+	if rankGemmWins(rows, cols) {
+		cb, ab := getGemmBuf(rows*r), getGemmBuf(r*cols)
+		defer gemmPool.Put(cb)
+		defer gemmPool.Put(ab)
+		for i := range rows {
+			coef(i, (*cb)[i*r:(i+1)*r])
+		}
+		pack(*ab, 0, cols)
+		rankUpdateGemm(dst, rows, cols, r, *ab, *cb)
+		return
+	}
 	rankUpdateBlocked(rows, cols, r, coef, pack, func(i, j0, j1 int, slab, c []float32) {
 		rankRow(dst[i*cols+j0:i*cols+j1], slab, c, j1-j0)
 	})
@@ -191,13 +204,6 @@ func RankUpdate(w Mat, a, b []float32, r int, c float32) {
 		})
 		return
 	}
-	if rankGemmWins(w.Rows, w.Cols) {
-		cb := getGemmBuf(w.Rows * r)
-		defer gemmPool.Put(cb)
-		scaleRows(*cb, b, c)
-		rankUpdateGemm(w.F32, w.Rows, w.Cols, r, a, *cb)
-		return
-	}
 	rankUpdateF32(w.F32, w.Rows, w.Cols, r, coef, pack)
 }
 
@@ -206,14 +212,6 @@ func RankUpdate(w Mat, a, b []float32, r int, c float32) {
 // AVX-512, for a W of at least one whole block.
 func rankGemmWins(rows, cols int) bool {
 	return useGemm512 && rows >= gemmMR && cols >= gemmNR
-}
-
-// scaleRows sets cb[i] = c·b[i] for i < len(cb): the coefficients of the
-// rows of W += c·B·A, as adapterUpdate's coef computes them.
-func scaleRows(cb, b []float32, c float32) {
-	for i, v := range b[:len(cb)] {
-		cb[i] = c * v
-	}
 }
 
 // rankUpdateGemm computes dst[i,:] += Σₖ cb[i·r+k]·a[k,:] for dst (rows×cols,
@@ -284,22 +282,11 @@ func RankFinite(w Mat, a, b []float32, r int, c, lim float32) bool {
 	coef, pack := adapterUpdate(a, b, in, r, c)
 	chunk := max(1, min(out, (1<<20)/in))
 	tmp := make([]float32, chunk*in)
-	var cb []float32
-	if rankGemmWins(out, in) {
-		// As RankUpdate computes an F32 W; a half W's update (rankRowHalf)
-		// has the same float32 values.
-		cb = make([]float32, out*r)
-		scaleRows(cb, b, c)
-	}
 	for i0 := 0; i0 < out; i0 += chunk {
 		i1 := min(out, i0+chunk)
 		t := tmp[:(i1-i0)*in]
 		widenParallel(&w, t, i0*in)
-		if cb != nil && rankGemmWins(i1-i0, in) {
-			rankUpdateGemm(t, i1-i0, in, r, a, cb[i0*r:i1*r])
-		} else {
-			rankUpdateF32(t, i1-i0, in, r, func(i int, c []float32) { coef(i0+i, c) }, pack)
-		}
+		rankUpdateF32(t, i1-i0, in, r, func(i int, c []float32) { coef(i0+i, c) }, pack)
 		if !fitsIn(t, lim) {
 			return false
 		}
