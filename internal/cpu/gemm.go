@@ -240,7 +240,9 @@ func packedGradX(dx, dy []float32, w Mat, n int) {
 // of B (a multiple of gemmNR, at most gemmNC). While the micro-kernel
 // runs over one packed slab, the elements of W of the goroutine's next
 // slab are prefetched into L2, a part after each call, so that packing it
-// reads from the cache rather than memory.
+// reads from the cache rather than memory: always for W's rows, for its
+// columns (trans) only at n ≤ gemmMC, where the prefetches cost a float32
+// W more than they save above (BenchmarkPackedProduct, dx at n = 256).
 func packedRun(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 	np := gemmRowsPad(n)
 	xb := getGemmBuf(np * k)
@@ -274,6 +276,7 @@ func packedRun(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 				}
 				// The next slab, spread over this one's calls.
 				var r0, r1, c0, c1 int
+				prefetch := !trans || n <= gemmMC
 				switch {
 				case p0+gemmKC < k:
 					r0, r1, c0, c1 = slab(blk, p0+gemmKC)
@@ -310,7 +313,7 @@ func packedRun(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 									copy(y[(ir+i)*nc+jr:(ir+i)*nc+jr+cols], tile[i*gemmNR:])
 								}
 							}
-							if r1 > r0 {
+							if r1 > r0 && prefetch {
 								prefetchSlab(w, r0+call*(r1-r0)/calls, r0+(call+1)*(r1-r0)/calls, c0, c1)
 							}
 							call++
