@@ -16,7 +16,7 @@ import (
 // AVX2 kernel when the processor has it: the rank-r term is r more rows of
 // the inner dimension; a half W is widened there block by block (in
 // registers at n ≤ halfFuseRows); by the packed product (packedGradX) at
-// the batches gemmWins serves, the rank-r term then accumulated in place
+// the batches gemmGradXWins serves, the rank-r term then accumulated in place
 // by rankUpdateF32 (the same micro-kernel). Elsewhere it is gonum's Sgemm (Sgemv rows
 // at small n; panels of a half or NF4 W widened by panelGradX), then the rank-r
 // term accumulated in place by rankRow.
@@ -46,7 +46,7 @@ func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s fl
 	}
 
 	switch {
-	case gemmWins(n, in, out):
+	case gemmGradXWins(w.Type, n, in, out):
 		packedGradX(dx, dy, w, n)
 	case useFMA && !blasThreaded:
 		segs := []nnSegment{{coef: dy, ldc: out, a: w.F32, w: &w, rows: out}}

@@ -34,17 +34,24 @@ const (
 	gemmNCSmall = 32      // rows of W per block of y = x·Wᵀ while x packed fits gemmXFit
 	gemmXFit    = 1 << 20 // floats of packed x (4 MiB) up to which blocks are gemmNCSmall
 	gemmMC      = 128     // rows of x per pass over a packed block of W
-	gemmMinRows = 64      // the smallest batch the packed product serves
+	gemmMinRows = 16      // the smallest batch the packed product serves
 )
 
 // gemmWins reports whether the packed product serves y = x·Wᵀ for n rows
 // of x: on processors with AVX-512, for batches of gemmMinRows rows or
 // more, and never with a threaded BLAS (which takes the whole product).
 // gemmMinRows from BenchmarkPackedProduct (doc.go has the figures): the
-// packed product wins from n = 64 for every type of W, y = x·Wᵀ and
-// dx = dy·W alike, and loses at n = 32.
+// packed product wins from n = 16 for every type of W, and for
+// dx = dy·W too but for an NF4 W (gemmGradXWins).
 func gemmWins(n, out, in int) bool {
 	return useGemm512 && !blasThreaded && n >= gemmMinRows && out >= gemmNR && in >= 16
+}
+
+// gemmGradXWins reports whether the packed product serves dx = dy·W for n
+// rows of dy and W (out×in) of type t: as gemmWins, from 2·gemmMinRows
+// rows for an NF4 W, where productNN is ahead at n = 16.
+func gemmGradXWins(t Type, n, in, out int) bool {
+	return gemmWins(n, in, out) && (t != NF4 || n >= 2*gemmMinRows)
 }
 
 var gemmPool sync.Pool
@@ -86,17 +93,26 @@ func packX(dst, x []float32, n, in int) {
 // of rows [j, j+gemmNR) at (j-j0)·kc, step by step, its gemmNR values of
 // that column, widened to float32; zero past row j1. A whole panel's
 // columns in multiples of 16 go by 16×16 transposes in registers (packT32
-// and its half forms, widening as they load); the rest by packRows, from
-// row, scratch of gemmNR·kc floats into which an NF4 W's rows and the
-// other rows of a half W are widened first.
+// and its half forms, widening as they load; an NF4 W's rows dequantized
+// into row first, scratch of gemmNR·kc floats); the rest by packRows, from
+// row for a W other than F32.
 func packW(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
 	in := w.Cols
 	for jp := j0; jp < j1; jp += gemmNR {
 		rows := min(gemmNR, j1-jp)
 		d := dst[(jp-j0)*kc : (jp-j0+gemmNR)*kc]
 		m := 0
-		if rows == gemmNR && w.Type != NF4 {
+		if rows == gemmNR {
 			m = kc &^ 15
+		}
+		if m > 0 && w.Type == NF4 {
+			// Dequantized row by row into row, then packed from there.
+			for i := range gemmNR {
+				w.widen(row[i*kc:(i+1)*kc], (jp+i)*in+p0, kc)
+			}
+			packT32(&d[0], &row[0], m, kc)
+			packRows(d, row, kc, rows, m, kc)
+			continue
 		}
 		if m > 0 {
 			off := jp*in + p0
