@@ -6,7 +6,9 @@
 // of C is sixteen ZMM accumulators, Z0..Z15: row i in Z(2i) (columns 0-15)
 // and Z(2i+1) (columns 16-31). Each step p loads the 32 values of b's row p
 // into Z16, Z17 and broadcasts a's eight values of step p, one a register
-// (Z18..Z25), into the sixteen FMAs.
+// (Z18..Z25), into the sixteen FMAs. Meanwhile it prefetches the rows of C
+// it adds to at the end and the panel of a that follows its own, which
+// the packed product passes to the next call.
 
 // GEMMSTEP: one step, a's eight values at (SI), b's 32 at (DI); both advance.
 #define GEMMSTEP \
@@ -38,6 +40,13 @@
 	VFMADD231PS Z17, Z25, Z15 \
 	ADDQ $32, SI \
 	ADDQ $128, DI
+
+// GEMMPREFC: prefetch row DX of C (its two cache lines, if aligned; the
+// second line of an unaligned row is fetched by the first load).
+#define GEMMPREFC \
+	PREFETCHT0 (DX) \
+	PREFETCHT0 64(DX) \
+	ADDQ R8, DX
 
 // GEMMADD(lo, hi): add row DX of C to the accumulators lo, hi.
 #define GEMMADD(lo, hi) \
@@ -76,12 +85,29 @@ TEXT ·gemmKernelAVX512(SB), NOSPLIT, $0-48
 	VPXORD Z14, Z14, Z14
 	VPXORD Z15, Z15, Z15
 
-	// Two steps a pass, then the odd one.
+	// The rows of c, wanted at the end, fetched meanwhile.
+	MOVQ DX, R9
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	MOVQ R9, DX
+
+	// Two steps a pass, then the odd one. Each pass prefetches the next 64
+	// bytes of the panel of x that follows a (k·32 bytes on), the next
+	// call's, which the packed product reads from L2 or beyond.
+	MOVQ CX, R10
+	SHLQ $5, R10
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ   gemm_tail
 
 gemm_loop2:
+	PREFETCHT0 (SI)(R10*1)
 	GEMMSTEP
 	GEMMSTEP
 	DECQ BX
