@@ -195,10 +195,12 @@ func productNN(dst []float32, n, cols int, segs []nnSegment) {
 
 // gemmSmallWins reports whether the products of a rank-r adapter with a
 // batch of n rows (T = s·x·Aᵀ, U = s·dy·B, dA = Uᵀ·x, dB = dyᵀ·T) run as
-// packed products (gradsPacked, shrinkPacked): on processors with AVX-512,
-// n at least one panel of gemmNR rows, never with a threaded BLAS.
+// packed products (gradsPacked, Shrink): on processors with AVX-512, for
+// batches of gemmMinRows rows or more, as the base product, never with a
+// threaded BLAS. At n = 16 they take 0.85× the time of the Sgemms
+// (Backward without dx, 4096×4096, r = 16).
 func gemmSmallWins(n, in, out int) bool {
-	return useGemm512 && !blasThreaded && n >= gemmNR && in >= gemmNR && out >= gemmNR
+	return useGemm512 && !blasThreaded && n >= gemmMinRows && in >= gemmNR && out >= gemmNR
 }
 
 // gradsPacked computes T = s·x·Aᵀ and U = s·dy·B into t and u (n×r) and

@@ -166,10 +166,12 @@ func TestBackward(t *testing.T) {
 		for _, c := range []struct{ n, in, out, r int }{
 			{1, 1, 1, 1}, {1, 37, 19, 3}, {1, 130, 70, 5}, {halfFuseRows, 129, 65, 7},
 			{halfFuseRows + 1, 130, 70, 5}, {gemvRows + 1, 129, 65, 7}, {9, 257, 131, 4}, {gemmMinRows + 3, 97, 300, 6},
-			// T, U, dA and dB by packed products (gemmSmallWins): n from
-			// one panel and past gemmKC (the inner dimension of dA and
-			// dB), r past whole panels of gemmMR, in and out past gemmNR.
-			{gemmNR, gemmNR, gemmNR, 8}, {gemmNR + 1, 33, 290, 17}, {gemmNR - 1, 40, 40, 3}, {gemmKC + 37, 45, 70, 9},
+			// T, U, dA and dB by packed products (gemmSmallWins): n on
+			// both sides of gemmMinRows, of a panel and past gemmKC (the
+			// inner dimension of dA and dB), r past whole panels of
+			// gemmMR, in and out past gemmNR.
+			{gemmMinRows - 1, 40, 40, 3}, {gemmMinRows, 40, 33, 5}, {gemmNR, gemmNR, gemmNR, 8},
+			{gemmNR + 1, 33, 290, 17}, {gemmNR - 1, 40, 40, 3}, {gemmKC + 37, 45, 70, 9},
 		} {
 			checkBackward(t, rng, dt, c.n, c.in, c.out, c.r)
 		}
