@@ -43,9 +43,9 @@
 // MiB, each block of W is one panel of 32 rows packed over the whole
 // inner dimension, its rows read from memory whole and in order, and the
 // next slab of W is prefetched into L2 while the micro-kernel runs. From
-// 32 rows (gemmSmallWins) the adapter's products of Backward (T, U, dA,
-// dB) and Shrink's T run on the same product with the r-row operand in
-// the place of x, and rankUpdateF32 (Merge's W += s·B·A, Forward's
+// 16 rows as well (gemmSmallWins) the adapter's products of Backward (T,
+// U, dA, dB) and Shrink's T run on the same product with the r-row operand
+// in the place of x; and rankUpdateF32 (Merge's W += s·B·A, Forward's
 // y += T·Bᵀ, Backward's dx += U·A) runs on its micro-kernel, one call per
 // 8×32 block over all r terms: rankRow's arithmetic exactly. Measured on
 // 4096×4096 (BenchmarkPackedProduct, 2 cores shared with other work,
