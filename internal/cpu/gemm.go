@@ -20,8 +20,10 @@ import (
 //	each gemmMR×gemmNR block of y is then one call of the micro-kernel,
 //	  which keeps it in registers over the gemmKC steps, with one of W's
 //	  packed panels (gemmKC·gemmNR floats, 32 KiB) in L1 while the panels
-//	  of x stream past it; after each call a part of the elements of W
-//	  that the goroutine packs next is prefetched into L2.
+//	  of x stream past it; each call prefetches into L2 a part of the
+//	  elements of W that the goroutine packs next, a line every two steps
+//	  (gemmKernelPF), or, for the parts too large for its steps and the
+//	  edge blocks, prefetchRows after the call.
 //
 // Each element of y accumulates its products in order of the inner index,
 // gemmKC of them in registers, then added to the sum so far: float32
@@ -208,6 +210,23 @@ func packWT(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
 	}
 }
 
+// slabRows returns where rows [r0, r1) of W, columns [c0, c1), lie in
+// memory: the address of the first, the bytes of each row's part and the
+// stride between rows, for prefetches (an address only: never read
+// through it).
+func slabRows(w *Mat, r0, r1, c0, c1 int) (p uintptr, rowBytes, stride int) {
+	in := w.Cols
+	off := r0*in + c0
+	switch w.Type {
+	case F32:
+		return uintptr(unsafe.Pointer(&w.F32[off])), 4 * (c1 - c0), 4 * in
+	case NF4:
+		return uintptr(unsafe.Pointer(&w.Codes[off/2])), (c1 - c0 + 1) / 2, in / 2
+	default:
+		return uintptr(unsafe.Pointer(&w.Bits[off])), 2 * (c1 - c0), 2 * in
+	}
+}
+
 // prefetchSlab asks for rows [r0, r1) of W, columns [c0, c1), to be brought
 // into the L2 cache (prefetchRows): the elements a later packW or packWT
 // reads, fetched from memory while the micro-kernel computes.
@@ -215,16 +234,8 @@ func prefetchSlab(w *Mat, r0, r1, c0, c1 int) {
 	if r0 >= r1 || c0 >= c1 {
 		return
 	}
-	in := w.Cols
-	off := r0*in + c0
-	switch w.Type {
-	case F32:
-		prefetchRows((*byte)(unsafe.Pointer(&w.F32[off])), r1-r0, 4*in, 4*(c1-c0))
-	case NF4:
-		prefetchRows(&w.Codes[off/2], r1-r0, in/2, (c1-c0+1)/2)
-	default:
-		prefetchRows((*byte)(unsafe.Pointer(&w.Bits[off])), r1-r0, 2*in, 2*(c1-c0))
-	}
+	p, rowBytes, stride := slabRows(w, r0, r1, c0, c1)
+	prefetchRows(p, r1-r0, stride, rowBytes)
 }
 
 // packedProduct computes y = x·Wᵀ for x (n×in), W (out×in) of any type and
@@ -255,8 +266,8 @@ func packedGradX(dx, dy []float32, w Mat, n int) {
 // packW) or, when trans, B = Wᵀ (packed by packWT), in blocks of ncb rows
 // of B (a multiple of gemmNR, at most gemmNC). While the micro-kernel
 // runs over one packed slab, the elements of W of the goroutine's next
-// slab are prefetched into L2, a part after each call, so that packing it
-// reads from the cache rather than memory: always for W's rows, for its
+// slab are prefetched into L2, a part during each call (gemmKernelPF) or
+// after it, so that packing it reads from the cache rather than memory: always for W's rows, for its
 // columns (trans) only at n ≤ gemmMC, where the prefetches cost a float32
 // W more than they save above (BenchmarkPackedProduct, dx at n = 256).
 func packedRun(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
@@ -313,7 +324,18 @@ func packedRun(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 						for ir := i0; ir < i1; ir += gemmMR {
 							a := &ap[p0*np+ir*kc]
 							rows := min(gemmMR, n-ir)
+							q0, q1 := r0+call*(r1-r0)/calls, r0+(call+1)*(r1-r0)/calls
 							if rows == gemmMR && cols == gemmNR {
+								if prefetch && q1 > q0 && c1 > c0 {
+									// The part of the next slab within
+									// the kernel's steps, one line a pass.
+									p, rowBytes, stride := slabRows(w, q0, q1, c0, c1)
+									if (q1-q0)*((rowBytes+63)/64) <= kc/2 {
+										gemmKernelPF(kc, a, b, &y[ir*nc+jr], nc, acc, p, p+uintptr((q1-q0)*stride), rowBytes, stride)
+										call++
+										continue
+									}
+								}
 								gemmKernelAVX512(kc, a, b, &y[ir*nc+jr], nc, acc)
 							} else {
 								// An edge block: through tile, only its
@@ -329,8 +351,8 @@ func packedRun(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 									copy(y[(ir+i)*nc+jr:(ir+i)*nc+jr+cols], tile[i*gemmNR:])
 								}
 							}
-							if r1 > r0 && prefetch {
-								prefetchSlab(w, r0+call*(r1-r0)/calls, r0+(call+1)*(r1-r0)/calls, c0, c1)
+							if prefetch {
+								prefetchSlab(w, q0, q1, c0, c1)
 							}
 							call++
 						}

@@ -42,4 +42,12 @@ func packN32F16(dst *float32, src *uint16, kc, ld int)
 // which neither faults nor changes memory.
 //
 //go:noescape
-func prefetchRows(p *byte, rows, stride, bytes int)
+func prefetchRows(p uintptr, rows, stride, bytes int)
+
+// gemmKernelPF is gemmKernelAVX512 that also prefetches into L2, one cache
+// line every two steps, the rows of rowBytes bytes, stride apart, from the
+// address pf on until pfEnd: a part of the elements that the packed
+// product packs next, fetched while the kernel computes.
+//
+//go:noescape
+func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride int)

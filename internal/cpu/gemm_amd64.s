@@ -144,6 +144,107 @@ gemm_store:
 	VZEROUPPER
 	RET
 
+// func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride int)
+//
+// gemmKernelAVX512, and in each pass of two steps a PREFETCHT1 of the next
+// line of the rows of rowBytes bytes, stride apart, from pf until pfEnd.
+TEXT ·gemmKernelPF(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+	// The rows of c, wanted at the end, fetched meanwhile.
+	MOVQ DX, R9
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	MOVQ R9, DX
+
+	// Two steps a pass, then the odd one. Each pass prefetches the next 64
+	// bytes of the panel of x that follows a (k·32 bytes on), the next
+	// call's, which the packed product reads from L2 or beyond.
+	MOVQ CX, R10
+	SHLQ $5, R10
+	MOVQ pf+48(FP), R11
+	XORQ R12, R12
+	MOVQ rowBytes+64(FP), R13
+	MOVQ stride+72(FP), AX
+	MOVQ CX, BX
+	SHRQ $1, BX
+	JZ   gemm_tail
+
+gemm_loop2:
+	PREFETCHT0 (SI)(R10*1)
+	CMPQ       R11, pfEnd+56(FP)
+	JAE        gemm_steps
+	PREFETCHT1 (R11)(R12*1)
+	ADDQ       $64, R12
+	CMPQ       R12, R13
+	JB         gemm_steps
+	XORQ       R12, R12
+	ADDQ       AX, R11
+
+gemm_steps:
+	GEMMSTEP
+	GEMMSTEP
+	DECQ BX
+	JNZ  gemm_loop2
+
+gemm_tail:
+	TESTQ $1, CX
+	JZ    gemm_done
+	GEMMSTEP
+
+gemm_done:
+	CMPQ acc+40(FP), $0
+	JEQ  gemm_store
+	MOVQ DX, R9
+	GEMMADD(Z0, Z1)
+	GEMMADD(Z2, Z3)
+	GEMMADD(Z4, Z5)
+	GEMMADD(Z6, Z7)
+	GEMMADD(Z8, Z9)
+	GEMMADD(Z10, Z11)
+	GEMMADD(Z12, Z13)
+	GEMMADD(Z14, Z15)
+	MOVQ R9, DX
+
+gemm_store:
+	GEMMSTORE(Z0, Z1)
+	GEMMSTORE(Z2, Z3)
+	GEMMSTORE(Z4, Z5)
+	GEMMSTORE(Z6, Z7)
+	GEMMSTORE(Z8, Z9)
+	GEMMSTORE(Z10, Z11)
+	GEMMSTORE(Z12, Z13)
+	GEMMSTORE(Z14, Z15)
+	VZEROUPPER
+	RET
+
 // PACKT16(off): transposes the 16 rows of 16 floats in Z0..Z15 (row r in
 // Z(r)) and stores column c, the 16 rows' values, at off+c·128(DI): three
 // rounds of shuffles (VUNPCKLPS/VUNPCKHPS pairs of rows; VUNPCKLPD/
@@ -453,7 +554,7 @@ TEXT ·packN32F16(SB), NOSPLIT, $0-32
 	MOVQ ld+24(FP), R9
 	PACKN(packn_f16, LOADN32F16, 2)
 
-// func prefetchRows(p *byte, rows, stride, bytes int)
+// func prefetchRows(p uintptr, rows, stride, bytes int)
 TEXT ·prefetchRows(SB), NOSPLIT, $0-32
 	MOVQ p+0(FP), SI
 	MOVQ rows+8(FP), CX

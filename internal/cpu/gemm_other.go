@@ -54,4 +54,9 @@ func packN32Half(dt Type, dst *float32, src *uint16, kc, ld int) {
 }
 
 // prefetchRows does nothing here: a hint that only the amd64 kernels act on.
-func prefetchRows(p *byte, rows, stride, bytes int) {}
+func prefetchRows(p uintptr, rows, stride, bytes int) {}
+
+// gemmKernelPF is gemmKernelAVX512: the prefetches are only a hint.
+func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride int) {
+	gemmKernelAVX512(k, a, b, c, ldc, acc)
+}

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
-// TestGemmKernel checks the micro-kernel alone, with and without acc, at
+// TestGemmKernel checks the micro-kernel alone (and gemmKernelPF against
+// it, bit for bit), with and without acc, at
 // k = 1, 2 and odd k (the loop takes two steps a pass, then the odd one),
 // against a float64 reference, with ldc wider than the block (the rows of
 // c it must not touch are checked untouched).
@@ -22,7 +24,18 @@ func TestGemmKernel(t *testing.T) {
 			b := randF32(rng, k*gemmNR, 1)
 			c := randF32(rng, gemmMR*ldc, 1)
 			old := append([]float32(nil), c...)
+			// gemmKernelPF, prefetching rows of a buffer, computes the
+			// same, bit for bit.
+			pfc := append([]float32(nil), c...)
+			pfBuf := make([]float32, 64*100)
+			p0 := uintptr(unsafe.Pointer(&pfBuf[0]))
+			gemmKernelPF(k, &a[0], &b[0], &pfc[0], ldc, acc, p0, p0+uintptr(4*len(pfBuf)), 4*37, 4*64)
 			gemmKernelAVX512(k, &a[0], &b[0], &c[0], ldc, acc)
+			for i, v := range c {
+				if pfc[i] != v && v == v {
+					t.Fatalf("k=%d acc=%d: gemmKernelPF c[%d] = %v, gemmKernelAVX512 %v", k, acc, i, pfc[i], v)
+				}
+			}
 			for i := range gemmMR {
 				for j := range ldc {
 					got := c[i*ldc+j]
