@@ -49,11 +49,12 @@
 // y += T·Bᵀ, Backward's dx += U·A) runs on its micro-kernel, one call per
 // 8×32 block over all r terms: rankRow's arithmetic exactly. Measured on
 // 4096×4096 (BenchmarkPackedProduct, 2 cores shared with other work,
-// rates per CPU-second): y = x·Wᵀ at 145 GFLOP/s at n = 16 against 95 by
-// f32Product, 230 at n = 64 and 283 at n = 256, 62 % of the machine's
-// float32 FMA rate (457 GFLOP/s); an NF4 W 137 against 110 at n = 16; dx
-// of a float32 W 91 against 58 by productNN at n = 16, of an NF4 W 97
-// against 106, hence its threshold of 32.
+// rates per CPU-second, medians of three): y = x·Wᵀ at 128 GFLOP/s at
+// n = 16 against 90 by f32Product, 257 at n = 64 and 303 at n = 256, 66 %
+// of the machine's float32 FMA rate (457 GFLOP/s); an NF4 W 137 against
+// 106 by nf4Product at n = 16; dx of a float32 W 88 against 59 by
+// productNN at n = 16, of an NF4 W 95 against 103, hence its threshold
+// of 32.
 
 // The flags follow a Level (level.go): generic, avx2 or avx512, the
 // highest the processor has unless the environment variable LORA_CPU names
