@@ -55,7 +55,7 @@
 // 106 by nf4Product at n = 16; dx of a float32 W 88 against 59 by
 // productNN at n = 16, of an NF4 W 95 against 103, hence its threshold
 // of 32.
-
+//
 // The flags follow a Level (level.go): generic, avx2 or avx512, the
 // highest the processor has unless the environment variable LORA_CPU names
 // a lower one when the program starts. The package's tests run again at
