@@ -16,10 +16,10 @@ import (
 //	  the block is packed into panels of gemmNR rows, each step a run of
 //	  gemmNR values, widened to float32 from any type of W (packW, by
 //	  16×16 transposes in registers): the panel of a block, at most
-//	  gemmKC·gemmNC floats (256 KiB), stays in L2;
+//	  gemmKC·gemmNC floats (128 KiB), stays in L2;
 //	each gemmMR×gemmNR block of y is then one call of the micro-kernel,
 //	  which keeps it in registers over the gemmKC steps, with one of W's
-//	  packed panels (gemmKC·gemmNR floats, 32 KiB) in L1 while the panels
+//	  packed panels (gemmKC·gemmNR floats, 16 KiB) in L1 while the panels
 //	  of x stream past it; each call prefetches into L2 a part of the
 //	  elements of W that the goroutine packs next, a line every two steps
 //	  (gemmKernelPF), or, for the parts too large for its steps and the
@@ -31,7 +31,7 @@ import (
 const (
 	gemmMR      = 8       // rows of x per micro-kernel call
 	gemmNR      = 32      // rows of W per micro-kernel call
-	gemmKC      = 256     // steps of the inner dimension per packed panel
+	gemmKC      = 128     // steps of the inner dimension per packed panel
 	gemmNC      = 256     // rows of W per block, the unit of the split, for dx and large x
 	gemmNCSmall = 32      // rows of W per block of y = x·Wᵀ while x packed fits gemmXFit
 	gemmXFit    = 1 << 20 // floats of packed x (4 MiB) up to which blocks are gemmNCSmall
