@@ -69,6 +69,9 @@ func TestForward(t *testing.T) {
 		for _, c := range []struct{ n, in, out, r int }{
 			{1, 37, 19, 3}, {3, 64, 21, 5}, {gemvRows, 70, 33, 4}, {gemvRows + 1, 70, 33, 4}, {9, 129, 41, 7},
 			{40, 300, 131, 5}, {7, gemvX/3 + 5, 9, 2}, {6, 40, 1100, 64}, {gemmMinRows + 3, 300, 97, 6},
+			// T by the packed product (gemmSmallWins): n from one panel,
+			// r past whole panels of gemmMR, in past gemmKC.
+			{gemmNR, gemmNR, 40, 8}, {gemmNR + 1, 33, 35, 17}, {gemmNR - 1, 300, 40, 9},
 		} {
 			checkForward(t, rng, dt, c.n, c.in, c.out, c.r)
 		}
@@ -152,7 +155,8 @@ func checkBackwardOn(t *testing.T, rng *rand.Rand, w Mat, wv []float32, n, r int
 
 // TestBackward covers dx = dy·W + U·A at n on both sides of productNN's
 // fused path for a half W (halfFuseRows), of the matrix-vector path
-// (gemvRows) and of the packed product's (gemmMinRows), with inner
+// (gemvRows), of the packed products of the adapter's terms
+// (gemmSmallWins) and of the packed product's (gemmMinRows), with inner
 // dimensions that end inside productNN's blocks of rows and columns that
 // end inside its blocks of columns and inside the kernels' blocks of 64
 // and 8.
@@ -162,6 +166,12 @@ func TestBackward(t *testing.T) {
 		for _, c := range []struct{ n, in, out, r int }{
 			{1, 1, 1, 1}, {1, 37, 19, 3}, {1, 130, 70, 5}, {halfFuseRows, 129, 65, 7},
 			{halfFuseRows + 1, 130, 70, 5}, {gemvRows + 1, 129, 65, 7}, {9, 257, 131, 4}, {gemmMinRows + 3, 97, 300, 6},
+			// T, U, dA and dB by packed products (gemmSmallWins): n on
+			// both sides of gemmMinRows, of a panel and past gemmKC (the
+			// inner dimension of dA and dB), r past whole panels of
+			// gemmMR, in and out past gemmNR.
+			{gemmMinRows - 1, 40, 40, 3}, {gemmMinRows, 40, 33, 5}, {gemmNR, gemmNR, gemmNR, 8},
+			{gemmNR + 1, 33, 290, 17}, {gemmNR - 1, 40, 40, 3}, {gemmKC + 37, 45, 70, 9},
 		} {
 			checkBackward(t, rng, dt, c.n, c.in, c.out, c.r)
 		}
@@ -250,4 +260,7 @@ func TestSplit(t *testing.T) {
 	checkForward(t, rng, F32, 40, 700, 263, 9)
 	checkBackward(t, rng, F32, 1, 700, 263, 9)
 	checkBackward(t, rng, F32, gemvRows+1, 700, 263, 9)
+	// The packed products (gemmSmallWins, gemmWins) and the rank-r term on
+	// the micro-kernel, their blocks and strips split unevenly.
+	checkBackward(t, rng, F32, 3*gemmNR+6, 700, 263, 9)
 }

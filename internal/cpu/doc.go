@@ -10,7 +10,8 @@
 //
 //	types.go, parallel.go     Type and Mat, the 16-bit conversions, the split among goroutines
 //	product.go, half.go       y = x·Wᵀ: the fused matrix-vector driver, Sgemm, widened panels
-//	gemm.go                   the packed product (BLIS-style, AVX-512 micro-kernel) for batches
+//	gemm.go, gemm_amd64.go    the packed product (BLIS-style, AVX-512 micro-kernel) for batches,
+//	                          its packing kernels (gemm_amd64.s; gemm_other.go their loops)
 //	nf4.go                    NF4: quantization, dequantization, y = x·Wᵀ on its codes
 //	forward.go, backward.go   Forward and Backward on those products, productNN for dx
 //	rank.go                   the rank-r row updates (Merge, RankFinite, y += T·Bᵀ)
@@ -33,15 +34,27 @@
 // one place that chooses. With -tags purego, or on any other architecture,
 // the flags are false.
 //
-// Batches of gemmMinRows rows or more, on processors with AVX-512, take
-// the packed product (gemm.go) for y = x·Wᵀ of every type of W, for a
-// Bank's base product and for Backward's dx = dy·W: W widened into float32
-// while it is packed, a panel at a time (256 KiB per goroutine), never as
-// a whole. Measured on 4096×4096 (BenchmarkPackedProduct, 2 cores, one
-// run): at n = 64 it takes 0.81× the time of the path of W's type for
-// float32, 0.81× for BF16 and 0.80× for NF4, at n = 256 0.51×, 0.40× and
-// 0.53×; at n = 32 it is slower (1.26×, 1.40×, 1.21×), hence the
-// threshold of 64.
+// Batches of gemmMinRows (16) rows or more, on processors with AVX-512,
+// take the packed product (gemm.go) for y = x·Wᵀ of every type of W, for
+// a Bank's base product and for Backward's dx = dy·W (an NF4 W's from 32
+// rows): W widened into float32 while it is packed, by 16×16 transposes in
+// registers (packT32 and its half forms; an NF4 W dequantized a panel at a
+// time first), a panel at a time, never as a whole. While x packed fits 4
+// MiB, each block of W is one panel of 32 rows packed over the whole
+// inner dimension, its rows read from memory whole and in order, and the
+// next slab of W is prefetched into L2 while the micro-kernel runs. From
+// 16 rows as well (gemmSmallWins) the adapter's products of Backward (T,
+// U, dA, dB) and Shrink's T run on the same product with the r-row operand
+// in the place of x; and rankUpdateF32 (Merge's W += s·B·A, Forward's
+// y += T·Bᵀ, Backward's dx += U·A) runs on its micro-kernel, one call per
+// 8×32 block over all r terms: rankRow's arithmetic exactly. Measured on
+// 4096×4096 (BenchmarkPackedProduct, 2 cores shared with other work,
+// rates per CPU-second, medians of three): y = x·Wᵀ at 128 GFLOP/s at
+// n = 16 against 90 by f32Product, 257 at n = 64 and 303 at n = 256, 66 %
+// of the machine's float32 FMA rate (457 GFLOP/s); an NF4 W 137 against
+// 106 by nf4Product at n = 16; dx of a float32 W 88 against 59 by
+// productNN at n = 16, of an NF4 W 95 against 103, hence its threshold
+// of 32.
 //
 // The flags follow a Level (level.go): generic, avx2 or avx512, the
 // highest the processor has unless the environment variable LORA_CPU names

@@ -1,42 +1,59 @@
 package cpu
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
 // The packed product y = x·Wᵀ for batches (n ≥ gemmMinRows), in the
 // structure of a BLIS-style GEMM:
 //
 //	x, whole, is packed once into panels of gemmMR rows, each KC-step of a
 //	  panel a run of gemmMR values (packX);
-//	the rows of W are cut into blocks of gemmNC, split among goroutines;
+//	the rows of W are cut into blocks (gemmBlockRows: one panel of gemmNR
+//	  rows while packed x fits 4 MiB, else gemmNC), split among goroutines;
 //	  for each block and each run of gemmKC columns (the inner dimension),
 //	  the block is packed into panels of gemmNR rows, each step a run of
-//	  gemmNR values, widened to float32 from any type of W (packW): the
-//	  panel of a block, gemmKC·gemmNC floats (256 KiB), stays in L2;
+//	  gemmNR values, widened to float32 from any type of W (packW, by
+//	  16×16 transposes in registers): the panel of a block, at most
+//	  gemmKC·gemmNC floats (128 KiB), stays in L2;
 //	each gemmMR×gemmNR block of y is then one call of the micro-kernel,
 //	  which keeps it in registers over the gemmKC steps, with one of W's
-//	  packed panels (gemmKC·gemmNR floats, 32 KiB) in L1 while the panels
-//	  of x stream past it.
+//	  packed panels (gemmKC·gemmNR floats, 16 KiB) in L1 while the panels
+//	  of x stream past it; each call prefetches into L2 a part of the
+//	  elements of W that the goroutine packs next, a line every two steps
+//	  (gemmKernelPF), or, for the parts too large for its steps and the
+//	  edge blocks, prefetchRows after the call.
 //
 // Each element of y accumulates its products in order of the inner index,
 // gemmKC of them in registers, then added to the sum so far: float32
 // throughout, the products of exactly widened values.
 const (
-	gemmMR      = 8   // rows of x per micro-kernel call
-	gemmNR      = 32  // rows of W per micro-kernel call
-	gemmKC      = 256 // steps of the inner dimension per packed panel
-	gemmNC      = 256 // rows of W per block, the unit of the split
-	gemmMC      = 128 // rows of x per pass over a packed block of W
-	gemmMinRows = 64  // the smallest batch the packed product serves
+	gemmMR      = 8       // rows of x per micro-kernel call
+	gemmNR      = 32      // rows of W per micro-kernel call
+	gemmKC      = 128     // steps of the inner dimension per packed panel
+	gemmNC      = 256     // rows of W per block, the unit of the split, for dx and large x
+	gemmNCSmall = 32      // rows of W per block of y = x·Wᵀ while x packed fits gemmXFit
+	gemmXFit    = 1 << 20 // floats of packed x (4 MiB) up to which blocks are gemmNCSmall
+	gemmMC      = 128     // rows of x per pass over a packed block of W
+	gemmMinRows = 16      // the smallest batch the packed product serves
 )
 
 // gemmWins reports whether the packed product serves y = x·Wᵀ for n rows
 // of x: on processors with AVX-512, for batches of gemmMinRows rows or
 // more, and never with a threaded BLAS (which takes the whole product).
 // gemmMinRows from BenchmarkPackedProduct (doc.go has the figures): the
-// packed product wins from n = 64 for every type of W, y = x·Wᵀ and
-// dx = dy·W alike, and loses at n = 32.
+// packed product wins from n = 16 for every type of W, and for
+// dx = dy·W too but for an NF4 W (gemmGradXWins).
 func gemmWins(n, out, in int) bool {
 	return useGemm512 && !blasThreaded && n >= gemmMinRows && out >= gemmNR && in >= 16
+}
+
+// gemmGradXWins reports whether the packed product serves dx = dy·W for n
+// rows of dy and W (out×in) of type t: as gemmWins, from 2·gemmMinRows
+// rows for an NF4 W, where productNN is ahead at n = 16.
+func gemmGradXWins(t Type, n, in, out int) bool {
+	return gemmWins(n, in, out) && (t != NF4 || n >= 2*gemmMinRows)
 }
 
 var gemmPool sync.Pool
@@ -76,19 +93,70 @@ func packX(dst, x []float32, n, in int) {
 
 // packW packs rows [j0, j1) of W, columns [p0, p0+kc), into dst: the panel
 // of rows [j, j+gemmNR) at (j-j0)·kc, step by step, its gemmNR values of
-// that column, widened to float32; zero past row j1. row is scratch of kc
-// floats.
+// that column, widened to float32; zero past row j1. A whole panel's
+// columns in multiples of 16 go by 16×16 transposes in registers (packT32
+// and its half forms, widening as they load; an NF4 W's rows dequantized
+// into row first, scratch of gemmNR·kc floats); the rest by packRows, from
+// row for a W other than F32.
 func packW(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
 	in := w.Cols
 	for jp := j0; jp < j1; jp += gemmNR {
-		packPanel(dst[(jp-j0)*kc:(jp-j0+gemmNR)*kc], gemmNR, min(gemmNR, j1-jp), kc, func(jj int) []float32 {
-			off := (jp+jj)*in + p0
-			if w.Type == F32 {
-				return w.F32[off : off+kc]
+		rows := min(gemmNR, j1-jp)
+		d := dst[(jp-j0)*kc : (jp-j0+gemmNR)*kc]
+		m := 0
+		if rows == gemmNR {
+			m = kc &^ 15
+		}
+		if m > 0 && w.Type == NF4 {
+			// Dequantized row by row into row, then packed from there.
+			for i := range gemmNR {
+				w.widen(row[i*kc:(i+1)*kc], (jp+i)*in+p0, kc)
 			}
-			w.widen(row[:kc], off, kc)
-			return row[:kc]
-		})
+			packT32(&d[0], &row[0], m, kc)
+			packRows(d, row, kc, rows, m, kc)
+			continue
+		}
+		if m > 0 {
+			off := jp*in + p0
+			switch w.Type {
+			case F32:
+				_ = w.F32[off+(gemmNR-1)*in+kc-1] // bounds: the last element read
+				packT32(&d[0], &w.F32[off], m, in)
+			case BF16:
+				_ = w.Bits[off+(gemmNR-1)*in+kc-1]
+				packT32BF16(&d[0], &w.Bits[off], m, in)
+			default:
+				_ = w.Bits[off+(gemmNR-1)*in+kc-1]
+				packT32F16(&d[0], &w.Bits[off], m, in)
+			}
+			if m == kc {
+				continue
+			}
+		}
+		if w.Type == F32 {
+			packRows(d, w.F32[jp*in+p0:], in, rows, m, kc)
+			continue
+		}
+		for i := range rows {
+			w.widen(row[i*kc+m:(i+1)*kc], (jp+i)*in+p0+m, kc-m)
+		}
+		packRows(d, row, kc, rows, m, kc)
+	}
+}
+
+// packRows writes columns [m, kc) of the panel d (packPanel's layout)
+// from rows < gemmNR rows of src (rows ld apart), zero for the rows past
+// them.
+func packRows(d, src []float32, ld, rows, m, kc int) {
+	for i := range rows {
+		for p, v := range src[i*ld+m : i*ld+kc] {
+			d[(m+p)*gemmNR+i] = v
+		}
+	}
+	for i := rows; i < gemmNR; i++ {
+		for p := m; p < kc; p++ {
+			d[p*gemmNR+i] = 0
+		}
 	}
 }
 
@@ -110,60 +178,140 @@ func packPanel(d []float32, width, rows, kc int, src func(i int) []float32) {
 
 // packWT packs rows [j0, j1) of Wᵀ (the columns of W), its columns [p0,
 // p0+kc) (rows of W), as packW does rows of W: for dx = dy·W. Each step is
-// gemmNR consecutive elements of one row of W, widened to float32.
+// gemmNR consecutive elements of one row of W, widened to float32: by
+// packN32 and its half forms for a whole panel of an F32, F16 or BF16 W,
+// row by row otherwise.
 func packWT(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
 	in := w.Cols
 	for jp := j0; jp < j1; jp += gemmNR {
 		d := dst[(jp-j0)*kc : (jp-j0+gemmNR)*kc]
 		cols := min(gemmNR, j1-jp)
+		off := p0*in + jp
+		if cols == gemmNR && w.Type != NF4 {
+			last := off + (kc-1)*in + gemmNR - 1 // bounds: the last element read
+			switch w.Type {
+			case F32:
+				_ = w.F32[last]
+				packN32(&d[0], &w.F32[off], kc, in)
+			case BF16:
+				_ = w.Bits[last]
+				packN32BF16(&d[0], &w.Bits[off], kc, in)
+			default:
+				_ = w.Bits[last]
+				packN32F16(&d[0], &w.Bits[off], kc, in)
+			}
+			continue
+		}
 		for p := range kc {
 			dp := d[p*gemmNR : (p+1)*gemmNR]
-			off := (p0+p)*in + jp
-			if w.Type == F32 {
-				copy(dp, w.F32[off:off+cols])
-			} else {
-				w.widen(dp, off, cols)
-			}
+			w.widen(dp, off+p*in, cols)
 			clear(dp[cols:])
 		}
 	}
 }
 
+// slabRows returns where rows [r0, r1) of W, columns [c0, c1), lie in
+// memory: the address of the first, the bytes of each row's part and the
+// stride between rows, for prefetches (an address only: never read
+// through it).
+func slabRows(w *Mat, r0, r1, c0, c1 int) (p uintptr, rowBytes, stride int) {
+	in := w.Cols
+	off := r0*in + c0
+	switch w.Type {
+	case F32:
+		return uintptr(unsafe.Pointer(&w.F32[off])), 4 * (c1 - c0), 4 * in
+	case NF4:
+		return uintptr(unsafe.Pointer(&w.Codes[off/2])), (c1 - c0 + 1) / 2, in / 2
+	default:
+		return uintptr(unsafe.Pointer(&w.Bits[off])), 2 * (c1 - c0), 2 * in
+	}
+}
+
+// prefetchSlab asks for rows [r0, r1) of W, columns [c0, c1), to be brought
+// into the L2 cache (prefetchRows): the elements a later packW or packWT
+// reads, fetched from memory while the micro-kernel computes.
+func prefetchSlab(w *Mat, r0, r1, c0, c1 int) {
+	if r0 >= r1 || c0 >= c1 {
+		return
+	}
+	p, rowBytes, stride := slabRows(w, r0, r1, c0, c1)
+	prefetchRows(p, r1-r0, stride, rowBytes)
+}
+
 // packedProduct computes y = x·Wᵀ for x (n×in), W (out×in) of any type and
 // y (n×out) by the packed product (see above).
 func packedProduct(y, x []float32, w Mat, n int) {
-	packedRun(y, x, n, w.Cols, w.Rows, func(dst []float32, j0, j1, p0, kc int, row []float32) {
-		packW(dst, &w, j0, j1, p0, kc, row)
-	})
+	packedRun(y, x, n, w.Cols, w.Rows, &w, false, gemmBlockRows(n, w.Cols))
+}
+
+// gemmBlockRows returns the rows of W in a block of y = x·Wᵀ, for n rows of
+// x of k columns: gemmNCSmall while packed x fits gemmXFit, so that each
+// panel of W is packed once over all of k, its rows read from memory whole
+// and in order, while x stays in L2 (or L3); gemmNC above, so that x is
+// read once per 256 rows of W.
+func gemmBlockRows(n, k int) int {
+	if gemmRowsPad(n)*k <= gemmXFit {
+		return gemmNCSmall
+	}
+	return gemmNC
 }
 
 // packedGradX computes dx = dy·W for dy (n×out), W (out×in) of any type and
 // dx (n×in) by the packed product, W's columns in the place of its rows.
 func packedGradX(dx, dy []float32, w Mat, n int) {
-	packedRun(dx, dy, n, w.Rows, w.Cols, func(dst []float32, j0, j1, p0, kc int, row []float32) {
-		packWT(dst, &w, j0, j1, p0, kc, row)
-	})
+	packedRun(dx, dy, n, w.Rows, w.Cols, &w, true, gemmNC)
 }
 
-// packedRun computes y (n×nc) = x (n×k)·Bᵀ for a B (nc×k) that pack packs
-// (as packW packs W: rows [j0, j1), columns [p0, p0+kc)).
-func packedRun(y, x []float32, n, k, nc int, pack func(dst []float32, j0, j1, p0, kc int, row []float32)) {
+// packedRun computes y (n×nc) = x (n×k)·Bᵀ for B = W (nc×k, packed by
+// packW) or, when trans, B = Wᵀ (packed by packWT), in blocks of ncb rows
+// of B (a multiple of gemmNR, at most gemmNC). While the micro-kernel
+// runs over one packed slab, the elements of W of the goroutine's next
+// slab are prefetched into L2, a part during each call (gemmKernelPF) or
+// after it, so that packing it reads from the cache rather than memory: always for W's rows, for its
+// columns (trans) only at n ≤ gemmMC, where the prefetches cost a float32
+// W more than they save above (BenchmarkPackedProduct, dx at n = 256).
+func packedRun(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 	np := gemmRowsPad(n)
 	xb := getGemmBuf(np * k)
 	defer gemmPool.Put(xb)
 	ap := *xb
 	packX(ap, x, n, k)
-	blocks := (nc + gemmNC - 1) / gemmNC
+	blocks := (nc + ncb - 1) / ncb
+	// slab returns the rows [r0, r1) and columns [c0, c1) of W that the
+	// slab of block blk at p0 reads.
+	slab := func(blk, p0 int) (r0, r1, c0, c1 int) {
+		j0, j1 := blk*ncb, min(nc, (blk+1)*ncb)
+		p1 := min(k, p0+gemmKC)
+		if trans {
+			return p0, p1, j0, j1
+		}
+		return j0, j1, p0, p1
+	}
 	Parallel(blocks, n*k*nc, func(lo, hi int) {
-		wb := getGemmBuf(gemmKC*gemmNC + gemmKC)
+		wb := getGemmBuf(gemmKC*gemmNC + gemmKC*gemmNR)
 		defer gemmPool.Put(wb)
 		bp, row := (*wb)[:gemmKC*gemmNC], (*wb)[gemmKC*gemmNC:]
 		var tile [gemmMR * gemmNR]float32
 		for blk := lo; blk < hi; blk++ {
-			j0, j1 := blk*gemmNC, min(nc, (blk+1)*gemmNC)
+			j0, j1 := blk*ncb, min(nc, (blk+1)*ncb)
 			for p0 := 0; p0 < k; p0 += gemmKC {
 				kc := min(gemmKC, k-p0)
-				pack(bp, j0, j1, p0, kc, row)
+				if trans {
+					packWT(bp, w, j0, j1, p0, kc, row)
+				} else {
+					packW(bp, w, j0, j1, p0, kc, row)
+				}
+				// The next slab, spread over this one's calls.
+				var r0, r1, c0, c1 int
+				prefetch := !trans || n <= gemmMC
+				switch {
+				case p0+gemmKC < k:
+					r0, r1, c0, c1 = slab(blk, p0+gemmKC)
+				case blk+1 < hi:
+					r0, r1, c0, c1 = slab(blk+1, 0)
+				}
+				calls := (n + gemmMR - 1) / gemmMR * ((j1 - j0 + gemmNR - 1) / gemmNR)
+				call := 0
 				acc := 0
 				if p0 > 0 {
 					acc = 1
@@ -176,21 +324,37 @@ func packedRun(y, x []float32, n, k, nc int, pack func(dst []float32, j0, j1, p0
 						for ir := i0; ir < i1; ir += gemmMR {
 							a := &ap[p0*np+ir*kc]
 							rows := min(gemmMR, n-ir)
+							q0, q1 := r0+call*(r1-r0)/calls, r0+(call+1)*(r1-r0)/calls
 							if rows == gemmMR && cols == gemmNR {
+								if prefetch && q1 > q0 && c1 > c0 {
+									// The part of the next slab within
+									// the kernel's steps, one line a pass.
+									p, rowBytes, stride := slabRows(w, q0, q1, c0, c1)
+									if (q1-q0)*((rowBytes+63)/64) <= kc/2 {
+										gemmKernelPF(kc, a, b, &y[ir*nc+jr], nc, acc, p, p+uintptr((q1-q0)*stride), rowBytes, stride)
+										call++
+										continue
+									}
+								}
 								gemmKernelAVX512(kc, a, b, &y[ir*nc+jr], nc, acc)
-								continue
-							}
-							// An edge block: through tile, only its
-							// rows and columns within y read and written.
-							if acc != 0 {
+							} else {
+								// An edge block: through tile, only its
+								// rows and columns within y read and
+								// written.
+								if acc != 0 {
+									for i := range rows {
+										copy(tile[i*gemmNR:i*gemmNR+cols], y[(ir+i)*nc+jr:])
+									}
+								}
+								gemmKernelAVX512(kc, a, b, &tile[0], gemmNR, acc)
 								for i := range rows {
-									copy(tile[i*gemmNR:i*gemmNR+cols], y[(ir+i)*nc+jr:])
+									copy(y[(ir+i)*nc+jr:(ir+i)*nc+jr+cols], tile[i*gemmNR:])
 								}
 							}
-							gemmKernelAVX512(kc, a, b, &tile[0], gemmNR, acc)
-							for i := range rows {
-								copy(y[(ir+i)*nc+jr:(ir+i)*nc+jr+cols], tile[i*gemmNR:])
+							if prefetch {
+								prefetchSlab(w, q0, q1, c0, c1)
 							}
+							call++
 						}
 					}
 				}

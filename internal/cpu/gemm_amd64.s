@@ -6,7 +6,9 @@
 // of C is sixteen ZMM accumulators, Z0..Z15: row i in Z(2i) (columns 0-15)
 // and Z(2i+1) (columns 16-31). Each step p loads the 32 values of b's row p
 // into Z16, Z17 and broadcasts a's eight values of step p, one a register
-// (Z18..Z25), into the sixteen FMAs.
+// (Z18..Z25), into the sixteen FMAs. Meanwhile it prefetches the rows of C
+// it adds to at the end and the panel of a that follows its own, which
+// the packed product passes to the next call.
 
 // GEMMSTEP: one step, a's eight values at (SI), b's 32 at (DI); both advance.
 #define GEMMSTEP \
@@ -38,6 +40,13 @@
 	VFMADD231PS Z17, Z25, Z15 \
 	ADDQ $32, SI \
 	ADDQ $128, DI
+
+// GEMMPREFC: prefetch row DX of C (its two cache lines, if aligned; the
+// second line of an unaligned row is fetched by the first load).
+#define GEMMPREFC \
+	PREFETCHT0 (DX) \
+	PREFETCHT0 64(DX) \
+	ADDQ R8, DX
 
 // GEMMADD(lo, hi): add row DX of C to the accumulators lo, hi.
 #define GEMMADD(lo, hi) \
@@ -76,12 +85,29 @@ TEXT ·gemmKernelAVX512(SB), NOSPLIT, $0-48
 	VPXORD Z14, Z14, Z14
 	VPXORD Z15, Z15, Z15
 
-	// Two steps a pass, then the odd one.
+	// The rows of c, wanted at the end, fetched meanwhile.
+	MOVQ DX, R9
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	MOVQ R9, DX
+
+	// Two steps a pass, then the odd one. Each pass prefetches the next 64
+	// bytes of the panel of x that follows a (k·32 bytes on), the next
+	// call's, which the packed product reads from L2 or beyond.
+	MOVQ CX, R10
+	SHLQ $5, R10
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ   gemm_tail
 
 gemm_loop2:
+	PREFETCHT0 (SI)(R10*1)
 	GEMMSTEP
 	GEMMSTEP
 	DECQ BX
@@ -116,4 +142,440 @@ gemm_store:
 	GEMMSTORE(Z12, Z13)
 	GEMMSTORE(Z14, Z15)
 	VZEROUPPER
+	RET
+
+// func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride int)
+//
+// gemmKernelAVX512, and in each pass of two steps a PREFETCHT1 of the next
+// line of the rows of rowBytes bytes, stride apart, from pf until pfEnd.
+TEXT ·gemmKernelPF(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+	// The rows of c, wanted at the end, fetched meanwhile.
+	MOVQ DX, R9
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	GEMMPREFC
+	MOVQ R9, DX
+
+	// Two steps a pass, then the odd one. Each pass prefetches the next 64
+	// bytes of the panel of x that follows a (k·32 bytes on), the next
+	// call's, which the packed product reads from L2 or beyond.
+	MOVQ CX, R10
+	SHLQ $5, R10
+	MOVQ pf+48(FP), R11
+	XORQ R12, R12
+	MOVQ rowBytes+64(FP), R13
+	MOVQ stride+72(FP), AX
+	MOVQ CX, BX
+	SHRQ $1, BX
+	JZ   gemm_tail
+
+gemm_loop2:
+	PREFETCHT0 (SI)(R10*1)
+	CMPQ       R11, pfEnd+56(FP)
+	JAE        gemm_steps
+	PREFETCHT1 (R11)(R12*1)
+	ADDQ       $64, R12
+	CMPQ       R12, R13
+	JB         gemm_steps
+	XORQ       R12, R12
+	ADDQ       AX, R11
+
+gemm_steps:
+	GEMMSTEP
+	GEMMSTEP
+	DECQ BX
+	JNZ  gemm_loop2
+
+gemm_tail:
+	TESTQ $1, CX
+	JZ    gemm_done
+	GEMMSTEP
+
+gemm_done:
+	CMPQ acc+40(FP), $0
+	JEQ  gemm_store
+	MOVQ DX, R9
+	GEMMADD(Z0, Z1)
+	GEMMADD(Z2, Z3)
+	GEMMADD(Z4, Z5)
+	GEMMADD(Z6, Z7)
+	GEMMADD(Z8, Z9)
+	GEMMADD(Z10, Z11)
+	GEMMADD(Z12, Z13)
+	GEMMADD(Z14, Z15)
+	MOVQ R9, DX
+
+gemm_store:
+	GEMMSTORE(Z0, Z1)
+	GEMMSTORE(Z2, Z3)
+	GEMMSTORE(Z4, Z5)
+	GEMMSTORE(Z6, Z7)
+	GEMMSTORE(Z8, Z9)
+	GEMMSTORE(Z10, Z11)
+	GEMMSTORE(Z12, Z13)
+	GEMMSTORE(Z14, Z15)
+	VZEROUPPER
+	RET
+
+// PACKT16(off): transposes the 16 rows of 16 floats in Z0..Z15 (row r in
+// Z(r)) and stores column c, the 16 rows' values, at off+c·128(DI): three
+// rounds of shuffles (VUNPCKLPS/VUNPCKHPS pairs of rows; VUNPCKLPD/
+// VUNPCKHPD pairs of pairs; VSHUFF32X4 twice across 128-bit lanes) leave
+// column c in Z(c).
+#define PACKT16(off) \
+	VUNPCKLPS Z1, Z0, Z16 \
+	VUNPCKHPS Z1, Z0, Z17 \
+	VUNPCKLPS Z3, Z2, Z18 \
+	VUNPCKHPS Z3, Z2, Z19 \
+	VUNPCKLPS Z5, Z4, Z20 \
+	VUNPCKHPS Z5, Z4, Z21 \
+	VUNPCKLPS Z7, Z6, Z22 \
+	VUNPCKHPS Z7, Z6, Z23 \
+	VUNPCKLPS Z9, Z8, Z24 \
+	VUNPCKHPS Z9, Z8, Z25 \
+	VUNPCKLPS Z11, Z10, Z26 \
+	VUNPCKHPS Z11, Z10, Z27 \
+	VUNPCKLPS Z13, Z12, Z28 \
+	VUNPCKHPS Z13, Z12, Z29 \
+	VUNPCKLPS Z15, Z14, Z30 \
+	VUNPCKHPS Z15, Z14, Z31 \
+	VUNPCKLPD Z18, Z16, Z0 \
+	VUNPCKHPD Z18, Z16, Z1 \
+	VUNPCKLPD Z19, Z17, Z2 \
+	VUNPCKHPD Z19, Z17, Z3 \
+	VUNPCKLPD Z22, Z20, Z4 \
+	VUNPCKHPD Z22, Z20, Z5 \
+	VUNPCKLPD Z23, Z21, Z6 \
+	VUNPCKHPD Z23, Z21, Z7 \
+	VUNPCKLPD Z26, Z24, Z8 \
+	VUNPCKHPD Z26, Z24, Z9 \
+	VUNPCKLPD Z27, Z25, Z10 \
+	VUNPCKHPD Z27, Z25, Z11 \
+	VUNPCKLPD Z30, Z28, Z12 \
+	VUNPCKHPD Z30, Z28, Z13 \
+	VUNPCKLPD Z31, Z29, Z14 \
+	VUNPCKHPD Z31, Z29, Z15 \
+	VSHUFF32X4 $0x44, Z4, Z0, Z16 \
+	VSHUFF32X4 $0xEE, Z4, Z0, Z20 \
+	VSHUFF32X4 $0x44, Z12, Z8, Z24 \
+	VSHUFF32X4 $0xEE, Z12, Z8, Z28 \
+	VSHUFF32X4 $0x44, Z5, Z1, Z17 \
+	VSHUFF32X4 $0xEE, Z5, Z1, Z21 \
+	VSHUFF32X4 $0x44, Z13, Z9, Z25 \
+	VSHUFF32X4 $0xEE, Z13, Z9, Z29 \
+	VSHUFF32X4 $0x44, Z6, Z2, Z18 \
+	VSHUFF32X4 $0xEE, Z6, Z2, Z22 \
+	VSHUFF32X4 $0x44, Z14, Z10, Z26 \
+	VSHUFF32X4 $0xEE, Z14, Z10, Z30 \
+	VSHUFF32X4 $0x44, Z7, Z3, Z19 \
+	VSHUFF32X4 $0xEE, Z7, Z3, Z23 \
+	VSHUFF32X4 $0x44, Z15, Z11, Z27 \
+	VSHUFF32X4 $0xEE, Z15, Z11, Z31 \
+	VSHUFF32X4 $0x88, Z24, Z16, Z0 \
+	VSHUFF32X4 $0xDD, Z24, Z16, Z4 \
+	VSHUFF32X4 $0x88, Z28, Z20, Z8 \
+	VSHUFF32X4 $0xDD, Z28, Z20, Z12 \
+	VSHUFF32X4 $0x88, Z25, Z17, Z1 \
+	VSHUFF32X4 $0xDD, Z25, Z17, Z5 \
+	VSHUFF32X4 $0x88, Z29, Z21, Z9 \
+	VSHUFF32X4 $0xDD, Z29, Z21, Z13 \
+	VSHUFF32X4 $0x88, Z26, Z18, Z2 \
+	VSHUFF32X4 $0xDD, Z26, Z18, Z6 \
+	VSHUFF32X4 $0x88, Z30, Z22, Z10 \
+	VSHUFF32X4 $0xDD, Z30, Z22, Z14 \
+	VSHUFF32X4 $0x88, Z27, Z19, Z3 \
+	VSHUFF32X4 $0xDD, Z27, Z19, Z7 \
+	VSHUFF32X4 $0x88, Z31, Z23, Z11 \
+	VSHUFF32X4 $0xDD, Z31, Z23, Z15 \
+	VMOVUPS Z0, (off+0)(DI) \
+	VMOVUPS Z1, (off+128)(DI) \
+	VMOVUPS Z2, (off+256)(DI) \
+	VMOVUPS Z3, (off+384)(DI) \
+	VMOVUPS Z4, (off+512)(DI) \
+	VMOVUPS Z5, (off+640)(DI) \
+	VMOVUPS Z6, (off+768)(DI) \
+	VMOVUPS Z7, (off+896)(DI) \
+	VMOVUPS Z8, (off+1024)(DI) \
+	VMOVUPS Z9, (off+1152)(DI) \
+	VMOVUPS Z10, (off+1280)(DI) \
+	VMOVUPS Z11, (off+1408)(DI) \
+	VMOVUPS Z12, (off+1536)(DI) \
+	VMOVUPS Z13, (off+1664)(DI) \
+	VMOVUPS Z14, (off+1792)(DI) \
+	VMOVUPS Z15, (off+1920)(DI)
+
+// LOADF32: 16 rows of 16 float32 at AX, R9 bytes apart, into Z0..Z15;
+// AX advances by the 16 rows.
+#define LOADF32 \
+	VMOVUPS (AX), Z0 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z1 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z2 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z3 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z4 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z5 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z6 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z7 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z8 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z9 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z10 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z11 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z12 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z13 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z14 \
+	ADDQ R9, AX \
+	VMOVUPS (AX), Z15 \
+	ADDQ R9, AX
+
+// LOADBF16: 16 rows of 16 bfloat16, widened (the pattern shifted into the
+// high half of a float32).
+#define LOADBF16 \
+	VPMOVZXWD (AX), Z0 \
+	VPSLLD $16, Z0, Z0 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z1 \
+	VPSLLD $16, Z1, Z1 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z2 \
+	VPSLLD $16, Z2, Z2 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z3 \
+	VPSLLD $16, Z3, Z3 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z4 \
+	VPSLLD $16, Z4, Z4 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z5 \
+	VPSLLD $16, Z5, Z5 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z6 \
+	VPSLLD $16, Z6, Z6 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z7 \
+	VPSLLD $16, Z7, Z7 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z8 \
+	VPSLLD $16, Z8, Z8 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z9 \
+	VPSLLD $16, Z9, Z9 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z10 \
+	VPSLLD $16, Z10, Z10 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z11 \
+	VPSLLD $16, Z11, Z11 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z12 \
+	VPSLLD $16, Z12, Z12 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z13 \
+	VPSLLD $16, Z13, Z13 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z14 \
+	VPSLLD $16, Z14, Z14 \
+	ADDQ R9, AX \
+	VPMOVZXWD (AX), Z15 \
+	VPSLLD $16, Z15, Z15 \
+	ADDQ R9, AX
+
+// LOADF16: 16 rows of 16 float16, widened by VCVTPH2PS.
+#define LOADF16 \
+	VCVTPH2PS (AX), Z0 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z1 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z2 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z3 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z4 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z5 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z6 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z7 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z8 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z9 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z10 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z11 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z12 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z13 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z14 \
+	ADDQ R9, AX \
+	VCVTPH2PS (AX), Z15 \
+	ADDQ R9, AX
+
+// PACKT(name, LOAD, size): the body of a packing kernel for elements of
+// size bytes, its arguments in DI (dst), SI (src), CX (kc) and R9 (ld):
+// for each 16 columns, rows 0-15 then rows 16-31.
+#define PACKT(name, LOAD, size) \
+	IMULQ $size, R9 \
+	SHRQ $4, CX \
+name: \
+	MOVQ SI, AX \
+	LOAD \
+	PACKT16(0) \
+	LOAD \
+	PACKT16(64) \
+	ADDQ $(16*size), SI \
+	ADDQ $2048, DI \
+	DECQ CX \
+	JNZ  name \
+	VZEROUPPER \
+	RET
+
+// func packT32(dst, src *float32, kc, ld int)
+TEXT ·packT32(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ ld+24(FP), R9
+	PACKT(packt_f32, LOADF32, 4)
+
+// func packT32BF16(dst *float32, src *uint16, kc, ld int)
+TEXT ·packT32BF16(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ ld+24(FP), R9
+	PACKT(packt_bf16, LOADBF16, 2)
+
+// func packT32F16(dst *float32, src *uint16, kc, ld int)
+TEXT ·packT32F16(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ ld+24(FP), R9
+	PACKT(packt_f16, LOADF16, 2)
+
+// LOADN32F32, LOADN32BF16, LOADN32F16: the 32 consecutive elements at SI,
+// widened, into Z0 and Z1.
+#define LOADN32F32 \
+	VMOVUPS (SI), Z0 \
+	VMOVUPS 64(SI), Z1
+
+#define LOADN32BF16 \
+	VPMOVZXWD (SI), Z0 \
+	VPSLLD    $16, Z0, Z0 \
+	VPMOVZXWD 32(SI), Z1 \
+	VPSLLD    $16, Z1, Z1
+
+#define LOADN32F16 \
+	VCVTPH2PS (SI), Z0 \
+	VCVTPH2PS 32(SI), Z1
+
+// PACKN(name, LOAD, size): the body of packN32 for elements of size bytes,
+// its arguments in DI (dst), SI (src), CX (kc) and R9 (ld): each step the
+// 32 elements LOAD widens, stored at DI.
+#define PACKN(name, LOAD, size) \
+	IMULQ $size, R9 \
+name: \
+	LOAD \
+	VMOVUPS Z0, (DI) \
+	VMOVUPS Z1, 64(DI) \
+	ADDQ R9, SI \
+	ADDQ $128, DI \
+	DECQ CX \
+	JNZ  name \
+	VZEROUPPER \
+	RET
+
+// func packN32(dst, src *float32, kc, ld int)
+TEXT ·packN32(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ ld+24(FP), R9
+	PACKN(packn_f32, LOADN32F32, 4)
+
+// func packN32BF16(dst *float32, src *uint16, kc, ld int)
+TEXT ·packN32BF16(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ ld+24(FP), R9
+	PACKN(packn_bf16, LOADN32BF16, 2)
+
+// func packN32F16(dst *float32, src *uint16, kc, ld int)
+TEXT ·packN32F16(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ kc+16(FP), CX
+	MOVQ ld+24(FP), R9
+	PACKN(packn_f16, LOADN32F16, 2)
+
+// func prefetchRows(p uintptr, rows, stride, bytes int)
+TEXT ·prefetchRows(SB), NOSPLIT, $0-32
+	MOVQ p+0(FP), SI
+	MOVQ rows+8(FP), CX
+	MOVQ stride+16(FP), R9
+	MOVQ bytes+24(FP), DX
+	TESTQ CX, CX
+	JLE   pf_done
+	TESTQ DX, DX
+	JLE   pf_done
+
+pf_row:
+	XORQ AX, AX
+
+pf_line:
+	PREFETCHT1 (SI)(AX*1)
+	ADDQ $64, AX
+	CMPQ AX, DX
+	JLT  pf_line
+	ADDQ R9, SI
+	DECQ CX
+	JNZ  pf_row
+
+pf_done:
 	RET

@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -48,6 +49,9 @@ func BenchmarkPackedProduct(b *testing.B) {
 				f    func()
 			}{
 				{"packed", func() { packedProduct(y, x, w, n) }},
+				{"packed-gopack", func() {
+					packedRunGo(y, x, n, in, out, &w)
+				}},
 				{"typed", func() {
 					switch dt {
 					case F32:
@@ -62,13 +66,121 @@ func BenchmarkPackedProduct(b *testing.B) {
 				{"dx-nn", func() { productNN(y, n, in, []nnSegment{{coef: x, ldc: out, a: w.F32, w: &w, rows: out}}) }},
 			} {
 				b.Run(fmt.Sprintf("%s/n=%d/%s", map[Type]string{F32: "f32", BF16: "bf16", NF4: "nf4"}[dt], n, p.name), func(b *testing.B) {
+					c0 := cpuSeconds()
 					for b.Loop() {
 						p.f()
 					}
 					sec := b.Elapsed().Seconds() / float64(b.N)
 					b.ReportMetric(2*float64(n*out*in)/sec/1e9, "GFLOP/s")
+					// The rate per CPU-second, times the goroutines: what
+					// the wall-time rate would be with every core to itself.
+					if cpu := (cpuSeconds() - c0) / float64(b.N); cpu > 0 {
+						b.ReportMetric(2*float64(n*out*in)/cpu*float64(runtime.GOMAXPROCS(0))/1e9, "cpuGFLOP/s")
+					}
 				})
 			}
 		}
 	}
+}
+
+// packWGo is packW as a plain loop over the panels (packPanel): the
+// reference the packing benchmarks compare packW against.
+func packWGo(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
+	in := w.Cols
+	for jp := j0; jp < j1; jp += gemmNR {
+		packPanel(dst[(jp-j0)*kc:(jp-j0+gemmNR)*kc], gemmNR, min(gemmNR, j1-jp), kc, func(jj int) []float32 {
+			off := (jp+jj)*in + p0
+			if w.Type == F32 {
+				return w.F32[off : off+kc]
+			}
+			w.widen(row[:kc], off, kc)
+			return row[:kc]
+		})
+	}
+}
+
+// BenchmarkPackW times the packing of a whole 4096×4096 W, block by block
+// as packedRun packs it, on one goroutine: by packW and by packWGo. GB/s
+// counts W's bytes.
+func BenchmarkPackW(b *testing.B) {
+	const out, in = 4096, 4096
+	rng := rand.New(rand.NewPCG(5, 7))
+	h := newHalfW(rng, BF16, out, in, 0.02)
+	for _, w := range []Mat{
+		{Rows: out, Cols: in, Type: F32, F32: randF32(rng, out*in, 0.02)},
+		{Rows: out, Cols: in, Type: BF16, Bits: h.bits},
+	} {
+		dst := make([]float32, gemmKC*gemmNC)
+		row := make([]float32, gemmKC*gemmNR)
+		for _, p := range []struct {
+			name string
+			f    func(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32)
+		}{{"packW", packW}, {"go", packWGo}} {
+			b.Run(fmt.Sprintf("%v/%s", w.Type, p.name), func(b *testing.B) {
+				for b.Loop() {
+					for j0 := 0; j0 < out; j0 += gemmNC {
+						for p0 := 0; p0 < in; p0 += gemmKC {
+							p.f(dst, &w, j0, min(out, j0+gemmNC), p0, min(gemmKC, in-p0), row)
+						}
+					}
+				}
+				sec := b.Elapsed().Seconds() / float64(b.N)
+				b.ReportMetric(float64(out*in*map[Type]int{F32: 4, BF16: 2}[w.Type])/sec/1e9, "GB/s")
+			})
+		}
+	}
+}
+
+// packedRunGo is packedRun as it was before packT32 and the prefetches,
+// with packWGo: the reference of the benchmarks.
+func packedRunGo(y, x []float32, n, k, nc int, w *Mat) {
+	np := gemmRowsPad(n)
+	xb := getGemmBuf(np * k)
+	defer gemmPool.Put(xb)
+	ap := *xb
+	packX(ap, x, n, k)
+	blocks := (nc + gemmNC - 1) / gemmNC
+	Parallel(blocks, n*k*nc, func(lo, hi int) {
+		wb := getGemmBuf(gemmKC*gemmNC + gemmKC)
+		defer gemmPool.Put(wb)
+		bp, row := (*wb)[:gemmKC*gemmNC], (*wb)[gemmKC*gemmNC:]
+		var tile [gemmMR * gemmNR]float32
+		for blk := lo; blk < hi; blk++ {
+			j0, j1 := blk*gemmNC, min(nc, (blk+1)*gemmNC)
+			for p0 := 0; p0 < k; p0 += gemmKC {
+				kc := min(gemmKC, k-p0)
+				packWGo(bp, w, j0, j1, p0, kc, row)
+				acc := 0
+				if p0 > 0 {
+					acc = 1
+				}
+				for i0 := 0; i0 < n; i0 += gemmMC {
+					i1 := min(n, i0+gemmMC)
+					for jr := j0; jr < j1; jr += gemmNR {
+						b := &bp[(jr-j0)*kc]
+						cols := min(gemmNR, j1-jr)
+						for ir := i0; ir < i1; ir += gemmMR {
+							a := &ap[p0*np+ir*kc]
+							rows := min(gemmMR, n-ir)
+							if rows == gemmMR && cols == gemmNR {
+								gemmKernelAVX512(kc, a, b, &y[ir*nc+jr], nc, acc)
+								continue
+							}
+							// An edge block: through tile, only its
+							// rows and columns within y read and written.
+							if acc != 0 {
+								for i := range rows {
+									copy(tile[i*gemmNR:i*gemmNR+cols], y[(ir+i)*nc+jr:])
+								}
+							}
+							gemmKernelAVX512(kc, a, b, &tile[0], gemmNR, acc)
+							for i := range rows {
+								copy(y[(ir+i)*nc+jr:(ir+i)*nc+jr+cols], tile[i*gemmNR:])
+							}
+						}
+					}
+				}
+			}
+		}
+	})
 }

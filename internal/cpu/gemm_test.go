@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
-// TestGemmKernel checks the micro-kernel alone, with and without acc, at
+// TestGemmKernel checks the micro-kernel alone (and gemmKernelPF against
+// it, bit for bit), with and without acc, at
 // k = 1, 2 and odd k (the loop takes two steps a pass, then the odd one),
 // against a float64 reference, with ldc wider than the block (the rows of
 // c it must not touch are checked untouched).
@@ -22,7 +24,18 @@ func TestGemmKernel(t *testing.T) {
 			b := randF32(rng, k*gemmNR, 1)
 			c := randF32(rng, gemmMR*ldc, 1)
 			old := append([]float32(nil), c...)
+			// gemmKernelPF, prefetching rows of a buffer, computes the
+			// same, bit for bit.
+			pfc := append([]float32(nil), c...)
+			pfBuf := make([]float32, 64*100)
+			p0 := uintptr(unsafe.Pointer(&pfBuf[0]))
+			gemmKernelPF(k, &a[0], &b[0], &pfc[0], ldc, acc, p0, p0+uintptr(4*len(pfBuf)), 4*37, 4*64)
 			gemmKernelAVX512(k, &a[0], &b[0], &c[0], ldc, acc)
+			for i, v := range c {
+				if pfc[i] != v && v == v {
+					t.Fatalf("k=%d acc=%d: gemmKernelPF c[%d] = %v, gemmKernelAVX512 %v", k, acc, i, pfc[i], v)
+				}
+			}
 			for i := range gemmMR {
 				for j := range ldc {
 					got := c[i*ldc+j]
@@ -53,7 +66,8 @@ func TestGemmKernel(t *testing.T) {
 // a float64 reference from W's exact values, on shapes that leave a
 // remainder in every blocking of both: rows of x past gemmMR and gemmMC,
 // rows and columns of W past gemmNR and gemmNC and past gemmKC (twice), odd;
-// with GOMAXPROCS 7 so that the blocks of W split unevenly.
+// with GOMAXPROCS 7 so that the blocks of W split unevenly; y = x·Wᵀ in
+// blocks of W of every size packedRun takes.
 func TestPackedProduct(t *testing.T) {
 	if MachineLevel() < AVX512 && !portableKernels {
 		t.Skipf("the processor lacks AVX-512 (level %v): the kernel cannot run", MachineLevel())
@@ -81,12 +95,20 @@ func TestPackedProduct(t *testing.T) {
 				w, vals = Mat{Rows: sh.out, Cols: sh.in, Type: dt, Bits: h.bits}, h.val
 			}
 			x := randF32(rng, sh.n*sh.in, 1)
-			y := nanFill(sh.n * sh.out)
-			packedProduct(y, x, w, sh.n)
 			want, mag := refNT(x, vals, sh.n, sh.out, sh.in)
-			// Each element: in products summed in float32, in runs of
-			// gemmKC, each run added to the sum so far.
-			within(t, fmt.Sprintf("%v n=%d out=%d in=%d", dt, sh.n, sh.out, sh.in), y, want, mag, accTol(sh.in))
+			// Blocks of W of either size (packedProduct picks one by the
+			// size of x), and of 64 rows: panels of W past a block.
+			for _, ncb := range []int{0, gemmNCSmall, 64, gemmNC} {
+				y := nanFill(sh.n * sh.out)
+				if ncb == 0 {
+					packedProduct(y, x, w, sh.n)
+				} else {
+					packedRun(y, x, sh.n, sh.in, sh.out, &w, false, ncb)
+				}
+				// Each element: in products summed in float32, in runs of
+				// gemmKC, each run added to the sum so far.
+				within(t, fmt.Sprintf("%v n=%d out=%d in=%d blocks of %d", dt, sh.n, sh.out, sh.in, ncb), y, want, mag, accTol(sh.in))
+			}
 
 			// dx = dy·W: the columns of W packed as rows, the inner
 			// dimension out.
@@ -95,6 +117,55 @@ func TestPackedProduct(t *testing.T) {
 			packedGradX(dx, dy, w, sh.n)
 			want, mag = refNN(dy, vals, sh.n, sh.in, sh.out)
 			within(t, fmt.Sprintf("%v dx n=%d out=%d in=%d", dt, sh.n, sh.out, sh.in), dx, want, mag, accTol(sh.out))
+		}
+	}
+}
+
+// TestPackT32 checks packT32, packT32BF16 and packT32F16 alone against
+// the loop they compute (exact values of the half patterns), on
+// columns in multiples of 16 up to gemmKC and beyond, rows wider than the
+// columns packed (ld > kc), and that nothing past its panel is written.
+func TestPackT32(t *testing.T) {
+	if MachineLevel() < AVX512 && !portableKernels {
+		t.Skipf("the processor lacks AVX-512 (level %v): the kernel cannot run", MachineLevel())
+	}
+	rng := rand.New(rand.NewPCG(7, 3))
+	for _, kc := range []int{16, 32, 48, 240, 256, 272} {
+		for _, ld := range []int{kc, kc + 5, 3*kc + 16} {
+			for _, dt := range []Type{F32, BF16, F16} {
+				src := randF32(rng, gemmNR*ld, 1)
+				var bits []uint16
+				dst := nanFill(kc*gemmNR + 40)
+				switch dt {
+				case F32:
+					packT32(&dst[0], &src[0], kc, ld)
+				default:
+					h := newHalfW(rng, dt, gemmNR, ld, 1)
+					bits, src = h.bits, h.val
+					// Subnormals, signed zeros, infinities, the largest.
+					for q, b := range []uint16{0x0001, 0x03ff, 0x8001, 0x8000, 0x0000, 0x7c00, 0xfc00, 0x7bff, 0x0080, 0x807f} {
+						bits[q*ld+q%kc] = b
+						src[q*ld+q%kc] = widen1(dt, b)
+					}
+					if dt == BF16 {
+						packT32BF16(&dst[0], &bits[0], kc, ld)
+					} else {
+						packT32F16(&dst[0], &bits[0], kc, ld)
+					}
+				}
+				for p := range kc {
+					for i := range gemmNR {
+						if got, want := dst[p*gemmNR+i], src[i*ld+p]; got != want {
+							t.Fatalf("%v kc=%d ld=%d: dst[%d·32+%d] = %v, want %v", dt, kc, ld, p, i, got, want)
+						}
+					}
+				}
+				for j, v := range dst[kc*gemmNR:] {
+					if v == v {
+						t.Fatalf("%v kc=%d ld=%d: dst[%d] written past the panel", dt, kc, ld, kc*gemmNR+j)
+					}
+				}
+			}
 		}
 	}
 }

@@ -51,9 +51,23 @@ func GemmNT(m, nc, k int, alpha float32, a, b []float32, beta float32, c []float
 	})
 }
 
-// Shrink computes t = s·x·aᵀ for x (n×in) and a (r×in). T is n×r, too
+// Shrink computes t = s·x·aᵀ for x (n×in) and a (r×in): as Tᵀ = a·xᵀ by
+// the packed product where gemmSmallWins, else by Sgemm. T is n×r, too
 // narrow for Sgemm to split among cores: its rows are split instead.
 func Shrink(t, x, a []float32, n, in, r int, s float32) {
+	if gemmSmallWins(n, in, gemmNR) {
+		// Tᵀ = A·xᵀ by the packed product, the rows of x packed as W's.
+		buf := getGemmBuf(r * n)
+		defer gemmPool.Put(buf)
+		tt := *buf
+		packedRun(tt, a, r, in, n, &Mat{Rows: n, Cols: in, Type: F32, F32: x}, false, gemmNCSmall)
+		for k := range r {
+			for i, v := range tt[k*n : (k+1)*n] {
+				t[i*r+k] = s * v
+			}
+		}
+		return
+	}
 	parallelBLAS(n, n*r*in, func(lo, hi int) {
 		blas32.Implementation().Sgemm(blas.NoTrans, blas.Trans, hi-lo, r, in, s,
 			x[lo*in:hi*in], in, a, in, 0, t[lo*r:hi*r], r)

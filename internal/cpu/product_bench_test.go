@@ -3,6 +3,8 @@ package cpu
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -135,5 +137,68 @@ func BenchmarkNF4Paths(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkRankUpdate times W += c·B·A on a 4096×4096 float32 W (Merge's
+// update, c and −c in turn) by RankUpdate and by the blocked rankRow loop
+// (rankUpdateBlocked and rankRow, as before the micro-kernel), against a
+// streaming pass w[i] *= c over the same W on
+// one goroutine, as the bench's Merge table compares. GB/s counts W read
+// and written once.
+func BenchmarkRankUpdate(b *testing.B) {
+	const out, in = 4096, 4096
+	rng := rand.New(rand.NewPCG(9, 10))
+	w := randF32(rng, out*in, 1)
+	m := Mat{Rows: out, Cols: in, Type: F32, F32: w}
+	var c0 float64
+	report := func(b *testing.B) {
+		sec := b.Elapsed().Seconds() / float64(b.N)
+		b.ReportMetric(8*float64(out*in)/sec/1e9, "GB/s")
+		// Per CPU-second, times the goroutines (one for the stream): the
+		// rate with every core to itself.
+		procs := runtime.GOMAXPROCS(0)
+		if strings.HasSuffix(b.Name(), "stream") {
+			procs = 1
+		}
+		if cpu := (cpuSeconds() - c0) / float64(b.N); cpu > 0 {
+			b.ReportMetric(cpu*1e3/float64(procs), "cpums/op")
+		}
+	}
+	b.Run("stream", func(b *testing.B) {
+		c := float32(1.0000001)
+		c0 = cpuSeconds()
+		for b.Loop() {
+			for i := range w {
+				w[i] *= c
+			}
+			c = 1 / c
+		}
+		report(b)
+	})
+	for _, r := range []int{8, 16, 64} {
+		a := randF32(rng, r*in, 0.01)
+		bm := randF32(rng, out*r, 0.01)
+		b.Run(fmt.Sprintf("r=%d/RankUpdate", r), func(b *testing.B) {
+			c := float32(0.5)
+			c0 = cpuSeconds()
+			for b.Loop() {
+				RankUpdate(m, a, bm, r, c)
+				c = -c
+			}
+			report(b)
+		})
+		b.Run(fmt.Sprintf("r=%d/rows", r), func(b *testing.B) {
+			c := float32(0.5)
+			c0 = cpuSeconds()
+			for b.Loop() {
+				coef, pack := adapterUpdate(a, bm, in, r, c)
+				rankUpdateBlocked(out, in, r, coef, pack, func(i, j0, j1 int, slab, c []float32) {
+					rankRow(w[i*in+j0:i*in+j1], slab, c, j1-j0)
+				})
+				c = -c
+			}
+			report(b)
+		})
 	}
 }

@@ -122,9 +122,22 @@ func rankRowFromHalf(dt Type, dst []float32, a []uint16, coef []float32, lda int
 const rankSlabBytes = 256 << 10
 
 // rankUpdateF32 computes dst[i,:] += Σₖ coef_i[k]·a[k,:] for the rows
-// i < rows of dst (rows×cols, row-major, float32) by rankUpdateBlocked and
-// rankRow.
+// i < rows of dst (rows×cols, row-major, float32): by rankUpdateGemm where
+// rankGemmWins (the coefficients and a, whole, written first by coef and
+// pack), else by rankUpdateBlocked and rankRow. Both compute rankRow's
+// values, bit for bit.
 func rankUpdateF32(dst []float32, rows, cols, r int, coef func(i int, c []float32), pack func(slab []float32, j0, j1 int)) {
+	if rankGemmWins(rows, cols) {
+		cb, ab := getGemmBuf(rows*r), getGemmBuf(r*cols)
+		defer gemmPool.Put(cb)
+		defer gemmPool.Put(ab)
+		for i := range rows {
+			coef(i, (*cb)[i*r:(i+1)*r])
+		}
+		pack(*ab, 0, cols)
+		rankUpdateGemm(dst, rows, cols, r, *ab, *cb)
+		return
+	}
 	rankUpdateBlocked(rows, cols, r, coef, pack, func(i, j0, j1 int, slab, c []float32) {
 		rankRow(dst[i*cols+j0:i*cols+j1], slab, c, j1-j0)
 	})
@@ -192,6 +205,69 @@ func RankUpdate(w Mat, a, b []float32, r int, c float32) {
 		return
 	}
 	rankUpdateF32(w.F32, w.Rows, w.Cols, r, coef, pack)
+}
+
+// rankGemmWins reports whether W += c·B·A for a float32 W (rows×cols) runs
+// on the packed product's micro-kernel (rankUpdateGemm): on processors with
+// AVX-512, for a W of at least one whole block.
+func rankGemmWins(rows, cols int) bool {
+	return useGemm512 && rows >= gemmMR && cols >= gemmNR
+}
+
+// rankUpdateGemm computes dst[i,:] += Σₖ cb[i·r+k]·a[k,:] for dst (rows×cols,
+// float32) and a (r×cols): the rank-r update of Merge on the packed
+// product's micro-kernel. Each block of gemmMR rows and gemmNR columns is
+// one call of gemmKernelAVX512 over all r terms, its sums accumulated from
+// zero in k order in registers and then added to dst: rankRow's arithmetic
+// exactly, so that an element's value does not depend on whether it falls
+// in a whole block; the rows and columns past the last whole block go to
+// rankRow. a is packed once (packN32: panels of gemmNR columns, term after
+// term), the coefficients once (packX: panels of gemmMR rows); the blocks
+// of rows are split among goroutines, each reading its rows of dst once,
+// in order. The micro-kernel keeps all r terms in one run, so that r may
+// exceed gemmKC.
+func rankUpdateGemm(dst []float32, rows, cols, r int, a, cb []float32) {
+	strips, panels := rows/gemmMR, cols/gemmNR
+	_, _ = dst[rows*cols-1], cb[rows*r-1] // bounds: the last elements read
+	ab := getGemmBuf(panels * gemmNR * r)
+	defer gemmPool.Put(ab)
+	ap := *ab
+	Parallel(panels, panels*gemmNR*r*32, func(lo, hi int) {
+		for jp := lo; jp < hi; jp++ {
+			_ = a[(r-1)*cols+jp*gemmNR+gemmNR-1]
+			packN32(&ap[jp*gemmNR*r], &a[jp*gemmNR], r, cols)
+		}
+	})
+	// The coefficients of the whole strips, packed as packX packs x: one
+	// run of r steps (r may exceed gemmKC: packX's runs are not used).
+	xb := getGemmBuf(strips * gemmMR * r)
+	defer gemmPool.Put(xb)
+	xp := *xb
+	for s := range strips {
+		packPanel(xp[s*gemmMR*r:(s+1)*gemmMR*r], gemmMR, gemmMR, r, func(i int) []float32 {
+			return cb[(s*gemmMR+i)*r : (s*gemmMR+i+1)*r]
+		})
+	}
+	m := panels * gemmNR // the columns of whole blocks
+	Parallel(strips, rows*cols*r, func(lo, hi int) {
+		for s := lo; s < hi; s++ {
+			i0 := s * gemmMR
+			for jp := range panels {
+				gemmKernelAVX512(r, &xp[s*gemmMR*r], &ap[jp*gemmNR*r], &dst[i0*cols+jp*gemmNR], cols, 1)
+			}
+			if m < cols {
+				for i := i0; i < i0+gemmMR; i++ {
+					rankRow(dst[i*cols+m:(i+1)*cols], a[m:], cb[i*r:(i+1)*r], cols)
+				}
+			}
+		}
+	})
+	// The rows past the last whole strip.
+	Parallel(rows-strips*gemmMR, (rows-strips*gemmMR)*cols*r, func(lo, hi int) {
+		for i := strips*gemmMR + lo; i < strips*gemmMR+hi; i++ {
+			rankRow(dst[i*cols:(i+1)*cols], a, cb[i*r:(i+1)*r], cols)
+		}
+	})
 }
 
 // RankFinite reports whether every element of W + c·B·A, computed exactly

@@ -257,3 +257,69 @@ func TestRankFiniteEdge(t *testing.T) {
 		}
 	}
 }
+
+// TestRankUpdateF32 checks RankUpdate on a float32 W (the packed product's
+// micro-kernel where the processor has AVX-512, rankRow around it and
+// elsewhere) against a float64 reference, and bit for bit against rankRow
+// row by row, the arithmetic it must reproduce; then that −c takes back
+// what c added within two ulps, and that RankFinite agrees. Shapes: rows
+// and columns past whole blocks (gemmMR, gemmNR), fewer than a block, r
+// above gemmKC; with GOMAXPROCS raised so that the strips split unevenly.
+func TestRankUpdateF32(t *testing.T) {
+	manyProcs(t)
+	rng := rand.New(rand.NewPCG(23, 24))
+	for _, c := range []mergeCase{{1, 1, 1}, {7, 40, 3}, {8, 32, 1}, {9, 33, 16}, {27, 100, 64}, {64, 96, 5}, {40, 200, 300}, {131, 1100, 16}} {
+		w := randF32(rng, c.out*c.in, 1)
+		orig := append([]float32(nil), w...)
+		a := randF32(rng, c.r*c.in, 1)
+		b := randF32(rng, c.out*c.r, 0.5)
+		const coef = 0.37
+		if !RankFinite(Mat{Rows: c.out, Cols: c.in, Type: F32, F32: w}, a, b, c.r, coef, math.MaxFloat32) {
+			t.Fatalf("%d×%d r=%d: RankFinite = false, want true", c.out, c.in, c.r)
+		}
+		RankUpdate(Mat{Rows: c.out, Cols: c.in, Type: F32, F32: w}, a, b, c.r, coef)
+		ref := append([]float32(nil), orig...)
+		cb := make([]float32, c.r)
+		delta := make([]float64, len(w))
+		for i := range c.out {
+			for k := range c.r {
+				cb[k] = coef * b[i*c.r+k]
+			}
+			rankRow(ref[i*c.in:(i+1)*c.in], a, cb, c.in)
+			for j := range c.in {
+				want, mag := float64(orig[i*c.in+j]), math.Abs(float64(orig[i*c.in+j]))
+				for k := range c.r {
+					p := float64(cb[k]) * float64(a[k*c.in+j])
+					delta[i*c.in+j] += p
+					mag += math.Abs(p)
+				}
+				want += delta[i*c.in+j]
+				if d := math.Abs(float64(w[i*c.in+j]) - want); d > 2*float64(c.r+1)*0x1p-24*mag {
+					t.Fatalf("%d×%d r=%d: W[%d,%d] = %g, want %g", c.out, c.in, c.r, i, j, w[i*c.in+j], want)
+				}
+				if w[i*c.in+j] != ref[i*c.in+j] {
+					t.Fatalf("%d×%d r=%d: W[%d,%d] = %g, rankRow gives %g", c.out, c.in, c.r, i, j, w[i*c.in+j], ref[i*c.in+j])
+				}
+			}
+		}
+		RankUpdate(Mat{Rows: c.out, Cols: c.in, Type: F32, F32: w}, a, b, c.r, -coef)
+		for i, v := range w {
+			big := math.Max(math.Abs(float64(orig[i])), math.Abs(delta[i]))
+			if d := math.Abs(float64(v) - float64(orig[i])); d > 2*0x1p-23*big {
+				t.Fatalf("%d×%d r=%d: W[%d] = %g after taking back, was %g", c.out, c.in, c.r, i, v, orig[i])
+			}
+		}
+		// RankFinite computes the same values: a limit just below the
+		// largest magnitude of the result fails, just above passes.
+		RankUpdate(Mat{Rows: c.out, Cols: c.in, Type: F32, F32: w}, a, b, c.r, coef)
+		var big float32
+		for _, v := range w {
+			big = max(big, float32(math.Abs(float64(v))))
+		}
+		copy(w, orig)
+		m := Mat{Rows: c.out, Cols: c.in, Type: F32, F32: w}
+		if RankFinite(m, a, b, c.r, coef, big) || !RankFinite(m, a, b, c.r, coef, math.Nextafter32(big, float32(math.Inf(1)))) {
+			t.Fatalf("%d×%d r=%d: RankFinite disagrees with RankUpdate at its largest magnitude %g", c.out, c.in, c.r, big)
+		}
+	}
+}

@@ -1,0 +1,53 @@
+//go:build amd64 && !purego
+
+package cpu
+
+// packT32 sets dst[p·32+i] = src[i·ld+p] for i < 32 and p < kc, kc a
+// positive multiple of 16: 32 rows of a float32 matrix packed as a panel of
+// the packed product (packPanel's layout), by 16×16 transposes in registers
+// (gemm_amd64.s). It needs AVX-512 (useGemm512).
+//
+//go:noescape
+func packT32(dst, src *float32, kc, ld int)
+
+// packT32BF16 is packT32 for a bfloat16 src, each element widened exactly.
+//
+//go:noescape
+func packT32BF16(dst *float32, src *uint16, kc, ld int)
+
+// packT32F16 is packT32 for a float16 src, each element widened exactly.
+//
+//go:noescape
+func packT32F16(dst *float32, src *uint16, kc, ld int)
+
+// packN32 sets dst[p·32+i] = src[p·ld+i] for i < 32 and p < kc, kc ≥ 1:
+// 32 columns of kc rows of a float32 matrix packed as a panel of the
+// packed product (the columns of W for dx = dy·W).
+//
+//go:noescape
+func packN32(dst, src *float32, kc, ld int)
+
+// packN32BF16 is packN32 for a bfloat16 src, each element widened exactly.
+//
+//go:noescape
+func packN32BF16(dst *float32, src *uint16, kc, ld int)
+
+// packN32F16 is packN32 for a float16 src, each element widened exactly.
+//
+//go:noescape
+func packN32F16(dst *float32, src *uint16, kc, ld int)
+
+// prefetchRows asks for rows lines of bytes bytes each, stride bytes
+// apart from p on, to be brought into the L2 cache (PREFETCHT1): a hint,
+// which neither faults nor changes memory.
+//
+//go:noescape
+func prefetchRows(p uintptr, rows, stride, bytes int)
+
+// gemmKernelPF is gemmKernelAVX512 that also prefetches into L2, one cache
+// line every two steps, the rows of rowBytes bytes, stride apart, from the
+// address pf on until pfEnd: a part of the elements that the packed
+// product packs next, fetched while the kernel computes.
+//
+//go:noescape
+func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride int)

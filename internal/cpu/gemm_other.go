@@ -1,0 +1,62 @@
+//go:build !amd64 || purego
+
+package cpu
+
+import "unsafe"
+
+// packT32 sets dst[p·32+i] = src[i·ld+p] for i < 32 and p < kc, kc a
+// positive multiple of 16: the portable form of the amd64 kernel.
+func packT32(dst, src *float32, kc, ld int) {
+	d, s := f32s(dst, kc*32), f32s(src, 31*ld+kc)
+	for i := range 32 {
+		for p := range kc {
+			d[p*32+i] = s[i*ld+p]
+		}
+	}
+}
+
+// packT32BF16 is packT32 for a bfloat16 src, each element widened exactly.
+func packT32BF16(dst *float32, src *uint16, kc, ld int) { packT32Half(BF16, dst, src, kc, ld) }
+
+// packT32F16 is packT32 for a float16 src, each element widened exactly.
+func packT32F16(dst *float32, src *uint16, kc, ld int) { packT32Half(F16, dst, src, kc, ld) }
+
+func packT32Half(dt Type, dst *float32, src *uint16, kc, ld int) {
+	d, s := f32s(dst, kc*32), unsafe.Slice(src, 31*ld+kc)
+	for i := range 32 {
+		for p := range kc {
+			d[p*32+i] = widen1(dt, s[i*ld+p])
+		}
+	}
+}
+
+// packN32 sets dst[p·32+i] = src[p·ld+i] for i < 32 and p < kc, kc ≥ 1.
+func packN32(dst, src *float32, kc, ld int) {
+	d, s := f32s(dst, kc*32), f32s(src, (kc-1)*ld+32)
+	for p := range kc {
+		copy(d[p*32:(p+1)*32], s[p*ld:p*ld+32])
+	}
+}
+
+// packN32BF16 is packN32 for a bfloat16 src, each element widened exactly.
+func packN32BF16(dst *float32, src *uint16, kc, ld int) { packN32Half(BF16, dst, src, kc, ld) }
+
+// packN32F16 is packN32 for a float16 src, each element widened exactly.
+func packN32F16(dst *float32, src *uint16, kc, ld int) { packN32Half(F16, dst, src, kc, ld) }
+
+func packN32Half(dt Type, dst *float32, src *uint16, kc, ld int) {
+	d, s := f32s(dst, kc*32), unsafe.Slice(src, (kc-1)*ld+32)
+	for p := range kc {
+		for i := range 32 {
+			d[p*32+i] = widen1(dt, s[p*ld+i])
+		}
+	}
+}
+
+// prefetchRows does nothing here: a hint that only the amd64 kernels act on.
+func prefetchRows(p uintptr, rows, stride, bytes int) {}
+
+// gemmKernelPF is gemmKernelAVX512: the prefetches are only a hint.
+func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride int) {
+	gemmKernelAVX512(k, a, b, c, ldc, acc)
+}
