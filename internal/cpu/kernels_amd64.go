@@ -124,6 +124,12 @@ func rankRowFromF16(dst *float32, a *uint16, coef *float32, n, r, lda int)
 //go:noescape
 func maxMag16(src *uint16, n int) uint16
 
+// maxMag32 returns the largest of src[j] & 0x7fffffff for j < n, n a
+// positive multiple of 8.
+//
+//go:noescape
+func maxMag32(src *uint32, n int) uint32
+
 // dequantNF4 sets dst[i] = NF4Table[k] · absmax[(flat0+i)>>shift] for
 // i < n, k the code of flat index flat0+i (the high nibble of
 // codes[(flat0+i)/2] when flat0+i is even, the low one when odd): n a

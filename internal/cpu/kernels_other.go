@@ -113,6 +113,14 @@ func maxMag16(src *uint16, n int) uint16 {
 	return mx
 }
 
+func maxMag32(src *uint32, n int) uint32 {
+	var mx uint32
+	for _, v := range unsafe.Slice(src, n) {
+		mx = max(mx, v&0x7fffffff)
+	}
+	return mx
+}
+
 func dequantNF4(dst *float32, codes *byte, absmax *float32, n, flat0, shift int) {
 	end := flat0 + n
 	cs, as := bytesOf(codes, (end+1)/2), f32s(absmax, (end-1)>>shift+1)

@@ -159,6 +159,27 @@ func TestMaxMag16(t *testing.T) {
 	}
 }
 
+// TestMaxMag32 checks maxMag32 with the largest magnitude at every position
+// of runs of 8 to 72 patterns (every remainder of its 32-wide loop), of
+// either sign, among random smaller ones, with a larger guard past the end.
+func TestMaxMag32(t *testing.T) {
+	kernelOK(t, halfAVX2)
+	rng := rand.New(rand.NewPCG(39, 40))
+	for n := 8; n <= 72; n += 8 {
+		for pos := range n {
+			s := make([]uint32, n+1)
+			for i := range s {
+				s[i] = uint32(rng.IntN(0x7f000000)) | uint32(rng.IntN(2))<<31
+			}
+			s[pos] = 0x7f7fffff | uint32(pos%2)<<31
+			s[n] = 0x7fffffff // the guard: past the end, must not be read
+			if got := maxMag32(&s[0], n); got != 0x7f7fffff {
+				t.Fatalf("n=%d pos=%d: maxMag32 = %#08x, want 0x7f7fffff", n, pos, got)
+			}
+		}
+	}
+}
+
 // TestDequantNF4Kernel checks dequantNF4 bit for bit against the table's
 // values (reftest.NF4Values) at blocks of 32 to 256 elements: every n that
 // is a multiple of 32 up to three blocks and two passes past them, from

@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 	"runtime"
+	"unsafe"
 )
 
 // AbsMax returns max |m[i,j]|, or a non-finite value (NaN or +Inf) when m
@@ -18,11 +19,7 @@ func AbsMax(m Mat) float32 {
 	parts := make([]uint32, p)
 	Parallel(p, len(d), func(glo, ghi int) {
 		for g := glo; g < ghi; g++ {
-			var mx uint32
-			for _, v := range d[g*len(d)/p : (g+1)*len(d)/p] {
-				mx = max(mx, math.Float32bits(v)&0x7fffffff)
-			}
-			parts[g] = mx
+			parts[g] = maxMagF32(d[g*len(d)/p : (g+1)*len(d)/p])
 		}
 	})
 	var mx uint32
@@ -53,6 +50,23 @@ func absMaxHalf(bits []uint16, dt Type) float32 {
 
 // maxMag returns the largest of s[j] & 0x7fff: with AVX2 where the
 // processor has it, in Go otherwise and for the last s mod 16.
+// maxMagF32 returns the largest of the patterns of s with the sign
+// cleared: the largest magnitude's, or NaN's or +Inf's when s holds one.
+func maxMagF32(s []float32) uint32 {
+	var mx uint32
+	m := 0
+	if halfAVX2 {
+		m = len(s) &^ 7
+		if m > 0 {
+			mx = maxMag32((*uint32)(unsafe.Pointer(&s[0])), m)
+		}
+	}
+	for _, v := range s[m:] {
+		mx = max(mx, math.Float32bits(v)&0x7fffffff)
+	}
+	return mx
+}
+
 func maxMag(s []uint16) uint16 {
 	var mx uint16
 	m := 0
