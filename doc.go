@@ -42,9 +42,12 @@
 // amd64 processors that have them (portable loops elsewhere, or with
 // -tags purego). The environment variable LORA_CPU, read when the program
 // starts, forces a lower level: generic (the portable loops), avx2 (no
-// AVX-512 kernel) or avx512 (the default: every kernel the processor has).
-// A level the processor lacks, or an unknown value, is ignored. The level
-// changes no result beyond the order of float32 sums.
+// AVX-512 kernel), avx512 (no bf16 dot-product instruction), avx512bf16
+// (VDPBF16PS, not AMX) or amx (the default: every kernel the processor
+// has). A level the processor lacks, or an unknown value, is ignored. The
+// level changes no result beyond the order of float32 sums, except that
+// AMX's TDPBF16PS rounds its sums its own way, within the bound of a
+// float32 sum (README, the contract).
 //
 // # Contract
 //

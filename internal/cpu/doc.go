@@ -12,6 +12,9 @@
 //	product.go, half.go       y = x·Wᵀ: the fused matrix-vector driver, Sgemm, widened panels
 //	gemm.go, gemm_amd64.go    the packed product (BLIS-style, AVX-512 micro-kernel) for batches,
 //	                          its packing kernels (gemm_amd64.s; gemm_other.go their loops)
+//	gemm_bf16*.go, amx*.go    a BF16 W times bf16 x on AMX (TDPBF16PS) or AVX-512 BF16
+//	                          (VDPBF16PS), their guard against subnormal operands, the AMX
+//	                          permission (gemm_bf16_amd64.s: the encoded instructions)
 //	nf4.go                    NF4: quantization, dequantization, y = x·Wᵀ on its codes
 //	forward.go, backward.go   Forward and Backward on those products, productNN for dx
 //	rank.go                   the rank-r row updates (Merge, RankFinite, y += T·Bᵀ)
@@ -56,9 +59,9 @@
 // productNN at n = 16, of an NF4 W 95 against 103, hence its threshold
 // of 32.
 //
-// The flags follow a Level (level.go): generic, avx2 or avx512, the
-// highest the processor has unless the environment variable LORA_CPU names
-// a lower one when the program starts. The package's tests run again at
+// The flags follow a Level (level.go): generic, avx2, avx512, avx512bf16
+// or amx, the highest the processor has unless the environment variable
+// LORA_CPU names a lower one when the program starts. The package's tests run again at
 // every level below the machine's (TestLevels), so each level this
 // processor can take is tested on every run.
 //
