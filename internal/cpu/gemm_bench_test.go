@@ -25,6 +25,41 @@ func BenchmarkGemmKernel(b *testing.B) {
 	b.ReportMetric(2*float64(k*gemmMR*gemmNR)/sec/1e9, "GFLOP/s")
 }
 
+// BenchmarkGemmKernelStream times the micro-kernel on one packed panel of
+// W (in L1) over panels of x that stream from L1, L2, L3 or memory (x of
+// 48 KiB to 16 MiB), each call adding to the same block of a y with rows
+// 4096 floats apart, with gemmKC and twice gemmKC steps: the rate the
+// packed product's kernel reaches without the packing and the reading of
+// W. cpuGFLOP/s is the rate per CPU-second of the one goroutine.
+func BenchmarkGemmKernelStream(b *testing.B) {
+	if !useGemm512 {
+		b.Skip("no AVX-512")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const ldc = 4096
+	for _, k := range []int{gemmKC, 2 * gemmKC} {
+		for _, xBytes := range []int{48 << 10, 1 << 20, 4 << 20, 16 << 20} {
+			panels := xBytes / (4 * k * gemmMR)
+			a := randF32(rng, panels*k*gemmMR, 1)
+			w := randF32(rng, k*gemmNR, 1)
+			c := make([]float32, gemmMR*ldc)
+			b.Run(fmt.Sprintf("k=%d/x=%dKiB", k, xBytes>>10), func(b *testing.B) {
+				c0 := cpuSeconds()
+				for b.Loop() {
+					for p := range panels {
+						gemmKernelAVX512(k, &a[p*k*gemmMR], &w[0], &c[0], ldc, 1)
+					}
+				}
+				flop := 2 * float64(panels*k*gemmMR*gemmNR)
+				b.ReportMetric(flop/(b.Elapsed().Seconds()/float64(b.N))/1e9, "GFLOP/s")
+				if cpu := (cpuSeconds() - c0) / float64(b.N); cpu > 0 {
+					b.ReportMetric(flop/cpu/1e9, "cpuGFLOP/s")
+				}
+			})
+		}
+	}
+}
+
 // BenchmarkPackedProduct times y = x·Wᵀ on a 4096×4096 W of each type by
 // the packed product and by the path of W's type (f32Product, halfProduct,
 // nf4Product), and dx = dy·W by packedGradX and by Backward's other path
