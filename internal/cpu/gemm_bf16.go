@@ -34,7 +34,9 @@ import (
 //
 // Measured on 4096×4096, n = 16, 64, 256, 2 cores of a Sapphire Rapids
 // shared with other work (BenchmarkBF16Product, medians of 5 runs, one
-// run of the three): on AMX 2.4, 4.2 and 13 ms; on VDPBF16PS 8.2, 25 and
+// run of the three): on AMX 2.4, 4.2 and 13 ms (later, by CPU time, medians
+// of 7 alternating runs: 2.5, 3.8 and 10.9 ms, against 2.4, 3.9 and 14.0
+// with blocks of 64 rows of W packed whole); on VDPBF16PS 8.2, 25 and
 // 154 ms; without the bf16 instructions 12, 44 and 149 ms. VDPBF16PS
 // issues at about a quarter of the float32 FMA's rate on this processor
 // (half its FLOP rate): at n = 256 it is no faster than the float32
