@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -17,19 +18,25 @@ import (
 //	  16 rows' two values side by side, zero past row n and past column
 //	  in; the check that every value is a bfloat16 one, and the least
 //	  magnitude, come with it (checkX);
-//	the rows of W are cut into blocks of bf16BlockRows (64, or 32 for rows
-//	  longer than 4096), split among goroutines; each block is copied into
+//	the rows of W are cut into blocks of bf16BlockRows (bfMC = 256 where
+//	  x has more than 64 rows, 64 otherwise, fewer for a small W), split
+//	  among goroutines; for each group of bfNC rows of x, each block is
+//	  copied a chunk of bfChunk bytes (512 or 2048 columns) at a time into
 //	  tiles of 16 rows, 32 columns a step, 1 KiB each (packBlockBF16,
-//	  packTiles16: the copy also finds the block's least magnitude), zero
-//	  past row out and past column in; a block stays in L2 while every
-//	  group of bfNC rows of x passes it;
+//	  packTiles16: the copy also finds the chunk's least magnitude), zero
+//	  past row out and past column in; the chunk stays in L2 while the
+//	  group's panels pass it, and the group's rows of x are read once per
+//	  block (from L3 when they outgrow L2: the larger the block, the fewer
+//	  times);
 //	the kernel (amxTiles or dpbf16Tiles) computes 16×16 tiles of yᵀ, the
 //	  block's tiles against a group's panels, bfKC columns a call, into a
 //	  block of float32 sums whose tiles transpose16 then writes into y.
 //
 // Measured on 4096×4096, n = 16, 64, 256, 2 cores of a Sapphire Rapids
 // shared with other work (BenchmarkBF16Product, medians of 5 runs, one
-// run of the three): on AMX 2.4, 4.2 and 13 ms; on VDPBF16PS 8.2, 25 and
+// run of the three): on AMX 2.4, 4.2 and 13 ms (later, by CPU time, medians
+// of 7 alternating runs: 2.5, 3.8 and 10.9 ms, against 2.4, 3.9 and 14.0
+// with blocks of 64 rows of W packed whole); on VDPBF16PS 8.2, 25 and
 // 154 ms; without the bf16 instructions 12, 44 and 149 ms. VDPBF16PS
 // issues at about a quarter of the float32 FMA's rate on this processor
 // (half its FLOP rate): at n = 256 it is no faster than the float32
@@ -49,10 +56,11 @@ import (
 // float32 sums in another order. TDPBF16PS rounds its sums its own way
 // (not any order of float32 sums): README's contract states it.
 const (
-	bfMinRows = 16  // the smallest batch the bf16 product serves
-	bfMC      = 64  // rows of W per block, the unit of the split (a multiple of 32)
-	bfNC      = 256 // rows of x per group (a multiple of 32; the last may be 16 short)
-	bfKC      = 256 // columns per kernel call (a multiple of 32)
+	bfMinRows = 16        // the smallest batch the bf16 product serves
+	bfMC      = 256       // rows of W per block, the unit of the split (a multiple of 32)
+	bfChunk   = 256 << 10 // bytes of W packed at a time: bfChunk/(2·block rows) columns, a multiple of bfKC
+	bfNC      = 256       // rows of x per group (a multiple of 32; the last may be 16 short)
+	bfKC      = 256       // columns per kernel call (a multiple of 32)
 )
 
 // bf16Guarded counts the blocks of W that bf16Safe has sent to matGemvGo
@@ -244,31 +252,41 @@ func bf16Product(y, x []float32, w Mat, n int) bool {
 	}
 	kern := bf16Tiles()
 	ks := round32(in) / 32 // steps of 32 columns
-	mc := bf16BlockRows(in)
+	mc := bf16BlockRows(out, npad)
+	kw := bfChunk / (64 * mc) // steps of W packed at a time
 	blocks := (out + mc - 1) / mc
 	Parallel(blocks, n*out*in, func(lo, hi int) {
 		cb := getGemmBuf(mc * bfNC)
 		defer gemmPool.Put(cb)
-		pb := getBF16Buf(mc * ks * 32)
+		pb := getBF16Buf(mc * kw * 32)
 		defer bf16Pool.Put(pb)
 		for blk := lo; blk < hi; blk++ {
 			o0, o1 := blk*mc, min(out, (blk+1)*mc)
 			mrows := round32(o1 - o0)
 			mt := mrows / 16
-			a := (*pb)[:mrows*ks*32]
-			if !bf16Safe(xmin, packBlockBF16(a, &w, o0, o1, ks)) {
-				bf16Guarded.Add(1)
-				matGemvGo(y, x, &w, 0, n, out, o0, o1)
-				continue
-			}
+			guarded := false
 			for i0 := 0; i0 < npad; i0 += bfNC {
 				nrows := min(bfNC, npad-i0)
 				c := (*cb)[:mrows*nrows]
 				nt := nrows / 16
 				b := xp[i0/16*ldb:]
-				for s0 := 0; s0 < ks; s0 += bfKC / 32 {
-					k32 := min(bfKC/32, ks-s0)
-					kern(&a[s0*512], ks*512, &b[s0*512], ldb, &c[0], mt, nt, k32, b2i(s0 > 0))
+				// The block kw steps at a time: packed (and checked) once
+				// per group of x, in L2 while the group's panels pass it.
+				for c0 := 0; c0 < ks; c0 += kw {
+					c1 := min(ks, c0+kw)
+					a := (*pb)[:mrows*(c1-c0)*32]
+					if !bf16Safe(xmin, packBlockBF16(a, &w, o0, o1, c0, c1)) {
+						guarded = true
+						break
+					}
+					lda := (c1 - c0) * 512
+					for s0 := c0; s0 < c1; s0 += bfKC / 32 {
+						k32 := min(bfKC/32, c1-s0)
+						kern(&a[(s0-c0)*512], lda, &b[s0*512], ldb, &c[0], mt, nt, k32, b2i(s0 > 0))
+					}
+				}
+				if guarded {
+					break
 				}
 				// The tiles of yᵀ into y: whole ones by transpose16.
 				for tj := range nt {
@@ -295,30 +313,43 @@ func bf16Product(y, x []float32, w Mat, n int) bool {
 					}
 				}
 			}
+			if guarded {
+				// Rows of y this block had written from earlier groups
+				// are written again, all of them exactly.
+				bf16Guarded.Add(1)
+				matGemvGo(y, x, &w, 0, n, out, o0, o1)
+			}
 		}
 	})
 	return true
 }
 
-// bf16BlockRows returns the rows of W in one block of the bf16 product for
-// rows of in columns: bfMC, or 32 when a packed block of bfMC rows would
-// pass 512 KiB.
-func bf16BlockRows(in int) int {
-	if bfMC*round32(in)*2 > 512<<10 {
-		return 32
+// bf16BlockRows returns the rows of W in one block of the bf16 product
+// (the unit of the split among goroutines) for out rows and npad padded
+// rows of x: bfMC, where each row of W packed is used by more than 64 rows
+// of x, 64 otherwise (W's stream is then the product's cost, and a chunk
+// of bfChunk bytes holds longer runs of each row); halved (down to 32)
+// while there would be fewer than two blocks a goroutine.
+func bf16BlockRows(out, npad int) int {
+	mc := bfMC
+	if npad <= 64 {
+		mc = 64
 	}
-	return bfMC
+	for mc > 32 && (out+mc-1)/mc < 2*runtime.GOMAXPROCS(0) {
+		mc /= 2
+	}
+	return mc
 }
 
-// packBlockBF16 packs rows [o0, o1) of the BF16 W into dst as the kernels
-// read them, in tiles of 16 rows (packTiles16's layout), ks steps of 32
-// columns each, tile t at t·ks·512: zero past column in (the padding of x
-// there is zero too, and a stale Inf or NaN would make 0·Inf) and past
-// row o1 in the whole steps. The rows past o1 in the last step are left
-// as they are: they only reach the sums of rows of yᵀ that are not
-// written. It returns the least nonzero magnitude among the patterns it
-// packed (0 when there is none).
-func packBlockBF16(dst []uint16, w *Mat, o0, o1, ks int) uint16 {
+// packBlockBF16 packs rows [o0, o1) of the BF16 W, the steps [s0, s1) of
+// 32 columns, into dst as the kernels read them, in tiles of 16 rows
+// (packTiles16's layout), tile t at t·(s1−s0)·512: zero past column in
+// (the padding of x there is zero too, and a stale Inf or NaN would make
+// 0·Inf) and past row o1 in the whole steps. The rows past o1 in the last
+// step are left as they are: they only reach the sums of rows of yᵀ that
+// are not written. It returns the least nonzero magnitude among the
+// patterns it packed (0 when there is none).
+func packBlockBF16(dst []uint16, w *Mat, o0, o1, s0, s1 int) uint16 {
 	var mn uint16
 	least := func(m uint16) {
 		if m != 0 && (mn == 0 || m < mn) {
@@ -326,17 +357,18 @@ func packBlockBF16(dst []uint16, w *Mat, o0, o1, ks int) uint16 {
 		}
 	}
 	in := w.Cols
-	full := in / 32 // steps whole in W
+	ks := s1 - s0
+	full := min(in/32, s1) - s0 // steps whole in W
 	for t := 0; 16*t < round32(o1-o0); t++ {
 		d := dst[t*ks*512 : (t+1)*ks*512]
 		r0 := o0 + 16*t
 		rows := max(0, min(16, o1-r0))
 		if rows == 16 && full > 0 {
-			least(packTiles16(&d[0], &w.Bits[r0*in], in, full))
-		} else {
+			least(packTiles16(&d[0], &w.Bits[r0*in+32*s0], in, full))
+		} else if full > 0 {
 			for s := range full {
 				for o := range rows {
-					copy(d[s*512+32*o:s*512+32*o+32], w.Bits[(r0+o)*in+32*s:])
+					copy(d[s*512+32*o:s*512+32*o+32], w.Bits[(r0+o)*in+32*(s0+s):])
 				}
 				clear(d[s*512+32*rows : (s+1)*512])
 			}
@@ -344,8 +376,9 @@ func packBlockBF16(dst []uint16, w *Mat, o0, o1, ks int) uint16 {
 		}
 		if full < ks {
 			e := d[full*512:]
+			k0 := 32 * (s0 + full)
 			for o := range rows {
-				clear(e[32*o+copy(e[32*o:32*o+32], w.Bits[(r0+o)*in+32*full:(r0+o+1)*in]) : 32*o+32])
+				clear(e[32*o+copy(e[32*o:32*o+32], w.Bits[(r0+o)*in+k0:(r0+o+1)*in]) : 32*o+32])
 			}
 			least(minMagBF16(e[:32*rows]))
 		}

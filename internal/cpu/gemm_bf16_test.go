@@ -369,14 +369,17 @@ func TestBF16Product(t *testing.T) {
 	}
 	for _, sh := range [][3]int{{16, 64, 64}, {17, 65, 545}, {33, 130, 1055}, {bfNC + 3, 97, 100},
 		{40, 4*runtime.GOMAXPROCS(0)*bfMC + 48, 300}, // blocks of bfMC rows
-		{2*bfNC + 16, 33, 67}, {40, 200, bfKC}, {41, 47, 2*bfKC + 1}} {
+		{2*bfNC + 16, 33, 67}, {40, 200, bfKC}, {41, 47, 2*bfKC + 1},
+		{70, 40, 2*bfChunk/(2*bfMC) + 75}, {bfNC + 20, 50, bfChunk/(2*bfMC) + 33}, // chunks of W's columns
+		{40, 2*runtime.GOMAXPROCS(0)*64 + 16, bfChunk/(2*64) + 40}} {
 		checkBF16Product(t, rng, sh[0], sh[1], sh[2])
 	}
 }
 
 // TestBF16ProductSplit runs the driver with GOMAXPROCS 7, above the size
-// at which blocks of W are split among goroutines (7 blocks and a partial
-// one) and x's panels packed by several.
+// at which blocks of W are split among goroutines (blocks of bfMC/2 rows,
+// as bf16BlockRows halves them for 7 goroutines: 14 and a partial one)
+// and x's panels packed by several.
 func TestBF16ProductSplit(t *testing.T) {
 	old := runtime.GOMAXPROCS(7)
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
