@@ -1,0 +1,6 @@
+//go:build !race
+
+package cpu
+
+// raceBuild: the tests run under the race detector.
+const raceBuild = false
