@@ -22,6 +22,9 @@ var Params = map[string]int{
 	"lora_grad_ab":        7,
 	"lora_grad_x_small":   9,
 	"lora_grad_x_tiled":   9,
+	"lora_grad_x_m16":     9,
+	"lora_grad_x_m32":     9,
+	"lora_grad_x_m64":     9,
 	"lora_adamw":          13,
 	"lora_sgd":            9,
 	"lora_mse":            6,
@@ -71,6 +74,12 @@ var Params = map[string]int{
 	"lora_grad_x_small_bf16": 9,
 	"lora_grad_x_tiled_f16":  9,
 	"lora_grad_x_tiled_bf16": 9,
+	"lora_grad_x_m16_f16":    9,
+	"lora_grad_x_m32_f16":    9,
+	"lora_grad_x_m64_f16":    9,
+	"lora_grad_x_m16_bf16":   9,
+	"lora_grad_x_m32_bf16":   9,
+	"lora_grad_x_m64_bf16":   9,
 
 	// An NF4 W: its codes, then its absmax, and its block size last.
 	"lora_forward_small_nf4":   10,

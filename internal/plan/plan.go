@@ -329,6 +329,17 @@ func ofType(k Kernel, e Elem) Kernel {
 		k.Regs, k.InFlight = 97, k.InFlight/2
 	case KM64.Name:
 		k.Regs, k.InFlight = 111, k.InFlight/2
+	case KGradXM16.Name:
+		k.Regs, k.InFlight = 96, k.InFlight/2
+	case KGradXM32.Name:
+		k.Regs, k.InFlight = 99, k.InFlight/2
+	case KGradXM64.Name:
+		k.Regs, k.InFlight = 101, k.InFlight/2
+	case KGradX.Name, KGradXTiled.Name:
+		// lora_grad_x_small_*: 8 bytes of W a lane a row where it read 16;
+		// lora_grad_x_tiled_*: 128 loads of 16 bytes a K-step where it
+		// made 256
+		k.InFlight /= 2
 	}
 	return k
 }

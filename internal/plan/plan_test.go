@@ -223,20 +223,137 @@ func TestGradXAndMergeRules(t *testing.T) {
 	for _, d := range Devices {
 		for _, s := range benchShapes() {
 			n, in, out, r := s[0], s[1], s[2], s[3]
-			what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d", d.Name, n, in, out, r)
-			m, red, ws := GradX(d, n, in, out, r)
-			if n > SmallNMax {
-				// the 128×128 grad_x_tiled kernel is not planned yet beyond its grid
-				continue
-			}
-			checkLaunch(t, d, what+" grad_x", m, n <= SmallNMax)
-			if (red != nil) != (m.Split > 1) || (ws > 0) != (m.Split > 1) {
-				t.Errorf("%s: grad_x split %d, reduce %v, workspace %d", what, m.Split, red, ws)
+			for _, w := range []Elem{F32, F16, BF16, NF4} {
+				what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d W=%v", d.Name, n, in, out, r, w)
+				g := GradXOf(d, n, in, out, r, Types{W: w})
+				m, red, ws := g.Main, g.Reduce, g.Workspace
+				if w == NF4 {
+					if n > SmallNMax {
+						continue // the NF4 tiles answer to the modelled time (TestNF4PlanIsCheapest)
+					}
+				} else {
+					// lora_grad_x_small_f16/_bf16 keep 8 bytes of W a lane a
+					// row in flight, half the float32 kernel's: below the
+					// target on an H200.
+					checkLaunch(t, d, what+" grad_x", m, w == F32 || n > SmallNMax)
+				}
+				if (red != nil) != (m.Split > 1) || (ws > 0) != (m.Split > 1) || ws != m.Split*n*in && m.Split > 1 {
+					t.Errorf("%s: grad_x split %d, reduce %v, workspace %d", what, m.Split, red, ws)
+				}
+				if strings.HasPrefix(m.Kernel.Name, KGradXTiled.Name) && m.Waves(d) < 1 {
+					t.Errorf("%s: the 128×128 %s has %.2f waves", what, m.Kernel.Name, m.Waves(d))
+				}
 			}
 			if n == 1 {
-				checkLaunch(t, d, what+" merge", Merge(d, out, in, r), true)
+				checkLaunch(t, d, fmt.Sprintf("%s in=%d out=%d r=%d merge", d.Name, in, out, r), Merge(d, out, in, r), true)
 			}
 		}
+	}
+}
+
+// TestGradXPlanIsCheapest: at every n up to 1100 (and beyond, in steps) on
+// every device, for a float32, F16 and BF16 W, dx's plan is the candidate
+// of the least modelled time; n <= SmallNMax has one candidate,
+// lora_grad_x_small of W's type; above, the candidates are the m-tiles of
+// MTileHeight(n) rows on the grid (⌈n/bm⌉, ⌈in/128⌉, split) with dx's FLOPs
+// and bytes, and the 128×128 tiles exactly where they fill a wave with at
+// most half of their rows padding. Every m-tile height, the split and the
+// unsplit m-tiles and the 128×128 tiles are each chosen somewhere, and on
+// an H100 and an H200 the m-tiles beat the 128×128 tiles at 4096×4096,
+// r = 16, for 17 <= n <= 512, by 5× at least at n <= 64.
+func TestGradXPlanIsCheapest(t *testing.T) {
+	dims := [][2]int{{1024, 1024}, {4096, 4096}, {4096, 512}, {4096, 1024}, {14336, 4096}}
+	chosen := map[string]bool{}
+	ns := []int{}
+	for n := 1; n <= 1100; n++ {
+		ns = append(ns, n)
+	}
+	for n := 1101; n <= 4096; n += 61 {
+		ns = append(ns, n)
+	}
+	for _, d := range Devices {
+		for _, w := range []Elem{F32, F16, BF16} {
+			for _, io := range dims {
+				for _, r := range []int{0, 16, 64} {
+					in, out := io[0], io[1]
+					for _, n := range ns {
+						what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d W=%v", d.Name, n, in, out, r, w)
+						g := GradXOf(d, n, in, out, r, Types{W: w})
+						c := GradXCandidates(d, n, in, out, r, Types{W: w})
+						least := math.Inf(1)
+						for _, h := range c {
+							least = min(least, h.Time(d))
+						}
+						if g.Time(d) != least {
+							t.Fatalf("%s: dx on %s takes %.4g s, the cheapest candidate %.4g s", what, g.Main.Kernel.Name, g.Time(d), least)
+						}
+						checkGradXCandidates(t, d, what, n, in, out, r, w, c)
+						key := strings.TrimSuffix(g.Main.Kernel.Name, w.suffix())
+						chosen[fmt.Sprintf("%s split %v", key, g.Main.Split > 1)] = true
+					}
+				}
+			}
+		}
+	}
+	for _, k := range []string{"lora_grad_x_small split true", "lora_grad_x_m16 split true", "lora_grad_x_m16 split false",
+		"lora_grad_x_m32 split true", "lora_grad_x_m32 split false", "lora_grad_x_m64 split true",
+		"lora_grad_x_m64 split false", "lora_grad_x_tiled split false"} {
+		if !chosen[k] {
+			t.Errorf("dx never chose %s (chose %v)", k, chosen)
+		}
+	}
+	for _, d := range []Device{H100, H200} {
+		for _, w := range []Elem{F32, BF16} {
+			for _, n := range []int{17, 32, 33, 64, 65, 128, 256, 512} {
+				g := GradXOf(d, n, 4096, 4096, 16, Types{W: w})
+				tiled := GradXPlan{Main: Launch{Kernel: ofType(KGradXTiled, w), Grid: [3]int{ceilDiv(n, TileM), 32, 1},
+					TileM: TileM, N: n, Split: 1, MaxSplit: 1, Bytes: g.Main.Bytes, Flops: g.Main.Flops}}
+				if g.Main.TileM == TileM || !(g.Time(d) < tiled.Time(d)) || n <= 64 && !(5*g.Time(d) < tiled.Time(d)) {
+					t.Errorf("%s W=%v n=%d: dx on %s takes %.3g s, the 128×128 tiles %.3g s", d.Name, w, n,
+						g.Main.Kernel.Name, g.Time(d), tiled.Time(d))
+				}
+			}
+		}
+	}
+}
+
+// checkGradXCandidates checks the candidates of one plan of dx against
+// their definition (see TestGradXPlanIsCheapest).
+func checkGradXCandidates(t *testing.T, d Device, what string, n, in, out, r int, w Elem, c []GradXPlan) {
+	t.Helper()
+	bytes := float64(w.Size())*float64(out)*float64(in) + 4*float64(r)*float64(in) + 4*float64(n)*float64(in+out)
+	flops := 2 * float64(n) * float64(out+r) * float64(in)
+	for _, g := range c {
+		split := g.Main.Grid[2] // the small kernel splits along y
+		if n <= SmallNMax {
+			split = g.Main.Grid[1]
+		}
+		if g.Main.Bytes != bytes || g.Main.Flops != flops || g.Main.Split != split {
+			t.Fatalf("%s: %s moves %g bytes, %g FLOPs, split %d on grid %v", what, g.Main.Kernel.Name,
+				g.Main.Bytes, g.Main.Flops, g.Main.Split, g.Main.Grid)
+		}
+	}
+	if n <= SmallNMax {
+		if len(c) != 1 || c[0].Main.Kernel.Name != KGradX.Name+w.suffix() {
+			t.Fatalf("%s: %d candidates, the first %s", what, len(c), c[0].Main.Kernel.Name)
+		}
+		return
+	}
+	bm := MTileHeight(n)
+	m := c[len(c)-1].Main
+	if m.Kernel.Name != fmt.Sprintf("lora_grad_x_m%d%s", bm, w.suffix()) || m.Grid[0] != ceilDiv(n, bm) ||
+		m.Grid[1] != ceilDiv(in, MTileN) || m.TileM != bm {
+		t.Fatalf("%s: m-tile candidate %s on grid %v", what, m.Kernel.Name, m.Grid)
+	}
+	steps := ceilDiv(out, MTileK) + ceilDiv(r, MTileK)
+	if red := c[len(c)-1].Reduce; m.Split > max(1, steps/4) || (red != nil) != (m.Split > 1) {
+		t.Fatalf("%s: %s split %d of %d K-steps, reduce %v", what, m.Kernel.Name, m.Split, steps, red)
+	}
+	tiledOK := float64(ceilDiv(n, TileM)*TileM-n) <= 0.5*float64(ceilDiv(n, TileM)*TileM)
+	tiledOK = tiledOK && ceilDiv(n, TileM)*ceilDiv(in, TileN) >= d.Occupancy(KGradXTiled)*d.SMs
+	if len(c) != 1+map[bool]int{true: 1}[tiledOK] ||
+		tiledOK && (c[0].Main.Kernel.Name != KGradXTiled.Name+w.suffix() || c[0].Main.Grid != [3]int{ceilDiv(n, TileM), ceilDiv(in, TileN), 1}) {
+		t.Fatalf("%s: %d candidates, the 128×128 tiles allowed %v", what, len(c), tiledOK)
 	}
 }
 
