@@ -61,8 +61,14 @@ var Params = map[string]int{
 	"lora_convert_bf16_f16":  3,
 	"lora_convert_bf16_bf16": 3,
 
-	"lora_forward_mma_bf16": 9,
-	"lora_forward_mma_f16":  9,
+	"lora_forward_mma_bf16":         9,
+	"lora_forward_mma_f16":          9,
+	"lora_forward_mma_m64n128_bf16": 9,
+	"lora_forward_mma_m64n128_f16":  9,
+	"lora_forward_mma_m64n64_bf16":  9,
+	"lora_forward_mma_m64n64_f16":   9,
+	"lora_forward_mma_m32n64_bf16":  9,
+	"lora_forward_mma_m32n64_f16":   9,
 
 	"lora_merge_f16":         7,
 	"lora_merge_bf16":        7,

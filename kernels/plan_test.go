@@ -60,6 +60,13 @@ func TestPlanConstants(t *testing.T) {
 			t.Errorf("package plan names %s, which lora.cu does not define", k.Name)
 		}
 	}
+	for _, tile := range plan.MMATiles {
+		for _, suffix := range []string{"_f16", "_bf16"} {
+			if _, ok := kernels.Params[tile.Kernel.Name+suffix]; !ok {
+				t.Errorf("package plan names %s%s, which lora.cu does not define", tile.Kernel.Name, suffix)
+			}
+		}
+	}
 	// Every variant the forward plans launch, for every dtype of W, x, y.
 	elems := []plan.Elem{plan.F32, plan.F16, plan.BF16}
 	for _, d := range []plan.Device{plan.H200, plan.V100} {
