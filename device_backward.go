@@ -42,7 +42,7 @@ func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged
 		if in > math.MaxInt32 || out+rx > math.MaxInt32 {
 			return fmt.Errorf("in = %d, out = %d, rank %d do not fit the kernels' int: %w", in, out, rx, ErrShape)
 		}
-		g := plan.GradXOf(planDev(), n, in, out, rx, plan.Types{W: plan.Elem(w.dt), Block: w.buf.block})
+		g := gradXPlan(planDev(), n, in, out, rx, plan.Types{W: plan.Elem(w.dt), Block: w.buf.block})
 		gx, gxReduce, gxWork = g.Main, g.Reduce, g.Workspace
 		if gx.Grid[1] > 65535 || gx.Grid[2] > 65535 {
 			return fmt.Errorf("in = %d, n = %d need a grid of %v blocks, above the GPU's grid limit: %w", in, n, gx.Grid, ErrShape)
@@ -116,6 +116,10 @@ func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged
 	rk.ptr(ws).mat(nil).mat(dx).int32(n).int32(in).int32(0).int32(gx.Split).float(0)
 	return launch(gxReduce.Kernel.Name, dim(gxReduce.Grid), cuda.Dim3{X: gxReduce.Kernel.Threads, Y: 1, Z: 1}, &rk)
 }
+
+// gradXPlan is the planner backward follows for dx; tests replace it to run
+// each of the planner's candidates.
+var gradXPlan = plan.GradXOf
 
 // gradAB enqueues c = gᵀ·h for g (n×p) and h (n×r, scratch): c is p×r, or
 // r×p when trans.

@@ -25,10 +25,12 @@ import (
 // of its parts across the end of W's rows into A's), in odd (element
 // loads). Each unmerged, and merged at three n (r = 0: dy·W alone), against
 // a float64 reference over the widened W with the bound of float32 sums of
-// out + r products. It fails unless each of lora_grad_x_m16, _m32 and _m64
-// ran split and unsplit for every type of W, and lora_grad_x_tiled ran.
+// out + r products; and for an NF4 W (blocks straddling its rows) on the
+// planner's m-tile candidate, unsplit and split. It fails unless each of lora_grad_x_m16, _m32 and _m64 ran split
+// and unsplit for every type of W, and lora_grad_x_tiled ran for every type
+// but NF4.
 func TestGradXMTileVariants(t *testing.T) {
-	h200, _, tiny := plannedDevices(t)
+	h200, huge, tiny := plannedDevices(t)
 	// one SM whose memory latency is short enough for every kernel's loads
 	// in flight: the 128×128 tiles fill it, and win the ties of the model
 	tiny.Latency = 1e-9
@@ -60,10 +62,47 @@ func TestGradXMTileVariants(t *testing.T) {
 			}
 		}
 	}
-	for _, dt := range []DType{F32, F16, BF16} {
+	// An NF4 W in blocks that straddle its rows, in a multiple of 8 (one
+	// 32-bit word of codes a run) and odd (code by code), on the planner's
+	// m-tile candidate (at these small shapes the model prefers
+	// lora_grad_x_small_nf4 or the 128×128 tiles, which other tests run):
+	// unsplit on the H200 (4 K-steps) and split as far as it may be on a
+	// device of very many SMs (18 K-steps, 4 splits).
+	oldPlan := gradXPlan
+	t.Cleanup(func() { gradXPlan = oldPlan })
+	gradXPlan = func(d plan.Device, n, in, out, r int, ty plan.Types) plan.GradXPlan {
+		c := plan.GradXCandidates(d, n, in, out, r, ty)
+		g := c[len(c)-1]
+		if !strings.HasPrefix(g.Main.Kernel.Name, "lora_grad_x_m") {
+			t.Fatalf("n=%d in=%d out=%d r=%d %v: the last candidate is %s", n, in, out, r, ty, g.Main.Kernel.Name)
+		}
+		return g
+	}
+	for _, d := range []plan.Device{h200, huge} {
+		planDev = func() plan.Device { return d }
+		for _, n := range []int{17, 33, 63, 65, 129} {
+			for _, sh := range []nf4Shape{{n, 136, 70, 5, 32}, {n, 67, 520, 3, 64}} {
+				g := gradXPlan(d, n, sh.in, sh.out, sh.r, plan.Types{W: plan.NF4, Block: sh.block})
+				reached[fmt.Sprintf("%s split %v", g.Main.Kernel.Name, g.Main.Split > 1)] = true
+				checkNF4GradX(t, fmt.Sprintf("%s/nf4/n=%d,in=%d,out=%d,r=%d,block=%d", d.Name, n, sh.in, sh.out, sh.r, sh.block), rng, sh)
+			}
+		}
+	}
+	gradXPlan = oldPlan
+	for _, dt := range []DType{F32, F16, BF16, NF4} {
 		suffix := ""
 		if dt != F32 {
 			suffix = "_" + dt.String()
+		}
+		if dt == NF4 {
+			for _, bm := range []int{16, 32, 64} {
+				for _, split := range []bool{false, true} {
+					if k := fmt.Sprintf("lora_grad_x_m%d_nf4 split %v", bm, split); !reached[k] {
+						t.Errorf("%s not reached", k)
+					}
+				}
+			}
+			continue
 		}
 		for _, bm := range []int{16, 32, 64} {
 			for _, split := range []bool{false, true} {

@@ -23,7 +23,11 @@
 //     t/32 + 8q, columns c0 + (t%32)*4 .. +3, stored as they are (a warp
 //     writes one 512-byte row of the tile);
 //   - a 16-bit W: 2 vectors of 8 elements, row t/16 + 16q, columns c0 +
-//     (t%16)*8 .. +7, kept as bits and widened as they are stored.
+//     (t%16)*8 .. +7, kept as bits and widened as they are stored;
+//   - an NF4 W (lora_grad_x_m*_nf4, its absmax after its codes and its
+//     block size last): the same runs of 8 as their codes and absmax
+//     (lora_fetch8_nf4, one 32-bit load where in % 8 == 0), dequantized as
+//     they are stored (see nf4.cu).
 // 16-byte loads where the row length is a multiple of 4 (8 for a 16-bit W)
 // and the pointers are aligned, element loads otherwise; zeros past every
 // edge. The loads of steps k+1 and k+2 are in flight in two register stages
@@ -36,8 +40,8 @@
 // Global memory: reads dy, U (n x .) and W, A (. x in) tile by tile (W once
 // per M-tile, which run side by side and share it through L2); writes each
 // element of P[z] (n x in) once, never reads it. Shared memory:
-// LORA_MT_K*(BM+4) + LORA_MT_K*(LORA_MT_N+4) floats (static), as
-// lora_forward_m*.
+// LORA_MT_K*(BM+1) + LORA_MT_K*(LORA_MT_N+4) floats (static), as
+// lora_forward_m*, and for an NF4 W the 16 floats of its table.
 #include "tile.cuh"
 
 static_assert(LORA_MT_THREADS == 256 && LORA_MT_N == 128 && LORA_MT_K == 32,
@@ -45,21 +49,36 @@ static_assert(LORA_MT_THREADS == 256 && LORA_MT_N == 128 && LORA_MT_K == 32,
 
 template <int BM, int DT>
 __device__ __forceinline__ void lora_grad_x_mtile(const float* __restrict__ dy,
-                                                  const unsigned short* __restrict__ Wh,
-                                                  const float* __restrict__ Wf,
+                                                  const typename lora_elem<DT>::type* __restrict__ W,
                                                   const float* __restrict__ U,
                                                   const float* __restrict__ A,
                                                   float* __restrict__ P, int n, int in, int out,
-                                                  int r) {
+                                                  int r, const float* __restrict__ absmax = nullptr,
+                                                  int block = 0) {
   constexpr int TM = BM / 16;
   constexpr int XQ = (BM * LORA_MT_K / 4 + LORA_MT_THREADS - 1) / LORA_MT_THREADS;
-  constexpr bool kHalf = DT != LORA_F32;
+  constexpr bool kNF4 = DT == LORA_NF4;
+  constexpr bool kHalf = DT != LORA_F32;  // W loaded in runs of 8 elements
   constexpr int kStages = BM == 64 ? 1 : 2;
-  __shared__ __align__(16) float sa[LORA_MT_K][BM + 4];
+  // The left operand's tile is stored transposed, a thread's 4 elements
+  // down a column: rows of BM + 1 floats put the 32 threads of a warp in 32
+  // banks.
+  __shared__ __align__(16) float sa[LORA_MT_K][BM + 1];
   __shared__ __align__(16) float sb[LORA_MT_K][LORA_MT_N + 4];
   if (blockDim.x != LORA_MT_THREADS) return;  // the tiling needs this exact block
-  (void)Wh;
-  (void)Wf;
+  int sh = 0;
+  const float* tab = nullptr;  // an NF4 W: the table, in shared memory
+  if constexpr (kNF4) {
+    __shared__ float nf4_tab[16];
+    sh = lora_nf4_log2(block);
+    if (sh < 3) return;  // not a power of two of at least 8: nothing written
+    lora_nf4_fill(nf4_tab);
+    __syncthreads();
+    tab = nf4_tab;
+  }
+  (void)sh;
+  (void)tab;
+  (void)absmax;
 
   const int t = threadIdx.x;
   const int m0 = blockIdx.x * BM;
@@ -73,17 +92,20 @@ __device__ __forceinline__ void lora_grad_x_mtile(const float* __restrict__ dy,
   const bool vec_dy = (out & 3) == 0 && lora_aligned16(dy);
   const bool vec_u = r > 0 && (r & 3) == 0 && lora_aligned16(U);
   const bool vec_a = r > 0 && (in & 3) == 0 && lora_aligned16(A);
-  const bool vec_w = kHalf ? (in & 7) == 0 && lora_aligned16(Wh) : (in & 3) == 0 && lora_aligned16(Wf);
+  // An NF4 W: 32-bit words of codes.
+  const bool vec_w = kNF4    ? (in & 7) == 0 && (reinterpret_cast<uintptr_t>(W) & 3u) == 0
+                     : kHalf ? (in & 7) == 0 && lora_aligned16(W)
+                             : (in & 3) == 0 && lora_aligned16(W);
   // Left operand: float4 slot (row, k) = (idx/8, (idx%8)*4).
   const int lk = (t & 7) * 4;
-  // Right operand: float32 rows t/32 + 8q at column fc; 16-bit rows t/16 + 16q
-  // at column hc.
+  // Right operand: float32 rows t/32 + 8q at column fc; 16-bit and NF4 rows
+  // t/16 + 16q at column hc.
   const int fk = t >> 5, fc = (t & 31) * 4;
   const int hk = t >> 4, hc = (t & 15) * 8;
 
   // A stage: the left operand's float4, and the right operand's bits: four
   // float4 of a float32 row (W or A), or two runs of eight 16-bit elements
-  // of W in the first eight words.
+  // (or of eight NF4 codes, lora_fetch8_nf4's uint4) of W.
   float ra0[XQ][4], ra1[XQ][4];
   unsigned rb0[16], rb1[16];
   (void)ra1;
@@ -110,21 +132,32 @@ __device__ __forceinline__ void lora_grad_x_mtile(const float* __restrict__ dy,
       if (idx < BM * LORA_MT_K / 4)
         lora_tile_fetch(L, ll, m0 + (idx >> 3), m0 + (idx >> 3) < n, k0 + lk, ll, lvec, ra[q]);
     }
-    if (kHalf && w) {
-      LORA_UNROLL
-      for (int q = 0; q < 2; ++q) {
-        const int k = k0 + hk + 16 * q;
-        const uint4 v = lora_fetch8_bits_at(Wh + static_cast<long long>(lora_min(k, out - 1)) * in + c0 + hc,
-                                            k < out, in - (c0 + hc), vec_w);
-        rb[4 * q] = v.x;
-        rb[4 * q + 1] = v.y;
-        rb[4 * q + 2] = v.z;
-        rb[4 * q + 3] = v.w;
+    if constexpr (kHalf) {
+      if (w) {
+        LORA_UNROLL
+        for (int q = 0; q < 2; ++q) {
+          const int k = k0 + hk + 16 * q;
+          const long long at = static_cast<long long>(lora_min(k, out - 1)) * in + c0 + hc;
+          uint4 v;
+          if constexpr (kNF4)
+            v = lora_fetch8_nf4(W, absmax, sh, at, k < out, in - (c0 + hc), vec_w);
+          else
+            v = lora_fetch8_bits_at(W + at, k < out, in - (c0 + hc), vec_w);
+          rb[4 * q] = v.x;
+          rb[4 * q + 1] = v.y;
+          rb[4 * q + 2] = v.z;
+          rb[4 * q + 3] = v.w;
+        }
+        return;
       }
-    } else {
-      const float* S = w ? Wf : A;
-      const int rows = w ? out : r;
-      const bool svec = w ? vec_w : vec_a;
+    }
+    {
+      const float* S = A;
+      int rows = r;
+      bool svec = vec_a;
+      if constexpr (!kHalf) {
+        if (w) S = W, rows = out, svec = vec_w;
+      }
       LORA_UNROLL
       for (int q = 0; q < 4; ++q) {
         const int k = k0 + fk + 8 * q;
@@ -149,7 +182,11 @@ __device__ __forceinline__ void lora_grad_x_mtile(const float* __restrict__ dy,
       LORA_UNROLL
       for (int q = 0; q < 2; ++q) {
         float v[8];
-        lora_unpack8<kHalf ? DT : LORA_F16>(make_uint4(rb[4 * q], rb[4 * q + 1], rb[4 * q + 2], rb[4 * q + 3]), v);
+        const uint4 b = make_uint4(rb[4 * q], rb[4 * q + 1], rb[4 * q + 2], rb[4 * q + 3]);
+        if constexpr (kNF4)
+          lora_unpack8_nf4(b, tab, v);
+        else
+          lora_unpack8<kHalf ? DT : LORA_F16>(b, v);
         *reinterpret_cast<float4*>(&sb[hk + 16 * q][hc]) = make_float4(v[0], v[1], v[2], v[3]);
         *reinterpret_cast<float4*>(&sb[hk + 16 * q][hc + 4]) = make_float4(v[4], v[5], v[6], v[7]);
       }
@@ -219,29 +256,36 @@ __device__ __forceinline__ void lora_grad_x_mtile(const float* __restrict__ dy,
   }
 }
 
-#define LORA_GXM_KERNEL(name, BM)                                                                  \
-  extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)                                    \
-      name(const float* __restrict__ dy, const float* __restrict__ W, const float* __restrict__ U, \
-           const float* __restrict__ A, float* __restrict__ P, int n, int in, int out, int r) {    \
-    lora_grad_x_mtile<BM, LORA_F32>(dy, nullptr, W, U, A, P, n, in, out, r);                       \
-  }
-#define LORA_GXM_HALF_KERNEL(name, BM, DT, WT)                                                  \
+#define LORA_GXM_KERNEL(name, BM, DT, WT)                                                       \
   extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)                                 \
       name(const float* __restrict__ dy, const WT* __restrict__ W, const float* __restrict__ U, \
            const float* __restrict__ A, float* __restrict__ P, int n, int in, int out, int r) { \
-    lora_grad_x_mtile<BM, DT>(dy, lora_bits(W), nullptr, U, A, P, n, in, out, r);               \
+    lora_grad_x_mtile<BM, DT>(dy, lora_bits(W), U, A, P, n, in, out, r);                       \
   }
-LORA_GXM_KERNEL(lora_grad_x_m16, 16)
-LORA_GXM_KERNEL(lora_grad_x_m32, 32)
-LORA_GXM_KERNEL(lora_grad_x_m64, 64)
-LORA_GXM_HALF_KERNEL(lora_grad_x_m16_f16, 16, LORA_F16, __half)
-LORA_GXM_HALF_KERNEL(lora_grad_x_m32_f16, 32, LORA_F16, __half)
-LORA_GXM_HALF_KERNEL(lora_grad_x_m64_f16, 64, LORA_F16, __half)
-LORA_GXM_HALF_KERNEL(lora_grad_x_m16_bf16, 16, LORA_BF16, __nv_bfloat16)
-LORA_GXM_HALF_KERNEL(lora_grad_x_m32_bf16, 32, LORA_BF16, __nv_bfloat16)
-LORA_GXM_HALF_KERNEL(lora_grad_x_m64_bf16, 64, LORA_BF16, __nv_bfloat16)
+LORA_GXM_KERNEL(lora_grad_x_m16, 16, LORA_F32, float)
+LORA_GXM_KERNEL(lora_grad_x_m32, 32, LORA_F32, float)
+LORA_GXM_KERNEL(lora_grad_x_m64, 64, LORA_F32, float)
+LORA_GXM_KERNEL(lora_grad_x_m16_f16, 16, LORA_F16, __half)
+LORA_GXM_KERNEL(lora_grad_x_m32_f16, 32, LORA_F16, __half)
+LORA_GXM_KERNEL(lora_grad_x_m64_f16, 64, LORA_F16, __half)
+LORA_GXM_KERNEL(lora_grad_x_m16_bf16, 16, LORA_BF16, __nv_bfloat16)
+LORA_GXM_KERNEL(lora_grad_x_m32_bf16, 32, LORA_BF16, __nv_bfloat16)
+LORA_GXM_KERNEL(lora_grad_x_m64_bf16, 64, LORA_BF16, __nv_bfloat16)
 #undef LORA_GXM_KERNEL
-#undef LORA_GXM_HALF_KERNEL
+
+// An NF4 W: its codes, its absmax and its block size (see nf4.cu).
+#define LORA_GXM_NF4_KERNEL(name, BM)                                                            \
+  extern "C" __global__ void __launch_bounds__(LORA_MT_THREADS)                                  \
+      name(const float* __restrict__ dy, const unsigned char* __restrict__ W,                    \
+           const float* __restrict__ absmax, const float* __restrict__ U,                        \
+           const float* __restrict__ A, float* __restrict__ P, int n, int in, int out, int r,    \
+           int block) {                                                                          \
+    lora_grad_x_mtile<BM, LORA_NF4>(dy, W, U, A, P, n, in, out, r, absmax, block);               \
+  }
+LORA_GXM_NF4_KERNEL(lora_grad_x_m16_nf4, 16)
+LORA_GXM_NF4_KERNEL(lora_grad_x_m32_nf4, 32)
+LORA_GXM_NF4_KERNEL(lora_grad_x_m64_nf4, 64)
+#undef LORA_GXM_NF4_KERNEL
 
 #ifndef __CUDACC__
 LORA_EMU_REGISTER(lora_grad_x_m16)
@@ -253,4 +297,7 @@ LORA_EMU_REGISTER(lora_grad_x_m64_f16)
 LORA_EMU_REGISTER(lora_grad_x_m16_bf16)
 LORA_EMU_REGISTER(lora_grad_x_m32_bf16)
 LORA_EMU_REGISTER(lora_grad_x_m64_bf16)
+LORA_EMU_REGISTER(lora_grad_x_m16_nf4)
+LORA_EMU_REGISTER(lora_grad_x_m32_nf4)
+LORA_EMU_REGISTER(lora_grad_x_m64_nf4)
 #endif

@@ -98,4 +98,7 @@ var Params = map[string]int{
 	"lora_forward_m64_nf4":     10,
 	"lora_forward_tiled_nf4":   11,
 	"lora_grad_x_tiled_nf4":    11,
+	"lora_grad_x_m16_nf4":      11,
+	"lora_grad_x_m32_nf4":      11,
+	"lora_grad_x_m64_nf4":      11,
 }

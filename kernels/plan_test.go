@@ -55,7 +55,7 @@ func TestPlanConstants(t *testing.T) {
 	for _, k := range []plan.Kernel{plan.KShrink, plan.KSmall, plan.KTiled, plan.KM16, plan.KM32, plan.KM64,
 		plan.KRed, plan.KMerge, plan.KGradX, plan.KGradXTiled, plan.KSmallNF4, plan.KGradXNF4,
 		plan.KTiledNF4, plan.KGradXTiledNF4, plan.KM16NF4, plan.KM32NF4, plan.KM64NF4,
-		plan.KGradXM16, plan.KGradXM32, plan.KGradXM64} {
+		plan.KGradXM16, plan.KGradXM32, plan.KGradXM64, plan.KGradXM16NF4, plan.KGradXM32NF4, plan.KGradXM64NF4} {
 		if _, ok := kernels.Params[k.Name]; !ok {
 			t.Errorf("package plan names %s, which lora.cu does not define", k.Name)
 		}

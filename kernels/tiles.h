@@ -39,7 +39,7 @@
  *   per = ceil(ceil(in / LORA_MT_K) / S).
  *   grid  (ceil(n / BM), ceil(out / LORA_MT_N) + ceil(r / LORA_MT_N), S): the
  *   first tiles along y take rows of W, the others rows of A
- *   block (LORA_MT_THREADS, 1, 1), static shared LORA_MT_K*(BM+4+LORA_MT_N+4)*4 bytes
+ *   block (LORA_MT_THREADS, 1, 1), static shared LORA_MT_K*(BM+1+LORA_MT_N+4)*4 bytes
  *
  * lora_forward_reduce(P, B, y, n, out, r, splits, s)
  *   y[i,j] = sum_z P[z][i,j] + s * sum_k (sum_z P[z][i,out+k]) * B[j,k],
@@ -149,7 +149,7 @@
  *   S == 1, P is dx; otherwise lora_forward_reduce(P, null, dx, n, in, 0, S,
  *   0) sums the splits.
  *   grid  (ceil(n / BM), ceil(in / LORA_MT_N), S)
- *   block (LORA_MT_THREADS, 1, 1), static shared LORA_MT_K*(BM+4+LORA_MT_N+4)*4 bytes
+ *   block (LORA_MT_THREADS, 1, 1), static shared LORA_MT_K*(BM+1+LORA_MT_N+4)*4 bytes
  *
  *   The dx kernels accept r == 0 with U and A null: dx = dy * W (a merged
  *   layer).

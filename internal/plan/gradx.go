@@ -11,8 +11,13 @@ import "math"
 // half the bytes (ofType). Registers: nvcc 11.8, sm_90.
 var (
 	KGradXM16 = Kernel{"lora_grad_x_m16", MTileThreads, 80, mtileShared(16), 2 * MTileN * MTileK * 4}
-	KGradXM32 = Kernel{"lora_grad_x_m32", MTileThreads, 105, mtileShared(32), 2 * MTileN * MTileK * 4}
-	KGradXM64 = Kernel{"lora_grad_x_m64", MTileThreads, 103, mtileShared(64), MTileN * MTileK * 4}
+	KGradXM32 = Kernel{"lora_grad_x_m32", MTileThreads, 83, mtileShared(32), 2 * MTileN * MTileK * 4}
+	KGradXM64 = Kernel{"lora_grad_x_m64", MTileThreads, 92, mtileShared(64), MTileN * MTileK * 4}
+	// lora_grad_x_m*_nf4: W's K-step as runs of eight codes, half a byte an
+	// element, the table beside the tiles.
+	KGradXM16NF4 = Kernel{"lora_grad_x_m16_nf4", MTileThreads, 80, mtileShared(16) + 64, 2 * MTileN * MTileK / 2}
+	KGradXM32NF4 = Kernel{"lora_grad_x_m32_nf4", MTileThreads, 101, mtileShared(32) + 64, 2 * MTileN * MTileK / 2}
+	KGradXM64NF4 = Kernel{"lora_grad_x_m64_nf4", MTileThreads, 106, mtileShared(64) + 64, MTileN * MTileK / 2}
 )
 
 // GradX plans dx = dy·W + U·A (n×in) for a float32 W out×in: GradXOf's
@@ -107,8 +112,13 @@ func gradXMTile(d Device, n, in, out, r int, w Elem, bytes, flops float64) GradX
 	k := ofType(map[int]Kernel{16: KGradXM16, 32: KGradXM32, 64: KGradXM64}[bm], w)
 	main := Launch{Kernel: k, Grid: [3]int{ceilDiv(n, bm), ceilDiv(in, MTileN), 1}, TileM: bm, N: n,
 		Bytes: bytes, Flops: flops}
+	if w == NF4 {
+		main.Kernel = map[int]Kernel{16: KGradXM16NF4, 32: KGradXM32NF4, 64: KGradXM64NF4}[bm]
+		main.Dequant = float64(out) * float64(in) * float64(ceilDiv(n, bm))
+	}
 	steps := ceilDiv(out, MTileK) + ceilDiv(r, MTileK)
 	main.MaxSplit = max(1, min(MaxSplit, steps/4))
+	k = main.Kernel
 	slots := d.Occupancy(k) * d.SMs
 	want := slots
 	bound := main.BandwidthBound(d)
@@ -129,7 +139,7 @@ func gradXMTile(d Device, n, in, out, r int, w Elem, bytes, flops float64) GradX
 			if s > 1 {
 				ws = 8 * float64(s) * float64(n) * float64(in)
 			}
-			if t := flops/(d.FLOPs*w/math.Ceil(w)) + ws/d.Bandwidth; t < best {
+			if t := (flops+DequantFlops*main.Dequant)/(d.FLOPs*w/math.Ceil(w)) + ws/d.Bandwidth; t < best {
 				best, main.Split = t, s
 			}
 		}
@@ -143,8 +153,9 @@ func gradXMTile(d Device, n, in, out, r int, w Elem, bytes, flops float64) GradX
 // lora_grad_x_small_nf4: the geometry of lora_grad_x_small with the grid's z
 // taking the rows of dy SmallNMax at a time (W read once per 16 rows of dy),
 // its split over the rows of [W; A] summed by lora_forward_reduce (r = 0)
-// into dx. Above, that or the 128×128 lora_grad_x_tiled_nf4 (no split, no
-// workspace), whichever has the least modelled time (see GradXNF4Candidates).
+// into dx. Above, that, the 128×128 lora_grad_x_tiled_nf4 (no split, no
+// workspace) or the m-tiles, whichever has the least modelled time (see
+// GradXNF4Candidates).
 func GradXNF4(d Device, n, in, out, r, block int) (main Launch, reduce *Launch, workspace int) {
 	g := bestGradX(d, GradXNF4Candidates(d, n, in, out, r, block))
 	return g.Main, g.Reduce, g.Workspace
@@ -169,7 +180,8 @@ func (g GradXPlan) Time(d Device) float64 {
 }
 
 // GradXNF4Candidates lists the plans GradXNF4 chooses among: the small
-// kernel first, and above SmallNMax rows of dy the tiled one.
+// kernel first, and above SmallNMax rows of dy the tiled one and the
+// m-tiles (lora_grad_x_m*_nf4, split as for the other types of W).
 func GradXNF4Candidates(d Device, n, in, out, r, block int) []GradXPlan {
 	wBytes := nf4Bytes(float64(out)*float64(in), block) + 4*float64(r)*float64(in)
 	flops := 2 * float64(n) * float64(out+r) * float64(in)
@@ -179,6 +191,7 @@ func GradXNF4Candidates(d Device, n, in, out, r, block int) []GradXPlan {
 		c = append(c, GradXPlan{Main: Launch{Kernel: KGradXTiledNF4, Grid: [3]int{ceilDiv(n, TileM), ceilDiv(in, TileN), 1},
 			TileM: TileM, N: n, Split: 1, MaxSplit: 1, Bytes: wBytes + ioBytes, Flops: flops,
 			Dequant: float64(out) * float64(in) * float64(ceilDiv(n, TileM))}})
+		c = append(c, gradXMTile(d, n, in, out, r, NF4, wBytes+ioBytes, flops))
 	}
 	return c
 }

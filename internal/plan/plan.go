@@ -281,7 +281,7 @@ var (
 	// lora_forward_m16/m32: two K-steps of V in flight per block; m64: one.
 	KM16   = Kernel{"lora_forward_m16", MTileThreads, 128, mtileShared(16), 2 * MTileN * MTileK * 4}
 	KM32   = Kernel{"lora_forward_m32", MTileThreads, 128, mtileShared(32), 2 * MTileN * MTileK * 4}
-	KM64   = Kernel{"lora_forward_m64", MTileThreads, 127, mtileShared(64), MTileN * MTileK * 4}
+	KM64   = Kernel{"lora_forward_m64", MTileThreads, 128, mtileShared(64), MTileN * MTileK * 4}
 	KRed   = Kernel{"lora_forward_reduce", ReduceThreads, 32, ReduceThreads * 4, 0}
 	KMerge = Kernel{"lora_merge", MergeThreads, 128, 20608, MergeTileOut * MergeTileIn * 4}
 	KGradX = Kernel{"lora_grad_x_small", GradXSmallThreads, 128, 34816,
@@ -328,8 +328,8 @@ const (
 	NF4TiledRegs      = 128
 	NF4GradXTiledRegs = 128
 	NF4M16Regs        = 128
-	NF4M32Regs        = 97
-	NF4M64Regs        = 102
+	NF4M32Regs        = 99
+	NF4M64Regs        = 113
 )
 
 // Tiles of lora_forward_mma_*, as its doc comment gives them.
@@ -388,9 +388,9 @@ func ofType(k Kernel, e Elem) Kernel {
 	case KM16.Name:
 		k.Regs, k.InFlight = 96, k.InFlight/2
 	case KM32.Name:
-		k.Regs, k.InFlight = 97, k.InFlight/2
+		k.Regs, k.InFlight = 99, k.InFlight/2
 	case KM64.Name:
-		k.Regs, k.InFlight = 111, k.InFlight/2
+		k.Regs, k.InFlight = 117, k.InFlight/2
 	case KGradXM16.Name:
 		k.Regs, k.InFlight = 96, k.InFlight/2
 	case KGradXM32.Name:
@@ -411,8 +411,9 @@ func ofType(k Kernel, e Elem) Kernel {
 }
 
 // mtileShared is the static shared memory of lora_forward_m<bm>: one K-major
-// tile of x and one of [W; A], each row padded by 4 floats.
-func mtileShared(bm int) int { return MTileK * (bm + 4 + MTileN + 4) * 4 }
+// tile of x, each row padded by 1 float (a warp's transposed stores hit 32
+// banks), and one of [W; A], each row padded by 4 (16-byte rows).
+func mtileShared(bm int) int { return MTileK * (bm + 1 + MTileN + 4) * 4 }
 
 // SmallUnroll is the number of 16-byte loads of each W row a lane of
 // lora_forward_small issues before using any, for nb rows of float32 x (nb

@@ -107,7 +107,8 @@ func plannedKernels() []Kernel {
 			ks = append(ks, k)
 		}
 	}
-	return append(ks, KMerge, KSmallNF4, KGradXNF4, KTiledNF4, KGradXTiledNF4, KM16NF4, KM32NF4, KM64NF4)
+	return append(ks, KMerge, KSmallNF4, KGradXNF4, KTiledNF4, KGradXTiledNF4, KM16NF4, KM32NF4, KM64NF4,
+		KGradXM16NF4, KGradXM32NF4, KGradXM64NF4)
 }
 
 // TestKernelResources: kernelRegs (resources.go) holds the registers of
