@@ -29,9 +29,12 @@
 // warp (wm, wn) = (warp / 4, warp % 4) owns the BM/2 x BN/4 sub-tile at rows
 // m0 + wm·BM/2, columns n0 + wn·BN/4: BM/32 x BN/32 m16n8 tiles (4 x 4, 64
 // fp32 accumulators per lane, for 128 x 128). Per K-step of LORA_MMA_BK = 32
-// inner elements, thread t loads chunks t, t + 256, ... of 8 consecutive
-// elements (16 bytes) of the x tile and of the W tile (chunk c: row c / 4,
-// elements 8·(c % 4) .. +7; BM·4 chunks of x, BN·4 of W), one 16-byte load
+// inner elements, thread t loads chunks of 8 consecutive elements (16
+// bytes) of the x tile and of the W tile: rows (t % 8) + 8·(t / 32) + 64·h
+// (h = 0 .. BM/64 or BN/64, rows past the tile none), elements
+// 8·((t / 8) % 4) .. +7, so that the 8 threads of each phase of a warp's
+// 16-byte stores to shared memory write 8 rows of one chunk, which
+// fall in 32 distinct banks (rows 80 bytes apart), one 16-byte load
 // when in % 8 == 0 and x, W are 16-byte aligned, element by element
 // otherwise; rows past n (out) and elements past in are zeros. The tiles sit
 // row-major in shared memory, rows padded to 40 elements (80 bytes: the 8
@@ -115,8 +118,10 @@ __device__ __forceinline__ void lora_forward_mma_impl(const unsigned short* __re
   const int wm = (warp / LORA_MMA_WARPS_N) * WM;  // the warp's sub-tile in the block
   const int wn = (warp % LORA_MMA_WARPS_N) * WN;
 
-  // Loading: chunks c = t + 256·h, row c / 4, elements 8·(c % 4).
-  const int lrow = t >> 2, lk = (t & 3) * 8;
+  // Loading: rows (t % 8) + 8·(t / 32) + 64·h, elements 8·((t / 8) % 4): a
+  // warp's 8 rows of 64 bytes, each quarter of it (the threads one phase of
+  // 16-byte stores serves) one chunk of 8 rows, 80 bytes apart: 32 banks.
+  const int lrow = (t & 7) + 8 * (t >> 5), lk = ((t >> 3) & 3) * 8;
   const bool vec = (in & 7) == 0 && lora_aligned16(x) && lora_aligned16(W);
   const int tiles = (in + LORA_MMA_BK - 1) / LORA_MMA_BK;
 

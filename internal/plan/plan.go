@@ -293,7 +293,7 @@ var (
 	// lora_forward_mma_m64n128_*, _m64n64_*, _m32n64_*: the same kernel on
 	// smaller tiles of y (MMATiles), for where a wave of 128×128 tiles does
 	// not fill the GPU: two K-steps of their BN rows of W in flight.
-	KMMAm64n128 = Kernel{"lora_forward_mma_m64n128", MMAThreads, 77, 30720, 2 * 128 * MMATileK * 2}
+	KMMAm64n128 = Kernel{"lora_forward_mma_m64n128", MMAThreads, 76, 30720, 2 * 128 * MMATileK * 2}
 	KMMAm64n64  = Kernel{"lora_forward_mma_m64n64", MMAThreads, 64, 20480, 2 * 64 * MMATileK * 2}
 	KMMAm32n64  = Kernel{"lora_forward_mma_m32n64", MMAThreads, 48, 15360, 2 * 64 * MMATileK * 2}
 	// lora_forward_small_nf4: lora_forward_small's geometry (and shared
