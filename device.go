@@ -219,6 +219,10 @@ func planDevice() plan.Device {
 // every variant of the plan on small shapes.
 var planDev = planDevice
 
+// forwardPlan is the planner forwardKernels follows; tests replace it to
+// run each of the planner's candidates.
+var forwardPlan = plan.ForwardPlanOf
+
 func dim(g [3]int) cuda.Dim3 { return cuda.Dim3{X: g[0], Y: g[1], Z: g[2]} }
 
 // align4 rounds a count of floats up to whole 16-byte vectors.
@@ -251,7 +255,7 @@ func forwardKernels(y, x, w, a, b *Matrix, s float32) error {
 	if w.dt == NF4 {
 		ty.Block = w.buf.block
 	}
-	f := plan.ForwardPlanOf(planDev(), n, in, out, r, ty)
+	f := forwardPlan(planDev(), n, in, out, r, ty)
 	for _, l := range f.Launches() {
 		if l.Grid[1] > 65535 || l.Grid[2] > 65535 {
 			return fmt.Errorf("%w: out = %d, rank %d need a grid of %v blocks for %s, above the GPU's grid limit",

@@ -16,9 +16,10 @@ import (
 // backward enqueues, with T = s·x·Aᵀ and U = s·dy·B in scratch (n×r each):
 // lora_shrink and lora_grad_u for T and U, lora_grad_ab twice for
 // dB = dyᵀ·T and dA = Uᵀ·x, and unless dx is nil dx = dy·W + U·A (dy·W when
-// merged) by the small-batch or the tiled kernel. W may be F32, F16, BF16
-// or NF4 (lora_grad_x_small_nf4 or lora_grad_x_tiled_nf4, as plan.GradXNF4
-// chooses); every other operand is F32. Every limit is checked before anything
+// merged) by the kernel plan.GradXOf chooses: the small-batch one, the
+// m-tiles or the tiled one. W may be F32, F16, BF16 or NF4
+// (lora_grad_x_small_nf4 or lora_grad_x_tiled_nf4); every other operand is
+// F32. Every limit is checked before anything
 // is enqueued.
 func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged bool) error {
 	n, in, out, r := x.rows, x.cols, w.rows, a.rows
@@ -41,11 +42,8 @@ func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged
 		if in > math.MaxInt32 || out+rx > math.MaxInt32 {
 			return fmt.Errorf("in = %d, out = %d, rank %d do not fit the kernels' int: %w", in, out, rx, ErrShape)
 		}
-		if w.dt == NF4 {
-			gx, gxReduce, gxWork = plan.GradXNF4(planDev(), n, in, out, rx, w.buf.block)
-		} else {
-			gx, gxReduce, gxWork = plan.GradX(planDev(), n, in, out, rx)
-		}
+		g := gradXPlan(planDev(), n, in, out, rx, plan.Types{W: plan.Elem(w.dt), Block: w.buf.block})
+		gx, gxReduce, gxWork = g.Main, g.Reduce, g.Workspace
 		if gx.Grid[1] > 65535 || gx.Grid[2] > 65535 {
 			return fmt.Errorf("in = %d, n = %d need a grid of %v blocks, above the GPU's grid limit: %w", in, n, gx.Grid, ErrShape)
 		}
@@ -84,11 +82,11 @@ func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged
 	if merged {
 		u, am, r = 0, nil, 0
 	}
-	// dx = dy·W + U·A as planned by plan.GradX: the small-batch kernel, its
-	// split over the rows of [W; A] summed by lora_forward_reduce, or the
-	// tiled kernel. An F16 or BF16 W goes to their _f16 or _bf16 forms, on
-	// the same geometry, which read its 16-bit elements and widen them in
-	// registers.
+	// dx = dy·W + U·A as planned by plan.GradXOf: the small-batch kernel or
+	// the m-tiles, their split over the rows of [W; A] summed by
+	// lora_forward_reduce, or the tiled kernel. An F16 or BF16 W goes to
+	// their _f16 or _bf16 forms (the plan names them), on the same geometry,
+	// which read its 16-bit elements and widen them in registers.
 	// An NF4 W goes to lora_grad_x_small_nf4 or lora_grad_x_tiled_nf4
 	// (plan.GradXNF4), which take W's absmax after its codes and its block
 	// size last.
@@ -104,9 +102,8 @@ func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged
 		xk.mat(dx)
 	}
 	xk.int32(n).int32(in).int32(out).int32(r)
-	name := kernelOf(gx.Kernel.Name, w)
+	name := gx.Kernel.Name
 	if w.dt == NF4 {
-		name = gx.Kernel.Name
 		xk.int32(w.buf.block)
 	}
 	if err := launch(name, dim(gx.Grid), cuda.Dim3{X: gx.Kernel.Threads, Y: 1, Z: 1}, &xk); err != nil {
@@ -119,6 +116,10 @@ func (gpuBackend) backward(dx, dA, dB, dy, x, w, a, b *Matrix, s float32, merged
 	rk.ptr(ws).mat(nil).mat(dx).int32(n).int32(in).int32(0).int32(gx.Split).float(0)
 	return launch(gxReduce.Kernel.Name, dim(gxReduce.Grid), cuda.Dim3{X: gxReduce.Kernel.Threads, Y: 1, Z: 1}, &rk)
 }
+
+// gradXPlan is the planner backward follows for dx; tests replace it to run
+// each of the planner's candidates.
+var gradXPlan = plan.GradXOf
 
 // gradAB enqueues c = gᵀ·h for g (n×p) and h (n×r, scratch): c is p×r, or
 // r×p when trans.

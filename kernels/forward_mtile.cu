@@ -28,7 +28,7 @@
 //
 // Global memory: reads x and V tile by tile (V once per M-tile, which run
 // side by side and share it through L2); writes each element of P[z] once.
-// Shared memory: LORA_MT_K*(BM+4) + LORA_MT_K*(LORA_MT_N+4) floats (static).
+// Shared memory: LORA_MT_K*(BM+1) + LORA_MT_K*(LORA_MT_N+4) floats (static).
 #include "tile.cuh"
 
 static_assert(LORA_MT_THREADS == 256 && LORA_MT_N == 128 && LORA_MT_K == 32,
@@ -48,7 +48,7 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
                                                    const typename lora_elem<DT>::type* __restrict__ S,
                                                    float* __restrict__ P, int n, int in, int rows,
                                                    int jb, int jend, int n0,
-                                                   float (&sa)[LORA_MT_K][BM + 4],
+                                                   float (&sa)[LORA_MT_K][BM + 1],
                                                    float (&sb)[LORA_MT_K][LORA_MT_N + 4],
                                                    const float* __restrict__ absmax = nullptr,
                                                    int sh = 0, const float* tab = nullptr) {
@@ -233,8 +233,10 @@ __device__ __forceinline__ void lora_forward_mtile_impl(const float* __restrict_
                                                         int out, int r,
                                                         const float* __restrict__ absmax = nullptr,
                                                         int block = 0) {
-  // One copy of the tiles for both sources.
-  __shared__ __align__(16) float sa[LORA_MT_K][BM + 4];
+  // One copy of the tiles for both sources. The tile of x is stored
+  // transposed, a thread's 4 elements down a column: rows of BM + 1 floats
+  // put the 32 threads of a warp in 32 banks.
+  __shared__ __align__(16) float sa[LORA_MT_K][BM + 1];
   __shared__ __align__(16) float sb[LORA_MT_K][LORA_MT_N + 4];
   if (blockDim.x != LORA_MT_THREADS) return;  // the tiling needs this exact block
   const int wtiles = (out + LORA_MT_N - 1) / LORA_MT_N;

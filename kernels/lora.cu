@@ -45,6 +45,9 @@
 //                          const float* T, const float* B, float* y, int n, int in, int out,
 //                          int r, int block)
 //   lora_grad_x_tiled_nf4(same parameters as lora_grad_x_small_nf4)
+//   lora_grad_x_m16, _m32, _m64(const float* dy, const float* W, const float* U, const float* A,
+//                               float* P, int n, int in, int out, int r), and their _f16 and
+//                               _bf16 forms (W __half*, __nv_bfloat16*) (backward_mtile.cu)
 //   lora_adamw(float* A, float* B, const float* dA, const float* dB, float* state,
 //              long long countA, long long countB, float decay, float step,
 //              float inv_sqrt_bc2, float eps, float beta1, float beta2)
@@ -78,6 +81,7 @@
 #include "backward.cu"
 #include "backward_small.cu"
 #include "backward_tiled.cu"
+#include "backward_mtile.cu"
 #include "nf4.cu"
 #include "optim.cu"
 #include "mse.cu"

@@ -51,7 +51,7 @@
 // of its tile of W's rows in float32, double-buffered in the 128x128
 // kernels (2 x 8 x 132 floats, 8.4 KB, of the 16.9 KB they use with x's
 // tile) and single in the m-tiles (32 x 132 floats, 16.9 KB, beside x's 32
-// x (BM + 4)); plus the 16-entry table (64 bytes).
+// x (BM + 1)); plus the 16-entry table (64 bytes).
 #include "common.cuh"
 
 // The value of element f, read on its own: its byte, its nibble, its

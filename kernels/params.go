@@ -22,6 +22,9 @@ var Params = map[string]int{
 	"lora_grad_ab":        7,
 	"lora_grad_x_small":   9,
 	"lora_grad_x_tiled":   9,
+	"lora_grad_x_m16":     9,
+	"lora_grad_x_m32":     9,
+	"lora_grad_x_m64":     9,
 	"lora_adamw":          13,
 	"lora_sgd":            9,
 	"lora_mse":            6,
@@ -58,8 +61,14 @@ var Params = map[string]int{
 	"lora_convert_bf16_f16":  3,
 	"lora_convert_bf16_bf16": 3,
 
-	"lora_forward_mma_bf16": 9,
-	"lora_forward_mma_f16":  9,
+	"lora_forward_mma_bf16":         9,
+	"lora_forward_mma_f16":          9,
+	"lora_forward_mma_m64n128_bf16": 9,
+	"lora_forward_mma_m64n128_f16":  9,
+	"lora_forward_mma_m64n64_bf16":  9,
+	"lora_forward_mma_m64n64_f16":   9,
+	"lora_forward_mma_m32n64_bf16":  9,
+	"lora_forward_mma_m32n64_f16":   9,
 
 	"lora_merge_f16":         7,
 	"lora_merge_bf16":        7,
@@ -71,6 +80,12 @@ var Params = map[string]int{
 	"lora_grad_x_small_bf16": 9,
 	"lora_grad_x_tiled_f16":  9,
 	"lora_grad_x_tiled_bf16": 9,
+	"lora_grad_x_m16_f16":    9,
+	"lora_grad_x_m32_f16":    9,
+	"lora_grad_x_m64_f16":    9,
+	"lora_grad_x_m16_bf16":   9,
+	"lora_grad_x_m32_bf16":   9,
+	"lora_grad_x_m64_bf16":   9,
 
 	// An NF4 W: its codes, then its absmax, and its block size last.
 	"lora_forward_small_nf4":   10,
@@ -83,4 +98,7 @@ var Params = map[string]int{
 	"lora_forward_m64_nf4":     10,
 	"lora_forward_tiled_nf4":   11,
 	"lora_grad_x_tiled_nf4":    11,
+	"lora_grad_x_m16_nf4":      11,
+	"lora_grad_x_m32_nf4":      11,
+	"lora_grad_x_m64_nf4":      11,
 }

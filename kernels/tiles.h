@@ -39,7 +39,7 @@
  *   per = ceil(ceil(in / LORA_MT_K) / S).
  *   grid  (ceil(n / BM), ceil(out / LORA_MT_N) + ceil(r / LORA_MT_N), S): the
  *   first tiles along y take rows of W, the others rows of A
- *   block (LORA_MT_THREADS, 1, 1), static shared LORA_MT_K*(BM+4+LORA_MT_N+4)*4 bytes
+ *   block (LORA_MT_THREADS, 1, 1), static shared LORA_MT_K*(BM+1+LORA_MT_N+4)*4 bytes
  *
  * lora_forward_reduce(P, B, y, n, out, r, splits, s)
  *   y[i,j] = sum_z P[z][i,j] + s * sum_k (sum_z P[z][i,out+k]) * B[j,k],
@@ -140,7 +140,18 @@
  *   grid  (ceil(n / LORA_TILE_M), ceil(in / LORA_TILE_N), 1)
  *   block (LORA_TILE_THREADS, 1, 1), static shared 16896 bytes
  *
- *   Both dx kernels accept r == 0 with U and A null: dx = dy * W (a merged
+ * lora_grad_x_m16, _m32, _m64(dy, W, U, A, P, n, in, out, r), and their
+ *   _f16 and _bf16 forms                 P[z] = the split z of [dy | U] * [W ; A]
+ *   17 <= n (any n >= 1 is correct): BM x LORA_MT_N tiles of P (BM = 16, 32,
+ *   64), the inner dimension out + r in K-steps of LORA_MT_K, ceil(out /
+ *   LORA_MT_K) of dy/W then ceil(r / LORA_MT_K) of U/A: split z of S =
+ *   gridDim.z takes steps [z*per, (z+1)*per), per = ceil(steps / S). With
+ *   S == 1, P is dx; otherwise lora_forward_reduce(P, null, dx, n, in, 0, S,
+ *   0) sums the splits.
+ *   grid  (ceil(n / BM), ceil(in / LORA_MT_N), S)
+ *   block (LORA_MT_THREADS, 1, 1), static shared LORA_MT_K*(BM+1+LORA_MT_N+4)*4 bytes
+ *
+ *   The dx kernels accept r == 0 with U and A null: dx = dy * W (a merged
  *   layer).
  *
  * lora_adamw(A, B, dA, dB, state, countA, countB, decay, step, inv_sqrt_bc2,

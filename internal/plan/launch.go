@@ -17,6 +17,9 @@ type Launch struct {
 	// TensorFlops is the useful floating-point operations on the tensor
 	// cores (lora_forward_mma_*'s x·Wᵀ), at the device's Tensor rate.
 	TensorFlops float64
+	// TensorRate is the fraction of the device's Tensor rate the launch's
+	// tiles reach (0: all of it); see MMATile.Rate.
+	TensorRate float64
 	// Reread is the DRAM bytes of W (and A) read again beyond Bytes: the
 	// small NF4 kernels stream [W; A] once per SmallNMax rows of x.
 	Reread float64
@@ -92,7 +95,7 @@ const DequantFlops = 8
 //   - compute: the useful FLOPs grown by the tile rows wasted on padding,
 //     plus DequantFlops per dequantized NF4 element, at the device's fp32
 //     rate, and the tensor cores' FLOPs, grown likewise, at its Tensor
-//     rate after them; both rates times the fraction of the slots the
+//     rate (times TensorRate) after them; both rates times the fraction of the slots the
 //     launch keeps busy, waves / ⌈waves⌉, so that a partial last wave
 //     costs a whole one.
 func (l Launch) Time(d Device) float64 {
@@ -106,6 +109,10 @@ func (l Launch) Time(d Device) float64 {
 		busy = w / math.Ceil(w)
 	}
 	pad := 1 - l.Padding()
-	compute := ((l.Flops/pad+DequantFlops*l.Dequant)/d.FLOPs + tensorTime(l.TensorFlops/pad, d)) / busy
+	tensor := tensorTime(l.TensorFlops/pad, d)
+	if l.TensorRate > 0 {
+		tensor /= l.TensorRate
+	}
+	compute := ((l.Flops/pad+DequantFlops*l.Dequant)/d.FLOPs + tensor) / busy
 	return LaunchOverhead + max(mem, compute)
 }

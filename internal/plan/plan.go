@@ -107,13 +107,17 @@ type Device struct {
 // datasheets print twice these, "with sparsity"): V100 SXM2 125 TFLOP/s
 // (Volta's fp16 tensor cores, which the mma kernels, sm_80 and newer, do
 // not use); A100 SXM 312; H100 SXM 989 (1,979 with sparsity); H200 SXM 989
-// (1,979 with sparsity); L4 121 (242 with sparsity).
+// (1,979 with sparsity); H100 PCIe 756 (1,513 with sparsity); L4 121 (242
+// with sparsity).
 var (
 	V100 = Device{"V100", 80, 96 << 10, 2048, 65536, 32, 900e9, 15.7e12, 0.7e-6, 70, 125e12}
 	A100 = Device{"A100", 108, 164 << 10, 2048, 65536, 32, 2.04e12, 19.5e12, 0.7e-6, 80, 312e12}
 	H100 = Device{"H100", 132, 228 << 10, 2048, 65536, 32, 3.35e12, 67e12, 0.7e-6, 90, 989e12}
 	H200 = Device{"H200", 132, 228 << 10, 2048, 65536, 32, 4.8e12, 67e12, 0.7e-6, 90, 989e12}
-	L4   = Device{"L4", 58, 100 << 10, 1536, 65536, 24, 300e9, 30e12, 0.7e-6, 89, 121e12}
+	// H100 PCIe: 114 SMs at 1.755 GHz boost, HBM2e at 2.0 TB/s; 51 TFLOP/s
+	// fp32, 756 dense bf16 (1,513 with sparsity).
+	H100PCIe = Device{"H100 PCIe", 114, 228 << 10, 2048, 65536, 32, 2.0e12, 51e12, 0.7e-6, 90, 756e12}
+	L4       = Device{"L4", 58, 100 << 10, 1536, 65536, 24, 300e9, 30e12, 0.7e-6, 89, 121e12}
 )
 
 // TensorPerFP32 is the ratio of the dense 16-bit tensor-core rate to the
@@ -136,7 +140,7 @@ func TensorPerFP32(arch int) float64 {
 }
 
 // Devices lists the devices of the tests.
-var Devices = []Device{V100, A100, H100, H200, L4}
+var Devices = []Device{V100, A100, H100, H100PCIe, H200, L4}
 
 // Valid reports whether every property of d is positive.
 func (d Device) Valid() error {
@@ -232,15 +236,35 @@ type Kernel struct {
 	InFlight int // bytes of W per block in flight
 }
 
-// Occupancy returns how many blocks of k an SM of d holds at once.
+// ReservedShared is the shared memory the driver reserves for each block
+// on sm_80 and newer, beside the block's own.
+const ReservedShared = 1024
+
+// Regs returns the registers per thread of k on d: those ptxas gave k's
+// SASS for d's architecture (kernelRegs), or k.Regs (sm_90's) for an
+// architecture the fatbin has no SASS for.
+func (d Device) Regs(k Kernel) int {
+	if r, ok := kernelRegs[k.Name][d.Arch]; ok && k.Regs > 0 {
+		return r
+	}
+	return k.Regs
+}
+
+// Occupancy returns how many blocks of k an SM of d holds at once: bound by
+// its threads, by its shared memory (plus ReservedShared on sm_80 and
+// newer) and by its registers on d (Regs).
 func (d Device) Occupancy(k Kernel) int {
 	b := min(d.BlocksPerSM, d.ThreadsPerSM/k.Threads)
-	if k.Shared > 0 {
-		b = min(b, d.SharedPerSM/k.Shared)
+	shared := k.Shared
+	if d.Arch >= 80 {
+		shared += ReservedShared
 	}
-	if k.Regs > 0 {
+	if shared > 0 {
+		b = min(b, d.SharedPerSM/shared)
+	}
+	if regs := d.Regs(k); regs > 0 {
 		// registers are allocated per warp in units of 256
-		perWarp := (k.Regs*WarpSize + 255) / 256 * 256
+		perWarp := (regs*WarpSize + 255) / 256 * 256
 		warps := (k.Threads + WarpSize - 1) / WarpSize
 		b = min(b, d.RegsPerSM/(perWarp*warps))
 	}
@@ -257,15 +281,21 @@ var (
 	// lora_forward_m16/m32: two K-steps of V in flight per block; m64: one.
 	KM16   = Kernel{"lora_forward_m16", MTileThreads, 128, mtileShared(16), 2 * MTileN * MTileK * 4}
 	KM32   = Kernel{"lora_forward_m32", MTileThreads, 128, mtileShared(32), 2 * MTileN * MTileK * 4}
-	KM64   = Kernel{"lora_forward_m64", MTileThreads, 127, mtileShared(64), MTileN * MTileK * 4}
+	KM64   = Kernel{"lora_forward_m64", MTileThreads, 128, mtileShared(64), MTileN * MTileK * 4}
 	KRed   = Kernel{"lora_forward_reduce", ReduceThreads, 32, ReduceThreads * 4, 0}
-	KMerge = Kernel{"lora_merge", MergeThreads, 104, 20608, MergeTileOut * MergeTileIn * 4}
+	KMerge = Kernel{"lora_merge", MergeThreads, 128, 20608, MergeTileOut * MergeTileIn * 4}
 	KGradX = Kernel{"lora_grad_x_small", GradXSmallThreads, 128, 34816,
 		GradXSmallWarps * WarpSize * GradXSmallRows * 16}
 	KGradXTiled = Kernel{"lora_grad_x_tiled", TileThreads, 128, 16896, TileN * TileK * 4}
 	// lora_forward_mma_bf16, lora_forward_mma_f16 (sm_80 and newer): 128×128
 	// tiles of y on tensor cores, two 32-element K-steps of x and W in flight.
-	KMMA = Kernel{"lora_forward_mma", MMAThreads, 126, 40960, 2 * MMATileN * MMATileK * 2}
+	KMMA = Kernel{"lora_forward_mma", MMAThreads, 128, 40960, 2 * MMATileN * MMATileK * 2}
+	// lora_forward_mma_m64n128_*, _m64n64_*, _m32n64_*: the same kernel on
+	// smaller tiles of y (MMATiles), for where a wave of 128×128 tiles does
+	// not fill the GPU: two K-steps of their BN rows of W in flight.
+	KMMAm64n128 = Kernel{"lora_forward_mma_m64n128", MMAThreads, 76, 30720, 2 * 128 * MMATileK * 2}
+	KMMAm64n64  = Kernel{"lora_forward_mma_m64n64", MMAThreads, 64, 20480, 2 * 64 * MMATileK * 2}
+	KMMAm32n64  = Kernel{"lora_forward_mma_m32n64", MMAThreads, 48, 15360, 2 * 64 * MMATileK * 2}
 	// lora_forward_small_nf4: lora_forward_small's geometry (and shared
 	// memory, plus the 16 floats of the NF4 table); each lane keeps
 	// NF4SmallUnroll 16-byte vectors of codes (32 elements each) of each of
@@ -298,8 +328,8 @@ const (
 	NF4TiledRegs      = 128
 	NF4GradXTiledRegs = 128
 	NF4M16Regs        = 128
-	NF4M32Regs        = 97
-	NF4M64Regs        = 102
+	NF4M32Regs        = 99
+	NF4M64Regs        = 113
 )
 
 // Tiles of lora_forward_mma_*, as its doc comment gives them.
@@ -309,6 +339,38 @@ const (
 	MMATileK   = 32
 	MMAThreads = 256
 )
+
+// MMATile is a tile shape of the tensor-core forward: BM rows of x by BN
+// rows of W per block, and its kernel.
+type MMATile struct {
+	BM, BN int
+	Kernel Kernel
+}
+
+// MMATiles are the tile shapes of the tensor-core forward, 128×128 first
+// (the plan takes the first of the candidates that tie: the largest tile,
+// the fewest loads per FMA).
+var MMATiles = []MMATile{{MMATileM, MMATileN, KMMA}, {64, 128, KMMAm64n128}, {64, 64, KMMAm64n64}, {32, 64, KMMAm32n64}}
+
+// SharedBytesPerFlop is the shared memory a tile of lora_forward_mma_*
+// moves per tensor-core FLOP: each k16 step a warp (of the 2×4 grid, a
+// BM/2 × BN/4 sub-tile, MI = BM/32 m16 tiles by NJ = BN/32 n8 tiles) reads
+// MI + NJ/2 ldmatrix.x4 of 512 bytes for MI·NJ mma of 4096 FLOP; each
+// K-step of 32 the block writes its (BM + BN)·32 16-bit elements for
+// BM·BN·32·2 FLOP.
+func (t MMATile) SharedBytesPerFlop() float64 {
+	mi, nj := float64(t.BM/32), float64(t.BN/32)
+	return (mi+nj/2)*512/(mi*nj*4096) + float64(t.BM+t.BN)/float64(t.BM*t.BN)
+}
+
+// Rate is the fraction of the device's Tensor rate the tile reaches: the
+// 128×128 tile reaches it (the rate the model is calibrated with), a
+// smaller one that rate scaled by the ratio of their shared-memory bytes
+// per FLOP (the same loads from shared memory feed fewer mma): 0.73 for
+// 64×128, 0.5 for 64×64, 0.36 for 32×64.
+func (t MMATile) Rate() float64 {
+	return min(1, MMATiles[0].SharedBytesPerFlop()/t.SharedBytesPerFlop())
+}
 
 // ofType returns the variant of the forward kernel k for a W (or, for
 // lora_forward_reduce, a y; for lora_shrink, an x) of type e: its name with
@@ -326,16 +388,32 @@ func ofType(k Kernel, e Elem) Kernel {
 	case KM16.Name:
 		k.Regs, k.InFlight = 96, k.InFlight/2
 	case KM32.Name:
-		k.Regs, k.InFlight = 97, k.InFlight/2
+		k.Regs, k.InFlight = 99, k.InFlight/2
 	case KM64.Name:
-		k.Regs, k.InFlight = 111, k.InFlight/2
+		k.Regs, k.InFlight = 117, k.InFlight/2
+	case KGradXM16.Name:
+		k.Regs, k.InFlight = 96, k.InFlight/2
+	case KGradXM32.Name:
+		k.Regs, k.InFlight = 99, k.InFlight/2
+	case KGradXM64.Name:
+		k.Regs, k.InFlight = 101, k.InFlight/2
+	case KShrink.Name:
+		k.Regs = 64
+	case KGradX.Name:
+		// lora_grad_x_small_*: 8 bytes of W a lane a row where it read 16
+		k.Shared, k.InFlight = 36864, k.InFlight/2
+	case KGradXTiled.Name:
+		// lora_grad_x_tiled_*: 128 loads of 16 bytes a K-step where it
+		// made 256
+		k.InFlight /= 2
 	}
 	return k
 }
 
 // mtileShared is the static shared memory of lora_forward_m<bm>: one K-major
-// tile of x and one of [W; A], each row padded by 4 floats.
-func mtileShared(bm int) int { return MTileK * (bm + 4 + MTileN + 4) * 4 }
+// tile of x, each row padded by 1 float (a warp's transposed stores hit 32
+// banks), and one of [W; A], each row padded by 4 (16-byte rows).
+func mtileShared(bm int) int { return MTileK * (bm + 1 + MTileN + 4) * 4 }
 
 // SmallUnroll is the number of 16-byte loads of each W row a lane of
 // lora_forward_small issues before using any, for nb rows of float32 x (nb
@@ -421,7 +499,7 @@ func ForwardPlan(d Device, n, in, out, r int) Forward {
 //   - x and W of one 16-bit type on sm_80 and newer (d.Arch >= 80, with a
 //     Tensor rate), n above SmallNMax: the fused m-tiles, the 128×128
 //     CUDA-core tiles where the rules allow them, and the tensor cores
-//     (lora_forward_mma_* on 128×128 tiles, after a lora_shrink of x's
+//     (lora_forward_mma_* on each of MMATiles, after a lora_shrink of x's
 //     type; x read as it is), each with its wave quantisation, padding and
 //     the conversions of x and y it needs;
 //   - an NF4 W: see ForwardNF4Candidates. Every NF4 kernel dequantizes W
@@ -458,7 +536,9 @@ func ForwardCandidates(d Device, n, in, out, r int, ty Types) []Forward {
 		if tiledOK {
 			c = append(c, tiled)
 		}
-		c = append(c, mmaForward(n, in, out, r, ty, wBytes, ioBytes))
+		for _, tile := range MMATiles {
+			c = append(c, mmaForward(n, in, out, r, ty, tile, wBytes, ioBytes))
+		}
 	case tiledOK:
 		c = []Forward{tiled}
 	default:
@@ -472,15 +552,15 @@ func ForwardCandidates(d Device, n, in, out, r int, ty Types) []Forward {
 
 // mmaForward is the plan on the tensor cores: lora_shrink of x's type
 // writes T = s·x·Aᵀ (none at r = 0), then lora_forward_mma_* y = x·Wᵀ +
-// T·Bᵀ on 128×128 tiles, x·Wᵀ on the tensor cores and the rank term on the
-// CUDA cores, y in float32.
-func mmaForward(n, in, out, r int, ty Types, wBytes, ioBytes float64) Forward {
-	k := KMMA
+// T·Bᵀ on the tiles of tile, x·Wᵀ on the tensor cores and the rank term on
+// the CUDA cores, y in float32.
+func mmaForward(n, in, out, r int, ty Types, tile MMATile, wBytes, ioBytes float64) Forward {
+	k := tile.Kernel
 	k.Name += ty.W.suffix()
 	f := Forward{MMA: true, XNative: true, Main: Launch{Kernel: k,
-		Grid: [3]int{ceilDiv(n, MMATileM), ceilDiv(out, MMATileN), 1}, TileM: MMATileM, N: n, Split: 1, MaxSplit: 1,
+		Grid: [3]int{ceilDiv(n, tile.BM), ceilDiv(out, tile.BN), 1}, TileM: tile.BM, N: n, Split: 1, MaxSplit: 1,
 		Bytes: wBytes + ioBytes, Flops: 2 * float64(n) * float64(out) * float64(r),
-		TensorFlops: 2 * float64(n) * float64(out) * float64(in)}}
+		TensorFlops: 2 * float64(n) * float64(out) * float64(in), TensorRate: tile.Rate()}}
 	if r > 0 {
 		f.Shrink = shrinkLaunch(n, in, r, ty.X)
 		f.Workspace = n * r

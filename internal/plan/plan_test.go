@@ -200,14 +200,15 @@ func checkForwardPlan(t *testing.T, d Device, s [4]int, ty Types) {
 }
 
 // TestForwardPlanNoCliff: the forward at n = 17 plans no more W traffic
-// and no fewer blocks per SM than the n = 16 one (the cliff of the 128×128
-// path at 17 <= n, where 87 % of each tile was padding, is gone).
+// and no fewer blocks per SM than the n = 16 one, and none of the 128×128
+// tiles (the cliff of the 128×128 path at 17 <= n, where 87 % of each tile
+// was padding, is gone; the 32-row tensor-core tiles may win there).
 func TestForwardPlanNoCliff(t *testing.T) {
 	for _, d := range Devices {
 		for _, io := range [][2]int{{4096, 4096}, {1024, 1024}, {14336, 4096}} {
 			for _, ty := range planTypes {
 				a, b := ForwardPlanOf(d, 16, io[0], io[1], 16, ty), ForwardPlanOf(d, 17, io[0], io[1], 16, ty)
-				if strings.HasPrefix(b.Main.Kernel.Name, KTiled.Name) || b.MMA {
+				if strings.HasPrefix(b.Main.Kernel.Name, KTiled.Name) || b.MMA && b.Main.TileM == MMATileM {
 					t.Errorf("%s %v: n = 17 on the 128×128 tiles", d.Name, io)
 				}
 				if b.Main.BandwidthBound(d) && b.Main.InFlightPerSM(d) < min(a.Main.InFlightPerSM(d), d.InFlightTarget()) {
@@ -223,20 +224,137 @@ func TestGradXAndMergeRules(t *testing.T) {
 	for _, d := range Devices {
 		for _, s := range benchShapes() {
 			n, in, out, r := s[0], s[1], s[2], s[3]
-			what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d", d.Name, n, in, out, r)
-			m, red, ws := GradX(d, n, in, out, r)
-			if n > SmallNMax {
-				// the 128×128 grad_x_tiled kernel is not planned yet beyond its grid
-				continue
-			}
-			checkLaunch(t, d, what+" grad_x", m, n <= SmallNMax)
-			if (red != nil) != (m.Split > 1) || (ws > 0) != (m.Split > 1) {
-				t.Errorf("%s: grad_x split %d, reduce %v, workspace %d", what, m.Split, red, ws)
+			for _, w := range []Elem{F32, F16, BF16, NF4} {
+				what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d W=%v", d.Name, n, in, out, r, w)
+				g := GradXOf(d, n, in, out, r, Types{W: w})
+				m, red, ws := g.Main, g.Reduce, g.Workspace
+				if w == NF4 {
+					if n > SmallNMax {
+						continue // the NF4 tiles answer to the modelled time (TestNF4PlanIsCheapest)
+					}
+				} else {
+					// lora_grad_x_small_f16/_bf16 keep 8 bytes of W a lane a
+					// row in flight, half the float32 kernel's: below the
+					// target on an H200.
+					checkLaunch(t, d, what+" grad_x", m, w == F32 || n > SmallNMax)
+				}
+				if (red != nil) != (m.Split > 1) || (ws > 0) != (m.Split > 1) || ws != m.Split*n*in && m.Split > 1 {
+					t.Errorf("%s: grad_x split %d, reduce %v, workspace %d", what, m.Split, red, ws)
+				}
+				if strings.HasPrefix(m.Kernel.Name, KGradXTiled.Name) && m.Waves(d) < 1 {
+					t.Errorf("%s: the 128×128 %s has %.2f waves", what, m.Kernel.Name, m.Waves(d))
+				}
 			}
 			if n == 1 {
-				checkLaunch(t, d, what+" merge", Merge(d, out, in, r), true)
+				checkLaunch(t, d, fmt.Sprintf("%s in=%d out=%d r=%d merge", d.Name, in, out, r), Merge(d, out, in, r), true)
 			}
 		}
+	}
+}
+
+// TestGradXPlanIsCheapest: at every n up to 1100 (and beyond, in steps) on
+// every device, for a float32, F16 and BF16 W, dx's plan is the candidate
+// of the least modelled time; n <= SmallNMax has one candidate,
+// lora_grad_x_small of W's type; above, the candidates are the m-tiles of
+// MTileHeight(n) rows on the grid (⌈n/bm⌉, ⌈in/128⌉, split) with dx's FLOPs
+// and bytes, and the 128×128 tiles exactly where they fill a wave with at
+// most half of their rows padding. Every m-tile height, the split and the
+// unsplit m-tiles and the 128×128 tiles are each chosen somewhere, and on
+// an H100 and an H200 the m-tiles beat the 128×128 tiles at 4096×4096,
+// r = 16, for 17 <= n <= 512, by 5× at least at n <= 64.
+func TestGradXPlanIsCheapest(t *testing.T) {
+	dims := [][2]int{{1024, 1024}, {4096, 4096}, {4096, 512}, {4096, 1024}, {14336, 4096}}
+	chosen := map[string]bool{}
+	ns := []int{}
+	for n := 1; n <= 1100; n++ {
+		ns = append(ns, n)
+	}
+	for n := 1101; n <= 4096; n += 61 {
+		ns = append(ns, n)
+	}
+	for _, d := range Devices {
+		for _, w := range []Elem{F32, F16, BF16} {
+			for _, io := range dims {
+				for _, r := range []int{0, 16, 64} {
+					in, out := io[0], io[1]
+					for _, n := range ns {
+						what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d W=%v", d.Name, n, in, out, r, w)
+						g := GradXOf(d, n, in, out, r, Types{W: w})
+						c := GradXCandidates(d, n, in, out, r, Types{W: w})
+						least := math.Inf(1)
+						for _, h := range c {
+							least = min(least, h.Time(d))
+						}
+						if g.Time(d) != least {
+							t.Fatalf("%s: dx on %s takes %.4g s, the cheapest candidate %.4g s", what, g.Main.Kernel.Name, g.Time(d), least)
+						}
+						checkGradXCandidates(t, d, what, n, in, out, r, w, c)
+						key := strings.TrimSuffix(g.Main.Kernel.Name, w.suffix())
+						chosen[fmt.Sprintf("%s split %v", key, g.Main.Split > 1)] = true
+					}
+				}
+			}
+		}
+	}
+	for _, k := range []string{"lora_grad_x_small split true", "lora_grad_x_m16 split true", "lora_grad_x_m16 split false",
+		"lora_grad_x_m32 split true", "lora_grad_x_m32 split false", "lora_grad_x_m64 split true",
+		"lora_grad_x_m64 split false", "lora_grad_x_tiled split false"} {
+		if !chosen[k] {
+			t.Errorf("dx never chose %s (chose %v)", k, chosen)
+		}
+	}
+	for _, d := range []Device{H100, H200} {
+		for _, w := range []Elem{F32, BF16} {
+			for _, n := range []int{17, 32, 33, 64, 65, 128, 256, 512} {
+				g := GradXOf(d, n, 4096, 4096, 16, Types{W: w})
+				tiled := GradXPlan{Main: Launch{Kernel: ofType(KGradXTiled, w), Grid: [3]int{ceilDiv(n, TileM), 32, 1},
+					TileM: TileM, N: n, Split: 1, MaxSplit: 1, Bytes: g.Main.Bytes, Flops: g.Main.Flops}}
+				if g.Main.TileM == TileM || !(g.Time(d) < tiled.Time(d)) || n <= 64 && !(5*g.Time(d) < tiled.Time(d)) {
+					t.Errorf("%s W=%v n=%d: dx on %s takes %.3g s, the 128×128 tiles %.3g s", d.Name, w, n,
+						g.Main.Kernel.Name, g.Time(d), tiled.Time(d))
+				}
+			}
+		}
+	}
+}
+
+// checkGradXCandidates checks the candidates of one plan of dx against
+// their definition (see TestGradXPlanIsCheapest).
+func checkGradXCandidates(t *testing.T, d Device, what string, n, in, out, r int, w Elem, c []GradXPlan) {
+	t.Helper()
+	bytes := float64(w.Size())*float64(out)*float64(in) + 4*float64(r)*float64(in) + 4*float64(n)*float64(in+out)
+	flops := 2 * float64(n) * float64(out+r) * float64(in)
+	for _, g := range c {
+		split := g.Main.Grid[2] // the small kernel splits along y
+		if n <= SmallNMax {
+			split = g.Main.Grid[1]
+		}
+		if g.Main.Bytes != bytes || g.Main.Flops != flops || g.Main.Split != split {
+			t.Fatalf("%s: %s moves %g bytes, %g FLOPs, split %d on grid %v", what, g.Main.Kernel.Name,
+				g.Main.Bytes, g.Main.Flops, g.Main.Split, g.Main.Grid)
+		}
+	}
+	if n <= SmallNMax {
+		if len(c) != 1 || c[0].Main.Kernel.Name != KGradX.Name+w.suffix() {
+			t.Fatalf("%s: %d candidates, the first %s", what, len(c), c[0].Main.Kernel.Name)
+		}
+		return
+	}
+	bm := MTileHeight(n)
+	m := c[len(c)-1].Main
+	if m.Kernel.Name != fmt.Sprintf("lora_grad_x_m%d%s", bm, w.suffix()) || m.Grid[0] != ceilDiv(n, bm) ||
+		m.Grid[1] != ceilDiv(in, MTileN) || m.TileM != bm {
+		t.Fatalf("%s: m-tile candidate %s on grid %v", what, m.Kernel.Name, m.Grid)
+	}
+	steps := ceilDiv(out, MTileK) + ceilDiv(r, MTileK)
+	if red := c[len(c)-1].Reduce; m.Split > max(1, steps/4) || (red != nil) != (m.Split > 1) {
+		t.Fatalf("%s: %s split %d of %d K-steps, reduce %v", what, m.Kernel.Name, m.Split, steps, red)
+	}
+	tiledOK := float64(ceilDiv(n, TileM)*TileM-n) <= 0.5*float64(ceilDiv(n, TileM)*TileM)
+	tiledOK = tiledOK && ceilDiv(n, TileM)*ceilDiv(in, TileN) >= d.Occupancy(KGradXTiled)*d.SMs
+	if len(c) != 1+map[bool]int{true: 1}[tiledOK] ||
+		tiledOK && (c[0].Main.Kernel.Name != KGradXTiled.Name+w.suffix() || c[0].Main.Grid != [3]int{ceilDiv(n, TileM), ceilDiv(in, TileN), 1}) {
+		t.Fatalf("%s: %d candidates, the 128×128 tiles allowed %v", what, len(c), tiledOK)
 	}
 }
 
@@ -280,6 +398,25 @@ func TestOccupancy(t *testing.T) {
 	if got := V100.Occupancy(KSmall); got != 2 {
 		t.Errorf("V100 occupancy of %s = %d, want 2", KSmall.Name, got)
 	}
+	// From sm_80 on the driver reserves 1 KB of shared memory a block: an
+	// A100's 164 KB hold 4 blocks of 41 KB alone, 3 with 42 KB each; an
+	// sm_70 reserves none.
+	if got := A100.Occupancy(Kernel{Threads: 128, Shared: 41 << 10}); got != 3 {
+		t.Errorf("A100 occupancy of 41 KB blocks = %d, want 3", got)
+	}
+	if got := V100.Occupancy(Kernel{Threads: 128, Shared: 48 << 10}); got != 2 {
+		t.Errorf("V100 occupancy of 48 KB blocks = %d, want 2", got)
+	}
+	// Registers of the SASS for the device's architecture: lora_merge has
+	// 121 on sm_70, 2 blocks of 256 threads (30976 registers each) per 64K,
+	// and 128 on sm_90, 2 per 64K; a device of an architecture the fatbin
+	// has no SASS for gets sm_90's.
+	if got, want := V100.Regs(KMerge), kernelRegs[KMerge.Name][70]; got != want || got == KMerge.Regs {
+		t.Errorf("V100 registers of %s = %d, want %d (not sm_90's %d)", KMerge.Name, got, want, KMerge.Regs)
+	}
+	if other := (Device{Arch: 100}); other.Regs(KMerge) != KMerge.Regs {
+		t.Errorf("sm_100 registers of %s = %d, want sm_90's %d", KMerge.Name, other.Regs(KMerge), KMerge.Regs)
+	}
 	if got := H200.Occupancy(Kernel{Threads: 1024}); got != 2 {
 		t.Errorf("occupancy of a 1024-thread block = %d, want 2", got)
 	}
@@ -298,7 +435,9 @@ func legacyForward(n, in, out, r int) []Launch {
 		Bytes: 4 * float64(n*in+r*in), Flops: 2 * float64(n*r*in)}
 	if n <= SmallNMax {
 		k := KSmall
-		k.Regs = 168 // before the split: __launch_bounds__(128, 3)
+		// before the split: __launch_bounds__(128, 3); not the kernel of
+		// that name in lora.fatbin, whose registers Occupancy would take
+		k.Name, k.Regs = legacySmall, 168
 		u := 4
 		if n > 2 {
 			u = 2
@@ -314,12 +453,16 @@ func legacyForward(n, in, out, r int) []Launch {
 		Split: 1, MaxSplit: 1, Bytes: wBytes, Flops: flops}}
 }
 
+// legacySmall names the kernel lora_forward_small was before the split.
+const legacySmall = "lora_forward_small (before the split)"
+
 // row describes launches compactly: for each, kernel grid×split: blocks,
 // waves, KB of W in flight per SM, padding of the tile rows.
 func row(d Device, ls []Launch) string {
 	var parts []string
 	for _, l := range ls {
-		name := strings.TrimPrefix(strings.TrimPrefix(l.Kernel.Name, "lora_"), "forward_")
+		name := strings.TrimSuffix(l.Kernel.Name, legacySmall[len(KSmall.Name):])
+		name = strings.TrimPrefix(strings.TrimPrefix(name, "lora_"), "forward_")
 		parts = append(parts, fmt.Sprintf("%s %dx%dx%d: %d blk %.2fw %.0fKB %.0f%%",
 			name, l.Grid[0], l.Grid[1], l.Grid[2], l.Blocks(), l.Waves(d), l.InFlightPerSM(d)/1024, 100*l.Padding()))
 	}
@@ -601,7 +744,13 @@ func TestSplitGridDimension(t *testing.T) {
 						t.Errorf("%s: %s split %d on grid %v", what, m.Kernel.Name, m.Split, m.Grid)
 					}
 				default:
-					if m.Split != 1 || m.Grid[2] != 1 || m.Grid != [3]int{ceilDiv(n, m.TileM), ceilDiv(out, TileN), 1} {
+					bn := TileN
+					for _, tile := range MMATiles[1:] {
+						if strings.HasPrefix(m.Kernel.Name, tile.Kernel.Name) {
+							bn = tile.BN
+						}
+					}
+					if m.Split != 1 || m.Grid[2] != 1 || m.Grid != [3]int{ceilDiv(n, m.TileM), ceilDiv(out, bn), 1} {
 						t.Errorf("%s: %s split %d on grid %v", what, m.Kernel.Name, m.Split, m.Grid)
 					}
 				}
@@ -632,6 +781,7 @@ func TestSplitGridDimension(t *testing.T) {
 // the tensor cores at n = 128 and 1024, where 128×128 tiles fill no wave.
 func TestMMAPlanIsCheapest(t *testing.T) {
 	dims := [][2]int{{1024, 1024}, {4096, 4096}, {4096, 512}, {4096, 1024}, {14336, 4096}}
+	chosen := map[string]bool{}
 	for _, d := range Devices {
 		for _, ty := range []Types{{W: BF16, X: BF16, Y: BF16}, {W: F16, X: F16}, {W: BF16}} {
 			eligible := d.Arch >= 80 && ty.X == ty.W
@@ -642,10 +792,15 @@ func TestMMAPlanIsCheapest(t *testing.T) {
 				for _, r := range []int{0, 16, 64} {
 					in, out := io[0], io[1]
 					for n := 1; n <= 4096; n++ {
-						checkCheapest(t, d, n, in, out, r, ty, eligible)
+						checkCheapest(t, d, n, in, out, r, ty, eligible, chosen)
 					}
 				}
 			}
+		}
+	}
+	for _, tile := range MMATiles {
+		if !chosen[tile.Kernel.Name] {
+			t.Errorf("no plan chose %s (chose %v)", tile.Kernel.Name, chosen)
 		}
 	}
 	for _, d := range []Device{H100, H200} {
@@ -658,22 +813,20 @@ func TestMMAPlanIsCheapest(t *testing.T) {
 	}
 }
 
-// checkCheapest asserts TestMMAPlanIsCheapest's rules on one forward.
-func checkCheapest(t *testing.T, d Device, n, in, out, r int, ty Types, eligible bool) {
+// checkCheapest asserts TestMMAPlanIsCheapest's rules on one forward and
+// records the tensor-core tile it chose in chosen.
+func checkCheapest(t *testing.T, d Device, n, in, out, r int, ty Types, eligible bool, chosen map[string]bool) {
 	t.Helper()
 	what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d W=%v x=%v y=%v", d.Name, n, in, out, r, ty.W, ty.X, ty.Y)
 	f := ForwardPlanOf(d, n, in, out, r, ty)
 	c := ForwardCandidates(d, n, in, out, r, ty)
 	least, other := math.Inf(1), math.Inf(1)
-	var mma *Forward
+	var mma []Forward
 	fused := false
-	for i, g := range c {
+	for _, g := range c {
 		least = min(least, g.Time(d))
 		if g.MMA {
-			if mma != nil {
-				t.Fatalf("%s: two tensor-core candidates", what)
-			}
-			mma = &c[i]
+			mma = append(mma, g)
 		} else {
 			other = min(other, g.Time(d))
 		}
@@ -688,15 +841,49 @@ func checkCheapest(t *testing.T, d Device, n, in, out, r int, ty Types, eligible
 		}
 		return
 	}
-	if mma == nil || !fused {
-		t.Fatalf("%s: candidates without the tensor cores (%v) or the m-tiles (%v)", what, mma != nil, fused)
+	if len(mma) != len(MMATiles) || !fused {
+		t.Fatalf("%s: %d tensor-core candidates, the m-tiles %v", what, len(mma), fused)
 	}
-	if g := [3]int{ceilDiv(n, MMATileM), ceilDiv(out, MMATileN), 1}; mma.Main.Grid != g ||
-		mma.Main.TensorFlops != 2*float64(n)*float64(out)*float64(in) {
-		t.Fatalf("%s: tensor-core candidate on grid %v with %g FLOPs", what, mma.Main.Grid, mma.Main.TensorFlops)
+	least = math.Inf(1)
+	for i, tile := range MMATiles {
+		m := mma[i].Main
+		if m.Kernel.Name != tile.Kernel.Name+ty.W.suffix() || m.Grid != [3]int{ceilDiv(n, tile.BM), ceilDiv(out, tile.BN), 1} ||
+			m.TileM != tile.BM || m.TensorFlops != 2*float64(n)*float64(out)*float64(in) || m.TensorRate != tile.Rate() {
+			t.Fatalf("%s: tensor-core candidate %s on grid %v with %g FLOPs at %g of the rate", what, m.Kernel.Name, m.Grid,
+				m.TensorFlops, m.TensorRate)
+		}
+		least = min(least, mma[i].Time(d))
 	}
-	if mma.Time(d) < other && !f.MMA {
-		t.Fatalf("%s: the tensor cores take %.4g s, the plan on %s %.4g s", what, mma.Time(d), f.Main.Kernel.Name, f.Time(d))
+	if least < other && !f.MMA {
+		t.Fatalf("%s: the tensor cores take %.4g s, the plan on %s %.4g s", what, least, f.Main.Kernel.Name, f.Time(d))
+	}
+	if f.MMA {
+		chosen[strings.TrimSuffix(f.Main.Kernel.Name, ty.W.suffix())] = true
+		// A smaller tile only where the last wave of 128×128 tiles is partial.
+		if big := mma[0].Main; f.Main.Kernel.Name != big.Kernel.Name {
+			if w := big.Waves(d); w == math.Ceil(w) {
+				t.Fatalf("%s: %s chosen where the 128×128 tiles make %g full waves", what, f.Main.Kernel.Name, w)
+			}
+		}
+	}
+}
+
+// TestMMATileRates pins the shared-memory bytes per FLOP of the
+// tensor-core tiles (see MMATile.SharedBytesPerFlop) and their rates.
+func TestMMATileRates(t *testing.T) {
+	for i, want := range []struct{ bytes, rate float64 }{
+		{(4+2)*512.0/(16*4096) + 256.0/16384, 1},
+		{(2+2)*512.0/(8*4096) + 192.0/8192, 0.0625 / 0.0859375},
+		{(2+1)*512.0/(4*4096) + 128.0/4096, 0.5},
+		{(1+1)*512.0/(2*4096) + 96.0/2048, 0.0625 / 0.171875},
+	} {
+		tile := MMATiles[i]
+		if got := tile.SharedBytesPerFlop(); math.Abs(got-want.bytes) > 1e-15 {
+			t.Errorf("%d×%d: %g bytes per FLOP, want %g", tile.BM, tile.BN, got, want.bytes)
+		}
+		if got := tile.Rate(); math.Abs(got-want.rate) > 1e-12 {
+			t.Errorf("%d×%d: rate %g, want %g", tile.BM, tile.BN, got, want.rate)
+		}
 	}
 }
 
