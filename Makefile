@@ -133,6 +133,8 @@ kernels: kernels/lora.fatbin ## kernels/lora.fatbin from kernels/*.cu (needs nvc
 
 kernels/lora.fatbin: $(KERNEL_SRC)
 	$(NVCC) $(NVCCFLAGS) -o $@ kernels/lora.cu
+	sh kernels/resources.sh
+	$(GO) test -count=1 -run TestKernelResources ./internal/plan -update
 
 # The whole suite with the CUDA kernels emulated on the CPU (g++ only). Go's
 # build cache does not see the .cu files that cuda/emu_kernels.cc includes, so

@@ -354,31 +354,37 @@ func TestHalfMergeNearMax(t *testing.T) {
 // over the widened W; the tolerance covers float32 accumulation over
 // out + r terms, as for F32.
 func TestHalfGradX(t *testing.T) {
-	_, huge, _ := plannedDevices(t)
+	_, huge, tiny := plannedDevices(t)
+	// one SM whose memory latency is short enough for every kernel's loads
+	// in flight: the 128×128 tiles fill it, and win the model's ties
+	tiny.Latency = 1e-9
 	rng := rand.New(rand.NewPCG(115, 116))
 	reached := map[string]bool{}
 	shapes := []struct{ n, in, out, r int }{
 		{1, 1, 1, 1}, {1, 8, 17, 3}, {3, 7, 65, 2}, {kernels.SmallNMax, kernels.GradXSmallCols + 9, 140, 16},
 		{2, 2*kernels.GradXSmallCols + 8, 67, 1},
 		{kernels.SmallNMax + 1, 19, 15, 9}, {kernels.TileM + 3, kernels.TileN + 8, 33, 5},
-		{kernels.SmallNMax + 5, kernels.TileN - 1, 16, 16},
+		{kernels.SmallNMax + 5, kernels.TileN - 1, 16, 16}, {kernels.TileM + 1, kernels.TileN + 8, 70, 5}, {4 * kernels.TileM, 67, 520, 3},
 	}
-	for _, d := range []plan.Device{plan.H200, huge} {
+	for _, d := range []plan.Device{plan.H200, huge, tiny} {
 		planDev = func() plan.Device { return d }
 		for _, dt := range halfDTypes {
 			for _, sh := range shapes {
 				for _, merged := range []bool{false, true} {
-					m, _, _ := plan.GradX(d, sh.n, sh.in, sh.out, sh.r)
-					reached[fmt.Sprintf("%s split %v", m.Kernel.Name, m.Split > 1)] = true
+					g := plan.GradXOf(d, sh.n, sh.in, sh.out, sh.r, plan.Types{W: plan.Elem(dt)})
+					reached[fmt.Sprintf("%s split %v", g.Main.Kernel.Name, g.Main.Split > 1)] = true
 					name := fmt.Sprintf("%s/%v/n=%d,in=%d,out=%d,r=%d,merged=%v", d.Name, dt, sh.n, sh.in, sh.out, sh.r, merged)
 					checkHalfGradX(t, name, rng, dt, sh.n, sh.in, sh.out, sh.r, merged)
 				}
 			}
 		}
 	}
-	for _, k := range []string{"lora_grad_x_small split false", "lora_grad_x_small split true", "lora_grad_x_tiled split false"} {
-		if !reached[k] {
-			t.Errorf("%s not reached (reached %v)", k, reached)
+	for _, dt := range halfDTypes {
+		sfx := "_" + dt.String()
+		for _, k := range []string{"lora_grad_x_small" + sfx + " split false", "lora_grad_x_small" + sfx + " split true", "lora_grad_x_tiled" + sfx + " split false"} {
+			if !reached[k] {
+				t.Errorf("%s not reached (reached %v)", k, reached)
+			}
 		}
 	}
 }
