@@ -94,6 +94,22 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
 
   const int ty = t / 16;
   const int tx = t % 16;
+  // sb holds [W; A]'s K-step transposed, row k of shared memory the column
+  // k of the step, its columns swizzled: column c of row k is stored at
+  // c ^ swz(k), which moves whole float4s (the bits it flips are those of
+  // 4 and up), so that the 32 stores of a warp fall in 32 distinct banks.
+  // float32 stores: a warp's threads hold 8 values of k (4 apart) by 4
+  // columns; rows 132 floats apart put k = 4i and k = 4i + 8 in one bank,
+  // so bits 1-2 of k/4 move the column by multiples of 4. 16-bit stores: 4
+  // values of k (8 apart) by 8 columns, every k in one bank, so k/8 moves
+  // it by multiples of 8.
+  // A thread's stores all fall in one group of 8 rows (lk + e and hk + e
+  // below), so its swizzled column one constant, sc; the reads' (swz of an
+  // unrolled kk) are constants of the code.
+  auto swz = [](int k) { return kHalf ? ((k >> 3) & 3) << 3 : ((k >> 3) & 3) << 2; };
+  // The column a thread stores at, swizzled: its bits under 5 (6 for the
+  // 16-bit stores) take the swizzle, q's multiples of 32 (64) those above.
+  const int sc = kHalf ? (t >> 2) ^ swz(hk) : (t >> 3) ^ swz(lk);
   float acc[TM][8];
   LORA_UNROLL
   for (int i = 0; i < TM; ++i) {
@@ -141,14 +157,15 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
         else                                                                             \
           lora_unpack8<DT>(rh[st][q], v_);                                               \
         LORA_UNROLL                                                                      \
-        for (int e = 0; e < 8; ++e) sb[hk + e][(t >> 2) + q * (LORA_MT_THREADS / 4)] = v_[e]; \
+        for (int e = 0; e < 8; ++e)                                                      \
+          sb[hk + e][sc + q * (LORA_MT_THREADS / 4)] = v_[e];                              \
       }                                                                                  \
     } else {                                                                             \
       LORA_UNROLL                                                                        \
       for (int q = 0; q < LORA_MT_VQ; ++q) {                                             \
         LORA_UNROLL                                                                      \
         for (int e = 0; e < 4; ++e)                                                      \
-          sb[lk + e][(t >> 3) + q * (LORA_MT_THREADS / 8)] = rb[st][q][e];               \
+          sb[lk + e][sc + q * (LORA_MT_THREADS / 8)] = rb[st][q][e];                       \
       }                                                                                  \
     }                                                                                    \
     LORA_UNROLL                                                                          \
@@ -165,8 +182,8 @@ __device__ __forceinline__ void lora_forward_mtile(const float* __restrict__ x,
   do {                                                                                   \
     LORA_UNROLL                                                                          \
     for (int kk = 0; kk < LORA_MT_K; ++kk) {                                             \
-      const float4 b0 = *reinterpret_cast<const float4*>(&sb[kk][tx * 4]);               \
-      const float4 b1 = *reinterpret_cast<const float4*>(&sb[kk][64 + tx * 4]);          \
+      const float4 b0 = *reinterpret_cast<const float4*>(&sb[kk][(tx * 4) ^ swz(kk)]);   \
+      const float4 b1 = *reinterpret_cast<const float4*>(&sb[kk][64 + ((tx * 4) ^ swz(kk))]); \
       const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};               \
       LORA_UNROLL                                                                        \
       for (int i = 0; i < TM; ++i) {                                                     \

@@ -280,8 +280,8 @@ var (
 	KTiled = Kernel{"lora_forward_tiled", TileThreads, 128, 16896, TileN * TileK * 4}
 	// lora_forward_m16/m32: two K-steps of V in flight per block; m64: one.
 	KM16   = Kernel{"lora_forward_m16", MTileThreads, 128, mtileShared(16), 2 * MTileN * MTileK * 4}
-	KM32   = Kernel{"lora_forward_m32", MTileThreads, 128, mtileShared(32), 2 * MTileN * MTileK * 4}
-	KM64   = Kernel{"lora_forward_m64", MTileThreads, 128, mtileShared(64), MTileN * MTileK * 4}
+	KM32   = Kernel{"lora_forward_m32", MTileThreads, 127, mtileShared(32), 2 * MTileN * MTileK * 4}
+	KM64   = Kernel{"lora_forward_m64", MTileThreads, 127, mtileShared(64), MTileN * MTileK * 4}
 	KRed   = Kernel{"lora_forward_reduce", ReduceThreads, 32, ReduceThreads * 4, 0}
 	KMerge = Kernel{"lora_merge", MergeThreads, 128, 20608, MergeTileOut * MergeTileIn * 4}
 	KGradX = Kernel{"lora_grad_x_small", GradXSmallThreads, 128, 34816,
@@ -327,9 +327,9 @@ const (
 	NF4GradXRegs      = 126
 	NF4TiledRegs      = 128
 	NF4GradXTiledRegs = 128
-	NF4M16Regs        = 128
-	NF4M32Regs        = 99
-	NF4M64Regs        = 113
+	NF4M16Regs        = 127
+	NF4M32Regs        = 121
+	NF4M64Regs        = 110
 )
 
 // Tiles of lora_forward_mma_*, as its doc comment gives them.
@@ -386,11 +386,11 @@ func ofType(k Kernel, e Elem) Kernel {
 	case KTiled.Name:
 		k.InFlight /= 2
 	case KM16.Name:
-		k.Regs, k.InFlight = 96, k.InFlight/2
+		k.Regs, k.InFlight = 127, k.InFlight/2
 	case KM32.Name:
-		k.Regs, k.InFlight = 99, k.InFlight/2
+		k.Regs, k.InFlight = 121, k.InFlight/2
 	case KM64.Name:
-		k.Regs, k.InFlight = 117, k.InFlight/2
+		k.Regs, k.InFlight = 115, k.InFlight/2
 	case KGradXM16.Name:
 		k.Regs, k.InFlight = 96, k.InFlight/2
 	case KGradXM32.Name:
