@@ -174,7 +174,7 @@ func TestCheckX(t *testing.T) {
 			x, _ := randBF16(rng, n, 1)
 			for i := range x {
 				if rng.IntN(4) == 0 {
-					x[i] = float32(rng.IntN(2)) * -0.0
+					x[i] = float32(math.Copysign(0, float64(rng.IntN(2))-0.5)) // ±0
 				}
 			}
 			if place >= 0 {
