@@ -60,42 +60,70 @@
 	VMOVUPS hi, 64(DX) \
 	ADDQ R8, DX
 
+// GEMMENTRY: the arguments k, a, b, c and ldc (in bytes) of the kernels
+// below into CX, SI, DI, DX and R8, the accumulators Z0..Z15 zeroed, and
+// the rows of c, wanted at the end, fetched meanwhile.
+#define GEMMENTRY \
+	MOVQ k+0(FP), CX \
+	MOVQ a+8(FP), SI \
+	MOVQ b+16(FP), DI \
+	MOVQ c+24(FP), DX \
+	MOVQ ldc+32(FP), R8 \
+	SHLQ $2, R8 \
+	VPXORD Z0, Z0, Z0 \
+	VPXORD Z1, Z1, Z1 \
+	VPXORD Z2, Z2, Z2 \
+	VPXORD Z3, Z3, Z3 \
+	VPXORD Z4, Z4, Z4 \
+	VPXORD Z5, Z5, Z5 \
+	VPXORD Z6, Z6, Z6 \
+	VPXORD Z7, Z7, Z7 \
+	VPXORD Z8, Z8, Z8 \
+	VPXORD Z9, Z9, Z9 \
+	VPXORD Z10, Z10, Z10 \
+	VPXORD Z11, Z11, Z11 \
+	VPXORD Z12, Z12, Z12 \
+	VPXORD Z13, Z13, Z13 \
+	VPXORD Z14, Z14, Z14 \
+	VPXORD Z15, Z15, Z15 \
+	MOVQ DX, R9 \
+	GEMMPREFC \
+	GEMMPREFC \
+	GEMMPREFC \
+	GEMMPREFC \
+	GEMMPREFC \
+	GEMMPREFC \
+	GEMMPREFC \
+	GEMMPREFC \
+	MOVQ R9, DX
+
+// GEMMADD8: the 8×32 block of c added to the accumulators, DX kept.
+#define GEMMADD8 \
+	MOVQ DX, R9 \
+	GEMMADD(Z0, Z1) \
+	GEMMADD(Z2, Z3) \
+	GEMMADD(Z4, Z5) \
+	GEMMADD(Z6, Z7) \
+	GEMMADD(Z8, Z9) \
+	GEMMADD(Z10, Z11) \
+	GEMMADD(Z12, Z13) \
+	GEMMADD(Z14, Z15) \
+	MOVQ R9, DX
+
+// GEMMSTORE8: the accumulators stored as the 8×32 block of c.
+#define GEMMSTORE8 \
+	GEMMSTORE(Z0, Z1) \
+	GEMMSTORE(Z2, Z3) \
+	GEMMSTORE(Z4, Z5) \
+	GEMMSTORE(Z6, Z7) \
+	GEMMSTORE(Z8, Z9) \
+	GEMMSTORE(Z10, Z11) \
+	GEMMSTORE(Z12, Z13) \
+	GEMMSTORE(Z14, Z15)
+
 // func gemmKernelAVX512(k int, a, b, c *float32, ldc, acc int)
 TEXT ·gemmKernelAVX512(SB), NOSPLIT, $0-48
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
-	SHLQ $2, R8
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-
-	// The rows of c, wanted at the end, fetched meanwhile.
-	MOVQ DX, R9
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	MOVQ R9, DX
+	GEMMENTRY
 
 	// Two steps a pass, then the odd one. Each pass prefetches the next 64
 	// bytes of the panel of x that follows a (k·32 bytes on), the next
@@ -121,26 +149,10 @@ gemm_tail:
 gemm_done:
 	CMPQ acc+40(FP), $0
 	JEQ  gemm_store
-	MOVQ DX, R9
-	GEMMADD(Z0, Z1)
-	GEMMADD(Z2, Z3)
-	GEMMADD(Z4, Z5)
-	GEMMADD(Z6, Z7)
-	GEMMADD(Z8, Z9)
-	GEMMADD(Z10, Z11)
-	GEMMADD(Z12, Z13)
-	GEMMADD(Z14, Z15)
-	MOVQ R9, DX
+	GEMMADD8
 
 gemm_store:
-	GEMMSTORE(Z0, Z1)
-	GEMMSTORE(Z2, Z3)
-	GEMMSTORE(Z4, Z5)
-	GEMMSTORE(Z6, Z7)
-	GEMMSTORE(Z8, Z9)
-	GEMMSTORE(Z10, Z11)
-	GEMMSTORE(Z12, Z13)
-	GEMMSTORE(Z14, Z15)
+	GEMMSTORE8
 	VZEROUPPER
 	RET
 
@@ -149,40 +161,7 @@ gemm_store:
 // gemmKernelAVX512, and in each pass of two steps a PREFETCHT1 of the next
 // line of the rows of rowBytes bytes, stride apart, from pf until pfEnd.
 TEXT ·gemmKernelPF(SB), NOSPLIT, $0-80
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
-	SHLQ $2, R8
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-
-	// The rows of c, wanted at the end, fetched meanwhile.
-	MOVQ DX, R9
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	GEMMPREFC
-	MOVQ R9, DX
+	GEMMENTRY
 
 	// Two steps a pass, then the odd one. Each pass prefetches the next 64
 	// bytes of the panel of x that follows a (k·32 bytes on), the next
@@ -222,26 +201,10 @@ gemm_tail:
 gemm_done:
 	CMPQ acc+40(FP), $0
 	JEQ  gemm_store
-	MOVQ DX, R9
-	GEMMADD(Z0, Z1)
-	GEMMADD(Z2, Z3)
-	GEMMADD(Z4, Z5)
-	GEMMADD(Z6, Z7)
-	GEMMADD(Z8, Z9)
-	GEMMADD(Z10, Z11)
-	GEMMADD(Z12, Z13)
-	GEMMADD(Z14, Z15)
-	MOVQ R9, DX
+	GEMMADD8
 
 gemm_store:
-	GEMMSTORE(Z0, Z1)
-	GEMMSTORE(Z2, Z3)
-	GEMMSTORE(Z4, Z5)
-	GEMMSTORE(Z6, Z7)
-	GEMMSTORE(Z8, Z9)
-	GEMMSTORE(Z10, Z11)
-	GEMMSTORE(Z12, Z13)
-	GEMMSTORE(Z14, Z15)
+	GEMMSTORE8
 	VZEROUPPER
 	RET
 
