@@ -29,6 +29,11 @@ type backend interface {
 	// newQuantized allocates the storage of n NF4 elements holding a copy of
 	// codes and absmax (checked), or refuses with ErrMemory.
 	newQuantized(n, block int, codes []byte, absmax []float32) (buffer, error)
+	// newTemp returns float32 storage of n elements for a staging
+	// temporary (stage), its contents undefined: every element is written
+	// before it is read. releaseTemp gives it back once its Matrix is done.
+	newTemp(n int) (buffer, error)
+	releaseTemp(m *Matrix)
 	// releaseOnCollect arranges for m's storage to be released if m is
 	// garbage-collected without Free, where the collector alone would not.
 	releaseOnCollect(m *Matrix)

@@ -31,6 +31,13 @@ type buffer struct {
 // bytes returns the buffer's size in bytes.
 func (b *buffer) bytes() int64 { return int64(b.n) * int64(b.dt.Size()) }
 
+// newTemp allocates a staging temporary: a float32 buffer as newBuffer
+// makes one (the stream-ordered allocator makes it cheap).
+func (g gpuBackend) newTemp(n int) (buffer, error) { return g.newBuffer(n, F32) }
+
+// releaseTemp frees a staging temporary.
+func (gpuBackend) releaseTemp(m *Matrix) { m.Free() }
+
 // newBuffer allocates n elements of dt in device memory, zeroed. Out of
 // device memory wraps ErrMemory as well as ErrDevice.
 func (gpuBackend) newBuffer(n int, dt DType) (buffer, error) {

@@ -53,7 +53,7 @@ func (st *stage) inout(m *Matrix) (*Matrix, error) {
 
 // temp returns a float32 matrix of m's shape, freed by free.
 func (st *stage) temp(m *Matrix) (*Matrix, error) {
-	buf, err := be.newBuffer(m.rows*m.cols, F32)
+	buf, err := be.newTemp(m.rows * m.cols)
 	if err != nil {
 		return nil, fmt.Errorf("a float32 copy of the %v %s operand: %w", m.dt, m.shape(), err)
 	}
@@ -76,7 +76,7 @@ func (st *stage) finish() error {
 // free releases the temporaries.
 func (st *stage) free() {
 	for _, t := range st.temps {
-		t.Free()
+		be.releaseTemp(t)
 	}
 	st.temps, st.outs = nil, nil
 }
