@@ -203,6 +203,25 @@ func gemmSmallWins(n, in, out int) bool {
 	return useGemm512 && !blasThreaded && n >= gemmMinRows && in >= gemmNR && out >= gemmNR
 }
 
+// transposeBlocked writes the transpose of src (rows×cols) into dst
+// (cols×rows) in tiles of 8×8: element by element down a column, the rows
+// of dst (or of src), often 4 KiB apart, would all fall in one set of the
+// L1 cache and every access miss it; a tile touches 8 lines of each, fewer
+// than the set's ways.
+func transposeBlocked(dst, src []float32, rows, cols int) {
+	for o0 := 0; o0 < rows; o0 += 8 {
+		o1 := min(rows, o0+8)
+		for k0 := 0; k0 < cols; k0 += 8 {
+			for k := k0; k < min(cols, k0+8); k++ {
+				d := dst[k*rows+o0 : k*rows+o1]
+				for o := range d {
+					d[o] = src[(o0+o)*cols+k]
+				}
+			}
+		}
+	}
+}
+
 // gradsPacked computes T = s·x·Aᵀ and U = s·dy·B into t and u (n×r) and
 // dA = Uᵀ·x, dB = dyᵀ·T, each by the packed product with the r-row
 // operand in the place of x: Tᵀ = A·xᵀ and Uᵀ = Bᵀ·dyᵀ with the rows of x
@@ -215,11 +234,7 @@ func gradsPacked(t, u, dA, dB, dy, x, a, b []float32, n, in, out, r int, s float
 	defer gemmPool.Put(buf)
 	tt, ut, bt, dbt := (*buf)[:r*n], (*buf)[r*n:2*r*n], (*buf)[2*r*n:2*r*n+r*out], (*buf)[2*r*n+r*out:]
 	packedRun(tt, a, r, in, n, &xm, false, gemmNCSmall)
-	for o := range out {
-		for k, v := range b[o*r : (o+1)*r] {
-			bt[k*out+o] = v
-		}
-	}
+	transposeBlocked(bt, b, out, r)
 	packedRun(ut, bt, r, out, n, &dym, false, gemmNCSmall)
 	for i := range tt {
 		tt[i] *= s
@@ -227,12 +242,7 @@ func gradsPacked(t, u, dA, dB, dy, x, a, b []float32, n, in, out, r int, s float
 	}
 	packedRun(dA, ut, r, n, in, &xm, true, gemmNC)
 	packedRun(dbt, tt, r, n, out, &dym, true, gemmNC)
-	for k := range r {
-		for o, v := range dbt[k*out : (k+1)*out] {
-			dB[o*r+k] = v
-		}
-		for i := range n {
-			t[i*r+k], u[i*r+k] = tt[k*n+i], ut[k*n+i]
-		}
-	}
+	transposeBlocked(dB, dbt, r, out)
+	transposeBlocked(t, tt, r, n)
+	transposeBlocked(u, ut, r, n)
 }

@@ -264,3 +264,29 @@ func TestSplit(t *testing.T) {
 	// the micro-kernel, their blocks and strips split unevenly.
 	checkBackward(t, rng, F32, 3*gemmNR+6, 700, 263, 9)
 }
+
+// TestTransposeBlocked checks the tiled transpose against the definition
+// on shapes with every remainder of its 8×8 tiles.
+func TestTransposeBlocked(t *testing.T) {
+	for _, rows := range []int{1, 7, 8, 9, 16, 23} {
+		for _, cols := range []int{1, 5, 8, 15, 17, 64} {
+			src := make([]float32, rows*cols)
+			for i := range src {
+				src[i] = float32(i) + 0.5
+			}
+			dst := make([]float32, rows*cols+1)
+			dst[rows*cols] = -1 // a guard past the end
+			transposeBlocked(dst[:rows*cols], src, rows, cols)
+			for o := range rows {
+				for k := range cols {
+					if got := dst[k*rows+o]; got != src[o*cols+k] {
+						t.Fatalf("%d×%d: dst[%d][%d] = %g, want %g", rows, cols, k, o, got, src[o*cols+k])
+					}
+				}
+			}
+			if dst[rows*cols] != -1 {
+				t.Fatalf("%d×%d: wrote past the end", rows, cols)
+			}
+		}
+	}
+}
