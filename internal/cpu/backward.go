@@ -225,22 +225,23 @@ func transposeBlocked(dst, src []float32, rows, cols int) {
 // gradsPacked computes T = s·x·Aᵀ and U = s·dy·B into t and u (n×r) and
 // dA = Uᵀ·x, dB = dyᵀ·T, each by the packed product with the r-row
 // operand in the place of x: Tᵀ = A·xᵀ and Uᵀ = Bᵀ·dyᵀ with the rows of x
-// and dy packed as W's, dA = Uᵀ·x and dBᵀ = Tᵀ·dy with their columns
-// packed (as for dx = dy·W).
+// and dy packed as W's (Bᵀ packed straight from B's columns), dA = Uᵀ·x
+// and dBᵀ = Tᵀ·dy with their columns packed (as for dx = dy·W).
 func gradsPacked(t, u, dA, dB, dy, x, a, b []float32, n, in, out, r int, s float32) {
 	xm := Mat{Rows: n, Cols: in, Type: F32, F32: x}
 	dym := Mat{Rows: n, Cols: out, Type: F32, F32: dy}
-	buf := getGemmBuf(2*r*n + 2*r*out)
+	buf := getGemmBuf(2*r*n + gemmRowsPad(r)*out)
 	defer gemmPool.Put(buf)
-	tt, ut, bt, dbt := (*buf)[:r*n], (*buf)[r*n:2*r*n], (*buf)[2*r*n:2*r*n+r*out], (*buf)[2*r*n+r*out:]
+	tt, ut, bp := (*buf)[:r*n], (*buf)[r*n:2*r*n], (*buf)[2*r*n:]
 	packedRun(tt, a, r, in, n, &xm, false, gemmNCSmall)
-	transposeBlocked(bt, b, out, r)
-	packedRun(ut, bt, r, out, n, &dym, false, gemmNCSmall)
+	packXT(bp, b, r, out, r)
+	packedRunX(ut, bp, r, out, n, &dym, false, gemmNCSmall)
 	for i := range tt {
 		tt[i] *= s
 		ut[i] *= s
 	}
 	packedRun(dA, ut, r, n, in, &xm, true, gemmNC)
+	dbt := bp[:r*out] // Bᵀ's packing is spent
 	packedRun(dbt, tt, r, n, out, &dym, true, gemmNC)
 	transposeBlocked(dB, dbt, r, out)
 	transposeBlocked(t, tt, r, n)

@@ -107,13 +107,19 @@ func packW(dst []float32, w *Mat, j0, j1, p0, kc int, row []float32) {
 		if rows == gemmNR {
 			m = kc &^ 15
 		}
-		if m > 0 && w.Type == NF4 {
-			// Dequantized row by row into row, then packed from there.
-			for i := range gemmNR {
+		if kc >= 16 && (w.Type == NF4 || rows < gemmNR) {
+			// Dequantized (an NF4 W) or copied row by row into row, the
+			// rows past j1 zero, then packed from there: a panel of
+			// fewer than gemmNR rows (W with few rows, or x's rows in
+			// the place of W's) by transposes too, not element by
+			// element.
+			m = kc &^ 15
+			for i := range rows {
 				w.widen(row[i*kc:(i+1)*kc], (jp+i)*in+p0, kc)
 			}
+			clear(row[rows*kc : gemmNR*kc])
 			packT32(&d[0], &row[0], m, kc)
-			packRows(d, row, kc, rows, m, kc)
+			packRows(d, row, kc, gemmNR, m, kc)
 			continue
 		}
 		if m > 0 {
@@ -271,11 +277,41 @@ func packedGradX(dx, dy []float32, w Mat, n int) {
 // columns (trans) only at n ≤ gemmMC, where the prefetches cost a float32
 // W more than they save above (BenchmarkPackedProduct, dx at n = 256).
 func packedRun(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
-	np := gemmRowsPad(n)
-	xb := getGemmBuf(np * k)
+	xb := getGemmBuf(gemmRowsPad(n) * k)
 	defer gemmPool.Put(xb)
-	ap := *xb
-	packX(ap, x, n, k)
+	packX(*xb, x, n, k)
+	packedRunX(y, *xb, n, k, nc, w, trans, ncb)
+}
+
+// packXT packs the n×k matrix whose element (i, p) is src[p·ld+i] (the
+// transpose of a k×n block, rows ld apart) into dst as packX lays out x:
+// each step of a panel is gemmMR consecutive elements of one row of src,
+// zero past row n.
+func packXT(dst, src []float32, n, k, ld int) {
+	np := gemmRowsPad(n)
+	for i0 := 0; i0 < n; i0 += gemmMR {
+		rows := min(gemmMR, n-i0)
+		for p0 := 0; p0 < k; p0 += gemmKC {
+			kc := min(gemmKC, k-p0)
+			d := dst[p0*np+i0*kc : p0*np+(i0+gemmMR)*kc]
+			if rows == gemmMR {
+				for p := range kc {
+					o := (p0+p)*ld + i0
+					*(*[gemmMR]float32)(d[p*gemmMR:]) = [gemmMR]float32(src[o : o+gemmMR])
+				}
+				continue
+			}
+			for p := range kc {
+				e := d[p*gemmMR : (p+1)*gemmMR]
+				clear(e[copy(e[:rows], src[(p0+p)*ld+i0:]):])
+			}
+		}
+	}
+}
+
+// packedRunX is packedRun on x already packed (packX's layout) in ap.
+func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
+	np := gemmRowsPad(n)
 	blocks := (nc + ncb - 1) / ncb
 	// slab returns the rows [r0, r1) and columns [c0, c1) of W that the
 	// slab of block blk at p0 reads.

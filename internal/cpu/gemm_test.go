@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"unsafe"
@@ -164,6 +165,40 @@ func TestPackT32(t *testing.T) {
 					if v == v {
 						t.Fatalf("%v kc=%d ld=%d: dst[%d] written past the panel", dt, kc, ld, kc*gemmNR+j)
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestPackXT checks that packXT lays out the transpose of a strided block
+// exactly as packX lays out that transpose made explicit, on every
+// remainder of the panels (gemmMR rows) and the steps (gemmKC columns).
+func TestPackXT(t *testing.T) {
+	for _, n := range []int{1, 7, 8, 9, 16, 21} {
+		for _, k := range []int{1, 15, gemmKC, gemmKC + 3, 2*gemmKC + 17} {
+			ld := n + 5
+			src := make([]float32, k*ld)
+			for i := range src {
+				src[i] = float32(i) + 0.25
+			}
+			x := make([]float32, n*k) // the transpose, n×k
+			for i := range n {
+				for p := range k {
+					x[i*k+p] = src[p*ld+i]
+				}
+			}
+			size := gemmRowsPad(n) * k
+			want := make([]float32, size)
+			packX(want, x, n, k)
+			got := make([]float32, size)
+			for i := range got {
+				got[i] = float32(math.NaN())
+			}
+			packXT(got, src, n, k, ld)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("n=%d k=%d: element %d = %g, want %g", n, k, i, got[i], want[i])
 				}
 			}
 		}
