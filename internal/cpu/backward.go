@@ -46,6 +46,9 @@ func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s fl
 	}
 
 	switch {
+	case w.Type == BF16 && bf16GradX(dx, dy, w, n):
+		// dy of bfloat16 values on the bf16 instructions
+		// (gemm_bf16_gradx.go); the rank term below.
 	case gemmGradXWins(w.Type, n, in, out):
 		packedGradX(dx, dy, w, n)
 	case useFMA && !blasThreaded:

@@ -12,9 +12,10 @@
 //	product.go, half.go       y = x·Wᵀ: the fused matrix-vector driver, Sgemm, widened panels
 //	gemm.go, gemm_amd64.go    the packed product (BLIS-style, AVX-512 micro-kernel) for batches,
 //	                          its packing kernels (gemm_amd64.s; gemm_other.go their loops)
-//	gemm_bf16*.go, amx*.go    a BF16 W times bf16 x on AMX (TDPBF16PS) or AVX-512 BF16
-//	                          (VDPBF16PS), their guard against subnormal operands, the AMX
-//	                          permission (gemm_bf16_amd64.s: the encoded instructions)
+//	gemm_bf16*.go, amx*.go    a BF16 W times bf16 x (and bf16 dy times W, gemm_bf16_gradx.go)
+//	                          on AMX (TDPBF16PS) or AVX-512 BF16 (VDPBF16PS), their guard
+//	                          against subnormal operands, the AMX permission
+//	                          (gemm_bf16_amd64.s: the encoded instructions)
 //	nf4.go                    NF4: quantization, dequantization, y = x·Wᵀ on its codes
 //	forward.go, backward.go   Forward and Backward on those products, productNN for dx
 //	rank.go                   the rank-r row updates (Merge, RankFinite, y += T·Bᵀ)

@@ -1293,3 +1293,33 @@ minmag_loop:
 	MOVW AX, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// func packPairs16(dst, src *uint16, ld, k32 int)
+//
+// Sixteen columns of W, k32 steps of 32 rows, in pairs of rows: each
+// pair's two runs of 16 values (Y0, Y1) interleaved word by word within
+// 128-bit lanes (VPUNPCKLWD, VPUNPCKHWD), then the lanes put in order
+// (VPERM2I128): one 64-byte row of a panel. R9: ld in bytes.
+TEXT ·packPairs16(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ ld+16(FP), R9
+	SHLQ $1, R9
+	MOVQ k32+24(FP), CX
+	SHLQ $4, CX
+
+pairs_loop:
+	VMOVDQU    (SI), Y0
+	VMOVDQU    (SI)(R9*1), Y1
+	VPUNPCKLWD Y1, Y0, Y2
+	VPUNPCKHWD Y1, Y0, Y3
+	VPERM2I128 $0x20, Y3, Y2, Y4
+	VPERM2I128 $0x31, Y3, Y2, Y5
+	VMOVDQU    Y4, (DI)
+	VMOVDQU    Y5, 32(DI)
+	LEAQ       (SI)(R9*2), SI
+	ADDQ       $64, DI
+	DECQ       CX
+	JNZ        pairs_loop
+	VZEROUPPER
+	RET
