@@ -83,9 +83,21 @@ func packX(dst, x []float32, n, in int) {
 			rows := min(gemmMR, n-i0)
 			for p0 := 0; p0 < in; p0 += gemmKC {
 				kc := min(gemmKC, in-p0)
-				packPanel(dst[p0*np+i0*kc:p0*np+(i0+gemmMR)*kc], gemmMR, rows, kc, func(i int) []float32 {
-					return x[(i0+i)*in+p0 : (i0+i)*in+p0+kc]
-				})
+				d := dst[p0*np+i0*kc : p0*np+(i0+gemmMR)*kc]
+				m := 0
+				if rows == gemmMR && useFMA {
+					// Whole runs of 8 columns by 8×8 transposes.
+					m = kc &^ 7
+					if m > 0 {
+						_ = x[(i0+gemmMR-1)*in+p0+m-1] // bounds: the last element read
+						packT8(&d[0], &x[i0*in+p0], m/8, in)
+					}
+				}
+				if m < kc {
+					packPanel(d[m*gemmMR:], gemmMR, rows, kc-m, func(i int) []float32 {
+						return x[(i0+i)*in+p0+m : (i0+i)*in+p0+kc]
+					})
+				}
 			}
 		}
 	})

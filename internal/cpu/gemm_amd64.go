@@ -10,6 +10,13 @@ package cpu
 //go:noescape
 func packT32(dst, src *float32, kc, ld int)
 
+// packT8 sets dst[p·8+i] = src[i·ld+p] for i < 8 and p < 8·k8, k8 ≥ 1:
+// 8 rows of x packed as a panel of the packed product (packX's layout), by
+// 8×8 transposes in registers. AVX2.
+//
+//go:noescape
+func packT8(dst, src *float32, k8, ld int)
+
 // packT32BF16 is packT32 for a bfloat16 src, each element widened exactly.
 //
 //go:noescape

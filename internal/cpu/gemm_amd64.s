@@ -542,3 +542,69 @@ pf_line:
 
 pf_done:
 	RET
+
+// func packT8(dst, src *float32, k8, ld int)
+//
+// Eight rows of x, 8 columns a pass: rows in Y0–Y7, each pair interleaved
+// (VUNPCKLPS, VUNPCKHPS: Y8–Y15), then each four rows' values of a column
+// gathered within 128-bit lanes (VSHUFPS: Y0–Y7), then rows 0–3 and 4–7
+// joined (VPERM2F128: Y8–Y15 = columns 0–7), stored one step of 8 floats
+// each. SI, R11: rows 0 and 4; R9 = ld and R10 = 3·ld in bytes reach the
+// rows between.
+TEXT ·packT8(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ k8+16(FP), CX
+	MOVQ ld+24(FP), R9
+	SHLQ $2, R9
+	LEAQ (R9)(R9*2), R10
+	LEAQ (SI)(R9*4), R11
+
+t8_loop:
+	VMOVUPS    (SI), Y0
+	VMOVUPS    (SI)(R9*1), Y1
+	VMOVUPS    (SI)(R9*2), Y2
+	VMOVUPS    (SI)(R10*1), Y3
+	VMOVUPS    (R11), Y4
+	VMOVUPS    (R11)(R9*1), Y5
+	VMOVUPS    (R11)(R9*2), Y6
+	VMOVUPS    (R11)(R10*1), Y7
+	VUNPCKLPS  Y1, Y0, Y8
+	VUNPCKHPS  Y1, Y0, Y9
+	VUNPCKLPS  Y3, Y2, Y10
+	VUNPCKHPS  Y3, Y2, Y11
+	VUNPCKLPS  Y5, Y4, Y12
+	VUNPCKHPS  Y5, Y4, Y13
+	VUNPCKLPS  Y7, Y6, Y14
+	VUNPCKHPS  Y7, Y6, Y15
+	VSHUFPS    $0x44, Y10, Y8, Y0
+	VSHUFPS    $0xee, Y10, Y8, Y1
+	VSHUFPS    $0x44, Y11, Y9, Y2
+	VSHUFPS    $0xee, Y11, Y9, Y3
+	VSHUFPS    $0x44, Y14, Y12, Y4
+	VSHUFPS    $0xee, Y14, Y12, Y5
+	VSHUFPS    $0x44, Y15, Y13, Y6
+	VSHUFPS    $0xee, Y15, Y13, Y7
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+	VMOVUPS    Y8, 0(DI)
+	VMOVUPS    Y9, 32(DI)
+	VMOVUPS    Y10, 64(DI)
+	VMOVUPS    Y11, 96(DI)
+	VMOVUPS    Y12, 128(DI)
+	VMOVUPS    Y13, 160(DI)
+	VMOVUPS    Y14, 192(DI)
+	VMOVUPS    Y15, 224(DI)
+	ADDQ       $32, SI
+	ADDQ       $32, R11
+	ADDQ       $256, DI
+	DECQ       CX
+	JNZ        t8_loop
+	VZEROUPPER
+	RET

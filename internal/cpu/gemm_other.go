@@ -15,6 +15,17 @@ func packT32(dst, src *float32, kc, ld int) {
 	}
 }
 
+// packT8 sets dst[p·8+i] = src[i·ld+p] for i < 8 and p < 8·k8: the
+// portable form of the amd64 kernel.
+func packT8(dst, src *float32, k8, ld int) {
+	d, s := f32s(dst, 64*k8), f32s(src, 7*ld+8*k8)
+	for i := range 8 {
+		for p := range 8 * k8 {
+			d[p*8+i] = s[i*ld+p]
+		}
+	}
+}
+
 // packT32BF16 is packT32 for a bfloat16 src, each element widened exactly.
 func packT32BF16(dst *float32, src *uint16, kc, ld int) { packT32Half(BF16, dst, src, kc, ld) }
 

@@ -204,3 +204,32 @@ func TestPackXT(t *testing.T) {
 		}
 	}
 }
+
+// TestPackT8 checks the 8×8-transpose packing of x's panels against its
+// definition, dst[p·8+i] = src[i·ld+p], with rows of odd stride.
+func TestPackT8(t *testing.T) {
+	for _, k8 := range []int{1, 2, 5} {
+		ld := 8*k8 + 3
+		src := make([]float32, 8*ld)
+		for i := range src {
+			src[i] = float32(i) + 0.5
+		}
+		dst := make([]float32, 64*k8+8)
+		for i := range dst {
+			dst[i] = float32(math.NaN())
+		}
+		packT8(&dst[0], &src[0], k8, ld)
+		for p := range 8 * k8 {
+			for i := range 8 {
+				if dst[p*8+i] != src[i*ld+p] {
+					t.Fatalf("k8=%d: dst[%d] = %g, want src[%d][%d] = %g", k8, p*8+i, dst[p*8+i], i, p, src[i*ld+p])
+				}
+			}
+		}
+		for _, v := range dst[64*k8:] {
+			if !math.IsNaN(float64(v)) {
+				t.Fatalf("k8=%d: written past the panel", k8)
+			}
+		}
+	}
+}
