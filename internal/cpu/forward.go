@@ -42,15 +42,7 @@ func Forward(y, x []float32, w Mat, a, b []float32, n, r int, s float32) {
 	rankUpdateF32(y, n, out, r,
 		func(i int, c []float32) { copy(c, t[i*r:(i+1)*r]) },
 		func(slab []float32, j0, j1 int) {
-			// Row by row of the slab, written in order: written column
-			// by column, its rows (often 4 KiB apart) would all fall in
-			// one set of the L1 cache.
-			width := j1 - j0
-			for k := range r {
-				row := slab[k*width : (k+1)*width]
-				for j := range row {
-					row[j] = b[(j0+j)*r+k]
-				}
-			}
+			// Bᵀ's columns j0…j1−1, by tiles (see transposeBlocked).
+			transposeBlocked(slab, b[j0*r:j1*r], j1-j0, r)
 		})
 }
