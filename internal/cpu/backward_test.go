@@ -78,6 +78,28 @@ func TestForward(t *testing.T) {
 	}
 }
 
+// TestForwardFewRows runs Forward at n ≤ gemvRows on a float32 W, the
+// fused path of T, W's rows and B's terms in one split (rankTerm): ranks
+// below, at and past a whole 16 (gemv4F32's part) with every remainder,
+// rows of W leaving every remainder of a group of four, columns past the
+// kernel's whole 16s; and with GOMAXPROCS 7, each goroutine's share ending
+// mid-way.
+func TestForwardFewRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	shapes := []struct{ n, in, out, r int }{
+		{1, 1024, 37, 16}, {2, 64, 38, 19}, {3, 70, 39, 35}, {gemvRows, 33, 40, 64},
+		{1, 1030, 41, 1}, {2, 16, 9, 15}, {1, 2048, 130, 17},
+	}
+	for _, c := range shapes {
+		checkForward(t, rng, F32, c.n, c.in, c.out, c.r)
+	}
+	old := runtime.GOMAXPROCS(7)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	for _, c := range shapes {
+		checkForward(t, rng, F32, c.n, c.in, 4*c.out+3, c.r)
+	}
+}
+
 // checkBackward runs Backward with a W of dtype dt, unmerged and merged,
 // and compares dx, dA and dB with float64 references; then the panel form
 // of dx (panelGradX) for a half W.

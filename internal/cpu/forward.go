@@ -27,6 +27,29 @@ func Forward(y, x []float32, w Mat, a, b []float32, n, r int, s float32) {
 	defer scratchPool.Put(sc)
 	sc.t = grow(sc.t, n*r)
 	t := sc.t
+	if n <= gemvRows && w.Type == F32 && f32GemvWins(n, out, in) {
+		// A few rows of a float32 W, in one split among goroutines: the
+		// first computes T[i,:] = s·A·x[i,:] before its share of
+		// y[i,:] = W·x[i,:] (the fused kernel); each then adds B·T[i,:]
+		// to the rows of y it wrote (rankTerm), once T is done.
+		op := f32GemvOp(y, x, w.F32, n, out, in, out)
+		top := f32GemvOp(t, x, a, n, r, in, r)
+		var ready sync.WaitGroup
+		ready.Add(1)
+		Parallel((out+3)/4, n*out*in, func(lo, hi int) {
+			if lo == 0 {
+				top.groups(0, (r+3)/4)
+				for i := range t[:n*r] {
+					t[i] *= s
+				}
+				ready.Done()
+			}
+			op.groups(lo, hi)
+			ready.Wait()
+			rankTerm(y, t, b, 0, n, 4*lo, min(out, 4*hi), out, r)
+		})
+		return
+	}
 	if n <= gemvRows {
 		// A few rows: matrix-vector products, T[i,:] = s·A·x[i,:], then
 		// y[i,:] = W·x[i,:] and y[i,:] += B·T[i,:].
@@ -45,4 +68,40 @@ func Forward(y, x []float32, w Mat, a, b []float32, n, r int, s float32) {
 			// Bᵀ's columns j0…j1−1, by tiles (see transposeBlocked).
 			transposeBlocked(slab, b[j0*r:j1*r], j1-j0, r)
 		})
+}
+
+// rankTerm adds to y[i, o] (rows ldy apart) the dot product of T's row i
+// and B's row o (r each) for i0 ≤ i < i1 and o0 ≤ o < o1: on gemv4F32 for
+// four rows of B at a time and r's whole 16s, the rest in Go; each dot
+// product formed whole, then added.
+func rankTerm(y, t, b []float32, i0, i1, o0, o1, ldy, r int) {
+	m := r &^ 15
+	if !useFMA {
+		m = 0
+	}
+	for i := i0; i < i1; i++ {
+		ti := t[i*r : (i+1)*r]
+		for o := o0; o < o1; o += 4 {
+			q := min(4, o1-o)
+			var d [4]float32
+			if q == 4 && m > 0 {
+				_ = b[(o+3)*r+m-1] // bounds: the last element read
+				gemv4F32(&d[0], &ti[0], &b[o*r], m, r)
+			}
+			for k := range q {
+				v := d[k]
+				if q < 4 || m == 0 {
+					v = 0
+					for j, c := range b[(o+k)*r : (o+k)*r+r] {
+						v += ti[j] * c
+					}
+				} else {
+					for j, c := range b[(o+k)*r+m : (o+k)*r+r] {
+						v += ti[m+j] * c
+					}
+				}
+				y[i*ldy+o+k] += v
+			}
+		}
+	}
 }
