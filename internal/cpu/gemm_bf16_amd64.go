@@ -46,13 +46,14 @@ func packTiles16(dst, src *uint16, lds, k32 int) uint16
 //go:noescape
 func packX16(dst *uint16, x *float32, ldx, k32 int)
 
-// packPairs16 sets dst[s·512 + 32p + 2r + e] = src[(32s + 2p + e)·ld + r]
-// for s < k32, p < 16, r < 16, e < 2: sixteen columns of W, rows in pairs
-// side by side, as the kernels read x's panels (packPairsBF16). k32 ≥ 1.
-// AVX2.
+// packPairsRows sets dst[t·ldd + 2r + e] = src[e·ld + 16t + r] for
+// t < panels, r < 16, e < 2: rows e = 0 and 1 of W (ld apart), 16 columns
+// for each of panels panels (ldd apart), the two rows' values side by side,
+// as one row of each of x's panels that the kernels read (packPairsBF16).
+// panels ≥ 1. AVX2.
 //
 //go:noescape
-func packPairs16(dst, src *uint16, ld, k32 int)
+func packPairsRows(dst *uint16, ldd int, src *uint16, ld, panels int)
 
 // checkX returns the OR of the patterns of x[j] for j < n, and the least
 // of ((pattern >> 16) & 0x7fff) − 1 as uint32 (a zero's wraps to the

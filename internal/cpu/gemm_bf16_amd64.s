@@ -1294,19 +1294,20 @@ minmag_loop:
 	VZEROUPPER
 	RET
 
-// func packPairs16(dst, src *uint16, ld, k32 int)
+// func packPairsRows(dst *uint16, ldd int, src *uint16, ld, panels int)
 //
-// Sixteen columns of W, k32 steps of 32 rows, in pairs of rows: each
-// pair's two runs of 16 values (Y0, Y1) interleaved word by word within
-// 128-bit lanes (VPUNPCKLWD, VPUNPCKHWD), then the lanes put in order
-// (VPERM2I128): one 64-byte row of a panel. R9: ld in bytes.
-TEXT ·packPairs16(SB), NOSPLIT, $0-32
+// One pair of rows of W (SI and SI+R9), 16 columns a pass: each row's 16
+// values (Y0, Y1) interleaved word by word within 128-bit lanes
+// (VPUNPCKLWD, VPUNPCKHWD), then the lanes put in order (VPERM2I128): one
+// 64-byte row of a panel, the panels R8 bytes apart.
+TEXT ·packPairsRows(SB), NOSPLIT, $0-40
 	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ ld+16(FP), R9
+	MOVQ ldd+8(FP), R8
+	SHLQ $1, R8
+	MOVQ src+16(FP), SI
+	MOVQ ld+24(FP), R9
 	SHLQ $1, R9
-	MOVQ k32+24(FP), CX
-	SHLQ $4, CX
+	MOVQ panels+32(FP), CX
 
 pairs_loop:
 	VMOVDQU    (SI), Y0
@@ -1317,8 +1318,8 @@ pairs_loop:
 	VPERM2I128 $0x31, Y3, Y2, Y5
 	VMOVDQU    Y4, (DI)
 	VMOVDQU    Y5, 32(DI)
-	LEAQ       (SI)(R9*2), SI
-	ADDQ       $64, DI
+	ADDQ       $32, SI
+	ADDQ       R8, DI
 	DECQ       CX
 	JNZ        pairs_loop
 	VZEROUPPER

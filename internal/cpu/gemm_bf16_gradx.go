@@ -19,7 +19,7 @@ import (
 //	  bfloat16 one, and the least magnitude, come with it;
 //	the columns of W are cut into blocks of bfGXCols, split among
 //	  goroutines; each block is packed bfGXSteps steps of 32 of its rows
-//	  at a time (packPairs16): panel tj of 16 columns, step s, holds pair p
+//	  at a time (packPairsBF16): panel tj of 16 columns, step s, holds pair p
 //	  (rows 32s+2p and 32s+2p+1) of column r at 32p + 2r, the two rows'
 //	  values side by side, as the kernels read x's panels;
 //	the kernel computes 16×16 tiles of dx, rows of dy by columns of W,
@@ -158,18 +158,31 @@ func packPairsBF16(dst []uint16, w *Mat, s0, k32, j0, j1 int) {
 	out, in := w.Rows, w.Cols
 	ldb := k32 * 512
 	full := min(k32, max(0, out/32-s0)) // steps whole in W
+	panels := (j1 - j0) / 16            // panels whole in W
+	if !useBF16DP {
+		full, panels = 0, 0
+	}
+	if full > 0 && panels > 0 {
+		// Each pair of rows across the whole panels, read in order.
+		_ = w.Bits[(32*(s0+full)-1)*in+j0+16*panels-1] // bounds: the last element read
+		_ = dst[(panels-1)*ldb+(full-1)*512+511]
+		for s := range full {
+			for p := range 16 {
+				o := 32*(s0+s) + 2*p
+				packPairsRows(&dst[s*512+32*p], ldb, &w.Bits[o*in+j0], in, panels)
+			}
+		}
+	}
 	for tj := 0; j0+16*tj < j1; tj++ {
-		d := dst[tj*ldb : (tj+1)*ldb]
+		e := dst[tj*ldb : (tj+1)*ldb]
 		j := j0 + 16*tj
 		cols := min(16, j1-j)
 		s := 0
-		if cols == 16 && full > 0 && useBF16DP {
-			_ = w.Bits[(32*(s0+full)-1)*in+j+15] // bounds: the last element read
-			packPairs16(&d[0], &w.Bits[32*s0*in+j], in, full)
+		if tj < panels {
 			s = full
 		}
 		for ; s < k32; s++ {
-			e := d[s*512 : (s+1)*512]
+			d := e[s*512 : (s+1)*512]
 			for p := range 16 {
 				for r := range 16 {
 					for h := range 2 {
@@ -177,7 +190,7 @@ func packPairsBF16(dst []uint16, w *Mat, s0, k32, j0, j1 int) {
 						if o := 32*(s0+s) + 2*p + h; o < out && r < cols {
 							v = w.Bits[o*in+j+r]
 						}
-						e[32*p+2*r+h] = v
+						d[32*p+2*r+h] = v
 					}
 				}
 			}

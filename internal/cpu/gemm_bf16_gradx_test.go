@@ -143,9 +143,10 @@ func TestBF16GradXGuard(t *testing.T) {
 	}
 }
 
-// TestPackPairs16 checks the assembly packing of W's columns in pairs of
-// rows against packPairsBF16's definition, written out here.
-func TestPackPairs16(t *testing.T) {
+// TestPackPairs checks the packing of W's columns in pairs of rows
+// (packPairsRows for the whole steps and panels) against packPairsBF16's
+// definition, written out here.
+func TestPackPairs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(307, 308))
 	for _, sh := range [][4]int{{64, 48, 0, 2}, {100, 40, 1, 2}, {37, 33, 0, 2}, {300, 70, 3, 5}} {
 		out, in, s0, k32 := sh[0], sh[1], sh[2], sh[3]

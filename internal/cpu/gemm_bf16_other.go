@@ -57,14 +57,12 @@ func checkX(x *float32, n int) (or, least uint32) {
 	return or, least
 }
 
-func packPairs16(dst, src *uint16, ld, k32 int) {
-	d, w := u16s(dst, 512*k32), u16s(src, (32*k32-1)*ld+16)
-	for s := range k32 {
-		for p := range 16 {
-			for r := range 16 {
-				for e := range 2 {
-					d[s*512+32*p+2*r+e] = w[(32*s+2*p+e)*ld+r]
-				}
+func packPairsRows(dst *uint16, ldd int, src *uint16, ld, panels int) {
+	d, w := u16s(dst, (panels-1)*ldd+32), u16s(src, ld+16*panels)
+	for t := range panels {
+		for r := range 16 {
+			for e := range 2 {
+				d[t*ldd+2*r+e] = w[e*ld+16*t+r]
 			}
 		}
 	}
