@@ -210,13 +210,21 @@ func gemmSmallWins(n, in, out int) bool {
 // (cols×rows) in tiles of 8×8: element by element down a column, the rows
 // of dst (or of src), often 4 KiB apart, would all fall in one set of the
 // L1 cache and every access miss it; a tile touches 8 lines of each, fewer
-// than the set's ways.
+// than the set's ways. Above 64Ki elements the rows of src are split among
+// goroutines.
 func transposeBlocked(dst, src []float32, rows, cols int) {
-	for o0 := 0; o0 < rows; o0 += 8 {
-		o1 := min(rows, o0+8)
+	Parallel((rows+63)/64, rows*cols, func(lo, hi int) {
+		transposeRows(dst, src, 64*lo, min(rows, 64*hi), rows, cols)
+	})
+}
+
+// transposeRows is transposeBlocked for the rows [o0, o1) of src.
+func transposeRows(dst, src []float32, o0, o1, rows, cols int) {
+	for ; o0 < o1; o0 += 8 {
+		e := min(o1, o0+8)
 		for k0 := 0; k0 < cols; k0 += 8 {
 			for k := k0; k < min(cols, k0+8); k++ {
-				d := dst[k*rows+o0 : k*rows+o1]
+				d := dst[k*rows+o0 : k*rows+e]
 				for o := range d {
 					d[o] = src[(o0+o)*cols+k]
 				}

@@ -288,10 +288,14 @@ func TestSplit(t *testing.T) {
 }
 
 // TestTransposeBlocked checks the tiled transpose against the definition
-// on shapes with every remainder of its 8×8 tiles.
+// on shapes with every remainder of its 8×8 tiles, and above the size at
+// which its rows are split among goroutines (GOMAXPROCS 3: shares ending
+// mid-tile).
 func TestTransposeBlocked(t *testing.T) {
-	for _, rows := range []int{1, 7, 8, 9, 16, 23} {
-		for _, cols := range []int{1, 5, 8, 15, 17, 64} {
+	old := runtime.GOMAXPROCS(3)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	for _, rows := range []int{1, 7, 8, 9, 16, 23, 1001} {
+		for _, cols := range []int{1, 5, 8, 15, 17, 64, 67} {
 			src := make([]float32, rows*cols)
 			for i := range src {
 				src[i] = float32(i) + 0.5
