@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 
 	"github.com/golora/lora/internal/cpu"
 	"github.com/golora/lora/internal/half"
@@ -38,46 +37,36 @@ func (cpuBackend) newBuffer(n int, dt DType) (buffer, error) {
 	return buffer{data: make([]float32, n), dt: dt}, nil
 }
 
-// tempPool holds the float32 slices of staging temporaries between calls:
-// a half-precision Forward or Backward stages x and y (dy, dx) to float32
-// on every call, and allocating them afresh costs the runtime a serial
-// clear of each (at n = 256, in = out = 4096, about 0.8 ms a call).
-var tempPool sync.Pool
-
 // poisonTemps makes newTemp fill a reused slice with NaN.
 var poisonTemps bool
 
-// newTemp returns float32 storage of n elements from tempPool, or newly
-// allocated. Its contents are those of an earlier temporary; with
+// newTemp returns float32 storage of n elements for a staging temporary:
+// scratch of internal/cpu (cpu.TakeF32), recycled by size class, so that
+// a half-precision Forward or Backward, which stages x and y (dy, dx) on
+// every call, allocates nothing once warm (allocated afresh, each would
+// cost the runtime a serial clear: at n = 256, in = out = 4096, about
+// 0.8 ms a call). Its contents are those of an earlier use; with
 // poisonTemps (set by the package's tests) they are set to NaN, so that an
 // element a kernel leaves unwritten shows in the result.
 func (cpuBackend) newTemp(n int) (buffer, error) {
-	if p, _ := tempPool.Get().(*[]float32); p != nil {
-		if cap(*p) >= n {
-			d := (*p)[:n]
-			if poisonTemps {
-				nan := float32(math.NaN())
-				for i := range d {
-					d[i] = nan
-				}
-			}
-			return buffer{data: d, dt: F32}, nil
-		}
-		tempPool.Put(p)
-	}
 	if err := sysmem.Check("its storage", 4*int64(n)); err != nil {
 		return buffer{}, fmt.Errorf("%w: %w", err, ErrMemory)
 	}
-	return buffer{data: make([]float32, n), dt: F32}, nil
+	d := *cpu.TakeF32(n)
+	if poisonTemps {
+		nan := float32(math.NaN())
+		for i := range d {
+			d[i] = nan
+		}
+	}
+	return buffer{data: d, dt: F32}, nil
 }
 
-// releaseTemp frees m and gives its slice to tempPool.
+// releaseTemp frees m and gives its slice back (cpu.GiveF32).
 func (cpuBackend) releaseTemp(m *Matrix) {
 	d := m.buf.data
 	m.Free()
-	if cap(d) > 0 {
-		tempPool.Put(&d)
-	}
+	cpu.GiveF32(&d)
 }
 
 // newQuantized allocates an NF4 buffer of n elements holding a copy of

@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"sync"
 	"unsafe"
 )
 
@@ -56,16 +55,10 @@ func gemmGradXWins(t Type, n, in, out int) bool {
 	return gemmWins(n, in, out) && (t != NF4 || n >= 2*gemmMinRows)
 }
 
-var gemmPool sync.Pool
+// gemmPool is f32Slabs, the scratch of the products (getGemmBuf).
+var gemmPool = &f32Slabs
 
-func getGemmBuf(n int) *[]float32 {
-	p, _ := gemmPool.Get().(*[]float32)
-	if p == nil {
-		p = new([]float32)
-	}
-	*p = grow(*p, n)
-	return p
-}
+func getGemmBuf(n int) *[]float32 { return f32Slabs.get(n) }
 
 // gemmRowsPad returns n rounded up to a multiple of gemmMR.
 func gemmRowsPad(n int) int { return (n + gemmMR - 1) / gemmMR * gemmMR }

@@ -3,7 +3,6 @@ package cpu
 import (
 	"math"
 	"runtime"
-	"sync"
 	"sync/atomic"
 )
 
@@ -113,19 +112,10 @@ func minMagBF16(s []uint16) uint16 {
 	return mn
 }
 
-var bf16Pool sync.Pool
+// bf16Pool recycles the packed bfloat16 operands by size class.
+var bf16Pool slabPool[uint16]
 
-func getBF16Buf(n int) *[]uint16 {
-	p, _ := bf16Pool.Get().(*[]uint16)
-	if p == nil {
-		p = new([]uint16)
-	}
-	if cap(*p) < n {
-		*p = make([]uint16, n)
-	}
-	*p = (*p)[:n]
-	return p
-}
+func getBF16Buf(n int) *[]uint16 { return bf16Pool.get(n) }
 
 // round32 returns n rounded up to a multiple of 32.
 func round32(n int) int { return (n + 31) &^ 31 }

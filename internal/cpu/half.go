@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"sync"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
@@ -90,17 +89,10 @@ func halfGemv(y, x []float32, w []uint16, dt Type, n, out, in int) {
 }
 
 // panelPool recycles the float32 panels of panelProduct and panelGradX,
-// and the reordered x of halfGemv.
-var panelPool sync.Pool
+// and the reordered x of halfGemv: f32Slabs.
+var panelPool = &f32Slabs
 
-func getPanel(n int) *[]float32 {
-	p, _ := panelPool.Get().(*[]float32)
-	if p == nil {
-		p = new([]float32)
-	}
-	*p = grow(*p, n)
-	return p
-}
+func getPanel(n int) *[]float32 { return f32Slabs.get(n) }
 
 // halfPanelRows returns the rows of W, each of cols elements, in one
 // widened panel: as many as halfPanelBytes holds, at least four.
