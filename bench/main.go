@@ -785,8 +785,10 @@ func newConfig(quick, nf4Only bool) config {
 		ins: []int{1024, 4096}, ranks: []int{8, 16, 64}, ns: []int{1, 16, 64, 256},
 		mergeRanks: []int{8, 16, 64},
 		// bf16 beside f32 where the ratios tell: decode, a small batch and
-		// a larger one, and Merge, at in = out = 4096, r = 16.
-		bf16Forward: []perf.Shape{{N: 1, In: 4096, R: 16}, {N: 16, In: 4096, R: 16}, {N: 64, In: 4096, R: 16}},
+		// larger ones (where the CPU's bf16 product runs on AMX or AVX-512
+		// BF16), and Merge, at in = out = 4096, r = 16.
+		bf16Forward: []perf.Shape{{N: 1, In: 4096, R: 16}, {N: 16, In: 4096, R: 16}, {N: 64, In: 4096, R: 16},
+			{N: 256, In: 4096, R: 16}},
 		bf16Merge:   []perf.Shape{{In: 4096, R: 16}},
 		train: []perf.Shape{
 			{N: 16, In: 1024, Out: 1024, R: 16}, {N: 256, In: 1024, Out: 1024, R: 16},
