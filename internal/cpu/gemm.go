@@ -369,9 +369,9 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 							if rows == gemmMR && cols == gemmNR {
 								if prefetch && q1 > q0 && c1 > c0 {
 									// The part of the next slab within
-									// the kernel's steps, one line a pass.
+									// the kernel's steps, one line a step.
 									p, rowBytes, stride := slabRows(w, q0, q1, c0, c1)
-									if (q1-q0)*((rowBytes+63)/64) <= kc/2 {
+									if (q1-q0)*((rowBytes+63)/64) <= kc&^1 {
 										gemmKernelPF(kc, a, b, &y[ir*nc+jr], nc, acc, p, p+uintptr((q1-q0)*stride), rowBytes, stride)
 										call++
 										continue

@@ -52,9 +52,10 @@ func packN32F16(dst *float32, src *uint16, kc, ld int)
 func prefetchRows(p uintptr, rows, stride, bytes int)
 
 // gemmKernelPF is gemmKernelAVX512 that also prefetches into L2, one cache
-// line every two steps, the rows of rowBytes bytes, stride apart, from the
-// address pf on until pfEnd: a part of the elements that the packed
-// product packs next, fetched while the kernel computes.
+// line a step (k&^1 of them at most: none in an odd last step), the rows
+// of rowBytes bytes, stride apart, from the address pf on until pfEnd: a
+// part of the elements that the packed product packs next, fetched while
+// the kernel computes.
 //
 //go:noescape
 func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride int)

@@ -158,8 +158,9 @@ gemm_store:
 
 // func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride int)
 //
-// gemmKernelAVX512, and in each pass of two steps a PREFETCHT1 of the next
-// line of the rows of rowBytes bytes, stride apart, from pf until pfEnd.
+// gemmKernelAVX512, and at each step of the passes of two a PREFETCHT1 of
+// the next line of the rows of rowBytes bytes, stride apart, from pf until
+// pfEnd.
 TEXT ·gemmKernelPF(SB), NOSPLIT, $0-80
 	GEMMENTRY
 
@@ -179,16 +180,26 @@ TEXT ·gemmKernelPF(SB), NOSPLIT, $0-80
 gemm_loop2:
 	PREFETCHT0 (SI)(R10*1)
 	CMPQ       R11, pfEnd+56(FP)
-	JAE        gemm_steps
+	JAE        gemm_step1
 	PREFETCHT1 (R11)(R12*1)
 	ADDQ       $64, R12
 	CMPQ       R12, R13
-	JB         gemm_steps
+	JB         gemm_step1
 	XORQ       R12, R12
 	ADDQ       AX, R11
 
-gemm_steps:
+gemm_step1:
 	GEMMSTEP
+	CMPQ       R11, pfEnd+56(FP)
+	JAE        gemm_step2
+	PREFETCHT1 (R11)(R12*1)
+	ADDQ       $64, R12
+	CMPQ       R12, R13
+	JB         gemm_step2
+	XORQ       R12, R12
+	ADDQ       AX, R11
+
+gemm_step2:
 	GEMMSTEP
 	DECQ BX
 	JNZ  gemm_loop2
