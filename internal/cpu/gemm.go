@@ -35,7 +35,10 @@ const (
 	gemmNCSmall = 32      // rows of W per block of y = x·Wᵀ while x packed fits gemmXFit
 	gemmXFit    = 1 << 20 // floats of packed x (4 MiB) up to which blocks are gemmNCSmall
 	gemmMC      = 128     // rows of x per pass over a packed block of W
-	gemmMinRows = 16      // the smallest batch the packed product serves
+	// The most rows of x for which dx = dy·W reads a float32 W's panels
+	// where they lie, not packed.
+	gemmInPlaceRows = 2 * gemmMR
+	gemmMinRows     = 16 // the smallest batch the packed product serves
 )
 
 // gemmWins reports whether the packed product serves y = x·Wᵀ for n rows
@@ -335,11 +338,18 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 		var tile [gemmMR * gemmNR]float32
 		for blk := lo; blk < hi; blk++ {
 			j0, j1 := blk*ncb, min(nc, (blk+1)*ncb)
+			// A float32 W's columns for few rows of x: read where they
+			// lie, each step 32 floats of one row of W, in steps in
+			// floats apart (a panel of them is used by at most
+			// gemmInPlaceRows/gemmMR calls; copying it costs more).
+			inPlace := trans && w.Type == F32 && n <= gemmInPlaceRows && (j1-j0)%gemmNR == 0
 			for p0 := 0; p0 < k; p0 += gemmKC {
 				kc := min(gemmKC, k-p0)
-				if trans {
+				switch {
+				case inPlace:
+				case trans:
 					packWT(bp, w, j0, j1, p0, kc, row)
-				} else {
+				default:
 					packW(bp, w, j0, j1, p0, kc, row)
 				}
 				// The next slab, spread over this one's calls.
@@ -360,7 +370,10 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 				for i0 := 0; i0 < n; i0 += gemmMC {
 					i1 := min(n, i0+gemmMC)
 					for jr := j0; jr < j1; jr += gemmNR {
-						b := &bp[(jr-j0)*kc]
+						b, ldb := &bp[(jr-j0)*kc], gemmNR
+						if inPlace {
+							b, ldb = &w.F32[p0*w.Cols+jr], w.Cols
+						}
 						cols := min(gemmNR, j1-jr)
 						for ir := i0; ir < i1; ir += gemmMR {
 							a := &ap[p0*np+ir*kc]
@@ -372,12 +385,16 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 									// the kernel's steps, one line a step.
 									p, rowBytes, stride := slabRows(w, q0, q1, c0, c1)
 									if (q1-q0)*((rowBytes+63)/64) <= kc&^1 {
-										gemmKernelPF(kc, a, b, &y[ir*nc+jr], nc, acc, p, p+uintptr((q1-q0)*stride), rowBytes, stride)
+										gemmKernelPF(kc, a, b, &y[ir*nc+jr], nc, acc, p, p+uintptr((q1-q0)*stride), rowBytes, stride, ldb)
 										call++
 										continue
 									}
 								}
-								gemmKernelAVX512(kc, a, b, &y[ir*nc+jr], nc, acc)
+								if inPlace {
+									gemmKernelPF(kc, a, b, &y[ir*nc+jr], nc, acc, 0, 0, 0, 0, ldb)
+								} else {
+									gemmKernelAVX512(kc, a, b, &y[ir*nc+jr], nc, acc)
+								}
 							} else {
 								// An edge block: through tile, only its
 								// rows and columns within y read and
@@ -387,7 +404,11 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 										copy(tile[i*gemmNR:i*gemmNR+cols], y[(ir+i)*nc+jr:])
 									}
 								}
-								gemmKernelAVX512(kc, a, b, &tile[0], gemmNR, acc)
+								if inPlace {
+									gemmKernelPF(kc, a, b, &tile[0], gemmNR, acc, 0, 0, 0, 0, ldb)
+								} else {
+									gemmKernelAVX512(kc, a, b, &tile[0], gemmNR, acc)
+								}
 								for i := range rows {
 									copy(y[(ir+i)*nc+jr:(ir+i)*nc+jr+cols], tile[i*gemmNR:])
 								}

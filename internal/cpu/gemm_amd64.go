@@ -51,11 +51,12 @@ func packN32F16(dst *float32, src *uint16, kc, ld int)
 //go:noescape
 func prefetchRows(p uintptr, rows, stride, bytes int)
 
-// gemmKernelPF is gemmKernelAVX512 that also prefetches into L2, one cache
-// line a step (k&^1 of them at most: none in an odd last step), the rows
-// of rowBytes bytes, stride apart, from the address pf on until pfEnd: a
-// part of the elements that the packed product packs next, fetched while
-// the kernel computes.
+// gemmKernelPF is gemmKernelAVX512 with b's steps ldb floats apart (32
+// where b is packed) that also prefetches into L2, one cache line a step
+// (k&^1 of them at most: none in an odd last step), the rows of rowBytes
+// bytes, stride apart, from the address pf on until pfEnd: a part of the
+// elements that the packed product packs next, fetched while the kernel
+// computes.
 //
 //go:noescape
-func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride int)
+func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride, ldb int)

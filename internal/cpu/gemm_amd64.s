@@ -10,8 +10,9 @@
 // it adds to at the end and the panel of a that follows its own, which
 // the packed product passes to the next call.
 
-// GEMMSTEP: one step, a's eight values at (SI), b's 32 at (DI); both advance.
-#define GEMMSTEP \
+// GEMMSTEPB(bstep): one step, a's eight values at (SI), b's 32 at (DI); a
+// advances to its next step, b by bstep bytes.
+#define GEMMSTEPB(bstep) \
 	VMOVUPS (DI), Z16 \
 	VMOVUPS 64(DI), Z17 \
 	VBROADCASTSS (SI), Z18 \
@@ -39,7 +40,10 @@
 	VFMADD231PS Z16, Z25, Z14 \
 	VFMADD231PS Z17, Z25, Z15 \
 	ADDQ $32, SI \
-	ADDQ $128, DI
+	ADDQ bstep, DI
+
+// GEMMSTEP: one step of a packed b (rows of 32 floats, 128 bytes apart).
+#define GEMMSTEP GEMMSTEPB($128)
 
 // GEMMPREFC: prefetch row DX of C (its two cache lines, if aligned; the
 // second line of an unaligned row is fetched by the first load).
@@ -156,13 +160,15 @@ gemm_store:
 	VZEROUPPER
 	RET
 
-// func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride int)
+// func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride, ldb int)
 //
-// gemmKernelAVX512, and at each step of the passes of two a PREFETCHT1 of
-// the next line of the rows of rowBytes bytes, stride apart, from pf until
-// pfEnd.
-TEXT ·gemmKernelPF(SB), NOSPLIT, $0-80
+// gemmKernelAVX512 with b's steps R14 = ldb·4 bytes apart, and at each
+// step of the passes of two a PREFETCHT1 of the next line of the rows of
+// rowBytes bytes, stride apart, from pf until pfEnd.
+TEXT ·gemmKernelPF(SB), NOSPLIT, $0-88
 	GEMMENTRY
+	MOVQ ldb+80(FP), R14
+	SHLQ $2, R14
 
 	// Two steps a pass, then the odd one. Each pass prefetches the next 64
 	// bytes of the panel of x that follows a (k·32 bytes on), the next
@@ -189,7 +195,7 @@ gemm_loop2:
 	ADDQ       AX, R11
 
 gemm_step1:
-	GEMMSTEP
+	GEMMSTEPB(R14)
 	CMPQ       R11, pfEnd+56(FP)
 	JAE        gemm_step2
 	PREFETCHT1 (R11)(R12*1)
@@ -200,14 +206,14 @@ gemm_step1:
 	ADDQ       AX, R11
 
 gemm_step2:
-	GEMMSTEP
+	GEMMSTEPB(R14)
 	DECQ BX
 	JNZ  gemm_loop2
 
 gemm_tail:
 	TESTQ $1, CX
 	JZ    gemm_done
-	GEMMSTEP
+	GEMMSTEPB(R14)
 
 gemm_done:
 	CMPQ acc+40(FP), $0

@@ -67,7 +67,16 @@ func packN32Half(dt Type, dst *float32, src *uint16, kc, ld int) {
 // prefetchRows does nothing here: a hint that only the amd64 kernels act on.
 func prefetchRows(p uintptr, rows, stride, bytes int) {}
 
-// gemmKernelPF is gemmKernelAVX512: the prefetches are only a hint.
-func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride int) {
-	gemmKernelAVX512(k, a, b, c, ldc, acc)
+// gemmKernelPF is gemmKernelAVX512 on b's steps ldb floats apart, copied
+// into a packed panel first: the prefetches are only a hint.
+func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride, ldb int) {
+	if ldb == gemmNR {
+		gemmKernelAVX512(k, a, b, c, ldc, acc)
+		return
+	}
+	src, p := f32s(b, (k-1)*ldb+gemmNR), make([]float32, k*gemmNR)
+	for s := range k {
+		copy(p[s*gemmNR:(s+1)*gemmNR], src[s*ldb:])
+	}
+	gemmKernelAVX512(k, a, &p[0], c, ldc, acc)
 }

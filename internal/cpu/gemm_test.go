@@ -30,7 +30,7 @@ func TestGemmKernel(t *testing.T) {
 			pfc := append([]float32(nil), c...)
 			pfBuf := make([]float32, 64*100)
 			p0 := uintptr(unsafe.Pointer(&pfBuf[0]))
-			gemmKernelPF(k, &a[0], &b[0], &pfc[0], ldc, acc, p0, p0+uintptr(4*len(pfBuf)), 4*37, 4*64)
+			gemmKernelPF(k, &a[0], &b[0], &pfc[0], ldc, acc, p0, p0+uintptr(4*len(pfBuf)), 4*37, 4*64, gemmNR)
 			gemmKernelAVX512(k, &a[0], &b[0], &c[0], ldc, acc)
 			for i, v := range c {
 				if pfc[i] != v && v == v {
@@ -77,6 +77,9 @@ func TestPackedProduct(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 2))
 	shapes := []struct{ n, out, in int }{
 		{16, 32, 16}, {17, 45, 33}, {23, 300, 257}, {130, 97, 520}, {8, 64, 64}, {40, 600, 70}, {9, 70, 600},
+		// dx reading a float32 W in place (n ≤ gemmInPlaceRows, blocks
+		// of whole panels): rows of dy past a panel, steps past gemmKC.
+		{gemmInPlaceRows - 1, gemmKC + 2, 2 * gemmNC}, {gemmInPlaceRows, 2*gemmKC + 1, 96},
 	}
 	if testing.Short() {
 		shapes = shapes[:3]
