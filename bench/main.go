@@ -789,7 +789,7 @@ func newConfig(quick, nf4Only bool) config {
 		// BF16), and Merge, at in = out = 4096, r = 16.
 		bf16Forward: []perf.Shape{{N: 1, In: 4096, R: 16}, {N: 16, In: 4096, R: 16}, {N: 64, In: 4096, R: 16},
 			{N: 256, In: 4096, R: 16}},
-		bf16Merge:   []perf.Shape{{In: 4096, R: 16}},
+		bf16Merge: []perf.Shape{{In: 4096, R: 16}},
 		train: []perf.Shape{
 			{N: 16, In: 1024, Out: 1024, R: 16}, {N: 256, In: 1024, Out: 1024, R: 16},
 			{N: 16, In: 4096, Out: 4096, R: 16}, {N: 256, In: 4096, Out: 4096, R: 16},
