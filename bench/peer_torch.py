@@ -25,8 +25,8 @@ reduced-precision settings for bf16 products, stated in the answer):
   nf4        the NF4 table's rows: for each of a W in float32, in bf16, and
              in NF4 (W's packed codes and float32 absmax as lora.Quantize made
              them, read from the files the request names), PEFT's forward
-             ("forward"), its forward and backward with x needing a gradient
-             less the forward ("backward"), and its mixed-batch forward over 4
+             ("forward"), its backward with x needing a gradient, timed alone
+             after each forward ("backward"), and its mixed-batch forward over 4
              adapters ("bank"); x, y, dy and dx in bf16 except over a float32 W.
              The NF4 W is dequantized on every call as bitsandbytes' default
              (pure PyTorch) backend does: the codes unpacked, high nibble
@@ -134,6 +134,34 @@ def main():
             t = timed(fn, calls)
             samples.append(t)
             total += t * calls
+            if len(samples) >= 200:
+                break
+        return statistics.median(samples)
+
+    def measure_after(setup, fn):
+        """Seconds per call of fn(setup()), setup untimed: call by call
+        (CUDA events around fn on the GPU), until min_reps calls and
+        min_time seconds of fn (at most 200); their median."""
+        fn(setup())
+        sync()
+        samples, total = [], 0.0
+        while len(samples) < min_reps or total < min_time:
+            arg = setup()
+            sync()
+            if device == "cuda":
+                a = torch.cuda.Event(enable_timing=True)
+                b = torch.cuda.Event(enable_timing=True)
+                a.record()
+                fn(arg)
+                b.record()
+                b.synchronize()
+                t = a.elapsed_time(b) / 1e3
+            else:
+                t0 = time.perf_counter()
+                fn(arg)
+                t = time.perf_counter() - t0
+            samples.append(t)
+            total += t
             if len(samples) >= 200:
                 break
         return statistics.median(samples)
@@ -276,7 +304,7 @@ def main():
         del w, As, Bs
 
     if "nf4" in req:
-        out["nf4"] = nf4_table(req["nf4"], torch, F, dev, measure, rotate, rand, s)
+        out["nf4"] = nf4_table(req["nf4"], torch, F, dev, measure, measure_after, rotate, rand, s)
 
     json.dump(out, sys.stdout)
 
@@ -315,7 +343,7 @@ def dequantize_nf4(torch, codes, absmax, table, shape, block, dtype):
     return out.reshape(shape).to(dtype)
 
 
-def nf4_table(q, torch, F, dev, measure, rotate, rand, s):
+def nf4_table(q, torch, F, dev, measure, measure_after, rotate, rand, s):
     """The NF4 table's rows (see the module's doc)."""
     nin, nout, r, block = q["in"], q["out"], q["r"], q["block"]
     n_elems = nin * nout
@@ -410,14 +438,18 @@ def nf4_table(q, torch, F, dev, measure, rotate, rand, s):
             xg = x.clone().requires_grad_(True)
             dy = rand(n, nout, scale=1.0, dtype=act)
 
-            def step():
+            def fwd():
                 j = turn()
-                with torch.enable_grad():
-                    forward(xg, j).backward(dy)
                 xg.grad = None
                 As[j][0].grad = Bs[j][0].grad = None
+                with torch.enable_grad():
+                    return forward(xg, j)
 
-            secs = max(measure(step) - measure(lambda: forward(xg, turn())), 0.0)
+            # The backward alone, each after its forward (untimed): the
+            # difference of two separately measured medians (forward and
+            # backward, less the forward) can come out at zero or below on
+            # a busy machine.
+            secs = measure_after(fwd, lambda y: y.backward(dy))
         elif op == "bank":
             ids = row["ids"]
             present = sorted({a for a in ids if a >= 0})
