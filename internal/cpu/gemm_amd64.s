@@ -125,6 +125,19 @@
 	GEMMSTORE(Z12, Z13) \
 	GEMMSTORE(Z14, Z15)
 
+// GEMMPFLINE(next): unless R11 has reached pfEnd, a PREFETCHT1 of the line
+// R12 bytes into the row at R11, then R12 on to the next line, or to the
+// next row (AX bytes on) past rowBytes (R13); on to next.
+#define GEMMPFLINE(next) \
+	CMPQ       R11, pfEnd+56(FP) \
+	JAE        next \
+	PREFETCHT1 (R11)(R12*1) \
+	ADDQ       $64, R12 \
+	CMPQ       R12, R13 \
+	JB         next \
+	XORQ       R12, R12 \
+	ADDQ       AX, R11
+
 // func gemmKernelAVX512(k int, a, b, c *float32, ldc, acc int)
 TEXT ·gemmKernelAVX512(SB), NOSPLIT, $0-48
 	GEMMENTRY
@@ -185,25 +198,11 @@ TEXT ·gemmKernelPF(SB), NOSPLIT, $0-88
 
 gemm_loop2:
 	PREFETCHT0 (SI)(R10*1)
-	CMPQ       R11, pfEnd+56(FP)
-	JAE        gemm_step1
-	PREFETCHT1 (R11)(R12*1)
-	ADDQ       $64, R12
-	CMPQ       R12, R13
-	JB         gemm_step1
-	XORQ       R12, R12
-	ADDQ       AX, R11
+	GEMMPFLINE(gemm_step1)
 
 gemm_step1:
 	GEMMSTEPB(R14)
-	CMPQ       R11, pfEnd+56(FP)
-	JAE        gemm_step2
-	PREFETCHT1 (R11)(R12*1)
-	ADDQ       $64, R12
-	CMPQ       R12, R13
-	JB         gemm_step2
-	XORQ       R12, R12
-	ADDQ       AX, R11
+	GEMMPFLINE(gemm_step2)
 
 gemm_step2:
 	GEMMSTEPB(R14)

@@ -145,34 +145,48 @@ func panelPairs(in int) int { return round32(in) * 16 }
 // is none), and false when a value of x is not a bfloat16 value (dst then
 // partly written).
 func packXBF16(dst []uint16, x []float32, n, in int) (uint16, bool) {
-	panels := round16(n) / 16
 	ldb := panelPairs(in)
 	full := in / 32 // steps whole in x
+	return checkedPanels(round16(n)/16, n*in, func(q int) (uint32, bool) {
+		d := dst[q*ldb : (q+1)*ldb]
+		rows := max(0, min(16, n-16*q))
+		if rows == 0 {
+			clear(d)
+			return math.MaxUint32, true
+		}
+		or, l := checkXBF16(x[16*q*in : (16*q+rows)*in])
+		if or&0xffff != 0 {
+			return 0, false
+		}
+		xs := x[16*q*in:]
+		if rows == 16 && full > 0 {
+			packX16(&d[0], &xs[0], in, full)
+		} else {
+			packXGo(d, xs, in, rows, 0, 32*full)
+		}
+		if full*32 < in {
+			packXGo(d, xs, in, rows, 32*full, in)
+		}
+		return l, true
+	})
+}
+
+// checkedPanels calls pack on the panels q < panels, split among
+// goroutines (work: the multiply-adds they serve), each packing panel q of
+// 16 rows and returning the least of checkXBF16's (pattern & 0x7fff) − 1
+// over its values (math.MaxUint32 for none) and whether every value was a
+// bfloat16 one. It returns the smallest nonzero magnitude over all panels
+// (0 when there is none), or false when a panel's check failed (the others
+// then possibly not packed).
+func checkedPanels(panels, work int, pack func(q int) (least uint32, ok bool)) (uint16, bool) {
 	least := make([]uint32, panels)
 	bad := make([]bool, panels)
-	Parallel(panels, n*in, func(lo, hi int) {
+	Parallel(panels, work, func(lo, hi int) {
 		for q := lo; q < hi; q++ {
-			d := dst[q*ldb : (q+1)*ldb]
-			rows := max(0, min(16, n-16*q))
-			least[q] = math.MaxUint32
-			if rows == 0 {
-				clear(d)
-				continue
-			}
-			or, l := checkXBF16(x[16*q*in : (16*q+rows)*in])
-			if or&0xffff != 0 {
+			var ok bool
+			if least[q], ok = pack(q); !ok {
 				bad[q] = true
 				return
-			}
-			least[q] = l
-			xs := x[16*q*in:]
-			if rows == 16 && full > 0 {
-				packX16(&d[0], &xs[0], in, full)
-			} else {
-				packXGo(d, xs, in, rows, 0, 32*full)
-			}
-			if full*32 < in {
-				packXGo(d, xs, in, rows, 32*full, in)
 			}
 		}
 	})

@@ -103,50 +103,35 @@ func bf16GradX(dx, dy []float32, w Mat, n int) bool {
 // there is none), and false when a value of dy is not a bfloat16 value
 // (dst then partly written).
 func packDYBF16(dst []uint16, dy []float32, n, out int) (uint16, bool) {
-	tiles := round32(n) / 16
 	lda := round32(out) * 16
-	least := make([]uint32, tiles)
-	bad := make([]bool, tiles)
-	Parallel(tiles, n*out, func(lo, hi int) {
-		for t := lo; t < hi; t++ {
-			d := dst[t*lda : (t+1)*lda]
-			rows := max(0, min(16, n-16*t))
-			least[t] = math.MaxUint32
-			if rows == 0 {
-				clear(d)
-				continue
-			}
-			or, l := checkXBF16(dy[16*t*out : (16*t+rows)*out])
-			if or&0xffff != 0 {
-				bad[t] = true
-				return
-			}
-			least[t] = l
-			for s := 0; 32*s < out; s++ {
-				e := d[s*512 : (s+1)*512]
-				for o := range 16 {
-					row := e[32*o : 32*o+32]
-					if o >= rows {
-						clear(row)
-						continue
-					}
-					src := dy[(16*t+o)*out+32*s : (16*t+o)*out+min(out, 32*s+32)]
-					for k, v := range src {
-						row[k] = uint16(math.Float32bits(v) >> 16)
-					}
-					clear(row[len(src):])
-				}
-			}
+	return checkedPanels(round32(n)/16, n*out, func(t int) (uint32, bool) {
+		d := dst[t*lda : (t+1)*lda]
+		rows := max(0, min(16, n-16*t))
+		if rows == 0 {
+			clear(d)
+			return math.MaxUint32, true
 		}
-	})
-	l := uint32(math.MaxUint32)
-	for t := range tiles {
-		if bad[t] {
+		or, l := checkXBF16(dy[16*t*out : (16*t+rows)*out])
+		if or&0xffff != 0 {
 			return 0, false
 		}
-		l = min(l, least[t])
-	}
-	return uint16(l + 1), true
+		for s := 0; 32*s < out; s++ {
+			e := d[s*512 : (s+1)*512]
+			for o := range 16 {
+				row := e[32*o : 32*o+32]
+				if o >= rows {
+					clear(row)
+					continue
+				}
+				src := dy[(16*t+o)*out+32*s : (16*t+o)*out+min(out, 32*s+32)]
+				for k, v := range src {
+					row[k] = uint16(math.Float32bits(v) >> 16)
+				}
+				clear(row[len(src):])
+			}
+		}
+		return l, true
+	})
 }
 
 // packPairsBF16 packs the rows [32·s0, 32·(s0+k32)) and columns [j0, j1)
