@@ -19,7 +19,9 @@
 //	nf4.go                    NF4: quantization, dequantization, y = x·Wᵀ on its codes
 //	forward.go, backward.go   Forward and Backward on those products, productNN for dx
 //	rank.go                   the rank-r row updates (Merge, RankFinite, y += T·Bᵀ)
-//	reduce.go, elementwise.go AbsMax, MaxRowSum, MSE; Axpy, AddBias, AdamW, SGD
+//	reduce.go, elementwise.go AbsMax, MaxRowSum, MSE; Axpy, AddBias, AdamW (its AVX kernel
+//	                          in adamw_amd64.s), SGD
+//	bufpool.go                scratch recycled by size class (slabPool)
 //	bank.go                   a Bank's base product and its grouped expansion
 //	kernels_amd64.go + *.s    the assembly kernels (AVX2, FMA, F16C, AVX-512), declared with
 //	                          the loop each computes as its comment

@@ -53,19 +53,35 @@ type Adam struct {
 func AdamW(a, b, da, db, m, v []float32, h Adam) {
 	total := len(a) + len(b)
 	m, v = m[:total], v[:total]
-	omb1, omb2 := 1-h.Beta1, 1-h.Beta2
+	c := [8]float32{h.Beta1, 1 - h.Beta1, h.Beta2, 1 - h.Beta2, h.InvSqrtBC2, h.Eps, h.Decay, h.Step}
 	Parallel(total, 16*total, func(lo, hi int) {
 		segments(a, b, da, db, lo, hi, func(p, g []float32, off int) {
 			m, v := m[off:off+len(p)], v[off:off+len(p)]
-			for i, gi := range g {
-				mi := h.Beta1*m[i] + omb1*gi
-				vi := h.Beta2*v[i] + omb2*gi*gi
-				m[i], v[i] = mi, vi
-				den := float32(math.Sqrt(float64(vi)))*h.InvSqrtBC2 + h.Eps
-				p[i] = p[i]*h.Decay - h.Step*mi/den
+			k := 0
+			if useFMA {
+				// Whole 8s on the AVX kernel, the same arithmetic.
+				k = len(g) &^ 7
+				if k > 0 {
+					_, _, _ = p[k-1], m[k-1], v[k-1]
+					adamw8(&p[0], &g[0], &m[0], &v[0], k/8, &c)
+				}
 			}
+			adamwGo(p[k:], g[k:], m[k:], v[k:], &c)
 		})
 	})
+}
+
+// adamwGo is AdamW on p, g, m and v (of one length), c as adamw8 takes it:
+// every operation a float32 one, the explicit conversions keeping each
+// product rounded before its sum (no fused multiply-add, as the kernel).
+func adamwGo(p, g, m, v []float32, c *[8]float32) {
+	for i, gi := range g {
+		mi := float32(c[0]*m[i]) + float32(c[1]*gi)
+		vi := float32(c[2]*v[i]) + float32(float32(c[3]*gi)*gi)
+		m[i], v[i] = mi, vi
+		den := float32(float32(math.Sqrt(float64(vi)))*c[4]) + c[5]
+		p[i] = float32(p[i]*c[6]) - float32(c[7]*mi)/den
+	}
 }
 
 // SGD applies one SGD update to a and b, with gradients da and db: with

@@ -176,3 +176,9 @@ var nf4Planes = func() (p [4][32]byte) {
 //
 //go:noescape
 func gemmKernelAVX512(k int, a, b, c *float32, ldc, acc int)
+
+// adamw8 applies AdamW to n8·8 elements of p, grad, m and v, the arithmetic
+// of adamwGo (c: β₁, 1−β₁, β₂, 1−β₂, InvSqrtBC2, Eps, Decay, Step). AVX.
+//
+//go:noescape
+func adamw8(p, grad, m, v *float32, n8 int, c *[8]float32)

@@ -168,3 +168,8 @@ func gemmKernelAVX512(k int, a, b, c *float32, ldc, acc int) {
 		}
 	}
 }
+
+// adamw8 is adamwGo on n8·8 elements.
+func adamw8(p, grad, m, v *float32, n8 int, c *[8]float32) {
+	adamwGo(f32s(p, 8*n8), f32s(grad, 8*n8), f32s(m, 8*n8), f32s(v, 8*n8), c)
+}
