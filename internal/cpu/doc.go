@@ -18,6 +18,7 @@
 //	                          (gemm_bf16_amd64.s: the encoded instructions)
 //	nf4.go                    NF4: quantization, dequantization, y = x·Wᵀ on its codes
 //	forward.go, backward.go   Forward and Backward on those products, productNN for dx
+//	lora_term.go              Forward's adapter term done by the batch products' goroutines
 //	rank.go                   the rank-r row updates (Merge, RankFinite, y += T·Bᵀ)
 //	reduce.go, elementwise.go AbsMax, MaxRowSum, MSE; Axpy, AddBias, AdamW (its AVX kernel
 //	                          in adamw_amd64.s), SGD
@@ -51,9 +52,12 @@
 // next slab of W is prefetched into L2 while the micro-kernel runs. From
 // 16 rows as well (gemmSmallWins) the adapter's products of Backward (T,
 // U, dA, dB) and Shrink's T run on the same product with the r-row operand
-// in the place of x; and rankUpdateF32 (Merge's W += s·B·A, Forward's
-// y += T·Bᵀ, Backward's dx += U·A) runs on its micro-kernel, one call per
-// 8×32 block over all r terms: rankRow's arithmetic exactly. Measured on
+// in the place of x; and rankUpdateF32 (Merge's W += s·B·A, Backward's
+// dx += U·A) runs on its micro-kernel, one call per 8×32 block over all r
+// terms: rankRow's arithmetic exactly. Forward's y += T·Bᵀ runs on the
+// same micro-kernel, but in the goroutines of the packed or the bf16
+// product, on each part of y they have just written (lora_term.go), and
+// T with them below 65 rows. Measured on
 // 4096×4096 (BenchmarkPackedProduct, 2 cores shared with other work,
 // rates per CPU-second, medians of three): y = x·Wᵀ at 128 GFLOP/s at
 // n = 16 against 90 by f32Product, 257 at n = 64 and 303 at n = 256, 66 %

@@ -17,10 +17,13 @@ func getScratch() *scratch {
 }
 
 // Forward computes y = x·Wᵀ + (s·x·Aᵀ)·Bᵀ for x (n×in), W (out×in) of any
-// type, A (r×in), B (out×r) and y (n×out): T = s·x·Aᵀ (n×r) first, then
-// the base product into y, then T·Bᵀ accumulated into y in place. No
-// temporary of y's size and no separate pass over y; the only scratch, T
-// and the slabs of a transposed B, is recycled between calls.
+// type, A (r×in), B (out×r) and y (n×out): T = s·x·Aᵀ (n×r), the base
+// product into y, and T·Bᵀ accumulated into y in place. Where the packed
+// or the bf16 product serves W, its goroutines compute T and add the term
+// to each part of y they write (loraTerm); otherwise T first, then the
+// product, then the term over all of y. No temporary of y's size; the
+// only scratch, T and the slabs of a transposed B, is recycled between
+// calls.
 func Forward(y, x []float32, w Mat, a, b []float32, n, r int, s float32) {
 	in, out := w.Cols, w.Rows
 	sc := getScratch()
@@ -58,10 +61,30 @@ func Forward(y, x []float32, w Mat, a, b []float32, n, r int, s float32) {
 		GemmNT(n, out, r, 1, t, b, 1, y)
 		return
 	}
+	if bf16 := w.Type == BF16 && bf16Wins(n, out, in); bf16 || gemmWins(n, out, in) {
+		// The adapter's term by the base product's goroutines (loraTerm).
+		lt := newLoRATerm(t, x, a, b, n, in, r, s)
+		switch {
+		case bf16 && bf16ProductTerm(y, x, w, n, lt):
+			return
+		case gemmWins(n, out, in):
+			packedProductTerm(y, x, w, n, lt)
+			return
+		}
+		if lt.op == nil { // T done
+			Product(y, x, w, n)
+			addRankTerm(y, t, b, n, out, r)
+			return
+		}
+	}
 	Shrink(t, x, a, n, in, r, s)
 	Product(y, x, w, n)
-	// y[i,:] += Σₖ T[i,k]·Bᵀ[k,:] by the blocked row update of Merge, each
-	// slab of Bᵀ packed from B.
+	addRankTerm(y, t, b, n, out, r)
+}
+
+// addRankTerm adds T·Bᵀ to y (n×out), T n×r, B out×r: by the blocked row
+// update of Merge, each slab of Bᵀ packed from B.
+func addRankTerm(y, t, b []float32, n, out, r int) {
 	rankUpdateF32(y, n, out, r,
 		func(i int, c []float32) { copy(c, t[i*r:(i+1)*r]) },
 		func(slab []float32, j0, j1 int) {

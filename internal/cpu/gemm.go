@@ -254,8 +254,17 @@ func prefetchSlab(w *Mat, r0, r1, c0, c1 int) {
 
 // packedProduct computes y = x·Wᵀ for x (n×in), W (out×in) of any type and
 // y (n×out) by the packed product (see above).
-func packedProduct(y, x []float32, w Mat, n int) {
-	packedRun(y, x, n, w.Cols, w.Rows, &w, false, gemmBlockRows(n, w.Cols))
+func packedProduct(y, x []float32, w Mat, n int) { packedProductTerm(y, x, w, n, nil) }
+
+// packedProductTerm is packedProduct, with Forward's adapter term (lt, when
+// not nil) computed by its goroutines: its share of T before the first
+// block, and the term added to each run of loraTermSlab columns of y or
+// more (whole blocks) once written.
+func packedProductTerm(y, x []float32, w Mat, n int, lt *loraTerm) {
+	xb := getGemmBuf(gemmRowsPad(n) * w.Cols)
+	defer gemmPool.Put(xb)
+	packX(*xb, x, n, w.Cols)
+	packedRunX(y, *xb, n, w.Cols, w.Rows, &w, false, gemmBlockRows(n, w.Cols), lt)
 }
 
 // gemmBlockRows returns the rows of W in a block of y = x·Wᵀ, for n rows of
@@ -288,7 +297,7 @@ func packedRun(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 	xb := getGemmBuf(gemmRowsPad(n) * k)
 	defer gemmPool.Put(xb)
 	packX(*xb, x, n, k)
-	packedRunX(y, *xb, n, k, nc, w, trans, ncb)
+	packedRunX(y, *xb, n, k, nc, w, trans, ncb, nil)
 }
 
 // packXT packs the n×k matrix whose element (i, p) is src[p·ld+i] (the
@@ -317,8 +326,9 @@ func packXT(dst, src []float32, n, k, ld int) {
 	}
 }
 
-// packedRunX is packedRun on x already packed (packX's layout) in ap.
-func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
+// packedRunX is packedRun on x already packed (packX's layout) in ap, with
+// Forward's adapter term lt (see packedProductTerm) when not nil.
+func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int, lt *loraTerm) {
 	np := gemmRowsPad(n)
 	blocks := (nc + ncb - 1) / ncb
 	// slab returns the rows [r0, r1) and columns [c0, c1) of W that the
@@ -332,10 +342,14 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 		return j0, j1, p0, p1
 	}
 	Parallel(blocks, n*k*nc, func(lo, hi int) {
-		wb := getGemmBuf(gemmKC*gemmNC + gemmKC*gemmNR)
+		lt.start(lo, hi, blocks)
+		termCols := loraTermSlab + ncb // the most columns gathered for lt
+		wb := getGemmBuf(gemmKC*gemmNC + gemmKC*gemmNR + lt.slabLen(termCols))
 		defer gemmPool.Put(wb)
-		bp, row := (*wb)[:gemmKC*gemmNC], (*wb)[gemmKC*gemmNC:]
+		bp, row := (*wb)[:gemmKC*gemmNC], (*wb)[gemmKC*gemmNC:gemmKC*gemmNC+gemmKC*gemmNR]
+		termSlab := (*wb)[gemmKC*gemmNC+gemmKC*gemmNR:]
 		var tile [gemmMR * gemmNR]float32
+		term0 := lo * ncb // the first column of y whose term is not added
 		for blk := lo; blk < hi; blk++ {
 			j0, j1 := blk*ncb, min(nc, (blk+1)*ncb)
 			// A float32 W's columns for few rows of x: read where they
@@ -420,6 +434,10 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 						}
 					}
 				}
+			}
+			if lt != nil && (j1-term0 >= loraTermSlab || blk == hi-1) {
+				lt.add(y, nc, 0, n, term0, j1, termSlab)
+				term0 = j1
 			}
 		}
 	})

@@ -240,7 +240,12 @@ func packXGo(d []uint16, x []float32, in, rows, c0, c1 int) {
 // (n×out) by the bf16 product, and reports whether it did: not where
 // bf16Wins says no, nor when x holds a value that is not bfloat16 or
 // fails bf16Safe (y then untouched).
-func bf16Product(y, x []float32, w Mat, n int) bool {
+func bf16Product(y, x []float32, w Mat, n int) bool { return bf16ProductTerm(y, x, w, n, nil) }
+
+// bf16ProductTerm is bf16Product, with Forward's adapter term (lt, when
+// not nil) computed by its goroutines: its share of T before the first
+// block, and the term added to each block of y once written.
+func bf16ProductTerm(y, x []float32, w Mat, n int, lt *loraTerm) bool {
 	out, in := w.Rows, w.Cols
 	if !bf16Wins(n, out, in) || !bf16Exact(x[:min(len(x), 64)]) {
 		return false
@@ -260,8 +265,10 @@ func bf16Product(y, x []float32, w Mat, n int) bool {
 	kw := bfChunk / (64 * mc) // steps of W packed at a time
 	blocks := (out + mc - 1) / mc
 	Parallel(blocks, n*out*in, func(lo, hi int) {
-		cb := getGemmBuf(mc * bfNC)
+		lt.start(lo, hi, blocks)
+		cb := getGemmBuf(mc*bfNC + lt.slabLen(mc))
 		defer gemmPool.Put(cb)
+		slab := (*cb)[mc*bfNC:]
 		pb := getBF16Buf(mc * kw * 32)
 		defer bf16Pool.Put(pb)
 		for blk := lo; blk < hi; blk++ {
@@ -316,12 +323,15 @@ func bf16Product(y, x []float32, w Mat, n int) bool {
 						}
 					}
 				}
+				lt.add(y, out, i0, min(n, i0+nrows), o0, o1, slab)
 			}
 			if guarded {
 				// Rows of y this block had written from earlier groups
-				// are written again, all of them exactly.
+				// are written again, all of them exactly, and their
+				// terms added again.
 				bf16Guarded.Add(1)
 				matGemvGo(y, x, &w, 0, n, out, o0, o1)
+				lt.add(y, out, 0, n, o0, o1, slab)
 			}
 		}
 	})

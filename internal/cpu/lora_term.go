@@ -1,0 +1,166 @@
+package cpu
+
+import "sync"
+
+// loraTerm is the adapter's part of Forward, s·(x·Aᵀ)·Bᵀ, done by the
+// goroutines of the base product instead of in passes of its own:
+//
+//	T = s·x·Aᵀ (n×r): where fusedT, each goroutine computes, before its
+//	  first block, its share of T's groups of four columns (rows of A) by
+//	  the fused matrix-vector kernels (gemvOp, which sums in the same order
+//	  whatever the split), scaled once whole; otherwise (many rows of x,
+//	  where the packed product is faster) Shrink computes T first;
+//	y += T·Bᵀ: once the product has written a range of y's columns for a
+//	  range of rows, the goroutine that wrote it adds T's rows times the
+//	  range's slab of Bᵀ (transposed from B's rows, rankRow's arithmetic:
+//	  each sum from zero in k order, then added), while those rows of y
+//	  are still in its cache.
+//
+// A separate pass did the same arithmetic over all of y after the product
+// (rankUpdateF32): at n = 16, in = out = 4096, r = 16 it took 127 µs and
+// Shrink 75 µs, with one core idle for much of both.
+type loraTerm struct {
+	t, x, a, b []float32
+	n, in, r   int
+	s          float32
+	op         *gemvOp        // T's product, where fusedT
+	ready      sync.WaitGroup // T's groups still to compute
+}
+
+// loraFusedTRows is the most rows of x for which the product's goroutines
+// compute T (fusedT). Measured on 4096 columns, r = 16, one core: the
+// fused kernels take 31, 120 and 550 µs at n = 16, 64 and 256, Shrink 75,
+// 89 and 230 µs (on one core below 128 rows); split between two cores the
+// former wins up to 64 rows.
+const loraFusedTRows = 64
+
+// loraTermSlab is the most columns of y a goroutine gathers before adding
+// their term (the slab of Bᵀ for them, r rows of it, stays in L1 or L2).
+const loraTermSlab = 256
+
+// newLoRATerm returns the term for Forward's arguments, T (n×r) written
+// into t: now by Shrink, or later by the product's goroutines (start).
+func newLoRATerm(t, x, a, b []float32, n, in, r int, s float32) *loraTerm {
+	lt := &loraTerm{t: t, x: x, a: a, b: b, n: n, in: in, r: r, s: s}
+	if n > loraFusedTRows {
+		Shrink(t, x, a, n, in, r, s)
+		return lt
+	}
+	lt.op = f32GemvOp(t, x, a, n, r, in, r)
+	lt.ready.Add(lt.groups())
+	return lt
+}
+
+// groups returns the groups of four columns of T.
+func (lt *loraTerm) groups() int { return (lt.r + 3) / 4 }
+
+// start computes, where T is the goroutines', the share of T's groups of
+// the goroutine that does units [lo, hi) of the product's units: the
+// shares of goroutines whose units partition [0, units) partition T's
+// groups.
+func (lt *loraTerm) start(lo, hi, units int) {
+	if lt == nil || lt.op == nil {
+		return
+	}
+	g := lt.groups()
+	g0, g1 := lo*g/units, hi*g/units
+	if g1 == g0 {
+		return
+	}
+	lt.op.groups(g0, g1)
+	k0, k1 := 4*g0, min(lt.r, 4*g1)
+	for i := range lt.n {
+		for k := k0; k < k1; k++ {
+			lt.t[i*lt.r+k] *= lt.s
+		}
+	}
+	lt.ready.Add(g0 - g1)
+}
+
+// loraTermRows is the most rows of T that add packs at a time.
+const loraTermRows = 128
+
+// slabLen returns the floats of the scratch add needs for o1 − o0 ≤
+// maxCols columns (none for a nil term).
+func (lt *loraTerm) slabLen(maxCols int) int {
+	if lt == nil {
+		return 0
+	}
+	return lt.r*(maxCols+gemmNR) + lt.r*loraTermRows
+}
+
+// add adds T[i,:]·B[o,:] to y[i·ldy + o] for i0 ≤ i < i1 and o0 ≤ o < o1,
+// once T is complete, through slab (at least slabLen(o1 − o0) floats):
+// each sum formed whole from zero in k order, then added (rankRow's
+// arithmetic). Where the processor has the packed product's micro-kernel,
+// B's rows are packed as its panels of W (Bᵀ, packT32 where r is a
+// multiple of 16) and T's rows as its panels of x, and each 8×32 block of
+// y is one call over all r steps; otherwise by rankRow on Bᵀ.
+func (lt *loraTerm) add(y []float32, ldy, i0, i1, o0, o1 int, slab []float32) {
+	if lt == nil || i0 >= i1 || o0 >= o1 {
+		return
+	}
+	lt.ready.Wait()
+	r, width := lt.r, o1-o0
+	if !useGemm512 {
+		bt := slab[:r*width]
+		transposeRows(bt, lt.b[o0*r:o1*r], 0, width, width, r)
+		for i := i0; i < i1; i++ {
+			rankRow(y[i*ldy+o0:i*ldy+o1], bt, lt.t[i*r:(i+1)*r], width)
+		}
+		return
+	}
+	// Bᵀ's panels: panel q holds columns o0 + 32q… of y, r steps of 32.
+	panels := (width + gemmNR - 1) / gemmNR
+	bt := slab[:panels*r*gemmNR]
+	for q := range panels {
+		o := o0 + q*gemmNR
+		d := bt[q*r*gemmNR : (q+1)*r*gemmNR]
+		if o+gemmNR <= o1 && r%16 == 0 {
+			packT32(&d[0], &lt.b[o*r], r, r)
+			continue
+		}
+		packPanel(d, gemmNR, min(gemmNR, o1-o), r, func(i int) []float32 { return lt.b[(o+i)*r : (o+i+1)*r] })
+	}
+	tp := slab[panels*r*gemmNR:]
+	var tile [gemmMR * gemmNR]float32
+	for c0 := i0; c0 < i1; c0 += loraTermRows {
+		c1 := min(i1, c0+loraTermRows)
+		// T's rows c0… as panels of gemmMR rows, each step gemmMR values,
+		// zero past row c1.
+		for ir := c0; ir < c1; ir += gemmMR {
+			d := tp[(ir-c0)*r : (ir-c0+gemmMR)*r]
+			for i := range gemmMR {
+				if ir+i >= c1 {
+					for p := range r {
+						d[p*gemmMR+i] = 0
+					}
+					continue
+				}
+				for p, v := range lt.t[(ir+i)*r : (ir+i+1)*r] {
+					d[p*gemmMR+i] = v
+				}
+			}
+		}
+		for ir := c0; ir < c1; ir += gemmMR {
+			a := &tp[(ir-c0)*r]
+			rows := min(gemmMR, c1-ir)
+			for q := range panels {
+				o := o0 + q*gemmNR
+				b := &bt[q*r*gemmNR]
+				cols := min(gemmNR, o1-o)
+				if rows == gemmMR && cols == gemmNR {
+					gemmKernelAVX512(r, a, b, &y[ir*ldy+o], ldy, 1)
+					continue
+				}
+				for i := range rows {
+					copy(tile[i*gemmNR:i*gemmNR+cols], y[(ir+i)*ldy+o:])
+				}
+				gemmKernelAVX512(r, a, b, &tile[0], gemmNR, 1)
+				for i := range rows {
+					copy(y[(ir+i)*ldy+o:(ir+i)*ldy+o+cols], tile[i*gemmNR:])
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// checkForwardX runs Forward on w (values wv) with x given (n rows),
+// against forwardRef.
+func checkForwardX(t *testing.T, rng *rand.Rand, what string, w Mat, wv, x []float32, n, r int) {
+	t.Helper()
+	in, out := w.Cols, w.Rows
+	a, b := randF32(rng, r*in, 1), randF32(rng, out*r, 1)
+	const s = 0.75
+	y := nanFill(n * out)
+	Forward(y, x, w, a, b, n, r, s)
+	want, mag := forwardRef(x, wv, a, b, s, n, in, out, r)
+	within(t, fmt.Sprintf("%s %v n=%d in=%d out=%d r=%d: Forward y", what, w.Type, n, in, out, r), y, want, mag, accTol(in+r+3))
+}
+
+// TestForwardTerm runs Forward where the base product's goroutines add
+// the adapter's term (loraTerm): the packed product for every W dtype and
+// the bf16 product for a BF16 W with x of bfloat16 values. The rows of x
+// cover T by the goroutines (n ≤ loraFusedTRows) and by Shrink (past it),
+// every remainder of the micro-kernel's 8 rows and of the bf16 product's
+// groups of 256 rows; the columns of y runs of the term past
+// loraTermSlab with partial blocks and panels of 32 at the end; ranks below
+// 16, whole 16s (packT32), their remainders and past gemmKC (one call over
+// all r steps). Then with GOMAXPROCS 7, where most goroutines compute no
+// group of T and wait for the others' before their first term.
+func TestForwardTerm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(211, 212))
+	shapes := []struct{ n, in, out, r int }{
+		{gemmMinRows, 77, 301, 5}, {17, 64, 611, 16}, {loraFusedTRows, 100, 290, 20},
+		{loraFusedTRows + 1, 40, 333, 33}, {47, 300, 97, 136}, {bfNC + 9, 64, 300, 16},
+		{23, 33, 2*bfMC + 40, 1},
+	}
+	run := func(tag string) {
+		for _, c := range shapes {
+			for _, dt := range []Type{F32, F16, BF16, NF4} {
+				w, wv := testW(rng, dt, c.out, c.in)
+				checkForwardX(t, rng, tag, w, wv, randF32(rng, c.n*c.in, 1), c.n, c.r)
+			}
+			// x of bfloat16 values: the bf16 product where the
+			// processor has it.
+			w, wv := testW(rng, BF16, c.out, c.in)
+			x, _ := randBF16(rng, c.n*c.in, 1)
+			checkForwardX(t, rng, tag+" bf16 x", w, wv, x, c.n, c.r)
+		}
+	}
+	run("")
+	old := runtime.GOMAXPROCS(7)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	run("GOMAXPROCS 7")
+}
+
+// TestForwardTermGuard runs Forward with a BF16 W one of whose blocks
+// holds a subnormal, and x of bfloat16 values: the block, computed again
+// by matGemvGo after the bf16 product wrote it and its term was added,
+// gets its term once more, not twice.
+func TestForwardTermGuard(t *testing.T) {
+	rng := rand.New(rand.NewPCG(213, 214))
+	for _, n := range []int{20, bfNC + 5} {
+		const out, in, r = 3*bfMC + 5, 45, 7
+		wv, wb := randBF16(rng, out*in, 1)
+		o := bfMC + 1
+		wb[o*in+3] = narrow1(BF16, 0x1p-130)
+		wv[o*in+3] = widen1(BF16, wb[o*in+3])
+		x, _ := randBF16(rng, n*in, 1)
+		w := Mat{Rows: out, Cols: in, Type: BF16, Bits: wb}
+		g := bf16Guarded.Load()
+		checkForwardX(t, rng, "guarded", w, wv, x, n, r)
+		if got := bf16Guarded.Load() - g; useBF16DP && got != 1 {
+			t.Errorf("n=%d: %d blocks of W guarded, want 1", n, got)
+		}
+	}
+}
