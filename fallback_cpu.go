@@ -48,15 +48,35 @@ func cpuType(dt DType) cpu.Type {
 func (cpuBackend) releaseOnCollect(*Matrix) {}
 
 // directIO reports whether forward and linear take this y and x as they are
-// stored: on the CPU they take float32 x and y, and the API stages others.
-func (cpuBackend) directIO(y, x *Matrix) bool { return x.dt == F32 && y.dt == F32 }
+// stored: on the CPU they take float32 x and y, and BF16 x and y (for a
+// BF16 W on the bf16 product, cpu.ForwardBF16, staged within otherwise);
+// the API stages others.
+func (cpuBackend) directIO(y, x *Matrix) bool {
+	return x.dt == y.dt && (x.dt == F32 || x.dt == BF16)
+}
 
 func (cpuBackend) linear(y, x, w *Matrix) error {
+	if x.dt == BF16 {
+		if w.dt == BF16 && cpu.ProductBF16(y.buf.bits, x.buf.bits, host(w), x.rows) {
+			return nil
+		}
+		return staged("Linear", []*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
+			return be.linear(out[0], in[0], w)
+		})
+	}
 	cpu.Product(y.buf.data, x.buf.data, host(w), x.rows)
 	return nil
 }
 
 func (cpuBackend) forward(y, x, w, a, b *Matrix, s float32) error {
+	if x.dt == BF16 {
+		if w.dt == BF16 && cpu.ForwardBF16(y.buf.bits, x.buf.bits, host(w), a.buf.data, b.buf.data, x.rows, a.rows, s) {
+			return nil
+		}
+		return staged("Forward", []*Matrix{x}, nil, []*Matrix{y}, func(in, _, out []*Matrix) error {
+			return be.forward(out[0], in[0], w, a, b, s)
+		})
+	}
 	cpu.Forward(y.buf.data, x.buf.data, host(w), a.buf.data, b.buf.data, x.rows, a.rows, s)
 	return nil
 }

@@ -23,7 +23,8 @@ func init() {
 // TestStageTempsReused checks that a staging temporary comes back from the
 // pool NaN-filled, and that BF16 Forwards of several shapes, whose
 // temporaries are reused from one call to the next, write every element of
-// y and give the same y twice.
+// y and give the same y twice (from 16 rows the bf16 product takes x and y
+// unstaged, its own scratch reused the same way).
 func TestStageTempsReused(t *testing.T) {
 	if !poisonTemps {
 		t.Skip("run with -test.bench: the temporaries are not poisoned")

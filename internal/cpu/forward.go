@@ -82,6 +82,30 @@ func Forward(y, x []float32, w Mat, a, b []float32, n, r int, s float32) {
 	addRankTerm(y, t, b, n, out, r)
 }
 
+// ForwardBF16 is Forward for x (n×in) and y (n×out) held as BF16
+// patterns and a BF16 W, on the bf16 product (gemm_bf16.go): x packed
+// from its patterns, and each element of y, its float32 sum and the
+// adapter's term formed as Forward forms them, rounded once to bfloat16
+// (to nearest even, ±Inf beyond its range) as the block of y is written;
+// no float32 copy of x or y. It reports whether it did: not where the
+// bf16 product does not serve (bf16Wins), nor where x holds a subnormal
+// (bf16Safe); y is then untouched, and the caller widens x for Forward.
+func ForwardBF16(y, x []uint16, w Mat, a, b []float32, n, r int, s float32) bool {
+	if w.Type != BF16 || !bf16Wins(n, w.Rows, w.Cols) {
+		return false
+	}
+	sc := getScratch()
+	defer scratchPool.Put(sc)
+	sc.t = grow(sc.t, n*r)
+	lt := newLoRATermBF16(sc.t, x, a, b, n, w.Cols, r, s)
+	return bf16Run(&bf16IO{xb: x, yb: y}, w, n, lt)
+}
+
+// ProductBF16 is ForwardBF16 without the adapter: y = x·Wᵀ.
+func ProductBF16(y, x []uint16, w Mat, n int) bool {
+	return w.Type == BF16 && bf16Run(&bf16IO{xb: x, yb: y}, w, n, nil)
+}
+
 // addRankTerm adds T·Bᵀ to y (n×out), T n×r, B out×r: by the blocked row
 // update of Merge, each slab of Bᵀ packed from B.
 func addRankTerm(y, t, b []float32, n, out, r int) {

@@ -436,7 +436,7 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int, lt *
 				}
 			}
 			if lt != nil && (j1-term0 >= loraTermSlab || blk == hi-1) {
-				lt.add(y, nc, 0, n, term0, j1, termSlab)
+				lt.add(y[term0:], nc, 0, n, term0, j1, termSlab)
 				term0 = j1
 			}
 		}

@@ -10,6 +10,14 @@ package cpu
 //go:noescape
 func packT32(dst, src *float32, kc, ld int)
 
+// packT16 sets dst[p·16+i] = src[i·ld+p] for i < 16 and p < 16·k16,
+// k16 ≥ 1, on 32-bit elements: 16 rows of x of BF16 patterns, each pair of
+// columns one element, packed as a panel of the bf16 product
+// (packXBF16's layout), by 16×16 transposes in registers. AVX-512.
+//
+//go:noescape
+func packT16(dst, src *float32, k16, ld int)
+
 // packT8 sets dst[p·8+i] = src[i·ld+p] for i < 8 and p < 8·k8, k8 ≥ 1:
 // 8 rows of x packed as a panel of the packed product (packX's layout), by
 // 8×8 transposes in registers. AVX2.

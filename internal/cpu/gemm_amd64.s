@@ -224,12 +224,13 @@ gemm_store:
 	VZEROUPPER
 	RET
 
-// PACKT16(off): transposes the 16 rows of 16 floats in Z0..Z15 (row r in
-// Z(r)) and stores column c, the 16 rows' values, at off+c·128(DI): three
-// rounds of shuffles (VUNPCKLPS/VUNPCKHPS pairs of rows; VUNPCKLPD/
+// PACKT16S(off, st): transposes the 16 rows of 16 floats in Z0..Z15 (row
+// r in Z(r)) and stores column c, the 16 rows' values, at off+c·st(DI):
+// three rounds of shuffles (VUNPCKLPS/VUNPCKHPS pairs of rows; VUNPCKLPD/
 // VUNPCKHPD pairs of pairs; VSHUFF32X4 twice across 128-bit lanes) leave
-// column c in Z(c).
-#define PACKT16(off) \
+// column c in Z(c). PACKT16(off) stores the columns of a panel of 32 rows.
+#define PACKT16(off) PACKT16S(off, 128)
+#define PACKT16S(off, st) \
 	VUNPCKLPS Z1, Z0, Z16 \
 	VUNPCKHPS Z1, Z0, Z17 \
 	VUNPCKLPS Z3, Z2, Z18 \
@@ -294,22 +295,22 @@ gemm_store:
 	VSHUFF32X4 $0xDD, Z27, Z19, Z7 \
 	VSHUFF32X4 $0x88, Z31, Z23, Z11 \
 	VSHUFF32X4 $0xDD, Z31, Z23, Z15 \
-	VMOVUPS Z0, (off+0)(DI) \
-	VMOVUPS Z1, (off+128)(DI) \
-	VMOVUPS Z2, (off+256)(DI) \
-	VMOVUPS Z3, (off+384)(DI) \
-	VMOVUPS Z4, (off+512)(DI) \
-	VMOVUPS Z5, (off+640)(DI) \
-	VMOVUPS Z6, (off+768)(DI) \
-	VMOVUPS Z7, (off+896)(DI) \
-	VMOVUPS Z8, (off+1024)(DI) \
-	VMOVUPS Z9, (off+1152)(DI) \
-	VMOVUPS Z10, (off+1280)(DI) \
-	VMOVUPS Z11, (off+1408)(DI) \
-	VMOVUPS Z12, (off+1536)(DI) \
-	VMOVUPS Z13, (off+1664)(DI) \
-	VMOVUPS Z14, (off+1792)(DI) \
-	VMOVUPS Z15, (off+1920)(DI)
+	VMOVUPS Z0, (off+0*st)(DI) \
+	VMOVUPS Z1, (off+1*st)(DI) \
+	VMOVUPS Z2, (off+2*st)(DI) \
+	VMOVUPS Z3, (off+3*st)(DI) \
+	VMOVUPS Z4, (off+4*st)(DI) \
+	VMOVUPS Z5, (off+5*st)(DI) \
+	VMOVUPS Z6, (off+6*st)(DI) \
+	VMOVUPS Z7, (off+7*st)(DI) \
+	VMOVUPS Z8, (off+8*st)(DI) \
+	VMOVUPS Z9, (off+9*st)(DI) \
+	VMOVUPS Z10, (off+10*st)(DI) \
+	VMOVUPS Z11, (off+11*st)(DI) \
+	VMOVUPS Z12, (off+12*st)(DI) \
+	VMOVUPS Z13, (off+13*st)(DI) \
+	VMOVUPS Z14, (off+14*st)(DI) \
+	VMOVUPS Z15, (off+15*st)(DI)
 
 // LOADF32: 16 rows of 16 float32 at AX, R9 bytes apart, into Z0..Z15;
 // AX advances by the 16 rows.
@@ -476,6 +477,25 @@ TEXT ·packT32F16(SB), NOSPLIT, $0-32
 	MOVQ kc+16(FP), CX
 	MOVQ ld+24(FP), R9
 	PACKT(packt_f16, LOADF16, 2)
+
+// func packT16(dst, src *float32, k16, ld int)
+TEXT ·packT16(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ k16+16(FP), CX
+	MOVQ ld+24(FP), R9
+	SHLQ $2, R9
+
+packt16_loop:
+	MOVQ SI, AX
+	LOADF32
+	PACKT16S(0, 64)
+	ADDQ $64, SI
+	ADDQ $1024, DI
+	DECQ CX
+	JNZ  packt16_loop
+	VZEROUPPER
+	RET
 
 // LOADN32F32, LOADN32BF16, LOADN32F16: the 32 consecutive elements at SI,
 // widened, into Z0 and Z1.

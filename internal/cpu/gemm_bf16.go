@@ -3,7 +3,9 @@ package cpu
 import (
 	"math"
 	"runtime"
+	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // The packed product y = x·Wᵀ of a BF16 W with a batch x whose values are
@@ -240,22 +242,72 @@ func packXGo(d []uint16, x []float32, in, rows, c0, c1 int) {
 // (n×out) by the bf16 product, and reports whether it did: not where
 // bf16Wins says no, nor when x holds a value that is not bfloat16 or
 // fails bf16Safe (y then untouched).
-func bf16Product(y, x []float32, w Mat, n int) bool { return bf16ProductTerm(y, x, w, n, nil) }
+func bf16Product(y, x []float32, w Mat, n int) bool {
+	return bf16Run(&bf16IO{x: x, y: y}, w, n, nil)
+}
 
 // bf16ProductTerm is bf16Product, with Forward's adapter term (lt, when
 // not nil) computed by its goroutines: its share of T before the first
 // block, and the term added to each block of y once written.
 func bf16ProductTerm(y, x []float32, w Mat, n int, lt *loraTerm) bool {
+	return bf16Run(&bf16IO{x: x, y: y}, w, n, lt)
+}
+
+// bf16IO holds the operands of the bf16 product: x as float32 values (x)
+// or as BF16 patterns (xb), and y as float32 (y) or as BF16 patterns (yb,
+// each element's float32 sum, the term included, rounded once to nearest
+// even, as a float32 y converted afterwards would be).
+type bf16IO struct {
+	x  []float32
+	xb []uint16
+	y  []float32
+	yb []uint16
+
+	wideOnce sync.Once
+	wide     *[]float32 // xb widened, for the blocks of W that bf16Safe refuses
+}
+
+// xf32 returns x as float32 values: x, or xb widened once (freed by done).
+func (io *bf16IO) xf32(n int) []float32 {
+	if io.xb == nil {
+		return io.x
+	}
+	io.wideOnce.Do(func() {
+		io.wide = getGemmBuf(len(io.xb))
+		widenHalf(BF16, *io.wide, io.xb)
+	})
+	return (*io.wide)[:len(io.xb)]
+}
+
+// done releases what xf32 took.
+func (io *bf16IO) done() {
+	if io.wide != nil {
+		gemmPool.Put(io.wide)
+	}
+}
+
+// bf16Run computes y = x·Wᵀ (plus lt's term, when not nil) for the
+// operands of io, n rows, by the bf16 product, and reports whether it did:
+// not where bf16Wins says no, nor when x holds a value that is not
+// bfloat16 or fails bf16Safe (y then untouched, lt's T not begun).
+func bf16Run(io *bf16IO, w Mat, n int, lt *loraTerm) bool {
 	out, in := w.Rows, w.Cols
-	if !bf16Wins(n, out, in) || !bf16Exact(x[:min(len(x), 64)]) {
+	if !bf16Wins(n, out, in) || io.xb == nil && !bf16Exact(io.x[:min(len(io.x), 64)]) {
 		return false
 	}
+	defer io.done()
 	npad := round16(n)
 	ldb := panelPairs(in)
 	xb := getBF16Buf(npad / 16 * ldb)
 	defer bf16Pool.Put(xb)
 	xp := *xb
-	xmin, ok := packXBF16(xp, x, n, in)
+	var xmin uint16
+	ok := true
+	if io.xb != nil {
+		xmin = packXBits(xp, io.xb, n, in)
+	} else {
+		xmin, ok = packXBF16(xp, io.x, n, in)
+	}
 	if !ok || xmin != 0 && xmin < 0x80 { // a subnormal x: see bf16Safe
 		return false
 	}
@@ -266,11 +318,34 @@ func bf16ProductTerm(y, x []float32, w Mat, n int, lt *loraTerm) bool {
 	blocks := (out + mc - 1) / mc
 	Parallel(blocks, n*out*in, func(lo, hi int) {
 		lt.start(lo, hi, blocks)
-		cb := getGemmBuf(mc*bfNC + lt.slabLen(mc))
+		ysLen := 0
+		if io.yb != nil {
+			ysLen = mc * bfNC
+		}
+		cb := getGemmBuf(mc*bfNC + lt.slabLen(mc) + ysLen)
 		defer gemmPool.Put(cb)
-		slab := (*cb)[mc*bfNC:]
+		c0buf := (*cb)[:mc*bfNC]
+		ys := (*cb)[mc*bfNC : mc*bfNC+ysLen]
+		slab := (*cb)[mc*bfNC+ysLen:]
 		pb := getBF16Buf(mc * kw * 32)
 		defer bf16Pool.Put(pb)
+		// target returns where the block's rows i0… and columns o0… of y
+		// go as float32 (element (i, o) at (i−i0)·ld + o − o0): y itself,
+		// or ys, whose rows finish rounds into yb.
+		target := func(i0, o0 int) ([]float32, int) {
+			if io.yb != nil {
+				return ys, mc
+			}
+			return io.y[i0*out+o0:], out
+		}
+		finish := func(yt []float32, ld, i0, i1, o0, o1 int) {
+			lt.add(yt, ld, i0, i1, o0, o1, slab)
+			if io.yb != nil {
+				for i := i0; i < i1; i++ {
+					narrowHalf(BF16, io.yb[i*out+o0:i*out+o1], yt[(i-i0)*ld:(i-i0)*ld+o1-o0])
+				}
+			}
+		}
 		for blk := lo; blk < hi; blk++ {
 			o0, o1 := blk*mc, min(out, (blk+1)*mc)
 			mrows := round32(o1 - o0)
@@ -278,7 +353,7 @@ func bf16ProductTerm(y, x []float32, w Mat, n int, lt *loraTerm) bool {
 			guarded := false
 			for i0 := 0; i0 < npad; i0 += bfNC {
 				nrows := min(bfNC, npad-i0)
-				c := (*cb)[:mrows*nrows]
+				c := c0buf[:mrows*nrows]
 				nt := nrows / 16
 				b := xp[i0/16*ldb:]
 				// The block kw steps at a time: packed (and checked) once
@@ -300,6 +375,7 @@ func bf16ProductTerm(y, x []float32, w Mat, n int, lt *loraTerm) bool {
 					break
 				}
 				// The tiles of yᵀ into y: whole ones by transpose16.
+				yt, ld := target(i0, o0)
 				for tj := range nt {
 					i := i0 + 16*tj
 					if i >= n {
@@ -311,31 +387,73 @@ func bf16ProductTerm(y, x []float32, w Mat, n int, lt *loraTerm) bool {
 							break
 						}
 						t := c[(ti*nt+tj)*256 : (ti*nt+tj+1)*256]
+						at := (i-i0)*ld + o - o0
 						if i+16 <= n && o+16 <= o1 {
-							transpose16(&y[i*out+o], out, &t[0])
+							transpose16(&yt[at], ld, &t[0])
 							continue
 						}
 						for r := range min(16, n-i) {
-							ys := y[(i+r)*out+o : (i+r)*out+min(o1, o+16)]
+							ys := yt[at+r*ld : at+r*ld+min(o1, o+16)-o]
 							for q := range ys {
 								ys[q] = t[16*q+r]
 							}
 						}
 					}
 				}
-				lt.add(y, out, i0, min(n, i0+nrows), o0, o1, slab)
+				finish(yt, ld, i0, min(n, i0+nrows), o0, o1)
 			}
 			if guarded {
 				// Rows of y this block had written from earlier groups
-				// are written again, all of them exactly, and their
-				// terms added again.
+				// are written again, all of them exactly, with their
+				// terms.
 				bf16Guarded.Add(1)
-				matGemvGo(y, x, &w, 0, n, out, o0, o1)
-				lt.add(y, out, 0, n, o0, o1, slab)
+				x := io.xf32(n)
+				wo := Mat{Rows: o1 - o0, Cols: in, Type: BF16, Bits: w.Bits[o0*in : o1*in]}
+				for i0 := 0; i0 < n; i0 += bfNC {
+					i1 := min(n, i0+bfNC)
+					yt, ld := target(i0, o0)
+					matGemvGo(yt, x[i0*in:i1*in], &wo, 0, i1-i0, ld, 0, o1-o0)
+					finish(yt, ld, i0, i1, o0, o1)
+				}
 			}
 		}
 	})
 	return true
+}
+
+// packXBits packs x (n×in BF16 patterns) into dst as packXBF16 does a
+// float32 x of bfloat16 values, and returns the smallest nonzero magnitude
+// among its patterns (0 when there is none): each panel of 16 whole rows,
+// where in is even, by packT16 (a pair of patterns one 32-bit element);
+// the rest element by element.
+func packXBits(dst []uint16, x []uint16, n, in int) uint16 {
+	ldb := panelPairs(in)
+	full := in / 32
+	l, _ := checkedPanels(round16(n)/16, n*in, func(q int) (uint32, bool) {
+		d := dst[q*ldb : (q+1)*ldb]
+		rows := max(0, min(16, n-16*q))
+		xs := x[16*q*in : (16*q+rows)*in]
+		c0 := 0
+		if rows == 16 && full > 0 && in%2 == 0 && useBF16DP {
+			packT16((*float32)(unsafe.Pointer(&d[0])), (*float32)(unsafe.Pointer(&xs[0])), full, in/2)
+			c0 = 32 * full
+		}
+		for k := c0; k < round32(in); k++ {
+			e := d[k/2*32+k%2:]
+			for r := range 16 {
+				var h uint16
+				if r < rows && k < in {
+					h = xs[r*in+k]
+				}
+				e[2*r] = h
+			}
+		}
+		if m := minMagBF16(xs); m != 0 {
+			return uint32(m) - 1, true
+		}
+		return math.MaxUint32, true
+	})
+	return l
 }
 
 // bf16BlockRows returns the rows of W in one block of the bf16 product

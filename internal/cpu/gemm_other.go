@@ -15,6 +15,19 @@ func packT32(dst, src *float32, kc, ld int) {
 	}
 }
 
+// packT16 sets dst[p·16+i] = src[i·ld+p] for i < 16 and p < 16·k16: the
+// portable form of the amd64 kernel, moving the 32-bit patterns as they
+// are (pairs of BF16 patterns, not float32 values).
+func packT16(dst, src *float32, k16, ld int) {
+	d := unsafe.Slice((*uint32)(unsafe.Pointer(dst)), 256*k16)
+	s := unsafe.Slice((*uint32)(unsafe.Pointer(src)), 15*ld+16*k16)
+	for i := range 16 {
+		for p := range 16 * k16 {
+			d[p*16+i] = s[i*ld+p]
+		}
+	}
+}
+
 // packT8 sets dst[p·8+i] = src[i·ld+p] for i < 8 and p < 8·k8: the
 // portable form of the amd64 kernel.
 func packT8(dst, src *float32, k8, ld int) {

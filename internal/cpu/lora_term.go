@@ -19,12 +19,19 @@ import "sync"
 // A separate pass did the same arithmetic over all of y after the product
 // (rankUpdateF32): at n = 16, in = out = 4096, r = 16 it took 127 µs and
 // Shrink 75 µs, with one core idle for much of both.
+//
+// For x held as BF16 patterns (ForwardBF16), each goroutine computes
+// instead the rows of T of its share of x's rows (widened into its own
+// scratch), on the same kernels; past loraFusedTRows, T comes first from
+// the packed product on x's patterns (widened as it packs them).
 type loraTerm struct {
 	t, x, a, b []float32
+	xb         []uint16 // x as BF16 patterns (x nil)
 	n, in, r   int
 	s          float32
-	op         *gemvOp        // T's product, where fusedT
-	ready      sync.WaitGroup // T's groups still to compute
+	op         *gemvOp        // T's product, where the goroutines compute it (x float32)
+	byRows     bool           // the goroutines compute T's rows (xb)
+	ready      sync.WaitGroup // T's groups (rows, byRows) still to compute
 }
 
 // loraFusedTRows is the most rows of x for which the product's goroutines
@@ -51,6 +58,27 @@ func newLoRATerm(t, x, a, b []float32, n, in, r int, s float32) *loraTerm {
 	return lt
 }
 
+// newLoRATermBF16 is newLoRATerm for x held as BF16 patterns.
+func newLoRATermBF16(t []float32, x []uint16, a, b []float32, n, in, r int, s float32) *loraTerm {
+	lt := &loraTerm{t: t, xb: x, a: a, b: b, n: n, in: in, r: r, s: s}
+	if n > loraFusedTRows && gemmSmallWins(n, in, gemmNR) {
+		// Tᵀ = A·xᵀ, x's rows packed (widened) as W's, as Shrink.
+		buf := getGemmBuf(r * n)
+		defer gemmPool.Put(buf)
+		tt := *buf
+		packedRun(tt, a, r, in, n, &Mat{Rows: n, Cols: in, Type: BF16, Bits: x}, false, gemmNCSmall)
+		for k := range r {
+			for i, v := range tt[k*n : (k+1)*n] {
+				t[i*r+k] = s * v
+			}
+		}
+		return lt
+	}
+	lt.byRows = true
+	lt.ready.Add(n)
+	return lt
+}
+
 // groups returns the groups of four columns of T.
 func (lt *loraTerm) groups() int { return (lt.r + 3) / 4 }
 
@@ -59,7 +87,14 @@ func (lt *loraTerm) groups() int { return (lt.r + 3) / 4 }
 // shares of goroutines whose units partition [0, units) partition T's
 // groups.
 func (lt *loraTerm) start(lo, hi, units int) {
-	if lt == nil || lt.op == nil {
+	if lt == nil {
+		return
+	}
+	if lt.byRows {
+		lt.startRows(lo*lt.n/units, hi*lt.n/units)
+		return
+	}
+	if lt.op == nil {
 		return
 	}
 	g := lt.groups()
@@ -77,6 +112,26 @@ func (lt *loraTerm) start(lo, hi, units int) {
 	lt.ready.Add(g0 - g1)
 }
 
+// startRows computes T's rows [i0, i1) from x's BF16 patterns: widened
+// into scratch, then by the fused matrix-vector kernels (whose sums do not
+// depend on the rows computed with them).
+func (lt *loraTerm) startRows(i0, i1 int) {
+	if i1 <= i0 {
+		return
+	}
+	in, r := lt.in, lt.r
+	buf := getGemmBuf((i1 - i0) * in)
+	defer gemmPool.Put(buf)
+	xs := (*buf)[:(i1-i0)*in]
+	widenHalf(BF16, xs, lt.xb[i0*in:i1*in])
+	t := lt.t[i0*r : i1*r]
+	f32GemvOp(t, xs, lt.a, i1-i0, r, in, r).groups(0, lt.groups())
+	for i := range t {
+		t[i] *= lt.s
+	}
+	lt.ready.Add(i0 - i1)
+}
+
 // loraTermRows is the most rows of T that add packs at a time.
 const loraTermRows = 128
 
@@ -89,14 +144,15 @@ func (lt *loraTerm) slabLen(maxCols int) int {
 	return lt.r*(maxCols+gemmNR) + lt.r*loraTermRows
 }
 
-// add adds T[i,:]·B[o,:] to y[i·ldy + o] for i0 ≤ i < i1 and o0 ≤ o < o1,
-// once T is complete, through slab (at least slabLen(o1 − o0) floats):
-// each sum formed whole from zero in k order, then added (rankRow's
-// arithmetic). Where the processor has the packed product's micro-kernel,
-// B's rows are packed as its panels of W (Bᵀ, packT32 where r is a
-// multiple of 16) and T's rows as its panels of x, and each 8×32 block of
-// y is one call over all r steps; otherwise by rankRow on Bᵀ.
-func (lt *loraTerm) add(y []float32, ldy, i0, i1, o0, o1 int, slab []float32) {
+// add adds T[i,:]·B[o,:] to the element (i, o) of y, at yt[(i−i0)·ldt +
+// o − o0], for i0 ≤ i < i1 and o0 ≤ o < o1, once T is complete, through
+// slab (at least slabLen(o1 − o0) floats): each sum formed whole from zero
+// in k order, then added (rankRow's arithmetic). Where the processor has
+// the packed product's micro-kernel, B's rows are packed as its panels of
+// W (Bᵀ, packT32 where r is a multiple of 16) and T's rows as its panels
+// of x, and each 8×32 block of y is one call over all r steps; otherwise
+// by rankRow on Bᵀ.
+func (lt *loraTerm) add(yt []float32, ldt, i0, i1, o0, o1 int, slab []float32) {
 	if lt == nil || i0 >= i1 || o0 >= o1 {
 		return
 	}
@@ -106,7 +162,7 @@ func (lt *loraTerm) add(y []float32, ldy, i0, i1, o0, o1 int, slab []float32) {
 		bt := slab[:r*width]
 		transposeRows(bt, lt.b[o0*r:o1*r], 0, width, width, r)
 		for i := i0; i < i1; i++ {
-			rankRow(y[i*ldy+o0:i*ldy+o1], bt, lt.t[i*r:(i+1)*r], width)
+			rankRow(yt[(i-i0)*ldt:(i-i0)*ldt+width], bt, lt.t[i*r:(i+1)*r], width)
 		}
 		return
 	}
@@ -146,19 +202,19 @@ func (lt *loraTerm) add(y []float32, ldy, i0, i1, o0, o1 int, slab []float32) {
 			a := &tp[(ir-c0)*r]
 			rows := min(gemmMR, c1-ir)
 			for q := range panels {
-				o := o0 + q*gemmNR
+				at := (ir-i0)*ldt + q*gemmNR // element (ir, o0 + 32q)
 				b := &bt[q*r*gemmNR]
-				cols := min(gemmNR, o1-o)
+				cols := min(gemmNR, width-q*gemmNR)
 				if rows == gemmMR && cols == gemmNR {
-					gemmKernelAVX512(r, a, b, &y[ir*ldy+o], ldy, 1)
+					gemmKernelAVX512(r, a, b, &yt[at], ldt, 1)
 					continue
 				}
 				for i := range rows {
-					copy(tile[i*gemmNR:i*gemmNR+cols], y[(ir+i)*ldy+o:])
+					copy(tile[i*gemmNR:i*gemmNR+cols], yt[at+i*ldt:])
 				}
 				gemmKernelAVX512(r, a, b, &tile[0], gemmNR, 1)
 				for i := range rows {
-					copy(y[(ir+i)*ldy+o:(ir+i)*ldy+o+cols], tile[i*gemmNR:])
+					copy(yt[at+i*ldt:at+i*ldt+cols], tile[i*gemmNR:])
 				}
 			}
 		}

@@ -77,3 +77,94 @@ func TestForwardTermGuard(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardBF16 runs ForwardBF16 (x and y as BF16 patterns) against
+// Forward on x widened, y rounded afterwards: the same sums, so the same
+// patterns bit for bit, on rows of x below and past loraFusedTRows and
+// bfNC, odd in (packed element by element) and even (packT16), blocks of
+// W guarded by bf16Safe, and with GOMAXPROCS 7. ProductBF16 likewise
+// against Product. Where a sum runs through gonum's Sdot (T's last r mod 4
+// columns, the guarded blocks), its float32 result depends on where x
+// lies in memory (its alignment), and ForwardBF16 reads a widened copy of
+// x there: those sums may differ in their last bit, so y's patterns by one
+// unit of bfloat16 after rounding; elsewhere they are equal. An x holding
+// a subnormal is refused, y untouched.
+func TestForwardBF16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(215, 216))
+	shapes := []struct{ n, in, out, r int }{
+		{gemmMinRows, 64, 301, 5}, {17, 77, 97, 16}, {loraFusedTRows, 96, 290, 20},
+		{loraFusedTRows + 1, 40, 333, 33}, {bfNC + 9, 64, 300, 16}, {31, 33, 2*bfMC + 40, 1},
+	}
+	check := func(tag string, guard bool) {
+		for _, c := range shapes {
+			_, wb := randBF16(rng, c.out*c.in, 1)
+			if guard {
+				wb[(c.out/2)*c.in+1] = narrow1(BF16, 0x1p-130)
+			}
+			w := Mat{Rows: c.out, Cols: c.in, Type: BF16, Bits: wb}
+			xv, xb := randBF16(rng, c.n*c.in, 1)
+			a, b := randF32(rng, c.r*c.in, 1), randF32(rng, c.out*c.r, 1)
+			what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d", tag, c.n, c.in, c.out, c.r)
+			yf := nanFill(c.n * c.out)
+			Forward(yf, xv, w, a, b, c.n, c.r, 0.75)
+			want := make([]uint16, len(yf))
+			narrowHalf(BF16, want, yf)
+			y := make([]uint16, len(yf))
+			if !ForwardBF16(y, xb, w, a, b, c.n, c.r, 0.75) {
+				if useBF16DP {
+					t.Errorf("%s: ForwardBF16 refused", what)
+				}
+				continue
+			}
+			ulps := 0
+			if guard || c.r%4 != 0 {
+				ulps = 1
+			}
+			for i := range y {
+				if d := int(y[i]) - int(want[i]); y[i]>>15 != want[i]>>15 || d > ulps || -d > ulps {
+					t.Errorf("%s: ForwardBF16 y[%d] = %#04x, want %#04x (Forward) within %d units", what, i, y[i], want[i], ulps)
+					break
+				}
+			}
+			Product(yf, xv, w, c.n)
+			narrowHalf(BF16, want, yf)
+			if !ProductBF16(y, xb, w, c.n) {
+				t.Errorf("%s: ProductBF16 refused", what)
+				continue
+			}
+			for i := range y {
+				if d := int(y[i]) - int(want[i]); y[i]>>15 != want[i]>>15 || d > b2i(guard) || -d > b2i(guard) {
+					t.Errorf("%s: ProductBF16 y[%d] = %#04x, want %#04x (Product)", what, i, y[i], want[i])
+					break
+				}
+			}
+		}
+	}
+	check("", false)
+	check("guarded", true)
+	old := runtime.GOMAXPROCS(7)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	check("GOMAXPROCS 7", false)
+
+	// A subnormal x, in either panel of rows, whole steps or the rest:
+	// refused, y untouched.
+	const n, in, out = 20, 70, 40
+	_, wb := randBF16(rng, out*in, 1)
+	w := Mat{Rows: out, Cols: in, Type: BF16, Bits: wb}
+	for _, at := range []int{5*in + 7, 15*in + 66, n*in - 1} {
+		_, xb := randBF16(rng, n*in, 1)
+		xb[at] = 0x8001
+		y := make([]uint16, n*out)
+		for i := range y {
+			y[i] = 0x7fc1
+		}
+		if ForwardBF16(y, xb, w, randF32(rng, 3*in, 1), randF32(rng, out*3, 1), n, 3, 1) {
+			t.Errorf("ForwardBF16 took an x holding a subnormal at %d", at)
+		}
+		for i, h := range y {
+			if h != 0x7fc1 {
+				t.Fatalf("ForwardBF16 wrote y[%d] though it refused x", i)
+			}
+		}
+	}
+}
