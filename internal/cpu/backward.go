@@ -45,12 +45,20 @@ func Backward(dx, dA, dB, dy, x []float32, w Mat, a, b []float32, n, r int, s fl
 		return
 	}
 
+	// The rank term, where the batch products take it, by their
+	// goroutines (loraTerm).
+	var lt *loraTerm
+	if !merged {
+		lt = newGradXTerm(u, a, n, in, r)
+	}
 	switch {
-	case w.Type == BF16 && bf16GradX(dx, dy, w, n):
+	case w.Type == BF16 && bf16GradXTerm(dx, dy, w, n, lt):
 		// dy of bfloat16 values on the bf16 instructions
-		// (gemm_bf16_gradx.go); the rank term below.
+		// (gemm_bf16_gradx.go).
+		return
 	case gemmGradXWins(w.Type, n, in, out):
-		packedGradX(dx, dy, w, n)
+		packedGradXTerm(dx, dy, w, n, lt)
+		return
 	case useFMA && !blasThreaded:
 		segs := []nnSegment{{coef: dy, ldc: out, a: w.F32, w: &w, rows: out}}
 		if !merged {

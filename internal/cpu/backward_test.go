@@ -112,10 +112,16 @@ func checkBackward(t *testing.T, rng *rand.Rand, dt Type, n, in, out, r int) {
 // checkBackwardOn is checkBackward on w, whose values are wv.
 func checkBackwardOn(t *testing.T, rng *rand.Rand, w Mat, wv []float32, n, r int) {
 	t.Helper()
+	in, out := w.Cols, w.Rows
+	checkBackwardXG(t, rng, w, wv, randF32(rng, n*in, 1), randF32(rng, n*out, 1), n, r)
+}
+
+// checkBackwardXG is checkBackwardOn with x and g (dy) given.
+func checkBackwardXG(t *testing.T, rng *rand.Rand, w Mat, wv, x, g []float32, n, r int) {
+	t.Helper()
 	in, out, dt := w.Cols, w.Rows, w.Type
 	a, b := randF32(rng, r*in, 1), randF32(rng, out*r, 1)
 	const s = 0.75
-	x, g := randF32(rng, n*in, 1), randF32(rng, n*out, 1)
 	// References: U = s·dy·B, T = s·x·Aᵀ, dx = dy·W + U·A, dA = Uᵀ·x, dB = dyᵀ·T.
 	base, bmag := refNN(g, wv, n, in, out)
 	u, umag := refNN(g, b, n, r, out)

@@ -281,8 +281,16 @@ func gemmBlockRows(n, k int) int {
 
 // packedGradX computes dx = dy·W for dy (n×out), W (out×in) of any type and
 // dx (n×in) by the packed product, W's columns in the place of its rows.
-func packedGradX(dx, dy []float32, w Mat, n int) {
-	packedRun(dx, dy, n, w.Rows, w.Cols, &w, true, gemmNC)
+func packedGradX(dx, dy []float32, w Mat, n int) { packedGradXTerm(dx, dy, w, n, nil) }
+
+// packedGradXTerm is packedGradX with Backward's term dx += U·A (lt, when
+// not nil) added by its goroutines to each run of columns of dx they have
+// written (packedProductTerm).
+func packedGradXTerm(dx, dy []float32, w Mat, n int, lt *loraTerm) {
+	xb := getGemmBuf(gemmRowsPad(n) * w.Rows)
+	defer gemmPool.Put(xb)
+	packX(*xb, dy, n, w.Rows)
+	packedRunX(dx, *xb, n, w.Rows, w.Cols, &w, true, gemmNC, lt)
 }
 
 // packedRun computes y (n×nc) = x (n×k)·Bᵀ for B = W (nc×k, packed by

@@ -40,7 +40,11 @@ var bf16GradXGuarded atomic.Int64
 // (n×in) by the bf16 product, and reports whether it did: not where
 // bf16Wins says no, nor when dy holds a value that is not bfloat16 or is
 // subnormal (dx then untouched).
-func bf16GradX(dx, dy []float32, w Mat, n int) bool {
+func bf16GradX(dx, dy []float32, w Mat, n int) bool { return bf16GradXTerm(dx, dy, w, n, nil) }
+
+// bf16GradXTerm is bf16GradX with Backward's term dx += U·A (lt, when not
+// nil) added by its goroutines to each block of dx they have written.
+func bf16GradXTerm(dx, dy []float32, w Mat, n int, lt *loraTerm) bool {
 	out, in := w.Rows, w.Cols
 	if !bf16Wins(n, in, out) || !bf16Exact(dy[:min(len(dy), 64)]) {
 		return false
@@ -58,8 +62,9 @@ func bf16GradX(dx, dy []float32, w Mat, n int) bool {
 	kern := bf16Tiles()
 	blocks := (in + bfGXCols - 1) / bfGXCols
 	Parallel(blocks, n*out*in, func(lo, hi int) {
-		cb := getGemmBuf(mt * 16 * bfGXCols)
+		cb := getGemmBuf(mt*16*bfGXCols + lt.slabLen(bfGXCols))
 		defer gemmPool.Put(cb)
+		slab := (*cb)[mt*16*bfGXCols:]
 		pb := getBF16Buf(bfGXCols / 16 * bfGXSteps * 512)
 		defer bf16Pool.Put(pb)
 		for blk := lo; blk < hi; blk++ {
@@ -81,6 +86,7 @@ func bf16GradX(dx, dy []float32, w Mat, n int) bool {
 			if guarded {
 				bf16GradXGuarded.Add(1)
 				gradXColsGo(dx, dy, &w, n, j0, j1)
+				lt.add(dx[j0:], in, 0, n, j0, j1, slab)
 				continue
 			}
 			for i := range n {
@@ -91,6 +97,7 @@ func bf16GradX(dx, dy []float32, w Mat, n int) bool {
 					copy(d[16*tj:min(len(d), 16*tj+16)], t[:16])
 				}
 			}
+			lt.add(dx[j0:], in, 0, n, j0, j1, slab)
 		}
 	})
 	return true

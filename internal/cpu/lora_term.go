@@ -26,6 +26,8 @@ import "sync"
 // the packed product on x's patterns (widened as it packs them).
 type loraTerm struct {
 	t, x, a, b []float32
+	bt         []float32 // B given transposed (r rows, ldbt apart; b nil): Backward's A for dx
+	ldbt       int
 	xb         []uint16 // x as BF16 patterns (x nil)
 	n, in, r   int
 	s          float32
@@ -56,6 +58,12 @@ func newLoRATerm(t, x, a, b []float32, n, in, r int, s float32) *loraTerm {
 	lt.op = f32GemvOp(t, x, a, n, r, in, r)
 	lt.ready.Add(lt.groups())
 	return lt
+}
+
+// newGradXTerm returns the term dx += U·A of Backward (U n×r, complete;
+// A r×in), in loraTerm's terms: T = U and B = Aᵀ, given as A.
+func newGradXTerm(u, a []float32, n, in, r int) *loraTerm {
+	return &loraTerm{t: u, bt: a, ldbt: in, n: n, in: in, r: r}
 }
 
 // newLoRATermBF16 is newLoRATerm for x held as BF16 patterns.
@@ -159,24 +167,37 @@ func (lt *loraTerm) add(yt []float32, ldt, i0, i1, o0, o1 int, slab []float32) {
 	lt.ready.Wait()
 	r, width := lt.r, o1-o0
 	if !useGemm512 {
-		bt := slab[:r*width]
-		transposeRows(bt, lt.b[o0*r:o1*r], 0, width, width, r)
+		bt, ld := lt.bt[min(len(lt.bt), o0):], lt.ldbt
+		if lt.bt == nil {
+			bt, ld = slab[:r*width], width
+			transposeRows(bt, lt.b[o0*r:o1*r], 0, width, width, r)
+		}
 		for i := i0; i < i1; i++ {
-			rankRow(yt[(i-i0)*ldt:(i-i0)*ldt+width], bt, lt.t[i*r:(i+1)*r], width)
+			rankRow(yt[(i-i0)*ldt:(i-i0)*ldt+width], bt, lt.t[i*r:(i+1)*r], ld)
 		}
 		return
 	}
-	// Bᵀ's panels: panel q holds columns o0 + 32q… of y, r steps of 32.
+	// Bᵀ's panels: panel q holds columns o0 + 32q… of y, r steps of 32:
+	// from B's rows by packT32 where r is a multiple of 16, from the rows
+	// of a given Bᵀ by packN32.
 	panels := (width + gemmNR - 1) / gemmNR
 	bt := slab[:panels*r*gemmNR]
 	for q := range panels {
 		o := o0 + q*gemmNR
 		d := bt[q*r*gemmNR : (q+1)*r*gemmNR]
-		if o+gemmNR <= o1 && r%16 == 0 {
+		switch cols := min(gemmNR, o1-o); {
+		case lt.bt != nil && cols == gemmNR:
+			packN32(&d[0], &lt.bt[o], r, lt.ldbt)
+		case lt.bt != nil:
+			for k := range r {
+				e := d[k*gemmNR : (k+1)*gemmNR]
+				clear(e[copy(e[:cols], lt.bt[k*lt.ldbt+o:]):])
+			}
+		case cols == gemmNR && r%16 == 0:
 			packT32(&d[0], &lt.b[o*r], r, r)
-			continue
+		default:
+			packPanel(d, gemmNR, cols, r, func(i int) []float32 { return lt.b[(o+i)*r : (o+i+1)*r] })
 		}
-		packPanel(d, gemmNR, min(gemmNR, o1-o), r, func(i int) []float32 { return lt.b[(o+i)*r : (o+i+1)*r] })
 	}
 	tp := slab[panels*r*gemmNR:]
 	var tile [gemmMR * gemmNR]float32

@@ -168,3 +168,34 @@ func TestForwardBF16(t *testing.T) {
 		}
 	}
 }
+
+// TestBackwardTerm runs Backward where the packed product of dx = dy·W
+// adds dx += U·A in its goroutines (newGradXTerm): dx's columns over
+// several blocks of gemmNC with a partial panel of 32 at the end, rows
+// below and past a panel of 8 and gemmInPlaceRows (W's panels read in
+// place), ranks below and past gemmKC; every W dtype (NF4 from 32 rows),
+// and a BF16 W with bf16 dy (the bf16 product of dx, which adds the term
+// the same way); then with GOMAXPROCS 7.
+func TestBackwardTerm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(219, 220))
+	shapes := []struct{ n, in, out, r int }{
+		{gemmMinRows, 600, 40, 16}, {23, 777, 70, 5}, {gemmKC + 1, 530, 33, 136}, {2 * gemmMinRows, 300, 64, 3},
+	}
+	run := func() {
+		for _, c := range shapes {
+			for _, dt := range []Type{F32, F16, BF16, NF4} {
+				checkBackward(t, rng, dt, c.n, c.in, c.out, c.r)
+			}
+			// dy of bfloat16 values: dx by the bf16 product where the
+			// processor has it.
+			w, wv := testW(rng, BF16, c.out, c.in)
+			x, _ := randBF16(rng, c.n*c.in, 1)
+			g, _ := randBF16(rng, c.n*c.out, 1)
+			checkBackwardXG(t, rng, w, wv, x, g, c.n, c.r)
+		}
+	}
+	run()
+	old := runtime.GOMAXPROCS(7)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	run()
+}
