@@ -28,7 +28,11 @@
 // Each operation is warmed up, then timed in batches of back-to-back calls
 // (a batch lasts about 2 ms) in interleaved rounds, one batch of every
 // operation of a row per round, until each has run for 300 ms and at least 5
-// batches; the table shows the median time per call and half its spread (the
+// batches. Each batch follows one untimed call of its operation, so that it
+// finds its operands where its own last call left them (in the caches, or,
+// for the rows that rotate copies of W, on their way to memory), as the
+// peer's back-to-back calls of one operation do, rather than where the other
+// operations of the round left them. The table shows the median time per call and half its spread (the
 // interquartile range of the batches, relative to the median). A row where
 // some spread is over 50 % is printed as unstable, without figures: a busy
 // machine, to be re-run. Rows are printed as they are measured, and stderr
@@ -211,6 +215,11 @@ func measure(ops []op, minTime time.Duration, minReps, maxReps int) ([]Stat, err
 	walls := make([][]float64, len(ops))
 	for reps := 0; reps < maxReps; reps++ {
 		for i, o := range ops {
+			// One call untimed: the batch starts from its own operation's
+			// state of the caches, not the previous operation's.
+			if err := o.run(); err != nil {
+				return nil, fmt.Errorf("%s: %w", o.name, err)
+			}
 			w, d, err := batch(o, sizes[i])
 			if err != nil {
 				return nil, err
