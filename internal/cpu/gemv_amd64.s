@@ -125,3 +125,111 @@ TEXT ·gemv4BF16(SB), NOSPLIT, $0-40
 // W F16, x in its own order; every row widens into Y10 and Y11.
 TEXT ·gemv4F16(SB), NOSPLIT, $0-40
 	GEMV4(1, NOSETUP, ROWF16, Y10, Y11)
+
+// GEMV4X4RED(z0, z1, z2, z3, y0, y1, y2, y3, x0, x1, off): reduces the
+// accumulators z0…z3 (y0…y3 their low halves, x0 and x1 those of y0 and
+// y1) of one row of x against W's rows 0–3 as GEMV4 reduces its Y0…Y7:
+// each zmm's two halves (gemv4F32's two accumulators of eight) added, then
+// the same VHADDPS and 128-bit steps, the four sums stored at off(DI).
+#define GEMV4X4RED(z0, z1, z2, z3, y0, y1, y2, y3, x0, x1, off) \
+	VEXTRACTF64X4 $1, z0, Y16; \
+	VADDPS Y16, y0, y0; \
+	VEXTRACTF64X4 $1, z1, Y17; \
+	VADDPS Y17, y1, y1; \
+	VEXTRACTF64X4 $1, z2, Y18; \
+	VADDPS Y18, y2, y2; \
+	VEXTRACTF64X4 $1, z3, Y19; \
+	VADDPS Y19, y3, y3; \
+	VHADDPS y1, y0, y0; \
+	VHADDPS y3, y2, y2; \
+	VHADDPS y2, y0, y0; \
+	VEXTRACTF128 $1, y0, x1; \
+	VADDPS x1, x0, x0; \
+	VMOVUPS x0, off(DI)
+
+// func gemv4x4F32(y, x *float32, ldx int, w *float32, n, ldw int)
+//
+// y[4p+q] = Σⱼ x[p·ldx+j]·W[q·ldw+j] for the four rows p < 4 of x and q < 4
+// of W, j < n, n a positive multiple of 16: four calls of gemv4F32 (one
+// per row of x) bit for bit, W's vectors loaded once for the four. Lanes
+// 0–7 and 8–15 of each zmm accumulator are gemv4F32's two accumulators of
+// a row (the same products in the same order), reduced in its order
+// (GEMV4X4RED). AVX-512.
+//
+// Registers: DI y, SI and R11–R13 x's rows, DX and R8–R10 W's rows, BX
+// W's row stride in bytes, CX the columns left; Z0–Z15 the accumulators
+// (x's row p against W's row q in Z(4p+q)), Z16–Z19 x's vectors, Z20–Z23
+// W's.
+TEXT ·gemv4x4F32(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ ldx+16(FP), AX
+	SHLQ $2, AX
+	MOVQ w+24(FP), DX
+	MOVQ n+32(FP), CX
+	MOVQ ldw+40(FP), BX
+	SHLQ $2, BX
+	LEAQ (SI)(AX*1), R11
+	LEAQ (R11)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	LEAQ (DX)(BX*1), R8
+	LEAQ (R8)(BX*1), R9
+	LEAQ (R9)(BX*1), R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+g4x4_loop:
+	VMOVUPS (DX), Z20
+	VMOVUPS (R8), Z21
+	VMOVUPS (R9), Z22
+	VMOVUPS (R10), Z23
+	VMOVUPS (SI), Z16
+	VFMADD231PS Z20, Z16, Z0
+	VFMADD231PS Z21, Z16, Z1
+	VFMADD231PS Z22, Z16, Z2
+	VFMADD231PS Z23, Z16, Z3
+	VMOVUPS (R11), Z17
+	VFMADD231PS Z20, Z17, Z4
+	VFMADD231PS Z21, Z17, Z5
+	VFMADD231PS Z22, Z17, Z6
+	VFMADD231PS Z23, Z17, Z7
+	VMOVUPS (R12), Z18
+	VFMADD231PS Z20, Z18, Z8
+	VFMADD231PS Z21, Z18, Z9
+	VFMADD231PS Z22, Z18, Z10
+	VFMADD231PS Z23, Z18, Z11
+	VMOVUPS (R13), Z19
+	VFMADD231PS Z20, Z19, Z12
+	VFMADD231PS Z21, Z19, Z13
+	VFMADD231PS Z22, Z19, Z14
+	VFMADD231PS Z23, Z19, Z15
+	ADDQ $64, SI
+	ADDQ $64, R11
+	ADDQ $64, R12
+	ADDQ $64, R13
+	ADDQ $64, DX
+	ADDQ $64, R8
+	ADDQ $64, R9
+	ADDQ $64, R10
+	SUBQ $16, CX
+	JNZ  g4x4_loop
+	GEMV4X4RED(Z0, Z1, Z2, Z3, Y0, Y1, Y2, Y3, X0, X1, 0)
+	GEMV4X4RED(Z4, Z5, Z6, Z7, Y4, Y5, Y6, Y7, X4, X5, 16)
+	GEMV4X4RED(Z8, Z9, Z10, Z11, Y8, Y9, Y10, Y11, X8, X9, 32)
+	GEMV4X4RED(Z12, Z13, Z14, Z15, Y12, Y13, Y14, Y15, X12, X13, 48)
+	VZEROUPPER
+	RET

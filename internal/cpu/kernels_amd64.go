@@ -87,6 +87,13 @@ func gemv4BF16(y, x *float32, w *uint16, n, ldw int)
 //go:noescape
 func gemv4F16(y, x *float32, w *uint16, n, ldw int)
 
+// gemv4x4F32 sets y[4p+q] = Σⱼ x[p·ldx+j]·w[q·ldw+j] for p, q < 4 and
+// j < n, n a positive multiple of 16: gemv4F32 for four rows of x at once,
+// bit for bit, W's rows loaded once for the four (gemv_amd64.s). AVX-512.
+//
+//go:noescape
+func gemv4x4F32(y, x *float32, ldx int, w *float32, n, ldw int)
+
 // rankRowFMA sets dst[j] += Σₖ coef[k]·a[k·lda+j] for j < n, n a multiple
 // of 8, r ≥ 1: 64 columns at a time in eight registers, all r terms
 // accumulated from zero in k order, then added to dst.

@@ -36,6 +36,13 @@ func gemv4F32(y, x, w *float32, n, ldw int) {
 	gemv4Loop(f32s(y, 4), f32s(x, n), f32s(w, 3*ldw+n), n, ldw, func(v float32) float32 { return v })
 }
 
+func gemv4x4F32(y, x *float32, ldx int, w *float32, n, ldw int) {
+	ys := f32s(y, 16)
+	for p := range 4 {
+		gemv4F32(&ys[4*p], &f32s(x, 3*ldx+n)[p*ldx], w, n, ldw)
+	}
+}
+
 func gemv4BF16(y, x *float32, w *uint16, n, ldw int) {
 	// x is in pair order: within each block of 16, column 2k is at k and
 	// column 2k+1 at 8+k.

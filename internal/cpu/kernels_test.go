@@ -64,6 +64,47 @@ func TestGemv4(t *testing.T) {
 	}
 }
 
+// TestGemv4x4 checks gemv4x4F32 against four calls of gemv4F32 (bit for
+// bit: the same sums in the same order) and the float64 reference, on
+// every n that is a multiple of 16 up to 160 and 1024, rows of x and W of
+// strides longer than n, with a guard after y.
+func TestGemv4x4(t *testing.T) {
+	kernelOK(t, useGemm512)
+	rng := rand.New(rand.NewPCG(33, 34))
+	for n := 16; n <= 1024; n += 16 {
+		if n > 160 && n != 1024 {
+			continue
+		}
+		ldx, ldw := n+3, n+5
+		x, w := randF32(rng, 4*ldx, 1), randF32(rng, 4*ldw, 1)
+		y := nanFill(17) // y[16] is the guard
+		gemv4x4F32(&y[0], &x[0], ldx, &w[0], n, ldw)
+		for p := range 4 {
+			s := nanFill(4)
+			if useFMA {
+				gemv4F32(&s[0], &x[p*ldx], &w[0], n, ldw)
+			}
+			for q := range 4 {
+				if useFMA && y[4*p+q] != s[q] {
+					t.Fatalf("n=%d: y[%d] = %v, gemv4F32's %v", n, 4*p+q, y[4*p+q], s[q])
+				}
+				var want, mag float64
+				for j := range n {
+					v := float64(x[p*ldx+j]) * float64(w[q*ldw+j])
+					want += v
+					mag += math.Abs(v)
+				}
+				if d := math.Abs(float64(y[4*p+q]) - want); !(d <= accTol(n)*mag) {
+					t.Fatalf("n=%d: y[%d] = %g, want %g", n, 4*p+q, y[4*p+q], want)
+				}
+			}
+		}
+		if !math.IsNaN(float64(y[16])) {
+			t.Fatalf("n=%d: wrote past y[15]", n)
+		}
+	}
+}
+
 // TestRankRowKernels checks rankRowFMA and rankRowFromF16/BF16 (float32
 // dst) and rankRowF16/BF16 (half dst, rounded once) on every n that is a
 // multiple of 8 up to 200 (past three of the kernels' blocks of 64), at

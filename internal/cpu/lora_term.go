@@ -37,10 +37,11 @@ type loraTerm struct {
 }
 
 // loraFusedTRows is the most rows of x for which the product's goroutines
-// compute T (fusedT). Measured on 4096 columns, r = 16, one core: the
-// fused kernels take 31, 120 and 550 µs at n = 16, 64 and 256, Shrink 75,
-// 89 and 230 µs (on one core below 128 rows); split between two cores the
-// former wins up to 64 rows.
+// compute T. Measured on 4096 columns, r = 16, one core: the fused kernels
+// take 20, 81 and 384 µs at n = 16, 64 and 256 (gemv4x4F32; 31, 120 and
+// 550 on gemv4F32 alone), Shrink 75, 89 and 230 µs (on one core below 128
+// rows); split between two cores the former wins up to 64 rows, and
+// Forward at n = 256 takes the same time either way.
 const loraFusedTRows = 64
 
 // loraTermSlab is the most columns of y a goroutine gathers before adding

@@ -113,6 +113,11 @@ func f32GemvOp(y, x, w []float32, n, out, in, ldy int) *gemvOp {
 			gemv4F32(s, x, &w[o*in+j : (o+3)*in+j+cols][0], cols, in)
 		}
 	}
+	if useGemm512 {
+		op.kern4 = func(s, x *float32, o, j, cols int) {
+			gemv4x4F32(s, x, in, &w[o*in+j : (o+3)*in+j+cols][0], cols, in)
+		}
+	}
 	return op
 }
 
@@ -187,6 +192,7 @@ type gemvOp struct {
 	n, out, in, ldy int
 	kb              int // the columns of a block (gemvBlockCols)
 	kern            func(s, x *float32, o, j0, cols int)
+	kern4           func(s, x *float32, o, j0, cols int) // kern for four rows of x (in apart) at once, s[4p+q], bit for bit; or nil
 	value           func(o, j int) float32
 	slow            func(i0, i1, o0, o1 int)
 }
@@ -228,7 +234,23 @@ func (op *gemvOp) groups(lo, hi int) {
 			var s [4]float32
 			for j0 := 0; j0 < m; j0 += op.kb {
 				j1 := min(m, j0+op.kb)
-				for i := i0; i < i1; i++ {
+				i := i0
+				for ; op.kern4 != nil && i+4 <= i1; i += 4 {
+					var s16 [16]float32
+					_ = kx[(i+3)*in+j1-1] // bounds: the last element read
+					op.kern4(&s16[0], &kx[i*in+j0], o0, j0, j1-j0)
+					for p := range 4 {
+						yi := y[(i+p)*ldy+o0 : (i+p)*ldy+o0+4]
+						if j0 == 0 {
+							copy(yi, s16[4*p:4*p+4])
+							continue
+						}
+						for q, v := range s16[4*p : 4*p+4] {
+							yi[q] += v
+						}
+					}
+				}
+				for ; i < i1; i++ {
 					op.kern(&s[0], &kx[i*in+j0], o0, j0, j1-j0)
 					yi := y[i*ldy+o0 : i*ldy+o0+4]
 					if j0 == 0 {
