@@ -71,16 +71,8 @@ func newGradXTerm(u, a []float32, n, in, r int) *loraTerm {
 func newLoRATermBF16(t []float32, x []uint16, a, b []float32, n, in, r int, s float32) *loraTerm {
 	lt := &loraTerm{t: t, xb: x, a: a, b: b, n: n, in: in, r: r, s: s}
 	if n > loraFusedTRows && gemmSmallWins(n, in, gemmNR) {
-		// Tᵀ = A·xᵀ, x's rows packed (widened) as W's, as Shrink.
-		buf := getGemmBuf(r * n)
-		defer gemmPool.Put(buf)
-		tt := *buf
-		packedRun(tt, a, r, in, n, &Mat{Rows: n, Cols: in, Type: BF16, Bits: x}, false, gemmNCSmall)
-		for k := range r {
-			for i, v := range tt[k*n : (k+1)*n] {
-				t[i*r+k] = s * v
-			}
-		}
+		// As Shrink, x's rows widened as they are packed.
+		shrinkPacked(t, &Mat{Rows: n, Cols: in, Type: BF16, Bits: x}, a, r, s)
 		return lt
 	}
 	lt.byRows = true

@@ -56,22 +56,29 @@ func GemmNT(m, nc, k int, alpha float32, a, b []float32, beta float32, c []float
 // narrow for Sgemm to split among cores: its rows are split instead.
 func Shrink(t, x, a []float32, n, in, r int, s float32) {
 	if gemmSmallWins(n, in, gemmNR) {
-		// Tᵀ = A·xᵀ by the packed product, the rows of x packed as W's.
-		buf := getGemmBuf(r * n)
-		defer gemmPool.Put(buf)
-		tt := *buf
-		packedRun(tt, a, r, in, n, &Mat{Rows: n, Cols: in, Type: F32, F32: x}, false, gemmNCSmall)
-		for k := range r {
-			for i, v := range tt[k*n : (k+1)*n] {
-				t[i*r+k] = s * v
-			}
-		}
+		shrinkPacked(t, &Mat{Rows: n, Cols: in, Type: F32, F32: x}, a, r, s)
 		return
 	}
 	parallelBLAS(n, n*r*in, func(lo, hi int) {
 		blas32.Implementation().Sgemm(blas.NoTrans, blas.Trans, hi-lo, r, in, s,
 			x[lo*in:hi*in], in, a, in, 0, t[lo*r:hi*r], r)
 	})
+}
+
+// shrinkPacked computes t = s·x·aᵀ for x (n×in, of any type: its rows
+// widened as they are packed) and a (r×in) as Tᵀ = A·xᵀ by the packed
+// product, the rows of x packed as W's.
+func shrinkPacked(t []float32, x *Mat, a []float32, r int, s float32) {
+	n, in := x.Rows, x.Cols
+	buf := getGemmBuf(r * n)
+	defer gemmPool.Put(buf)
+	tt := *buf
+	packedRun(tt, a, r, in, n, x, false, gemmNCSmall)
+	for k := range r {
+		for i, v := range tt[k*n : (k+1)*n] {
+			t[i*r+k] = s * v
+		}
+	}
 }
 
 // f32GemvWins reports whether y = x·Wᵀ for x n×in and W out×in runs faster
