@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -78,16 +79,18 @@ func TestForwardTermGuard(t *testing.T) {
 	}
 }
 
-// TestForwardBF16 runs ForwardBF16 (x and y as BF16 patterns) against
-// Forward on x widened, y rounded afterwards: the same sums, so the same
-// patterns bit for bit, on rows of x below and past loraFusedTRows and
-// bfNC, odd in (packed element by element) and even (packT16), blocks of
-// W guarded by bf16Safe, and with GOMAXPROCS 7. ProductBF16 likewise
-// against Product. Where a sum runs through gonum's Sdot (T's last r mod 4
-// columns, the guarded blocks), its float32 result depends on where x
-// lies in memory (its alignment), and ForwardBF16 reads a widened copy of
-// x there: those sums may differ in their last bit, so y's patterns by one
-// unit of bfloat16 after rounding; elsewhere they are equal. An x holding
+// TestForwardBF16 runs ForwardBF16 (x and y as BF16 patterns) and
+// ProductBF16 against the float64 reference (the float32 sums' bound, plus
+// half a unit of bfloat16 for y's rounding), on rows of x below and past
+// loraFusedTRows and bfNC, odd in (packed element by element) and even
+// (packT16), blocks of W guarded by bf16Safe, and with GOMAXPROCS 7. Where
+// the two paths form the same float32 sums, it also asks for Forward's and
+// Product's y on x widened, rounded afterwards, bit for bit: T by the same
+// kernels (T's groups all of four rows of A, which the fused kernels sum
+// whatever the rows computed with them; past loraFusedTRows the packed
+// product, which widens x as it packs it), and no guarded block (those go
+// through gonum's Sdot, whose float32 sum depends on where x lies in
+// memory, and ForwardBF16 reads a widened copy of x there). An x holding
 // a subnormal is refused, y untouched.
 func TestForwardBF16(t *testing.T) {
 	rng := rand.New(rand.NewPCG(215, 216))
@@ -95,48 +98,66 @@ func TestForwardBF16(t *testing.T) {
 		{gemmMinRows, 64, 301, 5}, {17, 77, 97, 16}, {loraFusedTRows, 96, 290, 20},
 		{loraFusedTRows + 1, 40, 333, 33}, {bfNC + 9, 64, 300, 16}, {31, 33, 2*bfMC + 40, 1},
 	}
+	// near checks y's patterns against the reference want (mag: the sum
+	// of its terms' magnitudes) over sums of k terms.
+	near := func(what string, y []uint16, want, mag []float64, k int) {
+		t.Helper()
+		for i, h := range y {
+			e := accTol(k) * mag[i]
+			if d := math.Abs(float64(widen1(BF16, h)) - want[i]); !(d <= e+0x1p-8*(math.Abs(want[i])+e)) {
+				t.Errorf("%s: y[%d] = %g, want %g", what, i, widen1(BF16, h), want[i])
+				return
+			}
+		}
+	}
+	same := func(what string, y, want []uint16) {
+		t.Helper()
+		for i := range y {
+			if y[i] != want[i] {
+				t.Errorf("%s: y[%d] = %#04x, want %#04x", what, i, y[i], want[i])
+				return
+			}
+		}
+	}
 	check := func(tag string, guard bool) {
 		for _, c := range shapes {
-			_, wb := randBF16(rng, c.out*c.in, 1)
+			wv, wb := randBF16(rng, c.out*c.in, 1)
 			if guard {
-				wb[(c.out/2)*c.in+1] = narrow1(BF16, 0x1p-130)
+				at := (c.out/2)*c.in + 1
+				wb[at] = narrow1(BF16, 0x1p-130)
+				wv[at] = widen1(BF16, wb[at])
 			}
 			w := Mat{Rows: c.out, Cols: c.in, Type: BF16, Bits: wb}
 			xv, xb := randBF16(rng, c.n*c.in, 1)
 			a, b := randF32(rng, c.r*c.in, 1), randF32(rng, c.out*c.r, 1)
 			what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d", tag, c.n, c.in, c.out, c.r)
-			yf := nanFill(c.n * c.out)
-			Forward(yf, xv, w, a, b, c.n, c.r, 0.75)
-			want := make([]uint16, len(yf))
-			narrowHalf(BF16, want, yf)
-			y := make([]uint16, len(yf))
+			exactT := c.r%4 == 0 && (c.n <= loraFusedTRows || gemmSmallWins(c.n, c.in, gemmNR))
+			y := make([]uint16, c.n*c.out)
 			if !ForwardBF16(y, xb, w, a, b, c.n, c.r, 0.75) {
 				if useBF16DP {
 					t.Errorf("%s: ForwardBF16 refused", what)
 				}
 				continue
 			}
-			ulps := 0
-			if guard || c.r%4 != 0 {
-				ulps = 1
+			want, mag := forwardRef(xv, wv, a, b, 0.75, c.n, c.in, c.out, c.r)
+			near(what+": ForwardBF16", y, want, mag, c.in+c.r+3)
+			yf := nanFill(c.n * c.out)
+			yw := make([]uint16, len(yf))
+			if !guard && exactT {
+				Forward(yf, xv, w, a, b, c.n, c.r, 0.75)
+				narrowHalf(BF16, yw, yf)
+				same(what+": ForwardBF16 against Forward", y, yw)
 			}
-			for i := range y {
-				if d := int(y[i]) - int(want[i]); y[i]>>15 != want[i]>>15 || d > ulps || -d > ulps {
-					t.Errorf("%s: ForwardBF16 y[%d] = %#04x, want %#04x (Forward) within %d units", what, i, y[i], want[i], ulps)
-					break
-				}
-			}
-			Product(yf, xv, w, c.n)
-			narrowHalf(BF16, want, yf)
 			if !ProductBF16(y, xb, w, c.n) {
 				t.Errorf("%s: ProductBF16 refused", what)
 				continue
 			}
-			for i := range y {
-				if d := int(y[i]) - int(want[i]); y[i]>>15 != want[i]>>15 || d > b2i(guard) || -d > b2i(guard) {
-					t.Errorf("%s: ProductBF16 y[%d] = %#04x, want %#04x (Product)", what, i, y[i], want[i])
-					break
-				}
+			want, mag = refNT(xv, wv, c.n, c.out, c.in)
+			near(what+": ProductBF16", y, want, mag, c.in)
+			if !guard {
+				Product(yf, xv, w, c.n)
+				narrowHalf(BF16, yw, yf)
+				same(what+": ProductBF16 against Product", y, yw)
 			}
 		}
 	}
