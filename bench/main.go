@@ -10,7 +10,7 @@
 // f32 beside it. The NF4 table (bench/nf4.go) sets a W quantized to NF4
 // beside f32 and bf16 ones.
 //
-//	go run ./bench                  the full table, a row at a time (under 3 minutes on 2 cores)
+//	go run ./bench                  the full table, a row at a time (about 4 minutes on 2 cores)
 //	go run ./bench -quick           a few rows, about a minute
 //	go run ./bench -json            the same measurements as JSON on stdout
 //	go run ./bench -json-out F      the table on stdout and the JSON in F
