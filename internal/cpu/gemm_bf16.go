@@ -15,7 +15,7 @@ import (
 // system allow it, VDPBF16PS (AVX-512 BF16) otherwise.
 //
 //	x is packed once, as bfloat16, into panels of 16 rows (packXBF16,
-//	  packX16): pair p of a panel (columns 2p and 2p+1) is 64 bytes, its
+//	  packX16; from BF16 patterns, packXBits and packT16): pair p of a panel (columns 2p and 2p+1) is 64 bytes, its
 //	  16 rows' two values side by side, zero past row n and past column
 //	  in; the check that every value is a bfloat16 one, and the least
 //	  magnitude, come with it (checkX);
@@ -31,7 +31,9 @@ import (
 //	  times);
 //	the kernel (amxTiles or dpbf16Tiles) computes 16×16 tiles of yᵀ, the
 //	  block's tiles against a group's panels, bfKC columns a call, into a
-//	  block of float32 sums whose tiles transpose16 then writes into y.
+//	  block of float32 sums whose tiles transpose16 then writes into y
+//	  (or, for a y of BF16 patterns, into scratch, each row of the block
+//	  then rounded into y once Forward's term is added: bf16IO).
 //
 // Measured on 4096×4096, n = 16, 64, 256, 2 cores of a Sapphire Rapids
 // shared with other work (BenchmarkBF16Product, medians of 5 runs, one
@@ -268,7 +270,7 @@ type bf16IO struct {
 }
 
 // xf32 returns x as float32 values: x, or xb widened once (freed by done).
-func (io *bf16IO) xf32(n int) []float32 {
+func (io *bf16IO) xf32() []float32 {
 	if io.xb == nil {
 		return io.x
 	}
@@ -407,7 +409,7 @@ func bf16Run(io *bf16IO, w Mat, n int, lt *loraTerm) bool {
 				// are written again, all of them exactly, with their
 				// terms.
 				bf16Guarded.Add(1)
-				x := io.xf32(n)
+				x := io.xf32()
 				wo := Mat{Rows: o1 - o0, Cols: in, Type: BF16, Bits: w.Bits[o0*in : o1*in]}
 				for i0 := 0; i0 < n; i0 += bfNC {
 					i1 := min(n, i0+bfNC)

@@ -3,18 +3,20 @@ package cpu
 import "sync"
 
 // loraTerm is the adapter's part of Forward, s·(x·Aᵀ)·Bᵀ, done by the
-// goroutines of the base product instead of in passes of its own:
+// goroutines of the base product instead of in passes of its own (and
+// Backward's dx += U·A the same way, newGradXTerm):
 //
-//	T = s·x·Aᵀ (n×r): where fusedT, each goroutine computes, before its
-//	  first block, its share of T's groups of four columns (rows of A) by
-//	  the fused matrix-vector kernels (gemvOp, which sums in the same order
-//	  whatever the split), scaled once whole; otherwise (many rows of x,
-//	  where the packed product is faster) Shrink computes T first;
+//	T = s·x·Aᵀ (n×r): up to loraFusedTRows rows of x, each goroutine
+//	  computes, before its first block, its share of T's groups of four
+//	  columns (rows of A) by the fused matrix-vector kernels (gemvOp, which
+//	  sums in the same order whatever the split), scaled once whole;
+//	  otherwise (many rows of x, where the packed product is faster)
+//	  Shrink computes T first;
 //	y += T·Bᵀ: once the product has written a range of y's columns for a
 //	  range of rows, the goroutine that wrote it adds T's rows times the
-//	  range's slab of Bᵀ (transposed from B's rows, rankRow's arithmetic:
-//	  each sum from zero in k order, then added), while those rows of y
-//	  are still in its cache.
+//	  range's columns of Bᵀ (add: on the packed product's micro-kernel,
+//	  rankRow's arithmetic: each sum from zero in k order, then added),
+//	  while those rows of y are still in its cache.
 //
 // A separate pass did the same arithmetic over all of y after the product
 // (rankUpdateF32): at n = 16, in = out = 4096, r = 16 it took 127 µs and
@@ -22,8 +24,9 @@ import "sync"
 //
 // For x held as BF16 patterns (ForwardBF16), each goroutine computes
 // instead the rows of T of its share of x's rows (widened into its own
-// scratch), on the same kernels; past loraFusedTRows, T comes first from
-// the packed product on x's patterns (widened as it packs them).
+// scratch), on the same kernels; past loraFusedTRows, where the packed
+// product serves (gemmSmallWins), T comes first from it on x's patterns
+// (widened as it packs them).
 type loraTerm struct {
 	t, x, a, b []float32
 	bt         []float32 // B given transposed (r rows, ldbt apart; b nil): Backward's A for dx
