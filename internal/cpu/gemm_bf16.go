@@ -30,7 +30,10 @@ import (
 //	  block (from L3 when they outgrow L2: the larger the block, the fewer
 //	  times);
 //	the kernel (amxTiles or dpbf16Tiles) computes 16×16 tiles of yᵀ, the
-//	  block's tiles against a group's panels, bfKC columns a call, into a
+//	  block's tiles against a group's panels, bfKC columns a call (on
+//	  AMX each call also prefetches into L2 its share of the rows of W
+//	  that the goroutine packs next, a few lines a step: amxTilesPF,
+//	  bf16NextChunk), into a
 //	  block of float32 sums whose tiles transpose16 then writes into y
 //	  (or, for a y of BF16 patterns, into scratch, each row of the block
 //	  then rounded into y once Forward's term is added: bf16IO).
@@ -368,8 +371,21 @@ func bf16Run(io *bf16IO, w Mat, n int, lt *loraTerm) bool {
 						break
 					}
 					lda := (c1 - c0) * 512
+					// The chunk this goroutine packs next, its rows
+					// spread over this chunk's calls (on AMX, whose
+					// steps leave time for the memory to answer).
+					pr0, pr1, pc0, pc1 := bf16NextChunk(out, in, ks, kw, mc, o0, o1, c0, i0+bfNC < npad, blk+1 < hi)
+					calls := (c1 - c0 + bfKC/32 - 1) / (bfKC / 32)
+					call := 0
 					for s0 := c0; s0 < c1; s0 += bfKC / 32 {
 						k32 := min(bfKC/32, c1-s0)
+						q0, q1 := pr0+call*(pr1-pr0)/calls, pr0+(call+1)*(pr1-pr0)/calls
+						call++
+						if useAMX && q1 > q0 && pc1 > pc0 {
+							p, rowBytes, stride := slabRows(&w, q0, q1, pc0, pc1)
+							amxTilesPF(&a[(s0-c0)*512], lda, &b[s0*512], ldb, &c[0], mt, nt, k32, b2i(s0 > 0), p, p+uintptr((q1-q0)*stride), rowBytes, stride)
+							continue
+						}
 						kern(&a[(s0-c0)*512], lda, &b[s0*512], ldb, &c[0], mt, nt, k32, b2i(s0 > 0))
 					}
 				}
@@ -421,6 +437,24 @@ func bf16Run(io *bf16IO, w Mat, n int, lt *loraTerm) bool {
 		}
 	})
 	return true
+}
+
+// bf16NextChunk returns the rows [r0, r1) and columns [c0, c1) of W (out×in,
+// ks steps of 32 columns) that a goroutine of bf16Run packs after the
+// chunk of steps [s0, s0+kw) of the block of rows [o0, o1) (mc rows a
+// block): the block's next chunk; else its first again, for the next group
+// of x (moreX); else the first of the goroutine's next block (moreBlocks);
+// else none (r0 = r1).
+func bf16NextChunk(out, in, ks, kw, mc, o0, o1, s0 int, moreX, moreBlocks bool) (r0, r1, c0, c1 int) {
+	switch {
+	case s0+kw < ks:
+		return o0, o1, 32 * (s0 + kw), min(in, 32*min(ks, s0+2*kw))
+	case moreX:
+		return o0, o1, 0, min(in, 32*kw)
+	case moreBlocks:
+		return o1, min(out, o1+mc), 0, min(in, 32*kw)
+	}
+	return 0, 0, 0, 0
 }
 
 // packXBits packs x (n×in BF16 patterns) into dst as packXBF16 does a

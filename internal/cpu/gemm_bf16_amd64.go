@@ -27,9 +27,17 @@ func dpbf16Tiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32
 
 // amxTiles is dpbf16Tiles on TDPBF16PS, mt even: the same products,
 // summed with the instruction's own rounding.
+func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
+	amxTilesPF(a, lda, b, ldb, c, mt, nt, k32, acc, 0, 0, 0, 0)
+}
+
+// amxTilesPF is amxTiles, with up to four PREFETCHT1s at each of its
+// steps (each TDPBF16PS pair or quartet) of the lines of the rows of
+// rowBytes bytes, stride bytes apart, from pf until pfEnd: a part of W
+// that the goroutine packs next, fetched into L2 while the tiles compute.
 //
 //go:noescape
-func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
+func amxTilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int)
 
 // packTiles16 sets dst[s·512 + 32·o + j] = src[o·lds + 32·s + j] for o < 16,
 // s < k32, j < 32: one tile of W's rows as the kernels read it; and

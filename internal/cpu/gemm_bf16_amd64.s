@@ -16,6 +16,19 @@
 // tile of C is 16×16 float32, row o (of W) at o·64 bytes, tile (ti, tj)
 // at (ti·nt+tj)·1024 bytes from c.
 
+// AMXPFLINE(next): unless R15 has reached pfEnd, a PREFETCHT1 of the line
+// R14 bytes into the row at R15, then R14 on to the next line, or to the
+// next row (stride bytes on) past rowBytes; on to next.
+#define AMXPFLINE(next) \
+	CMPQ       R15, pfEnd+80(FP) \
+	JAE        next \
+	PREFETCHT1 (R15)(R14*1) \
+	ADDQ       $64, R14 \
+	CMPQ       R14, rowBytes+88(FP) \
+	JB         next \
+	XORQ       R14, R14 \
+	ADDQ       stride+96(FP), R15
+
 // func dpbf16Tiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
 //
 // Z0..Z15 hold the 16 rows of a C tile; each pair p loads the panel's 16
@@ -644,7 +657,7 @@ dp_loop:
 	VZEROUPPER
 	RET
 
-// func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
+// func amxTilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int)
 //
 // dpbf16Tiles on AMX, mt even: two by two tiles at a time (two by one for
 // the last panel when nt is odd, amx_one), C in
@@ -652,8 +665,9 @@ dp_loop:
 // tiles ti and ti+1 in TMM4, TMM5 (SI, DI), the panels tj and tj+1 in
 // TMM6, TMM7 (BX, R11); every operand 16 rows of 64 bytes, stride R8 = 64
 // (amxConfig). The tile state lives from LDTILECFG to TILERELEASE within
-// this one call.
-TEXT ·amxTiles(SB), NOSPLIT, $0-72
+// this one call. Each step (four or two TDPBF16PS) first issues up to four
+// AMXPFLINEs of the rows from pf (R15, R14 the offset in the row).
+TEXT ·amxTilesPF(SB), NOSPLIT, $0-104
 	LEAQ ·amxConfig(SB), AX
 	// ldtilecfg (%rax)
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00
@@ -663,6 +677,8 @@ TEXT ·amxTiles(SB), NOSPLIT, $0-72
 	SHLQ $1, R10
 	MOVQ $64, R8
 	XORQ R12, R12
+	MOVQ pf+72(FP), R15
+	XORQ R14, R14
 
 amx_ti:
 	XORQ AX, AX
@@ -715,6 +731,18 @@ amx_start:
 	MOVQ k32+56(FP), CX
 
 amx_loop:
+	AMXPFLINE(amx_pf0)
+
+amx_pf0:
+	AMXPFLINE(amx_pf1)
+
+amx_pf1:
+	AMXPFLINE(amx_pf2)
+
+amx_pf2:
+	AMXPFLINE(amx_pf3)
+
+amx_pf3:
 	// tileloadd (%rsi,%r8,1), %tmm4
 	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x06
 	// tileloadd (%rdi,%r8,1), %tmm5
@@ -778,6 +806,18 @@ amx_one_start:
 	MOVQ k32+56(FP), CX
 
 amx_one_loop:
+	AMXPFLINE(amx_one_pf0)
+
+amx_one_pf0:
+	AMXPFLINE(amx_one_pf1)
+
+amx_one_pf1:
+	AMXPFLINE(amx_one_pf2)
+
+amx_one_pf2:
+	AMXPFLINE(amx_one_pf3)
+
+amx_one_pf3:
 	// tileloadd (%rsi,%r8,1), %tmm4
 	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x06
 	// tileloadd (%rdi,%r8,1), %tmm5

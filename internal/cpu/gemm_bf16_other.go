@@ -19,6 +19,10 @@ func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, a
 	bf16TilesPtr(a, lda, b, ldb, c, mt, nt, k32, acc)
 }
 
+func amxTilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int) {
+	bf16TilesPtr(a, lda, b, ldb, c, mt, nt, k32, acc)
+}
+
 func bf16TilesPtr(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
 	bf16TilesGo(u16s(a, (mt-1)*lda+512*k32), lda, u16s(b, (nt-1)*ldb+512*k32), ldb,
 		f32s(c, mt*nt*256), mt, nt, k32, acc != 0)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"unsafe"
 )
 
 // Tests of the bf16 product (gemm_bf16.go): its kernels against their
@@ -23,9 +24,18 @@ func bf16Kernels() map[string]func(a *uint16, lda int, b *uint16, ldb int, c *fl
 	}
 	if useAMX {
 		k["amxTiles"] = amxTiles
+		// Its prefetching form, over the rows of a scratch block (3000
+		// bytes of each, 4160 apart), which must leave its sums alone.
+		k["amxTilesPF"] = func(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
+			p := uintptr(unsafe.Pointer(&pfScratch[0]))
+			amxTilesPF(a, lda, b, ldb, c, mt, nt, k32, acc, p, p+uintptr(len(pfScratch)), 3000, 4160)
+		}
 	}
 	return k
 }
+
+// pfScratch is the block amxTilesPF prefetches in the tests.
+var pfScratch = make([]byte, 15*4160)
 
 // randBF16 returns n random bfloat16 values (normal, times scale) as
 // float32, and their patterns.
@@ -85,12 +95,23 @@ func TestBF16Tiles(t *testing.T) {
 						bf16TilesGo(a, lda, b, ldb, gof, mt, nt, k32, acc)
 						within(t, "bf16TilesGo "+what, gof, want, mag, accTol(32*k32+1))
 						for name, kern := range kerns {
-							if name == "amxTiles" && mt%2 != 0 {
+							if name != "dpbf16Tiles" && mt%2 != 0 {
 								continue
 							}
 							got := append([]float32(nil), c0...)
 							kern(&a[0], lda, &b[0], ldb, &got[0], mt, nt, k32, b2i(acc))
 							within(t, name+" "+what, got, want, mag, accTol(32*k32+1))
+							if name == "amxTilesPF" {
+								// The same sums as amxTiles, bit for bit.
+								plain := append([]float32(nil), c0...)
+								amxTiles(&a[0], lda, &b[0], ldb, &plain[0], mt, nt, k32, b2i(acc))
+								for i := range got {
+									if math.Float32bits(got[i]) != math.Float32bits(plain[i]) {
+										t.Errorf("%s %s: c[%d] = %v, amxTiles %v", name, what, i, got[i], plain[i])
+										break
+									}
+								}
+							}
 							if name != "dpbf16Tiles" {
 								continue
 							}
