@@ -249,12 +249,13 @@ func transposeRows(dst, src []float32, o0, o1, rows, cols int) {
 func gradsPacked(t, u, dA, dB, dy, x, a, b []float32, n, in, out, r int, s float32) {
 	xm := Mat{Rows: n, Cols: in, Type: F32, F32: x}
 	dym := Mat{Rows: n, Cols: out, Type: F32, F32: dy}
-	buf := getGemmBuf(2*r*n + gemmRowsPad(r)*out)
+	mr := gemmPanelRows(r)
+	buf := getGemmBuf(2*r*n + gemmRowsPad(r, mr)*out)
 	defer gemmPool.Put(buf)
 	tt, ut, bp := (*buf)[:r*n], (*buf)[r*n:2*r*n], (*buf)[2*r*n:]
 	packedRun(tt, a, r, in, n, &xm, false, gemmNCSmall)
-	packXT(bp, b, r, out, r)
-	packedRunX(ut, bp, r, out, n, &dym, false, gemmNCSmall, nil)
+	packXT(bp, b, r, out, r, mr)
+	packedRunX(ut, bp, r, out, n, &dym, false, gemmNCSmall, mr, nil)
 	for i := range tt {
 		tt[i] *= s
 		ut[i] *= s

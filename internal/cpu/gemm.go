@@ -7,8 +7,9 @@ import (
 // The packed product y = x·Wᵀ for batches (n ≥ gemmMinRows), in the
 // structure of a BLIS-style GEMM:
 //
-//	x, whole, is packed once into panels of gemmMR rows, each KC-step of a
-//	  panel a run of gemmMR values (packX);
+//	x, whole, is packed once into panels of mr rows (gemmPanelRows: six,
+//	  or eight where six would pad x more), each KC-step of a panel a run
+//	  of mr values (packX);
 //	the rows of W are cut into blocks (gemmBlockRows: one panel of gemmNR
 //	  rows while packed x fits 4 MiB, else gemmNC), split among goroutines;
 //	  for each block and each run of gemmKC columns (the inner dimension),
@@ -16,10 +17,12 @@ import (
 //	  gemmNR values, widened to float32 from any type of W (packW, by
 //	  16×16 transposes in registers): the panel of a block, at most
 //	  gemmKC·gemmNC floats (128 KiB), stays in L2;
-//	each gemmMR×gemmNR block of y is then one call of the micro-kernel,
-//	  which keeps it in registers over the gemmKC steps, with one of W's
-//	  packed panels (gemmKC·gemmNR floats, 16 KiB) in L1 while the panels
-//	  of x stream past it; each call prefetches into L2 a part of the
+//	each 6×64 block of y (two of W's panels; 6×32 for a last odd panel),
+//	  or 8×32 block for panels of eight rows, is then one call of a
+//	  micro-kernel, which keeps it in registers over the gemmKC steps,
+//	  with W's packed panels (gemmKC·gemmNR floats, 16 KiB, each) in L1
+//	  while the panels of x stream past them; each call prefetches into
+//	  L2 a part of the
 //	  elements of W that the goroutine packs next, a line every two steps
 //	  (gemmKernelPF), or, for the parts too large for its steps and the
 //	  edge blocks, prefetchRows after the call.
@@ -28,11 +31,12 @@ import (
 // gemmKC of them in registers, then added to the sum so far: float32
 // throughout, the products of exactly widened values.
 const (
-	gemmMR      = 8       // rows of x per micro-kernel call
-	gemmNR      = 32      // rows of W per micro-kernel call
+	gemmMR      = 8       // rows of x per call of gemmKernelAVX512 (and of Forward's term, Merge)
+	gemmNR      = 32      // rows of W per packed panel, per call of gemmKernelAVX512 and gemmKernel6x32
+	gemmMR6     = 6       // rows of x per call of gemmKernel6x64 (two panels of W)
 	gemmKC      = 128     // steps of the inner dimension per packed panel
 	gemmNC      = 256     // rows of W per block, the unit of the split, for dx and large x
-	gemmNCSmall = 32      // rows of W per block of y = x·Wᵀ while x packed fits gemmXFit
+	gemmNCSmall = 64      // rows of W per block of y = x·Wᵀ while x packed fits gemmXFit
 	gemmXFit    = 1 << 20 // floats of packed x (4 MiB) up to which blocks are gemmNCSmall
 	gemmMC      = 128     // rows of x per pass over a packed block of W
 	// The most rows of x for which dx = dy·W reads a float32 W's panels
@@ -63,34 +67,58 @@ var gemmPool = &f32Slabs
 
 func getGemmBuf(n int) *[]float32 { return f32Slabs.get(n) }
 
-// gemmRowsPad returns n rounded up to a multiple of gemmMR.
-func gemmRowsPad(n int) int { return (n + gemmMR - 1) / gemmMR * gemmMR }
+// gemmRowsPad returns n rounded up to a multiple of mr.
+func gemmRowsPad(n, mr int) int { return (n + mr - 1) / mr * mr }
 
-// packX packs x (n×in) for the micro-kernel into dst (gemmRowsPad(n)·in
-// floats): the run of columns [p0, p0+kc) of the panel of rows [i0,
-// i0+gemmMR) starts at p0·gemmRowsPad(n) + i0·kc and holds, step by step,
-// the panel's gemmMR values of that column, zero past row n.
-func packX(dst, x []float32, n, in int) {
-	np := gemmRowsPad(n)
-	panels := np / gemmMR
+// gemmPanelRows returns the rows of x's panels for the packed product of
+// n rows: gemmMR6 unless its padding of x costs more than 3 % over
+// gemmMR's (n = 8, 16, 32, 40, 64, 128: eight). Its kernel (6×64) runs
+// about 7 % faster than the one of eight rows in L1 (BenchmarkGemmKernel6
+// against BenchmarkGemmKernel: 190 against 178 GFLOP/s on one core of
+// this package's Sapphire Rapids), and at about 5 % more FLOP/s within
+// the product (its share of the CPU time at n = 64, in = out = 4096): 6×64
+// makes 24 FMAs a step for four loads of W and six broadcasts, 8×32 16
+// for two and eight.
+func gemmPanelRows(n int) int {
+	if 100*gemmRowsPad(n, gemmMR6) <= 103*gemmRowsPad(n, gemmMR) {
+		return gemmMR6
+	}
+	return gemmMR
+}
+
+// packX packs x (n×in) for the micro-kernels into dst (gemmRowsPad(n,
+// mr)·in floats), in panels of mr rows (gemmMR or gemmMR6): the run of
+// columns [p0, p0+kc) of the panel of rows [i0, i0+mr) starts at
+// p0·gemmRowsPad(n, mr) + i0·kc and holds, step by step, the panel's mr
+// values of that column, zero past row n.
+func packX(dst, x []float32, n, in, mr int) {
+	np := gemmRowsPad(n, mr)
+	panels := np / mr
 	Parallel(panels, np*in, func(lo, hi int) {
 		for ip := lo; ip < hi; ip++ {
-			i0 := ip * gemmMR
-			rows := min(gemmMR, n-i0)
+			i0 := ip * mr
+			rows := min(mr, n-i0)
 			for p0 := 0; p0 < in; p0 += gemmKC {
 				kc := min(gemmKC, in-p0)
-				d := dst[p0*np+i0*kc : p0*np+(i0+gemmMR)*kc]
+				d := dst[p0*np+i0*kc : p0*np+(i0+mr)*kc]
 				m := 0
-				if rows == gemmMR && useFMA {
+				switch {
+				case rows == gemmMR && mr == gemmMR && useFMA:
 					// Whole runs of 8 columns by 8×8 transposes.
 					m = kc &^ 7
 					if m > 0 {
 						_ = x[(i0+gemmMR-1)*in+p0+m-1] // bounds: the last element read
 						packT8(&d[0], &x[i0*in+p0], m/8, in)
 					}
+				case rows == gemmMR6 && mr == gemmMR6 && useGemm512:
+					m = kc &^ 7
+					if m > 0 {
+						_ = x[(i0+gemmMR6-1)*in+p0+m-1]
+						packT6(&d[0], &x[i0*in+p0], m/8, in)
+					}
 				}
 				if m < kc {
-					packPanel(d[m*gemmMR:], gemmMR, rows, kc-m, func(i int) []float32 {
+					packPanel(d[m*mr:], mr, rows, kc-m, func(i int) []float32 {
 						return x[(i0+i)*in+p0+m : (i0+i)*in+p0+kc]
 					})
 				}
@@ -261,10 +289,11 @@ func packedProduct(y, x []float32, w Mat, n int) { packedProductTerm(y, x, w, n,
 // block, and the term added to each run of loraTermSlab columns of y or
 // more (whole blocks) once written.
 func packedProductTerm(y, x []float32, w Mat, n int, lt *loraTerm) {
-	xb := getGemmBuf(gemmRowsPad(n) * w.Cols)
+	mr := gemmPanelRows(n)
+	xb := getGemmBuf(gemmRowsPad(n, mr) * w.Cols)
 	defer gemmPool.Put(xb)
-	packX(*xb, x, n, w.Cols)
-	packedRunX(y, *xb, n, w.Cols, w.Rows, &w, false, gemmBlockRows(n, w.Cols), lt)
+	packX(*xb, x, n, w.Cols, mr)
+	packedRunX(y, *xb, n, w.Cols, w.Rows, &w, false, gemmBlockRows(n, w.Cols), mr, lt)
 }
 
 // gemmBlockRows returns the rows of W in a block of y = x·Wᵀ, for n rows of
@@ -273,7 +302,7 @@ func packedProductTerm(y, x []float32, w Mat, n int, lt *loraTerm) {
 // and in order, while x stays in L2 (or L3); gemmNC above, so that x is
 // read once per 256 rows of W.
 func gemmBlockRows(n, k int) int {
-	if gemmRowsPad(n)*k <= gemmXFit {
+	if gemmRowsPad(n, gemmMR)*k <= gemmXFit {
 		return gemmNCSmall
 	}
 	return gemmNC
@@ -287,10 +316,11 @@ func packedGradX(dx, dy []float32, w Mat, n int) { packedGradXTerm(dx, dy, w, n,
 // not nil) added by its goroutines to each run of columns of dx they have
 // written (packedProductTerm).
 func packedGradXTerm(dx, dy []float32, w Mat, n int, lt *loraTerm) {
-	xb := getGemmBuf(gemmRowsPad(n) * w.Rows)
+	mr := gemmPanelRows(n)
+	xb := getGemmBuf(gemmRowsPad(n, mr) * w.Rows)
 	defer gemmPool.Put(xb)
-	packX(*xb, dy, n, w.Rows)
-	packedRunX(dx, *xb, n, w.Rows, w.Cols, &w, true, gemmNC, lt)
+	packX(*xb, dy, n, w.Rows, mr)
+	packedRunX(dx, *xb, n, w.Rows, w.Cols, &w, true, gemmNC, mr, lt)
 }
 
 // packedRun computes y (n×nc) = x (n×k)·Bᵀ for B = W (nc×k, packed by
@@ -302,42 +332,52 @@ func packedGradXTerm(dx, dy []float32, w Mat, n int, lt *loraTerm) {
 // columns (trans) only at n ≤ gemmMC, where the prefetches cost a float32
 // W more than they save above (BenchmarkPackedProduct, dx at n = 256).
 func packedRun(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
-	xb := getGemmBuf(gemmRowsPad(n) * k)
+	mr := gemmPanelRows(n)
+	xb := getGemmBuf(gemmRowsPad(n, mr) * k)
 	defer gemmPool.Put(xb)
-	packX(*xb, x, n, k)
-	packedRunX(y, *xb, n, k, nc, w, trans, ncb, nil)
+	packX(*xb, x, n, k, mr)
+	packedRunX(y, *xb, n, k, nc, w, trans, ncb, mr, nil)
 }
 
 // packXT packs the n×k matrix whose element (i, p) is src[p·ld+i] (the
-// transpose of a k×n block, rows ld apart) into dst as packX lays out x:
-// each step of a panel is gemmMR consecutive elements of one row of src,
-// zero past row n.
-func packXT(dst, src []float32, n, k, ld int) {
-	np := gemmRowsPad(n)
-	for i0 := 0; i0 < n; i0 += gemmMR {
-		rows := min(gemmMR, n-i0)
+// transpose of a k×n block, rows ld apart) into dst as packX lays out x in
+// panels of mr rows: each step of a panel is mr consecutive elements of
+// one row of src, zero past row n.
+func packXT(dst, src []float32, n, k, ld, mr int) {
+	np := gemmRowsPad(n, mr)
+	for i0 := 0; i0 < n; i0 += mr {
+		rows := min(mr, n-i0)
 		for p0 := 0; p0 < k; p0 += gemmKC {
 			kc := min(gemmKC, k-p0)
-			d := dst[p0*np+i0*kc : p0*np+(i0+gemmMR)*kc]
-			if rows == gemmMR {
-				for p := range kc {
-					o := (p0+p)*ld + i0
-					*(*[gemmMR]float32)(d[p*gemmMR:]) = [gemmMR]float32(src[o : o+gemmMR])
-				}
-				continue
-			}
+			d := dst[p0*np+i0*kc : p0*np+(i0+mr)*kc]
 			for p := range kc {
-				e := d[p*gemmMR : (p+1)*gemmMR]
-				clear(e[copy(e[:rows], src[(p0+p)*ld+i0:]):])
+				o := (p0+p)*ld + i0
+				switch {
+				case rows == gemmMR && mr == gemmMR:
+					*(*[gemmMR]float32)(d[p*gemmMR:]) = [gemmMR]float32(src[o : o+gemmMR])
+				case rows == gemmMR6 && mr == gemmMR6:
+					*(*[gemmMR6]float32)(d[p*gemmMR6:]) = [gemmMR6]float32(src[o : o+gemmMR6])
+				default:
+					e := d[p*mr : (p+1)*mr]
+					clear(e[copy(e[:rows], src[o:]):])
+				}
 			}
 		}
 	}
 }
 
-// packedRunX is packedRun on x already packed (packX's layout) in ap, with
-// Forward's adapter term lt (see packedProductTerm) when not nil.
-func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int, lt *loraTerm) {
-	np := gemmRowsPad(n)
+// packedRunX is packedRun on x already packed (packX's layout, panels of
+// mr rows) in ap, with Forward's adapter term lt (see packedProductTerm)
+// when not nil. For panels of gemmMR6 rows each call covers two panels of
+// W (gemmKernel6x64; a last odd one by gemmKernel6x32), ncb then a
+// multiple of 2·gemmNR.
+func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb, mr int, lt *loraTerm) {
+	np := gemmRowsPad(n, mr)
+	jstep := gemmNR // columns of y per call
+	if mr == gemmMR6 {
+		jstep = 2 * gemmNR
+	}
+	mc := gemmMC - gemmMC%mr // rows of x per pass: whole panels
 	blocks := (nc + ncb - 1) / ncb
 	// slab returns the rows [r0, r1) and columns [c0, c1) of W that the
 	// slab of block blk at p0 reads.
@@ -356,14 +396,14 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int, lt *
 		defer gemmPool.Put(wb)
 		bp, row := (*wb)[:gemmKC*gemmNC], (*wb)[gemmKC*gemmNC:gemmKC*gemmNC+gemmKC*gemmNR]
 		termSlab := (*wb)[gemmKC*gemmNC+gemmKC*gemmNR:]
-		var tile [gemmMR * gemmNR]float32
+		var tile [gemmMR * 2 * gemmNR]float32
 		term0 := lo * ncb // the first column of y whose term is not added
 		for blk := lo; blk < hi; blk++ {
 			j0, j1 := blk*ncb, min(nc, (blk+1)*ncb)
 			// A float32 W's columns for few rows of x: read where they
 			// lie, each step 32 floats of one row of W, in steps in
 			// floats apart (a panel of them is used by at most
-			// gemmInPlaceRows/gemmMR calls; copying it costs more).
+			// gemmInPlaceRows/mr calls; copying it costs more).
 			inPlace := trans && w.Type == F32 && n <= gemmInPlaceRows && (j1-j0)%gemmNR == 0
 			for p0 := 0; p0 < k; p0 += gemmKC {
 				kc := min(gemmKC, k-p0)
@@ -383,62 +423,69 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb int, lt *
 				case blk+1 < hi:
 					r0, r1, c0, c1 = slab(blk+1, 0)
 				}
-				calls := (n + gemmMR - 1) / gemmMR * ((j1 - j0 + gemmNR - 1) / gemmNR)
+				calls := (n + mr - 1) / mr * ((j1 - j0 + jstep - 1) / jstep)
 				call := 0
 				acc := 0
 				if p0 > 0 {
 					acc = 1
 				}
-				for i0 := 0; i0 < n; i0 += gemmMC {
-					i1 := min(n, i0+gemmMC)
-					for jr := j0; jr < j1; jr += gemmNR {
-						b, ldb := &bp[(jr-j0)*kc], gemmNR
+				for i0 := 0; i0 < n; i0 += mc {
+					i1 := min(n, i0+mc)
+					for jr := j0; jr < j1; jr += jstep {
+						// b: W's panel at jr (the next one b2 bytes on),
+						// its steps ldb floats apart.
+						b, ldb, b2 := &bp[(jr-j0)*kc], gemmNR, 4*gemmNR*kc
 						if inPlace {
-							b, ldb = &w.F32[p0*w.Cols+jr], w.Cols
+							b, ldb, b2 = &w.F32[p0*w.Cols+jr], w.Cols, 4*gemmNR
 						}
-						cols := min(gemmNR, j1-jr)
-						for ir := i0; ir < i1; ir += gemmMR {
+						cols := min(jstep, j1-jr)
+						for ir := i0; ir < i1; ir += mr {
 							a := &ap[p0*np+ir*kc]
-							rows := min(gemmMR, n-ir)
+							rows := min(mr, n-ir)
 							q0, q1 := r0+call*(r1-r0)/calls, r0+(call+1)*(r1-r0)/calls
-							if rows == gemmMR && cols == gemmNR {
-								if prefetch && q1 > q0 && c1 > c0 {
-									// The part of the next slab within
-									// the kernel's steps, one line a step.
-									p, rowBytes, stride := slabRows(w, q0, q1, c0, c1)
-									if (q1-q0)*((rowBytes+63)/64) <= kc&^1 {
-										gemmKernelPF(kc, a, b, &y[ir*nc+jr], nc, acc, p, p+uintptr((q1-q0)*stride), rowBytes, stride, ldb)
-										call++
-										continue
-									}
+							call++
+							// The part of the next slab within the
+							// kernel's steps, a line a step; a larger
+							// part by prefetchSlab after the call.
+							var p uintptr
+							var lines, rowBytes, stride int
+							if prefetch && q1 > q0 && c1 > c0 {
+								p, rowBytes, stride = slabRows(w, q0, q1, c0, c1)
+								if lines = (q1 - q0) * ((rowBytes + 63) / 64); lines > kc&^1 {
+									lines = 0
 								}
-								if inPlace {
-									gemmKernelPF(kc, a, b, &y[ir*nc+jr], nc, acc, 0, 0, 0, 0, ldb)
-								} else {
-									gemmKernelAVX512(kc, a, b, &y[ir*nc+jr], nc, acc)
-								}
-							} else {
+							}
+							c, ldc := &y[ir*nc+jr], nc
+							edge := rows < mr || cols < jstep && cols != gemmNR
+							if edge {
 								// An edge block: through tile, only its
 								// rows and columns within y read and
 								// written.
+								c, ldc = &tile[0], jstep
 								if acc != 0 {
 									for i := range rows {
-										copy(tile[i*gemmNR:i*gemmNR+cols], y[(ir+i)*nc+jr:])
+										copy(tile[i*jstep:i*jstep+cols], y[(ir+i)*nc+jr:])
 									}
 								}
-								if inPlace {
-									gemmKernelPF(kc, a, b, &tile[0], gemmNR, acc, 0, 0, 0, 0, ldb)
-								} else {
-									gemmKernelAVX512(kc, a, b, &tile[0], gemmNR, acc)
-								}
+							}
+							switch {
+							case mr == gemmMR && !inPlace && lines == 0:
+								gemmKernelAVX512(kc, a, b, c, ldc, acc)
+							case mr == gemmMR:
+								gemmKernelPF(kc, a, b, c, ldc, acc, p, lines, rowBytes, stride, ldb)
+							case cols > gemmNR:
+								gemmKernel6x64(kc, a, b, c, ldc, acc, p, lines, rowBytes, stride, ldb, b2)
+							default:
+								gemmKernel6x32(kc, a, b, c, ldc, acc, p, lines, rowBytes, stride, ldb, b2)
+							}
+							if edge {
 								for i := range rows {
-									copy(y[(ir+i)*nc+jr:(ir+i)*nc+jr+cols], tile[i*gemmNR:])
+									copy(y[(ir+i)*nc+jr:(ir+i)*nc+jr+cols], tile[i*jstep:])
 								}
 							}
-							if prefetch {
+							if prefetch && lines == 0 {
 								prefetchSlab(w, q0, q1, c0, c1)
 							}
-							call++
 						}
 					}
 				}

@@ -25,6 +25,14 @@ func packT16(dst, src *float32, k16, ld int)
 //go:noescape
 func packT8(dst, src *float32, k8, ld int)
 
+// packT6 sets dst[p·6+i] = src[i·ld+p] for i < 6 and p < 8·k8, k8 ≥ 1:
+// six rows of x packed as a panel of the packed product's kernels of six
+// rows (packX's layout), by 8×8 transposes in registers; nothing past
+// dst[48·k8−1] written. AVX-512 (VL).
+//
+//go:noescape
+func packT6(dst, src *float32, k8, ld int)
+
 // packT32BF16 is packT32 for a bfloat16 src, each element widened exactly.
 //
 //go:noescape
@@ -60,11 +68,25 @@ func packN32F16(dst *float32, src *uint16, kc, ld int)
 func prefetchRows(p uintptr, rows, stride, bytes int)
 
 // gemmKernelPF is gemmKernelAVX512 with b's steps ldb floats apart (32
-// where b is packed) that also prefetches into L2, one cache line a step
-// (k&^1 of them at most: none in an odd last step), the rows of rowBytes
-// bytes, stride apart, from the address pf on until pfEnd: a part of the
-// elements that the packed product packs next, fetched while the kernel
-// computes.
+// where b is packed) that also prefetches into L2 lines cache lines (at
+// most k&^1; two in each of its first passes of two steps, then none: no
+// test a step), those of the rows of rowBytes bytes, stride apart, from
+// the address pf on: a part of the elements that the packed product packs
+// next, fetched while the kernel computes.
 //
 //go:noescape
-func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride, ldb int)
+func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb int)
+
+// gemmKernel6x64 sets c[i·ldc+j] to Σₚ a[p·6+i]·b'ₚⱼ (plus its old value
+// when acc ≠ 0) for i < 6, j < 64 and p < k, k ≥ 1, each sum accumulated
+// in p order, as gemmKernelAVX512 forms it: a the packed panel of six rows
+// of x, b'ₚⱼ = b[p·ldb+j] for j < 32 and b[b2/4 + p·ldb + j−32] beyond (two
+// panels of W, b2 bytes apart). It prefetches as gemmKernelPF does. AVX-512.
+//
+//go:noescape
+func gemmKernel6x64(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb, b2 int)
+
+// gemmKernel6x32 is gemmKernel6x64 on columns j < 32 alone (b2 unused).
+//
+//go:noescape
+func gemmKernel6x32(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb, b2 int)

@@ -125,18 +125,331 @@
 	GEMMSTORE(Z12, Z13) \
 	GEMMSTORE(Z14, Z15)
 
-// GEMMPFLINE(next): unless R11 has reached pfEnd, a PREFETCHT1 of the line
-// R12 bytes into the row at R11, then R12 on to the next line, or to the
-// next row (AX bytes on) past rowBytes (R13); on to next.
+// GEMMPFLINE(next): a PREFETCHT1 of the line R12 bytes into the row at
+// R11, then R12 on to the next line, or to the next row (AX bytes on) past
+// rowBytes (R13); on to next.
 #define GEMMPFLINE(next) \
-	CMPQ       R11, pfEnd+56(FP) \
-	JAE        next \
 	PREFETCHT1 (R11)(R12*1) \
 	ADDQ       $64, R12 \
 	CMPQ       R12, R13 \
 	JB         next \
 	XORQ       R12, R12 \
 	ADDQ       AX, R11
+
+// GEMMPASSES(STEP, pfloop, l1, l2, plain, ploop, tail, done): the passes
+// of two steps (k/2, k in CX): the first (lines+1)/2 of them (lines ≤
+// k&^1) each with two GEMMPFLINEs, the rest without; then the odd step,
+// on to done. Every pass prefetches the next 64 bytes of the panel of a that
+// follows this one (R10 bytes on: the next call's). BX and R15 count.
+#define GEMMPASSES(STEP, pfloop, l1, l2, plain, ploop, tail, done) \
+	MOVQ  CX, BX \
+	SHRQ  $1, BX \
+	JZ    tail \
+	MOVQ  lines+56(FP), R15 \
+	INCQ  R15 \
+	SHRQ  $1, R15 \
+	SUBQ  R15, BX \
+	TESTQ R15, R15 \
+	JZ    plain \
+pfloop: \
+	PREFETCHT0 (SI)(R10*1) \
+	GEMMPFLINE(l1) \
+l1: \
+	GEMMPFLINE(l2) \
+l2: \
+	STEP \
+	STEP \
+	DECQ  R15 \
+	JNZ   pfloop \
+plain: \
+	TESTQ BX, BX \
+	JZ    tail \
+ploop: \
+	PREFETCHT0 (SI)(R10*1) \
+	STEP \
+	STEP \
+	DECQ  BX \
+	JNZ   ploop \
+tail: \
+	TESTQ $1, CX \
+	JZ    done \
+	STEP \
+done:
+
+// The kernels of six rows of x (gemmKernel6x64, gemmKernel6x32): the
+// 6×64 block of C is 24 ZMM accumulators, row i in Z(4i)..Z(4i+3)
+// (columns 0-15, 16-31, then the second panel's 32-47, 48-63); the 6×32
+// block uses Z(4i) and Z(4i+1). Each step loads the step's values of b
+// (Z24..Z27), and broadcasts a's six values of the step, four registers
+// (Z28..Z31) in turn, into their FMAs. Six rows by 64 columns make 24
+// FMAs a step for four loads of b and six broadcasts, fewer loads per FMA
+// than eight rows by 32 (16 for two and eight).
+
+// GEMM6ROW4(bc, r0, r1, r2, r3), GEMM6ROW2(bc, r0, r1): the FMAs of one
+// row of x, its value broadcast in bc, with the 64 (32) values of b.
+#define GEMM6ROW4(bc, r0, r1, r2, r3) \
+	VFMADD231PS Z24, bc, r0 \
+	VFMADD231PS Z25, bc, r1 \
+	VFMADD231PS Z26, bc, r2 \
+	VFMADD231PS Z27, bc, r3
+
+#define GEMM6ROW2(bc, r0, r1) \
+	VFMADD231PS Z24, bc, r0 \
+	VFMADD231PS Z25, bc, r1
+
+// GEMM6STEP64, GEMM6STEP32: one step, a's six values at (SI), b's at
+// (DI), its second panel R9 bytes on; a advances to its next step, b by
+// R14 bytes.
+#define GEMM6STEP64 \
+	VMOVUPS (DI), Z24 \
+	VMOVUPS 64(DI), Z25 \
+	VMOVUPS (DI)(R9*1), Z26 \
+	VMOVUPS 64(DI)(R9*1), Z27 \
+	VBROADCASTSS (SI), Z28 \
+	VBROADCASTSS 4(SI), Z29 \
+	VBROADCASTSS 8(SI), Z30 \
+	VBROADCASTSS 12(SI), Z31 \
+	GEMM6ROW4(Z28, Z0, Z1, Z2, Z3) \
+	GEMM6ROW4(Z29, Z4, Z5, Z6, Z7) \
+	VBROADCASTSS 16(SI), Z28 \
+	GEMM6ROW4(Z30, Z8, Z9, Z10, Z11) \
+	VBROADCASTSS 20(SI), Z29 \
+	GEMM6ROW4(Z31, Z12, Z13, Z14, Z15) \
+	GEMM6ROW4(Z28, Z16, Z17, Z18, Z19) \
+	GEMM6ROW4(Z29, Z20, Z21, Z22, Z23) \
+	ADDQ $24, SI \
+	ADDQ R14, DI
+
+#define GEMM6STEP32 \
+	VMOVUPS (DI), Z24 \
+	VMOVUPS 64(DI), Z25 \
+	VBROADCASTSS (SI), Z28 \
+	VBROADCASTSS 4(SI), Z29 \
+	VBROADCASTSS 8(SI), Z30 \
+	VBROADCASTSS 12(SI), Z31 \
+	GEMM6ROW2(Z28, Z0, Z1) \
+	GEMM6ROW2(Z29, Z4, Z5) \
+	VBROADCASTSS 16(SI), Z28 \
+	GEMM6ROW2(Z30, Z8, Z9) \
+	VBROADCASTSS 20(SI), Z29 \
+	GEMM6ROW2(Z31, Z12, Z13) \
+	GEMM6ROW2(Z28, Z16, Z17) \
+	GEMM6ROW2(Z29, Z20, Z21) \
+	ADDQ $24, SI \
+	ADDQ R14, DI
+
+// GEMM6ENTRY: the arguments k, a, b, c, ldc (in bytes), ldb (in bytes)
+// and b2 of the kernels below into CX, SI, DI, DX, R8, R14 and R9; the
+// accumulators zeroed; R10 = k·24, the bytes of a's panel; the prefetch
+// state (pf, rowBytes, stride) into R11, R13 and AX, R12 = 0
+// (GEMMPASSES).
+#define GEMM6ENTRY \
+	MOVQ k+0(FP), CX \
+	MOVQ a+8(FP), SI \
+	MOVQ b+16(FP), DI \
+	MOVQ c+24(FP), DX \
+	MOVQ ldc+32(FP), R8 \
+	SHLQ $2, R8 \
+	MOVQ ldb+80(FP), R14 \
+	SHLQ $2, R14 \
+	MOVQ b2+88(FP), R9 \
+	VPXORD Z0, Z0, Z0 \
+	VPXORD Z1, Z1, Z1 \
+	VPXORD Z2, Z2, Z2 \
+	VPXORD Z3, Z3, Z3 \
+	VPXORD Z4, Z4, Z4 \
+	VPXORD Z5, Z5, Z5 \
+	VPXORD Z6, Z6, Z6 \
+	VPXORD Z7, Z7, Z7 \
+	VPXORD Z8, Z8, Z8 \
+	VPXORD Z9, Z9, Z9 \
+	VPXORD Z10, Z10, Z10 \
+	VPXORD Z11, Z11, Z11 \
+	VPXORD Z12, Z12, Z12 \
+	VPXORD Z13, Z13, Z13 \
+	VPXORD Z14, Z14, Z14 \
+	VPXORD Z15, Z15, Z15 \
+	VPXORD Z16, Z16, Z16 \
+	VPXORD Z17, Z17, Z17 \
+	VPXORD Z18, Z18, Z18 \
+	VPXORD Z19, Z19, Z19 \
+	VPXORD Z20, Z20, Z20 \
+	VPXORD Z21, Z21, Z21 \
+	VPXORD Z22, Z22, Z22 \
+	VPXORD Z23, Z23, Z23 \
+	MOVQ CX, R10 \
+	IMULQ $24, R10 \
+	MOVQ pf+48(FP), R11 \
+	XORQ R12, R12 \
+	MOVQ rowBytes+64(FP), R13 \
+	MOVQ stride+72(FP), AX
+
+// GEMM6PREFC64, GEMM6PREFC32: prefetch the six rows of C (DX kept).
+#define GEMM6PREFC64 \
+	MOVQ DX, R15 \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	PREFETCHT0 128(DX) \
+	PREFETCHT0 192(DX) \
+	ADDQ R8, DX \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	PREFETCHT0 128(DX) \
+	PREFETCHT0 192(DX) \
+	ADDQ R8, DX \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	PREFETCHT0 128(DX) \
+	PREFETCHT0 192(DX) \
+	ADDQ R8, DX \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	PREFETCHT0 128(DX) \
+	PREFETCHT0 192(DX) \
+	ADDQ R8, DX \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	PREFETCHT0 128(DX) \
+	PREFETCHT0 192(DX) \
+	ADDQ R8, DX \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	PREFETCHT0 128(DX) \
+	PREFETCHT0 192(DX) \
+	ADDQ R8, DX \
+	MOVQ R15, DX
+
+#define GEMM6PREFC32 \
+	MOVQ DX, R15 \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	ADDQ R8, DX \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	ADDQ R8, DX \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	ADDQ R8, DX \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	ADDQ R8, DX \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	ADDQ R8, DX \
+	PREFETCHT0 0(DX) \
+	PREFETCHT0 64(DX) \
+	ADDQ R8, DX \
+	MOVQ R15, DX
+
+// GEMM6ADD64, GEMM6ADD32: the rows of C added to the accumulators (DX
+// kept); GEMM6STORE64, GEMM6STORE32: the accumulators stored as C.
+#define GEMM6ADD64 \
+	MOVQ DX, R15 \
+	VADDPS 0(DX), Z0, Z0 \
+	VADDPS 64(DX), Z1, Z1 \
+	VADDPS 128(DX), Z2, Z2 \
+	VADDPS 192(DX), Z3, Z3 \
+	ADDQ R8, DX \
+	VADDPS 0(DX), Z4, Z4 \
+	VADDPS 64(DX), Z5, Z5 \
+	VADDPS 128(DX), Z6, Z6 \
+	VADDPS 192(DX), Z7, Z7 \
+	ADDQ R8, DX \
+	VADDPS 0(DX), Z8, Z8 \
+	VADDPS 64(DX), Z9, Z9 \
+	VADDPS 128(DX), Z10, Z10 \
+	VADDPS 192(DX), Z11, Z11 \
+	ADDQ R8, DX \
+	VADDPS 0(DX), Z12, Z12 \
+	VADDPS 64(DX), Z13, Z13 \
+	VADDPS 128(DX), Z14, Z14 \
+	VADDPS 192(DX), Z15, Z15 \
+	ADDQ R8, DX \
+	VADDPS 0(DX), Z16, Z16 \
+	VADDPS 64(DX), Z17, Z17 \
+	VADDPS 128(DX), Z18, Z18 \
+	VADDPS 192(DX), Z19, Z19 \
+	ADDQ R8, DX \
+	VADDPS 0(DX), Z20, Z20 \
+	VADDPS 64(DX), Z21, Z21 \
+	VADDPS 128(DX), Z22, Z22 \
+	VADDPS 192(DX), Z23, Z23 \
+	ADDQ R8, DX \
+	MOVQ R15, DX
+
+#define GEMM6ADD32 \
+	MOVQ DX, R15 \
+	VADDPS 0(DX), Z0, Z0 \
+	VADDPS 64(DX), Z1, Z1 \
+	ADDQ R8, DX \
+	VADDPS 0(DX), Z4, Z4 \
+	VADDPS 64(DX), Z5, Z5 \
+	ADDQ R8, DX \
+	VADDPS 0(DX), Z8, Z8 \
+	VADDPS 64(DX), Z9, Z9 \
+	ADDQ R8, DX \
+	VADDPS 0(DX), Z12, Z12 \
+	VADDPS 64(DX), Z13, Z13 \
+	ADDQ R8, DX \
+	VADDPS 0(DX), Z16, Z16 \
+	VADDPS 64(DX), Z17, Z17 \
+	ADDQ R8, DX \
+	VADDPS 0(DX), Z20, Z20 \
+	VADDPS 64(DX), Z21, Z21 \
+	ADDQ R8, DX \
+	MOVQ R15, DX
+
+#define GEMM6STORE64 \
+	VMOVUPS Z0, 0(DX) \
+	VMOVUPS Z1, 64(DX) \
+	VMOVUPS Z2, 128(DX) \
+	VMOVUPS Z3, 192(DX) \
+	ADDQ R8, DX \
+	VMOVUPS Z4, 0(DX) \
+	VMOVUPS Z5, 64(DX) \
+	VMOVUPS Z6, 128(DX) \
+	VMOVUPS Z7, 192(DX) \
+	ADDQ R8, DX \
+	VMOVUPS Z8, 0(DX) \
+	VMOVUPS Z9, 64(DX) \
+	VMOVUPS Z10, 128(DX) \
+	VMOVUPS Z11, 192(DX) \
+	ADDQ R8, DX \
+	VMOVUPS Z12, 0(DX) \
+	VMOVUPS Z13, 64(DX) \
+	VMOVUPS Z14, 128(DX) \
+	VMOVUPS Z15, 192(DX) \
+	ADDQ R8, DX \
+	VMOVUPS Z16, 0(DX) \
+	VMOVUPS Z17, 64(DX) \
+	VMOVUPS Z18, 128(DX) \
+	VMOVUPS Z19, 192(DX) \
+	ADDQ R8, DX \
+	VMOVUPS Z20, 0(DX) \
+	VMOVUPS Z21, 64(DX) \
+	VMOVUPS Z22, 128(DX) \
+	VMOVUPS Z23, 192(DX) \
+	ADDQ R8, DX
+
+#define GEMM6STORE32 \
+	VMOVUPS Z0, 0(DX) \
+	VMOVUPS Z1, 64(DX) \
+	ADDQ R8, DX \
+	VMOVUPS Z4, 0(DX) \
+	VMOVUPS Z5, 64(DX) \
+	ADDQ R8, DX \
+	VMOVUPS Z8, 0(DX) \
+	VMOVUPS Z9, 64(DX) \
+	ADDQ R8, DX \
+	VMOVUPS Z12, 0(DX) \
+	VMOVUPS Z13, 64(DX) \
+	ADDQ R8, DX \
+	VMOVUPS Z16, 0(DX) \
+	VMOVUPS Z17, 64(DX) \
+	ADDQ R8, DX \
+	VMOVUPS Z20, 0(DX) \
+	VMOVUPS Z21, 64(DX) \
+	ADDQ R8, DX
 
 // func gemmKernelAVX512(k int, a, b, c *float32, ldc, acc int)
 TEXT ·gemmKernelAVX512(SB), NOSPLIT, $0-48
@@ -173,54 +486,56 @@ gemm_store:
 	VZEROUPPER
 	RET
 
-// func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride, ldb int)
+// func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb int)
 //
-// gemmKernelAVX512 with b's steps R14 = ldb·4 bytes apart, and at each
-// step of the passes of two a PREFETCHT1 of the next line of the rows of
-// rowBytes bytes, stride apart, from pf until pfEnd.
+// gemmKernelAVX512 with b's steps R14 = ldb·4 bytes apart, and in its
+// first (lines+1)/2 passes of two steps two PREFETCHT1s of the next lines
+// of the rows of rowBytes bytes, stride apart, from pf on (GEMMPASSES).
 TEXT ·gemmKernelPF(SB), NOSPLIT, $0-88
 	GEMMENTRY
 	MOVQ ldb+80(FP), R14
 	SHLQ $2, R14
-
-	// Two steps a pass, then the odd one. Each pass prefetches the next 64
-	// bytes of the panel of x that follows a (k·32 bytes on), the next
-	// call's, which the packed product reads from L2 or beyond.
 	MOVQ CX, R10
 	SHLQ $5, R10
 	MOVQ pf+48(FP), R11
 	XORQ R12, R12
 	MOVQ rowBytes+64(FP), R13
 	MOVQ stride+72(FP), AX
-	MOVQ CX, BX
-	SHRQ $1, BX
-	JZ   gemm_tail
-
-gemm_loop2:
-	PREFETCHT0 (SI)(R10*1)
-	GEMMPFLINE(gemm_step1)
-
-gemm_step1:
-	GEMMSTEPB(R14)
-	GEMMPFLINE(gemm_step2)
-
-gemm_step2:
-	GEMMSTEPB(R14)
-	DECQ BX
-	JNZ  gemm_loop2
-
-gemm_tail:
-	TESTQ $1, CX
-	JZ    gemm_done
-	GEMMSTEPB(R14)
-
-gemm_done:
+	GEMMPASSES(GEMMSTEPB(R14), gemm_pf, gemm_l1, gemm_l2, gemm_plain, gemm_loop2, gemm_tail, gemm_done)
 	CMPQ acc+40(FP), $0
 	JEQ  gemm_store
 	GEMMADD8
 
 gemm_store:
 	GEMMSTORE8
+	VZEROUPPER
+	RET
+
+// func gemmKernel6x64(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb, b2 int)
+TEXT ·gemmKernel6x64(SB), NOSPLIT, $0-96
+	GEMM6ENTRY
+	GEMM6PREFC64
+	GEMMPASSES(GEMM6STEP64, g64_pf, g64_l1, g64_l2, g64_plain, g64_loop, g64_tail, g64_done)
+	CMPQ acc+40(FP), $0
+	JEQ  g64_store
+	GEMM6ADD64
+
+g64_store:
+	GEMM6STORE64
+	VZEROUPPER
+	RET
+
+// func gemmKernel6x32(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb, b2 int)
+TEXT ·gemmKernel6x32(SB), NOSPLIT, $0-96
+	GEMM6ENTRY
+	GEMM6PREFC32
+	GEMMPASSES(GEMM6STEP32, g32_pf, g32_l1, g32_l2, g32_plain, g32_loop, g32_tail, g32_done)
+	CMPQ acc+40(FP), $0
+	JEQ  g32_store
+	GEMM6ADD32
+
+g32_store:
+	GEMM6STORE32
 	VZEROUPPER
 	RET
 
@@ -642,5 +957,66 @@ t8_loop:
 	ADDQ       $256, DI
 	DECQ       CX
 	JNZ        t8_loop
+	VZEROUPPER
+	RET
+
+// func packT6(dst, src *float32, k8, ld int)
+//
+// packT8's transposes on six rows (rows 6 and 7 zero, Y14), each step's
+// six values stored under the mask K1 (lanes 0-5), 24 bytes apart.
+TEXT ·packT6(SB), NOSPLIT, $0-32
+	MOVQ   dst+0(FP), DI
+	MOVQ   src+8(FP), SI
+	MOVQ   k8+16(FP), CX
+	MOVQ   ld+24(FP), R9
+	SHLQ   $2, R9
+	LEAQ   (R9)(R9*2), R10
+	LEAQ   (SI)(R9*4), R11
+	MOVQ   $0x3f, AX
+	KMOVW  AX, K1
+	VXORPS Y14, Y14, Y14
+
+t6_loop:
+	VMOVUPS    (SI), Y0
+	VMOVUPS    (SI)(R9*1), Y1
+	VMOVUPS    (SI)(R9*2), Y2
+	VMOVUPS    (SI)(R10*1), Y3
+	VMOVUPS    (R11), Y4
+	VMOVUPS    (R11)(R9*1), Y5
+	VUNPCKLPS  Y1, Y0, Y8
+	VUNPCKHPS  Y1, Y0, Y9
+	VUNPCKLPS  Y3, Y2, Y10
+	VUNPCKHPS  Y3, Y2, Y11
+	VUNPCKLPS  Y5, Y4, Y12
+	VUNPCKHPS  Y5, Y4, Y13
+	VSHUFPS    $0x44, Y10, Y8, Y0
+	VSHUFPS    $0xee, Y10, Y8, Y1
+	VSHUFPS    $0x44, Y11, Y9, Y2
+	VSHUFPS    $0xee, Y11, Y9, Y3
+	VSHUFPS    $0x44, Y14, Y12, Y4
+	VSHUFPS    $0xee, Y14, Y12, Y5
+	VSHUFPS    $0x44, Y14, Y13, Y6
+	VSHUFPS    $0xee, Y14, Y13, Y7
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y15
+	VPERM2F128 $0x31, Y7, Y3, Y0
+	VMOVUPS    Y8, K1, 0(DI)
+	VMOVUPS    Y9, K1, 24(DI)
+	VMOVUPS    Y10, K1, 48(DI)
+	VMOVUPS    Y11, K1, 72(DI)
+	VMOVUPS    Y12, K1, 96(DI)
+	VMOVUPS    Y13, K1, 120(DI)
+	VMOVUPS    Y15, K1, 144(DI)
+	VMOVUPS    Y0, K1, 168(DI)
+	ADDQ       $32, SI
+	ADDQ       $32, R11
+	ADDQ       $192, DI
+	DECQ       CX
+	JNZ        t6_loop
 	VZEROUPPER
 	RET

@@ -25,6 +25,24 @@ func BenchmarkGemmKernel(b *testing.B) {
 	b.ReportMetric(2*float64(k*gemmMR*gemmNR)/sec/1e9, "GFLOP/s")
 }
 
+// BenchmarkGemmKernel6 times the kernel of six rows by 64 columns alone,
+// as BenchmarkGemmKernel does the one of eight by 32.
+func BenchmarkGemmKernel6(b *testing.B) {
+	if !useGemm512 {
+		b.Skip("no AVX-512")
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	const k = gemmKC
+	a := randF32(rng, k*6, 1)
+	w := randF32(rng, 2*k*gemmNR, 1)
+	c := make([]float32, 6*2*gemmNR)
+	for b.Loop() {
+		gemmKernel6x64(k, &a[0], &w[0], &c[0], 2*gemmNR, 1, 0, 0, 0, 0, gemmNR, 4*k*gemmNR)
+	}
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(2*float64(k*6*2*gemmNR)/sec/1e9, "GFLOP/s")
+}
+
 // BenchmarkGemmKernelStream times the micro-kernel on one packed panel of
 // W (in L1) over panels of x that stream from L1, L2, L3 or memory (x of
 // 48 KiB to 16 MiB), each call adding to the same block of a y with rows
@@ -169,11 +187,11 @@ func BenchmarkPackW(b *testing.B) {
 // packedRunGo is packedRun as it was before packT32 and the prefetches,
 // with packWGo: the reference of the benchmarks.
 func packedRunGo(y, x []float32, n, k, nc int, w *Mat) {
-	np := gemmRowsPad(n)
+	np := gemmRowsPad(n, gemmMR)
 	xb := getGemmBuf(np * k)
 	defer gemmPool.Put(xb)
 	ap := *xb
-	packX(ap, x, n, k)
+	packX(ap, x, n, k, gemmMR)
 	blocks := (nc + gemmNC - 1) / gemmNC
 	Parallel(blocks, n*k*nc, func(lo, hi int) {
 		wb := getGemmBuf(gemmKC*gemmNC + gemmKC)

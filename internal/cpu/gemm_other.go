@@ -39,6 +39,17 @@ func packT8(dst, src *float32, k8, ld int) {
 	}
 }
 
+// packT6 sets dst[p·6+i] = src[i·ld+p] for i < 6 and p < 8·k8: the
+// portable form of the amd64 kernel.
+func packT6(dst, src *float32, k8, ld int) {
+	d, s := f32s(dst, 48*k8), f32s(src, 5*ld+8*k8)
+	for i := range 6 {
+		for p := range 8 * k8 {
+			d[p*6+i] = s[i*ld+p]
+		}
+	}
+}
+
 // packT32BF16 is packT32 for a bfloat16 src, each element widened exactly.
 func packT32BF16(dst *float32, src *uint16, kc, ld int) { packT32Half(BF16, dst, src, kc, ld) }
 
@@ -82,7 +93,7 @@ func prefetchRows(p uintptr, rows, stride, bytes int) {}
 
 // gemmKernelPF is gemmKernelAVX512 on b's steps ldb floats apart, copied
 // into a packed panel first: the prefetches are only a hint.
-func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowBytes, stride, ldb int) {
+func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb int) {
 	if ldb == gemmNR {
 		gemmKernelAVX512(k, a, b, c, ldc, acc)
 		return
@@ -92,4 +103,38 @@ func gemmKernelPF(k int, a, b, c *float32, ldc, acc int, pf, pfEnd uintptr, rowB
 		copy(p[s*gemmNR:(s+1)*gemmNR], src[s*ldb:])
 	}
 	gemmKernelAVX512(k, a, &p[0], c, ldc, acc)
+}
+
+// gemmKernel6x64 is the amd64 kernel's arithmetic as a loop (each sum in
+// p order, then the old value added); the prefetches are only a hint.
+func gemmKernel6x64(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb, b2 int) {
+	gemmKernel6Go(k, a, b, c, ldc, acc, ldb, b2, 2*gemmNR)
+}
+
+// gemmKernel6x32 is gemmKernel6x64 on columns j < 32 alone.
+func gemmKernel6x32(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb, b2 int) {
+	gemmKernel6Go(k, a, b, c, ldc, acc, ldb, 0, gemmNR)
+}
+
+// gemmKernel6Go is the loop of gemmKernel6x64 (cols 64) and gemmKernel6x32
+// (cols 32).
+func gemmKernel6Go(k int, a, b, c *float32, ldc, acc, ldb, b2, cols int) {
+	as, cs := f32s(a, k*6), f32s(c, 5*ldc+cols)
+	bs := f32s(b, (k-1)*ldb+max(gemmNR, b2/4+cols-gemmNR))
+	for i := range 6 {
+		for j := range cols {
+			off := j
+			if j >= gemmNR {
+				off = b2/4 + j - gemmNR
+			}
+			var s float32
+			for p := range k {
+				s += as[p*6+i] * bs[p*ldb+off]
+			}
+			if acc != 0 {
+				s += cs[i*ldc+j]
+			}
+			cs[i*ldc+j] = s
+		}
+	}
 }

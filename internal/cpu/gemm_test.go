@@ -30,7 +30,7 @@ func TestGemmKernel(t *testing.T) {
 			pfc := append([]float32(nil), c...)
 			pfBuf := make([]float32, 64*100)
 			p0 := uintptr(unsafe.Pointer(&pfBuf[0]))
-			gemmKernelPF(k, &a[0], &b[0], &pfc[0], ldc, acc, p0, p0+uintptr(4*len(pfBuf)), 4*37, 4*64, gemmNR)
+			gemmKernelPF(k, &a[0], &b[0], &pfc[0], ldc, acc, p0, min(k&^1, len(pfBuf)/64), 4*37, 4*64, gemmNR)
 			gemmKernelAVX512(k, &a[0], &b[0], &c[0], ldc, acc)
 			for i, v := range c {
 				if pfc[i] != v && v == v {
@@ -57,6 +57,99 @@ func TestGemmKernel(t *testing.T) {
 						mag += max(float64(old[i*ldc+j]), -float64(old[i*ldc+j]))
 					}
 					within(t, fmt.Sprintf("k=%d acc=%d c[%d,%d]", k, acc, i, j), []float32{got}, []float64{want}, []float64{mag}, accTol(k+1))
+				}
+			}
+		}
+	}
+}
+
+// TestGemmKernel6 checks the kernels of six rows (gemmKernel6x64 and
+// gemmKernel6x32) with and without acc, at k = 1, 2, odd k and past
+// gemmKC, b's steps 32 floats apart (packed) and further (W read in
+// place), its second panel after the first's steps or 32 floats on,
+// prefetching rows of a buffer, with ldc wider than the block: each
+// element bit for bit as gemmKernelAVX512 forms it (on AVX-512) and within
+// a float32 sum's bound of a float64 reference, and the columns of c past
+// the block untouched.
+func TestGemmKernel6(t *testing.T) {
+	if MachineLevel() < AVX512 && !portableKernels {
+		t.Skipf("the processor lacks AVX-512 (level %v): the kernel cannot run", MachineLevel())
+	}
+	rng := rand.New(rand.NewPCG(7, 3))
+	const ldc = 2*gemmNR + 5
+	pfBuf := make([]float32, 64*100)
+	p0 := uintptr(unsafe.Pointer(&pfBuf[0]))
+	for _, k := range []int{1, 2, 3, 16, 127, 256} {
+		for _, ldb := range []int{gemmNR, 3*gemmNR + 7} {
+			for _, second := range []int{-1, gemmNR} { // -1: after the first panel's steps
+				b2 := second
+				if b2 < 0 {
+					b2 = k * ldb
+				}
+				b := randF32(rng, b2+k*ldb+gemmNR, 1)
+				a := randF32(rng, 6*k, 1)
+				// a as a panel of eight rows (the last two zero), for
+				// gemmKernelAVX512; b's panels packed for it.
+				a8 := make([]float32, 8*k)
+				for p := range k {
+					copy(a8[8*p:8*p+6], a[6*p:6*p+6])
+				}
+				var b8 [2][]float32
+				for q := range b8 {
+					b8[q] = make([]float32, k*gemmNR)
+					for p := range k {
+						copy(b8[q][p*gemmNR:(p+1)*gemmNR], b[q*b2+p*ldb:])
+					}
+				}
+				for _, wide := range []bool{true, false} {
+					for _, acc := range []int{0, 1} {
+						what := fmt.Sprintf("k=%d ldb=%d b2=%d wide=%v acc=%d", k, ldb, b2, wide, acc)
+						c := randF32(rng, 6*ldc, 1)
+						old := append([]float32(nil), c...)
+						cols := gemmNR
+						if wide {
+							cols = 2 * gemmNR
+							gemmKernel6x64(k, &a[0], &b[0], &c[0], ldc, acc, p0, min(k&^1, len(pfBuf)/64), 4*37, 4*64, ldb, 4*b2)
+						} else {
+							gemmKernel6x32(k, &a[0], &b[0], &c[0], ldc, acc, p0, min(k&^1, len(pfBuf)/64), 4*37, 4*64, ldb, 4*b2)
+						}
+						if MachineLevel() >= AVX512 {
+							for q := range cols / gemmNR {
+								c8 := make([]float32, 8*ldc)
+								copy(c8, old)
+								gemmKernelAVX512(k, &a8[0], &b8[q][0], &c8[q*gemmNR], ldc, acc)
+								for i := range 6 {
+									for j := q * gemmNR; j < (q+1)*gemmNR; j++ {
+										if got, want := c[i*ldc+j], c8[i*ldc+j]; math.Float32bits(got) != math.Float32bits(want) {
+											t.Fatalf("%s: c[%d,%d] = %v, gemmKernelAVX512 %v", what, i, j, got, want)
+										}
+									}
+								}
+							}
+						}
+						for i := range 6 {
+							for j := range ldc {
+								got := c[i*ldc+j]
+								if j >= cols {
+									if got != old[i*ldc+j] {
+										t.Fatalf("%s: c[%d,%d] beyond the block written", what, i, j)
+									}
+									continue
+								}
+								var want, mag float64
+								for p := range k {
+									v := float64(a[6*p+i]) * float64(b[j/gemmNR*b2+p*ldb+j%gemmNR])
+									want += v
+									mag += max(v, -v)
+								}
+								if acc != 0 {
+									want += float64(old[i*ldc+j])
+									mag += max(float64(old[i*ldc+j]), -float64(old[i*ldc+j]))
+								}
+								within(t, fmt.Sprintf("%s c[%d,%d]", what, i, j), []float32{got}, []float64{want}, []float64{mag}, accTol(k+1))
+							}
+						}
+					}
 				}
 			}
 		}
@@ -101,28 +194,47 @@ func TestPackedProduct(t *testing.T) {
 			x := randF32(rng, sh.n*sh.in, 1)
 			want, mag := refNT(x, vals, sh.n, sh.out, sh.in)
 			// Blocks of W of either size (packedProduct picks one by the
-			// size of x), and of 64 rows: panels of W past a block.
-			for _, ncb := range []int{0, gemmNCSmall, 64, gemmNC} {
-				y := nanFill(sh.n * sh.out)
-				if ncb == 0 {
-					packedProduct(y, x, w, sh.n)
-				} else {
-					packedRun(y, x, sh.n, sh.in, sh.out, &w, false, ncb)
+			// size of x), of 32 rows (a lone panel a block) and of 96
+			// (a pair of panels and a lone one): panels of W past a
+			// block; x in panels of either height.
+			for _, ncb := range []int{0, gemmNCSmall, 32, 96, gemmNC} {
+				for _, mr := range []int{gemmMR, gemmMR6} {
+					if ncb == 0 && mr == gemmMR {
+						continue
+					}
+					y := nanFill(sh.n * sh.out)
+					if ncb == 0 {
+						packedProduct(y, x, w, sh.n)
+					} else {
+						packedRunMR(y, x, sh.n, sh.in, sh.out, &w, false, ncb, mr)
+					}
+					// Each element: in products summed in float32, in
+					// runs of gemmKC, each run added to the sum so far.
+					within(t, fmt.Sprintf("%v n=%d out=%d in=%d blocks of %d, panels of %d", dt, sh.n, sh.out, sh.in, ncb, mr), y, want, mag, accTol(sh.in))
 				}
-				// Each element: in products summed in float32, in runs of
-				// gemmKC, each run added to the sum so far.
-				within(t, fmt.Sprintf("%v n=%d out=%d in=%d blocks of %d", dt, sh.n, sh.out, sh.in, ncb), y, want, mag, accTol(sh.in))
 			}
 
 			// dx = dy·W: the columns of W packed as rows, the inner
-			// dimension out.
+			// dimension out; x in panels of either height.
 			dy := randF32(rng, sh.n*sh.out, 1)
+			want, mag = refNN(dy, vals, sh.n, sh.in, sh.out)
 			dx := nanFill(sh.n * sh.in)
 			packedGradX(dx, dy, w, sh.n)
-			want, mag = refNN(dy, vals, sh.n, sh.in, sh.out)
 			within(t, fmt.Sprintf("%v dx n=%d out=%d in=%d", dt, sh.n, sh.out, sh.in), dx, want, mag, accTol(sh.out))
+			for _, mr := range []int{gemmMR, gemmMR6} {
+				dx := nanFill(sh.n * sh.in)
+				packedRunMR(dx, dy, sh.n, sh.out, sh.in, &w, true, gemmNC, mr)
+				within(t, fmt.Sprintf("%v dx n=%d out=%d in=%d, panels of %d", dt, sh.n, sh.out, sh.in, mr), dx, want, mag, accTol(sh.out))
+			}
 		}
 	}
+}
+
+// packedRunMR is packedRun with x in panels of mr rows.
+func packedRunMR(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb, mr int) {
+	ap := make([]float32, gemmRowsPad(n, mr)*k)
+	packX(ap, x, n, k, mr)
+	packedRunX(y, ap, n, k, nc, w, trans, ncb, mr, nil)
 }
 
 // TestPackT32 checks packT32, packT32BF16 and packT32F16 alone against
@@ -191,18 +303,53 @@ func TestPackXT(t *testing.T) {
 					x[i*k+p] = src[p*ld+i]
 				}
 			}
-			size := gemmRowsPad(n) * k
-			want := make([]float32, size)
-			packX(want, x, n, k)
-			got := make([]float32, size)
-			for i := range got {
-				got[i] = float32(math.NaN())
-			}
-			packXT(got, src, n, k, ld)
-			for i := range want {
-				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-					t.Fatalf("n=%d k=%d: element %d = %g, want %g", n, k, i, got[i], want[i])
+			for _, mr := range []int{gemmMR, gemmMR6} {
+				size := gemmRowsPad(n, mr) * k
+				want := make([]float32, size)
+				packX(want, x, n, k, mr)
+				got := make([]float32, size)
+				for i := range got {
+					got[i] = float32(math.NaN())
 				}
+				packXT(got, src, n, k, ld, mr)
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("n=%d k=%d mr=%d: element %d = %g, want %g", n, k, mr, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestPackT6 checks the packing of six rows of x against its definition,
+// dst[p·6+i] = src[i·ld+p], with rows of odd stride, and nothing written
+// past the panel.
+func TestPackT6(t *testing.T) {
+	if MachineLevel() < AVX512 && !portableKernels {
+		t.Skipf("the processor lacks AVX-512 (level %v)", MachineLevel())
+	}
+	for _, k8 := range []int{1, 2, 5} {
+		ld := 8*k8 + 3
+		src := make([]float32, 6*ld)
+		for i := range src {
+			src[i] = float32(i) + 0.5
+		}
+		dst := make([]float32, 48*k8+8)
+		for i := range dst {
+			dst[i] = float32(math.NaN())
+		}
+		packT6(&dst[0], &src[0], k8, ld)
+		for p := range 8 * k8 {
+			for i := range 6 {
+				if dst[p*6+i] != src[i*ld+p] {
+					t.Fatalf("k8=%d: dst[%d] = %g, want src[%d][%d] = %g", k8, p*6+i, dst[p*6+i], i, p, src[i*ld+p])
+				}
+			}
+		}
+		for _, v := range dst[48*k8:] {
+			if !math.IsNaN(float64(v)) {
+				t.Fatalf("k8=%d: written past the panel", k8)
 			}
 		}
 	}
