@@ -46,10 +46,12 @@
 // a Bank's base product and for Backward's dx = dy·W (an NF4 W's from 32
 // rows): W widened into float32 while it is packed, by 16×16 transposes in
 // registers (packT32 and its half forms; an NF4 W dequantized a panel at a
-// time first), a panel at a time, never as a whole. While x packed fits 4
-// MiB, each block of W is one panel of 32 rows packed over the whole
-// inner dimension, its rows read from memory whole and in order, and the
-// next slab of W is prefetched into L2 while the micro-kernel runs. From
+// time first), a panel at a time, never as a whole; x in panels of six
+// rows (the 6×64 kernel over two panels of W) or, where six would pad it
+// more, eight (8×32: gemmPanelRows). While x packed fits 4 MiB, each block
+// of W is two panels (64 rows) packed over the whole inner dimension, its
+// rows read from memory whole and in order, and the next slab of W is
+// prefetched into L2 while the micro-kernel runs. From
 // 16 rows as well (gemmSmallWins) the adapter's products of Backward (T,
 // U, dA, dB) and Shrink's T run on the same product with the r-row operand
 // in the place of x; and rankUpdateF32 (Merge's W += s·B·A, Backward's
