@@ -170,8 +170,10 @@ func TestPackedProduct(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 2))
 	shapes := []struct{ n, out, in int }{
 		{16, 32, 16}, {17, 45, 33}, {23, 300, 257}, {130, 97, 520}, {8, 64, 64}, {40, 600, 70}, {9, 70, 600},
-		// dx reading a float32 W in place (n ≤ gemmInPlaceRows, blocks
-		// of whole panels): rows of dy past a panel, steps past gemmKC.
+		// dx reading a float32 W in place (n ≤ gemmInPlaceRows, at most
+		// gemmKC rows of W, blocks of whole panels): rows of dy past a
+		// panel, a lone panel after pairs; and past gemmKC rows, packed.
+		{gemmInPlaceRows - 1, gemmKC, 2*gemmNC + gemmNR}, {gemmInPlaceRows, 77, 96},
 		{gemmInPlaceRows - 1, gemmKC + 2, 2 * gemmNC}, {gemmInPlaceRows, 2*gemmKC + 1, 96},
 	}
 	if testing.Short() {
