@@ -31,25 +31,37 @@ func Forward(y, x []float32, w Mat, a, b []float32, n, r int, s float32) {
 	sc.t = grow(sc.t, n*r)
 	t := sc.t
 	if n <= gemvRows && w.Type == F32 && f32GemvWins(n, out, in) {
-		// A few rows of a float32 W, in one split among goroutines: the
-		// first computes T[i,:] = s·A·x[i,:] before its share of
-		// y[i,:] = W·x[i,:] (the fused kernel); each then adds B·T[i,:]
-		// to the rows of y it wrote (rankTerm), once T is done.
+		// A few rows of a float32 W, in one split among goroutines of
+		// the groups of four rows of A, then of W (the same cost a
+		// group): each computes its groups of T[i,:] = s·A·x[i,:] and
+		// of y[i,:] = W·x[i,:] (the fused kernel), then adds B·T[i,:]
+		// to the rows of y it wrote (rankTerm), once all of T is done.
+		// The goroutine with T's groups takes fewer of W's.
 		op := f32GemvOp(y, x, w.F32, n, out, in, out)
 		top := f32GemvOp(t, x, a, n, r, in, r)
+		tg := (r + 3) / 4
 		var ready sync.WaitGroup
-		ready.Add(1)
-		Parallel((out+3)/4, n*out*in, func(lo, hi int) {
-			if lo == 0 {
-				top.groups(0, (r+3)/4)
-				for i := range t[:n*r] {
-					t[i] *= s
+		ready.Add(tg)
+		Parallel(tg+(out+3)/4, n*(out+r)*in, func(lo, hi int) {
+			if lo < tg {
+				t1 := min(hi, tg)
+				top.groups(lo, t1)
+				for i := range n {
+					row := t[i*r+4*lo : i*r+min(r, 4*t1)]
+					for k := range row {
+						row[k] *= s
+					}
 				}
-				ready.Done()
+				ready.Add(lo - t1)
 			}
-			op.groups(lo, hi)
+			w0, w1 := max(lo, tg)-tg, hi-tg
+			if w1 > w0 {
+				op.groups(w0, w1)
+			}
 			ready.Wait()
-			rankTerm(y, t, b, 0, n, 4*lo, min(out, 4*hi), out, r)
+			if w1 > w0 {
+				rankTerm(y, t, b, 0, n, 4*w0, min(out, 4*w1), out, r)
+			}
 		})
 		return
 	}
