@@ -83,12 +83,13 @@ func TestForward(t *testing.T) {
 // below, at and past a whole 16 (gemv4F32's part) with every remainder,
 // rows of W leaving every remainder of a group of four, columns past the
 // kernel's whole 16s; and with GOMAXPROCS 7, each goroutine's share ending
-// mid-way.
+// mid-way, T's groups of rows of A (the first of the split) spread over
+// several goroutines, some with none of W's (r = 64, few rows of W).
 func TestForwardFewRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	shapes := []struct{ n, in, out, r int }{
 		{1, 1024, 37, 16}, {2, 64, 38, 19}, {3, 70, 39, 35}, {gemvRows, 33, 40, 64},
-		{1, 1030, 41, 1}, {2, 16, 9, 15}, {1, 2048, 130, 17},
+		{1, 1030, 41, 1}, {2, 16, 9, 15}, {1, 2048, 130, 17}, {2, 1024, 9, 64},
 	}
 	for _, c := range shapes {
 		checkForward(t, rng, F32, c.n, c.in, c.out, c.r)
