@@ -510,6 +510,29 @@ func TestPeerColumns(t *testing.T) {
 		t.Errorf("the table still says peer:\n%s", text)
 	}
 
+	// A training row whose peer backward came out at zero or below (its
+	// forward and backward no slower than its forward alone): fillTrain
+	// leaves it without a figure, and the table shows empty cells there,
+	// not a time of zero and a ratio of zero.
+	pt := &peerTimes{train: map[peerShape]float64{}}
+	tr0 := rep.Train[0]
+	tr0.PeerBackward, tr0.OverPeer = 0, 0
+	pt.train[peerShape{N: tr0.N, In: tr0.In, Out: tr0.Out, R: tr0.R}] = max(1e-3-2e-3, 0)
+	pt.fillTrain(&tr0)
+	if tr0.PeerBackward != 0 || tr0.OverPeer != 0 {
+		t.Errorf("training: peer backward %g (ratio %g) from a negative difference", tr0.PeerBackward, tr0.OverPeer)
+	}
+	none := *rep
+	none.Train = []TrainRow{tr0}
+	out.Reset()
+	printTable(&out, &none)
+	for _, line := range strings.Split(out.String(), "\n") {
+		if regexp.MustCompile(fmt.Sprintf(`^ +%d +%d +%d `, tr0.In, tr0.R, tr0.N)).MatchString(line) &&
+			(strings.Contains(line, " 0.0µs") || strings.Contains(line, "0.00×")) {
+			t.Errorf("a training row without a peer figure prints one:\n%s", line)
+		}
+	}
+
 	// The bf16 shapes are asked for in bf16: their dtype is in the request.
 	var bf16 []string
 	for _, s := range append(forward, merge...) {

@@ -252,8 +252,8 @@ func (p *printer) forward(rows ...ForwardRow) {
 			cells = append(cells, fmt.Sprintf("%.0f%%", 100*r.PeakShare), ms(r.Fused.Wall))
 		}
 		if p.peer {
-			cells = append(cells, ms(r.PeerUnmerged), ms(r.PeerMerged),
-				fmt.Sprintf("%.2f×", r.OverPeerUnm), fmt.Sprintf("%.2f×", r.OverPeerMerge))
+			cells = append(cells, peerCell(r.PeerUnmerged), peerCell(r.PeerMerged),
+				peerRatioCell(r.OverPeerUnm), peerRatioCell(r.OverPeerMerge))
 		}
 		cells = append(cells, fmt.Sprintf("%d (%.2f%%)", r.Trainable, 100*r.TrainableShare))
 		p.t.row(cells, named{"base", r.Base}, named{"fused", r.Fused}, named{"unfused", r.Unfused}, named{"merged", r.Merged})
@@ -308,7 +308,7 @@ func (p *printer) merge(rows ...MergeRow) {
 			cells = append(cells, ratioCell(r.OverF32, f32 >= 0 && rows[f32].Merge.unstable()))
 		}
 		if p.peer {
-			cells = append(cells, ms(r.PeerMerge), fmt.Sprintf("%.2f×", r.OverPeer))
+			cells = append(cells, peerCell(r.PeerMerge), peerRatioCell(r.OverPeer))
 		}
 		p.t.row(cells, stats...)
 	}
@@ -323,7 +323,8 @@ func (p *printer) train(rows ...TrainRow) {
 		"without dx as for a model's first layer; an AdamW step updates A and B. Ratios are to Forward in the same run.",
 	}
 	if p.peer {
-		heading = append(heading, "PyTorch backward = PyTorch's forward and backward of the unmerged layer, W frozen, less its forward.")
+		heading = append(heading, "PyTorch backward = PyTorch's forward and backward of the unmerged layer, W frozen, less its forward;",
+			"empty where that came out at zero or below (its forward and backward timed no slower than its forward alone: no figure).")
 	}
 	cols := []column{{"in=out", 6}, {"r", 3}, {"n", 4}, {"forward", statW}, {"backward", statW}, {"no dx", statW}, {"AdamW step", statW},
 		{"backward/fwd", ratioW}, {"no dx/fwd", ratioW}, {"step/fwd", ratioW}, {"GFLOP/s", 7}}
@@ -337,7 +338,7 @@ func (p *printer) train(rows ...TrainRow) {
 			fmt.Sprintf("%.3f×", r.BwdOver), fmt.Sprintf("%.3f×", r.NoDXOver), fmt.Sprintf("%.4f×", r.StepOver),
 			fmt.Sprintf("%.1f", r.GFLOPs)}
 		if p.peer {
-			cells = append(cells, ms(r.PeerBackward), fmt.Sprintf("%.2f×", r.OverPeer))
+			cells = append(cells, peerCell(r.PeerBackward), peerRatioCell(r.OverPeer))
 		}
 		p.t.row(cells, named{"forward", r.Forward}, named{"backward", r.Backward}, named{"no dx", r.NoDX}, named{"AdamW step", r.Step})
 	}
@@ -431,6 +432,15 @@ func peerCell(t float64) string {
 		return ""
 	}
 	return ms(t)
+}
+
+// peerRatioCell formats a ratio to the peer's time, empty when the peer
+// has no figure for the row.
+func peerRatioCell(v float64) string {
+	if !(v > 0) {
+		return ""
+	}
+	return fmt.Sprintf("%.2f×", v)
 }
 
 // ratioCell formats a bf16 row's ratio to its f32 row: empty on an f32

@@ -11,7 +11,8 @@ import (
 //	  or eight where six would pad x more), each KC-step of a panel a run
 //	  of mr values (packX);
 //	the rows of W are cut into blocks (gemmBlockRows: one panel of gemmNR
-//	  rows while packed x fits 4 MiB, else gemmNC), split among goroutines;
+//	  rows, two for x in panels of six, while packed x fits 4 MiB, else
+//	  gemmNC), split among goroutines;
 //	  for each block and each run of gemmKC columns (the inner dimension),
 //	  the block is packed into panels of gemmNR rows, each step a run of
 //	  gemmNR values, widened to float32 from any type of W (packW, by
@@ -22,10 +23,9 @@ import (
 //	  micro-kernel, which keeps it in registers over the gemmKC steps,
 //	  with W's packed panels (gemmKC·gemmNR floats, 16 KiB, each) in L1
 //	  while the panels of x stream past them; each call prefetches into
-//	  L2 a part of the
-//	  elements of W that the goroutine packs next, a line every two steps
-//	  (gemmKernelPF), or, for the parts too large for its steps and the
-//	  edge blocks, prefetchRows after the call.
+//	  L2 a part of the elements of W that the goroutine packs next, a
+//	  line a step over its first steps (gemmKernelPF, gemmKernel6x64), or,
+//	  for a part too large for its steps, prefetchRows after the call.
 //
 // Each element of y accumulates its products in order of the inner index,
 // gemmKC of them in registers, then added to the sum so far: float32
