@@ -138,8 +138,8 @@
 
 // GEMMPASSES(STEP, pfloop, l1, l2, plain, ploop, tail, done): the passes
 // of two steps (k/2, k in CX): the first (lines+1)/2 of them (lines ≤
-// k&^1) each with two GEMMPFLINEs, the rest without; then the odd step,
-// on to done. Every pass prefetches the next 64 bytes of the panel of a that
+// k&^1) with a GEMMPFLINE before each step, the rest without; then the
+// odd step, on to done. Every pass prefetches the next 64 bytes of the panel of a that
 // follows this one (R10 bytes on: the next call's). BX and R15 count.
 #define GEMMPASSES(STEP, pfloop, l1, l2, plain, ploop, tail, done) \
 	MOVQ  CX, BX \
@@ -155,9 +155,9 @@ pfloop: \
 	PREFETCHT0 (SI)(R10*1) \
 	GEMMPFLINE(l1) \
 l1: \
+	STEP \
 	GEMMPFLINE(l2) \
 l2: \
-	STEP \
 	STEP \
 	DECQ  R15 \
 	JNZ   pfloop \
