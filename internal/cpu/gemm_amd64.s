@@ -176,6 +176,35 @@ tail: \
 	STEP \
 done:
 
+// TRANSPOSE8: the 8×8 transpose of the rows in Y0..Y7 (row r in Y(r))
+// into Y8..Y15 (column c in Y(8+c)): VUNPCKLPS/VUNPCKHPS pairs of rows,
+// VSHUFPS pairs of pairs, VPERM2F128 across the 128-bit lanes.
+#define TRANSPOSE8 \
+	VUNPCKLPS  Y1, Y0, Y8 \
+	VUNPCKHPS  Y1, Y0, Y9 \
+	VUNPCKLPS  Y3, Y2, Y10 \
+	VUNPCKHPS  Y3, Y2, Y11 \
+	VUNPCKLPS  Y5, Y4, Y12 \
+	VUNPCKHPS  Y5, Y4, Y13 \
+	VUNPCKLPS  Y7, Y6, Y14 \
+	VUNPCKHPS  Y7, Y6, Y15 \
+	VSHUFPS    $0x44, Y10, Y8, Y0 \
+	VSHUFPS    $0xee, Y10, Y8, Y1 \
+	VSHUFPS    $0x44, Y11, Y9, Y2 \
+	VSHUFPS    $0xee, Y11, Y9, Y3 \
+	VSHUFPS    $0x44, Y14, Y12, Y4 \
+	VSHUFPS    $0xee, Y14, Y12, Y5 \
+	VSHUFPS    $0x44, Y15, Y13, Y6 \
+	VSHUFPS    $0xee, Y15, Y13, Y7 \
+	VPERM2F128 $0x20, Y4, Y0, Y8 \
+	VPERM2F128 $0x20, Y5, Y1, Y9 \
+	VPERM2F128 $0x20, Y6, Y2, Y10 \
+	VPERM2F128 $0x20, Y7, Y3, Y11 \
+	VPERM2F128 $0x31, Y4, Y0, Y12 \
+	VPERM2F128 $0x31, Y5, Y1, Y13 \
+	VPERM2F128 $0x31, Y6, Y2, Y14 \
+	VPERM2F128 $0x31, Y7, Y3, Y15
+
 // The kernels of six rows of x (gemmKernel6x64, gemmKernel6x32): the
 // 6×64 block of C is 24 ZMM accumulators, row i in Z(4i)..Z(4i+3)
 // (columns 0-15, 16-31, then the second panel's 32-47, 48-63); the 6×32
@@ -920,30 +949,7 @@ t8_loop:
 	VMOVUPS    (R11)(R9*1), Y5
 	VMOVUPS    (R11)(R9*2), Y6
 	VMOVUPS    (R11)(R10*1), Y7
-	VUNPCKLPS  Y1, Y0, Y8
-	VUNPCKHPS  Y1, Y0, Y9
-	VUNPCKLPS  Y3, Y2, Y10
-	VUNPCKHPS  Y3, Y2, Y11
-	VUNPCKLPS  Y5, Y4, Y12
-	VUNPCKHPS  Y5, Y4, Y13
-	VUNPCKLPS  Y7, Y6, Y14
-	VUNPCKHPS  Y7, Y6, Y15
-	VSHUFPS    $0x44, Y10, Y8, Y0
-	VSHUFPS    $0xee, Y10, Y8, Y1
-	VSHUFPS    $0x44, Y11, Y9, Y2
-	VSHUFPS    $0xee, Y11, Y9, Y3
-	VSHUFPS    $0x44, Y14, Y12, Y4
-	VSHUFPS    $0xee, Y14, Y12, Y5
-	VSHUFPS    $0x44, Y15, Y13, Y6
-	VSHUFPS    $0xee, Y15, Y13, Y7
-	VPERM2F128 $0x20, Y4, Y0, Y8
-	VPERM2F128 $0x20, Y5, Y1, Y9
-	VPERM2F128 $0x20, Y6, Y2, Y10
-	VPERM2F128 $0x20, Y7, Y3, Y11
-	VPERM2F128 $0x31, Y4, Y0, Y12
-	VPERM2F128 $0x31, Y5, Y1, Y13
-	VPERM2F128 $0x31, Y6, Y2, Y14
-	VPERM2F128 $0x31, Y7, Y3, Y15
+	TRANSPOSE8
 	VMOVUPS    Y8, 0(DI)
 	VMOVUPS    Y9, 32(DI)
 	VMOVUPS    Y10, 64(DI)
@@ -962,8 +968,8 @@ t8_loop:
 
 // func packT6(dst, src *float32, k8, ld int)
 //
-// packT8's transposes on six rows (rows 6 and 7 zero, Y14), each step's
-// six values stored under the mask K1 (lanes 0-5), 24 bytes apart.
+// packT8's transposes on six rows (rows 6 and 7 zero), each step's six
+// values stored under the mask K1 (lanes 0-5), 24 bytes apart.
 TEXT ·packT6(SB), NOSPLIT, $0-32
 	MOVQ   dst+0(FP), DI
 	MOVQ   src+8(FP), SI
@@ -974,7 +980,6 @@ TEXT ·packT6(SB), NOSPLIT, $0-32
 	LEAQ   (SI)(R9*4), R11
 	MOVQ   $0x3f, AX
 	KMOVW  AX, K1
-	VXORPS Y14, Y14, Y14
 
 t6_loop:
 	VMOVUPS    (SI), Y0
@@ -983,36 +988,17 @@ t6_loop:
 	VMOVUPS    (SI)(R10*1), Y3
 	VMOVUPS    (R11), Y4
 	VMOVUPS    (R11)(R9*1), Y5
-	VUNPCKLPS  Y1, Y0, Y8
-	VUNPCKHPS  Y1, Y0, Y9
-	VUNPCKLPS  Y3, Y2, Y10
-	VUNPCKHPS  Y3, Y2, Y11
-	VUNPCKLPS  Y5, Y4, Y12
-	VUNPCKHPS  Y5, Y4, Y13
-	VSHUFPS    $0x44, Y10, Y8, Y0
-	VSHUFPS    $0xee, Y10, Y8, Y1
-	VSHUFPS    $0x44, Y11, Y9, Y2
-	VSHUFPS    $0xee, Y11, Y9, Y3
-	VSHUFPS    $0x44, Y14, Y12, Y4
-	VSHUFPS    $0xee, Y14, Y12, Y5
-	VSHUFPS    $0x44, Y14, Y13, Y6
-	VSHUFPS    $0xee, Y14, Y13, Y7
-	VPERM2F128 $0x20, Y4, Y0, Y8
-	VPERM2F128 $0x20, Y5, Y1, Y9
-	VPERM2F128 $0x20, Y6, Y2, Y10
-	VPERM2F128 $0x20, Y7, Y3, Y11
-	VPERM2F128 $0x31, Y4, Y0, Y12
-	VPERM2F128 $0x31, Y5, Y1, Y13
-	VPERM2F128 $0x31, Y6, Y2, Y15
-	VPERM2F128 $0x31, Y7, Y3, Y0
+	VXORPS     Y6, Y6, Y6
+	VXORPS     Y7, Y7, Y7
+	TRANSPOSE8
 	VMOVUPS    Y8, K1, 0(DI)
 	VMOVUPS    Y9, K1, 24(DI)
 	VMOVUPS    Y10, K1, 48(DI)
 	VMOVUPS    Y11, K1, 72(DI)
 	VMOVUPS    Y12, K1, 96(DI)
 	VMOVUPS    Y13, K1, 120(DI)
-	VMOVUPS    Y15, K1, 144(DI)
-	VMOVUPS    Y0, K1, 168(DI)
+	VMOVUPS    Y14, K1, 144(DI)
+	VMOVUPS    Y15, K1, 168(DI)
 	ADDQ       $32, SI
 	ADDQ       $32, R11
 	ADDQ       $192, DI

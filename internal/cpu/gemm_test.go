@@ -324,63 +324,43 @@ func TestPackXT(t *testing.T) {
 	}
 }
 
-// TestPackT6 checks the packing of six rows of x against its definition,
-// dst[p·6+i] = src[i·ld+p], with rows of odd stride, and nothing written
-// past the panel.
-func TestPackT6(t *testing.T) {
-	if MachineLevel() < AVX512 && !portableKernels {
-		t.Skipf("the processor lacks AVX-512 (level %v)", MachineLevel())
-	}
-	for _, k8 := range []int{1, 2, 5} {
-		ld := 8*k8 + 3
-		src := make([]float32, 6*ld)
-		for i := range src {
-			src[i] = float32(i) + 0.5
-		}
-		dst := make([]float32, 48*k8+8)
-		for i := range dst {
-			dst[i] = float32(math.NaN())
-		}
-		packT6(&dst[0], &src[0], k8, ld)
-		for p := range 8 * k8 {
-			for i := range 6 {
-				if dst[p*6+i] != src[i*ld+p] {
-					t.Fatalf("k8=%d: dst[%d] = %g, want src[%d][%d] = %g", k8, p*6+i, dst[p*6+i], i, p, src[i*ld+p])
-				}
-			}
-		}
-		for _, v := range dst[48*k8:] {
-			if !math.IsNaN(float64(v)) {
-				t.Fatalf("k8=%d: written past the panel", k8)
-			}
-		}
-	}
-}
-
-// TestPackT8 checks the 8×8-transpose packing of x's panels against its
-// definition, dst[p·8+i] = src[i·ld+p], with rows of odd stride.
+// TestPackT8 checks the transpose packings of x's panels, packT8 (eight
+// rows) and packT6 (six, where the processor has AVX-512), against their
+// definition, dst[p·rows+i] = src[i·ld+p], with rows of odd stride, and
+// that nothing past the panel is written.
 func TestPackT8(t *testing.T) {
-	for _, k8 := range []int{1, 2, 5} {
-		ld := 8*k8 + 3
-		src := make([]float32, 8*ld)
-		for i := range src {
-			src[i] = float32(i) + 0.5
+	for _, c := range []struct {
+		rows   int
+		pack   func(dst, src *float32, k8, ld int)
+		avx512 bool
+	}{{8, packT8, false}, {6, packT6, true}} {
+		if c.avx512 && MachineLevel() < AVX512 && !portableKernels {
+			t.Logf("packT6: the processor lacks AVX-512 (level %v)", MachineLevel())
+			continue
 		}
-		dst := make([]float32, 64*k8+8)
-		for i := range dst {
-			dst[i] = float32(math.NaN())
-		}
-		packT8(&dst[0], &src[0], k8, ld)
-		for p := range 8 * k8 {
-			for i := range 8 {
-				if dst[p*8+i] != src[i*ld+p] {
-					t.Fatalf("k8=%d: dst[%d] = %g, want src[%d][%d] = %g", k8, p*8+i, dst[p*8+i], i, p, src[i*ld+p])
+		for _, k8 := range []int{1, 2, 5} {
+			ld := 8*k8 + 3
+			src := make([]float32, c.rows*ld)
+			for i := range src {
+				src[i] = float32(i) + 0.5
+			}
+			size := 8 * c.rows * k8
+			dst := make([]float32, size+8)
+			for i := range dst {
+				dst[i] = float32(math.NaN())
+			}
+			c.pack(&dst[0], &src[0], k8, ld)
+			for p := range 8 * k8 {
+				for i := range c.rows {
+					if dst[p*c.rows+i] != src[i*ld+p] {
+						t.Fatalf("rows=%d k8=%d: dst[%d] = %g, want src[%d][%d] = %g", c.rows, k8, p*c.rows+i, dst[p*c.rows+i], i, p, src[i*ld+p])
+					}
 				}
 			}
-		}
-		for _, v := range dst[64*k8:] {
-			if !math.IsNaN(float64(v)) {
-				t.Fatalf("k8=%d: written past the panel", k8)
+			for _, v := range dst[size:] {
+				if !math.IsNaN(float64(v)) {
+					t.Fatalf("rows=%d k8=%d: written past the panel", c.rows, k8)
+				}
 			}
 		}
 	}
