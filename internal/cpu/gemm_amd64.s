@@ -64,16 +64,8 @@
 	VMOVUPS hi, 64(DX) \
 	ADDQ R8, DX
 
-// GEMMENTRY: the arguments k, a, b, c and ldc (in bytes) of the kernels
-// below into CX, SI, DI, DX and R8, the accumulators Z0..Z15 zeroed, and
-// the rows of c, wanted at the end, fetched meanwhile.
-#define GEMMENTRY \
-	MOVQ k+0(FP), CX \
-	MOVQ a+8(FP), SI \
-	MOVQ b+16(FP), DI \
-	MOVQ c+24(FP), DX \
-	MOVQ ldc+32(FP), R8 \
-	SHLQ $2, R8 \
+// ZERO16: Z0..Z15 zeroed (the accumulators both kernel entries start from).
+#define ZERO16 \
 	VPXORD Z0, Z0, Z0 \
 	VPXORD Z1, Z1, Z1 \
 	VPXORD Z2, Z2, Z2 \
@@ -89,7 +81,19 @@
 	VPXORD Z12, Z12, Z12 \
 	VPXORD Z13, Z13, Z13 \
 	VPXORD Z14, Z14, Z14 \
-	VPXORD Z15, Z15, Z15 \
+	VPXORD Z15, Z15, Z15
+
+// GEMMENTRY: the arguments k, a, b, c and ldc (in bytes) of the kernels
+// below into CX, SI, DI, DX and R8, the accumulators Z0..Z15 zeroed, and
+// the rows of c, wanted at the end, fetched meanwhile.
+#define GEMMENTRY \
+	MOVQ k+0(FP), CX \
+	MOVQ a+8(FP), SI \
+	MOVQ b+16(FP), DI \
+	MOVQ c+24(FP), DX \
+	MOVQ ldc+32(FP), R8 \
+	SHLQ $2, R8 \
+	ZERO16 \
 	MOVQ DX, R9 \
 	GEMMPREFC \
 	GEMMPREFC \
@@ -282,22 +286,7 @@ done:
 	MOVQ ldb+80(FP), R14 \
 	SHLQ $2, R14 \
 	MOVQ b2+88(FP), R9 \
-	VPXORD Z0, Z0, Z0 \
-	VPXORD Z1, Z1, Z1 \
-	VPXORD Z2, Z2, Z2 \
-	VPXORD Z3, Z3, Z3 \
-	VPXORD Z4, Z4, Z4 \
-	VPXORD Z5, Z5, Z5 \
-	VPXORD Z6, Z6, Z6 \
-	VPXORD Z7, Z7, Z7 \
-	VPXORD Z8, Z8, Z8 \
-	VPXORD Z9, Z9, Z9 \
-	VPXORD Z10, Z10, Z10 \
-	VPXORD Z11, Z11, Z11 \
-	VPXORD Z12, Z12, Z12 \
-	VPXORD Z13, Z13, Z13 \
-	VPXORD Z14, Z14, Z14 \
-	VPXORD Z15, Z15, Z15 \
+	ZERO16 \
 	VPXORD Z16, Z16, Z16 \
 	VPXORD Z17, Z17, Z17 \
 	VPXORD Z18, Z18, Z18 \
