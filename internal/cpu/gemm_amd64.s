@@ -398,6 +398,21 @@ done:
 	GEMM6STROW2(Z16, Z17) \
 	GEMM6STROW2(Z20, Z21)
 
+// GEMM6KERNEL(PREFC, STEP, ADD, STORE, labels…): the body of a six-row
+// kernel: its entry, C's rows prefetched, the passes, C added when acc ≠ 0,
+// the block stored.
+#define GEMM6KERNEL(PREFC, STEP, ADD, STORE, pf, l1, l2, plain, loop, tail, done, store) \
+	GEMM6ENTRY \
+	PREFC \
+	GEMMPASSES(STEP, pf, l1, l2, plain, loop, tail, done) \
+	CMPQ acc+40(FP), $0 \
+	JEQ  store \
+	ADD \
+store: \
+	STORE \
+	VZEROUPPER \
+	RET
+
 // func gemmKernelAVX512(k int, a, b, c *float32, ldc, acc int)
 TEXT ·gemmKernelAVX512(SB), NOSPLIT, $0-48
 	GEMMENTRY
@@ -460,31 +475,11 @@ gemm_store:
 
 // func gemmKernel6x64(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb, b2 int)
 TEXT ·gemmKernel6x64(SB), NOSPLIT, $0-96
-	GEMM6ENTRY
-	GEMM6PREFC64
-	GEMMPASSES(GEMM6STEP64, g64_pf, g64_l1, g64_l2, g64_plain, g64_loop, g64_tail, g64_done)
-	CMPQ acc+40(FP), $0
-	JEQ  g64_store
-	GEMM6ADD64
-
-g64_store:
-	GEMM6STORE64
-	VZEROUPPER
-	RET
+	GEMM6KERNEL(GEMM6PREFC64, GEMM6STEP64, GEMM6ADD64, GEMM6STORE64, g64_pf, g64_l1, g64_l2, g64_plain, g64_loop, g64_tail, g64_done, g64_store)
 
 // func gemmKernel6x32(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb, b2 int)
 TEXT ·gemmKernel6x32(SB), NOSPLIT, $0-96
-	GEMM6ENTRY
-	GEMM6PREFC32
-	GEMMPASSES(GEMM6STEP32, g32_pf, g32_l1, g32_l2, g32_plain, g32_loop, g32_tail, g32_done)
-	CMPQ acc+40(FP), $0
-	JEQ  g32_store
-	GEMM6ADD32
-
-g32_store:
-	GEMM6STORE32
-	VZEROUPPER
-	RET
+	GEMM6KERNEL(GEMM6PREFC32, GEMM6STEP32, GEMM6ADD32, GEMM6STORE32, g32_pf, g32_l1, g32_l2, g32_plain, g32_loop, g32_tail, g32_done, g32_store)
 
 // PACKT16S(off, st): transposes the 16 rows of 16 floats in Z0..Z15 (row
 // r in Z(r)) and stores column c, the 16 rows' values, at off+c·st(DI):
