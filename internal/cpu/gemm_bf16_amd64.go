@@ -35,9 +35,26 @@ func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, a
 // steps (each TDPBF16PS pair or quartet) of the lines of the rows of
 // rowBytes bytes, stride bytes apart, from pf until pfEnd: a part of W
 // that the goroutine packs next, fetched into L2 while the tiles compute.
+func amxTilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int) {
+	amxKernel(a, 64, 2*lda, 1024, b, ldb, c, mt, nt, k32, acc, pf, pfEnd, rowBytes, stride, 0)
+}
+
+// amxTilesW is amxTilesPF with W's tiles read where they lie in W's rows,
+// not packed: row o of step s of tile ti is the 32 values at
+// a[(16·ti+o)·ldw + 32·s], ldw elements a row of W. It returns the least
+// nonzero magnitude among those values (0 when there is none), as
+// minMag16 does: the tiles' rows are read for it by the vector unit while
+// the tiles compute, once (with the last panels of x, when they are in L1).
+func amxTilesW(a *uint16, ldw int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int) uint16 {
+	return uint16(amxKernel(a, 2*ldw, 32*ldw, 64, b, ldb, c, mt, nt, k32, acc, pf, pfEnd, rowBytes, stride, 1) + 1)
+}
+
+// amxKernel is the AMX kernel behind amxTilesPF and amxTilesW: W's tiles
+// at any strides (bytes), the least (v & 0x7fff) − 1 over them when scan ≠
+// 0 (gemm_bf16_amd64.s).
 //
 //go:noescape
-func amxTilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int)
+func amxKernel(a *uint16, aStride, aTile, aStep int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int, scan int) (least uint32)
 
 // packTiles16 sets dst[s·512 + 32·o + j] = src[o·lds + 32·s + j] for o < 16,
 // s < k32, j < 32: one tile of W's rows as the kernels read it; and

@@ -20,14 +20,61 @@
 // R14 bytes into the row at R15, then R14 on to the next line, or to the
 // next row (stride bytes on) past rowBytes; on to next.
 #define AMXPFLINE(next) \
-	CMPQ       R15, pfEnd+80(FP) \
+	CMPQ       R15, pfEnd+96(FP) \
 	JAE        next \
 	PREFETCHT1 (R15)(R14*1) \
 	ADDQ       $64, R14 \
-	CMPQ       R14, rowBytes+88(FP) \
+	CMPQ       R14, rowBytes+104(FP) \
 	JB         next \
 	XORQ       R14, R14 \
-	ADDQ       stride+96(FP), R15
+	ADDQ       stride+112(FP), R15
+
+// AMXSCAN4: the least (v & 0x7fff) − 1 of the four rows of W at DX, DX +
+// R9, DX + 2·R9 and DX + R13 (= 3·R9), 32 values each, into Z0 (Z1: 0x7fff
+// in each word, Z2: 1); DX on by four rows.
+#define AMXSCAN4 \
+	VPANDD  (DX), Z1, Z3 \
+	VPANDD  (DX)(R9*1), Z1, Z4 \
+	VPANDD  (DX)(R9*2), Z1, Z5 \
+	VPANDD  (DX)(R13*1), Z1, Z6 \
+	VPSUBW  Z2, Z3, Z3 \
+	VPSUBW  Z2, Z4, Z4 \
+	VPSUBW  Z2, Z5, Z5 \
+	VPSUBW  Z2, Z6, Z6 \
+	VPMINUW Z3, Z4, Z3 \
+	VPMINUW Z5, Z6, Z5 \
+	VPMINUW Z3, Z5, Z3 \
+	VPMINUW Z3, Z0, Z0 \
+	LEAQ    (DX)(R9*4), DX
+
+// AMXSCAN(skip): when scan ≠ 0, the 16 rows of each of W's tiles at SI
+// and DI through AMXSCAN4; on to skip. DX and R13 are free within the
+// steps (set again after them).
+#define AMXSCAN(skip) \
+	CMPQ  scan+120(FP), $0 \
+	JEQ   skip \
+	LEAQ  (R9)(R9*2), R13 \
+	MOVQ  SI, DX \
+	AMXSCAN4 \
+	AMXSCAN4 \
+	AMXSCAN4 \
+	AMXSCAN4 \
+	MOVQ  DI, DX \
+	AMXSCAN4 \
+	AMXSCAN4 \
+	AMXSCAN4 \
+	AMXSCAN4
+
+// AMXCTILES: DX, R13 = the C tiles (ti, tj) and (ti+1, tj).
+#define AMXCTILES \
+	MOVQ  R12, DX \
+	IMULQ nt+64(FP), DX \
+	ADDQ  AX, DX \
+	SHLQ  $10, DX \
+	ADDQ  c+48(FP), DX \
+	MOVQ  nt+64(FP), R13 \
+	SHLQ  $10, R13 \
+	ADDQ  DX, R13
 
 // func dpbf16Tiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
 //
@@ -657,27 +704,38 @@ dp_loop:
 	VZEROUPPER
 	RET
 
-// func amxTilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int)
+// func amxKernel(a *uint16, aStride, aTile, aStep int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int, scan int) (least uint32)
 //
-// dpbf16Tiles on AMX, mt even: two by two tiles at a time (two by one for
-// the last panel when nt is odd, amx_one), C in
-// TMM0..TMM3 (tiles (ti, tj), (ti, tj+1), (ti+1, tj), (ti+1, tj+1)), W's
-// tiles ti and ti+1 in TMM4, TMM5 (SI, DI), the panels tj and tj+1 in
-// TMM6, TMM7 (BX, R11); every operand 16 rows of 64 bytes, stride R8 = 64
-// (amxConfig). The tile state lives from LDTILECFG to TILERELEASE within
-// this one call. Each step (four or two TDPBF16PS) first issues up to four
-// AMXPFLINEs of the rows from pf (R15, R14 the offset in the row).
-TEXT ·amxTilesPF(SB), NOSPLIT, $0-104
+// dpbf16Tiles on AMX, mt even, W's tiles anywhere: row o of step s of tile
+// ti at a + ti·aTile + s·aStep + o·aStride bytes (packTiles16's layout:
+// aStride 64, aTile 2·lda, aStep 1024; W in place: aStride its row's
+// bytes, aTile 16 rows of them, aStep 64). Two by two tiles at a time (two
+// by one for the last panel when nt is odd, amx_one), C in TMM0..TMM3
+// (tiles (ti, tj), (ti, tj+1), (ti+1, tj), (ti+1, tj+1)), W's tiles ti and
+// ti+1 in TMM4, TMM5 (SI, DI; stride R9 = aStride), the panels tj and
+// tj+1 in TMM6, TMM7 (BX, R11); the panels and C 16 rows of 64 bytes,
+// stride R8 = 64 (amxConfig). The tile state lives from LDTILECFG to
+// TILERELEASE within this one call. Each step (four or two TDPBF16PS)
+// first issues up to four AMXPFLINEs of the rows from pf (R15, R14 the
+// offset in the row); when scan ≠ 0, the steps of the last panels also
+// read W's tiles into Z0 (AMXSCAN), and least is the least (v & 0x7fff) − 1
+// over every value of W's tiles as unsigned 16-bit (0xffff when all are
+// zero; 0xffff too when scan = 0).
+TEXT ·amxKernel(SB), NOSPLIT, $0-132
 	LEAQ ·amxConfig(SB), AX
 	// ldtilecfg (%rax)
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00
-	MOVQ lda+8(FP), R9
-	SHLQ $1, R9
-	MOVQ ldb+24(FP), R10
+	MOVL $0x7fff7fff, AX
+	VPBROADCASTD AX, Z1
+	MOVL $0x00010001, AX
+	VPBROADCASTD AX, Z2
+	VPTERNLOGD $0xff, Z0, Z0, Z0
+	MOVQ aStride+8(FP), R9
+	MOVQ ldb+40(FP), R10
 	SHLQ $1, R10
 	MOVQ $64, R8
 	XORQ R12, R12
-	MOVQ pf+72(FP), R15
+	MOVQ pf+88(FP), R15
 	XORQ R14, R14
 
 amx_ti:
@@ -686,26 +744,20 @@ amx_ti:
 amx_tj:
 	// DX, R13: the C tiles (ti, tj) and (ti+1, tj); SI, DI: W's tiles ti
 	// and ti+1; BX, R11: the panels tj and tj+1.
-	MOVQ R12, DX
-	IMULQ nt+48(FP), DX
-	ADDQ AX, DX
-	SHLQ $10, DX
-	ADDQ c+32(FP), DX
-	MOVQ nt+48(FP), R13
-	SHLQ $10, R13
-	ADDQ DX, R13
+	AMXCTILES
 	MOVQ R12, SI
-	IMULQ R9, SI
+	IMULQ aTile+16(FP), SI
 	ADDQ a+0(FP), SI
-	LEAQ (SI)(R9*1), DI
+	MOVQ SI, DI
+	ADDQ aTile+16(FP), DI
 	MOVQ AX, BX
 	IMULQ R10, BX
-	ADDQ b+16(FP), BX
+	ADDQ b+32(FP), BX
 	LEAQ (BX)(R10*1), R11
 	LEAQ 1(AX), CX
-	CMPQ CX, nt+48(FP)
+	CMPQ CX, nt+64(FP)
 	JEQ  amx_one
-	CMPQ acc+64(FP), $0
+	CMPQ acc+80(FP), $0
 	JEQ  amx_zero
 	// tileloadd (%rdx,%r8,1), %tmm0
 	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x02
@@ -728,7 +780,7 @@ amx_zero:
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8
 
 amx_start:
-	MOVQ k32+56(FP), CX
+	MOVQ k32+72(FP), CX
 
 amx_loop:
 	AMXPFLINE(amx_pf0)
@@ -743,10 +795,10 @@ amx_pf2:
 	AMXPFLINE(amx_pf3)
 
 amx_pf3:
-	// tileloadd (%rsi,%r8,1), %tmm4
-	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x06
-	// tileloadd (%rdi,%r8,1), %tmm5
-	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x07
+	// tileloadd (%rsi,%r9,1), %tmm4
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x0e
+	// tileloadd (%rdi,%r9,1), %tmm5
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x0f
 	// tileloadd (%rbx,%r8,1), %tmm6
 	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x03
 	// tileloadd (%r11,%r8,1), %tmm7
@@ -759,12 +811,21 @@ amx_pf3:
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5
 	// tdpbf16ps %tmm7, %tmm5, %tmm3
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xdd
-	ADDQ $1024, SI
-	ADDQ $1024, DI
+	// W's tiles are read with the last panels (AX + 2 = nt), from L1.
+	LEAQ 2(AX), DX
+	CMPQ DX, nt+64(FP)
+	JNE  amx_scanned
+	AMXSCAN(amx_scanned)
+
+amx_scanned:
+	ADDQ aStep+24(FP), SI
+	ADDQ aStep+24(FP), DI
 	ADDQ $1024, BX
 	ADDQ $1024, R11
 	DECQ CX
 	JNZ  amx_loop
+
+	AMXCTILES
 
 	// tilestored %tmm0, (%rdx,%r8,1)
 	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x02
@@ -775,20 +836,29 @@ amx_pf3:
 	// tilestored %tmm3, 1024(%r13,%r8,1)
 	BYTE $0xc4; BYTE $0x82; BYTE $0x7a; BYTE $0x4b; BYTE $0x9c; BYTE $0x05; BYTE $0x00; BYTE $0x04; BYTE $0x00; BYTE $0x00
 	ADDQ $2, AX
-	CMPQ AX, nt+48(FP)
+	CMPQ AX, nt+64(FP)
 	JLT  amx_tj
 
 amx_next:
 	ADDQ $2, R12
-	CMPQ R12, mt+40(FP)
+	CMPQ R12, mt+56(FP)
 	JLT  amx_ti
 	// tilerelease
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0
+	VEXTRACTI64X4 $1, Z0, Y3
+	VPMINUW       Y3, Y0, Y0
+	VEXTRACTI128  $1, Y0, X3
+	VPMINUW       X3, X0, X0
+	VPHMINPOSUW   X0, X0
+	VMOVD         X0, AX
+	ANDL          $0xffff, AX
+	MOVL          AX, least+128(FP)
+	VZEROUPPER
 	RET
 
 	// The last panel when nt is odd: tiles (ti, tj) and (ti+1, tj) alone.
 amx_one:
-	CMPQ acc+64(FP), $0
+	CMPQ acc+80(FP), $0
 	JEQ  amx_one_zero
 	// tileloadd (%rdx,%r8,1), %tmm0
 	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x02
@@ -803,7 +873,7 @@ amx_one_zero:
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0
 
 amx_one_start:
-	MOVQ k32+56(FP), CX
+	MOVQ k32+72(FP), CX
 
 amx_one_loop:
 	AMXPFLINE(amx_one_pf0)
@@ -818,21 +888,26 @@ amx_one_pf2:
 	AMXPFLINE(amx_one_pf3)
 
 amx_one_pf3:
-	// tileloadd (%rsi,%r8,1), %tmm4
-	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x06
-	// tileloadd (%rdi,%r8,1), %tmm5
-	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x07
+	// tileloadd (%rsi,%r9,1), %tmm4
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x0e
+	// tileloadd (%rdi,%r9,1), %tmm5
+	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x0f
 	// tileloadd (%rbx,%r8,1), %tmm6
 	BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x03
 	// tdpbf16ps %tmm6, %tmm4, %tmm0
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4
 	// tdpbf16ps %tmm6, %tmm5, %tmm2
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5
-	ADDQ $1024, SI
-	ADDQ $1024, DI
+	AMXSCAN(amx_one_scanned)
+
+amx_one_scanned:
+	ADDQ aStep+24(FP), SI
+	ADDQ aStep+24(FP), DI
 	ADDQ $1024, BX
 	DECQ CX
 	JNZ  amx_one_loop
+
+	AMXCTILES
 
 	// tilestored %tmm0, (%rdx,%r8,1)
 	BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x02

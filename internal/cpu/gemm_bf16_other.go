@@ -23,6 +23,20 @@ func amxTilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32,
 	bf16TilesPtr(a, lda, b, ldb, c, mt, nt, k32, acc)
 }
 
+func amxTilesW(a *uint16, ldw int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int) uint16 {
+	w := u16s(a, (16*mt-1)*ldw+32*k32)
+	t := make([]uint16, mt*k32*512)
+	for ti := range mt {
+		for s := range k32 {
+			for o := range 16 {
+				copy(t[(ti*k32+s)*512+32*o:][:32], w[(16*ti+o)*ldw+32*s:])
+			}
+		}
+	}
+	bf16TilesPtr(&t[0], k32*512, b, ldb, c, mt, nt, k32, acc)
+	return minMag16(&t[0], len(t))
+}
+
 func bf16TilesPtr(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
 	bf16TilesGo(u16s(a, (mt-1)*lda+512*k32), lda, u16s(b, (nt-1)*ldb+512*k32), ldb,
 		f32s(c, mt*nt*256), mt, nt, k32, acc != 0)

@@ -392,7 +392,8 @@ func TestBF16Product(t *testing.T) {
 		{40, 4*runtime.GOMAXPROCS(0)*bfMC + 48, 300}, // blocks of bfMC rows
 		{2*bfNC + 16, 33, 67}, {40, 200, bfKC}, {41, 47, 2*bfKC + 1},
 		{70, 40, 2*bfChunk/(2*bfMC) + 75}, {bfNC + 20, 50, bfChunk/(2*bfMC) + 33}, // chunks of W's columns
-		{40, 2*runtime.GOMAXPROCS(0)*64 + 16, bfChunk/(2*64) + 40}} {
+		{40, 2*runtime.GOMAXPROCS(0)*64 + 16, bfChunk/(2*64) + 40},
+		{64, 130, 2*bfChunk/(2*64) + 64}, {17, 200, 96}} { // W in place (amxTilesW): three chunks; blocks of 64 rows and a last of 8
 		checkBF16Product(t, rng, sh[0], sh[1], sh[2])
 	}
 }
@@ -407,6 +408,7 @@ func TestBF16ProductSplit(t *testing.T) {
 	rng := rand.New(rand.NewPCG(189, 190))
 	checkBF16Product(t, rng, 37, 7*bfMC+21, 131)
 	checkBF16Product(t, rng, 130, 3*bfMC, 77)
+	checkBF16Product(t, rng, 50, 7*bfMC+21, 96) // W in place
 }
 
 // TestBF16ProductGuard checks that values the instructions would flush
@@ -418,10 +420,21 @@ func TestBF16ProductSplit(t *testing.T) {
 // untouched).
 func TestBF16ProductGuard(t *testing.T) {
 	rng := rand.New(rand.NewPCG(191, 192))
-	const n, out, in = 20, 3*bfMC + 5, 45
+	const n, out = 20, 3*bfMC + 5
+	// W packed (45 columns: the value in a whole step, then in the last
+	// columns) and read in place (96: in the first step and the last; and
+	// in a third chunk of W's columns).
+	for _, sh := range []struct{ in, col, cases int }{{45, 3, 6}, {45, 42, 6}, {96, 3, 6}, {96, 93, 6}, {2*bfChunk/(2*64) + 32, 2*bfChunk/(2*64) + 29, 1}} {
+		testBF16Guard(t, rng, n, out, sh.in, sh.col, sh.cases)
+	}
+}
+
+// testBF16Guard is TestBF16ProductGuard on W (out×in) with the value that
+// the instructions would flush at column col, its first cases cases.
+func testBF16Guard(t *testing.T, rng *rand.Rand, n, out, in, col, cases int) {
 	for _, c := range []struct {
 		what    string
-		wv, xv  float32 // placed at W[o, 3] and x[i, 3]
+		wv, xv  float32 // placed at W[o, col] and x[i, col]
 		guarded int64   // the blocks of W sent to matGemvGo, where x takes the bf16 product
 	}{
 		{"subnormal w", 0x1p-130, 1, 1},
@@ -430,36 +443,37 @@ func TestBF16ProductGuard(t *testing.T) {
 		{"tiny product", 0x1p-70, 0x1p-70, 1},
 		{"at the bound", 0x1p-52, 0x1p-51, 0},
 		{"a normal w below the bound", 0x1p-80, 0x1p-24, 1},
-	} {
+	}[:cases] {
 		wv, wb := randBF16(rng, out*in, 1)
 		x, _ := randBF16(rng, n*in, 1)
 		// Row o = bfMC+1 of W: zero but for wv, so that y[:, o] = xv·wv
-		// exactly; every row of x holds xv at column 3.
+		// exactly; every row of x holds xv at column col.
 		o := bfMC + 1
 		for k := range in {
 			wv[o*in+k], wb[o*in+k] = 0, 0
 		}
-		wb[o*in+3] = narrow1(BF16, c.wv)
-		wv[o*in+3] = widen1(BF16, wb[o*in+3])
+		wb[o*in+col] = narrow1(BF16, c.wv)
+		wv[o*in+col] = widen1(BF16, wb[o*in+col])
 		for i := range n {
-			x[i*in+3] = widen1(BF16, narrow1(BF16, c.xv))
+			x[i*in+col] = widen1(BF16, narrow1(BF16, c.xv))
 		}
 		w := Mat{Rows: out, Cols: in, Type: BF16, Bits: wb}
 		want, mag := refNT(x, wv, n, out, in)
 		y := nanFill(n * out)
 		g := bf16Guarded.Load()
 		Product(y, x, w, n)
-		within(t, c.what, y, want, mag, accTol(in))
+		what := fmt.Sprintf("in=%d col=%d %s", in, col, c.what)
+		within(t, what, y, want, mag, accTol(in))
 		if got := bf16Guarded.Load() - g; useBF16DP && got != c.guarded {
-			t.Errorf("%s: %d blocks of W guarded, want %d", c.what, got, c.guarded)
+			t.Errorf("%s: %d blocks of W guarded, want %d", what, got, c.guarded)
 		}
 		if y := nanFill(n * out); useBF16DP && bf16Product(y, x, w, n) == (c.xv < 0x1p-126) {
-			t.Errorf("%s: bf16Product took x: %v", c.what, c.xv >= 0x1p-126)
+			t.Errorf("%s: bf16Product took x: %v", what, c.xv >= 0x1p-126)
 		}
-		exact := float32(float64(wv[o*in+3]) * float64(x[3]))
+		exact := float32(float64(wv[o*in+col]) * float64(x[col]))
 		for i := range n {
 			if y[i*out+o] != exact || exact == 0 {
-				t.Errorf("%s: y[%d, %d] = %v, want %v", c.what, i, o, y[i*out+o], exact)
+				t.Errorf("%s: y[%d, %d] = %v, want %v", what, i, o, y[i*out+o], exact)
 				break
 			}
 		}
