@@ -38,25 +38,7 @@ func TestAMXTilesW(t *testing.T) {
 					w[at], wval[at] = 0x8380, -0x1p-120
 					w[(row+1)%(16*mt)*ldw+32*k32] = 0x0001
 					c0 := randF32(rng, mt*nt*256, 4)
-					want := make([]float64, len(c0))
-					mag := make([]float64, len(c0))
-					for ti := range mt {
-						for tj := range nt {
-							for o := range 16 {
-								for r := range 16 {
-									e := (ti*nt+tj)*256 + 16*o + r
-									if acc {
-										want[e], mag[e] = float64(c0[e]), math.Abs(float64(c0[e]))
-									}
-									for k := range 32 * k32 {
-										v := float64(wval[(16*ti+o)*ldw+k]) * float64(bval[tj*ldb+k/2*32+2*r+k%2])
-										want[e] += v
-										mag[e] += math.Abs(v)
-									}
-								}
-							}
-						}
-					}
+					want, mag := tilesRef(mt, nt, k32, func(ti, o, k int) float32 { return wval[(16*ti+o)*ldw+k] }, bval, ldb, c0, acc)
 					what := fmt.Sprintf("mt=%d nt=%d k32=%d least in row %d acc=%v", mt, nt, k32, row, acc)
 					got := append([]float32(nil), c0...)
 					least := amxTilesW(&w[0], ldw, &b[0], ldb, &got[0], mt, nt, k32, b2i(acc), p, p+uintptr(len(pfScratch)), 3000, 4160)

@@ -70,26 +70,7 @@ func TestBF16Tiles(t *testing.T) {
 						ldb := 512*k32 + 64
 						bval, b := randBF16(rng, nt*ldb, 1)
 						c0 := randF32(rng, mt*nt*256, 4)
-						// The reference: c[tile, o, r] = c0 (acc) + Σₖ a·b.
-						want := make([]float64, len(c0))
-						mag := make([]float64, len(c0))
-						for ti := range mt {
-							for tj := range nt {
-								for o := range 16 {
-									for r := range 16 {
-										e := (ti*nt+tj)*256 + 16*o + r
-										if acc {
-											want[e], mag[e] = float64(c0[e]), math.Abs(float64(c0[e]))
-										}
-										for k := range 32 * k32 {
-											v := float64(aval[ti*lda+k/32*512+32*o+k%32]) * float64(bval[tj*ldb+k/2*32+2*r+k%2])
-											want[e] += v
-											mag[e] += math.Abs(v)
-										}
-									}
-								}
-							}
-						}
+						want, mag := tilesRef(mt, nt, k32, func(ti, o, k int) float32 { return aval[ti*lda+k/32*512+32*o+k%32] }, bval, ldb, c0, acc)
 						what := fmt.Sprintf("mt=%d nt=%d k32=%d lda=%d acc=%v", mt, nt, k32, lda, acc)
 						gof := append([]float32(nil), c0...)
 						bf16TilesGo(a, lda, b, ldb, gof, mt, nt, k32, acc)
@@ -127,6 +108,32 @@ func TestBF16Tiles(t *testing.T) {
 			}
 		}
 	}
+}
+
+// tilesRef returns the float64 reference of the tiles of C that the bf16
+// kernels compute, and the sums of the magnitudes: c[tile, o, r] = c0
+// (when acc) + Σₖ a(ti, o, k)·b, b as x's panels (ldb apart) hold it.
+func tilesRef(mt, nt, k32 int, a func(ti, o, k int) float32, bval []float32, ldb int, c0 []float32, acc bool) (want, mag []float64) {
+	want = make([]float64, len(c0))
+	mag = make([]float64, len(c0))
+	for ti := range mt {
+		for tj := range nt {
+			for o := range 16 {
+				for r := range 16 {
+					e := (ti*nt+tj)*256 + 16*o + r
+					if acc {
+						want[e], mag[e] = float64(c0[e]), math.Abs(float64(c0[e]))
+					}
+					for k := range 32 * k32 {
+						v := float64(a(ti, o, k)) * float64(bval[tj*ldb+k/2*32+2*r+k%2])
+						want[e] += v
+						mag[e] += math.Abs(v)
+					}
+				}
+			}
+		}
+	}
+	return want, mag
 }
 
 // TestPackTiles16 checks packTiles16 against packTilesGo and the layout
