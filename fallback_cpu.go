@@ -27,8 +27,12 @@ func (cpuBackend) sync() error { return nil }
 
 // host returns m's storage as internal/cpu takes it.
 func host(m *Matrix) cpu.Mat {
-	return cpu.Mat{Rows: m.rows, Cols: m.cols, Type: cpuType(m.dt), F32: m.buf.data, Bits: m.buf.bits,
+	h := cpu.Mat{Rows: m.rows, Cols: m.cols, Type: cpuType(m.dt), F32: m.buf.data, Bits: m.buf.bits,
 		Codes: m.buf.codes, Absmax: m.buf.absmax, Block: m.block}
+	if m.dt == BF16 {
+		h.Least = &m.least
+	}
+	return h
 }
 
 // cpuType returns internal/cpu's name of dt.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/golora/lora/internal/sysmem"
 )
@@ -34,10 +35,19 @@ type Matrix struct {
 	// operation that writes the matrix otherwise clears boundKnown (forgetBound).
 	bound      float64
 	boundKnown bool
+
+	// least caches, for a BF16 matrix on the CPU, the least nonzero
+	// magnitude among its patterns for the bf16 product (cpu.Mat.Least): 0
+	// while unknown. forgetBound and Merge's rank update clear it.
+	least atomic.Uint32
 }
 
-// forgetBound records that m's elements changed in a way its bound does not follow.
-func (m *Matrix) forgetBound() { m.boundKnown = false }
+// forgetBound records that m's elements changed in a way its bound does not
+// follow, and that its cached least magnitude is unknown.
+func (m *Matrix) forgetBound() {
+	m.boundKnown = false
+	m.least.Store(0)
+}
 
 // NewMatrix returns a zero-filled rows×cols matrix.
 func NewMatrix(rows, cols int) (*Matrix, error) { return newMatrix("NewMatrix", rows, cols, nil) }

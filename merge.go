@@ -114,6 +114,7 @@ func (l *Layer) mergeOp(op string, merge bool) error {
 	// A float32 result at most maxFinite(w.dt) rounds to at most that in
 	// W's dtype, itself representable: the bound needs no further margin.
 	if absC*maxRowB*grow < math.MaxFloat32 && total < maxFinite(w.dt) {
+		w.least.Store(0) // W changes; its bound follows, below
 		if err := be.rankUpdate(w, l.a, l.b, c); err != nil {
 			w.forgetBound()
 			return fmt.Errorf("lora: %s: %w", op, err)

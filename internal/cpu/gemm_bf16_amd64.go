@@ -41,12 +41,13 @@ func amxTilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32,
 
 // amxTilesW is amxTilesPF with W's tiles read where they lie in W's rows,
 // not packed: row o of step s of tile ti is the 32 values at
-// a[(16·ti+o)·ldw + 32·s], ldw elements a row of W. It returns the least
-// nonzero magnitude among those values (0 when there is none), as
-// minMag16 does: the tiles' rows are read for it by the vector unit while
-// the tiles compute, once (with the last panels of x, when they are in L1).
-func amxTilesW(a *uint16, ldw int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int) uint16 {
-	return uint16(amxKernel(a, 2*ldw, 32*ldw, 64, b, ldb, c, mt, nt, k32, acc, pf, pfEnd, rowBytes, stride, 1) + 1)
+// a[(16·ti+o)·ldw + 32·s], ldw elements a row of W. When scan, it returns
+// the least nonzero magnitude among those values (0 when there is none),
+// as minMag16 does: the tiles' rows are read for it by the vector unit
+// while the tiles compute, once (with the last panels of x, when they are
+// in L1); else 0.
+func amxTilesW(a *uint16, ldw int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int, scan bool) uint16 {
+	return uint16(amxKernel(a, 2*ldw, 32*ldw, 64, b, ldb, c, mt, nt, k32, acc, pf, pfEnd, rowBytes, stride, b2i(scan)) + 1)
 }
 
 // amxKernel is the AMX kernel behind amxTilesPF and amxTilesW: W's tiles

@@ -23,7 +23,7 @@ func amxTilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32,
 	bf16TilesPtr(a, lda, b, ldb, c, mt, nt, k32, acc)
 }
 
-func amxTilesW(a *uint16, ldw int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int) uint16 {
+func amxTilesW(a *uint16, ldw int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int, scan bool) uint16 {
 	w := u16s(a, (16*mt-1)*ldw+32*k32)
 	t := make([]uint16, mt*k32*512)
 	for ti := range mt {
@@ -34,6 +34,9 @@ func amxTilesW(a *uint16, ldw int, b *uint16, ldb int, c *float32, mt, nt, k32, 
 		}
 	}
 	bf16TilesPtr(&t[0], k32*512, b, ldb, c, mt, nt, k32, acc)
+	if !scan {
+		return 0
+	}
 	return minMag16(&t[0], len(t))
 }
 

@@ -1,6 +1,10 @@
 package cpu
 
-import "github.com/golora/lora/internal/half"
+import (
+	"sync/atomic"
+
+	"github.com/golora/lora/internal/half"
+)
 
 // Type is the element type of an operand.
 type Type uint8
@@ -30,6 +34,15 @@ type Mat struct {
 	Codes      []byte
 	Absmax     []float32
 	Block      int
+
+	// Least, when not nil, caches the least nonzero magnitude among the
+	// patterns of a BF16 matrix for the bf16 product's check (bf16Safe):
+	// 0 while unknown, else 1<<16 | that pattern (0 when every value is
+	// zero). Its owner stores 0 whenever the matrix changes; bf16Run fills
+	// it after a call that read every value of W, and while it is known
+	// reads W's tiles in place without finding their least magnitude
+	// again.
+	Least *atomic.Uint32
 }
 
 // widen writes the float32 values of the n elements of m from flat index
