@@ -330,9 +330,9 @@ func bf16Run(io *bf16IO, w Mat, n int, lt *loraTerm) bool {
 	if !ok || xmin != 0 && xmin < 0x80 { // a subnormal x: see bf16Safe
 		return false
 	}
-	// W's least magnitude: known from an earlier call (w.Least), when
-	// every block reads W's tiles in place without finding it again; else
-	// found by this call's blocks and, when they read every value, kept.
+	// W's least magnitude: known from an earlier call (w.Least), and safe
+	// with x's, the blocks read in place do not find it again; unknown, it
+	// is found by this call's blocks and, when they read every value, kept.
 	wLeast, wKnown := w.least()
 	wSafe := wKnown && bf16Safe(xmin, wLeast)
 	var found struct {
