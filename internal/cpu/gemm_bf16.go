@@ -40,11 +40,11 @@ import (
 //	  W, its least magnitude is kept (w.Least) and later calls read W's
 //	  tiles without finding it (0.82, 1.02 and 1.42 ms against 0.87,
 //	  1.13 and 1.77 ms finding it, medians of 4 alternating runs);
-//	the kernel (amxTiles or dpbf16Tiles) computes 16×16 tiles of yᵀ, the
-//	  block's tiles against a group's panels, bfKC columns a call (on
-//	  AMX each call also prefetches into L2 its share of the rows of W
-//	  that the goroutine packs next, a few lines a step: amxTilesPF,
-//	  bf16NextChunk), into a
+//	the kernel (amxTiles, amxTilesW or dpbf16Tiles) computes 16×16 tiles
+//	  of yᵀ, the block's tiles against a group's panels, bfKC columns a
+//	  call (in place, the whole chunk; on AMX each call also prefetches
+//	  into L2 its share of the rows of W that the goroutine packs or reads
+//	  next, a few lines a step: amxTilesPF, bf16NextChunk), into a
 //	  block of float32 sums whose tiles transpose16 then writes into y
 //	  (or, for a y of BF16 patterns, into scratch, each row of the block
 //	  then rounded into y once Forward's term is added: bf16IO).
