@@ -12,6 +12,7 @@
 //	product.go, half.go       y = x·Wᵀ: the fused matrix-vector driver, Sgemm, widened panels
 //	gemm.go, gemm_amd64.go    the packed product (BLIS-style, AVX-512 micro-kernel) for batches,
 //	                          its packing kernels (gemm_amd64.s; gemm_other.go their loops)
+//	gemm_wide.go              the same kernel with a float32 W read in place, for 58 to 64 rows
 //	gemm_bf16*.go, amx*.go    a BF16 W times bf16 x (and bf16 dy times W, gemm_bf16_gradx.go)
 //	                          on AMX (TDPBF16PS) or AVX-512 BF16 (VDPBF16PS), their guard
 //	                          against subnormal operands, the AMX permission
@@ -51,7 +52,10 @@
 // more, eight (8×32: gemmPanelRows). While x packed fits 4 MiB, each block
 // of W is two panels (64 rows) packed over the whole inner dimension, its
 // rows read from memory whole and in order, and the next slab of W is
-// prefetched into L2 while the micro-kernel runs. From
+// prefetched into L2 while the micro-kernel runs. A float32 W with 58 to
+// 64 rows of x is not packed at all (gemm_wide.go): the operands swap
+// roles, six rows of W read in place as the broadcast operand of the 6×64
+// kernel against 64 rows of x packed once. From
 // 16 rows as well (gemmSmallWins) the adapter's products of Backward (T,
 // U, dA, dB) and Shrink's T run on the same product with the r-row operand
 // in the place of x; and rankUpdateF32 (Merge's W += s·B·A, Backward's

@@ -288,8 +288,18 @@ func packedProduct(y, x []float32, w Mat, n int) { packedProductTerm(y, x, w, n,
 // packedProductTerm is packedProduct, with Forward's adapter term (lt, when
 // not nil) computed by its goroutines: its share of T before the first
 // block, and the term added to each run of loraTermSlab columns of y or
-// more (whole blocks) once written.
+// more (whole blocks) once written. For a float32 W and the batches
+// wideWins serves, W is read in place instead of packed (wideProduct).
 func packedProductTerm(y, x []float32, w Mat, n int, lt *loraTerm) {
+	if wideWins(w.Type, n, w.Rows, w.Cols) {
+		wideProduct(y, x, w, n, lt) // W in place (gemm_wide.go)
+		return
+	}
+	packedWProduct(y, x, w, n, lt)
+}
+
+// packedWProduct is packedProductTerm with W packed, whatever n.
+func packedWProduct(y, x []float32, w Mat, n int, lt *loraTerm) {
 	mr := gemmPanelRows(n)
 	xb := getGemmBuf(gemmRowsPad(n, mr) * w.Cols)
 	defer gemmPool.Put(xb)

@@ -90,3 +90,12 @@ func gemmKernel6x64(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, ro
 //
 //go:noescape
 func gemmKernel6x32(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, rowBytes, stride, ldb, b2 int)
+
+// gemmKernelW6x64 sets c[i·ldc+j] to Σₚ a[i·lda+p]·b'ₚⱼ (plus its old value
+// when acc ≠ 0) for i < 6, j < 64 and p < k, k ≥ 1, each sum accumulated in
+// p order: gemmKernel6x64 with a's six rows read where they lie (six rows
+// of W, lda floats apart) and b' two packed panels (steps of 32 floats,
+// the second panel b2 bytes on) of 64 rows of x. c is a block of yᵀ. AVX-512.
+//
+//go:noescape
+func gemmKernelW6x64(k int, a *float32, lda int, b, c *float32, ldc, acc, b2 int)

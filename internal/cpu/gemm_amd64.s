@@ -919,3 +919,77 @@ t6_loop:
 	JNZ        t6_loop
 	VZEROUPPER
 	RET
+
+// gemmKernelW6x64: the 6×64 kernel with a's six values of a step read
+// where they lie, one from each of six rows lda bytes apart (rows of W in
+// place, their steps consecutive), not from a packed panel: row i of a at
+// SI + i·lda, through SI and R13 = SI + 3·lda with R11 = lda as index. The
+// block of C, b's loads and the FMAs are GEMM6STEP64's.
+#define GEMM6STEPW \
+	VMOVUPS (DI), Z24 \
+	VMOVUPS 64(DI), Z25 \
+	VMOVUPS (DI)(R9*1), Z26 \
+	VMOVUPS 64(DI)(R9*1), Z27 \
+	VBROADCASTSS (SI), Z28 \
+	VBROADCASTSS (SI)(R11*1), Z29 \
+	VBROADCASTSS (SI)(R11*2), Z30 \
+	VBROADCASTSS (R13), Z31 \
+	GEMM6ROW4(Z28, Z0, Z1, Z2, Z3) \
+	GEMM6ROW4(Z29, Z4, Z5, Z6, Z7) \
+	VBROADCASTSS (R13)(R11*1), Z28 \
+	GEMM6ROW4(Z30, Z8, Z9, Z10, Z11) \
+	VBROADCASTSS (R13)(R11*2), Z29 \
+	GEMM6ROW4(Z31, Z12, Z13, Z14, Z15) \
+	GEMM6ROW4(Z28, Z16, Z17, Z18, Z19) \
+	GEMM6ROW4(Z29, Z20, Z21, Z22, Z23) \
+	ADDQ $4, SI \
+	ADDQ $4, R13 \
+	ADDQ $128, DI
+
+// func gemmKernelW6x64(k int, a *float32, lda int, b, c *float32, ldc, acc, b2 int)
+TEXT ·gemmKernelW6x64(SB), NOSPLIT, $0-64
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R11
+	SHLQ $2, R11
+	LEAQ (SI)(R11*2), R13
+	ADDQ R11, R13
+	MOVQ b+24(FP), DI
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
+	SHLQ $2, R8
+	MOVQ b2+56(FP), R9
+	ZERO16
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	GEMM6PREFC64
+	MOVQ CX, BX
+	SHRQ $1, BX
+	JZ   w64_tail
+
+w64_loop:
+	GEMM6STEPW
+	GEMM6STEPW
+	DECQ BX
+	JNZ  w64_loop
+
+w64_tail:
+	TESTQ $1, CX
+	JZ    w64_done
+	GEMM6STEPW
+
+w64_done:
+	CMPQ acc+48(FP), $0
+	JEQ  w64_store
+	GEMM6ADD64
+
+w64_store:
+	GEMM6STORE64
+	VZEROUPPER
+	RET

@@ -79,7 +79,8 @@ func BenchmarkGemmKernelStream(b *testing.B) {
 }
 
 // BenchmarkPackedProduct times y = x·Wᵀ on a 4096×4096 W of each type by
-// the packed product and by the path of W's type (f32Product, halfProduct,
+// the packed product (W in place where wideWins says so; packed-w: W
+// packed always) and by the path of W's type (f32Product, halfProduct,
 // nf4Product), and dx = dy·W by packedGradX and by Backward's other path
 // (productNN): the measurements behind gemmMinRows.
 func BenchmarkPackedProduct(b *testing.B) {
@@ -94,7 +95,7 @@ func BenchmarkPackedProduct(b *testing.B) {
 	ws[NF4], _ = nf4W(rng, out, in, 64)
 	for _, dt := range []Type{F32, BF16, NF4} {
 		w := ws[dt]
-		for _, n := range []int{8, 16, 32, 64, 256} {
+		for _, n := range []int{8, 16, 32, 60, 64, 256} {
 			x := randF32(rng, n*in, 1)
 			y := make([]float32, n*out)
 			for _, p := range []struct {
@@ -102,6 +103,7 @@ func BenchmarkPackedProduct(b *testing.B) {
 				f    func()
 			}{
 				{"packed", func() { packedProduct(y, x, w, n) }},
+				{"packed-w", func() { packedWProduct(y, x, w, n, nil) }},
 				{"packed-gopack", func() {
 					packedRunGo(y, x, n, in, out, &w)
 				}},

@@ -116,6 +116,19 @@ func gemmKernel6x32(k int, a, b, c *float32, ldc, acc int, pf uintptr, lines, ro
 	gemmKernel6Go(k, a, b, c, ldc, acc, ldb, 0, gemmNR)
 }
 
+// gemmKernelW6x64 is gemmKernel6x64 with a's six rows where they lie, lda
+// floats apart: packed as a panel, then the same loop.
+func gemmKernelW6x64(k int, a *float32, lda int, b, c *float32, ldc, acc, b2 int) {
+	as := f32s(a, 5*lda+k)
+	a6 := make([]float32, 6*k)
+	for i := range 6 {
+		for p := range k {
+			a6[p*6+i] = as[i*lda+p]
+		}
+	}
+	gemmKernel6Go(k, &a6[0], b, c, ldc, acc, gemmNR, b2, 2*gemmNR)
+}
+
 // gemmKernel6Go is the loop of gemmKernel6x64 (cols 64) and gemmKernel6x32
 // (cols 32).
 func gemmKernel6Go(k int, a, b, c *float32, ldc, acc, ldb, b2, cols int) {
