@@ -255,7 +255,7 @@ func gradsPacked(t, u, dA, dB, dy, x, a, b []float32, n, in, out, r int, s float
 	tt, ut, bp := (*buf)[:r*n], (*buf)[r*n:2*r*n], (*buf)[2*r*n:]
 	packedRun(tt, a, r, in, n, &xm, false, gemmNCSmall)
 	packXT(bp, b, r, out, r, mr)
-	packedRunX(ut, bp, r, out, n, &dym, false, gemmNCSmall, mr, nil)
+	packedRunX(ut, bp, r, out, n, &dym, false, gemmNCSmall, gemmKC, mr, nil)
 	for i := range tt {
 		tt[i] *= s
 		ut[i] *= s

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"runtime"
 	"unsafe"
 )
 
@@ -39,6 +40,8 @@ const (
 	gemmNCSmall = 32      // rows of W per block of y = x·Wᵀ while x packed fits gemmXFit (two panels for x in panels of six rows)
 	gemmXFit    = 1 << 20 // floats of packed x (4 MiB) up to which blocks are gemmNCSmall
 	gemmMC      = 128     // rows of x per pass over a packed block of W
+	gemmKCShort = 32      // rows of W per packed slab of dx = dy·W for few rows of dy (gradXBlocks)
+	gemmNCShort = 1024    // the most columns of W per block then
 	// The most rows of x for which dx = dy·W reads a float32 W's panels
 	// where they lie, not packed.
 	gemmInPlaceRows = 2 * gemmMR
@@ -304,7 +307,7 @@ func packedWProduct(y, x []float32, w Mat, n int, lt *loraTerm) {
 	xb := getGemmBuf(gemmRowsPad(n, mr) * w.Cols)
 	defer gemmPool.Put(xb)
 	packX(*xb, x, n, w.Cols, mr)
-	packedRunX(y, *xb, n, w.Cols, w.Rows, &w, false, gemmBlockRows(n, w.Cols), mr, lt)
+	packedRunX(y, *xb, n, w.Cols, w.Rows, &w, false, gemmBlockRows(n, w.Cols), gemmKC, mr, lt)
 }
 
 // gemmBlockRows returns the rows of W in a block of y = x·Wᵀ, for n rows of
@@ -319,6 +322,27 @@ func gemmBlockRows(n, k int) int {
 	return gemmNC
 }
 
+// gradXBlocks returns the columns of W in a block of dx = dy·W (ncb) and
+// the rows of W in each of its packed slabs (kcs) for n rows of dy and W
+// of in columns: gemmNC and gemmKC, but for dy of gemmInPlaceRows rows or
+// fewer, where the product is bound by reading W: slabs of gemmKCShort
+// rows and up to gemmNCShort columns (whole blocks of gemmNC, two blocks a
+// goroutine at least). Reading W's columns 128 rows at a time, 1 KiB of
+// each row, ran at 15 GB/s (packWT alone over a 4096×4096 W, two cores);
+// 32 rows at a time, 4 KiB of each, at 28 GB/s (16 rows: 29; 64: 15).
+// Measured (Backward with dx, r = 16, W read from memory, medians of 5,
+// gemmKC against gemmKCShort): in = out = 1024, n = 16: 528 against
+// 492 µs; 4096: 5.40 against 4.99 ms. At n = 24 the short slabs lost at
+// 4096 (5.82 against 5.93 ms); prefetching the next slab into L2 (as for
+// W's rows) made them slower still.
+func gradXBlocks(n, in int) (ncb, kcs int) {
+	if n > gemmInPlaceRows {
+		return gemmNC, gemmKC
+	}
+	per := in / (2 * runtime.GOMAXPROCS(0)) / gemmNC * gemmNC
+	return max(gemmNC, min(gemmNCShort, per)), gemmKCShort
+}
+
 // packedGradX computes dx = dy·W for dy (n×out), W (out×in) of any type and
 // dx (n×in) by the packed product, W's columns in the place of its rows.
 func packedGradX(dx, dy []float32, w Mat, n int) { packedGradXTerm(dx, dy, w, n, nil) }
@@ -331,7 +355,8 @@ func packedGradXTerm(dx, dy []float32, w Mat, n int, lt *loraTerm) {
 	xb := getGemmBuf(gemmRowsPad(n, mr) * w.Rows)
 	defer gemmPool.Put(xb)
 	packX(*xb, dy, n, w.Rows, mr)
-	packedRunX(dx, *xb, n, w.Rows, w.Cols, &w, true, gemmNC, mr, lt)
+	ncb, kcs := gradXBlocks(n, w.Cols)
+	packedRunX(dx, *xb, n, w.Rows, w.Cols, &w, true, ncb, kcs, mr, lt)
 }
 
 // packedRun computes y (n×nc) = x (n×k)·Bᵀ for B = W (nc×k, packed by
@@ -347,7 +372,7 @@ func packedRun(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb int) {
 	xb := getGemmBuf(gemmRowsPad(n, mr) * k)
 	defer gemmPool.Put(xb)
 	packX(*xb, x, n, k, mr)
-	packedRunX(y, *xb, n, k, nc, w, trans, ncb, mr, nil)
+	packedRunX(y, *xb, n, k, nc, w, trans, ncb, gemmKC, mr, nil)
 }
 
 // packXT packs the n×k matrix whose element (i, p) is src[p·ld+i] (the
@@ -383,7 +408,10 @@ func packXT(dst, src []float32, n, k, ld, mr int) {
 // W (gemmKernel6x64; a last odd one by gemmKernel6x32), and a block has
 // two panels at least. (Blocks of two panels for x in panels of eight rows
 // were slower: Forward at n = 16, in = out = 4096, 3.79 against 3.43 ms.)
-func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb, mr int, lt *loraTerm) {
+// Each slab of W packed is kcs steps of the inner dimension (gemmKC, or
+// gemmKCShort for dx at few rows: gradXBlocks), a part of one of x's runs
+// of gemmKC steps; no prefetching with slabs shorter than gemmKC.
+func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb, kcs, mr int, lt *loraTerm) {
 	np := gemmRowsPad(n, mr)
 	jstep := gemmNR // columns of y per call
 	if mr == gemmMR6 {
@@ -396,7 +424,7 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb, mr int, 
 	// slab of block blk at p0 reads.
 	slab := func(blk, p0 int) (r0, r1, c0, c1 int) {
 		j0, j1 := blk*ncb, min(nc, (blk+1)*ncb)
-		p1 := min(k, p0+gemmKC)
+		p1 := min(k, p0+kcs)
 		if trans {
 			return p0, p1, j0, j1
 		}
@@ -405,10 +433,11 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb, mr int, 
 	Parallel(blocks, n*k*nc, func(lo, hi int) {
 		lt.start(lo, hi, blocks)
 		termCols := loraTermSlab + ncb // the most columns gathered for lt
-		wb := getGemmBuf(gemmKC*gemmNC + gemmKC*gemmNR + lt.slabLen(termCols))
+		bpLen := ncb * kcs             // a packed slab
+		wb := getGemmBuf(bpLen + gemmKC*gemmNR + lt.slabLen(termCols))
 		defer gemmPool.Put(wb)
-		bp, row := (*wb)[:gemmKC*gemmNC], (*wb)[gemmKC*gemmNC:gemmKC*gemmNC+gemmKC*gemmNR]
-		termSlab := (*wb)[gemmKC*gemmNC+gemmKC*gemmNR:]
+		bp, row := (*wb)[:bpLen], (*wb)[bpLen:bpLen+gemmKC*gemmNR]
+		termSlab := (*wb)[bpLen+gemmKC*gemmNR:]
 		var tile [gemmMR * 2 * gemmNR]float32
 		term0 := lo * ncb // the first column of y whose term is not added
 		for blk := lo; blk < hi; blk++ {
@@ -423,8 +452,12 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb, mr int, 
 			// in = out = 4096, 6.10 against 5.58 ms (BenchmarkPacked
 			// Product's dx rows agree).
 			inPlace := trans && w.Type == F32 && n <= gemmInPlaceRows && k <= gemmKC && (j1-j0)%gemmNR == 0
-			for p0 := 0; p0 < k; p0 += gemmKC {
-				kc := min(gemmKC, k-p0)
+			for p0 := 0; p0 < k; p0 += kcs {
+				kc := min(kcs, k-p0)
+				// x's run of gemmKC steps holding p0, and the run's
+				// length: its panels' steps from p0 on.
+				base := p0 - p0%gemmKC
+				kcr := min(gemmKC, k-base)
 				switch {
 				case inPlace:
 				case trans:
@@ -434,10 +467,10 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb, mr int, 
 				}
 				// The next slab, spread over this one's calls.
 				var r0, r1, c0, c1 int
-				prefetch := !trans || n <= gemmMC
+				prefetch := !trans || n <= gemmMC && kcs == gemmKC
 				switch {
-				case p0+gemmKC < k:
-					r0, r1, c0, c1 = slab(blk, p0+gemmKC)
+				case p0+kcs < k:
+					r0, r1, c0, c1 = slab(blk, p0+kcs)
 				case blk+1 < hi:
 					r0, r1, c0, c1 = slab(blk+1, 0)
 				}
@@ -458,7 +491,7 @@ func packedRunX(y, ap []float32, n, k, nc int, w *Mat, trans bool, ncb, mr int, 
 						}
 						cols := min(jstep, j1-jr)
 						for ir := i0; ir < i1; ir += mr {
-							a := &ap[p0*np+ir*kc]
+							a := &ap[base*np+ir*kcr+(p0-base)*mr]
 							rows := min(mr, n-ir)
 							q0, q1 := r0+call*(r1-r0)/calls, r0+(call+1)*(r1-r0)/calls
 							call++

@@ -236,7 +236,7 @@ func TestPackedProduct(t *testing.T) {
 func packedRunMR(y, x []float32, n, k, nc int, w *Mat, trans bool, ncb, mr int) {
 	ap := make([]float32, gemmRowsPad(n, mr)*k)
 	packX(ap, x, n, k, mr)
-	packedRunX(y, ap, n, k, nc, w, trans, ncb, mr, nil)
+	packedRunX(y, ap, n, k, nc, w, trans, ncb, gemmKC, mr, nil)
 }
 
 // TestPackT32 checks packT32, packT32BF16 and packT32F16 alone against
