@@ -295,14 +295,24 @@ func TestSplit(t *testing.T) {
 }
 
 // TestTransposeBlocked checks the tiled transpose against the definition
-// on shapes with every remainder of its 8×8 tiles, and above the size at
-// which its rows are split among goroutines (GOMAXPROCS 3: shares ending
-// mid-tile).
+// on shapes with every remainder of its 8×8 tiles and of packT16's 16
+// columns (16 rows), and above the size at which its rows (or, for fewer
+// than 128 rows, its columns) are split among goroutines (GOMAXPROCS 3:
+// shares ending mid-tile; 16 rows with a share's whole 16s and a rest).
 func TestTransposeBlocked(t *testing.T) {
 	old := runtime.GOMAXPROCS(3)
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	type shape struct{ rows, cols int }
+	var shapes []shape
 	for _, rows := range []int{1, 7, 8, 9, 16, 23, 1001} {
-		for _, cols := range []int{1, 5, 8, 15, 17, 64, 67} {
+		for _, cols := range []int{1, 5, 8, 15, 16, 17, 64, 67} {
+			shapes = append(shapes, shape{rows, cols})
+		}
+	}
+	shapes = append(shapes, shape{16, 4096 + 27}, shape{16, 4099}, shape{3, 30001}, shape{127, 600}, shape{128, 515})
+	for _, sh := range shapes {
+		rows, cols := sh.rows, sh.cols
+		{
 			src := make([]float32, rows*cols)
 			for i := range src {
 				src[i] = float32(i) + 0.5
