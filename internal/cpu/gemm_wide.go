@@ -12,7 +12,9 @@ package cpu
 // goroutine, for each run of columns, calls the kernel on its groups in
 // turn (the run of packed x, 256 KiB, stays in L2 meanwhile; W's rows
 // stream from memory, six at a time, each read once), its blocks of yᵀ in
-// scratch, then writes them into y transposed and adds the adapter's term.
+// scratch, then writes them into y transposed and adds the adapter's term;
+// a share of more than wideChunk groups goes so in chunks, so that the
+// scratch stays in L2 whatever the rows of W.
 //
 // Measured (in = out = 4096, float32, two cores of the Sapphire Rapids of
 // doc.go, medians of 3, GFLOP/s, packed product against this one):
@@ -30,6 +32,7 @@ const (
 	wideKC      = 1024       // columns per run
 	wideMinRows = 58         // the fewest rows of x it serves
 	wideGroup   = gemmMR6    // rows of W per call
+	wideChunk   = 342        // the most groups of W's rows whose blocks of yᵀ a goroutine keeps at once (0.5 MiB for 64 rows of x)
 )
 
 // wideWins reports whether the product with W in place serves y = x·Wᵀ for
@@ -61,48 +64,58 @@ func wideProduct(y, x []float32, w Mat, n int, lt *loraTerm) {
 	groups := (out + wideGroup - 1) / wideGroup
 	Parallel(groups, n*in*out, func(lo, hi int) {
 		lt.start(lo, hi, groups)
+		// The share's groups in chunks of at most wideChunk, of sizes
+		// within one of each other: a chunk's blocks of yᵀ, scratch,
+		// stay in L2 over its runs of columns.
+		chunks := (hi - lo + wideChunk - 1) / wideChunk
+		size := (hi - lo + chunks - 1) / chunks
 		tile := wideGroup * np
-		buf := getGemmBuf((hi-lo)*tile + wideGroup*in + lt.slabLen(loraTermSlab))
+		buf := getGemmBuf(size*tile + lt.slabLen(loraTermSlab))
 		defer gemmPool.Put(buf)
-		ct := (*buf)[:(hi-lo)*tile]
-		tail := (*buf)[(hi-lo)*tile : (hi-lo)*tile+wideGroup*in]
-		termSlab := (*buf)[(hi-lo)*tile+wideGroup*in:]
-		// The last group's rows past W's, zero: its rows copied into tail.
-		last := hi == groups && out%wideGroup != 0
-		if last {
+		ct, termSlab := (*buf)[:size*tile], (*buf)[size*tile:]
+		var tail []float32
+		if hi == groups && out%wideGroup != 0 {
+			// The last group's rows, those past W's zero, copied.
+			tb := getGemmBuf(wideGroup * in)
+			defer gemmPool.Put(tb)
+			tail = (*tb)[:wideGroup*in]
 			rows := out % wideGroup
 			copy(tail, w.F32[(out-rows)*in:])
 			clear(tail[rows*in:])
 		}
-		for p0 := 0; p0 < in; p0 += wideKC {
-			kc := min(wideKC, in-p0)
-			acc := 0
-			if p0 > 0 {
-				acc = 1
-			}
-			for g := lo; g < hi; g++ {
-				a := w.F32[g*wideGroup*in+p0:]
-				if last && g == hi-1 {
-					a = tail[p0:]
+		for c0 := lo; c0 < hi; c0 += size {
+			c1 := min(hi, c0+size)
+			for p0 := 0; p0 < in; p0 += wideKC {
+				kc := min(wideKC, in-p0)
+				acc := 0
+				if p0 > 0 {
+					acc = 1
 				}
-				_ = a[(wideGroup-1)*in+kc-1] // bounds: the last element read
-				for q := 0; q < np; q += gemmXRows {
-					gemmKernelW6x64(kc, &a[0], in, &xt[p0*np+q*kc], &ct[(g-lo)*tile+q], np, acc, 4*gemmNR*kc)
+				for g := c0; g < c1; g++ {
+					a := w.F32[g*wideGroup*in+p0:]
+					if tail != nil && g == groups-1 {
+						a = tail[p0:]
+					}
+					_ = a[(wideGroup-1)*in+kc-1] // bounds: the last element read
+					for q := 0; q < np; q += gemmXRows {
+						gemmKernelW6x64(kc, &a[0], in, &xt[p0*np+q*kc], &ct[(g-c0)*tile+q], np, acc, 4*gemmNR*kc)
+					}
 				}
 			}
-		}
-		// yᵀ's blocks into y, then the term over runs of loraTermSlab columns.
-		j0, j1 := lo*wideGroup, min(out, hi*wideGroup)
-		for i := range n {
-			yi := y[i*out : (i+1)*out]
-			for j := j0; j < j1; j++ {
-				g := j / wideGroup
-				yi[j] = ct[(g-lo)*tile+(j-g*wideGroup)*np+i]
+			// yᵀ's blocks into y, then the term over runs of
+			// loraTermSlab columns.
+			j0, j1 := c0*wideGroup, min(out, c1*wideGroup)
+			for i := range n {
+				yi := y[i*out : (i+1)*out]
+				for j := j0; j < j1; j++ {
+					g := j / wideGroup
+					yi[j] = ct[(g-c0)*tile+(j-g*wideGroup)*np+i]
+				}
 			}
-		}
-		for o := j0; o < j1; o += loraTermSlab {
-			o1 := min(j1, o+loraTermSlab)
-			lt.add(y[o:], out, 0, n, o, o1, termSlab)
+			for o := j0; o < j1; o += loraTermSlab {
+				o1 := min(j1, o+loraTermSlab)
+				lt.add(y[o:], out, 0, n, o, o1, termSlab)
+			}
 		}
 	})
 }

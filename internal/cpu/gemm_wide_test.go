@@ -88,7 +88,8 @@ func TestGemmKernelW6x64(t *testing.T) {
 // (the last group read from a copy); columns one, within a run, at one
 // run, past one and two (a lone last column); with GOMAXPROCS 7, so that
 // groups split unevenly and the last goroutine's share ends in the short
-// group. y starts NaN: every element must be written. Then the packed
+// group, and shares of more than wideChunk groups, in chunks. y starts
+// NaN: every element must be written. Then the packed
 // product at the rows on either side of wideMinRows and gemmXRows, which
 // picks this product or packs W.
 func TestWideProduct(t *testing.T) {
@@ -101,6 +102,9 @@ func TestWideProduct(t *testing.T) {
 		{64, 12, 1}, {wideMinRows, 13, 16}, {gemmXRows, 301, wideKC + 6}, {63, 6*7*5 + 5, 700},
 		{1, 12, 5}, {31, 20, 33}, {gemmNR, 18, 2*wideKC + 1}, {33, 17, 100}, {gemmXRows + 1, 25, 70},
 		{2*gemmXRows + 3, 41, 300}, {60, 6 * 40, wideKC},
+		// Shares of more than wideChunk groups (seven goroutines), in
+		// two chunks each, the last ending in the short group.
+		{gemmXRows, 7*wideGroup*(wideChunk+15) + 1, 20},
 	}
 	if testing.Short() {
 		shapes = shapes[:4]
