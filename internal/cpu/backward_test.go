@@ -78,8 +78,10 @@ func TestForward(t *testing.T) {
 	}
 }
 
-// TestForwardFewRows runs Forward at n ≤ gemvRows on a float32 W, the
-// fused path of T, W's rows and B's terms in one split (rankTerm): ranks
+// TestForwardFewRows runs Forward at n ≤ gemvRows on a W of every type, the
+// fused path of T, W's rows and B's terms in one split (rankTerm; an NF4
+// W's rows of whole blocks on its kernel, the others by the Go loop; a
+// group of A weighed as several of a half or NF4 W's): ranks
 // below, at and past a whole 16 (gemv4F32's part) with every remainder,
 // rows of W leaving every remainder of a group of four, columns past the
 // kernel's whole 16s; and with GOMAXPROCS 7, each goroutine's share ending
@@ -91,13 +93,17 @@ func TestForwardFewRows(t *testing.T) {
 		{1, 1024, 37, 16}, {2, 64, 38, 19}, {3, 70, 39, 35}, {gemvRows, 33, 40, 64},
 		{1, 1030, 41, 1}, {2, 16, 9, 15}, {1, 2048, 130, 17}, {2, 1024, 9, 64},
 	}
-	for _, c := range shapes {
-		checkForward(t, rng, F32, c.n, c.in, c.out, c.r)
+	for _, dt := range []Type{F32, F16, BF16, NF4} {
+		for _, c := range shapes {
+			checkForward(t, rng, dt, c.n, c.in, c.out, c.r)
+		}
 	}
 	old := runtime.GOMAXPROCS(7)
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
-	for _, c := range shapes {
-		checkForward(t, rng, F32, c.n, c.in, 4*c.out+3, c.r)
+	for _, dt := range []Type{F32, F16, BF16, NF4} {
+		for _, c := range shapes {
+			checkForward(t, rng, dt, c.n, c.in, 4*c.out+3, c.r)
+		}
 	}
 }
 

@@ -66,17 +66,26 @@ func halfProduct(y, x []float32, w Mat, n int) {
 // halfGemv computes y = x·Wᵀ for a half W by gemvFused on gemv4BF16 or
 // gemv4F16 where the processor has them, by matGemvGo otherwise.
 func halfGemv(y, x []float32, w []uint16, dt Type, n, out, in int) {
+	op, release := halfGemvOp(y, x, w, dt, n, out, in)
+	defer release()
+	gemvFused(op)
+}
+
+// halfGemvOp returns halfGemv's product as a gemvOp, and the function that
+// returns its scratch (x reordered) once the product is done.
+func halfGemvOp(y, x []float32, w []uint16, dt Type, n, out, in int) (*gemvOp, func()) {
 	m := &Mat{Rows: out, Cols: in, Type: dt, Bits: w}
 	op := &gemvOp{y: y, x: x, kx: x, n: n, out: out, in: in, ldy: out, kb: gemvBlockCols(2),
 		value: func(o, j int) float32 { return widen1(dt, w[o*in+j]) },
 		slow:  func(i0, i1, o0, o1 int) { matGemvGo(y, x, m, i0, i1, out, o0, o1) }}
+	release := func() {}
 	if useHalfKernel(dt) {
 		kern := gemv4F16
 		if dt == BF16 && in >= 16 && n*in > 0 {
 			// x in pair order for gemv4BF16.
 			kern = gemv4BF16
 			p := getPanel(n * in)
-			defer panelPool.Put(p)
+			release = func() { panelPool.Put(p) }
 			op.kx = *p
 			pairOrder(op.kx, x, n, in)
 		}
@@ -84,7 +93,7 @@ func halfGemv(y, x []float32, w []uint16, dt Type, n, out, in int) {
 			kern(s, x, &w[o*in+j : (o+3)*in+j+cols][0], cols, in)
 		}
 	}
-	gemvFused(op)
+	return op, release
 }
 
 // panelPool recycles the float32 panels of panelProduct and panelGradX,

@@ -185,17 +185,26 @@ func nf4Gemv(y, x []float32, w Mat, n int) { nf4GemvBy(y, x, w, n, useNF4AVX512)
 // nf4GemvBy is nf4Gemv on gemv4NF4AVX512 (x in evenOdd order of 32) when
 // avx512, on gemv4NF4 (x in evenOdd order of 8) otherwise.
 func nf4GemvBy(y, x []float32, w Mat, n int, avx512 bool) {
+	op, release := nf4GemvOp(y, x, w, n, avx512)
+	defer release()
+	gemvFused(op)
+}
+
+// nf4GemvOp returns nf4GemvBy's product as a gemvOp, and the function that
+// returns its scratch (x reordered) once the product is done.
+func nf4GemvOp(y, x []float32, w Mat, n int, avx512 bool) (*gemvOp, func()) {
 	out, in, block := w.Rows, w.Cols, w.Block
 	op := &gemvOp{y: y, x: x, kx: x, n: n, out: out, in: in, ldy: out, kb: nf4BlockCols,
 		value: func(o, j int) float32 { return nf4Value(w.Codes, w.Absmax, o*in+j, (o*in+j)/block) },
 		slow:  func(i0, i1, o0, o1 int) { matGemvGo(y, x, &w, i0, i1, out, o0, o1) }}
+	release := func() {}
 	if nf4Fused(w) && n*in > 0 {
 		kern, width := gemv4NF4, 8
 		if avx512 {
 			kern, width = gemv4NF4AVX512, 32
 		}
 		p := getPanel(n * in)
-		defer panelPool.Put(p)
+		release = func() { panelPool.Put(p) }
 		op.kx = *p
 		evenOdd(op.kx, x, n, in, width)
 		op.kern = func(s, x *float32, o, j, cols int) {
@@ -203,7 +212,7 @@ func nf4GemvBy(y, x []float32, w Mat, n int, avx512 bool) {
 			kern(s, x, &w.Codes[f0/2 : (f1+1)/2][0], &w.Absmax[f0/block : (f1-1)/block+1][0], cols, in, block)
 		}
 	}
-	gemvFused(op)
+	return op, release
 }
 
 // NF4Beyond returns the index and value of the first of the n NF4 elements
