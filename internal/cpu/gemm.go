@@ -326,7 +326,7 @@ func gemmBlockRows(n, k int) int {
 // the rows of W in each of its packed slabs (kcs) for n rows of dy and W
 // of in columns: gemmNC and gemmKC, but for dy of gemmInPlaceRows rows or
 // fewer, where the product is bound by reading W: slabs of gemmKCShort
-// rows and up to gemmNCShort columns (whole blocks of gemmNC, two blocks a
+// rows and up to gemmNCShort columns (whole blocks of gemmNC, a block a
 // goroutine at least). Reading W's columns 128 rows at a time, 1 KiB of
 // each row, ran at 15 GB/s (packWT alone over a 4096×4096 W, two cores);
 // 32 rows at a time, 4 KiB of each, at 28 GB/s (16 rows: 29; 64: 15).
@@ -339,7 +339,7 @@ func gradXBlocks(n, in int) (ncb, kcs int) {
 	if n > gemmInPlaceRows {
 		return gemmNC, gemmKC
 	}
-	per := in / (2 * runtime.GOMAXPROCS(0)) / gemmNC * gemmNC
+	per := in / runtime.GOMAXPROCS(0) / gemmNC * gemmNC
 	return max(gemmNC, min(gemmNCShort, per)), gemmKCShort
 }
 
