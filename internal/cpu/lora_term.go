@@ -24,7 +24,7 @@ import "sync"
 //
 // For x held as BF16 patterns (ForwardBF16), each goroutine computes
 // instead the rows of T of its share of x's rows (widened into its own
-// scratch), on the same kernels; past loraFusedTRows, where the packed
+// scratch), on the same kernels; past loraFusedTRowsBF16, where the packed
 // product serves (gemmSmallWins), T comes first from it on x's patterns
 // (widened as it packs them).
 type loraTerm struct {
@@ -40,12 +40,22 @@ type loraTerm struct {
 }
 
 // loraFusedTRows is the most rows of x for which the product's goroutines
-// compute T. Measured on 4096 columns, r = 16, one core: the fused kernels
-// take 20, 81 and 384 µs at n = 16, 64 and 256 (gemv4x4F32; 31, 120 and
-// 550 on gemv4F32 alone), Shrink 75, 89 and 230 µs (on one core below 128
-// rows); split between two cores the former wins up to 64 rows, and
-// Forward at n = 256 takes the same time either way.
-const loraFusedTRows = 64
+// compute T (loraFusedTRowsBF16 for x held as BF16 patterns, whose
+// goroutines widen their rows of x first). Measured on 4096 columns,
+// r = 16, one core: the fused kernels take 20, 81 and 384 µs at n = 16,
+// 64 and 256 (gemv4x4F32; 31, 120 and 550 on gemv4F32 alone), Shrink 75,
+// 89 and 230 µs (on one core below 128 rows). Forward on two cores,
+// r = 16, medians of 4, T by the goroutines against Shrink first: in = out
+// = 1024, n = 128: 1.04 against 1.16 ms, n = 256: 1.83 against 1.89 ms
+// (Shrink then at 80 µs on two cores, its packing of x most of it);
+// 4096, n = 128: 15.0 against 15.2 ms, n = 256: 26.9 against 27.1 ms;
+// above, n = 512 and 1024, about the same. ForwardBF16: n = 128 0.35
+// against 0.36 ms (1024) and 3.1 against 3.2 ms (4096), but n = 256 0.61
+// against 0.60 and 5.5 against 5.3 ms.
+const (
+	loraFusedTRows     = 256
+	loraFusedTRowsBF16 = 128
+)
 
 // loraTermSlab is the most columns of y a goroutine gathers before adding
 // their term (the slab of Bᵀ for them, r rows of it, stays in L1 or L2).
@@ -73,7 +83,7 @@ func newGradXTerm(u, a []float32, n, in, r int) *loraTerm {
 // newLoRATermBF16 is newLoRATerm for x held as BF16 patterns.
 func newLoRATermBF16(t []float32, x []uint16, a, b []float32, n, in, r int, s float32) *loraTerm {
 	lt := &loraTerm{t: t, xb: x, a: a, b: b, n: n, in: in, r: r, s: s}
-	if n > loraFusedTRows && gemmSmallWins(n, in, gemmNR) {
+	if n > loraFusedTRowsBF16 && gemmSmallWins(n, in, gemmNR) {
 		// As Shrink, x's rows widened as they are packed.
 		shrinkPacked(t, &Mat{Rows: n, Cols: in, Type: BF16, Bits: x}, a, r, s)
 		return lt

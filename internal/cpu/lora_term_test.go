@@ -82,21 +82,22 @@ func TestForwardTermGuard(t *testing.T) {
 // TestForwardBF16 runs ForwardBF16 (x and y as BF16 patterns) and
 // ProductBF16 against the float64 reference (the float32 sums' bound, plus
 // half a unit of bfloat16 for y's rounding), on rows of x below and past
-// loraFusedTRows and bfNC, odd in (packed element by element) and even
+// loraFusedTRowsBF16, loraFusedTRows and bfNC, odd in (packed element by element) and even
 // (packT16), blocks of W guarded by bf16Safe, and with GOMAXPROCS 7. Where
 // the two paths form the same float32 sums, it also asks for Forward's and
 // Product's y on x widened, rounded afterwards, bit for bit: T by the same
 // kernels (T's groups all of four rows of A, which the fused kernels sum
-// whatever the rows computed with them; past loraFusedTRows the packed
-// product, which widens x as it packs it), and no guarded block (those go
+// whatever the rows computed with them, up to loraFusedTRowsBF16 rows;
+// past loraFusedTRows the packed product, which widens x as it packs it), and no guarded block (those go
 // through gonum's Sdot, whose float32 sum depends on where x lies in
 // memory, and ForwardBF16 reads a widened copy of x there). An x holding
 // a subnormal is refused, y untouched.
 func TestForwardBF16(t *testing.T) {
 	rng := rand.New(rand.NewPCG(215, 216))
 	shapes := []struct{ n, in, out, r int }{
-		{gemmMinRows, 64, 301, 5}, {17, 77, 97, 16}, {loraFusedTRows, 96, 290, 20},
-		{loraFusedTRows + 1, 40, 333, 33}, {bfNC + 9, 64, 300, 16}, {31, 33, 2*bfMC + 40, 1},
+		{gemmMinRows, 64, 301, 5}, {17, 77, 97, 16}, {loraFusedTRowsBF16, 96, 290, 20},
+		{loraFusedTRowsBF16 + 1, 40, 333, 33}, {loraFusedTRows + 1, 40, 97, 16},
+		{bfNC + 9, 64, 300, 16}, {31, 33, 2*bfMC + 40, 1},
 	}
 	// near checks y's patterns against the reference want (mag: the sum
 	// of its terms' magnitudes) over sums of k terms.
@@ -131,7 +132,9 @@ func TestForwardBF16(t *testing.T) {
 			xv, xb := randBF16(rng, c.n*c.in, 1)
 			a, b := randF32(rng, c.r*c.in, 1), randF32(rng, c.out*c.r, 1)
 			what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d", tag, c.n, c.in, c.out, c.r)
-			exactT := c.r%4 == 0 && (c.n <= loraFusedTRows || gemmSmallWins(c.n, c.in, gemmNR))
+			// T by the same kernels: both by the goroutines' fused
+			// kernels, or both packed.
+			exactT := c.r%4 == 0 && (c.n <= loraFusedTRowsBF16 || c.n > loraFusedTRows && gemmSmallWins(c.n, c.in, gemmNR))
 			y := make([]uint16, c.n*c.out)
 			if !ForwardBF16(y, xb, w, a, b, c.n, c.r, 0.75) {
 				if useBF16DP {
