@@ -63,7 +63,7 @@
 // terms: rankRow's arithmetic exactly. Forward's y += T·Bᵀ runs on the
 // same micro-kernel, but in the goroutines of the packed or the bf16
 // product, on each part of y they have just written (lora_term.go), and
-// T with them below 65 rows. Measured on
+// T with them up to 256 rows of x. Measured on
 // 4096×4096 (BenchmarkPackedProduct, 2 cores shared with other work,
 // rates per CPU-second, medians of three): y = x·Wᵀ at 128 GFLOP/s at
 // n = 16 against 90 by f32Product, 257 at n = 64 and 303 at n = 256, 66 %
@@ -71,6 +71,15 @@
 // 106 by nf4Product at n = 16; dx of a float32 W 88 against 59 by
 // productNN at n = 16, of an NF4 W 95 against 103, hence its threshold
 // of 32.
+//
+// What bounds the float32 product: on one core the FMA loop of the bench
+// runs at 210 GFLOP/s; the 6×64 kernel's loop, its operands in L1, at
+// 190–198 (the same loop without its four loads of W, or without its six
+// broadcasts, at 211–215: the ten loads a step, not the FMAs, cost the
+// rest); called as the product calls it (x's panels from L2, the rows of
+// C 16 KiB apart), 182–186, and 176–180 a core with both cores so busy,
+// 84 % of the FMA rate before any packing: the share of the FMA rate the
+// packed product can reach on this machine.
 //
 // The flags follow a Level (level.go): generic, avx2, avx512, avx512bf16
 // or amx, the highest the processor has unless the environment variable
