@@ -31,16 +31,22 @@ const (
 	gemmXRows   = 2 * gemmNR // rows of x per call of gemmKernelW6x64
 	wideKC      = 1024       // columns per run
 	wideMinRows = 58         // the fewest rows of x it serves
+	wideMinCols = 1024       // the fewest columns of W it serves
 	wideGroup   = gemmMR6    // rows of W per call
 	wideChunk   = 342        // the most groups of W's rows whose blocks of yᵀ a goroutine keeps at once (0.5 MiB for 64 rows of x)
 )
 
 // wideWins reports whether the product with W in place serves y = x·Wᵀ for
 // n rows of x and W (out×in) of type t: a float32 W, where the packed
-// product serves, from wideMinRows to gemmXRows rows of x, and two groups
-// of W's rows at least.
+// product serves, from wideMinRows to gemmXRows rows of x, rows of W of
+// wideMinCols or more, and two groups of them at least. Over shorter rows
+// the blocks of yᵀ, each written into y element by element, cost more
+// than packing W saves (n = 64, out = 1024, µs, packed against W in place:
+// in = 16: 27 against 109; 256: 148 against 228; 512: 288 against 356;
+// 1024: 576 against 575; out = 4096, in = 512: 1028 against 1155; 1024:
+// 2041 against 1950; 2048: 3845 against 3571).
 func wideWins(t Type, n, out, in int) bool {
-	return t == F32 && gemmWins(n, out, in) && n >= wideMinRows && n <= gemmXRows && out >= 2*wideGroup
+	return t == F32 && gemmWins(n, out, in) && n >= wideMinRows && n <= gemmXRows && in >= wideMinCols && out >= 2*wideGroup
 }
 
 // wideProduct computes y = x·Wᵀ (+ the adapter's term lt when not nil) for

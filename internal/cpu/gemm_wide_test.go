@@ -89,9 +89,9 @@ func TestGemmKernelW6x64(t *testing.T) {
 // run, past one and two (a lone last column); with GOMAXPROCS 7, so that
 // groups split unevenly and the last goroutine's share ends in the short
 // group, and shares of more than wideChunk groups, in chunks. y starts
-// NaN: every element must be written. Then the packed
-// product at the rows on either side of wideMinRows and gemmXRows, which
-// picks this product or packs W.
+// NaN: every element must be written. Then the packed product at the rows
+// on either side of wideMinRows and gemmXRows (rows of W past
+// wideMinCols), which picks this product or packs W.
 func TestWideProduct(t *testing.T) {
 	if MachineLevel() < AVX512 && !portableKernels {
 		t.Skipf("the processor lacks AVX-512 (level %v): the kernel cannot run", MachineLevel())
@@ -118,7 +118,7 @@ func TestWideProduct(t *testing.T) {
 		within(t, fmt.Sprintf("n=%d out=%d in=%d", sh.n, sh.out, sh.in), y, want, mag, accTol(sh.in))
 	}
 	for _, n := range []int{wideMinRows - 1, wideMinRows, gemmXRows, gemmXRows + 1} {
-		const out, in = 97, 260
+		const out, in = 97, wideMinCols + 3
 		w := Mat{Rows: out, Cols: in, Type: F32, F32: randF32(rng, out*in, 1)}
 		x := randF32(rng, n*in, 1)
 		want, mag := refNT(x, w.F32, n, out, in)

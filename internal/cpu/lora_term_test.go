@@ -37,6 +37,9 @@ func TestForwardTerm(t *testing.T) {
 		{gemmMinRows, 77, 301, 5}, {17, 64, 611, 16}, {loraFusedTRows, 100, 290, 20},
 		{loraFusedTRows + 1, 40, 333, 33}, {47, 300, 97, 136}, {bfNC + 9, 64, 300, 16},
 		{23, 33, 2*bfMC + 40, 1},
+		// A float32 W read in place (wideProduct) by the goroutines
+		// that compute T and add the term.
+		{gemmXRows, wideMinCols + 5, 301, 16},
 	}
 	run := func(tag string) {
 		for _, c := range shapes {
