@@ -136,16 +136,10 @@ func TestGemmKernel6(t *testing.T) {
 									}
 									continue
 								}
-								var want, mag float64
-								for p := range k {
-									v := float64(a[6*p+i]) * float64(b[j/gemmNR*b2+p*ldb+j%gemmNR])
-									want += v
-									mag += max(v, -v)
-								}
-								if acc != 0 {
-									want += float64(old[i*ldc+j])
-									mag += max(float64(old[i*ldc+j]), -float64(old[i*ldc+j]))
-								}
+								want, mag := kernelRef(k,
+									func(p int) float32 { return a[6*p+i] },
+									func(p int) float32 { return b[j/gemmNR*b2+p*ldb+j%gemmNR] },
+									acc != 0, old[i*ldc+j])
 								within(t, fmt.Sprintf("%s c[%d,%d]", what, i, j), []float32{got}, []float64{want}, []float64{mag}, accTol(k+1))
 							}
 						}

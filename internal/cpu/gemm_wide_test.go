@@ -61,16 +61,10 @@ func TestGemmKernelW6x64(t *testing.T) {
 								}
 								continue
 							}
-							var want, mag float64
-							for p := range k {
-								v := float64(a[i*lda+p]) * float64(b[j/gemmNR*b2+p*gemmNR+j%gemmNR])
-								want += v
-								mag += math.Abs(v)
-							}
-							if acc != 0 {
-								want += float64(old[i*ldc+j])
-								mag += math.Abs(float64(old[i*ldc+j]))
-							}
+							want, mag := kernelRef(k,
+								func(p int) float32 { return a[i*lda+p] },
+								func(p int) float32 { return b[j/gemmNR*b2+p*gemmNR+j%gemmNR] },
+								acc != 0, old[i*ldc+j])
 							within(t, fmt.Sprintf("%s c[%d,%d]", what, i, j), []float32{got}, []float64{want}, []float64{mag}, accTol(k+1))
 						}
 					}

@@ -81,3 +81,18 @@ func nanFill(n int) []float32 {
 	}
 	return s
 }
+
+// kernelRef returns the float64 reference of one element of a kernel's
+// block of C and the sum of its terms' magnitudes: Σₚ a(p)·b(p) for
+// p < k, plus old when acc.
+func kernelRef(k int, a, b func(p int) float32, acc bool, old float32) (want, mag float64) {
+	if acc {
+		want, mag = float64(old), math.Abs(float64(old))
+	}
+	for p := range k {
+		v := float64(a(p)) * float64(b(p))
+		want += v
+		mag += math.Abs(v)
+	}
+	return want, mag
+}
