@@ -75,7 +75,7 @@
 // What bounds the float32 product: on one core the FMA loop of the bench
 // runs at 210 GFLOP/s; the 6×64 kernel's loop, its operands in L1, at
 // 190–198 (the same loop without its four loads of W, or without its six
-// broadcasts, at 211–215: the ten loads a step, not the FMAs, cost the
+// broadcasts, at 204–216: the ten loads a step, not the FMAs, cost the
 // rest); called as the product calls it (x's panels from L2, the rows of
 // C 16 KiB apart), 182–186, and 176–180 a core with both cores so busy,
 // 84 % of the FMA rate before any packing: the share of the FMA rate the
