@@ -127,22 +127,9 @@ func TestGemmKernel6(t *testing.T) {
 								}
 							}
 						}
-						for i := range 6 {
-							for j := range ldc {
-								got := c[i*ldc+j]
-								if j >= cols {
-									if got != old[i*ldc+j] {
-										t.Fatalf("%s: c[%d,%d] beyond the block written", what, i, j)
-									}
-									continue
-								}
-								want, mag := kernelRef(k,
-									func(p int) float32 { return a[6*p+i] },
-									func(p int) float32 { return b[j/gemmNR*b2+p*ldb+j%gemmNR] },
-									acc != 0, old[i*ldc+j])
-								within(t, fmt.Sprintf("%s c[%d,%d]", what, i, j), []float32{got}, []float64{want}, []float64{mag}, accTol(k+1))
-							}
-						}
+						checkBlock6(t, what, c, old, ldc, cols, k, acc != 0,
+							func(i, p int) float32 { return a[6*p+i] },
+							func(p, j int) float32 { return b[j/gemmNR*b2+p*ldb+j%gemmNR] })
 					}
 				}
 			}

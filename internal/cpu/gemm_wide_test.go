@@ -52,22 +52,9 @@ func TestGemmKernelW6x64(t *testing.T) {
 							}
 						}
 					}
-					for i := range 6 {
-						for j := range ldc {
-							got := c[i*ldc+j]
-							if j >= gemmXRows {
-								if got != old[i*ldc+j] {
-									t.Fatalf("%s: c[%d,%d] beyond the block written", what, i, j)
-								}
-								continue
-							}
-							want, mag := kernelRef(k,
-								func(p int) float32 { return a[i*lda+p] },
-								func(p int) float32 { return b[j/gemmNR*b2+p*gemmNR+j%gemmNR] },
-								acc != 0, old[i*ldc+j])
-							within(t, fmt.Sprintf("%s c[%d,%d]", what, i, j), []float32{got}, []float64{want}, []float64{mag}, accTol(k+1))
-						}
-					}
+					checkBlock6(t, what, c, old, ldc, gemmXRows, k, acc != 0,
+						func(i, p int) float32 { return a[i*lda+p] },
+						func(p, j int) float32 { return b[j/gemmNR*b2+p*gemmNR+j%gemmNR] })
 				}
 			}
 		}

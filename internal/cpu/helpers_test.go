@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -82,17 +83,32 @@ func nanFill(n int) []float32 {
 	return s
 }
 
-// kernelRef returns the float64 reference of one element of a kernel's
-// block of C and the sum of its terms' magnitudes: Σₚ a(p)·b(p) for
-// p < k, plus old when acc.
-func kernelRef(k int, a, b func(p int) float32, acc bool, old float32) (want, mag float64) {
-	if acc {
-		want, mag = float64(old), math.Abs(float64(old))
+// checkBlock6 checks a six-row kernel's block of C (rows ldc apart, cols
+// columns, c; old its values before the call): each element within a
+// float32 sum's bound of the float64 reference Σₚ a(i, p)·b(p, j) for
+// p < k (plus the old value when acc), and the columns past the block
+// untouched.
+func checkBlock6(t *testing.T, what string, c, old []float32, ldc, cols, k int, acc bool, a func(i, p int) float32, b func(p, j int) float32) {
+	t.Helper()
+	for i := range 6 {
+		for j := range ldc {
+			got := c[i*ldc+j]
+			if j >= cols {
+				if got != old[i*ldc+j] {
+					t.Fatalf("%s: c[%d,%d] beyond the block written", what, i, j)
+				}
+				continue
+			}
+			var want, mag float64
+			if acc {
+				want, mag = float64(old[i*ldc+j]), math.Abs(float64(old[i*ldc+j]))
+			}
+			for p := range k {
+				v := float64(a(i, p)) * float64(b(p, j))
+				want += v
+				mag += math.Abs(v)
+			}
+			within(t, fmt.Sprintf("%s c[%d,%d]", what, i, j), []float32{got}, []float64{want}, []float64{mag}, accTol(k+1))
+		}
 	}
-	for p := range k {
-		v := float64(a(p)) * float64(b(p))
-		want += v
-		mag += math.Abs(v)
-	}
-	return want, mag
 }
