@@ -194,7 +194,7 @@ func checkBackwardXG(t *testing.T, rng *rand.Rand, w Mat, wv, x, g []float32, n,
 // (gemmSmallWins) and of the packed product's (gemmMinRows), with inner
 // dimensions that end inside productNN's blocks of rows and columns that
 // end inside its blocks of columns and inside the kernels' blocks of 64
-// and 8.
+// and 8; dx at gemmMinRows in both blockings of gradXBlocks.
 func TestBackward(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	for _, dt := range []Type{F32, F16, BF16, NF4} {
@@ -209,6 +209,11 @@ func TestBackward(t *testing.T) {
 			{gemmNR + 1, 33, 290, 17}, {gemmNR - 1, 40, 40, 3}, {gemmKC + 37, 45, 70, 9},
 		} {
 			checkBackward(t, rng, dt, c.n, c.in, c.out, c.r)
+			if c.n >= gemmMinRows && c.n <= gemmInPlaceRows {
+				// dx by the packed product in gradXBlocks' other
+				// blocking too (shortDXSlabs).
+				withShortDXSlabs(!shortDXSlabs, func() { checkBackward(t, rng, dt, c.n, c.in, c.out, c.r) })
+			}
 		}
 	}
 }

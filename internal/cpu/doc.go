@@ -40,7 +40,11 @@
 // matrix-vector kernel, halfAVX2 for maxMag16. Each driver reads these
 // flags and takes the portable path otherwise, so every kernel family has
 // one place that chooses. With -tags purego, or on any other architecture,
-// the flags are false.
+// the flags are false. One choice depends on the processor's vendor (CPUID
+// leaf 0), not on its instructions, because the same blocking measured
+// faster on one and slower on the other: shortDXSlabs (gemm.go), dx = dy·W
+// for few rows of dy in short slabs of W, on Intel's processors but not on
+// AMD's.
 //
 // Batches of gemmMinRows (16) rows or more, on processors with AVX-512,
 // take the packed product (gemm.go) for y = x·Wᵀ of every type of W, for

@@ -324,24 +324,37 @@ func gemmBlockRows(n, k int) int {
 
 // gradXBlocks returns the columns of W in a block of dx = dy·W (ncb) and
 // the rows of W in each of its packed slabs (kcs) for n rows of dy and W
-// of in columns: gemmNC and gemmKC, but for dy of gemmInPlaceRows rows or
-// fewer, where the product is bound by reading W: slabs of gemmKCShort
-// rows and up to gemmNCShort columns (whole blocks of gemmNC, a block a
-// goroutine at least). Reading W's columns 128 rows at a time, 1 KiB of
-// each row, ran at 15 GB/s (packWT alone over a 4096×4096 W, two cores);
-// 32 rows at a time, 4 KiB of each, at 28 GB/s (16 rows: 29; 64: 15).
-// Measured (Backward with dx, r = 16, W read from memory, medians of 5,
-// gemmKC against gemmKCShort): in = out = 1024, n = 16: 528 against
-// 492 µs; 4096: 5.40 against 4.99 ms. At n = 24 the short slabs lost at
-// 4096 (5.82 against 5.93 ms); prefetching the next slab into L2 (as for
-// W's rows) made them slower still.
+// of in columns: gemmNC and gemmKC, but, where shortDXSlabs is set, for dy
+// of gemmInPlaceRows rows or fewer, where the product is bound by reading
+// W: slabs of gemmKCShort rows and up to gemmNCShort columns (whole blocks
+// of gemmNC, a block a goroutine at least).
 func gradXBlocks(n, in int) (ncb, kcs int) {
-	if n > gemmInPlaceRows {
+	if n > gemmInPlaceRows || !shortDXSlabs {
 		return gemmNC, gemmKC
 	}
 	per := in / runtime.GOMAXPROCS(0) / gemmNC * gemmNC
 	return max(gemmNC, min(gemmNCShort, per)), gemmKCShort
 }
+
+// shortDXSlabs is whether dx = dy·W for few rows of dy is computed in the
+// short slabs of gradXBlocks: set at start-up on every processor but
+// AMD's (kernels_amd64.go). Measured on two processors, W read from
+// memory:
+//
+//   - An Intel Xeon (Sapphire Rapids): reading W's columns 128 rows at a
+//     time, 1 KiB of each row, ran at 15 GB/s (packWT alone over a
+//     4096×4096 W, two cores); 32 rows at a time, 4 KiB of each, at 28
+//     GB/s (16 rows: 29; 64: 15). Backward with dx, r = 16, medians of 5,
+//     gemmKC against gemmKCShort: in = out = 1024, n = 16: 528 against 492
+//     µs; 4096: 5.40 against 4.99 ms. At n = 24 the short slabs lost at
+//     4096 (5.82 against 5.93 ms); prefetching the next slab into L2 (as
+//     for W's rows) made them slower still.
+//   - An AMD EPYC (Zen 4): the short slabs lose at every size. packedGradX
+//     alone at n = 16, GFLOP/s, gemmKC (blocks of gemmNC) against the
+//     short slabs: float32 W, 1024: 115–120 against 80; 2048: 152–156
+//     against 84–88; 4096: 156–164 against 95–98; a BF16 W, 4096: 158–161
+//     against 108–113. Slabs of 256 rows lost too (71–85).
+var shortDXSlabs = true
 
 // packedGradX computes dx = dy·W for dy (n×out), W (out×in) of any type and
 // dx (n×in) by the packed product, W's columns in the place of its rows.

@@ -201,9 +201,13 @@ func TestPackedProduct(t *testing.T) {
 			// dimension out; x in panels of either height.
 			dy := randF32(rng, sh.n*sh.out, 1)
 			want, mag = refNN(dy, vals, sh.n, sh.in, sh.out)
-			dx := nanFill(sh.n * sh.in)
-			packedGradX(dx, dy, w, sh.n)
-			within(t, fmt.Sprintf("%v dx n=%d out=%d in=%d", dt, sh.n, sh.out, sh.in), dx, want, mag, accTol(sh.out))
+			// In either blocking of gradXBlocks, whichever this
+			// processor takes (shortDXSlabs).
+			for _, short := range []bool{false, true} {
+				dx := nanFill(sh.n * sh.in)
+				withShortDXSlabs(short, func() { packedGradX(dx, dy, w, sh.n) })
+				within(t, fmt.Sprintf("%v dx n=%d out=%d in=%d, short slabs %v", dt, sh.n, sh.out, sh.in, short), dx, want, mag, accTol(sh.out))
+			}
 			for _, mr := range []int{gemmMR, gemmMR6} {
 				dx := nanFill(sh.n * sh.in)
 				packedRunMR(dx, dy, sh.n, sh.out, sh.in, &w, true, gemmNC, mr)
@@ -211,6 +215,13 @@ func TestPackedProduct(t *testing.T) {
 			}
 		}
 	}
+}
+
+// withShortDXSlabs runs f with shortDXSlabs set to short, then restores it.
+func withShortDXSlabs(short bool, f func()) {
+	defer func(v bool) { shortDXSlabs = v }(shortDXSlabs)
+	shortDXSlabs = short
+	f()
 }
 
 // packedRunMR is packedRun with x in panels of mr rows.

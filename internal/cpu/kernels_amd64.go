@@ -63,6 +63,21 @@ func setLevel(l Level) Level {
 	return l
 }
 
+// cpuid returns the registers EAX, EBX, ECX and EDX that the CPUID
+// instruction sets for leaf and subleaf sub.
+//
+//go:noescape
+func cpuid(leaf, sub uint32) (a, b, c, d uint32)
+
+// vendorAMD reports whether the processor's vendor string (CPUID leaf 0) is
+// AMD's, "AuthenticAMD".
+func vendorAMD() bool {
+	_, b, c, d := cpuid(0, 0)
+	return b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163 // "Auth" "enti" "cAMD"
+}
+
+func init() { shortDXSlabs = !vendorAMD() }
+
 // portableKernels is false: the kernels are the assembly, which only runs
 // where the processor has the features above.
 const portableKernels = false
