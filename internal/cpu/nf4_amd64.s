@@ -103,14 +103,17 @@ GLOBL nf4Natural<>(SB), RODATA|NOPTR, $32
 // 0's absmax, R12 the stride of absmax rows in bytes (ldw/block scales),
 // R13 block, CX n.
 //
-// Each pass of both kernels also prefetches the codes four rows below the
-// four it reads, (p)(BX*4): the same columns of the next group of rows,
-// which the driver (gemvFused) passes next. A W streamed from memory is
-// read as runs of four short rows, which the hardware's prefetchers alone
-// follow too late: measured in the bench's NF4 table (4096×4096, n = 1,
-// W from memory, 2 cores), the prefetch takes the AVX-512 kernel from 926
-// to 638 µs and the AVX2 one from 1.17 to 0.88 ms. A prefetch never
-// faults, so those past the end of W are harmless.
+// Each pass of both kernels also prefetches into L2 the codes four rows
+// below the four it reads, (p)(BX*4): the same columns of the next group
+// of rows, which the driver (gemvFused) passes next. A W streamed from
+// memory is read as runs of four short rows, which the hardware's
+// prefetchers alone follow too late: measured in the bench's NF4 table
+// (4096×4096, n = 1, W from memory, 2 cores of an Intel Sapphire Rapids),
+// the prefetch into L1 (PREFETCHT0) took the AVX-512 kernel from 926 to
+// 638 µs and the AVX2 one from 1.17 to 0.88 ms; into L2 (PREFETCHT1) on an
+// AMD EPYC (Zen 4), against PREFETCHT0, medians of 5: 563 → 479 µs, and
+// 65.4 → 58.7 µs at 1024×1024 (eight rows below: 505 and 58.6). A
+// prefetch never faults, so those past the end of W are harmless.
 #define NF4GEMVARGS \
 	MOVQ x+8(FP), SI; \
 	MOVQ codes+16(FP), DX; \
@@ -249,10 +252,10 @@ gblock:
 	LEAQ (R11)(R12*2), AX
 
 gcols:
-	PREFETCHT0 (DX)(BX*4)
-	PREFETCHT0 (R8)(BX*4)
-	PREFETCHT0 (R9)(BX*4)
-	PREFETCHT0 (R10)(BX*4)
+	PREFETCHT1 (DX)(BX*4)
+	PREFETCHT1 (R8)(BX*4)
+	PREFETCHT1 (R9)(BX*4)
+	PREFETCHT1 (R10)(BX*4)
 	NF4ROW((DX), (R11), Y4)
 	NF4ROW((R8), (R11)(R12*1), Y5)
 	NF4ROW((R9), (AX), Y6)
@@ -288,10 +291,10 @@ zblock:
 	NF4SCALEZ((AX)(R12*1), Z3)
 
 zcols:
-	PREFETCHT0 (DX)(BX*4)
-	PREFETCHT0 (R8)(BX*4)
-	PREFETCHT0 (R9)(BX*4)
-	PREFETCHT0 (R10)(BX*4)
+	PREFETCHT1 (DX)(BX*4)
+	PREFETCHT1 (R8)(BX*4)
+	PREFETCHT1 (R9)(BX*4)
+	PREFETCHT1 (R10)(BX*4)
 	NF4ROWZ((DX), Z0, Z4)
 	NF4ROWZ((R8), Z1, Z5)
 	NF4ROWZ((R9), Z2, Z6)

@@ -215,7 +215,9 @@ func gemvFused(op *gemvOp) {
 
 // groups computes the groups lo…hi−1 of four rows of W: each group is read
 // from memory once per chunk of rows of x (gemvChunk), in blocks of kb
-// columns (kept in L1 while every row of the chunk uses it), and the four
+// columns (kept in L1 while every row of the chunk uses it; whole rows for
+// one row of x, which the kernels' prefetches of the next group follow),
+// and the four
 // rows' partial dot products with each row of the chunk formed in
 // registers by kern. The blocks' sums are added in order; the last in mod
 // 16 columns are added in Go. The sum of each element of y runs in the
@@ -239,8 +241,12 @@ func (op *gemvOp) groups(lo, hi int) {
 				continue
 			}
 			var s [4]float32
-			for j0 := 0; j0 < m; j0 += op.kb {
-				j1 := min(m, j0+op.kb)
+			kb := op.kb
+			if n == 1 {
+				kb = m // no row of x to reuse a block: whole rows (gemv_amd64.s)
+			}
+			for j0 := 0; j0 < m; j0 += kb {
+				j1 := min(m, j0+kb)
 				i := i0
 				for ; op.kern4 != nil && i+4 <= i1; i += 4 {
 					var s16 [16]float32
