@@ -411,8 +411,8 @@ func bf16Run(io *bf16IO, w Mat, n int, lt *loraTerm) bool {
 					}
 					lda := (c1 - c0) * 512
 					// The chunk this goroutine packs next, its rows
-					// spread over this chunk's calls (on AMX, whose
-					// steps leave time for the memory to answer).
+					// spread over this chunk's calls, prefetched into
+					// L2 by their steps (amxTilesPF, dpbf16TilesPF).
 					pr0, pr1, pc0, pc1 := bf16NextChunk(out, in, ks, kw, mc, o0, o1, c0, i0+bfNC < npad, blk+1 < hi)
 					// Steps a call: bfKC columns packed; in place the
 					// whole chunk, each row of W read in longer runs
@@ -443,9 +443,13 @@ func bf16Run(io *bf16IO, w Mat, n int, lt *loraTerm) bool {
 							wmin = minNonzero(wmin, amxTilesW(&w.Bits[o0*in+s0*32], in, &b[s0*512], ldb, &c[0], mt, nt, k32, b2i(s0 > 0), p, pEnd, rowBytes, stride, !wSafe))
 							continue
 						}
-						if useAMX && q1 > q0 && pc1 > pc0 {
+						if q1 > q0 && pc1 > pc0 {
 							p, rowBytes, stride := slabRows(&w, q0, q1, pc0, pc1)
-							amxTilesPF(&a[(s0-c0)*512], lda, &b[s0*512], ldb, &c[0], mt, nt, k32, b2i(s0 > 0), p, p+uintptr((q1-q0)*stride), rowBytes, stride)
+							pf := amxTilesPF
+							if !useAMX {
+								pf = dpbf16TilesPF
+							}
+							pf(&a[(s0-c0)*512], lda, &b[s0*512], ldb, &c[0], mt, nt, k32, b2i(s0 > 0), p, p+uintptr((q1-q0)*stride), rowBytes, stride)
 							continue
 						}
 						kern(&a[(s0-c0)*512], lda, &b[s0*512], ldb, &c[0], mt, nt, k32, b2i(s0 > 0))

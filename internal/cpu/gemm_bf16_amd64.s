@@ -76,13 +76,32 @@
 	SHLQ  $10, R13 \
 	ADDQ  DX, R13
 
-// func dpbf16Tiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int)
+// DPPFLINE(next): unless R15 has reached R12 (pfEnd), a PREFETCHT1 of the
+// line R14 bytes into the row at R15, then R14 on to the next line, or to
+// the next row (R10 = stride bytes on) past R11 (rowBytes); on to next.
+#define DPPFLINE(next) \
+	CMPQ       R15, R12 \
+	JAE        next \
+	PREFETCHT1 (R15)(R14*1) \
+	ADDQ       $64, R14 \
+	CMPQ       R14, R11 \
+	JB         next \
+	XORQ       R14, R14 \
+	ADDQ       R10, R15
+
+// func dpbf16TilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int)
 //
 // Z0..Z15 hold the 16 rows of a C tile; each pair p loads the panel's 16
 // pairs (Z16..Z19 in turn) and takes each row's pair of W as a {1to16}
 // broadcast from the tile (SI: the step). A step of 16 pairs is written
-// out.
-TEXT ·dpbf16Tiles(SB), NOSPLIT, $0-72
+// out. Each step (256 VDPBF16PS) first issues up to four DPPFLINEs of the
+// rows from pf.
+TEXT ·dpbf16TilesPF(SB), NOSPLIT, $0-104
+	MOVQ pf+72(FP), R15
+	MOVQ pfEnd+80(FP), R12
+	MOVQ rowBytes+88(FP), R11
+	MOVQ stride+96(FP), R10
+	XORQ R14, R14
 	XORQ R13, R13
 
 dp_ti:
@@ -146,6 +165,18 @@ dp_start:
 	MOVQ k32+56(FP), CX
 
 dp_loop:
+	DPPFLINE(dp_pf1)
+
+dp_pf1:
+	DPPFLINE(dp_pf2)
+
+dp_pf2:
+	DPPFLINE(dp_pf3)
+
+dp_pf3:
+	DPPFLINE(dp_pf4)
+
+dp_pf4:
 	VMOVDQU32 0(BX), Z16
 	// vdpbf16ps (%rsi){1to16}, %zmm16, %zmm0
 	BYTE $0x62; BYTE $0xf2; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x06

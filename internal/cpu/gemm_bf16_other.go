@@ -15,6 +15,10 @@ func dpbf16Tiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32
 	bf16TilesPtr(a, lda, b, ldb, c, mt, nt, k32, acc)
 }
 
+func dpbf16TilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int) {
+	bf16TilesPtr(a, lda, b, ldb, c, mt, nt, k32, acc)
+}
+
 func amxTiles(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
 	bf16TilesPtr(a, lda, b, ldb, c, mt, nt, k32, acc)
 }
