@@ -21,11 +21,12 @@ func bf16Kernels() map[string]func(a *uint16, lda int, b *uint16, ldb int, c *fl
 	k := map[string]func(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int){}
 	if useBF16DP {
 		k["dpbf16Tiles"] = dpbf16Tiles
-		// Its prefetching form over the same scratch block (whose steps
-		// outnumber the block's lines in some shapes, not in others).
+		// Its prefetching form over two rows of the same scratch block,
+		// 94 lines: fewer than four a step in the larger shapes (the
+		// prefetches reach pfEnd and stop), more in the smaller ones.
 		k["dpbf16TilesPF"] = func(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int) {
 			p := uintptr(unsafe.Pointer(&pfScratch[0]))
-			dpbf16TilesPF(a, lda, b, ldb, c, mt, nt, k32, acc, p, p+uintptr(len(pfScratch)), 3000, 4160)
+			dpbf16TilesPF(a, lda, b, ldb, c, mt, nt, k32, acc, p, p+2*4160, 3000, 4160)
 		}
 	}
 	if useAMX {
