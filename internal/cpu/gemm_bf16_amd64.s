@@ -16,18 +16,25 @@
 // tile of C is 16×16 float32, row o (of W) at o·64 bytes, tile (ti, tj)
 // at (ti·nt+tj)·1024 bytes from c.
 
-// AMXPFLINE(next): unless R15 has reached pfEnd, a PREFETCHT1 of the line
-// R14 bytes into the row at R15, then R14 on to the next line, or to the
-// next row (stride bytes on) past rowBytes; on to next.
-#define AMXPFLINE(next) \
-	CMPQ       R15, pfEnd+96(FP) \
+// PFLINE(next, end, rowBytes, stride): unless R15 has reached end, a
+// PREFETCHT1 of the line R14 bytes into the row at R15, then R14 on to the
+// next line, or to the next row (stride bytes on) past rowBytes; on to
+// next. The prefetches of amxKernel (AMXPFLINE: its operands in its
+// frame) and of dpbf16TilesPF (DPPFLINE: in registers).
+#define PFLINE(next, end, rowBytes, stride) \
+	CMPQ       R15, end \
 	JAE        next \
 	PREFETCHT1 (R15)(R14*1) \
 	ADDQ       $64, R14 \
-	CMPQ       R14, rowBytes+104(FP) \
+	CMPQ       R14, rowBytes \
 	JB         next \
 	XORQ       R14, R14 \
-	ADDQ       stride+112(FP), R15
+	ADDQ       stride, R15
+
+#define AMXPFLINE(next) PFLINE(next, pfEnd+96(FP), rowBytes+104(FP), stride+112(FP))
+
+// DPPFLINE: pfEnd in R12, rowBytes in R11, stride in R10.
+#define DPPFLINE(next) PFLINE(next, R12, R11, R10)
 
 // AMXSCAN4: the least (v & 0x7fff) − 1 of the four rows of W at DX, DX +
 // R9, DX + 2·R9 and DX + R13 (= 3·R9), 32 values each, into Z0 (Z1: 0x7fff
@@ -75,19 +82,6 @@
 	MOVQ  nt+64(FP), R13 \
 	SHLQ  $10, R13 \
 	ADDQ  DX, R13
-
-// DPPFLINE(next): unless R15 has reached R12 (pfEnd), a PREFETCHT1 of the
-// line R14 bytes into the row at R15, then R14 on to the next line, or to
-// the next row (R10 = stride bytes on) past R11 (rowBytes); on to next.
-#define DPPFLINE(next) \
-	CMPQ       R15, R12 \
-	JAE        next \
-	PREFETCHT1 (R15)(R14*1) \
-	ADDQ       $64, R14 \
-	CMPQ       R14, R11 \
-	JB         next \
-	XORQ       R14, R14 \
-	ADDQ       R10, R15
 
 // func dpbf16TilesPF(a *uint16, lda int, b *uint16, ldb int, c *float32, mt, nt, k32, acc int, pf, pfEnd uintptr, rowBytes, stride int)
 //
