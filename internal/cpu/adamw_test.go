@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/golora/lora/internal/reftest"
 )
 
 // TestAdamW8 checks the AdamW kernel against adamwGo bit for bit, on
@@ -33,7 +35,7 @@ func TestAdamW8(t *testing.T) {
 				mi := float64(c[0])*float64(m[i]) + float64(c[1])*float64(g[i])
 				vi := float64(c[2])*float64(v[i]) + float64(c[3])*float64(g[i])*float64(g[i])
 				pi := float64(p[i])*float64(c[6]) - float64(c[7])*mi/(math.Sqrt(vi)*float64(c[4])+float64(c[5]))
-				if d := math.Abs(float64(wp[i]) - pi); d > 1e-6*(math.Abs(pi)+1e-3) {
+				if d := reftest.Abs(float64(wp[i]) - pi); d > 1e-6*(reftest.Abs(pi)+1e-3) {
 					t.Fatalf("na=%d nb=%d: adamwGo p[%d] = %g, float64 %g", na, nb, i, wp[i], pi)
 				}
 			}

@@ -2,14 +2,19 @@ package cpu
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"runtime"
 	"testing"
+
+	"github.com/golora/lora/internal/reftest"
 )
 
 // forwardRef returns y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ in float64 and the sum of the
 // magnitudes of its terms.
+// (No race instrumentation: a float64 reference on one goroutine, as
+// reftest's oracle.)
+//
+//go:norace
 func forwardRef(x, w, a, b []float32, s float64, n, in, out, r int) (y, mag []float64) {
 	y, mag = refNT(x, w, n, out, in)
 	t, tmag := refNT(x, a, n, r, in)
@@ -17,7 +22,7 @@ func forwardRef(x, w, a, b []float32, s float64, n, in, out, r int) (y, mag []fl
 		for o := range out {
 			for k := range r {
 				y[i*out+o] += s * t[i*r+k] * float64(b[o*r+k])
-				mag[i*out+o] += math.Abs(s) * tmag[i*r+k] * math.Abs(float64(b[o*r+k]))
+				mag[i*out+o] += reftest.Abs(s) * tmag[i*r+k] * reftest.Abs(float64(b[o*r+k]))
 			}
 		}
 	}
@@ -139,7 +144,7 @@ func checkBackwardXG(t *testing.T, rng *rand.Rand, w Mat, wv, x, g []float32, n,
 			dxWant[i*in+j], dxMag[i*in+j] = base[i*in+j], bmag[i*in+j]
 			for k := range r {
 				dxWant[i*in+j] += s * u[i*r+k] * float64(a[k*in+j])
-				dxMag[i*in+j] += s * umag[i*r+k] * math.Abs(float64(a[k*in+j]))
+				dxMag[i*in+j] += s * umag[i*r+k] * reftest.Abs(float64(a[k*in+j]))
 			}
 		}
 	}
@@ -148,7 +153,7 @@ func checkBackwardXG(t *testing.T, rng *rand.Rand, w Mat, wv, x, g []float32, n,
 		for j := range in {
 			for i := range n {
 				dAWant[k*in+j] += s * u[i*r+k] * float64(x[i*in+j])
-				dAMag[k*in+j] += s * umag[i*r+k] * math.Abs(float64(x[i*in+j]))
+				dAMag[k*in+j] += s * umag[i*r+k] * reftest.Abs(float64(x[i*in+j]))
 			}
 		}
 	}
@@ -157,7 +162,7 @@ func checkBackwardXG(t *testing.T, rng *rand.Rand, w Mat, wv, x, g []float32, n,
 		for k := range r {
 			for i := range n {
 				dBWant[o*r+k] += s * float64(g[i*out+o]) * tt[i*r+k]
-				dBMag[o*r+k] += s * math.Abs(float64(g[i*out+o])) * tmag[i*r+k]
+				dBMag[o*r+k] += s * reftest.Abs(float64(g[i*out+o])) * tmag[i*r+k]
 			}
 		}
 	}
@@ -260,7 +265,7 @@ func TestSplit(t *testing.T) {
 		big := newHalfW(rng, dt, 700, 700, 1)
 		var mx float32
 		for _, v := range big.val {
-			mx = max(mx, float32(math.Abs(float64(v))))
+			mx = max(mx, float32(reftest.Abs(float64(v))))
 		}
 		big.bits[len(big.bits)-1] = narrow1(dt, -2*mx)
 		if got := absMaxHalf(big.bits, dt); got != 2*mx {
@@ -291,7 +296,7 @@ func TestSplit(t *testing.T) {
 	f32 := randF32(rng, 700*700, 1)
 	var mx float32
 	for _, v := range f32 {
-		mx = max(mx, float32(math.Abs(float64(v))))
+		mx = max(mx, float32(reftest.Abs(float64(v))))
 	}
 	f32[len(f32)-1] = -2 * mx
 	if got := AbsMax(Mat{Rows: 700, Cols: 700, Type: F32, F32: f32}); got != 2*mx {

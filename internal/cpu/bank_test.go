@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/golora/lora/internal/reftest"
 )
 
 // TestBankRowsProduct checks the loop of small products against a float64
@@ -33,9 +35,9 @@ func TestBankRowsProduct(t *testing.T) {
 				for c := range sh.in {
 					p := float64(x[i*sh.in+c]) * float64(w[j*sh.in+c])
 					sum += p
-					mag += math.Abs(p)
+					mag += reftest.Abs(p)
 				}
-				if d := math.Abs(float64(y[i*sh.out+j]) - sum); !(d <= 2*float64(sh.in)*0x1p-24*mag) {
+				if d := reftest.Abs(float64(y[i*sh.out+j]) - sum); !(d <= 2*float64(sh.in)*0x1p-24*mag) {
 					t.Fatalf("%v: y[%d,%d] = %g, want %g", sh, i, j, y[i*sh.out+j], sum)
 				}
 			}
@@ -117,7 +119,7 @@ func TestBankExpand(t *testing.T) {
 	BankExpand(y, x, in, out, perm, groups)
 	for i, id := range ids {
 		for j := range out {
-			want, mag := float64(y0[i*out+j]), math.Abs(float64(y0[i*out+j]))
+			want, mag := float64(y0[i*out+j]), reftest.Abs(float64(y0[i*out+j]))
 			if id >= 0 {
 				r, s := ranks[id], float64(id)+0.5
 				for k := range r {
@@ -125,13 +127,13 @@ func TestBankExpand(t *testing.T) {
 					for c := range in {
 						p := float64(x[i*in+c]) * float64(as[id][k*in+c])
 						tk += p
-						tm += math.Abs(p)
+						tm += reftest.Abs(p)
 					}
 					want += s * tk * float64(bs[id][j*r+k])
-					mag += s * tm * math.Abs(float64(bs[id][j*r+k]))
+					mag += s * tm * reftest.Abs(float64(bs[id][j*r+k]))
 				}
 			}
-			if d := math.Abs(float64(y[i*out+j]) - want); !(d <= accTol(in+10)*mag) {
+			if d := reftest.Abs(float64(y[i*out+j]) - want); !(d <= accTol(in+10)*mag) {
 				t.Fatalf("row %d (adapter %d): y[%d] = %g, want %g", i, id, j, y[i*out+j], want)
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"testing"
 	"unsafe"
+
+	"github.com/golora/lora/internal/reftest"
 )
 
 // Tests of the bf16 product (gemm_bf16.go): its kernels against their
@@ -122,6 +124,10 @@ func TestBF16Tiles(t *testing.T) {
 // tilesRef returns the float64 reference of the tiles of C that the bf16
 // kernels compute, and the sums of the magnitudes: c[tile, o, r] = c0
 // (when acc) + Σₖ a(ti, o, k)·b, b as x's panels (ldb apart) hold it.
+// (No race instrumentation: a float64 reference on one goroutine, as
+// reftest's oracle.)
+//
+//go:norace
 func tilesRef(mt, nt, k32 int, a func(ti, o, k int) float32, bval []float32, ldb int, c0 []float32, acc bool) (want, mag []float64) {
 	want = make([]float64, len(c0))
 	mag = make([]float64, len(c0))
@@ -131,12 +137,12 @@ func tilesRef(mt, nt, k32 int, a func(ti, o, k int) float32, bval []float32, ldb
 				for r := range 16 {
 					e := (ti*nt+tj)*256 + 16*o + r
 					if acc {
-						want[e], mag[e] = float64(c0[e]), math.Abs(float64(c0[e]))
+						want[e], mag[e] = float64(c0[e]), reftest.Abs(float64(c0[e]))
 					}
 					for k := range 32 * k32 {
 						v := float64(a(ti, o, k)) * float64(bval[tj*ldb+k/2*32+2*r+k%2])
 						want[e] += v
-						mag[e] += math.Abs(v)
+						mag[e] += reftest.Abs(v)
 					}
 				}
 			}
@@ -552,7 +558,7 @@ func TestBF16ProductSpecial(t *testing.T) {
 	bad := 0
 	for i, g := range y {
 		cw, cg := class(want[i]), class(float64(g))
-		if cw != cg || cw == 3 && math.Abs(float64(g)-want[i]) > accTol(in)*mag[i]+1e-30 {
+		if cw != cg || cw == 3 && reftest.Abs(float64(g)-want[i]) > accTol(in)*mag[i]+1e-30 {
 			if bad < 3 {
 				t.Errorf("y[%d, %d] = %v, want %v", i/out, i%out, g, want[i])
 			}

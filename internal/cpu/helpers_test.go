@@ -56,6 +56,10 @@ func refNT(a, b []float32, m, nc, k int) (c, mag []float64) {
 }
 
 // refNN returns c = a·b (a m×k, b k×nc) in float64 and Σ|a||b| per element.
+// (No race instrumentation: a float64 reference on one goroutine, as
+// reftest's oracle.)
+//
+//go:norace
 func refNN(a, b []float32, m, nc, k int) (c, mag []float64) {
 	c, mag = make([]float64, m*nc), make([]float64, m*nc)
 	for i := range m {
@@ -63,7 +67,7 @@ func refNN(a, b []float32, m, nc, k int) (c, mag []float64) {
 			for j := range nc {
 				v := float64(a[i*k+p]) * float64(b[p*nc+j])
 				c[i*nc+j] += v
-				mag[i*nc+j] += math.Abs(v)
+				mag[i*nc+j] += reftest.Abs(v)
 			}
 		}
 	}
@@ -101,12 +105,12 @@ func checkBlock6(t *testing.T, what string, c, old []float32, ldc, cols, k int, 
 			}
 			var want, mag float64
 			if acc {
-				want, mag = float64(old[i*ldc+j]), math.Abs(float64(old[i*ldc+j]))
+				want, mag = float64(old[i*ldc+j]), reftest.Abs(float64(old[i*ldc+j]))
 			}
 			for p := range k {
 				v := float64(a(i, p)) * float64(b(p, j))
 				want += v
-				mag += math.Abs(v)
+				mag += reftest.Abs(v)
 			}
 			within(t, fmt.Sprintf("%s c[%d,%d]", what, i, j), []float32{got}, []float64{want}, []float64{mag}, accTol(k+1))
 		}

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/golora/lora/internal/reftest"
 )
 
 // Tests of each kernel on its own, the assembly where the processor has it
@@ -50,9 +52,9 @@ func TestGemv4(t *testing.T) {
 					for j := range n {
 						p := float64(x[j]) * float64(wv[q*ldw+j])
 						want += p
-						mag += math.Abs(p)
+						mag += reftest.Abs(p)
 					}
-					if d := math.Abs(float64(y[q]) - want); !(d <= accTol(n)*mag) {
+					if d := reftest.Abs(float64(y[q]) - want); !(d <= accTol(n)*mag) {
 						t.Fatalf("n=%d: y[%d] = %g, want %g", n, q, y[q], want)
 					}
 				}
@@ -92,9 +94,9 @@ func TestGemv4x4(t *testing.T) {
 				for j := range n {
 					v := float64(x[p*ldx+j]) * float64(w[q*ldw+j])
 					want += v
-					mag += math.Abs(v)
+					mag += reftest.Abs(v)
 				}
-				if d := math.Abs(float64(y[4*p+q]) - want); !(d <= accTol(n)*mag) {
+				if d := reftest.Abs(float64(y[4*p+q]) - want); !(d <= accTol(n)*mag) {
 					t.Fatalf("n=%d: y[%d] = %g, want %g", n, 4*p+q, y[4*p+q], want)
 				}
 			}
@@ -154,11 +156,11 @@ func TestRankRowKernels(t *testing.T) {
 						widenHalf(dt, dst, dbits)
 					}
 					for j := range n {
-						want, mag := float64(d0[j]), math.Abs(float64(d0[j]))
+						want, mag := float64(d0[j]), reftest.Abs(float64(d0[j]))
 						for k := range r {
 							p := float64(coef[k]) * float64(a[k*lda+j])
 							want += p
-							mag += math.Abs(p)
+							mag += reftest.Abs(p)
 						}
 						tol := accTol(r + 1)
 						if half {
@@ -167,7 +169,7 @@ func TestRankRowKernels(t *testing.T) {
 							// smallest subnormal's half.
 							tol += map[Type]float64{F16: 0x1p-11, BF16: 0x1p-8}[dt]
 						}
-						if d := math.Abs(float64(dst[j]) - want); !(d <= tol*mag+0x1p-24) {
+						if d := reftest.Abs(float64(dst[j]) - want); !(d <= tol*mag+0x1p-24) {
 							t.Fatalf("r=%d n=%d: dst[%d] = %g, want %g", r, n, j, dst[j], want)
 						}
 					}
@@ -284,9 +286,9 @@ func TestGemv4NF4(t *testing.T) {
 							for j := range n {
 								p := float64(x[j]) * float64(vals[flat0+q*ldw+j])
 								want += p
-								mag += math.Abs(p)
+								mag += reftest.Abs(p)
 							}
-							if d := math.Abs(float64(y[q]) - want); !(d <= accTol(n)*mag) {
+							if d := reftest.Abs(float64(y[q]) - want); !(d <= accTol(n)*mag) {
 								t.Fatalf("block %d, n %d, ldw %d: y[%d] = %g, want %g", block, n, ldw, q, y[q], want)
 							}
 						}

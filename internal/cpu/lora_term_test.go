@@ -2,10 +2,11 @@ package cpu
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"runtime"
 	"testing"
+
+	"github.com/golora/lora/internal/reftest"
 )
 
 // checkForwardX runs Forward on w (values wv) with x given (n rows),
@@ -108,7 +109,7 @@ func TestForwardBF16(t *testing.T) {
 		t.Helper()
 		for i, h := range y {
 			e := accTol(k) * mag[i]
-			if d := math.Abs(float64(widen1(BF16, h)) - want[i]); !(d <= e+0x1p-8*(math.Abs(want[i])+e)) {
+			if d := reftest.Abs(float64(widen1(BF16, h)) - want[i]); !(d <= e+0x1p-8*(reftest.Abs(want[i])+e)) {
 				t.Errorf("%s: y[%d] = %g, want %g", what, i, widen1(BF16, h), want[i])
 				return
 			}

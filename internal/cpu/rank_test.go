@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/golora/lora/internal/reftest"
 )
 
 // TestRankRow checks both forms of rankRow (assembly where the processor
@@ -41,14 +43,14 @@ func TestRankRow(t *testing.T) {
 				f(dst[:n], a, coef, lda)
 				delta := make([]float64, n)
 				for j := 0; j < n; j++ {
-					want, mag := float64(orig[j]), math.Abs(float64(orig[j]))
+					want, mag := float64(orig[j]), reftest.Abs(float64(orig[j]))
 					for k := 0; k < r; k++ {
 						p := float64(coef[k]) * float64(a[k*lda+j])
 						delta[j] += p
-						mag += math.Abs(p)
+						mag += reftest.Abs(p)
 					}
 					want += delta[j]
-					if d := math.Abs(float64(dst[j]) - want); d > 2*float64(r+1)*0x1p-24*mag {
+					if d := reftest.Abs(float64(dst[j]) - want); d > 2*float64(r+1)*0x1p-24*mag {
 						t.Fatalf("%s r=%d n=%d: dst[%d] = %g, want %g", name, r, n, j, dst[j], want)
 					}
 				}
@@ -59,8 +61,8 @@ func TestRankRow(t *testing.T) {
 				for j := 0; j < n; j++ {
 					// One rounding of w + d, one of (w + d) − d: within two ulps
 					// of max(|w|, |d|), an ulp being 2⁻²³ of the binade.
-					big := math.Max(math.Abs(float64(orig[j])), math.Abs(delta[j]))
-					if d := math.Abs(float64(dst[j]) - float64(orig[j])); d > 2*0x1p-23*big {
+					big := math.Max(reftest.Abs(float64(orig[j])), reftest.Abs(delta[j]))
+					if d := reftest.Abs(float64(dst[j]) - float64(orig[j])); d > 2*0x1p-23*big {
 						t.Fatalf("%s r=%d n=%d: dst[%d] = %g after taking back, was %g", name, r, n, j, dst[j], orig[j])
 					}
 				}
@@ -96,7 +98,7 @@ func TestAbsMaxHalf(t *testing.T) {
 			h := newHalfW(rng, dt, 1, size, 1)
 			var want float32
 			for _, v := range h.val {
-				want = max(want, float32(math.Abs(float64(v))))
+				want = max(want, float32(reftest.Abs(float64(v))))
 			}
 			if got := absMaxHalf(h.bits, dt); got != want {
 				t.Fatalf("%v size %d: AbsMax %g, want %g", dt, size, got, want)
@@ -287,14 +289,14 @@ func TestRankUpdateF32(t *testing.T) {
 			}
 			rankRow(ref[i*c.in:(i+1)*c.in], a, cb, c.in)
 			for j := range c.in {
-				want, mag := float64(orig[i*c.in+j]), math.Abs(float64(orig[i*c.in+j]))
+				want, mag := float64(orig[i*c.in+j]), reftest.Abs(float64(orig[i*c.in+j]))
 				for k := range c.r {
 					p := float64(cb[k]) * float64(a[k*c.in+j])
 					delta[i*c.in+j] += p
-					mag += math.Abs(p)
+					mag += reftest.Abs(p)
 				}
 				want += delta[i*c.in+j]
-				if d := math.Abs(float64(w[i*c.in+j]) - want); d > 2*float64(c.r+1)*0x1p-24*mag {
+				if d := reftest.Abs(float64(w[i*c.in+j]) - want); d > 2*float64(c.r+1)*0x1p-24*mag {
 					t.Fatalf("%d×%d r=%d: W[%d,%d] = %g, want %g", c.out, c.in, c.r, i, j, w[i*c.in+j], want)
 				}
 				if w[i*c.in+j] != ref[i*c.in+j] {
@@ -304,8 +306,8 @@ func TestRankUpdateF32(t *testing.T) {
 		}
 		RankUpdate(Mat{Rows: c.out, Cols: c.in, Type: F32, F32: w}, a, b, c.r, -coef)
 		for i, v := range w {
-			big := math.Max(math.Abs(float64(orig[i])), math.Abs(delta[i]))
-			if d := math.Abs(float64(v) - float64(orig[i])); d > 2*0x1p-23*big {
+			big := math.Max(reftest.Abs(float64(orig[i])), reftest.Abs(delta[i]))
+			if d := reftest.Abs(float64(v) - float64(orig[i])); d > 2*0x1p-23*big {
 				t.Fatalf("%d×%d r=%d: W[%d] = %g after taking back, was %g", c.out, c.in, c.r, i, v, orig[i])
 			}
 		}
@@ -314,7 +316,7 @@ func TestRankUpdateF32(t *testing.T) {
 		RankUpdate(Mat{Rows: c.out, Cols: c.in, Type: F32, F32: w}, a, b, c.r, coef)
 		var big float32
 		for _, v := range w {
-			big = max(big, float32(math.Abs(float64(v))))
+			big = max(big, float32(reftest.Abs(float64(v))))
 		}
 		copy(w, orig)
 		m := Mat{Rows: c.out, Cols: c.in, Type: F32, F32: w}

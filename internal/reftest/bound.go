@@ -39,7 +39,7 @@ func Check(t testing.TB, what string, got []float32, want []float64, bound func(
 	bad := 0
 	for i := range got {
 		b := bound(i)
-		if d := math.Abs(float64(got[i]) - want[i]); !(d <= b) {
+		if d := Abs(float64(got[i]) - want[i]); !(d <= b) {
 			if bad < 3 {
 				t.Errorf("%s[%d] = %g, want %g (error %.3g, bound %.3g)", what, i, got[i], want[i], d, b)
 			}
@@ -67,3 +67,10 @@ func Rounded(t testing.TB, what string, f Format, got []float32, want, mag []flo
 	t.Helper()
 	Check(t, what+" ("+f.Name+")", got, want, func(i int) float64 { return Tol(f, want[i], gam*mag[i]) })
 }
+
+// Abs is math.Abs, |v|, as max(v, −v), for the oracles' and the checks'
+// loops, which take it once per term: math.Abs goes through
+// math.Float64bits, a conversion by unsafe.Pointer that the race build's
+// pointer checks (checkptr) instrument at every call, several times the
+// cost of the product it measures.
+func Abs(v float64) float64 { return max(v, -v) }

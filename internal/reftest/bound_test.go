@@ -69,3 +69,15 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestAbs checks Abs against math.Abs, bit for bit, on zeros of both
+// signs, subnormals, infinities and a NaN (a NaN for a NaN).
+func TestAbs(t *testing.T) {
+	for _, v := range []float64{0, math.Copysign(0, -1), 1.5, -1.5, 5e-324, -1e-310, math.MaxFloat64, -math.MaxFloat64,
+		math.Inf(1), math.Inf(-1), math.NaN()} {
+		got, want := Abs(v), math.Abs(v)
+		if math.Float64bits(got) != math.Float64bits(want) && !(math.IsNaN(got) && math.IsNaN(want)) {
+			t.Errorf("Abs(%g) = %g (%#x), math.Abs: %g (%#x)", v, got, math.Float64bits(got), want, math.Float64bits(want))
+		}
+	}
+}

@@ -4,6 +4,12 @@
 // arithmetic, a comparison against those bounds, and a way to run a test in
 // a process of its own.
 //
+// The oracle's loops are marked //go:norace and take Abs, not math.Abs:
+// they run on one goroutine over operands no other goroutine writes, and
+// under the race detector (make test-cpu) the instrumentation of their
+// reads and of math.Abs's pointer conversion made up most of the time of
+// the tests that call them. The code they check stays instrumented.
+//
 // It is for tests only: no package's non-test code may import it. It imports
 // the standard library only, not package lora, whose own tests import it: it
 // works on slices and plain parameters, and shares no code with what it

@@ -1,9 +1,6 @@
 package reftest
 
-import (
-	"fmt"
-	"math"
-)
+import "fmt"
 
 // Float is the element type of the oracle's operands: float32 as a test
 // passes them in, float64 as it reads them back from a half-precision
@@ -27,6 +24,8 @@ func need[T Float](name string, v []T, n int) {
 // Forward returns y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ in float64, x·Wᵀ alone when a is
 // nil or sh.R is 0, and for each element of y the magnitude
 // Σ|x||W| + |s|·Σₖ(Σ|x||A|)·|B| that bounds its float32 rounding.
+//
+//go:norace
 func Forward[T Float](sh Shape, s float64, x, w, a, b []T) (y, mag []float64) {
 	n, in, out, r := sh.N, sh.In, sh.Out, sh.R
 	if a == nil {
@@ -47,21 +46,21 @@ func Forward[T Float](sh Shape, s float64, x, w, a, b []T) (y, mag []float64) {
 			for c, xv := range xi {
 				p := float64(xv) * float64(a[k*in+c])
 				v += p
-				m += math.Abs(p)
+				m += Abs(p)
 			}
-			t[k], tm[k] = s*v, math.Abs(s)*m
+			t[k], tm[k] = s*v, Abs(s)*m
 		}
 		for j := range out {
 			var v, m float64
 			for c, xv := range xi {
 				p := float64(xv) * float64(w[j*in+c])
 				v += p
-				m += math.Abs(p)
+				m += Abs(p)
 			}
 			for k := range r {
 				bv := float64(b[j*r+k])
 				v += t[k] * bv
-				m += tm[k] * math.Abs(bv)
+				m += tm[k] * Abs(bv)
 			}
 			y[i*out+j], mag[i*out+j] = v, m
 		}
@@ -73,6 +72,8 @@ func Forward[T Float](sh Shape, s float64, x, w, a, b []T) (y, mag []float64) {
 // (GPT-2's, fan_in_fan_out), which is stored In×Out: y = x·W + s·(x·Aᵀ)·Bᵀ
 // with W as stored, A R×In and B Out×R, in float64, x·W alone when a is nil
 // or sh.R is 0, and the magnitudes Σ|x||W| + |s|·Σₖ(Σ|x||A|)·|B|.
+//
+//go:norace
 func Conv1D[T Float](sh Shape, s float64, x, w, a, b []T) (y, mag []float64) {
 	n, in, out, r := sh.N, sh.In, sh.Out, sh.R
 	if a == nil {
@@ -91,7 +92,7 @@ func Conv1D[T Float](sh Shape, s float64, x, w, a, b []T) (y, mag []float64) {
 			for j := range out {
 				p := xv * float64(w[c*out+j])
 				y[i*out+j] += p
-				mag[i*out+j] += math.Abs(p)
+				mag[i*out+j] += Abs(p)
 			}
 		}
 		for k := range r {
@@ -99,12 +100,12 @@ func Conv1D[T Float](sh Shape, s float64, x, w, a, b []T) (y, mag []float64) {
 			for c := range in {
 				p := float64(x[i*in+c]) * float64(a[k*in+c])
 				t += p
-				tm += math.Abs(p)
+				tm += Abs(p)
 			}
 			for j := range out {
 				bv := float64(b[j*r+k])
 				y[i*out+j] += s * t * bv
-				mag[i*out+j] += math.Abs(s) * tm * math.Abs(bv)
+				mag[i*out+j] += Abs(s) * tm * Abs(bv)
 			}
 		}
 	}
@@ -128,6 +129,8 @@ type Grads struct {
 //	dx = dy·W + s·U·A  magnitude Σ|dy||W| + |s|·Σₖ(Σ|dy||B|)·|A|
 //
 // When merged, W holds the merged weight and dx is dy·W alone.
+//
+//go:norace
 func Backward[T Float](sh Shape, s float64, dy, x, w, a, b []T, merged bool) Grads {
 	n, in, out, r := sh.N, sh.In, sh.Out, sh.R
 	need("dy", dy, n*out)
@@ -142,16 +145,16 @@ func Backward[T Float](sh Shape, s float64, dy, x, w, a, b []T, merged bool) Gra
 			for c := range in {
 				p := float64(x[i*in+c]) * float64(a[k*in+c])
 				t[i*r+k] += p
-				tm[i*r+k] += math.Abs(p)
+				tm[i*r+k] += Abs(p)
 			}
 			for j := range out {
 				p := float64(dy[i*out+j]) * float64(b[j*r+k])
 				u[i*r+k] += p
-				um[i*r+k] += math.Abs(p)
+				um[i*r+k] += Abs(p)
 			}
 		}
 	}
-	as := math.Abs(s)
+	as := Abs(s)
 	var g Grads
 	g.DB, g.MagB = make([]float64, out*r), make([]float64, out*r)
 	for j := range out {
@@ -159,7 +162,7 @@ func Backward[T Float](sh Shape, s float64, dy, x, w, a, b []T, merged bool) Gra
 			for i := range n {
 				d := float64(dy[i*out+j])
 				g.DB[j*r+k] += s * d * t[i*r+k]
-				g.MagB[j*r+k] += as * math.Abs(d) * tm[i*r+k]
+				g.MagB[j*r+k] += as * Abs(d) * tm[i*r+k]
 			}
 		}
 	}
@@ -169,7 +172,7 @@ func Backward[T Float](sh Shape, s float64, dy, x, w, a, b []T, merged bool) Gra
 			for i := range n {
 				xv := float64(x[i*in+c])
 				g.DA[k*in+c] += s * u[i*r+k] * xv
-				g.MagA[k*in+c] += as * um[i*r+k] * math.Abs(xv)
+				g.MagA[k*in+c] += as * um[i*r+k] * Abs(xv)
 			}
 		}
 	}
@@ -180,13 +183,13 @@ func Backward[T Float](sh Shape, s float64, dy, x, w, a, b []T, merged bool) Gra
 			for j := range out {
 				p := float64(dy[i*out+j]) * float64(w[j*in+c])
 				v += p
-				m += math.Abs(p)
+				m += Abs(p)
 			}
 			if !merged {
 				for k := range r {
 					av := float64(a[k*in+c])
 					v += s * u[i*r+k] * av
-					m += as * um[i*r+k] * math.Abs(av)
+					m += as * um[i*r+k] * Abs(av)
 				}
 			}
 			g.DX[i*in+c], g.MagX[i*in+c] = v, m
@@ -198,6 +201,8 @@ func Backward[T Float](sh Shape, s float64, dy, x, w, a, b []T, merged bool) Gra
 // Merge returns W + c·B·A in float64 for W out×in, A r×in and B out×r, the
 // update c·B·A alone, and the magnitudes |W| + |c|·Σₖ|B||A| that bound the
 // float32 result's rounding.
+//
+//go:norace
 func Merge[T Float](out, in, r int, c float64, w, a, b []T) (merged, delta, mag []float64) {
 	need("W", w, out*in)
 	need("A", a, r*in)
@@ -209,12 +214,12 @@ func Merge[T Float](out, in, r int, c float64, w, a, b []T) (merged, delta, mag 
 			for k := range r {
 				p := float64(b[i*r+k]) * float64(a[k*in+j])
 				d += p
-				m += math.Abs(p)
+				m += Abs(p)
 			}
 			w0 := float64(w[i*in+j])
 			delta[i*in+j] = c * d
 			merged[i*in+j] = w0 + c*d
-			mag[i*in+j] = math.Abs(w0) + math.Abs(c)*m
+			mag[i*in+j] = Abs(w0) + Abs(c)*m
 		}
 	}
 	return merged, delta, mag
