@@ -151,9 +151,13 @@ test-emu: ## the suite with -tags cudaemu: the CUDA kernels emulated on the CPU
 # once built with -fsanitize=thread (a race between threads of a block that
 # no barrier orders), once with -fsanitize=address,undefined (a read past a
 # buffer, undefined behaviour). Each checks the emulator itself first
-# (harness self; harness race must be caught). LORA_EMU_SEED=N replays the
-# order of blocks and threads of a failure.
+# (harness self; harness race must be caught). Each replay runs in
+# SANITIZE_JOBS shares at once (harness TRACE I/N, by
+# kernels/sanitize/replay.sh), as the emulator runs on one thread.
+# LORA_EMU_SEED=N replays the order of blocks and threads of a failure.
 SANITIZE_CXX := $(CXX) -std=c++20 -O1 -g -pthread
+# The replays run in this many shares at once (kernels/sanitize/replay.sh).
+SANITIZE_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test-sanitize: ## the emulated kernels' traced launches under TSan and ASan/UBSan
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	echo "test-sanitize: tracing the launches of the emulated suite" && \
@@ -169,9 +173,9 @@ test-sanitize: ## the emulated kernels' traced launches under TSan and ASan/UBSa
 	{ if $$tmp/tsan race >$$tmp/race.log 2>&1 || ! grep -q "ThreadSanitizer: data race" $$tmp/race.log; then \
 		cat $$tmp/race.log; echo "test-sanitize: ThreadSanitizer missed the race of emutest_race"; exit 1; fi; } && \
 	echo "test-sanitize: ThreadSanitizer reports the race of emutest_race" && \
-	$$tmp/tsan $$tmp/trace && \
+	sh kernels/sanitize/replay.sh $$tmp/tsan $$tmp/trace $(SANITIZE_JOBS) && \
 	$$tmp/asan self && \
-	$$tmp/asan $$tmp/trace
+	sh kernels/sanitize/replay.sh $$tmp/asan $$tmp/trace $(SANITIZE_JOBS)
 
 # The cuda build without a GPU: installs Debian's CUDA toolkit if nvcc is
 # missing, rebuilds the fatbin and fails if it differs from the committed one,

@@ -22,6 +22,13 @@
 //                   slot table, packed ids, tiles and a permutation built
 //                   here (replay_bank), on buffers of exactly their sizes. The
 //                   sanitizers stop the process at their first report.
+//   harness TRACE I/N
+//                   the share I (0 ≤ I < N) of that replay: its units (a
+//                   kernel's launch, or a Bank kernel's whole run) are
+//                   numbered in the order above and dealt out in turn to N
+//                   processes, so that N of them, run at once, replay the
+//                   whole trace on N cores; share 0 also reports what the
+//                   trace lacks and what is skipped.
 //   harness self    checks the emulator itself: shared memory reads NaN
 //                   until written, blocks run in a random order, and a warp
 //                   collective whose mask names a lane that has returned or
@@ -99,6 +106,14 @@ namespace {
 
 unsigned long long g_seed;
 int g_failures = 0;
+
+// The share of the replay this process runs (harness TRACE I/N), and the
+// units of the replay counted so far.
+int g_share = 0, g_shares = 1;
+long g_unit = 0;
+
+// mine counts a unit of the replay and reports whether it is this share's.
+bool mine() { return g_unit++ % g_shares == g_share; }
 
 void failf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void failf(const char* fmt, ...) {
@@ -472,6 +487,7 @@ int replay_trace(const char* path) {
     if (k.rfind("emutest_", 0) == 0) continue;
     ++kernels;
     if (k.rfind("lora_bank_", 0) == 0) {
+      if (!mine()) continue;
       int total = 0;
       const int ok = replay_bank(k, &total);
       launches += total;
@@ -481,13 +497,15 @@ int replay_trace(const char* path) {
       continue;
     }
     if (!lora_emu::find(k.c_str())->plain) {
-      printf("skip %-22s takes index arrays or structs as input: random buffers cannot drive it\n", k.c_str());
-      ++skipped;
+      if (g_share == 0) {
+        printf("skip %-22s takes index arrays or structs as input: random buffers cannot drive it\n", k.c_str());
+        ++skipped;
+      }
       continue;
     }
     auto it = by.find(k);
     if (it == by.end()) {
-      failf("%s: no launch in the trace %s", k.c_str(), path);
+      if (g_share == 0) failf("%s: no launch in the trace %s", k.c_str(), path);
       continue;
     }
     auto& cs = it->second;
@@ -502,15 +520,23 @@ int replay_trace(const char* path) {
       size_t idx = m == 1 ? 0 : j * (usable - 1) / (m - 1);
       if (pick.empty() || pick.back() != idx) pick.push_back(idx);
     }
-    int ok = 0;
+    int ok = 0, ran = 0;
     for (size_t idx : pick) {
+      if (!mine()) continue;
       ok += replay(cs[idx], 1000 + idx);
-      ++launches;
+      ++ran;
     }
-    printf("%-4s %-22s %d/%zu launches (of %zu traced)\n", ok == static_cast<int>(pick.size()) ? "ok" : "FAIL",
-           k.c_str(), ok, pick.size(), cs.size());
+    if (ran == 0) continue;
+    launches += ran;
+    if (g_shares == 1) {
+      printf("%-4s %-22s %d/%d launches (of %zu traced)\n", ok == ran ? "ok" : "FAIL", k.c_str(), ok, ran, cs.size());
+    } else {
+      printf("%-4s %-22s %d/%d launches (of the %zu picked from %zu traced)\n", ok == ran ? "ok" : "FAIL", k.c_str(),
+             ok, ran, pick.size(), cs.size());
+    }
     fflush(stdout);
   }
+  if (g_shares > 1) printf("share %d of %d: ", g_share, g_shares);
   printf("%d kernels (%d skipped), %d launches, %d failures\n", kernels, skipped, launches, g_failures);
   return g_failures;
 }
@@ -530,6 +556,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (argc == 2) return replay_trace(argv[1]) != 0;
-  fprintf(stderr, "usage: harness TRACE | self | race\n");
+  if (argc == 3) {
+    char* end = nullptr;
+    g_share = static_cast<int>(strtol(argv[2], &end, 10));
+    if (end != argv[2] && *end == '/') {
+      const char* n = end + 1;
+      g_shares = static_cast<int>(strtol(n, &end, 10));
+      if (end != n && *end == 0 && g_shares > 0 && g_share >= 0 && g_share < g_shares) return replay_trace(argv[1]) != 0;
+    }
+    fprintf(stderr, "harness: %s is not a share I/N with 0 <= I < N\n", argv[2]);
+    return 2;
+  }
+  fprintf(stderr, "usage: harness TRACE [I/N] | self | race\n");
   return 2;
 }
