@@ -129,10 +129,15 @@ func bankCases(rng *rand.Rand, in, r int, ns []int) []bankCase {
 }
 
 // bankTable measures every row of the Bank table (n from cfg.bankNs, 16,
-// 64 and 256 when it is empty), printing each to out as it is measured and
-// the steps to progressTo, as the other tables do.
+// 64 and 256 when it is empty; in = out = cfg.bankIn, 4096 when it is
+// zero), printing each to out as it is measured and the steps to
+// progressTo, as the other tables do.
 func bankTable(cfg config, out, progressTo io.Writer) ([]BankRow, error) {
-	const in, r = 4096, 16
+	const r = 16
+	in := cfg.bankIn
+	if in == 0 {
+		in = 4096
+	}
 	ns := cfg.bankNs
 	if len(ns) == 0 {
 		ns = []int{16, 64, 256}

@@ -336,6 +336,7 @@ type config struct {
 	peer                   *peerConfig // nil: no peer
 	nf4                    *nf4Config  // the NF4 table; nil: none
 	bankNs                 []int       // n of the Bank table's rows (-bank)
+	bankIn                 int         // in = out of the Bank table; zero: 4096
 	limits                 bool        // measure the machine's limits (bench/limits.go)
 	// The read pass's buffer and the FMA loop's time per run; zero: the
 	// defaults, limitBytes() and 200 ms.
