@@ -160,14 +160,16 @@ SANITIZE_CXX := $(CXX) -std=c++20 -O1 -g -pthread
 SANITIZE_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test-sanitize: ## the emulated kernels' traced launches under TSan and ASan/UBSan
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
-	echo "test-sanitize: tracing the launches of the emulated suite" && \
-	{ LORA_EMU_TRACE=$$tmp/trace CGO_CXXFLAGS="-O2 -g -DLORA_KERNEL_DIGEST=$(KERNEL_DIGEST)" \
-		$(GO) test -count=1 -tags cudaemu ./cuda . >$$tmp/go.log 2>&1 || { cat $$tmp/go.log; exit 1; }; } && \
-	echo "test-sanitize: building the harness with -fsanitize=thread and -fsanitize=address,undefined" && \
-	{ $(SANITIZE_CXX) -fsanitize=thread -o $$tmp/tsan kernels/sanitize/harness.cc & pid=$$!; \
+	echo "test-sanitize: tracing the launches of the emulated suite, building the harness with" \
+		"-fsanitize=thread and -fsanitize=address,undefined meanwhile" && \
+	{ $(SANITIZE_CXX) -fsanitize=thread -o $$tmp/tsan kernels/sanitize/harness.cc & tpid=$$!; \
 	  $(SANITIZE_CXX) -fsanitize=address,undefined -fno-sanitize-recover=all \
-		-fsanitize-sections=lora_emu_shared -o $$tmp/asan kernels/sanitize/harness.cc; rc=$$?; \
-	  wait $$pid && [ $$rc = 0 ]; } && \
+		-fsanitize-sections=lora_emu_shared -o $$tmp/asan kernels/sanitize/harness.cc & apid=$$!; \
+	  LORA_EMU_TRACE=$$tmp/trace CGO_CXXFLAGS="-O2 -g -DLORA_KERNEL_DIGEST=$(KERNEL_DIGEST)" \
+		$(GO) test -count=1 -tags cudaemu ./cuda . >$$tmp/go.log 2>&1; grc=$$?; \
+	  wait $$tpid; trc=$$?; wait $$apid; arc=$$?; \
+	  [ $$grc = 0 ] || { cat $$tmp/go.log; echo "test-sanitize: the traced suite failed"; exit 1; }; \
+	  [ $$trc = 0 ] && [ $$arc = 0 ] || { echo "test-sanitize: the harness did not build"; exit 1; }; } && \
 	export TSAN_OPTIONS=halt_on_error=1 ASAN_OPTIONS=halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 && \
 	$$tmp/tsan self && \
 	{ if $$tmp/tsan race >$$tmp/race.log 2>&1 || ! grep -q "ThreadSanitizer: data race" $$tmp/race.log; then \
