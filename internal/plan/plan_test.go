@@ -817,7 +817,11 @@ func TestMMAPlanIsCheapest(t *testing.T) {
 // records the tensor-core tile it chose in chosen.
 func checkCheapest(t *testing.T, d Device, n, in, out, r int, ty Types, eligible bool, chosen map[string]bool) {
 	t.Helper()
-	what := fmt.Sprintf("%s n=%d in=%d out=%d r=%d W=%v x=%v y=%v", d.Name, n, in, out, r, ty.W, ty.X, ty.Y)
+	// The forward's name, formed only for a failure: the test checks
+	// over a million forwards.
+	what := func() string {
+		return fmt.Sprintf("%s n=%d in=%d out=%d r=%d W=%v x=%v y=%v", d.Name, n, in, out, r, ty.W, ty.X, ty.Y)
+	}
 	f := ForwardPlanOf(d, n, in, out, r, ty)
 	c := ForwardCandidates(d, n, in, out, r, ty)
 	least, other := math.Inf(1), math.Inf(1)
@@ -833,36 +837,36 @@ func checkCheapest(t *testing.T, d Device, n, in, out, r int, ty Types, eligible
 		fused = fused || g.Fused && g.Main.TileM > 0
 	}
 	if f.Time(d) != least {
-		t.Fatalf("%s: the plan on %s takes %.4g s, the cheapest candidate %.4g s", what, f.Main.Kernel.Name, f.Time(d), least)
+		t.Fatalf("%s: the plan on %s takes %.4g s, the cheapest candidate %.4g s", what(), f.Main.Kernel.Name, f.Time(d), least)
 	}
 	if n <= SmallNMax || !eligible {
 		if mma != nil || f.MMA || n <= SmallNMax && len(c) != 1 {
-			t.Fatalf("%s: %d candidates, tensor cores %v", what, len(c), f.MMA)
+			t.Fatalf("%s: %d candidates, tensor cores %v", what(), len(c), f.MMA)
 		}
 		return
 	}
 	if len(mma) != len(MMATiles) || !fused {
-		t.Fatalf("%s: %d tensor-core candidates, the m-tiles %v", what, len(mma), fused)
+		t.Fatalf("%s: %d tensor-core candidates, the m-tiles %v", what(), len(mma), fused)
 	}
 	least = math.Inf(1)
 	for i, tile := range MMATiles {
 		m := mma[i].Main
 		if m.Kernel.Name != tile.Kernel.Name+ty.W.suffix() || m.Grid != [3]int{ceilDiv(n, tile.BM), ceilDiv(out, tile.BN), 1} ||
 			m.TileM != tile.BM || m.TensorFlops != 2*float64(n)*float64(out)*float64(in) || m.TensorRate != tile.Rate() {
-			t.Fatalf("%s: tensor-core candidate %s on grid %v with %g FLOPs at %g of the rate", what, m.Kernel.Name, m.Grid,
+			t.Fatalf("%s: tensor-core candidate %s on grid %v with %g FLOPs at %g of the rate", what(), m.Kernel.Name, m.Grid,
 				m.TensorFlops, m.TensorRate)
 		}
 		least = min(least, mma[i].Time(d))
 	}
 	if least < other && !f.MMA {
-		t.Fatalf("%s: the tensor cores take %.4g s, the plan on %s %.4g s", what, least, f.Main.Kernel.Name, f.Time(d))
+		t.Fatalf("%s: the tensor cores take %.4g s, the plan on %s %.4g s", what(), least, f.Main.Kernel.Name, f.Time(d))
 	}
 	if f.MMA {
 		chosen[strings.TrimSuffix(f.Main.Kernel.Name, ty.W.suffix())] = true
 		// A smaller tile only where the last wave of 128×128 tiles is partial.
 		if big := mma[0].Main; f.Main.Kernel.Name != big.Kernel.Name {
 			if w := big.Waves(d); w == math.Ceil(w) {
-				t.Fatalf("%s: %s chosen where the 128×128 tiles make %g full waves", what, f.Main.Kernel.Name, w)
+				t.Fatalf("%s: %s chosen where the 128×128 tiles make %g full waves", what(), f.Main.Kernel.Name, w)
 			}
 		}
 	}
